@@ -1,0 +1,159 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+
+	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+
+	"github.com/shrink-ml/shrink/pipeline"
+	"github.com/shrink-ml/shrink/stages"
+	_ "github.com/shrink-ml/shrink/stages/all"
+)
+
+// Exit codes, as the spec gives them.
+const (
+	exitOK      = 0
+	exitFailed  = 1 // a stage failed at run time (or another run-time error)
+	exitInvalid = 2 // bad usage or an invalid recipe: nothing was run
+)
+
+// usageError marks errors that mean "bad usage" (exit 2).
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
+// app is one invocation's shared state.
+type app struct {
+	stdin          io.Reader
+	stdout, stderr io.Writer
+	registry       *stages.Registry
+
+	logFormat      string
+	quiet, verbose bool
+	log            zerolog.Logger
+	tty            bool // stderr is a terminal: progress bars
+	bar            *progressBar
+}
+
+// Main runs the CLI and returns the exit code.
+func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, registry: stages.Default}
+	root := a.rootCommand()
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	var ds pipeline.Diagnostics
+	switch {
+	case errors.As(err, &ds):
+		fmt.Fprintln(stderr, ds.Error())
+		fmt.Fprintf(stderr, "%d problem(s); nothing was run\n", len(ds))
+		return exitInvalid
+	case errors.As(err, new(usageError)), isCobraUsage(err):
+		fmt.Fprintf(stderr, "shrink: %v\n", err)
+		fmt.Fprintln(stderr, "Run 'shrink --help' for usage.")
+		return exitInvalid
+	case errors.Is(err, errAlreadyReported):
+		return exitFailed
+	}
+	fmt.Fprintf(stderr, "shrink: %v\n", err)
+	return exitFailed
+}
+
+// errAlreadyReported means the command printed its own failure.
+var errAlreadyReported = errors.New("failed")
+
+// isCobraUsage recognizes cobra's own argument and flag errors.
+func isCobraUsage(err error) bool {
+	msg := err.Error()
+	for _, p := range []string{"unknown flag", "unknown shorthand", "unknown command", "accepts ", "requires at least", "flag needs an argument", "invalid argument", "required flag"} {
+		if strings.Contains(msg, p) {
+			return true
+		}
+	}
+	return false
+}
+
+func (a *app) rootCommand() *cobra.Command {
+	root := &cobra.Command{
+		Use:   "shrink",
+		Short: "Make neural networks smaller and faster with declarative YAML recipes",
+		Long: `shrink runs compression recipes: YAML files describing a DAG of stages
+(train, prune, quantize, qat, lowrank, distill, select) over a model. Every stage
+writes a safetensors checkpoint; a stage whose inputs did not change is never run
+twice, and a crash loses nothing.
+
+Start with:
+  shrink run recipes/quickstart.yaml       train LeNet-300-100 on MNIST
+  shrink plan recipes/quickstart.yaml      what would run, and why
+  shrink validate recipes/*.yaml           check recipes without running them
+  shrink inspect runs/quickstart/train/model.safetensors
+
+Recipes are documented in docs/RECIPES.md; 'shrink schema' prints their JSON Schema.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, args []string) error {
+			return a.setupLogging()
+		},
+	}
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
+	pf := root.PersistentFlags()
+	pf.StringVar(&a.logFormat, "log-format", "console", "log format: console (readable) or json (one object per line)")
+	pf.BoolVarP(&a.quiet, "quiet", "q", false, "only warnings and errors; no progress bars")
+	pf.BoolVarP(&a.verbose, "verbose", "v", false, "debug logging")
+	root.AddCommand(a.runCommand(), a.planCommand(), a.validateCommand(), a.inspectCommand(), a.evalCommand(), a.schemaCommand())
+	return root
+}
+
+func (a *app) setupLogging() error {
+	level := zerolog.InfoLevel
+	switch {
+	case a.quiet && a.verbose:
+		return usagef("--quiet and --verbose contradict each other")
+	case a.quiet:
+		level = zerolog.WarnLevel
+	case a.verbose:
+		level = zerolog.DebugLevel
+	}
+	if f, ok := a.stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
+		a.tty = true
+	}
+	var w io.Writer
+	switch a.logFormat {
+	case "json":
+		w = a.stderr
+	case "console":
+		a.bar = &progressBar{out: a.stderr, enabled: a.tty && !a.quiet}
+		w = zerolog.ConsoleWriter{Out: a.bar, NoColor: !a.tty, TimeFormat: "15:04:05"}
+	default:
+		return usagef("--log-format must be console or json, not %q", a.logFormat)
+	}
+	a.log = zerolog.New(w).Level(level).With().Timestamp().Logger()
+	return nil
+}
+
+// loadRecipe loads and validates a recipe with the command's overrides.
+func (a *app) loadRecipe(path string, sets []string) (*pipeline.Recipe, error) {
+	r, err := pipeline.Load(path, a.registry, pipeline.Options{Sets: sets, Env: os.Environ()})
+	if err != nil && !pipeline.IsDiagnostics(err) {
+		return nil, usageError{err}
+	}
+	return r, err
+}

@@ -1,0 +1,380 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"sort"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/shrink-ml/shrink/checkpoint"
+	"github.com/shrink-ml/shrink/data"
+	"github.com/shrink-ml/shrink/model"
+	"github.com/shrink-ml/shrink/pipeline"
+	"github.com/shrink-ml/shrink/runner"
+	"github.com/shrink-ml/shrink/schemas"
+)
+
+// runFlags are the flags run and plan share.
+type runFlags struct {
+	runDir, cacheDir string
+	sets             []string
+	force            bool
+	from, only       string
+	jobs             int
+}
+
+func (f *runFlags) register(cmd *cobra.Command, full bool) {
+	fs := cmd.Flags()
+	fs.StringVar(&f.runDir, "run-dir", "", "the run folder (default runs/<recipe name>)")
+	fs.StringArrayVar(&f.sets, "set", nil, "override a recipe key, e.g. --set stages.prune.amount=0.5 (repeatable; values are YAML)")
+	fs.StringVar(&f.cacheDir, "cache-dir", "", "where stage results are stored by key, shareable between runs (default <run-dir>/.shrink/store)")
+	fs.BoolVar(&f.force, "force", false, "run every stage, even those whose results are stored")
+	fs.StringVar(&f.from, "from", "", "run this stage and every stage after it, even if stored")
+	fs.StringVar(&f.only, "only", "", "run just this stage; its inputs must already be stored")
+	if full {
+		fs.IntVar(&f.jobs, "jobs", 1, "independent stages to run at once")
+	}
+}
+
+func (a *app) newRunner(recipe *pipeline.Recipe, f *runFlags) *runner.Runner {
+	opt := runner.Options{RunDir: f.runDir, CacheDir: f.cacheDir, Force: f.force, From: f.from, Only: f.only,
+		Jobs: f.jobs, Sets: f.sets, Log: a.log}
+	if a.bar != nil && a.bar.enabled {
+		opt.Progress = a.bar.sink
+	}
+	return runner.New(a.registry, recipe, opt)
+}
+
+func (a *app) runCommand() *cobra.Command {
+	var f runFlags
+	cmd := &cobra.Command{
+		Use:   "run RECIPE",
+		Short: "Run a recipe's stages, reusing every stored result",
+		Long: `Run the recipe's DAG: each stage in dependency order, writing
+<run-dir>/<stage>/model.safetensors and metrics.json, and run.json for the run.
+
+A stage whose key (its config, its inputs' checksums, the data, the seed) is
+stored already is not run again: rerunning an unchanged recipe runs nothing,
+and changing one stage reruns it and what depends on it, never what comes before.
+Training saves its state after every epoch, so an interrupted run resumes where it
+stopped. Exit status: 0 success, 1 a stage failed, 2 an invalid recipe (nothing ran).`,
+		Example: `  shrink run recipes/quickstart.yaml
+  shrink run recipes/lenet300-compress.yaml --set stages.prune.amount=0.8
+  shrink run recipes/lenet300-compress.yaml --from prune`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			recipe, err := a.loadRecipe(args[0], f.sets)
+			if err != nil {
+				return err
+			}
+			r := a.newRunner(recipe, &f)
+			man, err := r.Run(cmd.Context())
+			a.bar.clear()
+			if man != nil {
+				a.summarize(man, r.RunDir())
+			}
+			if errors.Is(err, runner.ErrStageFailed) {
+				return errAlreadyReported
+			}
+			return err
+		},
+	}
+	f.register(cmd, true)
+	return cmd
+}
+
+// summarize prints the run's outcome per stage on stdout.
+func (a *app) summarize(man *runner.Manifest, runDir string) {
+	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "STAGE\tSTATUS\tACCURACY\tPARAMS\tNONZERO\tSIZE\tSECONDS")
+	for _, s := range man.Stages {
+		acc, params, nz, size := "-", "-", "-", "-"
+		if v, ok := s.Metrics["accuracy"].(float64); ok {
+			acc = fmt.Sprintf("%.4f", v)
+		}
+		if v, ok := number(s.Metrics["params_total"]); ok {
+			params = fmt.Sprint(v)
+		}
+		if v, ok := number(s.Metrics["params_nonzero"]); ok {
+			nz = fmt.Sprint(v)
+		}
+		if v, ok := number(s.Metrics["size_bytes"]); ok {
+			size = humanBytes(v)
+		}
+		status := s.Status
+		if s.Error != "" {
+			status += ": " + s.Error
+		} else if s.Status == "skipped" {
+			status += " (" + s.Reason + ")"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%.1f\n", s.ID, status, acc, params, nz, size, s.Seconds)
+	}
+	tw.Flush()
+	fmt.Fprintf(a.stdout, "run folder: %s (%s)\n", runDir, man.Status)
+}
+
+func number(v any) (int64, bool) {
+	switch x := v.(type) {
+	case float64:
+		return int64(x), true
+	case int:
+		return int64(x), true
+	case int64:
+		return x, true
+	}
+	return 0, false
+}
+
+func humanBytes(n int64) string {
+	switch {
+	case n >= 1<<20:
+		return fmt.Sprintf("%.2f MB", float64(n)/(1<<20))
+	case n >= 1<<10:
+		return fmt.Sprintf("%.1f KB", float64(n)/(1<<10))
+	}
+	return fmt.Sprintf("%d B", n)
+}
+
+func (a *app) planCommand() *cobra.Command {
+	var f runFlags
+	var format string
+	cmd := &cobra.Command{
+		Use:   "plan RECIPE",
+		Short: "Show the stages in run order, and which would run and why",
+		Long: `Print every stage of the expanded DAG in run order with 'cached' (its stored
+result will be reused) or 'run' and the reason: first run, which keys changed,
+which input changed, a missing or corrupt checkpoint, or a flag. Nothing is run.
+A stage after one that runs is shown as 'run': plan assumes its input changes.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			recipe, err := a.loadRecipe(args[0], f.sets)
+			if err != nil {
+				return err
+			}
+			items, err := a.newRunner(recipe, &f).Plan()
+			if err != nil {
+				return err
+			}
+			if format == "json" {
+				type row struct {
+					ID     string   `json:"id"`
+					Type   string   `json:"type"`
+					Status string   `json:"status"`
+					Reason string   `json:"reason,omitempty"`
+					Key    string   `json:"key,omitempty"`
+					Needs  []string `json:"needs,omitempty"`
+				}
+				var rows []row
+				for _, it := range items {
+					rows = append(rows, row{it.Stage.ID, it.Stage.Type, it.Status, it.Reason, it.Key, it.Stage.Deps()})
+				}
+				enc := json.NewEncoder(a.stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(rows)
+			}
+			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "STAGE\tTYPE\tSTATUS\tWHY")
+			for _, it := range items {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", it.Stage.ID, it.Stage.Type, it.Status, it.Reason)
+			}
+			return tw.Flush()
+		},
+	}
+	f.register(cmd, false)
+	cmd.Flags().StringVar(&format, "format", "text", "text or json")
+	return cmd
+}
+
+func (a *app) validateCommand() *cobra.Command {
+	var sets []string
+	cmd := &cobra.Command{
+		Use:   "validate RECIPE...",
+		Short: "Check recipes against the schema and the DAG rules",
+		Long: `Check each recipe without running anything: the JSON Schema (unknown keys,
+wrong types, out-of-range values, unknown stage types), every stage's own rules,
+stage references and cycles. Every problem is printed as FILE:LINE:COL: message,
+sorted, all at once. Exit status 2 if any recipe has a problem.`,
+		Example: "  shrink validate recipes/*.yaml",
+		Args:    cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var all pipeline.Diagnostics
+			for _, path := range args {
+				_, err := a.loadRecipe(path, sets)
+				var ds pipeline.Diagnostics
+				switch {
+				case errors.As(err, &ds):
+					all = append(all, ds...)
+				case err != nil:
+					return err
+				default:
+					fmt.Fprintf(a.stdout, "%s: ok\n", path)
+				}
+			}
+			if len(all) > 0 {
+				return all
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringArrayVar(&sets, "set", nil, "override a recipe key before validating (repeatable)")
+	return cmd
+}
+
+func (a *app) inspectCommand() *cobra.Command {
+	var format string
+	cmd := &cobra.Command{
+		Use:   "inspect CHECKPOINT",
+		Short: "Print a checkpoint's tensors and metadata",
+		Long: `Print one line per tensor (name, dtype, shape, sparsity, bytes) and the
+checkpoint's metadata (format, arch, compression, stage, recipe digest).`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			f, err := checkpoint.ReadFile(args[0])
+			if err != nil {
+				return err
+			}
+			st, _ := os.Stat(args[0])
+			type row struct {
+				Name     string  `json:"name"`
+				DType    string  `json:"dtype"`
+				Shape    []int   `json:"shape"`
+				Sparsity float64 `json:"sparsity"`
+				Bytes    int     `json:"bytes"`
+			}
+			var rows []row
+			for _, t := range f.Tensors {
+				rows = append(rows, row{t.Name, string(t.DType), t.Shape, sparsity(&t), len(t.Data)})
+			}
+			if format == "json" {
+				enc := json.NewEncoder(a.stdout)
+				enc.SetIndent("", "  ")
+				return enc.Encode(map[string]any{"file": args[0], "bytes": st.Size(), "tensors": rows, "metadata": f.Metadata})
+			}
+			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tDTYPE\tSHAPE\tSPARSITY\tBYTES")
+			total := 0
+			for _, r := range rows {
+				fmt.Fprintf(tw, "%s\t%s\t%v\t%.4f\t%d\n", r.Name, r.DType, r.Shape, r.Sparsity, r.Bytes)
+				total += r.Bytes
+			}
+			tw.Flush()
+			fmt.Fprintf(a.stdout, "%d tensors, %d bytes of data, %d bytes on disk\n", len(rows), total, st.Size())
+			keys := make([]string, 0, len(f.Metadata))
+			for k := range f.Metadata {
+				keys = append(keys, k)
+			}
+			sort.Strings(keys)
+			fmt.Fprintln(a.stdout, "metadata:")
+			for _, k := range keys {
+				fmt.Fprintf(a.stdout, "  %s: %s\n", k, f.Metadata[k])
+			}
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&format, "format", "text", "text or json")
+	return cmd
+}
+
+// sparsity is the share of exact zeros (for integer tensors, of zero values).
+func sparsity(t *checkpoint.Tensor) float64 {
+	n := t.NumElements()
+	if n == 0 {
+		return 0
+	}
+	zeros := 0
+	switch t.DType {
+	case checkpoint.DTypeF32:
+		v, _ := t.Float32s()
+		for _, x := range v {
+			if x == 0 {
+				zeros++
+			}
+		}
+	default:
+		size := t.DType.Size()
+		for i := 0; i+size <= len(t.Data); i += size {
+			zero := true
+			for _, b := range t.Data[i : i+size] {
+				if b != 0 {
+					zero = false
+					break
+				}
+			}
+			if zero {
+				zeros++
+			}
+		}
+	}
+	return float64(zeros) / float64(n)
+}
+
+func (a *app) evalCommand() *cobra.Command {
+	var recipePath, format string
+	var sets []string
+	cmd := &cobra.Command{
+		Use:   "eval CHECKPOINT --recipe RECIPE",
+		Short: "Measure a checkpoint's accuracy and loss on the recipe's test data",
+		Long: `Evaluate any checkpoint (made by shrink, or a PyTorch state_dict saved with
+safetensors) on the recipe's test split: quantized layers as their integers stand
+for, activations quantized as the checkpoint says. The recipe supplies the data
+and, for checkpoints without shrink's metadata, the architecture.
+With --format json, one object {"accuracy", "loss", "samples"} is printed.`,
+		Example: "  shrink eval runs/quickstart/train/model.safetensors --recipe recipes/quickstart.yaml --format json",
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if recipePath == "" {
+				return usagef("eval needs --recipe: the recipe names the test data")
+			}
+			if format != "text" && format != "json" {
+				return usagef("--format must be text or json")
+			}
+			recipe, err := a.loadRecipe(recipePath, sets)
+			if err != nil {
+				return err
+			}
+			if recipe.Data == nil {
+				return usagef("%s has no data section to evaluate on", recipePath)
+			}
+			m, err := model.Load(args[0], &recipe.Model)
+			if err != nil {
+				return err
+			}
+			ds, err := data.Load(*recipe.Data, recipe.Dir, recipe.Seed)
+			if err != nil {
+				return err
+			}
+			res, err := model.Evaluate(cmd.Context(), m, ds.Test, recipe.Data.EvalBatchSize)
+			if err != nil {
+				return err
+			}
+			if format == "json" {
+				return json.NewEncoder(a.stdout).Encode(res)
+			}
+			fmt.Fprintf(a.stdout, "accuracy %.4f  loss %.4f  samples %d\n", res.Accuracy, res.Loss, res.Samples)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&recipePath, "recipe", "", "the recipe whose data (and model section) to use")
+	cmd.Flags().StringVar(&format, "format", "text", "text or json")
+	cmd.Flags().StringArrayVar(&sets, "set", nil, "override a recipe key (repeatable)")
+	return cmd
+}
+
+func (a *app) schemaCommand() *cobra.Command {
+	return &cobra.Command{
+		Use:   "schema",
+		Short: "Print the recipe JSON Schema",
+		Long: `Print the JSON Schema (2020-12) of recipes, as in schemas/recipe.schema.json.
+Editors use it for completion: start a recipe with
+  # yaml-language-server: $schema=../schemas/recipe.schema.json`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			_, err := a.stdout.Write(schemas.Recipe)
+			return err
+		},
+	}
+}

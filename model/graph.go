@@ -1,0 +1,254 @@
+package model
+
+import (
+	"fmt"
+
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+
+	"github.com/shrink-ml/shrink/arch"
+	"github.com/shrink-ml/shrink/internal/gemm"
+	"github.com/shrink-ml/shrink/quant"
+)
+
+func init() {
+	// gorgonia's own ops (conv's im2col products) use the same GEMM as ours.
+	G.Use(gemm.BLAS{})
+}
+
+// Mode says what a Net is built for.
+type Mode int
+
+const (
+	// ModeEval computes logits with the model as stored: quantized weights as their
+	// integers stand for, static activations with their calibrated ranges, dynamic
+	// ones observed per batch.
+	ModeEval Mode = iota
+	// ModeTrain adds the loss and the parameter gradients; quantized layers
+	// fake-quantize their weights each step and static activations track their
+	// ranges by moving average (quantization-aware training).
+	ModeTrain
+	// ModeCalibrate is ModeEval in float, observing each quantized layer's input range.
+	ModeCalibrate
+)
+
+// Net is a model compiled into a gorgonia graph for one batch size. Its parameter
+// nodes share the model's slices, so optimizer steps update the model in place.
+type Net struct {
+	Model *Model
+	Batch int
+	Mode  Mode
+
+	// X, Labels and Teacher are the input buffers: fill them, then Run.
+	X, Labels, Teacher []float32
+
+	g       *G.ExprGraph
+	vm      G.VM
+	logits  *G.Node
+	loss    *lossOp
+	params  []*Param
+	inputQ  map[string]*fakeQuantOp // layer -> its input's quantizer
+	observe map[string]*observerOp  // layer -> calibration observer
+}
+
+// Param is a trainable tensor: the model's slice, its mask and its gradient.
+type Param struct {
+	Name string
+	Data []float32
+	Mask []float32 // nil: every entry trains
+	node *G.Node
+	grad *G.Node
+}
+
+// Grad is the gradient of the last Run.
+func (p *Param) Grad() []float32 { return p.grad.Value().Data().([]float32) }
+
+// NetOptions configure Build.
+type NetOptions struct {
+	Batch int
+	Mode  Mode
+	Loss  Loss // Train only
+}
+
+// Build compiles the model for a batch size.
+func Build(m *Model, opt NetOptions) (*Net, error) {
+	n := &Net{Model: m, Batch: opt.Batch, Mode: opt.Mode, g: G.NewGraph(),
+		inputQ: map[string]*fakeQuantOp{}, observe: map[string]*observerOp{}}
+	inShape := append([]int{opt.Batch}, m.Spec.InputShape()...)
+	n.X = make([]float32, prod(inShape))
+	x := G.NewTensor(n.g, tensor.Float32, len(inShape), G.WithShape(inShape...), G.WithName("x"),
+		G.WithValue(tensor.New(tensor.WithShape(inShape...), tensor.WithBacking(n.X))))
+	h := x
+	var err error
+	for i, l := range m.Layers {
+		var next *Layer
+		if i+1 < len(m.Layers) {
+			next = m.Layers[i+1]
+		}
+		if h, err = n.layer(h, l, next); err != nil {
+			return nil, fmt.Errorf("layer %s: %w", l.Name, err)
+		}
+	}
+	n.logits = h
+	if opt.Mode != ModeTrain {
+		n.vm = G.NewTapeMachine(n.g)
+		return n, nil
+	}
+	classes := m.Spec.Classes
+	n.Labels = make([]float32, opt.Batch)
+	labels := G.NewVector(n.g, tensor.Float32, G.WithShape(opt.Batch), G.WithName("labels"),
+		G.WithValue(tensor.New(tensor.WithShape(opt.Batch), tensor.WithBacking(n.Labels))))
+	n.loss = &lossOp{opBase: newBase("loss"), loss: opt.Loss, teacher: opt.Loss.Distill}
+	lossIn := []*G.Node{h, labels}
+	inputs := G.Nodes{x, labels}
+	if opt.Loss.Distill {
+		n.Teacher = make([]float32, opt.Batch*classes)
+		t := G.NewMatrix(n.g, tensor.Float32, G.WithShape(opt.Batch, classes), G.WithName("teacher"),
+			G.WithValue(tensor.New(tensor.WithShape(opt.Batch, classes), tensor.WithBacking(n.Teacher))))
+		lossIn = append(lossIn, t)
+		inputs = append(inputs, t)
+	}
+	loss, err := G.ApplyOp(n.loss, lossIn...)
+	if err != nil {
+		return nil, err
+	}
+	wrt := make(G.Nodes, len(n.params))
+	for i, p := range n.params {
+		wrt[i] = p.node
+		inputs = append(inputs, p.node)
+	}
+	grads, err := G.Grad(loss, wrt...)
+	if err != nil {
+		return nil, fmt.Errorf("gradients: %w", err)
+	}
+	for i, p := range n.params {
+		p.grad = grads[i]
+	}
+	// Compile only the loss and the parameter gradients: the input's gradient is
+	// never computed.
+	prog, locMap, err := G.CompileFunction(n.g, inputs, append(G.Nodes{loss}, grads...))
+	if err != nil {
+		return nil, fmt.Errorf("compile: %w", err)
+	}
+	n.vm = G.NewTapeMachine(n.g, G.WithPrecompiled(prog, locMap))
+	return n, nil
+}
+
+// param adds a model tensor to the graph as a parameter node over its slice.
+func (n *Net) param(name string, shape []int, data, mask []float32) *G.Node {
+	node := G.NewTensor(n.g, tensor.Float32, len(shape), G.WithShape(shape...), G.WithName(name),
+		G.WithValue(tensor.New(tensor.WithShape(shape...), tensor.WithBacking(data))))
+	n.params = append(n.params, &Param{Name: name, Data: data, Mask: mask, node: node})
+	return node
+}
+
+// weight adds a weight, fake-quantized while training a quantized layer.
+func (n *Net) weight(l *Layer, w *Weight) (*G.Node, error) {
+	node := n.param(w.Name, w.Shape, w.Data, w.Mask)
+	if l.Quant == nil || n.Mode != ModeTrain {
+		return node, nil
+	}
+	return G.ApplyOp(newFakeQuant(*l.Quant, ObserveEach, len(w.Shape)), node)
+}
+
+// input applies the layer's activation quantization to its input.
+func (n *Net) input(h *G.Node, l *Layer) (*G.Node, error) {
+	if l.Input == nil {
+		return h, nil
+	}
+	dims := h.Shape().Dims()
+	if n.Mode == ModeCalibrate {
+		op := &observerOp{opBase: newBase("observe " + l.Name), dims: dims}
+		n.observe[l.Name] = op
+		return G.ApplyOp(op, h)
+	}
+	spec := l.Input.Spec
+	spec.Granularity = quant.PerTensor
+	var op *fakeQuantOp
+	switch {
+	case l.Input.Mode == "dynamic":
+		op = newFakeQuant(spec, ObserveEach, dims)
+	case n.Mode == ModeTrain:
+		op = newFakeQuant(spec, MovingAverage, dims)
+		if len(l.Input.Params.Scale) == 1 {
+			// Start from the calibrated range rather than the first batch's.
+			op.runMin, op.runMax, op.Seen = l.Input.RangeMin, l.Input.RangeMax, l.Input.RangeMax > l.Input.RangeMin
+		}
+	default:
+		op = newFakeQuant(spec, Fixed, dims)
+		op.Params = l.Input.Params
+	}
+	n.inputQ[l.Name] = op
+	return G.ApplyOp(op, h)
+}
+
+// layer adds one layer: its input quantization, the product, the bias, and unless
+// it is the last layer the ReLU (and for convs the pooling); a conv followed by a
+// linear layer flattens its output.
+func (n *Net) layer(h *G.Node, l *Layer, next *Layer) (*G.Node, error) {
+	last := next == nil
+	h, err := n.input(h, l)
+	if err != nil {
+		return nil, err
+	}
+	ws := make([]*G.Node, len(l.Weights))
+	for i, w := range l.Weights {
+		if ws[i], err = n.weight(l, w); err != nil {
+			return nil, err
+		}
+	}
+	b := n.param(l.BiasName(), []int{len(l.Bias)}, l.Bias, nil)
+	switch l.Kind {
+	case arch.Linear:
+		if len(ws) == 2 {
+			if h, err = G.ApplyOp(&linearOp{opBase: newBase(l.Name + ".0")}, h, ws[0]); err != nil {
+				return nil, err
+			}
+			ws = ws[1:]
+		}
+		if h, err = G.ApplyOp(&linearOp{opBase: newBase(l.Name), bias: true}, h, ws[0], b); err != nil {
+			return nil, err
+		}
+		if last {
+			return h, nil
+		}
+		return G.ApplyOp(&reluOp{opBase: newBase(l.Name + ".relu"), dims: 2}, h)
+	case arch.Conv:
+		for _, w := range ws {
+			k := w.Shape()[2]
+			if h, err = G.Conv2d(h, w, tensor.Shape{k, k}, []int{0, 0}, []int{1, 1}, []int{1, 1}); err != nil {
+				return nil, err
+			}
+		}
+		if h, err = G.ApplyOp(&channelBiasOp{opBase: newBase(l.Name + ".bias")}, h, b); err != nil {
+			return nil, err
+		}
+		if h, err = G.ApplyOp(&reluOp{opBase: newBase(l.Name + ".relu"), dims: 4}, h); err != nil {
+			return nil, err
+		}
+		if h, err = G.MaxPool2D(h, tensor.Shape{l.Pool, l.Pool}, []int{0, 0}, []int{l.Pool, l.Pool}); err != nil {
+			return nil, err
+		}
+		if last || next.Kind == arch.Linear {
+			s := h.Shape()
+			return G.Reshape(h, tensor.Shape{s[0], s[1] * s[2] * s[3]})
+		}
+		return h, nil
+	}
+	return nil, fmt.Errorf("unknown layer kind %q", l.Kind)
+}
+
+// Run executes the graph once over the buffers.
+func (n *Net) Run() error {
+	defer n.vm.Reset()
+	return n.vm.RunAll()
+}
+
+// Logits are the last Run's outputs, [Batch, classes].
+func (n *Net) Logits() []float32 { return n.logits.Value().Data().([]float32) }
+
+// LastLoss is the last Run's loss (Train nets).
+func (n *Net) LastLoss() LossValue { return n.loss.last }
+
+// Params are the trainable tensors in graph order (Train nets).
+func (n *Net) Params() []*Param { return n.params }

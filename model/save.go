@@ -1,0 +1,428 @@
+package model
+
+import (
+	"encoding/json"
+	"fmt"
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/shrink-ml/shrink/arch"
+	"github.com/shrink-ml/shrink/checkpoint"
+	"github.com/shrink-ml/shrink/quant"
+)
+
+// Format is the checkpoint format this package writes and reads.
+const Format = "shrink/v1"
+
+// LayerCompression is what the "compression" metadata says of one layer.
+type LayerCompression struct {
+	Rank     int         `json:"rank,omitempty"`
+	Pruned   bool        `json:"pruned,omitempty"`
+	Sparsity float64     `json:"sparsity,omitempty"` // of the layer's weights, for readers
+	Quant    *quant.Spec `json:"quant,omitempty"`
+	Input    *ActQuant   `json:"input_quant,omitempty"`
+}
+
+// Compression describes every layer's compression, for checkpoint metadata.
+func (m *Model) Compression() map[string]LayerCompression {
+	out := map[string]LayerCompression{}
+	counts := m.Count()
+	for _, l := range m.Layers {
+		c := LayerCompression{Rank: l.Rank, Pruned: l.Pruned, Quant: l.Quant, Input: l.Input}
+		if n := counts.LayerWeights[l.Name]; n > 0 && l.Pruned {
+			c.Sparsity = 1 - float64(counts.LayerNonZero[l.Name])/float64(n)
+		}
+		out[l.Name] = c
+	}
+	return out
+}
+
+// prefix is the module name a weight's companions (scale, zero point) hang from:
+// "fc1" for fc1.weight, "fc1.0" for fc1.0.weight.
+func prefix(weightName string) string { return strings.TrimSuffix(weightName, ".weight") }
+
+// ToFile converts the model to a checkpoint: PyTorch state_dict names and layouts,
+// quantized weights as compressed-tensors stores them, and metadata that rebuilds
+// the model. extra metadata (stage, recipe digest) is merged in.
+func (m *Model) ToFile(extra map[string]string) (*checkpoint.File, error) {
+	f := &checkpoint.File{Metadata: map[string]string{"format": Format, "arch": m.Spec.JSON()}}
+	comp, err := json.Marshal(m.Compression())
+	if err != nil {
+		return nil, err
+	}
+	f.Metadata["compression"] = string(comp)
+	for k, v := range extra {
+		f.Metadata[k] = v
+	}
+	for _, l := range m.Layers {
+		for _, w := range l.Weights {
+			if l.Quant == nil {
+				f.Tensors = append(f.Tensors, checkpoint.F32(w.Name, w.Shape, w.Data))
+				continue
+			}
+			f.Tensors = append(f.Tensors, quantizedTensors(w, *l.Quant)...)
+		}
+		if l.Input != nil && l.Input.Mode == "static" {
+			p := prefix(l.Weights[0].Name)
+			f.Tensors = append(f.Tensors, checkpoint.F32(p+".input_scale", []int{1}, l.Input.Params.Scale))
+			if l.Input.Spec.Scheme == quant.Asymmetric {
+				f.Tensors = append(f.Tensors, checkpoint.I8(p+".input_zero_point", []int{1}, toInt8(l.Input.Params.ZeroPoint)))
+			}
+		}
+		f.Tensors = append(f.Tensors, checkpoint.F32(l.BiasName(), []int{len(l.Bias)}, l.Bias))
+	}
+	sort.Slice(f.Tensors, func(i, j int) bool { return f.Tensors[i].Name < f.Tensors[j].Name })
+	return f, nil
+}
+
+// quantizedTensors stores a weight as integers with its scale (and zero point when
+// asymmetric): I8 for 5 to 8 bits, pack-quantized I32 for 4 bits and below.
+func quantizedTensors(w *Weight, spec quant.Spec) []checkpoint.Tensor {
+	params := w.QParams
+	if params == nil {
+		p := spec.ParamsFor(w.Data, w.Shape)
+		params = &p
+	}
+	q := make([]int32, len(w.Data))
+	spec.Quantize(w.Data, *params, q)
+	p := prefix(w.Name)
+	ch := len(params.Scale)
+	scaleShape := []int{1}
+	if spec.Granularity == quant.PerChannel {
+		scaleShape = []int{ch, 1}
+	}
+	var out []checkpoint.Tensor
+	if spec.Bits <= 4 {
+		rows := w.Shape[0]
+		cols := len(w.Data) / rows
+		shape := make([]int32, len(w.Shape))
+		for i, d := range w.Shape {
+			shape[i] = int32(d)
+		}
+		out = append(out,
+			checkpoint.I32(p+".weight_packed", []int{rows, quant.PackedWidth(cols, spec.Bits)}, quant.Pack(q, rows, cols, spec.Bits)),
+			checkpoint.I32(p+".weight_shape", []int{len(shape)}, shape))
+	} else {
+		out = append(out, checkpoint.I8(p+".weight", w.Shape, toInt8(q)))
+	}
+	out = append(out, checkpoint.F32(p+".weight_scale", scaleShape, params.Scale))
+	if spec.Scheme == quant.Asymmetric {
+		out = append(out, checkpoint.I8(p+".weight_zero_point", scaleShape, toInt8(params.ZeroPoint)))
+	}
+	return out
+}
+
+func toInt8(v []int32) []int8 {
+	out := make([]int8, len(v))
+	for i, x := range v {
+		out[i] = int8(x)
+	}
+	return out
+}
+
+// FromFile rebuilds a model from a checkpoint. A checkpoint without shrink's
+// metadata (a PyTorch state_dict saved with safetensors) is read with spec, the
+// recipe's architecture; otherwise the checkpoint's own arch wins. Missing,
+// unexpected and wrongly shaped tensors are reported together.
+func FromFile(f *checkpoint.File, spec *arch.Spec) (*Model, error) {
+	var comp map[string]LayerCompression
+	if js, ok := f.Metadata["arch"]; ok {
+		s, err := arch.Parse(js)
+		if err != nil {
+			return nil, err
+		}
+		spec = &s
+		if c := f.Metadata["compression"]; c != "" {
+			if err := json.Unmarshal([]byte(c), &comp); err != nil {
+				return nil, fmt.Errorf("compression metadata: %w", err)
+			}
+		}
+	}
+	if spec == nil {
+		return nil, fmt.Errorf("the checkpoint has no arch metadata: say which architecture it holds (the recipe's model section)")
+	}
+	s := spec.Normalized()
+	m := &Model{Spec: s}
+	ld := &loader{f: f, used: map[string]bool{}}
+	for _, al := range s.Layers() {
+		l := &Layer{Layer: al}
+		c := comp[al.Name]
+		l.Pruned, l.Rank, l.Quant, l.Input = c.Pruned, c.Rank, c.Quant, c.Input
+		ld.layer(l)
+		m.Layers = append(m.Layers, l)
+	}
+	for _, n := range f.Names() {
+		if !ld.used[n] {
+			ld.unexpected = append(ld.unexpected, n)
+		}
+	}
+	if err := ld.err(); err != nil {
+		return nil, err
+	}
+	for _, l := range m.Layers {
+		if l.Pruned {
+			for _, w := range l.Weights {
+				w.Mask = make([]float32, len(w.Data))
+				for i, x := range w.Data {
+					if x != 0 {
+						w.Mask[i] = 1
+					}
+				}
+			}
+		}
+	}
+	return m, nil
+}
+
+// loader reads one layer's tensors, collecting every problem.
+type loader struct {
+	f                            *checkpoint.File
+	used                         map[string]bool
+	missing, unexpected, badType []string
+}
+
+func (ld *loader) get(name string) *checkpoint.Tensor {
+	t, ok := ld.f.Get(name)
+	if !ok {
+		return nil
+	}
+	ld.used[name] = true
+	return t
+}
+
+func (ld *loader) err() error {
+	if len(ld.missing)+len(ld.unexpected)+len(ld.badType) == 0 {
+		return nil
+	}
+	var parts []string
+	if len(ld.missing) > 0 {
+		parts = append(parts, "missing: "+strings.Join(ld.missing, ", "))
+	}
+	if len(ld.unexpected) > 0 {
+		parts = append(parts, "unexpected: "+strings.Join(ld.unexpected, ", "))
+	}
+	if len(ld.badType) > 0 {
+		parts = append(parts, "wrong shape or dtype: "+strings.Join(ld.badType, "; "))
+	}
+	return fmt.Errorf("the checkpoint does not match the model: %s", strings.Join(parts, "; "))
+}
+
+func (ld *loader) layer(l *Layer) {
+	name := l.Name
+	shape := l.WeightShape()
+	if l.Rank > 0 || ld.has(name+".0.weight") || ld.has(name+".0.weight_packed") {
+		ld.factored(l)
+		return
+	}
+	if w := ld.weight(l, name+".weight", shape); w != nil {
+		l.Weights = []*Weight{w}
+	}
+	l.Bias = ld.floats(name+".bias", []int{l.Out})
+	ld.inputQuant(l, name)
+}
+
+// factored reads NAME.0.weight [k, in, ...] and NAME.1.weight [out, k, ...].
+func (ld *loader) factored(l *Layer) {
+	name := l.Name
+	k := ld.rankOf(name)
+	if k <= 0 {
+		ld.missing = append(ld.missing, name+".0.weight")
+		return
+	}
+	l.Rank = k
+	first, second := []int{k, l.In}, []int{l.Out, k}
+	if l.Kind == arch.Conv {
+		first = []int{k, l.In, l.Kernel, l.Kernel}
+		second = []int{l.Out, k, 1, 1}
+	}
+	a := ld.weight(l, name+".0.weight", first)
+	b := ld.weight(l, name+".1.weight", second)
+	if a != nil && b != nil {
+		l.Weights = []*Weight{a, b}
+	}
+	l.Bias = ld.floats(name+".1.bias", []int{l.Out})
+	ld.inputQuant(l, name+".0")
+}
+
+// rankOf reads the rank from the first factor's leading dimension.
+func (ld *loader) rankOf(name string) int {
+	if t, ok := ld.f.Get(name + ".0.weight"); ok && len(t.Shape) > 0 {
+		return t.Shape[0]
+	}
+	if t, ok := ld.f.Get(name + ".0.weight_shape"); ok {
+		if s, err := t.Int32s(); err == nil && len(s) > 0 {
+			return int(s[0])
+		}
+	}
+	return 0
+}
+
+// weight reads a float, int8 or packed weight with its quantization parameters.
+func (ld *loader) weight(l *Layer, name string, shape []int) *Weight {
+	p := prefix(name)
+	w := &Weight{Name: name, Shape: shape}
+	if t, ok := ld.f.Get(name); ok && t.DType == checkpoint.DTypeF32 {
+		w.Data = ld.floats(name, shape)
+		if w.Data == nil {
+			return nil
+		}
+		return w
+	}
+	var q []int32
+	var bits int
+	switch {
+	case ld.has(p + ".weight_packed"):
+		pk := ld.get(p + ".weight_packed")
+		st := ld.get(p + ".weight_shape")
+		bits = 4
+		if l.Quant != nil {
+			bits = l.Quant.Bits
+		}
+		words, err1 := pk.Int32s()
+		var dims []int32
+		var err2 error
+		if st != nil {
+			dims, err2 = st.Int32s()
+		}
+		if err1 != nil || err2 != nil || st == nil || !sameShape(dims, shape) {
+			ld.badType = append(ld.badType, fmt.Sprintf("%s.weight_packed/_shape: want shape %v", p, shape))
+			return nil
+		}
+		var err error
+		q, err = quant.Unpack(words, shape[0], prod(shape)/shape[0], bits)
+		if err != nil {
+			ld.badType = append(ld.badType, p+".weight_packed: "+err.Error())
+			return nil
+		}
+	case ld.has(name):
+		t := ld.get(name)
+		v, err := t.Int8s()
+		if err != nil || !slices.Equal(t.Shape, shape) {
+			ld.badType = append(ld.badType, fmt.Sprintf("%s is %s %v, want F32 or I8 %v", name, t.DType, t.Shape, shape))
+			return nil
+		}
+		q = make([]int32, len(v))
+		for i, x := range v {
+			q[i] = int32(x)
+		}
+		bits = 8
+	default:
+		ld.missing = append(ld.missing, name)
+		return nil
+	}
+	scale := ld.get(p + ".weight_scale")
+	if scale == nil {
+		ld.missing = append(ld.missing, p+".weight_scale")
+		return nil
+	}
+	scales, err := scale.Float32s()
+	if err != nil || (len(scales) != 1 && len(scales) != shape[0]) {
+		ld.badType = append(ld.badType, fmt.Sprintf("%s.weight_scale: want F32 [1] or [%d, 1]", p, shape[0]))
+		return nil
+	}
+	zps := make([]int32, len(scales))
+	scheme := quant.Symmetric
+	if zt := ld.get(p + ".weight_zero_point"); zt != nil {
+		z, err := zt.Int8s()
+		if err != nil || len(z) != len(scales) {
+			ld.badType = append(ld.badType, p+".weight_zero_point: want I8 shaped like the scale")
+			return nil
+		}
+		for i, x := range z {
+			zps[i] = int32(x)
+		}
+		scheme = quant.Asymmetric
+	}
+	if l.Quant == nil {
+		gran := quant.PerTensor
+		if len(scales) > 1 || len(scale.Shape) == 2 {
+			gran = quant.PerChannel
+		}
+		l.Quant = &quant.Spec{Bits: bits, Scheme: scheme, Granularity: gran}
+	}
+	params := quant.Params{Scale: scales, ZeroPoint: zps}
+	w.QParams = &params
+	w.Data = make([]float32, len(q))
+	quant.Dequantize(q, params, w.Data)
+	return w
+}
+
+func (ld *loader) inputQuant(l *Layer, p string) {
+	s := ld.get(p + ".input_scale")
+	if s == nil {
+		if l.Input != nil && l.Input.Mode == "static" {
+			ld.missing = append(ld.missing, p+".input_scale")
+		}
+		return
+	}
+	scale, err := s.Float32s()
+	if err != nil || len(scale) != 1 {
+		ld.badType = append(ld.badType, p+".input_scale: want F32 [1]")
+		return
+	}
+	zp := []int32{0}
+	if zt := ld.get(p + ".input_zero_point"); zt != nil {
+		if z, err := zt.Int8s(); err == nil && len(z) == 1 {
+			zp[0] = int32(z[0])
+		}
+	}
+	if l.Input == nil {
+		l.Input = &ActQuant{Mode: "static", Spec: quant.Spec{Bits: 8, Scheme: quant.Asymmetric, Granularity: quant.PerTensor}}
+	}
+	l.Input.Params = quant.Params{Scale: scale, ZeroPoint: zp}
+}
+
+func (ld *loader) has(name string) bool {
+	_, ok := ld.f.Get(name)
+	return ok
+}
+
+// floats reads an F32 tensor of the given shape.
+func (ld *loader) floats(name string, shape []int) []float32 {
+	t := ld.get(name)
+	if t == nil {
+		ld.missing = append(ld.missing, name)
+		return nil
+	}
+	v, err := t.Float32s()
+	if err != nil || !slices.Equal(t.Shape, shape) {
+		ld.badType = append(ld.badType, fmt.Sprintf("%s is %s %v, want F32 %v", name, t.DType, t.Shape, shape))
+		return nil
+	}
+	return v
+}
+
+func sameShape(dims []int32, shape []int) bool {
+	if len(dims) != len(shape) {
+		return false
+	}
+	for i := range dims {
+		if int(dims[i]) != shape[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// Save writes the model to path atomically and returns the file's sha256.
+func (m *Model) Save(path string, extra map[string]string) (string, error) {
+	f, err := m.ToFile(extra)
+	if err != nil {
+		return "", err
+	}
+	return checkpoint.WriteFile(path, f)
+}
+
+// Load reads a model from a checkpoint file (see FromFile).
+func Load(path string, spec *arch.Spec) (*Model, error) {
+	f, err := checkpoint.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	m, err := FromFile(f, spec)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return m, nil
+}

@@ -1,0 +1,193 @@
+package model
+
+import (
+	"context"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"time"
+
+	"github.com/shrink-ml/shrink/data"
+)
+
+// TrainOptions configure Train.
+type TrainOptions struct {
+	Epochs    int
+	BatchSize int
+	Shuffle   bool
+	Optimizer OptimizerConfig
+	Loss      Loss
+	// Teacher fills the teacher's logits for the given training rows (distillation).
+	Teacher func(rows []int32, logits []float32) error
+	// StartEpoch and Resume continue an interrupted run: the epochs before
+	// StartEpoch are done, the optimizer state is Resume's. The caller restores the
+	// weights and the random source.
+	StartEpoch int
+	Resume     *OptState
+	ActRanges  map[string][2]float32 // moving-average activation ranges to resume with
+	// Progress is called after every batch.
+	Progress func(p Progress)
+	// EpochEnd is called after every epoch with the training state (to save it, to
+	// snapshot weights); an error stops training.
+	EpochEnd func(epoch int, stats EpochStats, st *TrainState) error
+}
+
+// TrainState is what resuming a training run needs besides the weights and the
+// random source.
+type TrainState struct {
+	Epoch     int
+	Opt       *OptState
+	ActRanges map[string][2]float32 // layer -> moving-average input range (QAT)
+}
+
+// Progress is where training stands.
+type Progress struct {
+	Epoch, Epochs   int
+	Batch, Batches  int
+	Loss            float64 // running mean over the epoch
+	SamplesPerSec   float64
+	Elapsed, Remain time.Duration // within the epoch
+}
+
+// EpochStats summarize one epoch.
+type EpochStats struct {
+	Epoch   int
+	Loss    float64 // mean training loss
+	Seconds float64
+}
+
+// Train fits the model to the training split. Pruned weights stay zero; quantized
+// layers train with fake quantization and are quantized again at the end. A NaN or
+// infinite loss stops training with an error naming the epoch and batch. ctx is
+// checked between batches.
+func Train(ctx context.Context, m *Model, train *data.Split, opt TrainOptions, rng *rand.Rand) error {
+	if opt.BatchSize <= 0 {
+		return fmt.Errorf("batch size must be positive")
+	}
+	net, err := Build(m, NetOptions{Batch: opt.BatchSize, Mode: ModeTrain, Loss: opt.Loss})
+	if err != nil {
+		return err
+	}
+	optim, err := NewOptimizer(opt.Optimizer, net.Params())
+	if err != nil {
+		return err
+	}
+	if opt.Resume != nil {
+		if len(opt.Resume.Moments) != len(optim.State.Moments) {
+			return fmt.Errorf("resume: optimizer state has %d tensors, the model needs %d", len(opt.Resume.Moments), len(optim.State.Moments))
+		}
+		optim.State = *opt.Resume
+	}
+	for name, r := range opt.ActRanges {
+		if op := net.inputQ[name]; op != nil && op.observer == MovingAverage {
+			op.runMin, op.runMax, op.Seen = r[0], r[1], true
+		}
+	}
+	classes := m.Spec.Classes
+	batcher := data.NewBatcher(train, opt.BatchSize, opt.Shuffle)
+	labels := make([]int32, opt.BatchSize)
+	for epoch := opt.StartEpoch + 1; epoch <= opt.Epochs; epoch++ {
+		start := time.Now()
+		batcher.Epoch(rng)
+		var sum float64
+		var seen int
+		nb := batcher.NumBatches()
+		order := batcher.Order()
+		for b := 0; ; b++ {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			n, ok := batcher.Next(net.X, labels)
+			if !ok {
+				break
+			}
+			fillLabels(net.Labels, labels, n)
+			if n < opt.BatchSize {
+				clear(net.X[n*len(net.X)/opt.BatchSize:])
+			}
+			if opt.Teacher != nil {
+				rows := order[b*opt.BatchSize : b*opt.BatchSize+n]
+				if err := opt.Teacher(rows, net.Teacher[:n*classes]); err != nil {
+					return err
+				}
+			}
+			if err := net.Run(); err != nil {
+				return fmt.Errorf("epoch %d, batch %d: %w", epoch, b+1, err)
+			}
+			lv := net.LastLoss()
+			if math.IsNaN(lv.Loss) || math.IsInf(lv.Loss, 0) {
+				return fmt.Errorf("epoch %d, batch %d: the loss is %v: training diverged; lower the learning rate", epoch, b+1, lv.Loss)
+			}
+			optim.Step(net.Params())
+			sum += lv.Loss * float64(n)
+			seen += n
+			if opt.Progress != nil {
+				el := time.Since(start)
+				rate := float64(seen) / max(el.Seconds(), 1e-9)
+				opt.Progress(Progress{Epoch: epoch, Epochs: opt.Epochs, Batch: b + 1, Batches: nb, Loss: sum / float64(seen),
+					SamplesPerSec: rate, Elapsed: el, Remain: time.Duration(float64(train.N-seen) / rate * float64(time.Second))})
+			}
+		}
+		optim.EndEpoch()
+		if opt.EpochEnd != nil {
+			stats := EpochStats{Epoch: epoch, Loss: sum / float64(max(seen, 1)), Seconds: time.Since(start).Seconds()}
+			st := &TrainState{Epoch: epoch, Opt: &optim.State, ActRanges: net.actRanges()}
+			if err := opt.EpochEnd(epoch, stats, st); err != nil {
+				return err
+			}
+		}
+	}
+	net.finish()
+	return nil
+}
+
+// actRanges are the moving-average ranges of the activation quantizers.
+func (n *Net) actRanges() map[string][2]float32 {
+	out := map[string][2]float32{}
+	for name, op := range n.inputQ {
+		if op.observer == MovingAverage && op.Seen {
+			out[name] = [2]float32{op.runMin, op.runMax}
+		}
+	}
+	return out
+}
+
+// fillLabels writes labels as the float class indices the graph reads, padding
+// rows past n with Ignore.
+func fillLabels(dst []float32, labels []int32, n int) {
+	for i := range dst {
+		if i < n {
+			dst[i] = float32(labels[i])
+		} else {
+			dst[i] = Ignore
+		}
+	}
+}
+
+// finish hands what training learned back to the model: the weights of quantized
+// layers are quantized again from their final values, and static activation ranges
+// take the moving averages.
+func (n *Net) finish() {
+	for _, l := range n.Model.Layers {
+		if op := n.inputQ[l.Name]; op != nil && op.observer == MovingAverage && op.Seen {
+			l.Input.RangeMin, l.Input.RangeMax = op.runMin, op.runMax
+			l.Input.Params = op.Params
+		}
+	}
+	n.Model.Requantize()
+}
+
+// Requantize observes every quantized layer's weights afresh and snaps them to
+// the grid, so Data holds exactly what the stored integers will stand for.
+func (m *Model) Requantize() {
+	for _, l := range m.Layers {
+		if l.Quant == nil {
+			continue
+		}
+		for _, w := range l.Weights {
+			p := l.Quant.ParamsFor(w.Data, w.Shape)
+			w.QParams = &p
+			l.Quant.FakeQuantize(w.Data, p, w.Data)
+		}
+	}
+}

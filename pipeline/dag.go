@@ -1,0 +1,515 @@
+package pipeline
+
+import (
+	"cmp"
+	"encoding/json"
+	"fmt"
+	"maps"
+	"slices"
+	"strconv"
+	"strings"
+
+	"github.com/shrink-ml/shrink/config"
+)
+
+// Stage is one stage of the expanded DAG: a recipe stage, or one combination of a
+// matrix stage, or a stage fanned out with one.
+type Stage struct {
+	ID     string  // "prune", or "prune[amount=0.5]" for an expansion
+	Base   string  // the recipe's stage id
+	Type   string  // the registry type name
+	Params []Param // the matrix values that made this expansion, upstream first
+	// Needs are the input models: at most one, except for fan-in stages (select).
+	// Empty means: start from the recipe's model.
+	Needs     []string
+	Refs      []config.Ref // other references, resolved to expanded ids
+	Config    any          // the decoded config, defaults filled in
+	Resources Resources
+	Index     int // the base stage's place in the recipe
+	Pos       Pos // where the stage is defined
+
+	assign map[string]int // matrix stage -> combination index, for fan-out
+}
+
+// Param is one matrix key and value of an expanded stage.
+type Param struct {
+	Key   string
+	Value any
+}
+
+// Resources are a stage's requests for distributed runs.
+type Resources struct {
+	CPU    string `json:"cpu,omitempty"`
+	Memory string `json:"memory,omitempty"`
+}
+
+// Deps lists every stage this one reads: its needs and its references.
+func (s *Stage) Deps() []string {
+	deps := slices.Clone(s.Needs)
+	for _, r := range s.Refs {
+		deps = append(deps, r.Stage)
+	}
+	return deps
+}
+
+// Ref returns the expanded id a config key refers to ("teacher"), or "".
+func (s *Stage) Ref(path string) string {
+	for _, r := range s.Refs {
+		if r.Path == path {
+			return r.Stage
+		}
+	}
+	return ""
+}
+
+// baseStage is a recipe stage before expansion.
+type baseStage struct {
+	id     string
+	index  int
+	raw    map[string]any
+	typ    StageType
+	known  bool
+	needs  []string
+	combos []combo
+	refs   []config.Ref // union over combinations, base ids
+	pos    Pos
+}
+
+// combo is one combination of a stage's matrix and its decoded config.
+type combo struct {
+	params []Param
+	config any
+	refs   []config.Ref
+}
+
+// buildStages decodes every stage, checks the references and the DAG, expands the
+// matrices and orders the result.
+func (r *Recipe) buildStages(reg Registry, tree map[string]any, bad map[string]bool) Diagnostics {
+	rawStages, _ := tree["stages"].(map[string]any)
+	ids := r.stageOrder(rawStages)
+	var diags Diagnostics
+	bases := map[string]*baseStage{}
+	var order []*baseStage
+	for i, id := range ids {
+		raw, _ := rawStages[id].(map[string]any)
+		b := &baseStage{id: id, index: i, raw: raw, pos: r.pos.ofKey("stages." + id)}
+		bases[id] = b
+		order = append(order, b)
+		if raw == nil {
+			continue
+		}
+		name, _ := raw["type"].(string)
+		b.typ, b.known = reg.Lookup(name)
+		if list, ok := raw["needs"].([]any); ok {
+			for _, n := range list {
+				if s, ok := n.(string); ok {
+					b.needs = append(b.needs, s)
+				}
+			}
+		}
+		if b.known && !bad["stages."+id] {
+			ds := r.decodeStage(b)
+			diags = append(diags, ds...)
+		}
+	}
+	diags = append(diags, r.checkRefs(order, bases)...)
+	if len(diags) > 0 {
+		return diags
+	}
+	if ds := findCycles(order, bases, r.pos); len(ds) > 0 {
+		return ds
+	}
+	r.Stages = expand(order, bases, r.pos)
+	for _, s := range r.Stages {
+		if u, ok := s.Config.(DataUser); ok && u.UsesData() && r.Data == nil {
+			diags = append(diags, Diagnostic{s.Pos, fmt.Sprintf("stages.%s: a %s stage with these settings trains or evaluates: add a data section (for example data: {dataset: mnist})", s.Base, s.Type)})
+		}
+	}
+	return diags
+}
+
+// stageOrder lists stage ids in the order the recipe writes them; stages that only
+// overrides created come last, by name.
+func (r *Recipe) stageOrder(raw map[string]any) []string {
+	ids := slices.Collect(maps.Keys(raw))
+	slices.SortFunc(ids, func(a, b string) int {
+		pa, oka := r.pos.key["stages."+a]
+		pb, okb := r.pos.key["stages."+b]
+		switch {
+		case oka && okb:
+			return cmp.Or(cmp.Compare(pa.Line, pb.Line), cmp.Compare(pa.Col, pb.Col))
+		case oka:
+			return -1
+		case okb:
+			return 1
+		}
+		return cmp.Compare(a, b)
+	})
+	return ids
+}
+
+// decodeStage decodes a stage's config once per matrix combination.
+func (r *Recipe) decodeStage(b *baseStage) Diagnostics {
+	base := map[string]any{}
+	for k, v := range b.raw {
+		if !slices.Contains(genericKeys, k) {
+			base[k] = v
+		}
+	}
+	matrix, _ := b.raw["matrix"].(map[string]any)
+	if len(matrix) > 0 && b.typ.FanIn {
+		return Diagnostics{{r.pos.ofKey("stages." + b.id + ".matrix"), fmt.Sprintf("stages.%s.matrix: a %s stage chooses among branches and cannot have a matrix itself", b.id, b.typ.Name)}}
+	}
+	keys := slices.Sorted(maps.Keys(matrix))
+	var diags Diagnostics
+	for _, params := range combinations(keys, matrix) {
+		raw := maps.Clone(base)
+		fromMatrix := map[string]int{}
+		for _, p := range params {
+			raw[p.Key] = p.Value
+			fromMatrix[p.Key] = indexOf(matrix[p.Key].([]any), p.Value)
+		}
+		cfg := b.typ.New()
+		for _, e := range config.Decode(raw, cfg) {
+			path := "stages." + b.id + "." + e.Path
+			top, _, _ := strings.Cut(e.Path, ".")
+			if i, ok := fromMatrix[top]; ok {
+				path = fmt.Sprintf("stages.%s.matrix.%s.%d", b.id, top, i)
+			}
+			diags = append(diags, Diagnostic{r.pos.ofValue(path), label("stages."+b.id+"."+e.Path) + e.Msg + paramNote(params)})
+		}
+		c := combo{params: params, config: cfg}
+		if rf, ok := cfg.(config.Referrer); ok {
+			c.refs = rf.References()
+			for _, ref := range c.refs {
+				if !slices.ContainsFunc(b.refs, func(x config.Ref) bool { return x == ref }) {
+					b.refs = append(b.refs, ref)
+				}
+			}
+		}
+		b.combos = append(b.combos, c)
+	}
+	return slices.Compact(diags)
+}
+
+func paramNote(params []Param) string {
+	if len(params) == 0 {
+		return ""
+	}
+	return " (in matrix combination " + formatParams(params) + ")"
+}
+
+func indexOf(list []any, v any) int {
+	for i, x := range list {
+		if fmt.Sprint(x) == fmt.Sprint(v) {
+			return i
+		}
+	}
+	return 0
+}
+
+// combinations lists the cartesian product of a matrix, keys sorted, values in the
+// order written; a stage without a matrix has one empty combination.
+func combinations(keys []string, matrix map[string]any) [][]Param {
+	out := [][]Param{nil}
+	for _, k := range keys {
+		values, _ := matrix[k].([]any)
+		var next [][]Param
+		for _, prefix := range out {
+			for _, v := range values {
+				next = append(next, append(slices.Clone(prefix), Param{k, v}))
+			}
+		}
+		out = next
+	}
+	return out
+}
+
+// checkRefs checks that needs and references name stages, with the right count.
+func (r *Recipe) checkRefs(order []*baseStage, bases map[string]*baseStage) Diagnostics {
+	var diags Diagnostics
+	ids := make([]string, len(order))
+	for i, b := range order {
+		ids[i] = b.id
+	}
+	check := func(b *baseStage, path, ref string) {
+		switch {
+		case ref == b.id:
+			diags = append(diags, Diagnostic{r.pos.ofValue(path), fmt.Sprintf("%s: stage %q cannot depend on itself", path, ref)})
+		case bases[ref] == nil:
+			diags = append(diags, Diagnostic{r.pos.ofValue(path), fmt.Sprintf("%s: unknown stage %q%s", path, ref, config.DidYouMean(ref, ids))})
+		}
+	}
+	for _, b := range order {
+		if b.raw == nil || !b.known {
+			continue
+		}
+		for i, n := range b.needs {
+			check(b, fmt.Sprintf("stages.%s.needs.%d", b.id, i), n)
+		}
+		for _, ref := range b.refs {
+			check(b, "stages."+b.id+"."+ref.Path, ref.Stage)
+		}
+		needsPath := "stages." + b.id + ".needs"
+		switch {
+		case b.typ.FanIn && len(b.needs) == 0:
+			diags = append(diags, Diagnostic{r.pos.ofKey("stages." + b.id), fmt.Sprintf("stages.%s: a %s stage needs the stages to choose among (needs: [a, b] or a matrix stage)", b.id, b.typ.Name)})
+		case !b.typ.FanIn && len(b.needs) > 1:
+			diags = append(diags, Diagnostic{r.pos.ofValue(needsPath), fmt.Sprintf("%s: takes one stage, the model to transform, got %d; to choose among models, add a select stage", needsPath, len(b.needs))})
+		}
+	}
+	return diags
+}
+
+// findCycles reports every cycle of the stage graph once, as "a -> b -> a" starting
+// at its smallest id, so the message is the same on every run.
+func findCycles(order []*baseStage, bases map[string]*baseStage, pos *positions) Diagnostics {
+	const (
+		white = iota
+		grey
+		black
+	)
+	color := map[string]int{}
+	var stack []string
+	seen := map[string]bool{}
+	var diags Diagnostics
+	var visit func(id string)
+	visit = func(id string) {
+		color[id] = grey
+		stack = append(stack, id)
+		for _, dep := range baseDeps(bases[id]) {
+			switch color[dep] {
+			case white:
+				visit(dep)
+			case grey:
+				i := slices.Index(stack, dep)
+				cycle := rotateSmallest(slices.Clone(stack[i:]))
+				// The stack runs from dependent to dependency; print it the way data flows.
+				slices.Reverse(cycle)
+				cycle = rotateSmallest(cycle)
+				key := strings.Join(cycle, " -> ")
+				if !seen[key] {
+					seen[key] = true
+					first, next := cycle[0], cycle[(1)%len(cycle)]
+					path := edgePath(bases[next], first)
+					diags = append(diags, Diagnostic{pos.ofValue(path), fmt.Sprintf("%s: cycle: %s -> %s", path, key, cycle[0])})
+				}
+			}
+		}
+		stack = stack[:len(stack)-1]
+		color[id] = black
+	}
+	ids := make([]string, len(order))
+	for i, b := range order {
+		ids[i] = b.id
+	}
+	slices.Sort(ids)
+	for _, id := range ids {
+		if color[id] == white {
+			visit(id)
+		}
+	}
+	return diags
+}
+
+// baseDeps lists a base stage's dependencies, sorted.
+func baseDeps(b *baseStage) []string {
+	if b == nil {
+		return nil
+	}
+	deps := slices.Clone(b.needs)
+	for _, r := range b.refs {
+		deps = append(deps, r.Stage)
+	}
+	slices.Sort(deps)
+	return slices.Compact(deps)
+}
+
+// edgePath is the recipe key through which stage b depends on dep.
+func edgePath(b *baseStage, dep string) string {
+	if i := slices.Index(b.needs, dep); i >= 0 {
+		return fmt.Sprintf("stages.%s.needs.%d", b.id, i)
+	}
+	for _, r := range b.refs {
+		if r.Stage == dep {
+			return "stages." + b.id + "." + r.Path
+		}
+	}
+	return "stages." + b.id
+}
+
+func rotateSmallest(ids []string) []string {
+	i := slices.Index(ids, slices.Min(ids))
+	return append(ids[i:], ids[:i]...)
+}
+
+// expand turns base stages into the expanded DAG in run order: topological, ties
+// broken by recipe order, then by combination order.
+func expand(order []*baseStage, bases map[string]*baseStage, pos *positions) []*Stage {
+	byBase := map[string][]*Stage{}
+	done := map[string]bool{}
+	var out []*Stage
+	// Kahn's algorithm on base stages; ready stages are taken in recipe order.
+	for len(done) < len(order) {
+		for _, b := range order {
+			if done[b.id] || !allDone(baseDeps(b), done) {
+				continue
+			}
+			stages := expandOne(b, bases, byBase, pos)
+			byBase[b.id] = stages
+			out = append(out, stages...)
+			done[b.id] = true
+			break
+		}
+	}
+	return out
+}
+
+func allDone(deps []string, done map[string]bool) bool {
+	for _, d := range deps {
+		if !done[d] {
+			return false
+		}
+	}
+	return true
+}
+
+// expandOne fans a stage out over the branches of the stages it reads, keeping only
+// consistent combinations (the same choice for every matrix stage upstream), then
+// over its own matrix.
+func expandOne(b *baseStage, bases map[string]*baseStage, byBase map[string][]*Stage, pos *positions) []*Stage {
+	type context struct {
+		assign map[string]int
+		needs  []string
+		refs   map[string]string // base id -> expanded id
+	}
+	contexts := []context{{assign: map[string]int{}, refs: map[string]string{}}}
+	var fanOut []string // the deps whose branches this stage follows
+	if !b.typ.FanIn {
+		fanOut = baseDeps(b)
+	}
+	for _, dep := range fanOut {
+		var next []context
+		for _, ctx := range contexts {
+			for _, x := range byBase[dep] {
+				if !compatible(ctx.assign, x.assign) {
+					continue
+				}
+				c := context{assign: maps.Clone(ctx.assign), refs: maps.Clone(ctx.refs)}
+				maps.Copy(c.assign, x.assign)
+				c.refs[dep] = x.ID
+				next = append(next, c)
+			}
+		}
+		contexts = next
+	}
+	var out []*Stage
+	for _, ctx := range contexts {
+		for ci, c := range b.combos {
+			assign := maps.Clone(ctx.assign)
+			if len(c.params) > 0 {
+				assign[b.id] = ci
+			}
+			s := &Stage{
+				Base: b.id, Type: b.typ.Name, Config: c.config, Index: b.index, Pos: b.pos,
+				Resources: resources(b.raw["resources"]), assign: assign,
+			}
+			if b.typ.FanIn {
+				for _, n := range b.needs {
+					for _, x := range byBase[n] {
+						s.Needs = append(s.Needs, x.ID)
+					}
+				}
+			} else {
+				for _, n := range b.needs {
+					s.Needs = append(s.Needs, ctx.refs[n])
+				}
+			}
+			for _, ref := range c.refs {
+				s.Refs = append(s.Refs, config.Ref{Path: ref.Path, Stage: ctx.refs[ref.Stage]})
+			}
+			s.Params = paramsOf(assign, bases)
+			s.ID = b.id
+			if len(s.Params) > 0 {
+				s.ID += "[" + formatParams(s.Params) + "]"
+			}
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func compatible(a, b map[string]int) bool {
+	for k, v := range b {
+		if w, ok := a[k]; ok && w != v {
+			return false
+		}
+	}
+	return true
+}
+
+// paramsOf lists the matrix values behind an assignment: matrix stages in recipe
+// order, keys sorted; a key that two matrix stages share is qualified by stage id.
+func paramsOf(assign map[string]int, bases map[string]*baseStage) []Param {
+	stages := slices.SortedFunc(maps.Keys(assign), func(a, b string) int { return cmp.Compare(bases[a].index, bases[b].index) })
+	count := map[string]int{}
+	for _, id := range stages {
+		for _, p := range bases[id].combos[assign[id]].params {
+			count[p.Key]++
+		}
+	}
+	var out []Param
+	for _, id := range stages {
+		for _, p := range bases[id].combos[assign[id]].params {
+			if count[p.Key] > 1 {
+				p.Key = id + "." + p.Key
+			}
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// formatParams writes matrix values the way the ids show them: amount=0.5,bits=4.
+func formatParams(params []Param) string {
+	parts := make([]string, len(params))
+	for i, p := range params {
+		parts[i] = p.Key + "=" + FormatValue(p.Value)
+	}
+	return strings.Join(parts, ",")
+}
+
+// FormatValue prints a recipe value compactly: numbers as YAML writes them, strings
+// bare, anything else as JSON.
+func FormatValue(v any) string {
+	switch x := v.(type) {
+	case string:
+		return x
+	case int:
+		return strconv.Itoa(x)
+	case float64:
+		s := config.FormatNumber(x)
+		if !strings.ContainsAny(s, ".e") {
+			s += ".0" // keep 1.0 (a fraction) apart from 1 (a count)
+		}
+		return s
+	case bool:
+		return strconv.FormatBool(x)
+	}
+	b, _ := json.Marshal(v)
+	return string(b)
+}
+
+func resources(raw any) Resources {
+	m, _ := raw.(map[string]any)
+	var r Resources
+	if m != nil {
+		if v, ok := m["cpu"]; ok {
+			r.CPU = FormatValue(v)
+		}
+		if v, ok := m["memory"].(string); ok {
+			r.Memory = v
+		}
+	}
+	return r
+}

@@ -1,0 +1,254 @@
+package pipeline
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/knadh/koanf/providers/confmap"
+	"github.com/knadh/koanf/v2"
+	"go.yaml.in/yaml/v3"
+
+	"github.com/shrink-ml/shrink/arch"
+	"github.com/shrink-ml/shrink/config"
+	"github.com/shrink-ml/shrink/data"
+)
+
+// Options are the layers over the recipe file.
+type Options struct {
+	// Sets are --set KEY=VALUE overrides, applied in order after the file and the
+	// environment. Keys are koanf paths (stages.prune.amount); values parse as YAML.
+	Sets []string
+	// Env is the process environment (os.Environ()). A variable SHRINK_A__B_C=V
+	// overrides the key a.b_c: the prefix dropped, lowercased, "__" separating levels.
+	// The names in ReservedEnv configure shrink itself and are skipped.
+	Env []string
+}
+
+// ReservedEnv are SHRINK_ variables that configure the tool, not the recipe.
+var ReservedEnv = map[string]bool{
+	"SHRINK_MNIST_DIR": true, "SHRINK_GEMM": true, "SHRINK_THREADS": true,
+	"SHRINK_CACHE_DIR": true, "SHRINK_LOG_FORMAT": true, "SHRINK_NO_PROGRESS": true,
+}
+
+// Recipe is a loaded, validated recipe: the resolved settings and the expanded
+// stages in run order.
+type Recipe struct {
+	File   string // the path as given
+	Dir    string // the recipe's folder: relative paths in it are relative to this
+	SHA256 string // of the file's bytes
+	// Resolved is the whole recipe after overrides, as plain values: what a run records
+	// so it can be replayed.
+	Resolved map[string]any
+
+	Version int
+	Name    string
+	Seed    uint64
+	Model   arch.Spec    // with Checkpoint made absolute
+	Data    *data.Config // nil when the recipe has no data section
+	Stages  []*Stage     // expanded, in run order
+
+	pos *positions
+}
+
+// Stage finds an expanded stage by id.
+func (r *Recipe) Stage(id string) *Stage {
+	for _, s := range r.Stages {
+		if s.ID == id {
+			return s
+		}
+	}
+	return nil
+}
+
+// StageIDs lists the expanded stage ids in run order.
+func (r *Recipe) StageIDs() []string {
+	ids := make([]string, len(r.Stages))
+	for i, s := range r.Stages {
+		ids[i] = s.ID
+	}
+	return ids
+}
+
+// Load reads, layers, validates and plans a recipe. Problems in the recipe come
+// back together as Diagnostics; a file that cannot be read is a plain error.
+func Load(file string, reg Registry, opt Options) (*Recipe, error) {
+	src, err := os.ReadFile(file)
+	if err != nil {
+		return nil, err
+	}
+	return Parse(file, src, reg, opt)
+}
+
+// Parse is Load on the recipe's bytes; file names it in diagnostics and anchors its
+// relative paths.
+func Parse(file string, src []byte, reg Registry, opt Options) (*Recipe, error) {
+	sum := sha256.Sum256(src)
+	dir, err := filepath.Abs(filepath.Dir(file))
+	if err != nil {
+		return nil, err
+	}
+	r := &Recipe{File: file, Dir: dir, SHA256: hex.EncodeToString(sum[:]), pos: newPositions(file)}
+	var diags Diagnostics
+
+	tree, ds := parseYAML(file, src, r.pos)
+	diags = append(diags, ds...)
+	if tree == nil {
+		return nil, diags.Sort()
+	}
+	tree, ds = applyOverrides(tree, opt, r.pos)
+	diags = append(diags, ds...)
+	r.Resolved = tree
+
+	schemaDiags, bad := validateSchema(reg, tree, r.pos)
+	diags = append(diags, schemaDiags...)
+
+	diags = append(diags, r.decodeSections(tree, bad)...)
+	diags = append(diags, r.buildStages(reg, tree, bad)...)
+	if len(diags) > 0 {
+		return nil, diags.Sort()
+	}
+	return r, nil
+}
+
+func parseYAML(file string, src []byte, pos *positions) (map[string]any, Diagnostics) {
+	var doc yaml.Node
+	if err := yaml.Unmarshal(src, &doc); err != nil {
+		return nil, Diagnostics{yamlError(file, err)}
+	}
+	if doc.Kind == 0 || len(doc.Content) == 0 {
+		return nil, Diagnostics{{Pos{File: file, Line: 1, Col: 1}, "the recipe is empty: it needs at least version, name, model and stages"}}
+	}
+	root := doc.Content[0]
+	if root.Kind != yaml.MappingNode {
+		return nil, Diagnostics{{Pos{File: file, Line: root.Line, Col: root.Column}, "a recipe must be a mapping of keys (version, name, model, stages, ...)"}}
+	}
+	var diags Diagnostics
+	tree, _ := toTree(&doc, "", pos, &diags).(map[string]any)
+	return tree, diags
+}
+
+var yamlLine = regexp.MustCompile(`^yaml: (?:line (\d+): )?(.*)$`)
+
+// yamlError turns a YAML syntax error into a diagnostic at its line.
+func yamlError(file string, err error) Diagnostic {
+	msg := err.Error()
+	if m := yamlLine.FindStringSubmatch(msg); m != nil {
+		line, _ := strconv.Atoi(m[1])
+		return Diagnostic{Pos{File: file, Line: max(line, 1), Col: 1}, "YAML syntax: " + m[2]}
+	}
+	return Diagnostic{Pos{File: file, Line: 1, Col: 1}, "YAML syntax: " + strings.TrimPrefix(msg, "yaml: ")}
+}
+
+// applyOverrides layers the environment, then the --set flags, over the file with
+// koanf, recording which paths they set so errors name the flag or variable.
+func applyOverrides(tree map[string]any, opt Options, pos *positions) (map[string]any, Diagnostics) {
+	k := koanf.New(".")
+	if err := k.Load(confmap.Provider(tree, ""), nil); err != nil {
+		return tree, Diagnostics{{Pos{File: pos.file}, err.Error()}}
+	}
+	var diags Diagnostics
+	set := func(key, raw, origin string) {
+		if key == "" || strings.HasPrefix(key, ".") || strings.HasSuffix(key, ".") || strings.Contains(key, "..") {
+			diags = append(diags, Diagnostic{Pos{File: pos.file, Origin: origin}, fmt.Sprintf("%q is not a key path: write it like stages.prune.amount", key)})
+			return
+		}
+		v, err := parseValue(raw)
+		if err != nil {
+			diags = append(diags, Diagnostic{Pos{File: pos.file, Origin: origin}, fmt.Sprintf("value %q is not valid YAML: %v", raw, err)})
+			return
+		}
+		if err := k.Set(key, v); err != nil {
+			diags = append(diags, Diagnostic{Pos{File: pos.file, Origin: origin}, err.Error()})
+			return
+		}
+		pos.origin[key] = origin
+	}
+	var envs []string
+	for _, kv := range opt.Env {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, "SHRINK_") && !ReservedEnv[name] {
+			envs = append(envs, kv)
+		}
+	}
+	sort.Strings(envs)
+	for _, kv := range envs {
+		name, val, _ := strings.Cut(kv, "=")
+		key := strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(name, "SHRINK_")), "__", ".")
+		set(key, val, "env "+name)
+	}
+	for _, s := range opt.Sets {
+		key, val, ok := strings.Cut(s, "=")
+		if !ok {
+			diags = append(diags, Diagnostic{Pos{File: pos.file, Origin: "--set " + s}, "expected KEY=VALUE, e.g. --set stages.prune.amount=0.5"})
+			continue
+		}
+		set(strings.TrimSpace(key), val, "--set "+s)
+	}
+	return k.Raw(), diags
+}
+
+// decodeSections decodes the top-level keys and the model and data sections.
+func (r *Recipe) decodeSections(tree map[string]any, bad map[string]bool) Diagnostics {
+	var diags Diagnostics
+	if v, ok := config.AsInt(tree["version"]); ok {
+		r.Version = int(v)
+	}
+	r.Name, _ = tree["name"].(string)
+	if v, ok := config.AsInt(tree["seed"]); ok && v >= 0 {
+		r.Seed = uint64(v)
+	}
+	if m, ok := tree["model"].(map[string]any); ok && !bad["model"] {
+		spec := arch.Default()
+		if errs := config.Decode(m, spec); len(errs) > 0 {
+			diags = append(diags, r.fieldDiags("model", errs)...)
+		}
+		if spec.Checkpoint != "" {
+			spec.Checkpoint = r.Path(spec.Checkpoint)
+		}
+		r.Model = *spec
+	}
+	if m, ok := tree["data"].(map[string]any); ok && !bad["data"] {
+		cfg := data.DefaultConfig()
+		if errs := config.Decode(m, &cfg); len(errs) > 0 {
+			diags = append(diags, r.fieldDiags("data", errs)...)
+		}
+		r.Data = &cfg
+	}
+	return diags
+}
+
+// Path resolves a path written in the recipe against the recipe's folder.
+func (r *Recipe) Path(p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(r.Dir, p)
+}
+
+// fieldDiags places a section's field errors at their keys.
+func (r *Recipe) fieldDiags(section string, errs config.Errors) Diagnostics {
+	var ds Diagnostics
+	for _, e := range errs {
+		path := joinPath(section, e.Path)
+		ds = append(ds, Diagnostic{r.pos.ofValue(path), label(path) + e.Msg})
+	}
+	return ds
+}
+
+// PosOf reports where a recipe path (stages.prune.amount) was set, for errors found
+// after loading.
+func (r *Recipe) PosOf(path string) Pos { return r.pos.ofValue(path) }
+
+// IsDiagnostics tells recipe problems (exit code 2) from other errors.
+func IsDiagnostics(err error) bool {
+	var ds Diagnostics
+	return errors.As(err, &ds)
+}

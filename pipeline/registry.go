@@ -1,0 +1,33 @@
+package pipeline
+
+// StageType is what the pipeline needs to know of a stage plugin to validate and
+// plan a recipe; the plugin's code that runs lives elsewhere (package stages), so
+// validating never loads a tensor library.
+type StageType struct {
+	Name    string
+	Summary string     // one line, for the schema and --help
+	New     func() any // a pointer to the config struct holding the defaults
+	// FanIn marks a stage that takes many input models (select): its needs may
+	// list several stages, a matrix stage means all its branches, and it does not
+	// fan out with them.
+	FanIn bool
+}
+
+// Registry finds stage types by name.
+type Registry interface {
+	Lookup(name string) (StageType, bool)
+	Types() []StageType // sorted by name
+}
+
+// DataUser is implemented by stage configs that train, calibrate or evaluate on
+// the recipe's data only for some settings (prune with finetune, say).
+type DataUser interface {
+	UsesData() bool
+}
+
+// ModelMaker is implemented by configs of stages that can build a new model
+// instead of transforming their input (distill with a student architecture): for
+// them, needs may be empty without meaning "start from the recipe's model".
+type ModelMaker interface {
+	MakesModel() bool
+}

@@ -1,0 +1,354 @@
+package pipeline
+
+import (
+	"encoding/json"
+	"fmt"
+	"math/big"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/santhosh-tekuri/jsonschema/v6"
+	"github.com/santhosh-tekuri/jsonschema/v6/kind"
+
+	"github.com/shrink-ml/shrink/arch"
+	"github.com/shrink-ml/shrink/config"
+	"github.com/shrink-ml/shrink/data"
+)
+
+// SchemaID is the published address of the recipe schema.
+const SchemaID = "https://github.com/shrink-ml/shrink/schemas/recipe.schema.json"
+
+// idPattern is the shape of stage ids and recipe names.
+const (
+	idPattern   = "^[a-z0-9_-]+$"
+	namePattern = "^[a-z0-9][a-z0-9._-]*$"
+)
+
+// genericKeys are the keys every stage accepts, whatever its type.
+var genericKeys = []string{"type", "needs", "matrix", "resources"}
+
+// GenerateSchema builds the recipe JSON Schema (2020-12) from a registry: the
+// top-level keys, the model and data sections, and every stage type's keys with
+// their descriptions and defaults. schemas/recipe.schema.json is this for the
+// built-in registry; a test keeps the two equal.
+func GenerateSchema(reg Registry) map[string]any {
+	var names []string
+	var cases []any
+	defs := map[string]any{}
+	for _, t := range reg.Types() {
+		names = append(names, t.Name)
+		cfg := config.Schema(t.New())
+		props := cfg["properties"].(map[string]any)
+		matrix := map[string]any{}
+		for k, p := range props {
+			matrix[k] = map[string]any{"type": "array", "minItems": 1, "items": p}
+		}
+		for k, p := range genericStageProps() {
+			props[k] = p
+		}
+		m := props["matrix"].(map[string]any)
+		m["properties"] = matrix
+		m["additionalProperties"] = false
+		def := "stage-" + t.Name
+		defs[def] = map[string]any{
+			"description":          t.Summary,
+			"type":                 "object",
+			"properties":           props,
+			"additionalProperties": false,
+		}
+		cases = append(cases, map[string]any{
+			"if":   map[string]any{"properties": map[string]any{"type": map[string]any{"const": t.Name}}, "required": []any{"type"}},
+			"then": map[string]any{"$ref": "#/$defs/" + def},
+		})
+	}
+	stage := map[string]any{
+		"type":     "object",
+		"required": []any{"type"},
+		"properties": map[string]any{
+			"type": map[string]any{"enum": names, "description": "the stage type"},
+		},
+		"allOf": cases,
+	}
+	model := config.Schema(arch.Default())
+	model["required"] = []any{"arch"}
+	return map[string]any{
+		"$schema":              "https://json-schema.org/draft/2020-12/schema",
+		"$id":                  SchemaID,
+		"title":                "shrink recipe (format v1)",
+		"description":          "A DAG of model-compression stages. See docs/RECIPES.md.",
+		"type":                 "object",
+		"required":             []any{"version", "name", "model", "stages"},
+		"additionalProperties": false,
+		"properties": map[string]any{
+			"version": map[string]any{"const": 1, "description": "the recipe format version"},
+			"name":    map[string]any{"type": "string", "pattern": namePattern, "description": "the recipe's name; the run folder defaults to runs/<name>"},
+			"seed":    map[string]any{"type": "integer", "minimum": 0, "default": 0, "description": "the only source of randomness"},
+			"model":   model,
+			"data":    config.Schema(data.DefaultConfig()),
+			"stages": map[string]any{
+				"type":                 "object",
+				"description":          "stage id -> stage; ids are [a-z0-9_-]+",
+				"minProperties":        1,
+				"propertyNames":        map[string]any{"pattern": idPattern},
+				"additionalProperties": stage,
+			},
+		},
+		"$defs": defs,
+	}
+}
+
+func genericStageProps() map[string]any {
+	return map[string]any{
+		"type": map[string]any{"type": "string", "description": "the stage type"},
+		"needs": map[string]any{
+			"type": "array", "items": map[string]any{"type": "string", "pattern": idPattern},
+			"description": "the stage whose output model this stage transforms (select: the stages to choose among); none: start from the recipe's model",
+		},
+		"matrix": map[string]any{
+			"type":          "object",
+			"minProperties": 1,
+			"description":   "key -> list of values: one stage per combination, ids like prune[amount=0.5]; stages that need it fan out with it",
+		},
+		"resources": map[string]any{
+			"type":                 "object",
+			"additionalProperties": false,
+			"description":          "requests for distributed runs (Argo)",
+			"properties": map[string]any{
+				"cpu":    map[string]any{"type": []any{"string", "number"}, "description": "CPU request, e.g. 2 or 500m"},
+				"memory": map[string]any{"type": "string", "description": "memory request, e.g. 2Gi"},
+			},
+		},
+	}
+}
+
+// compiledSchema caches the compiled schema of each registry.
+var compiled sync.Map // Registry -> *compiledSchema
+
+type compiledSchema struct {
+	doc    map[string]any
+	schema *jsonschema.Schema
+}
+
+func schemaFor(reg Registry) *compiledSchema {
+	if c, ok := compiled.Load(reg); ok {
+		return c.(*compiledSchema)
+	}
+	// Round-trip through JSON so the compiler sees plain JSON values.
+	b, err := json.Marshal(GenerateSchema(reg))
+	if err != nil {
+		panic(err)
+	}
+	doc, err := jsonschema.UnmarshalJSON(strings.NewReader(string(b)))
+	if err != nil {
+		panic(err)
+	}
+	c := jsonschema.NewCompiler()
+	if err := c.AddResource(SchemaID, doc); err != nil {
+		panic(err)
+	}
+	s, err := c.Compile(SchemaID)
+	if err != nil {
+		panic(fmt.Sprintf("recipe schema does not compile: %v", err))
+	}
+	cs := &compiledSchema{doc: doc.(map[string]any), schema: s}
+	compiled.Store(reg, cs)
+	return cs
+}
+
+// validateSchema checks the tree against the schema and turns each failure into a
+// diagnostic at its YAML position. It also returns the sections and stages that
+// failed ("model", "stages.prune"), so later checks skip them and each problem is
+// reported once.
+func validateSchema(reg Registry, tree map[string]any, pos *positions) (Diagnostics, map[string]bool) {
+	bad := map[string]bool{}
+	cs := schemaFor(reg)
+	err := cs.schema.Validate(tree)
+	if err == nil {
+		return nil, bad
+	}
+	ve, ok := err.(*jsonschema.ValidationError)
+	if !ok {
+		return Diagnostics{{Pos{File: pos.file}, err.Error()}}, bad
+	}
+	var ds Diagnostics
+	var walk func(e *jsonschema.ValidationError)
+	walk = func(e *jsonschema.ValidationError) {
+		if len(e.Causes) == 0 {
+			ds = append(ds, cs.describe(e, tree, pos)...)
+			loc := e.InstanceLocation
+			switch {
+			case len(loc) >= 2 && loc[0] == "stages":
+				bad["stages."+loc[1]] = true
+			case len(loc) >= 1:
+				bad[loc[0]] = true
+			}
+			return
+		}
+		for _, c := range e.Causes {
+			walk(c)
+		}
+	}
+	walk(ve)
+	return ds, bad
+}
+
+func (cs *compiledSchema) describe(e *jsonschema.ValidationError, tree map[string]any, pos *positions) Diagnostics {
+	path := strings.Join(e.InstanceLocation, ".")
+	at := func(msg string, args ...any) Diagnostics {
+		return Diagnostics{{pos.ofValue(path), label(path) + fmt.Sprintf(msg, args...)}}
+	}
+	switch k := e.ErrorKind.(type) {
+	case *kind.AdditionalProperties:
+		allowed := cs.allowedKeys(e.SchemaURL)
+		var ds Diagnostics
+		for _, p := range k.Properties {
+			child := joinPath(path, p)
+			ds = append(ds, Diagnostic{pos.ofKey(child), fmt.Sprintf("%s: unknown key%s", child, hint(p, allowed))})
+		}
+		return ds
+	case *kind.Required:
+		var ds Diagnostics
+		for _, m := range k.Missing {
+			ds = append(ds, Diagnostic{pos.ofKey(path), label(path) + fmt.Sprintf("missing required key %q", m)})
+		}
+		return ds
+	case *kind.Type:
+		return at("must be %s, got %s", orList(k.Want), config.Describe(lookup(tree, e.InstanceLocation)))
+	case *kind.Enum:
+		var want []string
+		for _, w := range k.Want {
+			want = append(want, fmt.Sprint(w))
+		}
+		got := fmt.Sprint(k.Got)
+		if len(e.InstanceLocation) == 3 && e.InstanceLocation[0] == "stages" && e.InstanceLocation[2] == "type" {
+			return at("unknown stage type %q%s; the types are %s", got, config.DidYouMean(got, want), strings.Join(want, ", "))
+		}
+		return at("%q is not one of %s%s", got, strings.Join(want, ", "), config.DidYouMean(got, want))
+	case *kind.Const:
+		return at("must be %v, got %s", k.Want, config.Describe(k.Got))
+	case *kind.Minimum:
+		return at("%s is below the minimum %s", rat(k.Got), rat(k.Want))
+	case *kind.Maximum:
+		return at("%s is above the maximum %s", rat(k.Got), rat(k.Want))
+	case *kind.ExclusiveMinimum:
+		return at("%s must be greater than %s", rat(k.Got), rat(k.Want))
+	case *kind.ExclusiveMaximum:
+		return at("%s must be less than %s", rat(k.Got), rat(k.Want))
+	case *kind.MinItems:
+		return at("needs at least %d item(s), got %d", k.Want, k.Got)
+	case *kind.MaxItems:
+		return at("takes at most %d item(s), got %d", k.Want, k.Got)
+	case *kind.MinProperties:
+		if path == "stages" {
+			return at("a recipe needs at least one stage")
+		}
+		return at("needs at least %d key(s)", k.Want)
+	case *kind.Pattern:
+		if len(e.InstanceLocation) == 2 && e.InstanceLocation[0] == "stages" {
+			// propertyNames reports the key as the instance
+			return Diagnostics{{pos.ofKey(path), fmt.Sprintf("stage id %q: use lowercase letters, digits, '_' and '-' only", k.Got)}}
+		}
+		if path == "name" {
+			return at("%q: start with a lowercase letter or digit, then use lowercase letters, digits, '.', '_' and '-'", k.Got)
+		}
+		return at("%q does not match %s", k.Got, k.Want)
+	case *kind.FalseSchema:
+		return at("is not allowed here")
+	}
+	return at("%s", e.Error())
+}
+
+// allowedKeys reads the properties of the schema object a failing keyword belongs to.
+func (cs *compiledSchema) allowedKeys(schemaURL string) []string {
+	_, frag, _ := strings.Cut(schemaURL, "#")
+	var node any = cs.doc
+	for _, tok := range strings.Split(strings.TrimPrefix(frag, "/"), "/") {
+		if tok == "" {
+			continue
+		}
+		tok = strings.NewReplacer("~1", "/", "~0", "~").Replace(tok)
+		switch n := node.(type) {
+		case map[string]any:
+			node = n[tok]
+		default:
+			return nil
+		}
+	}
+	// The URL points at the additionalProperties keyword or at its schema object.
+	obj, _ := node.(map[string]any)
+	if _, isKeyword := obj["properties"]; !isKeyword {
+		return nil
+	}
+	props, _ := obj["properties"].(map[string]any)
+	keys := make([]string, 0, len(props))
+	for k := range props {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+func hint(key string, allowed []string) string {
+	if s := config.DidYouMean(key, allowed); s != "" {
+		return s
+	}
+	if len(allowed) > 0 && len(allowed) <= 16 {
+		return "; allowed here: " + strings.Join(allowed, ", ")
+	}
+	return ""
+}
+
+func label(path string) string {
+	if path == "" {
+		return "recipe: "
+	}
+	return path + ": "
+}
+
+func orList(want []string) string {
+	words := make([]string, len(want))
+	for i, w := range want {
+		switch w {
+		case "object":
+			w = "a mapping"
+		case "array":
+			w = "a list"
+		case "integer":
+			w = "an integer"
+		case "number":
+			w = "a number"
+		case "string":
+			w = "a string"
+		case "boolean":
+			w = "true or false"
+		}
+		words[i] = w
+	}
+	return strings.Join(words, " or ")
+}
+
+func rat(r *big.Rat) string {
+	f, _ := r.Float64()
+	return config.FormatNumber(f)
+}
+
+func lookup(tree any, loc []string) any {
+	v := tree
+	for _, tok := range loc {
+		switch n := v.(type) {
+		case map[string]any:
+			v = n[tok]
+		case []any:
+			var i int
+			fmt.Sscan(tok, &i)
+			if i < 0 || i >= len(n) {
+				return nil
+			}
+			v = n[i]
+		default:
+			return nil
+		}
+	}
+	return v
+}

@@ -1,0 +1,160 @@
+package pipeline
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+)
+
+// positions maps dotted key paths ("stages.prune.amount", "stages.prune.layers.1")
+// to where they appear: the key itself and its value.
+type positions struct {
+	file  string
+	key   map[string]Pos
+	value map[string]Pos
+	// origin marks paths set by an override; everything below them inherits it.
+	origin map[string]string
+}
+
+func newPositions(file string) *positions {
+	return &positions{file: file, key: map[string]Pos{}, value: map[string]Pos{}, origin: map[string]string{}}
+}
+
+// ofKey is the position of the key at path (for "unknown key" and the like); ofValue
+// of its value (for wrong values). Both fall back to the nearest ancestor that exists,
+// so a missing key points at the mapping that should hold it.
+func (p *positions) ofKey(path string) Pos   { return p.lookup(path, p.key) }
+func (p *positions) ofValue(path string) Pos { return p.lookup(path, p.value) }
+
+func (p *positions) lookup(path string, table map[string]Pos) Pos {
+	for q := path; ; q = parent(q) {
+		if o, ok := p.origin[q]; ok {
+			return Pos{File: p.file, Origin: o}
+		}
+		if q == "" {
+			break
+		}
+	}
+	for q := path; q != ""; q = parent(q) {
+		if pos, ok := table[q]; ok {
+			return pos
+		}
+		if pos, ok := p.value[q]; ok {
+			return pos
+		}
+	}
+	return Pos{File: p.file, Line: 1, Col: 1}
+}
+
+func parent(path string) string {
+	i := strings.LastIndexByte(path, '.')
+	if i < 0 {
+		return ""
+	}
+	return path[:i]
+}
+
+// toTree converts a YAML node to the plain tree koanf and the validators work on
+// (map[string]any, []any, string, bool, int, float64, nil), recording positions.
+// It rejects what a recipe must not contain: duplicate keys and non-scalar keys.
+func toTree(n *yaml.Node, path string, pos *positions, diags *Diagnostics) any {
+	here := Pos{File: pos.file, Line: n.Line, Col: n.Column}
+	if path != "" {
+		if _, seen := pos.value[path]; !seen {
+			pos.value[path] = here
+		}
+	}
+	switch n.Kind {
+	case yaml.DocumentNode:
+		if len(n.Content) == 0 {
+			return nil
+		}
+		return toTree(n.Content[0], path, pos, diags)
+	case yaml.AliasNode:
+		return toTree(n.Alias, path, pos, diags)
+	case yaml.MappingNode:
+		m := make(map[string]any, len(n.Content)/2)
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			if k.Kind == yaml.ScalarNode && k.Tag == "!!merge" {
+				merged, _ := toTree(v, path, pos, diags).(map[string]any)
+				for mk, mv := range merged {
+					if _, ok := m[mk]; !ok {
+						m[mk] = mv
+					}
+				}
+				continue
+			}
+			kpos := Pos{File: pos.file, Line: k.Line, Col: k.Column}
+			if k.Kind != yaml.ScalarNode {
+				*diags = append(*diags, Diagnostic{kpos, "a key must be a plain name, not a list or mapping"})
+				continue
+			}
+			key := k.Value
+			child := joinPath(path, key)
+			if _, dup := m[key]; dup {
+				first := pos.key[child]
+				*diags = append(*diags, Diagnostic{kpos, fmt.Sprintf("%s: duplicate key (first at line %d)", child, first.Line)})
+				continue
+			}
+			pos.key[child] = kpos
+			m[key] = toTree(v, child, pos, diags)
+		}
+		return m
+	case yaml.SequenceNode:
+		s := make([]any, len(n.Content))
+		for i, c := range n.Content {
+			s[i] = toTree(c, joinPath(path, strconv.Itoa(i)), pos, diags)
+		}
+		return s
+	case yaml.ScalarNode:
+		return scalar(n)
+	}
+	return nil
+}
+
+// scalar decodes a YAML scalar by its resolved tag, keeping YAML's distinction between
+// 1 (an int) and 1.0 (a float): prune amounts depend on it.
+func scalar(n *yaml.Node) any {
+	var v any
+	if err := n.Decode(&v); err != nil {
+		return n.Value
+	}
+	switch x := v.(type) {
+	case int64:
+		return int(x)
+	case uint64:
+		if x <= 1<<62 {
+			return int(x)
+		}
+		return float64(x)
+	}
+	return v
+}
+
+// parseValue reads an override's value as YAML, as the spec asks of --set.
+func parseValue(s string) (any, error) {
+	var n yaml.Node
+	if err := yaml.Unmarshal([]byte(s), &n); err != nil {
+		return nil, err
+	}
+	if n.Kind == 0 || len(n.Content) == 0 {
+		return "", nil
+	}
+	var ds Diagnostics
+	pos := newPositions("")
+	v := toTree(n.Content[0], "", pos, &ds)
+	if len(ds) > 0 {
+		return nil, fmt.Errorf("%s", ds[0].Msg)
+	}
+	return v, nil
+}
+
+func joinPath(a, b string) string {
+	if a == "" {
+		return b
+	}
+	return a + "." + b
+}

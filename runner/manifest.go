@@ -1,0 +1,123 @@
+package runner
+
+import (
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"runtime"
+	"runtime/debug"
+	"sync"
+	"time"
+)
+
+// Manifest is run.json: what a run did, enough to replay it.
+type Manifest struct {
+	Format string       `json:"format"`
+	Recipe RecipeRecord `json:"recipe"`
+	Seed   uint64       `json:"seed"`
+
+	ShrinkVersion string `json:"shrink_version"`
+	VCSRevision   string `json:"vcs_revision,omitempty"`
+	GoVersion     string `json:"go_version"`
+
+	Started  time.Time `json:"started"`
+	Finished time.Time `json:"finished,omitzero"`
+	Status   string    `json:"status"` // running, ok, failed, interrupted
+
+	Stages []*StageRecord `json:"stages"`
+}
+
+// RecipeRecord identifies the recipe and records it as resolved after overrides.
+type RecipeRecord struct {
+	Name     string         `json:"name"`
+	SHA256   string         `json:"sha256"`
+	File     string         `json:"file"`
+	Sets     []string       `json:"sets,omitempty"`
+	Resolved map[string]any `json:"resolved"`
+}
+
+// StageRecord is one stage of the run.
+type StageRecord struct {
+	ID      string         `json:"id"`
+	Type    string         `json:"type"`
+	Status  string         `json:"status"` // ran, cached, failed, skipped, pending
+	Reason  string         `json:"reason,omitempty"`
+	Key     string         `json:"key,omitempty"`
+	SHA256  string         `json:"sha256,omitempty"`
+	Seconds float64        `json:"seconds"`
+	Metrics map[string]any `json:"metrics,omitempty"`
+	Folder  string         `json:"folder"`
+	Needs   []string       `json:"needs,omitempty"`
+	Refs    map[string]string `json:"refs,omitempty"`
+	Error   string         `json:"error,omitempty"`
+	KeyDoc  *KeyDoc        `json:"key_inputs,omitempty"`
+}
+
+// Version is shrink's version, from the build.
+func Version() (version, revision string) {
+	version = "(devel)"
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return
+	}
+	if bi.Main.Version != "" {
+		version = bi.Main.Version
+	}
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" {
+			revision = s.Value
+		}
+		if s.Key == "vcs.modified" && s.Value == "true" && revision != "" {
+			revision += "+dirty"
+		}
+	}
+	return
+}
+
+func newManifest() *Manifest {
+	v, rev := Version()
+	return &Manifest{Format: "shrink/v1", ShrinkVersion: v, VCSRevision: rev, GoVersion: runtime.Version(), Status: "running"}
+}
+
+// manifestWriter writes run.json atomically after every change.
+type manifestWriter struct {
+	mu   sync.Mutex
+	path string
+	m    *Manifest
+}
+
+func (w *manifestWriter) update(f func(m *Manifest)) error {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if f != nil {
+		f(w.m)
+	}
+	b, err := json.MarshalIndent(w.m, "", "  ")
+	if err != nil {
+		return err
+	}
+	return writeFileSync(w.path, append(b, '\n'))
+}
+
+// ReadManifest reads a run folder's run.json.
+func ReadManifest(runDir string) (*Manifest, error) {
+	b, err := os.ReadFile(filepath.Join(runDir, "run.json"))
+	if err != nil {
+		return nil, err
+	}
+	var m Manifest
+	if err := json.Unmarshal(b, &m); err != nil {
+		return nil, err
+	}
+	return &m, nil
+}
+
+// Stage finds a stage record by id.
+func (m *Manifest) Stage(id string) *StageRecord {
+	for _, s := range m.Stages {
+		if s.ID == id {
+			return s
+		}
+	}
+	return nil
+}

@@ -1,0 +1,68 @@
+package runner
+
+import (
+	"context"
+	"os"
+
+	"github.com/shrink-ml/shrink/arch"
+	"github.com/shrink-ml/shrink/model"
+)
+
+// LayerMetrics describe one layer of a stage's output.
+type LayerMetrics struct {
+	Params   int     `json:"params"`
+	NonZero  int     `json:"nonzero"`
+	Sparsity float64 `json:"sparsity"`
+	Bits     int     `json:"bits"` // 32 for float weights
+	Rank     int     `json:"rank,omitempty"`
+	Shape    []int   `json:"shape"` // the dense weight's PyTorch shape
+}
+
+// measure computes the metrics every stage reports, on the checkpoint as written
+// (read back, so what is measured is what is stored), merged with the stage's own.
+func (r *Runner) measure(ctx context.Context, ckpt string, own map[string]any) (map[string]any, error) {
+	m, err := model.Load(ckpt, &r.recipe.Model)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]any{}
+	for k, v := range own {
+		out[k] = v
+	}
+	c := m.Count()
+	st, err := os.Stat(ckpt)
+	if err != nil {
+		return nil, err
+	}
+	out["params_total"] = c.Total
+	out["params_nonzero"] = c.NonZero
+	out["sparsity"] = round6(1 - float64(c.NonZero)/float64(max(c.Total, 1)))
+	out["weight_sparsity"] = round6(1 - float64(c.WeightsNonZero)/float64(max(c.Weights, 1)))
+	out["size_bytes"] = st.Size()
+	layers := map[string]LayerMetrics{}
+	for _, l := range m.Layers {
+		lm := LayerMetrics{Params: c.LayerWeights[l.Name], NonZero: c.LayerNonZero[l.Name], Bits: 32, Rank: l.Rank, Shape: arch.Layer(l.Layer).WeightShape()}
+		lm.Sparsity = round6(1 - float64(lm.NonZero)/float64(max(lm.Params, 1)))
+		if l.Quant != nil {
+			lm.Bits = l.Quant.Bits
+		}
+		layers[l.Name] = lm
+	}
+	out["layers"] = layers
+	if r.recipe.Data != nil {
+		ds, err := r.dataset()
+		if err != nil {
+			return nil, err
+		}
+		res, err := model.Evaluate(ctx, m, ds.Test, r.recipe.Data.EvalBatchSize)
+		if err != nil {
+			return nil, err
+		}
+		out["accuracy"] = res.Accuracy
+		out["loss"] = round6(res.Loss)
+		out["test_samples"] = res.Samples
+	}
+	return out, nil
+}
+
+func round6(x float64) float64 { return float64(int64(x*1e6+0.5)) / 1e6 }

@@ -1,0 +1,641 @@
+// Package runner runs a planned recipe: stage by stage in DAG order, reusing
+// results whose key is unchanged, writing every checkpoint atomically, and
+// recording the run in run.json.
+package runner
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/shrink-ml/shrink/checkpoint"
+	"github.com/shrink-ml/shrink/data"
+	"github.com/shrink-ml/shrink/model"
+	"github.com/shrink-ml/shrink/pipeline"
+	"github.com/shrink-ml/shrink/stages"
+)
+
+// ErrLocked is returned when another run holds the run folder.
+var ErrLocked = errors.New("run folder locked")
+
+// ErrStageFailed is returned by Run when a stage failed; the manifest says which.
+var ErrStageFailed = errors.New("a stage failed")
+
+// Options configure a Runner.
+type Options struct {
+	RunDir   string // the run folder
+	CacheDir string // the result store; default <RunDir>/.shrink/store
+	Force    bool   // rerun every stage
+	From     string // rerun this stage and every stage after it
+	Only     string // run only this stage; its inputs must be stored
+	Jobs     int    // stages run at once (default 1)
+	Sets     []string
+	Log      zerolog.Logger
+	// Progress returns a stage's training progress sink (nil: log lines only).
+	Progress func(stage string) func(model.Progress)
+}
+
+// Runner runs one recipe.
+type Runner struct {
+	reg    *stages.Registry
+	recipe *pipeline.Recipe
+	opt    Options
+	store  *Store
+
+	dataOnce sync.Once
+	data     *data.Dataset
+	dataErr  error
+	dataFP   string
+	fpOnce   sync.Once
+	fpErr    error
+}
+
+// New prepares a runner.
+func New(reg *stages.Registry, recipe *pipeline.Recipe, opt Options) *Runner {
+	if opt.RunDir == "" {
+		opt.RunDir = filepath.Join("runs", recipe.Name)
+	}
+	if opt.CacheDir == "" {
+		opt.CacheDir = filepath.Join(opt.RunDir, ".shrink", "store")
+	}
+	if opt.Jobs <= 0 {
+		opt.Jobs = 1
+	}
+	return &Runner{reg: reg, recipe: recipe, opt: opt, store: &Store{Dir: opt.CacheDir}}
+}
+
+// RunDir is the run folder.
+func (r *Runner) RunDir() string { return r.opt.RunDir }
+
+// PlanItem is what Plan says of one stage.
+type PlanItem struct {
+	Stage  *pipeline.Stage
+	Folder string
+	Status string // "cached" or "run"
+	Reason string
+	Key    string // empty when an input runs first
+	Entry  *Entry // the stored result, when cached
+}
+
+// Plan decides, without running anything, which stages are cached and which
+// must run, and why.
+func (r *Runner) Plan() ([]*PlanItem, error) {
+	prev, _ := ReadManifest(r.opt.RunDir)
+	digests := map[string]string{}
+	forcedSet := map[string]bool{}
+	var items []*PlanItem
+	for _, s := range r.recipe.Stages {
+		it := &PlanItem{Stage: s, Folder: Folder(s.ID), Status: "run"}
+		items = append(items, it)
+		forced, why := r.forced(s, forcedSet)
+		forcedSet[s.ID] = forced
+		if pending := firstMissing(s.Deps(), digests); pending != "" {
+			it.Reason = fmt.Sprintf("input %s runs first", pending)
+			if forced {
+				it.Reason = why
+			}
+			continue
+		}
+		doc, err := r.keyDoc(s, digests)
+		if err != nil {
+			return nil, err
+		}
+		it.Key = doc.Key()
+		entry, lookErr := r.store.Lookup(it.Key)
+		switch {
+		case forced:
+			it.Reason = why
+		case lookErr == nil:
+			if bad := r.folderProblem(it.Folder, entry); bad != "" {
+				it.Reason = bad
+				break
+			}
+			it.Status, it.Entry = "cached", entry
+			digests[s.ID] = entry.Checkpoint
+			continue
+		case errors.Is(lookErr, fs.ErrNotExist):
+			it.Reason = r.whyNew(prev, s, doc)
+		default:
+			it.Reason = "checkpoint unusable: " + lookErr.Error()
+		}
+	}
+	return items, nil
+}
+
+func firstMissing(ids []string, have map[string]string) string {
+	for _, id := range ids {
+		if have[id] == "" {
+			return id
+		}
+	}
+	return ""
+}
+
+// forced says whether flags make a stage run regardless of the store: --force,
+// --from naming it, or --from naming a stage it depends on (forcedSet holds the
+// stages forced so far, in run order).
+func (r *Runner) forced(s *pipeline.Stage, forcedSet map[string]bool) (bool, string) {
+	switch {
+	case r.opt.Force:
+		return true, "--force"
+	case r.opt.From != "" && (s.ID == r.opt.From || s.Base == r.opt.From):
+		return true, "--from " + r.opt.From
+	}
+	for _, d := range s.Deps() {
+		if forcedSet[d] {
+			return true, "after --from " + r.opt.From
+		}
+	}
+	return false, ""
+}
+
+// folderProblem checks the copy in the stage folder: a corrupted one (a flipped
+// byte) means the stage must run again.
+func (r *Runner) folderProblem(folder string, e *Entry) string {
+	path := filepath.Join(r.opt.RunDir, folder, "model.safetensors")
+	got, err := checkpoint.Digest(path)
+	if err != nil {
+		return "" // missing: it is restored from the store
+	}
+	if got != e.Checkpoint {
+		return fmt.Sprintf("checkpoint %s is corrupt (sha256 differs from the recorded one)", filepath.ToSlash(filepath.Join(folder, "model.safetensors")))
+	}
+	return ""
+}
+
+// whyNew explains a key the store lacks, from the last run's record.
+func (r *Runner) whyNew(prev *Manifest, s *pipeline.Stage, doc KeyDoc) string {
+	if prev == nil {
+		return "first run"
+	}
+	rec := prev.Stage(s.ID)
+	if rec == nil {
+		return "new stage"
+	}
+	if rec.KeyDoc == nil || rec.Key == "" {
+		return "no earlier result"
+	}
+	if rec.Key == doc.Key() {
+		return "checkpoint missing from the store"
+	}
+	if d := doc.Diff(*rec.KeyDoc); len(d) > 0 {
+		return "changed: " + strings.Join(d, ", ")
+	}
+	return "key changed"
+}
+
+// keyDoc gathers a stage's key ingredients; digests holds the input checkpoints'.
+func (r *Runner) keyDoc(s *pipeline.Stage, digests map[string]string) (KeyDoc, error) {
+	cfg, err := json.Marshal(s.Config)
+	if err != nil {
+		return KeyDoc{}, err
+	}
+	doc := KeyDoc{Format: model.Format, Stage: s.ID, Type: s.Type, Config: cfg, Seed: r.recipe.Seed}
+	if len(s.Needs) > 0 || len(s.Refs) > 0 {
+		doc.Inputs = map[string][]string{}
+		for _, n := range s.Needs {
+			doc.Inputs["needs"] = append(doc.Inputs["needs"], digests[n])
+		}
+		for _, ref := range s.Refs {
+			doc.Inputs[ref.Path] = append(doc.Inputs[ref.Path], digests[ref.Stage])
+		}
+	}
+	if len(s.Needs) == 0 {
+		spec := struct {
+			Arch       string `json:"arch"`
+			Checkpoint string `json:"checkpoint,omitempty"`
+		}{Arch: r.recipe.Model.JSON()}
+		if p := r.recipe.Model.Checkpoint; p != "" {
+			if spec.Checkpoint, err = checkpoint.Digest(p); err != nil {
+				return KeyDoc{}, fmt.Errorf("model.checkpoint: %w", err)
+			}
+		}
+		doc.Model, _ = json.Marshal(spec)
+	}
+	if r.recipe.Data != nil {
+		fp, err := r.fingerprint()
+		if err != nil {
+			return KeyDoc{}, err
+		}
+		doc.Data = fp
+	}
+	return doc, nil
+}
+
+// fingerprint is the data's fingerprint, computed from the files' digests without
+// decoding them, so planning stays fast.
+func (r *Runner) fingerprint() (string, error) {
+	r.fpOnce.Do(func() {
+		r.dataFP, r.fpErr = data.Fingerprint(*r.recipe.Data, r.recipe.Dir, r.recipe.Seed)
+	})
+	return r.dataFP, r.fpErr
+}
+
+func (r *Runner) dataset() (*data.Dataset, error) {
+	r.dataOnce.Do(func() {
+		start := time.Now()
+		r.data, r.dataErr = data.Load(*r.recipe.Data, r.recipe.Dir, r.recipe.Seed)
+		if r.dataErr == nil {
+			r.opt.Log.Debug().Str("dataset", r.data.Kind).Int("train", r.data.Train.N).Int("test", r.data.Test.N).
+				Dur("took", time.Since(start)).Msg("data loaded")
+		}
+	})
+	return r.data, r.dataErr
+}
+
+// Run runs the recipe. It returns the manifest (also in run.json) and
+// ErrStageFailed when a stage failed; ctx's cancellation stops stages between
+// batches and leaves nothing half-written.
+func (r *Runner) Run(ctx context.Context) (*Manifest, error) {
+	if err := os.MkdirAll(r.opt.RunDir, 0o755); err != nil {
+		return nil, err
+	}
+	unlock, err := lockDir(r.opt.RunDir)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	plan, err := r.Plan()
+	if err != nil {
+		return nil, err
+	}
+	if r.opt.Only != "" {
+		if r.recipe.Stage(r.opt.Only) == nil {
+			return nil, fmt.Errorf("--only %s: no such stage (stages: %s)", r.opt.Only, strings.Join(r.recipe.StageIDs(), ", "))
+		}
+	}
+	if r.opt.From != "" && !slices.ContainsFunc(r.recipe.Stages, func(s *pipeline.Stage) bool { return s.ID == r.opt.From || s.Base == r.opt.From }) {
+		return nil, fmt.Errorf("--from %s: no such stage (stages: %s)", r.opt.From, strings.Join(r.recipe.StageIDs(), ", "))
+	}
+	man := newManifest()
+	man.Recipe = RecipeRecord{Name: r.recipe.Name, SHA256: r.recipe.SHA256, File: r.recipe.File, Sets: r.opt.Sets, Resolved: r.recipe.Resolved}
+	man.Seed = r.recipe.Seed
+	man.Started = time.Now().UTC()
+	var prev *Manifest
+	if r.opt.Only != "" {
+		prev, _ = ReadManifest(r.opt.RunDir)
+	}
+	for _, it := range plan {
+		rec := &StageRecord{ID: it.Stage.ID, Type: it.Stage.Type, Status: "pending", Folder: it.Folder, Needs: it.Stage.Needs}
+		if len(it.Stage.Refs) > 0 {
+			rec.Refs = map[string]string{}
+			for _, ref := range it.Stage.Refs {
+				rec.Refs[ref.Path] = ref.Stage
+			}
+		}
+		if prev != nil && it.Stage.ID != r.opt.Only {
+			if p := prev.Stage(it.Stage.ID); p != nil {
+				rec = p
+			}
+		}
+		man.Stages = append(man.Stages, rec)
+	}
+	w := &manifestWriter{path: filepath.Join(r.opt.RunDir, "run.json"), m: man}
+	if err := w.update(nil); err != nil {
+		return nil, err
+	}
+	ex := &execution{r: r, w: w, plan: plan, done: map[string]chan struct{}{}, digests: map[string]string{}, keys: map[string]string{}, failed: map[string]string{}, forced: map[string]bool{}}
+	for _, it := range plan {
+		ex.forced[it.Stage.ID], _ = r.forced(it.Stage, ex.forced)
+	}
+	ex.run(ctx)
+	status := "ok"
+	switch {
+	case ctx.Err() != nil:
+		status = "interrupted"
+	case len(ex.failed) > 0:
+		status = "failed"
+	}
+	w.update(func(m *Manifest) { m.Status, m.Finished = status, time.Now().UTC() })
+	if status != "ok" {
+		return man, ErrStageFailed
+	}
+	return man, nil
+}
+
+// execution is one Run's shared state.
+type execution struct {
+	r    *Runner
+	w    *manifestWriter
+	plan []*PlanItem
+
+	mu      sync.Mutex
+	done    map[string]chan struct{}
+	digests map[string]string // stage -> checkpoint sha256
+	keys    map[string]string // stage -> key
+	failed  map[string]string // stage -> why (failed or skipped)
+	forced  map[string]bool   // stages flags make run (read-only once running)
+}
+
+func (ex *execution) run(ctx context.Context) {
+	for _, it := range ex.plan {
+		ex.done[it.Stage.ID] = make(chan struct{})
+	}
+	sem := make(chan struct{}, ex.r.opt.Jobs)
+	var wg sync.WaitGroup
+	for _, it := range ex.plan {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer close(ex.done[it.Stage.ID])
+			for _, d := range it.Stage.Deps() {
+				<-ex.done[d]
+			}
+			if ex.r.opt.Only != "" && it.Stage.ID != ex.r.opt.Only {
+				ex.adoptStored(it)
+				return
+			}
+			if why := ex.blocked(it.Stage); why != "" {
+				ex.finish(it, &StageRecord{Status: "skipped", Reason: why}, "")
+				return
+			}
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			ex.stage(ctx, it)
+		}()
+	}
+	wg.Wait()
+}
+
+// blocked says why a stage cannot run: an input failed or was skipped (one
+// message for the whole cascade: the root cause is named).
+func (ex *execution) blocked(s *pipeline.Stage) string {
+	ex.mu.Lock()
+	defer ex.mu.Unlock()
+	for _, d := range s.Deps() {
+		if why, ok := ex.failed[d]; ok {
+			if strings.HasPrefix(why, "needs ") {
+				return why
+			}
+			return "needs " + d + ", which failed"
+		}
+	}
+	return ""
+}
+
+// adoptStored records a stage --only does not run: its stored result stands in.
+func (ex *execution) adoptStored(it *PlanItem) {
+	ex.mu.Lock()
+	defer ex.mu.Unlock()
+	if it.Entry != nil {
+		ex.digests[it.Stage.ID] = it.Entry.Checkpoint
+		ex.keys[it.Stage.ID] = it.Key
+	}
+}
+
+// stage runs or restores one stage.
+func (ex *execution) stage(ctx context.Context, it *PlanItem) {
+	r := ex.r
+	s := it.Stage
+	log := r.opt.Log.With().Str("stage", s.ID).Str("type", s.Type).Logger()
+	if ctx.Err() != nil {
+		ex.finish(it, &StageRecord{Status: "skipped", Reason: "interrupted"}, "interrupted")
+		return
+	}
+	ex.mu.Lock()
+	digests := make(map[string]string, len(ex.digests))
+	for k, v := range ex.digests {
+		digests[k] = v
+	}
+	ex.mu.Unlock()
+	if r.opt.Only != "" {
+		if missing := firstMissing(s.Deps(), digests); missing != "" {
+			ex.finish(it, &StageRecord{Status: "failed", Error: fmt.Sprintf("input %s has no stored result: run it first (shrink run without --only, or --only %s)", missing, missing)}, "failed")
+			return
+		}
+	}
+	doc, err := r.keyDoc(s, digests)
+	if err != nil {
+		ex.finish(it, &StageRecord{Status: "failed", Error: err.Error()}, "failed")
+		return
+	}
+	key := doc.Key()
+	if !ex.forced[s.ID] {
+		if e, err := r.store.Lookup(key); err == nil && r.folderProblem(it.Folder, e) == "" {
+			if err := ex.materialize(it.Folder, key, e); err != nil {
+				ex.finish(it, &StageRecord{Status: "failed", Key: key, Error: err.Error()}, "failed")
+				return
+			}
+			log.Info().Msg("cached")
+			ex.finish(it, &StageRecord{Status: "cached", Key: key, SHA256: e.Checkpoint, Metrics: e.Metrics, Seconds: e.Seconds, KeyDoc: &doc}, "")
+			return
+		}
+	}
+	log.Info().Str("why", planReason(it, key)).Msg("running")
+	start := time.Now()
+	e, err := ex.execute(ctx, it, doc, key, log)
+	if err != nil {
+		status := "failed"
+		if ctx.Err() != nil {
+			status = "interrupted"
+		}
+		log.Error().Err(err).Msg("stage failed")
+		ex.finish(it, &StageRecord{Status: "failed", Error: err.Error(), Seconds: time.Since(start).Seconds()}, status)
+		return
+	}
+	log.Info().Float64("seconds", round3(e.Seconds)).Interface("accuracy", e.Metrics["accuracy"]).Msg("done")
+	ex.finish(it, &StageRecord{Status: "ran", Reason: planReason(it, key), Key: key, SHA256: e.Checkpoint, Metrics: e.Metrics, Seconds: e.Seconds, KeyDoc: &doc}, "")
+}
+
+func planReason(it *PlanItem, key string) string {
+	if it.Key == key && it.Reason != "" {
+		return it.Reason
+	}
+	if it.Reason != "" && strings.HasPrefix(it.Reason, "input ") {
+		return it.Reason
+	}
+	return "inputs changed"
+}
+
+// finish records a stage's outcome. failure is "" on success.
+func (ex *execution) finish(it *PlanItem, rec *StageRecord, failure string) {
+	ex.mu.Lock()
+	if failure == "" {
+		ex.digests[it.Stage.ID] = rec.SHA256
+		ex.keys[it.Stage.ID] = rec.Key
+	} else {
+		why := failure
+		if rec.Status == "skipped" {
+			why = rec.Reason
+		}
+		ex.failed[it.Stage.ID] = why
+	}
+	ex.mu.Unlock()
+	ex.w.update(func(m *Manifest) {
+		old := m.Stage(it.Stage.ID)
+		rec.ID, rec.Type, rec.Folder, rec.Needs, rec.Refs = old.ID, old.Type, old.Folder, old.Needs, old.Refs
+		*old = *rec
+	})
+}
+
+// execute runs the stage's plugin and publishes its result.
+func (ex *execution) execute(ctx context.Context, it *PlanItem, doc KeyDoc, key string, log zerolog.Logger) (*Entry, error) {
+	r := ex.r
+	s := it.Stage
+	typ, ok := r.reg.Get(s.Type)
+	if !ok {
+		return nil, fmt.Errorf("unknown stage type %q", s.Type)
+	}
+	cfg, ok := s.Config.(stages.Config)
+	if !ok {
+		return nil, fmt.Errorf("stage type %q: config %T cannot run", typ.Name, s.Config)
+	}
+	work, err := tempDir(filepath.Join(r.opt.CacheDir, "tmp"), Folder(s.ID)+"-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(work) // gone after Publish moved it; cleans up after a failure
+	start := time.Now()
+	sc, err := ex.context(ctx, it, key, work, log)
+	if err != nil {
+		return nil, err
+	}
+	res, err := cfg.Run(sc)
+	if err != nil {
+		return nil, err
+	}
+	if res == nil || res.Model == nil {
+		return nil, fmt.Errorf("stage produced no model")
+	}
+	meta := map[string]string{"stage": s.ID, "recipe_sha256": r.recipe.SHA256, "key": key}
+	ckpt := filepath.Join(work, "model.safetensors")
+	if _, err := res.Model.Save(ckpt, meta); err != nil {
+		return nil, err
+	}
+	for name, m := range res.Extra {
+		if _, err := m.Save(filepath.Join(work, name+".safetensors"), meta); err != nil {
+			return nil, err
+		}
+	}
+	metrics, err := r.measure(ctx, ckpt, res.Metrics)
+	if err != nil {
+		return nil, err
+	}
+	elapsed := time.Since(start).Seconds()
+	metrics["seconds"] = round3(elapsed)
+	b, _ := json.MarshalIndent(metrics, "", "  ")
+	if err := writeFileSync(filepath.Join(work, "metrics.json"), append(b, '\n')); err != nil {
+		return nil, err
+	}
+	e := &Entry{Key: key, Stage: s.ID, Type: s.Type, Inputs: doc, Metrics: metrics, Seconds: round3(elapsed)}
+	if err := r.store.Publish(work, e, ex.forced[s.ID]); err != nil {
+		return nil, err
+	}
+	if err := ex.materialize(it.Folder, key, e); err != nil {
+		return nil, err
+	}
+	if sc.StateDir != "" {
+		os.RemoveAll(sc.StateDir)
+	}
+	return e, nil
+}
+
+// context builds what the stage plugin sees.
+func (ex *execution) context(ctx context.Context, it *PlanItem, key, work string, log zerolog.Logger) (*stages.Context, error) {
+	r := ex.r
+	s := it.Stage
+	src := stages.Stream(r.recipe.Seed, "stage:"+s.ID)
+	sc := &stages.Context{
+		Context: ctx, ID: s.ID, Type: s.Type, Log: log, Source: src, Seed: r.recipe.Seed,
+		Spec: r.recipe.Model, Stage: s, Dir: work,
+		StateDir:     filepath.Join(r.opt.RunDir, ".shrink", "state", key),
+		Inputs:       map[string]*model.Model{},
+		InputMetrics: map[string]map[string]any{},
+		Refs:         map[string]string{},
+		LoadCheckpoint: func(path string) (*model.Model, error) {
+			return model.Load(r.recipe.Path(path), &r.recipe.Model)
+		},
+	}
+	sc.Rand = newRand(src)
+	if r.recipe.Data != nil {
+		sc.Data = r.dataset
+		sc.DataConfig = r.recipe.Data
+	}
+	if r.opt.Progress != nil && r.opt.Jobs == 1 {
+		sc.Progress = r.opt.Progress(s.ID)
+	}
+	ex.mu.Lock()
+	keys := make(map[string]string, len(ex.keys))
+	for k, v := range ex.keys {
+		keys[k] = v
+	}
+	ex.mu.Unlock()
+	load := func(id string) error {
+		if _, ok := sc.Inputs[id]; ok {
+			return nil
+		}
+		e, err := r.store.Lookup(keys[id])
+		if err != nil {
+			return fmt.Errorf("input %s: %w", id, err)
+		}
+		m, err := model.Load(r.store.File(keys[id], "model.safetensors"), &r.recipe.Model)
+		if err != nil {
+			return fmt.Errorf("input %s: %w", id, err)
+		}
+		sc.Inputs[id] = m
+		sc.InputMetrics[id] = e.Metrics
+		return nil
+	}
+	for _, n := range s.Needs {
+		if err := load(n); err != nil {
+			return nil, err
+		}
+	}
+	if len(s.Needs) == 1 {
+		sc.Input = sc.Inputs[s.Needs[0]]
+	}
+	for _, ref := range s.Refs {
+		if err := load(ref.Stage); err != nil {
+			return nil, err
+		}
+		sc.Refs[ref.Path] = ref.Stage
+	}
+	return sc, nil
+}
+
+// materialize makes <run-dir>/<folder>/ show a stored result: every stored file
+// linked (or copied) in atomically, stale files from an earlier result removed.
+func (ex *execution) materialize(folder, key string, e *Entry) error {
+	dir := filepath.Join(ex.r.opt.RunDir, folder)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return err
+	}
+	keep := map[string]bool{}
+	for rel := range e.Files {
+		dst := filepath.Join(dir, filepath.FromSlash(rel))
+		keep[filepath.Clean(dst)] = true
+		if got, err := checkpoint.Digest(dst); err == nil && got == e.Files[rel] {
+			continue
+		}
+		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+			return err
+		}
+		if err := linkOrCopy(ex.r.store.File(key, rel), dst); err != nil {
+			return err
+		}
+	}
+	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		if !keep[filepath.Clean(p)] {
+			return os.Remove(p)
+		}
+		return nil
+	})
+}
+
+func newRand(src *rand.PCG) *rand.Rand { return rand.New(src) }
+
+func round3(x float64) float64 { return float64(int64(x*1000+0.5)) / 1000 }

@@ -1,0 +1,234 @@
+package runner
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+
+	"github.com/shrink-ml/shrink/checkpoint"
+)
+
+// Store keeps stage results by key: a folder per key holding model.safetensors,
+// metrics.json, any extra files the stage made, and entry.json (the key's
+// ingredients and every file's sha256). A result appears only complete: it is
+// assembled in a temporary folder and renamed into place. Changing a recipe and
+// changing it back finds the earlier result here.
+type Store struct {
+	Dir string
+}
+
+// Entry is a stored result's index.
+type Entry struct {
+	Key    string            `json:"key"`
+	Stage  string            `json:"stage"`
+	Type   string            `json:"type"`
+	Inputs KeyDoc            `json:"inputs"` // what the key hashes
+	Files  map[string]string `json:"files"`  // relative path -> sha256
+	// Checkpoint is the sha256 of model.safetensors.
+	Checkpoint string         `json:"sha256"`
+	Metrics    map[string]any `json:"metrics"`
+	Seconds    float64        `json:"seconds"`
+}
+
+func (s *Store) path(key string) string { return filepath.Join(s.Dir, key[:2], key) }
+
+// Lookup returns a key's entry when it is complete and every file verifies; the
+// error says why not (fs.ErrNotExist when the key was never stored).
+func (s *Store) Lookup(key string) (*Entry, error) {
+	dir := s.path(key)
+	b, err := os.ReadFile(filepath.Join(dir, "entry.json"))
+	if err != nil {
+		return nil, err
+	}
+	var e Entry
+	if err := json.Unmarshal(b, &e); err != nil {
+		return nil, fmt.Errorf("entry.json is corrupt: %w", err)
+	}
+	for rel, sum := range e.Files {
+		got, err := checkpoint.Digest(filepath.Join(dir, rel))
+		if err != nil {
+			return nil, fmt.Errorf("%s is missing", rel)
+		}
+		if got != sum {
+			return nil, fmt.Errorf("%s is corrupt (sha256 %s..., expected %s...)", rel, got[:12], sum[:12])
+		}
+	}
+	return &e, nil
+}
+
+// File is the path of a stored file.
+func (s *Store) File(key, rel string) string { return filepath.Join(s.path(key), rel) }
+
+// Publish moves a finished stage's folder (work) into the store under the key,
+// recording every file's digest. If another process published the key first,
+// its result stands and work is discarded, unless replace is set (a forced rerun).
+func (s *Store) Publish(work string, e *Entry, replace bool) error {
+	e.Files = map[string]string{}
+	err := filepath.WalkDir(work, func(p string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(work, p)
+		sum, err := checkpoint.Digest(p)
+		if err != nil {
+			return err
+		}
+		e.Files[filepath.ToSlash(rel)] = sum
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	e.Checkpoint = e.Files["model.safetensors"]
+	b, err := json.MarshalIndent(e, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := writeFileSync(filepath.Join(work, "entry.json"), b); err != nil {
+		return err
+	}
+	syncDir(work)
+	dst := s.path(e.Key)
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	if replace {
+		// Move the old result aside first: a reader sees the old or the new, or
+		// (briefly) none, never a mix.
+		old := dst + ".old-" + randomHex(4)
+		if err := os.Rename(dst, old); err == nil {
+			defer os.RemoveAll(old)
+		}
+	}
+	if err := os.Rename(work, dst); err != nil {
+		if _, statErr := os.Stat(filepath.Join(dst, "entry.json")); statErr == nil {
+			return os.RemoveAll(work) // published by someone else meanwhile
+		}
+		// A leftover without an entry is an interrupted publish: replace it.
+		if rmErr := os.RemoveAll(dst); rmErr != nil {
+			return err
+		}
+		if err := os.Rename(work, dst); err != nil {
+			return err
+		}
+	}
+	syncDir(filepath.Dir(dst))
+	return nil
+}
+
+// Keys lists every complete key in the store.
+func (s *Store) Keys() ([]string, error) {
+	var keys []string
+	shards, err := os.ReadDir(s.Dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	for _, sh := range shards {
+		if !sh.IsDir() || len(sh.Name()) != 2 {
+			continue
+		}
+		entries, _ := os.ReadDir(filepath.Join(s.Dir, sh.Name()))
+		for _, e := range entries {
+			keys = append(keys, e.Name())
+		}
+	}
+	sort.Strings(keys)
+	return keys, nil
+}
+
+// Remove deletes a key's result.
+func (s *Store) Remove(key string) error { return os.RemoveAll(s.path(key)) }
+
+// tempDir makes a fresh folder under dir for assembling a result.
+func tempDir(dir, prefix string) (string, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
+	return os.MkdirTemp(dir, prefix)
+}
+
+// writeFileSync writes a file through a temporary name, synced, then renamed:
+// readers see the old contents or the new, never a part.
+func writeFileSync(path string, b []byte) error {
+	tmp := path + ".tmp-" + randomHex(6)
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		os.Remove(tmp)
+		return err
+	}
+	if err := f.Close(); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	syncDir(filepath.Dir(path))
+	return nil
+}
+
+// linkOrCopy places src at dst atomically: a hard link when the file system
+// allows, else a copy.
+func linkOrCopy(src, dst string) error {
+	tmp := dst + ".tmp-" + randomHex(6)
+	if err := os.Link(src, tmp); err != nil {
+		in, err := os.Open(src)
+		if err != nil {
+			return err
+		}
+		defer in.Close()
+		out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if err != nil {
+			return err
+		}
+		if _, err := io.Copy(out, in); err != nil {
+			out.Close()
+			os.Remove(tmp)
+			return err
+		}
+		if err := out.Sync(); err != nil {
+			out.Close()
+			os.Remove(tmp)
+			return err
+		}
+		out.Close()
+	}
+	if err := os.Rename(tmp, dst); err != nil {
+		os.Remove(tmp)
+		return err
+	}
+	return nil
+}
+
+func syncDir(dir string) {
+	if d, err := os.Open(dir); err == nil {
+		d.Sync()
+		d.Close()
+	}
+}
+
+func randomHex(n int) string {
+	b := make([]byte, n)
+	rand.Read(b)
+	return hex.EncodeToString(b)
+}

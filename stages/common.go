@@ -1,0 +1,234 @@
+package stages
+
+import (
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/shrink-ml/shrink/checkpoint"
+	"github.com/shrink-ml/shrink/config"
+	"github.com/shrink-ml/shrink/data"
+	"github.com/shrink-ml/shrink/model"
+)
+
+// Training is the recipe's training settings, shared by every stage that trains:
+// train itself, and finetune, qat and distill.
+type Training struct {
+	Epochs    int                   `json:"epochs" minimum:"0" doc:"passes over the training data"`
+	Optimizer model.OptimizerConfig `json:"optimizer" doc:"optimizer: {name: adam|sgd, lr, momentum, weight_decay, lr_decay}"`
+	BatchSize int                   `json:"batch_size,omitempty" minimum:"1" doc:"rows per step (default: data.batch_size)"`
+}
+
+// DefaultTraining is one epoch of Adam at lr 0.001.
+func DefaultTraining(epochs int) Training {
+	return Training{Epochs: epochs, Optimizer: model.DefaultOptimizer()}
+}
+
+// Finetune is an optional training pass after a compression: `finetune: {epochs,
+// optimizer}`; nil in a config means none.
+type Finetune = Training
+
+// Stream derives an independent random source for a purpose (model init, a
+// pruning draw) from the recipe seed, so adding a stage never shifts another's
+// randomness.
+func Stream(seed uint64, purpose string) *rand.PCG {
+	h := fnv.New64a()
+	h.Write([]byte(purpose))
+	return rand.NewPCG(seed, h.Sum64())
+}
+
+// Start returns the model the stage transforms: a copy of its needs input, or
+// the recipe's model (its checkpoint, or fresh weights from the seed).
+func (c *Context) Start() (*model.Model, error) {
+	if c.Input != nil {
+		return c.Input.Clone(), nil
+	}
+	if c.Spec.Checkpoint != "" {
+		return model.Load(c.Spec.Checkpoint, &c.Spec)
+	}
+	return c.Fresh(), nil
+}
+
+// Fresh builds the recipe's model with weights drawn from the seed: the same
+// initial weights in every stage of the recipe.
+func (c *Context) Fresh() *model.Model {
+	return model.New(c.Spec, rand.New(Stream(c.Seed, "model-init")))
+}
+
+// Dataset loads the data, or says the stage needs some.
+func (c *Context) Dataset() (*data.Dataset, error) {
+	if c.Data == nil {
+		return nil, fmt.Errorf("this stage needs data: add a data section to the recipe")
+	}
+	return c.Data()
+}
+
+// Train runs a training phase with resumable state: after every epoch the
+// weights, optimizer and random state are saved under StateDir/phase, and a
+// rerun of the same stage continues from the last finished epoch with results
+// bit-identical to an uninterrupted run.
+func (c *Context) Train(phase string, m *model.Model, t Training, loss model.Loss, teacher func([]int32, []float32) error) error {
+	if t.Epochs == 0 {
+		return nil
+	}
+	ds, err := c.Dataset()
+	if err != nil {
+		return err
+	}
+	bs := t.BatchSize
+	if bs == 0 {
+		bs = c.DataConfig.BatchSize
+	}
+	opt := model.TrainOptions{
+		Epochs: t.Epochs, BatchSize: bs, Shuffle: c.DataConfig.Shuffle, Optimizer: t.Optimizer,
+		Loss: loss, Teacher: teacher, Progress: c.Progress,
+	}
+	statePath := ""
+	if c.StateDir != "" {
+		statePath = filepath.Join(c.StateDir, phase+".safetensors")
+		st, err := loadTrainState(statePath, m, c.Source)
+		switch {
+		case err == nil:
+			opt.StartEpoch, opt.Resume = st.epoch, st.opt
+			opt.ActRanges = st.act
+			c.Log.Info().Str("phase", phase).Int("epoch", st.epoch).Msg("resuming from the last finished epoch")
+		case !errors.Is(err, os.ErrNotExist):
+			c.Log.Warn().Err(err).Str("phase", phase).Msg("ignoring unreadable training state; starting the phase over")
+		}
+	}
+	opt.EpochEnd = func(epoch int, s model.EpochStats, st *model.TrainState) error {
+		c.Log.Info().Str("phase", phase).Int("epoch", epoch).Int("of", t.Epochs).
+			Float64("loss", s.Loss).Float64("seconds", s.Seconds).Msg("epoch done")
+		if statePath == "" {
+			return nil
+		}
+		return saveTrainState(statePath, m, st, c.Source)
+	}
+	return model.Train(c, m, ds.Train, opt, c.Rand)
+}
+
+type trainState struct {
+	epoch int
+	opt   *model.OptState
+	act   map[string][2]float32
+}
+
+// saveTrainState writes the weights (raw floats, not quantized), the optimizer's
+// moments and the random source's state, atomically.
+func saveTrainState(path string, m *model.Model, st *model.TrainState, src *rand.PCG) error {
+	rng, err := src.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	f := &checkpoint.File{Metadata: map[string]string{
+		"epoch": strconv.Itoa(st.Epoch), "step": strconv.Itoa(st.Opt.Step),
+		"lr": strconv.FormatFloat(st.Opt.LR, 'g', -1, 64), "rng": base64.StdEncoding.EncodeToString(rng),
+	}}
+	for _, l := range m.Layers {
+		for _, w := range l.Weights {
+			f.Tensors = append(f.Tensors, checkpoint.F32("w:"+w.Name, w.Shape, w.Data))
+		}
+		f.Tensors = append(f.Tensors, checkpoint.F32("w:"+l.BiasName(), []int{len(l.Bias)}, l.Bias))
+	}
+	for i, mo := range st.Opt.Moments {
+		f.Tensors = append(f.Tensors, checkpoint.F32(fmt.Sprintf("opt:%04d", i), []int{len(mo)}, mo))
+	}
+	for name, r := range st.ActRanges {
+		f.Tensors = append(f.Tensors, checkpoint.F32("act:"+name, []int{2}, r[:]))
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	_, err = checkpoint.WriteFile(path, f)
+	return err
+}
+
+// loadTrainState restores what saveTrainState wrote into m and src.
+func loadTrainState(path string, m *model.Model, src *rand.PCG) (*trainState, error) {
+	f, err := checkpoint.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	st := &trainState{opt: &model.OptState{}, act: map[string][2]float32{}}
+	if st.epoch, err = strconv.Atoi(f.Metadata["epoch"]); err != nil {
+		return nil, fmt.Errorf("%s: bad epoch", path)
+	}
+	if st.opt.Step, err = strconv.Atoi(f.Metadata["step"]); err != nil {
+		return nil, fmt.Errorf("%s: bad step", path)
+	}
+	if st.opt.LR, err = strconv.ParseFloat(f.Metadata["lr"], 64); err != nil {
+		return nil, fmt.Errorf("%s: bad lr", path)
+	}
+	rng, err := base64.StdEncoding.DecodeString(f.Metadata["rng"])
+	if err != nil {
+		return nil, fmt.Errorf("%s: bad rng", path)
+	}
+	restore := func(name string, dst []float32) error {
+		t, ok := f.Get("w:" + name)
+		if !ok {
+			return fmt.Errorf("%s: no %s", path, name)
+		}
+		v, err := t.Float32s()
+		if err != nil || len(v) != len(dst) {
+			return fmt.Errorf("%s: %s does not fit the model", path, name)
+		}
+		copy(dst, v)
+		return nil
+	}
+	// Check everything fits before touching the model.
+	for _, l := range m.Layers {
+		for _, w := range l.Weights {
+			if err := restore(w.Name, make([]float32, len(w.Data))); err != nil {
+				return nil, err
+			}
+		}
+	}
+	for _, l := range m.Layers {
+		for _, w := range l.Weights {
+			_ = restore(w.Name, w.Data)
+		}
+		if err := restore(l.BiasName(), l.Bias); err != nil {
+			return nil, err
+		}
+	}
+	for _, n := range f.Names() {
+		t, _ := f.Get(n)
+		switch {
+		case len(n) > 4 && n[:4] == "opt:":
+			v, err := t.Float32s()
+			if err != nil {
+				return nil, err
+			}
+			st.opt.Moments = append(st.opt.Moments, v)
+		case len(n) > 4 && n[:4] == "act:":
+			v, err := t.Float32s()
+			if err == nil && len(v) == 2 {
+				st.act[n[4:]] = [2]float32{v[0], v[1]}
+			}
+		}
+	}
+	if err := src.UnmarshalBinary(rng); err != nil {
+		return nil, err
+	}
+	return st, nil
+}
+
+// LayerNames is a `layers` key: which layers a stage touches (default: all).
+type LayerNames []string
+
+// Validate rejects duplicates.
+func (l LayerNames) Validate() error {
+	seen := map[string]bool{}
+	for i, n := range l {
+		if seen[n] {
+			return config.Errorf(strconv.Itoa(i), "layer %q is listed twice", n)
+		}
+		seen[n] = true
+	}
+	return nil
+}

@@ -1,0 +1,139 @@
+// Package stages is the stage plugin API: a stage type registers a name and a
+// config constructor; its config decodes from the recipe (package config) and runs
+// on a Context that hands it the input models, the data, a seeded random source
+// and a logger. Each type lives in its own package under stages/ and registers
+// itself in init; stages/all imports them all.
+package stages
+
+import (
+	"context"
+	"math/rand/v2"
+	"sort"
+
+	"github.com/rs/zerolog"
+
+	"github.com/shrink-ml/shrink/arch"
+	"github.com/shrink-ml/shrink/data"
+	"github.com/shrink-ml/shrink/model"
+	"github.com/shrink-ml/shrink/pipeline"
+)
+
+// Type is a stage type.
+type Type struct {
+	Name    string
+	Summary string
+	// New returns a pointer to a config holding the defaults. It must have no side
+	// effects: it also feeds the JSON Schema.
+	New func() Config
+	// FanIn stages take several input models (select).
+	FanIn bool
+}
+
+// Config is a decoded stage config; running it is the stage's work.
+type Config interface {
+	Run(ctx *Context) (*Result, error)
+}
+
+// Result is what a stage produces.
+type Result struct {
+	Model *model.Model
+	// Metrics are the stage's own metrics; the runner adds accuracy, sizes and
+	// counts for every stage.
+	Metrics map[string]any
+	// Extra are further models to keep beside the output, saved as
+	// <stage>/<name>.safetensors (online distillation's teacher).
+	Extra map[string]*model.Model
+}
+
+// Context is what a running stage gets.
+type Context struct {
+	context.Context
+	ID     string
+	Type   string
+	Log    zerolog.Logger
+	Rand   *rand.Rand // seeded from the recipe seed and the stage id
+	Source *rand.PCG  // Rand's source, for saving and restoring its state
+	Seed   uint64
+	// Spec is the recipe's model section; Input is the needs model (nil for a
+	// stage that starts from the recipe's model: call Fresh or LoadStart).
+	Spec  arch.Spec
+	Input *model.Model
+	// Inputs are every input model by id: needs and references.
+	Inputs map[string]*model.Model
+	// InputMetrics are the inputs' metrics.json contents (select reads them).
+	InputMetrics map[string]map[string]any
+	// Refs maps a config key ("teacher") to the id of the stage it names.
+	Refs map[string]string
+	// Stage is the pipeline's view: id, base, params, needs.
+	Stage *pipeline.Stage
+	// Dir is a folder inside the run for the stage's extra artifacts (rounds,
+	// caches); it survives reruns of the same key.
+	Dir string
+	// StateDir holds mid-stage training state for resuming an interrupted run; it
+	// is specific to the stage's key and removed when the stage completes.
+	StateDir string
+	// Data loads the recipe's data on first use; nil when there is none.
+	Data func() (*data.Dataset, error)
+	// DataConfig is the recipe's data section (nil when none).
+	DataConfig *data.Config
+	// Progress reports training progress (a bar on terminals, log lines elsewhere).
+	Progress func(model.Progress)
+	// LoadCheckpoint reads a checkpoint file the config names (teacher_checkpoint),
+	// resolving it against the recipe's folder.
+	LoadCheckpoint func(path string) (*model.Model, error)
+}
+
+// Registry holds stage types by name. The zero value is not usable: NewRegistry.
+type Registry struct {
+	types map[string]Type
+}
+
+// NewRegistry returns an empty registry (tests build their own).
+func NewRegistry() *Registry { return &Registry{types: map[string]Type{}} }
+
+// Default is the registry the built-in stages register into.
+var Default = NewRegistry()
+
+// Register adds a stage type to the default registry; stage packages call it in init.
+func Register(t Type) { Default.Register(t) }
+
+// Register adds a stage type; registering a name twice panics.
+func (r *Registry) Register(t Type) {
+	if _, dup := r.types[t.Name]; dup {
+		panic("stages: type " + t.Name + " registered twice")
+	}
+	r.types[t.Name] = t
+}
+
+// Get returns a stage type.
+func (r *Registry) Get(name string) (Type, bool) {
+	t, ok := r.types[name]
+	return t, ok
+}
+
+// Lookup implements pipeline.Registry.
+func (r *Registry) Lookup(name string) (pipeline.StageType, bool) {
+	t, ok := r.types[name]
+	if !ok {
+		return pipeline.StageType{}, false
+	}
+	return t.pipelineType(), true
+}
+
+// Types implements pipeline.Registry.
+func (r *Registry) Types() []pipeline.StageType {
+	names := make([]string, 0, len(r.types))
+	for n := range r.types {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	out := make([]pipeline.StageType, len(names))
+	for i, n := range names {
+		out[i] = r.types[n].pipelineType()
+	}
+	return out
+}
+
+func (t Type) pipelineType() pipeline.StageType {
+	return pipeline.StageType{Name: t.Name, Summary: t.Summary, FanIn: t.FanIn, New: func() any { return t.New() }}
+}
