@@ -177,8 +177,8 @@ type rowSumOp struct {
 	out *tensor.Dense
 }
 
-func (o *rowSumOp) Arity() int                { return 1 }
-func (o *rowSumOp) Type() hm.Type             { return hm.NewFnType(tensorOf(2), tensorOf(1)) }
+func (o *rowSumOp) Arity() int    { return 1 }
+func (o *rowSumOp) Type() hm.Type { return hm.NewFnType(tensorOf(2), tensorOf(1)) }
 func (o *rowSumOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 	return tensor.Shape{shapeOf(in[0])[1]}, nil
 }

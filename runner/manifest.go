@@ -38,19 +38,19 @@ type RecipeRecord struct {
 
 // StageRecord is one stage of the run.
 type StageRecord struct {
-	ID      string         `json:"id"`
-	Type    string         `json:"type"`
-	Status  string         `json:"status"` // ran, cached, failed, skipped, pending
-	Reason  string         `json:"reason,omitempty"`
-	Key     string         `json:"key,omitempty"`
-	SHA256  string         `json:"sha256,omitempty"`
-	Seconds float64        `json:"seconds"`
-	Metrics map[string]any `json:"metrics,omitempty"`
-	Folder  string         `json:"folder"`
-	Needs   []string       `json:"needs,omitempty"`
+	ID      string            `json:"id"`
+	Type    string            `json:"type"`
+	Status  string            `json:"status"` // ran, cached, failed, skipped, pending
+	Reason  string            `json:"reason,omitempty"`
+	Key     string            `json:"key,omitempty"`
+	SHA256  string            `json:"sha256,omitempty"`
+	Seconds float64           `json:"seconds"`
+	Metrics map[string]any    `json:"metrics,omitempty"`
+	Folder  string            `json:"folder"`
+	Needs   []string          `json:"needs,omitempty"`
 	Refs    map[string]string `json:"refs,omitempty"`
-	Error   string         `json:"error,omitempty"`
-	KeyDoc  *KeyDoc        `json:"key_inputs,omitempty"`
+	Error   string            `json:"error,omitempty"`
+	KeyDoc  *KeyDoc           `json:"key_inputs,omitempty"`
 }
 
 // Version is shrink's version, from the build.

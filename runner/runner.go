@@ -552,6 +552,8 @@ func (ex *execution) context(ctx context.Context, it *PlanItem, key, work string
 		StateDir:     filepath.Join(r.opt.RunDir, ".shrink", "state", key),
 		Inputs:       map[string]*model.Model{},
 		InputMetrics: map[string]map[string]any{},
+		InputDigests: map[string]string{},
+		CacheDir:     filepath.Join(r.opt.CacheDir, "derived"),
 		Refs:         map[string]string{},
 		LoadCheckpoint: func(path string) (*model.Model, error) {
 			return model.Load(r.recipe.Path(path), &r.recipe.Model)
@@ -561,6 +563,11 @@ func (ex *execution) context(ctx context.Context, it *PlanItem, key, work string
 	if r.recipe.Data != nil {
 		sc.Data = r.dataset
 		sc.DataConfig = r.recipe.Data
+		fp, err := r.fingerprint()
+		if err != nil {
+			return nil, err
+		}
+		sc.DataFingerprint = fp
 	}
 	if r.opt.Progress != nil && r.opt.Jobs == 1 {
 		sc.Progress = r.opt.Progress(s.ID)
@@ -585,6 +592,7 @@ func (ex *execution) context(ctx context.Context, it *PlanItem, key, work string
 		}
 		sc.Inputs[id] = m
 		sc.InputMetrics[id] = e.Metrics
+		sc.InputDigests[id] = e.Checkpoint
 		return nil
 	}
 	for _, n := range s.Needs {

@@ -62,6 +62,8 @@ type Context struct {
 	Inputs map[string]*model.Model
 	// InputMetrics are the inputs' metrics.json contents (select reads them).
 	InputMetrics map[string]map[string]any
+	// InputDigests are the sha256 of the inputs' checkpoints, by id.
+	InputDigests map[string]string
 	// Refs maps a config key ("teacher") to the id of the stage it names.
 	Refs map[string]string
 	// Stage is the pipeline's view: id, base, params, needs.
@@ -76,6 +78,12 @@ type Context struct {
 	Data func() (*data.Dataset, error)
 	// DataConfig is the recipe's data section (nil when none).
 	DataConfig *data.Config
+	// DataFingerprint identifies the data (empty when none): part of cache keys.
+	DataFingerprint string
+	// CacheDir is a folder in the run (or --cache-dir) for derived data worth
+	// keeping across runs and stages, such as a teacher's logits; name files by
+	// a digest of everything they depend on.
+	CacheDir string
 	// Progress reports training progress (a bar on terminals, log lines elsewhere).
 	Progress func(model.Progress)
 	// LoadCheckpoint reads a checkpoint file the config names (teacher_checkpoint),
