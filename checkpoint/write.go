@@ -1,0 +1,244 @@
+package checkpoint
+
+import (
+	"bufio"
+	"cmp"
+	"crypto/sha256"
+	"encoding/binary"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"strconv"
+)
+
+// Encode writes f as a safetensors file. The bytes depend only on the tensors (as a set:
+// their order in f.Tensors does not matter) and the metadata:
+//
+//   - the header is compact JSON: "__metadata__" first (omitted when empty) with its keys
+//     sorted, then one entry per tensor sorted by name, each with its fields in the order
+//     dtype, shape, data_offsets (the order the reference implementation writes);
+//   - strings escape only '"', '\\' and control characters, as serde_json does;
+//   - the header is padded with spaces to a multiple of 8 bytes;
+//   - the data of the tensors follows in name order, contiguous, without gaps.
+//
+// It first checks f with File.Validate and writes nothing if that fails.
+func Encode(w io.Writer, f *File) error {
+	hdr, order, err := encodeHeader(f)
+	if err != nil {
+		return err
+	}
+	if _, err := w.Write(hdr); err != nil {
+		return fmt.Errorf("checkpoint: %w", err)
+	}
+	for _, t := range order {
+		if len(t.Data) == 0 {
+			continue
+		}
+		if _, err := w.Write(t.Data); err != nil {
+			return fmt.Errorf("checkpoint: %w", err)
+		}
+	}
+	return nil
+}
+
+// Marshal returns the bytes Encode writes.
+func Marshal(f *File) ([]byte, error) {
+	hdr, order, err := encodeHeader(f)
+	if err != nil {
+		return nil, err
+	}
+	n := len(hdr)
+	for _, t := range order {
+		n += len(t.Data)
+	}
+	out := make([]byte, 0, n)
+	out = append(out, hdr...)
+	for _, t := range order {
+		out = append(out, t.Data...)
+	}
+	return out, nil
+}
+
+// encodeHeader validates f and returns the 8-byte length prefix plus the padded JSON
+// header, and the tensors in the order their data follows.
+func encodeHeader(f *File) ([]byte, []*Tensor, error) {
+	if err := f.Validate(); err != nil {
+		return nil, nil, err
+	}
+	order := make([]*Tensor, len(f.Tensors))
+	for i := range f.Tensors {
+		order[i] = &f.Tensors[i]
+	}
+	slices.SortFunc(order, func(a, b *Tensor) int { return cmp.Compare(a.Name, b.Name) })
+
+	size := 16 + 64*len(order)
+	for k, v := range f.Metadata {
+		size += len(k) + len(v) + 8
+	}
+	for _, t := range order {
+		size += len(t.Name) + 8*len(t.Shape)
+	}
+	b := make([]byte, 8, size)
+	b = append(b, '{')
+	if len(f.Metadata) > 0 {
+		b = append(b, `"__metadata__":{`...)
+		for i, k := range slices.Sorted(maps.Keys(f.Metadata)) {
+			if i > 0 {
+				b = append(b, ',')
+			}
+			b = appendString(b, k)
+			b = append(b, ':')
+			b = appendString(b, f.Metadata[k])
+		}
+		b = append(b, '}')
+	}
+	var off uint64
+	for i, t := range order {
+		if i > 0 || len(f.Metadata) > 0 {
+			b = append(b, ',')
+		}
+		b = appendString(b, t.Name)
+		b = append(b, `:{"dtype":"`...)
+		b = append(b, t.DType...)
+		b = append(b, `","shape":[`...)
+		for j, d := range t.Shape {
+			if j > 0 {
+				b = append(b, ',')
+			}
+			b = strconv.AppendInt(b, int64(d), 10)
+		}
+		b = append(b, `],"data_offsets":[`...)
+		b = strconv.AppendUint(b, off, 10)
+		b = append(b, ',')
+		off += uint64(len(t.Data))
+		b = strconv.AppendUint(b, off, 10)
+		b = append(b, "]}"...)
+	}
+	b = append(b, '}')
+	for (len(b)-8)%8 != 0 {
+		b = append(b, ' ')
+	}
+	if len(b)-8 > MaxHeaderSize {
+		return nil, nil, fmt.Errorf("checkpoint: header of %d bytes exceeds the limit of %d bytes", len(b)-8, MaxHeaderSize)
+	}
+	binary.LittleEndian.PutUint64(b, uint64(len(b)-8))
+	return b, order, nil
+}
+
+// appendString appends s as a JSON string, escaping only what JSON requires (s is valid
+// UTF-8, see Validate).
+func appendString(b []byte, s string) []byte {
+	const hexDigits = "0123456789abcdef"
+	b = append(b, '"')
+	start := 0
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		if c >= 0x20 && c != '"' && c != '\\' {
+			continue
+		}
+		b = append(b, s[start:i]...)
+		switch c {
+		case '"', '\\':
+			b = append(b, '\\', c)
+		case '\b':
+			b = append(b, '\\', 'b')
+		case '\f':
+			b = append(b, '\\', 'f')
+		case '\n':
+			b = append(b, '\\', 'n')
+		case '\r':
+			b = append(b, '\\', 'r')
+		case '\t':
+			b = append(b, '\\', 't')
+		default:
+			b = append(b, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xf])
+		}
+		start = i + 1
+	}
+	b = append(b, s[start:]...)
+	return append(b, '"')
+}
+
+// WriteFile writes f to path atomically: it encodes into a temporary file in the same
+// directory, fsyncs it, renames it over path and fsyncs the directory, so path holds
+// either the old content or the complete new one. The file gets mode 0644. It returns the
+// hex sha256 of the bytes written.
+func WriteFile(path string, f *File) (sha256hex string, err error) {
+	hdr, order, err := encodeHeader(f)
+	if err != nil {
+		return "", err
+	}
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return "", fmt.Errorf("checkpoint: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	h := sha256.New()
+	bw := bufio.NewWriterSize(io.MultiWriter(tmp, h), 1<<20)
+	if _, err = bw.Write(hdr); err != nil {
+		return "", fmt.Errorf("checkpoint: writing %s: %w", tmp.Name(), err)
+	}
+	for _, t := range order {
+		if _, err = bw.Write(t.Data); err != nil {
+			return "", fmt.Errorf("checkpoint: writing %s: %w", tmp.Name(), err)
+		}
+	}
+	if err = bw.Flush(); err != nil {
+		return "", fmt.Errorf("checkpoint: writing %s: %w", tmp.Name(), err)
+	}
+	if err = tmp.Chmod(0o644); err != nil {
+		return "", fmt.Errorf("checkpoint: %w", err)
+	}
+	if err = tmp.Sync(); err != nil {
+		return "", fmt.Errorf("checkpoint: %w", err)
+	}
+	if err = tmp.Close(); err != nil {
+		return "", fmt.Errorf("checkpoint: %w", err)
+	}
+	if err = os.Rename(tmp.Name(), path); err != nil {
+		return "", fmt.Errorf("checkpoint: %w", err)
+	}
+	if err := syncDir(dir); err != nil {
+		// The file is in place; only its durability across a crash is in doubt.
+		return "", fmt.Errorf("checkpoint: wrote %s but could not sync its directory: %w", path, err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// syncDir fsyncs a directory so a rename in it is durable (not possible on Windows).
+func syncDir(dir string) error {
+	if runtime.GOOS == "windows" {
+		return nil
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
+
+// Digest returns the hex sha256 of the file at path, reading it as a stream.
+func Digest(path string) (string, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return "", fmt.Errorf("checkpoint: %w", err)
+	}
+	defer fh.Close()
+	h := sha256.New()
+	if _, err := io.Copy(h, fh); err != nil {
+		return "", fmt.Errorf("checkpoint: %w", err)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
