@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"maps"
+	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -113,16 +114,21 @@ func (r *Recipe) buildStages(reg Registry, tree map[string]any, bad map[string]b
 		}
 	}
 	diags = append(diags, r.checkRefs(order, bases)...)
-	if len(diags) > 0 {
+	diags = append(diags, findCycles(order, bases, r.pos)...)
+	if len(diags) > 0 || len(bad) > 0 {
 		return diags
 	}
-	if ds := findCycles(order, bases, r.pos); len(ds) > 0 {
-		return ds
-	}
 	r.Stages = expand(order, bases, r.pos)
+	_, hasData := tree["data"]
 	for _, s := range r.Stages {
-		if u, ok := s.Config.(DataUser); ok && u.UsesData() && r.Data == nil {
+		if u, ok := s.Config.(DataUser); ok && u.UsesData() && !hasData {
 			diags = append(diags, Diagnostic{s.Pos, fmt.Sprintf("stages.%s: a %s stage with these settings trains or evaluates: add a data section (for example data: {dataset: mnist})", s.Base, s.Type)})
+		}
+		if c, ok := s.Config.(DataChecker); ok && r.Data != nil {
+			for _, e := range config.AsErrors(c.CheckData(r.Data)) {
+				path := "stages." + s.Base + "." + e.Path
+				diags = append(diags, Diagnostic{r.pos.ofValue(path), label(path) + e.Msg})
+			}
 		}
 	}
 	return diags
@@ -225,6 +231,8 @@ func combinations(keys []string, matrix map[string]any) [][]Param {
 	return out
 }
 
+var validID = regexp.MustCompile(idPattern)
+
 // checkRefs checks that needs and references name stages, with the right count.
 func (r *Recipe) checkRefs(order []*baseStage, bases map[string]*baseStage) Diagnostics {
 	var diags Diagnostics
@@ -236,7 +244,7 @@ func (r *Recipe) checkRefs(order []*baseStage, bases map[string]*baseStage) Diag
 		switch {
 		case ref == b.id:
 			diags = append(diags, Diagnostic{r.pos.ofValue(path), fmt.Sprintf("%s: stage %q cannot depend on itself", path, ref)})
-		case bases[ref] == nil:
+		case bases[ref] == nil && validID.MatchString(ref):
 			diags = append(diags, Diagnostic{r.pos.ofValue(path), fmt.Sprintf("%s: unknown stage %q%s", path, ref, config.DidYouMean(ref, ids))})
 		}
 	}
@@ -275,9 +283,15 @@ func findCycles(order []*baseStage, bases map[string]*baseStage, pos *positions)
 	var diags Diagnostics
 	var visit func(id string)
 	visit = func(id string) {
+		if bases[id] == nil {
+			return // an unknown stage: reported by checkRefs
+		}
 		color[id] = grey
 		stack = append(stack, id)
 		for _, dep := range baseDeps(bases[id]) {
+			if dep == id {
+				continue // a self-reference is reported by checkRefs
+			}
 			switch color[dep] {
 			case white:
 				visit(dep)
@@ -351,6 +365,7 @@ func expand(order []*baseStage, bases map[string]*baseStage, pos *positions) []*
 	var out []*Stage
 	// Kahn's algorithm on base stages; ready stages are taken in recipe order.
 	for len(done) < len(order) {
+		progress := false
 		for _, b := range order {
 			if done[b.id] || !allDone(baseDeps(b), done) {
 				continue
@@ -359,7 +374,11 @@ func expand(order []*baseStage, bases map[string]*baseStage, pos *positions) []*
 			byBase[b.id] = stages
 			out = append(out, stages...)
 			done[b.id] = true
+			progress = true
 			break
+		}
+		if !progress {
+			panic("pipeline: expand called on a graph with a cycle or a missing stage")
 		}
 	}
 	return out

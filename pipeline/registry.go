@@ -1,5 +1,7 @@
 package pipeline
 
+import "github.com/shrink-ml/shrink/data"
+
 // StageType is what the pipeline needs to know of a stage plugin to validate and
 // plan a recipe; the plugin's code that runs lives elsewhere (package stages), so
 // validating never loads a tensor library.
@@ -30,4 +32,11 @@ type DataUser interface {
 // them, needs may be empty without meaning "start from the recipe's model".
 type ModelMaker interface {
 	MakesModel() bool
+}
+
+// DataChecker is implemented by stage configs whose settings need something of
+// the recipe's data section (prune's select: best_val needs a validation split).
+// Errors name the stage's key at fault (config.Errorf("select", ...)).
+type DataChecker interface {
+	CheckData(d *data.Config) error
 }

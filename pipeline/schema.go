@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
 	"math/big"
@@ -122,8 +123,9 @@ func genericStageProps() map[string]any {
 	}
 }
 
-// compiledSchema caches the compiled schema of each registry.
-var compiled sync.Map // Registry -> *compiledSchema
+// compiled caches compiled schemas by their JSON text: registries need not be
+// comparable, and the same types give the same schema.
+var compiled sync.Map // string -> *compiledSchema
 
 type compiledSchema struct {
 	doc    map[string]any
@@ -131,15 +133,15 @@ type compiledSchema struct {
 }
 
 func schemaFor(reg Registry) *compiledSchema {
-	if c, ok := compiled.Load(reg); ok {
-		return c.(*compiledSchema)
-	}
-	// Round-trip through JSON so the compiler sees plain JSON values.
 	b, err := json.Marshal(GenerateSchema(reg))
 	if err != nil {
 		panic(err)
 	}
-	doc, err := jsonschema.UnmarshalJSON(strings.NewReader(string(b)))
+	if c, ok := compiled.Load(string(b)); ok {
+		return c.(*compiledSchema)
+	}
+	// Round-trip through JSON so the compiler sees plain JSON values.
+	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(b))
 	if err != nil {
 		panic(err)
 	}
@@ -152,7 +154,7 @@ func schemaFor(reg Registry) *compiledSchema {
 		panic(fmt.Sprintf("recipe schema does not compile: %v", err))
 	}
 	cs := &compiledSchema{doc: doc.(map[string]any), schema: s}
-	compiled.Store(reg, cs)
+	compiled.Store(string(b), cs)
 	return cs
 }
 
@@ -174,6 +176,17 @@ func validateSchema(reg Registry, tree map[string]any, pos *positions) (Diagnost
 	var ds Diagnostics
 	var walk func(e *jsonschema.ValidationError)
 	walk = func(e *jsonschema.ValidationError) {
+		if pn, ok := e.ErrorKind.(*kind.PropertyNames); ok {
+			// The library reports a bad key at its mapping; point at the key.
+			path := joinPath(strings.Join(e.InstanceLocation, "."), pn.Property)
+			msg := fmt.Sprintf("%q is not a valid name here", pn.Property)
+			if len(e.InstanceLocation) == 1 && e.InstanceLocation[0] == "stages" {
+				msg = fmt.Sprintf("stage id %q: use lowercase letters, digits, '_' and '-' only", pn.Property)
+				bad[path] = true
+			}
+			ds = append(ds, Diagnostic{pos.ofKey(path), msg})
+			return
+		}
 		if len(e.Causes) == 0 {
 			ds = append(ds, cs.describe(e, tree, pos)...)
 			loc := e.InstanceLocation
@@ -245,9 +258,8 @@ func (cs *compiledSchema) describe(e *jsonschema.ValidationError, tree map[strin
 		}
 		return at("needs at least %d key(s)", k.Want)
 	case *kind.Pattern:
-		if len(e.InstanceLocation) == 2 && e.InstanceLocation[0] == "stages" {
-			// propertyNames reports the key as the instance
-			return Diagnostics{{pos.ofKey(path), fmt.Sprintf("stage id %q: use lowercase letters, digits, '_' and '-' only", k.Got)}}
+		if k.Want == idPattern {
+			return at("%q is not a stage id: ids use lowercase letters, digits, '_' and '-'", k.Got)
 		}
 		if path == "name" {
 			return at("%q: start with a lowercase letter or digit, then use lowercase letters, digits, '.', '_' and '-'", k.Got)

@@ -61,10 +61,13 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return exitOK
 	}
 	var ds pipeline.Diagnostics
+	var vf validateFailed
 	switch {
+	case errors.As(err, &vf):
+		return exitInvalid
 	case errors.As(err, &ds):
 		fmt.Fprintln(stderr, ds.Error())
-		fmt.Fprintf(stderr, "%d problem(s); nothing was run\n", len(ds))
+		fmt.Fprintf(stderr, "%d problem(s) in the recipe; nothing was run\n", len(ds))
 		return exitInvalid
 	case errors.As(err, new(usageError)), isCobraUsage(err):
 		fmt.Fprintf(stderr, "shrink: %v\n", err)

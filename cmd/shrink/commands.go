@@ -201,28 +201,37 @@ sorted, all at once. Exit status 2 if any recipe has a problem.`,
 		Example: "  shrink validate recipes/*.yaml",
 		Args:    cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			var all pipeline.Diagnostics
+			problems, bad := 0, 0
 			for _, path := range args {
 				_, err := a.loadRecipe(path, sets)
 				var ds pipeline.Diagnostics
 				switch {
 				case errors.As(err, &ds):
-					all = append(all, ds...)
+					fmt.Fprintln(a.stdout, ds.Error())
+					problems += len(ds)
+					bad++
 				case err != nil:
-					return err
-				default:
-					fmt.Fprintf(a.stdout, "%s: ok\n", path)
+					fmt.Fprintf(a.stdout, "%s: %v\n", path, err)
+					problems++
+					bad++
 				}
 			}
-			if len(all) > 0 {
-				return all
+			if bad > 0 {
+				fmt.Fprintf(a.stderr, "%d problem(s) in %d of %d recipe(s)\n", problems, bad, len(args))
+				return validateFailed{}
 			}
+			fmt.Fprintf(a.stderr, "%d recipe(s) valid\n", len(args))
 			return nil
 		},
 	}
 	cmd.Flags().StringArrayVar(&sets, "set", nil, "override a recipe key before validating (repeatable)")
 	return cmd
 }
+
+// validateFailed means validate printed its problems (exit 2).
+type validateFailed struct{}
+
+func (validateFailed) Error() string { return "invalid recipes" }
 
 func (a *app) inspectCommand() *cobra.Command {
 	var format string

@@ -1,0 +1,305 @@
+package pipeline
+
+import (
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/shrink-ml/shrink/config"
+)
+
+// Tests build their own registry: a transforming stage, one with a reference to
+// another stage (like distill's teacher), and a fan-in stage (like select).
+
+type xform struct {
+	Amount any    `json:"amount,omitempty" doc:"anything"`
+	Epochs int    `json:"epochs" minimum:"0"`
+	Method string `json:"method,omitempty" enum:"a,b"`
+	Data   bool   `json:"data"`
+}
+
+func (x *xform) UsesData() bool { return x.Data }
+
+type teach struct {
+	Teacher string `json:"teacher"`
+}
+
+func (t *teach) References() []config.Ref {
+	if t.Teacher == "" {
+		return nil
+	}
+	return []config.Ref{{Path: "teacher", Stage: t.Teacher}}
+}
+
+func (t *teach) Validate() error {
+	if t.Teacher == "" {
+		return config.Errorf("teacher", "name the teacher stage")
+	}
+	return nil
+}
+
+type pick struct {
+	Metric string `json:"metric"`
+}
+
+type testRegistry map[string]StageType
+
+func (r testRegistry) Lookup(n string) (StageType, bool) { t, ok := r[n]; return t, ok }
+func (r testRegistry) Types() []StageType {
+	var out []StageType
+	for _, n := range slices.Sorted(func(yield func(string) bool) {
+		for k := range r {
+			if !yield(k) {
+				return
+			}
+		}
+	}) {
+		out = append(out, r[n])
+	}
+	return out
+}
+
+var reg = testRegistry{
+	"xform": {Name: "xform", New: func() any { return &xform{Epochs: 1} }},
+	"teach": {Name: "teach", New: func() any { return &teach{} }},
+	"pick":  {Name: "pick", New: func() any { return &pick{} }, FanIn: true},
+}
+
+const head = "version: 1\nname: t\nmodel: {arch: mlp}\ndata: {dataset: synthetic}\nstages:\n"
+
+func parse(t *testing.T, stages string, opt Options) (*Recipe, error) {
+	t.Helper()
+	return Parse("r.yaml", []byte(head+stages), reg, opt)
+}
+
+func mustParse(t *testing.T, stages string) *Recipe {
+	t.Helper()
+	r, err := parse(t, stages, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+func ids(r *Recipe) []string { return r.StageIDs() }
+
+func TestRunOrderFollowsRecipeOrderAmongReadyStages(t *testing.T) {
+	r := mustParse(t, `
+  z: {type: xform}
+  c: {type: xform, needs: [b]}
+  b: {type: xform, needs: [z]}
+  a: {type: xform}
+`)
+	want := []string{"z", "b", "c", "a"}
+	if got := ids(r); !slices.Equal(got, want) {
+		t.Fatalf("order %v, want %v", got, want)
+	}
+}
+
+func TestMatrixExpansionAndFanOut(t *testing.T) {
+	r := mustParse(t, `
+  train: {type: xform}
+  prune:
+    type: xform
+    needs: [train]
+    matrix: {method: [a, b], amount: [0.5, 1]}
+  qat: {type: xform, needs: [prune]}
+  best: {type: pick, needs: [prune]}
+  after: {type: xform, needs: [best]}
+`)
+	want := []string{
+		"train",
+		"prune[amount=0.5,method=a]", "prune[amount=0.5,method=b]", "prune[amount=1,method=a]", "prune[amount=1,method=b]",
+		"qat[amount=0.5,method=a]", "qat[amount=0.5,method=b]", "qat[amount=1,method=a]", "qat[amount=1,method=b]",
+		"best", "after",
+	}
+	if got := ids(r); !slices.Equal(got, want) {
+		t.Fatalf("ids\n got %v\nwant %v", got, want)
+	}
+	q := r.Stage("qat[amount=1,method=b]")
+	if !slices.Equal(q.Needs, []string{"prune[amount=1,method=b]"}) {
+		t.Errorf("qat needs %v", q.Needs)
+	}
+	if got := r.Stage("best").Needs; len(got) != 4 || got[0] != "prune[amount=0.5,method=a]" {
+		t.Errorf("select needs %v, want all four branches", got)
+	}
+	if got := r.Stage("after").Needs; !slices.Equal(got, []string{"best"}) {
+		t.Errorf("after a select: needs %v, want [best] (no fan-out)", got)
+	}
+	p := r.Stage("prune[amount=1,method=b]").Config.(*xform)
+	if p.Method != "b" || p.Amount != 1 {
+		t.Errorf("expansion config %+v", p)
+	}
+}
+
+func TestFanOutKeepsBranchesConsistent(t *testing.T) {
+	// A stage reading two stages downstream of one matrix follows one branch of it.
+	r := mustParse(t, `
+  train: {type: xform, matrix: {epochs: [1, 2]}}
+  prune: {type: xform, needs: [train]}
+  student: {type: teach, needs: [prune], teacher: train}
+`)
+	want := []string{"train[epochs=1]", "train[epochs=2]", "prune[epochs=1]", "prune[epochs=2]", "student[epochs=1]", "student[epochs=2]"}
+	if got := ids(r); !slices.Equal(got, want) {
+		t.Fatalf("ids %v, want %v", got, want)
+	}
+	s := r.Stage("student[epochs=2]")
+	if s.Ref("teacher") != "train[epochs=2]" || s.Needs[0] != "prune[epochs=2]" {
+		t.Errorf("student[epochs=2] reads %v and teacher %s", s.Needs, s.Ref("teacher"))
+	}
+}
+
+func TestMatrixKeysSharedByTwoStagesAreQualified(t *testing.T) {
+	r := mustParse(t, `
+  a: {type: xform, matrix: {epochs: [1, 2]}}
+  b: {type: xform, needs: [a], matrix: {epochs: [3]}}
+`)
+	if got := ids(r); !slices.Contains(got, "b[a.epochs=2,b.epochs=3]") {
+		t.Fatalf("ids %v", got)
+	}
+}
+
+func TestFloatAndIntMatrixValuesStayDistinct(t *testing.T) {
+	r := mustParse(t, `
+  p: {type: xform, matrix: {amount: [1, 1.0]}}
+`)
+	if got := ids(r); !slices.Equal(got, []string{"p[amount=1]", "p[amount=1.0]"}) {
+		t.Fatalf("ids %v", got)
+	}
+}
+
+func TestReferencesAreEdges(t *testing.T) {
+	_, err := parse(t, `
+  a: {type: teach, teacher: b}
+  b: {type: teach, teacher: a}
+`, Options{})
+	if err == nil || !strings.Contains(err.Error(), "cycle: a -> b -> a") {
+		t.Fatalf("want a cycle through teacher references, got %v", err)
+	}
+	_, err = parse(t, "  a: {type: teach, teacher: nope}\n", Options{})
+	if err == nil || !strings.Contains(err.Error(), `stages.a.teacher: unknown stage "nope"`) {
+		t.Fatalf("want an unknown reference, got %v", err)
+	}
+}
+
+func TestCycleMessagesAreDeterministic(t *testing.T) {
+	src := `
+  d: {type: xform, needs: [c]}
+  c: {type: xform, needs: [b]}
+  b: {type: xform, needs: [d]}
+  x: {type: xform, needs: [y]}
+  y: {type: xform, needs: [x]}
+`
+	var first string
+	for i := 0; i < 20; i++ {
+		_, err := parse(t, src, Options{})
+		if err == nil {
+			t.Fatal("want cycles")
+		}
+		if i == 0 {
+			first = err.Error()
+			if !strings.Contains(first, "cycle: b -> c -> d -> b") || !strings.Contains(first, "cycle: x -> y -> x") {
+				t.Fatalf("cycles: %s", first)
+			}
+		} else if err.Error() != first {
+			t.Fatalf("run %d differs:\n%s\n%s", i, err, first)
+		}
+	}
+}
+
+func TestOverridesLayerEnvThenSet(t *testing.T) {
+	src := "  train: {type: xform, epochs: 1}\n"
+	opt := Options{
+		Env:  []string{"SHRINK_STAGES__TRAIN__EPOCHS=2", "SHRINK_SEED=9", "PATH=/bin", "SHRINK_MNIST_DIR=/x"},
+		Sets: []string{"stages.train.epochs=3"},
+	}
+	r, err := parse(t, src, opt)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := r.Stage("train").Config.(*xform).Epochs; got != 3 {
+		t.Errorf("epochs %d: --set must win over the environment and the file", got)
+	}
+	if r.Seed != 9 {
+		t.Errorf("seed %d from SHRINK_SEED", r.Seed)
+	}
+	if r.Resolved["seed"] != 9 {
+		t.Errorf("resolved recipe lacks the override: %v", r.Resolved["seed"])
+	}
+}
+
+func TestOverrideErrorsNameTheFlag(t *testing.T) {
+	tests := []struct {
+		set, want string
+	}{
+		{"stages.train.epochs=-3", "--set stages.train.epochs=-3: stages.train.epochs: -3 is below the minimum 0"},
+		{"stages.train.epochz=3", "--set stages.train.epochz=3: stages.train.epochz: unknown key (did you mean \"epochs\"?)"},
+		{"seed", "--set seed: expected KEY=VALUE"},
+		{"stages..x=1", "is not a key path"},
+		{"stages.train.method=[a", "is not valid YAML"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.set, func(t *testing.T) {
+			_, err := parse(t, "  train: {type: xform}\n", Options{Sets: []string{tt.set}})
+			if err == nil || !strings.Contains(err.Error(), tt.want) {
+				t.Fatalf("got %v, want %q", err, tt.want)
+			}
+		})
+	}
+	_, err := parse(t, "  train: {type: xform}\n", Options{Env: []string{"SHRINK_STAGES__TRAIN__EPOCHS=many"}})
+	if err == nil || !strings.Contains(err.Error(), "env SHRINK_STAGES__TRAIN__EPOCHS: stages.train.epochs: must be an integer") {
+		t.Fatalf("env error: %v", err)
+	}
+}
+
+func TestSetParsesYAMLValues(t *testing.T) {
+	r, err := parse(t, "  train: {type: xform}\n", Options{Sets: []string{"stages.train.amount=[1, 0.5]", "stages.train.method=b"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := r.Stage("train").Config.(*xform)
+	if fmt.Sprint(c.Amount) != "[1 0.5]" || c.Method != "b" {
+		t.Fatalf("config %+v", c)
+	}
+}
+
+func TestStageValidationErrorsGetPositions(t *testing.T) {
+	_, err := parse(t, "  a: {type: teach}\n  b:\n    type: teach\n    teacher: ''\n    matrix: {teacher: [a, '']}\n", Options{})
+	ds, ok := err.(Diagnostics)
+	if !ok {
+		t.Fatalf("want diagnostics, got %v", err)
+	}
+	got := ds.Error()
+	for _, want := range []string{
+		"r.yaml:6:6: stages.a.teacher: name the teacher stage",
+		"r.yaml:10:27: stages.b.teacher: name the teacher stage (in matrix combination teacher=)",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("missing %q in\n%s", want, got)
+		}
+	}
+}
+
+func TestDataUserNeedsData(t *testing.T) {
+	_, err := Parse("r.yaml", []byte("version: 1\nname: t\nmodel: {arch: mlp}\nstages:\n  a: {type: xform, data: true}\n  b: {type: xform}\n"), reg, Options{})
+	if err == nil || !strings.Contains(err.Error(), "stages.a: a xform stage with these settings trains or evaluates") || strings.Contains(err.Error(), "stages.b") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+func TestRelativePathsResolveAgainstTheRecipe(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "sub", "r.yaml")
+	os.MkdirAll(filepath.Dir(path), 0o755)
+	os.WriteFile(path, []byte("version: 1\nname: t\nmodel: {arch: mlp, checkpoint: w.safetensors}\nstages: {a: {type: xform}}\n"), 0o644)
+	r, err := Load(path, reg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := filepath.Join(dir, "sub", "w.safetensors"); r.Model.Checkpoint != want {
+		t.Fatalf("checkpoint %s, want %s", r.Model.Checkpoint, want)
+	}
+}
