@@ -177,10 +177,13 @@ func validateSchema(reg Registry, tree map[string]any, pos *positions) (Diagnost
 	var walk func(e *jsonschema.ValidationError)
 	walk = func(e *jsonschema.ValidationError) {
 		if pn, ok := e.ErrorKind.(*kind.PropertyNames); ok {
-			// The library reports a bad key at its mapping; point at the key.
-			path := joinPath(strings.Join(e.InstanceLocation, "."), pn.Property)
+			// jsonschema v6.0.3 hands propertyNames errors a location slice it
+			// goes on mutating, so read the mapping's path from the schema pointer
+			// (…#/properties/stages/propertyNames) instead.
+			loc := locationFromSchema(e.SchemaURL)
+			path := joinPath(strings.Join(loc, "."), pn.Property)
 			msg := fmt.Sprintf("%q is not a valid name here", pn.Property)
-			if len(e.InstanceLocation) == 1 && e.InstanceLocation[0] == "stages" {
+			if len(loc) == 1 && loc[0] == "stages" {
 				msg = fmt.Sprintf("stage id %q: use lowercase letters, digits, '_' and '-' only", pn.Property)
 				bad[path] = true
 			}
@@ -269,6 +272,21 @@ func (cs *compiledSchema) describe(e *jsonschema.ValidationError, tree map[strin
 		return at("is not allowed here")
 	}
 	return at("%s", e.Error())
+}
+
+// locationFromSchema turns a schema pointer made of nested "properties" into the
+// instance path it validates.
+func locationFromSchema(schemaURL string) []string {
+	_, frag, _ := strings.Cut(schemaURL, "#")
+	toks := strings.Split(strings.TrimPrefix(frag, "/"), "/")
+	var loc []string
+	for i := 0; i+1 < len(toks); i++ {
+		if toks[i] == "properties" {
+			loc = append(loc, toks[i+1])
+			i++
+		}
+	}
+	return loc
 }
 
 // allowedKeys reads the properties of the schema object a failing keyword belongs to.

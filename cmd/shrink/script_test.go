@@ -1,0 +1,79 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/rogpeppe/go-internal/testscript"
+)
+
+// TestMain lets scripts run shrink in-process as a command.
+func TestMain(m *testing.M) {
+	testscript.Main(m, map[string]func(){
+		"shrink": func() { os.Exit(Main(os.Args[1:], os.Stdin, os.Stdout, os.Stderr)) },
+	})
+}
+
+// TestScripts runs the CLI scripts in testdata/script: real runs on small
+// synthetic recipes, checked through the files they leave.
+func TestScripts(t *testing.T) {
+	testscript.Run(t, testscript.Params{
+		Dir: "../../testdata/script",
+		Setup: func(env *testscript.Env) error {
+			env.Setenv("SHRINK_GEMM", os.Getenv("SHRINK_GEMM"))
+			return nil
+		},
+		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
+			"json": cmdJSON,
+		},
+	})
+}
+
+// cmdJSON checks a value in a JSON file: json FILE PATH OP [VALUE], where PATH is
+// dotted (stages.0.status), OP is == (string form equal), != , exists, or > (number).
+func cmdJSON(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) < 3 {
+		ts.Fatalf("usage: json FILE PATH OP [VALUE]")
+	}
+	var v any
+	if err := json.Unmarshal([]byte(ts.ReadFile(args[0])), &v); err != nil {
+		ts.Fatalf("%s: %v", args[0], err)
+	}
+	for _, key := range strings.Split(args[1], ".") {
+		switch x := v.(type) {
+		case map[string]any:
+			v = x[key]
+		case []any:
+			i, err := strconv.Atoi(key)
+			if err != nil || i < 0 || i >= len(x) {
+				ts.Fatalf("%s: no index %s", args[1], key)
+			}
+			v = x[i]
+		default:
+			v = nil
+		}
+	}
+	got := fmt.Sprint(v)
+	var ok bool
+	switch args[2] {
+	case "exists":
+		ok = v != nil
+	case "==":
+		ok = len(args) == 4 && got == args[3]
+	case "!=":
+		ok = len(args) == 4 && got != args[3]
+	case ">":
+		want, _ := strconv.ParseFloat(args[3], 64)
+		f, isNum := v.(float64)
+		ok = isNum && f > want
+	default:
+		ts.Fatalf("unknown op %s", args[2])
+	}
+	if ok == neg {
+		ts.Fatalf("json %s %s: got %s", args[0], strings.Join(args[1:], " "), got)
+	}
+}
