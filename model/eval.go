@@ -35,7 +35,7 @@ func Evaluate(ctx context.Context, m *Model, s *data.Split, batchSize int) (Resu
 		n := min(batchSize, s.N-start)
 		x, y := s.Batch(start/batchSize, batchSize)
 		copy(net.X, x)
-		clear(net.X[len(x):])
+		padRows(net.X, n, batchSize)
 		for i := range labels {
 			if i < n {
 				labels[i] = float32(y[i])
@@ -76,7 +76,7 @@ func Logits(ctx context.Context, m *Model, s *data.Split, batchSize int) ([]floa
 		n := min(batchSize, s.N-start)
 		x, _ := s.Batch(start/batchSize, batchSize)
 		copy(net.X, x)
-		clear(net.X[len(x):])
+		padRows(net.X, n, batchSize)
 		if err := net.Run(); err != nil {
 			return nil, err
 		}

@@ -49,6 +49,12 @@ type Net struct {
 	params  []*Param
 	inputQ  map[string]*fakeQuantOp // layer -> its input's quantizer
 	observe map[string]*observerOp  // layer -> calibration observer
+	// scope prefixes the node names of a model that shares its graph with another
+	// (mutual learning's peer), so gorgonia does not merge same-named inputs.
+	scope string
+	// peer and mutual are set for two models trained together (see mutual.go).
+	peer   *Net
+	mutual *mutualLossOp
 }
 
 // Param is a trainable tensor: the model's slice, its mask and its gradient.
@@ -72,34 +78,19 @@ type NetOptions struct {
 
 // Build compiles the model for a batch size.
 func Build(m *Model, opt NetOptions) (*Net, error) {
-	n := &Net{Model: m, Batch: opt.Batch, Mode: opt.Mode, g: G.NewGraph(),
-		inputQ: map[string]*fakeQuantOp{}, observe: map[string]*observerOp{}}
-	inShape := append([]int{opt.Batch}, m.Spec.InputShape()...)
-	n.X = make([]float32, prod(inShape))
-	x := G.NewTensor(n.g, tensor.Float32, len(inShape), G.WithShape(inShape...), G.WithName("x"),
-		G.WithValue(tensor.New(tensor.WithShape(inShape...), tensor.WithBacking(n.X))))
-	h := x
-	var err error
-	for i, l := range m.Layers {
-		var next *Layer
-		if i+1 < len(m.Layers) {
-			next = m.Layers[i+1]
-		}
-		if h, err = n.layer(h, l, next); err != nil {
-			return nil, fmt.Errorf("layer %s: %w", l.Name, err)
-		}
+	n := newNet(m, opt, G.NewGraph(), "")
+	x, err := n.forward(make([]float32, prod(n.inputShape())))
+	if err != nil {
+		return nil, err
 	}
-	n.logits = h
 	if opt.Mode != ModeTrain {
 		n.vm = G.NewTapeMachine(n.g)
 		return n, nil
 	}
 	classes := m.Spec.Classes
-	n.Labels = make([]float32, opt.Batch)
-	labels := G.NewVector(n.g, tensor.Float32, G.WithShape(opt.Batch), G.WithName("labels"),
-		G.WithValue(tensor.New(tensor.WithShape(opt.Batch), tensor.WithBacking(n.Labels))))
+	labels := n.labelsNode()
 	n.loss = &lossOp{opBase: newBase("loss"), loss: opt.Loss, teacher: opt.Loss.Distill}
-	lossIn := []*G.Node{h, labels}
+	lossIn := []*G.Node{n.logits, labels}
 	inputs := G.Nodes{x, labels}
 	if opt.Loss.Distill {
 		n.Teacher = make([]float32, opt.Batch*classes)
@@ -112,6 +103,52 @@ func Build(m *Model, opt NetOptions) (*Net, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := n.compileTrain(loss, inputs); err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+func newNet(m *Model, opt NetOptions, g *G.ExprGraph, scope string) *Net {
+	return &Net{Model: m, Batch: opt.Batch, Mode: opt.Mode, g: g, scope: scope,
+		inputQ: map[string]*fakeQuantOp{}, observe: map[string]*observerOp{}}
+}
+
+func (n *Net) inputShape() []int { return append([]int{n.Batch}, n.Model.Spec.InputShape()...) }
+
+// forward adds the input node over the buffer x (which becomes n.X) and the
+// layers up to the logits.
+func (n *Net) forward(x []float32) (*G.Node, error) {
+	inShape := n.inputShape()
+	n.X = x
+	in := G.NewTensor(n.g, tensor.Float32, len(inShape), G.WithShape(inShape...), G.WithName(n.scope+"x"),
+		G.WithValue(tensor.New(tensor.WithShape(inShape...), tensor.WithBacking(n.X))))
+	h := in
+	var err error
+	for i, l := range n.Model.Layers {
+		var next *Layer
+		if i+1 < len(n.Model.Layers) {
+			next = n.Model.Layers[i+1]
+		}
+		if h, err = n.layer(h, l, next); err != nil {
+			return nil, fmt.Errorf("layer %s: %w", l.Name, err)
+		}
+	}
+	n.logits = h
+	return in, nil
+}
+
+// labelsNode adds the labels input over a fresh n.Labels buffer.
+func (n *Net) labelsNode() *G.Node {
+	n.Labels = make([]float32, n.Batch)
+	return G.NewVector(n.g, tensor.Float32, G.WithShape(n.Batch), G.WithName("labels"),
+		G.WithValue(tensor.New(tensor.WithShape(n.Batch), tensor.WithBacking(n.Labels))))
+}
+
+// compileTrain adds the gradients of loss with respect to every parameter and
+// compiles a machine computing only the loss and those gradients (the input's
+// gradient is never computed).
+func (n *Net) compileTrain(loss *G.Node, inputs G.Nodes) error {
 	wrt := make(G.Nodes, len(n.params))
 	for i, p := range n.params {
 		wrt[i] = p.node
@@ -119,24 +156,22 @@ func Build(m *Model, opt NetOptions) (*Net, error) {
 	}
 	grads, err := G.Grad(loss, wrt...)
 	if err != nil {
-		return nil, fmt.Errorf("gradients: %w", err)
+		return fmt.Errorf("gradients: %w", err)
 	}
 	for i, p := range n.params {
 		p.grad = grads[i]
 	}
-	// Compile only the loss and the parameter gradients: the input's gradient is
-	// never computed.
 	prog, locMap, err := G.CompileFunction(n.g, inputs, append(G.Nodes{loss}, grads...))
 	if err != nil {
-		return nil, fmt.Errorf("compile: %w", err)
+		return fmt.Errorf("compile: %w", err)
 	}
 	n.vm = G.NewTapeMachine(n.g, G.WithPrecompiled(prog, locMap))
-	return n, nil
+	return nil
 }
 
 // param adds a model tensor to the graph as a parameter node over its slice.
 func (n *Net) param(name string, shape []int, data, mask []float32) *G.Node {
-	node := G.NewTensor(n.g, tensor.Float32, len(shape), G.WithShape(shape...), G.WithName(name),
+	node := G.NewTensor(n.g, tensor.Float32, len(shape), G.WithShape(shape...), G.WithName(n.scope+name),
 		G.WithValue(tensor.New(tensor.WithShape(shape...), tensor.WithBacking(data))))
 	n.params = append(n.params, &Param{Name: name, Data: data, Mask: mask, node: node})
 	return node
@@ -248,7 +283,12 @@ func (n *Net) Run() error {
 func (n *Net) Logits() []float32 { return n.logits.Value().Data().([]float32) }
 
 // LastLoss is the last Run's loss (Train nets).
-func (n *Net) LastLoss() LossValue { return n.loss.last }
+func (n *Net) LastLoss() LossValue {
+	if n.mutual != nil {
+		return n.mutual.last[0]
+	}
+	return n.loss.last
+}
 
 // Params are the trainable tensors in graph order (Train nets).
 func (n *Net) Params() []*Param { return n.params }

@@ -18,7 +18,10 @@ type observerOp struct {
 	seen     bool
 	keep     bool      // record the values for percentiles
 	values   []float32 // recorded values
-	out      *tensor.Dense
+	// rows is how many leading rows of a batch hold data (0: all); the padding
+	// rows of a short last batch are not observed.
+	rows int
+	out  *tensor.Dense
 }
 
 func (o *observerOp) Arity() int    { return 1 }
@@ -31,6 +34,9 @@ func (o *observerOp) Do(in ...G.Value) (G.Value, error) {
 	x := f32(in[0])
 	y := buffer(&o.out, in[0].Shape()...)
 	copy(f32(y), x)
+	if batch := in[0].Shape()[0]; o.rows > 0 && o.rows < batch {
+		x = x[:o.rows*(len(x)/batch)]
+	}
 	lo, hi := x[0], x[0]
 	for _, v := range x {
 		lo = min(lo, v)

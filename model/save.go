@@ -64,6 +64,9 @@ func (m *Model) ToFile(extra map[string]string) (*checkpoint.File, error) {
 			f.Tensors = append(f.Tensors, quantizedTensors(w, *l.Quant)...)
 		}
 		if l.Input != nil && l.Input.Mode == "static" {
+			if len(l.Input.Params.Scale) != 1 {
+				return nil, fmt.Errorf("layer %s: its input is statically quantized but was never calibrated (no input scale)", l.Name)
+			}
 			p := prefix(l.Weights[0].Name)
 			f.Tensors = append(f.Tensors, checkpoint.F32(p+".input_scale", []int{1}, l.Input.Params.Scale))
 			if l.Input.Spec.Scheme == quant.Asymmetric {
@@ -260,7 +263,6 @@ func (ld *loader) rankOf(name string) int {
 
 // weight reads a float, int8 or packed weight with its quantization parameters.
 func (ld *loader) weight(l *Layer, name string, shape []int) *Weight {
-	p := prefix(name)
 	w := &Weight{Name: name, Shape: shape}
 	if t, ok := ld.f.Get(name); ok && t.DType == checkpoint.DTypeF32 {
 		w.Data = ld.floats(name, shape)
@@ -269,108 +271,7 @@ func (ld *loader) weight(l *Layer, name string, shape []int) *Weight {
 		}
 		return w
 	}
-	var q []int32
-	var bits int
-	switch {
-	case ld.has(p + ".weight_packed"):
-		pk := ld.get(p + ".weight_packed")
-		st := ld.get(p + ".weight_shape")
-		bits = 4
-		if l.Quant != nil {
-			bits = l.Quant.Bits
-		}
-		words, err1 := pk.Int32s()
-		var dims []int32
-		var err2 error
-		if st != nil {
-			dims, err2 = st.Int32s()
-		}
-		if err1 != nil || err2 != nil || st == nil || !sameShape(dims, shape) {
-			ld.badType = append(ld.badType, fmt.Sprintf("%s.weight_packed/_shape: want shape %v", p, shape))
-			return nil
-		}
-		var err error
-		q, err = quant.Unpack(words, shape[0], prod(shape)/shape[0], bits)
-		if err != nil {
-			ld.badType = append(ld.badType, p+".weight_packed: "+err.Error())
-			return nil
-		}
-	case ld.has(name):
-		t := ld.get(name)
-		v, err := t.Int8s()
-		if err != nil || !slices.Equal(t.Shape, shape) {
-			ld.badType = append(ld.badType, fmt.Sprintf("%s is %s %v, want F32 or I8 %v", name, t.DType, t.Shape, shape))
-			return nil
-		}
-		q = make([]int32, len(v))
-		for i, x := range v {
-			q[i] = int32(x)
-		}
-		bits = 8
-	default:
-		ld.missing = append(ld.missing, name)
-		return nil
-	}
-	scale := ld.get(p + ".weight_scale")
-	if scale == nil {
-		ld.missing = append(ld.missing, p+".weight_scale")
-		return nil
-	}
-	scales, err := scale.Float32s()
-	if err != nil || (len(scales) != 1 && len(scales) != shape[0]) {
-		ld.badType = append(ld.badType, fmt.Sprintf("%s.weight_scale: want F32 [1] or [%d, 1]", p, shape[0]))
-		return nil
-	}
-	zps := make([]int32, len(scales))
-	scheme := quant.Symmetric
-	if zt := ld.get(p + ".weight_zero_point"); zt != nil {
-		z, err := zt.Int8s()
-		if err != nil || len(z) != len(scales) {
-			ld.badType = append(ld.badType, p+".weight_zero_point: want I8 shaped like the scale")
-			return nil
-		}
-		for i, x := range z {
-			zps[i] = int32(x)
-		}
-		scheme = quant.Asymmetric
-	}
-	if l.Quant == nil {
-		gran := quant.PerTensor
-		if len(scales) > 1 || len(scale.Shape) == 2 {
-			gran = quant.PerChannel
-		}
-		l.Quant = &quant.Spec{Bits: bits, Scheme: scheme, Granularity: gran}
-	}
-	params := quant.Params{Scale: scales, ZeroPoint: zps}
-	w.QParams = &params
-	w.Data = make([]float32, len(q))
-	quant.Dequantize(q, params, w.Data)
-	return w
-}
-
-func (ld *loader) inputQuant(l *Layer, p string) {
-	s := ld.get(p + ".input_scale")
-	if s == nil {
-		if l.Input != nil && l.Input.Mode == "static" {
-			ld.missing = append(ld.missing, p+".input_scale")
-		}
-		return
-	}
-	scale, err := s.Float32s()
-	if err != nil || len(scale) != 1 {
-		ld.badType = append(ld.badType, p+".input_scale: want F32 [1]")
-		return
-	}
-	zp := []int32{0}
-	if zt := ld.get(p + ".input_zero_point"); zt != nil {
-		if z, err := zt.Int8s(); err == nil && len(z) == 1 {
-			zp[0] = int32(z[0])
-		}
-	}
-	if l.Input == nil {
-		l.Input = &ActQuant{Mode: "static", Spec: quant.Spec{Bits: 8, Scheme: quant.Asymmetric, Granularity: quant.PerTensor}}
-	}
-	l.Input.Params = quant.Params{Scale: scale, ZeroPoint: zp}
+	return ld.quantizedWeight(l, w)
 }
 
 func (ld *loader) has(name string) bool {

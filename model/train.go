@@ -19,6 +19,10 @@ type TrainOptions struct {
 	Loss      Loss
 	// Teacher fills the teacher's logits for the given training rows (distillation).
 	Teacher func(rows []int32, logits []float32) error
+	// Peer, when set, trains alongside the model by deep mutual learning (see
+	// mutual.go): each learns from the labels and the other's logits with Loss's
+	// temperature and alpha. The peer's compression state stays as the model's does.
+	Peer *Model
 	// StartEpoch and Resume continue an interrupted run: the epochs before
 	// StartEpoch are done, the optimizer state is Resume's. The caller restores the
 	// weights and the random source.
@@ -51,9 +55,11 @@ type Progress struct {
 
 // EpochStats summarize one epoch.
 type EpochStats struct {
-	Epoch   int
-	Loss    float64 // mean training loss
-	Seconds float64
+	Epoch int
+	Loss  float64 // mean training loss
+	// PeerLoss is the peer's mean training loss (mutual learning only).
+	PeerLoss float64
+	Seconds  float64
 }
 
 // Train fits the model to the training split. Pruned weights stay zero; quantized
@@ -64,7 +70,7 @@ func Train(ctx context.Context, m *Model, train *data.Split, opt TrainOptions, r
 	if opt.BatchSize <= 0 {
 		return fmt.Errorf("batch size must be positive")
 	}
-	net, err := Build(m, NetOptions{Batch: opt.BatchSize, Mode: ModeTrain, Loss: opt.Loss})
+	net, err := buildTrainNet(m, opt)
 	if err != nil {
 		return err
 	}
@@ -89,7 +95,7 @@ func Train(ctx context.Context, m *Model, train *data.Split, opt TrainOptions, r
 	for epoch := opt.StartEpoch + 1; epoch <= opt.Epochs; epoch++ {
 		start := time.Now()
 		batcher.Epoch(rng)
-		var sum float64
+		var sum, peerSum float64
 		var seen int
 		nb := batcher.NumBatches()
 		order := batcher.Order()
@@ -102,9 +108,7 @@ func Train(ctx context.Context, m *Model, train *data.Split, opt TrainOptions, r
 				break
 			}
 			fillLabels(net.Labels, labels, n)
-			if n < opt.BatchSize {
-				clear(net.X[n*len(net.X)/opt.BatchSize:])
-			}
+			padRows(net.X, n, opt.BatchSize)
 			if opt.Teacher != nil {
 				rows := order[b*opt.BatchSize : b*opt.BatchSize+n]
 				if err := opt.Teacher(rows, net.Teacher[:n*classes]); err != nil {
@@ -120,6 +124,7 @@ func Train(ctx context.Context, m *Model, train *data.Split, opt TrainOptions, r
 			}
 			optim.Step(net.Params())
 			sum += lv.Loss * float64(n)
+			peerSum += net.PeerLoss().Loss * float64(n)
 			seen += n
 			if opt.Progress != nil {
 				el := time.Since(start)
@@ -130,7 +135,7 @@ func Train(ctx context.Context, m *Model, train *data.Split, opt TrainOptions, r
 		}
 		optim.EndEpoch()
 		if opt.EpochEnd != nil {
-			stats := EpochStats{Epoch: epoch, Loss: sum / float64(max(seen, 1)), Seconds: time.Since(start).Seconds()}
+			stats := EpochStats{Epoch: epoch, Loss: sum / float64(max(seen, 1)), PeerLoss: peerSum / float64(max(seen, 1)), Seconds: time.Since(start).Seconds()}
 			st := &TrainState{Epoch: epoch, Opt: &optim.State, ActRanges: net.actRanges()}
 			if err := opt.EpochEnd(epoch, stats, st); err != nil {
 				return err
@@ -171,10 +176,15 @@ func (n *Net) finish() {
 	for _, l := range n.Model.Layers {
 		if op := n.inputQ[l.Name]; op != nil && op.observer == MovingAverage && op.Seen {
 			l.Input.RangeMin, l.Input.RangeMax = op.runMin, op.runMax
-			l.Input.Params = op.Params
+			// From the range, not op.Params: a run resumed after its last epoch
+			// never ran a batch to compute them.
+			l.Input.Params = op.spec.Observe([]float32{op.runMin}, []float32{op.runMax})
 		}
 	}
 	n.Model.Requantize()
+	if n.peer != nil {
+		n.peer.finish()
+	}
 }
 
 // Requantize observes every quantized layer's weights afresh and snaps them to

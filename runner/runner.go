@@ -53,6 +53,8 @@ type Runner struct {
 	opt    Options
 	store  *Store
 
+	prev *Manifest // the run folder's last run.json, for explaining changes
+
 	dataOnce sync.Once
 	data     *data.Dataset
 	dataErr  error
@@ -92,6 +94,7 @@ type PlanItem struct {
 // must run, and why.
 func (r *Runner) Plan() ([]*PlanItem, error) {
 	prev, _ := ReadManifest(r.opt.RunDir)
+	r.prev = prev
 	digests := map[string]string{}
 	forcedSet := map[string]bool{}
 	var items []*PlanItem
@@ -117,7 +120,7 @@ func (r *Runner) Plan() ([]*PlanItem, error) {
 		case forced:
 			it.Reason = why
 		case lookErr == nil:
-			if bad := r.folderProblem(it.Folder, entry); bad != "" {
+			if bad := r.folderProblem(s, it.Folder, entry); bad != "" {
 				it.Reason = bad
 				break
 			}
@@ -160,16 +163,20 @@ func (r *Runner) forced(s *pipeline.Stage, forcedSet map[string]bool) (bool, str
 	return false, ""
 }
 
-// folderProblem checks the copy in the stage folder: a corrupted one (a flipped
-// byte) means the stage must run again.
-func (r *Runner) folderProblem(folder string, e *Entry) string {
+// folderProblem checks the copy of a stored result in the stage folder. When the
+// folder is meant to show this very result (the last run put it there) and its
+// checkpoint differs, someone changed it (a flipped byte): the stage runs again.
+// A folder showing another key's result is simply replaced.
+func (r *Runner) folderProblem(s *pipeline.Stage, folder string, e *Entry) string {
 	path := filepath.Join(r.opt.RunDir, folder, "model.safetensors")
 	got, err := checkpoint.Digest(path)
-	if err != nil {
-		return "" // missing: it is restored from the store
+	if err != nil || got == e.Checkpoint {
+		return "" // missing or intact: it is restored from the store if needed
 	}
-	if got != e.Checkpoint {
-		return fmt.Sprintf("checkpoint %s is corrupt (sha256 differs from the recorded one)", filepath.ToSlash(filepath.Join(folder, "model.safetensors")))
+	if r.prev != nil {
+		if rec := r.prev.Stage(s.ID); rec != nil && rec.Key == e.Key {
+			return fmt.Sprintf("checkpoint %s is corrupt (sha256 differs from the recorded one)", filepath.ToSlash(filepath.Join(folder, "model.safetensors")))
+		}
 	}
 	return ""
 }
@@ -210,6 +217,16 @@ func (r *Runner) keyDoc(s *pipeline.Stage, digests map[string]string) (KeyDoc, e
 		for _, ref := range s.Refs {
 			doc.Inputs[ref.Path] = append(doc.Inputs[ref.Path], digests[ref.Stage])
 		}
+	}
+	files, err := r.fileDigests(s)
+	if err != nil {
+		return KeyDoc{}, err
+	}
+	for key, sum := range files {
+		if doc.Inputs == nil {
+			doc.Inputs = map[string][]string{}
+		}
+		doc.Inputs[key] = []string{sum}
 	}
 	if len(s.Needs) == 0 {
 		spec := struct {
@@ -422,7 +439,7 @@ func (ex *execution) stage(ctx context.Context, it *PlanItem) {
 	}
 	key := doc.Key()
 	if !ex.forced[s.ID] {
-		if e, err := r.store.Lookup(key); err == nil && r.folderProblem(it.Folder, e) == "" {
+		if e, err := r.store.Lookup(key); err == nil && r.folderProblem(s, it.Folder, e) == "" {
 			if err := ex.materialize(it.Folder, key, e); err != nil {
 				ex.finish(it, &StageRecord{Status: "failed", Key: key, Error: err.Error()}, "failed")
 				return
@@ -432,7 +449,8 @@ func (ex *execution) stage(ctx context.Context, it *PlanItem) {
 			return
 		}
 	}
-	log.Info().Str("why", planReason(it, key)).Msg("running")
+	why := ex.reason(it, doc)
+	log.Info().Str("why", why).Msg("running")
 	start := time.Now()
 	e, err := ex.execute(ctx, it, doc, key, log)
 	if err != nil {
@@ -445,17 +463,20 @@ func (ex *execution) stage(ctx context.Context, it *PlanItem) {
 		return
 	}
 	log.Info().Float64("seconds", round3(e.Seconds)).Interface("accuracy", e.Metrics["accuracy"]).Msg("done")
-	ex.finish(it, &StageRecord{Status: "ran", Reason: planReason(it, key), Key: key, SHA256: e.Checkpoint, Metrics: e.Metrics, Seconds: e.Seconds, KeyDoc: &doc}, "")
+	ex.finish(it, &StageRecord{Status: "ran", Reason: why, Key: key, SHA256: e.Checkpoint, Metrics: e.Metrics, Seconds: e.Seconds, KeyDoc: &doc}, "")
 }
 
-func planReason(it *PlanItem, key string) string {
-	if it.Key == key && it.Reason != "" {
+// reason explains why a stage runs: the flag that forces it, or what changed
+// since the run folder's last run.
+func (ex *execution) reason(it *PlanItem, doc KeyDoc) string {
+	if ex.forced[it.Stage.ID] {
+		_, why := ex.r.forced(it.Stage, ex.forced)
+		return why
+	}
+	if it.Key == doc.Key() && it.Reason != "" {
 		return it.Reason
 	}
-	if it.Reason != "" && strings.HasPrefix(it.Reason, "input ") {
-		return it.Reason
-	}
-	return "inputs changed"
+	return ex.r.whyNew(ex.r.prev, it.Stage, doc)
 }
 
 // finish records a stage's outcome. failure is "" on success.
@@ -560,6 +581,11 @@ func (ex *execution) context(ctx context.Context, it *PlanItem, key, work string
 		},
 	}
 	sc.Rand = newRand(src)
+	files, err := r.fileDigests(s)
+	if err != nil {
+		return nil, err
+	}
+	sc.FileDigests = files
 	if r.recipe.Data != nil {
 		sc.Data = r.dataset
 		sc.DataConfig = r.recipe.Data

@@ -73,6 +73,12 @@ func (c *Context) Dataset() (*data.Dataset, error) {
 // rerun of the same stage continues from the last finished epoch with results
 // bit-identical to an uninterrupted run.
 func (c *Context) Train(phase string, m *model.Model, t Training, loss model.Loss, teacher func([]int32, []float32) error) error {
+	return c.train(phase, m, nil, t, loss, teacher)
+}
+
+// train is Train, with a peer trained alongside m by mutual learning when peer
+// is not nil (TrainMutual).
+func (c *Context) train(phase string, m, peer *model.Model, t Training, loss model.Loss, teacher func([]int32, []float32) error) error {
 	if t.Epochs == 0 {
 		return nil
 	}
@@ -86,12 +92,16 @@ func (c *Context) Train(phase string, m *model.Model, t Training, loss model.Los
 	}
 	opt := model.TrainOptions{
 		Epochs: t.Epochs, BatchSize: bs, Shuffle: c.DataConfig.Shuffle, Optimizer: t.Optimizer,
-		Loss: loss, Teacher: teacher, Progress: c.Progress,
+		Loss: loss, Teacher: teacher, Peer: peer, Progress: c.Progress,
+	}
+	state := m // what the saved training state holds
+	if peer != nil {
+		state = jointState(m, peer)
 	}
 	statePath := ""
 	if c.StateDir != "" {
 		statePath = filepath.Join(c.StateDir, phase+".safetensors")
-		st, err := loadTrainState(statePath, m, c.Source)
+		st, err := loadTrainState(statePath, state, c.Source)
 		switch {
 		case err == nil:
 			opt.StartEpoch, opt.Resume = st.epoch, st.opt
@@ -102,12 +112,15 @@ func (c *Context) Train(phase string, m *model.Model, t Training, loss model.Los
 		}
 	}
 	opt.EpochEnd = func(epoch int, s model.EpochStats, st *model.TrainState) error {
-		c.Log.Info().Str("phase", phase).Int("epoch", epoch).Int("of", t.Epochs).
-			Float64("loss", s.Loss).Float64("seconds", s.Seconds).Msg("epoch done")
+		ev := c.Log.Info().Str("phase", phase).Int("epoch", epoch).Int("of", t.Epochs).Float64("loss", s.Loss)
+		if peer != nil {
+			ev = ev.Float64("peer_loss", s.PeerLoss)
+		}
+		ev.Float64("seconds", s.Seconds).Msg("epoch done")
 		if statePath == "" {
 			return nil
 		}
-		return saveTrainState(statePath, m, st, c.Source)
+		return saveTrainState(statePath, state, st, c.Source)
 	}
 	return model.Train(c, m, ds.Train, opt, c.Rand)
 }

@@ -64,6 +64,9 @@ type Context struct {
 	InputMetrics map[string]map[string]any
 	// InputDigests are the sha256 of the inputs' checkpoints, by id.
 	InputDigests map[string]string
+	// FileDigests are the sha256 of the files the config names, by key
+	// (teacher_checkpoint; see config.FileReferrer).
+	FileDigests map[string]string
 	// Refs maps a config key ("teacher") to the id of the stage it names.
 	Refs map[string]string
 	// Stage is the pipeline's view: id, base, params, needs.
