@@ -1,0 +1,176 @@
+package lowrank
+
+import (
+	"fmt"
+	"slices"
+	"sort"
+	"strconv"
+
+	"github.com/shrink-ml/shrink/config"
+	"github.com/shrink-ml/shrink/model"
+	"github.com/shrink-ml/shrink/stages"
+)
+
+// Config is the lowrank stage's keys.
+type Config struct {
+	Rank     int               `json:"rank,omitempty" minimum:"1" doc:"singular values to keep in every listed layer (exactly one of rank and energy); a layer where rank x (out + in) >= out x in stays dense"`
+	Energy   float64           `json:"energy,omitempty" exclusiveMinimum:"0" maximum:"1" doc:"keep, in every listed layer, the smallest rank whose singular values hold at least this share of the squared Frobenius norm (exactly one of rank and energy)"`
+	Layers   stages.LayerNames `json:"layers,omitempty" doc:"layers to factor (default: every layer when rank or energy is set, else the layers ranks and energies name); a conv's weight [out, in, kh, kw] is factored as [out, in*kh*kw]"`
+	Ranks    Ranks             `json:"ranks,omitempty" doc:"per-layer rank, overriding rank and energy for that layer: {fc1: 64}"`
+	Energies Energies          `json:"energies,omitempty" doc:"per-layer energy in (0, 1], overriding rank and energy for that layer: {fc2: 0.9}"`
+	Finetune stages.Finetune   `json:"finetune" doc:"training after the factorization: {epochs, optimizer, batch_size}; epochs 0 (the default) skips it"`
+}
+
+// Ranks maps layer names to ranks.
+type Ranks map[string]int
+
+// ConfigSchema gives the map's values their bound.
+func (Ranks) ConfigSchema() map[string]any {
+	return map[string]any{"type": "object", "additionalProperties": map[string]any{"type": "integer", "minimum": 1}}
+}
+
+// Energies maps layer names to energy shares.
+type Energies map[string]float64
+
+// ConfigSchema gives the map's values their bounds.
+func (Energies) ConfigSchema() map[string]any {
+	return map[string]any{"type": "object", "additionalProperties": map[string]any{"type": "number", "exclusiveMinimum": 0, "maximum": 1}}
+}
+
+var (
+	_ config.Validator = (*Config)(nil)
+	_ config.Schemer   = Ranks(nil)
+	_ config.Schemer   = Energies(nil)
+)
+
+// Validate checks the rules across keys: one rule per layer, and per-layer
+// entries that agree with layers.
+func (c *Config) Validate() error {
+	errs := config.AsErrors(c.Layers.Validate()).Prefix("layers")
+	if c.Rank > 0 && c.Energy > 0 {
+		errs = append(errs, config.Errorf("energy", "set rank or energy, not both: rank keeps a number of singular values, energy a share of the squared Frobenius norm"))
+	}
+	for _, name := range sortedKeys(c.Ranks) {
+		if k := c.Ranks[name]; k < 1 {
+			errs = append(errs, config.Errorf("ranks."+name, "%d is below the minimum 1", k))
+		}
+	}
+	for _, name := range sortedKeys(c.Energies) {
+		if e := c.Energies[name]; !(e > 0 && e <= 1) {
+			errs = append(errs, config.Errorf("energies."+name, "%s is not in (0, 1]", config.FormatNumber(e)))
+		}
+		if _, dup := c.Ranks[name]; dup {
+			errs = append(errs, config.Errorf("energies."+name, "%s also has a rank in ranks: give each layer one of the two", name))
+		}
+	}
+	global := c.Rank > 0 || c.Energy > 0
+	if !global && len(c.Ranks)+len(c.Energies) == 0 {
+		errs = append(errs, config.Errorf("rank", "missing: set rank (singular values to keep) or energy (share of the squared Frobenius norm to keep, in (0, 1]), or per layer with ranks or energies"))
+	}
+	if len(c.Layers) > 0 {
+		for _, p := range []struct {
+			key   string
+			names []string
+		}{{"ranks", sortedKeys(c.Ranks)}, {"energies", sortedKeys(c.Energies)}} {
+			for _, name := range p.names {
+				if !slices.Contains(c.Layers, name) {
+					errs = append(errs, config.Errorf(p.key+"."+name, "%s is not in layers: add it there or remove it here", name))
+				}
+			}
+		}
+		if !global {
+			for i, name := range c.Layers {
+				if _, ok := c.rule(name); !ok {
+					errs = append(errs, config.Errorf("layers."+strconv.Itoa(i), "%s has no rank: set rank or energy, or ranks.%s or energies.%s", name, name, name))
+				}
+			}
+		}
+	}
+	return errs.Err()
+}
+
+// UsesData reports whether the stage fine-tunes.
+func (c *Config) UsesData() bool { return c.Finetune.Epochs > 0 }
+
+// rule is how one layer is factored: a fixed rank, or an energy share.
+type rule struct {
+	rank   int
+	energy float64
+}
+
+func (r rule) String() string {
+	if r.rank > 0 {
+		return "rank " + strconv.Itoa(r.rank)
+	}
+	return "energy " + config.FormatNumber(r.energy)
+}
+
+// rule finds a layer's rule: its own entry first, then the stage-wide one.
+func (c *Config) rule(name string) (rule, bool) {
+	if k, ok := c.Ranks[name]; ok {
+		return rule{rank: k}, true
+	}
+	if e, ok := c.Energies[name]; ok {
+		return rule{energy: e}, true
+	}
+	if c.Rank > 0 || c.Energy > 0 {
+		return rule{rank: c.Rank, energy: c.Energy}, true
+	}
+	return rule{}, false
+}
+
+// plan lists the layers to factor, in the model's order, each with its rule.
+// Names the model does not have are errors naming the key.
+func (c *Config) plan(m *model.Model) ([]*model.Layer, []rule, error) {
+	for _, p := range []struct {
+		key   string
+		names []string
+	}{{"layers", c.Layers}, {"ranks", sortedKeys(c.Ranks)}, {"energies", sortedKeys(c.Energies)}} {
+		for _, name := range p.names {
+			if m.Layer(name) == nil {
+				return nil, nil, fmt.Errorf("%s: layer %q is not in the model (its layers: %v)", p.key, name, m.LayerNames())
+			}
+		}
+	}
+	want := map[string]bool{}
+	switch {
+	case len(c.Layers) > 0:
+		for _, n := range c.Layers {
+			want[n] = true
+		}
+	case c.Rank > 0 || c.Energy > 0:
+		for _, n := range m.LayerNames() {
+			want[n] = true
+		}
+	default:
+		for n := range c.Ranks {
+			want[n] = true
+		}
+		for n := range c.Energies {
+			want[n] = true
+		}
+	}
+	var layers []*model.Layer
+	var rules []rule
+	for _, l := range m.Layers {
+		if !want[l.Name] {
+			continue
+		}
+		r, ok := c.rule(l.Name)
+		if !ok {
+			return nil, nil, fmt.Errorf("layer %s has no rank: set rank or energy, or ranks.%s", l.Name, l.Name)
+		}
+		layers = append(layers, l)
+		rules = append(rules, r)
+	}
+	return layers, rules, nil
+}
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

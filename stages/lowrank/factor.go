@@ -1,0 +1,157 @@
+package lowrank
+
+import (
+	"fmt"
+	"math"
+
+	"github.com/rs/zerolog"
+
+	"github.com/shrink-ml/shrink/arch"
+	"github.com/shrink-ml/shrink/model"
+)
+
+// Outcomes of factoring one layer, as LayerReport.Result says them.
+const (
+	Factored      = "factored"       // a dense layer became two factors
+	Refactored    = "refactored"     // a factored layer's product was factored to a lower rank
+	KeptDense     = "kept dense"     // the factors would not be smaller than the dense weight
+	KeptFactored  = "kept factored"  // already factored at or below the rank asked for
+	KeptUnchanged = "kept unchanged" // neither smaller as factors nor below the present rank
+)
+
+// factorLayer applies a rule to one layer in place and reports what it did. The
+// weight it factors is the one the layer computes with: the dense weight (its
+// dequantized values if quantized), or the product of its factors.
+func factorLayer(l *model.Layer, r rule, log zerolog.Logger) (LayerReport, error) {
+	rows, cols := l.Out, l.FanIn()
+	w := effectiveWeight(l)
+	d, err := decompose(w, rows, cols)
+	if err != nil {
+		return LayerReport{}, fmt.Errorf("layer %s: %w", l.Name, err)
+	}
+	k := r.rank
+	if k == 0 {
+		k = energyRank(d.values, r.energy)
+	}
+	rep := LayerReport{Rule: r.String(), Shape: l.WeightShape(), RankBefore: l.Rank, ParamsBefore: weightCount(l),
+		MultiplyAddsBefore: l.MultiplyAdds(), EnergyKept: 1}
+	lg := log.With().Str("layer", l.Name).Str("rule", rep.Rule).Int("rank", k).Logger()
+	switch {
+	case k*(rows+cols) >= rows*cols:
+		how := "dense"
+		rep.Result = KeptDense
+		if l.Rank > 0 {
+			rep.Result, how = KeptUnchanged, fmt.Sprintf("factored at rank %d", l.Rank)
+		}
+		lg.Info().Int("factored_params", k*(rows+cols)).Int("dense_params", rows*cols).
+			Msgf("layer %s stays %s: rank %d factors of its %dx%d weight would hold %d parameters, the dense weight %d", l.Name, how, k, rows, cols, k*(rows+cols), rows*cols)
+	case l.Rank > 0 && k >= l.Rank:
+		rep.Result = KeptFactored
+		lg.Info().Int("present_rank", l.Rank).
+			Msgf("layer %s is already factored at rank %d <= %d: kept as it is", l.Name, l.Rank, k)
+	default:
+		rep.Result = Factored
+		if l.Rank > 0 {
+			rep.Result = Refactored
+		}
+		warnLosses(l, lg)
+		first, second := d.factors(k)
+		setFactors(l, k, first, second)
+		rep.ReconstructionError = relativeError(w, l)
+		if e := cumulativeEnergy(d.values)[k-1]; !math.IsNaN(e) { // NaN: an all-zero weight
+			rep.EnergyKept = e
+		}
+		lg.Info().Int("params_before", rep.ParamsBefore).Int("params", weightCount(l)).
+			Float64("relative_error", round6(rep.ReconstructionError)).Msgf("layer %s %s", l.Name, rep.Result)
+	}
+	rep.Rank, rep.Params, rep.MultiplyAdds = l.Rank, weightCount(l), l.MultiplyAdds()
+	return rep, nil
+}
+
+// warnLosses says what factoring drops from the layer's compression.
+func warnLosses(l *model.Layer, log zerolog.Logger) {
+	if l.Pruned {
+		log.Warn().Msgf("layer %s is pruned: its factors are dense, so its zeros are not kept and it is no longer marked pruned (prune after lowrank to sparsify the factors)", l.Name)
+	}
+	if l.Quant != nil {
+		log.Info().Str("quant", l.Quant.String()).
+			Msgf("layer %s is quantized: its dequantized weights are factored and both factors are quantized again with the same settings", l.Name)
+	}
+}
+
+// effectiveWeight is the layer's weight as a row-major [out, fan_in] float64
+// matrix: the product NAME.1.weight x NAME.0.weight when factored.
+func effectiveWeight(l *model.Layer) []float64 {
+	if l.Rank == 0 {
+		out := make([]float64, len(l.Weights[0].Data))
+		for i, x := range l.Weights[0].Data {
+			out[i] = float64(x)
+		}
+		return out
+	}
+	return product(l.Weights[1].Data, l.Weights[0].Data, l.Out, l.Rank, l.FanIn())
+}
+
+// product is second (rows x k) times first (k x cols), in float64.
+func product(second, first []float32, rows, k, cols int) []float64 {
+	out := make([]float64, rows*cols)
+	for r := 0; r < rows; r++ {
+		row := out[r*cols : (r+1)*cols]
+		for i := 0; i < k; i++ {
+			a := float64(second[r*k+i])
+			for c, b := range first[i*cols : (i+1)*cols] {
+				row[c] += a * float64(b)
+			}
+		}
+	}
+	return out
+}
+
+// setFactors makes the layer factored at rank k: NAME.0.weight [k, in(, kh, kw)],
+// then NAME.1.weight [out, k(, 1, 1)], the bias becoming NAME.1.bias. Masks go
+// (the factors are dense); quantized layers quantize their factors afresh.
+func setFactors(l *model.Layer, k int, first, second []float32) {
+	firstShape, secondShape := []int{k, l.In}, []int{l.Out, k}
+	if l.Kind == arch.Conv {
+		firstShape = []int{k, l.In, l.Kernel, l.Kernel}
+		secondShape = []int{l.Out, k, 1, 1}
+	}
+	l.Weights = []*model.Weight{
+		{Name: l.Name + ".0.weight", Shape: firstShape, Data: first},
+		{Name: l.Name + ".1.weight", Shape: secondShape, Data: second},
+	}
+	l.Rank = k
+	l.Pruned = false
+	if l.Quant != nil {
+		for _, w := range l.Weights {
+			p := l.Quant.ParamsFor(w.Data, w.Shape)
+			w.QParams = &p
+			l.Quant.FakeQuantize(w.Data, p, w.Data)
+		}
+	}
+}
+
+// relativeError is ||W - NAME.1.weight x NAME.0.weight||_F / ||W||_F for the
+// factors as stored (0 for an all-zero W).
+func relativeError(w []float64, l *model.Layer) float64 {
+	p := product(l.Weights[1].Data, l.Weights[0].Data, l.Out, l.Rank, l.FanIn())
+	var diff, norm float64
+	for i, x := range w {
+		diff += (x - p[i]) * (x - p[i])
+		norm += x * x
+	}
+	if norm == 0 {
+		return 0
+	}
+	return math.Sqrt(diff / norm)
+}
+
+func weightCount(l *model.Layer) int {
+	n := 0
+	for _, w := range l.Weights {
+		n += len(w.Data)
+	}
+	return n
+}
+
+func round6(x float64) float64 { return math.Round(x*1e6) / 1e6 }

@@ -1,0 +1,113 @@
+package lowrank
+
+import (
+	"testing"
+)
+
+// TestOracleRank3 checks rank-3 factorizations of mlp_s1's layers against
+// torch.linalg.svd: the singular values (1e-5 relative), Eckart-Young's optimal
+// error, our error within 1.01 of it, the layout and the bias.
+func TestOracleRank3(t *testing.T) {
+	want := readOracle(t, "lowrank_k3.safetensors")
+	m := oracleModel(t)
+	for _, l := range m.Layers {
+		t.Run(l.Name, func(t *testing.T) {
+			w := effectiveWeight(l)
+			bias := append([]float32(nil), l.Bias...)
+			d, err := decompose(w, l.Out, l.In)
+			if err != nil {
+				t.Fatal(err)
+			}
+			sv := oracleFloats(t, want, l.Name+".singular_values")
+			if len(sv) != len(d.values) {
+				t.Fatalf("%d singular values, torch has %d", len(d.values), len(sv))
+			}
+			for i, s := range sv {
+				if !relClose(d.values[i], float64(s), 1e-5) {
+					t.Errorf("singular value %d: %g, torch %g", i, d.values[i], s)
+				}
+			}
+			optimal := float64(oracleFloats(t, want, l.Name+".optimal_error")[0])
+			if got := d.optimalError(3); !relClose(got, optimal, 1e-5) {
+				t.Errorf("optimal rank-3 error %g, torch %g", got, optimal)
+			}
+
+			rep, err := factorLayer(l, rule{rank: 3}, nopLog)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Result != Factored || l.Rank != 3 {
+				t.Fatalf("result %q rank %d, want factored at rank 3", rep.Result, l.Rank)
+			}
+			first, second := l.Weights[0], l.Weights[1]
+			if first.Name != l.Name+".0.weight" || !sameInts(first.Shape, []int{3, l.In}) ||
+				second.Name != l.Name+".1.weight" || !sameInts(second.Shape, []int{l.Out, 3}) {
+				t.Fatalf("layout %s %v, %s %v", first.Name, first.Shape, second.Name, second.Shape)
+			}
+			got := frobeniusError(w, second.Data, first.Data, l.Out, 3, l.In)
+			if got > 1.01*optimal {
+				t.Errorf("||W - BA||_F = %g, above 1.01 x the optimal %g", got, optimal)
+			}
+			// The same bound holds for torch's own factors: the file and the rule agree.
+			if e := frobeniusError(w, oracleFloats(t, want, l.Name+".1.weight"), oracleFloats(t, want, l.Name+".0.weight"), l.Out, 3, l.In); e > 1.01*optimal {
+				t.Fatalf("torch's factors miss the bound: %g > %g", e, optimal)
+			}
+			if l.BiasName() != l.Name+".1.bias" || !sameFloats(l.Bias, bias) || !sameFloats(l.Bias, oracleFloats(t, want, l.Name+".1.bias")) {
+				t.Errorf("bias %s %v, want the original %v", l.BiasName(), l.Bias, bias)
+			}
+			if !relClose(rep.ReconstructionError*norm(w), got, 1e-9) {
+				t.Errorf("reported relative error %g, measured %g / %g", rep.ReconstructionError, got, norm(w))
+			}
+		})
+	}
+}
+
+// TestOracleEnergy checks that the energy rule picks torch's ranks and that the
+// cumulative energy fractions agree; through the stage, a rank the dense
+// fallback rejects keeps the layer dense.
+func TestOracleEnergy(t *testing.T) {
+	want := readOracle(t, "lowrank_energy.safetensors")
+	energies := oracleFloats(t, want, "energies")
+	for _, name := range []string{"fc1", "fc2", "fc3"} {
+		t.Run(name, func(t *testing.T) {
+			rt, _ := want.Get(name + ".energy_rank")
+			ranks, err := rt.Int64s()
+			if err != nil || len(ranks) != len(energies) {
+				t.Fatalf("energy_rank: %v", err)
+			}
+			cum := oracleFloats(t, want, name+".energy_cumulative")
+			for i, e := range energies {
+				m := oracleModel(t)
+				l := m.Layer(name)
+				d, err := decompose(effectiveWeight(l), l.Out, l.In)
+				if err != nil {
+					t.Fatal(err)
+				}
+				got := cumulativeEnergy(d.values)
+				for j := range cum {
+					if !relClose(got[j], float64(cum[j]), 1e-5) {
+						t.Errorf("cumulative energy %d: %g, torch %g", j, got[j], cum[j])
+					}
+				}
+				if k := energyRank(d.values, float64(e)); k != int(ranks[i]) {
+					t.Errorf("energy %g: rank %d, torch %d", e, k, ranks[i])
+				}
+				rep, err := factorLayer(l, rule{energy: float64(e)}, nopLog)
+				if err != nil {
+					t.Fatal(err)
+				}
+				k := int(ranks[i])
+				wantResult, wantRank := Factored, k
+				if k*(l.Out+l.In) >= l.Out*l.In {
+					wantResult, wantRank = KeptDense, 0
+				}
+				if rep.Result != wantResult || l.Rank != wantRank {
+					t.Errorf("energy %g: %s at rank %d, want %s at rank %d", e, rep.Result, l.Rank, wantResult, wantRank)
+				}
+				if wantResult == Factored && rep.EnergyKept < float64(e) {
+					t.Errorf("energy %g: kept only %g", e, rep.EnergyKept)
+				}
+			}
+		})
+	}
+}
