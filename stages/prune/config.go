@@ -1,0 +1,146 @@
+package prune
+
+import (
+	"reflect"
+	"strings"
+
+	"github.com/shrink-ml/shrink/config"
+	"github.com/shrink-ml/shrink/data"
+	"github.com/shrink-ml/shrink/pipeline"
+	"github.com/shrink-ml/shrink/stages"
+)
+
+// The methods, as torch.nn.utils.prune names them, and the lottery ticket.
+const (
+	RandomUnstructured = "random_unstructured"
+	L1Unstructured     = "l1_unstructured"
+	GlobalUnstructured = "global_unstructured"
+	LnStructured       = "ln_structured"
+	LotteryTicket      = "lottery_ticket"
+)
+
+var (
+	_ stages.Config        = (*Config)(nil)
+	_ pipeline.DataUser    = (*Config)(nil)
+	_ pipeline.DataChecker = (*Config)(nil)
+	_ config.Decoder       = (*Amount)(nil)
+	_ config.Schemer       = (*Amount)(nil)
+	_ config.Decoder       = (*Norm)(nil)
+	_ config.Schemer       = (*Norm)(nil)
+	_ config.Decoder       = (*Rewind)(nil)
+	_ config.Schemer       = (*Rewind)(nil)
+)
+
+var methods = []string{RandomUnstructured, L1Unstructured, GlobalUnstructured, LnStructured, LotteryTicket}
+
+func init() {
+	stages.Register(stages.Type{
+		Name:    "prune",
+		Summary: "prune weights (random, L1, global L1, Ln-structured with physical removal) or find a lottery ticket; masks stay through later stages",
+		New:     func() stages.Config { return New() },
+	})
+}
+
+// Config is the prune stage's keys. Keys that belong to one method are errors
+// with another (unless they hold their default), so a misplaced key never goes
+// silently unused.
+type Config struct {
+	Method   string            `json:"method" enum:"random_unstructured,l1_unstructured,global_unstructured,ln_structured,lottery_ticket" doc:"how to choose what to prune: random_unstructured, l1_unstructured (smallest |w| per layer), global_unstructured (smallest |w| over all listed layers together), ln_structured (whole rows/channels with the smallest Ln norm), lottery_ticket (iterative magnitude pruning with rewinding)"`
+	Amount   Amount            `json:"amount,omitempty" doc:"how much to prune, as torch.nn.utils.prune: an integer is a count (amount: 100), a number with a decimal point a fraction in [0, 1] of the weights (ln_structured: channels) still unpruned, rounded half to even (amount: 0.5; 1.0 prunes all); per layer, except global_unstructured: over all listed layers together"`
+	Layers   stages.LayerNames `json:"layers,omitempty" doc:"the layers to prune (default: every weight layer; with physical: every hidden layer)"`
+	N        Norm              `json:"n" doc:"ln_structured: the norm that scores a channel (torch.norm's p): 1, 2, any p > 0, inf, -inf or fro"`
+	Dim      int               `json:"dim" minimum:"0" maximum:"1" doc:"ln_structured: 0 prunes rows of a linear weight (output units) or a conv's output channels; 1 prunes input columns or input channels"`
+	Physical bool              `json:"physical" doc:"ln_structured with dim 0: remove the pruned units and the next layer's matching inputs, so the model is smaller and faster (the checkpoint's arch records the new widths); not for the output layer"`
+	Finetune stages.Finetune   `json:"finetune" doc:"training after pruning, masks kept: {epochs, optimizer, batch_size}; epochs 0 skips it"`
+
+	Rounds     int             `json:"rounds" minimum:"1" doc:"lottery_ticket: prune-rewind-retrain rounds after the first (dense) training"`
+	Rate       float64         `json:"rate" exclusiveMinimum:"0" exclusiveMaximum:"1" doc:"lottery_ticket: share of each layer's remaining weights pruned per round (smallest |w|)"`
+	OutputRate *float64        `json:"output_rate,omitempty" minimum:"0" exclusiveMaximum:"1" doc:"lottery_ticket: the output layer's rate per round (default: half of rate)"`
+	Rewind     Rewind          `json:"rewind" doc:"lottery_ticket: reset the survivors each round to their initial values (init: the start model's weights) or to their values after epoch K of the first training ({epoch: K})"`
+	Train      stages.Training `json:"train" doc:"lottery_ticket: the training of every round, the first dense one and each retraining: {epochs, optimizer, batch_size}"`
+	Select     string          `json:"select" enum:"last,best_val" doc:"lottery_ticket: output the last round, or the pruned round with the best validation accuracy (best_val needs data.validation_split > 0)"`
+	Control    string          `json:"control" enum:"none,random_reinit" doc:"lottery_ticket: random_reinit also trains each round's masks from fresh random weights (the paper's control) and reports its accuracy beside the ticket's"`
+}
+
+// New returns the defaults.
+func New() *Config {
+	return &Config{
+		N:        2,
+		Finetune: stages.DefaultTraining(0),
+		Rounds:   5,
+		Rate:     0.2,
+		Train:    stages.DefaultTraining(5),
+		Select:   "last",
+		Control:  "none",
+	}
+}
+
+// UsesData reports whether the settings train: a finetune, or the lottery ticket.
+func (c *Config) UsesData() bool {
+	return c.Method == LotteryTicket || c.Finetune.Epochs > 0
+}
+
+// Validate checks the rules across keys.
+func (c *Config) Validate() error {
+	if c.Method == "" {
+		return config.Errorf("method", "missing: choose %s", strings.Join(methods, ", "))
+	}
+	errs := config.AsErrors(c.Layers.Validate()).Prefix("layers")
+	def := New()
+	onlyFor := func(key, method string, set bool) {
+		if set {
+			errs = append(errs, config.Errorf(key, "applies only to method %s, not %s", method, c.Method))
+		}
+	}
+	if c.Method != LotteryTicket {
+		if !c.Amount.IsSet() {
+			errs = append(errs, config.Errorf("amount", "missing: how much to prune, an integer count (amount: 100) or a fraction in [0, 1] (amount: 0.5)"))
+		}
+		onlyFor("rounds", LotteryTicket, c.Rounds != def.Rounds)
+		onlyFor("rate", LotteryTicket, c.Rate != def.Rate)
+		onlyFor("output_rate", LotteryTicket, c.OutputRate != nil)
+		onlyFor("rewind", LotteryTicket, c.Rewind != def.Rewind)
+		onlyFor("train", LotteryTicket, !reflect.DeepEqual(c.Train, def.Train))
+		onlyFor("select", LotteryTicket, c.Select != def.Select)
+		onlyFor("control", LotteryTicket, c.Control != def.Control)
+	}
+	if c.Method != LnStructured {
+		onlyFor("n", LnStructured, c.N != def.N)
+		onlyFor("dim", LnStructured, c.Dim != def.Dim)
+		onlyFor("physical", LnStructured, c.Physical)
+	}
+	if c.Physical && c.Dim != 0 {
+		errs = append(errs, config.Errorf("physical", "removes whole units, so it needs dim: 0 (rows of a linear weight, output channels of a conv); dim %d prunes inputs", c.Dim))
+	}
+	if c.Method == LotteryTicket {
+		if c.Amount.IsSet() {
+			errs = append(errs, config.Errorf("amount", "lottery_ticket prunes rate of the remaining weights each round: write rate (and rounds) instead of amount"))
+		}
+		if c.Finetune.Epochs > 0 {
+			errs = append(errs, config.Errorf("finetune", "lottery_ticket retrains every round with train: set train.epochs instead of finetune"))
+		}
+		if c.Train.Epochs < 1 {
+			errs = append(errs, config.Errorf("train.epochs", "lottery_ticket trains every round: needs at least 1 epoch"))
+		}
+		if c.Rewind.Epoch > c.Train.Epochs {
+			errs = append(errs, config.Errorf("rewind.epoch", "epoch %d is past the first training's last epoch (train.epochs: %d)", c.Rewind.Epoch, c.Train.Epochs))
+		}
+	}
+	return errs.Err()
+}
+
+// CheckData checks what the settings need of the recipe's data section.
+func (c *Config) CheckData(d *data.Config) error {
+	if c.Method == LotteryTicket && c.Select == "best_val" && d.ValidationSplit == 0 {
+		return config.Errorf("select", "best_val picks the round by validation accuracy: set data.validation_split (for example 0.1), or use select: last")
+	}
+	return nil
+}
+
+// outputRate is the lottery ticket's rate for the output layer.
+func (c *Config) outputRate() float64 {
+	if c.OutputRate != nil {
+		return *c.OutputRate
+	}
+	return c.Rate / 2
+}

@@ -1,0 +1,230 @@
+package prune
+
+import (
+	"fmt"
+	"slices"
+
+	"github.com/shrink-ml/shrink/arch"
+	"github.com/shrink-ml/shrink/model"
+	"github.com/shrink-ml/shrink/quant"
+)
+
+// removeDeadUnits makes structured pruning physical: in each layer it removes
+// the units (rows of a linear weight, output channels of a conv) whose weights
+// are all pruned, the matching inputs of the next layer, and updates the
+// model's spec so the checkpoint's arch records the new widths.
+//
+// A dead unit still outputs relu(bias), a constant the next layer reads; that
+// constant times the next layer's weights on it is folded into the next layer's
+// bias, so the logits stay what they were (up to float32 rounding). It returns
+// the number of units removed per layer.
+func removeDeadUnits(m *model.Model, layers []*model.Layer) (map[string]int, error) {
+	type plan struct {
+		at   int
+		dead []int
+	}
+	var plans []plan
+	for _, l := range layers {
+		at := slices.Index(m.Layers, l)
+		switch {
+		case at == len(m.Layers)-1:
+			return nil, fmt.Errorf("layer %s is the output layer: its units are the classes, so physical pruning cannot remove them; leave it out of layers", l.Name)
+		case l.Rank > 0:
+			return nil, fmt.Errorf("layer %s is factored (lowrank, rank %d): physical pruning removes units of a dense weight; prune its factors without physical, or prune before lowrank", l.Name, l.Rank)
+		}
+		dead := deadUnits(l.Weights[0])
+		if len(dead) == l.Out {
+			return nil, fmt.Errorf("layer %s: every one of its %d units is pruned, and a layer cannot be removed whole: lower the amount", l.Name, l.Out)
+		}
+		plans = append(plans, plan{at, dead})
+	}
+	removed := map[string]int{}
+	for _, p := range plans {
+		l, next := m.Layers[p.at], m.Layers[p.at+1]
+		removed[l.Name] = len(p.dead)
+		if len(p.dead) == 0 {
+			continue
+		}
+		foldDeadUnits(l, next, p.dead)
+		keep := complement(l.Out, p.dead)
+		dropUnits(l, keep)
+		dropInputs(next, l.Out, keep)
+		l.Out, next.In = len(keep), next.In/l.Out*len(keep)
+		setWidth(&m.Spec, p.at, l.Name, len(keep))
+		dropFullMasks(l)
+		dropFullMasks(next)
+	}
+	return removed, checkSpec(m)
+}
+
+// deadUnits lists the rows of w (units along dim 0) whose entries are all pruned.
+func deadUnits(w *model.Weight) []int {
+	if w.Mask == nil {
+		return nil
+	}
+	ch := channelsOf(w.Shape, 0)
+	var dead []int
+	for c := 0; c < ch.count; c++ {
+		if !ch.alive(w.Mask, c) {
+			dead = append(dead, c)
+		}
+	}
+	return dead
+}
+
+func complement(n int, drop []int) []int {
+	var keep []int
+	for i := 0; i < n; i++ {
+		if !slices.Contains(drop, i) {
+			keep = append(keep, i)
+		}
+	}
+	return keep
+}
+
+// foldDeadUnits adds each dead unit's constant output, relu(bias), times the
+// next layer's weights on it to the next layer's bias. Unit j of l feeds a
+// block of `span` consecutive inputs of each of next's rows: one input of a
+// linear layer, the kh×kw window of a conv, or the 4×4 flattened map of a conv
+// feeding a linear layer.
+func foldDeadUnits(l, next *model.Layer, dead []int) {
+	in := next.Weights[0]
+	rowLen := len(in.Data) / in.Shape[0]
+	span := rowLen / l.Out
+	weight := effectiveWeight(next)
+	add := make([]float64, len(next.Bias))
+	for _, j := range dead {
+		c := max(float64(l.Bias[j]), 0)
+		if c == 0 {
+			continue
+		}
+		for o := range add {
+			var s float64
+			for col := j * span; col < (j+1)*span; col++ {
+				s += weight(o, col)
+			}
+			add[o] += c * s
+		}
+	}
+	for o, a := range add {
+		next.Bias[o] = float32(float64(next.Bias[o]) + a)
+	}
+}
+
+// effectiveWeight returns the weight from input col to output o, the product of
+// the two factors for a factored layer.
+func effectiveWeight(l *model.Layer) func(o, col int) float64 {
+	first := l.Weights[0]
+	rowLen := len(first.Data) / first.Shape[0]
+	if l.Rank == 0 {
+		return func(o, col int) float64 { return float64(first.Data[o*rowLen+col]) }
+	}
+	second, k := l.Weights[1], l.Rank
+	return func(o, col int) float64 {
+		var s float64
+		for r := 0; r < k; r++ {
+			s += float64(second.Data[o*k+r]) * float64(first.Data[r*rowLen+col])
+		}
+		return s
+	}
+}
+
+// dropUnits keeps only the given rows of the layer's weight and bias (and of
+// per-channel quantization parameters).
+func dropUnits(l *model.Layer, keep []int) {
+	w := l.Weights[0]
+	rowLen := len(w.Data) / w.Shape[0]
+	rows := func(v []float32) []float32 {
+		if v == nil {
+			return nil
+		}
+		out := make([]float32, 0, len(keep)*rowLen)
+		for _, r := range keep {
+			out = append(out, v[r*rowLen:(r+1)*rowLen]...)
+		}
+		return out
+	}
+	w.Data, w.Mask = rows(w.Data), rows(w.Mask)
+	w.Shape[0] = len(keep)
+	bias := make([]float32, len(keep))
+	for i, r := range keep {
+		bias[i] = l.Bias[r]
+	}
+	l.Bias = bias
+	if p := w.QParams; p != nil && l.Quant != nil && l.Quant.Granularity == quant.PerChannel {
+		np := quant.Params{}
+		for _, r := range keep {
+			np.Scale = append(np.Scale, p.Scale[r])
+			np.ZeroPoint = append(np.ZeroPoint, p.ZeroPoint[r])
+		}
+		w.QParams = &np
+	}
+}
+
+// dropInputs keeps, in the layer's input-side weight (the first factor when
+// factored), the input blocks of the kept units of the previous layer, which
+// had units of them.
+func dropInputs(l *model.Layer, units int, keep []int) {
+	w := l.Weights[0]
+	rowLen := len(w.Data) / w.Shape[0]
+	span := rowLen / units
+	cols := func(v []float32) []float32 {
+		if v == nil {
+			return nil
+		}
+		out := make([]float32, 0, w.Shape[0]*len(keep)*span)
+		for r := 0; r < w.Shape[0]; r++ {
+			row := v[r*rowLen : (r+1)*rowLen]
+			for _, u := range keep {
+				out = append(out, row[u*span:(u+1)*span]...)
+			}
+		}
+		return out
+	}
+	w.Data, w.Mask = cols(w.Data), cols(w.Mask)
+	w.Shape[1] = w.Shape[1] / units * len(keep)
+}
+
+// dropFullMasks forgets masks that keep everything: a layer whose pruned units
+// are gone is dense again.
+func dropFullMasks(l *model.Layer) {
+	for _, w := range l.Weights {
+		if w.Mask != nil && kept(w) < len(w.Data) {
+			return
+		}
+	}
+	for _, w := range l.Weights {
+		w.Mask = nil
+	}
+	l.Pruned = false
+}
+
+// setWidth records a layer's new unit count in the architecture.
+func setWidth(s *arch.Spec, at int, name string, width int) {
+	if s.Arch == "lenet5" {
+		switch name {
+		case "conv1":
+			s.Channels[0] = width
+		case "conv2":
+			s.Channels[1] = width
+		case "fc1":
+			s.Hidden[0] = width
+		case "fc2":
+			s.Hidden[1] = width
+		}
+		return
+	}
+	s.Hidden[at] = width
+}
+
+// checkSpec makes sure the spec rebuilds exactly the layers the model holds, so
+// the checkpoint reloads.
+func checkSpec(m *model.Model) error {
+	want := m.Spec.Layers()
+	for i, l := range m.Layers {
+		if want[i] != l.Layer {
+			return fmt.Errorf("internal error: after removing units, layer %s is %+v but the arch says %+v", l.Name, l.Layer, want[i])
+		}
+	}
+	return nil
+}
