@@ -369,6 +369,12 @@ func Describe(v any) string {
 
 // FormatNumber prints a float the short way YAML users write it.
 func FormatNumber(x float64) string {
+	switch {
+	case math.IsInf(x, 1):
+		return ".inf"
+	case math.IsInf(x, -1):
+		return "-.inf"
+	}
 	return strconv.FormatFloat(x, 'g', -1, 64)
 }
 

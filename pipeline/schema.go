@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"math"
 	"math/big"
 	"slices"
 	"strings"
@@ -165,7 +166,7 @@ func schemaFor(reg Registry) *compiledSchema {
 func validateSchema(reg Registry, tree map[string]any, pos *positions) (Diagnostics, map[string]bool) {
 	bad := map[string]bool{}
 	cs := schemaFor(reg)
-	err := cs.schema.Validate(tree)
+	err := cs.schema.Validate(finite(tree))
 	if err == nil {
 		return nil, bad
 	}
@@ -176,6 +177,13 @@ func validateSchema(reg Registry, tree map[string]any, pos *positions) (Diagnost
 	var ds Diagnostics
 	var walk func(e *jsonschema.ValidationError)
 	walk = func(e *jsonschema.ValidationError) {
+		switch e.ErrorKind.(type) {
+		case *kind.AnyOf, *kind.OneOf:
+			// One problem, however many alternatives the schema lists.
+			ds = append(ds, cs.alternatives(e, tree, pos)...)
+			markBad(bad, e.InstanceLocation)
+			return
+		}
 		if pn, ok := e.ErrorKind.(*kind.PropertyNames); ok {
 			// jsonschema v6.0.3 hands propertyNames errors a location slice it
 			// goes on mutating, so read the mapping's path from the schema pointer
@@ -192,13 +200,7 @@ func validateSchema(reg Registry, tree map[string]any, pos *positions) (Diagnost
 		}
 		if len(e.Causes) == 0 {
 			ds = append(ds, cs.describe(e, tree, pos)...)
-			loc := e.InstanceLocation
-			switch {
-			case len(loc) >= 2 && loc[0] == "stages":
-				bad["stages."+loc[1]] = true
-			case len(loc) >= 1:
-				bad[loc[0]] = true
-			}
+			markBad(bad, e.InstanceLocation)
 			return
 		}
 		for _, c := range e.Causes {
@@ -207,6 +209,70 @@ func validateSchema(reg Registry, tree map[string]any, pos *positions) (Diagnost
 	}
 	walk(ve)
 	return ds, bad
+}
+
+// markBad records the section or stage a failure belongs to.
+func markBad(bad map[string]bool, loc []string) {
+	switch {
+	case len(loc) >= 2 && loc[0] == "stages":
+		bad["stages."+loc[1]] = true
+	case len(loc) >= 1:
+		bad[loc[0]] = true
+	}
+}
+
+// alternatives describes a value that matches none of a schema's alternatives as
+// one diagnostic listing what each alternative wanted.
+func (cs *compiledSchema) alternatives(e *jsonschema.ValidationError, tree map[string]any, pos *positions) Diagnostics {
+	path := strings.Join(e.InstanceLocation, ".")
+	var wants []string
+	var leaves func(e *jsonschema.ValidationError)
+	leaves = func(e *jsonschema.ValidationError) {
+		if len(e.Causes) == 0 {
+			for _, d := range cs.describe(e, tree, pos) {
+				msg := strings.TrimPrefix(d.Msg, label(strings.Join(e.InstanceLocation, ".")))
+				if !slices.Contains(wants, msg) {
+					wants = append(wants, msg)
+				}
+			}
+			return
+		}
+		for _, c := range e.Causes {
+			leaves(c)
+		}
+	}
+	leaves(e)
+	return Diagnostics{{pos.ofValue(path), label(path) + "matches none of the allowed forms: " + strings.Join(wants, "; or ")}}
+}
+
+// finite replaces infinities (YAML's .inf), which JSON cannot hold, with the
+// largest float so range checks still see them as huge; NaN becomes a string so
+// every number check rejects it.
+func finite(v any) any {
+	switch x := v.(type) {
+	case float64:
+		switch {
+		case math.IsInf(x, 1):
+			return math.MaxFloat64
+		case math.IsInf(x, -1):
+			return -math.MaxFloat64
+		case math.IsNaN(x):
+			return ".nan"
+		}
+	case map[string]any:
+		out := make(map[string]any, len(x))
+		for k, e := range x {
+			out[k] = finite(e)
+		}
+		return out
+	case []any:
+		out := make([]any, len(x))
+		for i, e := range x {
+			out[i] = finite(e)
+		}
+		return out
+	}
+	return v
 }
 
 func (cs *compiledSchema) describe(e *jsonschema.ValidationError, tree map[string]any, pos *positions) Diagnostics {
