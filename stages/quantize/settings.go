@@ -1,0 +1,98 @@
+package quantize
+
+import (
+	"slices"
+	"sort"
+
+	"github.com/shrink-ml/shrink/config"
+	"github.com/shrink-ml/shrink/quant"
+	"github.com/shrink-ml/shrink/stages"
+)
+
+// Settings are the keys quantize and qat share: how weights and layer inputs are
+// quantized, and which layers.
+type Settings struct {
+	Mode               string              `json:"mode" enum:"dynamic,static" doc:"dynamic: each layer's input is quantized per batch at inference from that batch's range; static: input ranges are calibrated on training data and stored (NAME.input_scale)"`
+	Bits               int                 `json:"bits" minimum:"2" maximum:"8" doc:"weight bits: 5 to 8 are stored as I8 NAME.weight, 4 and below packed into I32 NAME.weight_packed"`
+	Scheme             quant.Scheme        `json:"scheme" enum:"symmetric,asymmetric" doc:"weights: symmetric (zero point 0, scale max|w|/((qmax-qmin)/2)) or asymmetric (scale (max-min)/(qmax-qmin) with a zero point)"`
+	Granularity        quant.Granularity   `json:"granularity" enum:"per_tensor,per_channel" doc:"weights: one scale per tensor, or one per output channel (row of [out, in])"`
+	CalibrationBatches int                 `json:"calibration_batches" minimum:"1" doc:"static: training batches (data.batch_size rows each, shuffled from the seed when data.shuffle) whose activations set the input ranges"`
+	Observer           string              `json:"observer" enum:"minmax,percentile" doc:"static: an input range is the calibration values' min and max (torch.ao MinMaxObserver), or their percentiles (ignores the rarest outliers)"`
+	Percentile         float64             `json:"percentile" exclusiveMinimum:"50" maximum:"100" doc:"observer percentile: the range runs from the (100 - p)-th to the p-th percentile of the calibration values"`
+	Activations        Activations         `json:"activations" doc:"how layer inputs are quantized: {bits: 8, scheme: asymmetric} by default, one scale per tensor"`
+	Layers             stages.LayerNames   `json:"layers,omitempty" doc:"layers to quantize (default: all)"`
+	Overrides          map[string]Override `json:"overrides,omitempty" doc:"per-layer weight settings replacing bits, scheme or granularity for that layer, so one recipe can mix precisions: {fc1: {bits: 4}, fc3: {bits: 8}}"`
+}
+
+// Activations is how layer inputs are quantized (always one scale per tensor).
+type Activations struct {
+	Bits   int          `json:"bits" minimum:"2" maximum:"8" doc:"input bits (default 8)"`
+	Scheme quant.Scheme `json:"scheme" enum:"symmetric,asymmetric" doc:"input scheme (default asymmetric: inputs after a ReLU are never negative, so a zero point uses the whole grid)"`
+}
+
+// Override is one layer's weight settings; unset keys take the stage's.
+type Override struct {
+	Bits        int               `json:"bits,omitempty" minimum:"2" maximum:"8" doc:"this layer's weight bits"`
+	Scheme      quant.Scheme      `json:"scheme,omitempty" enum:"symmetric,asymmetric" doc:"this layer's weight scheme"`
+	Granularity quant.Granularity `json:"granularity,omitempty" enum:"per_tensor,per_channel" doc:"this layer's weight granularity"`
+}
+
+// DefaultSettings are int8 symmetric per-channel weights, 8-bit asymmetric inputs,
+// and for static mode 10 batches of min-max calibration.
+func DefaultSettings(mode string) Settings {
+	return Settings{
+		Mode: mode, Bits: 8, Scheme: quant.Symmetric, Granularity: quant.PerChannel,
+		CalibrationBatches: 10, Observer: "minmax", Percentile: 99.99,
+		Activations: Activations{Bits: 8, Scheme: quant.Asymmetric},
+	}
+}
+
+// Validate checks the rules across keys.
+func (s *Settings) Validate() error {
+	errs := config.AsErrors(s.Layers.Validate()).Prefix("layers")
+	if s.Observer == "percentile" && s.Mode != "static" {
+		errs = append(errs, config.Errorf("observer", "percentile calibrates static input ranges: set mode: static, or drop observer (dynamic mode observes every batch whole)"))
+	}
+	for _, name := range sortedKeys(s.Overrides) {
+		if len(s.Layers) > 0 && !slices.Contains(s.Layers, name) {
+			errs = append(errs, config.Errorf("overrides."+name, "%s is not in layers: add it there or remove it here", name))
+		}
+		if s.Overrides[name] == (Override{}) {
+			errs = append(errs, config.Errorf("overrides."+name, "sets nothing: give bits, scheme or granularity"))
+		}
+	}
+	return errs.Err()
+}
+
+// LayerSpec is a layer's weight spec: the stage's, with the layer's override.
+func (s *Settings) LayerSpec(name string) quant.Spec {
+	spec := quant.Spec{Bits: s.Bits, Scheme: s.Scheme, Granularity: s.Granularity}
+	o := s.Overrides[name]
+	if o.Bits != 0 {
+		spec.Bits = o.Bits
+	}
+	if o.Scheme != "" {
+		spec.Scheme = o.Scheme
+	}
+	if o.Granularity != "" {
+		spec.Granularity = o.Granularity
+	}
+	return spec
+}
+
+// InputSpec is the spec of every quantized layer's input.
+func (s *Settings) InputSpec() quant.Spec {
+	return quant.Spec{Bits: s.Activations.Bits, Scheme: s.Activations.Scheme, Granularity: quant.PerTensor}
+}
+
+// UsesData reports whether static calibration reads the training data.
+func (s *Settings) UsesData() bool { return s.Mode == "static" }
+
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}
