@@ -3,5 +3,10 @@
 package all
 
 import (
+	_ "github.com/shrink-ml/shrink/stages/distill"
+	_ "github.com/shrink-ml/shrink/stages/lowrank"
+	_ "github.com/shrink-ml/shrink/stages/prune"
+	_ "github.com/shrink-ml/shrink/stages/qat"
+	_ "github.com/shrink-ml/shrink/stages/quantize"
 	_ "github.com/shrink-ml/shrink/stages/train"
 )
