@@ -3,9 +3,11 @@ package runner
 import (
 	"encoding/json"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"runtime/debug"
+	"strings"
 	"sync"
 	"time"
 )
@@ -29,11 +31,19 @@ type Manifest struct {
 
 // RecipeRecord identifies the recipe and records it as resolved after overrides.
 type RecipeRecord struct {
-	Name     string         `json:"name"`
-	SHA256   string         `json:"sha256"`
-	File     string         `json:"file"`
+	Name   string `json:"name"`
+	SHA256 string `json:"sha256"`
+	File   string `json:"file"`
+	// Git is the commit of the repository holding the recipe, "+dirty" when the
+	// recipe file has uncommitted changes; empty outside git.
+	Git      string         `json:"git,omitempty"`
 	Sets     []string       `json:"sets,omitempty"`
 	Resolved map[string]any `json:"resolved"`
+	// YAML is Resolved written back as YAML, types intact (JSON would turn an
+	// amount of 1.0 into 1): what --replay runs.
+	YAML string `json:"resolved_yaml"`
+	// Dir is the recipe's folder: relative paths in it resolve against it.
+	Dir string `json:"dir"`
 }
 
 // StageRecord is one stage of the run.
@@ -51,6 +61,22 @@ type StageRecord struct {
 	Refs    map[string]string `json:"refs,omitempty"`
 	Error   string            `json:"error,omitempty"`
 	KeyDoc  *KeyDoc           `json:"key_inputs,omitempty"`
+}
+
+// recipeGit returns the commit of the git repository holding file, marked
+// "+dirty" when the file differs from it; "" when git or the repository is missing.
+func recipeGit(file string) string {
+	dir := filepath.Dir(file)
+	out, err := exec.Command("git", "-C", dir, "rev-parse", "HEAD").Output()
+	if err != nil {
+		return ""
+	}
+	rev := strings.TrimSpace(string(out))
+	st, err := exec.Command("git", "-C", dir, "status", "--porcelain", "--", filepath.Base(file)).Output()
+	if err == nil && len(strings.TrimSpace(string(st))) > 0 {
+		rev += "+dirty"
+	}
+	return rev
 }
 
 // Version is shrink's version, from the build.
@@ -101,7 +127,12 @@ func (w *manifestWriter) update(f func(m *Manifest)) error {
 
 // ReadManifest reads a run folder's run.json.
 func ReadManifest(runDir string) (*Manifest, error) {
-	b, err := os.ReadFile(filepath.Join(runDir, "run.json"))
+	return ReadManifestFile(filepath.Join(runDir, "run.json"))
+}
+
+// ReadManifestFile reads a run.json.
+func ReadManifestFile(path string) (*Manifest, error) {
+	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
 	}

@@ -69,7 +69,7 @@ func New(reg *stages.Registry, recipe *pipeline.Recipe, opt Options) *Runner {
 		opt.RunDir = filepath.Join("runs", recipe.Name)
 	}
 	if opt.CacheDir == "" {
-		opt.CacheDir = filepath.Join(opt.RunDir, ".shrink", "store")
+		opt.CacheDir = DefaultStore(opt.RunDir)
 	}
 	if opt.Jobs <= 0 {
 		opt.Jobs = 1
@@ -296,7 +296,12 @@ func (r *Runner) Run(ctx context.Context) (*Manifest, error) {
 		return nil, fmt.Errorf("--from %s: no such stage (stages: %s)", r.opt.From, strings.Join(r.recipe.StageIDs(), ", "))
 	}
 	man := newManifest()
-	man.Recipe = RecipeRecord{Name: r.recipe.Name, SHA256: r.recipe.SHA256, File: r.recipe.File, Sets: r.opt.Sets, Resolved: r.recipe.Resolved}
+	resolved, err := pipeline.MarshalYAML(r.recipe.Resolved)
+	if err != nil {
+		return nil, err
+	}
+	man.Recipe = RecipeRecord{Name: r.recipe.Name, SHA256: r.recipe.SHA256, File: r.recipe.File, Git: recipeGit(r.recipe.File),
+		Sets: r.opt.Sets, Resolved: r.recipe.Resolved, YAML: string(resolved), Dir: r.recipe.Dir}
 	man.Seed = r.recipe.Seed
 	man.Started = time.Now().UTC()
 	var prev *Manifest

@@ -121,7 +121,8 @@ Recipes are documented in docs/RECIPES.md; 'shrink schema' prints their JSON Sch
 	pf.StringVar(&a.logFormat, "log-format", "console", "log format: console (readable) or json (one object per line)")
 	pf.BoolVarP(&a.quiet, "quiet", "q", false, "only warnings and errors; no progress bars")
 	pf.BoolVarP(&a.verbose, "verbose", "v", false, "debug logging")
-	root.AddCommand(a.runCommand(), a.planCommand(), a.validateCommand(), a.inspectCommand(), a.evalCommand(), a.schemaCommand())
+	root.AddCommand(a.runCommand(), a.planCommand(), a.validateCommand(), a.inspectCommand(), a.evalCommand(), a.schemaCommand(),
+		a.gcCommand(), a.diffCommand())
 	return root
 }
 

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sort"
 	"text/tabwriter"
 
@@ -51,6 +52,7 @@ func (a *app) newRunner(recipe *pipeline.Recipe, f *runFlags) *runner.Runner {
 
 func (a *app) runCommand() *cobra.Command {
 	var f runFlags
+	var replay string
 	cmd := &cobra.Command{
 		Use:   "run RECIPE",
 		Short: "Run a recipe's stages, reusing every stored result",
@@ -61,14 +63,37 @@ A stage whose key (its config, its inputs' checksums, the data, the seed) is
 stored already is not run again: rerunning an unchanged recipe runs nothing,
 and changing one stage reruns it and what depends on it, never what comes before.
 Training saves its state after every epoch, so an interrupted run resumes where it
-stopped. Exit status: 0 success, 1 a stage failed, 2 an invalid recipe (nothing ran).`,
+stopped. Exit status: 0 success, 1 a stage failed, 2 an invalid recipe (nothing ran).
+
+--replay RUN.json reruns exactly what a run.json recorded (its resolved recipe,
+overrides included) in a fresh run folder, and checks every checkpoint's sha256
+against the recorded one.`,
 		Example: `  shrink run recipes/quickstart.yaml
-  shrink run recipes/lenet300-compress.yaml --set stages.prune.amount=0.8
-  shrink run recipes/lenet300-compress.yaml --from prune`,
-		Args: cobra.ExactArgs(1),
+  shrink run recipes/lottery-ticket.yaml --set stages.lottery.rounds=3
+  shrink run recipes/prune-l1.yaml --from prune
+  shrink run --replay runs/quickstart/run.json`,
+		Args: func(cmd *cobra.Command, args []string) error {
+			if replay != "" {
+				return cobra.NoArgs(cmd, args)
+			}
+			return cobra.ExactArgs(1)(cmd, args)
+		},
 		RunE: func(cmd *cobra.Command, args []string) error {
-			recipe, err := a.loadRecipe(args[0], f.sets)
-			if err != nil {
+			var recipe *pipeline.Recipe
+			var recorded *runner.Manifest
+			var err error
+			if replay != "" {
+				if len(f.sets) > 0 {
+					return usagef("--replay runs the recorded recipe as it was: drop --set")
+				}
+				if recipe, recorded, err = a.replayRecipe(replay); err != nil {
+					return err
+				}
+				if f.runDir == "" {
+					f.runDir = filepath.Join("runs", recipe.Name+"-replay")
+				}
+				f.force = true
+			} else if recipe, err = a.loadRecipe(args[0], f.sets); err != nil {
 				return err
 			}
 			r := a.newRunner(recipe, &f)
@@ -80,10 +105,17 @@ stopped. Exit status: 0 success, 1 a stage failed, 2 an invalid recipe (nothing 
 			if errors.Is(err, runner.ErrStageFailed) {
 				return errAlreadyReported
 			}
-			return err
+			if err != nil {
+				return err
+			}
+			if recorded != nil {
+				return a.checkReplay(recorded, man)
+			}
+			return nil
 		},
 	}
 	f.register(cmd, true)
+	cmd.Flags().StringVar(&replay, "replay", "", "rerun exactly the run a run.json records, and check its checkpoints' digests")
 	return cmd
 }
 
