@@ -130,7 +130,12 @@ func (r *Runner) Plan() ([]*PlanItem, error) {
 		case errors.Is(lookErr, fs.ErrNotExist):
 			it.Reason = r.whyNew(prev, s, doc)
 		default:
-			it.Reason = "checkpoint unusable: " + lookErr.Error()
+			var ce *CorruptError
+			if errors.As(lookErr, &ce) {
+				it.Reason = "checkpoint " + filepath.ToSlash(filepath.Join(it.Folder, ce.Error()))
+			} else {
+				it.Reason = "stored result unusable: " + lookErr.Error()
+			}
 		}
 	}
 	return items, nil

@@ -54,13 +54,27 @@ func (s *Store) Lookup(key string) (*Entry, error) {
 	for rel, sum := range e.Files {
 		got, err := checkpoint.Digest(filepath.Join(dir, rel))
 		if err != nil {
-			return nil, fmt.Errorf("%s is missing", rel)
+			return nil, &CorruptError{File: rel, Missing: true}
 		}
 		if got != sum {
-			return nil, fmt.Errorf("%s is corrupt (sha256 %s..., expected %s...)", rel, got[:12], sum[:12])
+			return nil, &CorruptError{File: rel, Got: got, Want: sum}
 		}
 	}
 	return &e, nil
+}
+
+// CorruptError is a stored file that is missing or whose digest changed.
+type CorruptError struct {
+	File      string // relative to the result's folder
+	Missing   bool
+	Got, Want string
+}
+
+func (e *CorruptError) Error() string {
+	if e.Missing {
+		return e.File + " is missing"
+	}
+	return fmt.Sprintf("%s is corrupt (sha256 %.12s..., recorded %.12s...)", e.File, e.Got, e.Want)
 }
 
 // File is the path of a stored file.

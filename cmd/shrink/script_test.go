@@ -4,9 +4,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
 )
@@ -28,9 +30,42 @@ func TestScripts(t *testing.T) {
 			return nil
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
-			"json": cmdJSON,
+			"json":     cmdJSON,
+			"waitfor":  cmdWaitFor,
+			"flipbyte": cmdFlipByte,
 		},
 	})
+}
+
+// cmdWaitFor waits until a file matching a glob exists: waitfor GLOB [SECONDS].
+func cmdWaitFor(ts *testscript.TestScript, neg bool, args []string) {
+	if len(args) < 1 {
+		ts.Fatalf("usage: waitfor GLOB [SECONDS]")
+	}
+	limit := 60 * time.Second
+	if len(args) > 1 {
+		s, _ := strconv.Atoi(args[1])
+		limit = time.Duration(s) * time.Second
+	}
+	deadline := time.Now().Add(limit)
+	for time.Now().Before(deadline) {
+		if m, _ := filepath.Glob(ts.MkAbs(args[0])); len(m) > 0 {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	ts.Fatalf("no file matches %s after %v", args[0], limit)
+}
+
+// cmdFlipByte inverts one byte in the middle of a file: flipbyte FILE.
+func cmdFlipByte(ts *testscript.TestScript, neg bool, args []string) {
+	path := ts.MkAbs(args[0])
+	b, err := os.ReadFile(path)
+	if err != nil || len(b) == 0 {
+		ts.Fatalf("flipbyte: %v", err)
+	}
+	b[len(b)/2] ^= 0xff
+	ts.Check(os.WriteFile(path, b, 0o644))
 }
 
 // cmdJSON checks a value in a JSON file: json FILE PATH OP [VALUE], where PATH is
