@@ -464,12 +464,14 @@ func (ex *execution) stage(ctx context.Context, it *PlanItem) {
 	start := time.Now()
 	e, err := ex.execute(ctx, it, doc, key, log)
 	if err != nil {
-		status := "failed"
+		status, msg := "failed", err.Error()
 		if ctx.Err() != nil {
-			status = "interrupted"
+			status, msg = "interrupted", "interrupted: run the same command again to resume from the last finished epoch"
+			log.Warn().Msg(msg)
+		} else {
+			log.Error().Err(err).Msg("stage failed")
 		}
-		log.Error().Err(err).Msg("stage failed")
-		ex.finish(it, &StageRecord{Status: "failed", Error: err.Error(), Seconds: time.Since(start).Seconds()}, status)
+		ex.finish(it, &StageRecord{Status: "failed", Error: msg, Seconds: time.Since(start).Seconds()}, status)
 		return
 	}
 	log.Info().Float64("seconds", round3(e.Seconds)).Interface("accuracy", e.Metrics["accuracy"]).Msg("done")
