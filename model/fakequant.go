@@ -56,7 +56,7 @@ func (o *fakeQuantOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 }
 
 func (o *fakeQuantOp) Do(in ...G.Value) (G.Value, error) {
-	shape := in[0].Shape()
+	shape := dims(in[0])
 	x := f32(in[0])
 	y := buffer(&o.out, shape...)
 	switch o.observer {
@@ -103,7 +103,7 @@ func (o *steOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 	return shapeOf(in[0]).Clone(), nil
 }
 func (o *steOp) Do(in ...G.Value) (G.Value, error) {
-	d := buffer(&o.out, in[0].Shape()...)
+	d := buffer(&o.out, dims(in[0])...)
 	dy, dd := f32(in[0]), f32(d)
 	for i, v := range dy {
 		dd[i] = v * o.fwd.inside[i]

@@ -43,7 +43,7 @@ type Net struct {
 	X, Labels, Teacher []float32
 
 	g       *G.ExprGraph
-	vm      G.VM
+	exec    *executor
 	logits  *G.Node
 	loss    *lossOp
 	params  []*Param
@@ -64,10 +64,11 @@ type Param struct {
 	Mask []float32 // nil: every entry trains
 	node *G.Node
 	grad *G.Node
+	exec *executor
 }
 
 // Grad is the gradient of the last Run.
-func (p *Param) Grad() []float32 { return p.grad.Value().Data().([]float32) }
+func (p *Param) Grad() []float32 { return f32(p.exec.value(p.grad)) }
 
 // NetOptions configure Build.
 type NetOptions struct {
@@ -84,8 +85,8 @@ func Build(m *Model, opt NetOptions) (*Net, error) {
 		return nil, err
 	}
 	if opt.Mode != ModeTrain {
-		n.vm = G.NewTapeMachine(n.g)
-		return n, nil
+		n.exec, err = newExecutor(n.g, G.Nodes{n.logits})
+		return n, err
 	}
 	classes := m.Spec.Classes
 	labels := n.labelsNode()
@@ -161,11 +162,15 @@ func (n *Net) compileTrain(loss *G.Node, inputs G.Nodes) error {
 	for i, p := range n.params {
 		p.grad = grads[i]
 	}
-	prog, locMap, err := G.CompileFunction(n.g, inputs, append(G.Nodes{loss}, grads...))
+	outputs := append(G.Nodes{loss, n.logits}, grads...)
+	exec, err := newExecutor(n.g, outputs)
 	if err != nil {
 		return fmt.Errorf("compile: %w", err)
 	}
-	n.vm = G.NewTapeMachine(n.g, G.WithPrecompiled(prog, locMap))
+	n.exec = exec
+	for _, p := range n.params {
+		p.exec = exec
+	}
 	return nil
 }
 
@@ -274,13 +279,10 @@ func (n *Net) layer(h *G.Node, l *Layer, next *Layer) (*G.Node, error) {
 }
 
 // Run executes the graph once over the buffers.
-func (n *Net) Run() error {
-	defer n.vm.Reset()
-	return n.vm.RunAll()
-}
+func (n *Net) Run() error { return n.exec.run() }
 
 // Logits are the last Run's outputs, [Batch, classes].
-func (n *Net) Logits() []float32 { return n.logits.Value().Data().([]float32) }
+func (n *Net) Logits() []float32 { return f32(n.exec.value(n.logits)) }
 
 // LastLoss is the last Run's loss (Train nets).
 func (n *Net) LastLoss() LossValue {

@@ -154,7 +154,7 @@ func (o *lossOp) Type() hm.Type {
 func (o *lossOp) InferShape(...G.DimSizer) (tensor.Shape, error) { return tensor.ScalarShape(), nil }
 
 func (o *lossOp) Do(in ...G.Value) (G.Value, error) {
-	s := in[0].Shape()
+	s := dims(in[0])
 	g := buffer(&o.grad, s...)
 	var teacher []float32
 	if o.teacher {
@@ -198,7 +198,7 @@ func (o *lossGradOp) Do(in ...G.Value) (G.Value, error) {
 	if v, ok := in[1].(*G.F32); ok {
 		scale = float32(*v)
 	}
-	d := buffer(&o.out, in[0].Shape()...)
+	d := buffer(&o.out, dims(in[0])...)
 	dd, g := f32(d), f32(o.fwd.grad)
 	for i, v := range g {
 		dd[i] = v * scale

@@ -101,7 +101,7 @@ func (o *mutualLossOp) InferShape(...G.DimSizer) (tensor.Shape, error) {
 }
 
 func (o *mutualLossOp) Do(in ...G.Value) (G.Value, error) {
-	s := in[0].Shape()
+	s := dims(in[0])
 	own, peer, labels := f32(in[0]), f32(in[2]), f32(in[1])
 	gOwn, gPeer := buffer(&o.grad[0], s...), buffer(&o.grad[1], s...)
 	o.last[0] = o.loss.Compute(own, peer, labels, s[1], f32(gOwn))
@@ -147,7 +147,7 @@ func (o *mutualGradOp) Do(in ...G.Value) (G.Value, error) {
 	if v, ok := in[1].(*G.F32); ok {
 		scale = float32(*v)
 	}
-	d := buffer(&o.out, in[0].Shape()...)
+	d := buffer(&o.out, dims(in[0])...)
 	dd, g := f32(d), f32(o.fwd.grad[o.side])
 	for i, v := range g {
 		dd[i] = v * scale

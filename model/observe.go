@@ -32,9 +32,9 @@ func (o *observerOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 
 func (o *observerOp) Do(in ...G.Value) (G.Value, error) {
 	x := f32(in[0])
-	y := buffer(&o.out, in[0].Shape()...)
+	y := buffer(&o.out, dims(in[0])...)
 	copy(f32(y), x)
-	if batch := in[0].Shape()[0]; o.rows > 0 && o.rows < batch {
+	if batch := dims(in[0])[0]; o.rows > 0 && o.rows < batch {
 		x = x[:o.rows*(len(x)/batch)]
 	}
 	lo, hi := x[0], x[0]

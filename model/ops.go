@@ -45,13 +45,16 @@ func tensorOf(dims int) G.TensorType { return G.TensorType{Dims: dims, Of: tA} }
 
 // buffer returns a float32 tensor of the shape, reusing *buf when it fits.
 func buffer(buf **tensor.Dense, shape ...int) *tensor.Dense {
-	if *buf == nil || !(*buf).Shape().Eq(tensor.Shape(shape)) {
+	if *buf == nil || !(*buf).Info().Shape().Eq(tensor.Shape(shape)) {
 		*buf = tensor.New(tensor.WithShape(shape...), tensor.Of(tensor.Float32))
 	}
 	return *buf
 }
 
-func f32(v G.Value) []float32 { return v.Data().([]float32) }
+// f32 and dims read a tensor's data and shape without allocating (Value.Data
+// and Value.Shape box or copy on every call); dims' result must not be changed.
+func f32(v G.Value) []float32    { return v.(*tensor.Dense).Float32s() }
+func dims(v G.Value) tensor.Shape { return v.(*tensor.Dense).Info().Shape() }
 
 func shapeOf(d G.DimSizer) tensor.Shape { return d.(tensor.Shape) }
 
@@ -85,7 +88,7 @@ func (o *linearOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 }
 
 func (o *linearOp) Do(in ...G.Value) (G.Value, error) {
-	xs, ws := in[0].Shape(), in[1].Shape()
+	xs, ws := dims(in[0]), dims(in[1])
 	batch, inF, outF := xs[0], xs[1], ws[0]
 	y := buffer(&o.out, batch, outF)
 	yd := f32(y)
@@ -143,7 +146,7 @@ func (o *linearGradXOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 	return tensor.Shape{shapeOf(in[0])[0], shapeOf(in[1])[1]}, nil
 }
 func (o *linearGradXOp) Do(in ...G.Value) (G.Value, error) {
-	dys, ws := in[0].Shape(), in[1].Shape()
+	dys, ws := dims(in[0]), dims(in[1])
 	batch, outF, inF := dys[0], ws[0], ws[1]
 	dx := buffer(&o.out, batch, inF)
 	gemm.Sgemm(false, false, batch, inF, outF, 1, f32(in[0]), outF, f32(in[1]), inF, 0, f32(dx), inF)
@@ -164,7 +167,7 @@ func (o *linearGradWOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 	return tensor.Shape{shapeOf(in[0])[1], shapeOf(in[1])[1]}, nil
 }
 func (o *linearGradWOp) Do(in ...G.Value) (G.Value, error) {
-	dys, xs := in[0].Shape(), in[1].Shape()
+	dys, xs := dims(in[0]), dims(in[1])
 	batch, outF, inF := dys[0], dys[1], xs[1]
 	dw := buffer(&o.out, outF, inF)
 	gemm.Sgemm(true, false, outF, inF, batch, 1, f32(in[0]), outF, f32(in[1]), inF, 0, f32(dw), inF)
@@ -183,7 +186,7 @@ func (o *rowSumOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 	return tensor.Shape{shapeOf(in[0])[1]}, nil
 }
 func (o *rowSumOp) Do(in ...G.Value) (G.Value, error) {
-	s := in[0].Shape()
+	s := dims(in[0])
 	rows, cols := s[0], s[1]
 	db := buffer(&o.out, cols)
 	d, g := f32(db), f32(in[0])
@@ -210,7 +213,7 @@ func (o *reluOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 	return shapeOf(in[0]).Clone(), nil
 }
 func (o *reluOp) Do(in ...G.Value) (G.Value, error) {
-	y := buffer(&o.out, in[0].Shape()...)
+	y := buffer(&o.out, dims(in[0])...)
 	x, yd := f32(in[0]), f32(y)
 	for i, v := range x {
 		yd[i] = max(v, 0)
@@ -238,7 +241,7 @@ func (o *reluGradOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 	return shapeOf(in[0]).Clone(), nil
 }
 func (o *reluGradOp) Do(in ...G.Value) (G.Value, error) {
-	dx := buffer(&o.out, in[0].Shape()...)
+	dx := buffer(&o.out, dims(in[0])...)
 	y, dy, d := f32(in[0]), f32(in[1]), f32(dx)
 	for i, v := range y {
 		if v > 0 {
@@ -264,7 +267,7 @@ func (o *channelBiasOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 	return shapeOf(in[0]).Clone(), nil
 }
 func (o *channelBiasOp) Do(in ...G.Value) (G.Value, error) {
-	s := in[0].Shape()
+	s := dims(in[0])
 	y := buffer(&o.out, s...)
 	x, b, yd := f32(in[0]), f32(in[1]), f32(y)
 	plane := s[2] * s[3]
@@ -294,7 +297,7 @@ func (o *channelSumOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 	return tensor.Shape{shapeOf(in[0])[1]}, nil
 }
 func (o *channelSumOp) Do(in ...G.Value) (G.Value, error) {
-	s := in[0].Shape()
+	s := dims(in[0])
 	db := buffer(&o.out, s[1])
 	g, d := f32(in[0]), f32(db)
 	clear(d)

@@ -19,11 +19,13 @@ var benchShapes = []struct {
 	m, n, k int
 }{
 	{"fc1_fwd_128x300x784", false, false, 128, 300, 784},
+	{"fc1_fwd_128x300x784_NT", false, true, 128, 300, 784}, // W stored out×in (model/ops.go)
 	{"fc2_fwd_128x100x300", false, false, 128, 100, 300},
 	{"fc3_fwd_128x10x100", false, false, 128, 10, 100},
 	{"fc1_dW_784x300x128_TN", true, false, 784, 300, 128},
 	{"fc1_dWt_300x784x128_TN", true, false, 300, 784, 128},
 	{"fc2_dX_128x300x100_NT", false, true, 128, 300, 100},
+	{"fc1_dX_128x784x300", false, false, 128, 784, 300}, // model/ops.go's dX
 	{"infer_1000x300x784", false, false, 1000, 300, 784},
 	{"infer_1x300x784", false, false, 1, 300, 784},
 	{"conv1_fwd_73728x6x25_NT", false, true, 576 * 128, 6, 25},

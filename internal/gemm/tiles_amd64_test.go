@@ -29,7 +29,7 @@ func BenchmarkTiles(b *testing.B) {
 	}
 	prev := active.Load()
 	defer active.Store(prev)
-	for _, s := range benchShapes[:7] {
+	for _, s := range benchShapes[:9] {
 		tc := gemmCase{tA: s.tA, tB: s.tB, m: s.m, n: s.n, k: s.k, alpha: 1, seed: 1}
 		a, lda, bb, ldb, c, ldc := tc.operands()
 		flops := 2 * float64(s.m) * float64(s.n) * float64(s.k)

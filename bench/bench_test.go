@@ -1,0 +1,171 @@
+package bench
+
+import (
+	"context"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+
+	"github.com/rs/zerolog"
+
+	"github.com/shrink-ml/shrink/arch"
+	"github.com/shrink-ml/shrink/data"
+	"github.com/shrink-ml/shrink/internal/gemm"
+	"github.com/shrink-ml/shrink/model"
+	"github.com/shrink-ml/shrink/pipeline"
+	"github.com/shrink-ml/shrink/runner"
+	"github.com/shrink-ml/shrink/stages"
+	_ "github.com/shrink-ml/shrink/stages/all"
+)
+
+var archs = []struct {
+	name string
+	spec arch.Spec
+}{
+	{"mlp", arch.Spec{Arch: "mlp", Inputs: 784, Hidden: []int{300, 100}, Classes: 10}},
+	{"lenet5", arch.Spec{Arch: "lenet5", Classes: 10}},
+}
+
+var (
+	mnistOnce sync.Once
+	mnist     *data.Dataset
+	mnistErr  error
+)
+
+func loadMNIST(b *testing.B) *data.Dataset {
+	b.Helper()
+	mnistOnce.Do(func() {
+		cfg := data.DefaultConfig()
+		mnist, mnistErr = data.Load(cfg, "", 0)
+	})
+	if mnistErr != nil {
+		b.Skipf("MNIST not available: %v", mnistErr)
+	}
+	return mnist
+}
+
+// threads sets the GEMM's threads for a benchmark from SHRINK_THREADS (default 1,
+// the one-core comparison).
+func threads(b *testing.B) {
+	n := 1
+	if s := os.Getenv("SHRINK_THREADS"); s == "2" {
+		n = 2
+	}
+	gemm.SetThreads(n)
+	b.Cleanup(func() { gemm.SetThreads(1) })
+}
+
+// BenchmarkTrainStep is one optimizer step (forward, loss, gradients, Adam) at
+// batch 128 on MNIST rows, in steady state: allocs/op is what a step allocates.
+func BenchmarkTrainStep(b *testing.B) {
+	ds := loadMNIST(b)
+	for _, a := range archs {
+		b.Run(a.name, func(b *testing.B) {
+			threads(b)
+			m := model.New(a.spec, rand.New(rand.NewPCG(1, 1)))
+			net, err := model.Build(m, model.NetOptions{Batch: 128, Mode: model.ModeTrain})
+			if err != nil {
+				b.Fatal(err)
+			}
+			opt, err := model.NewOptimizer(model.DefaultOptimizer(), net.Params())
+			if err != nil {
+				b.Fatal(err)
+			}
+			x, y := ds.Train.Batch(0, 128)
+			copy(net.X, x)
+			for i, l := range y {
+				net.Labels[i] = float32(l)
+			}
+			step := func() {
+				if err := net.Run(); err != nil {
+					b.Fatal(err)
+				}
+				opt.Step(net.Params())
+			}
+			step() // the first step allocates the graph's buffers
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				step()
+			}
+		})
+	}
+}
+
+// BenchmarkEpoch is one full MNIST epoch (469 steps of 128, the last one short),
+// shuffling included, as the train stage runs it.
+func BenchmarkEpoch(b *testing.B) {
+	ds := loadMNIST(b)
+	for _, a := range archs {
+		b.Run(a.name, func(b *testing.B) {
+			threads(b)
+			m := model.New(a.spec, rand.New(rand.NewPCG(1, 1)))
+			opt := model.TrainOptions{Epochs: 1, BatchSize: 128, Shuffle: true, Optimizer: model.DefaultOptimizer()}
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if err := model.Train(context.Background(), m, ds.Train, opt, rand.New(rand.NewPCG(2, uint64(i)))); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkForward is inference at batch 1 and batch 1000 (one call of the
+// compiled graph, the input already in place).
+func BenchmarkForward(b *testing.B) {
+	ds := loadMNIST(b)
+	for _, a := range archs {
+		for _, bs := range []int{1, 1000} {
+			b.Run(a.name+"/batch="+strconv.Itoa(bs), func(b *testing.B) {
+				threads(b)
+				m := model.New(a.spec, rand.New(rand.NewPCG(1, 1)))
+				net, err := model.Build(m, model.NetOptions{Batch: bs, Mode: model.ModeEval})
+				if err != nil {
+					b.Fatal(err)
+				}
+				x, _ := ds.Test.Batch(0, bs)
+				copy(net.X, x)
+				if err := net.Run(); err != nil {
+					b.Fatal(err)
+				}
+				b.ReportAllocs()
+				b.ResetTimer()
+				for i := 0; i < b.N; i++ {
+					if err := net.Run(); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkNoopRerun times `shrink run recipes/quickstart.yaml` when everything
+// is stored: load and validate the recipe, fingerprint the data, verify the
+// checkpoint, write run.json. The first (real) run happens before the timer.
+func BenchmarkNoopRerun(b *testing.B) {
+	loadMNIST(b)
+	dir := b.TempDir()
+	run := func() *runner.Manifest {
+		r, err := pipeline.Load(filepath.Join("..", "recipes", "quickstart.yaml"), stages.Default, pipeline.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		man, err := runner.New(stages.Default, r, runner.Options{RunDir: filepath.Join(dir, "quickstart"), Log: zerolog.Nop()}).Run(context.Background())
+		if err != nil {
+			b.Fatal(err)
+		}
+		return man
+	}
+	run()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		if man := run(); man.Stages[0].Status != "cached" {
+			b.Fatalf("rerun status %s, want cached", man.Stages[0].Status)
+		}
+	}
+}

@@ -1,0 +1,142 @@
+#!/usr/bin/python3
+"""Time in PyTorch the work bench/bench_test.go times in shrink.
+
+    OPENBLAS_NUM_THREADS=1 /usr/bin/python3 bench/torch_bench.py --threads 1 --mnist DIR
+    /usr/bin/python3 bench/torch_bench.py --threads 2 --mnist DIR
+
+Needs Debian's python3-torch (1.13) and numpy. Prints one JSON object per benchmark
+({"name": "TrainStep/mlp", "ns": ...}) with the median of its repetitions.
+--threads 1 is one core: torch.set_num_threads(1), and OPENBLAS_NUM_THREADS=1 must be in
+the environment (set_num_threads does not limit OpenBLAS). --threads 2 is PyTorch's best
+two-core setting here: torch.set_num_threads(1) with OpenBLAS's two threads (two torch
+threads oversubscribe the cores; see shared/notes/gorgonia-perf.md).
+The models, batch sizes, optimizer (Adam, lr 1e-3) and data (MNIST, pixel/255 then
+(x-0.1307)/0.3081, shuffled, batch 128, last batch short) are shrink's.
+"""
+import argparse
+import gzip
+import json
+import os
+import statistics
+import sys
+import time
+
+sys.dont_write_bytecode = True
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn as nn  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+
+class MLP(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc1, self.fc2, self.fc3 = nn.Linear(784, 300), nn.Linear(300, 100), nn.Linear(100, 10)
+
+    def forward(self, x):
+        return self.fc3(F.relu(self.fc2(F.relu(self.fc1(x)))))
+
+
+class LeNet5(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1, self.conv2 = nn.Conv2d(1, 6, 5), nn.Conv2d(6, 16, 5)
+        self.fc1, self.fc2, self.fc3 = nn.Linear(256, 120), nn.Linear(120, 84), nn.Linear(84, 10)
+
+    def forward(self, x):
+        x = F.max_pool2d(F.relu(self.conv1(x)), 2)
+        x = F.max_pool2d(F.relu(self.conv2(x)), 2).flatten(1)
+        return self.fc3(F.relu(self.fc2(F.relu(self.fc1(x)))))
+
+
+def idx(path):
+    with gzip.open(path, "rb") as f:
+        b = f.read()
+    magic = int.from_bytes(b[0:4], "big")
+    if magic == 0x803:
+        n, r, c = (int.from_bytes(b[i:i + 4], "big") for i in (4, 8, 12))
+        return np.frombuffer(b, np.uint8, offset=16).reshape(n, r * c)
+    return np.frombuffer(b, np.uint8, offset=8)
+
+
+def mnist(folder):
+    x = idx(os.path.join(folder, "train-images-idx3-ubyte.gz")).astype(np.float32) / np.float32(255)
+    x = (x - np.float32(0.1307)) / np.float32(0.3081)
+    y = idx(os.path.join(folder, "train-labels-idx1-ubyte.gz")).astype(np.int64)
+    return torch.from_numpy(x), torch.from_numpy(y)
+
+
+def blas():
+    """The BLAS library torch loaded (Debian's torch uses whatever libblas.so.3
+    points to: install libopenblas0 so it is OpenBLAS, not the slow reference BLAS)."""
+    with open("/proc/self/maps") as f:
+        libs = {line.split()[-1] for line in f if "blas" in line.lower() and "/" in line}
+    return sorted(os.path.basename(os.path.dirname(p)) + "/" + os.path.basename(p) for p in libs)
+
+
+def timed(fn, reps, inner=1):
+    fn()  # warm up
+    out = []
+    for _ in range(reps):
+        t = time.perf_counter_ns()
+        for _ in range(inner):
+            fn()
+        out.append((time.perf_counter_ns() - t) / inner)
+    return statistics.median(out)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, choices=(1, 2), default=1)
+    ap.add_argument("--mnist", required=True)
+    ap.add_argument("--epochs", type=int, default=3, help="epoch repetitions")
+    ap.add_argument("--only", default="", help="run benchmarks whose name contains this")
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    torch.manual_seed(1)
+    x, y = mnist(a.mnist)
+    print(json.dumps({"torch": torch.__version__, "blas": blas(), "threads": a.threads,
+                      "OPENBLAS_NUM_THREADS": os.environ.get("OPENBLAS_NUM_THREADS", "")}), flush=True)
+    results = []
+
+    def report(name, ns):
+        if a.only and a.only not in name:
+            return
+        results.append({"name": name, "ns": ns})
+        print(json.dumps({"name": name, "ns": ns, "threads": a.threads}), flush=True)
+
+    for name, make, shape in (("mlp", MLP, (784,)), ("lenet5", LeNet5, (1, 28, 28))):
+        xs = x.reshape((-1,) + shape)
+        m = make()
+        opt = torch.optim.Adam(m.parameters(), lr=1e-3)
+        xb, yb = xs[:128].clone(), y[:128].clone()
+
+        def step():
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(m(xb), yb).backward()
+            opt.step()
+
+        if not a.only or a.only in "TrainStep/" + name:
+            report("TrainStep/" + name, timed(step, 7, 30))
+
+        def epoch():
+            perm = torch.randperm(xs.shape[0])
+            for i in range(0, xs.shape[0], 128):
+                idx_ = perm[i:i + 128]
+                opt.zero_grad(set_to_none=True)
+                F.cross_entropy(m(xs[idx_]), y[idx_]).backward()
+                opt.step()
+
+        if not a.only or a.only in "Epoch/" + name:
+            report("Epoch/" + name, timed(epoch, a.epochs))
+        m.eval()
+        with torch.inference_mode():
+            for bs in (1, 1000):
+                xb2 = xs[:bs].clone()
+                if not a.only or a.only in "Forward/%s/batch=%d" % (name, bs):
+                    report("Forward/%s/batch=%d" % (name, bs), timed(lambda: m(xb2), 7, 200 if bs == 1 else 10))
+        m.train()
+
+
+if __name__ == "__main__":
+    main()
