@@ -53,7 +53,7 @@ func buffer(buf **tensor.Dense, shape ...int) *tensor.Dense {
 
 // f32 and dims read a tensor's data and shape without allocating (Value.Data
 // and Value.Shape box or copy on every call); dims' result must not be changed.
-func f32(v G.Value) []float32    { return v.(*tensor.Dense).Float32s() }
+func f32(v G.Value) []float32     { return v.(*tensor.Dense).Float32s() }
 func dims(v G.Value) tensor.Shape { return v.(*tensor.Dense).Info().Shape() }
 
 func shapeOf(d G.DimSizer) tensor.Shape { return d.(tensor.Shape) }
