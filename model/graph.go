@@ -254,9 +254,8 @@ func (n *Net) layer(h *G.Node, l *Layer, next *Layer) (*G.Node, error) {
 		}
 		return G.ApplyOp(&reluOp{opBase: newBase(l.Name + ".relu"), dims: 2}, h)
 	case arch.Conv:
-		for _, w := range ws {
-			k := w.Shape()[2]
-			if h, err = G.Conv2d(h, w, tensor.Shape{k, k}, []int{0, 0}, []int{1, 1}, []int{1, 1}); err != nil {
+		for i, w := range ws {
+			if h, err = G.ApplyOp(newConv(fmt.Sprintf("%s.conv%d", l.Name, i)), h, w); err != nil {
 				return nil, err
 			}
 		}
@@ -266,12 +265,13 @@ func (n *Net) layer(h *G.Node, l *Layer, next *Layer) (*G.Node, error) {
 		if h, err = G.ApplyOp(&reluOp{opBase: newBase(l.Name + ".relu"), dims: 4}, h); err != nil {
 			return nil, err
 		}
-		if h, err = G.MaxPool2D(h, tensor.Shape{l.Pool, l.Pool}, []int{0, 0}, []int{l.Pool, l.Pool}); err != nil {
+		if h, err = G.ApplyOp(&maxPoolOp{opBase: newBase(l.Name + ".pool"), k: l.Pool}, h); err != nil {
 			return nil, err
 		}
 		if last || next.Kind == arch.Linear {
 			s := h.Shape()
-			return G.Reshape(h, tensor.Shape{s[0], s[1] * s[2] * s[3]})
+			flat := &reshapeOp{opBase: newBase(l.Name + ".flatten"), from: s, to: tensor.Shape{s[0], s[1] * s[2] * s[3]}}
+			return G.ApplyOp(flat, h)
 		}
 		return h, nil
 	}

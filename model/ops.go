@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"hash"
 	"hash/fnv"
+	"math"
 	"sync/atomic"
 
 	"github.com/chewxy/hm"
@@ -243,12 +244,13 @@ func (o *reluGradOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 func (o *reluGradOp) Do(in ...G.Value) (G.Value, error) {
 	dx := buffer(&o.out, dims(in[0])...)
 	y, dy, d := f32(in[0]), f32(in[1]), f32(dx)
+	dy = dy[:len(y)]
+	d = d[:len(y)]
 	for i, v := range y {
-		if v > 0 {
-			d[i] = dy[i]
-		} else {
-			d[i] = 0
-		}
+		// y is +0 or positive: keep dy where its bits are non-zero. Branch-free,
+		// since ReLU's zeros fall at random.
+		keep := -min(math.Float32bits(v), 1)
+		d[i] = math.Float32frombits(math.Float32bits(dy[i]) & keep)
 	}
 	return dx, nil
 }
