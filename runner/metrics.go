@@ -2,9 +2,12 @@ package runner
 
 import (
 	"context"
+	"fmt"
 	"os"
 
 	"github.com/shrink-ml/shrink/arch"
+	"github.com/shrink-ml/shrink/checkpoint"
+	"github.com/shrink-ml/shrink/export"
 	"github.com/shrink-ml/shrink/model"
 )
 
@@ -39,6 +42,9 @@ func (r *Runner) measure(ctx context.Context, ckpt string, own map[string]any) (
 	out["sparsity"] = round6(1 - float64(c.NonZero)/float64(max(c.Total, 1)))
 	out["weight_sparsity"] = round6(1 - float64(c.WeightsNonZero)/float64(max(c.Weights, 1)))
 	out["size_bytes"] = st.Size()
+	if err := compressedMetrics(out, ckpt, r.recipe.Model); err != nil {
+		return nil, err
+	}
 	layers := map[string]LayerMetrics{}
 	for _, l := range m.Layers {
 		lm := LayerMetrics{Params: c.LayerWeights[l.Name], NonZero: c.LayerNonZero[l.Name], Bits: 32, Rank: l.Rank, Shape: arch.Layer(l.Layer).WeightShape()}
@@ -66,3 +72,23 @@ func (r *Runner) measure(ctx context.Context, ckpt string, own map[string]any) (
 }
 
 func round6(x float64) float64 { return float64(int64(x*1e6+0.5)) / 1e6 }
+
+// compressedMetrics adds compressed_bytes, the size of the checkpoint's
+// compressed export (its deployed size), and compression_ratio, the dense F32
+// size of the recipe's model (dense_f32_bytes: what the uncompressed original
+// takes, the same for every stage) over it. See docs/COMPRESSED-FORMAT.md.
+func compressedMetrics(out map[string]any, ckpt string, original arch.Spec) error {
+	f, err := checkpoint.ReadFile(ckpt)
+	if err != nil {
+		return err
+	}
+	dense := export.DenseF32Bytes(original)
+	c, err := export.Measure(f, dense)
+	if err != nil {
+		return fmt.Errorf("%s: compressing: %w", ckpt, err)
+	}
+	out["compressed_bytes"] = c.Bytes
+	out["compression_ratio"] = round6(c.Ratio)
+	out["dense_f32_bytes"] = dense
+	return nil
+}

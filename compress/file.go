@@ -1,0 +1,70 @@
+package compress
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/shrink-ml/shrink/checkpoint"
+)
+
+// ReadFile reads a checkpoint in either format, told apart by the magic: a
+// compressed file comes back with its Info, a safetensors one with nil.
+func ReadFile(path string) (*checkpoint.File, *Info, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !IsCompressed(b) {
+		f, err := checkpoint.Read(bytes.NewReader(b), int64(len(b)))
+		if err != nil {
+			return nil, nil, fmt.Errorf("%s: %w", path, err)
+		}
+		return f, nil, nil
+	}
+	f, info, err := DecodeInfo(b, DefaultLimits)
+	if err != nil {
+		return nil, nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return f, info, nil
+}
+
+// WriteFile writes f compressed to path atomically (a synced temporary file
+// renamed over path) and returns the bytes written.
+func WriteFile(path string, f *checkpoint.File) (int, error) {
+	b, err := Encode(f)
+	if err != nil {
+		return 0, err
+	}
+	if err := writeAtomic(path, b); err != nil {
+		return 0, fmt.Errorf("compress: %w", err)
+	}
+	return len(b), nil
+}
+
+func writeAtomic(path string, b []byte) (err error) {
+	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if err != nil {
+			tmp.Close()
+			os.Remove(tmp.Name())
+		}
+	}()
+	if _, err = tmp.Write(b); err != nil {
+		return err
+	}
+	if err = tmp.Chmod(0o644); err != nil {
+		return err
+	}
+	if err = tmp.Sync(); err != nil {
+		return err
+	}
+	if err = tmp.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp.Name(), path)
+}

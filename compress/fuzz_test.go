@@ -1,0 +1,101 @@
+package compress
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"runtime/metrics"
+	"strings"
+	"testing"
+
+	"github.com/shrink-ml/shrink/checkpoint"
+)
+
+// fuzzLimits keep the fuzzer's allocations small and its bound meaningful.
+var fuzzLimits = Limits{MaxBytes: 1 << 20}
+
+// allocBound is what decoding n bytes under fuzzLimits may allocate: the
+// charged budget a few times over (the body, tensors, integers and the
+// checkpoint's own copies), linear slack for the input, and zstd's tables.
+func allocBound(n int) uint64 { return 4*uint64(fuzzLimits.MaxBytes) + 64*uint64(n) + 4<<20 }
+
+func allocated(fn func()) uint64 {
+	s := []metrics.Sample{{Name: "/gc/heap/allocs:bytes"}}
+	metrics.Read(s)
+	before := s[0].Value.Uint64()
+	fn()
+	metrics.Read(s)
+	return s[0].Value.Uint64() - before
+}
+
+// seeds are the golden compressed files and every testdata checkpoint,
+// compressed, with a few truncations.
+func seeds(tb testing.TB) [][]byte {
+	var out [][]byte
+	golden, _ := filepath.Glob(filepath.Join(goldenDir, "*.shkz"))
+	for _, p := range golden {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		out = append(out, b)
+	}
+	sources, _ := filepath.Glob("../testdata/*/*.safetensors")
+	for _, p := range sources {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		f, err := checkpoint.Read(bytes.NewReader(b), int64(len(b)))
+		if err != nil {
+			continue
+		}
+		enc, err := Encode(f)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		out = append(out, enc, enc[:len(enc)/2], enc[:len(enc)-1])
+	}
+	if len(out) == 0 {
+		tb.Fatal("no seeds in testdata")
+	}
+	return out
+}
+
+// FuzzDecode: decoding never panics, allocates within allocBound, fails with
+// "compress: ..." errors, and whatever it accepts is a valid checkpoint that
+// encodes and decodes back to itself.
+func FuzzDecode(f *testing.F) {
+	codecs() // the shared zstd tables are built once, outside the measurement
+	for _, s := range seeds(f) {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		var file *checkpoint.File
+		var err error
+		if n := allocated(func() { file, _, err = DecodeInfo(b, fuzzLimits) }); n > allocBound(len(b)) {
+			t.Fatalf("decoding %d bytes allocated %d", len(b), n)
+		}
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "compress: ") {
+				t.Fatalf("error without prefix: %v", err)
+			}
+			return
+		}
+		want, err := checkpoint.Marshal(file)
+		if err != nil {
+			t.Fatalf("accepted a file that is not a valid checkpoint: %v", err)
+		}
+		again, err := Encode(file)
+		if err != nil {
+			t.Fatalf("accepted file does not encode: %v", err)
+		}
+		back, err := Decode(again)
+		if err != nil {
+			t.Fatalf("re-encoded file does not decode: %v", err)
+		}
+		if got, _ := checkpoint.Marshal(back); !bytes.Equal(got, want) {
+			t.Fatalf("re-encoded file differs:\n%s", describeDiff(file, back))
+		}
+	})
+}

@@ -1,0 +1,150 @@
+package report
+
+import (
+	"flag"
+	"image/png"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/shrink-ml/shrink/runner"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/report/report.golden.md")
+
+const testRun = "../testdata/report/run"
+
+// copyRun copies the stored run folder to a temporary one the report can write in.
+func copyRun(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	err := filepath.WalkDir(testRun, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, _ := filepath.Rel(testRun, path)
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		if err := os.MkdirAll(filepath.Join(dir, filepath.Dir(rel)), 0o755); err != nil {
+			return err
+		}
+		return os.WriteFile(filepath.Join(dir, rel), b, 0o644)
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir
+}
+
+// TestGolden writes the report of a stored synthetic run (train, a pruning
+// matrix, 4-bit quantization of each branch, lowrank, select; lowrank's
+// metrics lack compressed_bytes, so the report measures its checkpoint) and
+// compares report.md with the golden file; the plots must decode at their size.
+func TestGolden(t *testing.T) {
+	dir := copyRun(t)
+	res, err := Write(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := os.ReadFile(filepath.Join(dir, "report.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	golden := "../testdata/report/report.golden.md"
+	if *update {
+		if err := os.WriteFile(golden, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != string(want) {
+		t.Errorf("report.md differs from %s (go test ./report -update rewrites it):\n%s", golden, got)
+	}
+	wantFiles := []string{"report.md", "frontier.png", "layers-sparsity.png", "layers-bits.png", "layers-rank.png"}
+	if len(res.Files) != len(wantFiles) {
+		t.Fatalf("wrote %v, want %v", res.Files, wantFiles)
+	}
+	stages, layers := len(res.Run.measured()), len(res.Run.LayerNames)
+	for i, name := range wantFiles {
+		if filepath.Base(res.Files[i]) != name {
+			t.Errorf("file %d is %s, want %s", i, res.Files[i], name)
+		}
+		if !strings.HasSuffix(name, ".png") {
+			continue
+		}
+		f, err := os.Open(res.Files[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		img, err := png.Decode(f)
+		f.Close()
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		w := 1080 // 9 inches at 120 DPI
+		if name != "frontier.png" {
+			w = int(layerWidth(stages, layers).Dots(DPI) + 0.5)
+		}
+		if b := img.Bounds(); b.Dx() != w || b.Dy() != 660 {
+			t.Errorf("%s is %dx%d, want %dx660", name, b.Dx(), b.Dy(), w)
+		}
+	}
+}
+
+func TestPareto(t *testing.T) {
+	s := func(id string) *Stage { return &Stage{ID: id} }
+	pts := []point{
+		{s("dense"), 1000, 98},
+		{s("pruned"), 100, 97.9},
+		{s("worse"), 200, 97.5}, // larger and less accurate than pruned
+		{s("tie"), 100, 97.9},   // equal to pruned: the first in run order stays
+		{s("tiny"), 10, 90},
+		{s("same size"), 10, 91}, // beats tiny
+		{s("bigger"), 2000, 98},  // no more accurate than dense
+	}
+	var ids []string
+	for _, p := range pareto(pts) {
+		ids = append(ids, p.stage.ID)
+	}
+	if got := strings.Join(ids, " "); got != "same size pruned dense" {
+		t.Errorf("frontier %q, want %q", got, "same size pruned dense")
+	}
+}
+
+func TestNotARunFolder(t *testing.T) {
+	_, err := Write(t.TempDir())
+	if err == nil || !strings.Contains(err.Error(), "is not a run folder") {
+		t.Errorf("error %v", err)
+	}
+}
+
+// A run without test data has no frontier but still a table and layer plots.
+func TestNoAccuracy(t *testing.T) {
+	dir := copyRun(t)
+	man, err := runner.ReadManifest(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &Run{Dir: dir, Manifest: man}
+	for _, rec := range man.Stages {
+		delete(rec.Metrics, "accuracy")
+		st, err := r.stage(rec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		r.Stages = append(r.Stages, st)
+	}
+	p, err := r.frontierPlot()
+	if err != nil || p != nil {
+		t.Fatalf("frontier plot %v, %v; want none", p, err)
+	}
+	if md := r.markdown(nil); !strings.Contains(md, "there is no frontier") {
+		t.Error("the report does not say why there is no frontier")
+	}
+}

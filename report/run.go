@@ -1,0 +1,175 @@
+package report
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+
+	"github.com/shrink-ml/shrink/arch"
+	"github.com/shrink-ml/shrink/checkpoint"
+	"github.com/shrink-ml/shrink/export"
+	"github.com/shrink-ml/shrink/runner"
+)
+
+// Stage is one row of the report: a stage's record and its metrics.
+type Stage struct {
+	ID, Type, Status, Folder string
+	Needs                    []string
+	Seconds                  float64
+	Measured                 bool     // it has a model and metrics (ran or cached)
+	Accuracy                 *float64 // nil without test data
+	Params, NonZero          int64
+	Sparsity                 float64
+	Size, Compressed         int64
+	Ratio                    float64
+	Selected                 string // select stages: the stage chosen
+	Layers                   map[string]runner.LayerMetrics
+	// Recomputed is set when the compressed size was not in the stage's metrics
+	// (a result stored before shrink measured it) and the report computed it.
+	Recomputed bool
+}
+
+// Run is what the report shows of a run folder.
+type Run struct {
+	Dir        string
+	Manifest   *runner.Manifest
+	Stages     []*Stage
+	LayerNames []string // in forward order
+	Dense      int64    // the recipe model's dense F32 bytes: the ratio's baseline
+	Arch       *arch.Spec
+}
+
+// Load reads a run folder's run.json and stage metrics.
+func Load(dir string) (*Run, error) {
+	man, err := runner.ReadManifest(dir)
+	if err != nil {
+		return nil, fmt.Errorf("%s is not a run folder (no readable run.json: %w); run 'shrink run RECIPE' first", dir, err)
+	}
+	r := &Run{Dir: dir, Manifest: man}
+	if spec, err := recipeArch(man); err == nil {
+		r.Arch = spec
+		r.Dense = export.DenseF32Bytes(*spec)
+	}
+	for _, rec := range man.Stages {
+		s, err := r.stage(rec)
+		if err != nil {
+			return nil, fmt.Errorf("stage %s: %w", rec.ID, err)
+		}
+		r.Stages = append(r.Stages, s)
+	}
+	r.LayerNames = r.layerOrder()
+	return r, nil
+}
+
+// recipeArch is the resolved recipe's model section.
+func recipeArch(man *runner.Manifest) (*arch.Spec, error) {
+	m, ok := man.Recipe.Resolved["model"]
+	if !ok {
+		return nil, fmt.Errorf("no model in the resolved recipe")
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, err
+	}
+	spec, err := arch.Parse(string(b))
+	return &spec, err
+}
+
+func (r *Run) stage(rec *runner.StageRecord) (*Stage, error) {
+	s := &Stage{ID: rec.ID, Type: rec.Type, Status: rec.Status, Folder: rec.Folder, Needs: rec.Needs, Seconds: rec.Seconds}
+	m := rec.Metrics
+	if m == nil || (rec.Status != "ran" && rec.Status != "cached") {
+		return s, nil
+	}
+	s.Measured = true
+	if v, ok := m["accuracy"].(float64); ok {
+		s.Accuracy = &v
+	}
+	s.Params, s.NonZero = integer(m["params_total"]), integer(m["params_nonzero"])
+	s.Sparsity, _ = m["sparsity"].(float64)
+	s.Size, s.Compressed = integer(m["size_bytes"]), integer(m["compressed_bytes"])
+	s.Ratio, _ = m["compression_ratio"].(float64)
+	s.Selected, _ = m["selected"].(string)
+	if d := integer(m["dense_f32_bytes"]); d > 0 && r.Dense == 0 {
+		r.Dense = d
+	}
+	if b, err := json.Marshal(m["layers"]); err == nil {
+		_ = json.Unmarshal(b, &s.Layers) // a stage without per-layer metrics just has none
+	}
+	if s.Compressed == 0 {
+		if err := r.recompute(s); err != nil {
+			return nil, err
+		}
+	}
+	return s, nil
+}
+
+// recompute measures the compressed size of a stage whose metrics predate it.
+func (r *Run) recompute(s *Stage) error {
+	folder := s.Folder
+	if folder == "" {
+		folder = runner.Folder(s.ID)
+	}
+	path := filepath.Join(r.Dir, folder, "model.safetensors")
+	if _, err := os.Stat(path); err != nil {
+		return nil // nothing to measure: the table shows "-"
+	}
+	f, err := checkpoint.ReadFile(path)
+	if err != nil {
+		return err
+	}
+	c, err := export.Measure(f, r.Dense)
+	if err != nil {
+		return err
+	}
+	s.Compressed, s.Recomputed = c.Bytes, true
+	if r.Dense > 0 {
+		s.Ratio = c.Ratio
+	}
+	return nil
+}
+
+// layerOrder lists the layers in the recipe model's forward order, then any
+// other layer a stage reports, sorted.
+func (r *Run) layerOrder() []string {
+	var names []string
+	if r.Arch != nil {
+		names = r.Arch.LayerNames()
+	}
+	var extra []string
+	for _, s := range r.Stages {
+		for name := range s.Layers {
+			if !slices.Contains(names, name) && !slices.Contains(extra, name) {
+				extra = append(extra, name)
+			}
+		}
+	}
+	sort.Strings(extra)
+	return append(names, extra...)
+}
+
+// measured lists the stages with metrics, in run order.
+func (r *Run) measured() []*Stage {
+	var out []*Stage
+	for _, s := range r.Stages {
+		if s.Measured {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+func integer(v any) int64 {
+	switch x := v.(type) {
+	case float64:
+		return int64(x)
+	case int:
+		return int64(x)
+	case int64:
+		return x
+	}
+	return 0
+}
