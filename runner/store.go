@@ -22,6 +22,9 @@ import (
 // changing it back finds the earlier result here.
 type Store struct {
 	Dir string
+	// Remote, when set, is the shared store (s3://) that Dir caches: Lookup
+	// fetches results from it and Publish uploads them (store_remote.go).
+	Remote Remote
 }
 
 // Entry is a stored result's index.
@@ -42,6 +45,14 @@ func (s *Store) path(key string) string { return filepath.Join(s.Dir, key[:2], k
 // Lookup returns a key's entry when it is complete and every file verifies; the
 // error says why not (fs.ErrNotExist when the key was never stored).
 func (s *Store) Lookup(key string) (*Entry, error) {
+	e, err := s.lookupLocal(key)
+	if s.Remote != nil {
+		return s.syncRemote(key, e, err)
+	}
+	return e, err
+}
+
+func (s *Store) lookupLocal(key string) (*Entry, error) {
 	dir := s.path(key)
 	b, err := os.ReadFile(filepath.Join(dir, "entry.json"))
 	if err != nil {
@@ -83,7 +94,21 @@ func (s *Store) File(key, rel string) string { return filepath.Join(s.path(key),
 // Publish moves a finished stage's folder (work) into the store under the key,
 // recording every file's digest. If another process published the key first,
 // its result stands and work is discarded, unless replace is set (a forced rerun).
+// With a Remote, the result is then uploaded; if another worker published the
+// key first, e becomes that result (see push).
 func (s *Store) Publish(work string, e *Entry, replace bool) error {
+	if err := s.publishLocal(work, e, replace); err != nil || s.Remote == nil {
+		return err
+	}
+	won, err := s.push(e.Key, replace)
+	if err != nil {
+		return fmt.Errorf("publish to %s: %w", s.Remote, err)
+	}
+	*e = *won
+	return nil
+}
+
+func (s *Store) publishLocal(work string, e *Entry, replace bool) error {
 	e.Files = map[string]string{}
 	err := filepath.WalkDir(work, func(p string, d fs.DirEntry, err error) error {
 		if err != nil || d.IsDir() {
