@@ -29,7 +29,8 @@ type Stage struct {
 	Index     int // the base stage's place in the recipe
 	Pos       Pos // where the stage is defined
 
-	assign map[string]int // matrix stage -> combination index, for fan-out
+	assign   map[string]int // matrix stage -> combination index, for fan-out
+	baseRefs []string       // Refs' recipe stage ids, for diagnostics
 }
 
 // Param is one matrix key and value of an expanded stage.
@@ -119,6 +120,7 @@ func (r *Recipe) buildStages(reg Registry, tree map[string]any, bad map[string]b
 		return diags
 	}
 	r.Stages = expand(order, bases, r.pos)
+	diags = append(diags, r.checkFanInRefs()...)
 	_, hasData := tree["data"]
 	for _, s := range r.Stages {
 		if u, ok := s.Config.(DataUser); ok && u.UsesData() && !hasData {
@@ -254,9 +256,18 @@ func (r *Recipe) checkRefs(order []*baseStage, bases map[string]*baseStage) Diag
 		}
 		for i, n := range b.needs {
 			check(b, fmt.Sprintf("stages.%s.needs.%d", b.id, i), n)
+			if b.typ.FanIn && slices.Index(b.needs, n) < i {
+				path := fmt.Sprintf("stages.%s.needs.%d", b.id, i)
+				diags = append(diags, Diagnostic{r.pos.ofValue(path), fmt.Sprintf("%s: %q is listed twice", path, n)})
+			}
 		}
 		for _, ref := range b.refs {
-			check(b, "stages."+b.id+"."+ref.Path, ref.Stage)
+			path := "stages." + b.id + "." + ref.Path
+			if !validID.MatchString(ref.Stage) { // needs get this from the schema; references do not
+				diags = append(diags, Diagnostic{r.pos.ofValue(path), fmt.Sprintf("%s: %q is not a stage id: ids use lowercase letters, digits, '_' and '-'", path, ref.Stage)})
+				continue
+			}
+			check(b, path, ref.Stage)
 		}
 		needsPath := "stages." + b.id + ".needs"
 		switch {
@@ -381,7 +392,39 @@ func expand(order []*baseStage, bases map[string]*baseStage, pos *positions) []*
 			panic("pipeline: expand called on a graph with a cycle or a missing stage")
 		}
 	}
+	// A fan-in stage sees its candidates in run order: ties go to the first.
+	runIndex := map[string]int{}
+	for i, s := range out {
+		runIndex[s.ID] = i
+	}
+	for _, s := range out {
+		if bases[s.Base].typ.FanIn {
+			slices.SortStableFunc(s.Needs, func(a, b string) int { return cmp.Compare(runIndex[a], runIndex[b]) })
+		}
+	}
 	return out
+}
+
+// checkFanInRefs reports references of fan-in stages to a stage with several
+// branches: a fan-in stage does not fan out, so it cannot tell which one it means
+// (expandOne left the reference empty).
+func (r *Recipe) checkFanInRefs() Diagnostics {
+	branches := map[string]int{}
+	for _, s := range r.Stages {
+		branches[s.Base]++
+	}
+	var diags Diagnostics
+	for _, s := range r.Stages {
+		for i, ref := range s.Refs {
+			if ref.Stage != "" {
+				continue
+			}
+			base := s.baseRefs[i]
+			path := "stages." + s.Base + "." + ref.Path
+			diags = append(diags, Diagnostic{r.pos.ofValue(path), fmt.Sprintf("%s: stage %q has %d branches (from a matrix); a %s stage does not fan out, so refer to a stage with one branch, such as the one the matrix starts from", path, base, branches[base], s.Type)})
+		}
+	}
+	return diags
 }
 
 func allDone(deps []string, done map[string]bool) bool {
@@ -445,7 +488,12 @@ func expandOne(b *baseStage, bases map[string]*baseStage, byBase map[string][]*S
 				}
 			}
 			for _, ref := range c.refs {
-				s.Refs = append(s.Refs, config.Ref{Path: ref.Path, Stage: ctx.refs[ref.Stage]})
+				id := ctx.refs[ref.Stage]
+				if b.typ.FanIn && len(byBase[ref.Stage]) == 1 {
+					id = byBase[ref.Stage][0].ID
+				}
+				s.Refs = append(s.Refs, config.Ref{Path: ref.Path, Stage: id})
+				s.baseRefs = append(s.baseRefs, ref.Stage)
 			}
 			s.Params = paramsOf(assign, bases)
 			s.ID = b.id

@@ -15,6 +15,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rs/zerolog"
@@ -35,7 +36,7 @@ var ErrStageFailed = errors.New("a stage failed")
 // Options configure a Runner.
 type Options struct {
 	RunDir   string // the run folder
-	CacheDir string // the result store; default <RunDir>/.shrink/store
+	CacheDir string // the result store: a folder (default <RunDir>/.shrink/store) or s3://BUCKET/PREFIX
 	Force    bool   // rerun every stage
 	From     string // rerun this stage and every stage after it
 	Only     string // run only this stage; its inputs must be stored
@@ -68,13 +69,14 @@ func New(reg *stages.Registry, recipe *pipeline.Recipe, opt Options) *Runner {
 	if opt.RunDir == "" {
 		opt.RunDir = filepath.Join("runs", recipe.Name)
 	}
+	remote := openRemote(&opt) // an s3:// CacheDir; the local store is then the default one
 	if opt.CacheDir == "" {
 		opt.CacheDir = DefaultStore(opt.RunDir)
 	}
 	if opt.Jobs <= 0 {
 		opt.Jobs = 1
 	}
-	return &Runner{reg: reg, recipe: recipe, opt: opt, store: &Store{Dir: opt.CacheDir}}
+	return &Runner{reg: reg, recipe: recipe, opt: opt, store: &Store{Dir: opt.CacheDir, Remote: remote}}
 }
 
 // RunDir is the run folder.
@@ -93,6 +95,9 @@ type PlanItem struct {
 // Plan decides, without running anything, which stages are cached and which
 // must run, and why.
 func (r *Runner) Plan() ([]*PlanItem, error) {
+	if err := r.store.Check(); err != nil {
+		return nil, err
+	}
 	prev, _ := ReadManifest(r.opt.RunDir)
 	r.prev = prev
 	digests := map[string]string{}
@@ -115,7 +120,7 @@ func (r *Runner) Plan() ([]*PlanItem, error) {
 			return nil, err
 		}
 		it.Key = doc.Key()
-		entry, lookErr := r.store.Lookup(it.Key)
+		entry, lookErr := r.store.Peek(it.Key) // a remote result is fetched when used
 		switch {
 		case forced:
 			it.Reason = why
@@ -363,6 +368,7 @@ type execution struct {
 	keys    map[string]string // stage -> key
 	failed  map[string]string // stage -> why (failed or skipped)
 	forced  map[string]bool   // stages flags make run (read-only once running)
+	running atomic.Int32      // stages executing now: progress bars show when one is
 }
 
 func (ex *execution) run(ctx context.Context) {
@@ -462,7 +468,9 @@ func (ex *execution) stage(ctx context.Context, it *PlanItem) {
 	why := ex.reason(it, doc)
 	log.Info().Str("why", why).Msg("running")
 	start := time.Now()
+	ex.running.Add(1)
 	e, err := ex.execute(ctx, it, doc, key, log)
+	ex.running.Add(-1)
 	if err != nil {
 		status, msg := "failed", err.Error()
 		if ctx.Err() != nil {
@@ -538,12 +546,17 @@ func (ex *execution) execute(ctx context.Context, it *PlanItem, doc KeyDoc, key 
 	if err != nil {
 		return nil, err
 	}
-	if res == nil || res.Model == nil {
+	if res == nil || (res.Model == nil && res.SameAs == "") {
 		return nil, fmt.Errorf("stage produced no model")
 	}
 	meta := map[string]string{"stage": s.ID, "recipe_sha256": r.recipe.SHA256, "key": key}
 	ckpt := filepath.Join(work, "model.safetensors")
-	if _, err := res.Model.Save(ckpt, meta); err != nil {
+	if res.SameAs != "" {
+		err = ex.copyInput(s, res.SameAs, ckpt)
+	} else {
+		_, err = res.Model.Save(ckpt, meta)
+	}
+	if err != nil {
 		return nil, err
 	}
 	for name, m := range res.Extra {
@@ -607,8 +620,8 @@ func (ex *execution) context(ctx context.Context, it *PlanItem, key, work string
 		}
 		sc.DataFingerprint = fp
 	}
-	if r.opt.Progress != nil && r.opt.Jobs == 1 {
-		sc.Progress = r.opt.Progress(s.ID)
+	if r.opt.Progress != nil {
+		sc.Progress = ex.progress(s.ID)
 	}
 	ex.mu.Lock()
 	keys := make(map[string]string, len(ex.keys))

@@ -43,6 +43,10 @@ type Result struct {
 	// Extra are further models to keep beside the output, saved as
 	// <stage>/<name>.safetensors (online distillation's teacher).
 	Extra map[string]*model.Model
+	// SameAs names an input (a needs id) whose checkpoint file is the output,
+	// byte for byte; Model may then be nil. select passes its choice through
+	// this way, so the stages after it are keyed by the choice alone.
+	SameAs string
 }
 
 // Context is what a running stage gets.

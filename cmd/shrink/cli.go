@@ -129,6 +129,9 @@ Recipes are documented in docs/RECIPES.md; 'shrink schema' prints their JSON Sch
 	pf.BoolVarP(&a.verbose, "verbose", "v", false, "debug logging")
 	root.AddCommand(a.runCommand(), a.planCommand(), a.validateCommand(), a.inspectCommand(), a.evalCommand(), a.schemaCommand(),
 		a.gcCommand(), a.diffCommand())
+	root.AddCommand(a.graphCommand())
+	root.AddCommand(a.exportCommand(), a.reportCommand())
+	root.AddCommand(a.exportWorkflowCommand())
 	return root
 }
 

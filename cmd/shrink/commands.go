@@ -12,7 +12,9 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/shrink-ml/shrink/checkpoint"
+	"github.com/shrink-ml/shrink/compress"
 	"github.com/shrink-ml/shrink/data"
+	"github.com/shrink-ml/shrink/export"
 	"github.com/shrink-ml/shrink/model"
 	"github.com/shrink-ml/shrink/pipeline"
 	"github.com/shrink-ml/shrink/runner"
@@ -37,13 +39,13 @@ func (f *runFlags) register(cmd *cobra.Command, full bool) {
 	fs.StringVar(&f.from, "from", "", "run this stage and every stage after it, even if stored")
 	fs.StringVar(&f.only, "only", "", "run just this stage; its inputs must already be stored")
 	if full {
-		fs.IntVar(&f.jobs, "jobs", 1, "independent stages to run at once")
+		fs.Var(jobsFlag{&f.jobs}, "jobs", jobsUsage)
 	}
 }
 
 func (a *app) newRunner(recipe *pipeline.Recipe, f *runFlags) *runner.Runner {
 	opt := runner.Options{RunDir: f.runDir, CacheDir: f.cacheDir, Force: f.force, From: f.from, Only: f.only,
-		Jobs: f.jobs, Sets: f.sets, Log: a.log}
+		Jobs: a.jobs(recipe, f.jobs), Sets: f.sets, Log: a.log}
 	if a.bar != nil && a.bar.enabled {
 		opt.Progress = a.bar.sink
 	}
@@ -271,10 +273,12 @@ func (a *app) inspectCommand() *cobra.Command {
 		Use:   "inspect CHECKPOINT",
 		Short: "Print a checkpoint's tensors and metadata",
 		Long: `Print one line per tensor (name, dtype, shape, sparsity, bytes) and the
-checkpoint's metadata (format, arch, compression, stage, recipe digest).`,
+checkpoint's metadata (format, arch, compression, stage, recipe digest). A
+compressed file (shrink export --format compressed) shows the tensors it
+decodes to, then how each is stored.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			f, err := checkpoint.ReadFile(args[0])
+			f, info, err := compress.ReadFile(args[0]) // safetensors or compressed
 			if err != nil {
 				return err
 			}
@@ -293,7 +297,7 @@ checkpoint's metadata (format, arch, compression, stage, recipe digest).`,
 			if format == "json" {
 				enc := json.NewEncoder(a.stdout)
 				enc.SetIndent("", "  ")
-				return enc.Encode(map[string]any{"file": args[0], "bytes": st.Size(), "tensors": rows, "metadata": f.Metadata})
+				return enc.Encode(map[string]any{"file": args[0], "bytes": st.Size(), "tensors": rows, "metadata": f.Metadata, "compressed": info})
 			}
 			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "NAME\tDTYPE\tSHAPE\tSPARSITY\tBYTES")
@@ -309,6 +313,7 @@ checkpoint's metadata (format, arch, compression, stage, recipe digest).`,
 				keys = append(keys, k)
 			}
 			sort.Strings(keys)
+			a.printCompressed(info)
 			fmt.Fprintln(a.stdout, "metadata:")
 			for _, k := range keys {
 				fmt.Fprintf(a.stdout, "  %s: %s\n", k, f.Metadata[k])
@@ -380,7 +385,7 @@ With --format json, one object {"accuracy", "loss", "samples"} is printed.`,
 			if recipe.Data == nil {
 				return usagef("%s has no data section to evaluate on", recipePath)
 			}
-			m, err := model.Load(args[0], &recipe.Model)
+			m, err := export.LoadModel(args[0], &recipe.Model) // safetensors or compressed
 			if err != nil {
 				return err
 			}

@@ -39,3 +39,23 @@ func TestSchemaInSync(t *testing.T) {
 		t.Fatalf("%s is out of date with the stage registry: run go test ./cmd/shrink -run TestSchemaInSync -update", path)
 	}
 }
+
+// TestReferenceInSync keeps docs/REFERENCE.md, the key reference rendered from
+// the schema, up to date.
+func TestReferenceInSync(t *testing.T) {
+	var buf bytes.Buffer
+	writeReference(&buf, pipeline.GenerateSchema(stages.Default))
+	const path = "../../docs/REFERENCE.md"
+	if *update {
+		if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(got, buf.Bytes()) {
+		t.Fatalf("%s is out of date: run go test ./cmd/shrink -run TestReferenceInSync -update", path)
+	}
+}

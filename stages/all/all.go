@@ -8,5 +8,6 @@ import (
 	_ "github.com/shrink-ml/shrink/stages/prune"
 	_ "github.com/shrink-ml/shrink/stages/qat"
 	_ "github.com/shrink-ml/shrink/stages/quantize"
+	_ "github.com/shrink-ml/shrink/stages/select"
 	_ "github.com/shrink-ml/shrink/stages/train"
 )

@@ -1,0 +1,137 @@
+package runner
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+
+	"github.com/shrink-ml/shrink/arch"
+	"github.com/shrink-ml/shrink/data"
+	"github.com/shrink-ml/shrink/pipeline"
+)
+
+// The memory model behind AutoJobs (docs/BRANCHES.md compares it with
+// measurements). Deliberately simple, and on the generous side; Go's garbage
+// collector lets the heap grow to about twice what is live, hence the 2s:
+//   - a stage holds its model's parameters about 8 times (weights, gradients,
+//     two Adam moments, the input and output copies, the graph's buffers),
+//     and the activations of one batch (the larger of the training and
+//     evaluation batch sizes) 1.5 times (values, and gradients of most);
+//   - the dataset is loaded once and shared by every stage: float32 features,
+//     plus the raw bytes while decoding (x 2.5 in all);
+//   - only 80% of the available memory is planned for, less a fixed 64 MiB
+//     for the program itself.
+const (
+	paramCopies      = 2 * 8
+	activationCopies = 2 * 1.5
+	datasetOverhead  = 2.5
+	memoryShare      = 0.8
+	baseBytes        = 64 << 20
+)
+
+// AutoJobs is the default --jobs: one stage per CPU, fewer when that many
+// stages would not fit in the available memory. why explains the number.
+func AutoJobs(r *pipeline.Recipe) (jobs int, why string) {
+	cpus := runtime.GOMAXPROCS(0)
+	avail, err := availableMemory()
+	if err != nil {
+		return cpus, fmt.Sprintf("%d CPU(s); available memory unknown (%v)", cpus, err)
+	}
+	stage, dataset := StageBytes(r), DatasetBytes(r)
+	jobs = jobsFor(cpus, avail, stage, dataset)
+	return jobs, fmt.Sprintf("%d CPU(s), %s available, about %s per stage and %s for the data once",
+		cpus, mib(avail), mib(stage), mib(dataset))
+}
+
+// jobsFor fits stages of stageBytes each, beside the data, into the usable
+// share of avail, one per CPU at most and one at least.
+func jobsFor(cpus int, avail, stageBytes, datasetBytes int64) int {
+	budget := int64(float64(avail)*memoryShare) - datasetBytes - baseBytes
+	n := int64(cpus)
+	if stageBytes > 0 {
+		n = min(n, budget/stageBytes)
+	}
+	return int(max(n, 1))
+}
+
+// StageBytes estimates the memory one running stage of the recipe needs.
+func StageBytes(r *pipeline.Recipe) int64 {
+	params, act := modelSize(r.Model)
+	batch := 1
+	if r.Data != nil {
+		batch = max(r.Data.BatchSize, r.Data.EvalBatchSize)
+	}
+	return params*4*paramCopies + int64(float64(int64(batch)*act*4)*activationCopies)
+}
+
+// modelSize counts a model's parameters and the activations of one sample
+// (each layer's input and output; a convolution's unfolded patches too, as
+// im2col makes them).
+func modelSize(spec arch.Spec) (params, activations int64) {
+	side := 28 // lenet5 reads 28x28 images
+	for _, l := range spec.Layers() {
+		params += int64(l.FanIn()*l.Out + l.Out)
+		if l.Kind == arch.Conv {
+			out := side - l.Kernel + 1
+			activations += int64(l.FanIn()*out*out + 2*l.Out*out*out)
+			side = out / max(l.Pool, 1)
+			continue
+		}
+		activations += int64(l.In + l.Out)
+	}
+	return params, activations
+}
+
+// DatasetBytes estimates the memory of the recipe's data once loaded.
+func DatasetBytes(r *pipeline.Recipe) int64 {
+	d := r.Data
+	if d == nil {
+		return 0
+	}
+	var values int64
+	switch d.Dataset {
+	case data.KindMNIST:
+		values = 70000 * 784
+	case data.KindSynthetic:
+		values = int64(d.Samples) * int64(d.Features)
+	case data.KindIDX:
+		// One byte per pixel on disk (gzip assumed to shrink it 4 times).
+		for _, f := range []string{d.TrainImages, d.TestImages} {
+			if st, err := os.Stat(r.Path(f)); err == nil {
+				n := st.Size()
+				if strings.HasSuffix(f, ".gz") {
+					n *= 4
+				}
+				values += n
+			}
+		}
+	}
+	return int64(float64(values*4) * datasetOverhead)
+}
+
+// availableMemory reads MemAvailable from /proc/meminfo (Linux); elsewhere
+// it is unknown and AutoJobs goes by CPUs alone.
+func availableMemory() (int64, error) {
+	f, err := os.Open("/proc/meminfo")
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) >= 2 && fields[0] == "MemAvailable:" {
+			kb, err := strconv.ParseInt(fields[1], 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("/proc/meminfo: %w", err)
+			}
+			return kb << 10, nil
+		}
+	}
+	return 0, fmt.Errorf("/proc/meminfo has no MemAvailable")
+}
+
+func mib(n int64) string { return fmt.Sprintf("%d MiB", n>>20) }

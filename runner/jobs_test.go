@@ -1,0 +1,60 @@
+package runner
+
+import (
+	"testing"
+
+	"github.com/shrink-ml/shrink/arch"
+	"github.com/shrink-ml/shrink/data"
+	"github.com/shrink-ml/shrink/pipeline"
+)
+
+func TestModelSize(t *testing.T) {
+	params, act := modelSize(arch.Spec{Arch: "mlp", Inputs: 784, Hidden: []int{300, 100}, Classes: 10})
+	if params != 266610 || act != 784+300+300+100+100+10 {
+		t.Errorf("LeNet-300-100: %d params, %d activations per sample", params, act)
+	}
+	params, act = modelSize(arch.Spec{Arch: "lenet5", Classes: 10})
+	// conv1 6x1x5x5+6, conv2 16x6x5x5+16, fc1 256x120+120, fc2 120x84+84, fc3 84x10+10
+	if params != 156+2416+30840+10164+850 {
+		t.Errorf("LeNet-5: %d params", params)
+	}
+	// conv1: 25x24x24 patches, 2x6x24x24 maps; conv2: 150x8x8, 2x16x8x8; then the fc layers
+	if want := int64(25*576 + 2*6*576 + 150*64 + 2*16*64 + 256 + 120 + 120 + 84 + 84 + 10); act != want {
+		t.Errorf("LeNet-5: %d activations per sample, want %d", act, want)
+	}
+}
+
+func TestJobsFor(t *testing.T) {
+	const mib = 1 << 20
+	tests := []struct {
+		name                   string
+		cpus                   int
+		avail, stage, datasetB int64
+		want                   int
+	}{
+		{"plenty of memory: one per CPU", 8, 16 << 30, 40 * mib, 550 * mib, 8},
+		{"memory bounds it", 8, 1 << 30, 40 * mib, 550 * mib, 5},
+		{"never below one", 4, 256 * mib, 40 * mib, 550 * mib, 1},
+		{"one CPU", 1, 16 << 30, 40 * mib, 0, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := jobsFor(tt.cpus, tt.avail, tt.stage, tt.datasetB); got != tt.want {
+				t.Errorf("jobsFor(%d CPUs, %d MiB, %d MiB/stage, %d MiB data) = %d, want %d",
+					tt.cpus, tt.avail/mib, tt.stage/mib, tt.datasetB/mib, got, tt.want)
+			}
+		})
+	}
+}
+
+func TestEstimatesForMNIST(t *testing.T) {
+	d := data.DefaultConfig()
+	r := &pipeline.Recipe{Model: arch.Spec{Arch: "mlp", Inputs: 784, Hidden: []int{300, 100}, Classes: 10}, Data: &d}
+	// docs/BRANCHES.md quotes these two numbers beside the measured memory.
+	if got := StageBytes(r) >> 20; got != 34 {
+		t.Errorf("LeNet-300-100 stage: %d MiB", got)
+	}
+	if got := DatasetBytes(r) >> 20; got != 523 {
+		t.Errorf("MNIST: %d MiB", got)
+	}
+}
