@@ -12,7 +12,9 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,6 +24,7 @@ import (
 
 	"github.com/shrink-ml/shrink/checkpoint"
 	"github.com/shrink-ml/shrink/data"
+	"github.com/shrink-ml/shrink/internal/gemm"
 	"github.com/shrink-ml/shrink/model"
 	"github.com/shrink-ml/shrink/pipeline"
 	"github.com/shrink-ml/shrink/stages"
@@ -468,9 +471,9 @@ func (ex *execution) stage(ctx context.Context, it *PlanItem) {
 	why := ex.reason(it, doc)
 	log.Info().Str("why", why).Msg("running")
 	start := time.Now()
-	ex.running.Add(1)
+	ex.share(ex.running.Add(1))
 	e, err := ex.execute(ctx, it, doc, key, log)
-	ex.running.Add(-1)
+	ex.share(ex.running.Add(-1))
 	if err != nil {
 		status, msg := "failed", err.Error()
 		if ctx.Err() != nil {
@@ -696,5 +699,18 @@ func (ex *execution) materialize(folder, key string, e *Entry) error {
 }
 
 func newRand(src *rand.PCG) *rand.Rand { return rand.New(src) }
+
+// share splits the cores among the stages running now: a lone stage's matrix
+// products use them all, parallel stages one each. Products are bit-identical
+// whatever the thread count, so this changes speed only. SHRINK_THREADS fixes it.
+func (ex *execution) share(running int32) {
+	if s := os.Getenv("SHRINK_THREADS"); s != "" {
+		if n, err := strconv.Atoi(s); err == nil {
+			gemm.SetThreads(n)
+			return
+		}
+	}
+	gemm.SetThreads(max(1, runtime.NumCPU()/max(int(running), 1)))
+}
 
 func round3(x float64) float64 { return float64(int64(x*1000+0.5)) / 1000 }

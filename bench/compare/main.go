@@ -30,14 +30,15 @@ func main() {
 	rounds := flag.Int("rounds", 3, "interleaved rounds")
 	benchRE := flag.String("bench", "TrainStep|Epoch|Forward", "Go benchmarks to run")
 	python := flag.String("python", "/usr/bin/python3", "the Python with torch")
+	tags := flag.String("tags", "", "Go build tags for shrink's side (openblas)")
 	flag.Parse()
 	dir, err := data.FindMNIST()
 	check(err)
 	var go1, go2, t1, t2 []sample
 	for r := 1; r <= *rounds; r++ {
 		fmt.Fprintf(os.Stderr, "round %d/%d\n", r, *rounds)
-		go1 = append(go1, goBench(*benchRE, "1"))
-		go2 = append(go2, goBench(*benchRE, "2"))
+		go1 = append(go1, goBench(*benchRE, "1", *tags))
+		go2 = append(go2, goBench(*benchRE, "2", *tags))
 		t1 = append(t1, torchBench(*python, dir, 1))
 		t2 = append(t2, torchBench(*python, dir, 2))
 	}
@@ -65,8 +66,8 @@ func main() {
 
 var benchLine = regexp.MustCompile(`^Benchmark(\S+?)(-\d+)?\s+\d+\s+([\d.]+) ns/op`)
 
-func goBench(re, threads string) sample {
-	cmd := exec.Command("go", "test", "./bench", "-run", "^$", "-bench", re, "-benchtime", "2s", "-count", "1")
+func goBench(re, threads, tags string) sample {
+	cmd := exec.Command("go", "test", "-tags", tags, "./bench", "-run", "^$", "-bench", re, "-benchtime", "2s", "-count", "1")
 	cmd.Env = append(os.Environ(), "SHRINK_THREADS="+threads)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()

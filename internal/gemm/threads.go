@@ -16,6 +16,9 @@ func init() { threads.Store(1) }
 // still computed by one goroutine in the same order.
 func SetThreads(n int) {
 	n = max(n, 1)
+	if backendThreads != nil {
+		backendThreads(n)
+	}
 	ensureWorkers(n - 1)
 	threads.Store(int32(n))
 }

@@ -1,7 +1,9 @@
 package prune
 
 import (
+	"maps"
 	"reflect"
+	"slices"
 	"strings"
 
 	"github.com/shrink-ml/shrink/config"
@@ -47,6 +49,7 @@ func init() {
 type Config struct {
 	Method   string            `json:"method" enum:"random_unstructured,l1_unstructured,global_unstructured,ln_structured,lottery_ticket" doc:"how to choose what to prune: random_unstructured, l1_unstructured (smallest |w| per layer), global_unstructured (smallest |w| over all listed layers together), ln_structured (whole rows/channels with the smallest Ln norm), lottery_ticket (iterative magnitude pruning with rewinding)"`
 	Amount   Amount            `json:"amount,omitempty" doc:"how much to prune, as torch.nn.utils.prune: an integer is a count (amount: 100), a number with a decimal point a fraction in [0, 1] of the weights (ln_structured: channels) still unpruned, rounded half to even (amount: 0.5; 1.0 prunes all); per layer, except global_unstructured: over all listed layers together"`
+	Amounts  map[string]Amount `json:"amounts,omitempty" doc:"per-layer amounts, e.g. {fc1: 0.9, fc3: 0.5}: each listed layer is pruned by its own amount instead of amount (random_unstructured, l1_unstructured, ln_structured); layers it does not list take amount"`
 	Layers   stages.LayerNames `json:"layers,omitempty" doc:"the layers to prune (default: every weight layer; with physical: every hidden layer)"`
 	N        Norm              `json:"n" doc:"ln_structured: the norm that scores a channel (torch.norm's p): 1, 2, any p > 0, inf, -inf or fro"`
 	Dim      int               `json:"dim" minimum:"0" maximum:"1" doc:"ln_structured: 0 prunes rows of a linear weight (output units) or a conv's output channels; 1 prunes input columns or input channels"`
@@ -92,8 +95,23 @@ func (c *Config) Validate() error {
 			errs = append(errs, config.Errorf(key, "applies only to method %s, not %s", method, c.Method))
 		}
 	}
+	if len(c.Amounts) > 0 && (c.Method == GlobalUnstructured || c.Method == LotteryTicket) {
+		errs = append(errs, config.Errorf("amounts", "%s prunes all layers by one rule: per-layer amounts apply to random_unstructured, l1_unstructured and ln_structured", c.Method))
+	}
+	for _, name := range slices.Sorted(maps.Keys(c.Amounts)) {
+		if len(c.Layers) > 0 && !slices.Contains(c.Layers, name) {
+			errs = append(errs, config.Errorf("amounts."+name, "layer %s is not in layers %v", name, []string(c.Layers)))
+		}
+	}
+	if c.Method != LotteryTicket && c.Method != GlobalUnstructured && len(c.Amounts) > 0 && !c.Amount.IsSet() && len(c.Layers) > 0 {
+		for _, l := range c.Layers {
+			if _, ok := c.Amounts[l]; !ok {
+				errs = append(errs, config.Errorf("amounts", "layer %s has no amount: add it here, or set amount for the layers not listed", l))
+			}
+		}
+	}
 	if c.Method != LotteryTicket {
-		if !c.Amount.IsSet() {
+		if !c.Amount.IsSet() && len(c.Amounts) == 0 {
 			errs = append(errs, config.Errorf("amount", "missing: how much to prune, an integer count (amount: 100) or a fraction in [0, 1] (amount: 0.5)"))
 		}
 		onlyFor("rounds", LotteryTicket, c.Rounds != def.Rounds)

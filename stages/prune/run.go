@@ -26,6 +26,13 @@ func (c *Config) Run(ctx *stages.Context) (*stages.Result, error) {
 		return nil, err
 	}
 	metrics := map[string]any{"method": c.Method, "amount": c.Amount.String(), "pruned": pruned}
+	if len(c.Amounts) > 0 {
+		per := map[string]string{}
+		for l, a := range c.Amounts {
+			per[l] = a.String()
+		}
+		metrics["amounts"] = per
+	}
 	if c.Physical {
 		removed, err := removeDeadUnits(m, layers)
 		if err != nil {
@@ -59,19 +66,47 @@ func (c *Config) layers(m *model.Model) ([]*model.Layer, error) {
 }
 
 // prune computes and applies the method's masks; it returns the entries (or,
-// for ln_structured, the channels) pruned per weight tensor.
+// for ln_structured, the channels) pruned per weight tensor. Per-layer methods
+// take each layer's amount from amounts, else amount.
 func (c *Config) prune(ts []tensor, rng *rand.Rand) (map[string]int, error) {
-	switch c.Method {
-	case RandomUnstructured:
-		return randomUnstructured(ts, c.Amount, rng)
-	case L1Unstructured:
-		return l1Unstructured(ts, c.Amount)
-	case GlobalUnstructured:
+	if c.Method == GlobalUnstructured {
 		return globalUnstructured(ts, c.Amount)
-	case LnStructured:
-		return lnStructured(ts, c.Amount, c.N, c.Dim)
 	}
-	return nil, fmt.Errorf("method %q cannot prune in one step", c.Method)
+	out := map[string]int{}
+	for start := 0; start < len(ts); {
+		end := start + 1
+		for end < len(ts) && ts[end].layer == ts[start].layer {
+			end++ // a factored layer's two weights share its amount
+		}
+		layer := ts[start].layer.Name
+		amount, ok := c.Amounts[layer]
+		if !ok {
+			amount = c.Amount
+		}
+		if !amount.IsSet() {
+			return nil, fmt.Errorf("layer %s has no amount: add it to amounts, or set amount for the other layers", layer)
+		}
+		var pruned map[string]int
+		var err error
+		switch c.Method {
+		case RandomUnstructured:
+			pruned, err = randomUnstructured(ts[start:end], amount, rng)
+		case L1Unstructured:
+			pruned, err = l1Unstructured(ts[start:end], amount)
+		case LnStructured:
+			pruned, err = lnStructured(ts[start:end], amount, c.N, c.Dim)
+		default:
+			return nil, fmt.Errorf("method %q cannot prune in one step", c.Method)
+		}
+		if err != nil {
+			return nil, err
+		}
+		for k, v := range pruned {
+			out[k] = v
+		}
+		start = end
+	}
+	return out, nil
 }
 
 // widths are the units of every layer.
