@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"github.com/shrink-ml/shrink/internal/vec"
 	"math"
 )
 
@@ -86,26 +87,10 @@ func (o *Optimizer) adam(params []*Param) {
 	stepSize := float32(o.State.LR / bc1)
 	bc2Sqrt := float32(math.Sqrt(bc2))
 	b1, b2 := float32(c.Beta1), float32(c.Beta2)
-	wd, eps := float32(c.WeightDecay), float32(c.Eps)
+	k := vec.Consts{B1: b1, OneMinusB1: 1 - b1, B2: b2, OneMinusB2: 1 - b2,
+		WeightDecay: float32(c.WeightDecay), Eps: float32(c.Eps), StepSize: stepSize, Bc2Sqrt: bc2Sqrt}
 	for i, p := range params {
-		w, g := p.Data, p.Grad()
-		m, v := o.State.Moments[2*i], o.State.Moments[2*i+1]
-		mask := p.Mask
-		if mask != nil {
-			for j := range w {
-				gj := (g[j] + wd*w[j]) * mask[j]
-				m[j] = b1*m[j] + (1-b1)*gj
-				v[j] = b2*v[j] + (1-b2)*gj*gj
-				w[j] -= stepSize * m[j] / (sqrt32(v[j])/bc2Sqrt + eps)
-			}
-			continue
-		}
-		for j := range w {
-			gj := g[j] + wd*w[j]
-			m[j] = b1*m[j] + (1-b1)*gj
-			v[j] = b2*v[j] + (1-b2)*gj*gj
-			w[j] -= stepSize * m[j] / (sqrt32(v[j])/bc2Sqrt + eps)
-		}
+		vec.Adam(p.Data, p.Grad(), o.State.Moments[2*i], o.State.Moments[2*i+1], p.Mask, &k)
 	}
 }
 
@@ -137,4 +122,3 @@ func (o *Optimizer) sgd(params []*Param) {
 	}
 }
 
-func sqrt32(x float32) float32 { return float32(math.Sqrt(float64(x))) }
