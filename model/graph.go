@@ -8,6 +8,7 @@ import (
 
 	"github.com/shrink-ml/shrink/arch"
 	"github.com/shrink-ml/shrink/internal/gemm"
+	_ "github.com/shrink-ml/shrink/internal/openblas" // OpenBLAS under -tags openblas
 	"github.com/shrink-ml/shrink/quant"
 )
 

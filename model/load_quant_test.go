@@ -11,6 +11,7 @@ import (
 
 	"github.com/shrink-ml/shrink/arch"
 	"github.com/shrink-ml/shrink/checkpoint"
+	"github.com/shrink-ml/shrink/internal/testkit"
 	"github.com/shrink-ml/shrink/model"
 	"github.com/shrink-ml/shrink/quant"
 )
@@ -44,21 +45,11 @@ func quantized(t *testing.T, a arch.Spec, spec quant.Spec, input *model.ActQuant
 	return m, want
 }
 
+// roundTrip saves and reloads the model, returning the file's bytes too.
 func roundTrip(t *testing.T, m *model.Model) (*checkpoint.File, []byte, *model.Model) {
 	t.Helper()
-	f, err := m.ToFile(map[string]string{"stage": "test"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := checkpoint.Marshal(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	read, err := checkpoint.Read(bytes.NewReader(b), int64(len(b)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	back, err := model.FromFile(read, nil)
+	read, back := testkit.SaveAndLoad(t, m)
+	b, err := checkpoint.Marshal(read)
 	if err != nil {
 		t.Fatal(err)
 	}

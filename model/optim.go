@@ -121,4 +121,3 @@ func (o *Optimizer) sgd(params []*Param) {
 		}
 	}
 }
-

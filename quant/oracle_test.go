@@ -2,10 +2,10 @@ package quant_test
 
 import (
 	"math"
-	"path/filepath"
 	"testing"
 
 	"github.com/shrink-ml/shrink/checkpoint"
+	"github.com/shrink-ml/shrink/internal/testkit"
 	"github.com/shrink-ml/shrink/quant"
 )
 
@@ -13,44 +13,16 @@ import (
 // observers followed by quantize_per_tensor / quantize_per_channel. Integers and zero
 // points must match exactly, scales within 1e-6 relative.
 
-func readOracle(t *testing.T, name string) *checkpoint.File {
-	t.Helper()
-	f, err := checkpoint.ReadFile(filepath.Join("..", "testdata", "oracle", name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return f
-}
+func readOracle(t *testing.T, name string) *checkpoint.File { return testkit.Oracle(t, name) }
 
+// floats reads an F32 tensor and its shape.
 func floats(t *testing.T, f *checkpoint.File, name string) ([]float32, []int) {
-	t.Helper()
-	tn, ok := f.Get(name)
-	if !ok {
-		t.Fatalf("oracle has no %s", name)
-	}
-	v, err := tn.Float32s()
-	if err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
+	tn, _ := f.Get(name)
+	v := testkit.Floats(t, f, name)
 	return v, tn.Shape
 }
 
-func ints(t *testing.T, f *checkpoint.File, name string) []int32 {
-	t.Helper()
-	tn, ok := f.Get(name)
-	if !ok {
-		t.Fatalf("oracle has no %s", name)
-	}
-	v, err := tn.Int8s()
-	if err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-	out := make([]int32, len(v))
-	for i, x := range v {
-		out[i] = int32(x)
-	}
-	return out
-}
+func ints(t *testing.T, f *checkpoint.File, name string) []int32 { return testkit.Int8s(t, f, name) }
 
 // checkAgainst quantizes w (shaped shape) with spec and compares the result with the
 // oracle's weight, weight_scale and weight_zero_point under prefix p.

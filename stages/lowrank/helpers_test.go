@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"math"
 	"math/rand/v2"
-	"path/filepath"
 	"slices"
 	"testing"
 
@@ -12,45 +11,16 @@ import (
 
 	"github.com/shrink-ml/shrink/arch"
 	"github.com/shrink-ml/shrink/checkpoint"
+	"github.com/shrink-ml/shrink/internal/testkit"
 	"github.com/shrink-ml/shrink/model"
 )
 
-// oracleDir holds the PyTorch vectors copied from the shared oracle.
-const oracleDir = "../../testdata/oracle"
+var oracleSpec = testkit.OracleSpec
 
-// oracleSpec is mlp_s1's architecture: Linear(6, 8), Linear(8, 12), Linear(12, 5).
-var oracleSpec = arch.Spec{Arch: "mlp", Inputs: 6, Hidden: []int{8, 12}, Classes: 5}
-
-// oracleModel loads the PyTorch model every lowrank vector starts from.
-func oracleModel(t *testing.T) *model.Model {
-	t.Helper()
-	m, err := model.Load(filepath.Join(oracleDir, "mlp_s1.safetensors"), &oracleSpec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
-
-func readOracle(t *testing.T, name string) *checkpoint.File {
-	t.Helper()
-	f, err := checkpoint.ReadFile(filepath.Join(oracleDir, name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return f
-}
-
+func oracleModel(t *testing.T) *model.Model                 { return testkit.OracleModel(t) }
+func readOracle(t *testing.T, name string) *checkpoint.File { return testkit.Oracle(t, name) }
 func oracleFloats(t *testing.T, f *checkpoint.File, name string) []float32 {
-	t.Helper()
-	tn, ok := f.Get(name)
-	if !ok {
-		t.Fatalf("oracle has no %s", name)
-	}
-	v, err := tn.Float32s()
-	if err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-	return v
+	return testkit.Floats(t, f, name)
 }
 
 // randomModel builds a model with PyTorch's default init from a fixed seed.

@@ -1,67 +1,29 @@
 package prune
 
 import (
-	"context"
 	"math/rand/v2"
-	"path/filepath"
-	"sync"
 	"testing"
-
-	"github.com/rs/zerolog"
 
 	"github.com/shrink-ml/shrink/arch"
 	"github.com/shrink-ml/shrink/checkpoint"
 	"github.com/shrink-ml/shrink/config"
 	"github.com/shrink-ml/shrink/data"
+	"github.com/shrink-ml/shrink/internal/testkit"
 	"github.com/shrink-ml/shrink/model"
 	"github.com/shrink-ml/shrink/stages"
 )
 
-// oracleDir holds the PyTorch reference vectors (copied from the shared oracle).
-var oracleDir = filepath.Join("..", "..", "testdata", "oracle")
+var oracleSpec = testkit.OracleSpec
 
-// oracleSpec is the architecture of mlp_s1.safetensors: Linear(6, 8), Linear(8,
-// 12), Linear(12, 5).
-var oracleSpec = arch.Spec{Arch: "mlp", Inputs: 6, Hidden: []int{8, 12}, Classes: 5}
-
-// oracleModel loads the oracle's input model.
-func oracleModel(t *testing.T) *model.Model {
-	t.Helper()
-	m, err := model.Load(filepath.Join(oracleDir, "mlp_s1.safetensors"), &oracleSpec)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return m
-}
-
-func readOracle(t *testing.T, name string) *checkpoint.File {
-	t.Helper()
-	f, err := checkpoint.ReadFile(filepath.Join(oracleDir, name))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return f
-}
-
+func oracleModel(t *testing.T) *model.Model                 { return testkit.OracleModel(t) }
+func readOracle(t *testing.T, name string) *checkpoint.File { return testkit.Oracle(t, name) }
 func floats(t *testing.T, f *checkpoint.File, name string) []float32 {
-	t.Helper()
-	tt, ok := f.Get(name)
-	if !ok {
-		t.Fatalf("oracle has no %s", name)
-	}
-	v, err := tt.Float32s()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return v
+	return testkit.Floats(t, f, name)
 }
 
 // synthetic is a small data section: seeded Gaussian blobs.
 func synthetic(features, classes int) *data.Config {
-	c := data.DefaultConfig()
-	c.Dataset = data.KindSynthetic
-	c.Features, c.Classes, c.Samples = features, classes, 400
-	c.BatchSize = 32
+	c := testkit.Synthetic(features, classes, 400, 32)
 	return &c
 }
 
@@ -69,23 +31,11 @@ func synthetic(features, classes int) *data.Config {
 // model, a seeded random source, a folder, and the data when dc is not nil.
 func newContext(t testing.TB, in *model.Model, dc *data.Config) *stages.Context {
 	t.Helper()
-	src := stages.Stream(7, "stage:prune")
-	ctx := &stages.Context{
-		Context: context.Background(), ID: "prune", Type: "prune", Log: zerolog.Nop(),
-		Source: src, Rand: rand.New(src), Seed: 7, Spec: in.Spec, Input: in,
-		Dir: t.TempDir(),
-	}
+	var ds *data.Dataset
 	if dc != nil {
-		var once sync.Once
-		var ds *data.Dataset
-		var err error
-		ctx.Data = func() (*data.Dataset, error) {
-			once.Do(func() { ds, err = data.Load(*dc, ".", 7) })
-			return ds, err
-		}
-		ctx.DataConfig = dc
+		ds = testkit.Load(t, *dc)
 	}
-	return ctx
+	return testkit.Context(t, "prune", in.Spec, in, ds, dc, 7)
 }
 
 // run decodes a config from raw recipe keys and runs it on ctx.

@@ -3,10 +3,11 @@ package prune
 import (
 	"encoding/json"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"testing"
+
+	"github.com/shrink-ml/shrink/internal/testkit"
 )
 
 // TestOracleMasks reproduces every torch.nn.utils.prune vector: the masks and
@@ -106,7 +107,7 @@ func TestOracleRandomCounts(t *testing.T) {
 // TestOracleCounts reproduces prune_counts.json: PyTorch's amount -> count rule,
 // round half to even on the float64 product.
 func TestOracleCounts(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join(oracleDir, "prune_counts.json"))
+	b, err := os.ReadFile(testkit.OraclePath("prune_counts.json"))
 	if err != nil {
 		t.Fatal(err)
 	}

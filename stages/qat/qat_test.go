@@ -1,7 +1,6 @@
 package qat_test
 
 import (
-	"bytes"
 	"context"
 	"math"
 	"math/rand/v2"
@@ -14,8 +13,8 @@ import (
 
 	"github.com/shrink-ml/shrink/arch"
 	"github.com/shrink-ml/shrink/checkpoint"
-	"github.com/shrink-ml/shrink/config"
 	"github.com/shrink-ml/shrink/data"
+	"github.com/shrink-ml/shrink/internal/testkit"
 	"github.com/shrink-ml/shrink/model"
 	"github.com/shrink-ml/shrink/quant"
 	"github.com/shrink-ml/shrink/stages"
@@ -26,27 +25,12 @@ import (
 var spec = arch.Spec{Arch: "mlp", Inputs: 16, Hidden: []int{24, 12}, Classes: 4}
 
 func syntheticData(t *testing.T) (*data.Dataset, data.Config) {
-	t.Helper()
-	cfg := data.DefaultConfig()
-	cfg.Dataset, cfg.Features, cfg.Classes, cfg.Samples, cfg.BatchSize = data.KindSynthetic, 16, 4, 400, 32
-	ds, err := data.Load(cfg, "", 7)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return ds, cfg
+	cfg := testkit.Synthetic(16, 4, 400, 32)
+	return testkit.Load(t, cfg), cfg
 }
 
 func decode(t *testing.T, typ string, raw map[string]any) stages.Config {
-	t.Helper()
-	st, ok := stages.Default.Get(typ)
-	if !ok {
-		t.Fatalf("stage type %q is not registered", typ)
-	}
-	cfg := st.New()
-	if errs := config.Decode(raw, cfg); len(errs) > 0 {
-		t.Fatalf("decoding %v: %v", raw, errs)
-	}
-	return cfg
+	return testkit.Decode(t, typ, raw)
 }
 
 func stageContext(t *testing.T, id string, input *model.Model, ds *data.Dataset, cfg data.Config) *stages.Context {
@@ -69,24 +53,7 @@ func run(t *testing.T, cfg stages.Config, ctx *stages.Context) *model.Model {
 }
 
 func saveAndLoad(t *testing.T, m *model.Model) (*checkpoint.File, *model.Model) {
-	t.Helper()
-	f, err := m.ToFile(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	b, err := checkpoint.Marshal(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	read, err := checkpoint.Read(bytes.NewReader(b), int64(len(b)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	back, err := model.FromFile(read, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return read, back
+	return testkit.SaveAndLoad(t, m)
 }
 
 func evaluate(t *testing.T, m *model.Model, s *data.Split) model.Result {

@@ -16,7 +16,7 @@ import sys
 
 sys.dont_write_bytecode = True
 HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "safetensors"))  # stlite.py, the small reader/writer
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402

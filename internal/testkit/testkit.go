@@ -1,0 +1,160 @@
+// Package testkit is what shrink's tests share: the PyTorch oracle vectors, small
+// synthetic datasets, a stage context without a runner, and a checkpoint round
+// trip. Only tests import it.
+package testkit
+
+import (
+	"bytes"
+	"context"
+	"math/rand/v2"
+	"path/filepath"
+	"runtime"
+	"testing"
+
+	"github.com/rs/zerolog"
+
+	"github.com/shrink-ml/shrink/arch"
+	"github.com/shrink-ml/shrink/checkpoint"
+	"github.com/shrink-ml/shrink/config"
+	"github.com/shrink-ml/shrink/data"
+	"github.com/shrink-ml/shrink/model"
+	"github.com/shrink-ml/shrink/stages"
+)
+
+// Root is the repository's root folder, wherever the test runs from.
+func Root() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+// OraclePath is a file of the PyTorch vectors copied into testdata/oracle.
+func OraclePath(name string) string { return filepath.Join(Root(), "testdata", "oracle", name) }
+
+// OracleSpec is mlp_s1.safetensors' architecture: Linear(6, 8), Linear(8, 12),
+// Linear(12, 5), the model every prune, quantization and low-rank vector starts from.
+var OracleSpec = arch.Spec{Arch: "mlp", Inputs: 6, Hidden: []int{8, 12}, Classes: 5}
+
+// Oracle reads an oracle file.
+func Oracle(t testing.TB, name string) *checkpoint.File {
+	t.Helper()
+	f, err := checkpoint.ReadFile(OraclePath(name))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return f
+}
+
+// OracleModel loads mlp_s1, the oracle's input model.
+func OracleModel(t testing.TB) *model.Model {
+	t.Helper()
+	m, err := model.Load(OraclePath("mlp_s1.safetensors"), &OracleSpec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
+}
+
+// Floats reads an F32 tensor of a file, failing the test when it is missing.
+func Floats(t testing.TB, f *checkpoint.File, name string) []float32 {
+	t.Helper()
+	tn := tensor(t, f, name)
+	v, err := tn.Float32s()
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	return v
+}
+
+// Int8s reads an I8 tensor as int32s.
+func Int8s(t testing.TB, f *checkpoint.File, name string) []int32 {
+	t.Helper()
+	v, err := tensor(t, f, name).Int8s()
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	out := make([]int32, len(v))
+	for i, x := range v {
+		out[i] = int32(x)
+	}
+	return out
+}
+
+func tensor(t testing.TB, f *checkpoint.File, name string) *checkpoint.Tensor {
+	t.Helper()
+	tn, ok := f.Get(name)
+	if !ok {
+		t.Fatalf("no tensor %s", name)
+	}
+	return tn
+}
+
+// Synthetic is a data section of seeded Gaussian blobs.
+func Synthetic(features, classes, samples, batch int) data.Config {
+	c := data.DefaultConfig()
+	c.Dataset, c.Features, c.Classes, c.Samples, c.BatchSize = data.KindSynthetic, features, classes, samples, batch
+	return c
+}
+
+// Load loads a data section (seed 7), failing the test on an error.
+func Load(t testing.TB, cfg data.Config) *data.Dataset {
+	t.Helper()
+	ds, err := data.Load(cfg, "", 7)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ds
+}
+
+// Context is what the runner hands a stage, without the runner: the input model
+// (nil: start from spec), a random source seeded from seed and the stage id,
+// folders for artifacts and training state, and the data when ds is not nil.
+func Context(t testing.TB, id string, spec arch.Spec, input *model.Model, ds *data.Dataset, cfg *data.Config, seed uint64) *stages.Context {
+	src := stages.Stream(seed, "stage:"+id)
+	ctx := &stages.Context{
+		Context: context.Background(), ID: id, Type: id, Log: zerolog.Nop(),
+		Rand: rand.New(src), Source: src, Seed: seed, Spec: spec, Input: input,
+		Inputs: map[string]*model.Model{}, InputMetrics: map[string]map[string]any{},
+		Dir: t.TempDir(), StateDir: t.TempDir(),
+	}
+	if ds != nil {
+		ctx.Data = func() (*data.Dataset, error) { return ds, nil }
+		ctx.DataConfig = cfg
+	}
+	return ctx
+}
+
+// Decode decodes a registered stage type's config from raw recipe keys.
+func Decode(t testing.TB, typ string, raw map[string]any) stages.Config {
+	t.Helper()
+	st, ok := stages.Default.Get(typ)
+	if !ok {
+		t.Fatalf("stage type %q is not registered", typ)
+	}
+	cfg := st.New()
+	if errs := config.Decode(raw, cfg); len(errs) > 0 {
+		t.Fatalf("decoding %v: %v", raw, errs)
+	}
+	return cfg
+}
+
+// SaveAndLoad writes the model as the runner does and reads it back.
+func SaveAndLoad(t testing.TB, m *model.Model) (*checkpoint.File, *model.Model) {
+	t.Helper()
+	f, err := m.ToFile(map[string]string{"stage": "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := checkpoint.Marshal(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	read, err := checkpoint.Read(bytes.NewReader(b), int64(len(b)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	back, err := model.FromFile(read, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return read, back
+}
