@@ -36,6 +36,7 @@ type Options struct {
 var ReservedEnv = map[string]bool{
 	"SHRINK_MNIST_DIR": true, "SHRINK_GEMM": true, "SHRINK_THREADS": true,
 	"SHRINK_CACHE_DIR": true, "SHRINK_LOG_FORMAT": true, "SHRINK_NO_PROGRESS": true,
+	"SHRINK_REQUIRE_S3": true, // the test suite's: fail rather than skip without an S3 server
 }
 
 // Recipe is a loaded, validated recipe: the resolved settings and the expanded

@@ -32,6 +32,9 @@ func TestDistributedArgo(t *testing.T) {
 	recipeFile := "../../testdata/distributed/branches.yaml"
 	env := append(os.Environ(), srv.Env()...)
 	out, _ := runShrink(t, shrink, env, "export-workflow", recipeFile, "--engine", "argo", "--image", "shrink:test", "--cache-dir", srv.URL("dist"))
+	if t.Failed() {
+		t.FailNow()
+	}
 	w, err := workflow.Parse(out)
 	if err != nil {
 		t.Fatal(err)
