@@ -98,6 +98,9 @@ type PlanItem struct {
 // Plan decides, without running anything, which stages are cached and which
 // must run, and why.
 func (r *Runner) Plan() ([]*PlanItem, error) {
+	if err := r.checkFlags(); err != nil {
+		return nil, err
+	}
 	if err := r.store.Check(); err != nil {
 		return nil, err
 	}
@@ -215,6 +218,23 @@ func (r *Runner) whyNew(prev *Manifest, s *pipeline.Stage, doc KeyDoc) string {
 	return "key changed"
 }
 
+// FlagError is a --from or --only that names no stage of the recipe: bad usage,
+// found before anything runs.
+type FlagError struct{ Flag, Stage string }
+
+func (e *FlagError) Error() string { return fmt.Sprintf("--%s %s: no such stage", e.Flag, e.Stage) }
+
+func (r *Runner) checkFlags() error {
+	stageList := " (stages: " + strings.Join(r.recipe.StageIDs(), ", ") + ")"
+	if r.opt.Only != "" && r.recipe.Stage(r.opt.Only) == nil {
+		return fmt.Errorf("%w%s", &FlagError{"only", r.opt.Only}, stageList)
+	}
+	if r.opt.From != "" && !slices.ContainsFunc(r.recipe.Stages, func(s *pipeline.Stage) bool { return s.ID == r.opt.From || s.Base == r.opt.From }) {
+		return fmt.Errorf("%w%s", &FlagError{"from", r.opt.From}, stageList)
+	}
+	return nil
+}
+
 // keyDoc gathers a stage's key ingredients; digests holds the input checkpoints'.
 func (r *Runner) keyDoc(s *pipeline.Stage, digests map[string]string) (KeyDoc, error) {
 	cfg, err := json.Marshal(s.Config)
@@ -288,6 +308,9 @@ func (r *Runner) dataset() (*data.Dataset, error) {
 // ErrStageFailed when a stage failed; ctx's cancellation stops stages between
 // batches and leaves nothing half-written.
 func (r *Runner) Run(ctx context.Context) (*Manifest, error) {
+	if err := r.checkFlags(); err != nil {
+		return nil, err // before the run folder exists: bad usage writes nothing
+	}
 	if err := os.MkdirAll(r.opt.RunDir, 0o755); err != nil {
 		return nil, err
 	}
@@ -299,14 +322,6 @@ func (r *Runner) Run(ctx context.Context) (*Manifest, error) {
 	plan, err := r.Plan()
 	if err != nil {
 		return nil, err
-	}
-	if r.opt.Only != "" {
-		if r.recipe.Stage(r.opt.Only) == nil {
-			return nil, fmt.Errorf("--only %s: no such stage (stages: %s)", r.opt.Only, strings.Join(r.recipe.StageIDs(), ", "))
-		}
-	}
-	if r.opt.From != "" && !slices.ContainsFunc(r.recipe.Stages, func(s *pipeline.Stage) bool { return s.ID == r.opt.From || s.Base == r.opt.From }) {
-		return nil, fmt.Errorf("--from %s: no such stage (stages: %s)", r.opt.From, strings.Join(r.recipe.StageIDs(), ", "))
 	}
 	man := newManifest()
 	resolved, err := pipeline.MarshalYAML(r.recipe.Resolved)
@@ -393,7 +408,7 @@ func (ex *execution) run(ctx context.Context) {
 				return
 			}
 			if why := ex.blocked(it.Stage); why != "" {
-				ex.finish(it, &StageRecord{Status: "skipped", Reason: why}, "")
+				ex.finish(it, &StageRecord{Status: "skipped", Reason: why}, why)
 				return
 			}
 			sem <- struct{}{}
@@ -502,18 +517,15 @@ func (ex *execution) reason(it *PlanItem, doc KeyDoc) string {
 	return ex.r.whyNew(ex.r.prev, it.Stage, doc)
 }
 
-// finish records a stage's outcome. failure is "" on success.
+// finish records a stage's outcome. failure is "" on success; for a skipped
+// stage it is the root cause, which its own dependents inherit.
 func (ex *execution) finish(it *PlanItem, rec *StageRecord, failure string) {
 	ex.mu.Lock()
 	if failure == "" {
 		ex.digests[it.Stage.ID] = rec.SHA256
 		ex.keys[it.Stage.ID] = rec.Key
 	} else {
-		why := failure
-		if rec.Status == "skipped" {
-			why = rec.Reason
-		}
-		ex.failed[it.Stage.ID] = why
+		ex.failed[it.Stage.ID] = failure
 	}
 	ex.mu.Unlock()
 	ex.w.update(func(m *Manifest) {

@@ -147,13 +147,16 @@ func (s *Store) publishLocal(work string, e *Entry, replace bool) error {
 		}
 	}
 	if err := os.Rename(work, dst); err != nil {
-		if _, statErr := os.Stat(filepath.Join(dst, "entry.json")); statErr == nil {
+		if _, lookErr := s.lookupLocal(e.Key); lookErr == nil {
 			return os.RemoveAll(work) // published by someone else meanwhile
 		}
-		// A leftover without an entry is an interrupted publish: replace it.
-		if rmErr := os.RemoveAll(dst); rmErr != nil {
+		// What is there is incomplete (an interrupted publish) or corrupt (a
+		// file edited in place through a run folder's hard link): replace it.
+		old := dst + ".old-" + randomHex(4)
+		if mvErr := os.Rename(dst, old); mvErr != nil {
 			return err
 		}
+		defer os.RemoveAll(old)
 		if err := os.Rename(work, dst); err != nil {
 			return err
 		}

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/shrink-ml/shrink/pipeline"
+	"github.com/shrink-ml/shrink/runner"
 	"github.com/shrink-ml/shrink/stages"
 	_ "github.com/shrink-ml/shrink/stages/all"
 )
@@ -75,7 +76,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, ds.Error())
 		fmt.Fprintf(stderr, "%d problem(s) in the recipe; nothing was run\n", len(ds))
 		return exitInvalid
-	case errors.As(err, new(usageError)), isCobraUsage(err):
+	case errors.As(err, new(usageError)), errors.As(err, new(*runner.FlagError)), isCobraUsage(err):
 		fmt.Fprintf(stderr, "shrink: %v\n", err)
 		fmt.Fprintln(stderr, "Run 'shrink --help' for usage.")
 		return exitInvalid
