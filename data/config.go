@@ -23,8 +23,8 @@ const (
 // Config is the recipe's data section. Defaults are the values set by DefaultConfig.
 type Config struct {
 	Dataset         string     `json:"dataset" enum:"mnist,idx,synthetic" doc:"which dataset: mnist (the MNIST files shipped with the GoMNIST module, or data.path), idx (your own IDX files), synthetic (seeded Gaussian blobs)"`
-	BatchSize       int        `json:"batch_size" minimum:"1" doc:"training batch size (rows per optimizer step); the last batch of an epoch may be shorter"`
-	EvalBatchSize   int        `json:"eval_batch_size" minimum:"1" doc:"batch size for evaluation passes; affects speed and memory only, never results"`
+	BatchSize       int        `json:"batch_size" minimum:"1" doc:"training batch size (rows per optimizer step); the last batch of an epoch may be shorter; part of every stage key"`
+	EvalBatchSize   int        `json:"eval_batch_size" minimum:"1" doc:"batch size for evaluation passes; affects speed and memory, and the results of dynamically quantized models (their activation ranges are measured per batch), so it is part of every stage key"`
 	Path            string     `json:"path,omitempty" doc:"mnist only: folder holding train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz; relative to the recipe's folder; empty finds the copy in the GoMNIST Go module (or $SHRINK_MNIST_DIR)"`
 	TrainImages     string     `json:"train_images,omitempty" doc:"idx only: training images, an IDX file of unsigned bytes (magic 0x00000803), raw or gzip; relative to the recipe's folder"`
 	TrainLabels     string     `json:"train_labels,omitempty" doc:"idx only: training labels, an IDX file of unsigned bytes (magic 0x00000801), raw or gzip; relative to the recipe's folder"`

@@ -24,7 +24,10 @@ type KeyDoc struct {
 	// that start from it.
 	Model json.RawMessage `json:"model,omitempty"`
 	Data  string          `json:"data,omitempty"` // the data fingerprint
-	Seed  uint64          `json:"seed"`
+	// Batching is how the rows are served: batch sizes and shuffling change
+	// training, calibration and (for dynamic quantization) evaluation.
+	Batching json.RawMessage `json:"batching,omitempty"`
+	Seed     uint64          `json:"seed"`
 }
 
 // Key hashes the canonical JSON of the document.
@@ -55,6 +58,7 @@ func (d KeyDoc) Diff(old KeyDoc) []string {
 	if d.Data != old.Data {
 		out = append(out, "the data changed")
 	}
+	out = append(out, jsonDiff("data", old.Batching, d.Batching)...)
 	if d.Seed != old.Seed {
 		out = append(out, fmt.Sprintf("seed %d -> %d", old.Seed, d.Seed))
 	}

@@ -279,6 +279,12 @@ func (r *Runner) keyDoc(s *pipeline.Stage, digests map[string]string) (KeyDoc, e
 			return KeyDoc{}, err
 		}
 		doc.Data = fp
+		d := r.recipe.Data
+		doc.Batching, _ = json.Marshal(struct {
+			BatchSize     int  `json:"batch_size"`
+			EvalBatchSize int  `json:"eval_batch_size"`
+			Shuffle       bool `json:"shuffle"`
+		}{d.BatchSize, d.EvalBatchSize, d.Shuffle})
 	}
 	return doc, nil
 }
