@@ -223,6 +223,48 @@ func (r *Recipe) decodeSections(tree map[string]any, bad map[string]bool) Diagno
 		}
 		r.Data = &cfg
 	}
+	if len(diags) == 0 && !bad["model"] && !bad["data"] {
+		diags = append(diags, r.checkDataFitsModel()...)
+	}
+	return diags
+}
+
+// checkDataFitsModel catches a data section the model cannot take: a different
+// number of input features, or labels beyond the model's outputs. (IDX files'
+// image size is known only once they are read; the runner checks it then.)
+func (r *Recipe) checkDataFitsModel() Diagnostics {
+	d := r.Data
+	if d == nil {
+		return nil
+	}
+	inputs := 1
+	for _, n := range r.Model.InputShape() {
+		inputs *= n
+	}
+	inputKey := "model.inputs"
+	if r.Model.Arch == "lenet5" {
+		inputKey = "model.arch"
+	}
+	var diags Diagnostics
+	features, featureKey := 0, ""
+	switch d.Dataset {
+	case data.KindSynthetic:
+		features, featureKey = d.Features, "data.features"
+	case data.KindMNIST:
+		features, featureKey = 28*28, "data.dataset"
+	}
+	if features != 0 && features != inputs {
+		diags = append(diags, Diagnostic{r.pos.ofValue(featureKey), fmt.Sprintf(
+			"%s: the data has %d input features but the model takes %d (%s): make them equal", featureKey, features, inputs, inputKey)})
+	}
+	classes, classKey := d.Classes, "data.classes"
+	if d.Dataset == data.KindMNIST {
+		classes, classKey = 10, "data.dataset"
+	}
+	if classes > r.Model.Classes {
+		diags = append(diags, Diagnostic{r.pos.ofValue("model.classes"), fmt.Sprintf(
+			"model.classes: the model has %d outputs but the data has %d classes (%s): labels up to %d would have no output", r.Model.Classes, classes, classKey, classes-1)})
+	}
 	return diags
 }
 

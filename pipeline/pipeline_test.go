@@ -68,7 +68,7 @@ var reg = testRegistry{
 	"pick":  {Name: "pick", New: func() any { return &pick{} }, FanIn: true},
 }
 
-const head = "version: 1\nname: t\nmodel: {arch: mlp}\ndata: {dataset: synthetic}\nstages:\n"
+const head = "version: 1\nname: t\nmodel: {arch: mlp, inputs: 32}\ndata: {dataset: synthetic}\nstages:\n"
 
 func parse(t *testing.T, stages string, opt Options) (*Recipe, error) {
 	t.Helper()

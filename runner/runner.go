@@ -22,6 +22,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/shrink-ml/shrink/arch"
 	"github.com/shrink-ml/shrink/checkpoint"
 	"github.com/shrink-ml/shrink/data"
 	"github.com/shrink-ml/shrink/internal/gemm"
@@ -235,6 +236,22 @@ func (r *Runner) checkFlags() error {
 	return nil
 }
 
+// fitsModel checks what the recipe could not: the size of IDX images (the
+// pipeline checks mnist and synthetic data before anything runs).
+func fitsModel(ds *data.Dataset, spec arch.Spec) error {
+	inputs := 1
+	for _, n := range spec.InputShape() {
+		inputs *= n
+	}
+	if ds.Train.Features != inputs {
+		return fmt.Errorf("data: the %s rows have %d features but the model takes %d inputs (model.inputs): make them equal", ds.Kind, ds.Train.Features, inputs)
+	}
+	if ds.Classes > spec.Classes {
+		return fmt.Errorf("data: the %s labels have %d classes but the model has %d outputs (model.classes)", ds.Kind, ds.Classes, spec.Classes)
+	}
+	return nil
+}
+
 // keyDoc gathers a stage's key ingredients; digests holds the input checkpoints'.
 func (r *Runner) keyDoc(s *pipeline.Stage, digests map[string]string) (KeyDoc, error) {
 	cfg, err := json.Marshal(s.Config)
@@ -302,6 +319,9 @@ func (r *Runner) dataset() (*data.Dataset, error) {
 	r.dataOnce.Do(func() {
 		start := time.Now()
 		r.data, r.dataErr = data.Load(*r.recipe.Data, r.recipe.Dir, r.recipe.Seed)
+		if r.dataErr == nil {
+			r.dataErr = fitsModel(r.data, r.recipe.Model)
+		}
 		if r.dataErr == nil {
 			r.opt.Log.Debug().Str("dataset", r.data.Kind).Int("train", r.data.Train.N).Int("test", r.data.Test.N).
 				Dur("took", time.Since(start)).Msg("data loaded")

@@ -49,7 +49,16 @@ func (c *Context) Start() (*model.Model, error) {
 		return c.Input.Clone(), nil
 	}
 	if c.Spec.Checkpoint != "" {
-		return model.Load(c.Spec.Checkpoint, &c.Spec)
+		m, err := model.Load(c.Spec.Checkpoint, &c.Spec)
+		if err != nil {
+			return nil, err
+		}
+		// A shrink checkpoint carries its architecture; the recipe's model section
+		// must say the same, since validation, keys and data checks rely on it.
+		if got, want := m.Spec.JSON(), c.Spec.JSON(); got != want {
+			return nil, fmt.Errorf("model.checkpoint %s holds the architecture %s, but the recipe's model section says %s: make the model section match the checkpoint", c.Spec.Checkpoint, got, want)
+		}
+		return m, nil
 	}
 	return c.Fresh(), nil
 }

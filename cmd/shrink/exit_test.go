@@ -18,24 +18,35 @@ func TestExitCodes(t *testing.T) {
 		"data: {dataset: synthetic, features: 4, classes: 2, samples: 100, batch_size: 20}\nstages:\n"
 	write(t, recipe, base+"  a: {type: train, epochs: 1}\n  b: {type: train, needs: [a], epochs: 1}\n")
 	write(t, diverges, base+"  a: {type: train, epochs: 1, optimizer: {name: sgd, lr: 1.0e+30}}\n  b: {type: train, needs: [a], epochs: 1}\n")
+	tiny, err := filepath.Abs("../../testdata/data")
+	if err != nil {
+		t.Fatal(err)
+	}
+	idxTooWide := filepath.Join(dir, "idx.yaml")
+	write(t, idxTooWide, "version: 1\nname: idx\nmodel: {arch: mlp, inputs: 100, hidden: [8]}\n"+
+		"data: {dataset: idx, train_images: "+tiny+"/tiny-train-images-idx3-ubyte.gz, train_labels: "+tiny+"/tiny-train-labels-idx1-ubyte.gz, "+
+		"test_images: "+tiny+"/tiny-t10k-images-idx3-ubyte, test_labels: "+tiny+"/tiny-t10k-labels-idx1-ubyte}\n"+
+		"stages:\n  a: {type: train, epochs: 1}\n")
 	for _, tc := range []struct {
 		name   string
 		args   []string
 		code   int
-		stderr string
+		output string // in stdout or stderr
 	}{
 		{"plan", []string{"plan", recipe}, exitOK, ""},
 		{"from unknown", []string{"plan", recipe, "--from", "nope"}, exitInvalid, "--from nope: no such stage (stages: a, b)"},
 		{"only unknown", []string{"run", recipe, "--only", "nope"}, exitInvalid, "--only nope: no such stage"},
 		{"bad set", []string{"plan", recipe, "--set", "stages.a.epochs=-1"}, exitInvalid, "--set stages.a.epochs"},
-		{"stage fails", []string{"run", diverges, "-q"}, exitFailed, ""},
+		{"stage fails", []string{"run", diverges, "-q"}, exitFailed, "training diverged"},
+		// IDX images are measured only when read: a stage failure, not a panic.
+		{"idx too wide", []string{"run", idxTooWide, "-q"}, exitFailed, "the idx rows have 784 features but the model takes 100 inputs"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			runDir := filepath.Join(t.TempDir(), "run")
 			var stdout, stderr bytes.Buffer
 			code := Main(append(tc.args, "--run-dir", runDir), nil, &stdout, &stderr)
-			if code != tc.code || !strings.Contains(stderr.String(), tc.stderr) {
-				t.Fatalf("exit %d, want %d; stderr:\n%s", code, tc.code, stderr.String())
+			if out := stdout.String() + stderr.String(); code != tc.code || !strings.Contains(out, tc.output) {
+				t.Fatalf("exit %d, want %d and %q; output:\n%s", code, tc.code, tc.output, out)
 			}
 			if _, err := os.Stat(runDir); code == exitInvalid && err == nil {
 				t.Errorf("exit 2 but %s was written", runDir)
