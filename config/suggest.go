@@ -11,19 +11,27 @@ func DidYouMean(word string, options []string) string {
 	return ""
 }
 
-// Closest returns the option within a typo's distance of word, preferring the
-// nearest and then the first listed; "" when none is close.
+// Closest returns the option nearest to word within a typo's distance; "" when
+// none is close, or when several are equally near (fc4 among fc1, fc2, fc3: a
+// guess would mislead).
 func Closest(word string, options []string) string {
-	best, bestD := "", -1
+	best, bestD, tie := "", -1, false
 	limit := max(1, min(3, len(word)/3))
 	for _, o := range options {
 		if o == word {
 			continue
 		}
 		d := levenshtein(word, o)
-		if d <= limit && (bestD < 0 || d < bestD) {
-			best, bestD = o, d
+		switch {
+		case d > limit:
+		case bestD < 0 || d < bestD:
+			best, bestD, tie = o, d, false
+		case d == bestD && o != best:
+			tie = true
 		}
+	}
+	if tie {
+		return ""
 	}
 	return best
 }

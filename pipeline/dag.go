@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/shrink-ml/shrink/arch"
 	"github.com/shrink-ml/shrink/config"
 )
 
@@ -579,4 +580,45 @@ func resources(raw any) Resources {
 		}
 	}
 	return r
+}
+
+// checkModels follows the model's architecture through the DAG in run order and
+// checks each stage against the one it receives: the layers it names, and a
+// stage that builds a new model having no input.
+func (r *Recipe) checkModels() Diagnostics {
+	var diags Diagnostics
+	reported := map[string]bool{} // a base stage's error once, not once per expansion
+	archOf := map[string]arch.Spec{}
+	for _, s := range r.Stages {
+		in := r.Model
+		if len(s.Needs) > 0 {
+			in = archOf[s.Needs[0]]
+		}
+		out := in
+		if m, ok := s.Config.(ArchMaker); ok {
+			if spec, ok := m.OutputArch(r.Model); ok {
+				out = spec
+			}
+		}
+		archOf[s.ID] = out
+		if m, ok := s.Config.(ModelMaker); ok && m.MakesModel() && len(s.Needs) > 0 {
+			path := "stages." + s.Base + ".needs"
+			if !reported[path] {
+				reported[path] = true
+				diags = append(diags, Diagnostic{r.pos.ofValue(path), label(path) + "this stage trains a new model from scratch, so it transforms no input: remove needs (a teacher is named with teacher)"})
+			}
+		}
+		c, ok := s.Config.(ModelChecker)
+		if !ok {
+			continue
+		}
+		for _, e := range config.AsErrors(c.CheckModel(in)) {
+			path := "stages." + s.Base + "." + e.Path
+			if !reported[path] {
+				reported[path] = true
+				diags = append(diags, Diagnostic{r.pos.ofValue(path), label(path) + e.Msg})
+			}
+		}
+	}
+	return diags
 }

@@ -113,6 +113,11 @@ func Parse(file string, src []byte, reg Registry, opt Options) (*Recipe, error) 
 
 	diags = append(diags, r.decodeSections(tree, bad)...)
 	diags = append(diags, r.buildStages(reg, tree, bad)...)
+	if len(diags) == 0 {
+		// Only on a sound recipe: a model section with errors would make every
+		// layer name look wrong.
+		diags = r.checkModels()
+	}
 	if len(diags) > 0 {
 		return nil, diags.Sort()
 	}

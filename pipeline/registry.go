@@ -1,6 +1,9 @@
 package pipeline
 
-import "github.com/shrink-ml/shrink/data"
+import (
+	"github.com/shrink-ml/shrink/arch"
+	"github.com/shrink-ml/shrink/data"
+)
 
 // StageType is what the pipeline needs to know of a stage plugin to validate and
 // plan a recipe; the plugin's code that runs lives elsewhere (package stages), so
@@ -39,4 +42,19 @@ type ModelMaker interface {
 // Errors name the stage's key at fault (config.Errorf("select", ...)).
 type DataChecker interface {
 	CheckData(d *data.Config) error
+}
+
+// ModelChecker is implemented by stage configs that name layers (layers,
+// overrides, amounts, ranks): the pipeline follows the architecture along the
+// DAG and hands each stage the one it will receive, so a misspelled layer fails
+// validation instead of the run. Errors name the key (config.Errorf("layers.0", ...)).
+type ModelChecker interface {
+	CheckModel(in arch.Spec) error
+}
+
+// ArchMaker is implemented by stage configs whose output model can have another
+// architecture than their input (distill with a student): ok is false when it
+// has the input's.
+type ArchMaker interface {
+	OutputArch(recipe arch.Spec) (out arch.Spec, ok bool)
 }

@@ -5,11 +5,15 @@ import (
 	"errors"
 	"fmt"
 	"hash/fnv"
+	"maps"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 
+	"github.com/shrink-ml/shrink/arch"
 	"github.com/shrink-ml/shrink/checkpoint"
 	"github.com/shrink-ml/shrink/config"
 	"github.com/shrink-ml/shrink/data"
@@ -253,4 +257,33 @@ func (l LayerNames) Validate() error {
 		seen[n] = true
 	}
 	return nil
+}
+
+// CheckLayers reports each name of a layers list (key.0, key.1, ...) that is not
+// a layer of a model with this architecture.
+func CheckLayers(in arch.Spec, key string, names []string) config.Errors {
+	var errs config.Errors
+	for i, n := range names {
+		errs = append(errs, checkLayer(in, key+"."+strconv.Itoa(i), n)...)
+	}
+	return errs
+}
+
+// CheckLayerKeys does the same for a map keyed by layer name (key.fc1, ...).
+func CheckLayerKeys[V any](in arch.Spec, key string, m map[string]V) config.Errors {
+	names := slices.Sorted(maps.Keys(m))
+	var errs config.Errors
+	for _, n := range names {
+		errs = append(errs, checkLayer(in, key+"."+n, n)...)
+	}
+	return errs
+}
+
+func checkLayer(in arch.Spec, path, name string) config.Errors {
+	have := in.LayerNames()
+	if slices.Contains(have, name) {
+		return nil
+	}
+	return config.Errors{config.Errorf(path, "layer %q is not in the model (its layers: %s)%s",
+		name, strings.Join(have, ", "), config.DidYouMean(name, have))}
 }

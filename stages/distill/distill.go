@@ -13,6 +13,7 @@ package distill
 import (
 	"fmt"
 
+	"github.com/shrink-ml/shrink/arch"
 	"github.com/shrink-ml/shrink/config"
 	"github.com/shrink-ml/shrink/model"
 	"github.com/shrink-ml/shrink/pipeline"
@@ -52,6 +53,7 @@ var (
 	_ config.FileReferrer = (*Config)(nil)
 	_ pipeline.DataUser   = (*Config)(nil)
 	_ pipeline.ModelMaker = (*Config)(nil)
+	_ pipeline.ArchMaker  = (*Config)(nil)
 )
 
 // Validate checks that the teacher is named once, and named at all when the
@@ -92,6 +94,14 @@ func (c *Config) FileReferences() []config.FileRef {
 
 // UsesData reports that distillation trains on the data.
 func (c *Config) UsesData() bool { return true }
+
+// OutputArch is the student's architecture, when the stage builds one.
+func (c *Config) OutputArch(recipe arch.Spec) (arch.Spec, bool) {
+	if c.Student == nil {
+		return arch.Spec{}, false
+	}
+	return *c.Student.spec(recipe), true
+}
 
 // MakesModel reports that a stage with a student architecture builds its model
 // rather than transforming an input.

@@ -6,8 +6,10 @@ import (
 	"sort"
 	"strconv"
 
+	"github.com/shrink-ml/shrink/arch"
 	"github.com/shrink-ml/shrink/config"
 	"github.com/shrink-ml/shrink/model"
+	"github.com/shrink-ml/shrink/pipeline"
 	"github.com/shrink-ml/shrink/stages"
 )
 
@@ -38,9 +40,10 @@ func (Energies) ConfigSchema() map[string]any {
 }
 
 var (
-	_ config.Validator = (*Config)(nil)
-	_ config.Schemer   = Ranks(nil)
-	_ config.Schemer   = Energies(nil)
+	_ config.Validator      = (*Config)(nil)
+	_ pipeline.ModelChecker = (*Config)(nil)
+	_ config.Schemer        = Ranks(nil)
+	_ config.Schemer        = Energies(nil)
 )
 
 // Validate checks the rules across keys: one rule per layer, and per-layer
@@ -173,4 +176,11 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// CheckModel checks the layers the keys name against the model the stage receives.
+func (c *Config) CheckModel(in arch.Spec) error {
+	errs := stages.CheckLayers(in, "layers", c.Layers)
+	errs = append(errs, stages.CheckLayerKeys(in, "ranks", c.Ranks)...)
+	return append(errs, stages.CheckLayerKeys(in, "energies", c.Energies)...).Err()
 }

@@ -6,6 +6,7 @@ import (
 	"slices"
 	"strings"
 
+	"github.com/shrink-ml/shrink/arch"
 	"github.com/shrink-ml/shrink/config"
 	"github.com/shrink-ml/shrink/data"
 	"github.com/shrink-ml/shrink/pipeline"
@@ -22,15 +23,16 @@ const (
 )
 
 var (
-	_ stages.Config        = (*Config)(nil)
-	_ pipeline.DataUser    = (*Config)(nil)
-	_ pipeline.DataChecker = (*Config)(nil)
-	_ config.Decoder       = (*Amount)(nil)
-	_ config.Schemer       = (*Amount)(nil)
-	_ config.Decoder       = (*Norm)(nil)
-	_ config.Schemer       = (*Norm)(nil)
-	_ config.Decoder       = (*Rewind)(nil)
-	_ config.Schemer       = (*Rewind)(nil)
+	_ stages.Config         = (*Config)(nil)
+	_ pipeline.DataUser     = (*Config)(nil)
+	_ pipeline.DataChecker  = (*Config)(nil)
+	_ pipeline.ModelChecker = (*Config)(nil)
+	_ config.Decoder        = (*Amount)(nil)
+	_ config.Schemer        = (*Amount)(nil)
+	_ config.Decoder        = (*Norm)(nil)
+	_ config.Schemer        = (*Norm)(nil)
+	_ config.Decoder        = (*Rewind)(nil)
+	_ config.Schemer        = (*Rewind)(nil)
 )
 
 var methods = []string{RandomUnstructured, L1Unstructured, GlobalUnstructured, LnStructured, LotteryTicket}
@@ -161,4 +163,10 @@ func (c *Config) outputRate() float64 {
 		return *c.OutputRate
 	}
 	return c.Rate / 2
+}
+
+// CheckModel checks the layers the keys name against the model the stage receives.
+func (c *Config) CheckModel(in arch.Spec) error {
+	errs := stages.CheckLayers(in, "layers", c.Layers)
+	return append(errs, stages.CheckLayerKeys(in, "amounts", c.Amounts)...).Err()
 }

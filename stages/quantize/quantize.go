@@ -6,6 +6,7 @@ package quantize
 
 import (
 	"github.com/shrink-ml/shrink/config"
+	"github.com/shrink-ml/shrink/pipeline"
 	"github.com/shrink-ml/shrink/stages"
 )
 
@@ -22,7 +23,10 @@ type Config struct {
 	Settings
 }
 
-var _ config.Validator = (*Config)(nil)
+var (
+	_ config.Validator      = (*Config)(nil)
+	_ pipeline.ModelChecker = (*Config)(nil)
+)
 
 // Run quantizes the start model: static input ranges are calibrated on the float
 // model first (as PyTorch calibrates a prepared model), then the weights are

@@ -4,6 +4,7 @@ import (
 	"slices"
 	"sort"
 
+	"github.com/shrink-ml/shrink/arch"
 	"github.com/shrink-ml/shrink/config"
 	"github.com/shrink-ml/shrink/quant"
 	"github.com/shrink-ml/shrink/stages"
@@ -95,4 +96,10 @@ func sortedKeys[V any](m map[string]V) []string {
 	}
 	sort.Strings(keys)
 	return keys
+}
+
+// CheckModel checks the layers the keys name against the model the stage receives.
+func (s *Settings) CheckModel(in arch.Spec) error {
+	errs := stages.CheckLayers(in, "layers", s.Layers)
+	return append(errs, stages.CheckLayerKeys(in, "overrides", s.Overrides)...).Err()
 }
