@@ -5,7 +5,11 @@
 package vec
 
 // adamAVX2 applies Adam to n (a multiple of 8) parameters; see adamScalar.
+//
+//go:noescape
 func adamAVX2(n int, w *float32, grad *float32, m *float32, v *float32, mask *float32, c *float32)
 
 // adamMaskedAVX2 applies Adam to n (a multiple of 8) parameters; see adamScalar.
+//
+//go:noescape
 func adamMaskedAVX2(n int, w *float32, grad *float32, m *float32, v *float32, mask *float32, c *float32)

@@ -26,6 +26,8 @@ func main() {
 // multiple of 8; mask is read only by the masked variant.
 func adam(name string, masked bool) {
 	TEXT(name, NOSPLIT, "func(n int, w, grad, m, v, mask, c *float32)")
+	// The kernel keeps no pointer: without this, &consts escapes and every step allocates.
+	Pragma("noescape")
 	Doc(name + " applies Adam to n (a multiple of 8) parameters; see adamScalar.")
 	n := Load(Param("n"), GP64())
 	w := Load(Param("w"), GP64())

@@ -1,0 +1,65 @@
+package model
+
+import (
+	"math/rand/v2"
+	"testing"
+
+	"github.com/shrink-ml/shrink/arch"
+)
+
+// TestTrainStepDoesNotAllocate guards the training loop's steady state: after
+// the first step has sized every buffer, a forward, backward and Adam (or SGD)
+// step allocates nothing, whatever the model family or masking.
+func TestTrainStepDoesNotAllocate(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		spec   arch.Spec
+		opt    OptimizerConfig
+		masked bool
+	}{
+		{"mlp adam", arch.Spec{Arch: "mlp", Inputs: 20, Hidden: []int{16}, Classes: 4}, DefaultOptimizer(), false},
+		{"mlp adam masked", arch.Spec{Arch: "mlp", Inputs: 20, Hidden: []int{16}, Classes: 4}, DefaultOptimizer(), true},
+		{"mlp sgd", arch.Spec{Arch: "mlp", Inputs: 20, Hidden: []int{16}, Classes: 4}, OptimizerConfig{Name: "sgd", LR: 0.1, Momentum: 0.9}, false},
+		{"lenet5 adam", arch.Spec{Arch: "lenet5", Classes: 10}, DefaultOptimizer(), false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(1, 2))
+			m := New(tc.spec, rng)
+			if tc.masked {
+				for _, l := range m.Layers {
+					l.Pruned = true
+					for _, w := range l.Weights {
+						w.Mask = make([]float32, len(w.Data))
+						for i := range w.Mask {
+							w.Mask[i] = float32(i % 2)
+						}
+					}
+				}
+			}
+			net, err := Build(m, NetOptions{Batch: 8, Mode: ModeTrain})
+			if err != nil {
+				t.Fatal(err)
+			}
+			opt, err := NewOptimizer(tc.opt, net.Params())
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i := range net.X {
+				net.X[i] = float32(rng.NormFloat64())
+			}
+			for i := range net.Labels {
+				net.Labels[i] = float32(i % tc.spec.Classes)
+			}
+			step := func() {
+				if err := net.Run(); err != nil {
+					t.Fatal(err)
+				}
+				opt.Step(net.Params())
+			}
+			step() // sizes the buffers
+			if n := testing.AllocsPerRun(20, step); n != 0 {
+				t.Errorf("a training step allocates %v times", n)
+			}
+		})
+	}
+}
