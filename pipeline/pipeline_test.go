@@ -1,6 +1,7 @@
 package pipeline
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -263,6 +264,22 @@ func TestSetParsesYAMLValues(t *testing.T) {
 	c := r.Stage("train").Config.(*xform)
 	if fmt.Sprint(c.Amount) != "[1 0.5]" || c.Method != "b" {
 		t.Fatalf("config %+v", c)
+	}
+}
+
+// JSON has no infinity: YAML's .inf and .nan reach the stage as words, and the
+// resolved recipe (run.json, keys) stays encodable.
+func TestNonFiniteYAMLNumbersBecomeWords(t *testing.T) {
+	r, err := parse(t, "  train: {type: xform, amount: .inf}\n", Options{Sets: []string{"stages.train.amount=[-.inf, .nan, .Inf]"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := r.Stage("train").Config.(*xform)
+	if fmt.Sprint(c.Amount) != "[-inf nan inf]" {
+		t.Fatalf("config %+v", c)
+	}
+	if _, err := json.Marshal(r.Resolved); err != nil {
+		t.Fatalf("resolved recipe: %v", err)
 	}
 }
 

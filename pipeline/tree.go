@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 
@@ -123,6 +124,17 @@ func scalar(n *yaml.Node) any {
 		return n.Value
 	}
 	switch x := v.(type) {
+	case float64:
+		// JSON, under every recipe, has no infinity or NaN: YAML's .inf becomes
+		// the word, which keys that accept it (prune's n) read and others reject.
+		switch {
+		case math.IsInf(x, 1):
+			return "inf"
+		case math.IsInf(x, -1):
+			return "-inf"
+		case math.IsNaN(x):
+			return "nan"
+		}
 	case int64:
 		return int(x)
 	case uint64:

@@ -4,7 +4,7 @@ package schemas
 import _ "embed"
 
 // Recipe is recipe.schema.json: the recipe format, generated from the stage
-// registry (go generate ./schemas; a test keeps it in sync).
+// registry (go tool task generate rewrites it; TestSchemaInSync fails when it is stale).
 //
 //go:embed recipe.schema.json
 var Recipe []byte

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"testing"
 
+	"github.com/viterin/vek/vek32"
 	"gonum.org/v1/gonum/blas"
 	"gonum.org/v1/gonum/blas/gonum"
 )
@@ -39,8 +40,9 @@ var benchShapes = []struct {
 }
 
 // BenchmarkSgemm compares, per shape, the asm kernels (best available and
-// AVX2) on 1 and 2 threads, the pure-Go fallback, and gonum's Sgemm
-// (which parallelises on its own up to GOMAXPROCS).
+// AVX2) on 1 and 2 threads, the pure-Go fallback, gonum's Sgemm (which
+// parallelises on its own up to GOMAXPROCS), and for untransposed shapes
+// viterin/vek's MatMul (SIMD dot products, one thread).
 func BenchmarkSgemm(b *testing.B) {
 	type variant struct {
 		name    string
@@ -51,7 +53,7 @@ func BenchmarkSgemm(b *testing.B) {
 	for _, im := range asmImpls() {
 		variants = append(variants, variant{im.name + "-t1", im.name, 1}, variant{im.name + "-t2", im.name, 2})
 	}
-	variants = append(variants, variant{"purego-t1", "purego", 1}, variant{"gonum", "", 0})
+	variants = append(variants, variant{"purego-t1", "purego", 1}, variant{"gonum", "gonum", 0}, variant{"vek", "vek", 0})
 
 	for _, s := range benchShapes {
 		tc := gemmCase{tA: s.tA, tB: s.tB, m: s.m, n: s.n, k: s.k, alpha: 1, seed: 1}
@@ -60,7 +62,13 @@ func BenchmarkSgemm(b *testing.B) {
 		for _, v := range variants {
 			b.Run(fmt.Sprintf("%s/%s", s.name, v.name), func(b *testing.B) {
 				run := func() { Sgemm(s.tA, s.tB, s.m, s.n, s.k, 1, a, lda, bb, ldb, 0, c, ldc) }
-				if v.impl == "" {
+				switch v.impl {
+				case "vek":
+					if s.tA || s.tB {
+						b.Skip("vek multiplies row-major matrices without transposes")
+					}
+					run = func() { vek32.MatMul_Into(c[:s.m*s.n], a[:s.m*s.k], bb[:s.k*s.n], s.k) }
+				case "gonum":
 					tA, tB := blas.NoTrans, blas.NoTrans
 					if s.tA {
 						tA = blas.Trans
@@ -69,7 +77,7 @@ func BenchmarkSgemm(b *testing.B) {
 						tB = blas.Trans
 					}
 					run = func() { gonum.Implementation{}.Sgemm(tA, tB, s.m, s.n, s.k, 1, a, lda, bb, ldb, 0, c, ldc) }
-				} else {
+				default:
 					prev := useImpl(v.impl)
 					defer useImpl(prev)
 					prevT := Threads()
