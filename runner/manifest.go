@@ -79,9 +79,13 @@ func recipeGit(file string) string {
 	return rev
 }
 
+// buildRevision is set by builds without the repository at hand (the
+// Dockerfile: -ldflags -X github.com/shrink-ml/shrink/runner.buildRevision=...).
+var buildRevision string
+
 // Version is shrink's version, from the build.
 func Version() (version, revision string) {
-	version = "(devel)"
+	version, revision = "(devel)", buildRevision
 	bi, ok := debug.ReadBuildInfo()
 	if !ok {
 		return

@@ -1,6 +1,7 @@
 package lowrank
 
 import (
+	"math"
 	"testing"
 )
 
@@ -45,8 +46,10 @@ func TestOracleRank3(t *testing.T) {
 				t.Fatalf("layout %s %v, %s %v", first.Name, first.Shape, second.Name, second.Shape)
 			}
 			got := frobeniusError(w, second.Data, first.Data, l.Out, 3, l.In)
-			if got > 1.01*optimal {
-				t.Errorf("||W - BA||_F = %g, above 1.01 x the optimal %g", got, optimal)
+			// Eckart-Young: the truncated SVD is the optimum, so only float32
+			// rounding may separate them (measured: 1e-8 to 4e-8 relative).
+			if math.Abs(got-optimal) > 1e-6*optimal {
+				t.Errorf("||W - BA||_F = %g, the optimal rank-3 error is %g (relative gap %.2g)", got, optimal, math.Abs(got-optimal)/optimal)
 			}
 			// The same bound holds for torch's own factors: the file and the rule agree.
 			if e := frobeniusError(w, oracleFloats(t, want, l.Name+".1.weight"), oracleFloats(t, want, l.Name+".0.weight"), l.Out, 3, l.In); e > 1.01*optimal {
