@@ -25,6 +25,8 @@ const SchemaID = "https://github.com/shrink-ml/shrink/schemas/recipe.schema.json
 const (
 	idPattern   = "^[a-z0-9_-]+$"
 	namePattern = "^[a-z0-9][a-z0-9._-]*$"
+	// QuantityPattern is a Kubernetes resource quantity: 2, 0.5, 500m, 4Gi.
+	QuantityPattern = `^\+?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+|[numkMGTPE]|[KMGTPE]i)?$`
 )
 
 // genericKeys are the keys every stage accepts, whatever its type.
@@ -117,8 +119,8 @@ func genericStageProps() map[string]any {
 			"additionalProperties": false,
 			"description":          "requests for distributed runs (Argo)",
 			"properties": map[string]any{
-				"cpu":    map[string]any{"type": []any{"string", "number"}, "description": "CPU request, e.g. 2 or 500m"},
-				"memory": map[string]any{"type": "string", "description": "memory request, e.g. 2Gi"},
+				"cpu":    map[string]any{"type": []any{"string", "number"}, "pattern": QuantityPattern, "description": "CPU request, e.g. 2 or 500m"},
+				"memory": map[string]any{"type": "string", "pattern": QuantityPattern, "description": "memory request, e.g. 2Gi"},
 			},
 		},
 	}
@@ -332,6 +334,9 @@ func (cs *compiledSchema) describe(e *jsonschema.ValidationError, tree map[strin
 		}
 		if path == "name" {
 			return at("%q: start with a lowercase letter or digit, then use lowercase letters, digits, '.', '_' and '-'", k.Got)
+		}
+		if k.Want == QuantityPattern {
+			return at("%q is not a Kubernetes quantity: write a number with an optional unit, e.g. 2, 500m, 4Gi", k.Got)
 		}
 		return at("%q does not match %s", k.Got, k.Want)
 	case *kind.FalseSchema:

@@ -741,7 +741,13 @@ func newRand(src *rand.PCG) *rand.Rand { return rand.New(src) }
 // share splits the cores among the stages running now: a lone stage's matrix
 // products use them all, parallel stages one each. Products are bit-identical
 // whatever the thread count, so this changes speed only. SHRINK_THREADS fixes it.
-func (ex *execution) share(running int32) {
+func (ex *execution) share(running int32) { shareCores(running) }
+
+// UseAllCores gives the matrix products of a command outside a run (eval) every
+// core, or SHRINK_THREADS of them.
+func UseAllCores() { shareCores(1) }
+
+func shareCores(running int32) {
 	if s := os.Getenv("SHRINK_THREADS"); s != "" {
 		if n, err := strconv.Atoi(s); err == nil {
 			gemm.SetThreads(n)

@@ -169,7 +169,7 @@ func (opt *Options) stageTemplate(s *pipeline.Stage, i int) (Template, error) {
 
 // quantity is a Kubernetes resource quantity: a number with an SI or binary
 // suffix or an exponent.
-var quantity = regexp.MustCompile(`^\+?([0-9]+(\.[0-9]*)?|\.[0-9]+)([eE][+-]?[0-9]+|[numkMGTPE]|[KMGTPE]i)?$`)
+var quantity = regexp.MustCompile(pipeline.QuantityPattern)
 
 // labelValue is a valid Kubernetes label value.
 var labelValue = regexp.MustCompile(`^([a-zA-Z0-9]([-a-zA-Z0-9_.]{0,61}[a-zA-Z0-9])?)?$`)

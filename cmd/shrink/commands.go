@@ -393,6 +393,7 @@ With --format json, one object {"accuracy", "loss", "samples"} is printed.`,
 			if err != nil {
 				return err
 			}
+			runner.UseAllCores()
 			res, err := model.Evaluate(cmd.Context(), m, ds.Test, recipe.Data.EvalBatchSize)
 			if err != nil {
 				return err
