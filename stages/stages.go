@@ -152,3 +152,11 @@ func (r *Registry) Types() []pipeline.StageType {
 func (t Type) pipelineType() pipeline.StageType {
 	return pipeline.StageType{Name: t.Name, Summary: t.Summary, FanIn: t.FanIn, New: func() any { return t.New() }}
 }
+
+// CommonMetrics are the metrics.json keys the runner writes for every stage
+// (with a data section; accuracy, loss and test_samples need one), beside the
+// stage's own. select checks its metric names against them for typos.
+var CommonMetrics = []string{
+	"accuracy", "compressed_bytes", "compression_ratio", "dense_f32_bytes", "layers", "loss",
+	"params_nonzero", "params_total", "seconds", "size_bytes", "sparsity", "test_samples", "weight_sparsity",
+}

@@ -17,6 +17,7 @@ import (
 	"maps"
 	"regexp"
 	"slices"
+	"strings"
 
 	"github.com/shrink-ml/shrink/config"
 	"github.com/shrink-ml/shrink/stages"
@@ -67,19 +68,31 @@ func (c *Config) Validate() error {
 		errs = append(errs, config.Errorf("metric", "missing: name the metrics.json key to rank by, e.g. metric: accuracy (with goal: max) or metric: size_bytes (with goal: min)"))
 	}
 	for i, m := range c.Metric {
-		if !metricName.MatchString(m) {
-			errs = append(errs, config.Errorf(fmt.Sprintf("metric.%d", i), "%q is not a metrics.json key (letters, digits, '_', '-', and '.' between nested keys)", m))
-		}
+		errs = append(errs, checkMetric(fmt.Sprintf("metric.%d", i), m)...)
 	}
 	if c.Goal == "" {
 		errs = append(errs, config.Errorf("goal", "missing: max (the largest value wins, e.g. accuracy) or min (the smallest wins, e.g. size_bytes)"))
 	}
 	for _, k := range slices.Sorted(maps.Keys(c.Where)) {
-		if !metricName.MatchString(k) {
-			errs = append(errs, config.Errorf("where."+k, "%q is not a metrics.json key (letters, digits, '_', '-', and '.' between nested keys)", k))
-		}
+		errs = append(errs, checkMetric("where."+k, k)...)
 	}
 	return errs.Err()
+}
+
+// checkMetric rejects what cannot be a metrics.json key, and a near miss of a
+// key every stage writes (acuracy): a stage's own keys (teacher_accuracy) are
+// found only at run time, so anything else passes here.
+func checkMetric(path, name string) config.Errors {
+	if !metricName.MatchString(name) {
+		return config.Errors{config.Errorf(path, "%q is not a metrics.json key (letters, digits, '_', '-', and '.' between nested keys)", name)}
+	}
+	top, _, _ := strings.Cut(name, ".")
+	if !slices.Contains(stages.CommonMetrics, top) {
+		if near := config.Closest(top, stages.CommonMetrics); near != "" {
+			return config.Errors{config.Errorf(path, "%q is not a metric shrink writes (did you mean %q?); every stage writes %s", name, near, strings.Join(stages.CommonMetrics, ", "))}
+		}
+	}
+	return nil
 }
 
 // Validate asks for at least one limit, in order.
