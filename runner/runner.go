@@ -358,10 +358,6 @@ func (r *Runner) Run(ctx context.Context) (*Manifest, error) {
 		Sets: r.opt.Sets, Resolved: r.recipe.Resolved, YAML: string(resolved), Dir: r.recipe.Dir}
 	man.Seed = r.recipe.Seed
 	man.Started = time.Now().UTC()
-	var prev *Manifest
-	if r.opt.Only != "" {
-		prev, _ = ReadManifest(r.opt.RunDir)
-	}
 	for _, it := range plan {
 		rec := &StageRecord{ID: it.Stage.ID, Type: it.Stage.Type, Status: "pending", Folder: it.Folder, Needs: it.Stage.Needs}
 		if len(it.Stage.Refs) > 0 {
@@ -370,9 +366,13 @@ func (r *Runner) Run(ctx context.Context) (*Manifest, error) {
 				rec.Refs[ref.Path] = ref.Stage
 			}
 		}
-		if prev != nil && it.Stage.ID != r.opt.Only {
-			if p := prev.Stage(it.Stage.ID); p != nil {
-				rec = p
+		if r.opt.Only != "" && it.Stage.ID != r.opt.Only {
+			// Not run now: the stored result stands in, or nothing does (an
+			// earlier run's failure would be stale next to the new result).
+			if e := it.Entry; it.Status == "cached" && e != nil {
+				rec.Status, rec.Key, rec.SHA256, rec.Metrics, rec.Seconds, rec.KeyDoc = "cached", it.Key, e.Checkpoint, e.Metrics, e.Seconds, &e.Inputs
+			} else {
+				rec.Reason = "not run: --only " + r.opt.Only
 			}
 		}
 		man.Stages = append(man.Stages, rec)
@@ -386,6 +386,7 @@ func (r *Runner) Run(ctx context.Context) (*Manifest, error) {
 		ex.forced[it.Stage.ID], _ = r.forced(it.Stage, ex.forced)
 	}
 	ex.run(ctx)
+	r.removeDroppedStages(plan)
 	status := "ok"
 	switch {
 	case ctx.Err() != nil:
@@ -725,15 +726,45 @@ func (ex *execution) materialize(folder, key string, e *Entry) error {
 			return err
 		}
 	}
-	return filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
-		if err != nil || d.IsDir() {
+	var dirs []string
+	err := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
+		switch {
+		case err != nil:
 			return err
-		}
-		if !keep[filepath.Clean(p)] {
+		case d.IsDir():
+			dirs = append(dirs, p)
+		case !keep[filepath.Clean(p)]:
 			return os.Remove(p)
 		}
 		return nil
 	})
+	// Folders an earlier result had and this one lacks (a lottery's round-03/
+	// after rounds went down), deepest first; os.Remove leaves non-empty ones.
+	for i := len(dirs) - 1; i > 0; i-- {
+		os.Remove(dirs[i])
+	}
+	return err
+}
+
+// removeDroppedStages deletes the folders of stages the last run had and this
+// recipe no longer has, so the run folder shows this recipe's stages only (their
+// results stay in the store). Only folders run.json named are touched.
+func (r *Runner) removeDroppedStages(plan []*PlanItem) {
+	if r.prev == nil {
+		return
+	}
+	current := map[string]bool{}
+	for _, it := range plan {
+		current[it.Folder] = true
+	}
+	for _, s := range r.prev.Stages {
+		if s.Folder == "" || current[s.Folder] || s.Folder != filepath.Base(s.Folder) || strings.HasPrefix(s.Folder, ".") {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(r.opt.RunDir, s.Folder)); err != nil {
+			r.opt.Log.Warn().Err(err).Str("folder", s.Folder).Msg("could not remove the folder of a stage the recipe dropped")
+		}
+	}
 }
 
 func newRand(src *rand.PCG) *rand.Rand { return rand.New(src) }
