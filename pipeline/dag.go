@@ -90,6 +90,7 @@ type combo struct {
 func (r *Recipe) buildStages(reg Registry, tree map[string]any, bad map[string]bool) Diagnostics {
 	rawStages, _ := tree["stages"].(map[string]any)
 	ids := r.stageOrder(rawStages)
+	r.baseOrder = ids
 	var diags Diagnostics
 	bases := map[string]*baseStage{}
 	var order []*baseStage

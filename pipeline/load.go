@@ -56,7 +56,8 @@ type Recipe struct {
 	Data    *data.Config // nil when the recipe has no data section
 	Stages  []*Stage     // expanded, in run order
 
-	pos *positions
+	pos       *positions
+	baseOrder []string // the recipe's stage ids as written
 }
 
 // Stage finds an expanded stage by id.

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"math"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -14,6 +15,42 @@ import (
 // because a prune amount of 1.0 and of 1 mean different things.
 func MarshalYAML(tree map[string]any) ([]byte, error) {
 	return yaml.Marshal(node(tree))
+}
+
+// MarshalYAML writes the resolved recipe back as YAML (see the function
+// MarshalYAML) in the order a reader expects: version, name, seed, model, data,
+// then the stages as the recipe listed them. The order matters beyond looks:
+// among stages ready at once, the recipe's order decides which runs first.
+func (r *Recipe) MarshalYAML() ([]byte, error) {
+	n := node(r.Resolved)
+	orderKeys(n, []string{"version", "name", "seed", "model", "data", "stages"})
+	for i := 0; i+1 < len(n.Content); i += 2 {
+		if n.Content[i].Value == "stages" {
+			orderKeys(n.Content[i+1], r.baseOrder)
+		}
+	}
+	return yaml.Marshal(n)
+}
+
+// orderKeys puts a mapping's keys that first lists in its order, the rest after
+// them as they were (sorted).
+func orderKeys(m *yaml.Node, first []string) {
+	type pair struct{ k, v *yaml.Node }
+	pairs := make([]pair, 0, len(m.Content)/2)
+	for i := 0; i+1 < len(m.Content); i += 2 {
+		pairs = append(pairs, pair{m.Content[i], m.Content[i+1]})
+	}
+	rank := func(k string) int {
+		if i := slices.Index(first, k); i >= 0 {
+			return i
+		}
+		return len(first)
+	}
+	slices.SortStableFunc(pairs, func(a, b pair) int { return rank(a.k.Value) - rank(b.k.Value) })
+	m.Content = m.Content[:0]
+	for _, p := range pairs {
+		m.Content = append(m.Content, p.k, p.v)
+	}
 }
 
 func node(v any) *yaml.Node {

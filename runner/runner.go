@@ -350,7 +350,7 @@ func (r *Runner) Run(ctx context.Context) (*Manifest, error) {
 		return nil, err
 	}
 	man := newManifest()
-	resolved, err := pipeline.MarshalYAML(r.recipe.Resolved)
+	resolved, err := r.recipe.MarshalYAML()
 	if err != nil {
 		return nil, err
 	}
