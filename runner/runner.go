@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"io/fs"
 	"math/rand/v2"
 	"os"
@@ -47,7 +48,13 @@ type Options struct {
 	Jobs     int    // stages run at once (default 1)
 	Sets     []string
 	Log      zerolog.Logger
+	// LogOutput, when set, is where Log writes: a stage's own lines then also
+	// go to its result's log.jsonl (kept in the store with the checkpoint, so a
+	// cached stage still shows the log of the run that made it).
+	LogOutput io.Writer
 	// Progress returns a stage's training progress sink (nil: log lines only).
+	// Several stages may report at once; a Progress with Epochs 0 means the
+	// stage has ended.
 	Progress func(stage string) func(model.Progress)
 }
 
@@ -413,7 +420,7 @@ type execution struct {
 	keys    map[string]string // stage -> key
 	failed  map[string]string // stage -> why (failed or skipped)
 	forced  map[string]bool   // stages flags make run (read-only once running)
-	running atomic.Int32      // stages executing now: progress bars show when one is
+	running atomic.Int32      // stages executing now: they share the cores
 }
 
 func (ex *execution) run(ctx context.Context) {
@@ -515,6 +522,7 @@ func (ex *execution) stage(ctx context.Context, it *PlanItem) {
 	start := time.Now()
 	ex.share(ex.running.Add(1))
 	e, err := ex.execute(ctx, it, doc, key, log)
+	ex.progressDone(s.ID)
 	ex.share(ex.running.Add(-1))
 	if err != nil {
 		status, msg := "failed", err.Error()
@@ -579,12 +587,27 @@ func (ex *execution) execute(ctx context.Context, it *PlanItem, doc KeyDoc, key 
 		return nil, err
 	}
 	defer os.RemoveAll(work) // gone after Publish moved it; cleans up after a failure
+	var logFile *os.File
+	if r.opt.LogOutput != nil {
+		if logFile, err = os.Create(filepath.Join(work, "log.jsonl")); err != nil {
+			return nil, err
+		}
+		defer logFile.Close() // on the early returns; closed again harmlessly
+		// The file keeps info and above whatever the terminal shows (-q, -v).
+		console := &zerolog.FilteredLevelWriter{Writer: zerolog.LevelWriterAdapter{Writer: r.opt.LogOutput}, Level: r.opt.Log.GetLevel()}
+		file := &zerolog.FilteredLevelWriter{Writer: zerolog.LevelWriterAdapter{Writer: logFile}, Level: zerolog.InfoLevel}
+		log = zerolog.New(zerolog.MultiLevelWriter(console, file)).Level(min(r.opt.Log.GetLevel(), zerolog.InfoLevel)).
+			With().Timestamp().Str("stage", s.ID).Str("type", s.Type).Logger()
+	}
 	start := time.Now()
 	sc, err := ex.context(ctx, it, key, work, log)
 	if err != nil {
 		return nil, err
 	}
 	res, err := cfg.Run(sc)
+	if logFile != nil {
+		logFile.Close() // the stage's lines end with Run; complete before Publish digests it
+	}
 	if err != nil {
 		return nil, err
 	}

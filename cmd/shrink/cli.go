@@ -44,7 +44,8 @@ type app struct {
 	logFormat      string
 	quiet, verbose bool
 	log            zerolog.Logger
-	tty            bool // stderr is a terminal: progress bars
+	logOut         io.Writer // where log writes
+	tty            bool      // stderr is a terminal: progress bars
 	bar            *progressBar
 }
 
@@ -159,7 +160,7 @@ func (a *app) setupLogging() error {
 	default:
 		return usagef("--log-format must be console or json, not %q", a.logFormat)
 	}
-	a.log = zerolog.New(w).Level(level).With().Timestamp().Logger()
+	a.log, a.logOut = zerolog.New(w).Level(level).With().Timestamp().Logger(), w
 	return nil
 }
 

@@ -45,7 +45,7 @@ func (f *runFlags) register(cmd *cobra.Command, full bool) {
 
 func (a *app) newRunner(recipe *pipeline.Recipe, f *runFlags) *runner.Runner {
 	opt := runner.Options{RunDir: f.runDir, CacheDir: f.cacheDir, Force: f.force, From: f.from, Only: f.only,
-		Jobs: a.jobs(recipe, f.jobs), Sets: f.sets, Log: a.log}
+		Jobs: a.jobs(recipe, f.jobs), Sets: f.sets, Log: a.log, LogOutput: a.logOut}
 	if a.bar != nil && a.bar.enabled {
 		opt.Progress = a.bar.sink
 	}

@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -12,13 +13,16 @@ import (
 
 // progressBar draws one line of training progress on a terminal and keeps log
 // lines from tangling with it: every log write clears the bar first. It is also
-// the log writer's destination.
+// the log writer's destination. A lone stage gets the full bar; stages running
+// in parallel share the line, each with its epoch and percentage.
 type progressBar struct {
 	mu      sync.Mutex
 	out     io.Writer
 	enabled bool
 	shown   bool
 	last    time.Time
+	active  map[string]model.Progress
+	order   []string // active stages, by when they started
 }
 
 // Write passes log output through, clearing the bar first.
@@ -50,15 +54,48 @@ func (p *progressBar) sink(stage string) func(model.Progress) {
 	return func(pr model.Progress) {
 		p.mu.Lock()
 		defer p.mu.Unlock()
+		if p.active == nil {
+			p.active = map[string]model.Progress{}
+		}
+		if pr.Epochs == 0 { // the stage ended
+			delete(p.active, stage)
+			p.order = slices.DeleteFunc(p.order, func(s string) bool { return s == stage })
+			p.clearLocked()
+			return
+		}
+		if _, ok := p.active[stage]; !ok {
+			p.order = append(p.order, stage)
+		}
+		p.active[stage] = pr
 		if time.Since(p.last) < 100*time.Millisecond && pr.Batch != pr.Batches {
 			return
 		}
 		p.last = time.Now()
+		fmt.Fprintf(p.out, "\r\033[K%s", p.line())
+		p.shown = true
+	}
+}
+
+// line is the bar's text: the full bar for one stage, a summary per stage for
+// several.
+func (p *progressBar) line() string {
+	if len(p.order) == 1 {
+		stage := p.order[0]
+		pr := p.active[stage]
 		const width = 24
 		filled := width * pr.Batch / max(pr.Batches, 1)
 		bar := strings.Repeat("=", filled) + strings.Repeat(" ", width-filled)
-		fmt.Fprintf(p.out, "\r\033[K%s epoch %d/%d [%s] %d/%d loss %.4f %.0f samples/s ETA %s",
+		return fmt.Sprintf("%s epoch %d/%d [%s] %d/%d loss %.4f %.0f samples/s ETA %s",
 			stage, pr.Epoch, pr.Epochs, bar, pr.Batch, pr.Batches, pr.Loss, pr.SamplesPerSec, pr.Remain.Round(time.Second))
-		p.shown = true
 	}
+	parts := make([]string, len(p.order))
+	for i, stage := range p.order {
+		pr := p.active[stage]
+		parts[i] = fmt.Sprintf("%s %d/%d %d%%", stage, pr.Epoch, pr.Epochs, 100*pr.Batch/max(pr.Batches, 1))
+	}
+	line := strings.Join(parts, " | ")
+	if len(line) > 150 { // one terminal line: the rest would wrap and break the redraw
+		line = line[:147] + "..."
+	}
+	return line
 }
