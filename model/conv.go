@@ -12,14 +12,17 @@ import (
 
 // conv2dOp is a valid (unpadded, stride 1) 2-D convolution of x [B, C, H, W] with
 // w [O, C, K, K], PyTorch's Conv2d without bias, as one matrix product over the
-// whole batch: the K×K patches of every output position form the rows of
-// cols [B·P, C·K·K] (P = OH·OW), and out = cols · wᵀ. One large product keeps the
-// GEMM fast and its result independent of how many threads run it; gorgonia's
-// own Conv2d allocates tens of megabytes per call.
+// whole batch: the K×K patches of every output position form the columns of
+// cols [C·K·K, B·P] (P = OH·OW), and out [O, B·P] = w · cols. One large product
+// keeps the GEMM fast and its result independent of how many threads run it;
+// gorgonia's own Conv2d allocates tens of megabytes per call. Patches as
+// columns, not rows, make every copy in and out of the product a contiguous run
+// of an output row (OW values) instead of K values: LeNet-5's convolutions are
+// bound by that memory traffic, not by arithmetic.
 type conv2dOp struct {
 	opBase
 	cols *tensor.Dense // the patches of the last forward, for the gradients
-	tmp  *tensor.Dense // [B·P, O] before the transpose to [B, O, P]
+	tmp  *tensor.Dense // [O, B·P] before the reorder to [B, O, P]
 	out  *tensor.Dense
 }
 
@@ -47,18 +50,19 @@ func convGeometry(x, w tensor.Shape) convDims {
 
 func (o *conv2dOp) Do(in ...G.Value) (G.Value, error) {
 	d := convGeometry(dims(in[0]), dims(in[1]))
-	cols := f32(buffer(&o.cols, d.B*d.P, d.CKK))
+	n := d.B * d.P
+	cols := f32(buffer(&o.cols, d.CKK, n))
 	im2col(f32(in[0]), cols, d)
-	tmp := f32(buffer(&o.tmp, d.B*d.P, d.O))
-	gemm.Sgemm(false, true, d.B*d.P, d.O, d.CKK, 1, cols, d.CKK, f32(in[1]), d.CKK, 0, tmp, d.O)
+	tmp := f32(buffer(&o.tmp, d.O, n))
+	gemm.Sgemm(false, false, d.O, n, d.CKK, 1, f32(in[1]), d.CKK, cols, n, 0, tmp, n)
 	y := buffer(&o.out, d.B, d.O, d.OH, d.OW)
-	channelsFirst(tmp, f32(y), d.B, d.P, d.O)
+	swapOuter(tmp, f32(y), d.O, d.B, d.P)
 	return y, nil
 }
 
 func (o *conv2dOp) DiffWRT(int) []bool { return []bool{true, true} }
 func (o *conv2dOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) {
-	dyt, err := G.ApplyOp(&channelsLastOp{opBase: newBase(o.name + ".dyT")}, grad)
+	dyt, err := G.ApplyOp(&channelsOuterOp{opBase: newBase(o.name + ".dyT")}, grad)
 	if err != nil {
 		return nil, err
 	}
@@ -73,104 +77,89 @@ func (o *conv2dOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error
 	return G.Nodes{dx, dw}, nil
 }
 
-// im2col writes the patches of x [B, C, H, W] as rows of cols [B·P, C·K·K], in
-// PyTorch's filter order (c, ki, kj).
+// im2col writes the patches of x [B, C, H, W] as columns of cols [C·K·K, B·P]:
+// row (c, ki, kj), in PyTorch's filter order, holds x[b, c, oh+ki, ow+kj] for
+// every (b, oh, ow), so each output row is one contiguous copy.
 func im2col(x, cols []float32, d convDims) {
-	row := 0
-	for b := 0; b < d.B; b++ {
-		img := x[b*d.C*d.H*d.W:]
-		for oh := 0; oh < d.OH; oh++ {
-			for ow := 0; ow < d.OW; ow++ {
-				dst := cols[row*d.CKK : (row+1)*d.CKK]
-				i := 0
-				for c := 0; c < d.C; c++ {
-					plane := img[c*d.H*d.W:]
-					for ki := 0; ki < d.K; ki++ {
-						src := plane[(oh+ki)*d.W+ow : (oh+ki)*d.W+ow+d.K]
-						// K is 5 or 1 here: a loop beats memmove's call for so few values.
-						for kj, v := range src {
-							dst[i+kj] = v
-						}
-						i += d.K
+	n := d.B * d.P
+	r := 0
+	for c := 0; c < d.C; c++ {
+		for ki := 0; ki < d.K; ki++ {
+			for kj := 0; kj < d.K; kj++ {
+				dst := cols[r*n : (r+1)*n]
+				for b := 0; b < d.B; b++ {
+					plane := x[(b*d.C+c)*d.H*d.W:]
+					out := dst[b*d.P:]
+					for oh := 0; oh < d.OH; oh++ {
+						src := plane[(oh+ki)*d.W+kj : (oh+ki)*d.W+kj+d.OW]
+						copy(out[oh*d.OW:(oh+1)*d.OW], src)
 					}
 				}
-				row++
+				r++
 			}
 		}
 	}
 }
 
-// col2im adds the patch gradients dcols [B·P, C·K·K] back into dx [B, C, H, W].
+// col2im adds the patch gradients dcols [C·K·K, B·P] back into dx [B, C, H, W].
+// Each element of dx sums its contributions in the order of the output
+// positions (oh, then ow) that read it, as a loop over rows of patches would:
+// kj runs downwards because, for one element, a larger kj is a smaller ow.
 func col2im(dcols, dx []float32, d convDims) {
 	clear(dx)
-	row := 0
+	n := d.B * d.P
 	for b := 0; b < d.B; b++ {
-		img := dx[b*d.C*d.H*d.W:]
 		for oh := 0; oh < d.OH; oh++ {
-			for ow := 0; ow < d.OW; ow++ {
-				src := dcols[row*d.CKK : (row+1)*d.CKK]
-				i := 0
-				for c := 0; c < d.C; c++ {
-					plane := img[c*d.H*d.W:]
-					for ki := 0; ki < d.K; ki++ {
-						dst := plane[(oh+ki)*d.W+ow : (oh+ki)*d.W+ow+d.K]
-						for kj, v := range src[i : i+d.K] {
-							dst[kj] += v
+			at := b*d.P + oh*d.OW
+			for c := 0; c < d.C; c++ {
+				plane := dx[(b*d.C+c)*d.H*d.W:]
+				for ki := 0; ki < d.K; ki++ {
+					line := plane[(oh+ki)*d.W : (oh+ki+1)*d.W]
+					for kj := d.K - 1; kj >= 0; kj-- {
+						r := (c*d.K+ki)*d.K + kj
+						src := dcols[r*n+at : r*n+at+d.OW]
+						dst := line[kj : kj+d.OW]
+						for i, v := range src {
+							dst[i] += v
 						}
-						i += d.K
 					}
 				}
-				row++
 			}
 		}
 	}
 }
 
-// channelsFirst turns [B, P, O] into [B, O, P]; channelsLast the reverse.
-func channelsFirst(src, dst []float32, b, p, o int) {
-	for i := 0; i < b; i++ {
-		s, t := src[i*p*o:(i+1)*p*o], dst[i*p*o:(i+1)*p*o]
-		for pi := 0; pi < p; pi++ {
-			for oi, v := range s[pi*o : (pi+1)*o] {
-				t[oi*p+pi] = v
-			}
+// swapOuter turns [A, B, P] into [B, A, P]: whole runs of P values move.
+func swapOuter(src, dst []float32, a, b, p int) {
+	for i := 0; i < a; i++ {
+		for j := 0; j < b; j++ {
+			copy(dst[(j*a+i)*p:(j*a+i+1)*p], src[(i*b+j)*p:(i*b+j+1)*p])
 		}
 	}
 }
 
-func channelsLast(src, dst []float32, b, o, p int) {
-	for i := 0; i < b; i++ {
-		s, t := src[i*p*o:(i+1)*p*o], dst[i*p*o:(i+1)*p*o]
-		for oi := 0; oi < o; oi++ {
-			for pi, v := range s[oi*p : (oi+1)*p] {
-				t[pi*o+oi] = v
-			}
-		}
-	}
-}
-
-// channelsLastOp lays a [B, O, OH, OW] gradient out as [B·P, O] rows, matching
-// the forward product's output.
-type channelsLastOp struct {
+// channelsOuterOp lays a [B, O, OH, OW] gradient out as [O, B·P], matching the
+// forward product's output.
+type channelsOuterOp struct {
 	opBase
 	out *tensor.Dense
 }
 
-func (o *channelsLastOp) Arity() int    { return 1 }
-func (o *channelsLastOp) Type() hm.Type { return hm.NewFnType(tensorOf(4), tensorOf(2)) }
-func (o *channelsLastOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
+func (o *channelsOuterOp) Arity() int    { return 1 }
+func (o *channelsOuterOp) Type() hm.Type { return hm.NewFnType(tensorOf(4), tensorOf(2)) }
+func (o *channelsOuterOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 	s := shapeOf(in[0])
-	return tensor.Shape{s[0] * s[2] * s[3], s[1]}, nil
+	return tensor.Shape{s[1], s[0] * s[2] * s[3]}, nil
 }
-func (o *channelsLastOp) Do(in ...G.Value) (G.Value, error) {
+func (o *channelsOuterOp) Do(in ...G.Value) (G.Value, error) {
 	s := dims(in[0])
 	p := s[2] * s[3]
-	y := buffer(&o.out, s[0]*p, s[1])
-	channelsLast(f32(in[0]), f32(y), s[0], s[1], p)
+	y := buffer(&o.out, s[1], s[0]*p)
+	swapOuter(f32(in[0]), f32(y), s[0], s[1], p)
 	return y, nil
 }
 
-// convGradWOp is dw [O, C·K·K] = dyᵀ · cols, from the forward's patches.
+// convGradWOp is dw [O, C·K·K] = dy · colsᵀ, from the forward's patches.
 type convGradWOp struct {
 	opBase
 	fwd *conv2dOp
@@ -183,15 +172,15 @@ func (o *convGradWOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 	return shapeOf(in[1]).Clone(), nil
 }
 func (o *convGradWOp) Do(in ...G.Value) (G.Value, error) {
-	dyt, w := dims(in[0]), dims(in[1])
-	rows, outC := dyt[0], dyt[1]
+	dy, w := dims(in[0]), dims(in[1])
+	outC, n := dy[0], dy[1]
 	ckk := w[1] * w[2] * w[3]
 	dw := buffer(&o.out, w...)
-	gemm.Sgemm(true, false, outC, ckk, rows, 1, f32(in[0]), outC, f32(o.fwd.cols), ckk, 0, f32(dw), ckk)
+	gemm.Sgemm(false, true, outC, ckk, n, 1, f32(in[0]), n, f32(o.fwd.cols), n, 0, f32(dw), ckk)
 	return dw, nil
 }
 
-// convGradXOp is dx: the patch gradients dy · w, folded back by col2im.
+// convGradXOp is dx: the patch gradients wᵀ · dy, folded back by col2im.
 type convGradXOp struct {
 	opBase
 	fwd   *conv2dOp
@@ -208,8 +197,9 @@ func (o *convGradXOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 }
 func (o *convGradXOp) Do(in ...G.Value) (G.Value, error) {
 	d := convGeometry(dims(in[1]), dims(in[2]))
-	dcols := f32(buffer(&o.dcols, d.B*d.P, d.CKK))
-	gemm.Sgemm(false, false, d.B*d.P, d.CKK, d.O, 1, f32(in[0]), d.O, f32(in[2]), d.CKK, 0, dcols, d.CKK)
+	n := d.B * d.P
+	dcols := f32(buffer(&o.dcols, d.CKK, n))
+	gemm.Sgemm(true, false, d.CKK, n, d.O, 1, f32(in[2]), d.CKK, f32(in[0]), n, 0, dcols, n)
 	dx := buffer(&o.out, d.B, d.C, d.H, d.W)
 	col2im(dcols, f32(dx), d)
 	return dx, nil
