@@ -61,3 +61,25 @@ func write(t *testing.T, path, text string) {
 		t.Fatal(err)
 	}
 }
+
+// TestExportWorkflowWarnsAboutLocalFiles: the workflow carries the recipe, not
+// the files it names; the user is told which.
+func TestExportWorkflowWarnsAboutLocalFiles(t *testing.T) {
+	dir := t.TempDir()
+	recipe := filepath.Join(dir, "r.yaml")
+	write(t, recipe, "version: 1\nname: files\nmodel: {arch: mlp, inputs: 784, classes: 10, checkpoint: start.safetensors}\n"+
+		"data: {dataset: mnist, path: mnist}\nstages:\n  a: {type: distill, teacher_checkpoint: teacher.safetensors, student: {hidden: [30]}}\n")
+	var stdout, stderr bytes.Buffer
+	if code := Main([]string{"export-workflow", recipe, "--image", "shrink:1", "--cache-dir", "s3://bucket/p"}, nil, &stdout, &stderr); code != exitOK {
+		t.Fatalf("exit %d: %s", code, stderr.String())
+	}
+	for _, want := range []string{"start.safetensors (model.checkpoint)", "mnist (data.path)", "teacher.safetensors (stages.a.teacher_checkpoint)"} {
+		if !strings.Contains(stderr.String(), want) {
+			t.Errorf("warning lacks %q:\n%s", want, stderr.String())
+		}
+	}
+	stderr.Reset()
+	if Main([]string{"export-workflow", "../../recipes/quickstart.yaml", "--image", "shrink:1", "--cache-dir", "s3://bucket/p"}, nil, &stdout, &stderr); stderr.Len() > 0 {
+		t.Errorf("the quickstart reads only what the image holds, but: %s", stderr.String())
+	}
+}

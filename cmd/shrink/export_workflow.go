@@ -1,12 +1,14 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
 
+	"github.com/shrink-ml/shrink/config"
 	"github.com/shrink-ml/shrink/pipeline"
 	"github.com/shrink-ml/shrink/workflow"
 )
@@ -57,6 +59,10 @@ nothing. docs/DISTRIBUTED.md explains the setup.`,
 				}
 				return err
 			}
+			if files := localFiles(recipe); len(files) > 0 {
+				fmt.Fprintf(a.stderr, "shrink: warning: the recipe reads files that do not travel with the workflow: %s; "+
+					"the tasks must find them at the same paths (bake them into the image or mount a volume)\n", strings.Join(files, ", "))
+			}
 			opt.RecipeFile, opt.Recipe, opt.Sets = args[0], src, sets
 			opt.Env = append(recipeEnv(os.Environ()), env...)
 			w, err := workflow.Argo(recipe, opt)
@@ -97,5 +103,36 @@ func recipeEnv(environ []string) []string {
 		}
 	}
 	slices.Sort(out)
+	return out
+}
+
+// localFiles lists the files a recipe reads besides itself, as "path (key)": the
+// workflow carries the recipe, not these.
+func localFiles(r *pipeline.Recipe) []string {
+	var out []string
+	add := func(path, key string) {
+		if path != "" {
+			out = append(out, fmt.Sprintf("%s (%s)", path, key))
+		}
+	}
+	add(r.Model.Checkpoint, "model.checkpoint")
+	if d := r.Data; d != nil {
+		add(d.Path, "data.path")
+		add(d.TrainImages, "data.train_images")
+		add(d.TrainLabels, "data.train_labels")
+		add(d.TestImages, "data.test_images")
+		add(d.TestLabels, "data.test_labels")
+	}
+	seen := map[string]bool{}
+	for _, s := range r.Stages {
+		fr, ok := s.Config.(config.FileReferrer)
+		if !ok || seen[s.Base] {
+			continue
+		}
+		seen[s.Base] = true
+		for _, f := range fr.FileReferences() {
+			add(f.File, "stages."+s.Base+"."+f.Path)
+		}
+	}
 	return out
 }
