@@ -18,7 +18,7 @@ import (
 type Spec struct {
 	Arch       string `json:"arch" enum:"mlp,lenet5" doc:"model family: mlp (fully connected, ReLU) or lenet5 (two 5x5 conv + pool, three fc)"`
 	Inputs     int    `json:"inputs,omitempty" minimum:"1" doc:"mlp: input features (784 for MNIST)"`
-	Hidden     []int  `json:"hidden,omitempty" minimum:"1" doc:"hidden widths: mlp layers fc1..fcN; lenet5 fc1 and fc2 widths (default 120, 84)"`
+	Hidden     []int  `json:"hidden,omitempty" minimum:"1" minItems:"1" doc:"hidden widths: mlp layers fc1..fcN; lenet5 fc1 and fc2 widths (default 120, 84)"`
 	Channels   []int  `json:"channels,omitempty" minimum:"1" minItems:"2" maxItems:"2" doc:"lenet5: conv1 and conv2 output channels (default 6, 16)"`
 	Classes    int    `json:"classes" minimum:"2" doc:"output classes"`
 	Checkpoint string `json:"checkpoint,omitempty" doc:"start from these weights: a safetensors file with PyTorch state_dict names (relative to the recipe)"`

@@ -584,24 +584,32 @@ func resources(raw any) Resources {
 }
 
 // checkModels follows the model's architecture through the DAG in run order and
-// checks each stage against the one it receives: the layers it names, and a
-// stage that builds a new model having no input.
+// checks each stage against what it receives: the layers it names, and a stage
+// that builds a new model having no input. After a select the model is any of
+// its candidates, so a stage is checked against each architecture they have.
 func (r *Recipe) checkModels() Diagnostics {
 	var diags Diagnostics
 	reported := map[string]bool{} // a base stage's error once, not once per expansion
-	archOf := map[string]arch.Spec{}
+	archsOf := map[string][]arch.Spec{}
 	for _, s := range r.Stages {
-		in := r.Model
+		in := []arch.Spec{r.Model}
 		if len(s.Needs) > 0 {
-			in = archOf[s.Needs[0]]
+			in = nil
+			for _, n := range s.Needs {
+				for _, a := range archsOf[n] {
+					if !slices.ContainsFunc(in, func(b arch.Spec) bool { return b.JSON() == a.JSON() }) {
+						in = append(in, a)
+					}
+				}
+			}
 		}
 		out := in
 		if m, ok := s.Config.(ArchMaker); ok {
 			if spec, ok := m.OutputArch(r.Model); ok {
-				out = spec
+				out = []arch.Spec{spec}
 			}
 		}
-		archOf[s.ID] = out
+		archsOf[s.ID] = out
 		if m, ok := s.Config.(ModelMaker); ok && m.MakesModel() && len(s.Needs) > 0 {
 			path := "stages." + s.Base + ".needs"
 			if !reported[path] {
@@ -613,11 +621,18 @@ func (r *Recipe) checkModels() Diagnostics {
 		if !ok {
 			continue
 		}
-		for _, e := range config.AsErrors(c.CheckModel(in)) {
-			path := "stages." + s.Base + "." + e.Path
-			if !reported[path] {
+		for _, spec := range in {
+			for _, e := range config.AsErrors(c.CheckModel(spec)) {
+				path := "stages." + s.Base + "." + e.Path
+				if reported[path] {
+					continue
+				}
 				reported[path] = true
-				diags = append(diags, Diagnostic{r.pos.ofValue(path), label(path) + e.Msg})
+				msg := e.Msg
+				if len(in) > 1 {
+					msg += ", one of the models a select before this stage may choose"
+				}
+				diags = append(diags, Diagnostic{r.pos.ofValue(path), label(path) + msg})
 			}
 		}
 	}

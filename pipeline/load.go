@@ -264,8 +264,11 @@ func (r *Recipe) checkDataFitsModel() Diagnostics {
 			"%s: the data has %d input features but the model takes %d (%s): make them equal", featureKey, features, inputs, inputKey)})
 	}
 	classes, classKey := d.Classes, "data.classes"
-	if d.Dataset == data.KindMNIST {
+	switch d.Dataset {
+	case data.KindMNIST:
 		classes, classKey = 10, "data.dataset"
+	case data.KindIDX:
+		classes = 0 // data.classes only bounds IDX labels: the run checks the labels
 	}
 	if classes > r.Model.Classes {
 		diags = append(diags, Diagnostic{r.pos.ofValue("model.classes"), fmt.Sprintf(

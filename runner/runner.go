@@ -173,6 +173,9 @@ func firstMissing(ids []string, have map[string]string) string {
 // --from naming it, or --from naming a stage it depends on (forcedSet holds the
 // stages forced so far, in run order).
 func (r *Runner) forced(s *pipeline.Stage, forcedSet map[string]bool) (bool, string) {
+	if r.opt.Only != "" && s.ID != r.opt.Only {
+		return false, "" // not run: its stored result stands in, whatever the flags
+	}
 	switch {
 	case r.opt.Force:
 		return true, "--force"
@@ -253,8 +256,16 @@ func fitsModel(ds *data.Dataset, spec arch.Spec) error {
 	if ds.Train.Features != inputs {
 		return fmt.Errorf("data: the %s rows have %d features but the model takes %d inputs (model.inputs): make them equal", ds.Kind, ds.Train.Features, inputs)
 	}
-	if ds.Classes > spec.Classes {
-		return fmt.Errorf("data: the %s labels have %d classes but the model has %d outputs (model.classes)", ds.Kind, ds.Classes, spec.Classes)
+	// The labels themselves: for idx, data.classes is only an upper bound.
+	for _, sp := range []*data.Split{ds.Train, ds.Val, ds.Test} {
+		if sp == nil {
+			continue
+		}
+		for _, y := range sp.Y {
+			if int(y) >= spec.Classes {
+				return fmt.Errorf("data: one %s label is %d but the model has %d outputs (model.classes): labels must be below it", ds.Kind, y, spec.Classes)
+			}
+		}
 	}
 	return nil
 }
@@ -460,8 +471,11 @@ func (ex *execution) blocked(s *pipeline.Stage) string {
 	defer ex.mu.Unlock()
 	for _, d := range s.Deps() {
 		if why, ok := ex.failed[d]; ok {
-			if strings.HasPrefix(why, "needs ") {
+			switch {
+			case strings.HasPrefix(why, "needs "):
 				return why
+			case why == "interrupted":
+				return "needs " + d + ", which was interrupted"
 			}
 			return "needs " + d + ", which failed"
 		}
@@ -469,14 +483,19 @@ func (ex *execution) blocked(s *pipeline.Stage) string {
 	return ""
 }
 
-// adoptStored records a stage --only does not run: its stored result stands in.
+// adoptStored records a stage --only does not run: its stored result stands in,
+// and its folder shows it, as run.json will say.
 func (ex *execution) adoptStored(it *PlanItem) {
+	if it.Entry == nil {
+		return
+	}
+	if err := ex.materialize(it.Folder, it.Key, it.Entry); err != nil {
+		ex.r.opt.Log.Warn().Err(err).Str("stage", it.Stage.ID).Msg("could not restore the stage folder from the store")
+	}
 	ex.mu.Lock()
 	defer ex.mu.Unlock()
-	if it.Entry != nil {
-		ex.digests[it.Stage.ID] = it.Entry.Checkpoint
-		ex.keys[it.Stage.ID] = it.Key
-	}
+	ex.digests[it.Stage.ID] = it.Entry.Checkpoint
+	ex.keys[it.Stage.ID] = it.Key
 }
 
 // stage runs or restores one stage.

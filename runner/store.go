@@ -147,8 +147,18 @@ func (s *Store) publishLocal(work string, e *Entry, replace bool) error {
 		}
 	}
 	if err := os.Rename(work, dst); err != nil {
-		if _, lookErr := s.lookupLocal(e.Key); lookErr == nil {
-			return os.RemoveAll(work) // published by someone else meanwhile
+		// Published by someone else meanwhile: theirs stands, and e becomes it,
+		// so digests and folders agree with the store.
+		adopt := func() bool {
+			won, lookErr := s.lookupLocal(e.Key)
+			if lookErr == nil {
+				*e = *won
+				os.RemoveAll(work)
+			}
+			return lookErr == nil
+		}
+		if adopt() {
+			return nil
 		}
 		// What is there is incomplete (an interrupted publish) or corrupt (a
 		// file edited in place through a run folder's hard link): replace it.
@@ -158,6 +168,9 @@ func (s *Store) publishLocal(work string, e *Entry, replace bool) error {
 		}
 		defer os.RemoveAll(old)
 		if err := os.Rename(work, dst); err != nil {
+			if adopt() { // another publisher won the gap
+				return nil
+			}
 			return err
 		}
 	}

@@ -147,15 +147,17 @@ func (a *app) setupLogging() error {
 	case a.verbose:
 		level = zerolog.DebugLevel
 	}
+	width := 0
 	if f, ok := a.stderr.(*os.File); ok && term.IsTerminal(int(f.Fd())) {
 		a.tty = true
+		width, _, _ = term.GetSize(int(f.Fd()))
 	}
 	var w io.Writer
 	switch a.logFormat {
 	case "json":
 		w = a.stderr
 	case "console":
-		a.bar = &progressBar{out: a.stderr, enabled: a.tty && !a.quiet}
+		a.bar = &progressBar{out: a.stderr, enabled: a.tty && !a.quiet, width: width}
 		w = zerolog.ConsoleWriter{Out: a.bar, NoColor: !a.tty, TimeFormat: "15:04:05"}
 	default:
 		return usagef("--log-format must be console or json, not %q", a.logFormat)

@@ -27,6 +27,8 @@ func TestExitCodes(t *testing.T) {
 		"data: {dataset: idx, train_images: "+tiny+"/tiny-train-images-idx3-ubyte.gz, train_labels: "+tiny+"/tiny-train-labels-idx1-ubyte.gz, "+
 		"test_images: "+tiny+"/tiny-t10k-images-idx3-ubyte, test_labels: "+tiny+"/tiny-t10k-labels-idx1-ubyte}\n"+
 		"stages:\n  a: {type: train, epochs: 1}\n")
+	idxFewClasses := filepath.Join(dir, "idx4.yaml")
+	write(t, idxFewClasses, strings.Replace(string(mustRead(t, idxTooWide)), "inputs: 100, hidden: [8]", "inputs: 784, hidden: [8], classes: 4", 1))
 	for _, tc := range []struct {
 		name   string
 		args   []string
@@ -40,6 +42,8 @@ func TestExitCodes(t *testing.T) {
 		{"stage fails", []string{"run", diverges, "-q"}, exitFailed, "training diverged"},
 		// IDX images are measured only when read: a stage failure, not a panic.
 		{"idx too wide", []string{"run", idxTooWide, "-q"}, exitFailed, "the idx rows have 784 features but the model takes 100 inputs"},
+		// The first MNIST digits include a 5: a 4-class model cannot take it.
+		{"idx labels", []string{"run", idxFewClasses, "-q"}, exitFailed, "label is 5 but the model has 4 outputs"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			runDir := filepath.Join(t.TempDir(), "run")
@@ -82,4 +86,13 @@ func TestExportWorkflowWarnsAboutLocalFiles(t *testing.T) {
 	if Main([]string{"export-workflow", "../../recipes/quickstart.yaml", "--image", "shrink:1", "--cache-dir", "s3://bucket/p"}, nil, &stdout, &stderr); stderr.Len() > 0 {
 		t.Errorf("the quickstart reads only what the image holds, but: %s", stderr.String())
 	}
+}
+
+func mustRead(t *testing.T, path string) []byte {
+	t.Helper()
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
 }

@@ -21,6 +21,7 @@ type progressBar struct {
 	enabled bool
 	shown   bool
 	last    time.Time
+	width   int // the terminal's columns (0: unknown, 80 assumed)
 	active  map[string]model.Progress
 	order   []string // active stages, by when they started
 }
@@ -71,7 +72,16 @@ func (p *progressBar) sink(stage string) func(model.Progress) {
 			return
 		}
 		p.last = time.Now()
-		fmt.Fprintf(p.out, "\r\033[K%s", p.line())
+		// One terminal row at most: a wrapped line would leave its first row
+		// behind at every redraw (\r and erase-line reach only the last).
+		line, width := p.line(), p.width
+		if width <= 0 {
+			width = 80
+		}
+		if r := []rune(line); len(r) > width-1 {
+			line = string(r[:max(width-4, 1)]) + "..."
+		}
+		fmt.Fprintf(p.out, "\r\033[K%s", line)
 		p.shown = true
 	}
 }
@@ -93,9 +103,5 @@ func (p *progressBar) line() string {
 		pr := p.active[stage]
 		parts[i] = fmt.Sprintf("%s %d/%d %d%%", stage, pr.Epoch, pr.Epochs, 100*pr.Batch/max(pr.Batches, 1))
 	}
-	line := strings.Join(parts, " | ")
-	if len(line) > 150 { // one terminal line: the rest would wrap and break the redraw
-		line = line[:147] + "..."
-	}
-	return line
+	return strings.Join(parts, " | ")
 }

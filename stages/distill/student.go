@@ -16,7 +16,7 @@ import (
 type Student struct {
 	Arch     string `json:"arch,omitempty" enum:"mlp,lenet5" doc:"model family (default: the recipe model's)"`
 	Inputs   int    `json:"inputs,omitempty" minimum:"1" doc:"mlp: input features (default: the recipe model's)"`
-	Hidden   []int  `json:"hidden,omitempty" minimum:"1" doc:"hidden widths: mlp layers fc1..fcN; lenet5 fc1 and fc2 widths (default: the recipe model's, or for another family its own: 300, 100 for mlp, 120, 84 for lenet5)"`
+	Hidden   []int  `json:"hidden,omitempty" minimum:"1" minItems:"1" doc:"hidden widths: mlp layers fc1..fcN; lenet5 fc1 and fc2 widths (default: the recipe model's, or for another family its own: 300, 100 for mlp, 120, 84 for lenet5)"`
 	Channels []int  `json:"channels,omitempty" minimum:"1" minItems:"2" maxItems:"2" doc:"lenet5: conv1 and conv2 output channels (default: the recipe model's, or 6, 16)"`
 	Classes  int    `json:"classes,omitempty" minimum:"2" doc:"output classes (default: the recipe model's; the teacher's must match)"`
 }
