@@ -2,9 +2,10 @@ package config
 
 import (
 	"fmt"
+	"maps"
 	"math"
 	"reflect"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -142,7 +143,7 @@ func decodeStruct(path string, raw map[string]any, v reflect.Value) Errors {
 		keys = append(keys, fields[i].key)
 	}
 	var errs Errors
-	for _, k := range sortedKeys(raw) {
+	for _, k := range slices.Sorted(maps.Keys(raw)) {
 		f, ok := byKey[k]
 		if !ok {
 			errs = append(errs, Errorf(Join(path, k), "unknown key%s", DidYouMean(k, keys)))
@@ -157,15 +158,6 @@ func decodeStruct(path string, raw map[string]any, v reflect.Value) Errors {
 		errs = append(errs, es...)
 	}
 	return errs
-}
-
-func sortedKeys(m map[string]any) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 var decoderType = reflect.TypeFor[Decoder]()
@@ -248,7 +240,7 @@ func decodeValue(path string, raw any, v reflect.Value) Errors {
 			v.Set(reflect.MakeMap(v.Type()))
 		}
 		var errs Errors
-		for _, k := range sortedKeys(m) {
+		for _, k := range slices.Sorted(maps.Keys(m)) {
 			elem := reflect.New(v.Type().Elem()).Elem()
 			if old := v.MapIndex(reflect.ValueOf(k)); old.IsValid() {
 				elem.Set(old)

@@ -2,8 +2,8 @@ package lowrank
 
 import (
 	"fmt"
+	"maps"
 	"slices"
-	"sort"
 	"strconv"
 
 	"github.com/shrink-ml/shrink/arch"
@@ -53,12 +53,12 @@ func (c *Config) Validate() error {
 	if c.Rank > 0 && c.Energy > 0 {
 		errs = append(errs, config.Errorf("energy", "set rank or energy, not both: rank keeps a number of singular values, energy a share of the squared Frobenius norm"))
 	}
-	for _, name := range sortedKeys(c.Ranks) {
+	for _, name := range slices.Sorted(maps.Keys(c.Ranks)) {
 		if k := c.Ranks[name]; k < 1 {
 			errs = append(errs, config.Errorf("ranks."+name, "%d is below the minimum 1", k))
 		}
 	}
-	for _, name := range sortedKeys(c.Energies) {
+	for _, name := range slices.Sorted(maps.Keys(c.Energies)) {
 		if e := c.Energies[name]; !(e > 0 && e <= 1) {
 			errs = append(errs, config.Errorf("energies."+name, "%s is not in (0, 1]", config.FormatNumber(e)))
 		}
@@ -74,7 +74,7 @@ func (c *Config) Validate() error {
 		for _, p := range []struct {
 			key   string
 			names []string
-		}{{"ranks", sortedKeys(c.Ranks)}, {"energies", sortedKeys(c.Energies)}} {
+		}{{"ranks", slices.Sorted(maps.Keys(c.Ranks))}, {"energies", slices.Sorted(maps.Keys(c.Energies))}} {
 			for _, name := range p.names {
 				if !slices.Contains(c.Layers, name) {
 					errs = append(errs, config.Errorf(p.key+"."+name, "%s is not in layers: add it there or remove it here", name))
@@ -128,7 +128,7 @@ func (c *Config) plan(m *model.Model) ([]*model.Layer, []rule, error) {
 	for _, p := range []struct {
 		key   string
 		names []string
-	}{{"layers", c.Layers}, {"ranks", sortedKeys(c.Ranks)}, {"energies", sortedKeys(c.Energies)}} {
+	}{{"layers", c.Layers}, {"ranks", slices.Sorted(maps.Keys(c.Ranks))}, {"energies", slices.Sorted(maps.Keys(c.Energies))}} {
 		for _, name := range p.names {
 			if m.Layer(name) == nil {
 				return nil, nil, fmt.Errorf("%s: layer %q is not in the model (its layers: %v)", p.key, name, m.LayerNames())
@@ -167,15 +167,6 @@ func (c *Config) plan(m *model.Model) ([]*model.Layer, []rule, error) {
 		rules = append(rules, r)
 	}
 	return layers, rules, nil
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
 
 // CheckModel checks the layers the keys name against the model the stage receives.

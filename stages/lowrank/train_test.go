@@ -2,6 +2,7 @@ package lowrank
 
 import (
 	"context"
+	"maps"
 	"math"
 	"math/rand/v2"
 	"slices"
@@ -151,7 +152,7 @@ func cmpAbs(a, b float32) int {
 	return 0
 }
 
-func keys[V any](m map[string]V) []string { return sortedKeys(m) }
+func keys[V any](m map[string]V) []string { return slices.Sorted(maps.Keys(m)) }
 
 // TestQuantizedFactorsTrain trains a factored, quantized layer as QAT would:
 // both factors are fake-quantized while training, come back on their grids, and

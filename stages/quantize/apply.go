@@ -2,6 +2,8 @@ package quantize
 
 import (
 	"fmt"
+	"maps"
+	"slices"
 
 	"github.com/shrink-ml/shrink/model"
 )
@@ -13,7 +15,7 @@ func (s *Settings) Mark(m *model.Model) ([]*model.Layer, error) {
 	if _, err := m.Select(s.Layers); err != nil {
 		return nil, fmt.Errorf("layers: %w", err)
 	}
-	for _, name := range sortedKeys(s.Overrides) {
+	for _, name := range slices.Sorted(maps.Keys(s.Overrides)) {
 		if m.Layer(name) == nil {
 			return nil, fmt.Errorf("overrides: layer %q is not in the model (its layers: %v)", name, m.LayerNames())
 		}

@@ -1,8 +1,8 @@
 package quantize
 
 import (
+	"maps"
 	"slices"
-	"sort"
 
 	"github.com/shrink-ml/shrink/arch"
 	"github.com/shrink-ml/shrink/config"
@@ -54,7 +54,7 @@ func (s *Settings) Validate() error {
 	if s.Observer == "percentile" && s.Mode != "static" {
 		errs = append(errs, config.Errorf("observer", "percentile calibrates static input ranges: set mode: static, or drop observer (dynamic mode observes every batch whole)"))
 	}
-	for _, name := range sortedKeys(s.Overrides) {
+	for _, name := range slices.Sorted(maps.Keys(s.Overrides)) {
 		if len(s.Layers) > 0 && !slices.Contains(s.Layers, name) {
 			errs = append(errs, config.Errorf("overrides."+name, "%s is not in layers: add it there or remove it here", name))
 		}
@@ -88,15 +88,6 @@ func (s *Settings) InputSpec() quant.Spec {
 
 // UsesData reports whether static calibration reads the training data.
 func (s *Settings) UsesData() bool { return s.Mode == "static" }
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
-}
 
 // CheckModel checks the layers the keys name against the model the stage receives.
 func (s *Settings) CheckModel(in arch.Spec) error {
