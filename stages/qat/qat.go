@@ -44,18 +44,9 @@ func (c *Config) UsesData() bool { return true }
 // Run marks the layers, calibrates static input ranges to start the moving
 // averages from, trains, and leaves the layers quantized from the final weights.
 func (c *Config) Run(ctx *stages.Context) (*stages.Result, error) {
-	m, err := ctx.Start()
+	m, layers, err := c.Start(ctx)
 	if err != nil {
 		return nil, err
-	}
-	layers, err := c.Mark(m)
-	if err != nil {
-		return nil, err
-	}
-	if c.Mode == "static" {
-		if err := c.Calibrate(ctx, m, layers); err != nil {
-			return nil, err
-		}
 	}
 	if err := ctx.Train("qat", m, c.Training, model.Loss{}, nil); err != nil {
 		return nil, err

@@ -8,6 +8,26 @@ import (
 	"github.com/shrink-ml/shrink/stages"
 )
 
+// Start is the model a quantize or qat stage works on: the stage's start model
+// with its layers marked (Mark) and, in static mode, their input ranges
+// calibrated on the float model, as PyTorch calibrates a prepared model.
+func (s *Settings) Start(ctx *stages.Context) (*model.Model, []*model.Layer, error) {
+	m, err := ctx.Start()
+	if err != nil {
+		return nil, nil, err
+	}
+	layers, err := s.Mark(m)
+	if err != nil {
+		return nil, nil, err
+	}
+	if s.Mode == "static" {
+		if err := s.Calibrate(ctx, m, layers); err != nil {
+			return nil, nil, err
+		}
+	}
+	return m, layers, nil
+}
+
 // Calibrate sets the static input ranges of layers from calibration_batches
 // batches of the training split: data.batch_size rows each, in a permutation drawn
 // from the recipe seed when data.shuffle is on (as a PyTorch DataLoader would hand

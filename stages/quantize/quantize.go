@@ -29,21 +29,11 @@ var (
 )
 
 // Run quantizes the start model: static input ranges are calibrated on the float
-// model first (as PyTorch calibrates a prepared model), then the weights are
-// snapped to their integers.
+// model first (Start), then the weights are snapped to their integers.
 func (c *Config) Run(ctx *stages.Context) (*stages.Result, error) {
-	m, err := ctx.Start()
+	m, layers, err := c.Start(ctx)
 	if err != nil {
 		return nil, err
-	}
-	layers, err := c.Mark(m)
-	if err != nil {
-		return nil, err
-	}
-	if c.Mode == "static" {
-		if err := c.Calibrate(ctx, m, layers); err != nil {
-			return nil, err
-		}
 	}
 	Snap(layers)
 	for _, l := range layers {
