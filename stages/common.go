@@ -194,7 +194,11 @@ func loadTrainState(path string, m *model.Model, src *rand.PCG) (*trainState, er
 	if err != nil {
 		return nil, fmt.Errorf("%s: bad rng", path)
 	}
-	restore := func(name string, dst []float32) error {
+	// Decode and check everything before touching m or src: a state that does
+	// not fully fit is refused whole, and the phase starts over from m as it was.
+	type fill struct{ dst, src []float32 }
+	var fills []fill
+	want := func(name string, dst []float32) error {
 		t, ok := f.Get("w:" + name)
 		if !ok {
 			return fmt.Errorf("%s: no %s", path, name)
@@ -203,44 +207,42 @@ func loadTrainState(path string, m *model.Model, src *rand.PCG) (*trainState, er
 		if err != nil || len(v) != len(dst) {
 			return fmt.Errorf("%s: %s does not fit the model", path, name)
 		}
-		copy(dst, v)
+		fills = append(fills, fill{dst, v})
 		return nil
 	}
-	// Check everything fits before touching the model.
 	for _, l := range m.Layers {
 		for _, w := range l.Weights {
-			if err := restore(w.Name, make([]float32, len(w.Data))); err != nil {
+			if err := want(w.Name, w.Data); err != nil {
 				return nil, err
 			}
 		}
-	}
-	for _, l := range m.Layers {
-		for _, w := range l.Weights {
-			_ = restore(w.Name, w.Data)
-		}
-		if err := restore(l.BiasName(), l.Bias); err != nil {
+		if err := want(l.BiasName(), l.Bias); err != nil {
 			return nil, err
 		}
 	}
 	for _, n := range f.Names() {
 		t, _ := f.Get(n)
 		switch {
-		case len(n) > 4 && n[:4] == "opt:":
+		case strings.HasPrefix(n, "opt:"):
 			v, err := t.Float32s()
 			if err != nil {
-				return nil, err
+				return nil, fmt.Errorf("%s: %s: %w", path, n, err)
 			}
 			st.opt.Moments = append(st.opt.Moments, v)
-		case len(n) > 4 && n[:4] == "act:":
+		case strings.HasPrefix(n, "act:"):
 			v, err := t.Float32s()
 			if err == nil && len(v) == 2 {
 				st.act[n[4:]] = [2]float32{v[0], v[1]}
 			}
 		}
 	}
-	if err := src.UnmarshalBinary(rng); err != nil {
-		return nil, err
+	if err := new(rand.PCG).UnmarshalBinary(rng); err != nil {
+		return nil, fmt.Errorf("%s: bad rng: %w", path, err)
 	}
+	for _, fl := range fills {
+		copy(fl.dst, fl.src)
+	}
+	src.UnmarshalBinary(rng) // checked above
 	return st, nil
 }
 

@@ -1,0 +1,68 @@
+package stages
+
+import (
+	"math/rand/v2"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/shrink-ml/shrink/arch"
+	"github.com/shrink-ml/shrink/checkpoint"
+	"github.com/shrink-ml/shrink/model"
+)
+
+// TestTrainStateRoundTripAndPartialRefusal: a saved training state restores
+// the weights, moments and random source; one that lacks a tensor is refused
+// whole, leaving the model and the random source as they were (a half-restored
+// model would train on silently from a mix).
+func TestTrainStateRoundTripAndPartialRefusal(t *testing.T) {
+	spec := arch.Spec{Arch: "mlp", Inputs: 6, Hidden: []int{5}, Classes: 3}
+	saved := model.New(spec, rand.New(rand.NewPCG(1, 1)))
+	src := rand.NewPCG(7, 7)
+	src.Uint64()
+	st := &model.TrainState{Epoch: 2, Opt: &model.OptState{Step: 9, LR: 0.01, Moments: [][]float32{{1, 2}, {3}}}}
+	path := filepath.Join(t.TempDir(), "state.safetensors")
+	if err := saveTrainState(path, saved, st, src); err != nil {
+		t.Fatal(err)
+	}
+
+	fresh := model.New(spec, rand.New(rand.NewPCG(2, 2)))
+	got := rand.NewPCG(0, 0)
+	back, err := loadTrainState(path, fresh, got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if back.epoch != 2 || back.opt.Step != 9 || len(back.opt.Moments) != 2 || got.Uint64() != src.Uint64() {
+		t.Fatalf("state %+v", back)
+	}
+	for i, l := range fresh.Layers {
+		if !slices.Equal(l.Weights[0].Data, saved.Layers[i].Weights[0].Data) || !slices.Equal(l.Bias, saved.Layers[i].Bias) {
+			t.Fatalf("layer %s not restored", l.Name)
+		}
+	}
+
+	// Drop the last bias: weights come before it, so a restore that copied as
+	// it went would already have changed them.
+	f, err := checkpoint.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	f.Tensors = slices.DeleteFunc(f.Tensors, func(x checkpoint.Tensor) bool { return x.Name == "w:fc2.bias" })
+	if _, err := checkpoint.WriteFile(path, f); err != nil {
+		t.Fatal(err)
+	}
+	other := model.New(spec, rand.New(rand.NewPCG(3, 3)))
+	before := other.Clone()
+	rng := rand.NewPCG(5, 5)
+	if _, err := loadTrainState(path, other, rng); err == nil {
+		t.Fatal("a state without fc2.bias was accepted")
+	}
+	for i, l := range other.Layers {
+		if !slices.Equal(l.Weights[0].Data, before.Layers[i].Weights[0].Data) || !slices.Equal(l.Bias, before.Layers[i].Bias) {
+			t.Errorf("layer %s changed by a refused state", l.Name)
+		}
+	}
+	if rng.Uint64() != rand.NewPCG(5, 5).Uint64() {
+		t.Error("the random source changed by a refused state")
+	}
+}
