@@ -191,13 +191,21 @@ func (n *Net) finish() {
 // the grid, so Data holds exactly what the stored integers will stand for.
 func (m *Model) Requantize() {
 	for _, l := range m.Layers {
-		if l.Quant == nil {
-			continue
-		}
-		for _, w := range l.Weights {
-			p := l.Quant.ParamsFor(w.Data, w.Shape)
-			w.QParams = &p
-			l.Quant.FakeQuantize(w.Data, p, w.Data)
-		}
+		l.Requantize()
+	}
+}
+
+// Requantize snaps a quantized layer's weights to the grid of their current
+// values, as torch.ao's observers measure them (min and max per tensor or per
+// output channel). Pruned zeros stay zero: zero always maps to the zero point.
+// A float layer is left alone.
+func (l *Layer) Requantize() {
+	if l.Quant == nil {
+		return
+	}
+	for _, w := range l.Weights {
+		p := l.Quant.ParamsFor(w.Data, w.Shape)
+		w.QParams = &p
+		l.Quant.FakeQuantize(w.Data, p, w.Data)
 	}
 }

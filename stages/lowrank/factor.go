@@ -122,13 +122,7 @@ func setFactors(l *model.Layer, k int, first, second []float32) {
 	}
 	l.Rank = k
 	l.Pruned = false
-	if l.Quant != nil {
-		for _, w := range l.Weights {
-			p := l.Quant.ParamsFor(w.Data, w.Shape)
-			w.QParams = &p
-			l.Quant.FakeQuantize(w.Data, p, w.Data)
-		}
-	}
+	l.Requantize() // a quantized layer's factors are quantized too
 }
 
 // relativeError is ||W - NAME.1.weight x NAME.0.weight||_F / ||W||_F for the

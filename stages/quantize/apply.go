@@ -40,16 +40,11 @@ func (s *Settings) Mark(m *model.Model) ([]*model.Layer, error) {
 	return out, nil
 }
 
-// Snap quantizes the layers' weights from their current values as torch.ao's
-// observers do (min and max per tensor or per output channel, then the spec's
-// formula), so Data holds exactly what the stored integers stand for. Pruned
-// zeros stay exactly zero: zero always maps to the zero point.
+// Snap quantizes the layers' weights from their current values
+// (model.Layer.Requantize), so Data holds exactly what the stored integers
+// stand for.
 func Snap(layers []*model.Layer) {
 	for _, l := range layers {
-		for _, w := range l.Weights {
-			p := l.Quant.ParamsFor(w.Data, w.Shape)
-			w.QParams = &p
-			l.Quant.FakeQuantize(w.Data, p, w.Data)
-		}
+		l.Requantize()
 	}
 }
