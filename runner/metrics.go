@@ -9,6 +9,7 @@ import (
 	"github.com/shrink-ml/shrink/checkpoint"
 	"github.com/shrink-ml/shrink/export"
 	"github.com/shrink-ml/shrink/model"
+	"github.com/shrink-ml/shrink/stages"
 )
 
 // LayerMetrics describe one layer of a stage's output.
@@ -24,9 +25,13 @@ type LayerMetrics struct {
 // measure computes the metrics every stage reports, on the checkpoint as written
 // (read back, so what is measured is what is stored), merged with the stage's own.
 func (r *Runner) measure(ctx context.Context, ckpt string, own map[string]any) (map[string]any, error) {
-	m, err := model.Load(ckpt, &r.recipe.Model)
+	f, err := checkpoint.ReadFile(ckpt)
 	if err != nil {
 		return nil, err
+	}
+	m, err := model.FromFile(f, &r.recipe.Model)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", ckpt, err)
 	}
 	out := map[string]any{}
 	for k, v := range own {
@@ -39,16 +44,16 @@ func (r *Runner) measure(ctx context.Context, ckpt string, own map[string]any) (
 	}
 	out["params_total"] = c.Total
 	out["params_nonzero"] = c.NonZero
-	out["sparsity"] = round6(1 - float64(c.NonZero)/float64(max(c.Total, 1)))
-	out["weight_sparsity"] = round6(1 - float64(c.WeightsNonZero)/float64(max(c.Weights, 1)))
+	out["sparsity"] = stages.Round6(1 - float64(c.NonZero)/float64(max(c.Total, 1)))
+	out["weight_sparsity"] = stages.Round6(1 - float64(c.WeightsNonZero)/float64(max(c.Weights, 1)))
 	out["size_bytes"] = st.Size()
-	if err := compressedMetrics(out, ckpt, r.recipe.Model); err != nil {
+	if err := compressedMetrics(out, f, ckpt, r.recipe.Model); err != nil {
 		return nil, err
 	}
 	layers := map[string]LayerMetrics{}
 	for _, l := range m.Layers {
 		lm := LayerMetrics{Params: c.LayerWeights[l.Name], NonZero: c.LayerNonZero[l.Name], Bits: 32, Rank: l.Rank, Shape: arch.Layer(l.Layer).WeightShape()}
-		lm.Sparsity = round6(1 - float64(lm.NonZero)/float64(max(lm.Params, 1)))
+		lm.Sparsity = stages.Round6(1 - float64(lm.NonZero)/float64(max(lm.Params, 1)))
 		if l.Quant != nil {
 			lm.Bits = l.Quant.Bits
 		}
@@ -65,30 +70,24 @@ func (r *Runner) measure(ctx context.Context, ckpt string, own map[string]any) (
 			return nil, err
 		}
 		out["accuracy"] = res.Accuracy
-		out["loss"] = round6(res.Loss)
+		out["loss"] = stages.Round6(res.Loss)
 		out["test_samples"] = res.Samples
 	}
 	return out, nil
 }
 
-func round6(x float64) float64 { return float64(int64(x*1e6+0.5)) / 1e6 }
-
 // compressedMetrics adds compressed_bytes, the size of the checkpoint's
 // compressed export (its deployed size), and compression_ratio, the dense F32
 // size of the recipe's model (dense_f32_bytes: what the uncompressed original
 // takes, the same for every stage) over it. See docs/COMPRESSED-FORMAT.md.
-func compressedMetrics(out map[string]any, ckpt string, original arch.Spec) error {
-	f, err := checkpoint.ReadFile(ckpt)
-	if err != nil {
-		return err
-	}
+func compressedMetrics(out map[string]any, f *checkpoint.File, ckpt string, original arch.Spec) error {
 	dense := export.DenseF32Bytes(original)
 	c, err := export.Measure(f, dense)
 	if err != nil {
 		return fmt.Errorf("%s: compressing: %w", ckpt, err)
 	}
 	out["compressed_bytes"] = c.Bytes
-	out["compression_ratio"] = round6(c.Ratio)
+	out["compression_ratio"] = stages.Round6(c.Ratio)
 	out["dense_f32_bytes"] = dense
 	return nil
 }

@@ -7,6 +7,7 @@ package stages
 
 import (
 	"context"
+	"math"
 	"math/rand/v2"
 	"sort"
 
@@ -160,3 +161,7 @@ var CommonMetrics = []string{
 	"accuracy", "compressed_bytes", "compression_ratio", "dense_f32_bytes", "layers", "loss",
 	"params_nonzero", "params_total", "seconds", "size_bytes", "sparsity", "test_samples", "weight_sparsity",
 }
+
+// Round6 rounds a metric to 6 decimals, so metrics.json stays readable and
+// stable across platforms' last-bit differences in printing.
+func Round6(x float64) float64 { return math.Round(x*1e6) / 1e6 }

@@ -1,8 +1,6 @@
 package distill
 
 import (
-	"math"
-
 	"github.com/shrink-ml/shrink/model"
 	"github.com/shrink-ml/shrink/stages"
 )
@@ -59,7 +57,7 @@ func (c *Config) online(ctx *stages.Context, student *model.Model, t *teacher, m
 	}
 	metrics["teacher_accuracy_start"] = start
 	metrics["teacher_accuracy"] = res.Accuracy
-	metrics["teacher_loss"] = math.Round(res.Loss*1e6) / 1e6
+	metrics["teacher_loss"] = stages.Round6(res.Loss)
 	return &stages.Result{Model: student, Metrics: metrics, Extra: map[string]*model.Model{"teacher": peer}}, nil
 }
 

@@ -8,6 +8,7 @@ import (
 
 	"github.com/shrink-ml/shrink/arch"
 	"github.com/shrink-ml/shrink/model"
+	"github.com/shrink-ml/shrink/stages"
 )
 
 // Outcomes of factoring one layer, as LayerReport.Result says them.
@@ -62,7 +63,7 @@ func factorLayer(l *model.Layer, r rule, log zerolog.Logger) (LayerReport, error
 			rep.EnergyKept = e
 		}
 		lg.Info().Int("params_before", rep.ParamsBefore).Int("params", weightCount(l)).
-			Float64("relative_error", round6(rep.ReconstructionError)).Msgf("layer %s %s", l.Name, rep.Result)
+			Float64("relative_error", stages.Round6(rep.ReconstructionError)).Msgf("layer %s %s", l.Name, rep.Result)
 	}
 	rep.Rank, rep.Params, rep.MultiplyAdds = l.Rank, weightCount(l), l.MultiplyAdds()
 	return rep, nil
@@ -147,5 +148,3 @@ func weightCount(l *model.Layer) int {
 	}
 	return n
 }
-
-func round6(x float64) float64 { return math.Round(x*1e6) / 1e6 }

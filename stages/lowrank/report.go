@@ -1,6 +1,9 @@
 package lowrank
 
-import "github.com/shrink-ml/shrink/model"
+import (
+	"github.com/shrink-ml/shrink/model"
+	"github.com/shrink-ml/shrink/stages"
+)
 
 // LayerReport is what the stage did to one listed layer; metrics.json holds one
 // per layer under "lowrank". Ranks are 0 for a dense layer; params count weights
@@ -36,7 +39,7 @@ func multiplyAdds(m *model.Model) int {
 
 // rounded returns the report with its floats rounded for metrics.json.
 func (r LayerReport) rounded() LayerReport {
-	r.ReconstructionError = round6(r.ReconstructionError)
-	r.EnergyKept = round6(r.EnergyKept)
+	r.ReconstructionError = stages.Round6(r.ReconstructionError)
+	r.EnergyKept = stages.Round6(r.EnergyKept)
 	return r
 }

@@ -174,7 +174,7 @@ func (lt *lottery) record(r int, m, control *model.Model) (Round, error) {
 	s := measureSparsity(m)
 	res := Round{Round: r, WeightsLeft: s.WeightsLeft(), WeightsKept: s.Kept, LayerLeft: map[string]float64{}}
 	for name, sp := range s.Layers {
-		res.LayerLeft[name] = round6(1 - sp)
+		res.LayerLeft[name] = stages.Round6(1 - sp)
 	}
 	var err error
 	if res.TestAcc, res.TestLoss, res.ValAcc, err = lt.evaluate(m); err != nil {
@@ -225,7 +225,7 @@ func (lt *lottery) evaluate(m *model.Model) (acc, loss float64, val *float64, er
 		}
 		val = &v.Accuracy
 	}
-	return t.Accuracy, round6(t.Loss), val, nil
+	return t.Accuracy, stages.Round6(t.Loss), val, nil
 }
 
 // rewind resets every weight and bias to src's values, then zeroes the pruned

@@ -1,11 +1,10 @@
 package prune
 
 import (
-	"math"
-
 	"github.com/rs/zerolog"
 
 	"github.com/shrink-ml/shrink/model"
+	"github.com/shrink-ml/shrink/stages"
 )
 
 // Sparsity is the pruned share of a model's weights, from the masks: per layer
@@ -28,16 +27,18 @@ func measureSparsity(m *model.Model) Sparsity {
 			keep += kept(w)
 		}
 		s.order = append(s.order, l.Name)
-		s.Layers[l.Name] = round6(1 - float64(keep)/float64(max(total, 1)))
+		s.Layers[l.Name] = stages.Round6(1 - float64(keep)/float64(max(total, 1)))
 		s.Weights += total
 		s.Kept += keep
 	}
-	s.Global = round6(1 - float64(s.Kept)/float64(max(s.Weights, 1)))
+	s.Global = stages.Round6(1 - float64(s.Kept)/float64(max(s.Weights, 1)))
 	return s
 }
 
 // WeightsLeft is the share of weights still unpruned.
-func (s Sparsity) WeightsLeft() float64 { return round6(float64(s.Kept) / float64(max(s.Weights, 1))) }
+func (s Sparsity) WeightsLeft() float64 {
+	return stages.Round6(float64(s.Kept) / float64(max(s.Weights, 1)))
+}
 
 // addTo puts the sparsity into stage metrics.
 func (s Sparsity) addTo(metrics map[string]any) {
@@ -55,5 +56,3 @@ func (s Sparsity) log(ev *zerolog.Event, msg string) {
 	ev.Float64("global_sparsity", s.Global).Int("weights_kept", s.Kept).Int("weights_total", s.Weights).
 		Dict("layer_sparsity", d).Msg(msg)
 }
-
-func round6(x float64) float64 { return math.Round(x*1e6) / 1e6 }
