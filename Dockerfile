@@ -23,6 +23,9 @@ COPY . .
 # that run.json records comes in as a build argument:
 #   docker build --build-arg SHRINK_REVISION=$(git rev-parse HEAD) -t shrink .
 ARG SHRINK_REVISION=
+# Go's default level, pinned: at v3 the compiler may fuse a*b+c into one FMA and
+# training would round differently from a laptop's build (docs/RECIPES.md).
+ENV GOAMD64=v1
 RUN CGO_ENABLED=0 go build -trimpath -buildvcs=false \
     -ldflags="-s -w -X github.com/shrink-ml/shrink/runner.buildRevision=${SHRINK_REVISION}" \
     -o /out/shrink ./cmd/shrink

@@ -44,16 +44,19 @@ func Adam(w, g, m, v, mask []float32, c *Consts) {
 	}
 }
 
-// adamScalar is the update in Go, the assembly's reference and tail.
+// adamScalar is the update in Go, the assembly's reference and tail. Every
+// product is rounded on its own (the float32 conversions): the Go spec lets a
+// compiler fuse x*y + z into one FMA, which GOAMD64=v3 does, and the
+// assembly does not fuse, so unrounded products would break bit-identity.
 func adamScalar(w, g, m, v, mask []float32, c *Consts) {
 	for j := range w {
-		gj := g[j] + c.WeightDecay*w[j]
+		gj := g[j] + float32(c.WeightDecay*w[j])
 		if mask != nil {
 			gj *= mask[j]
 		}
-		m[j] = c.B1*m[j] + c.OneMinusB1*gj
-		v[j] = c.B2*v[j] + c.OneMinusB2*gj*gj
+		m[j] = float32(c.B1*m[j]) + float32(c.OneMinusB1*gj)
+		v[j] = float32(c.B2*v[j]) + float32(float32(c.OneMinusB2*gj)*gj)
 		s := float32(math.Sqrt(float64(v[j])))
-		w[j] -= c.StepSize * m[j] / (s/c.Bc2Sqrt + c.Eps)
+		w[j] -= float32(c.StepSize*m[j]) / (s/c.Bc2Sqrt + c.Eps)
 	}
 }
