@@ -5,22 +5,28 @@ import (
 	"testing"
 
 	"github.com/shrink-ml/shrink/arch"
+	"github.com/shrink-ml/shrink/quant"
 )
 
 // TestTrainStepDoesNotAllocate guards the training loop's steady state: after
 // the first step has sized every buffer, a forward, backward and Adam (or SGD)
-// step allocates nothing, whatever the model family or masking.
+// step allocates nothing, whatever the model family, masking or fake
+// quantization (QAT's observers reuse their scratch).
 func TestTrainStepDoesNotAllocate(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
 		spec   arch.Spec
 		opt    OptimizerConfig
 		masked bool
+		qat    string // "", or the input quantization mode of quantization-aware training
 	}{
-		{"mlp adam", arch.Spec{Arch: "mlp", Inputs: 20, Hidden: []int{16}, Classes: 4}, DefaultOptimizer(), false},
-		{"mlp adam masked", arch.Spec{Arch: "mlp", Inputs: 20, Hidden: []int{16}, Classes: 4}, DefaultOptimizer(), true},
-		{"mlp sgd", arch.Spec{Arch: "mlp", Inputs: 20, Hidden: []int{16}, Classes: 4}, OptimizerConfig{Name: "sgd", LR: 0.1, Momentum: 0.9}, false},
-		{"lenet5 adam", arch.Spec{Arch: "lenet5", Classes: 10}, DefaultOptimizer(), false},
+		{"mlp adam", arch.Spec{Arch: "mlp", Inputs: 20, Hidden: []int{16}, Classes: 4}, DefaultOptimizer(), false, ""},
+		{"mlp adam masked", arch.Spec{Arch: "mlp", Inputs: 20, Hidden: []int{16}, Classes: 4}, DefaultOptimizer(), true, ""},
+		{"mlp sgd", arch.Spec{Arch: "mlp", Inputs: 20, Hidden: []int{16}, Classes: 4}, OptimizerConfig{Name: "sgd", LR: 0.1, Momentum: 0.9}, false, ""},
+		{"lenet5 adam", arch.Spec{Arch: "lenet5", Classes: 10}, DefaultOptimizer(), false, ""},
+		{"mlp qat dynamic", arch.Spec{Arch: "mlp", Inputs: 20, Hidden: []int{16}, Classes: 4}, DefaultOptimizer(), false, "dynamic"},
+		{"mlp qat static", arch.Spec{Arch: "mlp", Inputs: 20, Hidden: []int{16}, Classes: 4}, DefaultOptimizer(), false, "static"},
+		{"lenet5 qat dynamic", arch.Spec{Arch: "lenet5", Classes: 10}, DefaultOptimizer(), false, "dynamic"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(1, 2))
@@ -34,6 +40,12 @@ func TestTrainStepDoesNotAllocate(t *testing.T) {
 							w.Mask[i] = float32(i % 2)
 						}
 					}
+				}
+			}
+			if tc.qat != "" {
+				for _, l := range m.Layers {
+					l.Quant = &quant.Spec{Bits: 4, Scheme: quant.Symmetric, Granularity: quant.PerChannel}
+					l.Input = &ActQuant{Mode: tc.qat, Spec: quant.Spec{Bits: 8, Scheme: quant.Asymmetric, Granularity: quant.PerTensor}}
 				}
 			}
 			net, err := Build(m, NetOptions{Batch: 8, Mode: ModeTrain})

@@ -74,7 +74,7 @@ func Calibrate(ctx context.Context, m *Model, calib *data.Split, opt CalibrateOp
 		spec := l.Input.Spec
 		spec.Granularity = quant.PerTensor
 		l.Input.RangeMin, l.Input.RangeMax = lo, hi
-		l.Input.Params = spec.Observe([]float32{lo}, []float32{hi})
+		l.Input.Params = spec.ObserveRange(lo, hi)
 	}
 	return nil
 }

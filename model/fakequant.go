@@ -39,10 +39,9 @@ type fakeQuantOp struct {
 	// running min and max for MovingAverage; Seen is false until the first batch.
 	runMin, runMax float32
 	Seen           bool
-	// Frozen stops a MovingAverage observer from updating (evaluation).
-	Frozen bool
-	inside []float32 // 1 where the last input was inside the range
-	out    *tensor.Dense
+	mins, maxs     []float32 // the observer's scratch: a step allocates nothing
+	inside         []float32 // 1 where the last input was inside the range
+	out            *tensor.Dense
 }
 
 func newFakeQuant(spec quant.Spec, obs Observer, dims int) *fakeQuantOp {
@@ -59,20 +58,24 @@ func (o *fakeQuantOp) Do(in ...G.Value) (G.Value, error) {
 	shape := dims(in[0])
 	x := f32(in[0])
 	y := buffer(&o.out, shape...)
+	// o.Params is the op's own in these two modes (Fixed shares the layer's and
+	// never writes it), so it is rewritten in place.
 	switch o.observer {
 	case ObserveEach:
-		o.Params = o.spec.ParamsFor(x, shape)
+		o.observe(o.spec.Channels(shape))
+		quant.MinMaxInto(x, o.mins, o.maxs)
+		o.spec.ObserveInto(&o.Params, o.mins, o.maxs)
 	case MovingAverage:
-		if !o.Frozen {
-			lo, hi := quant.MinMax(x, 1)
-			if !o.Seen {
-				o.runMin, o.runMax, o.Seen = lo[0], hi[0], true
-			} else {
-				o.runMin += movingAverageConstant * (lo[0] - o.runMin)
-				o.runMax += movingAverageConstant * (hi[0] - o.runMax)
-			}
+		o.observe(1)
+		quant.MinMaxInto(x, o.mins, o.maxs)
+		if !o.Seen {
+			o.runMin, o.runMax, o.Seen = o.mins[0], o.maxs[0], true
+		} else {
+			o.runMin += movingAverageConstant * (o.mins[0] - o.runMin)
+			o.runMax += movingAverageConstant * (o.maxs[0] - o.runMax)
 		}
-		o.Params = o.spec.Observe([]float32{o.runMin}, []float32{o.runMax})
+		o.mins[0], o.maxs[0] = o.runMin, o.runMax
+		o.spec.ObserveInto(&o.Params, o.mins, o.maxs)
 	}
 	if len(o.inside) != len(x) {
 		o.inside = make([]float32, len(x))
@@ -109,4 +112,11 @@ func (o *steOp) Do(in ...G.Value) (G.Value, error) {
 		dd[i] = v * o.fwd.inside[i]
 	}
 	return d, nil
+}
+
+// observe sizes the observer's scratch for channels ranges.
+func (o *fakeQuantOp) observe(channels int) {
+	if len(o.mins) != channels {
+		o.mins, o.maxs = make([]float32, channels), make([]float32, channels)
+	}
 }

@@ -178,7 +178,7 @@ func (n *Net) finish() {
 			l.Input.RangeMin, l.Input.RangeMax = op.runMin, op.runMax
 			// From the range, not op.Params: a run resumed after its last epoch
 			// never ran a batch to compute them.
-			l.Input.Params = op.spec.Observe([]float32{op.runMin}, []float32{op.runMax})
+			l.Input.Params = op.spec.ObserveRange(op.runMin, op.runMax)
 		}
 	}
 	n.Model.Requantize()

@@ -62,6 +62,14 @@ func (s Spec) Channels(shape []int) int {
 // len(w)/channels values.
 func MinMax(w []float32, channels int) (mins, maxs []float32) {
 	mins, maxs = make([]float32, channels), make([]float32, channels)
+	MinMaxInto(w, mins, maxs)
+	return mins, maxs
+}
+
+// MinMaxInto is MinMax into mins and maxs, one entry per channel: for a
+// training step's observers, which must not allocate.
+func MinMaxInto(w, mins, maxs []float32) {
+	channels := len(mins)
 	n := len(w) / channels
 	for c := 0; c < channels; c++ {
 		row := w[c*n : (c+1)*n]
@@ -75,18 +83,30 @@ func MinMax(w []float32, channels int) (mins, maxs []float32) {
 		}
 		mins[c], maxs[c] = lo, hi
 	}
-	return mins, maxs
 }
 
 // Observe computes the parameters from observed ranges, as
 // UniformQuantizationObserverBase._calculate_qparams does, in float32.
 func (s Spec) Observe(mins, maxs []float32) Params {
+	var p Params
+	s.ObserveInto(&p, mins, maxs)
+	return p
+}
+
+// ObserveRange is Observe of one range (a per-tensor input).
+func (s Spec) ObserveRange(lo, hi float32) Params {
+	return s.Observe([]float32{lo}, []float32{hi})
+}
+
+// ObserveInto is Observe into p, reusing its slices when their length fits.
+func (s Spec) ObserveInto(p *Params, mins, maxs []float32) {
+	if len(p.Scale) != len(mins) || len(p.ZeroPoint) != len(mins) {
+		p.Scale, p.ZeroPoint = make([]float32, len(mins)), make([]int32, len(mins))
+	}
 	qmin, qmax := s.Range()
-	p := Params{Scale: make([]float32, len(mins)), ZeroPoint: make([]int32, len(mins))}
 	for c := range mins {
 		p.Scale[c], p.ZeroPoint[c] = s.qparams(mins[c], maxs[c], qmin, qmax)
 	}
-	return p
 }
 
 func (s Spec) qparams(lo, hi float32, qmin, qmax int32) (float32, int32) {
