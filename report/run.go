@@ -46,7 +46,7 @@ type Run struct {
 func Load(dir string) (*Run, error) {
 	man, err := runner.ReadManifest(dir)
 	if err != nil {
-		return nil, fmt.Errorf("%s is not a run folder (no readable run.json: %w); run 'shrink run RECIPE' first", dir, err)
+		return nil, err
 	}
 	r := &Run{Dir: dir, Manifest: man}
 	if spec, err := recipeArch(man); err == nil {

@@ -25,6 +25,9 @@ func GC(store string, runDirs []string, dryRun bool) (*GCResult, error) {
 		}
 	}()
 	for _, dir := range runDirs {
+		if _, err := ReadManifest(dir); err != nil {
+			return nil, err // before lockDir, which would make the folder
+		}
 		unlock, err := lockDir(dir)
 		if err != nil {
 			return nil, err

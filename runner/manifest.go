@@ -2,6 +2,9 @@ package runner
 
 import (
 	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -131,7 +134,19 @@ func (w *manifestWriter) update(f func(m *Manifest)) error {
 
 // ReadManifest reads a run folder's run.json.
 func ReadManifest(runDir string) (*Manifest, error) {
-	return ReadManifestFile(filepath.Join(runDir, "run.json"))
+	m, err := ReadManifestFile(filepath.Join(runDir, "run.json"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, &NotRunFolderError{Dir: runDir}
+	}
+	return m, err
+}
+
+// NotRunFolderError is a folder given as a run folder that holds no run.json:
+// bad usage (a typo, or a run not made yet), not a failure.
+type NotRunFolderError struct{ Dir string }
+
+func (e *NotRunFolderError) Error() string {
+	return fmt.Sprintf("%s is not a run folder (it has no run.json): check the path, or make it with 'shrink run RECIPE --run-dir %s'", e.Dir, e.Dir)
 }
 
 // ReadManifestFile reads a run.json.
@@ -142,7 +157,7 @@ func ReadManifestFile(path string) (*Manifest, error) {
 	}
 	var m Manifest
 	if err := json.Unmarshal(b, &m); err != nil {
-		return nil, err
+		return nil, fmt.Errorf("%s: not a shrink run.json: %w", path, err)
 	}
 	return &m, nil
 }

@@ -77,7 +77,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, ds.Error())
 		fmt.Fprintf(stderr, "%d problem(s) in the recipe; nothing was run\n", len(ds))
 		return exitInvalid
-	case errors.As(err, new(usageError)), errors.As(err, new(*runner.FlagError)), isCobraUsage(err):
+	case errors.As(err, new(usageError)), errors.As(err, new(*runner.FlagError)), errors.As(err, new(*runner.NotRunFolderError)), isCobraUsage(err):
 		fmt.Fprintf(stderr, "shrink: %v\n", err)
 		fmt.Fprintln(stderr, "Run 'shrink --help' for usage.")
 		return exitInvalid

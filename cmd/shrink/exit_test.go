@@ -96,3 +96,23 @@ func mustRead(t *testing.T, path string) []byte {
 	}
 	return b
 }
+
+// TestMissingRunFolder: every command that reads a run folder says the same
+// thing about one that is not there, exits 2, and creates nothing.
+func TestMissingRunFolder(t *testing.T) {
+	missing := filepath.Join(t.TempDir(), "runs", "nope")
+	for _, args := range [][]string{
+		{"report", missing},
+		{"diff", missing, missing},
+		{"gc", missing},
+	} {
+		var stdout, stderr bytes.Buffer
+		code := Main(args, nil, &stdout, &stderr)
+		if code != exitInvalid || !strings.Contains(stderr.String(), missing+" is not a run folder (it has no run.json)") {
+			t.Errorf("%v: exit %d: %s", args, code, stderr.String())
+		}
+		if _, err := os.Stat(missing); err == nil {
+			t.Errorf("%v created %s", args, missing)
+		}
+	}
+}
