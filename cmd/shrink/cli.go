@@ -64,7 +64,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		<-ctx.Done()
 		stop()
 	}()
-	err := root.ExecuteContext(ctx)
+	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
 		return exitOK
 	}
@@ -77,9 +77,10 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, ds.Error())
 		fmt.Fprintf(stderr, "%d problem(s) in the recipe; nothing was run\n", len(ds))
 		return exitInvalid
-	case errors.As(err, new(usageError)), errors.As(err, new(*runner.FlagError)), errors.As(err, new(*runner.NotRunFolderError)), isCobraUsage(err):
+	case errors.As(err, new(usageError)), errors.As(err, new(*runner.FlagError)), errors.As(err, new(*runner.NotRunFolderError)),
+		strings.HasPrefix(err.Error(), "unknown command "): // cobra's lookup, the one error without a hook
 		fmt.Fprintf(stderr, "shrink: %v\n", err)
-		fmt.Fprintln(stderr, "Run 'shrink --help' for usage.")
+		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
 		return exitInvalid
 	case errors.Is(err, errAlreadyReported):
 		return exitFailed
@@ -91,15 +92,20 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 // errAlreadyReported means the command printed its own failure.
 var errAlreadyReported = errors.New("failed")
 
-// isCobraUsage recognizes cobra's own argument and flag errors.
-func isCobraUsage(err error) bool {
-	msg := err.Error()
-	for _, p := range []string{"unknown flag", "unknown shorthand", "unknown command", "accepts ", "requires at least", "flag needs an argument", "invalid argument", "required flag"} {
-		if strings.Contains(msg, p) {
-			return true
+// usageArgs makes every command's argument check report bad usage (exit 2):
+// cobra's own errors carry no type to recognize them by. (Flag errors come
+// through SetFlagErrorFunc; an unknown command is caught in exitCode.)
+func usageArgs(root *cobra.Command) {
+	for _, c := range root.Commands() {
+		if check := c.Args; check != nil {
+			c.Args = func(cmd *cobra.Command, args []string) error {
+				if err := check(cmd, args); err != nil {
+					return usageError{err}
+				}
+				return nil
+			}
 		}
 	}
-	return false
 }
 
 func (a *app) rootCommand() *cobra.Command {
@@ -134,6 +140,7 @@ Recipes are documented in docs/RECIPES.md; 'shrink schema' prints their JSON Sch
 	root.AddCommand(a.graphCommand())
 	root.AddCommand(a.exportCommand(), a.reportCommand())
 	root.AddCommand(a.exportWorkflowCommand())
+	usageArgs(root)
 	return root
 }
 

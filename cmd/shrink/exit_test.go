@@ -116,3 +116,23 @@ func TestMissingRunFolder(t *testing.T) {
 		}
 	}
 }
+
+// TestCobraUsageErrors: cobra's own complaints (arguments, flags, commands)
+// are bad usage too, pointing at the right --help.
+func TestCobraUsageErrors(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"run"}, "Run 'shrink run --help' for usage."},
+		{[]string{"diff", "a"}, "accepts 2 arg(s), received 1"},
+		{[]string{"frobnicate"}, `unknown command "frobnicate"`},
+		{[]string{"run", "--jobs"}, "flag needs an argument"},
+		{[]string{"export-workflow", "../../recipes/quickstart.yaml"}, "--image is required"},
+	} {
+		var stdout, stderr bytes.Buffer
+		if code := Main(tc.args, nil, &stdout, &stderr); code != exitInvalid || !strings.Contains(stderr.String(), tc.want) {
+			t.Errorf("%v: exit %d, want 2 and %q:\n%s", tc.args, code, tc.want, stderr.String())
+		}
+	}
+}

@@ -40,6 +40,12 @@ nothing. docs/DISTRIBUTED.md explains the setup.`,
   argo submit sweep.argo.yaml --watch`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			switch {
+			case opt.Image == "":
+				return usagef("--image is required: the container image holding shrink, built from the Dockerfile")
+			case opt.CacheDir == "":
+				return usagef("--cache-dir is required: the s3://BUCKET/PREFIX store every task shares")
+			}
 			if engine != "argo" {
 				return usagef("--engine %q: the engine supported is argo", engine)
 			}
@@ -87,8 +93,6 @@ nothing. docs/DISTRIBUTED.md explains the setup.`,
 	f.StringVar(&opt.ServiceAccount, "service-account", "", "the service account the pods run as (for a cloud role)")
 	f.IntVar(&opt.Retries, "retries", 2, "retries of a failed task")
 	f.IntVar(&opt.Parallelism, "parallelism", 0, "tasks running at once (0: as many as the cluster fits)")
-	cmd.MarkFlagRequired("image")
-	cmd.MarkFlagRequired("cache-dir")
 	return cmd
 }
 
