@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -132,7 +133,7 @@ Recipes are documented in docs/RECIPES.md; 'shrink schema' prints their JSON Sch
 	}
 	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
 	pf := root.PersistentFlags()
-	pf.StringVar(&a.logFormat, "log-format", "console", "log format: console (readable) or json (one object per line)")
+	pf.StringVar(&a.logFormat, "log-format", cmp.Or(os.Getenv("SHRINK_LOG_FORMAT"), "console"), "log format: console (readable) or json (one object per line); default $SHRINK_LOG_FORMAT, else console")
 	pf.BoolVarP(&a.quiet, "quiet", "q", false, "only warnings and errors; no progress bars")
 	pf.BoolVarP(&a.verbose, "verbose", "v", false, "debug logging")
 	root.AddCommand(a.runCommand(), a.planCommand(), a.validateCommand(), a.inspectCommand(), a.evalCommand(), a.schemaCommand(),
@@ -164,7 +165,7 @@ func (a *app) setupLogging() error {
 	case "json":
 		w = a.stderr
 	case "console":
-		a.bar = &progressBar{out: a.stderr, enabled: a.tty && !a.quiet, width: width}
+		a.bar = &progressBar{out: a.stderr, enabled: a.tty && !a.quiet && os.Getenv("SHRINK_NO_PROGRESS") == "", width: width}
 		w = zerolog.ConsoleWriter{Out: a.bar, NoColor: !a.tty, TimeFormat: "15:04:05"}
 	default:
 		return usagef("--log-format must be console or json, not %q", a.logFormat)

@@ -34,7 +34,7 @@ func (f *runFlags) register(cmd *cobra.Command, full bool) {
 	fs := cmd.Flags()
 	fs.StringVar(&f.runDir, "run-dir", "", "the run folder (default runs/<recipe name>)")
 	fs.StringArrayVar(&f.sets, "set", nil, "override a recipe key, e.g. --set stages.prune.amount=0.5 (repeatable; values are YAML)")
-	fs.StringVar(&f.cacheDir, "cache-dir", "", "where stage results are stored by key, shareable between runs (default <run-dir>/.shrink/store)")
+	fs.StringVar(&f.cacheDir, "cache-dir", os.Getenv("SHRINK_CACHE_DIR"), "where stage results are stored by key, shareable between runs: a folder or s3://BUCKET/PREFIX (default $SHRINK_CACHE_DIR, else <run-dir>/.shrink/store)")
 	fs.BoolVar(&f.force, "force", false, "run every stage, even those whose results are stored")
 	fs.StringVar(&f.from, "from", "", "run this stage and every stage after it, even if stored")
 	fs.StringVar(&f.only, "only", "", "run just this stage; its inputs must already be stored")
