@@ -172,11 +172,35 @@ func applyOverrides(tree map[string]any, opt Options, pos *positions) (map[strin
 			diags = append(diags, Diagnostic{Pos{File: pos.file, Origin: origin}, fmt.Sprintf("value %q is not valid YAML: %v", raw, err)})
 			return
 		}
+		// The override owns what it creates or replaces: a mapping it adds
+		// (stages.trian in stages.trian.epochs) or a value it turns into one.
+		owned := key
+		for i, c := range key {
+			if c != '.' {
+				continue
+			}
+			prefix := key[:i]
+			if !k.Exists(prefix) {
+				owned = prefix
+				break
+			}
+			if cur := k.Get(prefix); cur != nil {
+				if _, isMap := cur.(map[string]any); !isMap {
+					if _, isList := cur.([]any); isList {
+						diags = append(diags, Diagnostic{Pos{File: pos.file, Origin: origin},
+							fmt.Sprintf("%s is a list: lists are replaced whole, e.g. %s=[...]", prefix, prefix)})
+						return
+					}
+					owned = prefix
+					break
+				}
+			}
+		}
 		if err := k.Set(key, v); err != nil {
 			diags = append(diags, Diagnostic{Pos{File: pos.file, Origin: origin}, err.Error()})
 			return
 		}
-		pos.origin[key] = origin
+		pos.origin[owned] = origin
 	}
 	var envs []string
 	for _, kv := range opt.Env {

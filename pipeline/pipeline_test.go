@@ -320,3 +320,23 @@ func TestRelativePathsResolveAgainstTheRecipe(t *testing.T) {
 		t.Fatalf("checkpoint %s, want %s", r.Model.Checkpoint, want)
 	}
 }
+
+// TestOverrideErrorsNameTheOverride: an error in what an override created or
+// replaced names the flag or variable, not a line of the file; a list element
+// cannot be set on its own.
+func TestOverrideErrorsNameTheOverride(t *testing.T) {
+	for _, tc := range []struct {
+		opt  Options
+		want string
+	}{
+		{Options{Sets: []string{"stages.trian.epochs=3"}}, `--set stages.trian.epochs=3: stages.trian: missing required key "type"`},
+		{Options{Env: []string{"SHRINK_STAGES__TRIAN__EPOCHS=3"}}, `env SHRINK_STAGES__TRIAN__EPOCHS: stages.trian: missing required key "type"`},
+		{Options{Sets: []string{"stages.train.epochs.x=1"}}, "--set stages.train.epochs.x=1: stages.train.epochs"},
+		{Options{Sets: []string{"stages.train.amount=[1, 2]", "stages.train.amount.0=3"}}, "stages.train.amount is a list: lists are replaced whole"},
+	} {
+		_, err := parse(t, "  train: {type: xform}\n", tc.opt)
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%+v: %v, want %q", tc.opt, err, tc.want)
+		}
+	}
+}
