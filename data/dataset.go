@@ -12,6 +12,8 @@ import (
 	"runtime"
 	"slices"
 	"sync"
+
+	"github.com/shrink-ml/shrink/config"
 )
 
 // Streams of the recipe seed: each use of randomness draws from its own PCG stream
@@ -301,6 +303,27 @@ func loadImages(cfg *Config, baseDir string) (*Dataset, error) {
 		ds.Sources = append(ds.Sources, Source{Key: f.key, Path: f.path, SHA256: res[k/2].sums[k%2]})
 	}
 	return ds, nil
+}
+
+// CheckFiles reports each file the data section names that is not there, at
+// its key (path, train_images, ...), without reading any: what validation can
+// check before a run. MNIST without data.path is found in the module cache
+// when it is loaded.
+func CheckFiles(cfg Config, baseDir string) config.Errors {
+	if cfg.Dataset == KindSynthetic || (cfg.Dataset == KindMNIST && cfg.Path == "") {
+		return nil
+	}
+	files, err := sourceFiles(&cfg, baseDir)
+	if err != nil {
+		return config.AsErrors(err)
+	}
+	var errs config.Errors
+	for _, f := range files {
+		if _, err := os.Stat(f.path); err != nil {
+			errs = append(errs, fieldErr(f.key, "%s: no such file (a relative path is relative to the recipe's folder)", f.path))
+		}
+	}
+	return errs
 }
 
 // sourceFiles lists the four files of an mnist or idx dataset, resolved.

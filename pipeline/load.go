@@ -30,6 +30,10 @@ type Options struct {
 	// overrides the key a.b_c: the prefix dropped, lowercased, "__" separating levels.
 	// The names in ReservedEnv configure shrink itself and are skipped.
 	Env []string
+	// CheckFiles makes the files a recipe names (model.checkpoint, data files,
+	// a teacher_checkpoint) problems of the recipe when they are not there.
+	// Off for a recipe meant to run elsewhere (export-workflow).
+	CheckFiles bool
 }
 
 // ReservedEnv are SHRINK_ variables that configure the tool, not the recipe.
@@ -118,6 +122,9 @@ func Parse(file string, src []byte, reg Registry, opt Options) (*Recipe, error) 
 		// Only on a sound recipe: a model section with errors would make every
 		// layer name look wrong.
 		diags = r.checkModels()
+		if opt.CheckFiles {
+			diags = append(diags, r.checkFiles()...)
+		}
 	}
 	if len(diags) > 0 {
 		return nil, diags.Sort()
@@ -327,4 +334,36 @@ func (r *Recipe) PosOf(path string) Pos { return r.pos.ofValue(path) }
 func IsDiagnostics(err error) bool {
 	var ds Diagnostics
 	return errors.As(err, &ds)
+}
+
+// checkFiles reports the files the recipe names that are not there.
+func (r *Recipe) checkFiles() Diagnostics {
+	var diags Diagnostics
+	missing := func(path, key string) {
+		if _, err := os.Stat(path); err != nil {
+			diags = append(diags, Diagnostic{r.pos.ofValue(key), fmt.Sprintf(
+				"%s%s: no such file (a relative path is relative to the recipe's folder)", label(key), path)})
+		}
+	}
+	if p := r.Model.Checkpoint; p != "" {
+		missing(p, "model.checkpoint")
+	}
+	if r.Data != nil {
+		for _, e := range data.CheckFiles(*r.Data, r.Dir) {
+			path := joinPath("data", e.Path)
+			diags = append(diags, Diagnostic{r.pos.ofValue(path), label(path) + e.Msg})
+		}
+	}
+	seen := map[string]bool{}
+	for _, s := range r.Stages {
+		fr, ok := s.Config.(config.FileReferrer)
+		if !ok || seen[s.Base] {
+			continue
+		}
+		seen[s.Base] = true
+		for _, f := range fr.FileReferences() {
+			missing(r.Path(f.File), "stages."+s.Base+"."+f.Path)
+		}
+	}
+	return diags
 }

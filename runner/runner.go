@@ -25,6 +25,7 @@ import (
 
 	"github.com/shrink-ml/shrink/arch"
 	"github.com/shrink-ml/shrink/checkpoint"
+	"github.com/shrink-ml/shrink/config"
 	"github.com/shrink-ml/shrink/data"
 	"github.com/shrink-ml/shrink/internal/gemm"
 	"github.com/shrink-ml/shrink/model"
@@ -229,19 +230,28 @@ func (r *Runner) whyNew(prev *Manifest, s *pipeline.Stage, doc KeyDoc) string {
 	return "key changed"
 }
 
-// FlagError is a --from or --only that names no stage of the recipe: bad usage,
-// found before anything runs.
-type FlagError struct{ Flag, Stage string }
+// FlagError is a flag value the runner cannot use (a --from or --only that
+// names no stage, a --cache-dir it cannot open): bad usage, found before
+// anything runs or is written.
+type FlagError struct{ Flag, Value, Why string }
 
-func (e *FlagError) Error() string { return fmt.Sprintf("--%s %s: no such stage", e.Flag, e.Stage) }
+func (e *FlagError) Error() string {
+	if e.Flag == "" {
+		return e.Why // the message names the flag itself
+	}
+	return fmt.Sprintf("--%s %s: %s", e.Flag, e.Value, e.Why)
+}
 
 func (r *Runner) checkFlags() error {
-	stageList := " (stages: " + strings.Join(r.recipe.StageIDs(), ", ") + ")"
+	noStage := "no such stage (stages: " + strings.Join(r.recipe.StageIDs(), ", ") + ")"
 	if r.opt.Only != "" && r.recipe.Stage(r.opt.Only) == nil {
-		return fmt.Errorf("%w%s", &FlagError{"only", r.opt.Only}, stageList)
+		return &FlagError{"only", r.opt.Only, noStage}
 	}
 	if r.opt.From != "" && !slices.ContainsFunc(r.recipe.Stages, func(s *pipeline.Stage) bool { return s.ID == r.opt.From || s.Base == r.opt.From }) {
-		return fmt.Errorf("%w%s", &FlagError{"from", r.opt.From}, stageList)
+		return &FlagError{"from", r.opt.From, noStage}
+	}
+	if b, ok := r.store.Remote.(brokenRemote); ok {
+		return &FlagError{Why: b.err.Error()} // OpenRemote's errors name --cache-dir
 	}
 	return nil
 }
@@ -329,6 +339,9 @@ func (r *Runner) keyDoc(s *pipeline.Stage, digests map[string]string) (KeyDoc, e
 func (r *Runner) fingerprint() (string, error) {
 	r.fpOnce.Do(func() {
 		r.dataFP, r.fpErr = data.Fingerprint(*r.recipe.Data, r.recipe.Dir, r.recipe.Seed)
+		if r.fpErr != nil {
+			r.fpErr = config.AsErrors(r.fpErr).Prefix("data") // name the recipe key: data.path
+		}
 	})
 	return r.dataFP, r.fpErr
 }

@@ -176,7 +176,7 @@ func (a *app) setupLogging() error {
 
 // loadRecipe loads and validates a recipe with the command's overrides.
 func (a *app) loadRecipe(path string, sets []string) (*pipeline.Recipe, error) {
-	r, err := pipeline.Load(path, a.registry, pipeline.Options{Sets: sets, Env: os.Environ()})
+	r, err := pipeline.Load(path, a.registry, pipeline.Options{Sets: sets, Env: os.Environ(), CheckFiles: true})
 	if err != nil && !pipeline.IsDiagnostics(err) {
 		return nil, usageError{err}
 	}

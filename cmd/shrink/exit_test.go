@@ -40,6 +40,8 @@ func TestExitCodes(t *testing.T) {
 		{"only unknown", []string{"run", recipe, "--only", "nope"}, exitInvalid, "--only nope: no such stage"},
 		{"bad set", []string{"plan", recipe, "--set", "stages.a.epochs=-1"}, exitInvalid, "--set stages.a.epochs"},
 		{"stage fails", []string{"run", diverges, "-q"}, exitFailed, "training diverged"},
+		{"missing file", []string{"run", recipe, "--set", "model.checkpoint=nope.safetensors"}, exitInvalid, "model.checkpoint: " + filepath.Join(dir, "nope.safetensors") + ": no such file"},
+		{"bad cache dir", []string{"run", recipe, "--cache-dir", "ftp://host/x"}, exitInvalid, `unsupported store "ftp://"`},
 		// IDX images are measured only when read: a stage failure, not a panic.
 		{"idx too wide", []string{"run", idxTooWide, "-q"}, exitFailed, "the idx rows have 784 features but the model takes 100 inputs"},
 		// The first MNIST digits include a 5: a 4-class model cannot take it.
