@@ -102,6 +102,9 @@ type PlanItem struct {
 	Reason string
 	Key    string // empty when an input runs first
 	Entry  *Entry // the stored result, when cached
+	// Local says Entry's files are in the local store, verified (a remote
+	// result is fetched when used).
+	Local bool
 }
 
 // Plan decides, without running anything, which stages are cached and which
@@ -135,7 +138,7 @@ func (r *Runner) Plan() ([]*PlanItem, error) {
 			return nil, err
 		}
 		it.Key = doc.Key()
-		entry, lookErr := r.store.Peek(it.Key) // a remote result is fetched when used
+		entry, local, lookErr := r.store.peek(it.Key) // a remote result is fetched when used
 		switch {
 		case forced:
 			it.Reason = why
@@ -144,7 +147,7 @@ func (r *Runner) Plan() ([]*PlanItem, error) {
 				it.Reason = bad
 				break
 			}
-			it.Status, it.Entry = "cached", entry
+			it.Status, it.Entry, it.Local = "cached", entry, local
 			digests[s.ID] = entry.Checkpoint
 			continue
 		case errors.Is(lookErr, fs.ErrNotExist):
@@ -197,6 +200,9 @@ func (r *Runner) forced(s *pipeline.Stage, forcedSet map[string]bool) (bool, str
 // A folder showing another key's result is simply replaced.
 func (r *Runner) folderProblem(s *pipeline.Stage, folder string, e *Entry) string {
 	path := filepath.Join(r.opt.RunDir, folder, "model.safetensors")
+	if sameFile(path, r.store.File(e.Key, "model.safetensors")) {
+		return "" // the stored file itself (a hard link), which the lookup verified
+	}
 	got, err := checkpoint.Digest(path)
 	if err != nil || got == e.Checkpoint {
 		return "" // missing or intact: it is restored from the store if needed
@@ -502,13 +508,30 @@ func (ex *execution) adoptStored(it *PlanItem) {
 	if it.Entry == nil {
 		return
 	}
-	if err := ex.materialize(it.Folder, it.Key, it.Entry); err != nil {
-		ex.r.opt.Log.Warn().Err(err).Str("stage", it.Stage.ID).Msg("could not restore the stage folder from the store")
+	// Only a local result: a remote one is fetched by the stages that read it,
+	// not by every task that merely passes it by.
+	if it.Local {
+		if err := ex.materialize(it.Folder, it.Key, it.Entry); err != nil {
+			ex.r.opt.Log.Warn().Err(err).Str("stage", it.Stage.ID).Msg("could not restore the stage folder from the store")
+		}
 	}
 	ex.mu.Lock()
 	defer ex.mu.Unlock()
 	ex.digests[it.Stage.ID] = it.Entry.Checkpoint
 	ex.keys[it.Stage.ID] = it.Key
+}
+
+// stored is the verified stored result for key, or nil: the plan's own when
+// the key is the one planned (Plan checked its files and folder already).
+func (ex *execution) stored(it *PlanItem, key string) *Entry {
+	if key == it.Key && it.Local {
+		return it.Entry
+	}
+	e, err := ex.r.store.Lookup(key)
+	if err != nil || ex.r.folderProblem(it.Stage, it.Folder, e) != "" {
+		return nil
+	}
+	return e
 }
 
 // stage runs or restores one stage.
@@ -539,7 +562,7 @@ func (ex *execution) stage(ctx context.Context, it *PlanItem) {
 	}
 	key := doc.Key()
 	if !ex.forced[s.ID] {
-		if e, err := r.store.Lookup(key); err == nil && r.folderProblem(s, it.Folder, e) == "" {
+		if e := ex.stored(it, key); e != nil {
 			if err := ex.materialize(it.Folder, key, e); err != nil {
 				ex.finish(it, &StageRecord{Status: "failed", Key: key, Error: err.Error()}, "failed")
 				return
@@ -771,13 +794,17 @@ func (ex *execution) materialize(folder, key string, e *Entry) error {
 	for rel := range e.Files {
 		dst := filepath.Join(dir, filepath.FromSlash(rel))
 		keep[filepath.Clean(dst)] = true
+		src := ex.r.store.File(key, rel)
+		if sameFile(dst, src) {
+			continue // already the stored file, verified by the lookup
+		}
 		if got, err := checkpoint.Digest(dst); err == nil && got == e.Files[rel] {
 			continue
 		}
 		if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 			return err
 		}
-		if err := linkOrCopy(ex.r.store.File(key, rel), dst); err != nil {
+		if err := linkOrCopy(src, dst); err != nil {
 			return err
 		}
 	}
@@ -844,3 +871,14 @@ func shareCores(running int32) {
 }
 
 func round3(x float64) float64 { return float64(int64(x*1000+0.5)) / 1000 }
+
+// sameFile says whether two paths are one file (a run folder's hard link to
+// the store), so a verified digest of one holds for the other.
+func sameFile(a, b string) bool {
+	ia, err := os.Stat(a)
+	if err != nil {
+		return false
+	}
+	ib, err := os.Stat(b)
+	return err == nil && os.SameFile(ia, ib)
+}

@@ -38,15 +38,22 @@ func (s *Store) Check() error {
 // Peek is Lookup without downloading: a verified local result, or else the
 // remote entry alone (its files are verified when Lookup fetches them).
 func (s *Store) Peek(key string) (*Entry, error) {
-	e, err := s.lookupLocal(key)
+	e, _, err := s.peek(key)
+	return e, err
+}
+
+// peek is Peek, also saying whether the result's files are here, verified.
+func (s *Store) peek(key string) (e *Entry, local bool, err error) {
+	e, err = s.lookupLocal(key)
 	if err == nil || s.Remote == nil {
-		return e, err
+		return e, err == nil, err
 	}
 	b, rerr := s.Remote.Entry(context.Background(), key)
 	if rerr != nil {
-		return nil, preferLocal(err, rerr)
+		return nil, false, preferLocal(err, rerr)
 	}
-	return parseEntry(key, b)
+	e, err = parseEntry(key, b)
+	return e, false, err
 }
 
 // preferLocal picks the error to report when neither copy of a result is
