@@ -6,8 +6,10 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"maps"
 	"os"
 	"path/filepath"
@@ -164,56 +166,84 @@ func appendString(b []byte, s string) []byte {
 	return append(b, '"')
 }
 
-// WriteFile writes f to path atomically: it encodes into a temporary file in the same
-// directory, fsyncs it, renames it over path and fsyncs the directory, so path holds
-// either the old content or the complete new one. The file gets mode 0644. It returns the
-// hex sha256 of the bytes written.
+// WriteFile writes f to path atomically (WriteAtomic), with mode 0644, and
+// returns the hex sha256 of the bytes written.
 func WriteFile(path string, f *File) (sha256hex string, err error) {
 	hdr, order, err := encodeHeader(f)
 	if err != nil {
 		return "", err
 	}
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	h := sha256.New()
+	err = WriteAtomic(path, func(w io.Writer) error {
+		w = io.MultiWriter(w, h)
+		if _, err := w.Write(hdr); err != nil {
+			return err
+		}
+		for _, t := range order {
+			if _, err := w.Write(t.Data); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	if err != nil {
 		return "", fmt.Errorf("checkpoint: %w", err)
 	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// WriteBytes writes b to path atomically (WriteAtomic).
+func WriteBytes(path string, b []byte) error {
+	return WriteAtomic(path, func(w io.Writer) error { _, err := w.Write(b); return err })
+}
+
+// WriteAtomic writes a file through write into a temporary file in the same
+// folder, fsyncs it, renames it over path and fsyncs the folder: path holds
+// the old content or the complete new one, never a part, even across a crash.
+// The file gets mode 0644. Errors name path, not the temporary file.
+func WriteAtomic(path string, write func(io.Writer) error) (err error) {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		var pe *fs.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return fmt.Errorf("cannot write %s: %w", path, err)
+	}
+	renamed := false
 	defer func() {
-		if err != nil {
+		if err != nil && !renamed {
 			tmp.Close()
 			os.Remove(tmp.Name())
+			err = fmt.Errorf("writing %s: %w", path, err)
 		}
 	}()
-	h := sha256.New()
-	bw := bufio.NewWriterSize(io.MultiWriter(tmp, h), 1<<20)
-	if _, err = bw.Write(hdr); err != nil {
-		return "", fmt.Errorf("checkpoint: writing %s: %w", tmp.Name(), err)
-	}
-	for _, t := range order {
-		if _, err = bw.Write(t.Data); err != nil {
-			return "", fmt.Errorf("checkpoint: writing %s: %w", tmp.Name(), err)
-		}
+	bw := bufio.NewWriterSize(tmp, 1<<20)
+	if err = write(bw); err != nil {
+		return err
 	}
 	if err = bw.Flush(); err != nil {
-		return "", fmt.Errorf("checkpoint: writing %s: %w", tmp.Name(), err)
+		return err
 	}
 	if err = tmp.Chmod(0o644); err != nil {
-		return "", fmt.Errorf("checkpoint: %w", err)
+		return err
 	}
 	if err = tmp.Sync(); err != nil {
-		return "", fmt.Errorf("checkpoint: %w", err)
+		return err
 	}
 	if err = tmp.Close(); err != nil {
-		return "", fmt.Errorf("checkpoint: %w", err)
+		return err
 	}
 	if err = os.Rename(tmp.Name(), path); err != nil {
-		return "", fmt.Errorf("checkpoint: %w", err)
+		return err
 	}
+	renamed = true
 	if err := syncDir(dir); err != nil {
 		// The file is in place; only its durability across a crash is in doubt.
-		return "", fmt.Errorf("checkpoint: wrote %s but could not sync its directory: %w", path, err)
+		return fmt.Errorf("wrote %s but could not sync its folder: %w", path, err)
 	}
-	return hex.EncodeToString(h.Sum(nil)), nil
+	return nil
 }
 
 // syncDir fsyncs a directory so a rename in it is durable (not possible on Windows).

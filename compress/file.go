@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"fmt"
 	"os"
-	"path/filepath"
 
 	"github.com/shrink-ml/shrink/checkpoint"
 )
@@ -37,34 +36,8 @@ func WriteFile(path string, f *checkpoint.File) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	if err := writeAtomic(path, b); err != nil {
+	if err := checkpoint.WriteBytes(path, b); err != nil {
 		return 0, fmt.Errorf("compress: %w", err)
 	}
 	return len(b), nil
-}
-
-func writeAtomic(path string, b []byte) (err error) {
-	tmp, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return err
-	}
-	defer func() {
-		if err != nil {
-			tmp.Close()
-			os.Remove(tmp.Name())
-		}
-	}()
-	if _, err = tmp.Write(b); err != nil {
-		return err
-	}
-	if err = tmp.Chmod(0o644); err != nil {
-		return err
-	}
-	if err = tmp.Sync(); err != nil {
-		return err
-	}
-	if err = tmp.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp.Name(), path)
 }

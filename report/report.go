@@ -2,9 +2,9 @@ package report
 
 import (
 	"fmt"
-	"os"
 	"path/filepath"
 
+	"github.com/shrink-ml/shrink/checkpoint"
 	"gonum.org/v1/plot/vg"
 )
 
@@ -56,7 +56,7 @@ func Write(dir string) (*Result, error) {
 	res := &Result{Run: r}
 	write := func(name string, b []byte) error {
 		path := filepath.Join(dir, name)
-		if err := os.WriteFile(path, b, 0o644); err != nil {
+		if err := checkpoint.WriteBytes(path, b); err != nil {
 			return fmt.Errorf("writing the report: %w", err)
 		}
 		res.Files = append(res.Files, path)

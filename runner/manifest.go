@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/shrink-ml/shrink/checkpoint"
 )
 
 // Manifest is run.json: what a run did, enough to replay it.
@@ -129,7 +131,7 @@ func (w *manifestWriter) update(f func(m *Manifest)) error {
 	if err != nil {
 		return err
 	}
-	return writeFileSync(w.path, append(b, '\n'))
+	return checkpoint.WriteBytes(w.path, append(b, '\n'))
 }
 
 // ReadManifest reads a run folder's run.json.

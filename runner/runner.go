@@ -691,7 +691,7 @@ func (ex *execution) execute(ctx context.Context, it *PlanItem, doc KeyDoc, key 
 	elapsed := time.Since(start).Seconds()
 	metrics["seconds"] = round3(elapsed)
 	b, _ := json.MarshalIndent(metrics, "", "  ")
-	if err := writeFileSync(filepath.Join(work, "metrics.json"), append(b, '\n')); err != nil {
+	if err := checkpoint.WriteBytes(filepath.Join(work, "metrics.json"), append(b, '\n')); err != nil {
 		return nil, err
 	}
 	e := &Entry{Key: key, Stage: s.ID, Type: s.Type, Inputs: doc, Metrics: metrics, Seconds: round3(elapsed)}

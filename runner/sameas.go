@@ -5,6 +5,7 @@ import (
 	"os"
 	"slices"
 
+	"github.com/shrink-ml/shrink/checkpoint"
 	"github.com/shrink-ml/shrink/pipeline"
 )
 
@@ -23,5 +24,5 @@ func (ex *execution) copyInput(s *pipeline.Stage, id, dst string) error {
 	if err != nil {
 		return fmt.Errorf("input %s: %w", id, err)
 	}
-	return writeFileSync(dst, b)
+	return checkpoint.WriteBytes(dst, b)
 }

@@ -130,7 +130,7 @@ func (s *Store) publishLocal(work string, e *Entry, replace bool) error {
 	if err != nil {
 		return err
 	}
-	if err := writeFileSync(filepath.Join(work, "entry.json"), b); err != nil {
+	if err := checkpoint.WriteBytes(filepath.Join(work, "entry.json"), b); err != nil {
 		return err
 	}
 	syncDir(work)
@@ -210,36 +210,6 @@ func tempDir(dir, prefix string) (string, error) {
 		return "", err
 	}
 	return os.MkdirTemp(dir, prefix)
-}
-
-// writeFileSync writes a file through a temporary name, synced, then renamed:
-// readers see the old contents or the new, never a part.
-func writeFileSync(path string, b []byte) error {
-	tmp := path + ".tmp-" + randomHex(6)
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		os.Remove(tmp)
-		return err
-	}
-	if err := f.Close(); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	syncDir(filepath.Dir(path))
-	return nil
 }
 
 // linkOrCopy places src at dst atomically: a hard link when the file system
