@@ -34,10 +34,10 @@ func ReadFile(path string) (*checkpoint.File, *Info, error) {
 func WriteFile(path string, f *checkpoint.File) (int, error) {
 	b, err := Encode(f)
 	if err != nil {
-		return 0, err
+		return 0, fmt.Errorf("%s: %w", path, err)
 	}
 	if err := checkpoint.WriteBytes(path, b); err != nil {
-		return 0, fmt.Errorf("compress: %w", err)
+		return 0, fmt.Errorf("compress: %w", err) // names path
 	}
 	return len(b), nil
 }

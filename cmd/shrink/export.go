@@ -45,7 +45,7 @@ cannot hold, is dropped with a warning.`,
 			if format == "compressed" {
 				n, err := compress.WriteFile(out, f)
 				if err != nil {
-					return fmt.Errorf("%s: %w", out, err)
+					return err // names out
 				}
 				a.exportSummary(out, int64(n), f, true)
 				return nil
@@ -62,7 +62,7 @@ cannot hold, is dropped with a warning.`,
 				a.log.Warn().Str("layer", l).Msg("activation quantization dropped: a float model has float activations, so its outputs differ slightly (the compressed format keeps it)")
 			}
 			if _, err := checkpoint.WriteFile(out, df); err != nil {
-				return fmt.Errorf("%s: %w", out, err)
+				return err // names out
 			}
 			size, err := fileSize(out)
 			if err != nil {
