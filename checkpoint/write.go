@@ -48,17 +48,30 @@ func Encode(w io.Writer, f *File) error {
 	return nil
 }
 
+// EncodedSize is the length of what Encode writes, without building it.
+func EncodedSize(f *File) (int, error) {
+	hdr, order, err := encodeHeader(f)
+	if err != nil {
+		return 0, err
+	}
+	return encodedSize(hdr, order), nil
+}
+
+func encodedSize(hdr []byte, order []*Tensor) int {
+	n := len(hdr)
+	for _, t := range order {
+		n += len(t.Data)
+	}
+	return n
+}
+
 // Marshal returns the bytes Encode writes.
 func Marshal(f *File) ([]byte, error) {
 	hdr, order, err := encodeHeader(f)
 	if err != nil {
 		return nil, err
 	}
-	n := len(hdr)
-	for _, t := range order {
-		n += len(t.Data)
-	}
-	out := make([]byte, 0, n)
+	out := make([]byte, 0, encodedSize(hdr, order))
 	out = append(out, hdr...)
 	for _, t := range order {
 		out = append(out, t.Data...)

@@ -2,6 +2,7 @@ package quantize
 
 import (
 	"github.com/shrink-ml/shrink/checkpoint"
+	"github.com/shrink-ml/shrink/export"
 	"github.com/shrink-ml/shrink/model"
 	"github.com/shrink-ml/shrink/stages"
 )
@@ -33,19 +34,12 @@ func Metrics(ctx *stages.Context, s *Settings, layers []*model.Layer, m *model.M
 	return out, nil
 }
 
-// floatSize is the size in bytes of m's checkpoint with every weight in F32.
+// floatSize is the size in bytes of m's checkpoint with every weight in F32:
+// its dense export (export.Dense).
 func floatSize(m *model.Model) (int, error) {
-	f := m.Clone()
-	for _, l := range f.Layers {
-		l.Quant, l.Input = nil, nil
-		for _, w := range l.Weights {
-			w.QParams = nil
-		}
-	}
-	file, err := f.ToFile(nil)
+	f, _, err := export.Dense(m, nil)
 	if err != nil {
 		return 0, err
 	}
-	b, err := checkpoint.Marshal(file)
-	return len(b), err
+	return checkpoint.EncodedSize(f)
 }
