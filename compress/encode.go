@@ -159,22 +159,19 @@ func unpackInto(f *checkpoint.File, t *checkpoint.Tensor, out *ints, prefix stri
 		return false
 	}
 	cols := n / rows
-	candidates := []int{4, 3, 2}
+	b, ok := quant.PackedBits(cols, t.Shape[1])
 	if metaBits >= 1 && metaBits <= 4 {
-		candidates = []int{metaBits}
+		b, ok = metaBits, quant.PackedWidth(cols, metaBits) == t.Shape[1]
 	}
-	for _, b := range candidates {
-		if quant.PackedWidth(cols, b) != t.Shape[1] {
-			continue
-		}
-		q, err := quant.Unpack(out.values, rows, cols, b)
-		if err != nil {
-			return false
-		}
-		out.values, out.packedBits, out.cols = q, b, cols
-		return true
+	if !ok {
+		return false
 	}
-	return false
+	q, err := quant.Unpack(out.values, rows, cols, b)
+	if err != nil {
+		return false
+	}
+	out.values, out.packedBits, out.cols = q, b, cols
+	return true
 }
 
 // layerOf is the layer a tensor prefix belongs to: "fc1" for fc1 and fc1.0.

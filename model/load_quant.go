@@ -82,13 +82,8 @@ func (ld *loader) packed(l *Layer, p string, shape []int) ([]int32, int) {
 			return nil, 0
 		}
 	} else {
-		for _, b := range []int{4, 3, 2} {
-			if quant.PackedWidth(cols, b) == pk.Shape[1] {
-				bits = b
-				break
-			}
-		}
-		if bits == 0 {
+		var ok bool
+		if bits, ok = quant.PackedBits(cols, pk.Shape[1]); !ok {
 			ld.badType = append(ld.badType, fmt.Sprintf("%s.weight_packed: %d words per row fit no width of 2 to 4 bits for %d columns", p, pk.Shape[1], cols))
 			return nil, 0
 		}

@@ -9,6 +9,18 @@ func PackedWidth(cols, bits int) int {
 	return (cols*bits + 31) / 32
 }
 
+// PackedBits guesses the bit width of rows packed in words int32 each, for a
+// file that does not say it: 4 bits is tried first, then 3, then 2 (widths
+// can share a word count; the metadata settles it when present).
+func PackedBits(cols, words int) (int, bool) {
+	for _, b := range []int{4, 3, 2} {
+		if PackedWidth(cols, b) == words {
+			return b, true
+		}
+	}
+	return 0, false
+}
+
 // Pack lays out q (rows x cols integers in [-2^(b-1), 2^(b-1)-1]) as
 // compressed-tensors' pack-quantized weight_packed: each value offset by 2^(b-1) to
 // an unsigned b-bit code, value j of a row at bit j*b of that row's little-endian
