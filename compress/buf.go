@@ -78,17 +78,10 @@ func (r *reader) uvarint(what string) uint64 {
 	return v
 }
 
+// varint reads a zig-zag signed varint, as binary.Varint encodes it.
 func (r *reader) varint(what string) int64 {
-	if r.err != nil {
-		return 0
-	}
-	v, n := binary.Varint(r.b[r.off:])
-	if n <= 0 {
-		r.fail("%s: bad or truncated varint", what)
-		return 0
-	}
-	r.off += n
-	return v
+	u := r.uvarint(what)
+	return int64(u>>1) ^ -int64(u&1)
 }
 
 // count reads a uvarint that must not exceed max (which callers derive from the

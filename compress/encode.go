@@ -5,6 +5,7 @@ import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"slices"
 	"sort"
 	"strings"
@@ -32,11 +33,7 @@ func Encode(f *checkpoint.File) ([]byte, error) {
 // name order.
 func encodeBody(f *checkpoint.File) *writer {
 	var w writer
-	keys := make([]string, 0, len(f.Metadata))
-	for k := range f.Metadata {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
+	keys := slices.Sorted(maps.Keys(f.Metadata))
 	w.uvarint(uint64(len(keys)))
 	for _, k := range keys {
 		w.str(k)
