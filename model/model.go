@@ -77,15 +77,27 @@ func New(spec arch.Spec, rng *rand.Rand) *Model {
 	spec = spec.Normalized()
 	m := &Model{Spec: spec}
 	for _, l := range spec.Layers() {
-		bound := float32(1 / math.Sqrt(float64(l.FanIn())))
 		shape := l.WeightShape()
 		w := &Weight{Name: l.Name + ".weight", Shape: shape, Data: make([]float32, prod(shape))}
-		uniform(w.Data, bound, rng)
-		bias := make([]float32, l.Out)
-		uniform(bias, bound, rng)
-		m.Layers = append(m.Layers, &Layer{Layer: l, Weights: []*Weight{w}, Bias: bias})
+		m.Layers = append(m.Layers, &Layer{Layer: l, Weights: []*Weight{w}, Bias: make([]float32, l.Out)})
 	}
+	m.Reinit(rng)
 	return m
+}
+
+// Reinit draws fresh weights as PyTorch initializes Linear and Conv2d:
+// U(±1/sqrt(fan_in)) for every weight tensor, and for the bias at the fan-in
+// of the tensor holding it (the last factor of a factored layer, a
+// Linear(k, out) in PyTorch). Masks are left for the caller to apply.
+func (m *Model) Reinit(rng *rand.Rand) {
+	for _, l := range m.Layers {
+		var bound float32
+		for _, w := range l.Weights {
+			bound = float32(1 / math.Sqrt(float64(len(w.Data)/w.Shape[0])))
+			uniform(w.Data, bound, rng)
+		}
+		uniform(l.Bias, bound, rng)
+	}
 }
 
 func uniform(v []float32, bound float32, rng *rand.Rand) {

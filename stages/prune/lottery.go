@@ -3,7 +3,6 @@ package prune
 import (
 	"encoding/json"
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -240,24 +239,12 @@ func rewind(m, src *model.Model) {
 	m.ApplyMasks()
 }
 
-// reinitialized is m with the same masks and fresh weights drawn as PyTorch
-// initializes Linear and Conv2d: U(±1/sqrt(fan_in)).
+// reinitialized is m with the same masks and fresh weights (model.Reinit).
 func reinitialized(m *model.Model, rng *rand.Rand) *model.Model {
 	c := m.Clone()
-	for _, l := range c.Layers {
-		for _, w := range l.Weights {
-			uniform(w.Data, float32(1/math.Sqrt(float64(len(w.Data)/w.Shape[0]))), rng)
-		}
-		uniform(l.Bias, float32(1/math.Sqrt(float64(l.FanIn()))), rng)
-	}
+	c.Reinit(rng)
 	c.ApplyMasks()
 	return c
-}
-
-func uniform(v []float32, bound float32, rng *rand.Rand) {
-	for i := range v {
-		v[i] = bound * float32(2*rng.Float64()-1)
-	}
 }
 
 // saveModel writes a checkpoint, making its folder first.
