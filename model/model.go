@@ -255,3 +255,33 @@ func convOutSize(l *Layer) int {
 	}
 	return 8
 }
+
+// DenseWeight is the layer's weight as a row-major [out, fan_in] float64
+// matrix: the weight itself, or for a factored layer the product
+// NAME.1.weight x NAME.0.weight.
+func (l *Layer) DenseWeight() []float64 {
+	if l.Rank == 0 {
+		out := make([]float64, len(l.Weights[0].Data))
+		for i, x := range l.Weights[0].Data {
+			out[i] = float64(x)
+		}
+		return out
+	}
+	return Product(l.Weights[1].Data, l.Weights[0].Data, l.Out, l.Rank, l.FanIn())
+}
+
+// Product is second (rows x k) times first (k x cols) in float64, each entry
+// summed over k in order.
+func Product(second, first []float32, rows, k, cols int) []float64 {
+	out := make([]float64, rows*cols)
+	for r := 0; r < rows; r++ {
+		row := out[r*cols : (r+1)*cols]
+		for i := 0; i < k; i++ {
+			a := float64(second[r*k+i])
+			for c, b := range first[i*cols : (i+1)*cols] {
+				row[c] += a * float64(b)
+			}
+		}
+	}
+	return out
+}

@@ -24,7 +24,7 @@ func TestPrunedLayerWarns(t *testing.T) {
 	}
 	l.Pruned = true
 	m.ApplyMasks()
-	pruned := effectiveWeight(l)
+	pruned := l.DenseWeight()
 	log, buf := capture()
 	rep, err := factorLayer(l, rule{rank: 3}, log)
 	if err != nil {
@@ -56,7 +56,7 @@ func TestRefactorIsOptimalForTheProduct(t *testing.T) {
 	m := randomModel(arch.Spec{Arch: "mlp", Inputs: 40, Hidden: []int{30}, Classes: 10}, 4)
 	l := m.Layer("fc1")
 	factorExactly(t, l, 12)
-	product := effectiveWeight(l)
+	product := l.DenseWeight()
 	rep, err := factorLayer(l, rule{rank: 5}, nopLog)
 	if err != nil {
 		t.Fatal(err)
@@ -82,7 +82,7 @@ func TestQuantizedLayerStaysQuantized(t *testing.T) {
 	l := m.Layer("fc2")
 	l.Quant = &spec
 	m.Requantize()
-	dequantized := effectiveWeight(l)
+	dequantized := l.DenseWeight()
 	rep, err := factorLayer(l, rule{rank: 3}, nopLog)
 	if err != nil {
 		t.Fatal(err)

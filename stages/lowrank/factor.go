@@ -25,7 +25,7 @@ const (
 // dequantized values if quantized), or the product of its factors.
 func factorLayer(l *model.Layer, r rule, log zerolog.Logger) (LayerReport, error) {
 	rows, cols := l.Out, l.FanIn()
-	w := effectiveWeight(l)
+	w := l.DenseWeight()
 	d, err := decompose(w, rows, cols)
 	if err != nil {
 		return LayerReport{}, fmt.Errorf("layer %s: %w", l.Name, err)
@@ -80,34 +80,6 @@ func warnLosses(l *model.Layer, log zerolog.Logger) {
 	}
 }
 
-// effectiveWeight is the layer's weight as a row-major [out, fan_in] float64
-// matrix: the product NAME.1.weight x NAME.0.weight when factored.
-func effectiveWeight(l *model.Layer) []float64 {
-	if l.Rank == 0 {
-		out := make([]float64, len(l.Weights[0].Data))
-		for i, x := range l.Weights[0].Data {
-			out[i] = float64(x)
-		}
-		return out
-	}
-	return product(l.Weights[1].Data, l.Weights[0].Data, l.Out, l.Rank, l.FanIn())
-}
-
-// product is second (rows x k) times first (k x cols), in float64.
-func product(second, first []float32, rows, k, cols int) []float64 {
-	out := make([]float64, rows*cols)
-	for r := 0; r < rows; r++ {
-		row := out[r*cols : (r+1)*cols]
-		for i := 0; i < k; i++ {
-			a := float64(second[r*k+i])
-			for c, b := range first[i*cols : (i+1)*cols] {
-				row[c] += a * float64(b)
-			}
-		}
-	}
-	return out
-}
-
 // setFactors makes the layer factored at rank k: NAME.0.weight [k, in(, kh, kw)],
 // then NAME.1.weight [out, k(, 1, 1)], the bias becoming NAME.1.bias. Masks go
 // (the factors are dense); quantized layers quantize their factors afresh.
@@ -129,7 +101,7 @@ func setFactors(l *model.Layer, k int, first, second []float32) {
 // relativeError is ||W - NAME.1.weight x NAME.0.weight||_F / ||W||_F for the
 // factors as stored (0 for an all-zero W).
 func relativeError(w []float64, l *model.Layer) float64 {
-	p := product(l.Weights[1].Data, l.Weights[0].Data, l.Out, l.Rank, l.FanIn())
+	p := l.DenseWeight()
 	var diff, norm float64
 	for i, x := range w {
 		diff += (x - p[i]) * (x - p[i])

@@ -15,7 +15,7 @@ import (
 // exactness tests need full ranks.
 func factorExactly(t *testing.T, l *model.Layer, k int) {
 	t.Helper()
-	d, err := decompose(effectiveWeight(l), l.Out, l.FanIn())
+	d, err := decompose(l.DenseWeight(), l.Out, l.FanIn())
 	if err != nil {
 		t.Fatal(err)
 	}

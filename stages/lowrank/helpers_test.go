@@ -66,7 +66,7 @@ func maxAbsDiff(a, b []float32) (diff, scale float64) {
 
 // frobeniusError is ||W - second x first||_F.
 func frobeniusError(w []float64, second, first []float32, rows, k, cols int) float64 {
-	p := product(second, first, rows, k, cols)
+	p := model.Product(second, first, rows, k, cols)
 	var sum float64
 	for i := range w {
 		sum += (w[i] - p[i]) * (w[i] - p[i])

@@ -13,7 +13,7 @@ func TestOracleRank3(t *testing.T) {
 	m := oracleModel(t)
 	for _, l := range m.Layers {
 		t.Run(l.Name, func(t *testing.T) {
-			w := effectiveWeight(l)
+			w := l.DenseWeight()
 			bias := append([]float32(nil), l.Bias...)
 			d, err := decompose(w, l.Out, l.In)
 			if err != nil {
@@ -82,7 +82,7 @@ func TestOracleEnergy(t *testing.T) {
 			for i, e := range energies {
 				m := oracleModel(t)
 				l := m.Layer(name)
-				d, err := decompose(effectiveWeight(l), l.Out, l.In)
+				d, err := decompose(l.DenseWeight(), l.Out, l.In)
 				if err != nil {
 					t.Fatal(err)
 				}

@@ -88,10 +88,13 @@ func complement(n int, drop []int) []int {
 // linear layer, the kh×kw window of a conv, or the 4×4 flattened map of a conv
 // feeding a linear layer.
 func foldDeadUnits(l, next *model.Layer, dead []int) {
+	if len(dead) == 0 {
+		return
+	}
 	in := next.Weights[0]
 	rowLen := len(in.Data) / in.Shape[0]
 	span := rowLen / l.Out
-	weight := effectiveWeight(next)
+	weight := next.DenseWeight() // [out, rowLen]
 	add := make([]float64, len(next.Bias))
 	for _, j := range dead {
 		c := max(float64(l.Bias[j]), 0)
@@ -101,31 +104,13 @@ func foldDeadUnits(l, next *model.Layer, dead []int) {
 		for o := range add {
 			var s float64
 			for col := j * span; col < (j+1)*span; col++ {
-				s += weight(o, col)
+				s += weight[o*rowLen+col]
 			}
 			add[o] += c * s
 		}
 	}
 	for o, a := range add {
 		next.Bias[o] = float32(float64(next.Bias[o]) + a)
-	}
-}
-
-// effectiveWeight returns the weight from input col to output o, the product of
-// the two factors for a factored layer.
-func effectiveWeight(l *model.Layer) func(o, col int) float64 {
-	first := l.Weights[0]
-	rowLen := len(first.Data) / first.Shape[0]
-	if l.Rank == 0 {
-		return func(o, col int) float64 { return float64(first.Data[o*rowLen+col]) }
-	}
-	second, k := l.Weights[1], l.Rank
-	return func(o, col int) float64 {
-		var s float64
-		for r := 0; r < k; r++ {
-			s += float64(second.Data[o*k+r]) * float64(first.Data[r*rowLen+col])
-		}
-		return s
 	}
 }
 
