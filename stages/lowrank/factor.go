@@ -25,13 +25,22 @@ const (
 // dequantized values if quantized), or the product of its factors.
 func factorLayer(l *model.Layer, r rule, log zerolog.Logger) (LayerReport, error) {
 	rows, cols := l.Out, l.FanIn()
-	w := l.DenseWeight()
-	d, err := decompose(w, rows, cols)
-	if err != nil {
-		return LayerReport{}, fmt.Errorf("layer %s: %w", l.Name, err)
+	// The SVD only when it is needed: for an energy rule, or to factor. A rank
+	// rule that keeps the layer as it is decides without it.
+	var w []float64
+	var d *decomposition
+	svd := func() (err error) {
+		w = l.DenseWeight()
+		if d, err = decompose(w, rows, cols); err != nil {
+			return fmt.Errorf("layer %s: %w", l.Name, err)
+		}
+		return nil
 	}
 	k := r.rank
 	if k == 0 {
+		if err := svd(); err != nil {
+			return LayerReport{}, err
+		}
 		k = energyRank(d.values, r.energy)
 	}
 	rep := LayerReport{Rule: r.String(), Shape: l.WeightShape(), RankBefore: l.Rank, ParamsBefore: weightCount(l),
@@ -54,6 +63,11 @@ func factorLayer(l *model.Layer, r rule, log zerolog.Logger) (LayerReport, error
 		rep.Result = Factored
 		if l.Rank > 0 {
 			rep.Result = Refactored
+		}
+		if d == nil {
+			if err := svd(); err != nil {
+				return LayerReport{}, err
+			}
 		}
 		warnLosses(l, lg)
 		first, second := d.factors(k)

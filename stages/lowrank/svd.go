@@ -70,16 +70,6 @@ func (d *decomposition) factors(k int) (first, second []float32) {
 	return first, second
 }
 
-// optimalError is Eckart-Young's minimum of ||W - P||_F over rank-k matrices P:
-// the norm of the dropped singular values.
-func (d *decomposition) optimalError(k int) float64 {
-	var sum float64
-	for _, s := range d.values[min(k, len(d.values)):] {
-		sum += s * s
-	}
-	return math.Sqrt(sum)
-}
-
 // cumulativeEnergy is, for each k, the share of the squared Frobenius norm held by
 // the top k singular values (the last entry is 1 unless W is zero).
 func cumulativeEnergy(values []float64) []float64 {

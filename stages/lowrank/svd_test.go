@@ -109,3 +109,13 @@ func TestOptimalError(t *testing.T) {
 		}
 	}
 }
+
+// optimalError is Eckart-Young's minimum of ||W - P||_F over rank-k matrices P:
+// the norm of the dropped singular values.
+func (d *decomposition) optimalError(k int) float64 {
+	var sum float64
+	for _, s := range d.values[min(k, len(d.values)):] {
+		sum += s * s
+	}
+	return math.Sqrt(sum)
+}
