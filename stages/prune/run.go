@@ -38,15 +38,18 @@ func (c *Config) Run(ctx *stages.Context) (*stages.Result, error) {
 		if err != nil {
 			return nil, err
 		}
-		metrics["removed_units"] = removed
-		metrics["widths"] = widths(m)
-		ctx.Log.Info().Interface("removed_units", removed).Interface("widths", widths(m)).Msg("units removed")
-	}
-	measureSparsity(m).log(ctx.Log.Info(), "pruned")
-	if err := ctx.Train("finetune", m, c.Finetune, model.Loss{}, nil); err != nil {
-		return nil, fmt.Errorf("finetune: %w", err)
+		w := widths(m)
+		metrics["removed_units"], metrics["widths"] = removed, w
+		ctx.Log.Info().Interface("removed_units", removed).Interface("widths", w).Msg("units removed")
 	}
 	s := measureSparsity(m)
+	s.log(ctx.Log.Info(), "pruned")
+	if c.Finetune.Epochs > 0 {
+		if err := ctx.Train("finetune", m, c.Finetune, model.Loss{}, nil); err != nil {
+			return nil, fmt.Errorf("finetune: %w", err)
+		}
+		s = measureSparsity(m) // masks keep the zeros; a quantized layer may round more to zero
+	}
 	s.addTo(metrics)
 	return &stages.Result{Model: m, Metrics: metrics}, nil
 }
