@@ -713,7 +713,7 @@ func (ex *execution) context(ctx context.Context, it *PlanItem, key, work string
 	s := it.Stage
 	src := stages.Stream(r.recipe.Seed, "stage:"+s.ID)
 	sc := &stages.Context{
-		Context: ctx, ID: s.ID, Type: s.Type, Log: log, Source: src, Seed: r.recipe.Seed,
+		Context: ctx, ID: s.ID, Log: log, Source: src, Seed: r.recipe.Seed,
 		Spec: r.recipe.Model, Stage: s, Dir: work,
 		StateDir:     filepath.Join(r.opt.RunDir, ".shrink", "state", key),
 		Inputs:       map[string]*model.Model{},

@@ -34,7 +34,7 @@ func DefaultTraining(epochs int) Training {
 }
 
 // Finetune is an optional training pass after a compression: `finetune: {epochs,
-// optimizer}`; nil in a config means none.
+// optimizer}`; epochs 0 (the default) means none.
 type Finetune = Training
 
 // Stream derives an independent random source for a purpose (model init, a

@@ -7,9 +7,10 @@ package stages
 
 import (
 	"context"
+	"maps"
 	"math"
 	"math/rand/v2"
-	"sort"
+	"slices"
 
 	"github.com/rs/zerolog"
 
@@ -54,7 +55,6 @@ type Result struct {
 type Context struct {
 	context.Context
 	ID     string
-	Type   string
 	Log    zerolog.Logger
 	Rand   *rand.Rand // seeded from the recipe seed and the stage id
 	Source *rand.PCG  // Rand's source, for saving and restoring its state
@@ -138,11 +138,7 @@ func (r *Registry) Lookup(name string) (pipeline.StageType, bool) {
 
 // Types implements pipeline.Registry.
 func (r *Registry) Types() []pipeline.StageType {
-	names := make([]string, 0, len(r.types))
-	for n := range r.types {
-		names = append(names, n)
-	}
-	sort.Strings(names)
+	names := slices.Sorted(maps.Keys(r.types))
 	out := make([]pipeline.StageType, len(names))
 	for i, n := range names {
 		out[i] = r.types[n].pipelineType()

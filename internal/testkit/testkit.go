@@ -111,7 +111,7 @@ func Load(t testing.TB, cfg data.Config) *data.Dataset {
 func Context(t testing.TB, id string, spec arch.Spec, input *model.Model, ds *data.Dataset, cfg *data.Config, seed uint64) *stages.Context {
 	src := stages.Stream(seed, "stage:"+id)
 	ctx := &stages.Context{
-		Context: context.Background(), ID: id, Type: id, Log: zerolog.Nop(),
+		Context: context.Background(), ID: id, Log: zerolog.Nop(),
 		Rand: rand.New(src), Source: src, Seed: seed, Spec: spec, Input: input,
 		Inputs: map[string]*model.Model{}, InputMetrics: map[string]map[string]any{},
 		Dir: t.TempDir(), StateDir: t.TempDir(),

@@ -58,7 +58,7 @@ func newContext(t *testing.T, ds *data.Dataset, cfg *data.Config, cacheDir, stat
 	logs := &logBuffer{}
 	src := stages.Stream(1, "stage:distill")
 	return &stages.Context{
-		Context: context.Background(), ID: "distill", Type: "distill",
+		Context: context.Background(), ID: "distill",
 		Log:  zerolog.New(logs),
 		Rand: rand.New(src), Source: src, Seed: 1, Spec: recipeSpec,
 		Inputs: map[string]*model.Model{}, InputMetrics: map[string]map[string]any{},

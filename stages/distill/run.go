@@ -1,6 +1,7 @@
 package distill
 
 import (
+	"github.com/shrink-ml/shrink/data"
 	"github.com/shrink-ml/shrink/model"
 	"github.com/shrink-ml/shrink/stages"
 )
@@ -78,10 +79,11 @@ func teacherAccuracy(ctx *stages.Context, t *teacher) (any, error) {
 	return res.Accuracy, nil
 }
 
-// evalBatch is the batch size of evaluation passes (data.eval_batch_size).
+// evalBatch is the batch size of evaluation passes: data.eval_batch_size, or
+// its default for a context built without a data section (tests).
 func evalBatch(ctx *stages.Context) int {
 	if ctx.DataConfig != nil && ctx.DataConfig.EvalBatchSize > 0 {
 		return ctx.DataConfig.EvalBatchSize
 	}
-	return 1000
+	return data.DefaultConfig().EvalBatchSize
 }

@@ -36,7 +36,7 @@ func decode(t *testing.T, typ string, raw map[string]any) stages.Config {
 func stageContext(t *testing.T, id string, input *model.Model, ds *data.Dataset, cfg data.Config) *stages.Context {
 	src := rand.NewPCG(42, 1)
 	return &stages.Context{
-		Context: context.Background(), ID: id, Type: id, Log: zerolog.Nop(),
+		Context: context.Background(), ID: id, Log: zerolog.Nop(),
 		Rand: rand.New(src), Source: src, Seed: 42, Spec: spec, Input: input,
 		Data: func() (*data.Dataset, error) { return ds, nil }, DataConfig: &cfg,
 		StateDir: t.TempDir(),

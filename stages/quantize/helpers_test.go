@@ -50,7 +50,7 @@ var syntheticArch = arch.Spec{Arch: "mlp", Inputs: 16, Hidden: []int{24, 12}, Cl
 func stageContext(id string, spec arch.Spec, input *model.Model, ds *data.Dataset, cfg data.Config) *stages.Context {
 	src := rand.NewPCG(42, 1)
 	ctx := &stages.Context{
-		Context: context.Background(), ID: id, Type: id, Log: zerolog.Nop(),
+		Context: context.Background(), ID: id, Log: zerolog.Nop(),
 		Rand: rand.New(src), Source: src, Seed: 42, Spec: spec, Input: input,
 		Inputs: map[string]*model.Model{}, InputMetrics: map[string]map[string]any{},
 	}

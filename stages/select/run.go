@@ -37,10 +37,11 @@ func (c *Config) Run(ctx *stages.Context) (*stages.Result, error) {
 	if d.Selected == "" {
 		return nil, c.noneQualified(d)
 	}
-	ctx.Log.Info().Str("selected", d.Selected).Msg(c.reason(d))
+	reason := c.reason(d)
+	ctx.Log.Info().Str("selected", d.Selected).Msg(reason)
 	return &stages.Result{SameAs: d.Selected, Metrics: map[string]any{
 		"selected":    d.Selected,
-		"reason":      c.reason(d),
+		"reason":      reason,
 		"metric":      []string(c.Metric),
 		"goal":        c.Goal,
 		"candidates":  d.Candidates,
