@@ -8,7 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
-	"sort"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -34,6 +34,20 @@ type Options struct {
 	// a teacher_checkpoint) problems of the recipe when they are not there.
 	// Off for a recipe meant to run elsewhere (export-workflow).
 	CheckFiles bool
+}
+
+// RecipeEnv lists, sorted, the NAME=VALUE entries of environ that override
+// recipe keys: SHRINK_ variables other than the reserved ones.
+func RecipeEnv(environ []string) []string {
+	var out []string
+	for _, kv := range environ {
+		name, _, _ := strings.Cut(kv, "=")
+		if strings.HasPrefix(name, "SHRINK_") && !ReservedEnv[name] {
+			out = append(out, kv)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // ReservedEnv are SHRINK_ variables that configure the tool, not the recipe.
@@ -209,15 +223,7 @@ func applyOverrides(tree map[string]any, opt Options, pos *positions) (map[strin
 		}
 		pos.origin[owned] = origin
 	}
-	var envs []string
-	for _, kv := range opt.Env {
-		name, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(name, "SHRINK_") && !ReservedEnv[name] {
-			envs = append(envs, kv)
-		}
-	}
-	sort.Strings(envs)
-	for _, kv := range envs {
+	for _, kv := range RecipeEnv(opt.Env) {
 		name, val, _ := strings.Cut(kv, "=")
 		key := strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(name, "SHRINK_")), "__", ".")
 		set(key, val, "env "+name)
@@ -336,23 +342,25 @@ func IsDiagnostics(err error) bool {
 	return errors.As(err, &ds)
 }
 
-// checkFiles reports the files the recipe names that are not there.
-func (r *Recipe) checkFiles() Diagnostics {
-	var diags Diagnostics
-	missing := func(path, key string) {
-		if _, err := os.Stat(path); err != nil {
-			diags = append(diags, Diagnostic{r.pos.ofValue(key), fmt.Sprintf(
-				"%s%s: no such file (a relative path is relative to the recipe's folder)", label(key), path)})
+// NamedFile is a file a recipe names, with the key naming it.
+type NamedFile struct{ Key, Path string }
+
+// Files lists the files the recipe reads besides itself (model.checkpoint,
+// data files, a stage's teacher_checkpoint), paths resolved against its folder.
+func (r *Recipe) Files() []NamedFile {
+	var out []NamedFile
+	add := func(key, path string) {
+		if path != "" {
+			out = append(out, NamedFile{key, r.Path(path)})
 		}
 	}
-	if p := r.Model.Checkpoint; p != "" {
-		missing(p, "model.checkpoint")
-	}
-	if r.Data != nil {
-		for _, e := range data.CheckFiles(*r.Data, r.Dir) {
-			path := joinPath("data", e.Path)
-			diags = append(diags, Diagnostic{r.pos.ofValue(path), label(path) + e.Msg})
-		}
+	add("model.checkpoint", r.Model.Checkpoint)
+	if d := r.Data; d != nil {
+		add("data.path", d.Path)
+		add("data.train_images", d.TrainImages)
+		add("data.train_labels", d.TrainLabels)
+		add("data.test_images", d.TestImages)
+		add("data.test_labels", d.TestLabels)
 	}
 	seen := map[string]bool{}
 	for _, s := range r.Stages {
@@ -362,7 +370,30 @@ func (r *Recipe) checkFiles() Diagnostics {
 		}
 		seen[s.Base] = true
 		for _, f := range fr.FileReferences() {
-			missing(r.Path(f.File), "stages."+s.Base+"."+f.Path)
+			add("stages."+s.Base+"."+f.Path, f.File)
+		}
+	}
+	return out
+}
+
+// checkFiles reports the files the recipe names that are not there. The data
+// section's are checked by the data package, which knows that data.path is a
+// folder of four files.
+func (r *Recipe) checkFiles() Diagnostics {
+	var diags Diagnostics
+	for _, f := range r.Files() {
+		if strings.HasPrefix(f.Key, "data.") {
+			continue
+		}
+		if _, err := os.Stat(f.Path); err != nil {
+			diags = append(diags, Diagnostic{r.pos.ofValue(f.Key), fmt.Sprintf(
+				"%s%s: no such file (a relative path is relative to the recipe's folder)", label(f.Key), f.Path)})
+		}
+	}
+	if r.Data != nil {
+		for _, e := range data.CheckFiles(*r.Data, r.Dir) {
+			path := joinPath("data", e.Path)
+			diags = append(diags, Diagnostic{r.pos.ofValue(path), label(path) + e.Msg})
 		}
 	}
 	return diags

@@ -3,12 +3,10 @@ package main
 import (
 	"fmt"
 	"os"
-	"slices"
 	"strings"
 
 	"github.com/spf13/cobra"
 
-	"github.com/shrink-ml/shrink/config"
 	"github.com/shrink-ml/shrink/pipeline"
 	"github.com/shrink-ml/shrink/workflow"
 )
@@ -65,12 +63,16 @@ nothing. docs/DISTRIBUTED.md explains the setup.`,
 				}
 				return err
 			}
-			if files := localFiles(recipe); len(files) > 0 {
+			if files := recipe.Files(); len(files) > 0 {
+				var list []string
+				for _, f := range files {
+					list = append(list, fmt.Sprintf("%s (%s)", f.Path, f.Key))
+				}
 				fmt.Fprintf(a.stderr, "shrink: warning: the recipe reads files that do not travel with the workflow: %s; "+
-					"the tasks must find them at the same paths (bake them into the image or mount a volume)\n", strings.Join(files, ", "))
+					"the tasks must find them at the same paths (bake them into the image or mount a volume)\n", strings.Join(list, ", "))
 			}
 			opt.RecipeFile, opt.Recipe, opt.Sets = args[0], src, sets
-			opt.Env = append(recipeEnv(os.Environ()), env...)
+			opt.Env = append(pipeline.RecipeEnv(os.Environ()), env...)
 			w, err := workflow.Argo(recipe, opt)
 			if err != nil {
 				return usageError{err}
@@ -94,49 +96,4 @@ nothing. docs/DISTRIBUTED.md explains the setup.`,
 	f.IntVar(&opt.Retries, "retries", 2, "retries of a failed task")
 	f.IntVar(&opt.Parallelism, "parallelism", 0, "tasks running at once (0: as many as the cluster fits)")
 	return cmd
-}
-
-// recipeEnv lists the SHRINK_ variables that override recipe keys, so every
-// task resolves the recipe as this command did.
-func recipeEnv(environ []string) []string {
-	var out []string
-	for _, kv := range environ {
-		name, _, _ := strings.Cut(kv, "=")
-		if strings.HasPrefix(name, "SHRINK_") && !pipeline.ReservedEnv[name] {
-			out = append(out, kv)
-		}
-	}
-	slices.Sort(out)
-	return out
-}
-
-// localFiles lists the files a recipe reads besides itself, as "path (key)": the
-// workflow carries the recipe, not these.
-func localFiles(r *pipeline.Recipe) []string {
-	var out []string
-	add := func(path, key string) {
-		if path != "" {
-			out = append(out, fmt.Sprintf("%s (%s)", path, key))
-		}
-	}
-	add(r.Model.Checkpoint, "model.checkpoint")
-	if d := r.Data; d != nil {
-		add(d.Path, "data.path")
-		add(d.TrainImages, "data.train_images")
-		add(d.TrainLabels, "data.train_labels")
-		add(d.TestImages, "data.test_images")
-		add(d.TestLabels, "data.test_labels")
-	}
-	seen := map[string]bool{}
-	for _, s := range r.Stages {
-		fr, ok := s.Config.(config.FileReferrer)
-		if !ok || seen[s.Base] {
-			continue
-		}
-		seen[s.Base] = true
-		for _, f := range fr.FileReferences() {
-			add(f.File, "stages."+s.Base+"."+f.Path)
-		}
-	}
-	return out
 }
