@@ -10,6 +10,7 @@ import (
 
 	"github.com/shrink-ml/shrink/arch"
 	"github.com/shrink-ml/shrink/checkpoint"
+	"github.com/shrink-ml/shrink/config"
 	"github.com/shrink-ml/shrink/export"
 	"github.com/shrink-ml/shrink/runner"
 )
@@ -162,14 +163,8 @@ func (r *Run) measured() []*Stage {
 	return out
 }
 
+// integer is a metrics.json count (decoded as float64), or 0.
 func integer(v any) int64 {
-	switch x := v.(type) {
-	case float64:
-		return int64(x)
-	case int:
-		return int64(x)
-	case int64:
-		return x
-	}
-	return 0
+	x, _ := config.AsFloat(v)
+	return int64(x)
 }

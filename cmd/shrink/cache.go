@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/shrink-ml/shrink/config"
 	"github.com/shrink-ml/shrink/pipeline"
 	"github.com/shrink-ml/shrink/runner"
 )
@@ -206,15 +207,7 @@ func metric(s *runner.StageRecord, k string) (float64, bool) {
 	if s == nil {
 		return 0, false
 	}
-	switch x := s.Metrics[k].(type) {
-	case float64:
-		return x, true
-	case int:
-		return float64(x), true
-	case int64:
-		return float64(x), true
-	}
-	return 0, false
+	return config.AsFloat(s.Metrics[k])
 }
 
 func num(x float64, ok bool) string {

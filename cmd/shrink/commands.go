@@ -13,6 +13,7 @@ import (
 
 	"github.com/shrink-ml/shrink/checkpoint"
 	"github.com/shrink-ml/shrink/compress"
+	"github.com/shrink-ml/shrink/config"
 	"github.com/shrink-ml/shrink/data"
 	"github.com/shrink-ml/shrink/export"
 	"github.com/shrink-ml/shrink/model"
@@ -130,14 +131,14 @@ func (a *app) summarize(man *runner.Manifest, runDir string) {
 		if v, ok := s.Metrics["accuracy"].(float64); ok {
 			acc = fmt.Sprintf("%.4f", v)
 		}
-		if v, ok := number(s.Metrics["params_total"]); ok {
+		if v, ok := config.AsFloat(s.Metrics["params_total"]); ok {
 			params = fmt.Sprint(v)
 		}
-		if v, ok := number(s.Metrics["params_nonzero"]); ok {
+		if v, ok := config.AsFloat(s.Metrics["params_nonzero"]); ok {
 			nz = fmt.Sprint(v)
 		}
-		if v, ok := number(s.Metrics["size_bytes"]); ok {
-			size = humanBytes(v)
+		if v, ok := config.AsFloat(s.Metrics["size_bytes"]); ok {
+			size = humanBytes(int64(v))
 		}
 		status := s.Status
 		if s.Error != "" {
@@ -149,18 +150,6 @@ func (a *app) summarize(man *runner.Manifest, runDir string) {
 	}
 	tw.Flush()
 	fmt.Fprintf(a.stdout, "run folder: %s (%s)\n", runDir, man.Status)
-}
-
-func number(v any) (int64, bool) {
-	switch x := v.(type) {
-	case float64:
-		return int64(x), true
-	case int:
-		return int64(x), true
-	case int64:
-		return x, true
-	}
-	return 0, false
 }
 
 func humanBytes(n int64) string {
