@@ -164,6 +164,23 @@ func (s Spec) LayerNames() []string {
 	return names
 }
 
+// Features is the number of values one sample holds (784 for lenet5).
+func (s Spec) Features() int {
+	n := 1
+	for _, d := range s.InputShape() {
+		n *= d
+	}
+	return n
+}
+
+// InputsKey is the recipe key that sets Features, for messages.
+func (s Spec) InputsKey() string {
+	if s.Arch == "lenet5" {
+		return "model.arch" // lenet5 takes 1x28x28 images
+	}
+	return "model.inputs"
+}
+
 // InputShape is the shape of one sample: [features] or [1, 28, 28].
 func (s Spec) InputShape() []int {
 	if s.Arch == "lenet5" {

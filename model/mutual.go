@@ -37,7 +37,7 @@ func buildMutual(m, peer *Model, opt NetOptions) (*Net, error) {
 	if m.Spec.Classes != peer.Spec.Classes {
 		return nil, fmt.Errorf("mutual learning: the model has %d classes, its peer %d", m.Spec.Classes, peer.Spec.Classes)
 	}
-	if a, b := prod(m.Spec.InputShape()), prod(peer.Spec.InputShape()); a != b {
+	if a, b := m.Spec.Features(), peer.Spec.Features(); a != b {
 		return nil, fmt.Errorf("mutual learning: the model takes %d inputs per sample, its peer %d", a, b)
 	}
 	g := G.NewGraph()

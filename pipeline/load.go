@@ -280,14 +280,7 @@ func (r *Recipe) checkDataFitsModel() Diagnostics {
 	if d == nil {
 		return nil
 	}
-	inputs := 1
-	for _, n := range r.Model.InputShape() {
-		inputs *= n
-	}
-	inputKey := "model.inputs"
-	if r.Model.Arch == "lenet5" {
-		inputKey = "model.arch"
-	}
+	inputs, inputKey := r.Model.Features(), r.Model.InputsKey()
 	var diags Diagnostics
 	features, featureKey := 0, ""
 	switch d.Dataset {

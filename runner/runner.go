@@ -265,12 +265,8 @@ func (r *Runner) checkFlags() error {
 // fitsModel checks what the recipe could not: the size of IDX images (the
 // pipeline checks mnist and synthetic data before anything runs).
 func fitsModel(ds *data.Dataset, spec arch.Spec) error {
-	inputs := 1
-	for _, n := range spec.InputShape() {
-		inputs *= n
-	}
-	if ds.Train.Features != inputs {
-		return fmt.Errorf("data: the %s rows have %d features but the model takes %d inputs (model.inputs): make them equal", ds.Kind, ds.Train.Features, inputs)
+	if inputs := spec.Features(); ds.Train.Features != inputs {
+		return fmt.Errorf("data: the %s rows have %d features but the model takes %d inputs (%s): make them equal", ds.Kind, ds.Train.Features, inputs, spec.InputsKey())
 	}
 	// The labels themselves: for idx, data.classes is only an upper bound.
 	for _, sp := range []*data.Split{ds.Train, ds.Val, ds.Test} {
