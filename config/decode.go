@@ -121,19 +121,6 @@ func intTag(sf reflect.StructField, name string) *int {
 	return &v
 }
 
-// Keys returns the recipe keys a config struct accepts, in declaration order.
-func Keys(v any) []string {
-	t := reflect.TypeOf(v)
-	for t.Kind() == reflect.Pointer {
-		t = t.Elem()
-	}
-	var keys []string
-	for _, f := range fieldsOf(t) {
-		keys = append(keys, f.key)
-	}
-	return keys
-}
-
 func decodeStruct(path string, raw map[string]any, v reflect.Value) Errors {
 	fields := fieldsOf(v.Type())
 	byKey := make(map[string]*field, len(fields))

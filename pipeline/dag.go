@@ -27,7 +27,6 @@ type Stage struct {
 	Refs      []config.Ref // other references, resolved to expanded ids
 	Config    any          // the decoded config, defaults filled in
 	Resources Resources
-	Index     int // the base stage's place in the recipe
 	Pos       Pos // where the stage is defined
 
 	assign   map[string]int // matrix stage -> combination index, for fan-out
@@ -475,7 +474,7 @@ func expandOne(b *baseStage, bases map[string]*baseStage, byBase map[string][]*S
 				assign[b.id] = ci
 			}
 			s := &Stage{
-				Base: b.id, Type: b.typ.Name, Config: c.config, Index: b.index, Pos: b.pos,
+				Base: b.id, Type: b.typ.Name, Config: c.config, Pos: b.pos,
 				Resources: resources(b.raw["resources"]), assign: assign,
 			}
 			if b.typ.FanIn {

@@ -325,10 +325,6 @@ func (r *Recipe) fieldDiags(section string, errs config.Errors) Diagnostics {
 	return ds
 }
 
-// PosOf reports where a recipe path (stages.prune.amount) was set, for errors found
-// after loading.
-func (r *Recipe) PosOf(path string) Pos { return r.pos.ofValue(path) }
-
 // IsDiagnostics tells recipe problems (exit code 2) from other errors.
 func IsDiagnostics(err error) bool {
 	var ds Diagnostics

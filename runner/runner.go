@@ -151,7 +151,7 @@ func (r *Runner) Plan() ([]*PlanItem, error) {
 			digests[s.ID] = entry.Checkpoint
 			continue
 		case errors.Is(lookErr, fs.ErrNotExist):
-			it.Reason = r.whyNew(prev, s, doc)
+			it.Reason = r.whyNew(s, doc)
 		default:
 			var ce *CorruptError
 			if errors.As(lookErr, &ce) {
@@ -216,7 +216,8 @@ func (r *Runner) folderProblem(s *pipeline.Stage, folder string, e *Entry) strin
 }
 
 // whyNew explains a key the store lacks, from the last run's record.
-func (r *Runner) whyNew(prev *Manifest, s *pipeline.Stage, doc KeyDoc) string {
+func (r *Runner) whyNew(s *pipeline.Stage, doc KeyDoc) string {
+	prev := r.prev
 	if prev == nil {
 		return "first run"
 	}
@@ -571,10 +572,10 @@ func (ex *execution) stage(ctx context.Context, it *PlanItem) {
 	why := ex.reason(it, doc)
 	log.Info().Str("why", why).Msg("running")
 	start := time.Now()
-	ex.share(ex.running.Add(1))
+	shareCores(ex.running.Add(1))
 	e, err := ex.execute(ctx, it, doc, key, log)
 	ex.progressDone(s.ID)
-	ex.share(ex.running.Add(-1))
+	shareCores(ex.running.Add(-1))
 	if err != nil {
 		status, msg := "failed", err.Error()
 		if ctx.Err() != nil {
@@ -600,7 +601,7 @@ func (ex *execution) reason(it *PlanItem, doc KeyDoc) string {
 	if it.Key == doc.Key() && it.Reason != "" {
 		return it.Reason
 	}
-	return ex.r.whyNew(ex.r.prev, it.Stage, doc)
+	return ex.r.whyNew(it.Stage, doc)
 }
 
 // finish records a stage's outcome. failure is "" on success; for a skipped
@@ -721,7 +722,7 @@ func (ex *execution) context(ctx context.Context, it *PlanItem, key, work string
 			return model.Load(r.recipe.Path(path), &r.recipe.Model)
 		},
 	}
-	sc.Rand = newRand(src)
+	sc.Rand = rand.New(src)
 	files, err := r.fileDigests(s)
 	if err != nil {
 		return nil, err
@@ -737,7 +738,7 @@ func (ex *execution) context(ctx context.Context, it *PlanItem, key, work string
 		sc.DataFingerprint = fp
 	}
 	if r.opt.Progress != nil {
-		sc.Progress = ex.progress(s.ID)
+		sc.Progress = r.opt.Progress(s.ID) // parallel stages report to their own sinks
 	}
 	ex.mu.Lock()
 	keys := make(map[string]string, len(ex.keys))
@@ -845,17 +846,15 @@ func (r *Runner) removeDroppedStages(plan []*PlanItem) {
 	}
 }
 
-func newRand(src *rand.PCG) *rand.Rand { return rand.New(src) }
-
-// share splits the cores among the stages running now: a lone stage's matrix
-// products use them all, parallel stages one each. Products are bit-identical
-// whatever the thread count, so this changes speed only. SHRINK_THREADS fixes it.
-func (ex *execution) share(running int32) { shareCores(running) }
 
 // UseAllCores gives the matrix products of a command outside a run (eval) every
 // core, or SHRINK_THREADS of them.
 func UseAllCores() { shareCores(1) }
 
+// shareCores splits the cores among the stages running now: a lone stage's
+// matrix products use them all, parallel stages one each. Products are
+// bit-identical whatever the thread count, so this changes speed only.
+// SHRINK_THREADS fixes it.
 func shareCores(running int32) {
 	if s := os.Getenv("SHRINK_THREADS"); s != "" {
 		if n, err := strconv.Atoi(s); err == nil {
