@@ -13,6 +13,7 @@ import (
 
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
 	"github.com/shrink-ml/shrink/pipeline"
@@ -131,9 +132,14 @@ Recipes are documented in docs/RECIPES.md; 'shrink schema' prints their JSON Sch
 			return a.setupLogging()
 		},
 	}
-	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error { return usageError{err} })
+	root.SetFlagErrorFunc(func(c *cobra.Command, err error) error {
+		if ive := new(pflag.InvalidValueError); errors.As(err, &ive) && errors.Unwrap(ive) != nil {
+			err = errors.Unwrap(ive) // the value's own message, which names the flag
+		}
+		return usageError{err}
+	})
 	pf := root.PersistentFlags()
-	pf.StringVar(&a.logFormat, "log-format", cmp.Or(os.Getenv("SHRINK_LOG_FORMAT"), "console"), "log format: console (readable) or json (one object per line); default $SHRINK_LOG_FORMAT, else console")
+	enumVar(pf, &a.logFormat, "log-format", cmp.Or(os.Getenv("SHRINK_LOG_FORMAT"), "console"), []string{"console", "json"}, "log format: console (readable) or json (one object per line); default $SHRINK_LOG_FORMAT, else console")
 	pf.BoolVarP(&a.quiet, "quiet", "q", false, "only warnings and errors; no progress bars")
 	pf.BoolVarP(&a.verbose, "verbose", "v", false, "debug logging")
 	root.AddCommand(a.runCommand(), a.planCommand(), a.validateCommand(), a.inspectCommand(), a.evalCommand(), a.schemaCommand(),
@@ -167,8 +173,8 @@ func (a *app) setupLogging() error {
 	case "console":
 		a.bar = &progressBar{out: a.stderr, enabled: a.tty && !a.quiet && os.Getenv("SHRINK_NO_PROGRESS") == "", width: width}
 		w = zerolog.ConsoleWriter{Out: a.bar, NoColor: !a.tty, TimeFormat: "15:04:05"}
-	default:
-		return usagef("--log-format must be console or json, not %q", a.logFormat)
+	default: // only the environment's default bypasses the flag's check
+		return usagef("SHRINK_LOG_FORMAT must be console or json, not %q", a.logFormat)
 	}
 	a.log, a.logOut = zerolog.New(w).Level(level).With().Timestamp().Logger(), w
 	return nil

@@ -208,7 +208,7 @@ A stage after one that runs is shown as 'run': plan assumes its input changes.`,
 		},
 	}
 	f.register(cmd, false)
-	cmd.Flags().StringVar(&format, "format", "text", "text or json")
+	enumVar(cmd.Flags(), &format, "format", "text", []string{"text", "json"}, "output format")
 	return cmd
 }
 
@@ -310,7 +310,7 @@ decodes to, then how each is stored.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&format, "format", "text", "text or json")
+	enumVar(cmd.Flags(), &format, "format", "text", []string{"text", "json"}, "output format")
 	return cmd
 }
 
@@ -364,9 +364,6 @@ With --format json, one object {"accuracy", "loss", "samples"} is printed.`,
 			if recipePath == "" {
 				return usagef("eval needs --recipe: the recipe names the test data")
 			}
-			if format != "text" && format != "json" {
-				return usagef("--format must be text or json")
-			}
 			recipe, err := a.loadRecipe(recipePath, sets)
 			if err != nil {
 				return err
@@ -395,7 +392,7 @@ With --format json, one object {"accuracy", "loss", "samples"} is printed.`,
 		},
 	}
 	cmd.Flags().StringVar(&recipePath, "recipe", "", "the recipe whose data (and model section) to use")
-	cmd.Flags().StringVar(&format, "format", "text", "text or json")
+	enumVar(cmd.Flags(), &format, "format", "text", []string{"text", "json"}, "output format")
 	cmd.Flags().StringArrayVar(&sets, "set", nil, "override a recipe key (repeatable)")
 	return cmd
 }

@@ -35,8 +35,8 @@ cannot hold, is dropped with a warning.`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			in, out := args[0], args[1]
-			if format != "dense" && format != "compressed" {
-				return usagef("--format must be dense or compressed, not %q", format)
+			if format == "" {
+				return usagef("--format must be dense or compressed (none given): dense is plain F32 safetensors, compressed the smallest lossless form")
 			}
 			f, _, err := compress.ReadFile(in)
 			if err != nil {
@@ -72,7 +72,7 @@ cannot hold, is dropped with a warning.`,
 			return nil
 		},
 	}
-	cmd.Flags().StringVar(&format, "format", "", "dense (plain F32 safetensors) or compressed (the smallest lossless form)")
+	enumVar(cmd.Flags(), &format, "format", "", []string{"dense", "compressed"}, "dense (plain F32 safetensors) or compressed (the smallest lossless form)")
 	return cmd
 }
 

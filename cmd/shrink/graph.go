@@ -26,9 +26,6 @@ Nothing is run.`,
   shrink graph recipes/sweep-select.yaml --format mermaid`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if format != "dot" && format != "mermaid" {
-				return usagef("--format must be dot or mermaid, not %q", format)
-			}
 			recipe, err := a.loadRecipe(args[0], f.sets)
 			if err != nil {
 				return err
@@ -45,7 +42,7 @@ Nothing is run.`,
 		},
 	}
 	f.register(cmd, false)
-	cmd.Flags().StringVar(&format, "format", "dot", "dot (Graphviz) or mermaid")
+	enumVar(cmd.Flags(), &format, "format", "dot", []string{"dot", "mermaid"}, "dot (Graphviz) or mermaid")
 	return cmd
 }
 

@@ -2,10 +2,13 @@ package main
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/shrink-ml/shrink/pipeline"
 	"github.com/shrink-ml/shrink/runner"
+	"github.com/spf13/pflag"
 )
 
 // jobsFlag is --jobs: a positive count, or 0 (the default) for automatic.
@@ -43,4 +46,29 @@ func (a *app) jobs(recipe *pipeline.Recipe, n int) int {
 	n, why := runner.AutoJobs(recipe)
 	a.log.Debug().Int("jobs", n).Str("why", why).Msg("parallel stages")
 	return n
+}
+
+// enumFlag is a string flag with a fixed set of values, checked as the flags
+// are parsed (a bad value is bad usage before the command starts).
+type enumFlag struct {
+	name    string
+	value   *string
+	choices []string
+}
+
+// enumVar defines a flag that takes one of choices.
+func enumVar(fs *pflag.FlagSet, p *string, name, def string, choices []string, usage string) {
+	*p = def
+	fs.Var(&enumFlag{name, p, choices}, name, usage)
+}
+
+func (e *enumFlag) String() string { return *e.value }
+func (e *enumFlag) Type() string   { return strings.Join(e.choices, "|") }
+
+func (e *enumFlag) Set(s string) error {
+	if !slices.Contains(e.choices, s) {
+		return fmt.Errorf("--%s must be %s, not %q", e.name, strings.Join(e.choices, " or "), s)
+	}
+	*e.value = s
+	return nil
 }
