@@ -18,7 +18,7 @@ func ReadFile(path string) (*checkpoint.File, *Info, error) {
 	if !IsCompressed(b) {
 		f, err := checkpoint.Read(bytes.NewReader(b), int64(len(b)))
 		if err != nil {
-			return nil, nil, fmt.Errorf("%s: %w", path, err)
+			return nil, nil, fmt.Errorf("%s is not a valid safetensors checkpoint (nor a shrink compressed file): %w", path, err)
 		}
 		return f, nil, nil
 	}

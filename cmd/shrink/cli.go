@@ -147,6 +147,9 @@ Recipes are documented in docs/RECIPES.md; 'shrink schema' prints their JSON Sch
 	root.AddCommand(a.graphCommand())
 	root.AddCommand(a.exportCommand(), a.reportCommand())
 	root.AddCommand(a.exportWorkflowCommand())
+	v, rev := runner.Version()
+	root.Version = strings.TrimSpace(v + " " + rev)
+	root.SetVersionTemplate("shrink {{.Version}}\n")
 	usageArgs(root)
 	return root
 }

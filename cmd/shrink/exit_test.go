@@ -138,3 +138,10 @@ func TestCobraUsageErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestVersionFlag(t *testing.T) {
+	var stdout, stderr bytes.Buffer
+	if code := Main([]string{"--version"}, nil, &stdout, &stderr); code != exitOK || !strings.HasPrefix(stdout.String(), "shrink ") {
+		t.Fatalf("exit %d: %q %q", code, stdout.String(), stderr.String())
+	}
+}
