@@ -19,32 +19,37 @@ type problem struct {
 // only on the shape and the implementation, never on the thread count, so
 // each element of C is computed by the same sequence of operations
 // whatever the split.
-func (p *problem) solve() {
+// gemv computes a product whose C is one row or one column, as a
+// matrix-vector product, and says whether it did: packing would copy as much
+// data as such a product reads, so it is streamed instead.
+func (p *problem) gemv() bool {
 	im := active.Load()
-	// One row or one column of C is a matrix-vector product: packing would
-	// copy as much data as the product reads, so stream it instead.
 	switch {
 	case p.m == 1 && !p.transB:
 		// C row = xᵀ·B, B k×n.
 		x, incX := p.rowOfA()
 		sgemv(im, true, p.k, p.n, p.alpha, p.b, p.ldb, x, incX, p.beta, p.c, 1)
-		return
 	case p.m == 1:
 		// C row = B·x, B stored n×k.
 		x, incX := p.rowOfA()
 		sgemv(im, false, p.n, p.k, p.alpha, p.b, p.ldb, x, incX, p.beta, p.c, 1)
-		return
 	case p.n == 1 && !p.transA:
 		// C column = A·x, A m×k.
 		x, incX := p.colOfB()
 		sgemv(im, false, p.m, p.k, p.alpha, p.a, p.lda, x, incX, p.beta, p.c, p.ldc)
-		return
 	case p.n == 1:
 		// C column = Aᵀ·x, A stored k×m.
 		x, incX := p.colOfB()
 		sgemv(im, true, p.k, p.m, p.alpha, p.a, p.lda, x, incX, p.beta, p.c, p.ldc)
-		return
+	default:
+		return false
 	}
+	return true
+}
+
+// solve computes a matrix-matrix product (gemv took the others).
+func (p *problem) solve() {
+	im := active.Load()
 	kern := im.pick(p.n)
 	kc := kBlock(p.k, im.kc)
 	if sp := p.split(kern); sp.parts > 1 {
