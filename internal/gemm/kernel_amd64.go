@@ -90,7 +90,7 @@ func gemvTAVX2(k, n int, alpha float32, x, b []float32, ldb int, beta float32, y
 		j += 8
 	}
 	if j < n {
-		gemvTCols(k, j, n, alpha, x, b, ldb, beta, y)
+		gemvTGo(k, n-j, alpha, x, b[j:], ldb, beta, y[j:n]) // the last few columns
 	}
 }
 

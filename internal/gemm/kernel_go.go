@@ -90,22 +90,6 @@ func gemvTGo(k, n int, alpha float32, x []float32, b []float32, ldb int, beta fl
 	}
 }
 
-// gemvTCols is gemvTGo for columns [j0, j1), one column at a time: the
-// few columns left over by the vector kernels.
-func gemvTCols(k, j0, j1 int, alpha float32, x []float32, b []float32, ldb int, beta float32, y []float32) {
-	for j := j0; j < j1; j++ {
-		var s float32
-		for p := 0; p < k; p++ {
-			s += x[p] * b[p*ldb+j]
-		}
-		if beta == 0 {
-			y[j] = alpha * s
-		} else {
-			y[j] = alpha*s + beta*y[j]
-		}
-	}
-}
-
 // gemvNGo: y[i] = alpha*dot(a[i*lda:i*lda+k], x) + beta*y[i], i < m, with
 // four partial sums per row (p mod 4) added pairwise at the end.
 func gemvNGo(m, k int, alpha float32, a []float32, lda int, x []float32, beta float32, y []float32) {
