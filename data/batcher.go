@@ -47,10 +47,7 @@ func (b *Batcher) Epoch(rng *rand.Rand) {
 		panic("data: Batcher.Epoch: shuffling needs a non-nil rng")
 	}
 	b.identity()
-	for i := len(b.perm) - 1; i > 0; i-- {
-		j := rng.IntN(i + 1)
-		b.perm[i], b.perm[j] = b.perm[j], b.perm[i]
-	}
+	rng.Shuffle(len(b.perm), func(i, j int) { b.perm[i], b.perm[j] = b.perm[j], b.perm[i] })
 }
 
 // Next copies the next batch into x (at least BatchSize*Features values) and y (at

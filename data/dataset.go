@@ -198,10 +198,7 @@ func splitValidation(ds *Dataset, frac float64, seed uint64) error {
 	for i := range perm {
 		perm[i] = int32(i)
 	}
-	for i := len(perm) - 1; i > 0; i-- {
-		j := rng.IntN(i + 1)
-		perm[i], perm[j] = perm[j], perm[i]
-	}
+	rng.Shuffle(len(perm), func(i, j int) { perm[i], perm[j] = perm[j], perm[i] })
 	valIdx := perm[:nVal]
 	slices.Sort(valIdx)
 	isVal := make([]bool, tr.N)

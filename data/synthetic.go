@@ -27,10 +27,7 @@ func synthetic(features, classes, samples int, seed uint64) *Dataset {
 	for i := range labels {
 		labels[i] = int32(i % classes)
 	}
-	for i := len(labels) - 1; i > 0; i-- {
-		j := rng.IntN(i + 1)
-		labels[i], labels[j] = labels[j], labels[i]
-	}
+	rng.Shuffle(len(labels), func(i, j int) { labels[i], labels[j] = labels[j], labels[i] })
 	x := make([]float32, samples*features)
 	for i, y := range labels {
 		c := centers[int(y)*features : (int(y)+1)*features]
