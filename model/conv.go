@@ -218,8 +218,11 @@ type maxPoolOp struct {
 func (o *maxPoolOp) Arity() int    { return 1 }
 func (o *maxPoolOp) Type() hm.Type { return hm.NewFnType(tensorOf(4), tensorOf(4)) }
 func (o *maxPoolOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
+	if o.k != 2 {
+		return nil, fmt.Errorf("max pooling: only the 2x2 window LeNet-5 uses is implemented, not %dx%d", o.k, o.k)
+	}
 	s := shapeOf(in[0])
-	return tensor.Shape{s[0], s[1], s[2] / o.k, s[3] / o.k}, nil
+	return tensor.Shape{s[0], s[1], s[2] / 2, s[3] / 2}, nil
 }
 func (o *maxPoolOp) Do(in ...G.Value) (G.Value, error) {
 	s := dims(in[0])
@@ -230,28 +233,7 @@ func (o *maxPoolOp) Do(in ...G.Value) (G.Value, error) {
 	if len(o.where) != len(yd) {
 		o.where = make([]int32, len(yd))
 	}
-	if o.k == 2 {
-		pool2(x, yd, o.where, planes, h, w)
-		return y, nil
-	}
-	i := 0
-	for p := 0; p < planes; p++ {
-		base := p * h * w
-		for r := 0; r < oh; r++ {
-			for c := 0; c < ow; c++ {
-				best := base + r*o.k*w + c*o.k
-				for ki := 0; ki < o.k; ki++ {
-					for kj := 0; kj < o.k; kj++ {
-						if j := base + (r*o.k+ki)*w + c*o.k + kj; x[j] > x[best] {
-							best = j
-						}
-					}
-				}
-				yd[i], o.where[i] = x[best], int32(best)
-				i++
-			}
-		}
-	}
+	pool2(x, yd, o.where, planes, h, w) // InferShape allows only k = 2
 	return y, nil
 }
 func (o *maxPoolOp) DiffWRT(int) []bool { return []bool{true} }
