@@ -145,7 +145,7 @@ func lossGradientViaGraph(t *testing.T, l Loss, logits, teacher, labels []float3
 	s := matrix("s", logits)
 	y := G.NewVector(g, tensor.Float32, G.WithShape(rows), G.WithName("y"),
 		G.WithValue(tensor.New(tensor.WithShape(rows), tensor.WithBacking(slices.Clone(labels)))))
-	op := &lossOp{opBase: newBase("loss"), loss: l, teacher: l.Distill}
+	op := &lossOp{opBase: newBase("loss"), loss: l}
 	in := []*G.Node{s, y}
 	if l.Distill {
 		in = append(in, matrix("t", teacher))

@@ -91,7 +91,7 @@ func Build(m *Model, opt NetOptions) (*Net, error) {
 	}
 	classes := m.Spec.Classes
 	labels := n.labelsNode()
-	n.loss = &lossOp{opBase: newBase("loss"), loss: opt.Loss, teacher: opt.Loss.Distill}
+	n.loss = &lossOp{opBase: newBase("loss"), loss: opt.Loss}
 	lossIn := []*G.Node{n.logits, labels}
 	inputs := G.Nodes{x, labels}
 	if opt.Loss.Distill {

@@ -126,26 +126,26 @@ func softmax(x []float32, T float64, p []float64) float64 {
 	return m + math.Log(sum)
 }
 
-// lossOp is the scalar training loss of logits (and teacher logits). It computes
-// the gradient in the same pass and hands it to lossGradOp.
+// lossOp is the scalar training loss of logits (and, when distilling, teacher
+// logits: a third input). It computes the gradient in the same pass and hands
+// it to a scaledGradOp.
 type lossOp struct {
 	opBase
-	loss    Loss
-	last    LossValue
-	grad    *tensor.Dense
-	scalar  G.F32
-	teacher bool
+	loss   Loss
+	last   LossValue
+	grad   *tensor.Dense
+	scalar G.F32
 }
 
 func (o *lossOp) Arity() int {
-	if o.teacher {
+	if o.loss.Distill {
 		return 3
 	}
 	return 2
 }
 
 func (o *lossOp) Type() hm.Type {
-	if o.teacher {
+	if o.loss.Distill {
 		return hm.NewFnType(tensorOf(2), tensorOf(1), tensorOf(2), tA)
 	}
 	return hm.NewFnType(tensorOf(2), tensorOf(1), tA)
@@ -157,7 +157,7 @@ func (o *lossOp) Do(in ...G.Value) (G.Value, error) {
 	s := dims(in[0])
 	g := buffer(&o.grad, s...)
 	var teacher []float32
-	if o.teacher {
+	if o.loss.Distill {
 		teacher = f32(in[2])
 	}
 	o.last = o.loss.Compute(f32(in[0]), teacher, f32(in[1]), s[1], f32(g))
@@ -172,7 +172,7 @@ func (o *lossOp) DiffWRT(n int) []bool {
 }
 
 func (o *lossOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) {
-	d, err := G.ApplyOp(&lossGradOp{opBase: newBase("lossGrad"), fwd: o}, inputs[0], grad)
+	d, err := G.ApplyOp(&scaledGradOp{opBase: newBase("lossGrad"), src: &o.grad}, inputs[0], grad)
 	if err != nil {
 		return nil, err
 	}
@@ -181,25 +181,26 @@ func (o *lossOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) 
 	return out, nil
 }
 
-// lossGradOp scales the gradient its loss computed by the incoming scalar gradient.
-type lossGradOp struct {
+// scaledGradOp passes on a gradient its forward op already computed (src, the
+// forward op's buffer), times the incoming gradient of the scalar loss.
+type scaledGradOp struct {
 	opBase
-	fwd *lossOp
+	src *(*tensor.Dense)
 	out *tensor.Dense
 }
 
-func (o *lossGradOp) Arity() int    { return 2 }
-func (o *lossGradOp) Type() hm.Type { return hm.NewFnType(tensorOf(2), tA, tensorOf(2)) }
-func (o *lossGradOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
+func (o *scaledGradOp) Arity() int    { return 2 }
+func (o *scaledGradOp) Type() hm.Type { return hm.NewFnType(tensorOf(2), tA, tensorOf(2)) }
+func (o *scaledGradOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 	return shapeOf(in[0]).Clone(), nil
 }
-func (o *lossGradOp) Do(in ...G.Value) (G.Value, error) {
+func (o *scaledGradOp) Do(in ...G.Value) (G.Value, error) {
 	scale := float32(1)
 	if v, ok := in[1].(*G.F32); ok {
 		scale = float32(*v)
 	}
 	d := buffer(&o.out, dims(in[0])...)
-	dd, g := f32(d), f32(o.fwd.grad)
+	dd, g := f32(d), f32(*o.src)
 	for i, v := range g {
 		dd[i] = v * scale
 	}

@@ -119,38 +119,11 @@ func (o *mutualLossOp) DiffWRT(n int) []bool {
 func (o *mutualLossOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) {
 	out := make(G.Nodes, len(inputs))
 	for side, i := range []int{0, 2} {
-		d, err := G.ApplyOp(&mutualGradOp{opBase: newBase(fmt.Sprintf("mutualGrad%d", side)), fwd: o, side: side}, inputs[i], grad)
+		d, err := G.ApplyOp(&scaledGradOp{opBase: newBase(fmt.Sprintf("mutualGrad%d", side)), src: &o.grad[side]}, inputs[i], grad)
 		if err != nil {
 			return nil, err
 		}
 		out[i] = d
 	}
 	return out, nil
-}
-
-// mutualGradOp hands one side the gradient its loss computed, scaled by the
-// incoming scalar gradient.
-type mutualGradOp struct {
-	opBase
-	fwd  *mutualLossOp
-	side int
-	out  *tensor.Dense
-}
-
-func (o *mutualGradOp) Arity() int    { return 2 }
-func (o *mutualGradOp) Type() hm.Type { return hm.NewFnType(tensorOf(2), tA, tensorOf(2)) }
-func (o *mutualGradOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
-	return shapeOf(in[0]).Clone(), nil
-}
-func (o *mutualGradOp) Do(in ...G.Value) (G.Value, error) {
-	scale := float32(1)
-	if v, ok := in[1].(*G.F32); ok {
-		scale = float32(*v)
-	}
-	d := buffer(&o.out, dims(in[0])...)
-	dd, g := f32(d), f32(o.fwd.grad[o.side])
-	for i, v := range g {
-		dd[i] = v * scale
-	}
-	return d, nil
 }
