@@ -54,10 +54,7 @@ func Calibrate(ctx context.Context, m *Model, calib *data.Split, opt CalibrateOp
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		n := min(bs, calib.N-start)
-		x, _ := calib.Batch(start/bs, bs)
-		copy(net.X, x)
-		padRows(net.X, n, bs)
+		n, _ := net.loadBatch(calib, start)
 		for _, op := range net.observe {
 			op.rows = n
 		}

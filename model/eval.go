@@ -32,17 +32,8 @@ func Evaluate(ctx context.Context, m *Model, s *data.Split, batchSize int) (Resu
 		if err := ctx.Err(); err != nil {
 			return Result{}, err
 		}
-		n := min(batchSize, s.N-start)
-		x, y := s.Batch(start/batchSize, batchSize)
-		copy(net.X, x)
-		padRows(net.X, n, batchSize)
-		for i := range labels {
-			if i < n {
-				labels[i] = float32(y[i])
-			} else {
-				labels[i] = Ignore
-			}
-		}
+		n, y := net.loadBatch(s, start)
+		fillLabels(labels, y, n)
 		if err := net.Run(); err != nil {
 			return Result{}, err
 		}
@@ -73,10 +64,7 @@ func Logits(ctx context.Context, m *Model, s *data.Split, batchSize int) ([]floa
 		if err := ctx.Err(); err != nil {
 			return nil, err
 		}
-		n := min(batchSize, s.N-start)
-		x, _ := s.Batch(start/batchSize, batchSize)
-		copy(net.X, x)
-		padRows(net.X, n, batchSize)
+		n, _ := net.loadBatch(s, start)
 		if err := net.Run(); err != nil {
 			return nil, err
 		}

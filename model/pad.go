@@ -1,5 +1,7 @@
 package model
 
+import "github.com/shrink-ml/shrink/data"
+
 // padRows fills rows n..batch-1 of x, a batch of batch equal rows, with copies of
 // row 0. Padding rows count for nothing in the loss or the accuracy, but a
 // quantizer that observes a whole batch (dynamic activations, QAT's moving
@@ -17,4 +19,16 @@ func padRows(x []float32, n, batch int) {
 	for r := n; r < batch; r++ {
 		copy(x[r*row:(r+1)*row], x[:row])
 	}
+}
+
+// loadBatch copies the rows of s from start (at most a batch) into the net's
+// input, padding a short last batch, and returns them: how many, and their
+// labels.
+func (n *Net) loadBatch(s *data.Split, start int) (rows int, labels []int32) {
+	batch := len(n.X) / s.Features
+	rows = min(batch, s.N-start)
+	x, y := s.Batch(start/batch, batch)
+	copy(n.X, x)
+	padRows(n.X, rows, batch)
+	return rows, y
 }
