@@ -114,6 +114,7 @@ type Layer struct {
 	In, Out int
 	Kernel  int // conv only
 	Pool    int // conv only: max pooling window after the ReLU
+	OutSide int // conv only: the side of its (square) output map, before pooling
 }
 
 // WeightShape is the layer's PyTorch weight shape: [out, in] or [out, in, k, k].
@@ -138,10 +139,13 @@ func (s Spec) Layers() []Layer {
 	switch s.Arch {
 	case "lenet5":
 		c1, c2 := s.Channels[0], s.Channels[1]
+		// 28x28 images: 5x5 valid convolutions and 2x2 pooling, 28 -> 24 -> 12 -> 8 -> 4.
+		conv1 := Layer{Name: "conv1", Kind: Conv, In: 1, Out: c1, Kernel: 5, Pool: 2, OutSide: 28 - 5 + 1}
+		conv2 := Layer{Name: "conv2", Kind: Conv, In: c1, Out: c2, Kernel: 5, Pool: 2, OutSide: conv1.OutSide/2 - 5 + 1}
+		flat := conv2.OutSide / 2
 		return []Layer{
-			{Name: "conv1", Kind: Conv, In: 1, Out: c1, Kernel: 5, Pool: 2},
-			{Name: "conv2", Kind: Conv, In: c1, Out: c2, Kernel: 5, Pool: 2},
-			{Name: "fc1", Kind: Linear, In: c2 * 4 * 4, Out: s.Hidden[0]},
+			conv1, conv2,
+			{Name: "fc1", Kind: Linear, In: c2 * flat * flat, Out: s.Hidden[0]},
 			{Name: "fc2", Kind: Linear, In: s.Hidden[0], Out: s.Hidden[1]},
 			{Name: "fc3", Kind: Linear, In: s.Hidden[1], Out: s.Classes},
 		}

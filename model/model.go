@@ -238,22 +238,13 @@ func countNonZero(v []float32) int {
 func (l *Layer) MultiplyAdds() int {
 	positions := 1
 	if l.Kind == arch.Conv {
-		out := convOutSize(l)
-		positions = out * out
+		positions = l.OutSide * l.OutSide
 	}
 	n := 0
 	for _, w := range l.Weights {
 		n += len(w.Data) * positions
 	}
 	return n
-}
-
-// convOutSize is the side of a conv layer's output for the 28x28 input of lenet5.
-func convOutSize(l *Layer) int {
-	if l.Name == "conv1" {
-		return 24
-	}
-	return 8
 }
 
 // DenseWeight is the layer's weight as a row-major [out, fan_in] float64
