@@ -186,6 +186,27 @@ func firstIDXKey(c *Config) string {
 }
 
 // normalization returns the mean and std in effect for image datasets.
+// Known is what the data section says of its rows before any file is read:
+// values per row and classes (0 when only the files tell, as for idx, whose
+// data.classes only bounds the labels), and the keys that say so.
+func (c *Config) Known() (features int, featuresKey string, classes int, classesKey string) {
+	switch c.Dataset {
+	case KindSynthetic:
+		return c.Features, "data.features", c.Classes, "data.classes"
+	case KindMNIST:
+		return mnistRows * mnistCols, "data.dataset", mnistClasses, "data.dataset"
+	}
+	return 0, "", 0, ""
+}
+
+// classes bounds the labels: MNIST's 10, else data.classes.
+func (c *Config) classes() int {
+	if c.Dataset == KindMNIST {
+		return mnistClasses
+	}
+	return c.Classes
+}
+
 func (c *Config) normalization() (mean, std float64) {
 	if c.Normalize != nil {
 		return c.Normalize.Mean, c.Normalize.Std

@@ -156,12 +156,8 @@ func fingerprint(cfg *Config, sources []Source, seed uint64) string {
 		for _, s := range sources {
 			fmt.Fprintf(h, "%s=%s\n", s.Key, s.SHA256)
 		}
-		classes := cfg.Classes
-		if cfg.Dataset == KindMNIST {
-			classes = mnistClasses
-		}
 		mean, std := cfg.normalization()
-		fmt.Fprintf(h, "classes=%d normalize=%08x/%08x\n", classes, math.Float32bits(float32(mean)), math.Float32bits(float32(std)))
+		fmt.Fprintf(h, "classes=%d normalize=%08x/%08x\n", cfg.classes(), math.Float32bits(float32(mean)), math.Float32bits(float32(std)))
 	}
 	if cfg.ValidationSplit > 0 {
 		fmt.Fprintf(h, "validation=%v seed=%d\n", cfg.ValidationSplit, seed)
@@ -251,10 +247,7 @@ func loadImages(cfg *Config, baseDir string) (*Dataset, error) {
 	if err != nil {
 		return nil, err
 	}
-	classes := cfg.Classes
-	if cfg.Dataset == KindMNIST {
-		classes = mnistClasses
-	}
+	classes := cfg.classes()
 	hint := " (raise data.classes if the labels are right)"
 	if cfg.Dataset == KindMNIST {
 		hint = " (MNIST has 10)"

@@ -282,23 +282,10 @@ func (r *Recipe) checkDataFitsModel() Diagnostics {
 	}
 	inputs, inputKey := r.Model.Features(), r.Model.InputsKey()
 	var diags Diagnostics
-	features, featureKey := 0, ""
-	switch d.Dataset {
-	case data.KindSynthetic:
-		features, featureKey = d.Features, "data.features"
-	case data.KindMNIST:
-		features, featureKey = 28*28, "data.dataset"
-	}
+	features, featureKey, classes, classKey := d.Known() // idx: known once read (the runner checks)
 	if features != 0 && features != inputs {
 		diags = append(diags, Diagnostic{r.pos.ofValue(featureKey), fmt.Sprintf(
 			"%s: the data has %d input features but the model takes %d (%s): make them equal", featureKey, features, inputs, inputKey)})
-	}
-	classes, classKey := d.Classes, "data.classes"
-	switch d.Dataset {
-	case data.KindMNIST:
-		classes, classKey = 10, "data.dataset"
-	case data.KindIDX:
-		classes = 0 // data.classes only bounds IDX labels: the run checks the labels
 	}
 	if classes > r.Model.Classes {
 		diags = append(diags, Diagnostic{r.pos.ofValue("model.classes"), fmt.Sprintf(
