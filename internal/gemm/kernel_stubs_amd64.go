@@ -51,21 +51,33 @@ func gemmAVX512x8x48(k int, a *float32, rsa int, b *float32, c *float32, ldc int
 func gemmAVX512x24x16(k int, a *float32, rsa int, b *float32, c *float32, ldc int, alpha float32, beta float32, rows int, mask uint64)
 
 // gemvTAVX2x64 computes y[j] = alpha*Σ_p x[p]*b[p*ldb+j] + beta*y[j] for j < 64.
+//
+//go:noescape
 func gemvTAVX2x64(k int, x *float32, b *float32, ldb int, y *float32, alpha float32, beta float32)
 
 // gemvTAVX2x32 computes y[j] = alpha*Σ_p x[p]*b[p*ldb+j] + beta*y[j] for j < 32.
+//
+//go:noescape
 func gemvTAVX2x32(k int, x *float32, b *float32, ldb int, y *float32, alpha float32, beta float32)
 
 // gemvTAVX2x16 computes y[j] = alpha*Σ_p x[p]*b[p*ldb+j] + beta*y[j] for j < 16.
+//
+//go:noescape
 func gemvTAVX2x16(k int, x *float32, b *float32, ldb int, y *float32, alpha float32, beta float32)
 
 // gemvTAVX2x8 computes y[j] = alpha*Σ_p x[p]*b[p*ldb+j] + beta*y[j] for j < 8.
+//
+//go:noescape
 func gemvTAVX2x8(k int, x *float32, b *float32, ldb int, y *float32, alpha float32, beta float32)
 
 // gemvNAVX2x4 computes y[i] = alpha*dot(a[i*lda:i*lda+k], x) + beta*y[i] for i < 4.
+//
+//go:noescape
 func gemvNAVX2x4(k int, a *float32, lda int, x *float32, y *float32, alpha float32, beta float32)
 
 // gemvNAVX2x1 computes y[i] = alpha*dot(a[i*lda:i*lda+k], x) + beta*y[i] for i < 1.
+//
+//go:noescape
 func gemvNAVX2x1(k int, a *float32, lda int, x *float32, y *float32, alpha float32, beta float32)
 
 // transpose8AVX2 writes dst[q*ldd+r] = src[r*lds+q] for r < 8, q < 8n.

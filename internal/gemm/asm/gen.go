@@ -399,6 +399,7 @@ func gemvTKernel(nv int) {
 	w := 8 * nv
 	name := fmt.Sprintf("gemvTAVX2x%d", w)
 	TEXT(name, NOSPLIT, "func(k int, x, b *float32, ldb int, y *float32, alpha, beta float32)")
+	Pragma("noescape")
 	Doc(fmt.Sprintf("%s computes y[j] = alpha*Σ_p x[p]*b[p*ldb+j] + beta*y[j] for j < %d.", name, w))
 	k := Load(Param("k"), GP64())
 	x := Load(Param("x"), GP64())
@@ -465,6 +466,7 @@ func gemvTKernel(nv int) {
 func gemvNKernel(rows int) {
 	name := fmt.Sprintf("gemvNAVX2x%d", rows)
 	TEXT(name, NOSPLIT, "func(k int, a *float32, lda int, x, y *float32, alpha, beta float32)")
+	Pragma("noescape")
 	Doc(fmt.Sprintf("%s computes y[i] = alpha*dot(a[i*lda:i*lda+k], x) + beta*y[i] for i < %d.", name, rows))
 	k := Load(Param("k"), GP64())
 	a := Load(Param("a"), GP64())
