@@ -3,11 +3,13 @@ package lowrank
 import (
 	"encoding/json"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/shrink-ml/shrink/arch"
 	"github.com/shrink-ml/shrink/checkpoint"
+	"github.com/shrink-ml/shrink/internal/testkit"
 	"github.com/shrink-ml/shrink/model"
 	"github.com/shrink-ml/shrink/quant"
 )
@@ -15,7 +17,7 @@ import (
 // TestPrunedLayerWarns checks that factoring a pruned layer warns that its zeros
 // go, and leaves dense, unmasked factors of the pruned weight.
 func TestPrunedLayerWarns(t *testing.T) {
-	m := oracleModel(t)
+	m := testkit.OracleModel(t)
 	l := m.Layer("fc2")
 	w := l.Weights[0]
 	w.Mask = make([]float32, len(w.Data))
@@ -78,7 +80,7 @@ func TestRefactorIsOptimalForTheProduct(t *testing.T) {
 // checkpoint stores them as I8 with scales that read back to the same model.
 func TestQuantizedLayerStaysQuantized(t *testing.T) {
 	spec := quant.Spec{Bits: 8, Scheme: quant.Symmetric, Granularity: quant.PerChannel}
-	m := oracleModel(t)
+	m := testkit.OracleModel(t)
 	l := m.Layer("fc2")
 	l.Quant = &spec
 	m.Requantize()
@@ -96,7 +98,7 @@ func TestQuantizedLayerStaysQuantized(t *testing.T) {
 		}
 		snapped := make([]float32, len(w.Data))
 		spec.FakeQuantize(w.Data, *w.QParams, snapped)
-		if !sameFloats(snapped, w.Data) {
+		if !slices.Equal(snapped, w.Data) {
 			t.Errorf("%s is not on its quantization grid", w.Name)
 		}
 	}
@@ -130,7 +132,7 @@ func TestQuantizedLayerStaysQuantized(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a, b := logits(t, m, 4), logits(t, back, 4); !sameFloats(a, b) {
+	if a, b := logits(t, m, 4), logits(t, back, 4); !slices.Equal(a, b) {
 		t.Errorf("logits differ after save and load: %v vs %v", a, b)
 	}
 }
@@ -138,7 +140,7 @@ func TestQuantizedLayerStaysQuantized(t *testing.T) {
 // TestAllZeroWeight: a zero weight has no energy to share; the energy rule
 // takes rank 1 and the factors are zero.
 func TestAllZeroWeight(t *testing.T) {
-	m := oracleModel(t)
+	m := testkit.OracleModel(t)
 	l := m.Layer("fc2")
 	clear(l.Weights[0].Data)
 	rep, err := factorLayer(l, rule{energy: 0.9}, nopLog)

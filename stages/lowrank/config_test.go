@@ -5,6 +5,7 @@ import (
 	"testing"
 
 	"github.com/shrink-ml/shrink/config"
+	"github.com/shrink-ml/shrink/internal/testkit"
 	"github.com/shrink-ml/shrink/stages"
 )
 
@@ -90,7 +91,7 @@ func TestPlan(t *testing.T) {
 			if len(errs) > 0 {
 				t.Fatal(errs)
 			}
-			layers, rules, err := cfg.plan(oracleModel(t))
+			layers, rules, err := cfg.plan(testkit.OracleModel(t))
 			var got []string
 			if err != nil {
 				got = []string{"error: " + err.Error()}

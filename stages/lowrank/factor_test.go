@@ -3,6 +3,7 @@ package lowrank
 import (
 	"encoding/json"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -102,14 +103,14 @@ func TestFullRankKeepsOutputs(t *testing.T) {
 			want := logits(t, m, 3)
 			l := m.Layer(tc.layer)
 			factorExactly(t, l, tc.full)
-			if !sameInts(l.Weights[0].Shape, tc.first) {
+			if !slices.Equal(l.Weights[0].Shape, tc.first) {
 				t.Fatalf("NAME.0.weight shape %v, want %v", l.Weights[0].Shape, tc.first)
 			}
 			second := []int{l.Out, tc.full}
 			if l.Kind == arch.Conv {
 				second = append(second, 1, 1)
 			}
-			if !sameInts(l.Weights[1].Shape, second) {
+			if !slices.Equal(l.Weights[1].Shape, second) {
 				t.Fatalf("NAME.1.weight shape %v, want %v", l.Weights[1].Shape, second)
 			}
 			got := logits(t, m, 3)
@@ -166,7 +167,7 @@ func TestSaveLoadSameLogits(t *testing.T) {
 					{name + ".1.bias", []int{l.Out}},
 				} {
 					tn, ok := f.Get(want.tensor)
-					if !ok || !sameInts(tn.Shape, want.shape) || tn.DType != checkpoint.DTypeF32 {
+					if !ok || !slices.Equal(tn.Shape, want.shape) || tn.DType != checkpoint.DTypeF32 {
 						t.Errorf("%s: missing or not F32 %v", want.tensor, want.shape)
 					}
 				}
@@ -188,7 +189,7 @@ func TestSaveLoadSameLogits(t *testing.T) {
 					t.Errorf("%s read back at rank %d, want %d", name, r, k)
 				}
 			}
-			if a, b := logits(t, m, 4), logits(t, back, 4); !sameFloats(a, b) {
+			if a, b := logits(t, m, 4), logits(t, back, 4); !slices.Equal(a, b) {
 				t.Errorf("logits differ after save and load: %v vs %v", a, b)
 			}
 		})

@@ -4,24 +4,16 @@ import (
 	"bytes"
 	"math"
 	"math/rand/v2"
-	"slices"
 	"testing"
 
 	"github.com/rs/zerolog"
 
 	"github.com/shrink-ml/shrink/arch"
-	"github.com/shrink-ml/shrink/checkpoint"
 	"github.com/shrink-ml/shrink/internal/testkit"
 	"github.com/shrink-ml/shrink/model"
 )
 
 var oracleSpec = testkit.OracleSpec
-
-func oracleModel(t *testing.T) *model.Model                 { return testkit.OracleModel(t) }
-func readOracle(t *testing.T, name string) *checkpoint.File { return testkit.Oracle(t, name) }
-func oracleFloats(t *testing.T, f *checkpoint.File, name string) []float32 {
-	return testkit.Floats(t, f, name)
-}
 
 // randomModel builds a model with PyTorch's default init from a fixed seed.
 func randomModel(spec arch.Spec, seed uint64) *model.Model {
@@ -94,10 +86,6 @@ func relClose(got, want, tol float64) bool {
 }
 
 var nopLog = zerolog.Nop()
-
-func sameInts(a, b []int) bool { return slices.Equal(a, b) }
-
-func sameFloats(a, b []float32) bool { return slices.Equal(a, b) }
 
 func norm(w []float64) float64 {
 	var s float64

@@ -2,15 +2,18 @@ package lowrank
 
 import (
 	"math"
+	"slices"
 	"testing"
+
+	"github.com/shrink-ml/shrink/internal/testkit"
 )
 
 // TestOracleRank3 checks rank-3 factorizations of mlp_s1's layers against
 // torch.linalg.svd: the singular values (1e-5 relative), Eckart-Young's optimal
 // error, our error within 1.01 of it, the layout and the bias.
 func TestOracleRank3(t *testing.T) {
-	want := readOracle(t, "lowrank_k3.safetensors")
-	m := oracleModel(t)
+	want := testkit.Oracle(t, "lowrank_k3.safetensors")
+	m := testkit.OracleModel(t)
 	for _, l := range m.Layers {
 		t.Run(l.Name, func(t *testing.T) {
 			w := l.DenseWeight()
@@ -19,7 +22,7 @@ func TestOracleRank3(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			sv := oracleFloats(t, want, l.Name+".singular_values")
+			sv := testkit.Floats(t, want, l.Name+".singular_values")
 			if len(sv) != len(d.values) {
 				t.Fatalf("%d singular values, torch has %d", len(d.values), len(sv))
 			}
@@ -28,7 +31,7 @@ func TestOracleRank3(t *testing.T) {
 					t.Errorf("singular value %d: %g, torch %g", i, d.values[i], s)
 				}
 			}
-			optimal := float64(oracleFloats(t, want, l.Name+".optimal_error")[0])
+			optimal := float64(testkit.Floats(t, want, l.Name+".optimal_error")[0])
 			if got := d.optimalError(3); !relClose(got, optimal, 1e-5) {
 				t.Errorf("optimal rank-3 error %g, torch %g", got, optimal)
 			}
@@ -41,8 +44,8 @@ func TestOracleRank3(t *testing.T) {
 				t.Fatalf("result %q rank %d, want factored at rank 3", rep.Result, l.Rank)
 			}
 			first, second := l.Weights[0], l.Weights[1]
-			if first.Name != l.Name+".0.weight" || !sameInts(first.Shape, []int{3, l.In}) ||
-				second.Name != l.Name+".1.weight" || !sameInts(second.Shape, []int{l.Out, 3}) {
+			if first.Name != l.Name+".0.weight" || !slices.Equal(first.Shape, []int{3, l.In}) ||
+				second.Name != l.Name+".1.weight" || !slices.Equal(second.Shape, []int{l.Out, 3}) {
 				t.Fatalf("layout %s %v, %s %v", first.Name, first.Shape, second.Name, second.Shape)
 			}
 			got := frobeniusError(w, second.Data, first.Data, l.Out, 3, l.In)
@@ -52,10 +55,10 @@ func TestOracleRank3(t *testing.T) {
 				t.Errorf("||W - BA||_F = %g, the optimal rank-3 error is %g (relative gap %.2g)", got, optimal, math.Abs(got-optimal)/optimal)
 			}
 			// The same bound holds for torch's own factors: the file and the rule agree.
-			if e := frobeniusError(w, oracleFloats(t, want, l.Name+".1.weight"), oracleFloats(t, want, l.Name+".0.weight"), l.Out, 3, l.In); e > 1.01*optimal {
+			if e := frobeniusError(w, testkit.Floats(t, want, l.Name+".1.weight"), testkit.Floats(t, want, l.Name+".0.weight"), l.Out, 3, l.In); e > 1.01*optimal {
 				t.Fatalf("torch's factors miss the bound: %g > %g", e, optimal)
 			}
-			if l.BiasName() != l.Name+".1.bias" || !sameFloats(l.Bias, bias) || !sameFloats(l.Bias, oracleFloats(t, want, l.Name+".1.bias")) {
+			if l.BiasName() != l.Name+".1.bias" || !slices.Equal(l.Bias, bias) || !slices.Equal(l.Bias, testkit.Floats(t, want, l.Name+".1.bias")) {
 				t.Errorf("bias %s %v, want the original %v", l.BiasName(), l.Bias, bias)
 			}
 			if !relClose(rep.ReconstructionError*norm(w), got, 1e-9) {
@@ -69,8 +72,8 @@ func TestOracleRank3(t *testing.T) {
 // cumulative energy fractions agree; through the stage, a rank the dense
 // fallback rejects keeps the layer dense.
 func TestOracleEnergy(t *testing.T) {
-	want := readOracle(t, "lowrank_energy.safetensors")
-	energies := oracleFloats(t, want, "energies")
+	want := testkit.Oracle(t, "lowrank_energy.safetensors")
+	energies := testkit.Floats(t, want, "energies")
 	for _, name := range []string{"fc1", "fc2", "fc3"} {
 		t.Run(name, func(t *testing.T) {
 			rt, _ := want.Get(name + ".energy_rank")
@@ -78,9 +81,9 @@ func TestOracleEnergy(t *testing.T) {
 			if err != nil || len(ranks) != len(energies) {
 				t.Fatalf("energy_rank: %v", err)
 			}
-			cum := oracleFloats(t, want, name+".energy_cumulative")
+			cum := testkit.Floats(t, want, name+".energy_cumulative")
 			for i, e := range energies {
-				m := oracleModel(t)
+				m := testkit.OracleModel(t)
 				l := m.Layer(name)
 				d, err := decompose(l.DenseWeight(), l.Out, l.In)
 				if err != nil {

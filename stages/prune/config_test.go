@@ -5,6 +5,8 @@ import (
 	"math"
 	"strings"
 	"testing"
+
+	"github.com/shrink-ml/shrink/internal/testkit"
 )
 
 // TestDecodeErrors checks that every bad combination is caught while decoding,
@@ -120,7 +122,7 @@ func TestCountTooLarge(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.raw["method"].(string), func(t *testing.T) {
-			_, err := run(t, newContext(t, oracleModel(t), nil), tt.raw)
+			_, err := run(t, newContext(t, testkit.OracleModel(t), nil), tt.raw)
 			if err == nil || !strings.Contains(err.Error(), tt.want) {
 				t.Fatalf("error %v, want %q", err, tt.want)
 			}

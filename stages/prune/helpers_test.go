@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	"github.com/shrink-ml/shrink/arch"
-	"github.com/shrink-ml/shrink/checkpoint"
 	"github.com/shrink-ml/shrink/config"
 	"github.com/shrink-ml/shrink/data"
 	"github.com/shrink-ml/shrink/internal/testkit"
@@ -14,12 +13,6 @@ import (
 )
 
 var oracleSpec = testkit.OracleSpec
-
-func oracleModel(t *testing.T) *model.Model                 { return testkit.OracleModel(t) }
-func readOracle(t *testing.T, name string) *checkpoint.File { return testkit.Oracle(t, name) }
-func floats(t *testing.T, f *checkpoint.File, name string) []float32 {
-	return testkit.Floats(t, f, name)
-}
 
 // synthetic is a small data section: seeded Gaussian blobs.
 func synthetic(features, classes int) *data.Config {

@@ -28,12 +28,12 @@ func TestOracleMasks(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.file, func(t *testing.T) {
-			in := oracleModel(t)
+			in := testkit.OracleModel(t)
 			res, err := run(t, newContext(t, in, nil), tt.raw)
 			if err != nil {
 				t.Fatal(err)
 			}
-			want := readOracle(t, tt.file)
+			want := testkit.Oracle(t, tt.file)
 			var counts map[string]int
 			if err := json.Unmarshal([]byte(want.Metadata["pruned_counts"]), &counts); err != nil {
 				t.Fatal(err)
@@ -47,11 +47,11 @@ func TestOracleMasks(t *testing.T) {
 					}
 					continue
 				}
-				mask := floats(t, want, w.Name+"_mask")
+				mask := testkit.Floats(t, want, w.Name+"_mask")
 				if !slices.Equal(w.Mask, mask) {
 					t.Errorf("%s mask\n got %v\nwant %v", l.Name, w.Mask, mask)
 				}
-				if got := floats(t, want, w.Name); !slices.Equal(w.Data, got) {
+				if got := testkit.Floats(t, want, w.Name); !slices.Equal(w.Data, got) {
 					t.Errorf("%s weight differs from PyTorch's weight * mask", l.Name)
 				}
 				if got := len(zeros(w.Mask)); got != counts[l.Name] {
@@ -69,9 +69,9 @@ func TestOracleMasks(t *testing.T) {
 // depends on the random source, so only the counts compare with PyTorch), and
 // that the draw changes with the seed but not between runs with the same one.
 func TestOracleRandomCounts(t *testing.T) {
-	want := readOracle(t, "prune_random_counts.safetensors")
+	want := testkit.Oracle(t, "prune_random_counts.safetensors")
 	raw := map[string]any{"method": "random_unstructured", "amount": 0.5}
-	first, err := run(t, newContext(t, oracleModel(t), nil), raw)
+	first, err := run(t, newContext(t, testkit.OracleModel(t), nil), raw)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -85,11 +85,11 @@ func TestOracleRandomCounts(t *testing.T) {
 			t.Errorf("%s: %d pruned, PyTorch %d", l.Name, got, n[0])
 		}
 	}
-	again, err := run(t, newContext(t, oracleModel(t), nil), raw)
+	again, err := run(t, newContext(t, testkit.OracleModel(t), nil), raw)
 	if err != nil {
 		t.Fatal(err)
 	}
-	other := newContext(t, oracleModel(t), nil)
+	other := newContext(t, testkit.OracleModel(t), nil)
 	other.Rand.Uint64() // a different point in the stream: a different draw
 	third, err := run(t, other, raw)
 	if err != nil {

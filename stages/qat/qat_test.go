@@ -29,10 +29,6 @@ func syntheticData(t *testing.T) (*data.Dataset, data.Config) {
 	return testkit.Load(t, cfg), cfg
 }
 
-func decode(t *testing.T, typ string, raw map[string]any) stages.Config {
-	return testkit.Decode(t, typ, raw)
-}
-
 func stageContext(t *testing.T, id string, input *model.Model, ds *data.Dataset, cfg data.Config) *stages.Context {
 	src := rand.NewPCG(42, 1)
 	return &stages.Context{
@@ -52,10 +48,6 @@ func run(t *testing.T, cfg stages.Config, ctx *stages.Context) *model.Model {
 	return res.Model
 }
 
-func saveAndLoad(t *testing.T, m *model.Model) (*checkpoint.File, *model.Model) {
-	return testkit.SaveAndLoad(t, m)
-}
-
 func evaluate(t *testing.T, m *model.Model, s *data.Split) model.Result {
 	t.Helper()
 	r, err := model.Evaluate(context.Background(), m, s, 64)
@@ -72,10 +64,10 @@ func TestQATLowersLossEndsQuantized(t *testing.T) {
 	ds, dcfg := syntheticData(t)
 	start := model.New(spec, rand.New(rand.NewPCG(3, 3)))
 	keys := map[string]any{"bits": 3, "mode": "dynamic", "epochs": 4, "optimizer": map[string]any{"lr": 0.01}}
-	ptq := run(t, decode(t, "quantize", map[string]any{"bits": 3}), stageContext(t, "quantize", start.Clone(), ds, dcfg))
+	ptq := run(t, testkit.Decode(t, "quantize", map[string]any{"bits": 3}), stageContext(t, "quantize", start.Clone(), ds, dcfg))
 	ctx := stageContext(t, "qat", start.Clone(), ds, dcfg)
-	m := run(t, decode(t, "qat", keys), ctx)
-	_, back := saveAndLoad(t, m)
+	m := run(t, testkit.Decode(t, "qat", keys), ctx)
+	_, back := testkit.SaveAndLoad(t, m)
 	before, after := evaluate(t, ptq, ds.Train), evaluate(t, back, ds.Train)
 	if !(after.Loss < before.Loss*0.7) {
 		t.Errorf("training loss of the 3-bit model: %.4f before QAT, %.4f after", before.Loss, after.Loss)
@@ -121,7 +113,7 @@ func TestQATLowersLossEndsQuantized(t *testing.T) {
 // Defaults: static mode (input ranges train with the weights), int8 symmetric
 // per-channel weights, one epoch of Adam at lr 1e-4.
 func TestDefaults(t *testing.T) {
-	cfg := decode(t, "qat", map[string]any{}).(*qat.Config)
+	cfg := testkit.Decode(t, "qat", map[string]any{}).(*qat.Config)
 	if cfg.Mode != "static" || cfg.Bits != 8 || cfg.Scheme != quant.Symmetric || cfg.Granularity != quant.PerChannel ||
 		cfg.Epochs != 1 || cfg.Optimizer.Name != "adam" || cfg.Optimizer.LR != 1e-4 {
 		t.Errorf("defaults: %+v", cfg)
@@ -136,9 +128,9 @@ func TestDefaults(t *testing.T) {
 func TestStaticQATStoresMovingAverages(t *testing.T) {
 	ds, dcfg := syntheticData(t)
 	start := model.New(spec, rand.New(rand.NewPCG(3, 3)))
-	calibrated := run(t, decode(t, "quantize", map[string]any{"mode": "static"}), stageContext(t, "qat", start.Clone(), ds, dcfg))
-	m := run(t, decode(t, "qat", map[string]any{"epochs": 2, "optimizer": map[string]any{"lr": 0.01}}), stageContext(t, "qat", start.Clone(), ds, dcfg))
-	f, back := saveAndLoad(t, m)
+	calibrated := run(t, testkit.Decode(t, "quantize", map[string]any{"mode": "static"}), stageContext(t, "qat", start.Clone(), ds, dcfg))
+	m := run(t, testkit.Decode(t, "qat", map[string]any{"epochs": 2, "optimizer": map[string]any{"lr": 0.01}}), stageContext(t, "qat", start.Clone(), ds, dcfg))
+	f, back := testkit.SaveAndLoad(t, m)
 	for i, l := range back.Layers {
 		in := l.Input
 		if in == nil || in.Mode != "static" {
@@ -166,11 +158,11 @@ func TestZeroEpochsIsQuantize(t *testing.T) {
 	ds, dcfg := syntheticData(t)
 	start := model.New(spec, rand.New(rand.NewPCG(3, 3)))
 	keys := map[string]any{"mode": "static", "bits": 4, "scheme": "asymmetric"}
-	q := run(t, decode(t, "quantize", keys), stageContext(t, "same", start.Clone(), ds, dcfg))
+	q := run(t, testkit.Decode(t, "quantize", keys), stageContext(t, "same", start.Clone(), ds, dcfg))
 	keys["epochs"] = 0
-	z := run(t, decode(t, "qat", keys), stageContext(t, "same", start.Clone(), ds, dcfg))
-	fq, _ := saveAndLoad(t, q)
-	fz, _ := saveAndLoad(t, z)
+	z := run(t, testkit.Decode(t, "qat", keys), stageContext(t, "same", start.Clone(), ds, dcfg))
+	fq, _ := testkit.SaveAndLoad(t, q)
+	fz, _ := testkit.SaveAndLoad(t, z)
 	if !reflect.DeepEqual(fq.Tensors, fz.Tensors) {
 		t.Error("qat with epochs 0 differs from quantize")
 	}

@@ -9,22 +9,11 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/shrink-ml/shrink/arch"
-	"github.com/shrink-ml/shrink/checkpoint"
 	"github.com/shrink-ml/shrink/data"
 	"github.com/shrink-ml/shrink/internal/testkit"
 	"github.com/shrink-ml/shrink/model"
 	"github.com/shrink-ml/shrink/stages"
 )
-
-// oracleArch is the model of ../shared/oracle/mlp_s1.safetensors.
-var oracleArch = arch.Spec{Arch: "mlp", Inputs: 6, Hidden: []int{8, 12}, Classes: 5}
-
-func oraclePath(name string) string                         { return testkit.OraclePath(name) }
-func readOracle(t *testing.T, name string) *checkpoint.File { return testkit.Oracle(t, name) }
-
-func decode(t *testing.T, typ string, raw map[string]any) stages.Config {
-	return testkit.Decode(t, typ, raw)
-}
 
 func rawJSON(t *testing.T, js string) map[string]any {
 	t.Helper()
@@ -68,15 +57,4 @@ func run(t *testing.T, cfg stages.Config, ctx *stages.Context) *stages.Result {
 		t.Fatal(err)
 	}
 	return res
-}
-
-// saveAndLoad writes the model as the runner does and reads it back.
-func saveAndLoad(t *testing.T, m *model.Model) (*checkpoint.File, *model.Model) {
-	return testkit.SaveAndLoad(t, m)
-}
-
-func int8s(t *testing.T, f *checkpoint.File, name string) []int32 { return testkit.Int8s(t, f, name) }
-
-func float32s(t *testing.T, f *checkpoint.File, name string) []float32 {
-	return testkit.Floats(t, f, name)
 }

@@ -10,6 +10,7 @@ import (
 	"github.com/shrink-ml/shrink/checkpoint"
 	"github.com/shrink-ml/shrink/config"
 	"github.com/shrink-ml/shrink/data"
+	"github.com/shrink-ml/shrink/internal/testkit"
 	"github.com/shrink-ml/shrink/model"
 	"github.com/shrink-ml/shrink/quant"
 	"github.com/shrink-ml/shrink/stages"
@@ -38,27 +39,27 @@ func TestQuantizeReproducesPyTorch(t *testing.T) {
 		{"quant_dynamic_per_channel.safetensors", `{"mode": "dynamic"}`}, // the defaults
 	} {
 		t.Run(tc.file, func(t *testing.T) {
-			want := readOracle(t, tc.file)
+			want := testkit.Oracle(t, tc.file)
 			keys := tc.keys
 			if keys == "" {
 				keys = want.Metadata["recipe"]
 			}
-			cfg := decode(t, "quantize", rawJSON(t, keys)).(*quantize.Config)
-			in, err := model.Load(oraclePath("mlp_s1.safetensors"), &oracleArch)
+			cfg := testkit.Decode(t, "quantize", rawJSON(t, keys)).(*quantize.Config)
+			in, err := model.Load(testkit.OraclePath("mlp_s1.safetensors"), &testkit.OracleSpec)
 			if err != nil {
 				t.Fatal(err)
 			}
-			res := run(t, cfg, stageContext("quantize", oracleArch, in, nil, data.Config{}))
-			f, back := saveAndLoad(t, res.Model)
+			res := run(t, cfg, stageContext("quantize", testkit.OracleSpec, in, nil, data.Config{}))
+			f, back := testkit.SaveAndLoad(t, res.Model)
 			for _, l := range back.Layers {
 				p := l.Name
 				if l.Quant == nil || l.Quant.Bits != cfg.Bits {
 					t.Fatalf("%s: read back as %v, want %d bits", p, l.Quant, cfg.Bits)
 				}
-				if got, exp := storedInts(t, f, p, cfg.Bits), int8s(t, want, p+".weight"); !slices.Equal(got, exp) {
+				if got, exp := storedInts(t, f, p, cfg.Bits), testkit.Int8s(t, want, p+".weight"); !slices.Equal(got, exp) {
 					t.Errorf("%s: integers\n got %v\nwant %v", p, got, exp)
 				}
-				gotS, wantS := float32s(t, f, p+".weight_scale"), float32s(t, want, p+".weight_scale")
+				gotS, wantS := testkit.Floats(t, f, p+".weight_scale"), testkit.Floats(t, want, p+".weight_scale")
 				st, _ := f.Get(p + ".weight_scale")
 				wt, _ := want.Get(p + ".weight_scale")
 				if !slices.Equal(st.Shape, wt.Shape) {
@@ -69,15 +70,15 @@ func TestQuantizeReproducesPyTorch(t *testing.T) {
 						t.Errorf("%s: scale[%d] %g, want %g", p, i, gotS[i], wantS[i])
 					}
 				}
-				wantZ := int8s(t, want, p+".weight_zero_point")
+				wantZ := testkit.Int8s(t, want, p+".weight_zero_point")
 				if cfg.Scheme == quant.Asymmetric {
-					if got := int8s(t, f, p+".weight_zero_point"); !slices.Equal(got, wantZ) {
+					if got := testkit.Int8s(t, f, p+".weight_zero_point"); !slices.Equal(got, wantZ) {
 						t.Errorf("%s: zero points %v, want %v", p, got, wantZ)
 					}
 				} else if _, ok := f.Get(p + ".weight_zero_point"); ok || slices.ContainsFunc(wantZ, func(z int32) bool { return z != 0 }) {
 					t.Errorf("%s: symmetric: no zero point stored, and PyTorch's are all 0", p)
 				}
-				if got, exp := float32s(t, f, p+".bias"), float32s(t, want, p+".bias"); !slices.Equal(got, exp) {
+				if got, exp := testkit.Floats(t, f, p+".bias"), testkit.Floats(t, want, p+".bias"); !slices.Equal(got, exp) {
 					t.Errorf("%s: bias changed", p)
 				}
 			}
@@ -90,7 +91,7 @@ func TestQuantizeReproducesPyTorch(t *testing.T) {
 func storedInts(t *testing.T, f *checkpoint.File, p string, bits int) []int32 {
 	t.Helper()
 	if bits > 4 {
-		return int8s(t, f, p+".weight")
+		return testkit.Int8s(t, f, p+".weight")
 	}
 	if _, ok := f.Get(p + ".weight"); ok {
 		t.Errorf("%s: a %d-bit layer has an unpacked %s.weight", p, bits, p)
@@ -165,15 +166,15 @@ func TestStaticQuantization(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			float := trained(t, ds, dcfg)
-			cfg := decode(t, "quantize", tc.keys).(*quantize.Config)
+			cfg := testkit.Decode(t, "quantize", tc.keys).(*quantize.Config)
 			res := run(t, cfg, stageContext("quantize", syntheticArch, float.Clone(), ds, dcfg))
-			f, back := saveAndLoad(t, res.Model)
+			f, back := testkit.SaveAndLoad(t, res.Model)
 			for _, l := range back.Layers {
 				if l.Input == nil || l.Input.Mode != "static" || len(l.Input.Params.Scale) != 1 {
 					t.Fatalf("%s: input %+v, want static with a scale", l.Name, l.Input)
 				}
 				want := cfg.InputSpec().Observe([]float32{l.Input.RangeMin}, []float32{l.Input.RangeMax})
-				if got := float32s(t, f, l.Name+".input_scale"); !slices.Equal(got, want.Scale) {
+				if got := testkit.Floats(t, f, l.Name+".input_scale"); !slices.Equal(got, want.Scale) {
 					t.Errorf("%s.input_scale %v, the stored range gives %v", l.Name, got, want.Scale)
 				}
 				_, hasZP := f.Get(l.Name + ".input_zero_point")
@@ -210,7 +211,7 @@ func TestStaticQuantization(t *testing.T) {
 // trained is the synthetic model after a few epochs of the train stage.
 func trained(t *testing.T, ds *data.Dataset, dcfg data.Config) *model.Model {
 	t.Helper()
-	cfg := decode(t, "train", map[string]any{"epochs": 3})
+	cfg := testkit.Decode(t, "train", map[string]any{"epochs": 3})
 	return run(t, cfg, stageContext("train", syntheticArch, nil, ds, dcfg)).Model
 }
 
@@ -221,7 +222,7 @@ func TestCalibrationRows(t *testing.T) {
 	m := trained(t, ds, dcfg)
 	ranges := map[int][2]float32{}
 	for _, batches := range []int{1, 2, 100} {
-		cfg := decode(t, "quantize", map[string]any{"mode": "static", "calibration_batches": batches}).(*quantize.Config)
+		cfg := testkit.Decode(t, "quantize", map[string]any{"mode": "static", "calibration_batches": batches}).(*quantize.Config)
 		res := run(t, cfg, stageContext("quantize", syntheticArch, m.Clone(), ds, dcfg))
 		in := res.Model.Layers[0].Input
 		ranges[batches] = [2]float32{in.RangeMin, in.RangeMax}
@@ -241,12 +242,12 @@ func TestCalibrationRows(t *testing.T) {
 func TestMixedPrecision(t *testing.T) {
 	ds, dcfg := syntheticData(t)
 	m := trained(t, ds, dcfg)
-	cfg := decode(t, "quantize", map[string]any{
+	cfg := testkit.Decode(t, "quantize", map[string]any{
 		"layers":    []any{"fc1", "fc2"},
 		"overrides": map[string]any{"fc1": map[string]any{"bits": 4, "scheme": "asymmetric"}, "fc2": map[string]any{"granularity": "per_tensor"}},
 	}).(*quantize.Config)
 	res := run(t, cfg, stageContext("quantize", syntheticArch, m, ds, dcfg))
-	f, back := saveAndLoad(t, res.Model)
+	f, back := testkit.SaveAndLoad(t, res.Model)
 	want := map[string]*quant.Spec{
 		"fc1": {Bits: 4, Scheme: quant.Asymmetric, Granularity: quant.PerChannel},
 		"fc2": {Bits: 8, Scheme: quant.Symmetric, Granularity: quant.PerTensor},
@@ -276,9 +277,9 @@ func TestUnknownLayers(t *testing.T) {
 		{"layers": []any{"fc9"}},
 		{"overrides": map[string]any{"fc9": map[string]any{"bits": 4}}},
 	} {
-		cfg := decode(t, "quantize", keys)
-		in, _ := model.Load(oraclePath("mlp_s1.safetensors"), &oracleArch)
-		_, err := cfg.Run(stageContext("quantize", oracleArch, in, nil, data.Config{}))
+		cfg := testkit.Decode(t, "quantize", keys)
+		in, _ := model.Load(testkit.OraclePath("mlp_s1.safetensors"), &testkit.OracleSpec)
+		_, err := cfg.Run(stageContext("quantize", testkit.OracleSpec, in, nil, data.Config{}))
 		if err == nil || !strings.Contains(err.Error(), `"fc9"`) || !strings.Contains(err.Error(), "fc1 fc2 fc3") {
 			t.Errorf("%v: error %v, want one naming fc9 and the model's layers", keys, err)
 		}
@@ -302,10 +303,10 @@ func TestStickyThroughTraining(t *testing.T) {
 		}
 	}
 	m.ApplyMasks()
-	q := run(t, decode(t, "quantize", map[string]any{"bits": 4}), stageContext("quantize", syntheticArch, m, ds, dcfg)).Model
-	_, loaded := saveAndLoad(t, q)
-	after := run(t, decode(t, "train", map[string]any{"epochs": 1}), stageContext("train", syntheticArch, loaded, ds, dcfg)).Model
-	_, back := saveAndLoad(t, after)
+	q := run(t, testkit.Decode(t, "quantize", map[string]any{"bits": 4}), stageContext("quantize", syntheticArch, m, ds, dcfg)).Model
+	_, loaded := testkit.SaveAndLoad(t, q)
+	after := run(t, testkit.Decode(t, "train", map[string]any{"epochs": 1}), stageContext("train", syntheticArch, loaded, ds, dcfg)).Model
+	_, back := testkit.SaveAndLoad(t, after)
 	for _, l := range back.Layers {
 		if l.Quant == nil || l.Quant.Bits != 4 || l.Input == nil || l.Input.Mode != "dynamic" {
 			t.Fatalf("%s: lost its quantization through training: %v %+v", l.Name, l.Quant, l.Input)
@@ -350,10 +351,10 @@ var _ stages.Config = (*quantize.Config)(nil)
 func TestLaterStageKeepsEarlierCalibration(t *testing.T) {
 	ds, dcfg := syntheticData(t)
 	m := trained(t, ds, dcfg)
-	first := run(t, decode(t, "quantize", map[string]any{"mode": "static", "layers": []any{"fc1"}, "calibration_batches": 1}),
+	first := run(t, testkit.Decode(t, "quantize", map[string]any{"mode": "static", "layers": []any{"fc1"}, "calibration_batches": 1}),
 		stageContext("first", syntheticArch, m, ds, dcfg)).Model
-	_, loaded := saveAndLoad(t, first)
-	second := run(t, decode(t, "quantize", map[string]any{"mode": "static", "layers": []any{"fc2", "fc3"}}),
+	_, loaded := testkit.SaveAndLoad(t, first)
+	second := run(t, testkit.Decode(t, "quantize", map[string]any{"mode": "static", "layers": []any{"fc2", "fc3"}}),
 		stageContext("second", syntheticArch, loaded, ds, dcfg)).Model
 	if got, want := *second.Layers[0].Input, *first.Layers[0].Input; got.RangeMin != want.RangeMin || got.RangeMax != want.RangeMax {
 		t.Errorf("fc1 range %g..%g, the first stage calibrated %g..%g", got.RangeMin, got.RangeMax, want.RangeMin, want.RangeMax)
