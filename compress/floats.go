@@ -30,12 +30,7 @@ func encodeFloats(w *writer, data []byte) {
 	if half {
 		format = valuesF16
 	}
-	values := func(all bool) []stream {
-		if all {
-			return []stream{{format, floatPlanes(data, nil, n, format)}}
-		}
-		return []stream{{format, floatPlanes(data, kept, n, format)}}
-	}
+	values := func(idx []int) []stream { return []stream{{format, floatPlanes(data, idx, n, format)}} }
 	s, v := choose(kept, n, values)
 	writeStructure(w, s, kept, n)
 	w.u8(v.format)

@@ -75,13 +75,7 @@ func encodeInts(w *writer, t *ints) {
 		w.varint(int64(b))
 	}
 	n := len(t.values)
-	values := func(all bool) []stream {
-		idx := kept
-		if all {
-			idx = nil
-		}
-		return intStreams(t.values, idx, width)
-	}
+	values := func(idx []int) []stream { return intStreams(t.values, idx, width) }
 	s, v := choose(kept, n, values)
 	writeStructure(w, s, kept, n)
 	w.u8(v.format)

@@ -47,17 +47,17 @@ type stream struct {
 // each candidate (dense; bitmask; gaps at the widths whose codes take fewest
 // bytes, and at 8 bits, which zstd's byte-wise coder handles best) is
 // compressed alone with the zstd settings of the file, as its block will be.
-// values returns the value streams to consider for every element (all) or the
-// kept ones. Ties go to the simpler structure.
-func choose(kept []int, n int, values func(all bool) []stream) (structure, stream) {
+// values returns the value streams to consider for the elements idx lists
+// (nil: every element). Ties go to the simpler structure.
+func choose(kept []int, n int, values func(idx []int) []stream) (structure, stream) {
 	if len(kept) == n {
 		// Nothing to skip: any structure would only add bytes.
-		v, _ := smallest(values(true))
+		v, _ := smallest(values(nil))
 		return structure{kind: structDense}, v
 	}
 	best := structure{kind: structDense}
-	bestValues, bestSize := smallest(values(true))
-	keptValues, valueSize := smallest(values(false))
+	bestValues, bestSize := smallest(values(nil))
+	keptValues, valueSize := smallest(values(kept))
 	try := func(s structure) {
 		var w writer
 		writeStructure(&w, s, kept, n)
