@@ -105,6 +105,9 @@ type PlanItem struct {
 	// Local says Entry's files are in the local store, verified (a remote
 	// result is fetched when used).
 	Local bool
+	// Forced says a flag makes the stage run whatever is stored (Reason says
+	// which).
+	Forced bool
 }
 
 // Plan decides, without running anything, which stages are cached and which
@@ -125,7 +128,7 @@ func (r *Runner) Plan() ([]*PlanItem, error) {
 		it := &PlanItem{Stage: s, Folder: Folder(s.ID), Status: "run"}
 		items = append(items, it)
 		forced, why := r.forced(s, forcedSet)
-		forcedSet[s.ID] = forced
+		forcedSet[s.ID], it.Forced = forced, forced
 		if pending := firstMissing(s.Deps(), digests); pending != "" {
 			it.Reason = fmt.Sprintf("input %s runs first", pending)
 			if forced {
@@ -415,10 +418,7 @@ func (r *Runner) Run(ctx context.Context) (*Manifest, error) {
 	if err := w.update(nil); err != nil {
 		return nil, err
 	}
-	ex := &execution{r: r, w: w, plan: plan, done: map[string]chan struct{}{}, digests: map[string]string{}, keys: map[string]string{}, failed: map[string]string{}, forced: map[string]bool{}}
-	for _, it := range plan {
-		ex.forced[it.Stage.ID], _ = r.forced(it.Stage, ex.forced)
-	}
+	ex := &execution{r: r, w: w, plan: plan, done: map[string]chan struct{}{}, digests: map[string]string{}, keys: map[string]string{}, failed: map[string]string{}}
 	ex.run(ctx)
 	r.removeDroppedStages(plan)
 	status := "ok"
@@ -446,7 +446,6 @@ type execution struct {
 	digests map[string]string // stage -> checkpoint sha256
 	keys    map[string]string // stage -> key
 	failed  map[string]string // stage -> why (failed or skipped)
-	forced  map[string]bool   // stages flags make run (read-only once running)
 	running atomic.Int32      // stages executing now: they share the cores
 }
 
@@ -558,7 +557,7 @@ func (ex *execution) stage(ctx context.Context, it *PlanItem) {
 		return
 	}
 	key := doc.Key()
-	if !ex.forced[s.ID] {
+	if !it.Forced {
 		if e := ex.stored(it, key); e != nil {
 			if err := ex.materialize(it.Folder, key, e); err != nil {
 				ex.finish(it, &StageRecord{Status: "failed", Key: key, Error: err.Error()}, "failed")
@@ -594,11 +593,7 @@ func (ex *execution) stage(ctx context.Context, it *PlanItem) {
 // reason explains why a stage runs: the flag that forces it, or what changed
 // since the run folder's last run.
 func (ex *execution) reason(it *PlanItem, doc KeyDoc) string {
-	if ex.forced[it.Stage.ID] {
-		_, why := ex.r.forced(it.Stage, ex.forced)
-		return why
-	}
-	if it.Key == doc.Key() && it.Reason != "" {
+	if it.Forced || (it.Key == doc.Key() && it.Reason != "") {
 		return it.Reason
 	}
 	return ex.r.whyNew(it.Stage, doc)
@@ -692,7 +687,7 @@ func (ex *execution) execute(ctx context.Context, it *PlanItem, doc KeyDoc, key 
 		return nil, err
 	}
 	e := &Entry{Key: key, Stage: s.ID, Type: s.Type, Inputs: doc, Metrics: metrics, Seconds: round3(elapsed)}
-	if err := r.store.Publish(work, e, ex.forced[s.ID]); err != nil {
+	if err := r.store.Publish(work, e, it.Forced); err != nil {
 		return nil, err
 	}
 	if err := ex.materialize(it.Folder, key, e); err != nil {
@@ -845,7 +840,6 @@ func (r *Runner) removeDroppedStages(plan []*PlanItem) {
 		}
 	}
 }
-
 
 // UseAllCores gives the matrix products of a command outside a run (eval) every
 // core, or SHRINK_THREADS of them.
