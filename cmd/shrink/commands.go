@@ -44,6 +44,16 @@ func (f *runFlags) register(cmd *cobra.Command, full bool) {
 	}
 }
 
+// plan loads a recipe and plans it with the command's run flags (plan, graph).
+func (a *app) plan(path string, f *runFlags) (*pipeline.Recipe, []*runner.PlanItem, error) {
+	recipe, err := a.loadRecipe(path, f.sets)
+	if err != nil {
+		return nil, nil, err
+	}
+	items, err := a.newRunner(recipe, f).Plan()
+	return recipe, items, err
+}
+
 func (a *app) newRunner(recipe *pipeline.Recipe, f *runFlags) *runner.Runner {
 	opt := runner.Options{RunDir: f.runDir, CacheDir: f.cacheDir, Force: f.force, From: f.from, Only: f.only,
 		Jobs: a.jobs(recipe, f.jobs), Sets: f.sets, Log: a.log, LogOutput: a.logOut}
@@ -174,11 +184,7 @@ which input changed, a missing or corrupt checkpoint, or a flag. Nothing is run.
 A stage after one that runs is shown as 'run': plan assumes its input changes.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			recipe, err := a.loadRecipe(args[0], f.sets)
-			if err != nil {
-				return err
-			}
-			items, err := a.newRunner(recipe, &f).Plan()
+			_, items, err := a.plan(args[0], &f)
 			if err != nil {
 				return err
 			}

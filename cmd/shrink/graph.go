@@ -26,11 +26,7 @@ Nothing is run.`,
   shrink graph recipes/sweep-select.yaml --format mermaid`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			recipe, err := a.loadRecipe(args[0], f.sets)
-			if err != nil {
-				return err
-			}
-			items, err := a.newRunner(recipe, &f).Plan()
+			recipe, items, err := a.plan(args[0], &f)
 			if err != nil {
 				return err
 			}
