@@ -115,20 +115,9 @@ func (g *graph) dot(w io.Writer) error {
 	b.WriteString("  rankdir=LR;\n")
 	b.WriteString("  node [shape=box, style=\"rounded,filled\", fontname=\"Helvetica\"];\n")
 	b.WriteString("  edge [fontname=\"Helvetica\", fontsize=10];\n")
-	grouped := map[int]bool{}
-	for gi, gr := range g.groups {
-		fmt.Fprintf(&b, "  subgraph cluster_%d {\n    label=%s;\n    style=dashed;\n", gi, dotQuote(fmt.Sprintf("%s (%d branches)", gr.base, len(gr.nodes))))
-		for _, n := range gr.nodes {
-			grouped[n] = true
-			b.WriteString("    " + g.dotNode(n) + "\n")
-		}
-		b.WriteString("  }\n")
-	}
-	for i := range g.nodes {
-		if !grouped[i] {
-			b.WriteString("  " + g.dotNode(i) + "\n")
-		}
-	}
+	g.writeNodes(&b, func(gi int, label string) string {
+		return fmt.Sprintf("subgraph cluster_%d {\n    label=%s;\n    style=dashed;", gi, dotQuote(label))
+	}, "}", g.dotNode)
 	for _, e := range g.edges {
 		var attrs []string
 		if e.label != "" {
@@ -165,20 +154,9 @@ func dotQuote(s string) string {
 func (g *graph) mermaid(w io.Writer) error {
 	var b strings.Builder
 	b.WriteString("flowchart LR\n")
-	grouped := map[int]bool{}
-	for gi, gr := range g.groups {
-		fmt.Fprintf(&b, "  subgraph m%d[%s]\n", gi, mermaidQuote(fmt.Sprintf("%s (%d branches)", gr.base, len(gr.nodes))))
-		for _, n := range gr.nodes {
-			grouped[n] = true
-			b.WriteString("    " + g.mermaidNode(n) + "\n")
-		}
-		b.WriteString("  end\n")
-	}
-	for i := range g.nodes {
-		if !grouped[i] {
-			b.WriteString("  " + g.mermaidNode(i) + "\n")
-		}
-	}
+	g.writeNodes(&b, func(gi int, label string) string {
+		return fmt.Sprintf("subgraph m%d[%s]", gi, mermaidQuote(label))
+	}, "end", g.mermaidNode)
 	for _, e := range g.edges {
 		arrow := " --> "
 		switch {
@@ -204,3 +182,22 @@ func (g *graph) mermaidNode(i int) string {
 func mermaidQuote(s string) string { return `"` + mermaidText(s) + `"` }
 
 func mermaidText(s string) string { return strings.ReplaceAll(s, `"`, "#quot;") }
+
+// writeNodes writes the nodes in either format: each matrix's branches in a
+// group (opened by open, closed by end), then the stages outside any.
+func (g *graph) writeNodes(b *strings.Builder, open func(group int, label string) string, end string, node func(int) string) {
+	grouped := map[int]bool{}
+	for gi, gr := range g.groups {
+		b.WriteString("  " + open(gi, fmt.Sprintf("%s (%d branches)", gr.base, len(gr.nodes))) + "\n")
+		for _, n := range gr.nodes {
+			grouped[n] = true
+			b.WriteString("    " + node(n) + "\n")
+		}
+		b.WriteString("  " + end + "\n")
+	}
+	for i := range g.nodes {
+		if !grouped[i] {
+			b.WriteString("  " + node(i) + "\n")
+		}
+	}
+}
