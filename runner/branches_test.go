@@ -1,7 +1,6 @@
 package runner_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -10,12 +9,12 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/rs/zerolog"
 
 	"github.com/shrink-ml/shrink/checkpoint"
+	"github.com/shrink-ml/shrink/internal/testkit"
 	"github.com/shrink-ml/shrink/pipeline"
 	"github.com/shrink-ml/shrink/runner"
 	"github.com/shrink-ml/shrink/stages"
@@ -58,23 +57,6 @@ stages:
     epochs: 1
 `
 
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
 // runSweep writes the recipe into dir and runs it into dir/run.
 func runSweep(t *testing.T, dir, src string, jobs int) (*runner.Manifest, error) {
 	t.Helper()
@@ -86,7 +68,7 @@ func runSweep(t *testing.T, dir, src string, jobs int) (*runner.Manifest, error)
 	if err != nil {
 		t.Fatal(err)
 	}
-	logs := &logBuffer{}
+	logs := &testkit.LogBuffer{}
 	m, err := runner.New(stages.Default, r, runner.Options{RunDir: filepath.Join(dir, "run"), Jobs: jobs, Log: zerolog.New(logs)}).Run(context.Background())
 	if err != nil && !errors.Is(err, runner.ErrStageFailed) {
 		t.Fatalf("%v\n%s", err, logs)

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"testing"
 
 	"github.com/rs/zerolog"
@@ -157,4 +158,22 @@ func SaveAndLoad(t testing.TB, m *model.Model) (*checkpoint.File, *model.Model) 
 		t.Fatal(err)
 	}
 	return read, back
+}
+
+// LogBuffer collects log lines safely from stages running at once.
+type LogBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *LogBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *LogBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
 }

@@ -1,10 +1,8 @@
 package distill
 
 import (
-	"bytes"
 	"context"
 	"math/rand/v2"
-	"sync"
 	"testing"
 
 	"github.com/rs/zerolog"
@@ -12,6 +10,7 @@ import (
 	"github.com/shrink-ml/shrink/arch"
 	"github.com/shrink-ml/shrink/config"
 	"github.com/shrink-ml/shrink/data"
+	"github.com/shrink-ml/shrink/internal/testkit"
 	"github.com/shrink-ml/shrink/model"
 	"github.com/shrink-ml/shrink/stages"
 )
@@ -32,30 +31,12 @@ func blobs(t *testing.T) (*data.Dataset, *data.Config) {
 // recipeSpec is the recipe's model in these tests.
 var recipeSpec = arch.Spec{Arch: "mlp", Inputs: 8, Hidden: []int{16}, Classes: 4}
 
-// logBuffer collects a stage's log lines (JSON, one per line).
-type logBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *logBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-func (l *logBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.String()
-}
-
 // newContext is what the runner would hand the stage "distill" of a recipe with
 // seed 1 over the blobs: cacheDir and stateDir may be shared between calls to
 // play reruns.
-func newContext(t *testing.T, ds *data.Dataset, cfg *data.Config, cacheDir, stateDir string) (*stages.Context, *logBuffer) {
+func newContext(t *testing.T, ds *data.Dataset, cfg *data.Config, cacheDir, stateDir string) (*stages.Context, *testkit.LogBuffer) {
 	t.Helper()
-	logs := &logBuffer{}
+	logs := &testkit.LogBuffer{}
 	src := stages.Stream(1, "stage:distill")
 	return &stages.Context{
 		Context: context.Background(), ID: "distill",

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/shrink-ml/shrink/internal/testkit"
 	"github.com/shrink-ml/shrink/model"
 	"github.com/shrink-ml/shrink/stages"
 )
@@ -59,7 +60,7 @@ func TestOnlineUpdatesBothModels(t *testing.T) {
 func TestOnlineResumes(t *testing.T) {
 	ds, cfg := blobs(t)
 	raw := map[string]any{"teacher": "train", "mode": "online", "epochs": 2, "student": map[string]any{"hidden": []any{6}}}
-	var logs *logBuffer
+	var logs *testkit.LogBuffer
 	once := func(stateDir string, stopAfterFirstEpoch bool) (*model.Model, *model.Model, error) {
 		var ctx *stages.Context
 		ctx, logs = newContext(t, ds, cfg, t.TempDir(), stateDir)

@@ -9,6 +9,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/shrink-ml/shrink/internal/testkit"
 	"github.com/shrink-ml/shrink/model"
 	"github.com/shrink-ml/shrink/pipeline"
 	"github.com/shrink-ml/shrink/runner"
@@ -59,7 +60,7 @@ stages:
 		if err != nil {
 			t.Fatal(err)
 		}
-		logs := &logBuffer{}
+		logs := &testkit.LogBuffer{}
 		opt.RunDir, opt.Log = runDir, zerolog.New(logs)
 		m, err := runner.New(stages.Default, r, opt).Run(context.Background())
 		if err != nil {
