@@ -65,7 +65,7 @@ func BenchmarkTrainStep(b *testing.B) {
 	for _, a := range archs {
 		b.Run(a.name, func(b *testing.B) {
 			threads(b)
-			m := model.New(a.spec, rand.New(rand.NewPCG(1, 1)))
+			m := model.MustNew(a.spec, rand.New(rand.NewPCG(1, 1)))
 			net, err := model.Build(m, model.NetOptions{Batch: 128, Mode: model.ModeTrain})
 			if err != nil {
 				b.Fatal(err)
@@ -102,7 +102,7 @@ func BenchmarkEpoch(b *testing.B) {
 	for _, a := range archs {
 		b.Run(a.name, func(b *testing.B) {
 			threads(b)
-			m := model.New(a.spec, rand.New(rand.NewPCG(1, 1)))
+			m := model.MustNew(a.spec, rand.New(rand.NewPCG(1, 1)))
 			opt := model.TrainOptions{Epochs: 1, BatchSize: 128, Shuffle: true, Optimizer: model.DefaultOptimizer()}
 			b.ResetTimer()
 			for i := 0; i < b.N; i++ {
@@ -122,7 +122,7 @@ func BenchmarkForward(b *testing.B) {
 		for _, bs := range []int{1, 1000} {
 			b.Run(a.name+"/batch="+strconv.Itoa(bs), func(b *testing.B) {
 				threads(b)
-				m := model.New(a.spec, rand.New(rand.NewPCG(1, 1)))
+				m := model.MustNew(a.spec, rand.New(rand.NewPCG(1, 1)))
 				net, err := model.Build(m, model.NetOptions{Batch: bs, Mode: model.ModeEval})
 				if err != nil {
 					b.Fatal(err)

@@ -17,7 +17,7 @@ var mlp = arch.Spec{Arch: "mlp", Inputs: 20, Hidden: []int{16, 12}, Classes: 5}
 
 // prune zeroes a share of every weight, as the prune stage does.
 func prune(m *model.Model, rng *rand.Rand, sparsity float64) {
-	for _, l := range m.Layers {
+	for _, l := range m.WeightLayers() {
 		for _, w := range l.Weights {
 			w.Mask = make([]float32, len(w.Data))
 			for i := range w.Data {
@@ -35,7 +35,7 @@ func prune(m *model.Model, rng *rand.Rand, sparsity float64) {
 // quantize rounds every weight of the named layers to the grid of spec, as the
 // quantize stage does.
 func quantize(m *model.Model, spec quant.Spec, layers ...string) {
-	for _, l := range m.Layers {
+	for _, l := range m.WeightLayers() {
 		if len(layers) > 0 && !slices.Contains(layers, l.Name) {
 			continue
 		}
@@ -52,14 +52,13 @@ func quantize(m *model.Model, spec quant.Spec, layers ...string) {
 // factor replaces a linear layer by two factors of rank k, as lowrank does.
 func factor(m *model.Model, rng *rand.Rand, name string, k int) {
 	l := m.Layer(name)
-	a := &model.Weight{Name: name + ".0.weight", Shape: []int{k, l.In}, Data: make([]float32, k*l.In)}
-	b := &model.Weight{Name: name + ".1.weight", Shape: []int{l.Out, k}, Data: make([]float32, l.Out*k)}
-	for _, w := range []*model.Weight{a, b} {
-		for i := range w.Data {
-			w.Data[i] = float32(rng.NormFloat64() * 0.2)
+	a, b := make([]float32, k*l.FanIn()), make([]float32, l.Units()*k)
+	for _, w := range [][]float32{a, b} {
+		for i := range w {
+			w[i] = float32(rng.NormFloat64() * 0.2)
 		}
 	}
-	l.Weights, l.Rank = []*model.Weight{a, b}, k
+	l.SetFactors(a, b)
 }
 
 // testModels are the models every round trip is checked on.
@@ -69,21 +68,21 @@ func testModels() map[string]*model.Model {
 	asym8 := quant.Spec{Bits: 8, Scheme: quant.Asymmetric, Granularity: quant.PerTensor}
 	asym3 := quant.Spec{Bits: 3, Scheme: quant.Asymmetric, Granularity: quant.PerChannel}
 	out := map[string]*model.Model{}
-	out["plain"] = model.New(mlp, rng)
+	out["plain"] = model.MustNew(mlp, rng)
 
-	out["pruned"] = model.New(mlp, rng)
+	out["pruned"] = model.MustNew(mlp, rng)
 	prune(out["pruned"], rng, 0.8)
 
-	out["quantized 4-bit"] = model.New(mlp, rng)
+	out["quantized 4-bit"] = model.MustNew(mlp, rng)
 	quantize(out["quantized 4-bit"], sym4)
 
-	out["8-bit asymmetric per tensor"] = model.New(mlp, rng)
+	out["8-bit asymmetric per tensor"] = model.MustNew(mlp, rng)
 	quantize(out["8-bit asymmetric per tensor"], asym8)
 
-	out["factored"] = model.New(mlp, rng)
+	out["factored"] = model.MustNew(mlp, rng)
 	factor(out["factored"], rng, "fc1", 3)
 
-	m := model.New(mlp, rng)
+	m := model.MustNew(mlp, rng)
 	factor(m, rng, "fc2", 4)
 	prune(m, rng, 0.9)
 	quantize(m, asym3, "fc1", "fc2")
@@ -92,7 +91,7 @@ func testModels() map[string]*model.Model {
 		Params: quant.Params{Scale: []float32{0.05}, ZeroPoint: []int32{3}}}
 	out["pruned, factored, 3-bit, static input"] = m
 
-	conv := model.New(arch.Spec{Arch: "lenet5", Channels: []int{3, 4}, Hidden: []int{10, 8}, Classes: 5}, rng)
+	conv := model.MustNew(arch.Spec{Arch: "lenet5", Channels: []int{3, 4}, Hidden: []int{10, 8}, Classes: 5}, rng)
 	prune(conv, rng, 0.7)
 	quantize(conv, quant.Spec{Bits: 5, Scheme: quant.Symmetric, Granularity: quant.PerChannel})
 	out["lenet5 pruned 5-bit"] = conv
@@ -108,8 +107,8 @@ func sameModel(a, b *model.Model) error {
 	if len(a.Layers) != len(b.Layers) {
 		return fmt.Errorf("%d vs %d layers", len(a.Layers), len(b.Layers))
 	}
-	for i, la := range a.Layers {
-		lb := b.Layers[i]
+	for i, la := range a.WeightLayers() {
+		lb := b.WeightLayers()[i]
 		if la.Name != lb.Name || la.Rank != lb.Rank || la.Pruned != lb.Pruned {
 			return fmt.Errorf("layer %s: name/rank/pruned %s/%d/%v vs %s/%d/%v", la.Name, la.Name, la.Rank, la.Pruned, lb.Name, lb.Rank, lb.Pruned)
 		}
@@ -124,7 +123,7 @@ func sameModel(a, b *model.Model) error {
 				return fmt.Errorf("layer %s: input quantization %+v vs %+v", la.Name, *la.Input, *lb.Input)
 			}
 		}
-		if !sameBits(la.Bias, lb.Bias) {
+		if !sameBits(la.Bias().Data, lb.Bias().Data) {
 			return fmt.Errorf("layer %s: bias differs", la.Name)
 		}
 		if len(la.Weights) != len(lb.Weights) {

@@ -23,9 +23,9 @@ func saved(t *testing.T, m *model.Model) (*checkpoint.File, *model.Model) {
 	ref, err := model.FromFile(f, nil)
 	mustT(t, err)
 	// The reference holds the source's values: saving changed none of them.
-	for i, l := range m.Layers {
+	for i, l := range m.WeightLayers() {
 		for j, w := range l.Weights {
-			if !sameBits(w.Data, ref.Layers[i].Weights[j].Data) {
+			if !sameBits(w.Data, ref.WeightLayers()[i].Weights[j].Data) {
 				t.Fatalf("%s changed when saved: the test model is not what a stage would store", w.Name)
 			}
 		}
@@ -86,7 +86,7 @@ func TestDenseRoundTrip(t *testing.T) {
 			// The float model: ref without its quantization.
 			want := ref.Clone()
 			var hadInput []string
-			for _, l := range want.Layers {
+			for _, l := range want.WeightLayers() {
 				l.Quant = nil
 				for _, w := range l.Weights {
 					w.QParams = nil
@@ -118,10 +118,10 @@ func TestDenseRoundTrip(t *testing.T) {
 }
 
 func TestDenseF32Bytes(t *testing.T) {
-	if got := DenseF32Bytes(*mustArch(t, `{"arch":"mlp","inputs":784,"classes":10}`)); got != 1066440 {
+	if got, _ := DenseF32Bytes(*mustArch(t, `{"arch":"mlp","inputs":784,"classes":10}`)); got != 1066440 {
 		t.Errorf("LeNet-300-100: %d bytes, want 4 x 266,610 = 1,066,440", got)
 	}
-	if got := DenseF32Bytes(*mustArch(t, `{"arch":"lenet5","classes":10}`)); got != 4*44426 {
+	if got, _ := DenseF32Bytes(*mustArch(t, `{"arch":"lenet5","classes":10}`)); got != 4*44426 {
 		t.Errorf("LeNet-5: %d bytes, want 4 x 44,426", got)
 	}
 }

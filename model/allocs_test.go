@@ -30,9 +30,9 @@ func TestTrainStepDoesNotAllocate(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(1, 2))
-			m := New(tc.spec, rng)
+			m := MustNew(tc.spec, rng)
 			if tc.masked {
-				for _, l := range m.Layers {
+				for _, l := range m.WeightLayers() {
 					l.Pruned = true
 					for _, w := range l.Weights {
 						w.Mask = make([]float32, len(w.Data))
@@ -43,7 +43,7 @@ func TestTrainStepDoesNotAllocate(t *testing.T) {
 				}
 			}
 			if tc.qat != "" {
-				for _, l := range m.Layers {
+				for _, l := range m.WeightLayers() {
 					l.Quant = &quant.Spec{Bits: 4, Scheme: quant.Symmetric, Granularity: quant.PerChannel}
 					l.Input = &ActQuant{Mode: tc.qat, Spec: quant.Spec{Bits: 8, Scheme: quant.Asymmetric, Granularity: quant.PerTensor}}
 				}

@@ -30,7 +30,7 @@ func randomSplit(n, features int, seed uint64) *data.Split {
 func reference(m *model.Model, x []float32, rows int, params func(l *model.Layer, h []float32) *quant.Params) ([]float32, map[string][]float32) {
 	inputs := map[string][]float32{}
 	h := slices.Clone(x)
-	for i, l := range m.Layers {
+	for i, l := range m.WeightLayers() {
 		inputs[l.Name] = slices.Clone(h)
 		if p := params(l, h); p != nil {
 			l.Input.Spec.FakeQuantize(h, *p, h)
@@ -44,8 +44,8 @@ func reference(m *model.Model, x []float32, rows int, params func(l *model.Layer
 				for k := 0; k < in; k++ {
 					s += float64(h[r*in+k]) * float64(w.Data[o*in+k])
 				}
-				v := float32(s) + l.Bias[o]
-				if i < len(m.Layers)-1 {
+				v := float32(s) + l.Bias().Data[o]
+				if i < len(m.WeightLayers())-1 {
 					v = max(v, 0)
 				}
 				next[r*out+o] = v
@@ -65,15 +65,15 @@ func TestCalibrateMinMax(t *testing.T) {
 	calib := randomSplit(10, 7, 1)
 	var ranges [][2]float32
 	for _, bs := range []int{10, 4, 3, 1} {
-		m := model.New(a, rand.New(rand.NewPCG(2, 2)))
-		for _, l := range m.Layers {
+		m := model.MustNew(a, rand.New(rand.NewPCG(2, 2)))
+		for _, l := range m.WeightLayers() {
 			l.Input = &model.ActQuant{Mode: "static", Spec: actSpec}
 		}
 		if err := model.Calibrate(context.Background(), m, calib, model.CalibrateOptions{BatchSize: bs}); err != nil {
 			t.Fatal(err)
 		}
 		_, inputs := reference(m, calib.X, calib.N, func(*model.Layer, []float32) *quant.Params { return nil })
-		for i, l := range m.Layers {
+		for i, l := range m.WeightLayers() {
 			lo, hi := minMax(inputs[l.Name])
 			if l.Input.RangeMin != lo || l.Input.RangeMax != hi {
 				// The hand-written product sums in float64: allow its rounding.
@@ -106,15 +106,15 @@ func TestCalibratePercentile(t *testing.T) {
 		percentile float64
 		wantMax    float32
 	}{{0, 50}, {99.9, 0.9}, {100, 50}} {
-		m := model.New(a, rand.New(rand.NewPCG(2, 2)))
-		m.Layers[0].Input = &model.ActQuant{Mode: "static", Spec: actSpec}
+		m := model.MustNew(a, rand.New(rand.NewPCG(2, 2)))
+		m.WeightLayers()[0].Input = &model.ActQuant{Mode: "static", Spec: actSpec}
 		if err := model.Calibrate(context.Background(), m, calib, model.CalibrateOptions{BatchSize: 32, Percentile: tc.percentile}); err != nil {
 			t.Fatal(err)
 		}
-		if got := m.Layers[0].Input.RangeMax; got != tc.wantMax {
+		if got := m.WeightLayers()[0].Input.RangeMax; got != tc.wantMax {
 			t.Errorf("percentile %g: max %g, want %g", tc.percentile, got, tc.wantMax)
 		}
-		if m.Layers[1].Input != nil {
+		if m.WeightLayers()[1].Input != nil {
 			t.Errorf("fc2 has no input quantization and must get none")
 		}
 	}
@@ -131,15 +131,15 @@ func TestEvaluateQuantizedInputs(t *testing.T) {
 	}
 	for _, mode := range []string{"static", "dynamic"} {
 		t.Run(mode, func(t *testing.T) {
-			m := model.New(a, rand.New(rand.NewPCG(4, 4)))
+			m := model.MustNew(a, rand.New(rand.NewPCG(4, 4)))
 			// Hidden unit 0 is off for every real row but would be 10 for an
 			// all-zero padding row, stretching a dynamic range that saw it.
-			fc1 := m.Layers[0]
-			fc1.Bias[0] = 10
+			fc1 := m.WeightLayers()[0]
+			fc1.Bias().Data[0] = 10
 			for k := 0; k < 7; k++ {
 				fc1.Weights[0].Data[k] = -3
 			}
-			for _, l := range m.Layers {
+			for _, l := range m.WeightLayers() {
 				l.Input = &model.ActQuant{Mode: mode, Spec: actSpec}
 			}
 			if mode == "static" {

@@ -124,14 +124,14 @@ func TestFakeQuantGradientIsClippedSTE(t *testing.T) {
 func TestQATWeightGradient(t *testing.T) {
 	spec := arch.Spec{Arch: "mlp", Inputs: 6, Hidden: []int{8}, Classes: 4}
 	rng := rand.New(rand.NewPCG(1, 2))
-	m := New(spec, rng)
+	m := MustNew(spec, rng)
 	q := quant.Spec{Bits: 4, Scheme: quant.Symmetric, Granularity: quant.PerChannel}
-	for _, l := range m.Layers {
+	for _, l := range m.WeightLayers() {
 		l.Quant = &q
 	}
 	float := m.Clone()
 	masks := map[string][]float32{}
-	for _, l := range float.Layers {
+	for _, l := range float.WeightLayers() {
 		l.Quant = nil
 		for _, w := range l.Weights {
 			p := q.ParamsFor(w.Data, w.Shape)

@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"math/rand/v2"
 
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -9,6 +10,7 @@ import (
 	"github.com/shrink-ml/shrink/arch"
 	"github.com/shrink-ml/shrink/internal/gemm"
 	_ "github.com/shrink-ml/shrink/internal/openblas" // OpenBLAS under -tags openblas
+	"github.com/shrink-ml/shrink/nn"
 	"github.com/shrink-ml/shrink/quant"
 )
 
@@ -56,6 +58,10 @@ type Net struct {
 	// peer and mutual are set for two models trained together (see mutual.go).
 	peer   *Net
 	mutual *mutualLossOp
+	// rows is how many leading rows of the batch are real (a short batch is
+	// padded); layers with statistics over the batch read it.
+	rows int
+	rng  *rand.Rand // dropout's draws (training)
 }
 
 // Param is a trainable tensor: the model's slice, its mask and its gradient.
@@ -75,7 +81,8 @@ func (p *Param) Grad() []float32 { return f32(p.exec.value(p.grad)) }
 type NetOptions struct {
 	Batch int
 	Mode  Mode
-	Loss  Loss // Train only
+	Loss  Loss       // Train only
+	Rand  *rand.Rand // Train only: dropout's draws
 }
 
 // Build compiles the model for a batch size.
@@ -112,31 +119,42 @@ func Build(m *Model, opt NetOptions) (*Net, error) {
 }
 
 func newNet(m *Model, opt NetOptions, g *G.ExprGraph, scope string) *Net {
-	return &Net{Model: m, Batch: opt.Batch, Mode: opt.Mode, g: g, scope: scope,
+	return &Net{Model: m, Batch: opt.Batch, Mode: opt.Mode, g: g, scope: scope, rows: opt.Batch, rng: opt.Rand,
 		inputQ: map[string]*fakeQuantOp{}, observe: map[string]*observerOp{}}
 }
 
 func (n *Net) inputShape() []int { return append([]int{n.Batch}, n.Model.Spec.InputShape()...) }
 
 // forward adds the input node over the buffer x (which becomes n.X) and the
-// layers up to the logits.
+// layers up to the logits, each layer reading its inputs' outputs.
 func (n *Net) forward(x []float32) (*G.Node, error) {
 	inShape := n.inputShape()
 	n.X = x
 	in := G.NewTensor(n.g, tensor.Float32, len(inShape), G.WithShape(inShape...), G.WithName(n.scope+"x"),
 		G.WithValue(tensor.New(tensor.WithShape(inShape...), tensor.WithBacking(n.X))))
-	h := in
-	var err error
+	outs := make([]*G.Node, len(n.Model.Layers))
 	for i, l := range n.Model.Layers {
-		var next *Layer
-		if i+1 < len(n.Model.Layers) {
-			next = n.Model.Layers[i+1]
+		ins := make([]*G.Node, len(l.Inputs))
+		for k, j := range l.Inputs {
+			if j == arch.ModelInput {
+				ins[k] = in
+			} else {
+				ins[k] = outs[j]
+			}
 		}
-		if h, err = n.layer(h, l, next); err != nil {
-			return nil, fmt.Errorf("layer %s: %w", l.Name, err)
+		var err error
+		if ins[0], err = n.input(ins[0], l); err != nil {
+			return nil, fmt.Errorf("layer %s: %w", l.Label(), err)
+		}
+		ops, ok := l.Config.(nn.Op)
+		if !ok {
+			return nil, fmt.Errorf("layer %s: type %s has no ops", l.Label(), l.Type)
+		}
+		if outs[i], err = ops.Build(&layerBuilder{net: n, layer: l}, ins); err != nil {
+			return nil, fmt.Errorf("layer %s: %w", l.Label(), err)
 		}
 	}
-	n.logits = h
+	n.logits = outs[len(outs)-1]
 	return in, nil
 }
 
@@ -223,60 +241,13 @@ func (n *Net) input(h *G.Node, l *Layer) (*G.Node, error) {
 	return G.ApplyOp(op, h)
 }
 
-// layer adds one layer: its input quantization, the product, the bias, and unless
-// it is the last layer the ReLU (and for convs the pooling); a conv followed by a
-// linear layer flattens its output.
-func (n *Net) layer(h *G.Node, l *Layer, next *Layer) (*G.Node, error) {
-	last := next == nil
-	h, err := n.input(h, l)
-	if err != nil {
-		return nil, err
+// SetRows says how many leading rows of the next batch are real; the rest
+// pad a short batch to the graph's size.
+func (n *Net) SetRows(rows int) {
+	n.rows = rows
+	if n.peer != nil {
+		n.peer.rows = rows
 	}
-	ws := make([]*G.Node, len(l.Weights))
-	for i, w := range l.Weights {
-		if ws[i], err = n.weight(l, w); err != nil {
-			return nil, err
-		}
-	}
-	b := n.param(l.BiasName(), []int{len(l.Bias)}, l.Bias, nil)
-	switch l.Kind {
-	case arch.Linear:
-		if len(ws) == 2 {
-			if h, err = G.ApplyOp(&linearOp{opBase: newBase(l.Name + ".0")}, h, ws[0]); err != nil {
-				return nil, err
-			}
-			ws = ws[1:]
-		}
-		if h, err = G.ApplyOp(&linearOp{opBase: newBase(l.Name), bias: true}, h, ws[0], b); err != nil {
-			return nil, err
-		}
-		if last {
-			return h, nil
-		}
-		return G.ApplyOp(&reluOp{opBase: newBase(l.Name + ".relu"), dims: 2}, h)
-	case arch.Conv:
-		for i, w := range ws {
-			if h, err = G.ApplyOp(newConv(fmt.Sprintf("%s.conv%d", l.Name, i)), h, w); err != nil {
-				return nil, err
-			}
-		}
-		if h, err = G.ApplyOp(&channelBiasOp{opBase: newBase(l.Name + ".bias")}, h, b); err != nil {
-			return nil, err
-		}
-		if h, err = G.ApplyOp(&reluOp{opBase: newBase(l.Name + ".relu"), dims: 4}, h); err != nil {
-			return nil, err
-		}
-		if h, err = G.ApplyOp(&maxPoolOp{opBase: newBase(l.Name + ".pool"), k: l.Pool}, h); err != nil {
-			return nil, err
-		}
-		if last || next.Kind == arch.Linear {
-			s := h.Shape()
-			flat := &reshapeOp{opBase: newBase(l.Name + ".flatten"), from: s, to: tensor.Shape{s[0], s[1] * s[2] * s[3]}}
-			return G.ApplyOp(flat, h)
-		}
-		return h, nil
-	}
-	return nil, fmt.Errorf("unknown layer kind %q", l.Kind)
 }
 
 // Run executes the graph once over the buffers.

@@ -21,9 +21,9 @@ import (
 // integers each weight's observer gives, computed from the float weights.
 func quantized(t *testing.T, a arch.Spec, spec quant.Spec, input *model.ActQuant) (*model.Model, map[string][]int32) {
 	t.Helper()
-	m := model.New(a, rand.New(rand.NewPCG(11, 12)))
+	m := model.MustNew(a, rand.New(rand.NewPCG(11, 12)))
 	want := map[string][]int32{}
-	for _, l := range m.Layers {
+	for _, l := range m.WeightLayers() {
 		l.Quant = &spec
 		for _, w := range l.Weights {
 			p := spec.ParamsFor(w.Data, w.Shape)
@@ -138,7 +138,7 @@ func TestQuantizedCheckpointRoundTrip(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			m, want := quantized(t, tc.arch, tc.spec, tc.input)
 			f, b, back := roundTrip(t, m)
-			for _, l := range m.Layers {
+			for _, l := range m.WeightLayers() {
 				p := l.Name
 				w := l.Weights[0]
 				if got := storedInts(t, f, p, w.Shape, tc.spec.Bits); !slices.Equal(got, want[w.Name]) {
@@ -166,8 +166,8 @@ func TestQuantizedCheckpointRoundTrip(t *testing.T) {
 					t.Errorf("%s: input_scale %v, input_zero_point %v for input %+v", p, hasIS, hasIZ, tc.input)
 				}
 			}
-			for i, l := range back.Layers {
-				orig := m.Layers[i]
+			for i, l := range back.WeightLayers() {
+				orig := m.WeightLayers()[i]
 				if !reflect.DeepEqual(l.Quant, orig.Quant) {
 					t.Errorf("%s: quant %v read back as %v", l.Name, orig.Quant, l.Quant)
 				}
@@ -230,11 +230,11 @@ func TestQuantizedCheckpointWithoutMetadata(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for i, l := range back.Layers {
+			for i, l := range back.WeightLayers() {
 				if *l.Quant != spec {
 					t.Errorf("%s: read as %v, want %v", l.Name, l.Quant, spec)
 				}
-				if !slices.Equal(l.Weights[0].Data, m.Layers[i].Weights[0].Data) {
+				if !slices.Equal(l.Weights[0].Data, m.WeightLayers()[i].Weights[0].Data) {
 					t.Errorf("%s: values differ", l.Name)
 				}
 			}
@@ -288,8 +288,8 @@ func setQuantBits(f *checkpoint.File, bits int) {
 
 // A static layer that was never calibrated cannot be saved: there is no scale.
 func TestUncalibratedStaticRefused(t *testing.T) {
-	m := model.New(arch.Spec{Arch: "mlp", Inputs: 4, Hidden: []int{3}, Classes: 2}, rand.New(rand.NewPCG(1, 1)))
-	m.Layers[0].Input = &model.ActQuant{Mode: "static", Spec: quant.Spec{Bits: 8, Scheme: quant.Asymmetric, Granularity: quant.PerTensor}}
+	m := model.MustNew(arch.Spec{Arch: "mlp", Inputs: 4, Hidden: []int{3}, Classes: 2}, rand.New(rand.NewPCG(1, 1)))
+	m.WeightLayers()[0].Input = &model.ActQuant{Mode: "static", Spec: quant.Spec{Bits: 8, Scheme: quant.Asymmetric, Granularity: quant.PerTensor}}
 	if _, err := m.ToFile(nil); err == nil || !strings.Contains(err.Error(), "fc1") {
 		t.Fatalf("error %v, want one naming fc1", err)
 	}

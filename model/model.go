@@ -1,32 +1,43 @@
-// Package model holds networks as PyTorch would name them (fc1.weight is [out, in])
-// together with their compression state (masks, quantization, low-rank factors),
-// builds them into gorgonia graphs, and trains and evaluates them.
+// Package model holds networks as PyTorch would name them (fc1.weight is [out, in],
+// layer1.0.bn1.running_mean, ...) together with their compression state (masks,
+// quantization, low-rank factors), builds them into gorgonia graphs from the
+// layer types of package nn, and trains and evaluates them.
 package model
 
 import (
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"slices"
+	"strings"
 
 	"github.com/shrink-ml/shrink/arch"
+	"github.com/shrink-ml/shrink/nn"
 	"github.com/shrink-ml/shrink/quant"
 )
 
-// Model is a network's parameters and compression state.
+// Model is a network's tensors and compression state.
 type Model struct {
-	Spec   arch.Spec
+	Spec  arch.Spec
+	Graph *arch.Graph
+	// Layers are every layer of the graph in forward order, those without
+	// tensors (relu, flatten, ...) included.
 	Layers []*Layer
 }
 
-// Layer is one weight layer: a Linear or a Conv2d, possibly factored into two.
+// Layer is one layer of the network with its tensors.
 type Layer struct {
-	arch.Layer
-	// Weights holds NAME.weight, or for a factored layer NAME.0.weight then
-	// NAME.1.weight (W ~= NAME.1.weight x NAME.0.weight).
+	*arch.Node
+	// Weights are the tensors compressions act on: NAME.weight, or for a
+	// factored layer NAME.0.weight then NAME.1.weight (W ~= NAME.1.weight x
+	// NAME.0.weight); an LSTM's weight_ih_l0, weight_hh_l0, ...
 	Weights []*Weight
-	Bias    []float32 // NAME.bias, or NAME.1.bias when factored
-	Rank    int       // the factorization's rank; 0 when dense
+	// Params are its other learnable tensors (a bias, a norm's weight and bias).
+	Params []*Weight
+	// Buffers are state gradients do not train (running_mean, running_var).
+	Buffers []*Weight
+	// Counters are int64 buffers (num_batches_tracked).
+	Counters []*Counter
+	Rank     int // the factorization's rank; 0 when dense
 	// Pruned marks layers whose weights carry masks: zeros that stay zero.
 	Pruned bool
 	// Quant is how the layer's weights are quantized; nil for float weights.
@@ -35,7 +46,7 @@ type Layer struct {
 	Input *ActQuant
 }
 
-// Weight is one weight tensor in PyTorch layout.
+// Weight is one float tensor in PyTorch layout.
 type Weight struct {
 	Name  string
 	Shape []int
@@ -47,6 +58,12 @@ type Weight struct {
 	// QParams are the scales and zero points the stored integers use; nil for float
 	// weights. Training re-observes them each step; saving quantizes afresh.
 	QParams *quant.Params
+}
+
+// Counter is an int64 scalar buffer.
+type Counter struct {
+	Name  string
+	Value int64
 }
 
 // ActQuant is the quantization of a layer's input activations.
@@ -62,6 +79,20 @@ type ActQuant struct {
 	Params   quant.Params `json:"-"`
 }
 
+// Suffix is a tensor's name after its layer's: "weight", "1.bias".
+func (l *Layer) Suffix(name string) string { return strings.TrimPrefix(name, l.Name+".") }
+
+// Bias is the layer's bias (NAME.bias, or NAME.1.bias when factored); nil
+// when it has none.
+func (l *Layer) Bias() *Weight {
+	for _, p := range l.Params {
+		if s := l.Suffix(p.Name); s == "bias" || s == "1.bias" {
+			return p
+		}
+	}
+	return nil
+}
+
 // BiasName is the state_dict name of the layer's bias.
 func (l *Layer) BiasName() string {
 	if l.Rank > 0 {
@@ -70,105 +101,204 @@ func (l *Layer) BiasName() string {
 	return l.Name + ".bias"
 }
 
-// New builds a model with PyTorch's default initialization (nn.Linear and
-// nn.Conv2d: weights kaiming-uniform with a = sqrt(5), i.e. U(+-1/sqrt(fan_in)),
-// biases U(+-1/sqrt(fan_in))), drawn from rng layer by layer, weight then bias.
-func New(spec arch.Spec, rng *rand.Rand) *Model {
-	spec = spec.Normalized()
-	m := &Model{Spec: spec}
-	for _, l := range spec.Layers() {
-		shape := l.WeightShape()
-		w := &Weight{Name: l.Name + ".weight", Shape: shape, Data: make([]float32, prod(shape))}
-		m.Layers = append(m.Layers, &Layer{Layer: l, Weights: []*Weight{w}, Bias: make([]float32, l.Out)})
+// Compressible reports whether compressions apply to the layer: it has
+// weights.
+func (l *Layer) Compressible() bool { return len(l.Weights) > 0 }
+
+// WeightShape is the shape of the layer's (dense) weight: [out, in] or
+// [out, in/groups, kh, kw], whether or not it is factored.
+func (l *Layer) WeightShape() []int {
+	for _, t := range l.Tensors() {
+		if t.Role == arch.Weight {
+			return t.Shape
+		}
+	}
+	return nil
+}
+
+// Units is the number of output units of the layer's weight (rows of a
+// linear weight, channels of a conv).
+func (l *Layer) Units() int { return l.WeightShape()[0] }
+
+// FanIn is the number of inputs of one output unit of the dense weight.
+func (l *Layer) FanIn() int { return arch.Shape(l.WeightShape()[1:]).Size() }
+
+// New builds a model with PyTorch's default initialization, drawn from rng
+// layer by layer in forward order and within a layer in state_dict order
+// (for Linear and Conv2d: kaiming-uniform weights with a = sqrt(5), i.e.
+// U(+-1/sqrt(fan_in)), and biases at the same bound). spec must be resolved
+// (its input shape known).
+func New(spec arch.Spec, rng *rand.Rand) (*Model, error) {
+	m, err := empty(spec)
+	if err != nil {
+		return nil, err
+	}
+	for _, l := range m.Layers {
+		for _, t := range l.Tensors() {
+			l.add(t, l.Name+"."+t.Suffix, t.Shape)
+		}
 	}
 	m.Reinit(rng)
-	return m
+	return m, nil
 }
 
-// Reinit draws fresh weights as PyTorch initializes Linear and Conv2d:
-// U(±1/sqrt(fan_in)) for every weight tensor, and for the bias at the fan-in
-// of the tensor holding it (the last factor of a factored layer, a
-// Linear(k, out) in PyTorch). Masks are left for the caller to apply.
+// empty is the model's layers without tensors.
+func empty(spec arch.Spec) (*Model, error) {
+	spec = spec.Normalized()
+	g, err := spec.Graph()
+	if err != nil {
+		return nil, err
+	}
+	m := &Model{Spec: spec, Graph: g}
+	for _, n := range g.Nodes {
+		m.Layers = append(m.Layers, &Layer{Node: n})
+	}
+	return m, nil
+}
+
+// add gives the layer a zeroed tensor of a role.
+func (l *Layer) add(t arch.Tensor, name string, shape []int) {
+	if t.Int64 {
+		l.Counters = append(l.Counters, &Counter{Name: name})
+		return
+	}
+	w := &Weight{Name: name, Shape: slices.Clone(shape), Data: make([]float32, arch.Shape(shape).Size())}
+	switch t.Role {
+	case arch.Weight:
+		l.Weights = append(l.Weights, w)
+	case arch.Param:
+		l.Params = append(l.Params, w)
+	default:
+		l.Buffers = append(l.Buffers, w)
+	}
+}
+
+// Reinit draws fresh values for every tensor as PyTorch's constructors do
+// (see New). A factored layer's factors are drawn as PyTorch would draw a
+// Linear(in, k) then a Linear(k, out). Masks are left for the caller to apply.
 func (m *Model) Reinit(rng *rand.Rand) {
 	for _, l := range m.Layers {
-		var bound float32
-		for _, w := range l.Weights {
-			bound = float32(1 / math.Sqrt(float64(len(w.Data)/w.Shape[0])))
-			uniform(w.Data, bound, rng)
+		init, ok := l.Config.(nn.Initializer)
+		if !ok {
+			continue
 		}
-		uniform(l.Bias, bound, rng)
+		var ts []nn.InitTensor
+		for _, w := range l.tensorsInOrder() {
+			ts = append(ts, nn.InitTensor{Suffix: l.Suffix(w.Name), Shape: w.Shape, Data: w.Data})
+		}
+		for _, c := range l.Counters {
+			c.Value = 0
+		}
+		init.Init(ts, rng)
 	}
 }
 
-func uniform(v []float32, bound float32, rng *rand.Rand) {
-	for i := range v {
-		v[i] = bound * float32(2*rng.Float64()-1)
+// tensorsInOrder lists the layer's float tensors in state_dict order: its
+// tensors as the layer type lists them, each weight standing for its factors.
+func (l *Layer) tensorsInOrder() []*Weight {
+	var out []*Weight
+	wi := 0
+	for _, t := range l.Tensors() {
+		switch {
+		case t.Int64:
+		case t.Role == arch.Weight && l.Rank > 0:
+			out = append(out, l.Weights...)
+			wi = len(l.Weights)
+		case t.Role == arch.Weight:
+			out = append(out, l.Weights[wi])
+			wi++
+		default:
+			if w := l.tensor(l.tensorName(t.Suffix)); w != nil {
+				out = append(out, w)
+			}
+		}
 	}
+	return out
 }
 
-func prod(shape []int) int {
-	n := 1
-	for _, d := range shape {
-		n *= d
+// tensorName is the state_dict name of the layer's tensor with this suffix
+// (as the layer type names it), after factoring: NAME.bias is NAME.1.bias.
+func (l *Layer) tensorName(suffix string) string {
+	if suffix == "bias" && l.Rank > 0 {
+		return l.Name + ".1.bias"
 	}
-	return n
+	return l.Name + "." + suffix
+}
+
+// tensor finds one of the layer's float tensors by name.
+func (l *Layer) tensor(name string) *Weight {
+	for _, set := range [][]*Weight{l.Weights, l.Params, l.Buffers} {
+		for _, w := range set {
+			if w.Name == name {
+				return w
+			}
+		}
+	}
+	return nil
 }
 
 // Layer finds a layer by name.
 func (m *Model) Layer(name string) *Layer {
 	for _, l := range m.Layers {
-		if l.Name == name {
+		if l.Name != "" && l.Name == name {
 			return l
 		}
 	}
 	return nil
 }
 
-// LayerNames lists the layers in forward order.
+// WeightLayers are the layers compressions apply to, in forward order.
+func (m *Model) WeightLayers() []*Layer {
+	var out []*Layer
+	for _, l := range m.Layers {
+		if l.Compressible() {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// LayerNames lists the weight layers' names in forward order.
 func (m *Model) LayerNames() []string {
-	names := make([]string, len(m.Layers))
-	for i, l := range m.Layers {
-		names[i] = l.Name
+	var names []string
+	for _, l := range m.WeightLayers() {
+		names = append(names, l.Name)
 	}
 	return names
 }
 
-// Select returns the named layers, or all when names is empty; an unknown name is
-// an error that lists the model's layers.
-func (m *Model) Select(names []string) ([]*Layer, error) {
-	if len(names) == 0 {
-		return slices.Clone(m.Layers), nil
+// Select returns the weight layers the selectors name (names, globs, re:
+// patterns; see arch.Resolve), or all when there are none.
+func (m *Model) Select(selectors []string) ([]*Layer, error) {
+	if len(selectors) == 0 {
+		return m.WeightLayers(), nil
 	}
-	var out []*Layer
-	for _, n := range names {
-		l := m.Layer(n)
-		if l == nil {
-			return nil, fmt.Errorf("layer %q is not in the model (its layers: %v)", n, m.LayerNames())
-		}
-		out = append(out, l)
+	names, err := arch.Expand(selectors, m.LayerNames(), "layers with weights")
+	if err != nil {
+		return nil, err
+	}
+	out := make([]*Layer, len(names))
+	for i, n := range names {
+		out[i] = m.Layer(n)
 	}
 	return out, nil
 }
 
+// Output is the layer producing the logits.
+func (m *Model) Output() *Layer { return m.Layers[len(m.Layers)-1] }
+
 // Clone deep-copies the model.
 func (m *Model) Clone() *Model {
-	c := &Model{Spec: m.Spec}
-	c.Spec.Hidden = slices.Clone(m.Spec.Hidden)
-	c.Spec.Channels = slices.Clone(m.Spec.Channels)
+	c := &Model{Spec: m.Spec.Normalized(), Graph: m.Graph}
 	for _, l := range m.Layers {
 		nl := *l
-		nl.Bias = slices.Clone(l.Bias)
-		nl.Weights = nil
-		for _, w := range l.Weights {
-			nw := *w
-			nw.Shape = slices.Clone(w.Shape)
-			nw.Data = slices.Clone(w.Data)
-			nw.Mask = slices.Clone(w.Mask)
-			if w.QParams != nil {
-				p := quant.Params{Scale: slices.Clone(w.QParams.Scale), ZeroPoint: slices.Clone(w.QParams.ZeroPoint)}
-				nw.QParams = &p
-			}
-			nl.Weights = append(nl.Weights, &nw)
+		nl.Weights = cloneWeights(l.Weights)
+		nl.Params = cloneWeights(l.Params)
+		nl.Buffers = cloneWeights(l.Buffers)
+		nl.Counters = nil
+		for _, k := range l.Counters {
+			nk := *k
+			nl.Counters = append(nl.Counters, &nk)
 		}
 		if l.Quant != nil {
 			q := *l.Quant
@@ -182,6 +312,66 @@ func (m *Model) Clone() *Model {
 		c.Layers = append(c.Layers, &nl)
 	}
 	return c
+}
+
+func cloneWeights(ws []*Weight) []*Weight {
+	out := make([]*Weight, 0, len(ws))
+	for _, w := range ws {
+		nw := *w
+		nw.Shape = slices.Clone(w.Shape)
+		nw.Data = slices.Clone(w.Data)
+		nw.Mask = slices.Clone(w.Mask)
+		if w.QParams != nil {
+			p := quant.Params{Scale: slices.Clone(w.QParams.Scale), ZeroPoint: slices.Clone(w.QParams.ZeroPoint)}
+			nw.QParams = &p
+		}
+		out = append(out, &nw)
+	}
+	return out
+}
+
+// SetSpec replaces the architecture (after a change of widths or layers) and
+// re-expands the graph, which must keep the layers' order and names; the
+// layers then point at the new graph's nodes.
+func (m *Model) SetSpec(spec arch.Spec) error {
+	spec = spec.Normalized()
+	g, err := spec.Graph()
+	if err != nil {
+		return err
+	}
+	if len(g.Nodes) != len(m.Layers) {
+		return fmt.Errorf("internal error: the new architecture has %d layers, the model %d", len(g.Nodes), len(m.Layers))
+	}
+	for i, n := range g.Nodes {
+		if n.Name != m.Layers[i].Name || n.Type != m.Layers[i].Type {
+			return fmt.Errorf("internal error: layer %d is %s (%s) in the new architecture, %s (%s) in the model", i, n.Label(), n.Type, m.Layers[i].Label(), m.Layers[i].Type)
+		}
+		m.Layers[i].Node = n
+	}
+	m.Spec, m.Graph = spec, g
+	return m.checkShapes()
+}
+
+// checkShapes makes sure every tensor has the shape the architecture gives
+// it, so the model saves and reloads.
+func (m *Model) checkShapes() error {
+	for _, l := range m.Layers {
+		for _, t := range l.Tensors() {
+			switch {
+			case t.Int64:
+			case t.Role == arch.Weight && l.Rank > 0:
+			case t.Role == arch.Weight:
+				if w := l.tensor(l.Name + "." + t.Suffix); w == nil || !slices.Equal(w.Shape, t.Shape) {
+					return fmt.Errorf("internal error: %s.%s does not have the shape %v the architecture gives it", l.Name, t.Suffix, t.Shape)
+				}
+			default:
+				if w := l.tensor(l.tensorName(t.Suffix)); w == nil || !slices.Equal(w.Shape, t.Shape) {
+					return fmt.Errorf("internal error: %s does not have the shape %v the architecture gives it", l.tensorName(t.Suffix), t.Shape)
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // ApplyMasks zeroes every pruned weight, so Data and Mask agree.
@@ -199,13 +389,14 @@ func (m *Model) ApplyMasks() {
 
 // Counts are a model's parameter counts.
 type Counts struct {
-	Total, NonZero             int // every parameter, biases included
+	Total, NonZero             int // every learnable value (PyTorch's parameters()), biases included
 	Weights, WeightsNonZero    int // weight tensors only
 	LayerWeights, LayerNonZero map[string]int
 }
 
 // Count counts parameters and non-zeros (for quantized weights, the values the
-// integers stand for).
+// integers stand for). Buffers (batch norm's running statistics) are not
+// parameters.
 func (m *Model) Count() Counts {
 	c := Counts{LayerWeights: map[string]int{}, LayerNonZero: map[string]int{}}
 	for _, l := range m.Layers {
@@ -216,8 +407,10 @@ func (m *Model) Count() Counts {
 			c.LayerWeights[l.Name] += len(w.Data)
 			c.LayerNonZero[l.Name] += nz
 		}
-		c.Total += len(l.Bias)
-		c.NonZero += countNonZero(l.Bias)
+		for _, p := range l.Params {
+			c.Total += len(p.Data)
+			c.NonZero += countNonZero(p.Data)
+		}
 	}
 	c.Total += c.Weights
 	c.NonZero += c.WeightsNonZero
@@ -234,17 +427,20 @@ func countNonZero(v []float32) int {
 	return n
 }
 
-// MultiplyAdds is the number of multiply-adds of one forward pass for one sample.
+// MultiplyAdds is the number of multiply-adds of one forward pass for one
+// sample: the dense layer's, or for a factored layer both factors' at the
+// same output positions.
 func (l *Layer) MultiplyAdds() int {
-	positions := 1
-	if l.Kind == arch.Conv {
-		positions = l.OutSide * l.OutSide
+	dense := l.MACs()
+	if l.Rank == 0 || len(l.Weights) == 0 {
+		return int(dense)
 	}
+	size := arch.Shape(l.WeightShape()).Size()
 	n := 0
 	for _, w := range l.Weights {
-		n += len(w.Data) * positions
+		n += len(w.Data)
 	}
-	return n
+	return int(dense / int64(size) * int64(n))
 }
 
 // DenseWeight is the layer's weight as a row-major [out, fan_in] float64
@@ -258,7 +454,7 @@ func (l *Layer) DenseWeight() []float64 {
 		}
 		return out
 	}
-	return Product(l.Weights[1].Data, l.Weights[0].Data, l.Out, l.Rank, l.FanIn())
+	return Product(l.Weights[1].Data, l.Weights[0].Data, l.Units(), l.Rank, l.FanIn())
 }
 
 // Product is second (rows x k) times first (k x cols) in float64, each entry
@@ -275,4 +471,35 @@ func Product(second, first []float32, rows, k, cols int) []float64 {
 		}
 	}
 	return out
+}
+
+func prod(shape []int) int { return arch.Shape(shape).Size() }
+
+// MustNew is New for a spec known to be valid (tests, specs checked by the
+// pipeline); it panics otherwise.
+func MustNew(spec arch.Spec, rng *rand.Rand) *Model {
+	m, err := New(spec, rng)
+	if err != nil {
+		panic(fmt.Sprintf("model.MustNew: %v", err))
+	}
+	return m
+}
+
+// SetFactors makes the layer factored: its weight becomes first
+// (NAME.0.weight) then second (NAME.1.weight), of rank first.Shape[0], and its
+// bias NAME.1.bias. Masks go with the dense weight.
+func (l *Layer) SetFactors(first, second []float32) {
+	f := l.Config.(arch.Factorable)
+	one, _ := f.FactorShapes(l.In, 1)
+	k := len(first) / arch.Shape(one).Size()
+	fs, ss := f.FactorShapes(l.In, k)
+	bias := l.Bias()
+	l.Weights = []*Weight{
+		{Name: l.Name + ".0.weight", Shape: fs, Data: first},
+		{Name: l.Name + ".1.weight", Shape: ss, Data: second},
+	}
+	l.Rank = k
+	if bias != nil {
+		bias.Name = l.BiasName()
+	}
 }

@@ -63,7 +63,7 @@ func TestPyTorchLogits(t *testing.T) {
 
 func TestLoadReportsEveryMismatch(t *testing.T) {
 	spec := arch.Spec{Arch: "mlp", Inputs: 4, Hidden: []int{3}, Classes: 2}
-	m := New(spec, rand.New(rand.NewPCG(1, 1)))
+	m := MustNew(spec, rand.New(rand.NewPCG(1, 1)))
 	f, err := m.ToFile(nil)
 	if err != nil {
 		t.Fatal(err)
@@ -94,10 +94,10 @@ func TestLoadReportsEveryMismatch(t *testing.T) {
 // TestInitializationMatchesPyTorch checks the bounds and the spread of nn.Linear's
 // and nn.Conv2d's defaults: U(-1/sqrt(fan_in), 1/sqrt(fan_in)).
 func TestInitializationMatchesPyTorch(t *testing.T) {
-	m := New(arch.Spec{Arch: "lenet5", Classes: 10}, rand.New(rand.NewPCG(7, 7)))
-	for _, l := range m.Layers {
+	m := MustNew(arch.Spec{Arch: "lenet5", Classes: 10}, rand.New(rand.NewPCG(7, 7)))
+	for _, l := range m.WeightLayers() {
 		bound := 1 / math.Sqrt(float64(l.FanIn()))
-		for _, v := range [][]float32{l.Weights[0].Data, l.Bias} {
+		for _, v := range [][]float32{l.Weights[0].Data, l.Bias().Data} {
 			var sum, sq float64
 			for _, x := range v {
 				if math.Abs(float64(x)) > bound {
@@ -114,9 +114,9 @@ func TestInitializationMatchesPyTorch(t *testing.T) {
 			}
 		}
 	}
-	a := New(arch.Spec{Arch: "mlp", Inputs: 5, Hidden: []int{4}, Classes: 3}, rand.New(rand.NewPCG(1, 2)))
-	b := New(arch.Spec{Arch: "mlp", Inputs: 5, Hidden: []int{4}, Classes: 3}, rand.New(rand.NewPCG(1, 2)))
-	if a.Layers[0].Weights[0].Data[3] != b.Layers[0].Weights[0].Data[3] {
+	a := MustNew(arch.Spec{Arch: "mlp", Inputs: 5, Hidden: []int{4}, Classes: 3}, rand.New(rand.NewPCG(1, 2)))
+	b := MustNew(arch.Spec{Arch: "mlp", Inputs: 5, Hidden: []int{4}, Classes: 3}, rand.New(rand.NewPCG(1, 2)))
+	if a.WeightLayers()[0].Weights[0].Data[3] != b.WeightLayers()[0].Weights[0].Data[3] {
 		t.Fatal("the same seed gave different weights")
 	}
 }
@@ -135,7 +135,7 @@ func TestGradients(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(11, 3))
-			m := New(tc.spec, rng)
+			m := MustNew(tc.spec, rng)
 			const batch = 3
 			net, err := Build(m, NetOptions{Batch: batch, Mode: ModeTrain})
 			if err != nil {
@@ -192,7 +192,7 @@ func syntheticData(t *testing.T, features, classes int) *data.Dataset {
 
 func TestTrainingLowersTheLoss(t *testing.T) {
 	ds := syntheticData(t, 16, 4)
-	m := New(arch.Spec{Arch: "mlp", Inputs: 16, Hidden: []int{32}, Classes: 4}, rand.New(rand.NewPCG(1, 1)))
+	m := MustNew(arch.Spec{Arch: "mlp", Inputs: 16, Hidden: []int{32}, Classes: 4}, rand.New(rand.NewPCG(1, 1)))
 	before, err := Evaluate(context.Background(), m, ds.Test, 100)
 	if err != nil {
 		t.Fatal(err)
@@ -209,7 +209,7 @@ func TestTrainingLowersTheLoss(t *testing.T) {
 		t.Fatalf("loss %g -> %g, accuracy %g -> %g", before.Loss, after.Loss, before.Accuracy, after.Accuracy)
 	}
 	sgd := OptimizerConfig{Name: "sgd", LR: 0.05, Momentum: 0.9, WeightDecay: 1e-4, LRDecay: 1}
-	m2 := New(arch.Spec{Arch: "mlp", Inputs: 16, Hidden: []int{32}, Classes: 4}, rand.New(rand.NewPCG(1, 1)))
+	m2 := MustNew(arch.Spec{Arch: "mlp", Inputs: 16, Hidden: []int{32}, Classes: 4}, rand.New(rand.NewPCG(1, 1)))
 	if err := Train(context.Background(), m2, ds.Train, TrainOptions{Epochs: 3, BatchSize: 32, Optimizer: sgd}, rand.New(rand.NewPCG(2, 2))); err != nil {
 		t.Fatal(err)
 	}
@@ -222,7 +222,7 @@ func TestTrainingLowersTheLoss(t *testing.T) {
 func TestTrainingIsDeterministic(t *testing.T) {
 	ds := syntheticData(t, 16, 4)
 	run := func() []byte {
-		m := New(arch.Spec{Arch: "mlp", Inputs: 16, Hidden: []int{32}, Classes: 4}, rand.New(rand.NewPCG(1, 1)))
+		m := MustNew(arch.Spec{Arch: "mlp", Inputs: 16, Hidden: []int{32}, Classes: 4}, rand.New(rand.NewPCG(1, 1)))
 		opt := TrainOptions{Epochs: 2, BatchSize: 50, Shuffle: true, Optimizer: DefaultOptimizer()}
 		if err := Train(context.Background(), m, ds.Train, opt, rand.New(rand.NewPCG(3, 3))); err != nil {
 			t.Fatal(err)
@@ -241,7 +241,7 @@ func TestTrainingIsDeterministic(t *testing.T) {
 
 func TestDivergenceStopsWithEpochAndBatch(t *testing.T) {
 	ds := syntheticData(t, 16, 4)
-	m := New(arch.Spec{Arch: "mlp", Inputs: 16, Hidden: []int{32}, Classes: 4}, rand.New(rand.NewPCG(1, 1)))
+	m := MustNew(arch.Spec{Arch: "mlp", Inputs: 16, Hidden: []int{32}, Classes: 4}, rand.New(rand.NewPCG(1, 1)))
 	huge := OptimizerConfig{Name: "sgd", LR: 1e30, LRDecay: 1}
 	err := Train(context.Background(), m, ds.Train, TrainOptions{Epochs: 2, BatchSize: 32, Optimizer: huge}, rand.New(rand.NewPCG(2, 2)))
 	if err == nil || !strings.Contains(err.Error(), "epoch 1, batch") || !strings.Contains(err.Error(), "lower the learning rate") {
@@ -251,7 +251,7 @@ func TestDivergenceStopsWithEpochAndBatch(t *testing.T) {
 
 func TestTrainingStopsOnCancel(t *testing.T) {
 	ds := syntheticData(t, 16, 4)
-	m := New(arch.Spec{Arch: "mlp", Inputs: 16, Hidden: []int{32}, Classes: 4}, rand.New(rand.NewPCG(1, 1)))
+	m := MustNew(arch.Spec{Arch: "mlp", Inputs: 16, Hidden: []int{32}, Classes: 4}, rand.New(rand.NewPCG(1, 1)))
 	ctx, cancel := context.WithCancel(context.Background())
 	batches := 0
 	opt := TrainOptions{Epochs: 5, BatchSize: 8, Optimizer: DefaultOptimizer(), Progress: func(Progress) {

@@ -2,6 +2,7 @@ package model
 
 import (
 	"fmt"
+	"math/rand/v2"
 
 	"github.com/chewxy/hm"
 	G "gorgonia.org/gorgonia"
@@ -20,8 +21,8 @@ import (
 const peerScope = "peer/"
 
 // buildTrainNet compiles the training graph: the model alone, or with its peer.
-func buildTrainNet(m *Model, opt TrainOptions) (*Net, error) {
-	no := NetOptions{Batch: opt.BatchSize, Mode: ModeTrain, Loss: opt.Loss}
+func buildTrainNet(m *Model, opt TrainOptions, rng *rand.Rand) (*Net, error) {
+	no := NetOptions{Batch: opt.BatchSize, Mode: ModeTrain, Loss: opt.Loss, Rand: rng}
 	if opt.Peer == nil {
 		return Build(m, no)
 	}

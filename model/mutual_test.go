@@ -17,8 +17,8 @@ import (
 func TestMutualGradientsMatchSeparateNets(t *testing.T) {
 	const batch = 5
 	rng := rand.New(rand.NewPCG(3, 4))
-	student := New(arch.Spec{Arch: "mlp", Inputs: 6, Hidden: []int{4}, Classes: 3}, rng)
-	peer := New(arch.Spec{Arch: "mlp", Inputs: 6, Hidden: []int{7, 5}, Classes: 3}, rng)
+	student := MustNew(arch.Spec{Arch: "mlp", Inputs: 6, Hidden: []int{4}, Classes: 3}, rng)
+	peer := MustNew(arch.Spec{Arch: "mlp", Inputs: 6, Hidden: []int{7, 5}, Classes: 3}, rng)
 	x := make([]float32, batch*6)
 	for i := range x {
 		x[i] = float32(rng.NormFloat64())
@@ -99,15 +99,15 @@ func TestTrainWithPeer(t *testing.T) {
 		t.Fatal(err)
 	}
 	rng := rand.New(rand.NewPCG(5, 6))
-	student := New(arch.Spec{Arch: "mlp", Inputs: 8, Hidden: []int{6}, Classes: 4}, rng)
-	peer := New(arch.Spec{Arch: "mlp", Inputs: 8, Hidden: []int{16}, Classes: 4}, rng)
+	student := MustNew(arch.Spec{Arch: "mlp", Inputs: 8, Hidden: []int{6}, Classes: 4}, rng)
+	peer := MustNew(arch.Spec{Arch: "mlp", Inputs: 8, Hidden: []int{16}, Classes: 4}, rng)
 	// Prune half of the peer's first layer: mutual learning must keep it pruned.
-	w := peer.Layers[0].Weights[0]
+	w := peer.WeightLayers()[0].Weights[0]
 	w.Mask = make([]float32, len(w.Data))
 	for i := range w.Mask {
 		w.Mask[i] = float32(i % 2)
 	}
-	peer.Layers[0].Pruned = true
+	peer.WeightLayers()[0].Pruned = true
 	peer.ApplyMasks()
 	s0, p0 := student.Clone(), peer.Clone()
 	before := [2]float64{accuracy(t, student, ds.Test), accuracy(t, peer, ds.Test)}
@@ -129,7 +129,7 @@ func TestTrainWithPeer(t *testing.T) {
 		{"student", student, s0, before[0], accuracy(t, student, ds.Test)},
 		{"peer", peer, p0, before[1], accuracy(t, peer, ds.Test)},
 	} {
-		if slices.Equal(m.now.Layers[0].Weights[0].Data, m.was.Layers[0].Weights[0].Data) {
+		if slices.Equal(m.now.WeightLayers()[0].Weights[0].Data, m.was.WeightLayers()[0].Weights[0].Data) {
 			t.Errorf("%s: weights did not change", m.name)
 		}
 		t.Logf("%s: test accuracy %.3f before, %.3f after", m.name, m.before, m.after)
@@ -137,7 +137,7 @@ func TestTrainWithPeer(t *testing.T) {
 			t.Errorf("%s: test accuracy %.3f before, %.3f after five epochs: it did not learn", m.name, m.before, m.after)
 		}
 	}
-	for i, v := range peer.Layers[0].Weights[0].Data {
+	for i, v := range peer.WeightLayers()[0].Weights[0].Data {
 		if i%2 == 0 && v != 0 {
 			t.Fatalf("peer fc1.weight[%d] = %g: a pruned weight came back", i, v)
 		}

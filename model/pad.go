@@ -30,5 +30,6 @@ func (n *Net) loadBatch(s *data.Split, start int) (rows int, labels []int32) {
 	x, y := s.Batch(start/batch, batch)
 	copy(n.X, x)
 	padRows(n.X, rows, batch)
+	n.SetRows(rows)
 	return rows, y
 }

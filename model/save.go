@@ -28,7 +28,7 @@ type LayerCompression struct {
 func (m *Model) Compression() map[string]LayerCompression {
 	out := map[string]LayerCompression{}
 	counts := m.Count()
-	for _, l := range m.Layers {
+	for _, l := range m.WeightLayers() {
 		c := LayerCompression{Rank: l.Rank, Pruned: l.Pruned, Quant: l.Quant, Input: l.Input}
 		if n := counts.LayerWeights[l.Name]; n > 0 && l.Pruned {
 			c.Sparsity = 1 - float64(counts.LayerNonZero[l.Name])/float64(n)
@@ -73,7 +73,12 @@ func (m *Model) ToFile(extra map[string]string) (*checkpoint.File, error) {
 				f.Tensors = append(f.Tensors, checkpoint.I8(p+".input_zero_point", []int{1}, toInt8(l.Input.Params.ZeroPoint)))
 			}
 		}
-		f.Tensors = append(f.Tensors, checkpoint.F32(l.BiasName(), []int{len(l.Bias)}, l.Bias))
+		for _, w := range slices.Concat(l.Params, l.Buffers) {
+			f.Tensors = append(f.Tensors, checkpoint.F32(w.Name, w.Shape, w.Data))
+		}
+		for _, c := range l.Counters {
+			f.Tensors = append(f.Tensors, checkpoint.I64(c.Name, []int{}, []int64{c.Value}))
+		}
 	}
 	sort.Slice(f.Tensors, func(i, j int) bool { return f.Tensors[i].Name < f.Tensors[j].Name })
 	return f, nil
@@ -145,15 +150,15 @@ func FromFile(f *checkpoint.File, spec *arch.Spec) (*Model, error) {
 	if spec == nil {
 		return nil, fmt.Errorf("the checkpoint has no arch metadata: say which architecture it holds (the recipe's model section)")
 	}
-	s := spec.Normalized()
-	m := &Model{Spec: s}
+	m, err := empty(*spec)
+	if err != nil {
+		return nil, err
+	}
 	ld := &loader{f: f, used: map[string]bool{}}
-	for _, al := range s.Layers() {
-		l := &Layer{Layer: al}
-		c := comp[al.Name]
+	for _, l := range m.Layers {
+		c := comp[l.Name]
 		l.Pruned, l.Rank, l.Quant, l.Input = c.Pruned, c.Rank, c.Quant, c.Input
 		ld.layer(l)
-		m.Layers = append(m.Layers, l)
 	}
 	for _, n := range f.Names() {
 		if !ld.used[n] {
@@ -211,21 +216,60 @@ func (ld *loader) err() error {
 	return fmt.Errorf("the checkpoint does not match the model: %s", strings.Join(parts, "; "))
 }
 
+// layer reads every tensor the layer type lists: weights (float, int8 or
+// packed; factored when the file holds NAME.0.weight), the others as F32, and
+// int64 counters.
 func (ld *loader) layer(l *Layer) {
-	name := l.Name
-	shape := l.WeightShape()
-	if l.Rank > 0 || ld.has(name+".0.weight") || ld.has(name+".0.weight_packed") {
-		ld.factored(l)
-		return
+	factored := l.Rank > 0 || ld.has(l.Name+".0.weight") || ld.has(l.Name+".0.weight_packed")
+	if factored {
+		if _, ok := l.Config.(arch.Factorable); !ok {
+			factored = false
+		}
 	}
-	if w := ld.weight(l, name+".weight", shape); w != nil {
-		l.Weights = []*Weight{w}
+	for _, t := range l.Tensors() {
+		switch {
+		case t.Int64:
+			if v := ld.int64s(l.Name+"."+t.Suffix, t.Shape); v != nil {
+				l.Counters = append(l.Counters, &Counter{Name: l.Name + "." + t.Suffix, Value: v[0]})
+			}
+		case t.Role == arch.Weight && factored:
+			ld.factored(l)
+		case t.Role == arch.Weight:
+			name := l.Name + "." + t.Suffix
+			if w := ld.weight(l, name, t.Shape); w != nil {
+				l.Weights = append(l.Weights, w)
+			}
+		default:
+			name := l.tensorName(t.Suffix)
+			if v := ld.floats(name, t.Shape); v != nil {
+				l.add(t, name, t.Shape)
+				w := l.tensor(name)
+				w.Data = v
+			}
+		}
 	}
-	l.Bias = ld.floats(name+".bias", []int{l.Out})
-	ld.inputQuant(l, name)
+	if l.Compressible() && !factored {
+		ld.inputQuant(l, l.Name)
+	}
 }
 
-// factored reads NAME.0.weight [k, in, ...] and NAME.1.weight [out, k, ...].
+// int64s reads an I64 tensor of the given shape (a scalar: shape []).
+func (ld *loader) int64s(name string, shape []int) []int64 {
+	t := ld.get(name)
+	if t == nil {
+		ld.missing = append(ld.missing, name)
+		return nil
+	}
+	v, err := t.Int64s()
+	if err != nil || !slices.Equal(t.Shape, shape) {
+		ld.badType = append(ld.badType, fmt.Sprintf("%s is %s %v, want I64 %v", name, t.DType, t.Shape, shape))
+		return nil
+	}
+	return v
+}
+
+// factored reads NAME.0.weight and NAME.1.weight in the shapes the layer type
+// gives its factors, and the rank from the first.
 func (ld *loader) factored(l *Layer) {
 	name := l.Name
 	k := ld.rankOf(name)
@@ -234,17 +278,12 @@ func (ld *loader) factored(l *Layer) {
 		return
 	}
 	l.Rank = k
-	first, second := []int{k, l.In}, []int{l.Out, k}
-	if l.Kind == arch.Conv {
-		first = []int{k, l.In, l.Kernel, l.Kernel}
-		second = []int{l.Out, k, 1, 1}
-	}
+	first, second := l.Config.(arch.Factorable).FactorShapes(l.In, k)
 	a := ld.weight(l, name+".0.weight", first)
 	b := ld.weight(l, name+".1.weight", second)
 	if a != nil && b != nil {
 		l.Weights = []*Weight{a, b}
 	}
-	l.Bias = ld.floats(name+".1.bias", []int{l.Out})
 	ld.inputQuant(l, name+".0")
 }
 

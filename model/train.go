@@ -70,7 +70,7 @@ func Train(ctx context.Context, m *Model, train *data.Split, opt TrainOptions, r
 	if opt.BatchSize <= 0 {
 		return fmt.Errorf("batch size must be positive")
 	}
-	net, err := buildTrainNet(m, opt)
+	net, err := buildTrainNet(m, opt, rng)
 	if err != nil {
 		return err
 	}
@@ -109,6 +109,7 @@ func Train(ctx context.Context, m *Model, train *data.Split, opt TrainOptions, r
 			}
 			fillLabels(net.Labels, labels, n)
 			padRows(net.X, n, opt.BatchSize)
+			net.SetRows(n)
 			if opt.Teacher != nil {
 				rows := order[b*opt.BatchSize : b*opt.BatchSize+n]
 				if err := opt.Teacher(rows, net.Teacher[:n*classes]); err != nil {
@@ -173,7 +174,7 @@ func fillLabels(dst []float32, labels []int32, n int) {
 // layers are quantized again from their final values, and static activation ranges
 // take the moving averages.
 func (n *Net) finish() {
-	for _, l := range n.Model.Layers {
+	for _, l := range n.Model.WeightLayers() {
 		if op := n.inputQ[l.Name]; op != nil && op.observer == MovingAverage && op.Seen {
 			l.Input.RangeMin, l.Input.RangeMax = op.runMin, op.runMax
 			// From the range, not op.Params: a run resumed after its last epoch

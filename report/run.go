@@ -52,7 +52,7 @@ func Load(dir string) (*Run, error) {
 	r := &Run{Dir: dir, Manifest: man}
 	if spec, err := recipeArch(man); err == nil {
 		r.Arch = spec
-		r.Dense = export.DenseF32Bytes(*spec)
+		r.Dense, _ = export.DenseF32Bytes(*spec) // 0 (no ratio) for an architecture this build cannot expand
 	}
 	for _, rec := range man.Stages {
 		s, err := r.stage(rec)

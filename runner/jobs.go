@@ -67,20 +67,23 @@ func StageBytes(r *pipeline.Recipe) int64 {
 	return params*4*paramCopies + int64(float64(int64(batch)*act*4)*activationCopies)
 }
 
-// modelSize counts a model's parameters and the activations of one sample
-// (each layer's input and output; a convolution's unfolded patches too, as
-// im2col makes them).
+// modelSize counts a model's state_dict values and the activations of one
+// sample: each layer's output, and for a layer with weights the input it
+// multiplies (a convolution's unfolded patches, as im2col makes them: its
+// multiply-adds over its output channels).
 func modelSize(spec arch.Spec) (params, activations int64) {
-	side := 28 // lenet5 reads 28x28 images
-	for _, l := range spec.Layers() {
-		params += int64(l.FanIn()*l.Out + l.Out)
-		if l.Kind == arch.Conv {
-			out := side - l.Kernel + 1
-			activations += int64(l.FanIn()*out*out + 2*l.Out*out*out)
-			side = out / max(l.Pool, 1)
-			continue
+	g, err := spec.Graph()
+	if err != nil {
+		return 0, 0 // validated before; nothing to estimate
+	}
+	for _, n := range g.Nodes {
+		activations += int64(n.Out.Size())
+		for _, t := range n.Tensors() {
+			params += int64(arch.Shape(t.Shape).Size())
+			if t.Role == arch.Weight && t.Shape[0] > 0 {
+				activations += n.MACs() / int64(t.Shape[0])
+			}
 		}
-		activations += int64(l.In + l.Out)
 	}
 	return params, activations
 }

@@ -51,8 +51,8 @@ func (r *Runner) measure(ctx context.Context, ckpt string, own map[string]any) (
 		return nil, err
 	}
 	layers := map[string]LayerMetrics{}
-	for _, l := range m.Layers {
-		lm := LayerMetrics{Params: c.LayerWeights[l.Name], NonZero: c.LayerNonZero[l.Name], Bits: 32, Rank: l.Rank, Shape: arch.Layer(l.Layer).WeightShape()}
+	for _, l := range m.WeightLayers() {
+		lm := LayerMetrics{Params: c.LayerWeights[l.Name], NonZero: c.LayerNonZero[l.Name], Bits: 32, Rank: l.Rank, Shape: l.WeightShape()}
 		lm.Sparsity = stages.Round6(1 - float64(lm.NonZero)/float64(max(lm.Params, 1)))
 		if l.Quant != nil {
 			lm.Bits = l.Quant.Bits
@@ -81,7 +81,10 @@ func (r *Runner) measure(ctx context.Context, ckpt string, own map[string]any) (
 // size of the recipe's model (dense_f32_bytes: what the uncompressed original
 // takes, the same for every stage) over it. See docs/COMPRESSED-FORMAT.md.
 func compressedMetrics(out map[string]any, f *checkpoint.File, ckpt string, original arch.Spec) error {
-	dense := export.DenseF32Bytes(original)
+	dense, err := export.DenseF32Bytes(original)
+	if err != nil {
+		return err
+	}
 	c, err := export.Measure(f, dense)
 	if err != nil {
 		return fmt.Errorf("%s: compressing: %w", ckpt, err)

@@ -64,12 +64,12 @@ func (c *Context) Start() (*model.Model, error) {
 		}
 		return m, nil
 	}
-	return c.Fresh(), nil
+	return c.Fresh()
 }
 
 // Fresh builds the recipe's model with weights drawn from the seed: the same
 // initial weights in every stage of the recipe.
-func (c *Context) Fresh() *model.Model {
+func (c *Context) Fresh() (*model.Model, error) {
 	return model.New(c.Spec, rand.New(Stream(c.Seed, "model-init")))
 }
 
@@ -107,9 +107,9 @@ func (c *Context) train(phase string, m, peer *model.Model, t Training, loss mod
 		Epochs: t.Epochs, BatchSize: bs, Shuffle: c.DataConfig.Shuffle, Optimizer: t.Optimizer,
 		Loss: loss, Teacher: teacher, Peer: peer, Progress: c.Progress,
 	}
-	state := m // what the saved training state holds
+	state := stateOf(m, "") // what the saved training state holds
 	if peer != nil {
-		state = jointState(m, peer)
+		state = append(state, stateOf(peer, "peer/")...)
 	}
 	statePath := ""
 	if c.StateDir != "" {
@@ -146,7 +146,7 @@ type trainState struct {
 
 // saveTrainState writes the weights (raw floats, not quantized), the optimizer's
 // moments and the random source's state, atomically.
-func saveTrainState(path string, m *model.Model, st *model.TrainState, src *rand.PCG) error {
+func saveTrainState(path string, state []stateTensor, st *model.TrainState, src *rand.PCG) error {
 	rng, err := src.MarshalBinary()
 	if err != nil {
 		return err
@@ -155,11 +155,12 @@ func saveTrainState(path string, m *model.Model, st *model.TrainState, src *rand
 		"epoch": strconv.Itoa(st.Epoch), "step": strconv.Itoa(st.Opt.Step),
 		"lr": strconv.FormatFloat(st.Opt.LR, 'g', -1, 64), "rng": base64.StdEncoding.EncodeToString(rng),
 	}}
-	for _, l := range m.Layers {
-		for _, w := range l.Weights {
-			f.Tensors = append(f.Tensors, checkpoint.F32("w:"+w.Name, w.Shape, w.Data))
+	for _, t := range state {
+		if t.count != nil {
+			f.Tensors = append(f.Tensors, checkpoint.I64("c:"+t.name, []int{}, []int64{*t.count}))
+		} else {
+			f.Tensors = append(f.Tensors, checkpoint.F32("w:"+t.name, t.shape, t.data))
 		}
-		f.Tensors = append(f.Tensors, checkpoint.F32("w:"+l.BiasName(), []int{len(l.Bias)}, l.Bias))
 	}
 	for i, mo := range st.Opt.Moments {
 		f.Tensors = append(f.Tensors, checkpoint.F32(fmt.Sprintf("opt:%04d", i), []int{len(mo)}, mo))
@@ -175,7 +176,7 @@ func saveTrainState(path string, m *model.Model, st *model.TrainState, src *rand
 }
 
 // loadTrainState restores what saveTrainState wrote into m and src.
-func loadTrainState(path string, m *model.Model, src *rand.PCG) (*trainState, error) {
+func loadTrainState(path string, state []stateTensor, src *rand.PCG) (*trainState, error) {
 	f, err := checkpoint.ReadFile(path)
 	if err != nil {
 		return nil, err
@@ -210,15 +211,27 @@ func loadTrainState(path string, m *model.Model, src *rand.PCG) (*trainState, er
 		fills = append(fills, fill{dst, v})
 		return nil
 	}
-	for _, l := range m.Layers {
-		for _, w := range l.Weights {
-			if err := want(w.Name, w.Data); err != nil {
+	type count struct {
+		dst *int64
+		v   int64
+	}
+	var counts []count
+	for _, s := range state {
+		if s.count == nil {
+			if err := want(s.name, s.data); err != nil {
 				return nil, err
 			}
+			continue
 		}
-		if err := want(l.BiasName(), l.Bias); err != nil {
-			return nil, err
+		t, ok := f.Get("c:" + s.name)
+		if !ok {
+			return nil, fmt.Errorf("%s: no %s", path, s.name)
 		}
+		v, err := t.Int64s()
+		if err != nil || len(v) != 1 {
+			return nil, fmt.Errorf("%s: %s does not fit the model", path, s.name)
+		}
+		counts = append(counts, count{s.count, v[0]})
 	}
 	for _, n := range f.Names() {
 		t, _ := f.Get(n)
@@ -242,8 +255,39 @@ func loadTrainState(path string, m *model.Model, src *rand.PCG) (*trainState, er
 	for _, fl := range fills {
 		copy(fl.dst, fl.src)
 	}
+	for _, c := range counts {
+		*c.dst = c.v
+	}
 	src.UnmarshalBinary(rng) // checked above
 	return st, nil
+}
+
+// stateTensor is one tensor training changes, as the training-state file
+// names it: a float tensor (weights, other parameters, buffers such as batch
+// norm's running statistics) or an int64 counter (num_batches_tracked). It
+// shares the model's memory, so restoring the state writes into the model.
+type stateTensor struct {
+	name  string
+	shape []int
+	data  []float32
+	count *int64
+}
+
+// stateOf lists a model's state tensors, their names prefixed (a mutual
+// learning peer's are "peer/...").
+func stateOf(m *model.Model, prefix string) []stateTensor {
+	var out []stateTensor
+	for _, l := range m.Layers {
+		for _, set := range [][]*model.Weight{l.Weights, l.Params, l.Buffers} {
+			for _, w := range set {
+				out = append(out, stateTensor{name: prefix + w.Name, shape: w.Shape, data: w.Data})
+			}
+		}
+		for _, c := range l.Counters {
+			out = append(out, stateTensor{name: prefix + c.Name, count: &c.Value})
+		}
+	}
+	return out
 }
 
 // LayerNames is a `layers` key: which layers a stage touches (default: all).
@@ -261,31 +305,122 @@ func (l LayerNames) Validate() error {
 	return nil
 }
 
-// CheckLayers reports each name of a layers list (key.0, key.1, ...) that is not
-// a layer of a model with this architecture.
-func CheckLayers(in arch.Spec, key string, names []string) config.Errors {
+// Layers says which layers of a model a stage acts on, for checking the names
+// and patterns its keys hold.
+type Layers struct {
+	// What names them in messages: "layers with weights", "linear and conv2d
+	// layers".
+	What string
+	// OK accepts a layer; nil accepts every layer with weights.
+	OK func(n *arch.Node) bool
+}
+
+// AnyWeights is every layer with weights: what pruning acts on.
+var AnyWeights = Layers{What: "layers with weights"}
+
+func (f Layers) accepts(n *arch.Node) bool {
+	if !HasWeights(n) {
+		return false
+	}
+	return f.OK == nil || f.OK(n)
+}
+
+// HasWeights reports whether a layer has tensors compressions act on.
+func HasWeights(n *arch.Node) bool {
+	for _, t := range n.Tensors() {
+		if t.Role == arch.Weight {
+			return true
+		}
+	}
+	return false
+}
+
+// Candidates lists the names of the layers f accepts.
+func (f Layers) Candidates(g *arch.Graph) []string {
+	var out []string
+	for _, n := range g.Nodes {
+		if f.accepts(n) {
+			out = append(out, n.Name)
+		}
+	}
+	return out
+}
+
+// CheckLayers reports each selector of a layers list (key.0, key.1, ...) that
+// is malformed or selects none of the layers f accepts. Selectors are names,
+// globs or re: patterns (arch.Resolve).
+func CheckLayers(in arch.Spec, key string, selectors []string, f Layers) config.Errors {
+	g, err := in.Graph()
+	if err != nil {
+		return nil // the model section's own errors are reported for it
+	}
 	var errs config.Errors
-	for i, n := range names {
-		errs = append(errs, checkLayer(in, key+"."+strconv.Itoa(i), n)...)
+	for i, sel := range selectors {
+		errs = append(errs, checkSelector(g, key+"."+strconv.Itoa(i), sel, f)...)
 	}
 	return errs
 }
 
-// CheckLayerKeys does the same for a map keyed by layer name (key.fc1, ...).
-func CheckLayerKeys[V any](in arch.Spec, key string, m map[string]V) config.Errors {
-	names := slices.Sorted(maps.Keys(m))
-	var errs config.Errors
-	for _, n := range names {
-		errs = append(errs, checkLayer(in, key+"."+n, n)...)
-	}
-	return errs
-}
-
-func checkLayer(in arch.Spec, path, name string) config.Errors {
-	have := in.LayerNames()
-	if slices.Contains(have, name) {
+// CheckLayerKeys does the same for a map keyed by layer selectors (key.fc1, ...).
+func CheckLayerKeys[V any](in arch.Spec, key string, m map[string]V, f Layers) config.Errors {
+	g, err := in.Graph()
+	if err != nil {
 		return nil
 	}
-	return config.Errors{config.Errorf(path, "layer %q is not in the model (its layers: %s)%s",
-		name, strings.Join(have, ", "), config.DidYouMean(name, have))}
+	var errs config.Errors
+	for _, sel := range slices.Sorted(maps.Keys(m)) {
+		errs = append(errs, checkSelector(g, key+"."+sel, sel, f)...)
+	}
+	return errs
 }
+
+func checkSelector(g *arch.Graph, path, sel string, f Layers) config.Errors {
+	if _, err := f.Resolve(g, []string{sel}); err != nil {
+		return config.Errors{config.Errorf(path, "%v", err)}
+	}
+	return nil
+}
+
+// Resolve turns selectors into the names of the layers they select among
+// those f accepts, in forward order. A name the model has but f does not
+// accept is an error saying why.
+func (f Layers) Resolve(g *arch.Graph, selectors []string) ([]string, error) {
+	candidates := f.Candidates(g)
+	for _, sel := range selectors {
+		if n := g.Node(sel); n != nil && !f.accepts(n) {
+			return nil, fmt.Errorf("layer %q is a %s: this stage acts on %s (%s)", sel, n.Type, f.What, strings.Join(candidates, ", "))
+		}
+	}
+	return arch.Expand(selectors, candidates, f.What)
+}
+
+// Lookup finds a layer's entry in a map keyed by layer selectors (names,
+// globs, re: patterns): its exact name first, then the one pattern matching
+// it. Two patterns matching one layer is an error naming both.
+func Lookup[V any](m map[string]V, name string) (v V, ok bool, err error) {
+	if v, ok := m[name]; ok {
+		return v, true, nil
+	}
+	var hit string
+	for _, sel := range slices.Sorted(maps.Keys(m)) {
+		if !arch.IsPattern(sel) {
+			continue
+		}
+		match, err := arch.Matcher(sel)
+		if err != nil {
+			return v, false, err
+		}
+		if !match(name) {
+			continue
+		}
+		if hit != "" {
+			return v, false, fmt.Errorf("layer %s is matched by both %q and %q: make the patterns exclusive or name the layer", name, hit, sel)
+		}
+		hit, v, ok = sel, m[sel], true
+	}
+	return v, ok, nil
+}
+
+// Factorable is the layers lowrank factors and LoRA adapts: linear, and
+// ungrouped conv2d.
+var Factorable = Layers{What: "linear and conv2d layers (ungrouped)", OK: func(n *arch.Node) bool { return n.Caps().Factor }}

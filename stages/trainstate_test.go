@@ -17,26 +17,26 @@ import (
 // model would train on silently from a mix).
 func TestTrainStateRoundTripAndPartialRefusal(t *testing.T) {
 	spec := arch.Spec{Arch: "mlp", Inputs: 6, Hidden: []int{5}, Classes: 3}
-	saved := model.New(spec, rand.New(rand.NewPCG(1, 1)))
+	saved := model.MustNew(spec, rand.New(rand.NewPCG(1, 1)))
 	src := rand.NewPCG(7, 7)
 	src.Uint64()
 	st := &model.TrainState{Epoch: 2, Opt: &model.OptState{Step: 9, LR: 0.01, Moments: [][]float32{{1, 2}, {3}}}}
 	path := filepath.Join(t.TempDir(), "state.safetensors")
-	if err := saveTrainState(path, saved, st, src); err != nil {
+	if err := saveTrainState(path, stateOf(saved, ""), st, src); err != nil {
 		t.Fatal(err)
 	}
 
-	fresh := model.New(spec, rand.New(rand.NewPCG(2, 2)))
+	fresh := model.MustNew(spec, rand.New(rand.NewPCG(2, 2)))
 	got := rand.NewPCG(0, 0)
-	back, err := loadTrainState(path, fresh, got)
+	back, err := loadTrainState(path, stateOf(fresh, ""), got)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if back.epoch != 2 || back.opt.Step != 9 || len(back.opt.Moments) != 2 || got.Uint64() != src.Uint64() {
 		t.Fatalf("state %+v", back)
 	}
-	for i, l := range fresh.Layers {
-		if !slices.Equal(l.Weights[0].Data, saved.Layers[i].Weights[0].Data) || !slices.Equal(l.Bias, saved.Layers[i].Bias) {
+	for i, l := range fresh.WeightLayers() {
+		if !slices.Equal(l.Weights[0].Data, saved.WeightLayers()[i].Weights[0].Data) || !slices.Equal(l.Bias().Data, saved.WeightLayers()[i].Bias().Data) {
 			t.Fatalf("layer %s not restored", l.Name)
 		}
 	}
@@ -51,14 +51,14 @@ func TestTrainStateRoundTripAndPartialRefusal(t *testing.T) {
 	if _, err := checkpoint.WriteFile(path, f); err != nil {
 		t.Fatal(err)
 	}
-	other := model.New(spec, rand.New(rand.NewPCG(3, 3)))
+	other := model.MustNew(spec, rand.New(rand.NewPCG(3, 3)))
 	before := other.Clone()
 	rng := rand.NewPCG(5, 5)
-	if _, err := loadTrainState(path, other, rng); err == nil {
+	if _, err := loadTrainState(path, stateOf(other, ""), rng); err == nil {
 		t.Fatal("a state without fc2.bias was accepted")
 	}
-	for i, l := range other.Layers {
-		if !slices.Equal(l.Weights[0].Data, before.Layers[i].Weights[0].Data) || !slices.Equal(l.Bias, before.Layers[i].Bias) {
+	for i, l := range other.WeightLayers() {
+		if !slices.Equal(l.Weights[0].Data, before.WeightLayers()[i].Weights[0].Data) || !slices.Equal(l.Bias().Data, before.WeightLayers()[i].Bias().Data) {
 			t.Errorf("layer %s changed by a refused state", l.Name)
 		}
 	}

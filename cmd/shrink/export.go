@@ -81,7 +81,7 @@ cannot hold, is dropped with a warning.`,
 func (a *app) exportSummary(out string, size int64, f *checkpoint.File, compressed bool) {
 	line := fmt.Sprintf("wrote %s: %d bytes (%s)", out, size, humanBytes(size))
 	if m, err := model.FromFile(f, nil); err == nil && compressed {
-		dense := export.DenseF32Bytes(m.Spec)
+		dense, _ := export.DenseF32Bytes(m.Spec)
 		line += fmt.Sprintf(", %.1fx smaller than the dense F32 %s (%s)", float64(dense)/float64(size), m.Spec.Arch, humanBytes(dense))
 	}
 	fmt.Fprintln(a.stdout, line)

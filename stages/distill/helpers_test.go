@@ -59,7 +59,7 @@ func withTeacher(ctx *stages.Context, m *model.Model, digest string) {
 // trainedTeacher is the recipe's model trained on the blobs with labels.
 func trainedTeacher(t *testing.T, ds *data.Dataset, epochs int) *model.Model {
 	t.Helper()
-	m := model.New(recipeSpec, rand.New(rand.NewPCG(9, 9)))
+	m := model.MustNew(recipeSpec, rand.New(rand.NewPCG(9, 9)))
 	err := model.Train(context.Background(), m, ds.Train, model.TrainOptions{
 		Epochs: epochs, BatchSize: 32, Shuffle: true, Optimizer: fastAdam(),
 	}, rand.New(rand.NewPCG(10, 10)))
@@ -94,4 +94,14 @@ func decode(t *testing.T, raw map[string]any) (*Config, error) {
 	}
 	c := typ.New().(*Config)
 	return c, config.Decode(raw, c).Err()
+}
+
+// mustFresh is the recipe's fresh model.
+func mustFresh(t testing.TB, ctx *stages.Context) *model.Model {
+	t.Helper()
+	m, err := ctx.Fresh()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return m
 }

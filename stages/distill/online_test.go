@@ -18,7 +18,10 @@ import (
 func TestOnlineUpdatesBothModels(t *testing.T) {
 	ds, cfg := blobs(t)
 	ctx, logs := newContext(t, ds, cfg, t.TempDir(), "")
-	teacher := ctx.Fresh() // untrained: both start from scratch
+	teacher, err := ctx.Fresh() // untrained: both start from scratch
+	if err != nil {
+		t.Fatal(err)
+	}
 	original := teacher.Clone()
 	withTeacher(ctx, teacher, "d")
 	res := run(t, ctx, map[string]any{"teacher": "train", "mode": "online", "epochs": 3, "temperature": 2,
@@ -28,7 +31,7 @@ func TestOnlineUpdatesBothModels(t *testing.T) {
 	if trained == nil {
 		t.Fatalf("no teacher among the extra outputs: %v", res.Extra)
 	}
-	if !slices.Equal(teacher.Layers[0].Weights[0].Data, original.Layers[0].Weights[0].Data) {
+	if !slices.Equal(teacher.WeightLayers()[0].Weights[0].Data, original.WeightLayers()[0].Weights[0].Data) {
 		t.Error("the input teacher model was changed in place")
 	}
 	for _, m := range []struct {
@@ -40,7 +43,7 @@ func TestOnlineUpdatesBothModels(t *testing.T) {
 			t.Errorf("%s test accuracy %.3f after mutual learning, want at least %.2f", m.name, acc, m.min)
 		}
 	}
-	if slices.Equal(trained.Layers[0].Weights[0].Data, original.Layers[0].Weights[0].Data) {
+	if slices.Equal(trained.WeightLayers()[0].Weights[0].Data, original.WeightLayers()[0].Weights[0].Data) {
 		t.Error("the teacher did not train")
 	}
 	if got, want := res.Metrics["teacher_accuracy"], accuracy(t, trained, ds.Test); got != want {
@@ -64,7 +67,11 @@ func TestOnlineResumes(t *testing.T) {
 	once := func(stateDir string, stopAfterFirstEpoch bool) (*model.Model, *model.Model, error) {
 		var ctx *stages.Context
 		ctx, logs = newContext(t, ds, cfg, t.TempDir(), stateDir)
-		withTeacher(ctx, ctx.Fresh(), "d")
+		fresh, err := ctx.Fresh()
+		if err != nil {
+			return nil, nil, err
+		}
+		withTeacher(ctx, fresh, "d")
 		if stopAfterFirstEpoch {
 			c, cancel := context.WithCancel(context.Background())
 			defer cancel()
@@ -105,8 +112,8 @@ func TestOnlineResumes(t *testing.T) {
 		name      string
 		got, want *model.Model
 	}{{"student", gotS, wantS}, {"teacher", gotT, wantT}} {
-		for i, l := range m.got.Layers {
-			if !slices.Equal(l.Weights[0].Data, m.want.Layers[i].Weights[0].Data) || !slices.Equal(l.Bias, m.want.Layers[i].Bias) {
+		for i, l := range m.got.WeightLayers() {
+			if !slices.Equal(l.Weights[0].Data, m.want.WeightLayers()[i].Weights[0].Data) || !slices.Equal(l.Bias().Data, m.want.WeightLayers()[i].Bias().Data) {
 				t.Fatalf("%s %s differs from an uninterrupted run", m.name, l.Name)
 			}
 		}

@@ -54,7 +54,7 @@ func TestOfflineStudentFromScratch(t *testing.T) {
 			continue
 		}
 		// Same seed, same teacher logits (read back): the same student.
-		if !slices.Equal(first.Layers[0].Weights[0].Data, res.Model.Layers[0].Weights[0].Data) {
+		if !slices.Equal(first.WeightLayers()[0].Weights[0].Data, res.Model.WeightLayers()[0].Weights[0].Data) {
 			t.Error("the rerun trained a different student")
 		}
 	}
@@ -70,7 +70,10 @@ func TestAlphaOneIsLabelOnlyTraining(t *testing.T) {
 	ds, cfg := blobs(t)
 	training := stages.DefaultTraining(2)
 	ctx, _ := newContext(t, ds, cfg, "", "")
-	want := ctx.Fresh()
+	want, err := ctx.Fresh()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := ctx.Train("train", want, training, model.Loss{}, nil); err != nil {
 		t.Fatal(err)
 	}
@@ -86,8 +89,8 @@ func TestAlphaOneIsLabelOnlyTraining(t *testing.T) {
 			ctx, logs := newContext(t, ds, cfg, cache, "")
 			withTeacher(ctx, trainedTeacher(t, ds, 1), "d")
 			got := run(t, ctx, tc.raw).Model
-			for i, l := range got.Layers {
-				if !slices.Equal(l.Weights[0].Data, want.Layers[i].Weights[0].Data) || !slices.Equal(l.Bias, want.Layers[i].Bias) {
+			for i, l := range got.WeightLayers() {
+				if !slices.Equal(l.Weights[0].Data, want.WeightLayers()[i].Weights[0].Data) || !slices.Equal(l.Bias().Data, want.WeightLayers()[i].Bias().Data) {
 					t.Fatalf("%s differs from label-only training", l.Name)
 				}
 			}
@@ -109,7 +112,7 @@ func TestCompressedStudentStaysCompressed(t *testing.T) {
 	teacher := trainedTeacher(t, ds, 3)
 	student := teacher.Clone()
 	rng := rand.New(rand.NewPCG(1, 2))
-	for _, l := range student.Layers {
+	for _, l := range student.WeightLayers() {
 		w := l.Weights[0]
 		w.Mask = make([]float32, len(w.Data))
 		for i := range w.Mask {
@@ -142,12 +145,12 @@ func TestCompressedStudentStaysCompressed(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i, l := range got.Layers {
+	for i, l := range got.WeightLayers() {
 		w := l.Weights[0]
 		if !l.Pruned || l.Quant == nil || l.Quant.Bits != 4 {
 			t.Fatalf("%s lost its compression: pruned %v, quant %v", l.Name, l.Pruned, l.Quant)
 		}
-		for j, k := range student.Layers[i].Weights[0].Mask {
+		for j, k := range student.WeightLayers()[i].Weights[0].Mask {
 			if k == 0 && w.Data[j] != 0 {
 				t.Fatalf("%s.weight[%d] = %g: a pruned weight came back", l.Name, j, w.Data[j])
 			}
@@ -155,10 +158,10 @@ func TestCompressedStudentStaysCompressed(t *testing.T) {
 		if _, ok := f.Get(l.Name + ".weight_packed"); !ok {
 			t.Fatalf("%s is not stored pack-quantized: %v", l.Name, f.Names())
 		}
-		if !slices.Equal(back.Layers[i].Weights[0].Data, w.Data) {
+		if !slices.Equal(back.WeightLayers()[i].Weights[0].Data, w.Data) {
 			t.Fatalf("%s: the stored integers do not stand for the trained weights", l.Name)
 		}
-		if slices.Equal(w.Data, student.Layers[i].Weights[0].Data) {
+		if slices.Equal(w.Data, student.WeightLayers()[i].Weights[0].Data) {
 			t.Errorf("%s did not train", l.Name)
 		}
 	}
@@ -208,9 +211,9 @@ func TestStudentArchitectureErrors(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			ctx, _ := newContext(t, ds, cfg, t.TempDir(), "")
-			withTeacher(ctx, ctx.Fresh(), "d")
+			withTeacher(ctx, mustFresh(t, ctx), "d")
 			if tc.input {
-				ctx.Input = ctx.Fresh()
+				ctx.Input = mustFresh(t, ctx)
 			}
 			c, err := decode(t, tc.raw)
 			if err != nil {

@@ -5,25 +5,33 @@ import (
 	"math/rand/v2"
 
 	"github.com/shrink-ml/shrink/arch"
+	"github.com/shrink-ml/shrink/config"
 	"github.com/shrink-ml/shrink/model"
 	"github.com/shrink-ml/shrink/stages"
 )
 
-// Student is a new student architecture: the recipe model's keys, every one
+// Student is a new student architecture: the model section's keys, every one
 // optional, without checkpoint (a student trained from scratch). Keys left out
-// are the recipe model's; for another family than the recipe's, hidden and
-// channels default to the family's own widths.
+// are the recipe model's; for another preset than the recipe's, the preset's
+// own defaults apply. An explicit layer list is a network of its own.
 type Student struct {
-	Arch     string `json:"arch,omitempty" enum:"mlp,lenet5" doc:"model family (default: the recipe model's)"`
-	Inputs   int    `json:"inputs,omitempty" minimum:"1" doc:"mlp: input features (default: the recipe model's)"`
-	Hidden   []int  `json:"hidden,omitempty" minimum:"1" minItems:"1" doc:"hidden widths: mlp layers fc1..fcN; lenet5 fc1 and fc2 widths (default: the recipe model's, or for another family its own: 300, 100 for mlp, 120, 84 for lenet5)"`
-	Channels []int  `json:"channels,omitempty" minimum:"1" minItems:"2" maxItems:"2" doc:"lenet5: conv1 and conv2 output channels (default: the recipe model's, or 6, 16)"`
-	Classes  int    `json:"classes,omitempty" minimum:"2" doc:"output classes (default: the recipe model's; the teacher's must match)"`
+	Arch      string           `json:"arch,omitempty" enum:"mlp,lenet5,resnet,lstm" doc:"a preset (default: the recipe model's, unless layers are given)"`
+	Inputs    int              `json:"inputs,omitempty" minimum:"1" doc:"mlp: input features (default: the recipe model's)"`
+	Hidden    arch.Widths      `json:"hidden,omitempty" doc:"mlp: hidden widths; lenet5: fc1 and fc2 widths; lstm: the hidden size (default: the recipe model's, or for another preset its own)"`
+	Channels  []int            `json:"channels,omitempty" minimum:"1" minItems:"2" maxItems:"2" doc:"lenet5: conv1 and conv2 output channels (default: the recipe model's, or 6, 16)"`
+	Depth     int              `json:"depth,omitempty" minimum:"8" doc:"resnet: 6n+2 layers (default: the recipe model's, or 20)"`
+	Width     int              `json:"width,omitempty" minimum:"1" doc:"resnet: the first stage's channels (default: the recipe model's, or 16)"`
+	NumLayers int              `json:"num_layers,omitempty" minimum:"1" doc:"lstm: stacked layers (default: the recipe model's, or 1)"`
+	Layers    []arch.LayerSpec `json:"layers,omitempty" minItems:"1" doc:"the student's own network: a layer list as in the model section (its input is the recipe model's)"`
+	Classes   int              `json:"classes,omitempty" minimum:"2" doc:"output classes (default: the recipe model's; the teacher's must match)"`
 }
 
 // Validate checks the keys that make sense only for one family, when the family
 // is given; the rest is checked against the recipe's model when the stage runs.
 func (s *Student) Validate() error {
+	if s.Arch != "" && s.Layers != nil {
+		return config.Errorf("layers", "give arch or layers, not both")
+	}
 	if s.Arch == "" {
 		return nil
 	}
@@ -33,11 +41,12 @@ func (s *Student) Validate() error {
 // spec fills what the student leaves out from the recipe's model.
 func (s *Student) spec(recipe arch.Spec) *arch.Spec {
 	base := recipe.Normalized()
-	out := &arch.Spec{Arch: s.Arch, Inputs: s.Inputs, Hidden: s.Hidden, Channels: s.Channels, Classes: s.Classes}
-	if out.Arch == "" {
-		out.Arch = base.Arch
+	out := &arch.Spec{Arch: s.Arch, Inputs: s.Inputs, Hidden: s.Hidden, Channels: s.Channels,
+		Depth: s.Depth, Width: s.Width, NumLayers: s.NumLayers, Layers: s.Layers, Classes: s.Classes}
+	if out.Arch == "" && out.Layers == nil {
+		out.Arch, out.Layers = base.Arch, base.Layers
 	}
-	if out.Arch == base.Arch {
+	if out.Arch != "" && out.Arch == base.Arch {
 		// The recipe's family: what the student leaves out is the recipe model's.
 		if out.Hidden == nil {
 			out.Hidden = base.Hidden
@@ -45,9 +54,21 @@ func (s *Student) spec(recipe arch.Spec) *arch.Spec {
 		if out.Channels == nil {
 			out.Channels = base.Channels
 		}
+		if out.Depth == 0 {
+			out.Depth = base.Depth
+		}
+		if out.Width == 0 {
+			out.Width = base.Width
+		}
+		if out.NumLayers == 0 {
+			out.NumLayers = base.NumLayers
+		}
 	}
-	if out.Inputs == 0 && out.Arch == "mlp" {
-		out.Inputs = base.Inputs
+	if out.Inputs == 0 && out.Arch == arch.MLP {
+		out.Inputs = base.Features()
+	}
+	if out.Arch != arch.MLP && out.Arch != arch.LeNet5 {
+		out.Input = base.InputShape()
 	}
 	if out.Classes == 0 {
 		out.Classes = base.Classes
@@ -70,5 +91,5 @@ func (c *Config) student(ctx *stages.Context) (*model.Model, error) {
 	}
 	// The same stream as the recipe's fresh model: a student shaped like the
 	// recipe's model starts from the same weights as a train stage would.
-	return model.New(*spec, rand.New(stages.Stream(ctx.Seed, "model-init"))), nil
+	return model.New(*spec, rand.New(stages.Stream(ctx.Seed, "model-init")))
 }

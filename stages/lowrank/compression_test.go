@@ -43,8 +43,8 @@ func TestPrunedLayerWarns(t *testing.T) {
 	if !strings.Contains(buf.String(), `"level":"warn"`) || !strings.Contains(buf.String(), "zeros are not kept") {
 		t.Errorf("no warning about the zeros: %s", buf.String())
 	}
-	d, _ := decompose(pruned, l.Out, l.In)
-	if e := frobeniusError(pruned, l.Weights[1].Data, l.Weights[0].Data, l.Out, 3, l.In); e > 1.01*d.optimalError(3) {
+	d, _ := decompose(pruned, l.Units(), l.FanIn())
+	if e := frobeniusError(pruned, l.Weights[1].Data, l.Weights[0].Data, l.Units(), 3, l.FanIn()); e > 1.01*d.optimalError(3) {
 		t.Errorf("error %g against the pruned weight, optimal %g", e, d.optimalError(3))
 	}
 	if c := m.Compression()["fc2"]; c.Pruned || c.Rank != 3 {
@@ -66,8 +66,8 @@ func TestRefactorIsOptimalForTheProduct(t *testing.T) {
 	if rep.Result != Refactored || rep.RankBefore != 12 || rep.Rank != 5 || rep.ParamsBefore != 12*70 || rep.Params != 5*70 {
 		t.Fatalf("report %+v", rep)
 	}
-	d, _ := decompose(product, l.Out, l.In)
-	if e := frobeniusError(product, l.Weights[1].Data, l.Weights[0].Data, l.Out, 5, l.In); e > 1.01*d.optimalError(5) {
+	d, _ := decompose(product, l.Units(), l.FanIn())
+	if e := frobeniusError(product, l.Weights[1].Data, l.Weights[0].Data, l.Units(), 5, l.FanIn()); e > 1.01*d.optimalError(5) {
 		t.Errorf("error %g against the rank-12 product, optimal %g", e, d.optimalError(5))
 	}
 	if l.BiasName() != "fc1.1.bias" || l.Weights[0].Name != "fc1.0.weight" {
@@ -103,7 +103,7 @@ func TestQuantizedLayerStaysQuantized(t *testing.T) {
 		}
 	}
 	// Quantizing the factors costs some accuracy, but not much at int8.
-	d, _ := decompose(dequantized, l.Out, l.In)
+	d, _ := decompose(dequantized, l.Units(), l.FanIn())
 	optimal := d.optimalError(3) / norm(dequantized)
 	if rep.ReconstructionError > optimal*1.05 || rep.ReconstructionError < optimal {
 		t.Errorf("relative error %g, optimal %g", rep.ReconstructionError, optimal)

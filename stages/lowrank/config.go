@@ -70,20 +70,20 @@ func (c *Config) Validate() error {
 	if !global && len(c.Ranks)+len(c.Energies) == 0 {
 		errs = append(errs, config.Errorf("rank", "missing: set rank (singular values to keep) or energy (share of the squared Frobenius norm to keep, in (0, 1]), or per layer with ranks or energies"))
 	}
-	if len(c.Layers) > 0 {
+	if len(c.Layers) > 0 && !slices.ContainsFunc(c.Layers, arch.IsPattern) {
 		for _, p := range []struct {
 			key   string
 			names []string
 		}{{"ranks", slices.Sorted(maps.Keys(c.Ranks))}, {"energies", slices.Sorted(maps.Keys(c.Energies))}} {
 			for _, name := range p.names {
-				if !slices.Contains(c.Layers, name) {
+				if !arch.IsPattern(name) && !slices.Contains(c.Layers, name) {
 					errs = append(errs, config.Errorf(p.key+"."+name, "%s is not in layers: add it there or remove it here", name))
 				}
 			}
 		}
 		if !global {
 			for i, name := range c.Layers {
-				if _, ok := c.rule(name); !ok {
+				if _, ok, _ := c.rule(name); !ok {
 					errs = append(errs, config.Errorf("layers."+strconv.Itoa(i), "%s has no rank: set rank or energy, or ranks.%s or energies.%s", name, name, name))
 				}
 			}
@@ -108,62 +108,77 @@ func (r rule) String() string {
 	return "energy " + config.FormatNumber(r.energy)
 }
 
-// rule finds a layer's rule: its own entry first, then the stage-wide one.
-func (c *Config) rule(name string) (rule, bool) {
-	if k, ok := c.Ranks[name]; ok {
-		return rule{rank: k}, true
+// rule finds a layer's rule: its own entry first (by name, or the pattern
+// matching it), then the stage-wide one.
+func (c *Config) rule(name string) (rule, bool, error) {
+	k, okRank, err := stages.Lookup(c.Ranks, name)
+	if err != nil {
+		return rule{}, false, fmt.Errorf("ranks: %w", err)
 	}
-	if e, ok := c.Energies[name]; ok {
-		return rule{energy: e}, true
+	e, okEnergy, err := stages.Lookup(c.Energies, name)
+	switch {
+	case err != nil:
+		return rule{}, false, fmt.Errorf("energies: %w", err)
+	case okRank && okEnergy:
+		return rule{}, false, fmt.Errorf("layer %s has both a rank (ranks) and an energy (energies): give it one", name)
+	case okRank:
+		return rule{rank: k}, true, nil
+	case okEnergy:
+		return rule{energy: e}, true, nil
+	case c.Rank > 0 || c.Energy > 0:
+		return rule{rank: c.Rank, energy: c.Energy}, true, nil
 	}
-	if c.Rank > 0 || c.Energy > 0 {
-		return rule{rank: c.Rank, energy: c.Energy}, true
-	}
-	return rule{}, false
+	return rule{}, false, nil
 }
 
 // plan lists the layers to factor, in the model's order, each with its rule.
-// Names the model does not have are errors naming the key.
+// Selectors the model does not match are errors naming the key.
 func (c *Config) plan(m *model.Model) ([]*model.Layer, []rule, error) {
-	for _, p := range []struct {
-		key   string
-		names []string
-	}{{"layers", c.Layers}, {"ranks", slices.Sorted(maps.Keys(c.Ranks))}, {"energies", slices.Sorted(maps.Keys(c.Energies))}} {
-		for _, name := range p.names {
-			if m.Layer(name) == nil {
-				return nil, nil, fmt.Errorf("%s: layer %q is not in the model (its layers: %v)", p.key, name, m.LayerNames())
-			}
+	resolve := func(key string, sels []string) ([]string, error) {
+		names, err := stages.Factorable.Resolve(m.Graph, sels)
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", key, err)
 		}
+		return names, nil
 	}
-	want := map[string]bool{}
+	ranks, err := resolve("ranks", slices.Sorted(maps.Keys(c.Ranks)))
+	if err != nil {
+		return nil, nil, err
+	}
+	energies, err := resolve("energies", slices.Sorted(maps.Keys(c.Energies)))
+	if err != nil {
+		return nil, nil, err
+	}
+	var want []string
 	switch {
 	case len(c.Layers) > 0:
-		for _, n := range c.Layers {
-			want[n] = true
+		if want, err = resolve("layers", c.Layers); err != nil {
+			return nil, nil, err
 		}
 	case c.Rank > 0 || c.Energy > 0:
-		for _, n := range m.LayerNames() {
-			want[n] = true
-		}
+		want = stages.Factorable.Candidates(m.Graph)
 	default:
-		for n := range c.Ranks {
-			want[n] = true
+		hit := map[string]bool{}
+		for _, n := range append(ranks, energies...) {
+			hit[n] = true
 		}
-		for n := range c.Energies {
-			want[n] = true
+		for _, n := range stages.Factorable.Candidates(m.Graph) {
+			if hit[n] {
+				want = append(want, n)
+			}
 		}
 	}
 	var layers []*model.Layer
 	var rules []rule
-	for _, l := range m.Layers {
-		if !want[l.Name] {
-			continue
+	for _, name := range want {
+		r, ok, err := c.rule(name)
+		if err != nil {
+			return nil, nil, err
 		}
-		r, ok := c.rule(l.Name)
 		if !ok {
-			return nil, nil, fmt.Errorf("layer %s has no rank: set rank or energy, or ranks.%s", l.Name, l.Name)
+			return nil, nil, fmt.Errorf("layer %s has no rank: set rank or energy, or ranks.%s", name, name)
 		}
-		layers = append(layers, l)
+		layers = append(layers, m.Layer(name))
 		rules = append(rules, r)
 	}
 	return layers, rules, nil
@@ -171,7 +186,7 @@ func (c *Config) plan(m *model.Model) ([]*model.Layer, []rule, error) {
 
 // CheckModel checks the layers the keys name against the model the stage receives.
 func (c *Config) CheckModel(in arch.Spec) error {
-	errs := stages.CheckLayers(in, "layers", c.Layers)
-	errs = append(errs, stages.CheckLayerKeys(in, "ranks", c.Ranks)...)
-	return append(errs, stages.CheckLayerKeys(in, "energies", c.Energies)...).Err()
+	errs := stages.CheckLayers(in, "layers", c.Layers, stages.Factorable)
+	errs = append(errs, stages.CheckLayerKeys(in, "ranks", c.Ranks, stages.Factorable)...)
+	return append(errs, stages.CheckLayerKeys(in, "energies", c.Energies, stages.Factorable)...).Err()
 }

@@ -83,7 +83,7 @@ func TestPlan(t *testing.T) {
 		{"layers", map[string]any{"energy": 0.9, "layers": []any{"fc3", "fc1"}}, "fc1:energy 0.9 fc3:energy 0.9"},
 		{"maps only", map[string]any{"ranks": map[string]any{"fc2": 3}, "energies": map[string]any{"fc1": 0.5}}, "fc1:energy 0.5 fc2:rank 3"},
 		{"override", map[string]any{"rank": 4, "ranks": map[string]any{"fc2": 1}}, "fc1:rank 4 fc2:rank 1 fc3:rank 4"},
-		{"unknown layer", map[string]any{"rank": 2, "layers": []any{"fc9"}}, `error: layers: layer "fc9" is not in the model (its layers: [fc1 fc2 fc3])`},
+		{"unknown layer", map[string]any{"rank": 2, "layers": []any{"fc9"}}, `error: layers: layer "fc9" is not in the model (its layers: fc1, fc2, fc3)`},
 		{"unknown map layer", map[string]any{"energies": map[string]any{"conv1": 0.5}}, `error: energies: layer "conv1" is not in the model`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

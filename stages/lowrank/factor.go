@@ -6,7 +6,6 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/shrink-ml/shrink/arch"
 	"github.com/shrink-ml/shrink/model"
 	"github.com/shrink-ml/shrink/stages"
 )
@@ -24,7 +23,7 @@ const (
 // weight it factors is the one the layer computes with: the dense weight (its
 // dequantized values if quantized), or the product of its factors.
 func factorLayer(l *model.Layer, r rule, log zerolog.Logger) (LayerReport, error) {
-	rows, cols := l.Out, l.FanIn()
+	rows, cols := l.Units(), l.FanIn()
 	// The SVD only when it is needed: for an energy rule, or to factor. A rank
 	// rule that keeps the layer as it is decides without it.
 	var w []float64
@@ -71,7 +70,7 @@ func factorLayer(l *model.Layer, r rule, log zerolog.Logger) (LayerReport, error
 		}
 		warnLosses(l, lg)
 		first, second := d.factors(k)
-		setFactors(l, k, first, second)
+		setFactors(l, first, second)
 		rep.ReconstructionError = relativeError(w, l)
 		if e := cumulativeEnergy(d.values)[k-1]; !math.IsNaN(e) { // NaN: an all-zero weight
 			rep.EnergyKept = e
@@ -97,17 +96,8 @@ func warnLosses(l *model.Layer, log zerolog.Logger) {
 // setFactors makes the layer factored at rank k: NAME.0.weight [k, in(, kh, kw)],
 // then NAME.1.weight [out, k(, 1, 1)], the bias becoming NAME.1.bias. Masks go
 // (the factors are dense); quantized layers quantize their factors afresh.
-func setFactors(l *model.Layer, k int, first, second []float32) {
-	firstShape, secondShape := []int{k, l.In}, []int{l.Out, k}
-	if l.Kind == arch.Conv {
-		firstShape = []int{k, l.In, l.Kernel, l.Kernel}
-		secondShape = []int{l.Out, k, 1, 1}
-	}
-	l.Weights = []*model.Weight{
-		{Name: l.Name + ".0.weight", Shape: firstShape, Data: first},
-		{Name: l.Name + ".1.weight", Shape: secondShape, Data: second},
-	}
-	l.Rank = k
+func setFactors(l *model.Layer, first, second []float32) {
+	l.SetFactors(first, second)
 	l.Pruned = false
 	l.Requantize() // a quantized layer's factors are quantized too
 }

@@ -16,12 +16,12 @@ import (
 // exactness tests need full ranks.
 func factorExactly(t *testing.T, l *model.Layer, k int) {
 	t.Helper()
-	d, err := decompose(l.DenseWeight(), l.Out, l.FanIn())
+	d, err := decompose(l.DenseWeight(), l.Units(), l.FanIn())
 	if err != nil {
 		t.Fatal(err)
 	}
 	first, second := d.factors(k)
-	setFactors(l, k, first, second)
+	setFactors(l, first, second)
 }
 
 // TestDenseFallback checks the rule k(m+n) >= mn keeps a layer as it is, at
@@ -47,9 +47,9 @@ func TestDenseFallback(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m := randomModel(arch.Spec{Arch: "mlp", Inputs: tc.in, Hidden: []int{}, Classes: max(tc.out, 2)}, 1)
-			l := m.Layers[0]
-			if l.Out != tc.out {
-				t.Fatalf("layer has %d outputs, want %d", l.Out, tc.out)
+			l := m.WeightLayers()[0]
+			if l.Units() != tc.out {
+				t.Fatalf("layer has %d outputs, want %d", l.Units(), tc.out)
 			}
 			if tc.presentRank > 0 {
 				factorExactly(t, l, tc.presentRank)
@@ -106,8 +106,8 @@ func TestFullRankKeepsOutputs(t *testing.T) {
 			if !slices.Equal(l.Weights[0].Shape, tc.first) {
 				t.Fatalf("NAME.0.weight shape %v, want %v", l.Weights[0].Shape, tc.first)
 			}
-			second := []int{l.Out, tc.full}
-			if l.Kind == arch.Conv {
+			second := []int{l.Units(), tc.full}
+			if l.Type == "conv2d" {
 				second = append(second, 1, 1)
 			}
 			if !slices.Equal(l.Weights[1].Shape, second) {
@@ -164,7 +164,7 @@ func TestSaveLoadSameLogits(t *testing.T) {
 				}{
 					{name + ".0.weight", l.Weights[0].Shape},
 					{name + ".1.weight", l.Weights[1].Shape},
-					{name + ".1.bias", []int{l.Out}},
+					{name + ".1.bias", []int{l.Units()}},
 				} {
 					tn, ok := f.Get(want.tensor)
 					if !ok || !slices.Equal(tn.Shape, want.shape) || tn.DType != checkpoint.DTypeF32 {

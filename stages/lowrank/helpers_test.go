@@ -17,7 +17,7 @@ var oracleSpec = testkit.OracleSpec
 
 // randomModel builds a model with PyTorch's default init from a fixed seed.
 func randomModel(spec arch.Spec, seed uint64) *model.Model {
-	return model.New(spec, rand.New(rand.NewPCG(seed, 7)))
+	return model.MustNew(spec, rand.New(rand.NewPCG(seed, 7)))
 }
 
 // randomMatrix is a rows x cols matrix of N(0, 1) entries.

@@ -14,11 +14,11 @@ import (
 func TestOracleRank3(t *testing.T) {
 	want := testkit.Oracle(t, "lowrank_k3.safetensors")
 	m := testkit.OracleModel(t)
-	for _, l := range m.Layers {
+	for _, l := range m.WeightLayers() {
 		t.Run(l.Name, func(t *testing.T) {
 			w := l.DenseWeight()
-			bias := append([]float32(nil), l.Bias...)
-			d, err := decompose(w, l.Out, l.In)
+			bias := append([]float32(nil), l.Bias().Data...)
+			d, err := decompose(w, l.Units(), l.FanIn())
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -44,22 +44,22 @@ func TestOracleRank3(t *testing.T) {
 				t.Fatalf("result %q rank %d, want factored at rank 3", rep.Result, l.Rank)
 			}
 			first, second := l.Weights[0], l.Weights[1]
-			if first.Name != l.Name+".0.weight" || !slices.Equal(first.Shape, []int{3, l.In}) ||
-				second.Name != l.Name+".1.weight" || !slices.Equal(second.Shape, []int{l.Out, 3}) {
+			if first.Name != l.Name+".0.weight" || !slices.Equal(first.Shape, []int{3, l.FanIn()}) ||
+				second.Name != l.Name+".1.weight" || !slices.Equal(second.Shape, []int{l.Units(), 3}) {
 				t.Fatalf("layout %s %v, %s %v", first.Name, first.Shape, second.Name, second.Shape)
 			}
-			got := frobeniusError(w, second.Data, first.Data, l.Out, 3, l.In)
+			got := frobeniusError(w, second.Data, first.Data, l.Units(), 3, l.FanIn())
 			// Eckart-Young: the truncated SVD is the optimum, so only float32
 			// rounding may separate them (measured: 1e-8 to 4e-8 relative).
 			if math.Abs(got-optimal) > 1e-6*optimal {
 				t.Errorf("||W - BA||_F = %g, the optimal rank-3 error is %g (relative gap %.2g)", got, optimal, math.Abs(got-optimal)/optimal)
 			}
 			// The same bound holds for torch's own factors: the file and the rule agree.
-			if e := frobeniusError(w, testkit.Floats(t, want, l.Name+".1.weight"), testkit.Floats(t, want, l.Name+".0.weight"), l.Out, 3, l.In); e > 1.01*optimal {
+			if e := frobeniusError(w, testkit.Floats(t, want, l.Name+".1.weight"), testkit.Floats(t, want, l.Name+".0.weight"), l.Units(), 3, l.FanIn()); e > 1.01*optimal {
 				t.Fatalf("torch's factors miss the bound: %g > %g", e, optimal)
 			}
-			if l.BiasName() != l.Name+".1.bias" || !slices.Equal(l.Bias, bias) || !slices.Equal(l.Bias, testkit.Floats(t, want, l.Name+".1.bias")) {
-				t.Errorf("bias %s %v, want the original %v", l.BiasName(), l.Bias, bias)
+			if l.BiasName() != l.Name+".1.bias" || !slices.Equal(l.Bias().Data, bias) || !slices.Equal(l.Bias().Data, testkit.Floats(t, want, l.Name+".1.bias")) {
+				t.Errorf("bias %s %v, want the original %v", l.BiasName(), l.Bias().Data, bias)
 			}
 			if !relClose(rep.ReconstructionError*norm(w), got, 1e-9) {
 				t.Errorf("reported relative error %g, measured %g / %g", rep.ReconstructionError, got, norm(w))
@@ -85,7 +85,7 @@ func TestOracleEnergy(t *testing.T) {
 			for i, e := range energies {
 				m := testkit.OracleModel(t)
 				l := m.Layer(name)
-				d, err := decompose(l.DenseWeight(), l.Out, l.In)
+				d, err := decompose(l.DenseWeight(), l.Units(), l.FanIn())
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -104,7 +104,7 @@ func TestOracleEnergy(t *testing.T) {
 				}
 				k := int(ranks[i])
 				wantResult, wantRank := Factored, k
-				if k*(l.Out+l.In) >= l.Out*l.In {
+				if k*(l.Units()+l.FanIn()) >= l.Units()*l.FanIn() {
 					wantResult, wantRank = KeptDense, 0
 				}
 				if rep.Result != wantResult || l.Rank != wantRank {

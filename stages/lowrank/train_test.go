@@ -119,7 +119,7 @@ func TestFactoredModelTrains(t *testing.T) {
 }
 
 func weightNamed(m *model.Model, name string) *model.Weight {
-	for _, l := range m.Layers {
+	for _, l := range m.WeightLayers() {
 		for _, w := range l.Weights {
 			if w.Name == name {
 				return w

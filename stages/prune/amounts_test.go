@@ -16,7 +16,7 @@ func TestPerLayerAmounts(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := map[string]int{"fc1": int(math.RoundToEven(0.9 * 600)), "fc2": 3}
-	for _, l := range res.Model.Layers {
+	for _, l := range res.Model.WeightLayers() {
 		if got := len(zeros(l.Weights[0].Data)); got != want[l.Name] {
 			t.Errorf("%s: %d zeros, want %d", l.Name, got, want[l.Name])
 		}

@@ -23,8 +23,8 @@ func BenchmarkForward(b *testing.B) {
 		b.Fatal(err)
 	}
 	physical := res.Model
-	if physical.Layers[0].Out != 150 || physical.Layers[1].In != 150 {
-		b.Fatalf("fc1 has %d units, fc2 %d inputs: want 150", physical.Layers[0].Out, physical.Layers[1].In)
+	if physical.WeightLayers()[0].Units() != 150 || physical.WeightLayers()[1].FanIn() != 150 {
+		b.Fatalf("fc1 has %d units, fc2 %d inputs: want 150", physical.WeightLayers()[0].Units(), physical.WeightLayers()[1].FanIn())
 	}
 	for _, batch := range []int{1, 128} {
 		for _, c := range []struct {
@@ -45,7 +45,7 @@ func BenchmarkForward(b *testing.B) {
 					}
 				}
 				macs := 0
-				for _, l := range c.m.Layers {
+				for _, l := range c.m.WeightLayers() {
 					macs += l.MultiplyAdds()
 				}
 				b.ReportMetric(float64(macs), "MACs/sample")

@@ -17,7 +17,7 @@ func TestPruneQuantizedLayer(t *testing.T) {
 	for _, scheme := range []quant.Scheme{quant.Symmetric, quant.Asymmetric} {
 		t.Run(string(scheme), func(t *testing.T) {
 			m := mlp(20, []int{16}, 5)
-			l := m.Layers[0]
+			l := m.WeightLayers()[0]
 			l.Quant = &quant.Spec{Bits: 8, Scheme: scheme, Granularity: quant.PerChannel}
 			m.Requantize()
 			before := slices.Clone(l.Weights[0].Data)
@@ -27,7 +27,7 @@ func TestPruneQuantizedLayer(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			pl := res.Model.Layers[0]
+			pl := res.Model.WeightLayers()[0]
 			w := pl.Weights[0]
 			if pl.Quant == nil || !slices.Equal(w.QParams.Scale, scales) {
 				t.Fatal("the layer lost its quantization or its scales")
@@ -55,8 +55,8 @@ func TestPruneQuantizedLayer(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			bw := back.Layers[0].Weights[0]
-			if !back.Layers[0].Pruned || back.Layers[0].Quant == nil {
+			bw := back.WeightLayers()[0].Weights[0]
+			if !back.WeightLayers()[0].Pruned || back.WeightLayers()[0].Quant == nil {
 				t.Fatal("reloaded layer is not pruned and quantized")
 			}
 			if !slices.Equal(bw.Data, w.Data) {
@@ -75,13 +75,9 @@ func TestPruneQuantizedLayer(t *testing.T) {
 // weight of its own, and the layer stays factored through the checkpoint.
 func TestPruneFactoredLayer(t *testing.T) {
 	m := mlp(20, []int{16}, 5)
-	l := m.Layers[0]
+	l := m.WeightLayers()[0]
 	w := l.Weights[0]
-	l.Rank = 3
-	l.Weights = []*model.Weight{
-		{Name: "fc1.0.weight", Shape: []int{3, 20}, Data: slices.Clone(w.Data[:60])},
-		{Name: "fc1.1.weight", Shape: []int{16, 3}, Data: slices.Clone(w.Data[60:108])},
-	}
+	l.SetFactors(slices.Clone(w.Data[:60]), slices.Clone(w.Data[60:108]))
 	res, err := run(t, newContext(t, m, nil), map[string]any{"method": "l1_unstructured", "amount": 0.5, "layers": []any{"fc1"}})
 	if err != nil {
 		t.Fatal(err)
@@ -98,7 +94,7 @@ func TestPruneFactoredLayer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	bl := back.Layers[0]
+	bl := back.WeightLayers()[0]
 	if bl.Rank != 3 || !bl.Pruned || len(zeros(bl.Weights[0].Mask)) != 30 || len(zeros(bl.Weights[1].Mask)) != 24 {
 		t.Errorf("reloaded: rank %d, pruned %v, masks %d and %d zeros", bl.Rank, bl.Pruned, len(zeros(bl.Weights[0].Mask)), len(zeros(bl.Weights[1].Mask)))
 	}

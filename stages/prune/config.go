@@ -100,12 +100,13 @@ func (c *Config) Validate() error {
 	if len(c.Amounts) > 0 && (c.Method == GlobalUnstructured || c.Method == LotteryTicket) {
 		errs = append(errs, config.Errorf("amounts", "%s prunes all layers by one rule: per-layer amounts apply to random_unstructured, l1_unstructured and ln_structured", c.Method))
 	}
+	patterns := slices.ContainsFunc(c.Layers, arch.IsPattern) || slices.ContainsFunc(slices.Collect(maps.Keys(c.Amounts)), arch.IsPattern)
 	for _, name := range slices.Sorted(maps.Keys(c.Amounts)) {
-		if len(c.Layers) > 0 && !slices.Contains(c.Layers, name) {
+		if len(c.Layers) > 0 && !patterns && !slices.Contains(c.Layers, name) {
 			errs = append(errs, config.Errorf("amounts."+name, "layer %s is not in layers %v", name, []string(c.Layers)))
 		}
 	}
-	if c.Method != LotteryTicket && c.Method != GlobalUnstructured && len(c.Amounts) > 0 && !c.Amount.IsSet() && len(c.Layers) > 0 {
+	if c.Method != LotteryTicket && c.Method != GlobalUnstructured && len(c.Amounts) > 0 && !c.Amount.IsSet() && len(c.Layers) > 0 && !patterns {
 		for _, l := range c.Layers {
 			if _, ok := c.Amounts[l]; !ok {
 				errs = append(errs, config.Errorf("amounts", "layer %s has no amount: add it here, or set amount for the layers not listed", l))
@@ -167,6 +168,6 @@ func (c *Config) outputRate() float64 {
 
 // CheckModel checks the layers the keys name against the model the stage receives.
 func (c *Config) CheckModel(in arch.Spec) error {
-	errs := stages.CheckLayers(in, "layers", c.Layers)
-	return append(errs, stages.CheckLayerKeys(in, "amounts", c.Amounts)...).Err()
+	errs := stages.CheckLayers(in, "layers", c.Layers, stages.AnyWeights)
+	return append(errs, stages.CheckLayerKeys(in, "amounts", c.Amounts, stages.AnyWeights)...).Err()
 }

@@ -118,7 +118,7 @@ func TestCountTooLarge(t *testing.T) {
 		{map[string]any{"method": "random_unstructured", "amount": 49}, "layer fc1 (fc1.weight): amount 49 is more than the 48 weights still unpruned"},
 		{map[string]any{"method": "global_unstructured", "amount": 145, "layers": []any{"fc1", "fc2"}}, "layers fc1, fc2 together: amount 145 is more than the 144 weights still unpruned"},
 		{map[string]any{"method": "ln_structured", "amount": 6, "layers": []any{"fc3"}}, "layer fc3 (fc3.weight, dim 0): amount 6 is more than the 5 channels still unpruned"},
-		{map[string]any{"method": "l1_unstructured", "amount": 1, "layers": []any{"fc9"}}, `layers: layer "fc9" is not in the model (its layers: [fc1 fc2 fc3])`},
+		{map[string]any{"method": "l1_unstructured", "amount": 1, "layers": []any{"fc9"}}, `layers: layer "fc9" is not in the model (its layers: fc1, fc2, fc3)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.raw["method"].(string), func(t *testing.T) {

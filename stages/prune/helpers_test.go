@@ -49,7 +49,7 @@ func decode(t testing.TB, raw map[string]any) *Config {
 
 // mlp builds a model with PyTorch's default init from a fixed seed.
 func mlp(inputs int, hidden []int, classes int) *model.Model {
-	return model.New(arch.Spec{Arch: "mlp", Inputs: inputs, Hidden: hidden, Classes: classes}, rand.New(rand.NewPCG(3, 4)))
+	return model.MustNew(arch.Spec{Arch: "mlp", Inputs: inputs, Hidden: hidden, Classes: classes}, rand.New(rand.NewPCG(3, 4)))
 }
 
 // zeros lists the flat indices of exact zeros.

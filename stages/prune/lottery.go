@@ -49,7 +49,8 @@ func (c *Config) runLottery(ctx *stages.Context) (*stages.Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	output := m.Layers[len(m.Layers)-1]
+	all := m.WeightLayers()
+	output := all[len(all)-1]
 	lt := &lottery{cfg: c, ctx: ctx, ds: ds}
 
 	rewindTo, err := lt.trainDense(m)
@@ -227,14 +228,20 @@ func (lt *lottery) evaluate(m *model.Model) (acc, loss float64, val *float64, er
 	return t.Accuracy, stages.Round6(t.Loss), val, nil
 }
 
-// rewind resets every weight and bias to src's values, then zeroes the pruned
-// ones: the survivors start the round where src had them.
+// rewind resets every weight, bias and buffer (batch norm's statistics) to
+// src's values, then zeroes the pruned ones: the survivors start the round
+// where src had them.
 func rewind(m, src *model.Model) {
 	for i, l := range m.Layers {
-		for j, w := range l.Weights {
-			copy(w.Data, src.Layers[i].Weights[j].Data)
+		s := src.Layers[i]
+		for _, set := range [][2][]*model.Weight{{l.Weights, s.Weights}, {l.Params, s.Params}, {l.Buffers, s.Buffers}} {
+			for j, w := range set[0] {
+				copy(w.Data, set[1][j].Data)
+			}
 		}
-		copy(l.Bias, src.Layers[i].Bias)
+		for j, k := range l.Counters {
+			k.Value = s.Counters[j].Value
+		}
 	}
 	m.ApplyMasks()
 }

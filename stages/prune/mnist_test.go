@@ -78,8 +78,8 @@ func biases(t *testing.T, runDir string) float64 {
 		t.Fatal(err)
 	}
 	n := 0
-	for _, l := range m.Layers {
-		n += len(l.Bias)
+	for _, l := range m.WeightLayers() {
+		n += len(l.Bias().Data)
 	}
 	return float64(n)
 }

@@ -38,9 +38,9 @@ func TestOracleMasks(t *testing.T) {
 			if err := json.Unmarshal([]byte(want.Metadata["pruned_counts"]), &counts); err != nil {
 				t.Fatal(err)
 			}
-			for i, l := range res.Model.Layers {
+			for i, l := range res.Model.WeightLayers() {
 				w := l.Weights[0]
-				orig := in.Layers[i].Weights[0].Data
+				orig := in.WeightLayers()[i].Weights[0].Data
 				if _, listed := want.Get(w.Name + "_mask"); !listed {
 					if !slices.Equal(w.Data, orig) || l.Pruned {
 						t.Errorf("%s is not in the call but changed", l.Name)
@@ -75,7 +75,7 @@ func TestOracleRandomCounts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, l := range first.Model.Layers {
+	for _, l := range first.Model.WeightLayers() {
 		c, _ := want.Get(l.Name + ".weight_pruned_count")
 		n, err := c.Int64s()
 		if err != nil {
@@ -95,7 +95,7 @@ func TestOracleRandomCounts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	w1, w2, w3 := first.Model.Layers[1].Weights[0], again.Model.Layers[1].Weights[0], third.Model.Layers[1].Weights[0]
+	w1, w2, w3 := first.Model.WeightLayers()[1].Weights[0], again.Model.WeightLayers()[1].Weights[0], third.Model.WeightLayers()[1].Weights[0]
 	if !slices.Equal(w1.Mask, w2.Mask) {
 		t.Error("the same random source gave different masks")
 	}

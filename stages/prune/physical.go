@@ -6,7 +6,9 @@ import (
 
 	"github.com/shrink-ml/shrink/arch"
 	"github.com/shrink-ml/shrink/model"
+	"github.com/shrink-ml/shrink/nn"
 	"github.com/shrink-ml/shrink/quant"
+	"github.com/shrink-ml/shrink/stages"
 )
 
 // removeDeadUnits makes structured pruning physical: in each layer it removes
@@ -20,41 +22,72 @@ import (
 // the number of units removed per layer.
 func removeDeadUnits(m *model.Model, layers []*model.Layer) (map[string]int, error) {
 	type plan struct {
-		at   int
-		dead []int
+		l, next *model.Layer
+		dead    []int
 	}
 	var plans []plan
 	for _, l := range layers {
-		at := slices.Index(m.Layers, l)
 		switch {
-		case at == len(m.Layers)-1:
+		case l == m.Output():
 			return nil, fmt.Errorf("layer %s is the output layer: its units are the classes, so physical pruning cannot remove them; leave it out of layers", l.Name)
 		case l.Rank > 0:
 			return nil, fmt.Errorf("layer %s is factored (lowrank, rank %d): physical pruning removes units of a dense weight; prune its factors without physical, or prune before lowrank", l.Name, l.Rank)
 		}
-		dead := deadUnits(l.Weights[0])
-		if len(dead) == l.Out {
-			return nil, fmt.Errorf("layer %s: every one of its %d units is pruned, and a layer cannot be removed whole: lower the amount", l.Name, l.Out)
+		next, err := reluChainConsumer(m, l)
+		if err != nil {
+			return nil, err
 		}
-		plans = append(plans, plan{at, dead})
+		dead := deadUnits(l.Weights[0])
+		if len(dead) == l.Units() {
+			return nil, fmt.Errorf("layer %s: every one of its %d units is pruned, and a layer cannot be removed whole: lower the amount", l.Name, l.Units())
+		}
+		plans = append(plans, plan{l, next, dead})
 	}
 	removed := map[string]int{}
+	spec := m.Spec.Normalized()
 	for _, p := range plans {
-		l, next := m.Layers[p.at], m.Layers[p.at+1]
+		l, next := p.l, p.next
 		removed[l.Name] = len(p.dead)
 		if len(p.dead) == 0 {
 			continue
 		}
+		units := l.Units()
 		foldDeadUnits(l, next, p.dead)
-		keep := complement(l.Out, p.dead)
+		keep := complement(units, p.dead)
 		dropUnits(l, keep)
-		dropInputs(next, l.Out, keep)
-		l.Out, next.In = len(keep), next.In/l.Out*len(keep)
-		setWidth(&m.Spec, p.at, l.Name, len(keep))
+		dropInputs(next, units, keep)
+		if err := setWidth(&spec, l.Name, len(keep)); err != nil {
+			return nil, err
+		}
 		dropFullMasks(l)
 		dropFullMasks(next)
 	}
-	return removed, checkSpec(m)
+	return removed, m.SetSpec(spec)
+}
+
+// reluChainConsumer is the one layer with weights that reads l's output
+// through a ReLU and then only max pooling or flattening: the chains of the
+// mlp and lenet5 presets, where a dead unit's output is the constant
+// relu(bias). Other graphs need the dependency groups of structured pruning.
+func reluChainConsumer(m *model.Model, l *model.Layer) (*model.Layer, error) {
+	at, sawReLU := l.Index, false
+	for {
+		consumers := m.Graph.Consumers(at)
+		if len(consumers) != 1 {
+			return nil, fmt.Errorf("layer %s: physical pruning follows a layer's output through a ReLU to the next layer, but %s feeds %d layers", l.Name, m.Layers[at].Label(), len(consumers))
+		}
+		n := consumers[0]
+		switch {
+		case n.Type == "relu" && !sawReLU:
+			sawReLU = true
+		case (n.Type == "maxpool2d" || n.Type == "flatten") && sawReLU:
+		case sawReLU && stages.HasWeights(n) && n.Type == l.Type || sawReLU && n.Type == "linear":
+			return m.Layers[n.Index], nil
+		default:
+			return nil, fmt.Errorf("layer %s: physical pruning follows a layer's output through a ReLU (then pooling or flatten) to the next linear or conv layer; here it reaches %s (%s)", l.Name, n.Label(), n.Type)
+		}
+		at = n.Index
+	}
 }
 
 // deadUnits lists the rows of w (units along dim 0) whose entries are all pruned.
@@ -93,11 +126,15 @@ func foldDeadUnits(l, next *model.Layer, dead []int) {
 	}
 	in := next.Weights[0]
 	rowLen := len(in.Data) / in.Shape[0]
-	span := rowLen / l.Out
+	span := rowLen / l.Units()
 	weight := next.DenseWeight() // [out, rowLen]
-	add := make([]float64, len(next.Bias))
+	bias, nextBias := l.Bias(), next.Bias()
+	if bias == nil || nextBias == nil {
+		return // without biases a dead unit outputs relu(0) = 0: nothing to fold
+	}
+	add := make([]float64, len(nextBias.Data))
 	for _, j := range dead {
-		c := max(float64(l.Bias[j]), 0)
+		c := max(float64(bias.Data[j]), 0)
 		if c == 0 {
 			continue
 		}
@@ -110,7 +147,7 @@ func foldDeadUnits(l, next *model.Layer, dead []int) {
 		}
 	}
 	for o, a := range add {
-		next.Bias[o] = float32(float64(next.Bias[o]) + a)
+		nextBias.Data[o] = float32(float64(nextBias.Data[o]) + a)
 	}
 }
 
@@ -131,11 +168,13 @@ func dropUnits(l *model.Layer, keep []int) {
 	}
 	w.Data, w.Mask = rows(w.Data), rows(w.Mask)
 	w.Shape[0] = len(keep)
-	bias := make([]float32, len(keep))
-	for i, r := range keep {
-		bias[i] = l.Bias[r]
+	if b := l.Bias(); b != nil {
+		bias := make([]float32, len(keep))
+		for i, r := range keep {
+			bias[i] = b.Data[r]
+		}
+		b.Data, b.Shape = bias, []int{len(keep)}
 	}
-	l.Bias = bias
 	if p := w.QParams; p != nil && l.Quant != nil && l.Quant.Granularity == quant.PerChannel {
 		np := quant.Params{}
 		for _, r := range keep {
@@ -184,9 +223,11 @@ func dropFullMasks(l *model.Layer) {
 	l.Pruned = false
 }
 
-// setWidth records a layer's new unit count in the architecture.
-func setWidth(s *arch.Spec, at int, name string, width int) {
-	if s.Arch == "lenet5" {
+// setWidth records a layer's new unit count in the architecture: a preset's
+// width key, or the layer's out in an explicit list.
+func setWidth(s *arch.Spec, name string, width int) error {
+	switch s.Arch {
+	case arch.LeNet5:
 		switch name {
 		case "conv1":
 			s.Channels[0] = width
@@ -197,19 +238,33 @@ func setWidth(s *arch.Spec, at int, name string, width int) {
 		case "fc2":
 			s.Hidden[1] = width
 		}
-		return
-	}
-	s.Hidden[at] = width
-}
-
-// checkSpec makes sure the spec rebuilds exactly the layers the model holds, so
-// the checkpoint reloads.
-func checkSpec(m *model.Model) error {
-	want := m.Spec.Layers()
-	for i, l := range m.Layers {
-		if want[i] != l.Layer {
-			return fmt.Errorf("internal error: after removing units, layer %s is %+v but the arch says %+v", l.Name, l.Layer, want[i])
+		return nil
+	case arch.MLP:
+		var i int
+		if _, err := fmt.Sscanf(name, "fc%d", &i); err != nil || i < 1 || i > len(s.Hidden) {
+			return fmt.Errorf("internal error: mlp layer %s has no hidden width", name)
+		}
+		s.Hidden[i-1] = width
+		return nil
+	case "":
+		for i, l := range s.Layers {
+			if l.Name != name {
+				continue
+			}
+			switch c := l.Config.(type) {
+			case *nn.Linear:
+				cc := *c
+				cc.Out = width
+				s.Layers[i].Config = &cc
+			case *nn.Conv2d:
+				cc := *c
+				cc.Out = width
+				s.Layers[i].Config = &cc
+			default:
+				return fmt.Errorf("layer %s (%s) has no width to change", name, l.Type)
+			}
+			return nil
 		}
 	}
-	return nil
+	return fmt.Errorf("physical pruning cannot change the widths of arch %s: describe the network as a layer list (shrink model prints it)", s.Arch)
 }

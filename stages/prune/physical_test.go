@@ -59,13 +59,13 @@ func TestPhysicalKeepsLogits(t *testing.T) {
 		{"mlp fc1 only", arch.Spec{Arch: "mlp", Inputs: 20, Hidden: []int{16, 10}, Classes: 5}, []any{"fc1"},
 			map[string]int{"fc1": 8, "fc2": 10, "fc3": 5}, nil},
 		{"mlp, next layer factored", arch.Spec{Arch: "mlp", Inputs: 20, Hidden: []int{16, 10}, Classes: 5}, []any{"fc1"},
-			map[string]int{"fc1": 8, "fc2": 10, "fc3": 5}, func(m *model.Model) { factor(m.Layers[1], 3) }},
+			map[string]int{"fc1": 8, "fc2": 10, "fc3": 5}, func(m *model.Model) { factor(m.WeightLayers()[1], 3) }},
 		{"lenet5", arch.Spec{Arch: "lenet5", Classes: 10}, []any{"conv1", "conv2", "fc1", "fc2"},
 			map[string]int{"conv1": 3, "conv2": 8, "fc1": 60, "fc2": 42, "fc3": 10}, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			start := model.New(tt.spec, rand.New(rand.NewPCG(5, 6)))
+			start := model.MustNew(tt.spec, rand.New(rand.NewPCG(5, 6)))
 			if tt.prepare != nil {
 				tt.prepare(start)
 			}
@@ -89,9 +89,9 @@ func TestPhysicalKeepsLogits(t *testing.T) {
 				t.Fatal(err)
 			}
 			small := res.Model
-			for _, l := range small.Layers {
-				if l.Out != tt.widths[l.Name] {
-					t.Errorf("%s has %d units, want %d", l.Name, l.Out, tt.widths[l.Name])
+			for _, l := range small.WeightLayers() {
+				if l.Units() != tt.widths[l.Name] {
+					t.Errorf("%s has %d units, want %d", l.Name, l.Units(), tt.widths[l.Name])
 				}
 			}
 			got := logits(t, small, 16)
@@ -100,8 +100,8 @@ func TestPhysicalKeepsLogits(t *testing.T) {
 				t.Errorf("logits differ by %g after removing dead units (logits up to %g)", d, scale)
 			}
 			// The folding matters: the dead units' relu(bias) reached the logits.
-			next := small.Layers[len(small.Layers)-1]
-			if slices.Equal(next.Bias, structured.Model.Layers[len(small.Layers)-1].Bias) && len(tt.layers) > 1 {
+			next := small.WeightLayers()[len(small.WeightLayers())-1]
+			if slices.Equal(next.Bias().Data, structured.Model.WeightLayers()[len(small.WeightLayers())-1].Bias().Data) && len(tt.layers) > 1 {
 				t.Error("no bias changed: the dead units contributed nothing and the test proves little")
 			}
 
@@ -127,8 +127,8 @@ func TestPhysicalKeepsLogits(t *testing.T) {
 			if d := maxDiff(logits(t, back, 16), got); d != 0 {
 				t.Errorf("reloaded model's logits differ by %g", d)
 			}
-			for i, l := range back.Layers {
-				if !slices.Equal(l.Weights[0].Data, small.Layers[i].Weights[0].Data) || l.Pruned != small.Layers[i].Pruned {
+			for i, l := range back.WeightLayers() {
+				if !slices.Equal(l.Weights[0].Data, small.WeightLayers()[i].Weights[0].Data) || l.Pruned != small.WeightLayers()[i].Pruned {
 					t.Errorf("%s changed through the checkpoint", l.Name)
 				}
 			}
@@ -143,21 +143,20 @@ func TestPhysicalKeepsLogits(t *testing.T) {
 // fitted: only the structure matters here).
 func factor(l *model.Layer, k int) {
 	rng := rand.New(rand.NewPCG(8, 9))
-	a := &model.Weight{Name: l.Name + ".0.weight", Shape: []int{k, l.In}, Data: make([]float32, k*l.In)}
-	b := &model.Weight{Name: l.Name + ".1.weight", Shape: []int{l.Out, k}, Data: make([]float32, l.Out*k)}
-	for _, w := range []*model.Weight{a, b} {
-		for i := range w.Data {
-			w.Data[i] = float32(rng.NormFloat64() * 0.3)
+	a, b := make([]float32, k*l.FanIn()), make([]float32, l.Units()*k)
+	for _, w := range [][]float32{a, b} {
+		for i := range w {
+			w[i] = float32(rng.NormFloat64() * 0.3)
 		}
 	}
-	l.Rank, l.Weights = k, []*model.Weight{a, b}
+	l.SetFactors(a, b)
 }
 
 // TestPhysicalErrors checks what physical pruning refuses, with messages that
 // say what to do.
 func TestPhysicalErrors(t *testing.T) {
 	factored := mlp(20, []int{16}, 5)
-	factor(factored.Layers[0], 2)
+	factor(factored.WeightLayers()[0], 2)
 	tests := []struct {
 		name string
 		m    *model.Model

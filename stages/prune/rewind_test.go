@@ -34,11 +34,11 @@ func TestRewindSnapshotAndResume(t *testing.T) {
 		t.Fatal(err)
 	}
 	start := mlp(16, []int{12}, 4)
-	for i, l := range snap.Layers {
-		if !slices.Equal(l.Weights[0].Data, dense.Layers[i].Weights[0].Data) {
+	for i, l := range snap.WeightLayers() {
+		if !slices.Equal(l.Weights[0].Data, dense.WeightLayers()[i].Weights[0].Data) {
 			t.Errorf("%s: the snapshot after epoch 2 of 2 is not the dense model", l.Name)
 		}
-		if slices.Equal(l.Weights[0].Data, start.Layers[i].Weights[0].Data) {
+		if slices.Equal(l.Weights[0].Data, start.WeightLayers()[i].Weights[0].Data) {
 			t.Errorf("%s: the snapshot holds the initial weights", l.Name)
 		}
 	}
@@ -49,8 +49,8 @@ func TestRewindSnapshotAndResume(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for i, l := range b.Model.Layers {
-		if !slices.Equal(l.Weights[0].Data, a.Model.Layers[i].Weights[0].Data) || !slices.Equal(l.Bias, a.Model.Layers[i].Bias) {
+	for i, l := range b.Model.WeightLayers() {
+		if !slices.Equal(l.Weights[0].Data, a.Model.WeightLayers()[i].Weights[0].Data) || !slices.Equal(l.Bias().Data, a.Model.WeightLayers()[i].Bias().Data) {
 			t.Errorf("%s: the resumed run's ticket differs", l.Name)
 		}
 	}

@@ -59,7 +59,8 @@ func (c *Config) Run(ctx *stages.Context) (*stages.Result, error) {
 // classes).
 func (c *Config) layers(m *model.Model) ([]*model.Layer, error) {
 	if len(c.Layers) == 0 && c.Physical {
-		return m.Layers[:len(m.Layers)-1], nil
+		all := m.WeightLayers()
+		return all[:len(all)-1], nil
 	}
 	layers, err := m.Select(c.Layers)
 	if err != nil {
@@ -82,7 +83,10 @@ func (c *Config) prune(ts []tensor, rng *rand.Rand) (map[string]int, error) {
 			end++ // a factored layer's two weights share its amount
 		}
 		layer := ts[start].layer.Name
-		amount, ok := c.Amounts[layer]
+		amount, ok, err := stages.Lookup(c.Amounts, layer)
+		if err != nil {
+			return nil, fmt.Errorf("amounts: %w", err)
+		}
 		if !ok {
 			amount = c.Amount
 		}
@@ -90,7 +94,6 @@ func (c *Config) prune(ts []tensor, rng *rand.Rand) (map[string]int, error) {
 			return nil, fmt.Errorf("layer %s has no amount: add it to amounts, or set amount for the other layers", layer)
 		}
 		var pruned map[string]int
-		var err error
 		switch c.Method {
 		case RandomUnstructured:
 			pruned, err = randomUnstructured(ts[start:end], amount, rng)
@@ -115,8 +118,8 @@ func (c *Config) prune(ts []tensor, rng *rand.Rand) (map[string]int, error) {
 // widths are the units of every layer.
 func widths(m *model.Model) map[string]int {
 	out := map[string]int{}
-	for _, l := range m.Layers {
-		out[l.Name] = l.Out
+	for _, l := range m.WeightLayers() {
+		out[l.Name] = l.Units()
 	}
 	return out
 }

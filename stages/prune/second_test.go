@@ -27,14 +27,14 @@ func TestSecondPruneCountsWhatIsLeft(t *testing.T) {
 				t.Fatal(err)
 			}
 			firstZeros := map[string][]int{}
-			for _, l := range first.Model.Layers {
+			for _, l := range first.Model.WeightLayers() {
 				firstZeros[l.Name] = zeros(l.Weights[0].Data)
 			}
 			second, err := run(t, newContext(t, first.Model.Clone(), nil), tt.raw)
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, l := range second.Model.Layers {
+			for _, l := range second.Model.WeightLayers() {
 				w := l.Weights[0]
 				rowLen := w.Shape[1]
 				unit := tt.units(rowLen)
@@ -52,7 +52,7 @@ func TestSecondPruneCountsWhatIsLeft(t *testing.T) {
 					}
 				}
 			}
-			left := len(second.Model.Layers[0].Weights[0].Data) - len(zeros(second.Model.Layers[0].Weights[0].Data))
+			left := len(second.Model.WeightLayers()[0].Weights[0].Data) - len(zeros(second.Model.WeightLayers()[0].Weights[0].Data))
 			_, err = run(t, newContext(t, second.Model.Clone(), nil), map[string]any{"method": "l1_unstructured", "amount": left + 1, "layers": []any{"fc1"}})
 			if err == nil {
 				t.Errorf("pruning %d of the %d weights left in fc1: no error", left+1, left)

@@ -20,7 +20,7 @@ type Sparsity struct {
 // measureSparsity reads the masks of every layer.
 func measureSparsity(m *model.Model) Sparsity {
 	s := Sparsity{Layers: map[string]float64{}}
-	for _, l := range m.Layers {
+	for _, l := range m.WeightLayers() {
 		var total, keep int
 		for _, w := range l.Weights {
 			total += len(w.Data)

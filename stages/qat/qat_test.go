@@ -62,7 +62,7 @@ func evaluate(t *testing.T, m *model.Model, s *data.Split) model.Result {
 // final float weights (read from the training state the last epoch saved).
 func TestQATLowersLossEndsQuantized(t *testing.T) {
 	ds, dcfg := syntheticData(t)
-	start := model.New(spec, rand.New(rand.NewPCG(3, 3)))
+	start := model.MustNew(spec, rand.New(rand.NewPCG(3, 3)))
 	keys := map[string]any{"bits": 3, "mode": "dynamic", "epochs": 4, "optimizer": map[string]any{"lr": 0.01}}
 	ptq := run(t, testkit.Decode(t, "quantize", map[string]any{"bits": 3}), stageContext(t, "quantize", start.Clone(), ds, dcfg))
 	ctx := stageContext(t, "qat", start.Clone(), ds, dcfg)
@@ -79,7 +79,7 @@ func TestQATLowersLossEndsQuantized(t *testing.T) {
 		t.Fatal(err)
 	}
 	final := start.Clone()
-	for _, l := range final.Layers {
+	for _, l := range final.WeightLayers() {
 		for _, w := range l.Weights {
 			tn, ok := state.Get("w:" + w.Name)
 			if !ok {
@@ -94,8 +94,8 @@ func TestQATLowersLossEndsQuantized(t *testing.T) {
 		t.Fatal(err)
 	}
 	quantize.Snap(layers)
-	for i, l := range back.Layers {
-		want := final.Layers[i]
+	for i, l := range back.WeightLayers() {
+		want := final.WeightLayers()[i]
 		if *l.Quant != (quant.Spec{Bits: 3, Scheme: quant.Symmetric, Granularity: quant.PerChannel}) {
 			t.Errorf("%s: %v", l.Name, l.Quant)
 		}
@@ -104,7 +104,7 @@ func TestQATLowersLossEndsQuantized(t *testing.T) {
 			t.Errorf("%s: not quantized as the quantize stage quantizes the final weights", l.Name)
 		}
 		assertOnGrid(t, l)
-		if slices.Equal(ww.Data, start.Layers[i].Weights[0].Data) {
+		if slices.Equal(ww.Data, start.WeightLayers()[i].Weights[0].Data) {
 			t.Errorf("%s: did not train", l.Name)
 		}
 	}
@@ -127,11 +127,11 @@ func TestDefaults(t *testing.T) {
 // ranges training ended with as each input's scale and zero point.
 func TestStaticQATStoresMovingAverages(t *testing.T) {
 	ds, dcfg := syntheticData(t)
-	start := model.New(spec, rand.New(rand.NewPCG(3, 3)))
+	start := model.MustNew(spec, rand.New(rand.NewPCG(3, 3)))
 	calibrated := run(t, testkit.Decode(t, "quantize", map[string]any{"mode": "static"}), stageContext(t, "qat", start.Clone(), ds, dcfg))
 	m := run(t, testkit.Decode(t, "qat", map[string]any{"epochs": 2, "optimizer": map[string]any{"lr": 0.01}}), stageContext(t, "qat", start.Clone(), ds, dcfg))
 	f, back := testkit.SaveAndLoad(t, m)
-	for i, l := range back.Layers {
+	for i, l := range back.WeightLayers() {
 		in := l.Input
 		if in == nil || in.Mode != "static" {
 			t.Fatalf("%s: input %+v", l.Name, in)
@@ -143,7 +143,7 @@ func TestStaticQATStoresMovingAverages(t *testing.T) {
 		if _, ok := f.Get(l.Name + ".input_zero_point"); !ok {
 			t.Errorf("%s: asymmetric inputs need input_zero_point", l.Name)
 		}
-		cal := calibrated.Layers[i].Input
+		cal := calibrated.WeightLayers()[i].Input
 		if i > 0 && in.RangeMax == cal.RangeMax {
 			t.Errorf("%s: range %g..%g did not move from the calibrated one in training", l.Name, in.RangeMin, in.RangeMax)
 		}
@@ -156,7 +156,7 @@ func TestStaticQATStoresMovingAverages(t *testing.T) {
 // With no epochs, qat is the quantize stage.
 func TestZeroEpochsIsQuantize(t *testing.T) {
 	ds, dcfg := syntheticData(t)
-	start := model.New(spec, rand.New(rand.NewPCG(3, 3)))
+	start := model.MustNew(spec, rand.New(rand.NewPCG(3, 3)))
 	keys := map[string]any{"mode": "static", "bits": 4, "scheme": "asymmetric"}
 	q := run(t, testkit.Decode(t, "quantize", keys), stageContext(t, "same", start.Clone(), ds, dcfg))
 	keys["epochs"] = 0
@@ -166,7 +166,7 @@ func TestZeroEpochsIsQuantize(t *testing.T) {
 	if !reflect.DeepEqual(fq.Tensors, fz.Tensors) {
 		t.Error("qat with epochs 0 differs from quantize")
 	}
-	for _, l := range z.Layers {
+	for _, l := range z.WeightLayers() {
 		assertOnGrid(t, l)
 	}
 }

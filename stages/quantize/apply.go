@@ -5,31 +5,44 @@ import (
 	"maps"
 	"slices"
 
+	"github.com/shrink-ml/shrink/arch"
 	"github.com/shrink-ml/shrink/model"
+	"github.com/shrink-ml/shrink/stages"
 )
+
+// Quantizable is the layers the mode applies to: static and QAT quantize
+// linear and conv layers; dynamic also the layers PyTorch's quantize_dynamic
+// takes (LSTM).
+func (s *Settings) Quantizable() stages.Layers {
+	if s.Mode == "dynamic" {
+		return stages.Layers{What: "layers dynamic quantization applies to (linear, conv2d, lstm)", OK: func(n *arch.Node) bool { return n.Caps().Dynamic }}
+	}
+	return stages.Layers{What: "linear and conv2d layers", OK: func(n *arch.Node) bool { return n.Caps().Static }}
+}
 
 // Mark gives each layer the settings name its weight spec and its input
 // quantization, leaving the weights as they are; it returns those layers in the
 // model's order. Layers it does not name keep whatever they carried.
 func (s *Settings) Mark(m *model.Model) ([]*model.Layer, error) {
-	if _, err := m.Select(s.Layers); err != nil {
-		return nil, fmt.Errorf("layers: %w", err)
-	}
-	for _, name := range slices.Sorted(maps.Keys(s.Overrides)) {
-		if m.Layer(name) == nil {
-			return nil, fmt.Errorf("overrides: layer %q is not in the model (its layers: %v)", name, m.LayerNames())
+	f := s.Quantizable()
+	candidates := f.Candidates(m.Graph)
+	names := candidates
+	if len(s.Layers) > 0 {
+		var err error
+		if names, err = f.Resolve(m.Graph, s.Layers); err != nil {
+			return nil, fmt.Errorf("layers: %w", err)
 		}
 	}
-	listed := map[string]bool{}
-	for _, n := range s.Layers {
-		listed[n] = true
+	if _, err := f.Resolve(m.Graph, slices.Sorted(maps.Keys(s.Overrides))); err != nil && len(s.Overrides) > 0 {
+		return nil, fmt.Errorf("overrides: %w", err)
 	}
 	var out []*model.Layer
-	for _, l := range m.Layers {
-		if len(s.Layers) > 0 && !listed[l.Name] {
-			continue
+	for _, name := range names {
+		l := m.Layer(name)
+		spec, err := s.LayerSpec(l.Name)
+		if err != nil {
+			return nil, err
 		}
-		spec := s.LayerSpec(l.Name)
 		l.Quant = &spec
 		for _, w := range l.Weights {
 			w.QParams = nil // observed afresh by Snap or training

@@ -77,7 +77,7 @@ func TestMNISTRecipes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, l := range m.Layers {
+	for _, l := range m.WeightLayers() {
 		if l.Quant == nil || l.Quant.Bits != 4 || l.Input == nil || l.Input.Mode != "static" {
 			t.Errorf("%s: read back as %v %+v", l.Name, l.Quant, l.Input)
 		}

@@ -51,7 +51,7 @@ func TestQuantizeReproducesPyTorch(t *testing.T) {
 			}
 			res := run(t, cfg, stageContext("quantize", testkit.OracleSpec, in, nil, data.Config{}))
 			f, back := testkit.SaveAndLoad(t, res.Model)
-			for _, l := range back.Layers {
+			for _, l := range back.WeightLayers() {
 				p := l.Name
 				if l.Quant == nil || l.Quant.Bits != cfg.Bits {
 					t.Fatalf("%s: read back as %v, want %d bits", p, l.Quant, cfg.Bits)
@@ -169,7 +169,7 @@ func TestStaticQuantization(t *testing.T) {
 			cfg := testkit.Decode(t, "quantize", tc.keys).(*quantize.Config)
 			res := run(t, cfg, stageContext("quantize", syntheticArch, float.Clone(), ds, dcfg))
 			f, back := testkit.SaveAndLoad(t, res.Model)
-			for _, l := range back.Layers {
+			for _, l := range back.WeightLayers() {
 				if l.Input == nil || l.Input.Mode != "static" || len(l.Input.Params.Scale) != 1 {
 					t.Fatalf("%s: input %+v, want static with a scale", l.Name, l.Input)
 				}
@@ -183,8 +183,8 @@ func TestStaticQuantization(t *testing.T) {
 				}
 			}
 			// The ranges follow the calibration: more batches never shrink them.
-			if tc.name == "minmax" && back.Layers[0].Input.RangeMax <= 0 {
-				t.Errorf("fc1 input range %g..%g", back.Layers[0].Input.RangeMin, back.Layers[0].Input.RangeMax)
+			if tc.name == "minmax" && back.WeightLayers()[0].Input.RangeMax <= 0 {
+				t.Errorf("fc1 input range %g..%g", back.WeightLayers()[0].Input.RangeMin, back.WeightLayers()[0].Input.RangeMax)
 			}
 			mem, err := model.Evaluate(context.Background(), res.Model, ds.Test, 30)
 			if err != nil {
@@ -224,7 +224,7 @@ func TestCalibrationRows(t *testing.T) {
 	for _, batches := range []int{1, 2, 100} {
 		cfg := testkit.Decode(t, "quantize", map[string]any{"mode": "static", "calibration_batches": batches}).(*quantize.Config)
 		res := run(t, cfg, stageContext("quantize", syntheticArch, m.Clone(), ds, dcfg))
-		in := res.Model.Layers[0].Input
+		in := res.Model.WeightLayers()[0].Input
 		ranges[batches] = [2]float32{in.RangeMin, in.RangeMax}
 	}
 	lo, hi := slices.Min(ds.Train.X), slices.Max(ds.Train.X)
@@ -253,7 +253,7 @@ func TestMixedPrecision(t *testing.T) {
 		"fc2": {Bits: 8, Scheme: quant.Symmetric, Granularity: quant.PerTensor},
 		"fc3": nil,
 	}
-	for _, l := range back.Layers {
+	for _, l := range back.WeightLayers() {
 		if (l.Quant == nil) != (want[l.Name] == nil) || (l.Quant != nil && *l.Quant != *want[l.Name]) {
 			t.Errorf("%s: %v, want %v", l.Name, l.Quant, want[l.Name])
 		}
@@ -266,7 +266,7 @@ func TestMixedPrecision(t *testing.T) {
 			t.Errorf("%s: want %s", name, dtype)
 		}
 	}
-	if back.Layers[2].Input != nil {
+	if back.WeightLayers()[2].Input != nil {
 		t.Errorf("fc3 is not quantized, its input must stay float")
 	}
 }
@@ -280,7 +280,7 @@ func TestUnknownLayers(t *testing.T) {
 		cfg := testkit.Decode(t, "quantize", keys)
 		in, _ := model.Load(testkit.OraclePath("mlp_s1.safetensors"), &testkit.OracleSpec)
 		_, err := cfg.Run(stageContext("quantize", testkit.OracleSpec, in, nil, data.Config{}))
-		if err == nil || !strings.Contains(err.Error(), `"fc9"`) || !strings.Contains(err.Error(), "fc1 fc2 fc3") {
+		if err == nil || !strings.Contains(err.Error(), `"fc9"`) || !strings.Contains(err.Error(), "fc1, fc2, fc3") {
 			t.Errorf("%v: error %v, want one naming fc9 and the model's layers", keys, err)
 		}
 	}
@@ -293,7 +293,7 @@ func TestStickyThroughTraining(t *testing.T) {
 	ds, dcfg := syntheticData(t)
 	m := trained(t, ds, dcfg)
 	// Prune a third of fc1 by hand.
-	fc1 := m.Layers[0]
+	fc1 := m.WeightLayers()[0]
 	fc1.Pruned = true
 	w := fc1.Weights[0]
 	w.Mask = make([]float32, len(w.Data))
@@ -307,18 +307,18 @@ func TestStickyThroughTraining(t *testing.T) {
 	_, loaded := testkit.SaveAndLoad(t, q)
 	after := run(t, testkit.Decode(t, "train", map[string]any{"epochs": 1}), stageContext("train", syntheticArch, loaded, ds, dcfg)).Model
 	_, back := testkit.SaveAndLoad(t, after)
-	for _, l := range back.Layers {
+	for _, l := range back.WeightLayers() {
 		if l.Quant == nil || l.Quant.Bits != 4 || l.Input == nil || l.Input.Mode != "dynamic" {
 			t.Fatalf("%s: lost its quantization through training: %v %+v", l.Name, l.Quant, l.Input)
 		}
 		assertOnGrid(t, l)
 	}
-	for i, v := range back.Layers[0].Weights[0].Data {
+	for i, v := range back.WeightLayers()[0].Weights[0].Data {
 		if i%3 == 0 && v != 0 {
 			t.Fatalf("pruned fc1 weight %d is %g after quantize and train", i, v)
 		}
 	}
-	if slices.Equal(back.Layers[1].Weights[0].Data, loaded.Layers[1].Weights[0].Data) {
+	if slices.Equal(back.WeightLayers()[1].Weights[0].Data, loaded.WeightLayers()[1].Weights[0].Data) {
 		t.Error("training changed nothing")
 	}
 }
@@ -356,10 +356,10 @@ func TestLaterStageKeepsEarlierCalibration(t *testing.T) {
 	_, loaded := testkit.SaveAndLoad(t, first)
 	second := run(t, testkit.Decode(t, "quantize", map[string]any{"mode": "static", "layers": []any{"fc2", "fc3"}}),
 		stageContext("second", syntheticArch, loaded, ds, dcfg)).Model
-	if got, want := *second.Layers[0].Input, *first.Layers[0].Input; got.RangeMin != want.RangeMin || got.RangeMax != want.RangeMax {
+	if got, want := *second.WeightLayers()[0].Input, *first.WeightLayers()[0].Input; got.RangeMin != want.RangeMin || got.RangeMax != want.RangeMax {
 		t.Errorf("fc1 range %g..%g, the first stage calibrated %g..%g", got.RangeMin, got.RangeMax, want.RangeMin, want.RangeMax)
 	}
-	for _, l := range second.Layers {
+	for _, l := range second.WeightLayers() {
 		if l.Quant == nil || l.Input == nil || len(l.Input.Params.Scale) != 1 {
 			t.Errorf("%s: %v %+v", l.Name, l.Quant, l.Input)
 		}

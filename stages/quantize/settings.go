@@ -1,6 +1,7 @@
 package quantize
 
 import (
+	"fmt"
 	"maps"
 	"slices"
 
@@ -55,7 +56,7 @@ func (s *Settings) Validate() error {
 		errs = append(errs, config.Errorf("observer", "percentile calibrates static input ranges: set mode: static, or drop observer (dynamic mode observes every batch whole)"))
 	}
 	for _, name := range slices.Sorted(maps.Keys(s.Overrides)) {
-		if len(s.Layers) > 0 && !slices.Contains(s.Layers, name) {
+		if len(s.Layers) > 0 && !arch.IsPattern(name) && !slices.ContainsFunc(s.Layers, arch.IsPattern) && !slices.Contains(s.Layers, name) {
 			errs = append(errs, config.Errorf("overrides."+name, "%s is not in layers: add it there or remove it here", name))
 		}
 		if s.Overrides[name] == (Override{}) {
@@ -65,10 +66,14 @@ func (s *Settings) Validate() error {
 	return errs.Err()
 }
 
-// LayerSpec is a layer's weight spec: the stage's, with the layer's override.
-func (s *Settings) LayerSpec(name string) quant.Spec {
+// LayerSpec is a layer's weight spec: the stage's, with the layer's override
+// (by name, or the pattern matching it).
+func (s *Settings) LayerSpec(name string) (quant.Spec, error) {
 	spec := quant.Spec{Bits: s.Bits, Scheme: s.Scheme, Granularity: s.Granularity}
-	o := s.Overrides[name]
+	o, _, err := stages.Lookup(s.Overrides, name)
+	if err != nil {
+		return spec, fmt.Errorf("overrides: %w", err)
+	}
 	if o.Bits != 0 {
 		spec.Bits = o.Bits
 	}
@@ -78,7 +83,7 @@ func (s *Settings) LayerSpec(name string) quant.Spec {
 	if o.Granularity != "" {
 		spec.Granularity = o.Granularity
 	}
-	return spec
+	return spec, nil
 }
 
 // InputSpec is the spec of every quantized layer's input.
@@ -91,6 +96,6 @@ func (s *Settings) UsesData() bool { return s.Mode == "static" }
 
 // CheckModel checks the layers the keys name against the model the stage receives.
 func (s *Settings) CheckModel(in arch.Spec) error {
-	errs := stages.CheckLayers(in, "layers", s.Layers)
-	return append(errs, stages.CheckLayerKeys(in, "overrides", s.Overrides)...).Err()
+	errs := stages.CheckLayers(in, "layers", s.Layers, s.Quantizable())
+	return append(errs, stages.CheckLayerKeys(in, "overrides", s.Overrides, s.Quantizable())...).Err()
 }

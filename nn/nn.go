@@ -1,0 +1,95 @@
+// Package nn holds shrink's layer types: for each, in one file, its recipe keys
+// (a config struct decoded and schema'd like a stage config), its shape rule,
+// its tensors with PyTorch's state_dict names and initialization, which
+// compressions apply, and its forward and backward gorgonia ops. A type
+// registers itself with package arch in init, so the pipeline can validate a
+// network without importing this package's tensor code; package model builds
+// and trains graphs from them.
+//
+// Numerics are PyTorch's (float32, the same formulas and reduction orders where
+// they matter); every type is tested against fixtures PyTorch 1.13 made
+// (testdata/layers).
+package nn
+
+import (
+	"math/rand/v2"
+
+	"github.com/chewxy/hm"
+	G "gorgonia.org/gorgonia"
+)
+
+// hmType is an op's type signature.
+type hmType = hm.Type
+
+// Builder is what a layer's Build needs from the network it joins; model.Net
+// implements it for each layer in turn.
+type Builder interface {
+	Graph() *G.ExprGraph
+	// Batch is the graph's batch size (every input's first dimension).
+	Batch() int
+	// Weights are the layer's weight nodes, fake-quantized while training a
+	// quantized layer: its weight, or the two factors of a factored layer
+	// (NAME.0.weight then NAME.1.weight).
+	Weights() []*G.Node
+	// Param is a learnable tensor by suffix (bias, weight of a norm), nil when
+	// the layer has none (bias: false). "bias" of a factored layer is
+	// NAME.1.bias.
+	Param(suffix string) *G.Node
+	// Buffer is a buffer's values by suffix (running_mean), which training
+	// updates in place.
+	Buffer(suffix string) []float32
+	// Counter is an int64 buffer by suffix (num_batches_tracked).
+	Counter(suffix string) *int64
+	// Training says whether the net trains: batch norm uses the batch's
+	// statistics and updates its running ones, dropout drops.
+	Training() bool
+	// Rows points at how many rows of the batch are real. A short batch is
+	// padded to the graph's size with copies of row 0; statistics over the
+	// batch must count only the real rows.
+	Rows() *int
+	// Rand draws dropout masks: the stage's seeded stream, so runs repeat.
+	Rand() *rand.Rand
+	// Name is the layer's label, for op names and messages.
+	Name() string
+}
+
+// Op is the tensor half of a layer type; its arch.Layer config implements it.
+type Op interface {
+	// Build adds the layer to the graph over its inputs' nodes (each
+	// [batch, ...sample shape]) and returns its output node.
+	Build(b Builder, in []*G.Node) (*G.Node, error)
+}
+
+// Initializer is implemented by layers with tensors: Init draws their initial
+// values as the PyTorch module's constructor does, in state_dict order, from
+// rng.
+type Initializer interface {
+	Init(ts []InitTensor, rng *rand.Rand)
+}
+
+// InitTensor is one tensor to initialize: the layer's own, or for a factored
+// layer its factors (0.weight, 1.weight, 1.bias).
+type InitTensor struct {
+	Suffix string
+	Shape  []int
+	Data   []float32
+	Int    []int64 // num_batches_tracked
+}
+
+// Uniform fills v from U(-bound, bound) as shrink has always drawn it:
+// bound * (2u - 1) with u from rng.Float64, rounded to float32.
+func Uniform(v []float32, bound float32, rng *rand.Rand) {
+	for i := range v {
+		v[i] = bound * float32(2*rng.Float64()-1)
+	}
+}
+
+// fanIn is the number of inputs of one output unit of a weight: everything
+// but its first dimension.
+func fanIn(shape []int) int {
+	n := 1
+	for _, d := range shape[1:] {
+		n *= d
+	}
+	return n
+}

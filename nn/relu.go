@@ -1,0 +1,82 @@
+package nn
+
+import (
+	"math"
+
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+
+	"github.com/shrink-ml/shrink/arch"
+	"github.com/shrink-ml/shrink/internal/op"
+)
+
+func init() {
+	arch.RegisterLayer(arch.LayerType{
+		Name:    "relu",
+		Summary: "nn.ReLU: max(x, 0)",
+		New:     func() arch.Layer { return &ReLU{} },
+	})
+}
+
+// ReLU is nn.ReLU.
+type ReLU struct{}
+
+func (*ReLU) Shape(in []arch.Shape) (arch.Shape, error) { return in[0], nil }
+func (*ReLU) Tensors([]arch.Shape) []arch.Tensor        { return nil }
+func (*ReLU) MACs([]arch.Shape, arch.Shape) int64       { return 0 }
+
+func (*ReLU) Build(b Builder, in []*G.Node) (*G.Node, error) {
+	return G.ApplyOp(&reluOp{Base: op.NewBase(b.Name()), dims: in[0].Dims()}, in[0])
+}
+
+// reluOp is max(x, 0), of any shape.
+type reluOp struct {
+	op.Base
+	dims int
+	out  *tensor.Dense
+}
+
+func (o *reluOp) Arity() int     { return 1 }
+func (o *reluOp) Type() hmType { return op.Fn(o.dims, o.dims) }
+func (o *reluOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
+	return op.ShapeOf(in[0]).Clone(), nil
+}
+func (o *reluOp) Do(in ...G.Value) (G.Value, error) {
+	y := op.Buffer(&o.out, op.Dims(in[0])...)
+	x, yd := op.F32(in[0]), op.F32(y)
+	for i, v := range x {
+		yd[i] = max(v, 0)
+	}
+	return y, nil
+}
+func (o *reluOp) DiffWRT(int) []bool { return []bool{true} }
+func (o *reluOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) {
+	dx, err := G.ApplyOp(&reluGradOp{Base: op.NewBase("reluGrad"), dims: o.dims}, output, grad)
+	return G.Nodes{dx}, err
+}
+
+// reluGradOp passes the gradient where the ReLU's output is positive.
+type reluGradOp struct {
+	op.Base
+	dims int
+	out  *tensor.Dense
+}
+
+func (o *reluGradOp) Arity() int     { return 2 }
+func (o *reluGradOp) Type() hmType { return op.Fn(o.dims, o.dims, o.dims) }
+func (o *reluGradOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
+	return op.ShapeOf(in[0]).Clone(), nil
+}
+func (o *reluGradOp) Do(in ...G.Value) (G.Value, error) {
+	dx := op.Buffer(&o.out, op.Dims(in[0])...)
+	y, dy, d := op.F32(in[0]), op.F32(in[1]), op.F32(dx)
+	dy = dy[:len(y)]
+	d = d[:len(y)]
+	for i, v := range y {
+		// y is +0 or positive: keep dy where its bits are non-zero. Branch-free,
+		// since ReLU's zeros fall at random.
+		keep := -min(math.Float32bits(v), 1)
+		d[i] = math.Float32frombits(math.Float32bits(dy[i]) & keep)
+	}
+	return dx, nil
+}
