@@ -285,9 +285,17 @@ func TestFingerprint(t *testing.T) {
 			return fp(base, other, 1)
 		},
 		"validation split": func() string { c := base; c.ValidationSplit = 0.2; return fp(c, dir, 1) },
-		"normalize mean":   func() string { c := base; c.Normalize = &Normalize{Mean: Channels{0.13}, Std: Channels{DefaultStd}}; return fp(c, dir, 1) },
-		"normalize std":    func() string { c := base; c.Normalize = &Normalize{Mean: Channels{DefaultMean}, Std: Channels{0.31}}; return fp(c, dir, 1) },
-		"classes":          func() string { c := base; c.Classes = 11; return fp(c, dir, 1) },
+		"normalize mean": func() string {
+			c := base
+			c.Normalize = &Normalize{Mean: Channels{0.13}, Std: Channels{DefaultStd}}
+			return fp(c, dir, 1)
+		},
+		"normalize std": func() string {
+			c := base
+			c.Normalize = &Normalize{Mean: Channels{DefaultMean}, Std: Channels{0.31}}
+			return fp(c, dir, 1)
+		},
+		"classes": func() string { c := base; c.Classes = 11; return fp(c, dir, 1) },
 	}
 	seen := map[string]string{ref: "reference"}
 	for name, f := range changed {
