@@ -31,8 +31,8 @@ var fashionDirs = []string{FashionMNISTDebianDir}
 func FindFashionMNIST() (string, error) {
 	if dir := os.Getenv(FashionMNISTDirEnv); dir != "" {
 		if missing := missingMNISTFiles(dir); len(missing) > 0 {
-			return "", fmt.Errorf("$%s is %s, which lacks %s; point it at a folder holding the four Fashion-MNIST files, or unset it to use %s",
-				FashionMNISTDirEnv, dir, strings.Join(missing, ", "), FashionMNISTDebianDir)
+			return "", fmt.Errorf("$%s is %s, which lacks %s; point it at a folder holding the four Fashion-MNIST files, or unset it to use %s (`sudo apt-get install %s` puts them there)",
+				FashionMNISTDirEnv, dir, strings.Join(missing, ", "), FashionMNISTDebianDir, FashionMNISTPackage)
 		}
 		return dir, nil
 	}
