@@ -337,6 +337,15 @@ func (r *Recipe) Files() []NamedFile {
 		add("data.train_labels", d.TrainLabels)
 		add("data.test_images", d.TestImages)
 		add("data.test_labels", d.TestLabels)
+		for _, s := range []struct {
+			key string
+			a   *data.Arrays
+		}{{"data.train", d.Train}, {"data.test", d.Test}} {
+			if s.a != nil {
+				add(s.key+".x", s.a.X)
+				add(s.key+".y", s.a.Y)
+			}
+		}
 	}
 	seen := map[string]bool{}
 	for _, s := range r.Stages {
@@ -354,7 +363,7 @@ func (r *Recipe) Files() []NamedFile {
 
 // checkFiles reports the files the recipe names that are not there. The data
 // section's are checked by the data package, which knows that data.path is a
-// folder of four files.
+// folder of four files and where Fashion-MNIST is installed.
 func (r *Recipe) checkFiles() Diagnostics {
 	var diags Diagnostics
 	for _, f := range r.Files() {

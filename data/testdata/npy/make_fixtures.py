@@ -93,6 +93,17 @@ save("want_f4_4d_norm.npy", normalize(f4_4d, [0.5, -0.25, 1.0], [2.0, 0.5, 3.0],
 save("want_f4_3d_norm.npy", normalize(f4_3d, [1.0], [0.25, 0.5, 1.0, 2.0, 4.0], 2))
 save("want_f4_2d_norm.npy", normalize(f4_2d, [0.1], [0.7], 1))
 
+# A small learnable task for end-to-end runs (testdata/script/npy.txtar): four
+# Gaussian blobs in 8 dimensions, as uint8 "images" [N, 1, 4, 2] and int64 labels.
+centers = rng.normal(scale=40, size=(4, 8)) + 128
+labels = rng.permutation(np.arange(300) % 4)
+points = np.clip(centers[labels] + rng.normal(scale=12, size=(300, 8)), 0, 255)
+blobs = points.round().astype(np.uint8).reshape(300, 1, 4, 2)
+save("blobs_x_train.npy", blobs[:200])
+save("blobs_y_train.npy", labels[:200].astype(np.int64))
+save("blobs_x_test.npy", blobs[200:])
+save("blobs_y_test.npy", labels[200:].astype(np.int64))
+
 # Files shrink refuses, each with its own message.
 save("bad_object.npy", np.array([{"a": 1}, None], dtype=object), allow_pickle=True)
 save("bad_structured.npy", np.zeros(3, dtype=[("a", "<f4"), ("b", "<i4")]))
