@@ -84,6 +84,31 @@ func TestFashionMNIST(t *testing.T) {
 		t.Errorf("Fingerprint %s, %v; Load's %s", fp, err, ds.Fingerprint)
 	}
 
+	// The same images saved as .npy (uint8 [N, 1, 28, 28], as docs/DATA.md's
+	// example does) with Fashion-MNIST's normalization are the same rows.
+	npyDir := t.TempDir()
+	b, err := os.ReadFile(ds.Sources[2].Path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	im, err := ParseIDXImages("test images", b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	writeFile(t, npyDir, "x.npy", EncodeNPY(&NPY{Kind: 'u', Size: 1, Shape: []int{im.N, 1, 28, 28}, Data: im.Pixels}))
+	labels := make([]byte, len(ds.Test.Y))
+	for i, y := range ds.Test.Y {
+		labels[i] = byte(y)
+	}
+	writeFile(t, npyDir, "y.npy", EncodeNPY(&NPY{Kind: 'u', Size: 1, Shape: []int{len(labels)}, Data: labels}))
+	asNPY := npyConfig("x.npy", "y.npy", "x.npy", "y.npy", norm([]float64{FashionMean}, []float64{FashionStd}))
+	dn := mustLoad(t, asNPY, npyDir)
+	sameBits(t, "npy test X", dn.Test.X, ds.Test.X)
+	if !slices.Equal(dn.Test.Y, ds.Test.Y) || !slices.Equal(dn.Shape, ds.Shape) {
+		t.Fatalf("npy labels or shape differ: %v", dn.Shape)
+	}
+	dn = nil
+
 	// The sequence layout: other shape, other fingerprint, same rows (checked on
 	// small files in TestSequenceLayout).
 	seq := cfg

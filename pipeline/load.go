@@ -52,9 +52,10 @@ func RecipeEnv(environ []string) []string {
 
 // ReservedEnv are SHRINK_ variables that configure the tool, not the recipe.
 var ReservedEnv = map[string]bool{
-	"SHRINK_MNIST_DIR": true, "SHRINK_GEMM": true, "SHRINK_THREADS": true,
+	"SHRINK_MNIST_DIR": true, "SHRINK_FASHION_MNIST_DIR": true, "SHRINK_GEMM": true, "SHRINK_THREADS": true,
 	"SHRINK_CACHE_DIR": true, "SHRINK_LOG_FORMAT": true, "SHRINK_NO_PROGRESS": true,
-	"SHRINK_REQUIRE_S3": true, // the test suite's: fail rather than skip without an S3 server
+	// The test suite's: fail rather than skip without an S3 server, or Fashion-MNIST.
+	"SHRINK_REQUIRE_S3": true, "SHRINK_REQUIRE_FASHION": true,
 }
 
 // Recipe is a loaded, validated recipe: the resolved settings and the expanded

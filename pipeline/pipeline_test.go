@@ -214,7 +214,8 @@ func TestCycleMessagesAreDeterministic(t *testing.T) {
 func TestOverridesLayerEnvThenSet(t *testing.T) {
 	src := "  train: {type: xform, epochs: 1}\n"
 	opt := Options{
-		Env:  []string{"SHRINK_STAGES__TRAIN__EPOCHS=2", "SHRINK_SEED=9", "PATH=/bin", "SHRINK_MNIST_DIR=/x"},
+		Env: []string{"SHRINK_STAGES__TRAIN__EPOCHS=2", "SHRINK_SEED=9", "PATH=/bin", "SHRINK_MNIST_DIR=/x",
+			"SHRINK_FASHION_MNIST_DIR=/y", "SHRINK_REQUIRE_FASHION=1", "SHRINK_REQUIRE_S3=1"},
 		Sets: []string{"stages.train.epochs=3"},
 	}
 	r, err := parse(t, src, opt)
