@@ -66,10 +66,11 @@ type Arrays struct {
 
 // Normalize is the per-channel normalization (x - mean)/std, applied after uint8
 // values are divided by 255. Mean and Std hold one value for every channel, or one
-// value for all; an empty Mean means 0.
+// value for all; an empty Mean means 0. Their recipe documentation is in
+// ConfigSchema.
 type Normalize struct {
-	Mean Channels `json:"mean" doc:"subtracted from x (pixel/255 for uint8 data): a number, or one per channel"`
-	Std  Channels `json:"std" doc:"divides x - mean: a positive number, or one per channel"`
+	Mean Channels `json:"mean"`
+	Std  Channels `json:"std"`
 }
 
 // Channels is a number or a list of numbers, one per channel.

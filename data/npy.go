@@ -237,7 +237,7 @@ func parseNPYHeaderSized(name string, b []byte, size int64) (a *NPY, start int, 
 	// The data must fit in the file: the element count is bounded by its size, so
 	// no caller allocates more than the file holds.
 	have := uint64(max(size-int64(start), 0))
-	total, over := uint64(sz), false
+	total, over, zero := uint64(sz), false, false
 	a.Shape = make([]int, len(dims))
 	for i, d := range dims {
 		n, ok := d.(int64)
@@ -248,18 +248,18 @@ func parseNPYHeaderSized(name string, b []byte, size int64) (a *NPY, start int, 
 			return fail("dimension %d of the shape is %d, too large", i, n)
 		}
 		a.Shape[i] = int(n)
+		zero = zero || n == 0
 		hi, lo := bits.Mul64(total, uint64(n))
 		over = over || hi != 0
 		total = lo
 	}
 	switch {
-	case total == 0:
+	case zero: // no data, whatever the other dimensions
 	case over || total > math.MaxInt:
 		return fail("the header declares %s %s, far more than the %d bytes of data the file holds", shapeString(a.Shape), a.Dtype(), have)
 	case total > have:
 		return fail("truncated: the header declares %s %s (%d bytes of data), the file holds %d", shapeString(a.Shape), a.Dtype(), total, have)
 	}
-	zero := total == 0
 	if fortran && !zero {
 		// Fortran and C order are the same bytes when at most one dimension is longer than 1.
 		long := 0

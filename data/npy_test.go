@@ -180,6 +180,7 @@ func TestParseNPYErrors(t *testing.T) {
 		{"huge dim", header("{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999,)}"), "too large"},
 		{"too long", header("{'descr': '<f4', 'fortran_order': False, 'shape': (3,)}"), "truncated: the header declares [3] float32 (12 bytes of data), the file holds 8"},
 		{"large product", header("{'descr': '<f4', 'fortran_order': False, 'shape': (65536, 65536, 65536)}"), "(1125899906842624 bytes of data), the file holds 8"},
+		{"product wrapping to 0", header("{'descr': '<f4', 'fortran_order': False, 'shape': (1073741824, 1073741824, 16)}"), "far more than the 8 bytes"},
 		{"overflowing product", header("{'descr': '<f4', 'fortran_order': False, 'shape': (2147483647, 2147483647, 2147483647)}"), "far more than the 8 bytes of data the file holds"},
 		{"int overflow", header("{'descr': '<f4', 'fortran_order': False, 'shape': (99999999999999999999,)}"), "out of range"},
 		{"descr not string", header("{'descr': 4, 'fortran_order': False, 'shape': (2,)}"), "descr must be a type string"},
