@@ -1,6 +1,7 @@
 package data
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 
 	"github.com/shrink-ml/shrink/config"
@@ -28,11 +30,24 @@ const (
 const fingerprintVersion = "shrink/data v1"
 
 // Split is one part of a dataset held in memory: X holds N rows of Features float32
-// values, already normalized, row-major; Y holds the N labels.
+// values, already normalized, row-major; Y holds the N labels. Shape is one row's
+// (one sample's) shape in C order, whose product is Features: [1, 28, 28] for an
+// MNIST image, [28, 28] in the sequence layout, [T] for T token ids, [features]
+// for synthetic data. The model decides how it reads the row ([784] and
+// [1, 28, 28] are the same values); nil means [Features].
 type Split struct {
 	X           []float32
 	Y           []int32
 	N, Features int
+	Shape       []int
+}
+
+// SampleShape returns Shape, or [Features] when Shape is nil.
+func (s *Split) SampleShape() []int {
+	if len(s.Shape) == 0 {
+		return []int{s.Features}
+	}
+	return s.Shape
 }
 
 // Row returns row i of X (shares memory).
@@ -43,7 +58,7 @@ func (s *Split) Slice(i, j int) *Split {
 	if i < 0 || j > s.N || i > j {
 		panic(fmt.Sprintf("data: Split.Slice(%d, %d) out of range for %d rows", i, j, s.N))
 	}
-	return &Split{X: s.X[i*s.Features : j*s.Features], Y: s.Y[i:j], N: j - i, Features: s.Features}
+	return &Split{X: s.X[i*s.Features : j*s.Features], Y: s.Y[i:j], N: j - i, Features: s.Features, Shape: s.Shape}
 }
 
 // Batch returns batch i of size bs in file order, as views of X and Y (no copy, no
@@ -70,21 +85,31 @@ func (s *Split) ClassCounts(classes int) []int {
 
 // Source is one file a dataset was read from.
 type Source struct {
-	Key    string // recipe key of the file: train_images, train_labels, test_images, test_labels
+	Key    string // recipe key of the file: train_images, train_labels, test_images, test_labels (also for mnist and fashion-mnist), or train.x, train.y, test.x, test.y (npy)
 	Path   string // as opened
 	SHA256 string // hex digest of the file's bytes
 }
 
 // Dataset is a loaded dataset.
 type Dataset struct {
-	Kind string // mnist, idx or synthetic
+	Kind string // mnist, fashion-mnist, idx, npy or synthetic
 	// Train and Test are always set. Val is nil unless validation_split > 0; it is a
 	// random subset of the training rows drawn from the seed, removed from Train.
-	Train, Val, Test  *Split
+	Train, Val, Test *Split
+	// Features is the number of values per row. Classes is 10 for mnist and
+	// fashion-mnist, data.classes for idx and synthetic, and one more than the
+	// largest label for npy (whose labels the model's classes bound).
 	Features, Classes int
-	ImageShape        []int      // [1, rows, cols] (CHW) for mnist and idx, nil for synthetic
-	Normalize         *Normalize // normalization applied (mnist and idx), nil for synthetic
-	Sources           []Source   // the files read (mnist and idx)
+	Shape             []int      // one sample's shape, as in Split.Shape
+	ImageShape        []int      // [1, rows, cols] (CHW) for mnist, fashion-mnist and idx whatever the layout, nil otherwise
+	Layout            string     // image or sequence for mnist, fashion-mnist and idx, "" otherwise
+	Normalize         *Normalize // normalization applied (mnist, fashion-mnist, idx; npy when data.normalize is set), else nil
+	// Tokens is true when X holds integer token ids (npy x of int32 or int64) as
+	// exact float32 values, for a model that starts with an embedding; Vocab is then
+	// one more than the largest id. Ids are below 2^24, where float32 is exact.
+	Tokens  bool
+	Vocab   int
+	Sources []Source // the files read (all datasets but synthetic)
 	// Fingerprint is a sha256 hex digest over the dataset kind, the sha256 of every
 	// source file (or the synthetic parameters, seed and generated values), the
 	// validation split and the normalization: it changes whenever the rows a stage
@@ -104,11 +129,13 @@ func Load(cfg Config, baseDir string, seed uint64) (*Dataset, error) {
 	switch cfg.Dataset {
 	case KindSynthetic:
 		ds = synthetic(cfg.Features, cfg.Classes, cfg.Samples, seed)
-	case KindMNIST, KindIDX:
+	case KindNPY:
+		ds, err = loadNPY(&cfg, baseDir)
+	default:
 		ds, err = loadImages(&cfg, baseDir)
-		if err != nil {
-			return nil, err
-		}
+	}
+	if err != nil {
+		return nil, err
 	}
 	ds.Kind = cfg.Dataset
 	if cfg.ValidationSplit > 0 {
@@ -144,20 +171,35 @@ func Fingerprint(cfg Config, baseDir string, seed uint64) (string, error) {
 }
 
 // fingerprint hashes what decides the rows a stage sees: the kind, the files'
-// digests (or the synthetic parameters and seed), the classes, the normalization
-// and the validation split.
+// digests (or the synthetic parameters and seed), the classes, the normalization,
+// the layout and the validation split. Lines are added only for values that did
+// not exist before (a sequence layout, npy), so that the fingerprints of earlier
+// configurations stay byte for byte what they were (TestFingerprintsPinned).
 func fingerprint(cfg *Config, sources []Source, seed uint64) string {
 	h := sha256.New()
 	fmt.Fprintf(h, "%s\nkind=%s\n", fingerprintVersion, cfg.Dataset)
 	switch cfg.Dataset {
 	case KindSynthetic:
 		fmt.Fprintf(h, "features=%d classes=%d samples=%d seed=%d separation=%v\n", cfg.Features, cfg.Classes, cfg.Samples, seed, SyntheticSeparation)
+	case KindNPY:
+		for _, s := range sources {
+			fmt.Fprintf(h, "%s=%s\n", s.Key, s.SHA256)
+		}
+		// The model's classes bound the labels, and the stage key holds the model.
+		if n := cfg.Normalize; n == nil {
+			fmt.Fprintf(h, "normalize=none\n")
+		} else {
+			fmt.Fprintf(h, "normalize mean=%s std=%s\n", float32Bits(n.Mean), float32Bits(n.Std))
+		}
 	default:
 		for _, s := range sources {
 			fmt.Fprintf(h, "%s=%s\n", s.Key, s.SHA256)
 		}
 		mean, std := cfg.normalization()
 		fmt.Fprintf(h, "classes=%d normalize=%08x/%08x\n", cfg.classes(), math.Float32bits(float32(mean)), math.Float32bits(float32(std)))
+		if cfg.Layout == LayoutSequence {
+			fmt.Fprintf(h, "layout=%s\n", cfg.Layout)
+		}
 	}
 	if cfg.ValidationSplit > 0 {
 		fmt.Fprintf(h, "validation=%v seed=%d\n", cfg.ValidationSplit, seed)
@@ -165,6 +207,15 @@ func fingerprint(cfg *Config, sources []Source, seed uint64) string {
 		fmt.Fprintf(h, "validation=0\n")
 	}
 	return hex.EncodeToString(h.Sum(nil))
+}
+
+// float32Bits lists the float32 bits of values, as the normalization uses them.
+func float32Bits(values Channels) string {
+	parts := make([]string, len(values))
+	for i, v := range values {
+		parts[i] = fmt.Sprintf("%08x", math.Float32bits(float32(v)))
+	}
+	return "[" + strings.Join(parts, ",") + "]"
 }
 
 // fileSHA256 streams a file through sha256.
@@ -202,7 +253,7 @@ func splitValidation(ds *Dataset, frac float64, seed uint64) error {
 		isVal[i] = true
 	}
 	f := tr.Features
-	val := &Split{X: make([]float32, nVal*f), Y: make([]int32, nVal), N: nVal, Features: f}
+	val := &Split{X: make([]float32, nVal*f), Y: make([]int32, nVal), N: nVal, Features: f, Shape: tr.Shape}
 	for k, i := range valIdx {
 		copy(val.X[k*f:(k+1)*f], tr.X[int(i)*f:(int(i)+1)*f])
 		val.Y[k] = tr.Y[i]
@@ -219,7 +270,7 @@ func splitValidation(ds *Dataset, frac float64, seed uint64) error {
 		}
 		w++
 	}
-	ds.Train = &Split{X: tr.X[: w*f : w*f], Y: tr.Y[:w:w], N: w, Features: f}
+	ds.Train = &Split{X: tr.X[: w*f : w*f], Y: tr.Y[:w:w], N: w, Features: f, Shape: tr.Shape}
 	ds.Val = val
 	return nil
 }
@@ -237,11 +288,23 @@ func NormalizeTable(mean, std float64) *[256]float32 {
 	return &t
 }
 
-type imageFiles struct {
+// displayName is how people write a dataset's name.
+func displayName(kind string) string {
+	switch kind {
+	case KindMNIST:
+		return "MNIST"
+	case KindFashionMNIST:
+		return "Fashion-MNIST"
+	}
+	return kind
+}
+
+// sourceFile is a file a dataset reads: its recipe key and resolved path.
+type sourceFile struct {
 	key, path string
 }
 
-// loadImages reads mnist or idx files.
+// loadImages reads mnist, fashion-mnist or idx files.
 func loadImages(cfg *Config, baseDir string) (*Dataset, error) {
 	files, err := sourceFiles(cfg, baseDir)
 	if err != nil {
@@ -249,8 +312,11 @@ func loadImages(cfg *Config, baseDir string) (*Dataset, error) {
 	}
 	classes := cfg.classes()
 	hint := " (raise data.classes if the labels are right)"
-	if cfg.Dataset == KindMNIST {
+	switch cfg.Dataset {
+	case KindMNIST:
 		hint = " (MNIST has 10)"
+	case KindFashionMNIST:
+		hint = " (Fashion-MNIST has 10)"
 	}
 	mean, std := cfg.normalization()
 	lut := NormalizeTable(mean, std)
@@ -280,14 +346,18 @@ func loadImages(cfg *Config, baseDir string) (*Dataset, error) {
 		return nil, fieldErr("test_images", "%s holds images of %dx%d but the training images (%s) are %dx%d",
 			files[2].path, te.rows, te.cols, files[0].path, tr.rows, tr.cols)
 	}
-	if cfg.Dataset == KindMNIST && (tr.rows != mnistRows || tr.cols != mnistCols) {
-		return nil, fieldErr("path", "%s holds images of %dx%d; MNIST images are %dx%d", files[0].path, tr.rows, tr.cols, mnistRows, mnistCols)
+	if cfg.Dataset != KindIDX && (tr.rows != mnistRows || tr.cols != mnistCols) {
+		return nil, fieldErr("path", "%s holds images of %dx%d; %s images are %dx%d", files[0].path, tr.rows, tr.cols, displayName(cfg.Dataset), mnistRows, mnistCols)
 	}
+	shape := imageShape(tr.rows, tr.cols, cfg.Layout)
+	tr.split.Shape, te.split.Shape = shape, shape
 	ds := &Dataset{
 		Train: tr.split, Test: te.split,
 		Features: tr.rows * tr.cols, Classes: classes,
+		Shape:      shape,
 		ImageShape: []int{1, tr.rows, tr.cols},
-		Normalize:  &Normalize{Mean: mean, Std: std},
+		Layout:     cmp.Or(cfg.Layout, LayoutImage),
+		Normalize:  &Normalize{Mean: Channels{mean}, Std: Channels{std}},
 	}
 	for k, f := range files {
 		ds.Sources = append(ds.Sources, Source{Key: f.key, Path: f.path, SHA256: res[k/2].sums[k%2]})
@@ -296,9 +366,10 @@ func loadImages(cfg *Config, baseDir string) (*Dataset, error) {
 }
 
 // CheckFiles reports each file the data section names that is not there, at
-// its key (path, train_images, ...), without reading any: what validation can
-// check before a run. MNIST without data.path is found in the module cache
-// when it is loaded.
+// its key (path, train_images, train.x, ...), without reading any: what validation
+// can check before a run. MNIST without data.path is found in the module cache
+// when it is loaded; Fashion-MNIST without data.path must be installed (the
+// error, at the dataset key, says how).
 func CheckFiles(cfg Config, baseDir string) config.Errors {
 	if cfg.Dataset == KindSynthetic || (cfg.Dataset == KindMNIST && cfg.Path == "") {
 		return nil
@@ -316,31 +387,49 @@ func CheckFiles(cfg Config, baseDir string) config.Errors {
 	return errs
 }
 
-// sourceFiles lists the four files of an mnist or idx dataset, resolved.
-func sourceFiles(cfg *Config, baseDir string) ([4]imageFiles, error) {
+// sourceFiles lists the four files of an mnist, fashion-mnist, idx or npy
+// dataset, resolved: train inputs, train labels, test inputs, test labels.
+func sourceFiles(cfg *Config, baseDir string) ([]sourceFile, error) {
 	resolve := func(p string) string {
 		if p == "" || filepath.IsAbs(p) || baseDir == "" {
 			return p
 		}
 		return filepath.Join(baseDir, p)
 	}
-	var files [4]imageFiles
-	if cfg.Dataset == KindMNIST {
+	switch cfg.Dataset {
+	case KindMNIST, KindFashionMNIST:
+		find, key := FindMNIST, "path"
+		if cfg.Dataset == KindFashionMNIST {
+			find, key = FindFashionMNIST, "dataset"
+		}
 		dir := resolve(cfg.Path)
 		if cfg.Path == "" {
 			var err error
-			if dir, err = FindMNIST(); err != nil {
-				return files, &FieldError{Path: "path", Msg: err.Error(), Err: err}
+			if dir, err = find(); err != nil {
+				return nil, &FieldError{Path: key, Msg: err.Error(), Err: err}
 			}
 		} else if missing := missingMNISTFiles(dir); len(missing) > 0 {
-			return files, fieldErr("path", "%s lacks %v (or their uncompressed versions): data.path must be a folder holding the four MNIST files", dir, missing)
+			return nil, fieldErr("path", "%s lacks %v (or their uncompressed versions): data.path must be a folder holding the four %s files", dir, missing, displayName(cfg.Dataset))
 		}
+		files := make([]sourceFile, 4)
 		for i, key := range []string{"train_images", "train_labels", "test_images", "test_labels"} {
-			files[i] = imageFiles{key, mnistFile(dir, MNISTFiles[i])}
+			files[i] = sourceFile{key, mnistFile(dir, MNISTFiles[i])}
+		}
+		return files, nil
+	case KindNPY:
+		var files []sourceFile
+		for _, s := range []struct {
+			key string
+			a   *Arrays
+		}{{"train", cfg.Train}, {"test", cfg.Test}} {
+			if s.a == nil { // Validate reports it
+				return nil, fieldErr(s.key, "missing")
+			}
+			files = append(files, sourceFile{s.key + ".x", resolve(s.a.X)}, sourceFile{s.key + ".y", resolve(s.a.Y)})
 		}
 		return files, nil
 	}
-	return [4]imageFiles{
+	return []sourceFile{
 		{"train_images", resolve(cfg.TrainImages)}, {"train_labels", resolve(cfg.TrainLabels)},
 		{"test_images", resolve(cfg.TestImages)}, {"test_labels", resolve(cfg.TestLabels)},
 	}, nil
@@ -348,8 +437,8 @@ func sourceFiles(cfg *Config, baseDir string) ([4]imageFiles, error) {
 
 // loadPair reads an image file and its label file into a normalized Split.
 // hint ends the message of an out-of-range label.
-func loadPair(imf, lbf imageFiles, classes int, hint string, lut *[256]float32) (s *Split, rows, cols int, sums [2]string, err error) {
-	fail := func(f imageFiles, e error) (*Split, int, int, [2]string, error) {
+func loadPair(imf, lbf sourceFile, classes int, hint string, lut *[256]float32) (s *Split, rows, cols int, sums [2]string, err error) {
+	fail := func(f sourceFile, e error) (*Split, int, int, [2]string, error) {
 		return nil, 0, 0, sums, &FieldError{Path: f.key, Msg: e.Error(), Err: e}
 	}
 	ib, err := os.ReadFile(imf.path)

@@ -70,12 +70,12 @@ func TestLoadIDX(t *testing.T) {
 	if len(ds.Sources) != 4 || ds.Sources[0].Key != "train_images" || ds.Sources[0].Path != filepath.Join(dir, "train-images.gz") || len(ds.Sources[3].SHA256) != 64 {
 		t.Fatalf("sources %+v", ds.Sources)
 	}
-	if ds.Normalize == nil || ds.Normalize.Mean != DefaultMean || ds.Normalize.Std != DefaultStd {
+	if ds.Normalize == nil || !slices.Equal(ds.Normalize.Mean, Channels{DefaultMean}) || !slices.Equal(ds.Normalize.Std, Channels{DefaultStd}) {
 		t.Fatalf("normalize %+v", ds.Normalize)
 	}
 
 	// Custom normalization, absolute paths, no baseDir.
-	cfg.Normalize = &Normalize{Mean: 0.5, Std: 0.25}
+	cfg.Normalize = &Normalize{Mean: Channels{0.5}, Std: Channels{0.25}}
 	for _, p := range []*string{&cfg.TrainImages, &cfg.TrainLabels, &cfg.TestImages, &cfg.TestLabels} {
 		*p = filepath.Join(dir, *p)
 	}
@@ -259,7 +259,7 @@ func TestFingerprint(t *testing.T) {
 		"batch size": func() string { c := base; c.BatchSize = 7; c.Shuffle = false; return fp(c, dir, 1) },
 		"normalize spelled out": func() string {
 			c := base
-			c.Normalize = &Normalize{Mean: DefaultMean, Std: DefaultStd}
+			c.Normalize = &Normalize{Mean: Channels{DefaultMean}, Std: Channels{DefaultStd}}
 			return fp(c, dir, 1)
 		},
 	}
@@ -285,9 +285,17 @@ func TestFingerprint(t *testing.T) {
 			return fp(base, other, 1)
 		},
 		"validation split": func() string { c := base; c.ValidationSplit = 0.2; return fp(c, dir, 1) },
-		"normalize mean":   func() string { c := base; c.Normalize = &Normalize{Mean: 0.13, Std: DefaultStd}; return fp(c, dir, 1) },
-		"normalize std":    func() string { c := base; c.Normalize = &Normalize{Mean: DefaultMean, Std: 0.31}; return fp(c, dir, 1) },
-		"classes":          func() string { c := base; c.Classes = 11; return fp(c, dir, 1) },
+		"normalize mean": func() string {
+			c := base
+			c.Normalize = &Normalize{Mean: Channels{0.13}, Std: Channels{DefaultStd}}
+			return fp(c, dir, 1)
+		},
+		"normalize std": func() string {
+			c := base
+			c.Normalize = &Normalize{Mean: Channels{DefaultMean}, Std: Channels{0.31}}
+			return fp(c, dir, 1)
+		},
+		"classes": func() string { c := base; c.Classes = 11; return fp(c, dir, 1) },
 	}
 	seen := map[string]string{ref: "reference"}
 	for name, f := range changed {

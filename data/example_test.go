@@ -44,3 +44,22 @@ func ExampleSplit_Batch() {
 	// Output:
 	// 200 200
 }
+
+// An npy dataset: arrays written by numpy.save, here uint8 images [N, 3, 2, 2]
+// normalized per channel as torchvision's Normalize would.
+func ExampleLoad_npy() {
+	cfg := data.DefaultConfig()
+	cfg.Dataset = data.KindNPY
+	cfg.Train = &data.Arrays{X: "x_u1_4d.npy", Y: "y4_i8.npy"}
+	cfg.Test = &data.Arrays{X: "x_u1_4d.npy", Y: "y4_u1.npy"}
+	cfg.Normalize = &data.Normalize{Mean: data.Channels{0.5, 0.4, 0.3}, Std: data.Channels{0.2}}
+	ds, err := data.Load(cfg, "testdata/npy", 1)
+	if err != nil {
+		panic(err)
+	}
+	fmt.Println("sample shape", ds.Shape, "features", ds.Features, "train", ds.Train.N, "test", ds.Test.N, "labels below", ds.Classes)
+	fmt.Printf("first value %.4f\n", ds.Train.X[0]) // pixel 0 of channel 0: (0/255 - 0.5)/0.2
+	// Output:
+	// sample shape [3 2 2] features 12 train 4 test 4 labels below 4
+	// first value -2.5000
+}

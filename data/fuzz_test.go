@@ -1,7 +1,12 @@
 package data
 
 import (
+	"bytes"
+	"os"
+	"path/filepath"
 	"runtime"
+	"slices"
+	"strings"
 	"testing"
 )
 
@@ -59,6 +64,48 @@ func FuzzParseIDX(f *testing.F) {
 		}
 		if ierr == nil && lerr == nil {
 			t.Fatal("input accepted as both images and labels")
+		}
+	})
+}
+
+// FuzzParseNPY feeds arbitrary bytes to the .npy parser: it must never panic,
+// must return data consistent with the shape on success, must allocate at most a
+// copy of the input (big-endian or Fortran data is converted into one) plus the
+// bounded header, and what it accepts must survive EncodeNPY and a second parse.
+func FuzzParseNPY(f *testing.F) {
+	entries, err := os.ReadDir(filepath.Join("testdata", "npy"))
+	if err != nil {
+		f.Fatal(err)
+	}
+	for _, e := range entries {
+		if b, err := os.ReadFile(filepath.Join("testdata", "npy", e.Name())); err == nil && len(b) < 4096 {
+			f.Add(b)
+		}
+	}
+	f.Add([]byte(npyMagic + "\x01\x00\x10\x00{'descr':'<f4'}"))
+	f.Add([]byte(npyMagic + "\x02\x00\x30\x00\x00\x00{'descr':'>i8','fortran_order':True,'shape':(2,1,2)}" + strings.Repeat("\x01", 32)))
+	f.Fuzz(func(t *testing.T, in []byte) {
+		var a *NPY
+		var err error
+		limit := uint64(3*len(in)) + 256<<10
+		if n := allocatedBytes(func() { a, err = ParseNPY("f", in) }); n > limit {
+			t.Fatalf("ParseNPY allocated %d bytes for %d input bytes (limit %d)", n, len(in), limit)
+		}
+		if err != nil {
+			if !strings.HasPrefix(err.Error(), "f: ") {
+				t.Fatalf("error does not name the file: %v", err)
+			}
+			return
+		}
+		if len(a.Data) != a.Len()*a.Size || len(a.Shape) > maxNPYDims {
+			t.Fatalf("inconsistent result: %d bytes for %s %v", len(a.Data), a.Dtype(), a.Shape)
+		}
+		b, err := ParseNPY("g", EncodeNPY(a))
+		if err != nil {
+			t.Fatalf("EncodeNPY of an accepted array does not parse: %v", err)
+		}
+		if b.Kind != a.Kind || b.Size != a.Size || !slices.Equal(b.Shape, a.Shape) || !bytes.Equal(b.Data, a.Data) {
+			t.Fatalf("round trip changed %s %v into %s %v", a.Dtype(), a.Shape, b.Dtype(), b.Shape)
 		}
 	})
 }

@@ -37,10 +37,12 @@ func synthetic(features, classes, samples int, seed uint64) *Dataset {
 		}
 	}
 	nTrain := samples * 4 / 5
+	shape := []int{features}
 	return &Dataset{
-		Train:    &Split{X: x[: nTrain*features : nTrain*features], Y: labels[:nTrain:nTrain], N: nTrain, Features: features},
-		Test:     &Split{X: x[nTrain*features:], Y: labels[nTrain:], N: samples - nTrain, Features: features},
+		Train:    &Split{X: x[: nTrain*features : nTrain*features], Y: labels[:nTrain:nTrain], N: nTrain, Features: features, Shape: shape},
+		Test:     &Split{X: x[nTrain*features:], Y: labels[nTrain:], N: samples - nTrain, Features: features, Shape: shape},
 		Features: features,
 		Classes:  classes,
+		Shape:    shape,
 	}
 }

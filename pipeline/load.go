@@ -52,9 +52,10 @@ func RecipeEnv(environ []string) []string {
 
 // ReservedEnv are SHRINK_ variables that configure the tool, not the recipe.
 var ReservedEnv = map[string]bool{
-	"SHRINK_MNIST_DIR": true, "SHRINK_GEMM": true, "SHRINK_THREADS": true,
+	"SHRINK_MNIST_DIR": true, "SHRINK_FASHION_MNIST_DIR": true, "SHRINK_GEMM": true, "SHRINK_THREADS": true,
 	"SHRINK_CACHE_DIR": true, "SHRINK_LOG_FORMAT": true, "SHRINK_NO_PROGRESS": true,
-	"SHRINK_REQUIRE_S3": true, // the test suite's: fail rather than skip without an S3 server
+	// The test suite's: fail rather than skip without an S3 server, or Fashion-MNIST.
+	"SHRINK_REQUIRE_S3": true, "SHRINK_REQUIRE_FASHION": true,
 }
 
 // Recipe is a loaded, validated recipe: the resolved settings and the expanded
@@ -337,6 +338,15 @@ func (r *Recipe) Files() []NamedFile {
 		add("data.train_labels", d.TrainLabels)
 		add("data.test_images", d.TestImages)
 		add("data.test_labels", d.TestLabels)
+		for _, s := range []struct {
+			key string
+			a   *data.Arrays
+		}{{"data.train", d.Train}, {"data.test", d.Test}} {
+			if s.a != nil {
+				add(s.key+".x", s.a.X)
+				add(s.key+".y", s.a.Y)
+			}
+		}
 	}
 	seen := map[string]bool{}
 	for _, s := range r.Stages {
@@ -354,7 +364,7 @@ func (r *Recipe) Files() []NamedFile {
 
 // checkFiles reports the files the recipe names that are not there. The data
 // section's are checked by the data package, which knows that data.path is a
-// folder of four files.
+// folder of four files and where Fashion-MNIST is installed.
 func (r *Recipe) checkFiles() Diagnostics {
 	var diags Diagnostics
 	for _, f := range r.Files() {

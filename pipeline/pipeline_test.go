@@ -214,7 +214,8 @@ func TestCycleMessagesAreDeterministic(t *testing.T) {
 func TestOverridesLayerEnvThenSet(t *testing.T) {
 	src := "  train: {type: xform, epochs: 1}\n"
 	opt := Options{
-		Env:  []string{"SHRINK_STAGES__TRAIN__EPOCHS=2", "SHRINK_SEED=9", "PATH=/bin", "SHRINK_MNIST_DIR=/x"},
+		Env: []string{"SHRINK_STAGES__TRAIN__EPOCHS=2", "SHRINK_SEED=9", "PATH=/bin", "SHRINK_MNIST_DIR=/x",
+			"SHRINK_FASHION_MNIST_DIR=/y", "SHRINK_REQUIRE_FASHION=1", "SHRINK_REQUIRE_S3=1"},
 		Sets: []string{"stages.train.epochs=3"},
 	}
 	r, err := parse(t, src, opt)
@@ -337,6 +338,47 @@ func TestOverrideErrorsNameTheOverride(t *testing.T) {
 		_, err := parse(t, "  train: {type: xform}\n", tc.opt)
 		if err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%+v: %v, want %q", tc.opt, err, tc.want)
+		}
+	}
+}
+
+// The files of an npy data section are the recipe's files: listed by Files,
+// checked (at their keys' positions) before anything runs, and their keys'
+// shapes (a number or a list for normalize) validated by the schema.
+func TestNPYDataFiles(t *testing.T) {
+	dir := t.TempDir()
+	for _, f := range []string{"x.npy", "y.npy", "yt.npy"} {
+		os.WriteFile(filepath.Join(dir, f), nil, 0o644)
+	}
+	recipe := "version: 1\nname: t\nmodel: {arch: mlp, inputs: 32}\n" +
+		"data:\n  dataset: npy\n  train: {x: x.npy, y: y.npy}\n  test: {x: xt.npy, y: yt.npy}\n  normalize: {mean: [0.5, 0.5], std: 0.25}\n" +
+		"stages: {a: {type: xform}}\n"
+	path := filepath.Join(dir, "r.yaml")
+	os.WriteFile(path, []byte(recipe), 0o644)
+	_, err := Load(path, reg, Options{CheckFiles: true})
+	if err == nil || !strings.Contains(err.Error(), "r.yaml:7:13: data.test.x: "+filepath.Join(dir, "xt.npy")+": no such file") {
+		t.Fatalf("got %v", err)
+	}
+	r, err := Load(path, reg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var keys []string
+	for _, f := range r.Files() {
+		keys = append(keys, f.Key+"="+filepath.Base(f.Path))
+	}
+	if want := []string{"data.train.x=x.npy", "data.train.y=y.npy", "data.test.x=xt.npy", "data.test.y=yt.npy"}; !slices.Equal(keys, want) {
+		t.Fatalf("Files: %v; want %v", keys, want)
+	}
+	for _, tc := range []struct{ data, want string }{
+		{"{dataset: npy, train: {x: a, y: b}, test: {x: c, y: d}, normalize: {mean: [0.5, x], std: 1}}", "data.normalize.mean"},
+		{"{dataset: npy, train: {x: a, y: b}, test: {x: c, y: d}, normalize: {std: [1, 0]}}", "data.normalize.std"},
+		{"{dataset: npy, train: {x: a}, test: {x: c, y: d}}", "data.train.y: missing"},
+		{"{dataset: mnist, layout: rows}", "data.layout"},
+	} {
+		_, err := Parse("r.yaml", []byte("version: 1\nname: t\nmodel: {arch: mlp}\ndata: "+tc.data+"\nstages: {a: {type: xform}}\n"), reg, Options{})
+		if err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v; want %q", tc.data, err, tc.want)
 		}
 	}
 }

@@ -96,8 +96,13 @@ func DatasetBytes(r *pipeline.Recipe) int64 {
 	}
 	var values int64
 	switch d.Dataset {
-	case data.KindMNIST:
+	case data.KindMNIST, data.KindFashionMNIST:
 		values = 70000 * 784
+	case data.KindNPY:
+		// The headers tell the rows and their shape (every value becomes a float32).
+		if info, err := data.Peek(*d, r.Dir); err == nil {
+			values = int64(info.Train+info.Test) * int64(product(info.Shape))
+		}
 	case data.KindSynthetic:
 		values = int64(d.Samples) * int64(d.Features)
 	case data.KindIDX:
@@ -113,6 +118,14 @@ func DatasetBytes(r *pipeline.Recipe) int64 {
 		}
 	}
 	return int64(float64(values*4) * datasetOverhead)
+}
+
+func product(dims []int) int {
+	n := 1
+	for _, d := range dims {
+		n *= d
+	}
+	return n
 }
 
 // availableMemory reads MemAvailable from /proc/meminfo (Linux); elsewhere

@@ -1,6 +1,7 @@
 package runner
 
 import (
+	"path/filepath"
 	"testing"
 
 	"github.com/shrink-ml/shrink/arch"
@@ -60,5 +61,23 @@ func TestEstimatesForMNIST(t *testing.T) {
 	}
 	if got := DatasetBytes(r) >> 20; got != 523 {
 		t.Errorf("MNIST: %d MiB", got)
+	}
+}
+
+func TestDatasetBytesOfOtherSources(t *testing.T) {
+	fashion := data.DefaultConfig()
+	fashion.Dataset = data.KindFashionMNIST
+	mnist := data.DefaultConfig()
+	if a, b := DatasetBytes(&pipeline.Recipe{Data: &fashion}), DatasetBytes(&pipeline.Recipe{Data: &mnist}); a != b {
+		t.Errorf("Fashion-MNIST %d bytes, MNIST %d", a, b)
+	}
+	// Four samples of [3, 2, 2] float32 in each split, from the .npy headers.
+	npy := data.DefaultConfig()
+	npy.Dataset = data.KindNPY
+	npy.Train = &data.Arrays{X: "x_f4_4d.npy", Y: "y4_i8.npy"}
+	npy.Test = &data.Arrays{X: "x_u1_4d.npy", Y: "y4_i8.npy"}
+	r := &pipeline.Recipe{Data: &npy, Dir: filepath.Join("..", "data", "testdata", "npy")}
+	if got, want := DatasetBytes(r), int64(float64(2*4*12*4)*datasetOverhead); got != want {
+		t.Errorf("npy: %d bytes, want %d", got, want)
 	}
 }

@@ -27,7 +27,10 @@ func TestScripts(t *testing.T) {
 		Dir: "../../testdata/script",
 		Setup: func(env *testscript.Env) error {
 			env.Setenv("SHRINK_GEMM", os.Getenv("SHRINK_GEMM"))
-			return nil
+			// The .npy fixtures numpy wrote (data/testdata/npy/make_fixtures.py).
+			npy, err := filepath.Abs(filepath.Join("..", "..", "data", "testdata", "npy"))
+			env.Setenv("NPY", npy)
+			return err
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"json":     cmdJSON,
