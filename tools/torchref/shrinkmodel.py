@@ -26,7 +26,6 @@ testdata/layers/presets.json holds every preset's expansion for small sizes.
 """
 import torch
 import torch.nn as nn
-import torch.nn.functional as F
 
 # Per type: the keys a layer may carry besides name, type and from, with their defaults
 # (None: required).
