@@ -270,3 +270,26 @@ func minmax(x []float32) (lo, hi float32) {
 	}
 	return lo, hi
 }
+
+// BenchmarkOnnxruntimeMLP times the MLP in onnxruntime on one thread:
+// latency at batch 1, throughput at batch 256. One run.js call makes b.N
+// timed runs (after a warmup); ns/op is onnxruntime's mean per run, without
+// node's start-up.
+func BenchmarkOnnxruntimeMLP(b *testing.B) {
+	fc1, fc2 := mlp()
+	path := filepath.Join(b.TempDir(), "mlp.onnx")
+	if err := mlpModel(fc1, fc2).WriteFile(path); err != nil {
+		b.Fatal(err)
+	}
+	rt := ortest.Find(b)
+	r := rand.New(rand.NewPCG(13, 4))
+	for _, n := range []int{1, 256} {
+		x := &npy.Array{Shape: []int{n, fc1.in}, Data: randomInput(r, n, fc1.in)}
+		b.Run(fmt.Sprintf("batch%d", n), func(b *testing.B) {
+			res := rt.Run(b, path, map[string]*npy.Array{"input": x}, ortest.Options{Runs: b.N, Warmup: 10})
+			b.ReportMetric(res.Timing.MeanMS*1e6, "ns/op")
+			b.ReportMetric(res.Timing.MedianMS*1e3, "median-µs/run")
+			b.ReportMetric(res.Timing.ItemsPerSecond, "items/s")
+		})
+	}
+}
