@@ -198,7 +198,7 @@ func CheckErr(t testing.TB, model string) error {
 	t.Helper()
 	checker.once.Do(func() {
 		if b, err := exec.Command(Python, "-c", "import onnx").CombinedOutput(); err != nil {
-			checker.err = fmt.Errorf("%v: %s", err, strings.TrimSpace(string(b)))
+			checker.err = fmt.Errorf("%v: %s", err, pythonError(string(b)))
 		}
 	})
 	if checker.err != nil {
