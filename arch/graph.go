@@ -129,8 +129,14 @@ func (s Spec) InputsKey() string {
 // the other networks' input shape, from one sample's shape as the data gives
 // it. Networks that do not start with a convolution see images flattened
 // (MNIST's [1, 28, 28] becomes [784]), as the model section's doc says.
+//
+// Without a sample shape (no data section), an mlp keeps the 784 inputs it
+// has always defaulted to.
 func (s *Spec) Resolve(sample Shape) {
 	if len(sample) == 0 {
+		if s.Arch == MLP && s.Inputs == 0 {
+			s.Inputs = 784
+		}
 		return
 	}
 	switch s.Arch {

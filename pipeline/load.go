@@ -267,10 +267,35 @@ func (r *Recipe) decodeSections(tree map[string]any, bad map[string]bool) Diagno
 		}
 		r.Data = &cfg
 	}
-	if len(diags) == 0 && !bad["model"] && !bad["data"] {
-		diags = append(diags, r.checkDataFitsModel()...)
+	if _, ok := tree["model"].(map[string]any); ok && len(diags) == 0 && !bad["model"] && !bad["data"] {
+		r.Model.Resolve(r.sampleShape())
+		if r.Model.ONNX == "" {
+			if _, err := r.Model.Graph(); err != nil {
+				diags = append(diags, r.fieldDiags("model", config.AsErrors(err))...)
+			}
+		}
+		if len(diags) == 0 {
+			diags = append(diags, r.checkDataFitsModel()...)
+		}
 	}
 	return diags
+}
+
+// sampleShape is one sample's shape as the data gives it: from the data
+// section alone, or from the files' headers (idx, npy); nil when neither
+// tells (no data section, or files that cannot be read, which are reported
+// on their own).
+func (r *Recipe) sampleShape() arch.Shape {
+	if r.Data == nil {
+		return nil
+	}
+	if s := r.Data.KnownShape(); s != nil {
+		return s
+	}
+	if info, err := data.Peek(*r.Data, r.Dir); err == nil {
+		return info.Shape
+	}
+	return nil
 }
 
 // checkDataFitsModel catches a data section the model cannot take: a different
