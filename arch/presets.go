@@ -53,9 +53,9 @@ func resnetLayers(s Spec) []LayerSpec {
 	out := []LayerSpec{
 		conv3("conv1", s.Width, 1),
 		NewLayer("bn1", "batchnorm2d", nil),
-		NewLayer("relu", "relu", nil),
+		NewLayer("relu1", "relu", nil),
 	}
-	prev, width := "relu", s.Width
+	prev, width := "relu1", s.Width
 	for stage := 1; stage <= 3; stage++ {
 		w := s.Width << (stage - 1)
 		for b := 0; b < n; b++ {
@@ -67,7 +67,7 @@ func resnetLayers(s Spec) []LayerSpec {
 			out = append(out,
 				conv3(p+".conv1", w, stride, prev),
 				NewLayer(p+".bn1", "batchnorm2d", nil),
-				NewLayer(p+".relu1", "relu", nil),
+				NewLayer("", "relu", nil),
 				conv3(p+".conv2", w, 1),
 				NewLayer(p+".bn2", "batchnorm2d", nil),
 			)
@@ -87,8 +87,8 @@ func resnetLayers(s Spec) []LayerSpec {
 		}
 	}
 	return append(out,
-		NewLayer("avgpool", "adaptive_avgpool2d", nil),
-		NewLayer("flatten", "flatten", nil),
+		NewLayer("", "adaptive_avgpool2d", nil),
+		NewLayer("", "flatten", nil),
 		NewLayer("fc", "linear", keys{"out": s.Classes}),
 	)
 }
@@ -98,7 +98,7 @@ func resnetLayers(s Spec) []LayerSpec {
 func lstmLayers(s Spec) []LayerSpec {
 	return []LayerSpec{
 		NewLayer("lstm", "lstm", keys{"hidden": s.Hidden[0], "num_layers": s.NumLayers}),
-		NewLayer("last", "last", nil),
+		NewLayer("", "last", nil),
 		NewLayer("fc", "linear", keys{"out": s.Classes}),
 	}
 }
