@@ -329,7 +329,7 @@ type bnParamGradOp struct {
 	out   *tensor.Dense
 }
 
-func (o *bnParamGradOp) Arity() int     { return 1 }
+func (o *bnParamGradOp) Arity() int   { return 1 }
 func (o *bnParamGradOp) Type() hmType { return op.Fn(o.dims, 1) }
 func (o *bnParamGradOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 	return tensor.Shape{op.ShapeOf(in[0])[1]}, nil

@@ -144,7 +144,7 @@ type conv2dOp struct {
 	out  *tensor.Dense
 }
 
-func (o *conv2dOp) Arity() int     { return 2 }
+func (o *conv2dOp) Arity() int   { return 2 }
 func (o *conv2dOp) Type() hmType { return op.Fn(4, 4, 4) }
 func (o *conv2dOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 	x, w := op.ShapeOf(in[0]), op.ShapeOf(in[1])
@@ -368,7 +368,7 @@ type channelsOuterOp struct {
 	out *tensor.Dense
 }
 
-func (o *channelsOuterOp) Arity() int     { return 1 }
+func (o *channelsOuterOp) Arity() int   { return 1 }
 func (o *channelsOuterOp) Type() hmType { return op.Fn(4, 2) }
 func (o *channelsOuterOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 	s := op.ShapeOf(in[0])
@@ -390,7 +390,7 @@ type convGradWOp struct {
 	out *tensor.Dense
 }
 
-func (o *convGradWOp) Arity() int     { return 2 }
+func (o *convGradWOp) Arity() int   { return 2 }
 func (o *convGradWOp) Type() hmType { return op.Fn(2, 4, 4) }
 func (o *convGradWOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 	return op.ShapeOf(in[1]).Clone(), nil
@@ -418,7 +418,7 @@ type convGradXOp struct {
 	out   *tensor.Dense
 }
 
-func (o *convGradXOp) Arity() int     { return 3 }
+func (o *convGradXOp) Arity() int   { return 3 }
 func (o *convGradXOp) Type() hmType { return op.Fn(2, 4, 4, 4) }
 func (o *convGradXOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 	return op.ShapeOf(in[1]).Clone(), nil
@@ -446,7 +446,7 @@ type channelBiasOp struct {
 	out *tensor.Dense
 }
 
-func (o *channelBiasOp) Arity() int     { return 2 }
+func (o *channelBiasOp) Arity() int   { return 2 }
 func (o *channelBiasOp) Type() hmType { return op.Fn(4, 1, 4) }
 func (o *channelBiasOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 	return op.ShapeOf(in[0]).Clone(), nil
@@ -476,7 +476,7 @@ type channelSumOp struct {
 	out *tensor.Dense
 }
 
-func (o *channelSumOp) Arity() int     { return 1 }
+func (o *channelSumOp) Arity() int   { return 1 }
 func (o *channelSumOp) Type() hmType { return op.Fn(4, 1) }
 func (o *channelSumOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 	return tensor.Shape{op.ShapeOf(in[0])[1]}, nil

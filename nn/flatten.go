@@ -48,7 +48,7 @@ type reshapeOp struct {
 	out      *tensor.Dense
 }
 
-func (o *reshapeOp) Arity() int     { return 1 }
+func (o *reshapeOp) Arity() int   { return 1 }
 func (o *reshapeOp) Type() hmType { return op.Fn(len(o.from), len(o.to)) }
 func (o *reshapeOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 	if op.ShapeOf(in[0]).TotalSize() != o.to.TotalSize() {

@@ -194,7 +194,7 @@ type linearGradXOp struct {
 	out *tensor.Dense
 }
 
-func (o *linearGradXOp) Arity() int     { return 2 }
+func (o *linearGradXOp) Arity() int   { return 2 }
 func (o *linearGradXOp) Type() hmType { return op.Fn(2, 2, 2) }
 func (o *linearGradXOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 	return tensor.Shape{op.ShapeOf(in[0])[0], op.ShapeOf(in[1])[1]}, nil
@@ -213,7 +213,7 @@ type linearGradWOp struct {
 	out *tensor.Dense
 }
 
-func (o *linearGradWOp) Arity() int     { return 2 }
+func (o *linearGradWOp) Arity() int   { return 2 }
 func (o *linearGradWOp) Type() hmType { return op.Fn(2, 2, 2) }
 func (o *linearGradWOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 	return tensor.Shape{op.ShapeOf(in[0])[1], op.ShapeOf(in[1])[1]}, nil
@@ -232,7 +232,7 @@ type rowSumOp struct {
 	out *tensor.Dense
 }
 
-func (o *rowSumOp) Arity() int     { return 1 }
+func (o *rowSumOp) Arity() int   { return 1 }
 func (o *rowSumOp) Type() hmType { return op.Fn(2, 1) }
 func (o *rowSumOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 	return tensor.Shape{op.ShapeOf(in[0])[1]}, nil

@@ -199,7 +199,7 @@ type sliceOp struct {
 	out                    *tensor.Dense
 }
 
-func (o *sliceOp) Arity() int     { return 1 }
+func (o *sliceOp) Arity() int   { return 1 }
 func (o *sliceOp) Type() hmType { return op.Fn(o.dims, o.dims) }
 func (o *sliceOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 	s := op.ShapeOf(in[0]).Clone()

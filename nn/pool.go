@@ -113,7 +113,7 @@ type maxPoolOp struct {
 	out   *tensor.Dense
 }
 
-func (o *maxPoolOp) Arity() int     { return 1 }
+func (o *maxPoolOp) Arity() int   { return 1 }
 func (o *maxPoolOp) Type() hmType { return op.Fn(4, 4) }
 func (o *maxPoolOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 	return poolShape(&o.p, in[0])
@@ -201,7 +201,7 @@ type maxPoolGradOp struct {
 	out *tensor.Dense
 }
 
-func (o *maxPoolGradOp) Arity() int     { return 2 }
+func (o *maxPoolGradOp) Arity() int   { return 2 }
 func (o *maxPoolGradOp) Type() hmType { return op.Fn(4, 4, 4) }
 func (o *maxPoolGradOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 	return op.ShapeOf(in[0]).Clone(), nil
@@ -224,7 +224,7 @@ type avgPoolOp struct {
 	out *tensor.Dense
 }
 
-func (o *avgPoolOp) Arity() int     { return 1 }
+func (o *avgPoolOp) Arity() int   { return 1 }
 func (o *avgPoolOp) Type() hmType { return op.Fn(4, 4) }
 func (o *avgPoolOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 	return poolShape(&o.p, in[0])
@@ -268,7 +268,7 @@ type avgPoolGradOp struct {
 	out *tensor.Dense
 }
 
-func (o *avgPoolGradOp) Arity() int     { return 2 }
+func (o *avgPoolGradOp) Arity() int   { return 2 }
 func (o *avgPoolGradOp) Type() hmType { return op.Fn(4, 4, 4) }
 func (o *avgPoolGradOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 	return op.ShapeOf(in[0]).Clone(), nil
@@ -325,7 +325,7 @@ type globalAvgOp struct {
 	out *tensor.Dense
 }
 
-func (o *globalAvgOp) Arity() int     { return 1 }
+func (o *globalAvgOp) Arity() int   { return 1 }
 func (o *globalAvgOp) Type() hmType { return op.Fn(4, 4) }
 func (o *globalAvgOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 	s := op.ShapeOf(in[0])
@@ -357,7 +357,7 @@ type globalAvgGradOp struct {
 	out *tensor.Dense
 }
 
-func (o *globalAvgGradOp) Arity() int     { return 2 }
+func (o *globalAvgGradOp) Arity() int   { return 2 }
 func (o *globalAvgGradOp) Type() hmType { return op.Fn(4, 4, 4) }
 func (o *globalAvgGradOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 	return op.ShapeOf(in[0]).Clone(), nil

@@ -36,7 +36,7 @@ type reluOp struct {
 	out  *tensor.Dense
 }
 
-func (o *reluOp) Arity() int     { return 1 }
+func (o *reluOp) Arity() int   { return 1 }
 func (o *reluOp) Type() hmType { return op.Fn(o.dims, o.dims) }
 func (o *reluOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 	return op.ShapeOf(in[0]).Clone(), nil
@@ -62,7 +62,7 @@ type reluGradOp struct {
 	out  *tensor.Dense
 }
 
-func (o *reluGradOp) Arity() int     { return 2 }
+func (o *reluGradOp) Arity() int   { return 2 }
 func (o *reluGradOp) Type() hmType { return op.Fn(o.dims, o.dims, o.dims) }
 func (o *reluGradOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 	return op.ShapeOf(in[0]).Clone(), nil
