@@ -48,6 +48,9 @@ type Options struct {
 	Runs    int    // timed runs after the first (0: no timing)
 	Warmup  int    // untimed runs before the timed ones (run.js's default: 1)
 	Opt     string // graph optimization level: disabled, basic, extended, all (default)
+	// Optimized, when set, is where onnxruntime writes the graph it runs
+	// after its optimizations: which fusions happened, which kernels run.
+	Optimized string
 }
 
 // Timing is run.js's report of the timed runs: milliseconds per run, and
@@ -146,6 +149,9 @@ func (r *Runtime) run(dir, model string, inputs map[string]*npy.Array, o Options
 	}
 	if o.Opt != "" {
 		args = append(args, "--opt", o.Opt)
+	}
+	if o.Optimized != "" {
+		args = append(args, "--optimized", o.Optimized)
 	}
 	i := 0
 	for name, a := range inputs {

@@ -6,6 +6,7 @@
 //
 //   node run.js MODEL.onnx --input NAME=FILE.npy [--input ...] [--out DIR]
 //               [--runs N] [--warmup N] [--threads N] [--opt LEVEL]
+//               [--optimized FILE]
 //
 // --out DIR     write output NAME to DIR/NAME.npy (characters other than
 //               [A-Za-z0-9._-] become _; the JSON gives each file)
@@ -15,6 +16,8 @@
 //               per second. Latency: feed batch 1. Throughput: feed a batch.
 // --threads N   intra-op threads (default 0: onnxruntime's choice, one per core)
 // --opt LEVEL   graph optimization: disabled, basic, extended or all (default)
+// --optimized FILE  also write the graph onnxruntime runs after its
+//               optimizations (its fusions show which kernels run)
 //
 // npy dtypes: float32, float64, int8, uint8, int32, int64, bool.
 'use strict';
@@ -29,7 +32,7 @@ function fail(msg) {
 }
 
 function parseArgs(argv) {
-  const a = { model: null, inputs: [], out: null, runs: 0, warmup: null, threads: 0, opt: 'all' };
+  const a = { model: null, inputs: [], out: null, runs: 0, warmup: null, threads: 0, opt: 'all', optimized: null };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const value = () => {
@@ -54,6 +57,7 @@ function parseArgs(argv) {
       case '--warmup': a.warmup = count('--warmup'); break;
       case '--threads': a.threads = count('--threads'); break;
       case '--opt': a.opt = value(); break;
+      case '--optimized': a.optimized = value(); break;
       case '-h': case '--help':
         process.stdout.write(fs.readFileSync(__filename, 'utf8').split('\n').filter((l) => l.startsWith('//')).map((l) => l.slice(3)).join('\n') + '\n');
         process.exit(0);
@@ -135,6 +139,7 @@ async function main() {
   const a = parseArgs(process.argv.slice(2));
   const opts = { graphOptimizationLevel: a.opt, executionMode: 'sequential', interOpNumThreads: 1, logSeverityLevel: 3 };
   if (a.threads > 0) opts.intraOpNumThreads = a.threads;
+  if (a.optimized) opts.optimizedModelFilePath = a.optimized;
   let session;
   try {
     session = await ort.InferenceSession.create(a.model, opts);
