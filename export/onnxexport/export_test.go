@@ -1,7 +1,10 @@
 package onnxexport
 
 import (
+	"github.com/shrink-ml/shrink/onnx"
 	"math/rand/v2"
+	"slices"
+	"strings"
 	"testing"
 
 	"github.com/shrink-ml/shrink/arch"
@@ -225,6 +228,54 @@ func TestQuantizedInOnnxruntime(t *testing.T) {
 					for _, n := range res.Notes {
 						t.Log("note: " + n)
 					}
+				}
+			}
+		})
+	}
+}
+
+// With Int4, weights and inputs of 4 bits and fewer are INT4 tensors
+// (opset 21) that onnxruntime runs to shrink's logits, dynamic layers
+// included (through DequantizeLinear: the integer operators read INT8), and
+// the notes say so.
+func TestInt4InOnnxruntime(t *testing.T) {
+	for _, mode := range []string{"static", "dynamic"} {
+		t.Run(mode, func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(5, 6))
+			m := model.MustNew(mlp, rng)
+			inputs := a4asym
+			if mode == "dynamic" {
+				inputs = act8
+			}
+			quantize(t, m, qspec{w4sym, inputs, mode}, split(m.Spec, 64, 7))
+			override("fc3", w2asym)(t, m, rng)
+			m = saved(t, m)
+			s := split(m.Spec, 200, 8)
+			for _, level := range []string{"all", "disabled"} {
+				want, got, res := runExport(t, m, s, Options{Int4: true}, ortest.Options{Opt: level})
+				if v := res.Model.Opset(""); v != OpsetInt4 {
+					t.Fatalf("opset %d, want %d", v, OpsetInt4)
+				}
+				int4 := 0
+				for _, x := range res.Model.Graph.Initializers {
+					if x.Type == onnx.TypeInt4 {
+						int4++
+					}
+				}
+				want4 := 6 // each layer's weight and zero point
+				if mode == "static" {
+					want4 += 3 // and its input's zero point
+				}
+				if int4 != want4 {
+					t.Errorf("%d INT4 initializers, want %d", int4, want4)
+				}
+				ag := compare(want, got, m.Spec.Classes)
+				t.Logf("%s: argmax %.4f, median |diff| %.2g, max %.2g", level, ag.argmax, ag.median, ag.max)
+				if ag.argmax < 0.995 || ag.median > 2e-3 {
+					t.Errorf("optimization %s: argmax agreement %.4f, median |diff| %.3g", level, ag.argmax, ag.median)
+				}
+				if !slices.ContainsFunc(res.Notes, func(n string) bool { return strings.Contains(n, "fc1: 4-bit weights stored as INT4") }) {
+					t.Errorf("no note on fc1's INT4 weights: %q", res.Notes)
 				}
 			}
 		})

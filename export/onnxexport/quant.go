@@ -243,10 +243,12 @@ func (b *builder) dynamicQDQ(l *model.Layer, x string) string {
 // onnxruntime's DynamicQuantizeLinear computes (8-bit asymmetric inputs:
 // UINT8 with a zero point) and its first weight fits MatMulInteger (any
 // INT8 weight) or ConvInteger (UINT8 weights with one zero point, so
-// asymmetric per-channel weights do not).
+// asymmetric per-channel weights do not). Weights Options.Int4 stores as
+// INT4 go through DequantizeLinear instead, since those operators read
+// 8-bit integers only.
 func (b *builder) integerDynamic(l *model.Layer) bool {
 	spec := l.Input.Spec
-	if spec.Bits != 8 || spec.Scheme != quant.Asymmetric || l.Quant == nil {
+	if spec.Bits != 8 || spec.Scheme != quant.Asymmetric || l.Quant == nil || (b.opt.Int4 && l.Quant.Bits <= 4) {
 		return false
 	}
 	if l.Type == "conv2d" {
