@@ -186,7 +186,7 @@ func (s Spec) Graph() (*Graph, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
-	if s.ONNX != "" {
+	if s.ONNX != "" && !s.Imported() {
 		return nil, config.Errorf("onnx", "the ONNX file has not been imported yet")
 	}
 	list, err := s.List()

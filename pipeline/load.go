@@ -19,6 +19,7 @@ import (
 	"github.com/shrink-ml/shrink/arch"
 	"github.com/shrink-ml/shrink/config"
 	"github.com/shrink-ml/shrink/data"
+	"github.com/shrink-ml/shrink/onnx/onnximport"
 )
 
 // Options are the layers over the recipe file.
@@ -258,6 +259,9 @@ func (r *Recipe) decodeSections(tree map[string]any, bad map[string]bool) Diagno
 		if spec.Checkpoint != "" {
 			spec.Checkpoint = r.Path(spec.Checkpoint)
 		}
+		if spec.ONNX != "" {
+			spec.ONNX = r.Path(spec.ONNX)
+		}
 		r.Model = *spec
 	}
 	if m, ok := tree["data"].(map[string]any); ok && !bad["data"] {
@@ -269,7 +273,10 @@ func (r *Recipe) decodeSections(tree map[string]any, bad map[string]bool) Diagno
 	}
 	if _, ok := tree["model"].(map[string]any); ok && len(diags) == 0 && !bad["model"] && !bad["data"] {
 		r.Model.Resolve(r.sampleShape())
-		if r.Model.ONNX == "" {
+		if r.Model.ONNX != "" {
+			diags = append(diags, r.importONNX(tree["model"].(map[string]any))...)
+		}
+		if r.Model.ONNX == "" || r.Model.Imported() {
 			if _, err := r.Model.Graph(); err != nil {
 				diags = append(diags, r.fieldDiags("model", config.AsErrors(err))...)
 			}
@@ -278,6 +285,32 @@ func (r *Recipe) decodeSections(tree map[string]any, bad map[string]bool) Diagno
 			diags = append(diags, r.checkDataFitsModel()...)
 		}
 	}
+	return diags
+}
+
+// importONNX reads the network of `model: {onnx: FILE}` into the model
+// section: its layers, input shape and classes, which the recipe's own
+// classes and input must match when it gives them. A missing file is left
+// for checkFiles to report (or, with CheckFiles off, for the machine that
+// runs the recipe).
+func (r *Recipe) importONNX(section map[string]any) Diagnostics {
+	if _, err := os.Stat(r.Model.ONNX); err != nil {
+		return nil
+	}
+	res, err := onnximport.ReadFile(r.Model.ONNX)
+	if err != nil {
+		return Diagnostics{{r.pos.ofValue("model.onnx"), label("model.onnx") + err.Error()}}
+	}
+	var diags Diagnostics
+	if _, set := section["classes"]; set && r.Model.Classes != res.Spec.Classes {
+		diags = append(diags, Diagnostic{r.pos.ofValue("model.classes"), fmt.Sprintf(
+			"%sthe ONNX model outputs %d logits, not %d: set classes to %d or drop it", label("model.classes"), res.Spec.Classes, r.Model.Classes, res.Spec.Classes)})
+	}
+	if _, set := section["input"]; set && !slices.Equal(r.Model.Input, res.Spec.Input) {
+		diags = append(diags, Diagnostic{r.pos.ofValue("model.input"), fmt.Sprintf(
+			"%sthe ONNX model takes samples of shape %v, not %v: drop input (the file defines it)", label("model.input"), res.Spec.Input, r.Model.Input)})
+	}
+	r.Model.SetImported(res.Spec.Layers, res.Spec.Input, res.Spec.Classes)
 	return diags
 }
 
@@ -357,6 +390,7 @@ func (r *Recipe) Files() []NamedFile {
 		}
 	}
 	add("model.checkpoint", r.Model.Checkpoint)
+	add("model.onnx", r.Model.ONNX)
 	if d := r.Data; d != nil {
 		add("data.path", d.Path)
 		add("data.train_images", d.TrainImages)
