@@ -49,7 +49,7 @@ func TestJSONRoundTrip(t *testing.T) {
 		`{arch: lenet5, classes: 10}`,
 		`{arch: resnet, depth: 14, width: 8, input: [3, 32, 32], classes: 10}`,
 		`{arch: lstm, hidden: 32, num_layers: 2, input: [28, 28], classes: 10}`,
-		`{input: [1, 8, 8], classes: 4, layers: [
+		`{input: [2, 8, 8], classes: 4, layers: [
 			{name: c1, type: conv2d, out: 6, kernel: [3, 1], stride: 2, padding: [1, 0], groups: 2, bias: false},
 			{name: b1, type: batchnorm2d, eps: 0.001, momentum: 0.3, affine: false},
 			{type: relu}, {name: skip, type: maxpool2d, kernel: 2, padding: 1},
