@@ -138,8 +138,11 @@ func Parse(file string, src []byte, reg Registry, opt Options) (*Recipe, error) 
 	diags = append(diags, r.buildStages(reg, tree, bad)...)
 	if len(diags) == 0 {
 		// Only on a sound recipe: a model section with errors would make every
-		// layer name look wrong.
-		diags = r.checkModels()
+		// layer name look wrong. An ONNX file that is not there (yet) leaves
+		// the network unknown: checkFiles says so when it should be.
+		if r.Model.ONNX == "" || r.Model.Imported() {
+			diags = r.checkModels()
+		}
 		if opt.CheckFiles {
 			diags = append(diags, r.checkFiles()...)
 		}
@@ -283,7 +286,7 @@ func (r *Recipe) decodeSections(tree map[string]any, bad map[string]bool) Diagno
 				diags = append(diags, r.fieldDiags("model", config.AsErrors(err))...)
 			}
 		}
-		if len(diags) == 0 {
+		if len(diags) == 0 && (r.Model.ONNX == "" || r.Model.Imported()) {
 			diags = append(diags, r.checkDataFitsModel()...)
 		}
 	}

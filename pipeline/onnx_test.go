@@ -49,7 +49,7 @@ func TestONNXModelSection(t *testing.T) {
 		{name: "imports", model: "{onnx: net.onnx}", stages: "  a: {type: xform}\n"},
 		{name: "classes agree", model: "{onnx: net.onnx, classes: 3}", stages: "  a: {type: xform}\n"},
 		{name: "classes differ", model: "{onnx: net.onnx, classes: 10}", stages: "  a: {type: xform}\n",
-			want: []string{"r.yaml:4:", "model.classes: the ONNX model outputs 3 logits, not 10"}},
+			want: []string{"r.yaml:3:", "model.classes: the ONNX model outputs 3 logits, not 10"}},
 		{name: "input differs", model: "{onnx: net.onnx, input: [7]}", stages: "  a: {type: xform}\n",
 			want: []string{"model.input: the ONNX model takes samples of shape [6], not [7]"}},
 		{name: "unsupported operator", model: "{onnx: net.onnx}", stages: "  a: {type: xform}\n", bad: true,
