@@ -229,14 +229,14 @@ var checker struct {
 // missing.
 func CheckErr(t testing.TB, model string) error {
 	t.Helper()
-	if err := checkerReady(); err != nil {
+	if err := CheckerReady(); err != nil {
 		missing(t, err.Error())
 	}
 	return CheckFile(model)
 }
 
-// checkerReady says whether python3-onnx can be imported.
-func checkerReady() error {
+// CheckerReady says whether python3-onnx can be imported.
+func CheckerReady() error {
 	checker.once.Do(func() {
 		if b, err := exec.Command(Python, "-c", "import onnx").CombinedOutput(); err != nil {
 			checker.err = fmt.Errorf("%v: %s", err, pythonError(string(b)))
@@ -250,7 +250,7 @@ func checkerReady() error {
 
 // CheckFile runs ONNX's checker (full_check) on a model file outside a test.
 func CheckFile(model string) error {
-	if err := checkerReady(); err != nil {
+	if err := CheckerReady(); err != nil {
 		return err
 	}
 	cmd := exec.Command(Python, "-c", "import sys, onnx; onnx.checker.check_model(sys.argv[1], full_check=True)", model)

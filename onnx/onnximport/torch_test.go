@@ -214,3 +214,57 @@ func TestTorchLSTM(t *testing.T) {
 	}
 	matchesTorch(t, "lstm2", m, fashionTest(t, data.LayoutSequence), fixtures(t)["lstm2"])
 }
+
+// The small fixtures of package onnx (onnx/testdata/torch, gen.py): a conv
+// net with a folded batch norm, max pooling and Flatten, and a one-layer LSTM
+// classifier reading h_n[-1]; each imports to PyTorch's output on its input.
+func TestTorchSmallFixtures(t *testing.T) {
+	for _, name := range []string{"convnet", "lstm"} {
+		t.Run(name, func(t *testing.T) {
+			dir := filepath.Join("..", "testdata", "torch")
+			res, err := onnximport.ReadFile(filepath.Join(dir, name+".onnx"))
+			if name == "lstm" {
+				if _, ok := arch.LayerTypeOf("lstm"); !ok {
+					if err == nil || !strings.Contains(err.Error(), "node /lstm/LSTM (LSTM)") {
+						t.Fatalf("import without an lstm layer type: %v", err)
+					}
+					return
+				}
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := model.FromFile(res.Weights, &res.Spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			in, err := npy.ReadFile(filepath.Join(dir, name+"_input.npy"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := npy.ReadFile(filepath.Join(dir, name+"_output.npy"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			s := &data.Split{X: in.Data.([]float32), N: in.Shape[0], Features: in.Len() / in.Shape[0], Shape: in.Shape[1:], Y: make([]int32, in.Shape[0])}
+			got, err := model.Logits(context.Background(), m, s, s.N)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, w := range want.Data.([]float32) {
+				if d := math.Abs(float64(got[i] - w)); d > 1e-5*max(1, math.Abs(float64(w))) {
+					t.Errorf("logit %d: %g, PyTorch %g", i, got[i], w)
+				}
+			}
+			t.Logf("layers: %v", layerSummary(res.Spec))
+		})
+	}
+}
+
+func layerSummary(s arch.Spec) []string {
+	var out []string
+	for _, l := range s.Layers {
+		out = append(out, l.Name+":"+l.Type)
+	}
+	return out
+}
