@@ -80,16 +80,21 @@ func scriptCondition(cond string) (bool, error) {
 }
 
 // cmdORTCheck exports every checkpoint of a run to ONNX and checks it in
-// onnxruntime against shrink's logits (internal/ortcheck): ortcheck RECIPE
-// RUNDIR.
+// onnxruntime against shrink's logits (internal/ortcheck): ortcheck
+// [-float-bias] RECIPE RUNDIR.
 func cmdORTCheck(ts *testscript.TestScript, neg bool, args []string) {
+	var o ortcheck.Options
+	if len(args) > 0 && args[0] == "-float-bias" {
+		o.FloatBias, args = true, args[1:]
+	}
 	if len(args) != 2 {
-		ts.Fatalf("usage: ortcheck RECIPE RUNDIR")
+		ts.Fatalf("usage: ortcheck [-float-bias] RECIPE RUNDIR")
 	}
 	recipe, err := pipeline.Load(ts.MkAbs(args[0]), stages.Default, pipeline.Options{CheckFiles: true})
 	ts.Check(err)
 	var log strings.Builder
-	rows, ok, err := ortcheck.Run(recipe, ts.MkAbs(args[1]), ortcheck.Options{Log: &log})
+	o.Log = &log
+	rows, ok, err := ortcheck.Run(recipe, ts.MkAbs(args[1]), o)
 	ts.Check(err)
 	ts.Logf("%s", log.String())
 	if ok == neg {

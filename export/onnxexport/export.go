@@ -59,6 +59,13 @@ type Options struct {
 	// 21 and IR 10, which onnxruntime 1.17+ reads and ONNX 1.12's checker
 	// does not.
 	Int4 bool
+	// FloatBias adds every statically quantized layer's bias with its own
+	// Add, so that onnxruntime cannot round it to INT32 (which it does to a
+	// Conv's or Gemm's bias input when it runs the layer as an integer
+	// kernel): its logits then match shrink's to float32 rounding at every
+	// optimization level, but those layers run in float on dequantized
+	// weights.
+	FloatBias bool
 	// Metadata is the checkpoint's metadata: its stage, recipe_sha256 and
 	// compression become shrink.stage, shrink.recipe_sha256 and
 	// shrink.compression in the model's metadata_props.

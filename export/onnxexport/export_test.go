@@ -281,3 +281,27 @@ func TestInt4InOnnxruntime(t *testing.T) {
 		})
 	}
 }
+
+// With FloatBias, onnxruntime has no bias to round: at its full
+// optimization a quantized ResNet's logits are shrink's to float rounding in
+// almost every output (the integer kernels it still runs are exact), where
+// the default form lets it round the biases of its QLinearConv layers.
+func TestFloatBiasInOnnxruntime(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	m := model.MustNew(resnet, rng)
+	trainedBN(m, rng)
+	quantize(t, m, qspec{int8sym, act8, "static"}, split(m.Spec, 64, 7))
+	m = saved(t, m)
+	s := split(m.Spec, 200, 8)
+	want, got, res := runExport(t, m, s, Options{FloatBias: true}, ortest.Options{})
+	ag := compare(want, got, m.Spec.Classes)
+	t.Logf("argmax %.4f, median |diff| %.2g, max %.2g (largest logit %.3g)", ag.argmax, ag.median, ag.max, ag.peak)
+	if ag.argmax != 1 || ag.median > 1e-6 {
+		t.Errorf("argmax agreement %.4f, median |diff| %.3g: want exact to float rounding", ag.argmax, ag.median)
+	}
+	for _, n := range res.Model.Graph.Nodes {
+		if (n.OpType == "Conv" || n.OpType == "Gemm") && len(n.Inputs) > 2 {
+			t.Errorf("node %s has a bias input", n.Name)
+		}
+	}
+}

@@ -37,7 +37,7 @@ func (b *builder) linear(l *model.Layer, x, out string) (string, error) {
 		if last {
 			o = out
 		}
-		if !matmul && (bias == "" || !biasApart(l)) {
+		if !matmul && (bias == "" || !b.biasApart(l)) {
 			ins := []string{x, wv}
 			if bias != "" {
 				ins = append(ins, bias)
@@ -88,7 +88,7 @@ func (b *builder) conv(l *model.Layer, x, out string) (string, error) {
 		if last {
 			o = out
 		}
-		if bias != "" && biasApart(l) {
+		if bias != "" && b.biasApart(l) {
 			x = b.node(s, "Conv", ins, "", convAttrs(c, w.Shape, i)...)
 			shape := b.init(onnx.Int64Tensor(l.Name+".bias_shape", []int64{3}, []int64{int64(c.Out), 1, 1}))
 			x = b.node(s, "Add", []string{x, b.node(s, "Reshape", []string{bias, shape}, "")}, o)
@@ -102,15 +102,47 @@ func (b *builder) conv(l *model.Layer, x, out string) (string, error) {
 	return x, nil
 }
 
-// biasApart reports whether the layer's bias is added by its own Add node
-// rather than as the Gemm's or Conv's bias input: for inputs quantized
-// statically to fewer than 8 bits. onnxruntime rounds the bias input of a
-// Conv or Gemm that reads DequantizeLinear outputs to INT32 in units of
-// input scale x weight scale (its BiasQuantization transformer, at every
-// optimization level but disabled), which the coarse scale of such inputs
-// turns into visible errors; its integer kernels are 8-bit anyway.
-func biasApart(l *model.Layer) bool {
-	return l.Input != nil && l.Input.Mode == "static" && l.Input.Spec.Bits < 8
+// biasApart reports whether a layer's bias is added by its own Add node
+// rather than as the Gemm's or Conv's bias input. onnxruntime rounds the
+// bias input of a Conv or Gemm that reads DequantizeLinear outputs to INT32
+// in units of input scale x weight scale when it loads the model (its
+// BiasQuantization transformer, at every optimization level but disabled),
+// which shrink's float bias never was. That rounding buys speed only where
+// onnxruntime then runs the layer as an integer kernel: where its output
+// goes, through ReLU, max pooling or flatten, into the next layer's 8-bit
+// static quantization alone (QLinearConv, QGemm), as onnxruntime's own
+// quantizer rounds biases to INT32. Elsewhere (a convolution feeding a
+// residual add, the logits, inputs on a grid narrower than 8 bits, whose
+// coarse scale makes the rounding visible) the bias stays apart and exact;
+// Options.FloatBias keeps every bias apart.
+func (b *builder) biasApart(l *model.Layer) bool {
+	if l.Input == nil || l.Input.Mode != "static" {
+		return false
+	}
+	return b.opt.FloatBias || l.Input.Spec.Bits < 8 || !b.feedsQuantized(l)
+}
+
+// feedsQuantized reports whether layer l's output (or the batch norm's
+// folded into it) reaches, through single-consumer ReLU, max pooling and
+// flatten layers, the 8-bit statically quantized input of one layer.
+func (b *builder) feedsQuantized(l *model.Layer) bool {
+	i := l.Index
+	if bn := b.fold[i]; bn != nil {
+		i = bn.Index
+	}
+	for {
+		cs := b.m.Graph.Consumers(i)
+		if len(cs) != 1 {
+			return false
+		}
+		c := b.m.Layers[cs[0].Index]
+		switch c.Type {
+		case "relu", "maxpool2d", "flatten":
+			i = c.Index
+			continue
+		}
+		return c.Input != nil && c.Input.Mode == "static" && c.Input.Spec.Bits == 8 && len(c.Inputs) == 1
+	}
 }
 
 // convAttrs are Conv's attributes for weight i of a (possibly factored)

@@ -50,7 +50,12 @@ type Options struct {
 	Stages []string // folders to check (nil: every checkpoint in the run)
 	Keep   string   // write the exports here (default: a temporary folder)
 	Bench  bool     // also time onnxruntime and shrink
-	Log    io.Writer
+	// Opt is onnxruntime's graph optimization level (default all);
+	// disabled runs the graph as written, without integer kernels.
+	Opt string
+	// FloatBias exports with onnxexport.Options.FloatBias.
+	FloatBias bool
+	Log       io.Writer
 }
 
 // Run checks the run's checkpoints; ok is whether all passed. err is a
@@ -90,7 +95,7 @@ func Run(recipe *pipeline.Recipe, runDir string, o Options) (rows []Row, ok bool
 	}
 	ok = true
 	for _, c := range ckpts {
-		r, err := check(rt, recipe, ds.Test, c, runDir, out, o.Bench)
+		r, err := check(rt, recipe, ds.Test, c, runDir, out, o)
 		if err != nil {
 			return nil, false, fmt.Errorf("%s: %w", c, err)
 		}
@@ -125,7 +130,7 @@ func checkpoints(runDir string, want []string) ([]string, error) {
 	return out, err
 }
 
-func check(rt *ortest.Runtime, recipe *pipeline.Recipe, test *data.Split, path, runDir, outDir string, bench bool) (Row, error) {
+func check(rt *ortest.Runtime, recipe *pipeline.Recipe, test *data.Split, path, runDir, outDir string, o Options) (Row, error) {
 	stage, _ := filepath.Rel(runDir, filepath.Dir(path))
 	r := Row{Stage: stage}
 	f, err := checkpoint.ReadFile(path)
@@ -137,7 +142,7 @@ func check(rt *ortest.Runtime, recipe *pipeline.Recipe, test *data.Split, path, 
 		return r, err
 	}
 	r.Kind = kind(m)
-	res, err := onnxexport.Export(m, onnxexport.Options{Metadata: f.Metadata})
+	res, err := onnxexport.Export(m, onnxexport.Options{Metadata: f.Metadata, FloatBias: o.FloatBias})
 	if err != nil {
 		return r, err
 	}
@@ -158,12 +163,12 @@ func check(rt *ortest.Runtime, recipe *pipeline.Recipe, test *data.Split, path, 
 	}
 	shape := append([]int{test.N}, test.SampleShape()...)
 	in := map[string]*npy.Array{"input": {Shape: shape, Data: test.X}}
-	got, err := rt.Exec(file, in, ortest.Options{Batch: batch})
+	got, err := rt.Exec(file, in, ortest.Options{Batch: batch, Opt: o.Opt})
 	if err != nil {
 		return r, err
 	}
 	compare(&r, want, got.Outputs["logits"].Data.([]float32), m.Spec.Classes)
-	if bench {
+	if o.Bench {
 		if err := timeBoth(rt, &r, m, test, file); err != nil {
 			return r, err
 		}

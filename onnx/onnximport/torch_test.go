@@ -178,7 +178,7 @@ func TestTorchResNetBatchNorm(t *testing.T) {
 	if len(res.Weights.Tensors) != len(state.Tensors) {
 		t.Errorf("%d tensors imported, the state_dict has %d", len(res.Weights.Tensors), len(state.Tensors))
 	}
-	matchesTorch(t, "resnet8_bn", m, fashionTest(t, data.LayoutImage), fixtures(t)["resnet8"])
+	matchesTorch(t, "resnet8", m, fashionTest(t, data.LayoutImage), fixtures(t)["resnet8"])
 }
 
 // presetWeightLayers are the weight layers of a fixture's model section.

@@ -30,6 +30,8 @@ func main() {
 	bench := flag.Bool("bench", false, "also time onnxruntime and shrink at batch 1 and 256 (one thread each)")
 	only := flag.String("stages", "", "comma-separated stage folders to check (default: every checkpoint in the run)")
 	keep := flag.String("keep", "", "write the exports to this folder")
+	floatBias := flag.Bool("float-bias", false, "export with every quantized layer's bias a float Add (shrink export --float-bias)")
+	opt := flag.String("opt", "", "onnxruntime's graph optimizations: disabled, basic, extended or all (default)")
 	flag.Usage = func() {
 		fmt.Fprintln(os.Stderr, "usage: ortcheck [-bench] [-stages a,b] [-keep DIR] RECIPE RUNDIR")
 		flag.PrintDefaults()
@@ -44,7 +46,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "ortcheck:", err)
 		os.Exit(2)
 	}
-	o := ortcheck.Options{Keep: *keep, Bench: *bench, Log: os.Stderr}
+	o := ortcheck.Options{Keep: *keep, Bench: *bench, Opt: *opt, FloatBias: *floatBias, Log: os.Stderr}
 	if *only != "" {
 		o.Stages = strings.Split(*only, ",")
 	}

@@ -1,21 +1,24 @@
 #!/usr/bin/python3
 """The torch.onnx.export fixtures onnx/onnximport's tests import (README.md here).
 
-    flock /tmp/shrink-heavy.lock /usr/bin/python3 onnx/onnximport/testdata/make_fixtures.py
+    flock /tmp/shrink-heavy.lock /usr/bin/python3 onnx/onnximport/testdata/make_fixtures.py [resnet] [lstm]
 
-PyTorch 1.13, one thread, deterministic. Both networks are shrink presets built by
-tools/torchref/shrinkmodel.py (module paths are shrink's layer names) and read Fashion-MNIST as
-shrink does ((x/255 - 0.2860)/0.3530, float32):
+(both by default; naming one remakes only its files and its entry of fixtures.json)
+
+PyTorch 1.13, one thread, deterministic. Both networks are shrink presets and read
+Fashion-MNIST as shrink does ((x/255 - 0.2860)/0.3530, float32):
 
   resnet8.onnx       the trained ResNet-8 of testdata/models (resnet8-fashion.safetensors:
-                     depth 8, width 8, [1, 28, 28]), exported in eval mode with constant
-                     folding: every batch norm folded into its convolution (anonymous
-                     initializers onnx::Conv_N under nodes /layer1/layer1.0/conv1/Conv)
-  resnet8_bn.onnx    the same network exported without constant folding: BatchNormalization
+                     the resnet preset, depth 8, width 8, [1, 28, 28]) as a torchvision-style
+                     module tree (ResNet, Sequential stages of BasicBlocks, whose forward calls
+                     nest, so node names are module paths: /layer1/layer1.0/conv1/Conv),
+                     exported in eval mode: every batch norm folded into its convolution under
+                     an anonymous initializer (onnx::Conv_N)
+  resnet8_bn.onnx    the same network exported with training=PRESERVE: BatchNormalization
                      nodes with the state_dict's names (bn1.weight, ...)
-  lstm2.onnx         an LSTM classifier (arch lstm: 2 stacked layers of 24, the last step, fc)
-                     on rows of pixels ([28, 28] sequences), trained 2 epochs on the first
-                     12,000 training images
+  lstm2.onnx         an LSTM classifier (arch lstm: 2 stacked layers of 24, the last step, fc,
+                     built by tools/torchref/shrinkmodel.py) on rows of pixels ([28, 28]
+                     sequences), trained 2 epochs on the first 12,000 training images
   NAME_logits.npy    PyTorch's logits (the unexported module in eval mode) on the first 500
                      test images
   fixtures.json      per network: the model section, test accuracy and correct count on all
@@ -37,6 +40,7 @@ sys.path.insert(0, os.path.join(ROOT, "tools", "torchref"))
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
 
 import eval as torchref_eval  # noqa: E402
 import mnistdata  # noqa: E402
@@ -48,11 +52,59 @@ LSTM = {"arch": "lstm", "hidden": 24, "num_layers": 2, "input": [28, 28], "class
 FIRST = 500
 
 
-def export(name, model, x, fold=True):
+class BasicBlock(nn.Module):
+    """torchvision's BasicBlock: the resnet preset's block, with its state_dict names."""
+
+    def __init__(self, cin, cout, stride):
+        super().__init__()
+        self.conv1 = nn.Conv2d(cin, cout, 3, stride=stride, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(cout)
+        self.relu = nn.ReLU()
+        self.conv2 = nn.Conv2d(cout, cout, 3, padding=1, bias=False)
+        self.bn2 = nn.BatchNorm2d(cout)
+        self.downsample = None
+        if stride != 1 or cin != cout:
+            self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride=stride, bias=False), nn.BatchNorm2d(cout))
+
+    def forward(self, x):
+        out = self.relu(self.bn1(self.conv1(x)))
+        out = self.bn2(self.conv2(out))
+        identity = x if self.downsample is None else self.downsample(x)
+        return self.relu(out + identity)
+
+
+class ResNet(nn.Module):
+    """The resnet preset (CIFAR-style: 3x3 stem, no max pool) with torchvision's module tree."""
+
+    def __init__(self, depth, width, channels, classes):
+        super().__init__()
+        n = (depth - 2) // 6
+        self.conv1 = nn.Conv2d(channels, width, 3, padding=1, bias=False)
+        self.bn1 = nn.BatchNorm2d(width)
+        self.relu = nn.ReLU()
+        cin = width
+        for stage in (1, 2, 3):
+            w = width << (stage - 1)
+            blocks = []
+            for b in range(n):
+                blocks.append(BasicBlock(cin, w, 2 if b == 0 and stage > 1 else 1))
+                cin = w
+            setattr(self, "layer%d" % stage, nn.Sequential(*blocks))
+        self.avgpool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(cin, classes)
+
+    def forward(self, x):
+        x = self.relu(self.bn1(self.conv1(x)))
+        x = self.layer3(self.layer2(self.layer1(x)))
+        return self.fc(torch.flatten(self.avgpool(x), 1))
+
+
+def export(name, model, x, preserve=False):
     model.eval()
     torch.onnx.export(
         model, x[:2], os.path.join(HERE, name + ".onnx"), opset_version=13,
-        do_constant_folding=fold, input_names=["input"], output_names=["logits"],
+        training=torch.onnx.TrainingMode.PRESERVE if preserve else torch.onnx.TrainingMode.EVAL,
+        input_names=["input"], output_names=["logits"],
         dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}},
     )
 
@@ -69,16 +121,33 @@ def record(name, model, section, xte, yte, out):
 
 def main():
     torch.set_num_threads(1)
+    which = sys.argv[1:] or ["resnet", "lstm"]
+    path = os.path.join(HERE, "fixtures.json")
     out = {}
+    if os.path.exists(path):
+        with open(path) as f:
+            out = json.load(f)
+    if "resnet" in which:
+        make_resnet(out)
+    if "lstm" in which:
+        make_lstm(out)
+    out["torch"] = torch.__version__
+    with open(path, "w") as f:
+        json.dump(out, f, indent=1, sort_keys=True)
+        f.write("\n")
 
-    resnet = shrinkmodel.build(RESNET)
+
+def make_resnet(out):
+    resnet = ResNet(RESNET["depth"], RESNET["width"], RESNET["input"][0], RESNET["classes"])
     state, _ = stlite.load(os.path.join(ROOT, "testdata", "models", "resnet8-fashion.safetensors"))
     resnet.load_state_dict({k: torch.from_numpy(np.array(v)) for k, v in state.items()})
     xte, yte = mnistdata.load("fashion-mnist", "test", RESNET["input"])
     export("resnet8", resnet, xte)
-    export("resnet8_bn", resnet, xte, fold=False)
+    export("resnet8_bn", resnet, xte, preserve=True)
     record("resnet8", resnet, RESNET, xte, yte, out)
 
+
+def make_lstm(out):
     torch.manual_seed(0)
     lstm = shrinkmodel.build(LSTM)
     xtr, ytr = mnistdata.load("fashion-mnist", "train", LSTM["input"])
@@ -95,11 +164,6 @@ def main():
             opt.step()
     export("lstm2", lstm, xte)
     record("lstm2", lstm, LSTM, xte, yte, out)
-
-    out["torch"] = torch.__version__
-    with open(os.path.join(HERE, "fixtures.json"), "w") as f:
-        json.dump(out, f, indent=1, sort_keys=True)
-        f.write("\n")
 
 
 if __name__ == "__main__":
