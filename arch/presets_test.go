@@ -2,7 +2,6 @@ package arch_test
 
 import (
 	"encoding/json"
-	"math"
 	"os"
 	"slices"
 	"strings"
@@ -10,6 +9,7 @@ import (
 
 	"github.com/shrink-ml/shrink/arch"
 	"github.com/shrink-ml/shrink/config"
+	"github.com/shrink-ml/shrink/internal/testkit"
 	_ "github.com/shrink-ml/shrink/nn" // the layer types
 )
 
@@ -46,7 +46,7 @@ func TestPresetsMatchPyTorch(t *testing.T) {
 				}
 			}
 			spec := arch.Default()
-			if errs := config.Decode(jsonInts(e.Preset).(map[string]any), spec); len(errs) > 0 {
+			if errs := config.Decode(testkit.JSONInts(e.Preset).(map[string]any), spec); len(errs) > 0 {
 				t.Fatalf("preset: %v", errs)
 			}
 			seen[spec.Arch] = true
@@ -59,7 +59,7 @@ func TestPresetsMatchPyTorch(t *testing.T) {
 			}
 			for i := range min(len(list), len(e.Layers)) {
 				var want arch.LayerSpec
-				if err := want.DecodeConfig(jsonInts(e.Layers[i])); err != nil {
+				if err := want.DecodeConfig(testkit.JSONInts(e.Layers[i])); err != nil {
 					t.Fatalf("presets.json layer %d: %v", i, err)
 				}
 				got := list[i]
@@ -103,23 +103,4 @@ func TestPresetsMatchPyTorch(t *testing.T) {
 func registered(typ string) bool {
 	_, ok := arch.LayerTypeOf(typ)
 	return ok
-}
-
-// jsonInts turns whole JSON numbers into ints, as YAML would give them.
-func jsonInts(v any) any {
-	switch x := v.(type) {
-	case map[string]any:
-		for k, e := range x {
-			x[k] = jsonInts(e)
-		}
-	case []any:
-		for i, e := range x {
-			x[i] = jsonInts(e)
-		}
-	case float64:
-		if x == math.Trunc(x) {
-			return int(x)
-		}
-	}
-	return v
 }
