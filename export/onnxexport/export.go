@@ -42,6 +42,7 @@ import (
 
 	"github.com/shrink-ml/shrink/arch"
 	"github.com/shrink-ml/shrink/model"
+	"github.com/shrink-ml/shrink/nn"
 	"github.com/shrink-ml/shrink/onnx"
 )
 
@@ -92,7 +93,7 @@ var MetadataKeys = map[string]string{
 
 // Export builds the ONNX model of m.
 func Export(m *model.Model, opt Options) (*Result, error) {
-	opset := int64(Opset)
+	opset := opsetFor(m)
 	if opt.Int4 {
 		opset = OpsetInt4
 	}
@@ -224,8 +225,42 @@ func (b *builder) layer(l *model.Layer, ins []string, out string) (string, error
 			axis = 2 // features of a sequence [N, T, F]
 		}
 		return b.node(s, "Concat", ins, out, onnx.AttrInt("axis", axis)), nil
+	case "relu6":
+		return b.node(s, "Clip", []string{ins[0], b.floatScalar(0), b.floatScalar(6)}, out), nil
+	case "sigmoid":
+		return b.node(s, "Sigmoid", ins, out), nil
+	case "tanh":
+		return b.node(s, "Tanh", ins, out), nil
+	case "silu":
+		return b.node(s, "Mul", []string{ins[0], b.node(s, "Sigmoid", ins, "")}, out), nil
+	case "gelu":
+		return b.gelu(l, ins[0], out), nil
+	case "layernorm":
+		return b.layerNorm(l, ins[0], out), nil
+	case "dropout":
+		// The identity in inference; kept as Dropout (training_mode false) so
+		// the layer and its p survive an import.
+		p := b.scalar("const.dropout."+strconv.FormatFloat(l.Config.(*nn.Dropout).P, 'g', -1, 64), onnx.FloatTensor("", nil, []float32{float32(l.Config.(*nn.Dropout).P)}))
+		return b.node(s, "Dropout", []string{ins[0], p}, out), nil
+	case "embedding":
+		return b.embedding(l, ins[0], out), nil
 	}
-	return "", fmt.Errorf("no ONNX export for layer type %s yet (exportable: linear, conv2d, batchnorm1d, batchnorm2d, relu, maxpool2d, avgpool2d, adaptive_avgpool2d, flatten, add, concat)", l.Type)
+	return "", fmt.Errorf("no ONNX export for layer type %s yet (exportable: %s)", l.Type, strings.Join(exportable, ", "))
+}
+
+// exportable lists the layer types Export writes.
+var exportable = []string{"linear", "conv2d", "batchnorm1d", "batchnorm2d", "layernorm", "relu", "relu6", "sigmoid", "tanh", "silu", "gelu",
+	"maxpool2d", "avgpool2d", "adaptive_avgpool2d", "flatten", "dropout", "add", "concat", "embedding"}
+
+// opsetFor is the lowest default-domain opset the model's layers need:
+// LayerNormalization came with opset 17.
+func opsetFor(m *model.Model) int64 {
+	for _, l := range m.Layers {
+		if l.Type == "layernorm" {
+			return 17
+		}
+	}
+	return Opset
 }
 
 // scope is the layer's node-name prefix, as torch.onnx.export writes module

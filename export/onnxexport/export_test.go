@@ -49,6 +49,36 @@ var (
 	}}
 )
 
+var (
+	// pointwise has every activation, dropout and a layer norm.
+	pointwise = arch.Spec{Input: arch.Shape{16}, Classes: 5, Layers: []arch.LayerSpec{
+		arch.NewLayer("a", "linear", keys{"out": 12}),
+		arch.NewLayer("", "relu6", nil),
+		arch.NewLayer("b", "linear", keys{"out": 12}),
+		arch.NewLayer("", "sigmoid", nil),
+		arch.NewLayer("c", "linear", keys{"out": 12}),
+		arch.NewLayer("", "tanh", nil),
+		arch.NewLayer("d", "linear", keys{"out": 12}),
+		arch.NewLayer("", "silu", nil),
+		arch.NewLayer("e", "linear", keys{"out": 12}),
+		arch.NewLayer("", "gelu", nil),
+		arch.NewLayer("f", "linear", keys{"out": 12}),
+		arch.NewLayer("", "gelu", keys{"approximate": "tanh"}),
+		arch.NewLayer("drop", "dropout", keys{"p": 0.3}),
+		arch.NewLayer("ln", "layernorm", nil),
+		arch.NewLayer("out", "linear", keys{"out": 5}),
+	}}
+	// tokens embeds integer ids [T] and classifies the sequence.
+	tokens = arch.Spec{Input: arch.Shape{6}, Classes: 4, Layers: []arch.LayerSpec{
+		arch.NewLayer("emb", "embedding", keys{"num": 20, "dim": 8}),
+		arch.NewLayer("proj", "linear", keys{"out": 8}),
+		arch.NewLayer("ln", "layernorm", nil),
+		arch.NewLayer("", "gelu", nil),
+		arch.NewLayer("", "flatten", nil),
+		arch.NewLayer("fc", "linear", keys{"out": 4}),
+	}}
+)
+
 // trainedBN gives every batch norm running statistics and an affine
 // transform a trained network could have.
 func trainedBN(m *model.Model, rng *rand.Rand) {
@@ -92,6 +122,22 @@ var floatCases = []floatCase{
 	{"resnet8", resnet, trainedBN},
 	{"branchy", branchy, trainedBN},
 	{"sequence", sequence, func(m *model.Model, rng *rand.Rand) { factor(m, rng, "p", 2) }},
+	{"pointwise", pointwise, trainedLN},
+	{"tokens", tokens, trainedLN},
+}
+
+// trainedLN gives layer norms an affine transform a trained network could
+// have.
+func trainedLN(m *model.Model, rng *rand.Rand) {
+	for _, l := range m.Layers {
+		if l.Type == "layernorm" {
+			for _, p := range l.Params {
+				for i := range p.Data {
+					p.Data[i] = float32(0.5 + rng.Float64())
+				}
+			}
+		}
+	}
 }
 
 // Float exports compute shrink's logits to float32 rounding: every value
@@ -198,6 +244,8 @@ var quantCases = []quantCase{
 		before: func(_ *testing.T, m *model.Model, rng *rand.Rand) { trainedBN(m, rng) }},
 	{name: "sequence dynamic int8", spec: sequence, q: qspec{int8sym, act8, "dynamic"}},
 	{name: "sequence static int8", spec: sequence, q: qspec{int8asym, act8, "static"}},
+	{name: "pointwise static int8", spec: pointwise, q: qspec{int8sym, act8, "static"}},
+	{name: "tokens dynamic int8", spec: tokens, q: qspec{int8sym, act8, "dynamic"}},
 }
 
 // Quantized exports agree with shrink's quantized model: the same class

@@ -16,6 +16,7 @@ import (
 	"github.com/shrink-ml/shrink/internal/npy"
 	"github.com/shrink-ml/shrink/internal/ortest"
 	"github.com/shrink-ml/shrink/model"
+	"github.com/shrink-ml/shrink/nn"
 	"github.com/shrink-ml/shrink/quant"
 )
 
@@ -80,6 +81,9 @@ func quantize(t testing.TB, m *model.Model, q qspec, calib *data.Split, layers .
 		if len(layers) > 0 && !slices.Contains(layers, l.Name) {
 			continue
 		}
+		if c := l.Caps(); q.mode == "static" && !c.Static || q.mode == "dynamic" && !c.Dynamic {
+			continue // as the stage's layer filter (an embedding)
+		}
 		w := q.weights
 		l.Quant = &w
 		for _, x := range l.Weights {
@@ -106,6 +110,12 @@ func split(spec arch.Spec, n int, seed uint64) *data.Split {
 	s := &data.Split{X: make([]float32, n*features), Y: make([]int32, n), N: n, Features: features, Shape: spec.InputShape()}
 	for i := range s.X {
 		s.X[i] = float32(rng.NormFloat64())
+	}
+	if g, err := spec.Graph(); err == nil && g.Nodes[0].Type == "embedding" {
+		num := g.Nodes[0].Config.(*nn.Embedding).Num
+		for i := range s.X {
+			s.X[i] = float32(rng.IntN(num)) // token ids
+		}
 	}
 	return s
 }

@@ -310,3 +310,48 @@ func foldOf(bn *model.Layer) bnFold {
 
 // errUnsupported names what an export cannot express.
 func errUnsupported(format string, args ...any) error { return fmt.Errorf(format, args...) }
+
+// gelu is nn.GELU: the exact form as torch.onnx.export writes it before
+// opset 20, x·0.5·(1 + erf(x/√2)) (Div, Erf, Add, Mul, Mul, which
+// onnxruntime fuses into its Gelu), or the tanh approximation
+// 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
+func (b *builder) gelu(l *model.Layer, x, out string) string {
+	s := scope(l)
+	if l.Config.(*nn.GELU).Approximate == "tanh" {
+		cube := b.node(s, "Mul", []string{b.node(s, "Mul", []string{x, x}, ""), x}, "")
+		inner := b.node(s, "Add", []string{x, b.node(s, "Mul", []string{cube, b.floatScalar(0.044715)}, "")}, "")
+		t := b.node(s, "Tanh", []string{b.node(s, "Mul", []string{inner, b.floatScalar(float32(math.Sqrt(2 / math.Pi)))}, "")}, "")
+		half := b.node(s, "Mul", []string{x, b.floatScalar(0.5)}, "")
+		return b.node(s, "Mul", []string{half, b.node(s, "Add", []string{t, b.floatScalar(1)}, "")}, out)
+	}
+	e := b.node(s, "Erf", []string{b.node(s, "Div", []string{x, b.floatScalar(float32(math.Sqrt2))}, "")}, "")
+	y := b.node(s, "Mul", []string{x, b.node(s, "Add", []string{e, b.floatScalar(1)}, "")}, "")
+	return b.node(s, "Mul", []string{y, b.floatScalar(0.5)}, out)
+}
+
+// layerNorm is nn.LayerNorm over the last dimension: LayerNormalization
+// (opset 17).
+func (b *builder) layerNorm(l *model.Layer, x, out string) string {
+	d := int64(l.In[0][len(l.In[0])-1])
+	var w, bias []float32
+	for _, p := range l.Params {
+		switch l.Suffix(p.Name) {
+		case "weight":
+			w = p.Data
+		case "bias":
+			bias = p.Data
+		}
+	}
+	ins := []string{x, b.init(onnx.FloatTensor(l.Name+".weight", []int64{d}, w)), b.init(onnx.FloatTensor(l.Name+".bias", []int64{d}, bias))}
+	return b.node(scope(l), "LayerNormalization", ins, out,
+		onnx.AttrInt("axis", -1), onnx.AttrFloat("epsilon", float32(l.Config.(*nn.LayerNorm).Eps)))
+}
+
+// embedding is nn.Embedding: the input's token ids (whole FLOAT values, as
+// shrink feeds them) cast to INT64 pick rows of the weight with Gather.
+func (b *builder) embedding(l *model.Layer, x, out string) string {
+	s := scope(l)
+	w := l.Weights[0]
+	ids := b.node(s, "Cast", []string{x}, "", onnx.AttrInt("to", int64(onnx.TypeInt64)))
+	return b.node(s, "Gather", []string{b.init(onnx.FloatTensor(w.Name, int64s(w.Shape), w.Data)), ids}, out, onnx.AttrInt("axis", 0))
+}

@@ -125,6 +125,9 @@ type act struct {
 	view   string
 	layers int
 	k      int // lstmH: the stacked layer whose state this ends with
+	// ids marks integer token ids (the model input of an embedding): only
+	// a Gather of an embedding's rows reads them.
+	ids bool
 }
 
 // layer is one layer being built: its spec keys and its tensors.
@@ -188,11 +191,12 @@ func (im *importer) run() error {
 	if len(sample) > 3 {
 		return fmt.Errorf("input %q has shape %v: shrink takes images [N, C, H, W], sequences [N, T, F] and vectors [N, F]", in.Name, dimsString(in.Shape))
 	}
-	if in.Type != onnx.TypeFloat && in.Type != onnx.TypeUndefined {
-		return fmt.Errorf("input %q is %s: shrink feeds FLOAT samples", in.Name, in.Type)
+	ids := in.Type == onnx.TypeInt64 || in.Type == onnx.TypeInt32
+	if in.Type != onnx.TypeFloat && in.Type != onnx.TypeUndefined && !ids {
+		return fmt.Errorf("input %q is %s: shrink feeds FLOAT samples (or integer token ids to an embedding)", in.Name, in.Type)
 	}
 	im.input = in.Name
-	im.vals[in.Name] = &val{a: &act{from: arch.ModelInput, shape: sample}}
+	im.vals[in.Name] = &val{a: &act{from: arch.ModelInput, shape: sample, ids: ids}}
 	live := im.liveNodes()
 	for i := range im.g.Nodes {
 		if !live[i] {
@@ -259,8 +263,20 @@ func (im *importer) finish(sample arch.Shape, out string) error {
 		return fmt.Errorf("output %q has one sample's shape %v: a classifier outputs [N, classes]", out, v.a.shape)
 	}
 	spec := arch.Spec{Input: sample, Classes: v.a.shape[0]}
+	// Parameter-free layers keep a name only where a from names them.
+	referenced := map[int]bool{}
 	for i, l := range im.layers {
-		raw := map[string]any{"type": l.typ, "name": l.name}
+		if !(len(l.inputs) == 1 && (l.inputs[0] == i-1 || i == 0)) {
+			for _, j := range l.inputs {
+				referenced[j] = true
+			}
+		}
+	}
+	for i, l := range im.layers {
+		raw := map[string]any{"type": l.typ}
+		if len(l.tensors) > 0 || referenced[i] {
+			raw["name"] = l.name
+		}
 		for k, x := range l.keys {
 			raw[k] = x
 		}

@@ -124,7 +124,7 @@ func (im *importer) add(n *onnx.Node, ins []*val) error {
 	if len(ins) != 2 || ins[0] == nil || ins[1] == nil {
 		return errors.New("Add takes two inputs")
 	}
-	if ins[0].a != nil && ins[1].a != nil {
+	if ins[0].a != nil && ins[1].a != nil && ins[0].part == "" && ins[1].part == "" {
 		for _, v := range ins {
 			if v.part != "" || v.a.view != "" {
 				return errors.New("it adds values that are not layer outputs shrink has")
@@ -133,12 +133,12 @@ func (im *importer) add(n *onnx.Node, ins []*val) error {
 		_, err := im.addLayer(n, "add", "", nil, []*act{ins[0].a, ins[1].a}, nil)
 		return err
 	}
+	if ins[0].part != "" || ins[1].part != "" {
+		return im.geluPart(n, ins)
+	}
 	x, c := ins[0], ins[1]
 	if x.a == nil {
 		x, c = c, x
-	}
-	if x.part == "erf" {
-		return im.geluPart(n, ins)
 	}
 	if x.part != "" || x.a.view != "" || c.c == nil || x.a.from < 0 {
 		return errors.New("it adds a constant to a value that is not a MatMul's: shrink has no layer for that")
@@ -266,10 +266,10 @@ func (im *importer) batchNorm(n *onnx.Node, ins []*val) error {
 	if err != nil {
 		return err
 	}
-	keys := map[string]any{"eps": float64(attrFloat(n, "epsilon", 1e-5))}
+	keys := map[string]any{"eps": decimal(attrFloat(n, "epsilon", 1e-5))}
 	if m, ok := n.Attr("momentum"); ok {
 		// ONNX's momentum weighs the running statistics; PyTorch's the batch's.
-		keys["momentum"] = math.Round((1-float64(m.Float))*1e6) / 1e6
+		keys["momentum"] = decimal(1 - m.Float)
 	}
 	_, err = im.addLayer(n, typ, name, keys, []*act{a}, ts)
 	return err
@@ -565,7 +565,7 @@ func (im *importer) layerNorm(n *onnx.Node, ins []*val) error {
 		return err
 	}
 	ts := []checkpoint.Tensor{f32("weight", []int{len(wv)}, wv), f32("bias", []int{len(bv)}, bv)}
-	_, err = im.addLayer(n, "layernorm", name, map[string]any{"eps": float64(attrFloat(n, "epsilon", 1e-5))}, []*act{a}, ts)
+	_, err = im.addLayer(n, "layernorm", name, map[string]any{"eps": decimal(attrFloat(n, "epsilon", 1e-5))}, []*act{a}, ts)
 	return err
 }
 
@@ -575,7 +575,7 @@ func (im *importer) gather(n *onnx.Node, ins []*val) error {
 	data, idx := ins[0], ins[1]
 	axis := attrInt(n, "axis", 0)
 	if data.c != nil && idx.a != nil {
-		return fmt.Errorf("a Gather of an initializer's rows by the input (an embedding): shrink's inputs are FLOAT samples, so token ids cannot reach it")
+		return im.embedding(n, data.c, idx, axis)
 	}
 	if data.a == nil || idx.c == nil {
 		return errors.New("Gather of an activation by indices that are not constant")
@@ -790,4 +790,27 @@ func stackedStates(ins []*val) (*act, bool) {
 		from = v.a.from
 	}
 	return &act{from: from, shape: ins[0].a.shape, view: "lstmH", layers: len(ins), k: len(ins) - 1}, true
+}
+
+// embedding is nn.Embedding: Gather of an initializer's rows [num, dim] by
+// the model's token ids.
+func (im *importer) embedding(n *onnx.Node, w *onnx.Tensor, idx *val, axis int64) error {
+	a := idx.a
+	if !a.ids || idx.part != "" || a.view != "" || a.from != arch.ModelInput || axis != 0 {
+		return errors.New("a Gather of an initializer's rows by something other than the model's token ids (axis 0): an embedding reads the input")
+	}
+	wv, err := floats(w)
+	if err != nil {
+		return err
+	}
+	if len(w.Dims) != 2 {
+		return fmt.Errorf("weight %s is %v, an embedding's is [num, dim]", w.Name, w.Dims)
+	}
+	name, err := im.weightLayerName(n, w.Name)
+	if err != nil {
+		return err
+	}
+	keys := map[string]any{"num": int(w.Dims[0]), "dim": int(w.Dims[1])}
+	_, err = im.addLayer(n, "embedding", name, keys, []*act{{from: a.from, shape: a.shape}}, []checkpoint.Tensor{f32("weight", intsOf(w.Dims), wv)})
+	return err
 }

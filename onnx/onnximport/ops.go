@@ -51,8 +51,13 @@ func (im *importer) node(n *onnx.Node) error {
 		return im.conv(n, ins)
 	case "BatchNormalization":
 		return im.batchNorm(n, ins)
-	case "Relu", "Sigmoid", "Tanh":
+	case "Relu", "Sigmoid":
 		return im.activation(n, ins, strings.ToLower(n.OpType))
+	case "Tanh":
+		if ins[0].part != "" {
+			return im.geluPart(n, ins)
+		}
+		return im.activation(n, ins, "tanh")
 	case "Gelu":
 		approx := "none"
 		if a, ok := n.Attr("approximate"); ok {
@@ -88,8 +93,18 @@ func (im *importer) node(n *onnx.Node) error {
 	case "Shape":
 		return im.shape(n, ins)
 	case "Cast":
-		if to, _ := n.Attr("to"); onnx.DataType(to.Int) == onnx.TypeFloat {
-			return im.passThrough(n, ins)
+		to, _ := n.Attr("to")
+		switch onnx.DataType(to.Int) {
+		case onnx.TypeFloat:
+			if !ins[0].a.ids {
+				return im.passThrough(n, ins)
+			}
+		case onnx.TypeInt64, onnx.TypeInt32:
+			// Token ids as integers (shrink's batches hold them as whole floats).
+			if a := ins[0].a; ins[0].part == "" && a.view == "" && a.from == arch.ModelInput {
+				im.set(n, 0, &val{a: &act{from: a.from, shape: a.shape, ids: true}})
+				return nil
+			}
 		}
 	}
 	return fmt.Errorf("no shrink layer type for this operator on an activation (shrink imports %s)", supported)
@@ -125,6 +140,9 @@ func plain(n *onnx.Node, ins []*val) (*act, error) {
 	if a.view != "" {
 		return nil, fmt.Errorf("it reads an LSTM's or a transposed sequence's value (layout %s), which shrink's layers do not take", a.view)
 	}
+	if a.ids {
+		return nil, errors.New("it reads integer token ids, which only an embedding (Gather of an initializer's rows) takes")
+	}
 	for i, v := range ins[1:] {
 		if v != nil && v.a != nil {
 			return nil, fmt.Errorf("input %d is an activation too: shrink takes it as a constant", i+1)
@@ -142,10 +160,10 @@ func (im *importer) passThrough(n *onnx.Node, ins []*val) error {
 			p := 0.5
 			if len(ins) > 1 && ins[1] != nil && ins[1].c != nil {
 				if f, err := floats(ins[1].c); err == nil && len(f) == 1 {
-					p = float64(f[0])
+					p = decimal(f[0])
 				}
 			} else if a, ok := n.Attr("ratio"); ok {
-				p = float64(a.Float)
+				p = decimal(a.Float)
 			}
 			return im.activationKeys(n, ins[:1], "dropout", map[string]any{"p": p})
 		}
@@ -290,7 +308,7 @@ func lastPart(path string) string {
 // typeStems are the words by which a module's name says it is a layer of
 // that type (self.relu, self.pool, self.drop).
 var typeStems = map[string]string{
-	"relu": "relu", "relu6": "relu", "sigmoid": "sig", "tanh": "tanh", "gelu": "gelu",
+	"relu": "relu", "relu6": "relu", "sigmoid": "sig", "tanh": "tanh", "gelu": "gelu", "silu": "silu",
 	"maxpool2d": "pool", "avgpool2d": "pool", "adaptive_avgpool2d": "pool", "flatten": "flat", "dropout": "drop",
 }
 
@@ -423,3 +441,10 @@ func symmetricPads(n *onnx.Node) ([]int64, error) {
 }
 
 func isFinite(f float32) bool { return !math.IsInf(float64(f), 0) && !math.IsNaN(float64(f)) }
+
+// decimal is a FLOAT attribute as the shortest decimal that rounds to it
+// (0.3, not 0.30000001192092896): what the recipe that made it wrote.
+func decimal(f float32) float64 {
+	v, _ := strconv.ParseFloat(strconv.FormatFloat(float64(f), 'g', -1, 32), 64)
+	return v
+}

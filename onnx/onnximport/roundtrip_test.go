@@ -67,6 +67,9 @@ func samples(spec arch.Spec, n int) *data.Split {
 	s := &data.Split{X: make([]float32, n*spec.Features()), Y: make([]int32, n), N: n, Features: spec.Features(), Shape: spec.InputShape()}
 	for i := range s.X {
 		s.X[i] = float32(rng.NormFloat64())
+		if spec.Layers != nil && spec.Layers[0].Type == "embedding" {
+			s.X[i] = float32(rng.IntN(20)) // token ids
+		}
 	}
 	return s
 }
@@ -95,9 +98,22 @@ func TestExportImportRoundTrip(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			// The same weight layers under the same names.
+			// The same weight layers under the same names, the same types.
 			if got, want := back.LayerNames(), m.LayerNames(); !equal(got, want) {
 				t.Errorf("weight layers %v, want %v", got, want)
+			}
+			var gotTypes, wantTypes []string
+			for _, l := range back.Layers {
+				gotTypes = append(gotTypes, l.Type)
+			}
+			for _, l := range m.Layers {
+				wantTypes = append(wantTypes, l.Type)
+			}
+			if !equal(gotTypes, wantTypes) {
+				t.Errorf("layer types %v, want %v", gotTypes, wantTypes)
+			}
+			if got, want := back.Spec.JSON(), m.Spec.JSON(); name == "pointwise" && got != want {
+				t.Errorf("arch %s, want %s", got, want)
 			}
 			s := samples(m.Spec, 17)
 			want, err := model.Logits(context.Background(), m, s, 8)
@@ -127,4 +143,31 @@ func equal(a, b []string) bool {
 		}
 	}
 	return true
+}
+
+func init() {
+	roundTrips["pointwise"] = arch.Spec{Input: arch.Shape{16}, Classes: 5, Layers: []arch.LayerSpec{
+		arch.NewLayer("a", "linear", keys{"out": 12}),
+		arch.NewLayer("", "relu6", nil),
+		arch.NewLayer("b", "linear", keys{"out": 12}),
+		arch.NewLayer("", "sigmoid", nil),
+		arch.NewLayer("c", "linear", keys{"out": 12}),
+		arch.NewLayer("", "tanh", nil),
+		arch.NewLayer("d", "linear", keys{"out": 12}),
+		arch.NewLayer("", "silu", nil),
+		arch.NewLayer("e", "linear", keys{"out": 12}),
+		arch.NewLayer("", "gelu", nil),
+		arch.NewLayer("f", "linear", keys{"out": 12}),
+		arch.NewLayer("", "gelu", keys{"approximate": "tanh"}),
+		arch.NewLayer("", "dropout", keys{"p": 0.3}),
+		arch.NewLayer("ln", "layernorm", keys{"eps": 1e-4}),
+		arch.NewLayer("out", "linear", keys{"out": 5}),
+	}}
+	roundTrips["tokens"] = arch.Spec{Input: arch.Shape{6}, Classes: 4, Layers: []arch.LayerSpec{
+		arch.NewLayer("emb", "embedding", keys{"num": 20, "dim": 8}),
+		arch.NewLayer("proj", "linear", keys{"out": 8}),
+		arch.NewLayer("", "gelu", nil),
+		arch.NewLayer("", "flatten", nil),
+		arch.NewLayer("fc", "linear", keys{"out": 4}),
+	}}
 }

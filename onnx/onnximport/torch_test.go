@@ -268,3 +268,58 @@ func layerSummary(s arch.Spec) []string {
 	}
 	return out
 }
+
+// Every activation torch.onnx.export writes as an operator or an opset-13
+// pattern (ReLU6 as Clip, SiLU as Sigmoid and Mul, GELU exact and tanh as
+// their elementwise forms), LayerNormalization, and an embedding reading
+// INT64 token ids, import to PyTorch's outputs with its names. (The
+// exporter leaves an eval-mode Dropout out.)
+func TestTorchLayerTypes(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		types []string
+	}{
+		{"layers", []string{"linear", "relu6", "linear", "sigmoid", "linear", "tanh", "linear", "silu", "linear", "gelu", "linear", "gelu", "layernorm", "linear"}},
+		{"tokens", []string{"embedding", "linear", "gelu", "flatten", "linear"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			res, m := importFixture(t, c.name)
+			var types []string
+			for _, l := range res.Spec.Layers {
+				types = append(types, l.Type)
+			}
+			if !slices.Equal(types, c.types) {
+				t.Errorf("layer types %v, want %v", types, c.types)
+			}
+			t.Logf("weight layers %v", m.LayerNames())
+			in, err := npy.ReadFile(filepath.Join("testdata", c.name+"_input.npy"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, err := npy.ReadFile(filepath.Join("testdata", c.name+"_output.npy"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			x, ok := in.Data.([]float32)
+			if ids, isIDs := in.Data.([]int64); isIDs {
+				x, ok = make([]float32, len(ids)), true
+				for i, v := range ids {
+					x[i] = float32(v)
+				}
+			}
+			if !ok {
+				t.Fatalf("input is %s", in.DType())
+			}
+			s := &data.Split{X: x, N: in.Shape[0], Features: in.Len() / in.Shape[0], Shape: in.Shape[1:], Y: make([]int32, in.Shape[0])}
+			got, err := model.Logits(context.Background(), m, s, s.N)
+			if err != nil {
+				t.Fatal(err)
+			}
+			for i, w := range want.Data.([]float32) {
+				if d := math.Abs(float64(got[i] - w)); d > 1e-5*max(1, math.Abs(float64(w))) {
+					t.Errorf("logit %d: %g, PyTorch %g", i, got[i], w)
+				}
+			}
+		})
+	}
+}

@@ -1,9 +1,9 @@
 #!/usr/bin/python3
 """The torch.onnx.export fixtures onnx/onnximport's tests import (README.md here).
 
-    flock /tmp/shrink-heavy.lock /usr/bin/python3 onnx/onnximport/testdata/make_fixtures.py [resnet] [lstm]
+    flock /tmp/shrink-heavy.lock /usr/bin/python3 onnx/onnximport/testdata/make_fixtures.py [resnet] [lstm] [layers]
 
-(both by default; naming one remakes only its files and its entry of fixtures.json)
+(all by default; naming some remakes only their files and entries of fixtures.json)
 
 PyTorch 1.13, one thread, deterministic. Both networks are shrink presets and read
 Fashion-MNIST as shrink does ((x/255 - 0.2860)/0.3530, float32):
@@ -19,6 +19,13 @@ Fashion-MNIST as shrink does ((x/255 - 0.2860)/0.3530, float32):
   lstm2.onnx         an LSTM classifier (arch lstm: 2 stacked layers of 24, the last step, fc,
                      built by tools/torchref/shrinkmodel.py) on rows of pixels ([28, 28]
                      sequences), trained 2 epochs on the first 12,000 training images
+  layers.onnx        an untrained MLP through every activation torch.onnx.export writes as
+                     a pattern at opset 13 or an operator (ReLU6 as Clip, Sigmoid, Tanh, SiLU as
+                     Sigmoid and Mul, GELU exact as Div/Erf/Add/Mul/Mul and tanh as its Mul/Tanh
+                     form), Dropout and LayerNorm, at opset 17 (LayerNormalization)
+  tokens.onnx        an untrained nn.Embedding classifier: INT64 token ids [N, 6] into
+                     Gather, MatMul + Add (a linear layer on a sequence), GELU, Flatten, Gemm
+  NAME_input.npy, NAME_output.npy   the inputs and PyTorch's outputs of those two
   NAME_logits.npy    PyTorch's logits (the unexported module in eval mode) on the first 500
                      test images
   fixtures.json      per network: the model section, test accuracy and correct count on all
@@ -121,7 +128,7 @@ def record(name, model, section, xte, yte, out):
 
 def main():
     torch.set_num_threads(1)
-    which = sys.argv[1:] or ["resnet", "lstm"]
+    which = sys.argv[1:] or ["resnet", "lstm", "layers"]
     path = os.path.join(HERE, "fixtures.json")
     out = {}
     if os.path.exists(path):
@@ -131,10 +138,54 @@ def main():
         make_resnet(out)
     if "lstm" in which:
         make_lstm(out)
+    if "layers" in which:
+        make_layers()
     out["torch"] = torch.__version__
     with open(path, "w") as f:
         json.dump(out, f, indent=1, sort_keys=True)
         f.write("\n")
+
+
+class Layers(nn.Module):
+    def __init__(self):
+        super().__init__()
+        acts = [nn.ReLU6(), nn.Sigmoid(), nn.Tanh(), nn.SiLU(), nn.GELU(), nn.GELU(approximate="tanh")]
+        self.fcs = nn.ModuleList([nn.Linear(16 if i == 0 else 12, 12) for i in range(len(acts))])
+        self.acts = nn.ModuleList(acts)
+        self.drop = nn.Dropout(0.25)
+        self.ln = nn.LayerNorm(12, eps=1e-4)
+        self.out = nn.Linear(12, 5)
+
+    def forward(self, x):
+        for fc, act in zip(self.fcs, self.acts):
+            x = act(fc(x))
+        return self.out(self.ln(self.drop(x)))
+
+
+class Tokens(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.emb = nn.Embedding(20, 8)
+        self.proj = nn.Linear(8, 8)
+        self.act = nn.GELU()
+        self.fc = nn.Linear(6 * 8, 4)
+
+    def forward(self, ids):
+        return self.fc(torch.flatten(self.act(self.proj(self.emb(ids))), 1))
+
+
+def make_layers():
+    torch.manual_seed(1)
+    for name, model, x, opset in (("layers", Layers(), torch.randn(7, 16), 17),
+                                   ("tokens", Tokens(), torch.randint(0, 20, (7, 6)), 13)):
+        model.eval()
+        with torch.no_grad():
+            y = model(x)
+        torch.onnx.export(model, x, os.path.join(HERE, name + ".onnx"), opset_version=opset,
+                          input_names=["input"], output_names=["logits"],
+                          dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}})
+        np.save(os.path.join(HERE, name + "_input.npy"), x.numpy())
+        np.save(os.path.join(HERE, name + "_output.npy"), y.numpy())
 
 
 def make_resnet(out):
