@@ -34,12 +34,12 @@ func withImpl(t testing.TB, name string, f func()) {
 // kernels' 4-byte groups), and extreme fills A with its largest code and
 // B with -128 and 127, the largest products.
 type mmCase struct {
-	m, n, k      int
-	r            Range
-	padA, padC   int
-	tight        bool
-	extreme      bool
-	seed         uint64
+	m, n, k    int
+	r          Range
+	padA, padC int
+	tight      bool
+	extreme    bool
+	seed       uint64
 }
 
 func (tc mmCase) String() string {
