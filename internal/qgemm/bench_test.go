@@ -81,3 +81,43 @@ func BenchmarkMatMul(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkLayer times a whole dynamically quantized linear layer, float
+// activations in and out: Quantize (reduce_range, as PyTorch), MatMul and
+// Dequantize with a per-channel scale and a bias, against the float32
+// product alone (no bias) at the same shape.
+func BenchmarkLayer(b *testing.B) {
+	for _, s := range benchShapes {
+		if s.name[:4] == "conv" {
+			continue
+		}
+		rng := rand.New(rand.NewPCG(1, 2))
+		x := randFloats(rng, s.m*s.k)
+		wf := randFloats(rng, s.n*s.k)
+		w := make([]int8, len(wf))
+		for i := range w {
+			w[i] = int8(rng.IntN(256) - 128)
+		}
+		p := Pack(w, s.n, s.k)
+		ws, bias := randFloats(rng, s.n), randFloats(rng, s.n)
+		q := make([]uint8, s.m*s.k)
+		acc := make([]int32, s.m*s.n)
+		y := make([]float32, s.m*s.n)
+		b.Run(s.name+"/float32", func(b *testing.B) {
+			prev := gemm.Threads()
+			gemm.SetThreads(1)
+			defer gemm.SetThreads(prev)
+			for range b.N {
+				gemm.Sgemm(false, true, s.m, s.n, s.k, 1, x, s.k, wf, s.k, 0, y, s.n)
+			}
+		})
+		b.Run(s.name+"/int8", func(b *testing.B) {
+			b.ReportAllocs()
+			for range b.N {
+				ap := Quantize(s.m, s.k, x, s.k, Reduced, q, s.k)
+				MatMul(s.m, q, s.k, Reduced, p, acc, s.n)
+				Dequantize(s.m, acc, s.n, ap, p, ws, bias, y, s.n)
+			}
+		})
+	}
+}

@@ -55,8 +55,5 @@ func dequantize(fn string, m int, acc []int32, ldacc int, a Params, w *Packed, w
 		bias = growFloat32(&ws.zero, n)
 		clear(bias)
 	}
-	im := active.Load()
-	for i := 0; i < m; i++ {
-		im.dequant(acc[i*ldacc:i*ldacc+n], zc, mult, bias, y[i*ldy:i*ldy+n], add)
-	}
+	active.Load().dequant(m, n, acc, ldacc, zc, mult, bias, y, ldy, add)
 }

@@ -31,12 +31,14 @@ type impl struct {
 	name string
 	// pick returns the tile for a product of m rows and n columns.
 	pick func(m, n int, r Range) *tile
-	// minMax returns min(0, x...) and max(0, x...), skipping NaN.
-	minMax func(x []float32) (lo, hi float32)
-	// quantize sets q[i] = code(x[i]) (see quantizeGo).
-	quantize func(x []float32, q []uint8, inv float32, zp, qmax int32)
-	// dequant sets y[j] (+)= float32(acc[j]-zc[j])*mult[j] + bias[j].
-	dequant func(acc, zc []int32, mult, bias, y []float32, add bool)
+	// minMax returns min(0, x...) and max(0, x...) over m rows of k values
+	// ldx apart, skipping NaN.
+	minMax func(m, k int, x []float32, ldx int) (lo, hi float32)
+	// quantize sets the codes of m rows of k values (see code).
+	quantize func(m, k int, x []float32, ldx int, q []uint8, ldq int, inv float32, zp, qmax int32)
+	// dequant sets, for m rows of n values, y[i][j] (+)=
+	// float32(acc[i][j]-zc[j])*mult[j] + bias[j] (see dequantGo).
+	dequant func(m, n int, acc []int32, ldacc int, zc []int32, mult, bias, y []float32, ldy int, add bool)
 }
 
 // active is the implementation in use, chosen once at start-up; only tests

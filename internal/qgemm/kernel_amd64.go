@@ -115,37 +115,40 @@ func pickAVX2(m, n int, r Range) *tile {
 	return u8x6x8
 }
 
-// minMaxAsm is impl.minMax: the assembly on whole 32-float blocks, Go on
-// the rest (min and max are exact, so the split does not matter).
-func minMaxAsm(x []float32) (lo, hi float32) {
-	n := len(x) &^ 31
-	if n > 0 {
-		lo, hi = minMaxAVX2(n, &x[0])
+// tailMasks[8-r:16-r] are the lane masks of the assembly's last r
+// elements of a row.
+var tailMasks = [16]int32{-1, -1, -1, -1, -1, -1, -1, -1}
+
+func tailMask(n int) *int32 { return &tailMasks[8-n%8] }
+
+// The element-wise kernels' wrappers check the extent the assembly covers.
+
+func minMaxAsm(m, k int, x []float32, ldx int) (lo, hi float32) {
+	if m == 0 || k == 0 {
+		return 0, 0
 	}
-	l, h := minMaxGo(x[n:])
-	return min(lo, l), max(hi, h)
+	_ = x[(m-1)*ldx+k-1]
+	return minMaxAVX2(m, k, &x[0], ldx, tailMask(k))
 }
 
-func quantizeAsm(x []float32, q []uint8, inv float32, zp, qmax int32) {
-	n := len(x) &^ 31
-	if n > 0 {
-		_ = q[n-1]
-		quantizeAVX2(n, &x[0], &q[0], inv, zp, qmax)
+func quantizeAsm(m, k int, x []float32, ldx int, q []uint8, ldq int, inv float32, zp, qmax int32) {
+	if m == 0 || k == 0 {
+		return
 	}
-	quantizeGo(x[n:], q[n:], inv, zp, qmax)
+	_, _ = x[(m-1)*ldx+k-1], q[(m-1)*ldq+k-1]
+	quantizeAVX2(m, k, &x[0], ldx, &q[0], ldq, inv, zp, qmax, tailMask(k))
 }
 
-func dequantAsm(acc, zc []int32, mult, bias, y []float32, add bool) {
-	n := len(y) &^ 7
-	if n > 0 {
-		_, _, _, _ = acc[n-1], zc[n-1], mult[n-1], bias[n-1]
-		a := 0
-		if add {
-			a = 1
-		}
-		dequantAVX2(n, &acc[0], &zc[0], &mult[0], &bias[0], &y[0], a)
+func dequantAsm(m, n int, acc []int32, ldacc int, zc []int32, mult, bias, y []float32, ldy int, add bool) {
+	if m == 0 || n == 0 {
+		return
 	}
-	dequantGo(acc[n:], zc[n:], mult[n:], bias[n:], y[n:], add)
+	_, _, _, _, _ = acc[(m-1)*ldacc+n-1], zc[n-1], mult[n-1], bias[n-1], y[(m-1)*ldy+n-1]
+	a := 0
+	if add {
+		a = 1
+	}
+	dequantAVX2(m, n, &acc[0], ldacc, &zc[0], &mult[0], &bias[0], &y[0], ldy, a, tailMask(n))
 }
 
 // widen sets dst[i] = int16(src[i]).

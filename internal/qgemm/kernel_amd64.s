@@ -4058,38 +4058,70 @@ widen_done:
 	VZEROUPPER
 	RET
 
-// func minMaxAVX2(n int, x *float32) (lo float32, hi float32)
+// func minMaxAVX2(m int, k int, x *float32, ldx int, tail *int32) (lo float32, hi float32)
 // Requires: AVX, SSE
-TEXT ·minMaxAVX2(SB), NOSPLIT, $0-24
-	MOVQ   n+0(FP), AX
-	MOVQ   x+8(FP), CX
-	VXORPS Y0, Y0, Y0
-	VXORPS Y4, Y4, Y4
-	VXORPS Y1, Y1, Y1
-	VXORPS Y5, Y5, Y5
-	VXORPS Y2, Y2, Y2
-	VXORPS Y6, Y6, Y6
-	VXORPS Y3, Y3, Y3
-	VXORPS Y7, Y7, Y7
+TEXT ·minMaxAVX2(SB), NOSPLIT, $0-48
+	MOVQ    m+0(FP), AX
+	MOVQ    x+16(FP), CX
+	MOVQ    ldx+24(FP), DX
+	SHLQ    $0x02, DX
+	MOVQ    tail+32(FP), BX
+	VMOVDQU (BX), Y15
+	VXORPS  Y0, Y0, Y0
+	VXORPS  Y4, Y4, Y4
+	VXORPS  Y1, Y1, Y1
+	VXORPS  Y5, Y5, Y5
+	VXORPS  Y2, Y2, Y2
+	VXORPS  Y6, Y6, Y6
+	VXORPS  Y3, Y3, Y3
+	VXORPS  Y7, Y7, Y7
 
-minmax_loop:
-	TESTQ   AX, AX
-	JZ      minmax_reduce
-	VMOVUPS (CX), Y8
+minmax_row:
+	TESTQ AX, AX
+	JZ    minmax_reduce
+	MOVQ  k+8(FP), BX
+	MOVQ  CX, SI
+
+minmax_32:
+	CMPQ    BX, $0x20
+	JL      minmax_8
+	VMOVUPS (SI), Y8
 	VMINPS  Y0, Y8, Y0
 	VMAXPS  Y4, Y8, Y4
-	VMOVUPS 32(CX), Y9
+	VMOVUPS 32(SI), Y9
 	VMINPS  Y1, Y9, Y1
 	VMAXPS  Y5, Y9, Y5
-	VMOVUPS 64(CX), Y10
+	VMOVUPS 64(SI), Y10
 	VMINPS  Y2, Y10, Y2
 	VMAXPS  Y6, Y10, Y6
-	VMOVUPS 96(CX), Y11
+	VMOVUPS 96(SI), Y11
 	VMINPS  Y3, Y11, Y3
 	VMAXPS  Y7, Y11, Y7
-	ADDQ    $0x80, CX
-	SUBQ    $0x20, AX
-	JMP     minmax_loop
+	ADDQ    $0x80, SI
+	SUBQ    $0x20, BX
+	JMP     minmax_32
+
+minmax_8:
+	CMPQ    BX, $0x08
+	JL      minmax_tail
+	VMOVUPS (SI), Y8
+	VMINPS  Y0, Y8, Y0
+	VMAXPS  Y4, Y8, Y4
+	ADDQ    $0x20, SI
+	SUBQ    $0x08, BX
+	JMP     minmax_8
+
+minmax_tail:
+	TESTQ      BX, BX
+	JZ         minmax_next
+	VMASKMOVPS (SI), Y15, Y8
+	VMINPS     Y0, Y8, Y0
+	VMAXPS     Y4, Y8, Y4
+
+minmax_next:
+	ADDQ DX, CX
+	DECQ AX
+	JMP  minmax_row
 
 minmax_reduce:
 	VMINPS       Y1, Y0, Y0
@@ -4110,66 +4142,78 @@ minmax_reduce:
 	VMAXPS       X12, X4, X4
 	VMOVSHDUP    X4, X12
 	VMAXSS       X12, X4, X4
-	MOVSS        X0, lo+16(FP)
-	MOVSS        X4, hi+20(FP)
+	MOVSS        X0, lo+40(FP)
+	MOVSS        X4, hi+44(FP)
 	VZEROUPPER
 	RET
 
-// func quantizeAVX2(n int, x *float32, q *uint8, inv float32, zp int32, qmax int32)
+// func quantizeAVX2(m int, k int, x *float32, ldx int, q *uint8, ldq int, inv float32, zp int32, qmax int32, tail *int32)
 // Requires: AVX, AVX2
-TEXT ·quantizeAVX2(SB), NOSPLIT, $0-36
-	MOVQ         n+0(FP), AX
-	MOVQ         x+8(FP), CX
-	MOVQ         q+16(FP), DX
-	VBROADCASTSS inv+24(FP), Y12
-	MOVL         zp+28(FP), BX
-	VMOVD        BX, X13
+TEXT ·quantizeAVX2(SB), NOSPLIT, $0-72
+	MOVQ         m+0(FP), AX
+	MOVQ         x+16(FP), CX
+	MOVQ         ldx+24(FP), DX
+	SHLQ         $0x02, DX
+	MOVQ         q+32(FP), BX
+	MOVQ         ldq+40(FP), SI
+	MOVQ         tail+64(FP), DI
+	VMOVDQU      (DI), Y7
+	VBROADCASTSS inv+48(FP), Y12
+	MOVL         zp+52(FP), DI
+	VMOVD        DI, X13
 	VPBROADCASTD X13, Y13
-	MOVL         qmax+32(FP), BX
-	VMOVD        BX, X14
+	MOVL         qmax+56(FP), DI
+	VMOVD        DI, X14
 	VPBROADCASTD X14, Y14
-	MOVL         $0xcb800000, BX
-	VMOVD        BX, X15
+	MOVL         $0xcb800000, DI
+	VMOVD        DI, X15
 	VBROADCASTSS X15, Y15
-	MOVL         $0x4b800000, BX
-	VMOVD        BX, X11
+	MOVL         $0x4b800000, DI
+	VMOVD        DI, X11
 	VBROADCASTSS X11, Y11
 	VPXOR        Y10, Y10, Y10
-	MOVQ         $0x0000000400000000, BX
-	VMOVQ        BX, X9
-	MOVQ         $0x0000000500000001, BX
-	VPINSRQ      $0x01, BX, X9, X9
-	MOVQ         $0x0000000600000002, BX
-	VMOVQ        BX, X8
-	MOVQ         $0x0000000700000003, BX
-	VPINSRQ      $0x01, BX, X8, X8
+	MOVQ         $0x0000000400000000, DI
+	VMOVQ        DI, X9
+	MOVQ         $0x0000000500000001, DI
+	VPINSRQ      $0x01, DI, X9, X9
+	MOVQ         $0x0000000600000002, DI
+	VMOVQ        DI, X8
+	MOVQ         $0x0000000700000003, DI
+	VPINSRQ      $0x01, DI, X8, X8
 	VINSERTI128  $0x01, X8, Y9, Y9
 
-quantize_loop:
-	TESTQ     AX, AX
-	JZ        quantize_done
-	VMULPS    (CX), Y12, Y0
+quantize_row:
+	TESTQ AX, AX
+	JZ    quantize_done
+	MOVQ  k+8(FP), R8
+	MOVQ  CX, DI
+	MOVQ  BX, R9
+
+quantize_32:
+	CMPQ      R8, $0x20
+	JL        quantize_8
+	VMULPS    (DI), Y12, Y0
 	VMAXPS    Y15, Y0, Y0
 	VMINPS    Y11, Y0, Y0
 	VCVTPS2DQ Y0, Y0
 	VPADDD    Y13, Y0, Y0
 	VPMAXSD   Y10, Y0, Y0
 	VPMINSD   Y14, Y0, Y0
-	VMULPS    32(CX), Y12, Y1
+	VMULPS    32(DI), Y12, Y1
 	VMAXPS    Y15, Y1, Y1
 	VMINPS    Y11, Y1, Y1
 	VCVTPS2DQ Y1, Y1
 	VPADDD    Y13, Y1, Y1
 	VPMAXSD   Y10, Y1, Y1
 	VPMINSD   Y14, Y1, Y1
-	VMULPS    64(CX), Y12, Y2
+	VMULPS    64(DI), Y12, Y2
 	VMAXPS    Y15, Y2, Y2
 	VMINPS    Y11, Y2, Y2
 	VCVTPS2DQ Y2, Y2
 	VPADDD    Y13, Y2, Y2
 	VPMAXSD   Y10, Y2, Y2
 	VPMINSD   Y14, Y2, Y2
-	VMULPS    96(CX), Y12, Y3
+	VMULPS    96(DI), Y12, Y3
 	VMAXPS    Y15, Y3, Y3
 	VMINPS    Y11, Y3, Y3
 	VCVTPS2DQ Y3, Y3
@@ -4180,44 +4224,129 @@ quantize_loop:
 	VPACKUSDW Y3, Y2, Y2
 	VPACKUSWB Y2, Y0, Y0
 	VPERMD    Y0, Y9, Y0
-	VMOVDQU   Y0, (DX)
-	ADDQ      $0x80, CX
-	ADDQ      $0x20, DX
-	SUBQ      $0x20, AX
-	JMP       quantize_loop
+	VMOVDQU   Y0, (R9)
+	ADDQ      $0x80, DI
+	ADDQ      $0x20, R9
+	SUBQ      $0x20, R8
+	JMP       quantize_32
+
+quantize_8:
+	CMPQ         R8, $0x08
+	JL           quantize_tail
+	VMULPS       (DI), Y12, Y0
+	VMAXPS       Y15, Y0, Y0
+	VMINPS       Y11, Y0, Y0
+	VCVTPS2DQ    Y0, Y0
+	VPADDD       Y13, Y0, Y0
+	VPMAXSD      Y10, Y0, Y0
+	VPMINSD      Y14, Y0, Y0
+	VEXTRACTI128 $0x01, Y0, X8
+	VPACKUSDW    X8, X0, X0
+	VPACKUSWB    X0, X0, X0
+	VMOVQ        X0, (R9)
+	ADDQ         $0x20, DI
+	ADDQ         $0x08, R9
+	SUBQ         $0x08, R8
+	JMP          quantize_8
+
+quantize_tail:
+	TESTQ        R8, R8
+	JZ           quantize_next
+	VMASKMOVPS   (DI), Y7, Y0
+	VMULPS       Y12, Y0, Y0
+	VMAXPS       Y15, Y0, Y0
+	VMINPS       Y11, Y0, Y0
+	VCVTPS2DQ    Y0, Y0
+	VPADDD       Y13, Y0, Y0
+	VPMAXSD      Y10, Y0, Y0
+	VPMINSD      Y14, Y0, Y0
+	VEXTRACTI128 $0x01, Y0, X8
+	VPACKUSDW    X8, X0, X0
+	VPACKUSWB    X0, X0, X0
+	VMOVQ        X0, DI
+
+quantize_byte:
+	MOVB DI, (R9)
+	SHRQ $0x08, DI
+	INCQ R9
+	DECQ R8
+	JNZ  quantize_byte
+
+quantize_next:
+	ADDQ DX, CX
+	ADDQ SI, BX
+	DECQ AX
+	JMP  quantize_row
 
 quantize_done:
 	VZEROUPPER
 	RET
 
-// func dequantAVX2(n int, acc *int32, zc *int32, mult *float32, bias *float32, y *float32, add int)
+// func dequantAVX2(m int, n int, acc *int32, ldacc int, zc *int32, mult *float32, bias *float32, y *float32, ldy int, add int, tail *int32)
 // Requires: AVX, AVX2
-TEXT ·dequantAVX2(SB), NOSPLIT, $0-56
-	MOVQ n+0(FP), AX
-	MOVQ acc+8(FP), CX
-	MOVQ zc+16(FP), DX
-	MOVQ mult+24(FP), BX
-	MOVQ bias+32(FP), SI
-	MOVQ y+40(FP), DI
-	MOVQ add+48(FP), R8
-	XORQ R9, R9
+TEXT ·dequantAVX2(SB), NOSPLIT, $0-88
+	MOVQ    m+0(FP), AX
+	MOVQ    acc+16(FP), CX
+	MOVQ    ldacc+24(FP), DX
+	SHLQ    $0x02, DX
+	MOVQ    zc+32(FP), BX
+	MOVQ    mult+40(FP), SI
+	MOVQ    bias+48(FP), DI
+	MOVQ    y+56(FP), R8
+	MOVQ    ldy+64(FP), R9
+	SHLQ    $0x02, R9
+	MOVQ    add+72(FP), R10
+	MOVQ    tail+80(FP), R11
+	VMOVDQU (R11), Y15
+	MOVQ    n+8(FP), R11
+	ANDQ    $-8, R11
 
-dequant_loop:
-	CMPQ      R9, AX
-	JGE       dequant_done
-	VMOVDQU   (CX)(R9*4), Y0
-	VPSUBD    (DX)(R9*4), Y0, Y0
+dequant_row:
+	TESTQ AX, AX
+	JZ    dequant_done
+	XORQ  R12, R12
+
+dequant_8:
+	CMPQ      R12, R11
+	JGE       dequant_tail
+	VMOVDQU   (CX)(R12*4), Y0
+	VPSUBD    (BX)(R12*4), Y0, Y0
 	VCVTDQ2PS Y0, Y0
-	VMULPS    (BX)(R9*4), Y0, Y0
-	VADDPS    (SI)(R9*4), Y0, Y0
-	TESTQ     R8, R8
+	VMULPS    (SI)(R12*4), Y0, Y0
+	VADDPS    (DI)(R12*4), Y0, Y0
+	TESTQ     R10, R10
 	JZ        dequant_store
-	VADDPS    (DI)(R9*4), Y0, Y0
+	VADDPS    (R8)(R12*4), Y0, Y0
 
 dequant_store:
-	VMOVUPS Y0, (DI)(R9*4)
-	ADDQ    $0x08, R9
-	JMP     dequant_loop
+	VMOVUPS Y0, (R8)(R12*4)
+	ADDQ    $0x08, R12
+	JMP     dequant_8
+
+dequant_tail:
+	CMPQ       R12, n+8(FP)
+	JE         dequant_next
+	VPMASKMOVD (CX)(R12*4), Y15, Y0
+	VPMASKMOVD (BX)(R12*4), Y15, Y1
+	VPSUBD     Y1, Y0, Y0
+	VCVTDQ2PS  Y0, Y0
+	VMASKMOVPS (SI)(R12*4), Y15, Y1
+	VMULPS     Y1, Y0, Y0
+	VMASKMOVPS (DI)(R12*4), Y15, Y1
+	VADDPS     Y1, Y0, Y0
+	TESTQ      R10, R10
+	JZ         dequant_tailstore
+	VMASKMOVPS (R8)(R12*4), Y15, Y1
+	VADDPS     Y1, Y0, Y0
+
+dequant_tailstore:
+	VMASKMOVPS Y0, Y15, (R8)(R12*4)
+
+dequant_next:
+	ADDQ DX, CX
+	ADDQ R9, R8
+	DECQ AX
+	JMP  dequant_row
 
 dequant_done:
 	VZEROUPPER

@@ -46,25 +46,29 @@ func tileGo(kg int, a unsafe.Pointer, lda int, b *int8, _ int, c *int32, ldc int
 	}
 }
 
-// minMaxGo returns min(0, x...) and max(0, x...). NaN never compares less
-// or greater, so it is skipped, as the assembly skips it.
-func minMaxGo(x []float32) (lo, hi float32) {
-	for _, v := range x {
-		if v < lo {
-			lo = v
-		}
-		if v > hi {
-			hi = v
+// minMaxGo returns min(0, x...) and max(0, x...) over m rows. NaN never
+// compares less or greater, so it is skipped, as the assembly skips it.
+func minMaxGo(m, k int, x []float32, ldx int) (lo, hi float32) {
+	for i := 0; i < m; i++ {
+		for _, v := range x[i*ldx : i*ldx+k] {
+			if v < lo {
+				lo = v
+			}
+			if v > hi {
+				hi = v
+			}
 		}
 	}
 	return lo, hi
 }
 
-// quantizeGo sets q[i] = code(x[i], inv, zp, qmax).
-func quantizeGo(x []float32, q []uint8, inv float32, zp, qmax int32) {
-	q = q[:len(x)]
-	for i, v := range x {
-		q[i] = uint8(code(v, inv, zp, qmax))
+// quantizeGo sets q[i][j] = code(x[i][j], inv, zp, qmax).
+func quantizeGo(m, k int, x []float32, ldx int, q []uint8, ldq int, inv float32, zp, qmax int32) {
+	for i := 0; i < m; i++ {
+		qr := q[i*ldq : i*ldq+k]
+		for j, v := range x[i*ldx : i*ldx+k] {
+			qr[j] = uint8(code(v, inv, zp, qmax))
+		}
 	}
 }
 
@@ -84,19 +88,21 @@ func code(x, inv float32, zp, qmax int32) int32 {
 	return min(max(r, 0), qmax)
 }
 
-// dequantGo sets y[j] = t or y[j] += t with
-// t = float32(float32(acc[j]-zc[j])*mult[j]) + bias[j]: each operation
+// dequantGo sets y[i][j] = t or y[i][j] += t with
+// t = float32(float32(acc[i][j]-zc[j])*mult[j]) + bias[j]: each operation
 // rounded on its own (the conversion stops the compiler from fusing a
 // multiply-add, which the assembly does not do either).
-func dequantGo(acc, zc []int32, mult, bias, y []float32, add bool) {
-	n := len(y)
-	acc, zc, mult, bias = acc[:n], zc[:n], mult[:n], bias[:n]
-	for j := range y {
-		t := float32(float32(acc[j]-zc[j])*mult[j]) + bias[j]
-		if add {
-			y[j] += t
-		} else {
-			y[j] = t
+func dequantGo(m, n int, acc []int32, ldacc int, zc []int32, mult, bias, y []float32, ldy int, add bool) {
+	zc, mult, bias = zc[:n], mult[:n], bias[:n]
+	for i := 0; i < m; i++ {
+		ar, yr := acc[i*ldacc:i*ldacc+n], y[i*ldy:i*ldy+n]
+		for j := range yr {
+			t := float32(float32(ar[j]-zc[j])*mult[j]) + bias[j]
+			if add {
+				yr[j] += t
+			} else {
+				yr[j] = t
+			}
 		}
 	}
 }

@@ -107,17 +107,17 @@ func qgemmAVX2U8x1x16(kg int, a *int16, rsa int, b *int8, c *int32, ldc int, acc
 //go:noescape
 func widenAVX2(n int, src *uint8, dst *int16)
 
-// minMaxAVX2 returns min(0, x[:n]...) and max(0, x[:n]...) skipping NaN, n a multiple of 32.
+// minMaxAVX2 returns min(0, x...) and max(0, x...) over m rows of k floats ldx apart, skipping NaN.
 //
 //go:noescape
-func minMaxAVX2(n int, x *float32) (lo float32, hi float32)
+func minMaxAVX2(m int, k int, x *float32, ldx int, tail *int32) (lo float32, hi float32)
 
-// quantizeAVX2 sets q[i] = clamp(round_half_even(clamp(x[i]*inv, ±2^24)) + zp, 0, qmax) for i < n, n a multiple of 32.
+// quantizeAVX2 sets q = clamp(round_half_even(clamp(x*inv, ±2^24)) + zp, 0, qmax) for m rows of k values.
 //
 //go:noescape
-func quantizeAVX2(n int, x *float32, q *uint8, inv float32, zp int32, qmax int32)
+func quantizeAVX2(m int, k int, x *float32, ldx int, q *uint8, ldq int, inv float32, zp int32, qmax int32, tail *int32)
 
-// dequantAVX2 sets y[j] (+)= float32(acc[j]-zc[j])*mult[j] + bias[j] for j < n, n a multiple of 8, each operation rounded.
+// dequantAVX2 sets y[i][j] (+)= float32(acc[i][j]-zc[j])*mult[j] + bias[j], each operation rounded.
 //
 //go:noescape
-func dequantAVX2(n int, acc *int32, zc *int32, mult *float32, bias *float32, y *float32, add int)
+func dequantAVX2(m int, n int, acc *int32, ldacc int, zc *int32, mult *float32, bias *float32, y *float32, ldy int, add int, tail *int32)

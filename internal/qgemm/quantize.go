@@ -32,11 +32,7 @@ func ChooseParams(lo, hi float32, r Range) Params {
 func Quantize(m, k int, x []float32, ldx int, r Range, q []uint8, ldq int) Params {
 	checkBlock("Quantize", m, k, x, ldx, r, q, ldq)
 	im := active.Load()
-	var lo, hi float32
-	for i := 0; i < m; i++ {
-		l, h := im.minMax(x[i*ldx : i*ldx+k])
-		lo, hi = min(lo, l), max(hi, h)
-	}
+	lo, hi := im.minMax(m, k, x, ldx)
 	p := ChooseParams(lo, hi, r)
 	quantizeBlock(im, m, k, x, ldx, p, r, q, ldq)
 	return p
@@ -51,9 +47,7 @@ func QuantizeWith(m, k int, x []float32, ldx int, p Params, r Range, q []uint8, 
 
 func quantizeBlock(im *impl, m, k int, x []float32, ldx int, p Params, r Range, q []uint8, ldq int) {
 	inv := 1 / p.Scale // float32, as ATen's 1.0f / scale
-	for i := 0; i < m; i++ {
-		im.quantize(x[i*ldx:i*ldx+k], q[i*ldq:i*ldq+k], inv, p.ZeroPoint, int32(r))
-	}
+	im.quantize(m, k, x, ldx, q, ldq, inv, p.ZeroPoint, int32(r))
 }
 
 func checkBlock(fn string, m, k int, x []float32, ldx int, r Range, q []uint8, ldq int) {

@@ -552,19 +552,30 @@ func widenKernel() {
 	RET()
 }
 
+// Element-wise kernels. Each walks m rows (lengths k or n, rows ld
+// elements apart): whole vectors first, then the last k mod 8 elements
+// through masked loads and stores (VMASKMOVPS, VPMASKMOVD), which neither
+// read nor write past the row; tail points at 8 int32 lane masks with the
+// first k mod 8 set.
+
 // minMaxKernel emits minMaxAVX2, the range scan of dynamic quantization:
-// lo = min(0, x...) and hi = max(0, x...) over n floats (a multiple of 32),
-// as Go's `if v < lo { lo = v }` would compute them: VMINPS with the new
-// value as first source returns the second (the running minimum) when
-// either is NaN, so NaN is skipped, and lanes start at +0 and so never
-// hold -0. Min and max are exact, so the lane-wise split does not change
-// the result.
+// lo = min(0, x...) and hi = max(0, x...), as Go's `if v < lo { lo = v }`
+// computes them: VMINPS with the new value as first source returns the
+// second (the running minimum) when either is NaN, so NaN is skipped, and
+// lanes start at +0 and so never hold -0. Masked-out lanes load +0, which
+// changes neither. Min and max are exact, so the lane-wise split does not
+// change the result.
 func minMaxKernel() {
-	TEXT("minMaxAVX2", NOSPLIT, "func(n int, x *float32) (lo, hi float32)")
+	TEXT("minMaxAVX2", NOSPLIT, "func(m, k int, x *float32, ldx int, tail *int32) (lo, hi float32)")
 	Pragma("noescape")
-	Doc("minMaxAVX2 returns min(0, x[:n]...) and max(0, x[:n]...) skipping NaN, n a multiple of 32.")
-	n := Load(Param("n"), GP64())
+	Doc("minMaxAVX2 returns min(0, x...) and max(0, x...) over m rows of k floats ldx apart, skipping NaN.")
+	m := Load(Param("m"), GP64())
 	x := Load(Param("x"), GP64())
+	ldx := Load(Param("ldx"), GP64())
+	SHLQ(U8(2), ldx)
+	tail := Load(Param("tail"), GP64())
+	mask := Y15
+	VMOVDQU(Mem{Base: tail}, mask)
 	lo := []VecPhysical{Y0, Y1, Y2, Y3}
 	hi := []VecPhysical{Y4, Y5, Y6, Y7}
 	v := []VecPhysical{Y8, Y9, Y10, Y11}
@@ -572,17 +583,43 @@ func minMaxKernel() {
 		VXORPS(lo[i], lo[i], lo[i])
 		VXORPS(hi[i], hi[i], hi[i])
 	}
-	Label("minmax_loop")
-	TESTQ(n, n)
+	n, p := GP64(), GP64()
+	Label("minmax_row")
+	TESTQ(m, m)
 	JZ(LabelRef("minmax_reduce"))
+	Load(Param("k"), n)
+	MOVQ(x, p)
+	Label("minmax_32")
+	CMPQ(n, U8(32))
+	JL(LabelRef("minmax_8"))
 	for i := 0; i < 4; i++ {
-		VMOVUPS(Mem{Base: x, Disp: 32 * i}, v[i])
+		VMOVUPS(Mem{Base: p, Disp: 32 * i}, v[i])
 		VMINPS(lo[i], v[i], lo[i]) // v < lo ? v : lo
 		VMAXPS(hi[i], v[i], hi[i]) // v > hi ? v : hi
 	}
-	ADDQ(U8(128), x)
+	ADDQ(U8(128), p)
 	SUBQ(U8(32), n)
-	JMP(LabelRef("minmax_loop"))
+	JMP(LabelRef("minmax_32"))
+	Label("minmax_8")
+	CMPQ(n, U8(8))
+	JL(LabelRef("minmax_tail"))
+	VMOVUPS(Mem{Base: p}, v[0])
+	VMINPS(lo[0], v[0], lo[0])
+	VMAXPS(hi[0], v[0], hi[0])
+	ADDQ(U8(32), p)
+	SUBQ(U8(8), n)
+	JMP(LabelRef("minmax_8"))
+	Label("minmax_tail")
+	TESTQ(n, n)
+	JZ(LabelRef("minmax_next"))
+	VMASKMOVPS(Mem{Base: p}, mask, v[0])
+	VMINPS(lo[0], v[0], lo[0])
+	VMAXPS(hi[0], v[0], hi[0])
+	Label("minmax_next")
+	ADDQ(ldx, x)
+	DECQ(m)
+	JMP(LabelRef("minmax_row"))
+
 	Label("minmax_reduce")
 	VMINPS(lo[1], lo[0], lo[0])
 	VMINPS(lo[3], lo[2], lo[2])
@@ -612,23 +649,28 @@ func minMaxKernel() {
 	RET()
 }
 
-// quantizeKernel emits quantizeAVX2, dynamic quantization's code step for
-// n floats (a multiple of 32):
+// quantizeKernel emits quantizeAVX2, dynamic quantization's code step:
 //
 //	v = x*inv (float32), clamped to [-2^24, 2^24] (NaN to -2^24)
 //	q = clamp(round_half_even(v) + zp, 0, qmax)
 //
 // VCVTPS2DQ rounds half to even under the default MXCSR, which Go keeps.
-// The order of VMAXPS's sources sends NaN to the bound, as quantizeGo's
-// `!(v >= lo)` does.
+// The order of VMAXPS's sources sends NaN to the bound, as code's
+// `!(v >= lo)` does. 32 codes per step, then 8, then the last k mod 8
+// written a byte at a time.
 func quantizeKernel() {
-	TEXT("quantizeAVX2", NOSPLIT, "func(n int, x *float32, q *uint8, inv float32, zp int32, qmax int32)")
+	TEXT("quantizeAVX2", NOSPLIT, "func(m, k int, x *float32, ldx int, q *uint8, ldq int, inv float32, zp, qmax int32, tail *int32)")
 	Pragma("noescape")
-	Doc("quantizeAVX2 sets q[i] = clamp(round_half_even(clamp(x[i]*inv, ±2^24)) + zp, 0, qmax) for i < n, n a multiple of 32.")
-	n := Load(Param("n"), GP64())
+	Doc("quantizeAVX2 sets q = clamp(round_half_even(clamp(x*inv, ±2^24)) + zp, 0, qmax) for m rows of k values.")
+	m := Load(Param("m"), GP64())
 	x := Load(Param("x"), GP64())
+	ldx := Load(Param("ldx"), GP64())
+	SHLQ(U8(2), ldx)
 	q := Load(Param("q"), GP64())
-	inv, zp, qmax, lo, hi, zero, perm := Y12, Y13, Y14, Y15, Y11, Y10, Y9
+	ldq := Load(Param("ldq"), GP64())
+	tail := Load(Param("tail"), GP64())
+	inv, zp, qmax, lo, hi, zero, perm, mask := Y12, Y13, Y14, Y15, Y11, Y10, Y9, Y7
+	VMOVDQU(Mem{Base: tail}, mask)
 	VBROADCASTSS(paramAddr("inv"), inv)
 	// Through a GP register: vet's asmdecl misreads VPBROADCASTD's memory size.
 	t := GP32()
@@ -659,54 +701,112 @@ func quantizeKernel() {
 	VPINSRQ(U8(1), pt, X8, X8)
 	VINSERTI128(U8(1), X8, perm, perm)
 	v := []VecPhysical{Y0, Y1, Y2, Y3}
-	Label("quantize_loop")
-	TESTQ(n, n)
+	codes := func(r VecPhysical) {
+		VMAXPS(lo, r, r) // r > lo ? r : lo, so NaN -> lo
+		VMINPS(hi, r, r)
+		VCVTPS2DQ(r, r)
+		VPADDD(zp, r, r)
+		VPMAXSD(zero, r, r)
+		VPMINSD(qmax, r, r)
+	}
+	// eight packs the 8 codes of r into the low 8 bytes of r's xmm.
+	eight := func(r VecPhysical) {
+		VEXTRACTI128(U8(1), r, X8)
+		VPACKUSDW(X8, r.AsX(), r.AsX())
+		VPACKUSWB(r.AsX(), r.AsX(), r.AsX())
+	}
+	n, px, pq := GP64(), GP64(), GP64()
+	Label("quantize_row")
+	TESTQ(m, m)
 	JZ(LabelRef("quantize_done"))
+	Load(Param("k"), n)
+	MOVQ(x, px)
+	MOVQ(q, pq)
+	Label("quantize_32")
+	CMPQ(n, U8(32))
+	JL(LabelRef("quantize_8"))
 	for i := 0; i < 4; i++ {
-		VMULPS(Mem{Base: x, Disp: 32 * i}, inv, v[i])
-		VMAXPS(lo, v[i], v[i]) // v > lo ? v : lo, so NaN -> lo
-		VMINPS(hi, v[i], v[i])
-		VCVTPS2DQ(v[i], v[i])
-		VPADDD(zp, v[i], v[i])
-		VPMAXSD(zero, v[i], v[i])
-		VPMINSD(qmax, v[i], v[i])
+		VMULPS(Mem{Base: px, Disp: 32 * i}, inv, v[i])
+		codes(v[i])
 	}
 	VPACKUSDW(Y1, Y0, Y0) // in-lane: 0-3 of Y0, 0-3 of Y1 | 4-7, 4-7
 	VPACKUSDW(Y3, Y2, Y2)
-	VPACKUSWB(Y2, Y0, Y0) // bytes, dwords: Y0lo Y1lo Y2lo Y3lo | Y0hi Y1hi Y2hi Y3hi
+	VPACKUSWB(Y2, Y0, Y0)
 	VPERMD(Y0, perm, Y0)
-	VMOVDQU(Y0, Mem{Base: q})
-	ADDQ(U8(128), x)
-	ADDQ(U8(32), q)
+	VMOVDQU(Y0, Mem{Base: pq})
+	ADDQ(U8(128), px)
+	ADDQ(U8(32), pq)
 	SUBQ(U8(32), n)
-	JMP(LabelRef("quantize_loop"))
+	JMP(LabelRef("quantize_32"))
+	Label("quantize_8")
+	CMPQ(n, U8(8))
+	JL(LabelRef("quantize_tail"))
+	VMULPS(Mem{Base: px}, inv, Y0)
+	codes(Y0)
+	eight(Y0)
+	VMOVQ(X0, Mem{Base: pq})
+	ADDQ(U8(32), px)
+	ADDQ(U8(8), pq)
+	SUBQ(U8(8), n)
+	JMP(LabelRef("quantize_8"))
+	Label("quantize_tail")
+	TESTQ(n, n)
+	JZ(LabelRef("quantize_next"))
+	VMASKMOVPS(Mem{Base: px}, mask, Y0)
+	VMULPS(inv, Y0, Y0)
+	codes(Y0)
+	eight(Y0)
+	VMOVQ(X0, pt)
+	Label("quantize_byte")
+	MOVB(pt.As8(), Mem{Base: pq})
+	SHRQ(U8(8), pt)
+	INCQ(pq)
+	DECQ(n)
+	JNZ(LabelRef("quantize_byte"))
+	Label("quantize_next")
+	ADDQ(ldx, x)
+	ADDQ(ldq, q)
+	DECQ(m)
+	JMP(LabelRef("quantize_row"))
 	Label("quantize_done")
 	VZEROUPPER()
 	RET()
 }
 
 // dequantKernel emits dequantAVX2, the float output of a quantized product
-// for n elements (a multiple of 8):
+// for m rows of n elements:
 //
 //	t = float32(acc[j] - zc[j]) * mult[j] + bias[j]   (each op rounded)
 //	y[j] = t, or y[j] + t when add ≠ 0
 func dequantKernel() {
-	TEXT("dequantAVX2", NOSPLIT, "func(n int, acc *int32, zc *int32, mult *float32, bias *float32, y *float32, add int)")
+	TEXT("dequantAVX2", NOSPLIT, "func(m, n int, acc *int32, ldacc int, zc *int32, mult, bias, y *float32, ldy int, add int, tail *int32)")
 	Pragma("noescape")
-	Doc("dequantAVX2 sets y[j] (+)= float32(acc[j]-zc[j])*mult[j] + bias[j] for j < n, n a multiple of 8, each operation rounded.")
-	n := Load(Param("n"), GP64())
+	Doc("dequantAVX2 sets y[i][j] (+)= float32(acc[i][j]-zc[j])*mult[j] + bias[j], each operation rounded.")
+	m := Load(Param("m"), GP64())
 	acc := Load(Param("acc"), GP64())
+	ldacc := Load(Param("ldacc"), GP64())
+	SHLQ(U8(2), ldacc)
 	zc := Load(Param("zc"), GP64())
 	mult := Load(Param("mult"), GP64())
 	bias := Load(Param("bias"), GP64())
 	y := Load(Param("y"), GP64())
+	ldy := Load(Param("ldy"), GP64())
+	SHLQ(U8(2), ldy)
 	add := Load(Param("add"), GP64())
-	i := GP64()
-	XORQ(i, i)
-	at := func(base Register) Mem { return Mem{Base: base, Index: i, Scale: 4} }
-	Label("dequant_loop")
-	CMPQ(i, n)
-	JGE(LabelRef("dequant_done"))
+	tail := Load(Param("tail"), GP64())
+	mask := Y15
+	VMOVDQU(Mem{Base: tail}, mask)
+	n8 := Load(Param("n"), GP64())
+	ANDQ(I8(-8), n8)
+	j := GP64()
+	at := func(base Register) Mem { return Mem{Base: base, Index: j, Scale: 4} }
+	Label("dequant_row")
+	TESTQ(m, m)
+	JZ(LabelRef("dequant_done"))
+	XORQ(j, j)
+	Label("dequant_8")
+	CMPQ(j, n8)
+	JGE(LabelRef("dequant_tail"))
 	VMOVDQU(at(acc), Y0)
 	VPSUBD(at(zc), Y0, Y0)
 	VCVTDQ2PS(Y0, Y0)
@@ -717,8 +817,30 @@ func dequantKernel() {
 	VADDPS(at(y), Y0, Y0)
 	Label("dequant_store")
 	VMOVUPS(Y0, at(y))
-	ADDQ(U8(8), i)
-	JMP(LabelRef("dequant_loop"))
+	ADDQ(U8(8), j)
+	JMP(LabelRef("dequant_8"))
+	Label("dequant_tail")
+	CMPQ(j, paramAddr("n"))
+	JE(LabelRef("dequant_next"))
+	VPMASKMOVD(at(acc), mask, Y0)
+	VPMASKMOVD(at(zc), mask, Y1)
+	VPSUBD(Y1, Y0, Y0)
+	VCVTDQ2PS(Y0, Y0)
+	VMASKMOVPS(at(mult), mask, Y1)
+	VMULPS(Y1, Y0, Y0)
+	VMASKMOVPS(at(bias), mask, Y1)
+	VADDPS(Y1, Y0, Y0)
+	TESTQ(add, add)
+	JZ(LabelRef("dequant_tailstore"))
+	VMASKMOVPS(at(y), mask, Y1)
+	VADDPS(Y1, Y0, Y0)
+	Label("dequant_tailstore")
+	VMASKMOVPS(Y0, mask, at(y))
+	Label("dequant_next")
+	ADDQ(ldacc, acc)
+	ADDQ(ldy, y)
+	DECQ(m)
+	JMP(LabelRef("dequant_row"))
 	Label("dequant_done")
 	VZEROUPPER()
 	RET()
