@@ -2,6 +2,7 @@ package qgemm
 
 import (
 	"math"
+	"math/bits"
 	"unsafe"
 )
 
@@ -22,7 +23,8 @@ var goTile = tile{name: "go4x16", mr: 4, nr: 16, masked: true, fn: tileGo}
 // stack, B re-read from L1 for each row).
 func tileGo(kg int, a unsafe.Pointer, lda int, b *int8, _ int, c *int32, ldc int, accum int, rows int, mask uint64) {
 	bs := unsafe.Slice(b, kg*64)
-	cs := unsafe.Slice(c, (rows-1)*ldc+16)
+	// The valid columns are a prefix: C may end after the last of them.
+	cs := unsafe.Slice(c, (rows-1)*ldc+bits.Len64(mask&0xffff))
 	for i := 0; i < rows; i++ {
 		ar := unsafe.Slice((*uint8)(unsafe.Add(a, i*lda)), kg*4)
 		var acc [16]int32
@@ -36,7 +38,7 @@ func tileGo(kg int, a unsafe.Pointer, lda int, b *int8, _ int, c *int32, ldc int
 		row := cs[i*ldc:]
 		for j, v := range acc {
 			if mask>>j&1 == 0 {
-				continue
+				break
 			}
 			if accum != 0 {
 				v += row[j]
