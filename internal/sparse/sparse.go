@@ -69,11 +69,12 @@ func (m *Matrix) Density() float64 {
 	return float64(m.f.nnz) / float64(m.f.out*m.f.in)
 }
 
-// Bytes is the memory the kernels read per row of x: offsets, values and
-// counts (the padded format, not just the nonzeros).
+// Bytes is the size of the stored format, which the kernels read once
+// per row of x: values, column offsets, chunk offsets, run lengths and
+// scales, padding included.
 func (m *Matrix) Bytes() int {
 	f := m.f
-	return len(f.cnt) + len(f.idx) + 4*len(f.f32) + len(f.i8) + 4*len(f.scale)
+	return 4*len(f.runs) + 4*len(f.off) + len(f.idx) + 4*len(f.f32) + len(f.i8) + 4*len(f.scale)
 }
 
 // Mul sets y = x·Wᵀ + bias for batch rows: x has batch rows of In() values
@@ -120,9 +121,12 @@ func (m *Matrix) MulVec(x, bias, y []float32) {
 
 // args fills the kernel arguments that do not depend on the call.
 func (f *format) args() kernelArgs {
-	a := kernelArgs{slices: f.slices, chunks: f.chunks, full: f.in / chunk}
-	if len(f.cnt) > 0 {
-		a.cnt = &f.cnt[0]
+	a := kernelArgs{slices: f.slices, last: f.in / chunk * chunk * 4}
+	if len(f.runs) > 0 {
+		a.runs = &f.runs[0]
+	}
+	if len(f.off) > 0 {
+		a.off = &f.off[0]
 	}
 	if len(f.idx) > 0 {
 		a.idx = &f.idx[0]
@@ -135,9 +139,7 @@ func (f *format) args() kernelArgs {
 	if f.scale != nil {
 		a.scale = &f.scale[0]
 	}
-	rest := f.in % chunk
-	a.xmask = 1<<rest - 1
+	a.xmask = 1<<(f.in%chunk) - 1
 	a.ymask = 1<<(f.out-(f.slices-1)*lanes) - 1
 	return a
 }
-

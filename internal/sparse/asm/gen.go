@@ -6,18 +6,21 @@
 // sparse.go); it writes kernel_amd64.s and kernel_stubs_amd64.go.
 //
 // The format (see format.go): rows in slices of 16, one per vector lane;
-// columns in chunks of 32; for each slice and chunk, cnt iterations, each
-// 16 column offsets (bytes, 0..31 within the chunk) and 16 values, lane r
-// holding row r's next nonzero in the chunk or a zero. A chunk of x is two
-// zmm registers, and VPERMI2PS picks each lane's x value from them by its
-// offset: a gather from registers, with no memory access per element.
+// columns in chunks of 32; per slice, iterations of 16 entries (lane r: a
+// column offset within the chunk, 0..31, and a value, or 0 and 0). A
+// chunk of x is two zmm registers, and VPERMI2PS picks each lane's x
+// value from them by its offset: a gather from registers. Each slice is
+// two runs of iterations, both a multiple of 4 long, so the loops are
+// unrolled by 4 without remainders and without branches that depend on
+// the data: the whole chunks, each iteration naming its chunk (whose
+// halves are loaded again, from L1), then the partial last chunk, whose
+// halves are loaded once per call, masked.
 //
 // Summation order, which format.go's Go kernel repeats: lane r of a slice
-// keeps four sums a[p][q], p the chunk's parity, q the iteration's parity
-// within the chunk, each a chain of rounded adds of rounded products
-// (no FMA, so Go can match it bit for bit); the row's result is
-// ((a00 + a01) + (a10 + a11)), then times its scale (int8 values), then
-// plus its bias.
+// keeps four sums, the slice's i-th iteration adding to sum i mod 4, each
+// a chain of rounded adds of rounded products (no FMA, so Go can match it
+// bit for bit); the row's result is (a0 + a1) + (a2 + a3), then times its
+// scale (int8 values), then plus its bias.
 package main
 
 import (
@@ -31,14 +34,14 @@ import (
 // Offsets of the fields of kernelArgs (format.go), all 8 bytes wide.
 const (
 	offSlices = 8 * iota
-	offChunks
-	offCnt
+	offRuns
+	offOff
 	offIdx
 	offVal
 	offScale
 	offX
 	offLdx
-	offFull
+	offLast
 	offXMask
 	offBias
 	offY
@@ -55,10 +58,10 @@ func main() {
 	Generate()
 }
 
-// kernel emits func(p *byte), p a *kernelArgs, which computes y = x·Wᵀ (+ bias) for
-// nb rows of x (ldx floats apart) into nb rows of y (ldy floats apart).
-// With int8 the values are int8, converted with VPMOVSXBD and VCVTDQ2PS,
-// and each row's sum is multiplied by its scale.
+// kernel emits func(p *byte), p a *kernelArgs, which computes
+// y = x·Wᵀ (+ bias) for nb rows of x (ldx floats apart) into nb rows of y
+// (ldy floats apart). With int8 the values are int8, converted with
+// VPMOVSXBD and VCVTDQ2PS, and each row's sum is multiplied by its scale.
 func kernel(name string, nb int, int8v bool) {
 	TEXT(name, NOSPLIT, "func(p *byte)")
 	Pragma("noescape")
@@ -68,11 +71,11 @@ func kernel(name string, nb int, int8v bool) {
 	}
 	Doc(fmt.Sprintf("%s computes y = x·Wᵀ + bias for %d row(s) of x, W's values %s; see kernelArgs.", name, nb, kind))
 
-	// Registers: two x tables per batch row, four sums per batch row, the
-	// offsets, the values, and temporaries.
-	xlo := func(b int) VecPhysical { return zmm[2*b] }
-	xhi := func(b int) VecPhysical { return zmm[2*b+1] }
-	acc := func(b, p, q int) VecPhysical { return zmm[2*nb+4*b+2*p+q] }
+	// Registers: four sums and a chunk (two halves) per row of x, then
+	// the offsets, the values and a copy of the offsets.
+	acc := func(b, u int) VecPhysical { return zmm[4*b+u] }
+	lo := func(b int) VecPhysical { return zmm[4*nb+2*b] }
+	hi := func(b int) VecPhysical { return zmm[4*nb+2*b+1] }
 	idx := zmm[6*nb]
 	val := zmm[6*nb+1]
 	tmp := zmm[6*nb+2]
@@ -82,20 +85,26 @@ func kernel(name string, nb int, int8v bool) {
 
 	args := Load(Param("p"), GP64())
 	field := func(off int) Mem { return Mem{Base: args, Disp: off} }
-	slices, cnt, ip, vp := GP64(), GP64(), GP64(), GP64()
+	slices, runs, op, ip, vp := GP64(), GP64(), GP64(), GP64(), GP64()
 	MOVQ(field(offSlices), slices)
-	MOVQ(field(offCnt), cnt)
+	MOVQ(field(offRuns), runs)
+	MOVQ(field(offOff), op)
 	MOVQ(field(offIdx), ip)
 	MOVQ(field(offVal), vp)
 	ldx := GP64()
 	MOVQ(field(offLdx), ldx)
 	SHLQ(U8(2), ldx)
-	ldx3 := GP64()
-	LEAQ(Mem{Base: ldx, Index: ldx, Scale: 2}, ldx3)
-	yoff := GP64() // byte offset of the slice's outputs within a row of y
-	XORQ(yoff, yoff)
-	// K2, K3: the lanes of a partial last chunk of x; K4: the lanes of the
-	// slice being stored (all but in the last slice).
+	xrows := make([]Register, nb) // each row of x
+	for b := range xrows {
+		xrows[b] = GP64()
+		if b == 0 {
+			MOVQ(field(offX), xrows[0])
+		} else {
+			LEAQ(Mem{Base: xrows[b-1], Index: ldx, Scale: 1}, xrows[b])
+		}
+	}
+	// K2, K3: the lanes of the last, partial chunk (low and high half);
+	// K4: the lanes of the slice being stored (all but in the last slice).
 	t := GP64()
 	MOVQ(field(offXMask), t)
 	KMOVW(t.As32(), K2)
@@ -103,31 +112,21 @@ func kernel(name string, nb int, int8v bool) {
 	KMOVW(t.As32(), K3)
 	MOVL(U32(0xffff), t.As32())
 	KMOVW(t.As32(), K4)
+	yoff := GP64() // byte offset of the slice's outputs in a row of y
+	XORQ(yoff, yoff)
 
-	xrow := func(base Register, b, disp int) Mem {
-		switch b {
-		case 0:
-			return Mem{Base: base, Disp: disp}
-		case 1:
-			return Mem{Base: base, Index: ldx, Scale: 1, Disp: disp}
-		case 2:
-			return Mem{Base: base, Index: ldx, Scale: 2, Disp: disp}
-		default:
-			return Mem{Base: base, Index: ldx3, Scale: 1, Disp: disp}
-		}
-	}
 	valBytes := 64
 	if int8v {
 		valBytes = 16
 	}
-	// iteration adds one iteration's products to the sums a[p][q].
-	iteration := func(p, q, voff, ioff int) {
-		VPMOVZXBD(Mem{Base: ip, Disp: ioff}, idx)
+	// iteration u of a step of four adds its products to the sums a[u].
+	iteration := func(u int) {
+		VPMOVZXBD(Mem{Base: ip, Disp: 16 * u}, idx)
 		if int8v {
-			VPMOVSXBD(Mem{Base: vp, Disp: voff}, val)
+			VPMOVSXBD(Mem{Base: vp, Disp: valBytes * u}, val)
 			VCVTDQ2PS(val, val)
 		} else if nb > 1 {
-			VMOVUPS(Mem{Base: vp, Disp: voff}, val)
+			VMOVUPS(Mem{Base: vp, Disp: valBytes * u}, val)
 		}
 		for b := 0; b < nb; b++ {
 			x := idx
@@ -135,14 +134,20 @@ func kernel(name string, nb int, int8v bool) {
 				x = tmp
 				VMOVDQA32(idx, x)
 			}
-			VPERMI2PS(xhi(b), xlo(b), x) // x[lane] = chunk[offset[lane]]
+			VPERMI2PS(hi(b), lo(b), x) // x[lane] = chunk[offset[lane]]
 			if int8v || nb > 1 {
 				VMULPS(val, x, x)
 			} else {
-				VMULPS(Mem{Base: vp, Disp: voff}, x, x)
+				VMULPS(Mem{Base: vp, Disp: valBytes * u}, x, x)
 			}
-			VADDPS(x, acc(b, p, q), acc(b, p, q))
+			VADDPS(x, acc(b, u), acc(b, u))
 		}
+	}
+	n, co := GP64(), GP64()
+	step := func() {
+		ADDQ(U8(64), ip)
+		ADDQ(U32(4*valBytes), vp)
+		SUBQ(U8(4), n)
 	}
 
 	Label(name + "_slice")
@@ -153,64 +158,48 @@ func kernel(name string, nb int, int8v bool) {
 	KMOVW(field(offYMask), K4)
 	Label(name + "_zero")
 	for b := 0; b < nb; b++ {
-		for pq := 0; pq < 4; pq++ {
-			r := acc(b, pq/2, pq%2)
-			VPXORD(r, r, r)
+		for u := 0; u < 4; u++ {
+			VPXORD(acc(b, u), acc(b, u), acc(b, u))
 		}
 	}
-	c, xc, n := GP64(), GP64(), GP64()
-	XORQ(c, c)
-	MOVQ(field(offX), xc)
 
-	Label(name + "_chunk")
-	CMPQ(c, field(offChunks))
-	JGE(LabelRef(name + "_store"))
-	MOVBQZX(Mem{Base: cnt}, n)
-	INCQ(cnt)
+	// Whole chunks: four iterations per step, two pairs that each load
+	// their chunk of every row once.
+	MOVL(Mem{Base: runs}, n.As32())
+	Label(name + "_whole")
 	TESTQ(n, n)
-	JZ(LabelRef(name + "_next"))
-	CMPQ(c, field(offFull))
-	JGE(LabelRef(name + "_partial"))
-	for b := 0; b < nb; b++ {
-		VMOVUPS(xrow(xc, b, 0), xlo(b))
-		VMOVUPS(xrow(xc, b, 64), xhi(b))
-	}
-	JMP(LabelRef(name + "_parity"))
-	Label(name + "_partial")
-	for b := 0; b < nb; b++ {
-		VMOVUPS_Z(xrow(xc, b, 0), K2, xlo(b))
-		VMOVUPS_Z(xrow(xc, b, 64), K3, xhi(b))
-	}
-	Label(name + "_parity")
-	TESTQ(U32(1), c)
-	JNZ(LabelRef(name + "_odd"))
-	for p := 0; p < 2; p++ {
-		if p == 1 {
-			Label(name + "_odd")
+	JZ(LabelRef(name + "_lastrun"))
+	for u := 0; u < 4; u++ {
+		if u%2 == 0 {
+			MOVL(Mem{Base: op, Disp: 2 * u}, co.As32())
+			for b := 0; b < nb; b++ {
+				VMOVUPS(Mem{Base: xrows[b], Index: co, Scale: 1}, lo(b))
+				VMOVUPS(Mem{Base: xrows[b], Index: co, Scale: 1, Disp: 64}, hi(b))
+			}
 		}
-		pairs := fmt.Sprintf("%s_p%d_pairs", name, p)
-		single := fmt.Sprintf("%s_p%d_single", name, p)
-		Label(pairs)
-		CMPQ(n, U8(2))
-		JL(LabelRef(single))
-		iteration(p, 0, 0, 0)
-		iteration(p, 1, valBytes, 16)
-		ADDQ(U8(32), ip)
-		ADDQ(U8(2*valBytes), vp)
-		SUBQ(U8(2), n)
-		JMP(LabelRef(pairs))
-		Label(single)
-		TESTQ(n, n)
-		JZ(LabelRef(name + "_next"))
-		iteration(p, 0, 0, 0)
-		ADDQ(U8(16), ip)
-		ADDQ(U8(valBytes), vp)
-		JMP(LabelRef(name + "_next"))
+		iteration(u)
 	}
-	Label(name + "_next")
-	INCQ(c)
-	ADDQ(U32(128), xc)
-	JMP(LabelRef(name + "_chunk"))
+	ADDQ(U8(8), op)
+	step()
+	JMP(LabelRef(name + "_whole"))
+
+	// The last chunk, loaded masked (nothing past the row) once per slice.
+	Label(name + "_lastrun")
+	MOVL(Mem{Base: runs, Disp: 4}, n.As32())
+	ADDQ(U8(8), runs)
+	TESTQ(n, n)
+	JZ(LabelRef(name + "_store"))
+	MOVQ(field(offLast), co)
+	for b := 0; b < nb; b++ {
+		VMOVUPS_Z(Mem{Base: xrows[b], Index: co, Scale: 1}, K2, lo(b))
+		VMOVUPS_Z(Mem{Base: xrows[b], Index: co, Scale: 1, Disp: 64}, K3, hi(b))
+	}
+	Label(name + "_last")
+	for u := 0; u < 4; u++ {
+		iteration(u)
+	}
+	step()
+	JNZ(LabelRef(name + "_last"))
 
 	Label(name + "_store")
 	yp, bias := GP64(), GP64()
@@ -226,12 +215,11 @@ func kernel(name string, nb int, int8v bool) {
 		MOVQ(field(offScale), sc)
 	}
 	for b := 0; b < nb; b++ {
-		s := acc(b, 0, 0)
-		VADDPS(acc(b, 0, 1), s, s)
-		VADDPS(acc(b, 1, 1), acc(b, 1, 0), acc(b, 1, 0))
-		VADDPS(acc(b, 1, 0), s, s)
+		VADDPS(acc(b, 1), acc(b, 0), acc(b, 0))
+		VADDPS(acc(b, 3), acc(b, 2), acc(b, 2))
+		VADDPS(acc(b, 2), acc(b, 0), acc(b, 0))
 		if int8v {
-			VMULPS(Mem{Base: sc, Index: yoff, Scale: 1}, s, s)
+			VMULPS(Mem{Base: sc, Index: yoff, Scale: 1}, acc(b, 0), acc(b, 0))
 		}
 	}
 	TESTQ(bias, bias)
@@ -239,11 +227,11 @@ func kernel(name string, nb int, int8v bool) {
 	ADDQ(yoff, bias)
 	VMOVUPS_Z(Mem{Base: bias}, K4, tmp)
 	for b := 0; b < nb; b++ {
-		VADDPS(tmp, acc(b, 0, 0), acc(b, 0, 0))
+		VADDPS(tmp, acc(b, 0), acc(b, 0))
 	}
 	Label(name + "_nobias")
 	for b := 0; b < nb; b++ {
-		VMOVUPS(acc(b, 0, 0), K4, Mem{Base: yp})
+		VMOVUPS(acc(b, 0), K4, Mem{Base: yp})
 		if b < nb-1 {
 			ADDQ(ldy, yp)
 		}
