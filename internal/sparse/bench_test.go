@@ -114,32 +114,67 @@ func BenchmarkLeNet300(b *testing.B) {
 }
 
 // BenchmarkDensity sweeps the density of LeNet-300-100's first two
-// layers at batch 1 and 256, sparse against dense (the product alone, no
-// bias, on both sides). The crossovers it finds are worth.go's
-// thresholds.
+// layers at batch 1, 16 and 256, sparse (float32 and int8) against dense
+// internal/gemm on one thread (the product alone, no bias, on both
+// sides). The crossovers it finds are worth.go's thresholds. Each case
+// reports its time over dense's as "ratio" (below 1: sparse wins), dense
+// having been timed just before.
 func BenchmarkDensity(b *testing.B) {
 	prev := gemm.Threads()
 	gemm.SetThreads(1)
 	defer gemm.SetThreads(prev)
 	rng := rand.New(rand.NewPCG(3, 4))
 	for _, s := range []struct{ out, in int }{{300, 784}, {100, 300}} {
-		for _, batch := range []int{1, 256} {
+		for _, batch := range []int{1, 16, 256} {
 			x := randVec(rng, batch*s.in)
 			y := make([]float32, batch*s.out)
 			w := randVec(rng, s.out*s.in)
+			var dense float64 // ns per product
 			b.Run(fmt.Sprintf("%dx%d/b%d/dense", s.out, s.in, batch), func(b *testing.B) {
 				for range b.N {
 					gemm.Sgemm(false, true, batch, s.out, s.in, 1, x, s.in, w, s.in, 0, y, s.out)
 				}
+				dense = float64(b.Elapsed().Nanoseconds()) / float64(b.N)
 			})
-			for _, d := range []float64{0.02, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.7} {
-				m := New(pruned(rng, s.out, s.in, d), s.out, s.in)
-				b.Run(fmt.Sprintf("%dx%d/b%d/d%.2f", s.out, s.in, batch, d), func(b *testing.B) {
-					for range b.N {
-						m.Mul(batch, x, s.in, nil, y, s.out)
+			for _, d := range []float64{0.02, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.7} {
+				wp := pruned(rng, s.out, s.in, d)
+				q := make([]int8, len(wp))
+				for i, v := range wp {
+					q[i] = int8(max(-127, min(127, v*40)))
+					if v != 0 && q[i] == 0 {
+						q[i] = 1
 					}
-				})
+				}
+				for _, m := range []struct {
+					kind string
+					m    *Matrix
+				}{{"f32", New(wp, s.out, s.in)}, {"i8", NewInt8(q, make([]float32, s.out), s.out, s.in)}} {
+					b.Run(fmt.Sprintf("%dx%d/b%d/%s/d%.2f", s.out, s.in, batch, m.kind, d), func(b *testing.B) {
+						for range b.N {
+							m.m.Mul(batch, x, s.in, nil, y, s.out)
+						}
+						b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/dense, "ratio")
+					})
+				}
 			}
 		}
+	}
+}
+
+// BenchmarkLayers times each LeNet-300-100 layer at 8% density, batch 1,
+// with the format's iteration count (16-lane steps, padding included).
+func BenchmarkLayers(b *testing.B) {
+	rng := rand.New(rand.NewPCG(1, 2))
+	for _, s := range []struct{ out, in int }{{300, 784}, {100, 300}, {10, 100}} {
+		m := New(pruned(rng, s.out, s.in, 0.08), s.out, s.in)
+		x := randVec(rng, s.in)
+		y := make([]float32, s.out)
+		b.Run(fmt.Sprintf("%dx%d", s.out, s.in), func(b *testing.B) {
+			for range b.N {
+				m.MulVec(x, nil, y)
+			}
+			b.ReportMetric(float64(m.f.iterations()), "iterations")
+			b.ReportMetric(float64(b.Elapsed().Nanoseconds())/float64(b.N)/float64(m.f.iterations()), "ns/iteration")
+		})
 	}
 }
