@@ -116,7 +116,18 @@ func (s Spec) qparams(lo, hi float32, qmin, qmax int32) (float32, int32) {
 		scale := max(-minNeg, maxPos) / (float32(qmax-qmin) / 2)
 		return max(scale, Epsilon), 0
 	}
-	scale := max((maxPos-minNeg)/float32(qmax-qmin), Epsilon)
+	return Affine(lo, hi, qmin, qmax)
+}
+
+// Affine is the asymmetric rule for any integer range [qmin, qmax], signed
+// weights or unsigned activations (quint8: 0..255, or 0..127 with
+// reduce_range): the range widened to include 0, scale = (max - min) /
+// (qmax - qmin) in float32 and at least Epsilon, zero point = qmin -
+// round_half_even(min / scale), clamped to [qmin, qmax].
+func Affine(lo, hi float32, qmin, qmax int32) (scale float32, zeroPoint int32) {
+	minNeg := min(lo, 0)
+	maxPos := max(hi, 0)
+	scale = max((maxPos-minNeg)/float32(qmax-qmin), Epsilon)
 	zp := qmin - int32(roundHalfEven32(minNeg/scale))
 	return scale, min(max(zp, qmin), qmax)
 }
