@@ -1,0 +1,147 @@
+package nn
+
+import (
+	"fmt"
+
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+
+	"github.com/shrink-ml/shrink/internal/op"
+)
+
+// QuantizesInputs: an LSTM quantizes its input sequence once and its hidden
+// state at every step, inside its op (InputQuantizer).
+func (l *LSTM) QuantizesInputs() bool { return true }
+
+// RunsInt8: a dynamically quantized LSTM evaluates on integer kernels.
+func (l *LSTM) RunsInt8() bool { return true }
+
+// buildInt8 stacks one integer op per layer, as aten's quantized LSTM
+// (QuantizedCellParamsDynamic) runs: per layer, the input projection of every
+// step at once, its input quantized as one tensor; then per step the hidden
+// projection, h_{t-1} quantized over the batch, added to it; the gates in
+// float.
+func (l *LSTM) buildInt8(b Builder, x *G.Node, q *Int8) (*G.Node, error) {
+	if len(q.Weights) != 2*l.NumLayers {
+		return nil, fmt.Errorf("lstm: %d integer weights for %d layers", len(q.Weights), l.NumLayers)
+	}
+	for k := 0; k < l.NumLayers; k++ {
+		wih, whh := q.Weights[2*k], q.Weights[2*k+1]
+		o := &lstmInt8Op{Base: op.NewBase(fmt.Sprintf("%s.l%d.int8", b.Name(), k)), hidden: l.Hidden, act: q,
+			wih: int8Pack(wih.Q, wih.Rows, wih.Cols), whh: int8Pack(whh.Q, whh.Rows, whh.Cols),
+			sih: wih.Scale, shh: whh.Scale}
+		args := []*G.Node{x}
+		if l.Bias {
+			args = append(args, b.Param(fmt.Sprintf("bias_ih_l%d", k)), b.Param(fmt.Sprintf("bias_hh_l%d", k)))
+			o.bias = true
+		}
+		var err error
+		if x, err = G.ApplyOp(o, args...); err != nil {
+			return nil, err
+		}
+	}
+	return x, nil
+}
+
+// lstmInt8Op is one LSTM layer in eval on integer kernels: input x [N, T,
+// in] (and bias_ih, bias_hh), output [N, T, H].
+type lstmInt8Op struct {
+	op.Base
+	hidden   int
+	bias     bool
+	act      *Int8
+	wih, whh *int8Matrix
+	sih, shh []float32
+	// scratch, sized on the first call
+	qx    []uint8   // [N*T, in] input codes
+	qh    []uint8   // [N, H] one step's hidden codes
+	acc   []int32   // [N*T, 4H] the input projection's sums (then a step's)
+	gates []float32 // [N*T, 4H]
+	c, tc []float32 // [N, H] the cell state, its tanh (scratch)
+	out   *tensor.Dense
+}
+
+func (o *lstmInt8Op) Arity() int {
+	if o.bias {
+		return 3
+	}
+	return 1
+}
+
+func (o *lstmInt8Op) Type() hmType {
+	if o.bias {
+		return op.Fn(3, 1, 1, 3)
+	}
+	return op.Fn(3, 3)
+}
+
+func (o *lstmInt8Op) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
+	x := op.ShapeOf(in[0])
+	if len(x) != 3 || x[2] != o.wih.k {
+		return nil, fmt.Errorf("lstm: input %v does not fit weight_ih [%d, %d]", x, o.wih.n, o.wih.k)
+	}
+	return tensor.Shape{x[0], x[1], o.hidden}, nil
+}
+
+func (o *lstmInt8Op) Do(in ...G.Value) (G.Value, error) {
+	s := op.Dims(in[0])
+	n, t, inF, h := s[0], s[1], s[2], o.hidden
+	g4 := 4 * h
+	rows := n * t
+	if len(o.qx) != rows*inF || len(o.gates) != rows*g4 {
+		o.qx, o.qh = make([]uint8, rows*inF), make([]uint8, n*h)
+		o.acc, o.gates = make([]int32, rows*g4), make([]float32, rows*g4)
+		o.c, o.tc = make([]float32, n*h), make([]float32, n*h)
+	}
+	y := op.Buffer(&o.out, n, t, h)
+	x, yd := op.F32(in[0]), op.F32(y)
+	var bih, bhh []float32
+	if o.bias {
+		bih, bhh = op.F32(in[1]), op.F32(in[2])
+	}
+	_, qmax := o.act.Act.Range()
+	// The input projection of every step: one tensor, one set of parameters.
+	px := chooseAct(o.act.Act, rows, inF, x, inF)
+	int8Quantize(rows, inF, x, inF, px, qmax, o.qx, inF)
+	int8MatMul(rows, o.qx, inF, o.wih, o.acc, g4)
+	int8Dequantize(rows, o.acc, g4, px, o.wih, o.sih, bih, o.gates, g4, false)
+	for st := 0; st < t; st++ {
+		z := o.gates[st*g4:] // step st of sample i at i·T·4H
+		if st == 0 {
+			// h_0 = 0 quantizes to codes 0 whatever its parameters: the
+			// hidden projection is its bias alone.
+			if bhh != nil {
+				for i := 0; i < n; i++ {
+					row := z[i*t*g4 : i*t*g4+g4]
+					for j, b := range bhh {
+						row[j] += b
+					}
+				}
+			}
+		} else {
+			// h_{st-1} in place in y (rows T·H apart), quantized over the batch.
+			hp := yd[(st-1)*h:]
+			ph := chooseAct(o.act.Act, n, h, hp, t*h)
+			int8Quantize(n, h, hp, t*h, ph, qmax, o.qh, h)
+			int8MatMul(n, o.qh, h, o.whh, o.acc, g4)
+			int8Dequantize(n, o.acc, g4, ph, o.whh, o.shh, bhh, z, t*g4, true)
+		}
+		for i := 0; i < n; i++ {
+			r := i*t + st
+			var cprev []float32
+			if st > 0 {
+				cprev = o.c[i*h : (i+1)*h]
+			}
+			// The cell state is kept per sample only for the next step; c and
+			// its scratch row can be the same slice since lstmCell reads
+			// cprev[j] before writing c[j].
+			lstmCell(o.gates[r*g4:(r+1)*g4], cprev, o.c[i*h:(i+1)*h], o.tc[i*h:(i+1)*h], yd[r*h:(r+1)*h], nil)
+		}
+	}
+	return y, nil
+}
+
+func (o *lstmInt8Op) DiffWRT(n int) []bool { return make([]bool, n) }
+func (o *lstmInt8Op) SymDiff(G.Nodes, *G.Node, *G.Node) (G.Nodes, error) {
+	return nil, fmt.Errorf("%s: integer inference has no gradient", o.Name())
+}
