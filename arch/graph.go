@@ -214,6 +214,9 @@ func (s Spec) Graph() (*Graph, error) {
 	names := map[string]int{}
 	var errs config.Errors
 	for i, l := range list {
+		if l.invalid != nil {
+			return nil, config.Errorf(at(i, ""), "%v", l.invalid)
+		}
 		n := &Node{LayerSpec: l, Index: i}
 		t, _ := LayerTypeOf(l.Type)
 		if l.Name != "" {

@@ -13,6 +13,7 @@ import (
 	"github.com/shrink-ml/shrink/checkpoint"
 	"github.com/shrink-ml/shrink/config"
 	"github.com/shrink-ml/shrink/data"
+	"github.com/shrink-ml/shrink/internal/testkit"
 	"github.com/shrink-ml/shrink/model"
 )
 
@@ -65,7 +66,7 @@ func readFixture(t *testing.T, path string) *fixture {
 		t.Fatal(err)
 	}
 	spec := arch.Default()
-	if errs := config.Decode(jsonInts(raw).(map[string]any), spec); len(errs) > 0 {
+	if errs := config.Decode(testkit.JSONInts(raw).(map[string]any), spec); len(errs) > 0 {
 		t.Fatalf("model section: %v", errs)
 	}
 	fx.spec = *spec
@@ -111,25 +112,6 @@ func (fx *fixture) unsupported() string {
 		}
 	}
 	return ""
-}
-
-// jsonInts turns whole JSON numbers into ints, as YAML would give them.
-func jsonInts(v any) any {
-	switch x := v.(type) {
-	case map[string]any:
-		for k, e := range x {
-			x[k] = jsonInts(e)
-		}
-	case []any:
-		for i, e := range x {
-			x[i] = jsonInts(e)
-		}
-	case float64:
-		if x == math.Trunc(x) {
-			return int(x)
-		}
-	}
-	return v
 }
 
 func ints(t *testing.T, f *checkpoint.File, name string) []int64 {
