@@ -12,6 +12,7 @@ import (
 	"github.com/shrink-ml/shrink/config"
 	"github.com/shrink-ml/shrink/internal/gemm"
 	"github.com/shrink-ml/shrink/internal/op"
+	"github.com/shrink-ml/shrink/internal/vec"
 )
 
 func init() {
@@ -129,6 +130,7 @@ type lstmState struct {
 	hprev       []float32 // [N*T, H]: the hidden state each step starts from (0 at t = 0)
 	dz          []float32 // [N*T, 4H]: the loss's gradient w.r.t. the gates' pre-activations
 	bsum        []float32 // [4H]: bias_ih + bias_hh
+	zero        []float32 // [H] zeros: the cell state before the first step
 	// Fake quantization of the projections' inputs (a dynamically quantized
 	// layer computing in float), allocated on first use.
 	xq, xin []float32 // [N*T, in]: the quantized input sequence; 1 where x was inside the grid
@@ -149,6 +151,7 @@ func (s *lstmState) size(n, t, in, h int) {
 	s.tc = make([]float32, rows*h)
 	s.hprev = make([]float32, rows*h)
 	s.bsum = make([]float32, 4*h)
+	s.zero = make([]float32, h)
 	s.xq, s.xin, s.hq, s.hpq, s.hin = nil, nil, nil, nil, nil
 }
 
@@ -249,7 +252,7 @@ func lstmForward(st *lstmState, x, wih, whh, bih, bhh, y []float32, act ActQuant
 		}
 		for i := 0; i < n; i++ {
 			r := i*t + s
-			var cprev, next []float32
+			cprev, next := st.zero, []float32(nil)
 			if s > 0 {
 				cprev = st.c[(r-1)*h : r*h]
 			}
@@ -278,33 +281,14 @@ func (st *lstmState) quantizeStep(act ActQuantizer, s int) []float32 {
 
 // lstmCell applies one step's gate activations to the pre-activations z
 // (i, f, g, o of H values each; overwritten by the activations) and the
-// previous cell state (nil: zeros): c = f·c_prev + i·g, h = o·tanh(c).
+// previous cell state: c = f·cprev + i·g, h = o·tanh(c) (vec.LSTMCell).
 // hnext, when not nil, receives a copy of h.
 func lstmCell(z, cprev, c, tc, h, hnext []float32) {
-	hs := len(c)
-	zi, zf, zg, zo := z[:hs], z[hs:2*hs], z[2*hs:3*hs], z[3*hs:4*hs]
-	for j := range c {
-		i := sigmoid32(zi[j])
-		f := sigmoid32(zf[j])
-		g := tanh32(zg[j])
-		o := sigmoid32(zo[j])
-		zi[j], zf[j], zg[j], zo[j] = i, f, g, o
-		cj := i * g
-		if cprev != nil {
-			cj = f*cprev[j] + i*g
-		}
-		c[j] = cj
-		t := tanh32(cj)
-		tc[j] = t
-		h[j] = o * t
-	}
+	vec.LSTMCell(z, cprev, c, tc, h)
 	if hnext != nil {
 		copy(hnext, h)
 	}
 }
-
-func sigmoid32(x float32) float32 { return float32(1 / (1 + math.Exp(-float64(x)))) }
-func tanh32(x float32) float32    { return float32(math.Tanh(float64(x))) }
 
 func (o *lstmOp) DiffWRT(n int) []bool { return op.All(n) }
 

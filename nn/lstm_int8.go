@@ -58,6 +58,7 @@ type lstmInt8Op struct {
 	acc   []int32   // [N*T, 4H] the input projection's sums (then a step's)
 	gates []float32 // [N*T, 4H]
 	c, tc []float32 // [N, H] the cell state, its tanh (scratch)
+	zero  []float32 // [H] zeros: the cell state before the first step
 	out   *tensor.Dense
 }
 
@@ -91,7 +92,7 @@ func (o *lstmInt8Op) Do(in ...G.Value) (G.Value, error) {
 	if len(o.qx) != rows*inF || len(o.gates) != rows*g4 {
 		o.qx, o.qh = make([]uint8, rows*inF), make([]uint8, n*h)
 		o.acc, o.gates = make([]int32, rows*g4), make([]float32, rows*g4)
-		o.c, o.tc = make([]float32, n*h), make([]float32, n*h)
+		o.c, o.tc, o.zero = make([]float32, n*h), make([]float32, n*h), make([]float32, h)
 	}
 	y := op.Buffer(&o.out, n, t, h)
 	x, yd := op.F32(in[0]), op.F32(y)
@@ -128,13 +129,12 @@ func (o *lstmInt8Op) Do(in ...G.Value) (G.Value, error) {
 		}
 		for i := 0; i < n; i++ {
 			r := i*t + st
-			var cprev []float32
+			cprev := o.zero
 			if st > 0 {
 				cprev = o.c[i*h : (i+1)*h]
 			}
-			// The cell state is kept per sample only for the next step; c and
-			// its scratch row can be the same slice since lstmCell reads
-			// cprev[j] before writing c[j].
+			// The cell state is kept per sample only for the next step: c
+			// overwrites cprev in place.
 			lstmCell(o.gates[r*g4:(r+1)*g4], cprev, o.c[i*h:(i+1)*h], o.tc[i*h:(i+1)*h], yd[r*h:(r+1)*h], nil)
 		}
 	}
