@@ -265,7 +265,6 @@ func (r *Runner) checkFlags() error {
 	return nil
 }
 
-
 // keyDoc gathers a stage's key ingredients; digests holds the input checkpoints'.
 func (r *Runner) keyDoc(s *pipeline.Stage, digests map[string]string) (KeyDoc, error) {
 	cfg, err := json.Marshal(s.Config)
