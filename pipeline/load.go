@@ -54,8 +54,10 @@ func RecipeEnv(environ []string) []string {
 var ReservedEnv = map[string]bool{
 	"SHRINK_MNIST_DIR": true, "SHRINK_FASHION_MNIST_DIR": true, "SHRINK_GEMM": true, "SHRINK_THREADS": true,
 	"SHRINK_CACHE_DIR": true, "SHRINK_LOG_FORMAT": true, "SHRINK_NO_PROGRESS": true,
-	// The test suite's: fail rather than skip without an S3 server, or Fashion-MNIST.
-	"SHRINK_REQUIRE_S3": true, "SHRINK_REQUIRE_FASHION": true,
+	"SHRINK_ORT_DIR": true,
+	// The test suite's: fail rather than skip without an S3 server, Fashion-MNIST,
+	// onnxruntime or PyTorch.
+	"SHRINK_REQUIRE_S3": true, "SHRINK_REQUIRE_FASHION": true, "SHRINK_REQUIRE_ORT": true, "SHRINK_REQUIRE_TORCH": true,
 }
 
 // Recipe is a loaded, validated recipe: the resolved settings and the expanded
