@@ -3,6 +3,7 @@ package nn
 import (
 	"math"
 
+	"github.com/shrink-ml/shrink/internal/vec"
 	"github.com/shrink-ml/shrink/quant"
 )
 
@@ -67,22 +68,33 @@ type actParams struct {
 // chooseAct measures an m×k block of x (rows ldx apart) and returns the
 // parameters spec's rule gives its range.
 func chooseAct(spec quant.Spec, m, k int, x []float32, ldx int) actParams {
-	lo, hi := float32(0), float32(0)
-	first := true
+	var r actRange
 	for i := 0; i < m; i++ {
-		for _, v := range x[i*ldx : i*ldx+k] {
-			if v != v { // NaN: skipped, as fbgemm's FindMinMax compares it away
-				continue
-			}
-			if first {
-				lo, hi, first = v, v, false
-				continue
-			}
-			lo = min(lo, v)
-			hi = max(hi, v)
-		}
+		r.add(x[i*ldx : i*ldx+k])
 	}
-	scale, zp := spec.ParamsOf(lo, hi)
+	return r.params(spec)
+}
+
+// actRange is a tensor's min and max, gathered piece by piece.
+type actRange struct {
+	lo, hi float32
+	seen   bool
+}
+
+func (r *actRange) add(x []float32) {
+	if len(x) == 0 {
+		return
+	}
+	lo, hi := vec.MinMax(x)
+	if !r.seen {
+		r.lo, r.hi, r.seen = lo, hi, true
+		return
+	}
+	r.lo, r.hi = min(r.lo, lo), max(r.hi, hi)
+}
+
+func (r *actRange) params(spec quant.Spec) actParams {
+	scale, zp := spec.ParamsOf(r.lo, r.hi)
 	return actParams{Scale: scale, ZeroPoint: zp}
 }
 

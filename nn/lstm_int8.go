@@ -102,10 +102,11 @@ func (o *lstmInt8Op) Do(in ...G.Value) (G.Value, error) {
 	}
 	_, qmax := o.act.Act.Range()
 	// The input projection of every step: one tensor, one set of parameters.
-	px := chooseAct(o.act.Act, rows, inF, x, inF)
+	px := chooseAct(o.act.Act, 1, rows*inF, x, rows*inF)
 	int8Quantize(rows, inF, x, inF, px, qmax, o.qx, inF)
 	int8MatMul(rows, o.qx, inF, o.wih, o.acc, g4)
 	int8Dequantize(rows, o.acc, g4, px, o.wih, o.sih, bih, o.gates, g4, false)
+	var hr actRange // the range of the hidden states the step computes
 	for st := 0; st < t; st++ {
 		z := o.gates[st*g4:] // step st of sample i at i·T·4H
 		if st == 0 {
@@ -120,13 +121,15 @@ func (o *lstmInt8Op) Do(in ...G.Value) (G.Value, error) {
 				}
 			}
 		} else {
-			// h_{st-1} in place in y (rows T·H apart), quantized over the batch.
+			// h_{st-1} in place in y (rows T·H apart), quantized over the
+			// batch with the range the last step's cells gathered.
 			hp := yd[(st-1)*h:]
-			ph := chooseAct(o.act.Act, n, h, hp, t*h)
+			ph := hr.params(o.act.Act)
 			int8Quantize(n, h, hp, t*h, ph, qmax, o.qh, h)
 			int8MatMul(n, o.qh, h, o.whh, o.acc, g4)
 			int8Dequantize(n, o.acc, g4, ph, o.whh, o.shh, bhh, z, t*g4, true)
 		}
+		hr = actRange{}
 		for i := 0; i < n; i++ {
 			r := i*t + st
 			cprev := o.zero
@@ -136,6 +139,7 @@ func (o *lstmInt8Op) Do(in ...G.Value) (G.Value, error) {
 			// The cell state is kept per sample only for the next step: c
 			// overwrites cprev in place.
 			lstmCell(o.gates[r*g4:(r+1)*g4], cprev, o.c[i*h:(i+1)*h], o.tc[i*h:(i+1)*h], yd[r*h:(r+1)*h], nil)
+			hr.add(yd[r*h : (r+1)*h])
 		}
 	}
 	return y, nil

@@ -10,7 +10,8 @@ import "math"
 // below |x| = 0.625 (a polynomial) and 2^-24 absolute above (1 - 2/(e^2|x| +
 // 1)), which is what an LSTM's float32 state can hold. The AVX2 kernel
 // (asm/lstmgen.go) performs the same operations in the same order, without
-// fused multiply-adds, so both paths give the same bits; every product below
+// fused multiply-adds (the AVX-512 one on 16 lanes), so every path gives
+// the same bits; every product below
 // is rounded on its own (the float32 conversions) so a compiler that fuses
 // x*y + z into an FMA (GOAMD64=v3) keeps to it too.
 
@@ -86,9 +87,14 @@ func LSTMCell(z, cprev, c, tc, h []float32) {
 	hs := len(c)
 	z, cprev, tc, h = z[:4*hs], cprev[:hs], tc[:hs], h[:hs]
 	done := 0
-	if useAVX2 && hs >= 8 {
-		done = hs &^ 7
-		lstmCellAVX2(done, hs, &z[0], &cprev[0], &c[0], &tc[0], &h[0], &cellConsts[0])
+	if useAVX512 && hs >= 16 {
+		done = hs &^ 15
+		lstmCellAVX512(done, hs, &z[0], &cprev[0], &c[0], &tc[0], &h[0], &cellConsts[0])
+	}
+	if n := (hs - done) &^ 7; useAVX2 && n > 0 {
+		// The kernel reads the gates hs apart from the pointers it gets.
+		lstmCellAVX2(n, hs, &z[done], &cprev[done], &c[done], &tc[done], &h[done], &cellConsts[0])
+		done += n
 	}
 	for j := done; j < hs; j++ {
 		i := Sigmoid(z[j])
@@ -104,7 +110,7 @@ func LSTMCell(z, cprev, c, tc, h []float32) {
 	}
 }
 
-// cellConsts are the kernel's constants, each repeated over 8 lanes, in the
+// cellConsts are the kernels' constants, each repeated over 16 lanes, in the
 // order asm/lstmgen.go reads them.
 var cellConsts = func() []float32 {
 	one := []float32{
@@ -114,11 +120,33 @@ var cellConsts = func() []float32 {
 		math.Float32frombits(1 << 31),   // sign mask
 		math.Float32frombits(127),       // exponent bias, as an int32
 	}
-	out := make([]float32, 0, 8*len(one))
+	out := make([]float32, 0, 16*len(one))
 	for _, c := range one {
-		for range 8 {
+		for range 16 {
 			out = append(out, c)
 		}
 	}
 	return out
 }()
+
+// MinMax returns the least and greatest of x (0, 0 for an empty x). NaN
+// values are skipped where the assembly runs and may be taken by the Go loop;
+// callers measure activations, which hold none.
+func MinMax(x []float32) (lo, hi float32) {
+	if len(x) == 0 {
+		return 0, 0
+	}
+	lo, hi = x[0], x[0]
+	done := 0
+	if useAVX2 && len(x) >= 8 {
+		done = len(x) &^ 7
+		var out [2]float32
+		minMaxAVX2(done, &x[0], &out)
+		lo, hi = out[0], out[1]
+	}
+	for _, v := range x[done:] {
+		lo = min(lo, v)
+		hi = max(hi, v)
+	}
+	return lo, hi
+}

@@ -2,4 +2,9 @@
 
 package vec
 
-func lstmCellAVX2(n, hs int, z, cprev, c, tc, h, consts *float32) { panic("vec: no assembly") }
+var useAVX512 = false
+
+func lstmCellAVX2(n, hs int, z, cprev, c, tc, h, consts *float32)   { panic("vec: no assembly") }
+func lstmCellAVX512(n, hs int, z, cprev, c, tc, h, consts *float32) { panic("vec: no assembly") }
+
+func minMaxAVX2(n int, x *float32, out *[2]float32) { panic("vec: no assembly") }

@@ -8,3 +8,13 @@ package vec
 //
 //go:noescape
 func lstmCellAVX2(n int, hs int, z *float32, cprev *float32, c *float32, tc *float32, h *float32, consts *float32)
+
+// lstmCellAVX512 is LSTMCell on the first n (a multiple of 16) of each gate's hs values.
+//
+//go:noescape
+func lstmCellAVX512(n int, hs int, z *float32, cprev *float32, c *float32, tc *float32, h *float32, consts *float32)
+
+// minMaxAVX2 writes the least and greatest of x's first n (a multiple of 8, at least 8) values to out.
+//
+//go:noescape
+func minMaxAVX2(n int, x *float32, out *[2]float32)

@@ -14,8 +14,10 @@ func TestLSTMCellAssemblyMatchesGo(t *testing.T) {
 	if !useAVX2 {
 		t.Skip("no AVX2")
 	}
+	wide := useAVX512
+	defer func() { useAVX512 = wide }()
 	r := rand.New(rand.NewPCG(3, 4))
-	for _, hs := range []int{8, 13, 64, 128, 200} {
+	for _, hs := range []int{8, 13, 24, 40, 64, 128, 200} {
 		for _, scale := range []float64{0.01, 0.5, 3, 40, 200} {
 			z := make([]float32, 4*hs)
 			cp := make([]float32, hs)
@@ -27,13 +29,19 @@ func TestLSTMCellAssemblyMatchesGo(t *testing.T) {
 			}
 			// values at the switches
 			z[0], z[1], z[2*hs], z[2*hs+1], z[3*hs] = 0.625, -0.625, 0.625, -0.6249999, 0
-			got := cellOutputs(z, cp, hs)
-			useAVX2 = false
+			useAVX2, useAVX512 = false, false
 			want := cellOutputs(z, cp, hs)
 			useAVX2 = true
-			for i := range want {
-				if !slices.Equal(bits(got[i]), bits(want[i])) {
-					t.Fatalf("hs %d, scale %g: output %d differs between assembly and Go", hs, scale, i)
+			paths := map[string][][]float32{"avx2": cellOutputs(z, cp, hs)}
+			if wide {
+				useAVX512 = true
+				paths["avx512"] = cellOutputs(z, cp, hs)
+			}
+			for name, got := range paths {
+				for i := range want {
+					if !slices.Equal(bits(got[i]), bits(want[i])) {
+						t.Fatalf("hs %d, scale %g: output %d differs between %s and Go", hs, scale, i, name)
+					}
 				}
 			}
 		}
@@ -94,16 +102,37 @@ func BenchmarkLSTMCell(b *testing.B) {
 	}
 	cp, c, tc, h := make([]float32, hs), make([]float32, hs), make([]float32, hs), make([]float32, hs)
 	work := slices.Clone(z)
-	for _, impl := range []string{"avx2", "go"} {
+	for _, impl := range []string{"avx512", "avx2", "go"} {
 		b.Run(impl, func(b *testing.B) {
-			prev := useAVX2
-			useAVX2 = useAVX2 && impl == "avx2"
-			defer func() { useAVX2 = prev }()
+			prev, prevWide := useAVX2, useAVX512
+			useAVX2 = useAVX2 && impl != "go"
+			useAVX512 = useAVX512 && impl == "avx512"
+			defer func() { useAVX2, useAVX512 = prev, prevWide }()
 			b.SetBytes(4 * hs * 4)
 			for i := 0; i < b.N; i++ {
 				copy(work, z)
 				LSTMCell(work, cp, c, tc, h)
 			}
 		})
+	}
+}
+
+func TestMinMax(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 10))
+	for _, n := range []int{1, 7, 8, 9, 16, 100, 1000} {
+		for trial := 0; trial < 20; trial++ {
+			x := make([]float32, n)
+			for i := range x {
+				x[i] = float32(r.NormFloat64() * 10)
+			}
+			lo, hi := MinMax(x)
+			wlo, whi := slices.Min(x), slices.Max(x)
+			if lo != wlo || hi != whi {
+				t.Fatalf("n %d: MinMax = %g, %g, want %g, %g", n, lo, hi, wlo, whi)
+			}
+		}
+	}
+	if lo, hi := MinMax(nil); lo != 0 || hi != 0 {
+		t.Errorf("empty: %g, %g", lo, hi)
 	}
 }

@@ -6,11 +6,13 @@
 // The kernel performs, 8 lanes at a time, exactly the operations of
 // LSTMCell's Go loop (Exp, Sigmoid, Tanh in lstm.go), in the same order and
 // without fused multiply-adds, so the two give the same bits. Constants are
-// read from a table of 8-lane rows (cellConsts), since they outnumber the
-// registers.
+// read from a table of 16-lane rows (cellConsts), since they outnumber the
+// registers. The AVX-512 kernel is the same on 16 lanes.
 package main
 
 import (
+	"fmt"
+
 	. "github.com/mmcloughlin/avo/build"
 	. "github.com/mmcloughlin/avo/operand"
 	. "github.com/mmcloughlin/avo/reg"
@@ -42,29 +44,74 @@ const (
 	cBias
 )
 
-var consts Register
+var (
+	consts Register
+	wide   bool // AVX-512: zmm registers, mask registers for the blend
+)
 
-func k(i int) Mem { return Mem{Base: consts, Disp: 32 * i} }
+func k(i int) Mem { return Mem{Base: consts, Disp: 64 * i} }
+
+// vec is a new vector register of the kernel's width.
+func vec() VecVirtual {
+	if wide {
+		return ZMM()
+	}
+	return YMM()
+}
+
+// and, or and xor are the bitwise ops (AVX-512F has them on dwords only).
+func and(a, b, dst Op) {
+	if wide {
+		VPANDD(a, b, dst)
+	} else {
+		VANDPS(a, b, dst)
+	}
+}
+
+func or(a, b, dst Op) {
+	if wide {
+		VPORD(a, b, dst)
+	} else {
+		VORPS(a, b, dst)
+	}
+}
+
+func xor(a, b, dst Op) {
+	if wide {
+		VPXORD(a, b, dst)
+	} else {
+		VXORPS(a, b, dst)
+	}
+}
 
 func main() {
 	ConstraintExpr("!purego")
-	cell()
+	wide = false
+	cell("lstmCellAVX2", 8)
+	wide = true
+	cell("lstmCellAVX512", 16)
+	wide = false
+	minMax()
 	Generate()
 }
 
 // exp returns e^x (x is left unchanged).
 func exp(x VecVirtual) VecVirtual {
-	r := YMM()
+	r := vec()
 	VMAXPS(k(cLo), x, r)
 	VMINPS(k(cHi), r, r)
-	t, n := YMM(), YMM()
+	t, n := vec(), vec()
 	VMULPS(k(cLog2e), r, t)
-	VROUNDPS(Imm(8), t, n) // to nearest, ties to even; no precision exception
+	if wide {
+		VRNDSCALEPS(Imm(8), t, n) // to nearest integer, ties to even; no precision exception
+	} else {
+		VROUNDPS(Imm(8), t, n)
+	}
 	VMULPS(k(cC1), n, t)
 	VSUBPS(t, r, r)
 	VMULPS(k(cC2), n, t)
 	VSUBPS(t, r, r)
-	zz, y := YMM(), YMM()
+	zz, y := vec(), vec()
 	VMULPS(r, r, zz)
 	VMULPS(k(cP0), r, y)
 	VADDPS(k(cP1), y, y)
@@ -85,11 +132,11 @@ func exp(x VecVirtual) VecVirtual {
 
 // sigmoid returns 1 / (1 + e^-x).
 func sigmoid(x VecVirtual) VecVirtual {
-	nx := YMM()
-	VXORPS(k(cSign), x, nx)
+	nx := vec()
+	xor(k(cSign), x, nx)
 	e := exp(nx)
 	VADDPS(k(cOne), e, e)
-	r := YMM()
+	r := vec()
 	VMOVUPS(k(cOne), r)
 	VDIVPS(e, r, r)
 	return r
@@ -98,9 +145,9 @@ func sigmoid(x VecVirtual) VecVirtual {
 // tanh returns tanh x: the polynomial where |x| < 0.625, else
 // copysign(1 - 2/(e^2|x| + 1), x).
 func tanh(x VecVirtual) VecVirtual {
-	a := YMM()
-	VANDPS(k(cAbs), x, a)
-	zz, p := YMM(), YMM()
+	a := vec()
+	and(k(cAbs), x, a)
+	zz, p := vec(), vec()
 	VMULPS(x, x, zz)
 	VMULPS(k(cQ0), zz, p)
 	VADDPS(k(cQ1), p, p)
@@ -112,30 +159,37 @@ func tanh(x VecVirtual) VecVirtual {
 	VMULPS(x, p, p)
 	VADDPS(x, p, p)
 
-	a2 := YMM()
+	a2 := vec()
 	VADDPS(a, a, a2)
 	e := exp(a2)
 	VADDPS(k(cOne), e, e)
-	q := YMM()
+	q := vec()
 	VMOVUPS(k(cTwo), q)
 	VDIVPS(e, q, q)
-	r := YMM()
+	r := vec()
 	VMOVUPS(k(cOne), r)
 	VSUBPS(q, r, r)
-	s := YMM()
-	VANDPS(k(cSign), x, s)
-	VORPS(s, r, r)
+	s := vec()
+	and(k(cSign), x, s)
+	or(s, r, r)
 
+	// Where |x| < 0.625 (LT_OS), the polynomial.
+	if wide {
+		m := K()
+		VCMPPS(Imm(1), k(cSmall), a, m)
+		VBLENDMPS(p, r, m, r)
+		return r
+	}
 	m := YMM()
-	VCMPPS(Imm(1), k(cSmall), a, m) // |x| < 0.625 (LT_OS)
+	VCMPPS(Imm(1), k(cSmall), a, m)
 	VBLENDVPS(m, p, r, r)
 	return r
 }
 
-func cell() {
-	TEXT("lstmCellAVX2", NOSPLIT, "func(n, hs int, z, cprev, c, tc, h, consts *float32)")
+func cell(name string, lanes int) {
+	TEXT(name, NOSPLIT, "func(n, hs int, z, cprev, c, tc, h, consts *float32)")
 	Pragma("noescape")
-	Doc("lstmCellAVX2 is LSTMCell on the first n (a multiple of 8) of each gate's hs values.")
+	Doc(fmt.Sprintf("%s is LSTMCell on the first n (a multiple of %d) of each gate's hs values.", name, lanes))
 	n := Load(Param("n"), GP64())
 	hs := Load(Param("hs"), GP64())
 	z := Load(Param("z"), GP64())
@@ -150,15 +204,15 @@ func cell() {
 	LEAQ(Mem{Base: hs, Index: hs, Scale: 1}, s2)
 	LEAQ(Mem{Base: s2, Index: hs, Scale: 1}, s3)
 
-	Label("cell_loop")
-	CMPQ(n, Imm(8))
-	JL(LabelRef("cell_done"))
+	Label(name + "_loop")
+	CMPQ(n, Imm(uint64(lanes)))
+	JL(LabelRef(name + "_done"))
 	gate := func(off Register, act func(VecVirtual) VecVirtual) VecVirtual {
 		addr := Mem{Base: z}
 		if off != nil {
 			addr = Mem{Base: z, Index: off, Scale: 1}
 		}
-		x := YMM()
+		x := vec()
 		VMOVUPS(addr, x)
 		y := act(x)
 		VMOVUPS(y, addr)
@@ -166,7 +220,7 @@ func cell() {
 	}
 	i := gate(nil, sigmoid)
 	g := gate(s2, tanh)
-	ig := YMM()
+	ig := vec()
 	VMULPS(g, i, ig)
 	f := gate(s1, sigmoid)
 	VMULPS(Mem{Base: cp}, f, f)
@@ -179,12 +233,56 @@ func cell() {
 	VMOVUPS(o, Mem{Base: h})
 
 	for _, p := range []Register{z, cp, c, tc, h} {
-		ADDQ(Imm(32), p)
+		ADDQ(Imm(uint64(4*lanes)), p)
 	}
-	SUBQ(Imm(8), n)
-	JMP(LabelRef("cell_loop"))
+	SUBQ(Imm(uint64(lanes)), n)
+	JMP(LabelRef(name + "_loop"))
 
-	Label("cell_done")
+	Label(name + "_done")
+	VZEROUPPER()
+	RET()
+}
+
+// minMax emits func(n int, x *float32, out *[2]float32): the least and
+// greatest of n (a multiple of 8, at least 8) values, as 8 lanes reduced.
+func minMax() {
+	TEXT("minMaxAVX2", NOSPLIT, "func(n int, x *float32, out *[2]float32)")
+	Pragma("noescape")
+	Doc("minMaxAVX2 writes the least and greatest of x's first n (a multiple of 8, at least 8) values to out.")
+	n := Load(Param("n"), GP64())
+	x := Load(Param("x"), GP64())
+	out := Load(Param("out"), GP64())
+	lo, hi := YMM(), YMM()
+	VMOVUPS(Mem{Base: x}, lo)
+	VMOVUPS(lo, hi)
+	ADDQ(Imm(32), x)
+	SUBQ(Imm(8), n)
+	Label("minmax_loop")
+	CMPQ(n, Imm(8))
+	JL(LabelRef("minmax_reduce"))
+	v := YMM()
+	VMOVUPS(Mem{Base: x}, v)
+	VMINPS(v, lo, lo)
+	VMAXPS(v, hi, hi)
+	ADDQ(Imm(32), x)
+	SUBQ(Imm(8), n)
+	JMP(LabelRef("minmax_loop"))
+	Label("minmax_reduce")
+	// 8 lanes to 1: halves, then pairs, then neighbours.
+	for _, r := range []struct {
+		acc VecVirtual
+		op  func(...Op)
+	}{{lo, VMINPS}, {hi, VMAXPS}} {
+		t := YMM()
+		VEXTRACTF128(Imm(1), r.acc, t.AsX())
+		r.op(t.AsX(), r.acc.AsX(), r.acc.AsX())
+		VPERMILPS(Imm(0x4e), r.acc.AsX(), t.AsX())
+		r.op(t.AsX(), r.acc.AsX(), r.acc.AsX())
+		VPERMILPS(Imm(0xb1), r.acc.AsX(), t.AsX())
+		r.op(t.AsX(), r.acc.AsX(), r.acc.AsX())
+	}
+	VMOVSS(lo.AsX(), Mem{Base: out})
+	VMOVSS(hi.AsX(), Mem{Base: out, Disp: 4})
 	VZEROUPPER()
 	RET()
 }
