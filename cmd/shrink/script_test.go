@@ -30,6 +30,12 @@ func TestScripts(t *testing.T) {
 			// The .npy fixtures numpy wrote (data/testdata/npy/make_fixtures.py).
 			npy, err := filepath.Abs(filepath.Join("..", "..", "data", "testdata", "npy"))
 			env.Setenv("NPY", npy)
+			if err != nil {
+				return err
+			}
+			// The tiny MNIST cut as IDX files (testdata/data).
+			tiny, err := filepath.Abs(filepath.Join("..", "..", "testdata", "data"))
+			env.Setenv("TINY", tiny)
 			return err
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
