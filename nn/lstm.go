@@ -315,13 +315,17 @@ func (o *lstmOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) 
 	}
 	out := G.Nodes{dx, dwih, dwhh}
 	if o.bias {
-		for _, which := range []string{".db_ih", ".db_hh"} {
-			db, err := G.ApplyOp(&lstmGradBOp{Base: op.NewBase(name + which)}, dz)
-			if err != nil {
-				return nil, err
-			}
-			out = append(out, db)
+		// bias_ih and bias_hh enter the gates alike: the same gradient, summed
+		// once and copied.
+		dbih, err := G.ApplyOp(&lstmGradBOp{Base: op.NewBase(name + ".db_ih")}, dz)
+		if err != nil {
+			return nil, err
 		}
+		dbhh, err := G.ApplyOp(&copyOp{Base: op.NewBase(name + ".db_hh")}, dbih)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, dbih, dbhh)
 	}
 	return out, nil
 }
@@ -364,11 +368,11 @@ func (o *lstmGradOp) Do(in ...G.Value) (G.Value, error) {
 	for s := t - 1; s >= 0; s-- {
 		for i := 0; i < n; i++ {
 			r := i*t + s
-			var cprev []float32
+			cprev := st.zero
 			if s > 0 {
 				cprev = st.c[(r-1)*h : r*h]
 			}
-			lstmCellGrad(st.gates[r*g4:(r+1)*g4], cprev, st.tc[r*h:(r+1)*h], dy[r*h:(r+1)*h],
+			vec.LSTMCellGrad(st.gates[r*g4:(r+1)*g4], cprev, st.tc[r*h:(r+1)*h], dy[r*h:(r+1)*h],
 				o.dh[i*h:(i+1)*h], o.dc[i*h:(i+1)*h], st.dz[r*g4:(r+1)*g4])
 		}
 		if s > 0 {
@@ -386,30 +390,6 @@ func (o *lstmGradOp) Do(in ...G.Value) (G.Value, error) {
 		}
 	}
 	return o.out, nil
-}
-
-// lstmCellGrad is one step's backward pass for one sample: gates are i, f, g,
-// o after activation, dy the output's gradient; dh and dc carry the hidden
-// and cell states' gradients from the step after (and receive the cell
-// state's for the step before); dz receives the pre-activations' gradients.
-func lstmCellGrad(gates, cprev, tc, dy, dh, dc, dz []float32) {
-	hs := len(tc)
-	gi, gf, gg, gout := gates[:hs], gates[hs:2*hs], gates[2*hs:3*hs], gates[3*hs:4*hs]
-	di, df, dg, dout := dz[:hs], dz[hs:2*hs], dz[2*hs:3*hs], dz[3*hs:4*hs]
-	for j := range tc {
-		i, f, g, o, t := gi[j], gf[j], gg[j], gout[j], tc[j]
-		dhj := dy[j] + dh[j]
-		dcj := dc[j] + dhj*o*(1-t*t)
-		cp := float32(0)
-		if cprev != nil {
-			cp = cprev[j]
-		}
-		dout[j] = dhj * t * o * (1 - o)
-		di[j] = dcj * g * i * (1 - i)
-		df[j] = dcj * cp * f * (1 - f)
-		dg[j] = dcj * i * (1 - g*g)
-		dc[j] = dcj * f
-	}
 }
 
 // lstmGradXOp is the input's gradient dz W_ih [N, T, in], through the input
@@ -513,4 +493,22 @@ func (o *lstmGradBOp) Do(in ...G.Value) (G.Value, error) {
 		}
 	}
 	return db, nil
+}
+
+// copyOp is its input, copied into a buffer of its own (a second parameter's
+// gradient equal to a first's).
+type copyOp struct {
+	op.Base
+	out *tensor.Dense
+}
+
+func (o *copyOp) Arity() int   { return 1 }
+func (o *copyOp) Type() hmType { return op.Fn(1, 1) }
+func (o *copyOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
+	return op.ShapeOf(in[0]).Clone(), nil
+}
+func (o *copyOp) Do(in ...G.Value) (G.Value, error) {
+	y := op.Buffer(&o.out, op.Dims(in[0])...)
+	copy(op.F32(y), op.F32(in[0]))
+	return y, nil
 }

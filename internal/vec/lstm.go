@@ -110,6 +110,36 @@ func LSTMCell(z, cprev, c, tc, h []float32) {
 	}
 }
 
+// LSTMCellGrad is one step's backward pass for one sample: gates are i, f,
+// g, o after activation and tc = tanh(c), from LSTMCell; cprev the cell state
+// before the step (zeros at the first); dy the gradient of the step's
+// output. dh and dc carry the gradients of the hidden and cell states from
+// the step after; dc receives the cell state's for the step before. dz
+// receives the gradients of the gates' pre-activations (4H values).
+func LSTMCellGrad(gates, cprev, tc, dy, dh, dc, dz []float32) {
+	hs := len(tc)
+	gates, cprev, dy, dh, dc, dz = gates[:4*hs], cprev[:hs], dy[:hs], dh[:hs], dc[:hs], dz[:4*hs]
+	done := 0
+	if useAVX512 && hs >= 16 {
+		done = hs &^ 15
+		lstmCellGradAVX512(done, hs, &gates[0], &cprev[0], &tc[0], &dy[0], &dh[0], &dc[0], &dz[0], &cellConsts[0])
+	}
+	if n := (hs - done) &^ 7; useAVX2 && n > 0 {
+		lstmCellGradAVX2(n, hs, &gates[done], &cprev[done], &tc[done], &dy[done], &dh[done], &dc[done], &dz[done], &cellConsts[0])
+		done += n
+	}
+	for j := done; j < hs; j++ {
+		i, f, g, o, t := gates[j], gates[hs+j], gates[2*hs+j], gates[3*hs+j], tc[j]
+		dhj := dy[j] + dh[j]
+		dcj := dc[j] + float32(float32(dhj*o)*(1-float32(t*t)))
+		dz[3*hs+j] = float32(float32(dhj*t)*o) * (1 - o)
+		dz[j] = float32(float32(dcj*g)*i) * (1 - i)
+		dz[hs+j] = float32(float32(dcj*cprev[j])*f) * (1 - f)
+		dz[2*hs+j] = float32(dcj*i) * (1 - float32(g*g))
+		dc[j] = dcj * f
+	}
+}
+
 // cellConsts are the kernels' constants, each repeated over 16 lanes, in the
 // order asm/lstmgen.go reads them.
 var cellConsts = func() []float32 {

@@ -472,6 +472,154 @@ lstmCellAVX512_done:
 	VZEROUPPER
 	RET
 
+// func lstmCellGradAVX2(n int, hs int, gates *float32, cprev *float32, tc *float32, dy *float32, dh *float32, dc *float32, dz *float32, consts *float32)
+// Requires: AVX
+TEXT ·lstmCellGradAVX2(SB), NOSPLIT, $0-80
+	MOVQ n+0(FP), AX
+	MOVQ hs+8(FP), CX
+	MOVQ gates+16(FP), DX
+	MOVQ cprev+24(FP), BX
+	MOVQ tc+32(FP), SI
+	MOVQ dy+40(FP), DI
+	MOVQ dh+48(FP), R8
+	MOVQ dc+56(FP), R9
+	MOVQ dz+64(FP), R10
+	MOVQ consts+72(FP), R11
+	SHLQ $0x02, CX
+	LEAQ (CX)(CX*1), R12
+	LEAQ (R12)(CX*1), R13
+
+lstmCellGradAVX2_loop:
+	CMPQ    AX, $0x08
+	JL      lstmCellGradAVX2_done
+	VMOVUPS (DX)(R13*1), Y0
+	VMOVUPS (SI), Y1
+	VMOVUPS (DI), Y2
+	VADDPS  (R8), Y2, Y2
+	VMULPS  Y1, Y1, Y3
+	VMOVUPS 704(R11), Y4
+	VSUBPS  Y3, Y4, Y4
+	VMULPS  Y0, Y2, Y3
+	VMULPS  Y4, Y3, Y3
+	VMOVUPS (R9), Y4
+	VADDPS  Y3, Y4, Y4
+	VMULPS  Y1, Y2, Y1
+	VMULPS  Y0, Y1, Y1
+	VMOVUPS 704(R11), Y2
+	VSUBPS  Y0, Y2, Y2
+	VMULPS  Y2, Y1, Y1
+	VMOVUPS Y1, (R10)(R13*1)
+	VMOVUPS (DX), Y0
+	VMOVUPS (DX)(R12*1), Y3
+	VMULPS  Y3, Y4, Y1
+	VMULPS  Y0, Y1, Y1
+	VMOVUPS 704(R11), Y2
+	VSUBPS  Y0, Y2, Y2
+	VMULPS  Y2, Y1, Y1
+	VMOVUPS Y1, (R10)
+	VMOVUPS (DX)(CX*1), Y2
+	VMULPS  (BX), Y4, Y1
+	VMULPS  Y2, Y1, Y1
+	VMOVUPS 704(R11), Y5
+	VSUBPS  Y2, Y5, Y5
+	VMULPS  Y5, Y1, Y1
+	VMOVUPS Y1, (R10)(CX*1)
+	VMULPS  Y3, Y3, Y3
+	VMULPS  Y0, Y4, Y1
+	VMOVUPS 704(R11), Y0
+	VSUBPS  Y3, Y0, Y0
+	VMULPS  Y0, Y1, Y1
+	VMOVUPS Y1, (R10)(R12*1)
+	VMULPS  Y2, Y4, Y4
+	VMOVUPS Y4, (R9)
+	ADDQ    $0x20, DX
+	ADDQ    $0x20, BX
+	ADDQ    $0x20, SI
+	ADDQ    $0x20, DI
+	ADDQ    $0x20, R8
+	ADDQ    $0x20, R9
+	ADDQ    $0x20, R10
+	SUBQ    $0x08, AX
+	JMP     lstmCellGradAVX2_loop
+
+lstmCellGradAVX2_done:
+	VZEROUPPER
+	RET
+
+// func lstmCellGradAVX512(n int, hs int, gates *float32, cprev *float32, tc *float32, dy *float32, dh *float32, dc *float32, dz *float32, consts *float32)
+// Requires: AVX, AVX512F
+TEXT ·lstmCellGradAVX512(SB), NOSPLIT, $0-80
+	MOVQ n+0(FP), AX
+	MOVQ hs+8(FP), CX
+	MOVQ gates+16(FP), DX
+	MOVQ cprev+24(FP), BX
+	MOVQ tc+32(FP), SI
+	MOVQ dy+40(FP), DI
+	MOVQ dh+48(FP), R8
+	MOVQ dc+56(FP), R9
+	MOVQ dz+64(FP), R10
+	MOVQ consts+72(FP), R11
+	SHLQ $0x02, CX
+	LEAQ (CX)(CX*1), R12
+	LEAQ (R12)(CX*1), R13
+
+lstmCellGradAVX512_loop:
+	CMPQ    AX, $0x10
+	JL      lstmCellGradAVX512_done
+	VMOVUPS (DX)(R13*1), Z0
+	VMOVUPS (SI), Z1
+	VMOVUPS (DI), Z2
+	VADDPS  (R8), Z2, Z2
+	VMULPS  Z1, Z1, Z3
+	VMOVUPS 704(R11), Z4
+	VSUBPS  Z3, Z4, Z4
+	VMULPS  Z0, Z2, Z3
+	VMULPS  Z4, Z3, Z3
+	VMOVUPS (R9), Z4
+	VADDPS  Z3, Z4, Z4
+	VMULPS  Z1, Z2, Z1
+	VMULPS  Z0, Z1, Z1
+	VMOVUPS 704(R11), Z2
+	VSUBPS  Z0, Z2, Z2
+	VMULPS  Z2, Z1, Z1
+	VMOVUPS Z1, (R10)(R13*1)
+	VMOVUPS (DX), Z0
+	VMOVUPS (DX)(R12*1), Z3
+	VMULPS  Z3, Z4, Z1
+	VMULPS  Z0, Z1, Z1
+	VMOVUPS 704(R11), Z2
+	VSUBPS  Z0, Z2, Z2
+	VMULPS  Z2, Z1, Z1
+	VMOVUPS Z1, (R10)
+	VMOVUPS (DX)(CX*1), Z2
+	VMULPS  (BX), Z4, Z1
+	VMULPS  Z2, Z1, Z1
+	VMOVUPS 704(R11), Z5
+	VSUBPS  Z2, Z5, Z5
+	VMULPS  Z5, Z1, Z1
+	VMOVUPS Z1, (R10)(CX*1)
+	VMULPS  Z3, Z3, Z3
+	VMULPS  Z0, Z4, Z1
+	VMOVUPS 704(R11), Z0
+	VSUBPS  Z3, Z0, Z0
+	VMULPS  Z0, Z1, Z1
+	VMOVUPS Z1, (R10)(R12*1)
+	VMULPS  Z2, Z4, Z4
+	VMOVUPS Z4, (R9)
+	ADDQ    $0x40, DX
+	ADDQ    $0x40, BX
+	ADDQ    $0x40, SI
+	ADDQ    $0x40, DI
+	ADDQ    $0x40, R8
+	ADDQ    $0x40, R9
+	ADDQ    $0x40, R10
+	SUBQ    $0x10, AX
+	JMP     lstmCellGradAVX512_loop
+
+lstmCellGradAVX512_done:
+	VZEROUPPER
+	RET
+
 // func minMaxAVX2(n int, x *float32, out *[2]float32)
 // Requires: AVX
 TEXT ·minMaxAVX2(SB), NOSPLIT, $0-24

@@ -8,3 +8,11 @@ func lstmCellAVX2(n, hs int, z, cprev, c, tc, h, consts *float32)   { panic("vec
 func lstmCellAVX512(n, hs int, z, cprev, c, tc, h, consts *float32) { panic("vec: no assembly") }
 
 func minMaxAVX2(n int, x *float32, out *[2]float32) { panic("vec: no assembly") }
+
+func lstmCellGradAVX2(n, hs int, gates, cprev, tc, dy, dh, dc, dz, consts *float32) {
+	panic("vec: no assembly")
+}
+
+func lstmCellGradAVX512(n, hs int, gates, cprev, tc, dy, dh, dc, dz, consts *float32) {
+	panic("vec: no assembly")
+}

@@ -14,6 +14,16 @@ func lstmCellAVX2(n int, hs int, z *float32, cprev *float32, c *float32, tc *flo
 //go:noescape
 func lstmCellAVX512(n int, hs int, z *float32, cprev *float32, c *float32, tc *float32, h *float32, consts *float32)
 
+// lstmCellGradAVX2 is LSTMCellGrad on the first n (a multiple of 8) of each gate's hs values.
+//
+//go:noescape
+func lstmCellGradAVX2(n int, hs int, gates *float32, cprev *float32, tc *float32, dy *float32, dh *float32, dc *float32, dz *float32, consts *float32)
+
+// lstmCellGradAVX512 is LSTMCellGrad on the first n (a multiple of 16) of each gate's hs values.
+//
+//go:noescape
+func lstmCellGradAVX512(n int, hs int, gates *float32, cprev *float32, tc *float32, dy *float32, dh *float32, dc *float32, dz *float32, consts *float32)
+
 // minMaxAVX2 writes the least and greatest of x's first n (a multiple of 8, at least 8) values to out.
 //
 //go:noescape

@@ -136,3 +136,43 @@ func TestMinMax(t *testing.T) {
 		t.Errorf("empty: %g, %g", lo, hi)
 	}
 }
+
+// LSTMCellGrad: the assembly paths and the Go loop give the same bits.
+func TestLSTMCellGradAssemblyMatchesGo(t *testing.T) {
+	if !useAVX2 {
+		t.Skip("no AVX2")
+	}
+	wide := useAVX512
+	defer func() { useAVX2, useAVX512 = true, wide }()
+	r := rand.New(rand.NewPCG(11, 12))
+	for _, hs := range []int{8, 13, 24, 40, 128} {
+		gates := make([]float32, 4*hs)
+		cp, tc, dy, dh, dc := make([]float32, hs), make([]float32, hs), make([]float32, hs), make([]float32, hs), make([]float32, hs)
+		for i := range gates {
+			gates[i] = float32(r.Float64())
+		}
+		for _, v := range [][]float32{cp, tc, dy, dh, dc} {
+			for i := range v {
+				v[i] = float32(r.NormFloat64())
+			}
+		}
+		run := func(avx2, avx512 bool) [][]float32 {
+			useAVX2, useAVX512 = avx2, avx512
+			dz, dcOut := make([]float32, 4*hs), slices.Clone(dc)
+			LSTMCellGrad(gates, cp, tc, dy, dh, dcOut, dz)
+			return [][]float32{dz, dcOut}
+		}
+		want := run(false, false)
+		paths := map[string][][]float32{"avx2": run(true, false)}
+		if wide {
+			paths["avx512"] = run(true, true)
+		}
+		for name, got := range paths {
+			for i := range want {
+				if !slices.Equal(bits(got[i]), bits(want[i])) {
+					t.Fatalf("hs %d: output %d differs between %s and Go", hs, i, name)
+				}
+			}
+		}
+	}
+}

@@ -91,6 +91,10 @@ func main() {
 	wide = true
 	cell("lstmCellAVX512", 16)
 	wide = false
+	cellGrad("lstmCellGradAVX2", 8)
+	wide = true
+	cellGrad("lstmCellGradAVX512", 16)
+	wide = false
 	minMax()
 	Generate()
 }
@@ -283,6 +287,97 @@ func minMax() {
 	}
 	VMOVSS(lo.AsX(), Mem{Base: out})
 	VMOVSS(hi.AsX(), Mem{Base: out, Disp: 4})
+	VZEROUPPER()
+	RET()
+}
+
+// cellGrad emits LSTMCellGrad's loop on lanes values at a time, its
+// operations in the Go loop's order.
+func cellGrad(name string, lanes int) {
+	TEXT(name, NOSPLIT, "func(n, hs int, gates, cprev, tc, dy, dh, dc, dz, consts *float32)")
+	Pragma("noescape")
+	Doc(fmt.Sprintf("%s is LSTMCellGrad on the first n (a multiple of %d) of each gate's hs values.", name, lanes))
+	n := Load(Param("n"), GP64())
+	hs := Load(Param("hs"), GP64())
+	gp := Load(Param("gates"), GP64())
+	cp := Load(Param("cprev"), GP64())
+	tcp := Load(Param("tc"), GP64())
+	dyp := Load(Param("dy"), GP64())
+	dhp := Load(Param("dh"), GP64())
+	dcp := Load(Param("dc"), GP64())
+	dzp := Load(Param("dz"), GP64())
+	consts = Load(Param("consts"), GP64())
+	s2, s3 := GP64(), GP64()
+	SHLQ(Imm(2), hs)
+	LEAQ(Mem{Base: hs, Index: hs, Scale: 1}, s2)
+	LEAQ(Mem{Base: s2, Index: hs, Scale: 1}, s3)
+
+	Label(name + "_loop")
+	CMPQ(n, Imm(uint64(lanes)))
+	JL(LabelRef(name + "_done"))
+	at := func(base Register, off Register) Mem {
+		if off == nil {
+			return Mem{Base: base}
+		}
+		return Mem{Base: base, Index: off, Scale: 1}
+	}
+	load := func(m Mem) VecVirtual {
+		v := vec()
+		VMOVUPS(m, v)
+		return v
+	}
+	// oneMinus returns 1 - x.
+	oneMinus := func(x VecVirtual) VecVirtual {
+		r := load(k(cOne))
+		VSUBPS(x, r, r)
+		return r
+	}
+	o, t := load(at(gp, s3)), load(Mem{Base: tcp})
+	dh := load(Mem{Base: dyp})
+	VADDPS(Mem{Base: dhp}, dh, dh) // dhj = dy + dh
+	// dcj = dc + (dhj*o)*(1 - t*t)
+	t2 := vec()
+	VMULPS(t, t, t2)
+	u := oneMinus(t2)
+	a := vec()
+	VMULPS(o, dh, a)
+	VMULPS(u, a, a)
+	dc := load(Mem{Base: dcp})
+	VADDPS(a, dc, dc)
+	// do = ((dhj*t)*o)*(1 - o)
+	p := vec()
+	VMULPS(t, dh, p)
+	VMULPS(o, p, p)
+	VMULPS(oneMinus(o), p, p)
+	VMOVUPS(p, at(dzp, s3))
+	// di = ((dcj*g)*i)*(1 - i)
+	i, g := load(Mem{Base: gp}), load(at(gp, s2))
+	VMULPS(g, dc, p)
+	VMULPS(i, p, p)
+	VMULPS(oneMinus(i), p, p)
+	VMOVUPS(p, Mem{Base: dzp})
+	// df = ((dcj*cprev)*f)*(1 - f)
+	f := load(at(gp, hs))
+	VMULPS(Mem{Base: cp}, dc, p)
+	VMULPS(f, p, p)
+	VMULPS(oneMinus(f), p, p)
+	VMOVUPS(p, at(dzp, hs))
+	// dg = (dcj*i)*(1 - g*g)
+	VMULPS(g, g, t2)
+	VMULPS(i, dc, p)
+	VMULPS(oneMinus(t2), p, p)
+	VMOVUPS(p, at(dzp, s2))
+	// dc = dcj*f
+	VMULPS(f, dc, dc)
+	VMOVUPS(dc, Mem{Base: dcp})
+
+	for _, r := range []Register{gp, cp, tcp, dyp, dhp, dcp, dzp} {
+		ADDQ(Imm(uint64(4*lanes)), r)
+	}
+	SUBQ(Imm(uint64(lanes)), n)
+	JMP(LabelRef(name + "_loop"))
+
+	Label(name + "_done")
 	VZEROUPPER()
 	RET()
 }
