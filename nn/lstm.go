@@ -340,7 +340,7 @@ type lstmGradOp struct {
 	dh, dc  []float32 // [N, H]: what flows back into step t-1
 	dhq     []float32 // [N, H]: dz_t W_hh before the straight-through mask
 	out     *tensor.Dense
-	outData []float32
+	outData []float32 // out's backing: st.dz when out was made
 }
 
 func (o *lstmGradOp) Arity() int   { return 2 }
@@ -354,10 +354,10 @@ func (o *lstmGradOp) Do(in ...G.Value) (G.Value, error) {
 	st := o.st
 	n, t, h := st.n, st.t, st.h
 	g4 := 4 * h
-	if o.out == nil || o.out.Shape()[0] != n || o.out.Shape()[1] != t {
+	if o.outData == nil || &o.outData[0] != &st.dz[0] {
 		// The output is the state's dz, so the products that follow read it
 		// from either place.
-		o.out = tensor.New(tensor.WithShape(n, t, g4), tensor.WithBacking(st.dz))
+		o.out, o.outData = tensor.New(tensor.WithShape(n, t, g4), tensor.WithBacking(st.dz)), st.dz
 	}
 	if len(o.dh) != n*h {
 		o.dh, o.dc, o.dhq = make([]float32, n*h), make([]float32, n*h), make([]float32, n*h)
