@@ -11,10 +11,15 @@ import (
 	"github.com/shrink-ml/shrink/quant"
 )
 
-// torchDynamic quantizes every layer as torch.ao's quantize_dynamic does.
-func torchDynamic(m *Model) {
+// torchDynamic quantizes every layer as torch.ao's quantize_dynamic does
+// (with other weight bits or granularity when given).
+func torchDynamic(m *Model, weights ...quant.Spec) {
+	w := quant.Spec{Bits: 8, Scheme: quant.Symmetric, Granularity: quant.PerTensor}
+	if len(weights) > 0 {
+		w = weights[0]
+	}
 	for _, l := range m.WeightLayers() {
-		l.Quant = &quant.Spec{Bits: 8, Scheme: quant.Symmetric, Granularity: quant.PerTensor}
+		l.Quant = &w
 		l.Input = &ActQuant{Mode: "dynamic", Spec: quant.Spec{Bits: 8, Scheme: quant.Asymmetric, Granularity: quant.PerTensor, ReduceRange: true}}
 	}
 	m.Requantize()
@@ -24,8 +29,17 @@ func torchDynamic(m *Model) {
 // and computing the same quantization in float (the training graph: fake
 // quantized inputs: the input sequence and every step's hidden state fake
 // quantized inside the LSTM's op) gives the same logits up to float rounding,
-// far closer than the float model.
+// far closer than the float model. Also with 4-bit per-channel weights.
 func TestDynamicLSTMIntegerAndFloatPathsAgree(t *testing.T) {
+	for _, w := range []quant.Spec{
+		{Bits: 8, Scheme: quant.Symmetric, Granularity: quant.PerTensor},
+		{Bits: 4, Scheme: quant.Symmetric, Granularity: quant.PerChannel},
+	} {
+		t.Run(w.String(), func(t *testing.T) { integerAndFloatAgree(t, w) })
+	}
+}
+
+func integerAndFloatAgree(t *testing.T, w quant.Spec) {
 	spec := arch.Spec{Arch: "lstm", Input: arch.Shape{9, 6}, Hidden: arch.Widths{24}, NumLayers: 2, Classes: 5}
 	rng := rand.New(rand.NewPCG(7, 8))
 	m := MustNew(spec, rng)
@@ -51,7 +65,7 @@ func TestDynamicLSTMIntegerAndFloatPathsAgree(t *testing.T) {
 	}
 	float, _ := logits(m, ModeEval)
 	q := m.Clone()
-	torchDynamic(q)
+	torchDynamic(q, w)
 	integer, net := logits(q, ModeEval)
 	ops := 0
 	for _, node := range net.g.AllNodes() {
