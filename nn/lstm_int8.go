@@ -53,10 +53,12 @@ type lstmInt8Op struct {
 	wih, whh *int8Matrix
 	sih, shh []float32
 	// scratch, sized on the first call
-	qx    []uint8   // [N*T, in] input codes
+	xt    []float32 // [T*N, in] the input, step-major
+	qx    []uint8   // [T*N, in] its codes
 	qh    []uint8   // [N, H] one step's hidden codes
-	acc   []int32   // [N*T, 4H] the input projection's sums (then a step's)
-	gates []float32 // [N*T, 4H]
+	acc   []int32   // [T*N, 4H] the input projection's sums (then a step's)
+	gates []float32 // [T*N, 4H], step-major
+	h     []float32 // [N, H] the last step's hidden states
 	c, tc []float32 // [N, H] the cell state, its tanh (scratch)
 	zero  []float32 // [H] zeros: the cell state before the first step
 	out   *tensor.Dense
@@ -90,9 +92,10 @@ func (o *lstmInt8Op) Do(in ...G.Value) (G.Value, error) {
 	g4 := 4 * h
 	rows := n * t
 	if len(o.qx) != rows*inF || len(o.gates) != rows*g4 {
-		o.qx, o.qh = make([]uint8, rows*inF), make([]uint8, n*h)
+		o.xt, o.qx, o.qh = make([]float32, rows*inF), make([]uint8, rows*inF), make([]uint8, n*h)
 		o.acc, o.gates = make([]int32, rows*g4), make([]float32, rows*g4)
-		o.c, o.tc, o.zero = make([]float32, n*h), make([]float32, n*h), make([]float32, h)
+		o.c, o.tc, o.h = make([]float32, n*h), make([]float32, n*h), make([]float32, n*h)
+		o.zero = make([]float32, h)
 	}
 	y := op.Buffer(&o.out, n, t, h)
 	x, yd := op.F32(in[0]), op.F32(y)
@@ -101,45 +104,53 @@ func (o *lstmInt8Op) Do(in ...G.Value) (G.Value, error) {
 		bih, bhh = op.F32(in[1]), op.F32(in[2])
 	}
 	_, qmax := o.act.Act.Range()
-	// The input projection of every step: one tensor, one set of parameters.
-	px := chooseAct(o.act.Act, 1, rows*inF, x, rows*inF)
-	int8Quantize(rows, inF, x, inF, px, qmax, o.qx, inF)
+	// The input projection of every step: one tensor, one set of parameters
+	// (the range does not depend on the order). It is computed step-major,
+	// as aten's time-major layout does, so each step's gates are one block.
+	for i := 0; i < n; i++ {
+		for st := 0; st < t; st++ {
+			copy(o.xt[(st*n+i)*inF:(st*n+i+1)*inF], x[(i*t+st)*inF:(i*t+st+1)*inF])
+		}
+	}
+	px := chooseAct(o.act.Act, 1, rows*inF, o.xt, rows*inF)
+	int8Quantize(rows, inF, o.xt, inF, px, qmax, o.qx, inF)
 	int8MatMul(rows, o.qx, inF, o.wih, o.acc, g4)
 	int8Dequantize(rows, o.acc, g4, px, o.wih, o.sih, bih, o.gates, g4, false)
 	var hr actRange // the range of the hidden states the step computes
 	for st := 0; st < t; st++ {
-		z := o.gates[st*g4:] // step st of sample i at i·T·4H
+		z := o.gates[st*n*g4 : (st+1)*n*g4]
 		if st == 0 {
 			// h_0 = 0 quantizes to codes 0 whatever its parameters: the
 			// hidden projection is its bias alone.
 			if bhh != nil {
 				for i := 0; i < n; i++ {
-					row := z[i*t*g4 : i*t*g4+g4]
+					row := z[i*g4 : (i+1)*g4]
 					for j, b := range bhh {
 						row[j] += b
 					}
 				}
 			}
 		} else {
-			// h_{st-1} in place in y (rows T·H apart), quantized over the
-			// batch with the range the last step's cells gathered.
-			hp := yd[(st-1)*h:]
+			// h_{st-1} of the whole batch, quantized with the range the last
+			// step's cells gathered.
 			ph := hr.params(o.act.Act)
-			int8Quantize(n, h, hp, t*h, ph, qmax, o.qh, h)
+			int8Quantize(n, h, o.h, h, ph, qmax, o.qh, h)
 			int8MatMul(n, o.qh, h, o.whh, o.acc, g4)
-			int8Dequantize(n, o.acc, g4, ph, o.whh, o.shh, bhh, z, t*g4, true)
+			int8Dequantize(n, o.acc, g4, ph, o.whh, o.shh, bhh, z, g4, true)
 		}
 		hr = actRange{}
 		for i := 0; i < n; i++ {
-			r := i*t + st
 			cprev := o.zero
 			if st > 0 {
 				cprev = o.c[i*h : (i+1)*h]
 			}
 			// The cell state is kept per sample only for the next step: c
 			// overwrites cprev in place.
-			lstmCell(o.gates[r*g4:(r+1)*g4], cprev, o.c[i*h:(i+1)*h], o.tc[i*h:(i+1)*h], yd[r*h:(r+1)*h], nil)
-			hr.add(yd[r*h : (r+1)*h])
+			hi := o.h[i*h : (i+1)*h]
+			lstmCell(z[i*g4:(i+1)*g4], cprev, o.c[i*h:(i+1)*h], o.tc[i*h:(i+1)*h], hi, nil)
+			hr.add(hi)
+			r := i*t + st
+			copy(yd[r*h:(r+1)*h], hi)
 		}
 	}
 	return y, nil
