@@ -56,10 +56,11 @@ type lstmInt8Op struct {
 	xt    []float32 // [T*N, in] the input, step-major
 	qx    []uint8   // [T*N, in] its codes
 	qh    []uint8   // [N, H] one step's hidden codes
-	acc   []int32   // [T*N, 4H] the input projection's sums (then a step's)
-	gates []float32 // [T*N, 4H], step-major
+	acc   []int32   // [int8Rows, 4H] a block's sums
+	gates []float32 // [int8Rows, 4H] a block's gates
 	h     []float32 // [N, H] the last step's hidden states
-	c, tc []float32 // [N, H] the cell state, its tanh (scratch)
+	c     []float32 // [N, H] the cell state
+	tc    []float32 // [H] tanh of the cell state (scratch)
 	zero  []float32 // [H] zeros: the cell state before the first step
 	out   *tensor.Dense
 }
@@ -86,15 +87,21 @@ func (o *lstmInt8Op) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 	return tensor.Shape{x[0], x[1], o.hidden}, nil
 }
 
+// int8Rows is how many samples a step's products and cells take at a time:
+// their sums and gates (4H values each) then stay in cache between the
+// integer product, the rescaling and the cell.
+const int8Rows = 48
+
 func (o *lstmInt8Op) Do(in ...G.Value) (G.Value, error) {
 	s := op.Dims(in[0])
 	n, t, inF, h := s[0], s[1], s[2], o.hidden
 	g4 := 4 * h
 	rows := n * t
-	if len(o.qx) != rows*inF || len(o.gates) != rows*g4 {
+	chunk := min(n, int8Rows)
+	if len(o.qx) != rows*inF || len(o.h) != n*h {
 		o.xt, o.qx, o.qh = make([]float32, rows*inF), make([]uint8, rows*inF), make([]uint8, n*h)
-		o.acc, o.gates = make([]int32, rows*g4), make([]float32, rows*g4)
-		o.c, o.tc, o.h = make([]float32, n*h), make([]float32, n*h), make([]float32, n*h)
+		o.acc, o.gates = make([]int32, chunk*g4), make([]float32, chunk*g4)
+		o.c, o.tc, o.h = make([]float32, n*h), make([]float32, h), make([]float32, n*h)
 		o.zero = make([]float32, h)
 	}
 	y := op.Buffer(&o.out, n, t, h)
@@ -104,9 +111,9 @@ func (o *lstmInt8Op) Do(in ...G.Value) (G.Value, error) {
 		bih, bhh = op.F32(in[1]), op.F32(in[2])
 	}
 	_, qmax := o.act.Act.Range()
-	// The input projection of every step: one tensor, one set of parameters
-	// (the range does not depend on the order). It is computed step-major,
-	// as aten's time-major layout does, so each step's gates are one block.
+	// The input sequence is quantized as one tensor, one set of parameters
+	// for every step (the range does not depend on the order); step-major, as
+	// aten's time-major layout holds it, so a step's rows are one block.
 	for i := 0; i < n; i++ {
 		for st := 0; st < t; st++ {
 			copy(o.xt[(st*n+i)*inF:(st*n+i+1)*inF], x[(i*t+st)*inF:(i*t+st+1)*inF])
@@ -114,43 +121,49 @@ func (o *lstmInt8Op) Do(in ...G.Value) (G.Value, error) {
 	}
 	px := chooseAct(o.act.Act, 1, rows*inF, o.xt, rows*inF)
 	int8Quantize(rows, inF, o.xt, inF, px, qmax, o.qx, inF)
-	int8MatMul(rows, o.qx, inF, o.wih, o.acc, g4)
-	int8Dequantize(rows, o.acc, g4, px, o.wih, o.sih, bih, o.gates, g4, false)
 	var hr actRange // the range of the hidden states the step computes
+	var ph actParams
 	for st := 0; st < t; st++ {
-		z := o.gates[st*n*g4 : (st+1)*n*g4]
-		if st == 0 {
-			// h_0 = 0 quantizes to codes 0 whatever its parameters: the
-			// hidden projection is its bias alone.
-			if bhh != nil {
-				for i := 0; i < n; i++ {
-					row := z[i*g4 : (i+1)*g4]
-					for j, b := range bhh {
-						row[j] += b
-					}
-				}
-			}
-		} else {
+		if st > 0 {
 			// h_{st-1} of the whole batch, quantized with the range the last
-			// step's cells gathered.
-			ph := hr.params(o.act.Act)
+			// step's cells gathered. (h_0 = 0 quantizes to codes 0 whatever
+			// its parameters: the first hidden projection is its bias alone.)
+			ph = hr.params(o.act.Act)
 			int8Quantize(n, h, o.h, h, ph, qmax, o.qh, h)
-			int8MatMul(n, o.qh, h, o.whh, o.acc, g4)
-			int8Dequantize(n, o.acc, g4, ph, o.whh, o.shh, bhh, z, g4, true)
 		}
 		hr = actRange{}
-		for i := 0; i < n; i++ {
-			cprev := o.zero
-			if st > 0 {
-				cprev = o.c[i*h : (i+1)*h]
+		for c0 := 0; c0 < n; c0 += chunk {
+			m := min(chunk, n-c0)
+			// gates = (x W_ihᵀ + b_ih) + (h W_hhᵀ + b_hh), as aten adds the
+			// hidden projection to the precomputed input one.
+			z := o.gates[:m*g4]
+			int8MatMul(m, o.qx[(st*n+c0)*inF:], inF, o.wih, o.acc, g4)
+			int8Dequantize(m, o.acc, g4, px, o.wih, o.sih, bih, z, g4, false)
+			if st == 0 {
+				if bhh != nil {
+					for i := 0; i < m; i++ {
+						row := z[i*g4 : (i+1)*g4]
+						for j, b := range bhh {
+							row[j] += b
+						}
+					}
+				}
+			} else {
+				int8MatMul(m, o.qh[c0*h:], h, o.whh, o.acc, g4)
+				int8Dequantize(m, o.acc, g4, ph, o.whh, o.shh, bhh, z, g4, true)
 			}
-			// The cell state is kept per sample only for the next step: c
-			// overwrites cprev in place.
-			hi := o.h[i*h : (i+1)*h]
-			lstmCell(z[i*g4:(i+1)*g4], cprev, o.c[i*h:(i+1)*h], o.tc[i*h:(i+1)*h], hi, nil)
-			hr.add(hi)
-			r := i*t + st
-			copy(yd[r*h:(r+1)*h], hi)
+			for i := c0; i < c0+m; i++ {
+				cprev := o.zero
+				if st > 0 {
+					cprev = o.c[i*h : (i+1)*h]
+				}
+				// c overwrites cprev in place; h_{st-1} is already in qh.
+				hi := o.h[i*h : (i+1)*h]
+				lstmCell(z[(i-c0)*g4:(i-c0+1)*g4], cprev, o.c[i*h:(i+1)*h], o.tc, hi, nil)
+				hr.add(hi)
+				r := i*t + st
+				copy(yd[r*h:(r+1)*h], hi)
+			}
 		}
 	}
 	return y, nil
