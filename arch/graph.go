@@ -246,6 +246,9 @@ func (s Spec) Graph() (*Graph, error) {
 		if t.Inputs == 1 && len(l.From) > 1 {
 			errs = append(errs, config.Errorf(at(i, "from"), "%s reads one layer, not %d", l.Type, len(l.From)))
 		}
+		if t.ModelInput && (i > 0 || len(l.From) > 0) {
+			errs = append(errs, config.Errorf(at(i, ""), "%s reads the model's input (%s), so it must be the first layer, without from", l.Type, t.ModelInputWhat))
+		}
 		if len(errs) > 0 {
 			g.Nodes = append(g.Nodes, n)
 			continue

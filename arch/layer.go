@@ -97,6 +97,11 @@ type LayerType struct {
 	New func() Layer
 	// Inputs is how many inputs it reads: 1, or Many (add, concat).
 	Inputs int
+	// ModelInput marks a type that reads only the model's input, which is not
+	// features but, as ModelInputWhat says, something no layer outputs
+	// (embedding: integer token ids). Such a layer must come first.
+	ModelInput     bool
+	ModelInputWhat string
 }
 
 var layerTypes = map[string]LayerType{}

@@ -161,6 +161,7 @@ func closeTo(t *testing.T, what string, got, want []float32, tol float64) {
 	if worst > tol*max(scale, 1e-30) || math.IsNaN(worst) {
 		t.Errorf("%s: off by %g at %d (got %g, want %g; largest |value| %g, tolerance %g of it)", what, worst, at, got[at], want[at], scale, tol)
 	}
+	t.Logf("%s: off by %.1e of the largest |value| (tolerance %g)", what, worst/max(scale, 1e-30), tol)
 }
 
 func checkEval(t *testing.T, fx *fixture, m *model.Model) {
@@ -198,17 +199,21 @@ func checkTrain(t *testing.T, fx *fixture, m *model.Model) {
 		}
 	}
 	seen := 0
+	var worst float64
 	for _, p := range net.Params() {
 		want := floats(t, fx.all, "grad."+p.Name)
 		got := p.Grad()
 		for i := range want {
-			if d := math.Abs(float64(got[i]) - float64(want[i])); d > 1e-4*scale || math.IsNaN(d) {
+			d := math.Abs(float64(got[i]) - float64(want[i]))
+			worst = max(worst, d)
+			if d > 1e-4*scale || math.IsNaN(d) {
 				t.Errorf("grad %s[%d] = %g, want %g (largest gradient %g)", p.Name, i, got[i], want[i], scale)
 				break
 			}
 		}
 		seen++
 	}
+	t.Logf("gradients: off by %.1e of the largest gradient (tolerance 1e-4)", worst/max(scale, 1e-30))
 	for _, name := range fx.all.Names() {
 		if strings.HasPrefix(name, "grad.") {
 			seen--

@@ -355,6 +355,9 @@ func (r *Runner) Run(ctx context.Context) (*Manifest, error) {
 	if err := r.checkFlags(); err != nil {
 		return nil, err // before the run folder exists: bad usage writes nothing
 	}
+	if err := MemoryProblem(r.recipe); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(r.opt.RunDir, 0o755); err != nil {
 		return nil, err
 	}

@@ -86,6 +86,9 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		return exitInvalid
 	case errors.Is(err, errAlreadyReported):
 		return exitFailed
+	case errors.As(err, new(*runner.MemoryError)):
+		fmt.Fprintf(stderr, "shrink: %v\n", err) // the recipe, not its usage: nothing ran
+		return exitInvalid
 	}
 	fmt.Fprintf(stderr, "shrink: %v\n", err)
 	return exitFailed
