@@ -28,16 +28,13 @@ func TestTrainStepDoesNotAllocate(t *testing.T) {
 		{"mlp qat dynamic", arch.Spec{Arch: "mlp", Inputs: 20, Hidden: []int{16}, Classes: 4}, DefaultOptimizer(), false, "dynamic"},
 		{"mlp qat static", arch.Spec{Arch: "mlp", Inputs: 20, Hidden: []int{16}, Classes: 4}, DefaultOptimizer(), false, "static"},
 		{"lenet5 qat dynamic", arch.Spec{Arch: "lenet5", Classes: 10}, DefaultOptimizer(), false, "dynamic"},
-<<<<<<< HEAD
 		{"lstm adam", lstmSpec, DefaultOptimizer(), false, ""},
 		{"lstm adam masked", lstmSpec, DefaultOptimizer(), true, ""},
 		{"lstm dynamic int8 torch", lstmSpec, DefaultOptimizer(), false, "torch"},
-=======
 		{"activations norms dropout adam", activationsSpec, DefaultOptimizer(), false, ""},
 		{"activations norms dropout sgd masked", activationsSpec, OptimizerConfig{Name: "sgd", LR: 0.1, Momentum: 0.9}, true, ""},
 		{"embedding adam", embeddingSpec, DefaultOptimizer(), false, ""},
 		{"embedding adam masked", embeddingSpec, DefaultOptimizer(), true, ""},
->>>>>>> main
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(1, 2))
