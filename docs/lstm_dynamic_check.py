@@ -4,7 +4,7 @@
     shrink predict runs/lstm-mnist/quantize/model.safetensors --recipe recipes/lstm-mnist.yaml \\
         --out /tmp/shrink_logits.npy
     /usr/bin/python3 docs/lstm_dynamic_check.py runs/lstm-mnist/quantize/model.safetensors \\
-        --logits /tmp/shrink_logits.npy
+        --logits /tmp/shrink_logits.npy --from-float runs/lstm-mnist/train/model.safetensors
 
 The checkpoint holds the lstm preset (lstm, last step, fc) quantized with the keys that reproduce
 torch.ao.quantization.quantize_dynamic(model, {nn.LSTM, nn.Linear}, dtype=torch.qint8) (see
@@ -16,6 +16,8 @@ quantized cell parameters quantize_dynamic builds for each LSTM layer). It check
 holds exactly shrink's int8 weights and scales, runs the MNIST test set in sequence layout batch by
 batch (data.batch_size, in order: activation ranges are per batch), prints the accuracy, and with
 --logits compares PyTorch's logits with shrink's (argmax agreement, median relative error).
+With --from-float, it also runs quantize_dynamic itself on the float checkpoint the quantize stage
+started from and checks that PyTorch's int8 weights and scales equal shrink's.
 
 Needs PyTorch 1.13 (Debian's python3-torch) and numpy; tools/torchref/mnistdata.py reads MNIST.
 """
@@ -98,7 +100,21 @@ def rebuild(path):
         assert np.array_equal(w.int_repr().numpy(), t[name]), name
         assert np.float32(w.q_scale()) == t[name + "_scale"][0], name
     print("%d int8 weights and scales in PyTorch equal the checkpoint's" % len(held))
-    return qmodel, (steps, features), classes
+    return qmodel, t, (steps, features), classes, hidden, layers
+
+
+def check_from_float(path, t_int8, shape, classes, hidden, layers):
+    """quantize_dynamic on the float checkpoint gives the int8 checkpoint's integers and scales."""
+    t, _ = read_safetensors(path)
+    model = SeqNet(shape[1], hidden, layers, classes).eval()
+    model.load_state_dict({k: torch.from_numpy(v) for k, v in t.items()})
+    q = torch.ao.quantization.quantize_dynamic(model, {nn.LSTM, nn.Linear}, dtype=torch.qint8)
+    held = {"lstm." + k: v for k, v in q.lstm._weight_bias()["weight"].items()}
+    held["fc.weight"] = q.fc.weight()
+    for name, w in held.items():
+        if not np.array_equal(w.int_repr().numpy(), t_int8[name]) or np.float32(w.q_scale()) != t_int8[name + "_scale"][0]:
+            raise SystemExit("%s: PyTorch's quantize_dynamic gives other integers or scale than shrink" % name)
+    print("quantize_dynamic of %s gives shrink's %d int8 weights and scales, bit for bit" % (path, len(held)))
 
 
 def main():
@@ -107,9 +123,12 @@ def main():
     ap.add_argument("--logits", help="shrink predict's .npy output for the same checkpoint and recipe")
     ap.add_argument("--batch", type=int, default=128, help="data.batch_size (default 128)")
     ap.add_argument("--data-dir", help="the MNIST IDX files (default: where shrink finds them)")
+    ap.add_argument("--from-float", help="the float checkpoint the quantize stage started from (runs/lstm-mnist/train/model.safetensors)")
     args = ap.parse_args()
     torch.set_num_threads(1)
-    qmodel, shape, classes = rebuild(args.checkpoint)
+    qmodel, t, shape, classes, hidden, layers = rebuild(args.checkpoint)
+    if args.from_float:
+        check_from_float(args.from_float, t, shape, classes, hidden, layers)
     x, y = mnistdata.load("mnist", "test", list(shape), args.data_dir)
     with torch.no_grad():
         logits = torch.cat([qmodel(x[i:i + args.batch]) for i in range(0, len(x), args.batch)]).numpy()
