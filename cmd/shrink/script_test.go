@@ -41,7 +41,13 @@ func TestScripts(t *testing.T) {
 			}
 			// The torch.onnx.export fixtures (onnx/onnximport/testdata).
 			fix, err := filepath.Abs(filepath.Join("..", "..", "onnx", "onnximport", "testdata"))
+			if err != nil {
+				return err
+			}
 			env.Setenv("ONNXFIX", fix)
+			// The tiny MNIST cut as IDX files (testdata/data).
+			tiny, err := filepath.Abs(filepath.Join("..", "..", "testdata", "data"))
+			env.Setenv("TINY", tiny)
 			return err
 		},
 		Condition: scriptCondition,
