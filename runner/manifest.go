@@ -109,9 +109,12 @@ func Version() (version, revision string) {
 	return
 }
 
+// manifestFormat is run.json's format.
+const manifestFormat = "shrink/v1"
+
 func newManifest() *Manifest {
 	v, rev := Version()
-	return &Manifest{Format: "shrink/v1", ShrinkVersion: v, VCSRevision: rev, GoVersion: runtime.Version(), Status: "running"}
+	return &Manifest{Format: manifestFormat, ShrinkVersion: v, VCSRevision: rev, GoVersion: runtime.Version(), Status: "running"}
 }
 
 // manifestWriter writes run.json atomically after every change.

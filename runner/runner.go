@@ -119,8 +119,11 @@ func (r *Runner) Plan() ([]*PlanItem, error) {
 	if err := r.store.Check(); err != nil {
 		return nil, err
 	}
-	prev, _ := ReadManifest(r.opt.RunDir)
-	r.prev = prev
+	// The last run explains changes and names the folders of dropped stages:
+	// only a run.json that is shrink's own counts.
+	if prev, err := ReadManifest(r.opt.RunDir); err == nil && prev.Validate() == nil {
+		r.prev = prev
+	}
 	digests := map[string]string{}
 	forcedSet := map[string]bool{}
 	var items []*PlanItem
@@ -374,8 +377,8 @@ func (r *Runner) Run(ctx context.Context) (*Manifest, error) {
 	if err := r.checkFlags(); err != nil {
 		return nil, err // before the run folder exists: bad usage writes nothing
 	}
-	if err := os.MkdirAll(r.opt.RunDir, 0o755); err != nil {
-		return nil, err
+	if err := claimRunDir(r.opt.RunDir); err != nil {
+		return nil, err // a folder shrink did not make: nothing is written
 	}
 	unlock, err := lockDir(r.opt.RunDir)
 	if err != nil {
@@ -629,10 +632,11 @@ func (ex *execution) execute(ctx context.Context, it *PlanItem, doc KeyDoc, key 
 	if !ok {
 		return nil, fmt.Errorf("stage type %q: config %T cannot run", typ.Name, s.Config)
 	}
-	work, err := tempDir(filepath.Join(r.opt.CacheDir, "tmp"), Folder(s.ID)+"-")
+	work, unlock, err := tempDir(filepath.Join(r.opt.CacheDir, "tmp"), Folder(s.ID)+"-")
 	if err != nil {
 		return nil, err
 	}
+	defer unlock()
 	defer os.RemoveAll(work) // gone after Publish moved it; cleans up after a failure
 	var logFile *os.File
 	if r.opt.LogOutput != nil {
@@ -822,7 +826,10 @@ func (ex *execution) materialize(folder, key string, e *Entry) error {
 
 // removeDroppedStages deletes the folders of stages the last run had and this
 // recipe no longer has, so the run folder shows this recipe's stages only (their
-// results stay in the store). Only folders run.json named are touched.
+// results stay in the store). Only what shrink provably wrote goes: the files
+// of the stage's stored result, each still that file (the store's hard link, or
+// the recorded digest), in a folder a validated run.json names. Anything else
+// stays, and so does the folder holding it.
 func (r *Runner) removeDroppedStages(plan []*PlanItem) {
 	if r.prev == nil {
 		return
@@ -832,13 +839,49 @@ func (r *Runner) removeDroppedStages(plan []*PlanItem) {
 		current[it.Folder] = true
 	}
 	for _, s := range r.prev.Stages {
-		if s.Folder == "" || current[s.Folder] || s.Folder != filepath.Base(s.Folder) || strings.HasPrefix(s.Folder, ".") {
+		if current[s.Folder] || s.Key == "" {
 			continue
 		}
-		if err := os.RemoveAll(filepath.Join(r.opt.RunDir, s.Folder)); err != nil {
-			r.opt.Log.Warn().Err(err).Str("folder", s.Folder).Msg("could not remove the folder of a stage the recipe dropped")
+		dir := filepath.Join(r.opt.RunDir, s.Folder)
+		if _, err := os.Stat(dir); err != nil {
+			continue
+		}
+		e, err := r.store.readEntry(s.Key)
+		if err == nil {
+			err = removeResult(dir, e, r.store)
+		}
+		if err != nil {
+			r.opt.Log.Warn().Err(err).Str("folder", s.Folder).Msg("left the folder of a stage the recipe dropped")
 		}
 	}
+}
+
+// removeResult removes from dir the files of a stored result that are still
+// the stored files, then the folders left empty; it says what stays.
+func removeResult(dir string, e *Entry, st *Store) error {
+	var dirs []string
+	for rel, sum := range e.Files {
+		p := filepath.Join(dir, filepath.FromSlash(rel))
+		if !sameFile(p, st.File(e.Key, rel)) {
+			if got, err := checkpoint.Digest(p); err != nil || got != sum {
+				continue
+			}
+		}
+		if err := os.Remove(p); err != nil {
+			return err
+		}
+		for d := filepath.Dir(p); d != dir && strings.HasPrefix(d, dir); d = filepath.Dir(d) {
+			dirs = append(dirs, d)
+		}
+	}
+	slices.SortFunc(dirs, func(a, b string) int { return len(b) - len(a) }) // deepest first
+	for _, d := range dirs {
+		os.Remove(d) // only when empty
+	}
+	if err := os.Remove(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("it holds files shrink did not write")
+	}
+	return nil
 }
 
 // UseAllCores gives the matrix products of a command outside a run (eval) every

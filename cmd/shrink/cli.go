@@ -79,7 +79,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, ds.Error())
 		fmt.Fprintf(stderr, "%d problem(s) in the recipe; nothing was run\n", len(ds))
 		return exitInvalid
-	case errors.As(err, new(usageError)), errors.As(err, new(*runner.FlagError)), errors.As(err, new(*runner.NotRunFolderError)),
+	case errors.As(err, new(usageError)), errors.As(err, new(*runner.FlagError)), errors.As(err, new(*runner.NotRunFolderError)), errors.As(err, new(*runner.RunFolderError)),
 		strings.HasPrefix(err.Error(), "unknown command "): // cobra's lookup, the one error without a hook
 		fmt.Fprintf(stderr, "shrink: %v\n", err)
 		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
