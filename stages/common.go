@@ -145,7 +145,8 @@ type trainState struct {
 }
 
 // saveTrainState writes the weights (raw floats, not quantized), the optimizer's
-// moments and the random source's state, atomically.
+// moments and the random source's state, atomically and sealed with a digest
+// of its content (checkpoint.Seal), which loadTrainState verifies.
 func saveTrainState(path string, m *model.Model, st *model.TrainState, src *rand.PCG) error {
 	rng, err := src.MarshalBinary()
 	if err != nil {
@@ -170,6 +171,7 @@ func saveTrainState(path string, m *model.Model, st *model.TrainState, src *rand
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
+	checkpoint.Seal(f) // a flipped bit would otherwise resume into a different result
 	_, err = checkpoint.WriteFile(path, f)
 	return err
 }
@@ -179,6 +181,9 @@ func loadTrainState(path string, m *model.Model, src *rand.PCG) (*trainState, er
 	f, err := checkpoint.ReadFile(path)
 	if err != nil {
 		return nil, err
+	}
+	if err := checkpoint.CheckSeal(f); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	st := &trainState{opt: &model.OptState{}, act: map[string][2]float32{}}
 	if st.epoch, err = strconv.Atoi(f.Metadata["epoch"]); err != nil {
