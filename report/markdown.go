@@ -58,6 +58,19 @@ func (r *Run) markdown(plots map[string]bool) string {
 	if recomputed {
 		b.WriteString("\n\\* measured by `shrink report`: the stage's stored metrics predate compressed sizes.\n")
 	}
+	if un := r.unfinished(); len(un) > 0 {
+		fmt.Fprintf(&b, "\nNot finished (run status: %s):\n\n", man.Status)
+		for _, s := range un {
+			why := s.Error
+			if why == "" {
+				why = s.Reason
+			}
+			if why == "" {
+				why = "not run"
+			}
+			fmt.Fprintf(&b, "- `%s` %s: %s\n", s.ID, s.Status, oneLine(why))
+		}
+	}
 	b.WriteString("\n## Compression frontier\n\n")
 	if plots["frontier.png"] {
 		b.WriteString("![Test accuracy against compressed size, every stage](frontier.png)\n\n")
@@ -66,6 +79,8 @@ func (r *Run) markdown(plots map[string]bool) string {
 			ids = append(ids, "`"+p.stage.ID+"`")
 		}
 		fmt.Fprintf(&b, "Pareto frontier (no other stage is both smaller and at least as accurate), smallest first: %s.\n", strings.Join(ids, ", "))
+	} else if r.hasData() && len(r.unfinished()) > 0 {
+		fmt.Fprintf(&b, "No finished stage has both an accuracy and a compressed size (%d stage(s) did not finish, see above), so there is no frontier.\n", len(r.unfinished()))
 	} else {
 		b.WriteString("No stage has both an accuracy and a compressed size (the recipe has no test data), so there is no frontier.\n")
 	}
@@ -93,6 +108,9 @@ func (r *Run) markdown(plots map[string]bool) string {
 	}
 	return b.String()
 }
+
+// oneLine keeps a message on one markdown line.
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 func setFlags(sets []string) string {
 	var b strings.Builder

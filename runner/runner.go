@@ -613,6 +613,19 @@ func (ex *execution) finish(it *PlanItem, rec *StageRecord, failure string) {
 		ex.failed[it.Stage.ID] = failure
 	}
 	ex.mu.Unlock()
+	if failure != "" {
+		// The folder must not show an older result next to a record that says
+		// the stage failed (its stored results stay, for a rerun to restore).
+		prevKey := ""
+		if prev := ex.r.prev; prev != nil {
+			if rec := prev.Stage(it.Stage.ID); rec != nil {
+				prevKey = rec.Key
+			}
+		}
+		if err := ex.r.clearFolder(it.Folder, prevKey); err != nil {
+			ex.r.opt.Log.Warn().Err(err).Str("stage", it.Stage.ID).Msg("left the folder of a stage that did not finish")
+		}
+	}
 	ex.w.update(func(m *Manifest) {
 		old := m.Stage(it.Stage.ID)
 		rec.ID, rec.Type, rec.Folder, rec.Needs, rec.Refs = old.ID, old.Type, old.Folder, old.Needs, old.Refs
@@ -826,10 +839,8 @@ func (ex *execution) materialize(folder, key string, e *Entry) error {
 
 // removeDroppedStages deletes the folders of stages the last run had and this
 // recipe no longer has, so the run folder shows this recipe's stages only (their
-// results stay in the store). Only what shrink provably wrote goes: the files
-// of the stage's stored result, each still that file (the store's hard link, or
-// the recorded digest), in a folder a validated run.json names. Anything else
-// stays, and so does the folder holding it.
+// results stay in the store). Only what shrink provably wrote goes (see
+// clearFolder), from folders a validated run.json names.
 func (r *Runner) removeDroppedStages(plan []*PlanItem) {
 	if r.prev == nil {
 		return
@@ -839,25 +850,44 @@ func (r *Runner) removeDroppedStages(plan []*PlanItem) {
 		current[it.Folder] = true
 	}
 	for _, s := range r.prev.Stages {
-		if current[s.Folder] || s.Key == "" {
+		if current[s.Folder] {
 			continue
 		}
-		dir := filepath.Join(r.opt.RunDir, s.Folder)
-		if _, err := os.Stat(dir); err != nil {
-			continue
-		}
-		e, err := r.store.readEntry(s.Key)
-		if err == nil {
-			err = removeResult(dir, e, r.store)
-		}
-		if err != nil {
+		if err := r.clearFolder(s.Folder, s.Key); err != nil {
 			r.opt.Log.Warn().Err(err).Str("folder", s.Folder).Msg("left the folder of a stage the recipe dropped")
 		}
 	}
 }
 
+// clearFolder empties a stage folder of the result shrink put there, so it
+// never shows an older result than run.json says: the files of the stored
+// result its checkpoint names (shrink writes the key into the metadata) or of
+// key, each only while it is still that file (the store's hard link, or the
+// recorded digest). Anything else stays, and then so does the folder.
+func (r *Runner) clearFolder(folder, key string) error {
+	dir := filepath.Join(r.opt.RunDir, folder)
+	if _, err := os.Stat(dir); err != nil {
+		return nil
+	}
+	keys := []string{key}
+	if f, err := checkpoint.ReadFile(filepath.Join(dir, "model.safetensors")); err == nil {
+		keys = append(keys, f.Metadata["key"])
+	}
+	for _, k := range keys {
+		if e, err := r.store.readEntry(k); err == nil {
+			if err := removeResult(dir, e, r.store); err != nil {
+				return err
+			}
+		}
+	}
+	if err := os.Remove(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("it holds files shrink did not write")
+	}
+	return nil
+}
+
 // removeResult removes from dir the files of a stored result that are still
-// the stored files, then the folders left empty; it says what stays.
+// the stored files, then the folders left empty.
 func removeResult(dir string, e *Entry, st *Store) error {
 	var dirs []string
 	for rel, sum := range e.Files {
@@ -877,9 +907,6 @@ func removeResult(dir string, e *Entry, st *Store) error {
 	slices.SortFunc(dirs, func(a, b string) int { return len(b) - len(a) }) // deepest first
 	for _, d := range dirs {
 		os.Remove(d) // only when empty
-	}
-	if err := os.Remove(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("it holds files shrink did not write")
 	}
 	return nil
 }
