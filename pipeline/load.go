@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -126,12 +127,19 @@ func Parse(file string, src []byte, reg Registry, opt Options) (*Recipe, error) 
 	tree, ds = applyOverrides(tree, opt, r.pos)
 	diags = append(diags, ds...)
 	r.Resolved = tree
+	rangeDiags := r.pos.rangeDiags()
+	diags = append(diags, rangeDiags...)
 
 	schemaDiags, bad := validateSchema(reg, tree, r.pos)
-	diags = append(diags, schemaDiags...)
 
-	diags = append(diags, r.decodeSections(tree, bad)...)
-	diags = append(diags, r.buildStages(reg, tree, bad)...)
+	// An out-of-range integer is reported once: not again by the checks that
+	// read it as a rounded float.
+	later := append(r.decodeSections(tree, bad), r.buildStages(reg, tree, bad)...)
+	for _, d := range append(schemaDiags, later...) {
+		if !slices.ContainsFunc(rangeDiags, func(rd Diagnostic) bool { return rd.Pos == d.Pos }) {
+			diags = append(diags, d)
+		}
+	}
 	if len(diags) == 0 {
 		// Only on a sound recipe: a model section with errors would make every
 		// layer name look wrong.
@@ -189,7 +197,12 @@ func applyOverrides(tree map[string]any, opt Options, pos *positions) (map[strin
 			return
 		}
 		v, err := parseValue(raw)
-		if err != nil {
+		var ve valueError
+		switch {
+		case errors.As(err, &ve):
+			diags = append(diags, Diagnostic{Pos{File: pos.file, Origin: origin}, fmt.Sprintf("%s: %v", key, err)})
+			return
+		case err != nil:
 			diags = append(diags, Diagnostic{Pos{File: pos.file, Origin: origin}, fmt.Sprintf("value %q is not valid YAML: %v", raw, err)})
 			return
 		}
@@ -246,8 +259,15 @@ func (r *Recipe) decodeSections(tree map[string]any, bad map[string]bool) Diagno
 		r.Version = int(v)
 	}
 	r.Name, _ = tree["name"].(string)
-	if v, ok := config.AsInt(tree["seed"]); ok && v >= 0 {
-		r.Seed = uint64(v)
+	if raw, ok := tree["seed"]; ok && !bad["seed"] {
+		// The schema takes any whole number; one a seed cannot hold (1e30) must
+		// not become seed 0 and share an earlier seed-0 run's results.
+		if v, ok := config.AsInt(raw); ok && v >= 0 {
+			r.Seed = uint64(v)
+		} else if _, isFloat := raw.(float64); isFloat {
+			diags = append(diags, Diagnostic{r.pos.ofValue("seed"), fmt.Sprintf(
+				"seed: %s is out of range: write a whole number from 0 to %d", config.Describe(raw), math.MaxInt64)})
+		}
 	}
 	if m, ok := tree["model"].(map[string]any); ok && !bad["model"] {
 		spec := arch.Default()

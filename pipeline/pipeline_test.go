@@ -340,3 +340,49 @@ func TestOverrideErrorsNameTheOverride(t *testing.T) {
 		}
 	}
 }
+
+// TestOutOfRangeIntegersAreErrors: an integer beyond int64 (YAML resolves it to
+// a float or a uint64) or a whole float no integer holds (1e30) is an error at
+// its position, never a silent 0 or a rounded number: a seed of 2^64 once
+// became seed 0 and reused a seed-0 run's results. An override that replaces
+// such a value fixes the recipe.
+func TestOutOfRangeIntegersAreErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name, seed string
+		opt        Options
+		want       string // "" for no error
+	}{
+		{"2^64", "18446744073709551616", Options{}, "r.yaml:2:7: seed: 18446744073709551616 is out of range: integers in a recipe are from"},
+		{"2^63", "9223372036854775808", Options{}, "r.yaml:2:7: seed: 9223372036854775808 is out of range"},
+		{"1e30", "1e30", Options{}, "r.yaml:2:7: seed: the number 1e+30 is out of range: write a whole number from 0 to 9223372036854775807"},
+		{"2^63-1", "9223372036854775807", Options{}, ""},
+		{"set 2^64", "1", Options{Sets: []string{"seed=18446744073709551616"}}, "--set seed=18446744073709551616: seed: 18446744073709551616 is out of range"},
+		{"env 1e30", "1", Options{Env: []string{"SHRINK_SEED=1e30"}}, "env SHRINK_SEED: seed: the number 1e+30 is out of range"},
+		{"replaced by --set", "18446744073709551616", Options{Sets: []string{"seed=7"}}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := "version: 1\nseed: " + tc.seed + "\nname: t\nmodel: {arch: mlp, inputs: 32}\nstages:\n  a: {type: xform}\n"
+			r, err := Parse("r.yaml", []byte(src), reg, tc.opt)
+			if tc.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if r.Seed == 0 {
+					t.Fatal("seed 0")
+				}
+				return
+			}
+			ds, ok := err.(Diagnostics)
+			if !ok || len(ds) != 1 || !strings.Contains(ds.Error(), tc.want) {
+				t.Fatalf("got %v, want one diagnostic %q", err, tc.want)
+			}
+		})
+	}
+	// Stage keys too, reported once (not again as a rounded float).
+	_, err := parse(t, "  a: {type: xform, epochs: 99999999999999999999}\n  b: {type: xform, epochs: 1e30}\n", Options{})
+	ds, _ := err.(Diagnostics)
+	if len(ds) != 2 || !strings.Contains(ds[0].String(), "r.yaml:6:28: stages.a.epochs: 99999999999999999999 is out of range") ||
+		!strings.Contains(ds[1].String(), "r.yaml:7:28: stages.b.epochs: the number 1e+30 is out of range for an integer") {
+		t.Fatalf("got %v", err)
+	}
+}
