@@ -386,3 +386,34 @@ func TestOutOfRangeIntegersAreErrors(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// TestRecipeSizeLimits: an alias bomb (a few hundred bytes expanding to
+// billions of values) and an oversized file are refused with one clear error
+// each, before they take the memory they would; so are files that are not
+// files (/dev/zero would be read forever, a FIFO would block).
+func TestRecipeSizeLimits(t *testing.T) {
+	bomb := head + "  a: {type: xform}\nx0: &x0 [x, x, x, x, x, x, x, x, x, x]\n"
+	for i := 1; i <= 9; i++ {
+		bomb += fmt.Sprintf("x%d: &x%d [%s]\n", i, i, strings.TrimSuffix(strings.Repeat(fmt.Sprintf("*x%d, ", i-1), 10), ", "))
+	}
+	_, err := Parse("bomb.yaml", []byte(bomb), reg, Options{})
+	ds, ok := err.(Diagnostics)
+	if !ok || len(ds) != 1 || !strings.Contains(ds[0].Msg, "the recipe expands to more than 100000 values (YAML aliases") {
+		t.Fatalf("alias bomb: %v", err)
+	}
+
+	dir := t.TempDir()
+	big := filepath.Join(dir, "big.yaml")
+	if err := os.WriteFile(big, []byte(head+"  a: {type: xform}\n#"+strings.Repeat("x", MaxRecipeBytes)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ file, want string }{
+		{big, "a recipe may be at most 262144 (256 KiB)"},
+		{"/dev/zero", "/dev/zero is not a regular file"},
+		{dir, "is not a regular file"},
+	} {
+		if _, err := Load(tc.file, reg, Options{}); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v, want %q", tc.file, err, tc.want)
+		}
+	}
+}

@@ -20,7 +20,14 @@ type positions struct {
 	origin map[string]string
 	// outOfRange are the integers too large for int64, by path (see tooLarge).
 	outOfRange map[string]Diagnostic
+	// values counts the values made from the YAML, aliases expanded.
+	values int
 }
+
+// MaxRecipeValues bounds a recipe's values (keys, scalars, lists, mappings)
+// once its aliases are expanded: far beyond any real recipe (a sweep of a
+// hundred stages has a few thousand), far below what exhausts memory.
+const MaxRecipeValues = 100_000
 
 func newPositions(file string) *positions {
 	return &positions{file: file, key: map[string]Pos{}, value: map[string]Pos{}, origin: map[string]string{}, outOfRange: map[string]Diagnostic{}}
@@ -65,6 +72,15 @@ func parent(path string) string {
 // It rejects what a recipe must not contain: duplicate keys and non-scalar keys.
 func toTree(n *yaml.Node, path string, pos *positions, diags *Diagnostics) any {
 	here := Pos{File: pos.file, Line: n.Line, Col: n.Column}
+	// Aliases repeat what they name, so a small file can expand to billions of
+	// values (nested *a references): count every value made, and stop.
+	if pos.values++; pos.values > MaxRecipeValues {
+		if pos.values == MaxRecipeValues+1 {
+			*diags = append(*diags, Diagnostic{here, fmt.Sprintf(
+				"the recipe expands to more than %d values (YAML aliases such as *name repeat what they refer to): write it out plainly", MaxRecipeValues)})
+		}
+		return nil
+	}
 	if path != "" {
 		if _, seen := pos.value[path]; !seen {
 			pos.value[path] = here

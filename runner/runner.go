@@ -27,6 +27,7 @@ import (
 	"github.com/shrink-ml/shrink/checkpoint"
 	"github.com/shrink-ml/shrink/config"
 	"github.com/shrink-ml/shrink/data"
+	"github.com/shrink-ml/shrink/export"
 	"github.com/shrink-ml/shrink/internal/gemm"
 	"github.com/shrink-ml/shrink/model"
 	"github.com/shrink-ml/shrink/pipeline"
@@ -731,7 +732,7 @@ func (ex *execution) context(ctx context.Context, it *PlanItem, key, work string
 		CacheDir:     filepath.Join(r.opt.CacheDir, "derived"),
 		Refs:         map[string]string{},
 		LoadCheckpoint: func(path string) (*model.Model, error) {
-			return model.Load(r.recipe.Path(path), &r.recipe.Model)
+			return export.LoadModel(r.recipe.Path(path), &r.recipe.Model) // safetensors or compressed
 		},
 	}
 	sc.Rand = rand.New(src)

@@ -17,6 +17,7 @@ import (
 	"github.com/shrink-ml/shrink/checkpoint"
 	"github.com/shrink-ml/shrink/config"
 	"github.com/shrink-ml/shrink/data"
+	"github.com/shrink-ml/shrink/export"
 	"github.com/shrink-ml/shrink/model"
 )
 
@@ -53,18 +54,24 @@ func (c *Context) Start() (*model.Model, error) {
 		return c.Input.Clone(), nil
 	}
 	if c.Spec.Checkpoint != "" {
-		m, err := model.Load(c.Spec.Checkpoint, &c.Spec)
-		if err != nil {
-			return nil, err
-		}
-		// A shrink checkpoint carries its architecture; the recipe's model section
-		// must say the same, since validation, keys and data checks rely on it.
-		if got, want := m.Spec.JSON(), c.Spec.JSON(); got != want {
-			return nil, fmt.Errorf("model.checkpoint %s holds the architecture %s, but the recipe's model section says %s: make the model section match the checkpoint", c.Spec.Checkpoint, got, want)
-		}
-		return m, nil
+		return LoadStart(c.Spec)
 	}
 	return c.Fresh(), nil
+}
+
+// LoadStart reads the recipe's model.checkpoint (safetensors, or a compressed
+// export used as it is) and checks it holds the model section's architecture.
+func LoadStart(spec arch.Spec) (*model.Model, error) {
+	m, err := export.LoadModel(spec.Checkpoint, &spec)
+	if err != nil {
+		return nil, err
+	}
+	// A shrink checkpoint carries its architecture; the recipe's model section
+	// must say the same, since validation, keys and data checks rely on it.
+	if got, want := m.Spec.JSON(), spec.JSON(); got != want {
+		return nil, fmt.Errorf("model.checkpoint %s holds the architecture %s, but the recipe's model section says %s: make the model section match the checkpoint", spec.Checkpoint, got, want)
+	}
+	return m, nil
 }
 
 // Fresh builds the recipe's model with weights drawn from the seed: the same

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -225,19 +226,33 @@ func (a *app) validateCommand() *cobra.Command {
 		Short: "Check recipes against the schema and the DAG rules",
 		Long: `Check each recipe without running anything: the JSON Schema (unknown keys,
 wrong types, out-of-range values, unknown stage types), every stage's own rules,
-stage references and cycles. Every problem is printed as FILE:LINE:COL: message,
-sorted, all at once. Exit status 2 if any recipe has a problem.`,
+stage references and cycles; then the files it names, read as a run would: that
+model.checkpoint is a checkpoint of the model section's architecture, that a
+teacher_checkpoint is readable, that IDX data fits the model, that
+$SHRINK_MNIST_DIR holds MNIST. Every problem is printed as FILE:LINE:COL:
+message, sorted, all at once. Exit status 2 if any recipe has a problem.`,
 		Example: "  shrink validate recipes/*.yaml",
 		Args:    cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			problems, bad := 0, 0
 			for _, path := range args {
-				_, err := a.loadRecipe(path, sets)
+				r, err := a.loadRecipe(path, sets)
+				if err == nil {
+					// What a run would reject that the recipe alone does not show:
+					// the files it names, read.
+					if ds := runner.Check(r); len(ds) > 0 {
+						err = ds.Sort()
+					}
+				}
 				var ds pipeline.Diagnostics
 				switch {
 				case errors.As(err, &ds):
 					fmt.Fprintln(a.stdout, ds.Error())
 					problems += len(ds)
+					bad++
+				case err != nil && strings.Contains(err.Error(), path):
+					fmt.Fprintln(a.stdout, err)
+					problems++
 					bad++
 				case err != nil:
 					fmt.Fprintf(a.stdout, "%s: %v\n", path, err)

@@ -27,7 +27,9 @@ func TestScripts(t *testing.T) {
 		Dir: "../../testdata/script",
 		Setup: func(env *testscript.Env) error {
 			env.Setenv("SHRINK_GEMM", os.Getenv("SHRINK_GEMM"))
-			return nil
+			testdata, err := filepath.Abs("../../testdata")
+			env.Setenv("TESTDATA", testdata) // fixtures too binary for a txtar
+			return err
 		},
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"json":     cmdJSON,
