@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
@@ -75,6 +76,10 @@ type Recipe struct {
 	Model   arch.Spec    // with Checkpoint made absolute
 	Data    *data.Config // nil when the recipe has no data section
 	Stages  []*Stage     // expanded, in run order
+	// Warnings are what is valid but likely not meant (an integer prune amount
+	// that looks like a percentage, a stage left without needs, a SHRINK_
+	// variable that is no recipe key): reported, not fatal.
+	Warnings Diagnostics
 
 	pos       *positions
 	baseOrder []string // the recipe's stage ids as written
@@ -160,14 +165,16 @@ func Parse(file string, src []byte, reg Registry, opt Options) (*Recipe, error) 
 	r.Resolved = tree
 	rangeDiags := r.pos.rangeDiags()
 	diags = append(diags, rangeDiags...)
+	early := append(rangeDiags, r.pos.early...)
 
 	schemaDiags, bad := validateSchema(reg, tree, r.pos)
 
-	// An out-of-range integer is reported once: not again by the checks that
-	// read it as a rounded float.
+	// An out-of-range integer, or an override of a stage that does not exist,
+	// is reported once: not again by the checks that then find a rounded float,
+	// or a stage without a type.
 	later := append(r.decodeSections(tree, bad), r.buildStages(reg, tree, bad)...)
 	for _, d := range append(schemaDiags, later...) {
-		if !slices.ContainsFunc(rangeDiags, func(rd Diagnostic) bool { return rd.Pos == d.Pos }) {
+		if !slices.ContainsFunc(early, func(rd Diagnostic) bool { return rd.Pos == d.Pos }) {
 			diags = append(diags, d)
 		}
 	}
@@ -182,13 +189,14 @@ func Parse(file string, src []byte, reg Registry, opt Options) (*Recipe, error) 
 	if len(diags) > 0 {
 		return nil, diags.Sort()
 	}
+	r.Warnings = append(r.pos.warnings, r.warnings()...).Sort()
 	return r, nil
 }
 
 func parseYAML(file string, src []byte, pos *positions) (map[string]any, Diagnostics) {
 	var doc yaml.Node
 	if err := yaml.Unmarshal(src, &doc); err != nil {
-		return nil, Diagnostics{yamlError(file, err)}
+		return nil, Diagnostics{yamlError(file, src, err)}
 	}
 	if doc.Kind == 0 || len(doc.Content) == 0 {
 		return nil, Diagnostics{{Pos{File: file, Line: 1, Col: 1}, "the recipe is empty: it needs at least version, name, model and stages"}}
@@ -208,12 +216,18 @@ func parseYAML(file string, src []byte, pos *positions) (map[string]any, Diagnos
 
 var yamlLine = regexp.MustCompile(`^yaml: (?:line (\d+): )?(.*)$`)
 
-// yamlError turns a YAML syntax error into a diagnostic at its line.
-func yamlError(file string, err error) Diagnostic {
+// yamlError turns a YAML syntax error into a diagnostic at its cause: the tab,
+// the bracket left open (see refineYAMLPos), else the line go-yaml gives.
+func yamlError(file string, src []byte, err error) Diagnostic {
 	msg := err.Error()
 	if m := yamlLine.FindStringSubmatch(msg); m != nil {
 		line, _ := strconv.Atoi(m[1])
-		return Diagnostic{Pos{File: file, Line: max(line, 1), Col: 1}, "YAML syntax: " + m[2]}
+		line, col := refineYAMLPos(src, m[2], line)
+		what := m[2]
+		if strings.Contains(what, "did not find expected ',' or") {
+			what += " (this bracket is never closed)"
+		}
+		return Diagnostic{Pos{File: file, Line: line, Col: col}, "YAML syntax: " + what}
 	}
 	return Diagnostic{Pos{File: file, Line: 1, Col: 1}, "YAML syntax: " + strings.TrimPrefix(msg, "yaml: ")}
 }
@@ -226,6 +240,7 @@ func applyOverrides(tree map[string]any, opt Options, pos *positions) (map[strin
 		return tree, Diagnostics{{Pos{File: pos.file}, err.Error()}}
 	}
 	var diags Diagnostics
+	created := map[string]string{} // stage id -> the override that made it
 	set := func(key, raw, origin string) {
 		if key == "" || strings.HasPrefix(key, ".") || strings.HasSuffix(key, ".") || strings.Contains(key, "..") {
 			diags = append(diags, Diagnostic{Pos{File: pos.file, Origin: origin}, fmt.Sprintf("%q is not a key path: write it like stages.prune.amount", key)})
@@ -270,10 +285,25 @@ func applyOverrides(tree map[string]any, opt Options, pos *positions) (map[strin
 			return
 		}
 		pos.origin[owned] = origin
+		if id, ok := strings.CutPrefix(owned, "stages."); ok && !strings.Contains(id, ".") && key != owned {
+			created[id] = origin // a key of a stage the recipe does not have
+		}
+	}
+	fileStages := []string{}
+	if m, ok := tree["stages"].(map[string]any); ok {
+		fileStages = slices.Sorted(maps.Keys(m))
 	}
 	for _, kv := range RecipeEnv(opt.Env) {
 		name, val, _ := strings.Cut(kv, "=")
 		key := strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(name, "SHRINK_")), "__", ".")
+		if top, _, _ := strings.Cut(key, "."); !slices.Contains(RecipeKeys, top) {
+			// Not a recipe key, nor one of shrink's own variables: a stray
+			// variable must not break every command.
+			pos.warnings = append(pos.warnings, Diagnostic{Pos{File: pos.file, Origin: "env " + name}, fmt.Sprintf(
+				"ignored: %s is neither a recipe key (%s) nor one of shrink's own variables (%s)%s",
+				key, strings.Join(RecipeKeys, ", "), strings.Join(slices.Sorted(maps.Keys(ReservedEnv)), ", "), config.DidYouMean(name, slices.Collect(maps.Keys(ReservedEnv))))})
+			continue
+		}
 		set(key, val, "env "+name)
 	}
 	for _, s := range opt.Sets {
@@ -283,6 +313,22 @@ func applyOverrides(tree map[string]any, opt Options, pos *positions) (map[strin
 			continue
 		}
 		set(strings.TrimSpace(key), val, "--set "+s)
+	}
+	// A key of a stage the recipe lacks is a typo (stages.trian.epochs) unless
+	// the overrides also give the new stage its type.
+	for _, id := range slices.Sorted(maps.Keys(created)) {
+		if k.Get("stages."+id+".type") != nil {
+			continue
+		}
+		typ := "--set stages." + id + ".type=TYPE"
+		if strings.HasPrefix(created[id], "env ") {
+			typ = "SHRINK_STAGES__" + strings.ToUpper(id) + "__TYPE=TYPE"
+		}
+		d := Diagnostic{Pos{File: pos.file, Origin: created[id]}, fmt.Sprintf(
+			"stages.%s: the recipe has no stage %s%s (its stages: %s); to add one, give it a type as well: %s",
+			id, id, config.DidYouMean(id, fileStages), strings.Join(fileStages, ", "), typ)}
+		diags = append(diags, d)
+		pos.early = append(pos.early, d)
 	}
 	return k.Raw(), diags
 }

@@ -329,15 +329,20 @@ func TestOverrideErrorsNameTheOverride(t *testing.T) {
 		opt  Options
 		want string
 	}{
-		{Options{Sets: []string{"stages.trian.epochs=3"}}, `--set stages.trian.epochs=3: stages.trian: missing required key "type"`},
-		{Options{Env: []string{"SHRINK_STAGES__TRIAN__EPOCHS=3"}}, `env SHRINK_STAGES__TRIAN__EPOCHS: stages.trian: missing required key "type"`},
+		// A typo of a stage is said as one, not as a new stage lacking its type.
+		{Options{Sets: []string{"stages.trian.epochs=3"}}, `--set stages.trian.epochs=3: stages.trian: the recipe has no stage trian (did you mean "train"?) (its stages: train); to add one, give it a type as well: --set stages.trian.type=TYPE`},
+		{Options{Env: []string{"SHRINK_STAGES__TRIAN__EPOCHS=3"}}, `env SHRINK_STAGES__TRIAN__EPOCHS: stages.trian: the recipe has no stage trian (did you mean "train"?) (its stages: train); to add one, give it a type as well: SHRINK_STAGES__TRIAN__TYPE=TYPE`},
 		{Options{Sets: []string{"stages.train.epochs.x=1"}}, "--set stages.train.epochs.x=1: stages.train.epochs"},
 		{Options{Sets: []string{"stages.train.amount=[1, 2]", "stages.train.amount.0=3"}}, "stages.train.amount is a list: lists are replaced whole"},
 	} {
 		_, err := parse(t, "  train: {type: xform}\n", tc.opt)
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "missing required key") {
 			t.Errorf("%+v: %v, want %q", tc.opt, err, tc.want)
 		}
+	}
+	// A new stage with its type is fine.
+	if _, err := parse(t, "  train: {type: xform}\n", Options{Env: []string{"SHRINK_STAGES__EXTRA__EPOCHS=3", "SHRINK_STAGES__EXTRA__TYPE=xform"}}); err != nil {
+		t.Errorf("a stage added by the environment: %v", err)
 	}
 }
 
@@ -415,5 +420,54 @@ func TestRecipeSizeLimits(t *testing.T) {
 		if _, err := Load(tc.file, reg, Options{}); err == nil || !strings.Contains(err.Error(), tc.want) {
 			t.Errorf("%s: got %v, want %q", tc.file, err, tc.want)
 		}
+	}
+}
+
+// TestYAMLSyntaxPositions: go-yaml reports a tab in indentation and an
+// unclosed bracket a line early; the diagnostic points at the tab and at the
+// bracket left open, skipping brackets in quotes, comments and plain scalars.
+func TestYAMLSyntaxPositions(t *testing.T) {
+	for _, tc := range []struct {
+		name, src string
+		line, col int
+	}{
+		{"tab in a block", "version: 1\nname: t\nstages:\n  a:\n    type: xform\n\tepochs: 2\n", 6, 1},
+		{"tab after spaces", "version: 1\nname: t\nstages:\n  a:\n    type: xform\n    \tepochs: 2\n", 6, 5},
+		{"unclosed [ in a flow mapping", "version: 1\nname: t\nmodel: {arch: mlp, hidden: [16, 8}\nstages:\n  a: {type: xform}\n", 3, 28},
+		{"unclosed [ at the end", "version: 1\nname: t\nstages:\n  a:\n    type: xform\n    needs: [x\n    epochs: 2\n", 6, 12},
+		{"brackets in quotes and comments", "version: 1\nname: t # a [comment\nstages:\n  a: {type: xform, method: \"[}\", note: '{'}\n  b: {type: xform, needs: [a}\n", 5, 27},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("r.yaml", []byte(tc.src), reg, Options{})
+			ds, ok := err.(Diagnostics)
+			if !ok || len(ds) != 1 || ds[0].Pos.Line != tc.line || ds[0].Pos.Col != tc.col {
+				t.Fatalf("got %v, want r.yaml:%d:%d", err, tc.line, tc.col)
+			}
+		})
+	}
+}
+
+// TestWarnings: valid but likely not meant, reported without failing: a
+// stage that starts from random weights (no needs) and does not train them,
+// and a SHRINK_ variable that is neither a recipe key nor shrink's (it used to
+// break every command as an unknown key).
+func TestWarnings(t *testing.T) {
+	r, err := parse(t, "  a: {type: xform, data: true}\n  b: {type: xform}\n  c: {type: xform, needs: [a]}\n",
+		Options{Env: []string{"SHRINK_FOO=1", "SHRINK_THREDS=2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := r.Warnings.Error()
+	for _, want := range []string{
+		"env SHRINK_FOO: ignored: foo is neither a recipe key (version, name, seed, model, data, stages) nor one of shrink's own variables",
+		`env SHRINK_THREDS: ignored: threds is neither a recipe key`, `(did you mean "SHRINK_THREADS"?)`,
+		"r.yaml:7:3: stages.b: has no needs, so it starts from the model's random initial weights (no model.checkpoint), and it does not train them (did you mean needs: [a]?)",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("warnings lack %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "stages.a:") || strings.Contains(got, "stages.c:") {
+		t.Errorf("a stage that trains, or has needs, was warned about:\n%s", got)
 	}
 }

@@ -22,6 +22,11 @@ type positions struct {
 	outOfRange map[string]Diagnostic
 	// values counts the values made from the YAML, aliases expanded.
 	values int
+	// warnings found while layering the overrides.
+	warnings Diagnostics
+	// early are problems found while layering the overrides, at positions no
+	// later check should report again.
+	early Diagnostics
 }
 
 // MaxRecipeValues bounds a recipe's values (keys, scalars, lists, mappings)

@@ -55,7 +55,7 @@ type RecipeRecord struct {
 type StageRecord struct {
 	ID      string            `json:"id"`
 	Type    string            `json:"type"`
-	Status  string            `json:"status"` // ran, cached, failed, skipped, pending
+	Status  string            `json:"status"` // ran, cached, failed, interrupted, skipped, pending
 	Reason  string            `json:"reason,omitempty"`
 	Key     string            `json:"key,omitempty"`
 	SHA256  string            `json:"sha256,omitempty"`

@@ -168,7 +168,38 @@ func (r *Runner) Plan() ([]*PlanItem, error) {
 			}
 		}
 	}
+	for _, it := range items {
+		if it.Status == "run" && it.Key != "" && !it.Forced {
+			if at := r.resumePoint(it.Key); at != "" {
+				it.Reason += "; " + at
+			}
+		}
+	}
 	return items, nil
+}
+
+// resumePoint says where an interrupted stage with this key will resume: the
+// training state its last run saved after each epoch (verified, as the stage
+// will), or "" when there is none.
+func (r *Runner) resumePoint(key string) string {
+	dir := filepath.Join(r.opt.RunDir, ".shrink", "state", key)
+	files, _ := filepath.Glob(filepath.Join(dir, "*.safetensors"))
+	var saved []string
+	for _, p := range files {
+		f, err := checkpoint.ReadFile(p)
+		if err != nil || checkpoint.CheckSeal(f) != nil || f.Metadata["epoch"] == "" {
+			continue // not training state (the lottery's rewind point), or unusable
+		}
+		saved = append(saved, strings.TrimSuffix(filepath.Base(p), ".safetensors")+" "+f.Metadata["epoch"])
+	}
+	switch {
+	case len(saved) == 0:
+		return ""
+	case len(saved) == 1:
+		_, epoch, _ := strings.Cut(saved[0], " ")
+		return "will resume after epoch " + epoch + " (its interrupted run saved it)"
+	}
+	return "will resume from its interrupted run's saved training (phase epoch: " + strings.Join(saved, ", ") + ")"
 }
 
 func firstMissing(ids []string, have map[string]string) string {
@@ -580,14 +611,14 @@ func (ex *execution) stage(ctx context.Context, it *PlanItem) {
 	ex.progressDone(s.ID)
 	shareCores(ex.running.Add(-1))
 	if err != nil {
-		status, msg := "failed", err.Error()
 		if ctx.Err() != nil {
-			status, msg = "interrupted", "interrupted: run the same command again to resume from the last finished epoch"
-			log.Warn().Msg(msg)
-		} else {
-			log.Error().Err(err).Msg("stage failed")
+			why := "run the same command again to resume after the last finished epoch"
+			log.Warn().Msg("interrupted: " + why)
+			ex.finish(it, &StageRecord{Status: "interrupted", Reason: why, Seconds: time.Since(start).Seconds()}, "interrupted")
+			return
 		}
-		ex.finish(it, &StageRecord{Status: "failed", Error: msg, Seconds: time.Since(start).Seconds()}, status)
+		log.Error().Err(err).Msg("stage failed")
+		ex.finish(it, &StageRecord{Status: "failed", Error: err.Error(), Seconds: time.Since(start).Seconds()}, "failed")
 		return
 	}
 	log.Info().Float64("seconds", round3(e.Seconds)).Interface("accuracy", e.Metrics["accuracy"]).Msg("done")
@@ -679,7 +710,10 @@ func (ex *execution) execute(ctx context.Context, it *PlanItem, doc KeyDoc, key 
 	if res == nil || (res.Model == nil && res.SameAs == "") {
 		return nil, fmt.Errorf("stage produced no model")
 	}
-	meta := map[string]string{"stage": s.ID, "recipe_sha256": r.recipe.SHA256, "key": key}
+	// dense_f32_bytes is the ratio's baseline (the recipe's model, dense F32): the
+	// checkpoint carries it, so shrink export reports the ratio metrics.json does.
+	meta := map[string]string{"stage": s.ID, "recipe_sha256": r.recipe.SHA256, "key": key,
+		"dense_f32_bytes": strconv.FormatInt(export.DenseF32Bytes(r.recipe.Model), 10)}
 	ckpt := filepath.Join(work, "model.safetensors")
 	if res.SameAs != "" {
 		err = ex.copyInput(s, res.SameAs, ckpt)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"maps"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -20,6 +21,11 @@ import (
 	"github.com/shrink-ml/shrink/export"
 	"github.com/shrink-ml/shrink/model"
 )
+
+// DivergenceFactor is how far above its first batch's loss an epoch's mean
+// loss must be to count as diverging: training that works only lowers it, and
+// a diverging one ends orders of magnitude above.
+const DivergenceFactor = 10
 
 // Training is the recipe's training settings, shared by every stage that trains:
 // train itself, and finetune, qat and distill.
@@ -131,12 +137,19 @@ func (c *Context) train(phase string, m, peer *model.Model, t Training, loss mod
 			c.Log.Warn().Err(err).Str("phase", phase).Msg("ignoring unreadable training state; starting the phase over")
 		}
 	}
+	warned := false
 	opt.EpochEnd = func(epoch int, s model.EpochStats, st *model.TrainState) error {
-		ev := c.Log.Info().Str("phase", phase).Int("epoch", epoch).Int("of", t.Epochs).Float64("loss", s.Loss)
-		if peer != nil {
-			ev = ev.Float64("peer_loss", s.PeerLoss)
+		if s.StartLoss > 0 && s.Loss > DivergenceFactor*s.StartLoss && !warned {
+			warned = true
+			c.Log.Warn().Str("phase", phase).Int("epoch", epoch).Float64("loss", Sig6(s.Loss)).Float64("first_batch_loss", Sig6(s.StartLoss)).
+				Msgf("training is diverging: the epoch's mean loss is %.3g times the first batch's; lower the learning rate (optimizer.lr)", s.Loss/s.StartLoss)
 		}
-		ev.Float64("seconds", s.Seconds).Msg("epoch done")
+		// Six significant digits: a loss's 17 digits are noise to a reader.
+		ev := c.Log.Info().Str("phase", phase).Int("epoch", epoch).Int("of", t.Epochs).Float64("loss", Sig6(s.Loss))
+		if peer != nil {
+			ev = ev.Float64("peer_loss", Sig6(s.PeerLoss))
+		}
+		ev.Float64("seconds", math.Round(s.Seconds*1000)/1000).Msg("epoch done")
 		if statePath == "" {
 			return nil
 		}
