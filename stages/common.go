@@ -286,6 +286,11 @@ func stateOf(m *model.Model, prefix string) []stateTensor {
 		for _, c := range l.Counters {
 			out = append(out, stateTensor{name: prefix + c.Name, count: &c.Value})
 		}
+		if a := l.Adapter; a != nil {
+			for _, w := range []*model.Weight{a.A, a.B} {
+				out = append(out, stateTensor{name: prefix + w.Name, shape: w.Shape, data: w.Data})
+			}
+		}
 	}
 	return out
 }
