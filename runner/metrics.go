@@ -23,8 +23,9 @@ type LayerMetrics struct {
 }
 
 // measure computes the metrics every stage reports, on the checkpoint as written
-// (read back, so what is measured is what is stored), merged with the stage's own.
-func (r *Runner) measure(ctx context.Context, ckpt string, own map[string]any) (map[string]any, error) {
+// (read back, so what is measured is what is stored), merged with the stage's own;
+// accuracy and loss on the test split of the stage's data (nil: none).
+func (r *Runner) measure(ctx context.Context, ckpt string, own map[string]any, d *dataOnce) (map[string]any, error) {
 	f, err := checkpoint.ReadFile(ckpt)
 	if err != nil {
 		return nil, err
@@ -60,12 +61,12 @@ func (r *Runner) measure(ctx context.Context, ckpt string, own map[string]any) (
 		layers[l.Name] = lm
 	}
 	out["layers"] = layers
-	if r.recipe.Data != nil {
-		ds, err := r.dataset()
+	if d != nil {
+		ds, err := d.dataset(r)
 		if err != nil {
 			return nil, err
 		}
-		res, err := model.Evaluate(ctx, m, ds.Test, r.recipe.Data.EvalBatchSize)
+		res, err := model.Evaluate(ctx, m, ds.Test, d.cfg.EvalBatchSize)
 		if err != nil {
 			return nil, err
 		}
