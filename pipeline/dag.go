@@ -24,9 +24,9 @@ type Stage struct {
 	Params []Param // the matrix values that made this expansion, upstream first
 	// Needs are the input models: at most one, except for fan-in stages (select).
 	// Empty means: start from the recipe's model.
-	Needs     []string
-	Refs      []config.Ref // other references, resolved to expanded ids
-	Config    any          // the decoded config, defaults filled in
+	Needs  []string
+	Refs   []config.Ref // other references, resolved to expanded ids
+	Config any          // the decoded config, defaults filled in
 	// Data is the stage's own data section: its data key merged over the
 	// recipe's (nil: the recipe's; see Recipe.StageData).
 	Data      *data.Config
