@@ -55,8 +55,11 @@ func (r *Runner) measure(ctx context.Context, ckpt string, own map[string]any, d
 	for _, l := range m.WeightLayers() {
 		lm := LayerMetrics{Params: c.LayerWeights[l.Name], NonZero: c.LayerNonZero[l.Name], Bits: 32, Rank: l.Rank, Shape: l.WeightShape()}
 		lm.Sparsity = stages.Round6(1 - float64(lm.NonZero)/float64(max(lm.Params, 1)))
-		if l.Quant != nil {
+		switch {
+		case l.Quant != nil:
 			lm.Bits = l.Quant.Bits
+		case l.Weights[0].NF4 != nil:
+			lm.Bits = 4 // NF4 (lora's base: nf4)
 		}
 		layers[l.Name] = lm
 	}

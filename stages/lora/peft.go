@@ -25,25 +25,26 @@ const (
 // writes and reads (from 0.9 on all of these exist; a reader ignores none,
 // and older versions refuse unknown ones, so no others are written).
 type PEFTConfig struct {
-	PeftType          string             `json:"peft_type"`
-	TaskType          *string            `json:"task_type"`
-	InferenceMode     bool               `json:"inference_mode"`
+	// Fields in the order json.dumps(sort_keys=True) writes them, as PEFT does.
+	AlphaPattern      map[string]float64 `json:"alpha_pattern"`
 	BaseModel         *string            `json:"base_model_name_or_path"`
-	Revision          *string            `json:"revision"`
-	R                 int                `json:"r"`
+	Bias              string             `json:"bias"`
+	FanInFanOut       bool               `json:"fan_in_fan_out"`
+	InferenceMode     bool               `json:"inference_mode"`
+	InitLoraWeights   bool               `json:"init_lora_weights"`
+	LayersPattern     *string            `json:"layers_pattern"`
+	LayersToTransform *[]int             `json:"layers_to_transform"`
 	LoraAlpha         float64            `json:"lora_alpha"`
 	LoraDropout       float64            `json:"lora_dropout"`
-	TargetModules     []string           `json:"target_modules"`
 	ModulesToSave     []string           `json:"modules_to_save"`
-	FanInFanOut       bool               `json:"fan_in_fan_out"`
-	Bias              string             `json:"bias"`
-	UseRSLoRA         bool               `json:"use_rslora"`
-	UseDoRA           bool               `json:"use_dora"`
-	InitLoraWeights   bool               `json:"init_lora_weights"`
-	LayersToTransform *[]int             `json:"layers_to_transform"`
-	LayersPattern     *string            `json:"layers_pattern"`
+	PeftType          string             `json:"peft_type"`
+	R                 int                `json:"r"`
 	RankPattern       map[string]int     `json:"rank_pattern"`
-	AlphaPattern      map[string]float64 `json:"alpha_pattern"`
+	Revision          *string            `json:"revision"`
+	TargetModules     []string           `json:"target_modules"`
+	TaskType          *string            `json:"task_type"`
+	UseDoRA           bool               `json:"use_dora"`
+	UseRSLoRA         bool               `json:"use_rslora"`
 }
 
 // writeAdapter writes adapter_model.safetensors (the adapters as
