@@ -76,6 +76,10 @@ func (b *adapterBuilder) Rows() *int              { return &b.net.rows }
 func (b *adapterBuilder) Rand() *rand.Rand        { return b.net.rng }
 func (b *adapterBuilder) Name() string            { return b.name }
 
+// The adapter computes in float: no integer kernel, no input quantizer.
+func (b *adapterBuilder) Int8() *nn.Int8            { return nil }
+func (b *adapterBuilder) ActQuant() nn.ActQuantizer { return nil }
+
 // dropoutOp is nn.Dropout in training: each value is zeroed with
 // probability p, the others scaled by 1/(1-p). The draws come from the
 // stage's seeded source, so runs repeat (PyTorch's generator differs).

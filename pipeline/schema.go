@@ -8,6 +8,7 @@ import (
 	"math"
 	"math/big"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -77,7 +78,6 @@ func GenerateSchema(reg Registry) map[string]any {
 	}
 	defs[stageDataDef] = stageDataSchema()
 	model := config.Schema(arch.Default())
-	model["required"] = []any{"arch"}
 	return map[string]any{
 		"$schema":              "https://json-schema.org/draft/2020-12/schema",
 		"$id":                  SchemaID,
@@ -396,6 +396,12 @@ func (cs *compiledSchema) allowedKeys(schemaURL string) []string {
 		switch n := node.(type) {
 		case map[string]any:
 			node = n[tok]
+		case []any: // allOf, oneOf: the layer types' if/then cases
+			i, err := strconv.Atoi(tok)
+			if err != nil || i < 0 || i >= len(n) {
+				return nil
+			}
+			node = n[i]
 		default:
 			return nil
 		}

@@ -122,3 +122,30 @@ func dataFiles(d *data.Config) []NamedFile {
 	}
 	return out
 }
+
+// StageEvalBatch is EvalBatch for the data a stage uses: its data's
+// eval_batch_size when its data key or the recipe's data section writes one,
+// else its batch_size.
+func (r *Recipe) StageEvalBatch(s *Stage) int {
+	if s.Data == nil {
+		return r.EvalBatch()
+	}
+	set := func(m any) bool {
+		d, ok := m.(map[string]any)
+		if !ok {
+			return false
+		}
+		_, ok = d["eval_batch_size"]
+		return ok
+	}
+	own := false
+	if stages, ok := r.Resolved["stages"].(map[string]any); ok {
+		if st, ok := stages[s.Base].(map[string]any); ok {
+			own = set(st["data"])
+		}
+	}
+	if own || set(r.Resolved["data"]) {
+		return s.Data.EvalBatchSize
+	}
+	return s.Data.BatchSize
+}

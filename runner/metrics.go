@@ -24,8 +24,9 @@ type LayerMetrics struct {
 
 // measure computes the metrics every stage reports, on the checkpoint as written
 // (read back, so what is measured is what is stored), merged with the stage's own;
-// accuracy and loss on the test split of the stage's data (nil: none).
-func (r *Runner) measure(ctx context.Context, ckpt string, own map[string]any, d *dataOnce) (map[string]any, error) {
+// accuracy and loss on the test split of the stage's data (nil: none) in
+// batches of batch (Recipe.StageEvalBatch).
+func (r *Runner) measure(ctx context.Context, ckpt string, own map[string]any, d *dataOnce, batch int) (map[string]any, error) {
 	f, err := checkpoint.ReadFile(ckpt)
 	if err != nil {
 		return nil, err
@@ -69,7 +70,7 @@ func (r *Runner) measure(ctx context.Context, ckpt string, own map[string]any, d
 		if err != nil {
 			return nil, err
 		}
-		res, err := model.Evaluate(ctx, m, ds.Test, d.cfg.EvalBatchSize)
+		res, err := model.Evaluate(ctx, m, ds.Test, batch)
 		if err != nil {
 			return nil, err
 		}

@@ -7,7 +7,6 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
-	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -15,9 +14,6 @@ import (
 	"github.com/shrink-ml/shrink/checkpoint"
 	"github.com/shrink-ml/shrink/compress"
 	"github.com/shrink-ml/shrink/config"
-	"github.com/shrink-ml/shrink/data"
-	"github.com/shrink-ml/shrink/export"
-	"github.com/shrink-ml/shrink/internal/npy"
 	"github.com/shrink-ml/shrink/model"
 	"github.com/shrink-ml/shrink/pipeline"
 	"github.com/shrink-ml/shrink/runner"
@@ -356,7 +352,7 @@ func sparsity(t *checkpoint.Tensor) float64 {
 }
 
 func (a *app) evalCommand() *cobra.Command {
-	var recipePath, format, stage, logitsPath string
+	var recipePath, format, stage string
 	var sets []string
 	cmd := &cobra.Command{
 		Use:   "eval CHECKPOINT --recipe RECIPE",
@@ -366,52 +362,23 @@ safetensors) on the recipe's test split: quantized layers as their integers stan
 for, activations quantized as the checkpoint says. The recipe supplies the data
 and, for checkpoints without shrink's metadata, the architecture; --stage takes
 the data of a stage with its own data key instead (its keys merged over the
-recipe's data section). --logits writes the [samples, classes] float32 logits
-as a .npy file (docs/lora_apply.py compares PyTorch's with them).
+recipe's data section). Batches are data.eval_batch_size when the recipe (or
+the stage's data key) sets it, else data.batch_size (as in predict). A
+checkpoint that does not fit the data (input size, classes) is an error, not a
+number.
 With --format json, one object {"accuracy", "loss", "samples"} is printed.`,
 		Example: "  shrink eval runs/quickstart/train/model.safetensors --recipe recipes/quickstart.yaml --format json\n" +
-			"  shrink eval runs/lora-transfer/qlora/model.safetensors --recipe recipes/lora-transfer.yaml --stage qlora --logits qlora.npy",
+			"  shrink eval runs/lora-transfer/qlora/model.safetensors --recipe recipes/lora-transfer.yaml --stage qlora",
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if recipePath == "" {
-				return usagef("eval needs --recipe: the recipe names the test data")
-			}
-			recipe, err := a.loadRecipe(recipePath, sets)
-			if err != nil {
-				return err
-			}
-			d := recipe.Data
-			if stage != "" {
-				s := recipe.Stage(stage)
-				if s == nil {
-					return usagef("--stage %s: no such stage in %s (stages: %s)", stage, recipePath, strings.Join(recipe.StageIDs(), ", "))
-				}
-				d = recipe.StageData(s)
-			}
-			if d == nil {
-				return usagef("%s has no data section to evaluate on", recipePath)
-			}
-			m, err := export.LoadModel(args[0], &recipe.Model) // safetensors or compressed
-			if err != nil {
-				return err
-			}
-			ds, err := data.Load(*d, recipe.Dir, recipe.Seed)
+			e, err := a.prepareEvaluation(args[0], recipePath, stage, sets, "test")
 			if err != nil {
 				return err
 			}
 			runner.UseAllCores()
-			res, err := model.Evaluate(cmd.Context(), m, ds.Test, d.EvalBatchSize)
+			res, err := model.Evaluate(cmd.Context(), e.model, e.split, e.batch)
 			if err != nil {
 				return err
-			}
-			if logitsPath != "" {
-				logits, err := model.Logits(cmd.Context(), m, ds.Test, d.EvalBatchSize)
-				if err != nil {
-					return err
-				}
-				if err := npy.WriteFile(logitsPath, &npy.Array{Shape: []int{ds.Test.N, m.Spec.Classes}, Data: logits}); err != nil {
-					return err
-				}
 			}
 			if format == "json" {
 				return json.NewEncoder(a.stdout).Encode(res)
@@ -422,7 +389,6 @@ With --format json, one object {"accuracy", "loss", "samples"} is printed.`,
 	}
 	cmd.Flags().StringVar(&recipePath, "recipe", "", "the recipe whose data (and model section) to use")
 	cmd.Flags().StringVar(&stage, "stage", "", "evaluate on this stage's data (its data key over the recipe's)")
-	cmd.Flags().StringVar(&logitsPath, "logits", "", "also write the test logits [samples, classes] as float32 .npy")
 	enumVar(cmd.Flags(), &format, "format", "text", []string{"text", "json"}, "output format")
 	cmd.Flags().StringArrayVar(&sets, "set", nil, "override a recipe key (repeatable)")
 	return cmd
