@@ -36,6 +36,22 @@ func TestStageDataMergesOverTheRecipes(t *testing.T) {
 	if r.Data.Dataset != data.KindMNIST || r.Data.BatchSize != 64 {
 		t.Fatalf("the recipe's data changed: %+v", r.Data)
 	}
+	// Evaluation batches: eval_batch_size where written (by the stage or the
+	// recipe), else the stage's batch_size, as EvalBatch does for the recipe.
+	for id, want := range map[string]int{"a": 64, "b": 500, "c[epochs=1]": 32} {
+		if got := r.StageEvalBatch(r.Stage(id)); got != want {
+			t.Errorf("StageEvalBatch(%s) = %d, want %d", id, got, want)
+		}
+	}
+	r, err = Parse("r.yaml", []byte(strings.Replace(src, "shuffle: false}", "shuffle: false, eval_batch_size: 200}", 1)), reg, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for id, want := range map[string]int{"a": 200, "b": 500, "c[epochs=1]": 200} {
+		if got := r.StageEvalBatch(r.Stage(id)); got != want {
+			t.Errorf("with the recipe's eval_batch_size 200: StageEvalBatch(%s) = %d, want %d", id, got, want)
+		}
+	}
 }
 
 // TestStageDataErrors: a stage's data is validated like the recipe's, errors
