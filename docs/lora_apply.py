@@ -20,8 +20,8 @@ shrink's: PEFT's LoRA semantics, without PEFT (which this machine does not have)
   use_rslora); lora_A is Conv2d(in, r, kernel, stride, padding) for a convolution, lora_B a 1x1
   Conv2d.
 - Prints one JSON object: accuracy and loss on the split, and with --shrink-logits (what
-  `shrink eval --logits` wrote for the same checkpoint and data) the largest absolute and relative
-  difference of the logits and how many predictions differ.
+  `shrink predict --stage STAGE --out` wrote for the same checkpoint and data) the largest
+  absolute and relative difference of the logits and how many predictions differ.
 """
 import argparse
 import json
@@ -207,7 +207,7 @@ def main(argv=None):
     ap.add_argument("--data-dir", help="folder of the IDX files (default: where shrink looks)")
     ap.add_argument("--split", choices=["test", "train"], default="test")
     ap.add_argument("--batch", type=int, default=1000)
-    ap.add_argument("--shrink-logits", help=".npy [N, classes] float32 from `shrink eval --logits`")
+    ap.add_argument("--shrink-logits", help=".npy [N, classes] float32 from `shrink predict --stage STAGE --out`")
     args = ap.parse_args(argv)
     torch.set_num_threads(1)
 
