@@ -190,6 +190,19 @@ func TestAdapterLoadIsStrict(t *testing.T) {
 		{"missing NF4 absmax", "fc1.weight.absmax", func(f *checkpoint.File) {
 			drop(f, "fc1.weight.absmax")
 		}},
+		// Metadata a changed byte could make: refused before anything uses it.
+		{"rank 0", "adapter: r 0", func(f *checkpoint.File) {
+			f.Metadata["compression"] = strings.Replace(f.Metadata["compression"], `"r":3`, `"r":0`, 1)
+		}},
+		{"dropout 1", "adapter: dropout 1", func(f *checkpoint.File) {
+			f.Metadata["compression"] = strings.Replace(f.Metadata["compression"], `"alpha":`, `"dropout":1,"alpha":`, 1)
+		}},
+		{"negative alpha", "adapter: alpha -", func(f *checkpoint.File) {
+			f.Metadata["compression"] = strings.Replace(f.Metadata["compression"], `"alpha":`, `"alpha":-`, 1)
+		}},
+		{"unknown freeze", `frozen "most"`, func(f *checkpoint.File) {
+			f.Metadata["compression"] = strings.Replace(f.Metadata["compression"], `"frozen":"params"`, `"frozen":"most"`, 1)
+		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			f, err := m.ToFile(nil)

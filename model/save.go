@@ -3,6 +3,8 @@ package model
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
+	"math"
 	"slices"
 	"sort"
 	"strings"
@@ -29,6 +31,53 @@ type LayerCompression struct {
 	// carries NAME.lora_A.weight and NAME.lora_B.weight.
 	Frozen  Freeze       `json:"frozen,omitempty"`
 	Adapter *AdapterSpec `json:"adapter,omitempty"`
+}
+
+// Validate checks what a file says of a layer before anything uses it: a
+// changed byte must give an error, not a panic deep in evaluation.
+func (c LayerCompression) Validate() error {
+	if c.Rank < 0 {
+		return fmt.Errorf("rank %d is negative", c.Rank)
+	}
+	if !(c.Sparsity >= 0 && c.Sparsity <= 1) {
+		return fmt.Errorf("sparsity %v: must be 0 to 1", c.Sparsity)
+	}
+	if c.Quant != nil {
+		if err := c.Quant.Validate(); err != nil {
+			return fmt.Errorf("quant: %w", err)
+		}
+	}
+	if in := c.Input; in != nil {
+		if in.Mode != "dynamic" && in.Mode != "static" {
+			return fmt.Errorf("input_quant: mode %q: must be dynamic or static", in.Mode)
+		}
+		if err := in.Spec.Validate(); err != nil {
+			return fmt.Errorf("input_quant: %w", err)
+		}
+		if !(in.RangeMin <= in.RangeMax) || math.IsInf(float64(in.RangeMin), 0) || math.IsInf(float64(in.RangeMax), 0) {
+			return fmt.Errorf("input_quant: range [%v, %v] is not a finite range", in.RangeMin, in.RangeMax)
+		}
+	}
+	switch c.Frozen {
+	case Trainable, FrozenParams, FrozenAll:
+	default:
+		return fmt.Errorf("frozen %q: must be params or all (or absent)", c.Frozen)
+	}
+	if a := c.Adapter; a != nil {
+		if a.R < 1 {
+			return fmt.Errorf("adapter: r %d: must be at least 1", a.R)
+		}
+		if !(a.Alpha > 0) || math.IsInf(a.Alpha, 0) {
+			return fmt.Errorf("adapter: alpha %v: must be a finite number above 0", a.Alpha)
+		}
+		if !(a.Dropout >= 0 && a.Dropout < 1) {
+			return fmt.Errorf("adapter: dropout %v: must be from 0 to below 1", a.Dropout)
+		}
+	}
+	if c.NF4 != nil && c.NF4.Blocksize < 1 {
+		return fmt.Errorf("nf4: blocksize %d: must be at least 1", c.NF4.Blocksize)
+	}
+	return nil
 }
 
 // NF4Spec describes a layer's NF4 weights for readers; the tensors carry
@@ -181,6 +230,11 @@ func FromFile(f *checkpoint.File, spec *arch.Spec) (*Model, error) {
 		if c := f.Metadata["compression"]; c != "" {
 			if err := json.Unmarshal([]byte(c), &comp); err != nil {
 				return nil, fmt.Errorf("compression metadata: %w", err)
+			}
+			for _, name := range slices.Sorted(maps.Keys(comp)) {
+				if err := comp[name].Validate(); err != nil {
+					return nil, fmt.Errorf("compression metadata, layer %s: %w", name, err)
+				}
 			}
 		}
 	}
