@@ -23,7 +23,6 @@ var _ nn.Builder = (*layerBuilder)(nil)
 
 func (b *layerBuilder) Graph() *G.ExprGraph { return b.net.g }
 func (b *layerBuilder) Batch() int          { return b.net.Batch }
-func (b *layerBuilder) Training() bool      { return b.net.Mode == ModeTrain }
 func (b *layerBuilder) Rows() *int          { return &b.net.rows }
 func (b *layerBuilder) Rand() *rand.Rand    { return b.net.rng }
 func (b *layerBuilder) Name() string        { return b.net.scope + b.layer.Label() }
@@ -41,12 +40,29 @@ func (b *layerBuilder) ActQuant() nn.ActQuantizer {
 	return &dynamicQuantizer{spec: spec}
 }
 
+// Training is false for a layer frozen whole: it computes as in evaluation
+// (a batch norm with its running statistics, left as they are).
+func (b *layerBuilder) Training() bool {
+	return b.net.Mode == ModeTrain && b.layer.Frozen != FrozenAll
+}
+
+// Weights are parameter nodes, or constants for a frozen layer (no gradient
+// is computed for them, which also skips the weight-gradient products). A
+// training net reads an NF4 weight from its codes, dequantized every step.
 func (b *layerBuilder) Weights() []*G.Node {
 	if b.weights == nil {
 		for _, w := range b.layer.Weights {
-			node, err := b.net.weight(b.layer, w)
-			if err != nil {
-				panic(err) // a fake quantizer over a parameter node cannot fail
+			var node *G.Node
+			switch {
+			case w.NF4 != nil && b.net.Mode == ModeTrain:
+				node = b.net.nf4Weight(w)
+			case b.layer.Frozen != Trainable:
+				node = b.net.constant(w.Name, w.Shape, w.Data)
+			default:
+				var err error
+				if node, err = b.net.weight(b.layer, w); err != nil {
+					panic(err) // a fake quantizer over a parameter node cannot fail
+				}
 			}
 			b.weights = append(b.weights, node)
 		}
@@ -58,6 +74,9 @@ func (b *layerBuilder) Param(suffix string) *G.Node {
 	w := b.layer.tensor(b.layer.tensorName(suffix))
 	if w == nil || !b.layer.isParam(w) {
 		return nil
+	}
+	if b.layer.Frozen != Trainable {
+		return b.net.constant(w.Name, w.Shape, w.Data)
 	}
 	return b.net.param(w.Name, w.Shape, w.Data, nil)
 }
