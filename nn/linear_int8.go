@@ -77,7 +77,7 @@ func (o *linearInt8Op) Do(in ...G.Value) (G.Value, error) {
 	_, qmax := o.act.Act.Range()
 	p := chooseAct(o.act.Act, 1, rows*k, x, rows*k)
 	int8Quantize(rows, k, x, k, p, qmax, o.qx, k)
-	int8MatMul(rows, o.qx, k, o.w, o.acc, n)
+	int8MatMul(rows, o.qx, k, qmax, o.w, o.acc, n)
 	int8Dequantize(rows, o.acc, n, p, o.w, o.scale, bias, op.F32(y), n, false)
 	return y, nil
 }
