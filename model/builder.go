@@ -5,6 +5,7 @@ import (
 
 	G "gorgonia.org/gorgonia"
 
+	"github.com/shrink-ml/shrink/internal/sparse"
 	"github.com/shrink-ml/shrink/nn"
 	"github.com/shrink-ml/shrink/quant"
 )
@@ -16,7 +17,8 @@ type layerBuilder struct {
 	net     *Net
 	layer   *Layer
 	weights []*G.Node
-	int8    *nn.Int8 // set when the layer evaluates on integer kernels
+	int8    *nn.Int8       // set when the layer evaluates on integer kernels
+	sparse  *sparse.Matrix // set when it evaluates on sparse ones
 }
 
 var _ nn.Builder = (*layerBuilder)(nil)
@@ -28,6 +30,9 @@ func (b *layerBuilder) Rows() *int          { return &b.net.rows }
 func (b *layerBuilder) Rand() *rand.Rand    { return b.net.rng }
 func (b *layerBuilder) Name() string        { return b.net.scope + b.layer.Label() }
 func (b *layerBuilder) Int8() *nn.Int8      { return b.int8 }
+
+// Sparse is nn.SparseBuilder: the layer's weight as sparse kernels run it.
+func (b *layerBuilder) Sparse() *sparse.Matrix { return b.sparse }
 
 // ActQuant is the dynamic input quantizer of a layer type that quantizes its
 // own inputs (an LSTM), while it computes in float.
@@ -109,15 +114,21 @@ func (d *dynamicQuantizer) FakeQuantize(x, out, inside []float32) {
 	d.spec.FakeQuantizeMask(x, d.params, out, inside)
 }
 
+// RunsInt8 reports whether the layer evaluates on integer kernels (see
+// int8Form): a dynamically quantized layer of a type that has them.
+func (l *Layer) RunsInt8() bool {
+	r, ok := l.Config.(nn.Int8Runner)
+	return ok && r.RunsInt8() && l.Rank == 0 && l.Quant != nil && l.Quant.Scheme == quant.Symmetric && l.Quant.Bits <= 8 &&
+		l.Input != nil && l.Input.Mode == "dynamic" && l.Input.Spec.ReduceRange
+}
+
 // int8Form is the layer as integer kernels run it, when it evaluates on them:
 // a layer type with integer kernels (nn.Int8Runner), not factored, with
 // symmetric weights of at most 8 bits and inputs quantized dynamically as
 // PyTorch's dynamic operators do (reduce_range). Other quantized layers
 // evaluate in float on the values their integers stand for.
 func (l *Layer) int8Form() *nn.Int8 {
-	r, ok := l.Config.(nn.Int8Runner)
-	if !ok || !r.RunsInt8() || l.Rank > 0 || l.Quant == nil || l.Quant.Scheme != quant.Symmetric || l.Quant.Bits > 8 ||
-		l.Input == nil || l.Input.Mode != "dynamic" || !l.Input.Spec.ReduceRange {
+	if !l.RunsInt8() {
 		return nil
 	}
 	q := &nn.Int8{Act: l.Input.Spec}

@@ -10,6 +10,7 @@ import (
 	"github.com/shrink-ml/shrink/arch"
 	"github.com/shrink-ml/shrink/internal/gemm"
 	_ "github.com/shrink-ml/shrink/internal/openblas" // OpenBLAS under -tags openblas
+	"github.com/shrink-ml/shrink/internal/sparse"
 	"github.com/shrink-ml/shrink/nn"
 	"github.com/shrink-ml/shrink/quant"
 )
@@ -62,6 +63,8 @@ type Net struct {
 	// padded); layers with statistics over the batch read it.
 	rows int
 	rng  *rand.Rand // dropout's draws (training)
+	// sparse are the layers that run on sparse kernels (Eval).
+	sparse map[string]*sparse.Matrix
 }
 
 // Param is a trainable tensor: the model's slice, its mask and its gradient.
@@ -83,6 +86,11 @@ type NetOptions struct {
 	Mode  Mode
 	Loss  Loss       // Train only
 	Rand  *rand.Rand // Train only: dropout's draws
+	// Sparse (Eval only) runs the named linear layers on sparse kernels with
+	// these weights (the infer package chooses them by density); the
+	// matrices are read-only and may be shared by many nets. A layer that
+	// evaluates on integer kernels keeps them.
+	Sparse map[string]*sparse.Matrix
 }
 
 // Build compiles the model for a batch size.
@@ -119,8 +127,12 @@ func Build(m *Model, opt NetOptions) (*Net, error) {
 }
 
 func newNet(m *Model, opt NetOptions, g *G.ExprGraph, scope string) *Net {
-	return &Net{Model: m, Batch: opt.Batch, Mode: opt.Mode, g: g, scope: scope, rows: opt.Batch, rng: opt.Rand,
+	n := &Net{Model: m, Batch: opt.Batch, Mode: opt.Mode, g: g, scope: scope, rows: opt.Batch, rng: opt.Rand,
 		inputQ: map[string]*fakeQuantOp{}, observe: map[string]*observerOp{}}
+	if opt.Mode == ModeEval {
+		n.sparse = opt.Sparse
+	}
+	return n
 }
 
 func (n *Net) inputShape() []int { return append([]int{n.Batch}, n.Model.Spec.InputShape()...) }
@@ -145,6 +157,9 @@ func (n *Net) forward(x []float32) (*G.Node, error) {
 		b := &layerBuilder{net: n, layer: l}
 		if n.Mode == ModeEval {
 			b.int8 = l.int8Form()
+			if b.int8 == nil {
+				b.sparse = n.sparse[l.Name]
+			}
 		}
 		var err error
 		if b.int8 == nil && !quantizesInputs(l) {
