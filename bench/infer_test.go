@@ -30,9 +30,10 @@ import (
 //   - resnet20-float: the CIFAR ResNet-20 (resnet preset: depth 20, width
 //     16) on 3×32×32 inputs.
 //   - resnet20-int8: the same with int8 per-channel weights and static 8-bit
-//     activations (recipe mode: static). shrink has no integer convolution
-//     yet: this evaluates faithfully in float on the values the integers
-//     stand for, so it measures the cost of that, not an int8 speed-up.
+//     activations (recipe mode: static): convolutions and fc on integer
+//     kernels, batch norms, ReLUs and the residual adds in float (shrink
+//     does not fold batch norms into the convolutions; PyTorch's FX
+//     quantization does, and keeps activations quantized between layers).
 var (
 	lenet300Spec = arch.Spec{Arch: "mlp", Inputs: 784, Hidden: arch.Widths{300, 100}, Classes: 10}
 	resnet20Spec = arch.Spec{Arch: "resnet", Depth: 20, Width: 16, Input: arch.Shape{3, 32, 32}, Classes: 10}

@@ -15,18 +15,24 @@
 //   - "int8": a dynamically quantized layer (linear, LSTM; symmetric weights
 //     of at most 8 bits, reduce_range activations) on integer kernels
 //     (internal/qgemm: AVX-512 VNNI, AVX2 or Go, exact int32 sums), as
-//     PyTorch's quantized::linear_dynamic computes it;
+//     PyTorch's quantized::linear_dynamic computes it; and a statically
+//     quantized linear or convolution (8-bit inputs with calibrated
+//     parameters; ungrouped, undilated convolutions), its exact integer
+//     sums rescaled to float, as quantized::linear and quantized::conv2d
+//     compute them (with float output);
 //   - "sparse": a linear layer whose weight density is below what this
 //     machine's sparse kernels beat at that batch size (sparse.Worth, from
 //     a measured sweep; see docs/PERFORMANCE.md) on internal/sparse;
 //   - "dense": everything else, in float32 (internal/gemm).
 //
 // Quantized layers that do not run on integer kernels compute in float on
-// the values their integers stand for, exactly as `shrink eval` does.
-// Sparse kernels sum each output in another order than a dense product,
-// so their logits differ from dense ones in the last bits (never in the
-// argmax of a checkpoint tested: docs/PERFORMANCE.md); Options.Dense
-// turns them off.
+// the values their integers stand for, as model.Logits does. Sparse
+// kernels sum each output in another order than a dense product, and a
+// static layer's exact integer sums differ from the float product of the
+// same quantized values by that product's rounding: their logits differ
+// from model.Logits' in the last bits (the accuracies of the checkpoints
+// tested did not change: docs/PERFORMANCE.md). Options.Reference turns
+// both off.
 //
 // # Batches
 //
@@ -57,8 +63,12 @@ type Options struct {
 	MaxBatch int
 	// Sizes is how many batch sizes keep compiled graphs (default 4).
 	Sizes int
-	// Dense runs every float layer densely, never on sparse kernels.
-	Dense bool
+	// Reference computes every layer as model.Logits does, the bits shrink
+	// eval gave before this package: float layers densely (no sparse
+	// kernels), statically quantized layers in float on the values their
+	// integers stand for (no integer kernels; dynamically quantized layers
+	// keep theirs, which define their results).
+	Reference bool
 }
 
 func (o Options) withDefaults() Options {
@@ -120,7 +130,7 @@ func New(m *model.Model, opt Options) (*Model, error) {
 	opt = opt.withDefaults()
 	r := &Model{m: m, opt: opt, in: shapeSize(m.Spec.InputShape()), classes: m.Spec.Classes,
 		cands: map[string]*candidate{}, pools: map[int]*pool{}}
-	if !opt.Dense {
+	if !opt.Reference {
 		for _, l := range m.Layers {
 			if c := sparseCandidate(l); c != nil {
 				r.cands[l.Name] = c
@@ -245,7 +255,7 @@ func (r *Model) get(p *pool) (*model.Net, error) {
 		return net, nil
 	}
 	r.mu.Unlock()
-	net, err := model.Build(r.m, model.NetOptions{Batch: p.batch, Mode: model.ModeEval, Sparse: p.sparse})
+	net, err := model.Build(r.m, model.NetOptions{Batch: p.batch, Mode: model.ModeEval, Sparse: p.sparse, StaticInt8: !r.opt.Reference})
 	if err != nil {
 		return nil, fmt.Errorf("infer: compiling for a batch of %d: %w", p.batch, err)
 	}
@@ -288,7 +298,7 @@ func (r *Model) Layers(batch int) []Layer {
 				e.Density = float64(nz) / float64(all)
 			}
 			switch c := r.cands[l.Name]; {
-			case l.RunsInt8():
+			case l.RunsInt8() || (!r.opt.Reference && l.RunsStaticInt8()):
 				e.Kernel = "int8"
 			case c != nil && sparse.Worth(c.density, batch, c.in, c.out):
 				e.Kernel = "sparse"

@@ -47,6 +47,14 @@ func testModels(t *testing.T) []testModel {
 	quantizeDynamic(lstm)
 	resnet := model.MustNew(arch.Spec{Arch: "resnet", Depth: 8, Width: 4, Input: arch.Shape{1, 8, 8}, Classes: 3}, rng)
 	lenet := model.MustNew(arch.Spec{Arch: "lenet5", Classes: 10}, rng)
+	static := model.MustNew(arch.Spec{Arch: "resnet", Depth: 8, Width: 4, Input: arch.Shape{3, 8, 8}, Classes: 3}, rng)
+	for _, l := range static.WeightLayers() {
+		l.Quant = &quant.Spec{Bits: 8, Scheme: quant.Symmetric, Granularity: quant.PerChannel}
+		spec := quant.Spec{Bits: 8, Scheme: quant.Asymmetric, Granularity: quant.PerTensor}
+		s, zp := spec.ParamsOf(-4, 6)
+		l.Input = &model.ActQuant{Mode: "static", Spec: spec, RangeMin: -4, RangeMax: 6, Params: quant.Params{Scale: []float32{s}, ZeroPoint: []int32{zp}}}
+	}
+	static.Requantize()
 	return []testModel{
 		{"mlp", dense, []string{"dense", "dense", "dense"}, true},
 		{"pruned", pruned, []string{"sparse", "sparse", "dense"}, false},
@@ -55,6 +63,7 @@ func testModels(t *testing.T) []testModel {
 		{"lstm-dynamic", lstm, []string{"int8", "int8"}, true},
 		{"resnet", resnet, nil, true},
 		{"lenet5", lenet, []string{"dense", "dense", "dense", "dense", "dense"}, true},
+		{"resnet-static-int8", static, slices.Repeat([]string{"int8"}, 10), false},
 	}
 }
 
@@ -94,9 +103,9 @@ func randSplit(rng *rand.Rand, m *model.Model, n int) *data.Split {
 }
 
 // Logits equals model.Logits, which `shrink eval` measured before infer
-// existed: the same bits where no layer runs sparse, and the same bits
-// with sparse kernels turned off; with them, the same predictions and
-// logits within float rounding.
+// existed: the same bits where no layer runs sparse or static int8
+// kernels, and the same bits with Options.Reference; with them, the same
+// predictions and logits within float rounding.
 func TestLogitsMatchEval(t *testing.T) {
 	for _, tm := range testModels(t) {
 		t.Run(tm.name, func(t *testing.T) {
@@ -107,8 +116,8 @@ func TestLogitsMatchEval(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			for _, dense := range []bool{false, true} {
-				r, err := New(tm.m, Options{Dense: dense})
+			for _, ref := range []bool{false, true} {
+				r, err := New(tm.m, Options{Reference: ref})
 				if err != nil {
 					t.Fatal(err)
 				}
@@ -116,17 +125,17 @@ func TestLogitsMatchEval(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if tm.exact || dense {
+				if tm.exact || ref {
 					if !slices.Equal(got, want) {
-						t.Errorf("dense=%v: logits differ from model.Logits by %g", dense, maxRelDiff(got, want))
+						t.Errorf("reference=%v: logits differ from model.Logits by %g", ref, maxRelDiff(got, want))
 					}
 					continue
 				}
 				if d := maxRelDiff(got, want); d > 1e-5 {
-					t.Errorf("sparse kernels: logits differ from model.Logits by %g of the largest", d)
+					t.Errorf("logits differ from model.Logits by %g of the largest", d)
 				}
 				if a, b := argmaxes(got, tm.m.Spec.Classes), argmaxes(want, tm.m.Spec.Classes); !slices.Equal(a, b) {
-					t.Errorf("sparse kernels change predictions: %v, want %v", a, b)
+					t.Errorf("the kernels change predictions: %v, want %v", a, b)
 				}
 			}
 		})
@@ -137,7 +146,7 @@ func TestLogitsMatchEval(t *testing.T) {
 func TestPredictMatchesNet(t *testing.T) {
 	for _, tm := range testModels(t) {
 		t.Run(tm.name, func(t *testing.T) {
-			r, err := New(tm.m, Options{Dense: true, MaxBatch: 8})
+			r, err := New(tm.m, Options{Reference: true, MaxBatch: 8})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -151,7 +160,7 @@ func TestPredictMatchesNet(t *testing.T) {
 				var want []float32
 				for start := 0; start < n; start += 8 { // MaxBatch chunks
 					rows := min(8, n-start)
-					net, err := model.Build(tm.m, model.NetOptions{Batch: rows, Mode: model.ModeEval})
+					net, err := model.Build(tm.m, model.NetOptions{Batch: rows, Mode: model.ModeEval}) // as Reference builds
 					if err != nil {
 						t.Fatal(err)
 					}

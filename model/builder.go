@@ -122,16 +122,34 @@ func (l *Layer) RunsInt8() bool {
 		l.Input != nil && l.Input.Mode == "dynamic" && l.Input.Spec.ReduceRange
 }
 
+// RunsStaticInt8 reports whether the layer can evaluate on integer kernels
+// with its calibrated input parameters (NetOptions.StaticInt8): a layer
+// type with such kernels (nn.StaticInt8Runner), not factored, symmetric
+// weights of at most 8 bits, inputs quantized statically per tensor to 8
+// bits.
+func (l *Layer) RunsStaticInt8() bool {
+	r, ok := l.Config.(nn.StaticInt8Runner)
+	return ok && r.RunsStaticInt8() && l.Rank == 0 && l.Quant != nil && l.Quant.Scheme == quant.Symmetric && l.Quant.Bits <= 8 &&
+		l.Input != nil && l.Input.Mode == "static" && l.Input.Spec.Bits == 8 && len(l.Input.Params.Scale) == 1 && len(l.Input.Params.ZeroPoint) == 1
+}
+
 // int8Form is the layer as integer kernels run it, when it evaluates on them:
 // a layer type with integer kernels (nn.Int8Runner), not factored, with
 // symmetric weights of at most 8 bits and inputs quantized dynamically as
-// PyTorch's dynamic operators do (reduce_range). Other quantized layers
-// evaluate in float on the values their integers stand for.
-func (l *Layer) int8Form() *nn.Int8 {
-	if !l.RunsInt8() {
+// PyTorch's dynamic operators do (reduce_range); with static set, also a
+// layer whose inputs are quantized statically (RunsStaticInt8). Other
+// quantized layers evaluate in float on the values their integers stand for.
+func (l *Layer) int8Form(static bool) *nn.Int8 {
+	var q *nn.Int8
+	switch {
+	case l.RunsInt8():
+		q = &nn.Int8{Act: l.Input.Spec}
+	case static && l.RunsStaticInt8():
+		qmin, qmax := l.Input.Spec.Range()
+		q = &nn.Int8{Act: l.Input.Spec, Static: &nn.Int8Static{Scale: l.Input.Params.Scale[0], ZeroPoint: l.Input.Params.ZeroPoint[0], QMin: qmin, QMax: qmax}}
+	default:
 		return nil
 	}
-	q := &nn.Int8{Act: l.Input.Spec}
 	q.Act.Granularity = quant.PerTensor
 	for _, w := range l.Weights {
 		p := w.QParams
@@ -141,7 +159,7 @@ func (l *Layer) int8Form() *nn.Int8 {
 		}
 		codes := make([]int32, len(w.Data))
 		l.Quant.Quantize(w.Data, *p, codes)
-		iw := nn.Int8Weight{Rows: w.Shape[0], Cols: len(w.Data) / w.Shape[0], Q: make([]int8, len(codes)), Scale: p.Scale}
+		iw := nn.Int8Weight{Rows: w.Shape[0], Cols: len(w.Data) / w.Shape[0], Shape: w.Shape, Q: make([]int8, len(codes)), Scale: p.Scale}
 		for i, c := range codes {
 			iw.Q[i] = int8(c)
 		}

@@ -65,6 +65,8 @@ type Net struct {
 	rng  *rand.Rand // dropout's draws (training)
 	// sparse are the layers that run on sparse kernels (Eval).
 	sparse map[string]*sparse.Matrix
+	// staticInt8: statically quantized layers run on integer kernels (Eval).
+	staticInt8 bool
 }
 
 // Param is a trainable tensor: the model's slice, its mask and its gradient.
@@ -91,6 +93,11 @@ type NetOptions struct {
 	// matrices are read-only and may be shared by many nets. A layer that
 	// evaluates on integer kernels keeps them.
 	Sparse map[string]*sparse.Matrix
+	// StaticInt8 (Eval only) runs statically quantized linear and conv
+	// layers on integer kernels (Layer.RunsStaticInt8): exact integer sums,
+	// so their outputs differ from the float evaluation of the same
+	// quantized values by that evaluation's rounding.
+	StaticInt8 bool
 }
 
 // Build compiles the model for a batch size.
@@ -130,7 +137,7 @@ func newNet(m *Model, opt NetOptions, g *G.ExprGraph, scope string) *Net {
 	n := &Net{Model: m, Batch: opt.Batch, Mode: opt.Mode, g: g, scope: scope, rows: opt.Batch, rng: opt.Rand,
 		inputQ: map[string]*fakeQuantOp{}, observe: map[string]*observerOp{}}
 	if opt.Mode == ModeEval {
-		n.sparse = opt.Sparse
+		n.sparse, n.staticInt8 = opt.Sparse, opt.StaticInt8
 	}
 	return n
 }
@@ -156,7 +163,7 @@ func (n *Net) forward(x []float32) (*G.Node, error) {
 		}
 		b := &layerBuilder{net: n, layer: l}
 		if n.Mode == ModeEval {
-			b.int8 = l.int8Form()
+			b.int8 = l.int8Form(n.staticInt8)
 			if b.int8 == nil {
 				b.sparse = n.sparse[l.Name]
 			}

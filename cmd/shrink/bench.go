@@ -45,7 +45,7 @@ func (a *app) benchCommand() *cobra.Command {
 	var recipePath, format string
 	var batch, threads int
 	var dur time.Duration
-	var dense bool
+	var reference bool
 	var sets []string
 	cmd := &cobra.Command{
 		Use:   "bench CHECKPOINT [--batch N]",
@@ -84,7 +84,7 @@ machine at this moment: other work running meanwhile slows them.`,
 				return err
 			}
 			gemm.SetThreads(threads)
-			r, err := infer.New(m, infer.Options{MaxBatch: max(batch, 1), Sizes: 2, Dense: dense})
+			r, err := infer.New(m, infer.Options{MaxBatch: max(batch, 1), Sizes: 2, Reference: reference})
 			if err != nil {
 				return err
 			}
@@ -109,7 +109,7 @@ machine at this moment: other work running meanwhile slows them.`,
 	cmd.Flags().IntVar(&batch, "batch", 256, "the batch size of the throughput measurement")
 	cmd.Flags().IntVar(&threads, "threads", 1, "threads of the dense matrix products (the int8 and sparse kernels use one)")
 	cmd.Flags().DurationVar(&dur, "time", 2*time.Second, "how long to time each batch size")
-	cmd.Flags().BoolVar(&dense, "dense", false, denseFlag)
+	cmd.Flags().BoolVar(&reference, "reference", false, referenceFlag)
 	cmd.Flags().StringVar(&recipePath, "recipe", "", "a recipe whose model section is the architecture of a plain PyTorch state_dict")
 	cmd.Flags().StringArrayVar(&sets, "set", nil, "override a recipe key (repeatable)")
 	enumVar(cmd.Flags(), &format, "format", "text", []string{"text", "json"}, "output format")

@@ -354,7 +354,7 @@ func sparsity(t *checkpoint.Tensor) float64 {
 func (a *app) evalCommand() *cobra.Command {
 	var recipePath, format string
 	var sets []string
-	var dense bool
+	var reference bool
 	cmd := &cobra.Command{
 		Use:   "eval CHECKPOINT --recipe RECIPE",
 		Short: "Measure a checkpoint's accuracy and loss on the recipe's test data",
@@ -365,12 +365,12 @@ and, for checkpoints without shrink's metadata, the architecture. Batches are
 data.eval_batch_size when the recipe sets it, else data.batch_size (as in
 predict). A checkpoint that does not fit the data (input size, classes) is an
 error, not a number. Layers run on the kernels shrink bench lists (int8, sparse
-where this machine's sparse kernels win, dense); --dense turns the sparse ones off.
+where this machine's sparse kernels win, dense); --reference computes as before (dense float).
 With --format json, one object {"accuracy", "loss", "samples"} is printed.`,
 		Example: "  shrink eval runs/quickstart/train/model.safetensors --recipe recipes/quickstart.yaml --format json",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			e, err := a.prepareEvaluation(args[0], recipePath, sets, "test", dense)
+			e, err := a.prepareEvaluation(args[0], recipePath, sets, "test", reference)
 			if err != nil {
 				return err
 			}
@@ -390,7 +390,7 @@ With --format json, one object {"accuracy", "loss", "samples"} is printed.`,
 	cmd.Flags().StringVar(&recipePath, "recipe", "", "the recipe whose data (and model section) to use")
 	enumVar(cmd.Flags(), &format, "format", "text", []string{"text", "json"}, "output format")
 	cmd.Flags().StringArrayVar(&sets, "set", nil, "override a recipe key (repeatable)")
-	cmd.Flags().BoolVar(&dense, "dense", false, denseFlag)
+	cmd.Flags().BoolVar(&reference, "reference", false, referenceFlag)
 	return cmd
 }
 
