@@ -3,12 +3,16 @@ package bench
 import (
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"strconv"
 	"testing"
 
 	"github.com/shrink-ml/shrink/arch"
 	"github.com/shrink-ml/shrink/export"
+	"github.com/shrink-ml/shrink/export/onnxexport"
 	"github.com/shrink-ml/shrink/infer"
+	"github.com/shrink-ml/shrink/internal/npy"
+	"github.com/shrink-ml/shrink/internal/ortest"
 	"github.com/shrink-ml/shrink/model"
 	"github.com/shrink-ml/shrink/quant"
 )
@@ -134,4 +138,50 @@ func BenchmarkInfer(b *testing.B) {
 			})
 		}
 	}
+}
+
+// BenchmarkInferORT times the same models exported to ONNX (shrink export
+// --format onnx: QDQ for the static int8 ResNet, DynamicQuantizeLinear and
+// MatMulInteger for the dynamic LeNet) in onnxruntime (tools/ort, CPU, one
+// intra-op thread); ns/op is the median run. onnxruntime has no kernel for
+// unstructured sparsity, so lenet300-dc runs as a dense float model there.
+// Skips without onnxruntime (internal/ortest says how to install it).
+func BenchmarkInferORT(b *testing.B) {
+	rt := ortest.Find(b)
+	for _, name := range []string{"lenet300-float", "lenet300-dc", "lenet300-int8", "resnet20-float", "resnet20-int8"} {
+		m := inferModel(b, name)
+		res, err := onnxexport.Export(m, onnxexport.Options{})
+		if err != nil {
+			b.Fatal(err)
+		}
+		path := filepath.Join(b.TempDir(), name+".onnx")
+		if err := res.Model.WriteFile(path); err != nil {
+			b.Fatal(err)
+		}
+		for _, bs := range []int{1, 256} {
+			b.Run(name+"/batch="+strconv.Itoa(bs), func(b *testing.B) {
+				shape := append([]int{bs}, m.Spec.InputShape()...)
+				data := make([]float32, bs*shapeSize(m.Spec.InputShape()))
+				rng := rand.New(rand.NewPCG(2, 2))
+				for i := range data {
+					data[i] = float32(rng.NormFloat64())
+				}
+				x := &npy.Array{Shape: shape, Data: data}
+				runs := 300
+				if bs > 1 {
+					runs = 20
+				}
+				r := rt.Run(b, path, map[string]*npy.Array{"input": x}, ortest.Options{Threads: 1, Runs: runs, Warmup: 5})
+				b.ReportMetric(r.Timing.MedianMS*1e6, "ns/op")
+			})
+		}
+	}
+}
+
+func shapeSize(s []int) int {
+	n := 1
+	for _, d := range s {
+		n *= d
+	}
+	return n
 }
