@@ -18,7 +18,8 @@ func (a *app) reportCommand() *cobra.Command {
 sparsity, checkpoint and compressed sizes, compression ratio, seconds), per-layer
 weights kept, bits and rank, and the recipe and seed that produced them. Beside
 it, PNG plots: frontier.png (test accuracy against compressed size, the Pareto
-frontier drawn) and layers-sparsity.png, layers-bits.png, layers-rank.png.
+frontier drawn) and, when some stage pruned, quantized or factored a layer,
+layers-sparsity.png, layers-bits.png, layers-rank.png.
 With --latency it also times each stage's checkpoint at batch 1 on this machine
 (about a second each, as shrink bench does) and adds a latency column: timings
 vary, so the report is reproducible byte for byte only without it.`,
