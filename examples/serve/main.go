@@ -20,6 +20,7 @@ import (
 	"flag"
 	"fmt"
 	"log"
+	"math"
 	"net"
 	"net/http"
 	"os"
@@ -121,6 +122,12 @@ func newHandler(m *infer.Model) http.Handler {
 		if err != nil {
 			httpError(w, http.StatusInternalServerError, "%v", err)
 			return
+		}
+		for i, v := range logits {
+			if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+				httpError(w, http.StatusUnprocessableEntity, "sample %d's logits are not finite (JSON has no number for them): are its inputs in the range the model was trained on?", i/m.Classes())
+				return
+			}
 		}
 		c := m.Classes()
 		resp := predictResponse{Logits: make([][]float32, n), Classes: make([]int, n)}

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -110,4 +111,33 @@ func decode(t *testing.T, resp *http.Response, code int, v any) {
 	if err := json.NewDecoder(resp.Body).Decode(v); err != nil {
 		t.Fatal(fmt.Errorf("decoding the response: %w", err))
 	}
+}
+
+// Whatever the body, the handler answers 200 with one logit row per
+// sample, or 400, 413 or 422 with a message; never a panic or a 500.
+func FuzzPredict(f *testing.F) {
+	m, err := infer.Load("../../testdata/report/run/lowrank/model.safetensors", infer.Options{})
+	if err != nil {
+		f.Fatal(err)
+	}
+	h := newHandler(m)
+	f.Add(`{"inputs": [[1,2,3,4,5,6,7,8,9,10,11,12,13,14,15,16,17,18,19,20]]}`)
+	f.Add(`{"inputs": [[1e39]]}`)
+	f.Add(`{"inputs": null}`)
+	f.Add(`[]`)
+	f.Add(`{"inputs": [[3e38,3e38,3e38,3e38,3e38,3e38,3e38,3e38,3e38,3e38,3e38,3e38,3e38,3e38,3e38,3e38,3e38,3e38,3e38,3e38]]}`)
+	f.Fuzz(func(t *testing.T, body string) {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest("POST", "/v1/predict", strings.NewReader(body)))
+		switch rec.Code {
+		case http.StatusOK:
+			var resp predictResponse
+			if err := json.Unmarshal(rec.Body.Bytes(), &resp); err != nil || len(resp.Logits) == 0 || len(resp.Logits) != len(resp.Classes) {
+				t.Fatalf("200 with %q (%v)", rec.Body.String(), err)
+			}
+		case http.StatusBadRequest, http.StatusRequestEntityTooLarge, http.StatusUnprocessableEntity:
+		default:
+			t.Fatalf("status %d for %q: %s", rec.Code, body, rec.Body.String())
+		}
+	})
 }
