@@ -22,7 +22,10 @@
 //     compute them (with float output);
 //   - "sparse": a linear layer whose weight density is below what this
 //     machine's sparse kernels beat at that batch size (sparse.Worth, from
-//     a measured sweep; see docs/PERFORMANCE.md) on internal/sparse;
+//     a measured sweep; see docs/PERFORMANCE.md) on internal/sparse, its
+//     input fake-quantized first if it is statically quantized (sparse
+//     wins over static int8: Deep Compression's pruned and quantized
+//     layers);
 //   - "dense": everything else, in float32 (internal/gemm).
 //
 // Quantized layers that do not run on integer kernels compute in float on
@@ -298,10 +301,12 @@ func (r *Model) Layers(batch int) []Layer {
 				e.Density = float64(nz) / float64(all)
 			}
 			switch c := r.cands[l.Name]; {
-			case l.RunsInt8() || (!r.opt.Reference && l.RunsStaticInt8()):
+			case l.RunsInt8():
 				e.Kernel = "int8"
 			case c != nil && sparse.Worth(c.density, batch, c.in, c.out):
 				e.Kernel = "sparse"
+			case !r.opt.Reference && l.RunsStaticInt8():
+				e.Kernel = "int8"
 			default:
 				e.Kernel = "dense"
 			}

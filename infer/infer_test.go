@@ -1,6 +1,7 @@
 package infer
 
 import (
+	"cmp"
 	"context"
 	"math"
 	"math/rand/v2"
@@ -24,6 +25,9 @@ type testModel struct {
 	kernels []string
 	// exact: Predict gives `shrink eval`'s bits (no sparse layer).
 	exact bool
+	// fallback is the kernel of a layer expected sparse whose density is
+	// above this machine's threshold ("dense" when empty).
+	fallback string
 }
 
 func testModels(t *testing.T) []testModel {
@@ -43,27 +47,27 @@ func testModels(t *testing.T) []testModel {
 		l.Quant = &quant.Spec{Bits: 4, Scheme: quant.Symmetric, Granularity: quant.PerTensor}
 	}
 	dc.Requantize()
+	// Deep Compression with QAT's static 8-bit inputs: sparse kernels win
+	// over static int8 ones where they are faster.
+	dcStatic := model.MustNew(mlp, rng)
+	prune(dcStatic, rng, map[string]float64{"fc1": 0.08, "fc2": 0.09, "fc3": 0.26})
+	staticInputs(dcStatic, quant.Spec{Bits: 4, Scheme: quant.Symmetric, Granularity: quant.PerTensor})
 	lstm := model.MustNew(arch.Spec{Arch: "lstm", Input: arch.Shape{5, 6}, Hidden: arch.Widths{12}, NumLayers: 2, Classes: 4}, rng)
 	quantizeDynamic(lstm)
 	resnet := model.MustNew(arch.Spec{Arch: "resnet", Depth: 8, Width: 4, Input: arch.Shape{1, 8, 8}, Classes: 3}, rng)
 	lenet := model.MustNew(arch.Spec{Arch: "lenet5", Classes: 10}, rng)
 	static := model.MustNew(arch.Spec{Arch: "resnet", Depth: 8, Width: 4, Input: arch.Shape{3, 8, 8}, Classes: 3}, rng)
-	for _, l := range static.WeightLayers() {
-		l.Quant = &quant.Spec{Bits: 8, Scheme: quant.Symmetric, Granularity: quant.PerChannel}
-		spec := quant.Spec{Bits: 8, Scheme: quant.Asymmetric, Granularity: quant.PerTensor}
-		s, zp := spec.ParamsOf(-4, 6)
-		l.Input = &model.ActQuant{Mode: "static", Spec: spec, RangeMin: -4, RangeMax: 6, Params: quant.Params{Scale: []float32{s}, ZeroPoint: []int32{zp}}}
-	}
-	static.Requantize()
+	staticInputs(static, quant.Spec{Bits: 8, Scheme: quant.Symmetric, Granularity: quant.PerChannel})
 	return []testModel{
-		{"mlp", dense, []string{"dense", "dense", "dense"}, true},
-		{"pruned", pruned, []string{"sparse", "sparse", "dense"}, false},
-		{"dynamic", dynamic, []string{"int8", "int8", "int8"}, true},
-		{"deep-compression", dc, []string{"sparse", "sparse", "sparse"}, false},
-		{"lstm-dynamic", lstm, []string{"int8", "int8"}, true},
-		{"resnet", resnet, nil, true},
-		{"lenet5", lenet, []string{"dense", "dense", "dense", "dense", "dense"}, true},
-		{"resnet-static-int8", static, slices.Repeat([]string{"int8"}, 10), false},
+		{"mlp", dense, []string{"dense", "dense", "dense"}, true, ""},
+		{"pruned", pruned, []string{"sparse", "sparse", "dense"}, false, ""},
+		{"dynamic", dynamic, []string{"int8", "int8", "int8"}, true, ""},
+		{"deep-compression", dc, []string{"sparse", "sparse", "sparse"}, false, ""},
+		{"lstm-dynamic", lstm, []string{"int8", "int8"}, true, ""},
+		{"resnet", resnet, nil, true, ""},
+		{"lenet5", lenet, []string{"dense", "dense", "dense", "dense", "dense"}, true, ""},
+		{"resnet-static-int8", static, slices.Repeat([]string{"int8"}, 10), false, ""},
+		{"deep-compression-static", dcStatic, []string{"sparse", "sparse", "sparse"}, false, "int8"},
 	}
 }
 
@@ -77,6 +81,18 @@ func prune(m *model.Model, rng *rand.Rand, keep map[string]float64) {
 			}
 		}
 	}
+}
+
+// staticInputs quantizes every weight layer's weights with w and its
+// inputs statically to 8 bits over [-4, 6].
+func staticInputs(m *model.Model, w quant.Spec) {
+	for _, l := range m.WeightLayers() {
+		l.Quant = &w
+		spec := quant.Spec{Bits: 8, Scheme: quant.Asymmetric, Granularity: quant.PerTensor}
+		s, zp := spec.ParamsOf(-4, 6)
+		l.Input = &model.ActQuant{Mode: "static", Spec: spec, RangeMin: -4, RangeMax: 6, Params: quant.Params{Scale: []float32{s}, ZeroPoint: []int32{zp}}}
+	}
+	m.Requantize()
 }
 
 // quantizeDynamic quantizes every weight layer as torch.ao's
@@ -194,7 +210,7 @@ func TestLayersNameKernels(t *testing.T) {
 					got = append(got, l.Kernel)
 					k := tm.kernels[len(want)]
 					if k == "sparse" && l.Density >= sparse.Threshold(1) {
-						k = "dense" // the Go fallback pays only at lower densities
+						k = cmp.Or(tm.fallback, "dense") // the Go fallback pays only at lower densities
 					}
 					want = append(want, k)
 				}
@@ -207,6 +223,9 @@ func TestLayersNameKernels(t *testing.T) {
 			for _, l := range r.Layers(512) {
 				if l.Kernel == "sparse" && l.Density > 0.2 {
 					t.Errorf("%s at density %.2f runs sparse at batch 512", l.Name, l.Density)
+				}
+				if want := cmp.Or(tm.fallback, "dense"); l.Kernel != "" && l.Kernel != "sparse" && slices.Contains(tm.kernels, "sparse") && l.Kernel != want && !slices.Contains(tm.kernels, l.Kernel) {
+					t.Errorf("%s runs %s at batch 512, want sparse or %s", l.Name, l.Kernel, want)
 				}
 			}
 		})

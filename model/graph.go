@@ -90,8 +90,9 @@ type NetOptions struct {
 	Rand  *rand.Rand // Train only: dropout's draws
 	// Sparse (Eval only) runs the named linear layers on sparse kernels with
 	// these weights (the infer package chooses them by density); the
-	// matrices are read-only and may be shared by many nets. A layer that
-	// evaluates on integer kernels keeps them.
+	// matrices are read-only and may be shared by many nets. They win over
+	// static int8 kernels; a dynamically quantized layer keeps its integer
+	// kernels.
 	Sparse map[string]*sparse.Matrix
 	// StaticInt8 (Eval only) runs statically quantized linear and conv
 	// layers on integer kernels (Layer.RunsStaticInt8): exact integer sums,
@@ -164,8 +165,11 @@ func (n *Net) forward(x []float32) (*G.Node, error) {
 		b := &layerBuilder{net: n, layer: l}
 		if n.Mode == ModeEval {
 			b.int8 = l.int8Form(n.staticInt8)
-			if b.int8 == nil {
-				b.sparse = n.sparse[l.Name]
+			// Sparse kernels replace dense float and static int8 ones (on the
+			// fake-quantized input); a dynamic layer keeps its integer kernels,
+			// whose arithmetic defines its results.
+			if w := n.sparse[l.Name]; w != nil && (b.int8 == nil || b.int8.Static != nil) {
+				b.int8, b.sparse = nil, w
 			}
 		}
 		var err error
