@@ -98,6 +98,9 @@ func (c *Conv2d) Init(ts []InitTensor, rng *rand.Rand) { initFanIn(ts, rng) }
 // convolution to rank k channels (NAME.0) followed by a 1x1 convolution
 // (NAME.1) carrying the bias.
 func (c *Conv2d) Build(b Builder, in []*G.Node) (*G.Node, error) {
+	if q := b.Int8(); q != nil {
+		return c.buildInt8(b, in[0], q)
+	}
 	h := in[0]
 	var err error
 	for i, w := range b.Weights() {
