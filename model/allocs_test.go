@@ -27,6 +27,11 @@ func TestTrainStepDoesNotAllocate(t *testing.T) {
 		{"mlp qat dynamic", arch.Spec{Arch: "mlp", Inputs: 20, Hidden: []int{16}, Classes: 4}, DefaultOptimizer(), false, "dynamic"},
 		{"mlp qat static", arch.Spec{Arch: "mlp", Inputs: 20, Hidden: []int{16}, Classes: 4}, DefaultOptimizer(), false, "static"},
 		{"lenet5 qat dynamic", arch.Spec{Arch: "lenet5", Classes: 10}, DefaultOptimizer(), false, "dynamic"},
+		// Residual blocks: a block's input feeds its first convolution and the
+		// shortcut's sum, so gorgonia.Grad adds two gradients for it.
+		{"resnet8 sgd", resnetSpec(8), OptimizerConfig{Name: "sgd", LR: 0.1, Momentum: 0.9, WeightDecay: 5e-4}, false, ""},
+		{"resnet14 adam masked", resnetSpec(14), DefaultOptimizer(), true, ""},
+		{"resnet8 qat dynamic", resnetSpec(8), DefaultOptimizer(), false, "dynamic"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(1, 2))
@@ -74,4 +79,9 @@ func TestTrainStepDoesNotAllocate(t *testing.T) {
 			}
 		})
 	}
+}
+
+// resnetSpec is a small CIFAR-style ResNet on 1x12x12 images.
+func resnetSpec(depth int) arch.Spec {
+	return arch.Spec{Arch: "resnet", Depth: depth, Width: 4, Classes: 4, Input: []int{1, 12, 12}}
 }

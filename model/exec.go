@@ -2,8 +2,13 @@ package model
 
 import (
 	"fmt"
+	"reflect"
+	"strings"
 
 	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+
+	"github.com/shrink-ml/shrink/internal/op"
 )
 
 // executor runs the part of a gorgonia graph that some outputs need, calling each
@@ -25,6 +30,9 @@ type execStep struct {
 	in   []int
 	args []G.Value
 	out  int
+	// sum, when set, is the output buffer of a sum of two gradients that
+	// the executor computes itself (see isGradSum).
+	sum *tensor.Dense
 }
 
 // newExecutor orders the nodes the outputs depend on. Leaves must hold values:
@@ -56,6 +64,9 @@ func newExecutor(g *G.ExprGraph, outputs G.Nodes) (*executor, error) {
 		for _, c := range children {
 			st.in = append(st.in, e.index[c])
 		}
+		if isGradSum(n, children) {
+			st.sum = tensor.New(tensor.WithShape(n.Shape()...), tensor.Of(tensor.Float32))
+		}
 		e.steps = append(e.steps, st)
 		return nil
 	}
@@ -84,6 +95,11 @@ func (e *executor) run() error {
 		for j, k := range st.in {
 			st.args[j] = e.vals[k]
 		}
+		if st.sum != nil {
+			addInto(op.F32(st.sum), op.F32(st.args[0]), op.F32(st.args[1]))
+			e.vals[st.out] = st.sum
+			continue
+		}
 		v, err := st.node.Op().Do(st.args...)
 		if err != nil {
 			return fmt.Errorf("%s: %w", st.node.Op(), err)
@@ -100,4 +116,42 @@ func (e *executor) value(n *G.Node) G.Value {
 		panic(fmt.Sprintf("model: node %s is not computed by this executor", n.Name()))
 	}
 	return e.vals[i]
+}
+
+// isGradSum reports whether n is gorgonia's own elementwise addition of two
+// float32 tensors of its shape. gorgonia.Grad adds one for every node whose
+// value feeds two consumers (a residual block's input feeds its first
+// convolution and the shortcut's sum), and its Do allocates the result, and
+// with UsePreallocDo still a few values for the tensor engine's options, on
+// every step. The executor computes these sums into a buffer of its own:
+// float32 a[i]+b[i], the same values gorgonia's add gives.
+func isGradSum(n *G.Node, children []*G.Node) bool {
+	o := n.Op()
+	if opPackage(o) != reflect.TypeOf(G.Nodes{}).PkgPath() || !strings.HasPrefix(o.String(), "+ ") ||
+		n.Dtype() != tensor.Float32 || len(children) != 2 {
+		return false
+	}
+	for _, c := range children {
+		if c.Dtype() != tensor.Float32 || !c.Shape().Eq(n.Shape()) || c.Shape().IsScalar() {
+			return false
+		}
+	}
+	return true
+}
+
+// addInto sets dst = a + b elementwise.
+func addInto(dst, a, b []float32) {
+	a, b = a[:len(dst)], b[:len(dst)]
+	for i := range dst {
+		dst[i] = a[i] + b[i]
+	}
+}
+
+// opPackage is the import path of the package that defines an op's type.
+func opPackage(o G.Op) string {
+	t := reflect.TypeOf(o)
+	if t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	return t.PkgPath()
 }
