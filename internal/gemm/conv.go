@@ -41,6 +41,12 @@ func Taps(m, n, k int, off []int, alpha float32, a []float32, lda int, b []float
 	if len(ws.tail) < per*mr*rsp {
 		ws.tail = make([]float32, per*mr*rsp)
 	}
+	// The copied last rows of each tap sit mr·rsp apart. Rewritten on every
+	// call: a pooled workspace may hold offsets of another kernel's tiles.
+	ws.toff = ws.toff[:0]
+	for t := 0; t < per; t++ {
+		ws.toff = append(ws.toff, t*mr*rsp)
+	}
 	p := problem{m: m, n: n, k: k, alpha: alpha, beta: beta, c: c, ldc: ldc}
 	for jc := 0; jc < n; jc += kern.nc {
 		nc := min(kern.nc, n-jc)
@@ -59,6 +65,27 @@ func Taps(m, n, k int, off []int, alpha float32, a []float32, lda int, b []float
 				for jr := 0; jr < nc; jr += nr {
 					cols := min(nr, nc-jr)
 					ci := ir*ldc + jc + jr
+					if kern.taps != nil {
+						tb := beta
+						if t0 > 0 {
+							tb = 1
+						}
+						as, rs, offs := &a[ir*lda], lda, &off[t0]
+						if rows < mr {
+							as, rs, offs = &ws.tail[0], rsp, &ws.toff[0]
+						}
+						bs := &ws.b[jr*kc]
+						if (rows == mr && cols == nr) || kern.masked {
+							mask := kern.fullMask
+							if cols < nr {
+								mask = 1<<cols - 1
+							}
+							kern.taps(t1-t0, offs, k, as, rs, bs, &c[ci], ldc, alpha, tb, rows, mask)
+						} else {
+							tapsEdge(ws, kern, t1-t0, offs, k, as, rs, bs, c[ci:], ldc, rows, cols, alpha, tb)
+						}
+						continue
+					}
 					for t := t0; t < t1; t++ {
 						bt := t0 == 0 && t == 0
 						tb := float32(1)
@@ -79,6 +106,22 @@ func Taps(m, n, k int, off []int, alpha float32, a []float32, lda int, b []float
 				}
 			}
 		}
+	}
+}
+
+// tapsEdge computes a partial tile with a kernel that stores whole tiles:
+// into scratch (with C's values when beta ≠ 0), then the valid part.
+func tapsEdge(ws *workspace, kern *tileKernel, taps int, offs *int, k int, a *float32, rsa int, b *float32, c []float32, ldc, rows, cols int, alpha, beta float32) {
+	nr := kern.nr
+	t := ws.tile[:kern.mr*nr]
+	if beta != 0 {
+		for i := 0; i < rows; i++ {
+			copy(t[i*nr:i*nr+cols], c[i*ldc:i*ldc+cols])
+		}
+	}
+	kern.taps(taps, offs, k, a, rsa, b, &t[0], nr, alpha, beta, kern.mr, kern.fullMask)
+	for i := 0; i < rows; i++ {
+		copy(c[i*ldc:i*ldc+cols], t[i*nr:i*nr+cols])
 	}
 }
 

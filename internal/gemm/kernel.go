@@ -28,7 +28,14 @@ type tileKernel struct {
 	// mc×kc block of A streams past it from L2; kc×nc of packed B is meant
 	// for L3. mc is a multiple of mr, nc of nr. kc belongs to the impl.
 	mc, nc int
+	// taps, if set, is the same tile summed over several A offsets (see
+	// Taps): the kernelFunc contract with A's rows for tap t at
+	// a[offs[t]+i*rsa], k steps per tap, one FMA chain per element.
+	taps tapsFunc
 }
+
+// tapsFunc is a tile kernel over taps (tileKernel.taps).
+type tapsFunc func(taps int, offs *int, k int, a *float32, rsa int, b, c *float32, ldc int, alpha, beta float32, rows int, mask uint64)
 
 // impl is a family of kernels that give bit-identical results for the same
 // inputs: whichever member computes a tile, each element is the same chain
