@@ -9,7 +9,8 @@ import (
 	"github.com/shrink-ml/shrink/model"
 )
 
-// Dense returns m as plain F32 safetensors: every weight holds the values its
+// Dense returns m as plain F32 safetensors (int64 counters stay I64, as in
+// PyTorch's state_dict): every weight holds the values its
 // integers stand for ((q - zero_point) * scale, bit for bit), factored layers
 // stay factored (NAME.0.weight, NAME.1.weight: that is the model, and fewer
 // parameters), pruned zeros stay exact zeros. Weight quantization leaves the
@@ -38,7 +39,8 @@ func Dense(m *model.Model, meta map[string]string) (f *checkpoint.File, dropped 
 		return nil, nil, err
 	}
 	for _, t := range f.Tensors {
-		if t.DType != checkpoint.DTypeF32 {
+		// Floats, and PyTorch's int64 counters (batch norm's num_batches_tracked).
+		if t.DType != checkpoint.DTypeF32 && t.DType != checkpoint.DTypeI64 {
 			return nil, nil, fmt.Errorf("dense export: tensor %s is %s, not F32 (please report this)", t.Name, t.DType)
 		}
 	}

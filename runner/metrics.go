@@ -65,7 +65,7 @@ func (r *Runner) measure(ctx context.Context, ckpt string, own map[string]any) (
 		if err != nil {
 			return nil, err
 		}
-		res, err := model.Evaluate(ctx, m, ds.Test, r.recipe.Data.EvalBatchSize)
+		res, err := model.Evaluate(ctx, m, ds.Test, r.recipe.EvalBatch())
 		if err != nil {
 			return nil, err
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/shrink-ml/shrink/config"
 	"github.com/shrink-ml/shrink/data"
 	"github.com/shrink-ml/shrink/model"
+	"github.com/shrink-ml/shrink/onnx/onnximport"
 )
 
 // Training is the recipe's training settings, shared by every stage that trains:
@@ -52,6 +53,9 @@ func (c *Context) Start() (*model.Model, error) {
 	if c.Input != nil {
 		return c.Input.Clone(), nil
 	}
+	if c.Spec.ONNX != "" {
+		return LoadONNX(c.Spec)
+	}
 	if c.Spec.Checkpoint != "" {
 		m, err := model.Load(c.Spec.Checkpoint, &c.Spec)
 		if err != nil {
@@ -65,6 +69,24 @@ func (c *Context) Start() (*model.Model, error) {
 		return m, nil
 	}
 	return c.Fresh()
+}
+
+// LoadONNX builds the model of `model: {onnx: FILE}` from the file: its
+// network, which must still be the one the recipe was validated with, and
+// its weights.
+func LoadONNX(spec arch.Spec) (*model.Model, error) {
+	res, err := onnximport.ReadFile(spec.ONNX)
+	if err != nil {
+		return nil, err
+	}
+	m, err := model.FromFile(res.Weights, &res.Spec)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", spec.ONNX, err)
+	}
+	if got, want := m.Spec.JSON(), spec.JSON(); got != want {
+		return nil, fmt.Errorf("model.onnx %s now holds the network %s, not the %s the recipe was checked with: did the file change during the run?", spec.ONNX, got, want)
+	}
+	return m, nil
 }
 
 // Fresh builds the recipe's model with weights drawn from the seed: the same
@@ -396,29 +418,29 @@ func (f Layers) Resolve(g *arch.Graph, selectors []string) ([]string, error) {
 
 // Lookup finds a layer's entry in a map keyed by layer selectors (names,
 // globs, re: patterns): its exact name first, then the one pattern matching
-// it. Two patterns matching one layer is an error naming both.
-func Lookup[V any](m map[string]V, name string) (v V, ok bool, err error) {
+// it; key is the selector that matched. Two patterns matching one layer is an
+// error naming both.
+func Lookup[V any](m map[string]V, name string) (v V, key string, err error) {
 	if v, ok := m[name]; ok {
-		return v, true, nil
+		return v, name, nil
 	}
-	var hit string
 	for _, sel := range slices.Sorted(maps.Keys(m)) {
 		if !arch.IsPattern(sel) {
 			continue
 		}
 		match, err := arch.Matcher(sel)
 		if err != nil {
-			return v, false, err
+			return v, "", err
 		}
 		if !match(name) {
 			continue
 		}
-		if hit != "" {
-			return v, false, fmt.Errorf("layer %s is matched by both %q and %q: make the patterns exclusive or name the layer", name, hit, sel)
+		if key != "" {
+			return v, "", fmt.Errorf("layer %s is matched by both %q and %q: make the patterns exclusive or name the layer", name, key, sel)
 		}
-		hit, v, ok = sel, m[sel], true
+		v, key = m[sel], sel
 	}
-	return v, ok, nil
+	return v, key, nil
 }
 
 // Factorable is the layers lowrank factors and LoRA adapts: linear, and
