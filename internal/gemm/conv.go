@@ -234,18 +234,23 @@ func Transpose(m, n int, src []float32, lds int, dst []float32, ldd int) {
 		panic("gemm: Transpose: operands too short for their shape")
 	}
 	im := active.Load()
-	i := 0
-	if n8 := n / 8; im.transpose8 != nil && n8 > 0 {
-		for ; i+8 <= m; i += 8 {
+	if im.transpose8 != nil && m >= 8 && n >= 8 {
+		// Ragged edges as one more 8×8 block overlapping the last whole
+		// one: the overlap is written twice with the same values, and the
+		// edges (28 pixels = 3·8 + 4, ResNet's image widths) stay vectorized.
+		n8 := n / 8
+		for i := 0; ; i += 8 {
+			i = min(i, m-8)
 			im.transpose8(n8, &src[i*lds], lds, &dst[i], ldd)
-			for j := n8 * 8; j < n; j++ {
-				for r := i; r < i+8; r++ {
-					dst[j*ldd+r] = src[r*lds+j]
-				}
+			if n%8 != 0 {
+				im.transpose8(1, &src[i*lds+n-8], lds, &dst[(n-8)*ldd+i], ldd)
+			}
+			if i == m-8 {
+				return
 			}
 		}
 	}
-	for ; i < m; i++ {
+	for i := 0; i < m; i++ {
 		row := src[i*lds : i*lds+n]
 		for j, v := range row {
 			dst[j*ldd+i] = v
