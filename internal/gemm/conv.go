@@ -183,7 +183,7 @@ func ShiftedA(m, n, k int, off []int, alpha float32, a []float32, lda int, trans
 		return
 	}
 	im := active.Load()
-	kern := im.pick(n)
+	kern := im.pickRows(n, m)
 	mr, nr := kern.mr, kern.nr
 	kcBlk := kBlock(k, im.kc)
 	ws := getWorkspace(kern, kcBlk, m, n)

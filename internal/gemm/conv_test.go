@@ -27,6 +27,10 @@ var tapsCases = []tapsCase{
 	{50, 40, 3, 25, 4, 1, 0.25},   // 5x5 taps
 	{1, 16, 16, 9, 16, 1, 0},      // one row
 	{30, 1, 16, 9, 16, 1, 0},      // one column
+	// Weight gradients: few rows (input channels), long k (positions).
+	{16, 16, 300, 9, 310, 1, 0},
+	{32, 32, 200, 9, 210, 1, 0.5},
+	{64, 64, 100, 9, 100, -1, 1},
 }
 
 func (tc tapsCase) String() string {

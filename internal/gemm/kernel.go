@@ -49,6 +49,9 @@ type impl struct {
 	// wide is the general kernel; narrow, if set, replaces it for
 	// products with n ≤ narrow.nr where wide would mostly compute padding.
 	wide, narrow *tileKernel
+	// short lists kernels as wide as wide or narrow with fewer rows, for
+	// products of few rows that their mr does not divide (see pickRows).
+	short []*tileKernel
 	// gemvT computes y[j] = alpha*Σ_p x[p]*b[p*ldb+j] + beta*y[j] for
 	// j < n (y = alpha*Bᵀx + beta*y with B k×n row-major).
 	gemvT func(k, n int, alpha float32, x []float32, b []float32, ldb int, beta float32, y []float32)
@@ -69,6 +72,23 @@ func (im *impl) pick(n int) *tileKernel {
 		return im.narrow
 	}
 	return im.wide
+}
+
+// pickRows is pick for a product of m rows: when m is below mc and not a
+// multiple of the picked kernel's mr, a short kernel of the same width
+// whose mr divides m, so no tile computes rows of padding. The same width
+// packs B alike, and every kernel of the family gives the same bits.
+func (im *impl) pickRows(n, m int) *tileKernel {
+	k := im.pick(n)
+	if m%k.mr == 0 || m >= k.mc {
+		return k
+	}
+	for _, s := range im.short {
+		if s.nr == k.nr && m%s.mr == 0 {
+			return s
+		}
+	}
+	return k
 }
 
 // active is the implementation in use. It is chosen once at start-up (see

@@ -25,10 +25,14 @@ var avx2Impl = impl{
 }
 
 var avx512Impl = impl{
-	name:       "avx512",
-	kc:         asmKC,
-	wide:       withTaps(avx512Kernel("avx512-12x32", 12, 32, gemmAVX512x12x32), tapsAVX512x12x32),
-	narrow:     withTaps(avx512Kernel("avx512-24x16", 24, 16, gemmAVX512x24x16), tapsAVX512x24x16),
+	name:   "avx512",
+	kc:     asmKC,
+	wide:   withTaps(avx512Kernel("avx512-12x32", 12, 32, gemmAVX512x12x32), tapsAVX512x12x32),
+	narrow: withTaps(avx512Kernel("avx512-24x16", 24, 16, gemmAVX512x24x16), tapsAVX512x24x16),
+	short: []*tileKernel{
+		avx512Kernel("avx512-16x16", 16, 16, gemmAVX512x16x16),
+		avx512Kernel("avx512-8x32", 8, 32, gemmAVX512x8x32),
+	},
 	gemvT:      gemvTAVX2,
 	gemvN:      gemvNAVX2,
 	transpose8: transpose8AVX2,

@@ -51,6 +51,11 @@ func main() {
 	gemmKernel("gemmAVX512x14x32", 14, 2, true, false)
 	gemmKernel("gemmAVX512x8x48", 8, 3, true, false)
 	gemmKernel("gemmAVX512x24x16", 24, 1, true, false)
+	// Shorter tiles of the same widths for products with a few rows that
+	// 24 and 12 do not divide (a convolution's weight gradient per tap has
+	// one row per input channel: 16, 32, 64).
+	gemmKernel("gemmAVX512x16x16", 16, 1, true, false)
+	gemmKernel("gemmAVX512x8x32", 8, 2, true, false)
 
 	// The same tiles summing over a convolution's taps (gemm.Taps): one
 	// k loop per tap, A's rows at a per-tap offset, the accumulators kept.
