@@ -18,7 +18,10 @@ package gemm
 //
 // Each element is summed tap by tap, in order; the taps are grouped into
 // blocks of at most the kernels' k block (kBlock's rule over taps), and the
-// blocks are added to C one after the other as Sgemm adds its k blocks.
+// blocks are added to C one after the other as Sgemm adds its k blocks. The
+// asm kernels sum a block's taps in one accumulator chain (tileKernel.taps);
+// the pure-Go kernel, which never matches their bits anyway, adds each tap's
+// product to C in turn.
 func Taps(m, n, k int, off []int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	taps := len(off)
 	checkTaps(m, n, k, off, a, lda, b, ldb, c, ldc)
