@@ -39,6 +39,11 @@ func TestTrainStepDoesNotAllocate(t *testing.T) {
 		{"mlp lora", arch.Spec{Arch: "mlp", Inputs: 20, Hidden: []int{16}, Classes: 4}, DefaultOptimizer(), false, "", "float"},
 		{"mlp qlora nf4", arch.Spec{Arch: "mlp", Inputs: 20, Hidden: []int{16}, Classes: 4}, DefaultOptimizer(), false, "", "nf4"},
 		{"lenet5 qlora nf4", arch.Spec{Arch: "lenet5", Classes: 10}, DefaultOptimizer(), false, "", "nf4"},
+		// Residual blocks: a block's input feeds its first convolution and the
+		// shortcut's sum, so gorgonia.Grad adds two gradients for it.
+		{"resnet8 sgd", resnetSpec(8), OptimizerConfig{Name: "sgd", LR: 0.1, Momentum: 0.9, WeightDecay: 5e-4}, false, "", ""},
+		{"resnet14 adam masked", resnetSpec(14), DefaultOptimizer(), true, "", ""},
+		{"resnet8 qat dynamic", resnetSpec(8), DefaultOptimizer(), false, "dynamic", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(1, 2))
@@ -109,6 +114,11 @@ func TestTrainStepDoesNotAllocate(t *testing.T) {
 			}
 		})
 	}
+}
+
+// resnetSpec is a small CIFAR-style ResNet on 1x12x12 images.
+func resnetSpec(depth int) arch.Spec {
+	return arch.Spec{Arch: "resnet", Depth: depth, Width: 4, Classes: 4, Input: []int{1, 12, 12}}
 }
 
 // activationsSpec chains every activation, layer norm on vectors and on
