@@ -56,15 +56,15 @@ func (o *linearInt8Op) Type() hmType {
 
 func (o *linearInt8Op) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 	x := op.ShapeOf(in[0])
-	if x[1] != o.w.k {
-		return nil, fmt.Errorf("linear: input has %d features, weight expects %d", x[1], o.w.k)
+	if x[1] != o.w.K() {
+		return nil, fmt.Errorf("linear: input has %d features, weight expects %d", x[1], o.w.K())
 	}
-	return tensor.Shape{x[0], o.w.n}, nil
+	return tensor.Shape{x[0], o.w.N()}, nil
 }
 
 func (o *linearInt8Op) Do(in ...G.Value) (G.Value, error) {
 	s := op.Dims(in[0])
-	rows, k, n := s[0], s[1], o.w.n
+	rows, k, n := s[0], s[1], o.w.N()
 	if len(o.qx) != rows*k || len(o.acc) != rows*n {
 		o.qx, o.acc = make([]uint8, rows*k), make([]int32, rows*n)
 	}
@@ -77,7 +77,7 @@ func (o *linearInt8Op) Do(in ...G.Value) (G.Value, error) {
 	_, qmax := o.act.Act.Range()
 	p := chooseAct(o.act.Act, 1, rows*k, x, rows*k)
 	int8Quantize(rows, k, x, k, p, qmax, o.qx, k)
-	int8MatMul(rows, o.qx, k, o.w, o.acc, n)
+	int8MatMul(rows, o.qx, k, qmax, o.w, o.acc, n)
 	int8Dequantize(rows, o.acc, n, p, o.w, o.scale, bias, op.F32(y), n, false)
 	return y, nil
 }

@@ -81,8 +81,8 @@ func (o *lstmInt8Op) Type() hmType {
 
 func (o *lstmInt8Op) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 	x := op.ShapeOf(in[0])
-	if len(x) != 3 || x[2] != o.wih.k {
-		return nil, fmt.Errorf("lstm: input %v does not fit weight_ih [%d, %d]", x, o.wih.n, o.wih.k)
+	if len(x) != 3 || x[2] != o.wih.K() {
+		return nil, fmt.Errorf("lstm: input %v does not fit weight_ih [%d, %d]", x, o.wih.N(), o.wih.K())
 	}
 	return tensor.Shape{x[0], x[1], o.hidden}, nil
 }
@@ -137,7 +137,7 @@ func (o *lstmInt8Op) Do(in ...G.Value) (G.Value, error) {
 			// gates = (x W_ihᵀ + b_ih) + (h W_hhᵀ + b_hh), as aten adds the
 			// hidden projection to the precomputed input one.
 			z := o.gates[:m*g4]
-			int8MatMul(m, o.qx[(st*n+c0)*inF:], inF, o.wih, o.acc, g4)
+			int8MatMul(m, o.qx[(st*n+c0)*inF:], inF, qmax, o.wih, o.acc, g4)
 			int8Dequantize(m, o.acc, g4, px, o.wih, o.sih, bih, z, g4, false)
 			if st == 0 {
 				if bhh != nil {
@@ -149,7 +149,7 @@ func (o *lstmInt8Op) Do(in ...G.Value) (G.Value, error) {
 					}
 				}
 			} else {
-				int8MatMul(m, o.qh[c0*h:], h, o.whh, o.acc, g4)
+				int8MatMul(m, o.qh[c0*h:], h, qmax, o.whh, o.acc, g4)
 				int8Dequantize(m, o.acc, g4, ph, o.whh, o.shh, bhh, z, g4, true)
 			}
 			for i := c0; i < c0+m; i++ {
