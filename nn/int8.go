@@ -16,34 +16,43 @@ import (
 //
 //	y[i][o] = float32(float32(acc[i][o] - zp·Σ_q w[o][q]) · (s_x·s_w[o])) + bias[o]
 //
-// each operation rounded to float32 on its own. internal/qgemm does the work
-// (AVX-512 VNNI or AVX2 where the CPU has them, else plain Go, every one giving
-// the same bits); the few calls below adapt it to the layers.
+// each operation rounded to float32 on its own. The products, the codes and
+// the rescaling run on internal/qgemm (AVX-512 VNNI, AVX2 or Go, the same
+// integers and the same bits on every path); the parameters come from the
+// layer's quant.Spec, so the rule stays the one the recipe names.
 
 // int8Matrix is a weight of n rows (output units) by k int8 values in
-// PyTorch's [out, in] layout, packed for qgemm.
-type int8Matrix = qgemm.Packed
+// PyTorch's [out, in] layout, packed once for qgemm.
+type int8Matrix struct {
+	n, k int
+	p    *qgemm.Packed
+}
 
-func int8Pack(b []int8, n, k int) *int8Matrix { return qgemm.Pack(b, n, k) }
+func int8Pack(b []int8, n, k int) *int8Matrix {
+	return &int8Matrix{n: n, k: k, p: qgemm.Pack(b, n, k)}
+}
 
-// qrange is the qgemm range that bounds codes of at most qmax: reduce_range's
-// 0..127 (or fewer bits) lets AVX2 multiply the codes directly.
-func qrange(qmax int32) qgemm.Range {
+// codeRange is qgemm's name for codes 0..qmax: 127 (reduce_range, which
+// PyTorch's dynamic layers use) or 255.
+func codeRange(qmax int32) qgemm.Range {
 	if qmax <= int32(qgemm.Reduced) {
 		return qgemm.Reduced
 	}
 	return qgemm.Full
 }
 
-// int8MatMul sets c[i*ldc+j] = Σ_q a[i*lda+q]·b[j][q] exactly, for m rows of a
-// (codes at most qmax).
+// int8MatMul sets c[i*ldc+j] = Σ_q a[i*lda+q]·b[j][q] exactly, for m rows of
+// a, codes at most qmax.
 func int8MatMul(m int, a []uint8, lda int, qmax int32, b *int8Matrix, c []int32, ldc int) {
-	qgemm.MatMul(m, a, lda, qrange(qmax), b, c, ldc)
+	qgemm.MatMul(m, a, lda, codeRange(qmax), b.p, c, ldc)
 }
 
 // actParams are one tensor's activation parameters: code = clamp(round(x ·
 // float32(1/Scale)) + ZeroPoint, 0, qmax).
-type actParams = qgemm.Params
+type actParams struct {
+	Scale     float32
+	ZeroPoint int32
+}
 
 // chooseAct measures an m×k block of x (rows ldx apart) and returns the
 // parameters spec's rule gives its range.
@@ -83,10 +92,10 @@ func (r *actRange) params(spec quant.Spec) actParams {
 // point, clamped to [0, qmax].
 func int8Quantize(m, k int, x []float32, ldx int, p actParams, qmax int32, q []uint8, ldq int) {
 	if r := qgemm.Range(qmax); r == qgemm.Reduced || r == qgemm.Full {
-		qgemm.QuantizeWith(m, k, x, ldx, p, r, q, ldq)
+		qgemm.QuantizeWith(m, k, x, ldx, qgemm.Params{Scale: p.Scale, ZeroPoint: p.ZeroPoint}, r, q, ldq)
 		return
 	}
-	// Activations of fewer than 8 bits clamp lower than qgemm's ranges do.
+	// Activations of fewer than 8 bits clamp below qgemm's ranges.
 	inv := 1 / p.Scale
 	for i := 0; i < m; i++ {
 		dst := q[i*ldq : i*ldq+k]
@@ -106,9 +115,10 @@ func int8Quantize(m, k int, x []float32, ldx int, p actParams, qmax int32, q []u
 // hidden projection to its input projection). wScale has 1 or n entries;
 // bias may be nil.
 func int8Dequantize(m int, acc []int32, ldacc int, p actParams, w *int8Matrix, wScale, bias []float32, y []float32, ldy int, add bool) {
+	a := qgemm.Params{Scale: p.Scale, ZeroPoint: p.ZeroPoint}
 	if add {
-		qgemm.DequantizeAdd(m, acc, ldacc, p, w, wScale, bias, y, ldy)
+		qgemm.DequantizeAdd(m, acc, ldacc, a, w.p, wScale, bias, y, ldy)
 		return
 	}
-	qgemm.Dequantize(m, acc, ldacc, p, w, wScale, bias, y, ldy)
+	qgemm.Dequantize(m, acc, ldacc, a, w.p, wScale, bias, y, ldy)
 }

@@ -13,6 +13,10 @@ import (
 // kernels (quantized::linear_dynamic).
 func (l *Linear) RunsInt8() bool { return true }
 
+// RunsStaticInt8: so does a statically quantized one (quantized::linear,
+// with float output).
+func (l *Linear) RunsStaticInt8() bool { return true }
+
 // linearInt8Op is y = x Wᵀ + b in eval on integer kernels: x [rows, in] is
 // quantized as one tensor from its own range, the product summed exactly in
 // int32, then scaled back to float and the bias added.
@@ -56,15 +60,15 @@ func (o *linearInt8Op) Type() hmType {
 
 func (o *linearInt8Op) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 	x := op.ShapeOf(in[0])
-	if x[1] != o.w.K() {
-		return nil, fmt.Errorf("linear: input has %d features, weight expects %d", x[1], o.w.K())
+	if x[1] != o.w.k {
+		return nil, fmt.Errorf("linear: input has %d features, weight expects %d", x[1], o.w.k)
 	}
-	return tensor.Shape{x[0], o.w.N()}, nil
+	return tensor.Shape{x[0], o.w.n}, nil
 }
 
 func (o *linearInt8Op) Do(in ...G.Value) (G.Value, error) {
 	s := op.Dims(in[0])
-	rows, k, n := s[0], s[1], o.w.N()
+	rows, k, n := s[0], s[1], o.w.n
 	if len(o.qx) != rows*k || len(o.acc) != rows*n {
 		o.qx, o.acc = make([]uint8, rows*k), make([]int32, rows*n)
 	}
@@ -74,8 +78,15 @@ func (o *linearInt8Op) Do(in ...G.Value) (G.Value, error) {
 	if o.bias {
 		bias = op.F32(in[1])
 	}
-	_, qmax := o.act.Act.Range()
-	p := chooseAct(o.act.Act, 1, rows*k, x, rows*k)
+	var p actParams
+	var qmax int32
+	if st := o.act.Static; st != nil {
+		// Signed codes shift to unsigned ones: q - zp = (q - qmin) - (zp - qmin).
+		p, qmax = actParams{Scale: st.Scale, ZeroPoint: st.ZeroPoint - st.QMin}, st.QMax-st.QMin
+	} else {
+		_, qmax = o.act.Act.Range()
+		p = chooseAct(o.act.Act, 1, rows*k, x, rows*k)
+	}
 	int8Quantize(rows, k, x, k, p, qmax, o.qx, k)
 	int8MatMul(rows, o.qx, k, qmax, o.w, o.acc, n)
 	int8Dequantize(rows, o.acc, n, p, o.w, o.scale, bias, op.F32(y), n, false)

@@ -81,8 +81,8 @@ func (o *lstmInt8Op) Type() hmType {
 
 func (o *lstmInt8Op) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 	x := op.ShapeOf(in[0])
-	if len(x) != 3 || x[2] != o.wih.K() {
-		return nil, fmt.Errorf("lstm: input %v does not fit weight_ih [%d, %d]", x, o.wih.N(), o.wih.K())
+	if len(x) != 3 || x[2] != o.wih.k {
+		return nil, fmt.Errorf("lstm: input %v does not fit weight_ih [%d, %d]", x, o.wih.n, o.wih.k)
 	}
 	return tensor.Shape{x[0], x[1], o.hidden}, nil
 }
