@@ -17,6 +17,11 @@
 //     makes them); a batch norm after a quantized layer is folded into its
 //     weight's per-channel scales and its bias, so the QDQ pattern stays
 //     whole for onnxruntime's integer kernels;
+//   - nn.LSTM (batch_first) as torch.onnx.export writes it: Transpose to
+//     time-major, one LSTM node per stacked layer (W, R, B restacked in
+//     ONNX's gate order i, o, f, c), Squeeze, Transpose back; a last layer
+//     is Gather of step -1. A dynamically quantized LSTM is onnxruntime's
+//     DynamicQuantizeLSTM (com.microsoft), as its quantize_dynamic writes it;
 //   - dynamic input quantization as onnxruntime's quantize_dynamic emits it
 //     (DynamicQuantizeLinear then MatMulInteger or ConvInteger, the products
 //     scaled back to float), or, for the grids those operators do not have
@@ -103,6 +108,9 @@ func Export(m *model.Model, opt Options) (*Result, error) {
 	if err := b.build(); err != nil {
 		return nil, err
 	}
+	if b.msDomain {
+		om.Opsets = append(om.Opsets, onnx.Opset{Domain: MSDomain, Version: 1})
+	}
 	for k, v := range opt.Metadata {
 		if key, ok := MetadataKeys[k]; ok {
 			om.Metadata[key] = v
@@ -140,6 +148,8 @@ type builder struct {
 	folded map[int]bool
 	// notedBits marks layers whose low-bit weights have a note.
 	notedBits map[string]bool
+	// msDomain is set when a node is in onnxruntime's com.microsoft domain.
+	msDomain bool
 }
 
 func (b *builder) note(format string, args ...any) {
@@ -244,13 +254,17 @@ func (b *builder) layer(l *model.Layer, ins []string, out string) (string, error
 		return b.node(s, "Dropout", []string{ins[0], p}, out), nil
 	case "embedding":
 		return b.embedding(l, ins[0], out), nil
+	case "lstm":
+		return b.lstm(l, ins[0], out)
+	case "last":
+		return b.last(l, ins[0], out), nil
 	}
 	return "", fmt.Errorf("no ONNX export for layer type %s yet (exportable: %s)", l.Type, strings.Join(exportable, ", "))
 }
 
 // exportable lists the layer types Export writes.
 var exportable = []string{"linear", "conv2d", "batchnorm1d", "batchnorm2d", "layernorm", "relu", "relu6", "sigmoid", "tanh", "silu", "gelu",
-	"maxpool2d", "avgpool2d", "adaptive_avgpool2d", "flatten", "dropout", "add", "concat", "embedding"}
+	"maxpool2d", "avgpool2d", "adaptive_avgpool2d", "flatten", "dropout", "add", "concat", "embedding", "lstm", "last"}
 
 // opsetFor is the lowest default-domain opset the model's layers need:
 // LayerNormalization came with opset 17.

@@ -68,6 +68,16 @@ var (
 		arch.NewLayer("ln", "layernorm", nil),
 		arch.NewLayer("out", "linear", keys{"out": 5}),
 	}}
+	// lstm2 is the lstm preset with two stacked layers; seqnet an LSTM
+	// without biases whose whole output sequence feeds linear layers.
+	lstm2  = arch.Spec{Arch: "lstm", Hidden: []int{12}, NumLayers: 2, Input: arch.Shape{7, 5}, Classes: 4}
+	seqnet = arch.Spec{Input: arch.Shape{6, 3}, Classes: 5, Layers: []arch.LayerSpec{
+		arch.NewLayer("rnn", "lstm", keys{"hidden": 8, "bias": false}),
+		arch.NewLayer("proj", "linear", keys{"out": 4}),
+		arch.NewLayer("", "relu", nil),
+		arch.NewLayer("", "flatten", nil),
+		arch.NewLayer("fc", "linear", keys{"out": 5}),
+	}}
 	// tokens embeds integer ids [T] and classifies the sequence.
 	tokens = arch.Spec{Input: arch.Shape{6}, Classes: 4, Layers: []arch.LayerSpec{
 		arch.NewLayer("emb", "embedding", keys{"num": 20, "dim": 8}),
@@ -124,6 +134,9 @@ var floatCases = []floatCase{
 	{"sequence", sequence, func(m *model.Model, rng *rand.Rand) { factor(m, rng, "p", 2) }},
 	{"pointwise", pointwise, trainedLN},
 	{"tokens", tokens, trainedLN},
+	{"lstm2", lstm2, nil},
+	{"lstm2 pruned", lstm2, func(m *model.Model, rng *rand.Rand) { prune(m, rng, 0.6) }},
+	{"seqnet", seqnet, nil},
 }
 
 // trainedLN gives layer norms an affine transform a trained network could
@@ -181,6 +194,9 @@ var (
 	a8sym  = quant.Spec{Bits: 8, Scheme: quant.Symmetric, Granularity: quant.PerTensor}
 	a4asym = quant.Spec{Bits: 4, Scheme: quant.Asymmetric, Granularity: quant.PerTensor}
 	a6sym  = quant.Spec{Bits: 6, Scheme: quant.Symmetric, Granularity: quant.PerTensor}
+	// int8tens and act8rr are torch.ao's quantize_dynamic on fbgemm.
+	int8tens = quant.Spec{Bits: 8, Scheme: quant.Symmetric, Granularity: quant.PerTensor}
+	act8rr   = quant.Spec{Bits: 8, Scheme: quant.Asymmetric, Granularity: quant.PerTensor, ReduceRange: true}
 )
 
 // override requantizes one layer's weights with another spec, as a
@@ -246,6 +262,12 @@ var quantCases = []quantCase{
 	{name: "sequence static int8", spec: sequence, q: qspec{int8asym, act8, "static"}},
 	{name: "pointwise static int8", spec: pointwise, q: qspec{int8sym, act8, "static"}},
 	{name: "tokens dynamic int8", spec: tokens, q: qspec{int8sym, act8, "dynamic"}},
+	// lstm-mnist: torch's quantize_dynamic (int8 symmetric per tensor,
+	// inputs reduce_range), as DynamicQuantizeLSTM.
+	{name: "lstm2 dynamic int8 reduce_range", spec: lstm2, q: qspec{int8tens, act8rr, "dynamic"}},
+	{name: "lstm2 dynamic int8 per channel", spec: lstm2, q: qspec{int8sym, act8, "dynamic"}},
+	{name: "seqnet dynamic int8 asymmetric", spec: seqnet, q: qspec{int8asym, act8, "dynamic"}},
+	{name: "lstm2 pruned dynamic 4-bit", spec: lstm2, q: qspec{w4tens, act8rr, "dynamic"}, before: pruneAll(0.5)},
 }
 
 // Quantized exports agree with shrink's quantized model: the same class
