@@ -72,6 +72,14 @@ type Options struct {
 	// optimization level, but those layers run in float on dequantized
 	// weights.
 	FloatBias bool
+	// ORTDynamic quantizes inputs on onnxruntime's own 8-bit grid (0..255,
+	// DynamicQuantizeLinear and DynamicQuantizeLSTM with their integer
+	// kernels) where the layer's dynamic quantization is PyTorch's
+	// reduce_range (0..127, ATen's rule), which those operators cannot
+	// compute: faster, but its logits then differ from shrink's (and
+	// PyTorch's) by the two grids' rounding. Without it such layers compute
+	// shrink's rule in the graph (an LSTM as a Scan over its steps).
+	ORTDynamic bool
 	// Metadata is the checkpoint's metadata: its stage, recipe_sha256 and
 	// compression become shrink.stage, shrink.recipe_sha256 and
 	// shrink.compression in the model's metadata_props.
@@ -104,7 +112,7 @@ func Export(m *model.Model, opt Options) (*Result, error) {
 	}
 	om := onnx.NewModel(opset)
 	om.DocString = "exported by shrink from a " + describe(m)
-	b := &builder{m: m, g: om.Graph, opt: opt, opset: opset, used: map[string]bool{}, nodeNames: map[string]int{}}
+	b := &builder{m: m, g: om.Graph, root: om.Graph, opt: opt, opset: opset, used: map[string]bool{}, nodeNames: map[string]int{}}
 	if err := b.build(); err != nil {
 		return nil, err
 	}
@@ -135,7 +143,8 @@ func describe(m *model.Model) string {
 // builder turns the model's layers into nodes, one layer at a time.
 type builder struct {
 	m         *model.Model
-	g         *onnx.Graph
+	g         *onnx.Graph // where nodes go: the main graph, or a Scan's body
+	root      *onnx.Graph // the main graph, which holds every initializer
 	opt       Options
 	opset     int64
 	used      map[string]bool // value and initializer names
@@ -335,7 +344,7 @@ func (b *builder) fresh(name string) string {
 // that name.
 func (b *builder) init(t *onnx.Tensor) string {
 	t.Name = b.fresh(t.Name)
-	b.g.AddInitializer(t)
+	b.root.AddInitializer(t) // in the main graph, which a Scan's body sees too
 	return t.Name
 }
 

@@ -267,6 +267,8 @@ var quantCases = []quantCase{
 	{name: "lstm2 dynamic int8 reduce_range", spec: lstm2, q: qspec{int8tens, act8rr, "dynamic"}},
 	{name: "lstm2 dynamic int8 per channel", spec: lstm2, q: qspec{int8sym, act8, "dynamic"}},
 	{name: "seqnet dynamic int8 asymmetric", spec: seqnet, q: qspec{int8asym, act8, "dynamic"}},
+	{name: "seqnet dynamic 4-bit inputs", spec: seqnet, q: qspec{w4sym, a4asym, "dynamic"}},
+	{name: "mlp dynamic int8 reduce_range", spec: mlp, q: qspec{int8tens, act8rr, "dynamic"}},
 	{name: "lstm2 pruned dynamic 4-bit", spec: lstm2, q: qspec{w4tens, act8rr, "dynamic"}, before: pruneAll(0.5)},
 }
 
@@ -373,5 +375,53 @@ func TestFloatBiasInOnnxruntime(t *testing.T) {
 		if (n.OpType == "Conv" || n.OpType == "Gemm") && len(n.Inputs) > 2 {
 			t.Errorf("node %s has a bias input", n.Name)
 		}
+	}
+}
+
+// An LSTM exports as the operator onnxruntime runs it with: LSTM in float,
+// DynamicQuantizeLSTM where its input grid is the layer's (8-bit
+// asymmetric, 0..255), a Scan computing shrink's rule where it is not
+// (reduce_range) unless ORTDynamic asks for onnxruntime's kernel anyway,
+// whose logits then differ by the two grids' rounding (and say so).
+func TestLSTMForms(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		q     *qspec
+		opt   Options
+		op    string // the operator the layer becomes
+		exact bool   // shrink's logits to float rounding
+	}{
+		{"float", nil, Options{}, "LSTM", true},
+		{"dynamic int8", &qspec{int8sym, act8, "dynamic"}, Options{}, "DynamicQuantizeLSTM", true},
+		{"reduce_range", &qspec{int8tens, act8rr, "dynamic"}, Options{}, "Scan", true},
+		{"reduce_range ORTDynamic", &qspec{int8tens, act8rr, "dynamic"}, Options{ORTDynamic: true}, "DynamicQuantizeLSTM", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(5, 6))
+			m := model.MustNew(lstm2, rng)
+			if c.q != nil {
+				quantize(t, m, *c.q, split(m.Spec, 64, 7))
+			}
+			m = saved(t, m)
+			want, got, res := runExport(t, m, split(m.Spec, 200, 8), c.opt, ortest.Options{})
+			counts := map[string]int{}
+			for _, n := range res.Model.Graph.Nodes {
+				counts[n.OpType]++
+				if n.OpType == "DynamicQuantizeLSTM" && n.Domain != MSDomain {
+					t.Errorf("%s in domain %q", n.Name, n.Domain)
+				}
+			}
+			if counts[c.op] != 2 {
+				t.Errorf("%d %s nodes for 2 stacked layers: %v", counts[c.op], c.op, counts)
+			}
+			ag := compare(want, got, m.Spec.Classes)
+			t.Logf("argmax %.4f, median |diff| %.2g, max %.2g (largest logit %.3g); notes %q", ag.argmax, ag.median, ag.max, ag.peak, res.Notes)
+			if c.exact && ag.max > 1e-5*max(ag.peak, 1) {
+				t.Errorf("max |diff| %.3g: want shrink's logits to float rounding", ag.max)
+			}
+			if !c.exact && !slices.ContainsFunc(res.Notes, func(n string) bool { return strings.Contains(n, "reduce_range 0..127") }) {
+				t.Errorf("no note on the grids: %q", res.Notes)
+			}
+		})
 	}
 }

@@ -33,17 +33,19 @@ func regate[T any](v []T, h, cols int) []T {
 // [1, 4H, in], R [1, 4H, H] and B [1, 8H] (W's bias then R's) in ONNX's gate
 // order, zero initial states (the inputs left out), each output Y
 // [T, 1, N, H] squeezed to [T, N, H], and the last transposed back to
-// [N, T, H]. onnxruntime's LSTM runs only time-major (layout 0).
+// [N, T, H]. onnxruntime's LSTM runs only time-major (layout 0). Weights
+// quantized without input quantization reach it through DequantizeLinear.
 //
-// A dynamically quantized layer with 8-bit asymmetric inputs becomes what
-// onnxruntime's quantize_dynamic makes of an LSTM: DynamicQuantizeLSTM
-// (com.microsoft), whose W and R are the INT8 weights transposed to
-// [1, in, 4H] and [1, H, 4H], with their scales and zero points (one per
-// tensor, shape [1], or per gate row, [1, 4H]). It quantizes the input
-// sequence once and h_{t-1} at each step, as shrink does, but on
-// onnxruntime's grid (0..255) where shrink's reduce_range uses 0..127. Other
-// quantized layers run ONNX's float LSTM on their weights through
-// DequantizeLinear, their inputs unquantized, and the export says so.
+// A dynamically quantized layer quantizes its input sequence once and
+// h_{t-1} at every step. Where onnxruntime's grid for that is the layer's
+// (8-bit asymmetric inputs, 0..255 as DynamicQuantizeLinear computes it),
+// the layer is what its quantize_dynamic makes of an LSTM:
+// DynamicQuantizeLSTM (com.microsoft), whose W and R are the INT8 weights
+// transposed to [1, in, 4H] and [1, H, 4H], with their scales and zero
+// points ([1] per tensor, [1, 4H] per gate row). Other grids, PyTorch's
+// reduce_range (0..127, ATen's rule) among them, that kernel cannot compute:
+// the layer is then shrink's computation in the graph (lstmScan), unless
+// Options.ORTDynamic trades exactness for DynamicQuantizeLSTM's speed.
 func (b *builder) lstm(l *model.Layer, x, out string) (string, error) {
 	c := l.Config.(*nn.LSTM)
 	s := scope(l)
@@ -51,16 +53,22 @@ func (b *builder) lstm(l *model.Layer, x, out string) (string, error) {
 	if len(l.Weights) != 2*c.NumLayers {
 		return "", fmt.Errorf("%d weights for %d layers (want weight_ih_lK and weight_hh_lK each)", len(l.Weights), c.NumLayers)
 	}
-	integer := lstmInteger(l)
-	if l.Quant != nil && !integer {
-		inputs := "unquantized inputs"
-		if l.Input != nil {
-			inputs = l.Input.Spec.String() + " inputs"
+	if l.Quant != nil && l.Quant.Bits < 8 && !b.notedBits[l.Name] {
+		if b.notedBits == nil {
+			b.notedBits = map[string]bool{}
 		}
-		b.note("%s: runs as a float LSTM on its dequantized weights, its inputs not quantized (onnxruntime's DynamicQuantizeLSTM takes 8-bit asymmetric inputs only; this layer has %s)", l.Label(), inputs)
-	}
-	if l.Quant != nil && l.Quant.Bits < 8 {
+		b.notedBits[l.Name] = true
 		b.note("%s: %d-bit weights stored as INT8 values on the %d-bit grid", l.Label(), l.Quant.Bits, l.Quant.Bits)
+	}
+	integer := lstmInteger(l)
+	if integer && l.Input.Spec.ReduceRange {
+		if !b.opt.ORTDynamic {
+			return b.lstmScan(l, x, out)
+		}
+		b.note("%s: DynamicQuantizeLSTM quantizes inputs on onnxruntime's grid 0..255, not PyTorch's reduce_range 0..127: its logits differ from shrink's by that rounding", l.Label())
+	}
+	if !integer && l.Input != nil {
+		return b.lstmScan(l, x, out)
 	}
 	axes := b.scalar("const.axes_1", onnx.Int64Tensor("", []int64{1}, []int64{1}))
 	x = b.node(s, "Transpose", []string{x}, "", onnx.AttrInts("perm", 1, 0, 2))
@@ -70,9 +78,9 @@ func (b *builder) lstm(l *model.Layer, x, out string) (string, error) {
 		if ins[3] == "" {
 			ins = ins[:3]
 		}
-		op, domain := "LSTM", ""
+		op := "LSTM"
 		if integer {
-			op, domain = "DynamicQuantizeLSTM", MSDomain
+			op = "DynamicQuantizeLSTM"
 			wq, ws, wz := b.lstmInt8(l, wih, h)
 			rq, rs, rz := b.lstmInt8(l, whh, h)
 			ins[1], ins[2] = wq, rq
@@ -84,13 +92,99 @@ func (b *builder) lstm(l *model.Layer, x, out string) (string, error) {
 			ins[1], ins[2] = b.lstmFloat(l, wih, h), b.lstmFloat(l, whh, h)
 		}
 		y := b.nodeOuts(s, op, ins, []string{""}, onnx.AttrInt("hidden_size", int64(h)))[0]
-		if domain != "" {
-			b.g.Nodes[len(b.g.Nodes)-1].Domain = domain
+		if integer {
+			b.g.Nodes[len(b.g.Nodes)-1].Domain = MSDomain
 			b.msDomain = true
 		}
 		x = b.node(s, "Squeeze", []string{y, axes}, "")
 	}
 	return b.node(s, "Transpose", []string{x}, out, onnx.AttrInts("perm", 1, 0, 2)), nil
+}
+
+// lstmScan is a dynamically quantized LSTM computed as shrink computes it
+// (and PyTorch's quantized LSTM, for reduce_range), layer by layer: the
+// input sequence [N, T, F] quantized as one tensor by the layer's rule
+// (dynamicQDQOf), its projection x W_ihᵀ + b_ih for every step at once
+// (MatMul on the weight's DequantizeLinear), then a Scan over the steps
+// (axis 1) whose body quantizes h_{t-1} over the batch by the same rule,
+// adds h W_hhᵀ + b_hh, and applies the gates (PyTorch's order i, f, g, o)
+// and the cell. onnxruntime runs the products in float on the values the
+// integers stand for, which equals the integer products to float rounding.
+func (b *builder) lstmScan(l *model.Layer, x, out string) (string, error) {
+	c := l.Config.(*nn.LSTM)
+	s := scope(l)
+	h := int64(c.Hidden)
+	spec := l.Input.Spec
+	b.note("%s: its %s input quantization, which onnxruntime's LSTM kernels lack, is computed in the graph: the input projection, then a Scan over the steps", l.Label(), spec)
+	for k := 0; k < c.NumLayers; k++ {
+		wih, whh := l.Weights[2*k], l.Weights[2*k+1]
+		var bih, bhh string
+		for _, p := range l.Params {
+			switch l.Suffix(p.Name) {
+			case fmt.Sprintf("bias_ih_l%d", k):
+				bih = b.init(onnx.FloatTensor(p.Name, []int64{4 * h}, p.Data))
+			case fmt.Sprintf("bias_hh_l%d", k):
+				bhh = b.init(onnx.FloatTensor(p.Name, []int64{4 * h}, p.Data))
+			}
+		}
+		wv, err := b.weight(l, wih, true, nil)
+		if err != nil {
+			return "", err
+		}
+		rv, err := b.weight(l, whh, true, nil)
+		if err != nil {
+			return "", err
+		}
+		xq := b.dynamicQDQOf(s, spec, x, "")
+		zx := b.node(s, "MatMul", []string{xq, wv}, "")
+		if bih != "" {
+			zx = b.node(s, "Add", []string{zx, bih}, "")
+		}
+		// Zero initial states [N, H], N read from the input.
+		n := b.node(s, "Gather", []string{b.node(s, "Shape", []string{x}, ""),
+			b.scalar("const.index_[0]", onnx.Int64Tensor("", []int64{1}, []int64{0}))}, "", onnx.AttrInt("axis", 0))
+		dims := b.node(s, "Concat", []string{n, b.scalar(fmt.Sprintf("const.dim_[%d]", h), onnx.Int64Tensor("", []int64{1}, []int64{h}))}, "", onnx.AttrInt("axis", 0))
+		zero := b.node(s, "ConstantOfShape", []string{dims}, "", onnx.AttrTensor("value", onnx.FloatTensor("", []int64{1}, []float32{0})))
+		body := b.lstmStep(l, s, k, spec, h, rv, bhh)
+		outs := b.nodeOuts(s, "Scan", []string{zero, zero, zx}, []string{"", "", ""},
+			onnx.AttrGraph("body", body), onnx.AttrInt("num_scan_inputs", 1),
+			onnx.AttrInts("scan_input_axes", 1), onnx.AttrInts("scan_output_axes", 1))
+		x = outs[2]
+	}
+	return b.node(s, "Identity", []string{x}, out), nil
+}
+
+// lstmStep is the Scan body of layer k: (h_{t-1}, c_{t-1}, z_t) to (h_t,
+// c_t, h_t), z_t being the step's input projection [N, 4H]. It reads
+// W_hhᵀ (rv) and b_hh from the main graph.
+func (b *builder) lstmStep(l *model.Layer, s string, k int, spec quant.Spec, h int64, rv, bhh string) *onnx.Graph {
+	body := &onnx.Graph{Name: fmt.Sprintf("%s.l%d.step", l.Name, k)}
+	main := b.g
+	b.g = body
+	defer func() { b.g = main }()
+	s = fmt.Sprintf("%s/step_l%d", s, k)
+	hp, cp, zt := b.fresh(s+"/h_prev"), b.fresh(s+"/c_prev"), b.fresh(s+"/z")
+	body.AddInput(hp, onnx.TypeFloat, onnx.Batch("N", h))
+	body.AddInput(cp, onnx.TypeFloat, onnx.Batch("N", h))
+	body.AddInput(zt, onnx.TypeFloat, onnx.Batch("N", 4*h))
+	hq := b.dynamicQDQOf(s, spec, hp, "")
+	zh := b.node(s, "MatMul", []string{hq, rv}, "")
+	if bhh != "" {
+		zh = b.node(s, "Add", []string{zh, bhh}, "")
+	}
+	z := b.node(s, "Add", []string{zt, zh}, "")
+	g := b.nodeOuts(s, "Split", []string{z}, []string{"", "", "", ""}, onnx.AttrInt("axis", 1))
+	i := b.node(s, "Sigmoid", []string{g[0]}, "")
+	f := b.node(s, "Sigmoid", []string{g[1]}, "")
+	gg := b.node(s, "Tanh", []string{g[2]}, "")
+	o := b.node(s, "Sigmoid", []string{g[3]}, "")
+	c := b.node(s, "Add", []string{b.node(s, "Mul", []string{f, cp}, ""), b.node(s, "Mul", []string{i, gg}, "")}, "")
+	hn := b.node(s, "Mul", []string{o, b.node(s, "Tanh", []string{c}, "")}, "")
+	y := b.node(s, "Identity", []string{hn}, "")
+	body.AddOutput(hn, onnx.TypeFloat, onnx.Batch("N", h))
+	body.AddOutput(c, onnx.TypeFloat, onnx.Batch("N", h))
+	body.AddOutput(y, onnx.TypeFloat, onnx.Batch("N", h))
+	return body
 }
 
 // lstmInteger reports whether the layer exports as DynamicQuantizeLSTM:
