@@ -55,6 +55,9 @@ type Options struct {
 	Opt string
 	// FloatBias exports with onnxexport.Options.FloatBias.
 	FloatBias bool
+	// ORTDynamic exports with onnxexport.Options.ORTDynamic: reduce_range
+	// inputs on onnxruntime's own grid, for its integer kernels.
+	ORTDynamic bool
 	Log       io.Writer
 }
 
@@ -142,7 +145,7 @@ func check(rt *ortest.Runtime, recipe *pipeline.Recipe, test *data.Split, path, 
 		return r, err
 	}
 	r.Kind = kind(m)
-	res, err := onnxexport.Export(m, onnxexport.Options{Metadata: f.Metadata, FloatBias: o.FloatBias})
+	res, err := onnxexport.Export(m, onnxexport.Options{Metadata: f.Metadata, FloatBias: o.FloatBias, ORTDynamic: o.ORTDynamic})
 	if err != nil {
 		return r, err
 	}

@@ -8,7 +8,8 @@
 # Recipes the CI run trains in full anyway (quickstart, deep-compression-lenet300) are checked
 # by .ci/run on those runs. The ones here cover the other kinds: static and dynamic int8,
 # mixed and low bits, QAT, structured pruning (smaller layers), low rank, a pruned and
-# dynamically quantized student, LeNet-5's convolutions pruned and quantized to 4 bits.
+# dynamically quantized student, LeNet-5's convolutions pruned and quantized to 4 bits, an
+# LSTM quantized as torch's quantize_dynamic (reduce_range: the export's Scan form).
 # lottery-ticket, sweep-select, prune-l1/global/random, distill-student and lowrank-fc1 make
 # the same kinds again and are left out for time.
 set -euo pipefail
@@ -38,4 +39,5 @@ check lowrank-energy stages.train.epochs=1
 check distill-compressed stages.train.epochs=1 stages.relabel.epochs=1 stages.distill.epochs=1
 check deep-compression-lenet5 stages.train.epochs=1 stages.prune1.finetune.epochs=0 \
   stages.prune2.finetune.epochs=0 stages.prune3.finetune.epochs=1 stages.qat.epochs=1
+check lstm-mnist stages.train.epochs=2
 exit $status
