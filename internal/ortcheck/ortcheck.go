@@ -58,7 +58,7 @@ type Options struct {
 	// ORTDynamic exports with onnxexport.Options.ORTDynamic: reduce_range
 	// inputs on onnxruntime's own grid, for its integer kernels.
 	ORTDynamic bool
-	Log       io.Writer
+	Log        io.Writer
 }
 
 // Run checks the run's checkpoints; ok is whether all passed. err is a
