@@ -3,7 +3,7 @@
 # onnxruntime against shrink's logits on the test set (tools/ortcheck): float stages to float32
 # rounding, quantized ones to 99.5% agreement and a median |logit difference| of 2e-3.
 #
-#   tools/ortcheck/shipped.sh [RUNS_DIR]          # about 15 minutes on 2 cores
+#   tools/ortcheck/shipped.sh [RUNS_DIR]          # about 20 minutes on 2 cores (estimated)
 #   ONLY="lstm-mnist sweep-select" tools/ortcheck/shipped.sh RUNS_DIR   # some of them
 #
 # Every recipe in recipes/ is checked: quickstart and deep-compression-lenet300, which the CI
@@ -12,8 +12,8 @@
 # pruning, lottery tickets and their random controls, low rank, distilled students, a sweep's
 # 12 quantized branches and its selection, LeNet-5's convolutions pruned and quantized to 4
 # bits, an LSTM quantized as torch's quantize_dynamic with reduce_range: the export's Scan
-# form). A recipe added to recipes/ must be added here or to .ci/run (the check at the end
-# fails otherwise).
+# form, LoRA and QLoRA adapters (merged into the exported weights), a ResNet-20). A recipe
+# added to recipes/ must be added here or to .ci/run (the check at the end fails otherwise).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=${1:-$(mktemp -d)}
@@ -52,6 +52,11 @@ check lowrank-fc1 stages.train.epochs=1
 check distill-student stages.teacher.epochs=1 stages.student-alone.epochs=1 stages.student.epochs=1
 check lottery-ticket stages.lottery.rounds=1 stages.lottery.train.epochs=1
 check sweep-select stages.train.epochs=1 stages.prune.finetune.epochs=0 stages.distill.epochs=1
+check lora-transfer stages.mnist.epochs=1 stages.full.epochs=1 stages.head.epochs=1 \
+  stages.lora.epochs=1 stages.qlora.epochs=1
+# ResNet-20 on a tenth of Fashion-MNIST's training images, one epoch: the check needs a trained
+# network's weights, not its accuracy.
+check resnet-fashion stages.train.epochs=1 data.validation_split=0.9
 
 for f in recipes/*.yaml; do
   name=$(basename "$f" .yaml)
