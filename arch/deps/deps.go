@@ -70,7 +70,9 @@ type Group struct {
 
 // Producers are the layers whose weight rows make the group's channels, in
 // forward order.
-func (g *Group) Producers() []string { return g.layers(func(s Slice) bool { return s.Role == Out && s.Kind == arch.Weight }) }
+func (g *Group) Producers() []string {
+	return g.layers(func(s Slice) bool { return s.Role == Out && s.Kind == arch.Weight })
+}
 
 // Layers are every layer with a slice in the group, in forward order.
 func (g *Group) Layers() []string { return g.layers(func(Slice) bool { return true }) }
