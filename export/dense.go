@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 
 	"github.com/shrink-ml/shrink/checkpoint"
 	"github.com/shrink-ml/shrink/model"
@@ -38,7 +39,8 @@ func Dense(m *model.Model, meta map[string]string) (f *checkpoint.File, dropped 
 		return nil, nil, err
 	}
 	for _, t := range f.Tensors {
-		if t.DType != checkpoint.DTypeF32 {
+		// Batch norm's num_batches_tracked is an I64 counter in PyTorch too.
+		if t.DType != checkpoint.DTypeF32 && !(t.DType == checkpoint.DTypeI64 && strings.HasSuffix(t.Name, ".num_batches_tracked")) {
 			return nil, nil, fmt.Errorf("dense export: tensor %s is %s, not F32 (please report this)", t.Name, t.DType)
 		}
 	}

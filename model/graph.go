@@ -62,6 +62,9 @@ type Net struct {
 	// padded); layers with statistics over the batch read it.
 	rows int
 	rng  *rand.Rand // dropout's draws (training)
+	// frozen are the switches of batch norms whose statistics freeze
+	// (Model.FreezeStats), by layer.
+	frozen map[string]*bool
 }
 
 // Param is a trainable tensor: the model's slice, its mask and its gradient.

@@ -74,10 +74,23 @@ func (b *BatchNorm) Init(ts []InitTensor, _ *rand.Rand) {
 	}
 }
 
+// StatsFreezer is implemented by Builders that can freeze a batch norm's
+// statistics partway through training, as torch.ao's freeze_bn_stats does in
+// quantization-aware training: while *FrozenStats() is true, a training batch
+// norm normalizes with its running statistics and leaves them (and
+// num_batches_tracked) alone, exactly as in eval, while its weight and bias
+// still learn. nil: never frozen.
+type StatsFreezer interface {
+	FrozenStats() *bool
+}
+
 func (b *BatchNorm) Build(bd Builder, in []*G.Node) (*G.Node, error) {
 	x := in[0]
 	st := &bnState{eps: b.Eps, momentum: b.Momentum, rows: bd.Rows(), training: bd.Training(),
 		mean: bd.Buffer("running_mean"), variance: bd.Buffer("running_var"), tracked: bd.Counter("num_batches_tracked")}
+	if f, ok := bd.(StatsFreezer); ok && st.training {
+		st.frozen = f.FrozenStats()
+	}
 	args := []*G.Node{x}
 	if b.Affine {
 		args = append(args, bd.Param("weight"), bd.Param("bias"))
@@ -90,6 +103,7 @@ type bnState struct {
 	eps, momentum float64
 	rows          *int
 	training      bool
+	frozen        *bool     // see StatsFreezer
 	mean          []float32 // running statistics, updated in place while training
 	variance      []float32
 	tracked       *int64
@@ -98,6 +112,10 @@ type bnState struct {
 	batchMean, invStd []float64
 	xhat              []float32 // the normalized input, for the gradients
 }
+
+// batchStats reports whether the batch's statistics normalize (and update the
+// running ones): training, unless frozen.
+func (st *bnState) batchStats() bool { return st.training && (st.frozen == nil || !*st.frozen) }
 
 // bnOp normalizes x [B, C, S...] per channel and applies the affine weight
 // and bias: inputs x (and weight, bias when affine).
@@ -147,7 +165,7 @@ func (o *bnOp) Do(in ...G.Value) (G.Value, error) {
 	if st.rows != nil && *st.rows > 0 && *st.rows < B {
 		rows = *st.rows
 	}
-	if st.training {
+	if st.batchStats() {
 		n := rows * S
 		if n < 2 {
 			return nil, fmt.Errorf("batch norm %s: training needs more than one value per channel, got %d (a batch of one sample?)", o.Name(), n)
@@ -269,7 +287,7 @@ func (o *bnGradOp) Do(in ...G.Value) (G.Value, error) {
 		o.sums, o.dots = make([]float64, C), make([]float64, C)
 	}
 	rows := B
-	if st.training && st.rows != nil && *st.rows > 0 && *st.rows < B {
+	if st.batchStats() && st.rows != nil && *st.rows > 0 && *st.rows < B {
 		rows = *st.rows
 	}
 	var w []float32
@@ -302,7 +320,7 @@ func (o *bnGradOp) Do(in ...G.Value) (G.Value, error) {
 			}
 			inv := st.invStd[c]
 			at := (b*C + c) * S
-			if !st.training {
+			if !st.batchStats() {
 				k := float32(float64(scale) * inv)
 				for i, g := range dy[at : at+S] {
 					d[at+i] = g * k

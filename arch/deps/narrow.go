@@ -1,7 +1,6 @@
 package deps
 
 import (
-	"encoding/json"
 	"fmt"
 	"maps"
 	"slices"
@@ -100,35 +99,12 @@ func (d *Deps) SetWidths(spec arch.Spec, widths map[string]int) (arch.Spec, erro
 		if n := d.Graph.Node(l.Name); n != nil && d.depthwise[n.Index] > 0 {
 			keys["groups"] = w / d.depthwise[n.Index]
 		}
-		if out.Layers[i], err = SetKeys(l, keys); err != nil {
+		if out.Layers[i], err = arch.SetKeys(l, keys); err != nil {
 			return arch.Spec{}, fmt.Errorf("layer %s: %w", l.Name, err)
 		}
 	}
 	if _, err := out.Graph(); err != nil {
 		return arch.Spec{}, fmt.Errorf("the narrowed network does not build: %w", err)
-	}
-	return out, nil
-}
-
-// SetKeys returns the layer with some of its type's keys changed, as if the
-// recipe had written them (the config is decoded afresh; the original is not
-// touched).
-func SetKeys(l arch.LayerSpec, keys map[string]any) (arch.LayerSpec, error) {
-	b, err := json.Marshal(l)
-	if err != nil {
-		return l, err
-	}
-	var raw map[string]any
-	if err := json.Unmarshal(b, &raw); err != nil {
-		return l, err
-	}
-	maps.Copy(raw, keys)
-	if b, err = json.Marshal(raw); err != nil {
-		return l, err
-	}
-	var out arch.LayerSpec
-	if err := out.UnmarshalJSON(b); err != nil {
-		return l, err
 	}
 	return out, nil
 }
