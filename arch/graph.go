@@ -214,6 +214,9 @@ func (s Spec) Graph() (*Graph, error) {
 	names := map[string]int{}
 	var errs config.Errors
 	for i, l := range list {
+		if l.invalid != nil {
+			return nil, config.Errorf(at(i, ""), "%v", l.invalid)
+		}
 		n := &Node{LayerSpec: l, Index: i}
 		t, _ := LayerTypeOf(l.Type)
 		if l.Name != "" {
@@ -242,6 +245,9 @@ func (s Spec) Graph() (*Graph, error) {
 		}
 		if t.Inputs == 1 && len(l.From) > 1 {
 			errs = append(errs, config.Errorf(at(i, "from"), "%s reads one layer, not %d", l.Type, len(l.From)))
+		}
+		if t.ModelInput && (i > 0 || len(l.From) > 0) {
+			errs = append(errs, config.Errorf(at(i, ""), "%s reads the model's input (%s), so it must be the first layer, without from", l.Type, t.ModelInputWhat))
 		}
 		if len(errs) > 0 {
 			g.Nodes = append(g.Nodes, n)

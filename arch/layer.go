@@ -97,6 +97,11 @@ type LayerType struct {
 	New func() Layer
 	// Inputs is how many inputs it reads: 1, or Many (add, concat).
 	Inputs int
+	// ModelInput marks a type that reads only the model's input, which is not
+	// features but, as ModelInputWhat says, something no layer outputs
+	// (embedding: integer token ids). Such a layer must come first.
+	ModelInput     bool
+	ModelInputWhat string
 }
 
 var layerTypes = map[string]LayerType{}
@@ -135,13 +140,17 @@ type LayerSpec struct {
 	Type   string
 	From   []string // empty: the previous layer's output
 	Config Layer
+	// invalid is why NewLayer could not build the layer (a type this build
+	// does not register); Graph reports it.
+	invalid error
 }
 
 // genericLayerKeys are the keys every layer accepts besides its type's.
 var genericLayerKeys = []string{"name", "type", "from"}
 
 // NewLayer builds a LayerSpec from a type and its keys, as the recipe would
-// write them (presets and tests use it).
+// write them (presets and tests use it). A layer that does not decode is kept
+// with its problem, which Graph reports.
 func NewLayer(name, typ string, keys map[string]any, from ...string) LayerSpec {
 	raw := map[string]any{"type": typ}
 	if name != "" {
@@ -152,7 +161,7 @@ func NewLayer(name, typ string, keys map[string]any, from ...string) LayerSpec {
 	}
 	var l LayerSpec
 	if err := l.DecodeConfig(raw); err != nil {
-		panic(fmt.Sprintf("arch: layer %s (%s): %v", name, typ, err))
+		return LayerSpec{Name: name, Type: typ, From: from, invalid: fmt.Errorf("layer %s (%s): %v", name, typ, err)}
 	}
 	l.From = from
 	return l

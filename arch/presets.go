@@ -64,8 +64,10 @@ func resnetLayers(s Spec) []LayerSpec {
 			if b == 0 && stage > 1 {
 				stride = 2
 			}
+			// conv1 reads the block input, which is the previous layer: no
+			// from, as the PyTorch reference expansion writes it.
 			out = append(out,
-				conv3(p+".conv1", w, stride, prev),
+				conv3(p+".conv1", w, stride),
 				NewLayer(p+".bn1", "batchnorm2d", nil),
 				NewLayer("", "relu", nil),
 				conv3(p+".conv2", w, 1),

@@ -419,3 +419,15 @@ func (c *Config) normalization() (mean, std float64) {
 	}
 	return DefaultMean, DefaultStd
 }
+
+// SampleKey is the recipe key of the file whose header gives one sample's
+// shape (idx: data.train_images, npy: data.train.x), for messages about it.
+func SampleKey(c Config) string {
+	switch c.Dataset {
+	case KindIDX:
+		return "data.train_images"
+	case KindNPY:
+		return "data.train.x"
+	}
+	return "data.dataset"
+}

@@ -27,6 +27,10 @@ func TestTrainStepDoesNotAllocate(t *testing.T) {
 		{"mlp qat dynamic", arch.Spec{Arch: "mlp", Inputs: 20, Hidden: []int{16}, Classes: 4}, DefaultOptimizer(), false, "dynamic"},
 		{"mlp qat static", arch.Spec{Arch: "mlp", Inputs: 20, Hidden: []int{16}, Classes: 4}, DefaultOptimizer(), false, "static"},
 		{"lenet5 qat dynamic", arch.Spec{Arch: "lenet5", Classes: 10}, DefaultOptimizer(), false, "dynamic"},
+		{"activations norms dropout adam", activationsSpec, DefaultOptimizer(), false, ""},
+		{"activations norms dropout sgd masked", activationsSpec, OptimizerConfig{Name: "sgd", LR: 0.1, Momentum: 0.9}, true, ""},
+		{"embedding adam", embeddingSpec, DefaultOptimizer(), false, ""},
+		{"embedding adam masked", embeddingSpec, DefaultOptimizer(), true, ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(1, 2))
@@ -48,7 +52,7 @@ func TestTrainStepDoesNotAllocate(t *testing.T) {
 					l.Input = &ActQuant{Mode: tc.qat, Spec: quant.Spec{Bits: 8, Scheme: quant.Asymmetric, Granularity: quant.PerTensor}}
 				}
 			}
-			net, err := Build(m, NetOptions{Batch: 8, Mode: ModeTrain})
+			net, err := Build(m, NetOptions{Batch: 8, Mode: ModeTrain, Rand: rand.New(rand.NewPCG(5, 6))})
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -58,6 +62,9 @@ func TestTrainStepDoesNotAllocate(t *testing.T) {
 			}
 			for i := range net.X {
 				net.X[i] = float32(rng.NormFloat64())
+				if tc.spec.Layers != nil && tc.spec.Layers[0].Type == "embedding" {
+					net.X[i] = float32(rng.IntN(20)) // token ids
+				}
 			}
 			for i := range net.Labels {
 				net.Labels[i] = float32(i % tc.spec.Classes)
@@ -75,3 +82,29 @@ func TestTrainStepDoesNotAllocate(t *testing.T) {
 		})
 	}
 }
+
+// activationsSpec chains every activation, layer norm on vectors and on
+// sequences, and dropout (which draws a mask each step).
+var activationsSpec = arch.Spec{Input: arch.Shape{3, 8}, Classes: 4, Layers: []arch.LayerSpec{
+	arch.NewLayer("proj", "linear", map[string]any{"out": 6}),
+	arch.NewLayer("ln1", "layernorm", nil),
+	arch.NewLayer("", "gelu", nil),
+	arch.NewLayer("", "flatten", nil),
+	arch.NewLayer("fc1", "linear", map[string]any{"out": 16}),
+	arch.NewLayer("", "sigmoid", nil),
+	arch.NewLayer("", "tanh", nil),
+	arch.NewLayer("", "silu", nil),
+	arch.NewLayer("", "relu6", nil),
+	arch.NewLayer("", "gelu", map[string]any{"approximate": "tanh"}),
+	arch.NewLayer("ln2", "layernorm", nil),
+	arch.NewLayer("", "dropout", map[string]any{"p": 0.3}),
+	arch.NewLayer("fc2", "linear", map[string]any{"out": 4}),
+}}
+
+// embeddingSpec looks up 6 token ids of a 20-word vocabulary.
+var embeddingSpec = arch.Spec{Input: arch.Shape{6}, Classes: 4, Layers: []arch.LayerSpec{
+	arch.NewLayer("emb", "embedding", map[string]any{"num": 20, "dim": 5}),
+	arch.NewLayer("", "dropout", nil),
+	arch.NewLayer("", "flatten", nil),
+	arch.NewLayer("fc", "linear", map[string]any{"out": 4}),
+}}

@@ -18,37 +18,37 @@ type Result struct {
 // padded. Quantized weights count as their integers stand for; activations are
 // quantized as the layers say.
 func Evaluate(ctx context.Context, m *Model, s *data.Split, batchSize int) (Result, error) {
-	batchSize = min(batchSize, max(s.N, 1))
-	net, err := Build(m, NetOptions{Batch: batchSize, Mode: ModeEval})
+	logits, err := Logits(ctx, m, s, batchSize)
 	if err != nil {
 		return Result{}, err
 	}
-	classes := m.Spec.Classes
-	labels := make([]float32, batchSize)
+	return Score(logits, s.Y, m.Spec.Classes, batchSize), nil
+}
+
+// Score is the accuracy and mean cross-entropy of [N, classes] logits against
+// labels, the loss summed batch by batch (of batchSize rows) as Evaluate does.
+func Score(logits []float32, labels []int32, classes, batchSize int) Result {
+	n := len(labels)
+	if n == 0 {
+		return Result{Loss: math.NaN()}
+	}
+	batchSize = min(batchSize, n)
+	y := make([]float32, batchSize)
 	var correct int
 	var loss float64
 	ce := Loss{}
-	for start := 0; start < s.N; start += batchSize {
-		if err := ctx.Err(); err != nil {
-			return Result{}, err
-		}
-		n, y := net.loadBatch(s, start)
-		fillLabels(labels, y, n)
-		if err := net.Run(); err != nil {
-			return Result{}, err
-		}
-		logits := net.Logits()
-		for i := 0; i < n; i++ {
-			if argmax(logits[i*classes:(i+1)*classes]) == int(y[i]) {
+	for start := 0; start < n; start += batchSize {
+		rows := min(batchSize, n-start)
+		fillLabels(y[:rows], labels[start:start+rows], rows)
+		batch := logits[start*classes : (start+rows)*classes]
+		for i := 0; i < rows; i++ {
+			if argmax(batch[i*classes:(i+1)*classes]) == int(labels[start+i]) {
 				correct++
 			}
 		}
-		loss += ce.Compute(logits, nil, labels, classes, nil).Loss * float64(n)
+		loss += ce.Compute(batch, nil, y[:rows], classes, nil).Loss * float64(rows)
 	}
-	if s.N == 0 {
-		return Result{Loss: math.NaN()}, nil
-	}
-	return Result{Accuracy: float64(correct) / float64(s.N), Loss: loss / float64(s.N), Samples: s.N}, nil
+	return Result{Accuracy: float64(correct) / float64(n), Loss: loss / float64(n), Samples: n}
 }
 
 // Logits runs the model over a whole split and returns its [N, classes] outputs.

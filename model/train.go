@@ -70,6 +70,9 @@ func Train(ctx context.Context, m *Model, train *data.Split, opt TrainOptions, r
 	if opt.BatchSize <= 0 {
 		return fmt.Errorf("batch size must be positive")
 	}
+	// A batch larger than the split is the whole split (full-batch training):
+	// the graph is never built for rows that cannot exist.
+	opt.BatchSize = min(opt.BatchSize, max(train.N, 1))
 	net, err := buildTrainNet(m, opt, rng)
 	if err != nil {
 		return err

@@ -13,6 +13,7 @@ import (
 	"github.com/shrink-ml/shrink/checkpoint"
 	"github.com/shrink-ml/shrink/config"
 	"github.com/shrink-ml/shrink/data"
+	"github.com/shrink-ml/shrink/internal/testkit"
 	"github.com/shrink-ml/shrink/model"
 )
 
@@ -65,7 +66,7 @@ func readFixture(t *testing.T, path string) *fixture {
 		t.Fatal(err)
 	}
 	spec := arch.Default()
-	if errs := config.Decode(jsonInts(raw).(map[string]any), spec); len(errs) > 0 {
+	if errs := config.Decode(testkit.JSONInts(raw).(map[string]any), spec); len(errs) > 0 {
 		t.Fatalf("model section: %v", errs)
 	}
 	fx.spec = *spec
@@ -111,25 +112,6 @@ func (fx *fixture) unsupported() string {
 		}
 	}
 	return ""
-}
-
-// jsonInts turns whole JSON numbers into ints, as YAML would give them.
-func jsonInts(v any) any {
-	switch x := v.(type) {
-	case map[string]any:
-		for k, e := range x {
-			x[k] = jsonInts(e)
-		}
-	case []any:
-		for i, e := range x {
-			x[i] = jsonInts(e)
-		}
-	case float64:
-		if x == math.Trunc(x) {
-			return int(x)
-		}
-	}
-	return v
 }
 
 func ints(t *testing.T, f *checkpoint.File, name string) []int64 {
@@ -179,6 +161,7 @@ func closeTo(t *testing.T, what string, got, want []float32, tol float64) {
 	if worst > tol*max(scale, 1e-30) || math.IsNaN(worst) {
 		t.Errorf("%s: off by %g at %d (got %g, want %g; largest |value| %g, tolerance %g of it)", what, worst, at, got[at], want[at], scale, tol)
 	}
+	t.Logf("%s: off by %.1e of the largest |value| (tolerance %g)", what, worst/max(scale, 1e-30), tol)
 }
 
 func checkEval(t *testing.T, fx *fixture, m *model.Model) {
@@ -216,17 +199,21 @@ func checkTrain(t *testing.T, fx *fixture, m *model.Model) {
 		}
 	}
 	seen := 0
+	var worst float64
 	for _, p := range net.Params() {
 		want := floats(t, fx.all, "grad."+p.Name)
 		got := p.Grad()
 		for i := range want {
-			if d := math.Abs(float64(got[i]) - float64(want[i])); d > 1e-4*scale || math.IsNaN(d) {
+			d := math.Abs(float64(got[i]) - float64(want[i]))
+			worst = max(worst, d)
+			if d > 1e-4*scale || math.IsNaN(d) {
 				t.Errorf("grad %s[%d] = %g, want %g (largest gradient %g)", p.Name, i, got[i], want[i], scale)
 				break
 			}
 		}
 		seen++
 	}
+	t.Logf("gradients: off by %.1e of the largest gradient (tolerance 1e-4)", worst/max(scale, 1e-30))
 	for _, name := range fx.all.Names() {
 		if strings.HasPrefix(name, "grad.") {
 			seen--

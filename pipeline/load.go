@@ -54,8 +54,10 @@ func RecipeEnv(environ []string) []string {
 var ReservedEnv = map[string]bool{
 	"SHRINK_MNIST_DIR": true, "SHRINK_FASHION_MNIST_DIR": true, "SHRINK_GEMM": true, "SHRINK_THREADS": true,
 	"SHRINK_CACHE_DIR": true, "SHRINK_LOG_FORMAT": true, "SHRINK_NO_PROGRESS": true,
-	// The test suite's: fail rather than skip without an S3 server, or Fashion-MNIST.
-	"SHRINK_REQUIRE_S3": true, "SHRINK_REQUIRE_FASHION": true,
+	"SHRINK_ORT_DIR": true,
+	// The test suite's: fail rather than skip without an S3 server, Fashion-MNIST,
+	// onnxruntime or PyTorch.
+	"SHRINK_REQUIRE_S3": true, "SHRINK_REQUIRE_FASHION": true, "SHRINK_REQUIRE_ORT": true, "SHRINK_REQUIRE_TORCH": true,
 }
 
 // Recipe is a loaded, validated recipe: the resolved settings and the expanded
@@ -308,7 +310,13 @@ func (r *Recipe) checkDataFitsModel() Diagnostics {
 	}
 	inputs, inputKey := r.Model.Features(), r.Model.InputsKey()
 	var diags Diagnostics
-	features, featureKey, classes, classKey := d.Known() // idx: known once read (the runner checks)
+	features, featureKey, classes, classKey := d.Known()
+	if features == 0 {
+		// idx and npy: the files' headers tell (labels are checked once read).
+		if s := r.sampleShape(); s != nil {
+			features, featureKey = s.Size(), data.SampleKey(*d)
+		}
+	}
 	if features != 0 && features != inputs {
 		diags = append(diags, Diagnostic{r.pos.ofValue(featureKey), fmt.Sprintf(
 			"%s: the data has %d input features but the model takes %d (%s): make them equal", featureKey, features, inputs, inputKey)})
@@ -408,4 +416,21 @@ func (r *Recipe) checkFiles() Diagnostics {
 		}
 	}
 	return diags
+}
+
+// EvalBatch is the batch size of evaluation passes that must match how
+// predictions are batched (predict, eval): data.eval_batch_size when the
+// recipe writes it, else data.batch_size. It matters for dynamically quantized
+// models, whose activation ranges are measured per batch; for every other
+// model the results do not depend on it.
+func (r *Recipe) EvalBatch() int {
+	if r.Data == nil {
+		return 1
+	}
+	if d, ok := r.Resolved["data"].(map[string]any); ok {
+		if _, set := d["eval_batch_size"]; set {
+			return r.Data.EvalBatchSize
+		}
+	}
+	return r.Data.BatchSize
 }

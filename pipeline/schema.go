@@ -75,7 +75,6 @@ func GenerateSchema(reg Registry) map[string]any {
 		"allOf": cases,
 	}
 	model := config.Schema(arch.Default())
-	model["required"] = []any{"arch"}
 	return map[string]any{
 		"$schema":              "https://json-schema.org/draft/2020-12/schema",
 		"$id":                  SchemaID,

@@ -165,8 +165,11 @@ func parseValue(s string) (any, error) {
 }
 
 func joinPath(a, b string) string {
-	if a == "" {
+	switch {
+	case a == "":
 		return b
+	case b == "":
+		return a
 	}
 	return a + "." + b
 }

@@ -60,11 +60,58 @@ func jobsFor(cpus int, avail, stageBytes, datasetBytes int64) int {
 // StageBytes estimates the memory one running stage of the recipe needs.
 func StageBytes(r *pipeline.Recipe) int64 {
 	params, act := modelSize(r.Model)
-	batch := 1
-	if r.Data != nil {
-		batch = max(r.Data.BatchSize, r.Data.EvalBatchSize)
+	return params*4*paramCopies + int64(float64(int64(batchRows(r))*act*4)*activationCopies)
+}
+
+// batchRows is the largest batch a stage builds a graph for: the larger of the
+// training and evaluation batch sizes, at most the data's rows (training and
+// evaluation cap their batches there).
+func batchRows(r *pipeline.Recipe) int {
+	if r.Data == nil {
+		return 1
 	}
-	return params*4*paramCopies + int64(float64(int64(batch)*act*4)*activationCopies)
+	batch := max(r.Data.BatchSize, r.Data.EvalBatchSize)
+	if info, err := data.Peek(*r.Data, r.Dir); err == nil && info.Train > 0 {
+		batch = min(batch, max(info.Train, info.Test))
+	}
+	return batch
+}
+
+// MemoryError is a recipe too big for this machine's memory: nothing runs.
+type MemoryError struct{ msg string }
+
+func (e *MemoryError) Error() string { return e.msg }
+
+// gib writes a size in GiB with one decimal, or MiB below 1 GiB.
+func gib(b int64) string {
+	if b < 1<<30 {
+		return mib(b)
+	}
+	return fmt.Sprintf("%.1f GiB", float64(b)/(1<<30))
+}
+
+// MemoryProblem says when the recipe cannot run in the memory this machine
+// has available, with the estimate: the least a stage holds (its model four
+// times over, for weights, gradients and Adam's two moments, and one batch of
+// activations), plus the data. A model of a hundred million hidden units or a
+// batch of a trillion rows is refused with numbers instead of ending in
+// "fatal error: out of memory". nil when it fits, or when the available memory
+// is unknown.
+func MemoryProblem(r *pipeline.Recipe) error {
+	problem := func(format string, args ...any) error { return &MemoryError{fmt.Sprintf(format, args...)} }
+	avail, err := availableMemory()
+	if err != nil {
+		return nil
+	}
+	params, act := modelSize(r.Model)
+	batch := int64(batchRows(r))
+	model, acts := params*4*4, batch*act*4
+	dataset := int64(float64(DatasetBytes(r)) / datasetOverhead)
+	if need := model + acts + dataset; need > avail || need < 0 {
+		return problem("the recipe needs at least %s of memory and %s is available: its model has %d values (%s as weights, gradients and optimizer state), a batch of %d rows holds %d activations per row (%s), and the data takes %s; use a smaller model or a smaller batch_size",
+			gib(need), gib(avail), params, gib(model), batch, act, gib(acts), gib(dataset))
+	}
+	return nil
 }
 
 // modelSize counts a model's state_dict values and the activations of one

@@ -73,7 +73,7 @@ func (r *Runner) measure(ctx context.Context, ckpt string, own map[string]any) (
 		if err != nil {
 			return nil, err
 		}
-		res, err := model.Evaluate(ctx, m, ds.Test, r.recipe.Data.EvalBatchSize)
+		res, err := model.Evaluate(ctx, m, ds.Test, r.recipe.EvalBatch())
 		if err != nil {
 			return nil, err
 		}

@@ -23,7 +23,6 @@ import (
 
 	"github.com/rs/zerolog"
 
-	"github.com/shrink-ml/shrink/arch"
 	"github.com/shrink-ml/shrink/checkpoint"
 	"github.com/shrink-ml/shrink/config"
 	"github.com/shrink-ml/shrink/data"
@@ -266,26 +265,6 @@ func (r *Runner) checkFlags() error {
 	return nil
 }
 
-// fitsModel checks what the recipe could not: the size of IDX images (the
-// pipeline checks mnist and synthetic data before anything runs).
-func fitsModel(ds *data.Dataset, spec arch.Spec) error {
-	if inputs := spec.Features(); ds.Train.Features != inputs {
-		return fmt.Errorf("data: the %s rows have %d features but the model takes %d inputs (%s): make them equal", ds.Kind, ds.Train.Features, inputs, spec.InputsKey())
-	}
-	// The labels themselves: for idx, data.classes is only an upper bound.
-	for _, sp := range []*data.Split{ds.Train, ds.Val, ds.Test} {
-		if sp == nil {
-			continue
-		}
-		for _, y := range sp.Y {
-			if int(y) >= spec.Classes {
-				return fmt.Errorf("data: one %s label is %d but the model has %d outputs (model.classes): labels must be below it", ds.Kind, y, spec.Classes)
-			}
-		}
-	}
-	return nil
-}
-
 // keyDoc gathers a stage's key ingredients; digests holds the input checkpoints'.
 func (r *Runner) keyDoc(s *pipeline.Stage, digests map[string]string) (KeyDoc, error) {
 	cfg, err := json.Marshal(s.Config)
@@ -357,7 +336,9 @@ func (r *Runner) dataset() (*data.Dataset, error) {
 		start := time.Now()
 		r.data, r.dataErr = data.Load(*r.recipe.Data, r.recipe.Dir, r.recipe.Seed)
 		if r.dataErr == nil {
-			r.dataErr = fitsModel(r.data, r.recipe.Model)
+			if err := model.FitsData(r.recipe.Model, r.data); err != nil {
+				r.dataErr = fmt.Errorf("data: %w", err)
+			}
 		}
 		if r.dataErr == nil {
 			r.opt.Log.Debug().Str("dataset", r.data.Kind).Int("train", r.data.Train.N).Int("test", r.data.Test.N).
@@ -373,6 +354,9 @@ func (r *Runner) dataset() (*data.Dataset, error) {
 func (r *Runner) Run(ctx context.Context) (*Manifest, error) {
 	if err := r.checkFlags(); err != nil {
 		return nil, err // before the run folder exists: bad usage writes nothing
+	}
+	if err := MemoryProblem(r.recipe); err != nil {
+		return nil, err
 	}
 	if err := os.MkdirAll(r.opt.RunDir, 0o755); err != nil {
 		return nil, err

@@ -396,29 +396,29 @@ func (f Layers) Resolve(g *arch.Graph, selectors []string) ([]string, error) {
 
 // Lookup finds a layer's entry in a map keyed by layer selectors (names,
 // globs, re: patterns): its exact name first, then the one pattern matching
-// it. Two patterns matching one layer is an error naming both.
-func Lookup[V any](m map[string]V, name string) (v V, ok bool, err error) {
+// it; key is the selector that matched. Two patterns matching one layer is an
+// error naming both.
+func Lookup[V any](m map[string]V, name string) (v V, key string, err error) {
 	if v, ok := m[name]; ok {
-		return v, true, nil
+		return v, name, nil
 	}
-	var hit string
 	for _, sel := range slices.Sorted(maps.Keys(m)) {
 		if !arch.IsPattern(sel) {
 			continue
 		}
 		match, err := arch.Matcher(sel)
 		if err != nil {
-			return v, false, err
+			return v, "", err
 		}
 		if !match(name) {
 			continue
 		}
-		if hit != "" {
-			return v, false, fmt.Errorf("layer %s is matched by both %q and %q: make the patterns exclusive or name the layer", name, hit, sel)
+		if key != "" {
+			return v, "", fmt.Errorf("layer %s is matched by both %q and %q: make the patterns exclusive or name the layer", name, key, sel)
 		}
-		hit, v, ok = sel, m[sel], true
+		v, key = m[sel], sel
 	}
-	return v, ok, nil
+	return v, key, nil
 }
 
 // Factorable is the layers lowrank factors and LoRA adapts: linear, and

@@ -14,8 +14,6 @@ import (
 	"github.com/shrink-ml/shrink/checkpoint"
 	"github.com/shrink-ml/shrink/compress"
 	"github.com/shrink-ml/shrink/config"
-	"github.com/shrink-ml/shrink/data"
-	"github.com/shrink-ml/shrink/export"
 	"github.com/shrink-ml/shrink/model"
 	"github.com/shrink-ml/shrink/pipeline"
 	"github.com/shrink-ml/shrink/runner"
@@ -362,31 +360,20 @@ func (a *app) evalCommand() *cobra.Command {
 		Long: `Evaluate any checkpoint (made by shrink, or a PyTorch state_dict saved with
 safetensors) on the recipe's test split: quantized layers as their integers stand
 for, activations quantized as the checkpoint says. The recipe supplies the data
-and, for checkpoints without shrink's metadata, the architecture.
+and, for checkpoints without shrink's metadata, the architecture. Batches are
+data.eval_batch_size when the recipe sets it, else data.batch_size (as in
+predict). A checkpoint that does not fit the data (input size, classes) is an
+error, not a number.
 With --format json, one object {"accuracy", "loss", "samples"} is printed.`,
 		Example: "  shrink eval runs/quickstart/train/model.safetensors --recipe recipes/quickstart.yaml --format json",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			if recipePath == "" {
-				return usagef("eval needs --recipe: the recipe names the test data")
-			}
-			recipe, err := a.loadRecipe(recipePath, sets)
-			if err != nil {
-				return err
-			}
-			if recipe.Data == nil {
-				return usagef("%s has no data section to evaluate on", recipePath)
-			}
-			m, err := export.LoadModel(args[0], &recipe.Model) // safetensors or compressed
-			if err != nil {
-				return err
-			}
-			ds, err := data.Load(*recipe.Data, recipe.Dir, recipe.Seed)
+			e, err := a.prepareEvaluation(args[0], recipePath, sets, "test")
 			if err != nil {
 				return err
 			}
 			runner.UseAllCores()
-			res, err := model.Evaluate(cmd.Context(), m, ds.Test, recipe.Data.EvalBatchSize)
+			res, err := model.Evaluate(cmd.Context(), e.model, e.split, e.batch)
 			if err != nil {
 				return err
 			}

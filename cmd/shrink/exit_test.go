@@ -43,7 +43,7 @@ func TestExitCodes(t *testing.T) {
 		{"missing file", []string{"run", recipe, "--set", "model.checkpoint=nope.safetensors"}, exitInvalid, "model.checkpoint: " + filepath.Join(dir, "nope.safetensors") + ": no such file"},
 		{"bad cache dir", []string{"run", recipe, "--cache-dir", "ftp://host/x"}, exitInvalid, `unsupported store "ftp://"`},
 		// IDX images are measured only when read: a stage failure, not a panic.
-		{"idx too wide", []string{"run", idxTooWide, "-q"}, exitFailed, "the idx rows have 784 features but the model takes 100 inputs"},
+		{"idx too wide", []string{"run", idxTooWide, "-q"}, exitInvalid, "data.train_images: the data has 784 input features but the model takes 100 (model.inputs)"},
 		// The first MNIST digits include a 5: a 4-class model cannot take it.
 		{"idx labels", []string{"run", idxFewClasses, "-q"}, exitFailed, "label is 5 but the model has 4 outputs"},
 	} {

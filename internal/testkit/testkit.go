@@ -6,7 +6,9 @@ package testkit
 import (
 	"bytes"
 	"context"
+	"math"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"runtime"
 	"sync"
@@ -176,4 +178,41 @@ func (l *LogBuffer) String() string {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.buf.String()
+}
+
+// RequireFashionEnv, set to 1 (as CI does), turns a missing Fashion-MNIST from a
+// skipped test into a failed one.
+const RequireFashionEnv = "SHRINK_REQUIRE_FASHION"
+
+// RequireFashion skips the test when the Fashion-MNIST files are not
+// installed, with the line that says how to get them, or fails it under
+// SHRINK_REQUIRE_FASHION=1.
+func RequireFashion(t testing.TB) {
+	t.Helper()
+	if _, err := data.FindFashionMNIST(); err != nil {
+		if os.Getenv(RequireFashionEnv) == "1" {
+			t.Fatalf("%s=1 but Fashion-MNIST is not available: %v", RequireFashionEnv, err)
+		}
+		t.Skipf("Fashion-MNIST is not available (%s=1 makes this a failure): %v", RequireFashionEnv, err)
+	}
+}
+
+// JSONInts turns whole numbers in a decoded JSON value into ints, as YAML
+// would give them, so JSON model sections decode like recipe ones.
+func JSONInts(v any) any {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			x[k] = JSONInts(e)
+		}
+	case []any:
+		for i, e := range x {
+			x[i] = JSONInts(e)
+		}
+	case float64:
+		if x == math.Trunc(x) {
+			return int(x)
+		}
+	}
+	return v
 }

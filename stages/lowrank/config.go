@@ -111,11 +111,12 @@ func (r rule) String() string {
 // rule finds a layer's rule: its own entry first (by name, or the pattern
 // matching it), then the stage-wide one.
 func (c *Config) rule(name string) (rule, bool, error) {
-	k, okRank, err := stages.Lookup(c.Ranks, name)
+	k, rankKey, err := stages.Lookup(c.Ranks, name)
 	if err != nil {
 		return rule{}, false, fmt.Errorf("ranks: %w", err)
 	}
-	e, okEnergy, err := stages.Lookup(c.Energies, name)
+	e, energyKey, err := stages.Lookup(c.Energies, name)
+	okRank, okEnergy := rankKey != "", energyKey != ""
 	switch {
 	case err != nil:
 		return rule{}, false, fmt.Errorf("energies: %w", err)

@@ -4,6 +4,7 @@ import (
 	"maps"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/shrink-ml/shrink/arch"
@@ -188,7 +189,59 @@ func (c *Config) outputRate() float64 {
 func (c *Config) CheckModel(in arch.Spec) error {
 	errs := stages.CheckLayers(in, "layers", c.Layers, stages.AnyWeights)
 	errs = append(errs, stages.CheckLayers(in, "ignore", c.Ignore, stages.AnyWeights)...)
-	return append(errs, stages.CheckLayerKeys(in, "amounts", c.Amounts, stages.AnyWeights)...).Err()
+	errs = append(errs, stages.CheckLayerKeys(in, "amounts", c.Amounts, stages.AnyWeights)...)
+	if len(errs) == 0 {
+		errs = c.checkCounts(in)
+	}
+	return errs.Err()
+}
+
+// checkCounts catches integer amounts larger than what they count (weights,
+// or channels for ln_structured) in the architecture the stage receives, which
+// would otherwise fail only after the stages before it trained.
+func (c *Config) checkCounts(in arch.Spec) config.Errors {
+	g, err := in.Graph()
+	if err != nil || c.Method == LotteryTicket {
+		return nil
+	}
+	names, err := stages.AnyWeights.Resolve(g, c.Layers)
+	if len(c.Layers) == 0 {
+		names, err = stages.AnyWeights.Candidates(g), nil
+	}
+	if err != nil {
+		return nil
+	}
+	var errs config.Errors
+	total := 0
+	for _, name := range names {
+		amount, key := c.Amount, "amount"
+		if a, sel, err := stages.Lookup(c.Amounts, name); err != nil {
+			return config.Errors{config.Errorf("amounts", "%v", err)}
+		} else if sel != "" {
+			amount, key = a, "amounts."+sel
+		}
+		for _, t := range g.Node(name).Tensors() {
+			if t.Role != arch.Weight {
+				continue
+			}
+			size, unit := arch.Shape(t.Shape).Size(), "weights"
+			if c.Method == LnStructured || c.Method == GroupNorm {
+				size, unit = t.Shape[c.Dim], "channels along dim "+strconv.Itoa(c.Dim)
+			}
+			total += size
+			if c.Method != GlobalUnstructured && amount.IsCount() {
+				if _, err := amount.Of(size, unit+" of "+name+"."+t.Suffix); err != nil {
+					errs = append(errs, config.Errorf(key, "%v", err))
+				}
+			}
+		}
+	}
+	if c.Method == GlobalUnstructured && c.Amount.IsCount() {
+		if _, err := c.Amount.Of(total, "weights of the layers it prunes together"); err != nil {
+			errs = append(errs, config.Errorf("amount", "%v", err))
+		}
+	}
+	return errs
 }
 
 // groupwise reports whether the settings prune channel groups (see groups.go)

@@ -85,11 +85,11 @@ func (c *Config) candidates(m *model.Model, d *deps.Deps) ([]*candidate, error) 
 	if c.Target == nil {
 		for _, cd := range out {
 			for i, name := range cd.listed {
-				a, ok, err := stages.Lookup(c.Amounts, name)
+				a, sel, err := stages.Lookup(c.Amounts, name)
 				if err != nil {
 					return nil, fmt.Errorf("amounts: %w", err)
 				}
-				if !ok {
+				if sel == "" {
 					a = c.Amount
 				}
 				if !a.IsSet() {

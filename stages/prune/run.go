@@ -71,11 +71,11 @@ func (c *Config) prune(ts []tensor, rng *rand.Rand) (map[string]int, error) {
 			end++ // a factored layer's two weights share its amount
 		}
 		layer := ts[start].layer.Name
-		amount, ok, err := stages.Lookup(c.Amounts, layer)
+		amount, sel, err := stages.Lookup(c.Amounts, layer)
 		if err != nil {
 			return nil, fmt.Errorf("amounts: %w", err)
 		}
-		if !ok {
+		if sel == "" {
 			amount = c.Amount
 		}
 		if !amount.IsSet() {

@@ -15,7 +15,7 @@ import (
 // takes (LSTM).
 func (s *Settings) Quantizable() stages.Layers {
 	if s.Mode == "dynamic" {
-		return stages.Layers{What: "layers dynamic quantization applies to (linear, conv2d, lstm)", OK: func(n *arch.Node) bool { return n.Caps().Dynamic }}
+		return stages.Layers{What: "linear, conv2d and lstm layers", OK: func(n *arch.Node) bool { return n.Caps().Dynamic }}
 	}
 	return stages.Layers{What: "linear and conv2d layers", OK: func(n *arch.Node) bool { return n.Caps().Static }}
 }

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+
+	"github.com/spf13/cobra"
+
+	"github.com/shrink-ml/shrink/checkpoint"
+	"github.com/shrink-ml/shrink/data"
+	"github.com/shrink-ml/shrink/export"
+	"github.com/shrink-ml/shrink/model"
+	"github.com/shrink-ml/shrink/pipeline"
+	"github.com/shrink-ml/shrink/runner"
+)
+
+// evaluation is a checkpoint run over one split of a recipe's data.
+type evaluation struct {
+	recipe *pipeline.Recipe
+	model  *model.Model
+	split  *data.Split
+	batch  int
+}
+
+// prepareEvaluation loads the recipe, its data and the checkpoint (any stage's
+// output, a compressed export, or a plain PyTorch state_dict read with the
+// recipe's model section), and refuses a checkpoint that does not fit the
+// data.
+func (a *app) prepareEvaluation(path, recipePath string, sets []string, split string) (*evaluation, error) {
+	if recipePath == "" {
+		return nil, usagef("--recipe is needed: the recipe names the data (and the architecture of a plain PyTorch state_dict)")
+	}
+	recipe, err := a.loadRecipe(recipePath, sets)
+	if err != nil {
+		return nil, err
+	}
+	if recipe.Data == nil {
+		return nil, usagef("%s has no data section to run the model on", recipePath)
+	}
+	m, err := export.LoadModel(path, &recipe.Model) // safetensors or compressed
+	if err != nil {
+		return nil, err
+	}
+	ds, err := data.Load(*recipe.Data, recipe.Dir, recipe.Seed)
+	if err != nil {
+		return nil, err
+	}
+	if err := model.FitsData(m.Spec, ds); err != nil {
+		return nil, fmt.Errorf("%s does not fit %s's data: %w", path, recipePath, err)
+	}
+	e := &evaluation{recipe: recipe, model: m, split: ds.Test, batch: recipe.EvalBatch()}
+	if split == "train" {
+		e.split = ds.Train
+	}
+	return e, nil
+}
+
+func (a *app) predictCommand() *cobra.Command {
+	var recipePath, format, split, out string
+	var sets []string
+	cmd := &cobra.Command{
+		Use:   "predict CHECKPOINT --recipe RECIPE --out FILE.npy",
+		Short: "Write a checkpoint's logits on the recipe's data as a .npy array",
+		Long: `Run CHECKPOINT on a split of the recipe's data, in the data's order, and write its
+logits as a float32 .npy array [N, classes] (numpy.load reads it).
+
+CHECKPOINT is any stage's output, a compressed export, or a plain PyTorch
+state_dict saved with safetensors (its architecture is then the recipe's model
+section); it wins over the recipe's model.checkpoint. Batches are
+data.eval_batch_size when the recipe sets it, else data.batch_size: a dynamically
+quantized model measures its activation ranges per batch, so this is how its
+numbers are reproduced. A checkpoint that does not fit the data (input size,
+classes) is an error.
+
+It prints accuracy, loss and samples; with --format json the object shrink eval
+prints.`,
+		Example: `  shrink predict runs/quickstart/train/model.safetensors --recipe recipes/quickstart.yaml --out logits.npy
+  python3 -c 'import numpy; print(numpy.load("logits.npy").shape)'`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if out == "" {
+				return usagef("--out is needed: the .npy file the logits go to")
+			}
+			e, err := a.prepareEvaluation(args[0], recipePath, sets, split)
+			if err != nil {
+				return err
+			}
+			runner.UseAllCores()
+			logits, err := model.Logits(cmd.Context(), e.model, e.split, e.batch)
+			if err != nil {
+				return err
+			}
+			classes := e.model.Spec.Classes
+			arr := data.Float32NPY([]int{e.split.N, classes}, logits)
+			if err := checkpoint.WriteBytes(out, data.EncodeNPY(arr)); err != nil {
+				return err
+			}
+			res := model.Score(logits, e.split.Y, classes, e.batch)
+			if format == "json" {
+				return json.NewEncoder(a.stdout).Encode(res)
+			}
+			fmt.Fprintf(a.stdout, "accuracy %.4f  loss %.4f  samples %d\n", res.Accuracy, res.Loss, res.Samples)
+			fmt.Fprintf(a.stderr, "wrote %s: float32 [%d, %d] logits of the %s split\n", out, e.split.N, classes, split)
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&recipePath, "recipe", "", "the recipe whose data (and model section) to use")
+	cmd.Flags().StringVar(&out, "out", "", "the .npy file to write the logits to")
+	enumVar(cmd.Flags(), &split, "split", "test", []string{"test", "train"}, "which split to run on")
+	enumVar(cmd.Flags(), &format, "format", "text", []string{"text", "json"}, "output format")
+	cmd.Flags().StringArrayVar(&sets, "set", nil, "override a recipe key (repeatable)")
+	return cmd
+}
