@@ -208,15 +208,37 @@ func fold(m *model.Model, g *deps.Group, dead []int) (folded, lost int) {
 }
 
 // constantOutput reports whether a dead channel may still output a non-zero
-// constant: a bias of the layer making it, or a batch norm's shift.
+// constant: a bias of the layer making it, or a batch norm's shift
+// β − γ·mean/√(var+ε).
 func constantOutput(m *model.Model, ch deps.Channel) bool {
+	norms := map[string]map[string][]float32{} // batch norm -> tensor -> values
 	for _, s := range ch.Slices {
-		if s.Role == deps.In || s.Kind == arch.Weight || s.Tensor == "running_var" {
+		if s.Role == deps.In || s.Kind == arch.Weight {
 			continue
 		}
 		w, axis := weightOf(m, s)
+		var v []float32
 		for i := range entries(w, axis, s.Start, s.End) {
-			if w.Data[i] != 0 {
+			v = append(v, w.Data[i])
+		}
+		if s.Role == deps.Out {
+			if slices.ContainsFunc(v, func(x float32) bool { return x != 0 }) {
+				return true
+			}
+			continue
+		}
+		if norms[s.Layer] == nil {
+			norms[s.Layer] = map[string][]float32{}
+		}
+		norms[s.Layer][s.Tensor] = v
+	}
+	for _, n := range norms {
+		for i := range n["running_mean"] {
+			gamma, beta := float32(1), float32(0)
+			if n["weight"] != nil {
+				gamma, beta = n["weight"][i], n["bias"][i]
+			}
+			if beta != 0 || gamma != 0 && n["running_mean"][i] != 0 {
 				return true
 			}
 		}
