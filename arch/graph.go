@@ -186,7 +186,7 @@ func (s Spec) Graph() (*Graph, error) {
 	if err := s.Validate(); err != nil {
 		return nil, err
 	}
-	if s.ONNX != "" {
+	if s.ONNX != "" && !s.Imported() {
 		return nil, config.Errorf("onnx", "the ONNX file has not been imported yet")
 	}
 	list, err := s.List()
@@ -240,7 +240,7 @@ func (s Spec) Graph() (*Graph, error) {
 				n.Inputs = append(n.Inputs, j)
 			}
 		}
-		if t.Inputs == Many && len(n.Inputs) < 2 {
+		if t.Inputs == Many && len(l.From) < 2 {
 			errs = append(errs, config.Errorf(at(i, "from"), "%s combines two or more layers: list them, like from: [a, b]", l.Type))
 		}
 		if t.Inputs == 1 && len(l.From) > 1 {

@@ -41,7 +41,21 @@ type Spec struct {
 	// ONNX names a file whose network and weights are imported.
 	ONNX       string `json:"onnx,omitempty" doc:"import the network and its weights from an ONNX file (what torch.onnx.export writes; relative to the recipe)"`
 	Checkpoint string `json:"checkpoint,omitempty" doc:"start from these weights: a safetensors file with PyTorch state_dict names, e.g. safetensors.torch.save_file(model.state_dict(), path) (relative to the recipe)"`
+	// imported marks an ONNX spec whose file has been read into Layers,
+	// Input and Classes (SetImported): it expands like an explicit list.
+	imported bool
 }
+
+// SetImported fills an ONNX model section with the network read from its
+// file (package onnx/onnximport): from then on it expands, validates and
+// serializes as that explicit layer list, and ONNX still names the file its
+// weights come from.
+func (s *Spec) SetImported(layers []LayerSpec, input Shape, classes int) {
+	s.Layers, s.Input, s.Classes, s.imported = layers, input, classes, true
+}
+
+// Imported reports whether an ONNX model section holds its imported layers.
+func (s *Spec) Imported() bool { return s.ONNX != "" && s.imported }
 
 // Default is the model section before the recipe's keys are read.
 func Default() *Spec { return &Spec{Classes: 10} }
@@ -62,7 +76,7 @@ var presetKeys = map[string][]string{
 func (s *Spec) Validate() error {
 	var errs config.Errors
 	sources := 0
-	for _, set := range []bool{s.Arch != "", s.Layers != nil, s.ONNX != ""} {
+	for _, set := range []bool{s.Arch != "", s.Layers != nil && !s.Imported(), s.ONNX != ""} {
 		if set {
 			sources++
 		}

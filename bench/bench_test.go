@@ -30,9 +30,9 @@ var archs = []struct {
 }
 
 var (
-	mnistOnce sync.Once
-	mnist     *data.Dataset
-	mnistErr  error
+	mnistOnce, seqOnce sync.Once
+	mnist, seqMNIST    *data.Dataset
+	mnistErr, seqErr   error
 )
 
 func loadMNIST(b *testing.B) *data.Dataset {
@@ -45,6 +45,20 @@ func loadMNIST(b *testing.B) *data.Dataset {
 		b.Skipf("MNIST not available: %v", mnistErr)
 	}
 	return mnist
+}
+
+// loadSeqMNIST is MNIST in the sequence layout: 28 steps of 28 pixels.
+func loadSeqMNIST(b *testing.B) *data.Dataset {
+	b.Helper()
+	seqOnce.Do(func() {
+		cfg := data.DefaultConfig()
+		cfg.Layout = data.LayoutSequence
+		seqMNIST, seqErr = data.Load(cfg, "", 0)
+	})
+	if seqErr != nil {
+		b.Skipf("MNIST not available: %v", seqErr)
+	}
+	return seqMNIST
 }
 
 // threads sets the GEMM's threads for a benchmark from SHRINK_THREADS (default 1,

@@ -37,6 +37,18 @@ class MLP(nn.Module):
         return self.fc3(F.relu(self.fc2(F.relu(self.fc1(x)))))
 
 
+class SeqLSTM(nn.Module):
+    """recipes/lstm-mnist.yaml's network: a 128-unit LSTM over 28 steps of 28 pixels, its last
+    step, a linear layer."""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm, self.fc = nn.LSTM(28, 128, batch_first=True), nn.Linear(128, 10)
+
+    def forward(self, x):
+        return self.fc(self.lstm(x)[0][:, -1, :])
+
+
 class LeNet5(nn.Module):
     def __init__(self):
         super().__init__()
@@ -90,7 +102,7 @@ def main():
     ap.add_argument("--threads", type=int, choices=(1, 2), default=1)
     ap.add_argument("--mnist", required=True)
     ap.add_argument("--epochs", type=int, default=3, help="epoch repetitions")
-    ap.add_argument("--only", default="", help="run benchmarks whose name contains this")
+    ap.add_argument("--only", default="", help="run benchmarks whose name contains this (LSTM: the LSTM ones)")
     a = ap.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(1)
@@ -136,6 +148,30 @@ def main():
                 if not a.only or a.only in "Forward/%s/batch=%d" % (name, bs):
                     report("Forward/%s/batch=%d" % (name, bs), timed(lambda: m(xb2), 7, 200 if bs == 1 else 10))
         m.train()
+
+    # The LSTM of recipes/lstm-mnist.yaml: a training step at batch 128, and inference at batch
+    # 1 and 256 in float and quantized as quantize_dynamic({nn.LSTM, nn.Linear}, qint8) does.
+    xs = x.reshape(-1, 28, 28)
+    m = SeqLSTM()
+    opt = torch.optim.Adam(m.parameters(), lr=1e-3)
+    xb, yb = xs[:128].clone(), y[:128].clone()
+
+    def lstm_step():
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(m(xb), yb).backward()
+        opt.step()
+
+    if not a.only or a.only in "LSTMTrainStep":
+        report("LSTMTrainStep", timed(lstm_step, 7, 5))
+    m.eval()
+    q = torch.ao.quantization.quantize_dynamic(m, {nn.LSTM, nn.Linear}, dtype=torch.qint8)
+    with torch.inference_mode():
+        for kind, mod in (("float", m), ("int8", q)):
+            for bs in (1, 256):
+                name = "LSTMForward/%s/batch=%d" % (kind, bs)
+                xb2 = xs[:bs].clone()
+                if not a.only or a.only in name:
+                    report(name, timed(lambda: mod(xb2), 7, 50 if bs == 1 else 3))
 
 
 if __name__ == "__main__":

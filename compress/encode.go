@@ -109,19 +109,21 @@ func intsOf(f *checkpoint.File, t *checkpoint.Tensor, bits map[string]int) *ints
 			out.values[i] = int32(binary.LittleEndian.Uint32(t.Data[4*i:]))
 		}
 	}
-	var prefix string
+	// A weight's companions are named after it: W_packed, W_shape,
+	// W_zero_point (fc1.weight_zero_point, lstm.weight_ih_l0_zero_point).
+	var weight string
 	switch {
-	case strings.HasSuffix(t.Name, ".weight_packed"):
-		prefix = strings.TrimSuffix(t.Name, ".weight_packed")
-		if !unpackInto(f, t, out, prefix, bits[layerOf(prefix)]) {
+	case strings.HasSuffix(t.Name, "_packed"):
+		weight = strings.TrimSuffix(t.Name, "_packed")
+		if !unpackInto(f, t, out, weight, bits[layerOf(weight)]) {
 			return out
 		}
-	case strings.HasSuffix(t.Name, ".weight") && t.DType == checkpoint.DTypeI8:
-		prefix = strings.TrimSuffix(t.Name, ".weight")
+	case t.DType == checkpoint.DTypeI8:
+		weight = t.Name
 	default:
 		return out
 	}
-	if zp, ok := f.Get(prefix + ".weight_zero_point"); ok && rows > 0 {
+	if zp, ok := f.Get(weight + "_zero_point"); ok && rows > 0 {
 		if z, err := zp.Int8s(); err == nil && (len(z) == 1 || len(z) == rows) {
 			out.backgrounds = make([]int32, len(z))
 			for i, v := range z {
@@ -135,8 +137,8 @@ func intsOf(f *checkpoint.File, t *checkpoint.Tensor, bits map[string]int) *ints
 // unpackInto replaces out's words by the integers they pack, if the layout is
 // recognized: the bit width from the compression metadata, else the first of
 // 4, 3, 2 bits that fits the row width (as model's loader reads them).
-func unpackInto(f *checkpoint.File, t *checkpoint.Tensor, out *ints, prefix string, metaBits int) bool {
-	st, ok := f.Get(prefix + ".weight_shape")
+func unpackInto(f *checkpoint.File, t *checkpoint.Tensor, out *ints, weight string, metaBits int) bool {
+	st, ok := f.Get(weight + "_shape")
 	if !ok || t.DType != checkpoint.DTypeI32 || len(t.Shape) != 2 || t.Shape[0] == 0 {
 		return false
 	}
@@ -171,9 +173,10 @@ func unpackInto(f *checkpoint.File, t *checkpoint.Tensor, out *ints, prefix stri
 	return true
 }
 
-// layerOf is the layer a tensor prefix belongs to: "fc1" for fc1 and fc1.0.
-func layerOf(prefix string) string {
-	name, _, _ := strings.Cut(prefix, ".")
+// layerOf is the layer a weight belongs to: "fc1" for fc1.weight and
+// fc1.0.weight.
+func layerOf(weight string) string {
+	name, _, _ := strings.Cut(weight, ".")
 	return name
 }
 

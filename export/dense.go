@@ -4,13 +4,13 @@ import (
 	"fmt"
 	"maps"
 	"slices"
-	"strings"
 
 	"github.com/shrink-ml/shrink/checkpoint"
 	"github.com/shrink-ml/shrink/model"
 )
 
-// Dense returns m as plain F32 safetensors: every weight holds the values its
+// Dense returns m as plain F32 safetensors (int64 counters stay I64, as in
+// PyTorch's state_dict): every weight holds the values its
 // integers stand for ((q - zero_point) * scale, bit for bit), factored layers
 // stay factored (NAME.0.weight, NAME.1.weight: that is the model, and fewer
 // parameters), pruned zeros stay exact zeros. Weight quantization leaves the
@@ -39,8 +39,8 @@ func Dense(m *model.Model, meta map[string]string) (f *checkpoint.File, dropped 
 		return nil, nil, err
 	}
 	for _, t := range f.Tensors {
-		// Batch norm's num_batches_tracked is an I64 counter in PyTorch too.
-		if t.DType != checkpoint.DTypeF32 && !(t.DType == checkpoint.DTypeI64 && strings.HasSuffix(t.Name, ".num_batches_tracked")) {
+		// Floats, and PyTorch's int64 counters (batch norm's num_batches_tracked).
+		if t.DType != checkpoint.DTypeF32 && t.DType != checkpoint.DTypeI64 {
 			return nil, nil, fmt.Errorf("dense export: tensor %s is %s, not F32 (please report this)", t.Name, t.DType)
 		}
 	}

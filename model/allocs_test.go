@@ -13,6 +13,7 @@ import (
 // step allocates nothing, whatever the model family, masking or fake
 // quantization (QAT's observers reuse their scratch).
 func TestTrainStepDoesNotAllocate(t *testing.T) {
+	lstmSpec := arch.Spec{Arch: "lstm", Input: arch.Shape{7, 5}, Hidden: arch.Widths{16}, NumLayers: 2, Classes: 4}
 	for _, tc := range []struct {
 		name   string
 		spec   arch.Spec
@@ -27,6 +28,9 @@ func TestTrainStepDoesNotAllocate(t *testing.T) {
 		{"mlp qat dynamic", arch.Spec{Arch: "mlp", Inputs: 20, Hidden: []int{16}, Classes: 4}, DefaultOptimizer(), false, "dynamic"},
 		{"mlp qat static", arch.Spec{Arch: "mlp", Inputs: 20, Hidden: []int{16}, Classes: 4}, DefaultOptimizer(), false, "static"},
 		{"lenet5 qat dynamic", arch.Spec{Arch: "lenet5", Classes: 10}, DefaultOptimizer(), false, "dynamic"},
+		{"lstm adam", lstmSpec, DefaultOptimizer(), false, ""},
+		{"lstm adam masked", lstmSpec, DefaultOptimizer(), true, ""},
+		{"lstm dynamic int8 torch", lstmSpec, DefaultOptimizer(), false, "torch"},
 		{"activations norms dropout adam", activationsSpec, DefaultOptimizer(), false, ""},
 		{"activations norms dropout sgd masked", activationsSpec, OptimizerConfig{Name: "sgd", LR: 0.1, Momentum: 0.9}, true, ""},
 		{"embedding adam", embeddingSpec, DefaultOptimizer(), false, ""},
@@ -46,7 +50,14 @@ func TestTrainStepDoesNotAllocate(t *testing.T) {
 					}
 				}
 			}
-			if tc.qat != "" {
+			switch tc.qat {
+			case "":
+			case "torch": // the weights and inputs of quantize_dynamic, trained on (a finetune after quantize)
+				for _, l := range m.WeightLayers() {
+					l.Quant = &quant.Spec{Bits: 8, Scheme: quant.Symmetric, Granularity: quant.PerTensor}
+					l.Input = &ActQuant{Mode: "dynamic", Spec: quant.Spec{Bits: 8, Scheme: quant.Asymmetric, Granularity: quant.PerTensor, ReduceRange: true}}
+				}
+			default:
 				for _, l := range m.WeightLayers() {
 					l.Quant = &quant.Spec{Bits: 4, Scheme: quant.Symmetric, Granularity: quant.PerChannel}
 					l.Input = &ActQuant{Mode: tc.qat, Spec: quant.Spec{Bits: 8, Scheme: quant.Asymmetric, Granularity: quant.PerTensor}}

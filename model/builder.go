@@ -6,6 +6,7 @@ import (
 	G "gorgonia.org/gorgonia"
 
 	"github.com/shrink-ml/shrink/nn"
+	"github.com/shrink-ml/shrink/quant"
 )
 
 // layerBuilder hands one layer's tensors to its type's Build (nn.Builder):
@@ -15,6 +16,7 @@ type layerBuilder struct {
 	net     *Net
 	layer   *Layer
 	weights []*G.Node
+	int8    *nn.Int8 // set when the layer evaluates on integer kernels
 }
 
 var (
@@ -28,6 +30,19 @@ func (b *layerBuilder) Training() bool      { return b.net.Mode == ModeTrain }
 func (b *layerBuilder) Rows() *int          { return &b.net.rows }
 func (b *layerBuilder) Rand() *rand.Rand    { return b.net.rng }
 func (b *layerBuilder) Name() string        { return b.net.scope + b.layer.Label() }
+func (b *layerBuilder) Int8() *nn.Int8      { return b.int8 }
+
+// ActQuant is the dynamic input quantizer of a layer type that quantizes its
+// own inputs (an LSTM), while it computes in float.
+func (b *layerBuilder) ActQuant() nn.ActQuantizer {
+	l := b.layer
+	if b.int8 != nil || l.Input == nil || l.Input.Mode != "dynamic" || !quantizesInputs(l) || b.net.Mode == ModeCalibrate {
+		return nil
+	}
+	spec := l.Input.Spec
+	spec.Granularity = quant.PerTensor
+	return &dynamicQuantizer{spec: spec}
+}
 
 func (b *layerBuilder) Weights() []*G.Node {
 	if b.weights == nil {
@@ -95,4 +110,55 @@ func (l *Layer) isParam(w *Weight) bool {
 		}
 	}
 	return false
+}
+
+// quantizesInputs reports whether the layer's type quantizes its inputs inside
+// its ops (nn.InputQuantizer), so the network puts no fake quantizer before it.
+func quantizesInputs(l *Layer) bool {
+	q, ok := l.Config.(nn.InputQuantizer)
+	return ok && q.QuantizesInputs()
+}
+
+// dynamicQuantizer is nn.ActQuantizer for a per-tensor spec: each call
+// observes its tensor's range and rounds it to that grid, reusing its scratch.
+type dynamicQuantizer struct {
+	spec       quant.Spec
+	mins, maxs [1]float32
+	params     quant.Params
+}
+
+func (d *dynamicQuantizer) FakeQuantize(x, out, inside []float32) {
+	quant.MinMaxInto(x, d.mins[:], d.maxs[:])
+	d.spec.ObserveInto(&d.params, d.mins[:], d.maxs[:])
+	d.spec.FakeQuantizeMask(x, d.params, out, inside)
+}
+
+// int8Form is the layer as integer kernels run it, when it evaluates on them:
+// a layer type with integer kernels (nn.Int8Runner), not factored, with
+// symmetric weights of at most 8 bits and inputs quantized dynamically as
+// PyTorch's dynamic operators do (reduce_range). Other quantized layers
+// evaluate in float on the values their integers stand for.
+func (l *Layer) int8Form() *nn.Int8 {
+	r, ok := l.Config.(nn.Int8Runner)
+	if !ok || !r.RunsInt8() || l.Rank > 0 || l.Quant == nil || l.Quant.Scheme != quant.Symmetric || l.Quant.Bits > 8 ||
+		l.Input == nil || l.Input.Mode != "dynamic" || !l.Input.Spec.ReduceRange {
+		return nil
+	}
+	q := &nn.Int8{Act: l.Input.Spec}
+	q.Act.Granularity = quant.PerTensor
+	for _, w := range l.Weights {
+		p := w.QParams
+		if p == nil {
+			pp := l.Quant.ParamsFor(w.Data, w.Shape)
+			p = &pp
+		}
+		codes := make([]int32, len(w.Data))
+		l.Quant.Quantize(w.Data, *p, codes)
+		iw := nn.Int8Weight{Rows: w.Shape[0], Cols: len(w.Data) / w.Shape[0], Q: make([]int8, len(codes)), Scale: p.Scale}
+		for i, c := range codes {
+			iw.Q[i] = int8(c)
+		}
+		q.Weights = append(q.Weights, iw)
+	}
+	return q
 }

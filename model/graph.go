@@ -145,15 +145,21 @@ func (n *Net) forward(x []float32) (*G.Node, error) {
 				ins[k] = outs[j]
 			}
 		}
+		b := &layerBuilder{net: n, layer: l}
+		if n.Mode == ModeEval {
+			b.int8 = l.int8Form()
+		}
 		var err error
-		if ins[0], err = n.input(ins[0], l); err != nil {
-			return nil, fmt.Errorf("layer %s: %w", l.Label(), err)
+		if b.int8 == nil && !quantizesInputs(l) {
+			if ins[0], err = n.input(ins[0], l); err != nil {
+				return nil, fmt.Errorf("layer %s: %w", l.Label(), err)
+			}
 		}
 		ops, ok := l.Config.(nn.Op)
 		if !ok {
 			return nil, fmt.Errorf("layer %s: type %s has no ops", l.Label(), l.Type)
 		}
-		if outs[i], err = ops.Build(&layerBuilder{net: n, layer: l}, ins); err != nil {
+		if outs[i], err = ops.Build(b, ins); err != nil {
 			return nil, fmt.Errorf("layer %s: %w", l.Label(), err)
 		}
 	}

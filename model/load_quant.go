@@ -16,11 +16,11 @@ import (
 // quantizedWeight reads w's integers and parameters, sets l.Quant when the
 // metadata did not, and fills w.Data with the values the integers stand for.
 func (ld *loader) quantizedWeight(l *Layer, w *Weight) *Weight {
-	p := prefix(w.Name)
+	p := w.Name // companions: W_packed, W_shape, W_scale, W_zero_point
 	var q []int32
 	var bits int
 	switch {
-	case ld.has(p + ".weight_packed"):
+	case ld.has(p + "_packed"):
 		q, bits = ld.packed(l, p, w.Shape)
 	case ld.has(w.Name):
 		q, bits = ld.int8s(l, w.Name, w.Shape)
@@ -42,7 +42,7 @@ func (ld *loader) quantizedWeight(l *Layer, w *Weight) *Weight {
 	qmin, qmax := l.Quant.Range()
 	for c, z := range params.ZeroPoint {
 		if z < qmin || z > qmax {
-			ld.badType = append(ld.badType, fmt.Sprintf("%s.weight_zero_point[%d] = %d is outside %d bits' range [%d, %d]", p, c, z, l.Quant.Bits, qmin, qmax))
+			ld.badType = append(ld.badType, fmt.Sprintf("%s_zero_point[%d] = %d is outside %d bits' range [%d, %d]", p, c, z, l.Quant.Bits, qmin, qmax))
 			return nil
 		}
 	}
@@ -52,24 +52,24 @@ func (ld *loader) quantizedWeight(l *Layer, w *Weight) *Weight {
 	return w
 }
 
-// packed reads NAME.weight_packed and NAME.weight_shape. The bit width comes from
+// packed reads W_packed and W_shape (NAME.weight_packed, NAME.weight_shape). The bit width comes from
 // the compression metadata; without it, from the packed row width (4 bits first,
 // compressed-tensors' usual width, when two widths fit).
 func (ld *loader) packed(l *Layer, p string, shape []int) ([]int32, int) {
-	pk := ld.get(p + ".weight_packed")
-	st := ld.get(p + ".weight_shape")
+	pk := ld.get(p + "_packed")
+	st := ld.get(p + "_shape")
 	if st == nil {
-		ld.missing = append(ld.missing, p+".weight_shape")
+		ld.missing = append(ld.missing, p+"_shape")
 		return nil, 0
 	}
 	dims, err := st.Int32s()
 	if err != nil || !sameShape(dims, shape) {
-		ld.badType = append(ld.badType, fmt.Sprintf("%s.weight_shape: want I32 %v", p, shape))
+		ld.badType = append(ld.badType, fmt.Sprintf("%s_shape: want I32 %v", p, shape))
 		return nil, 0
 	}
 	words, err := pk.Int32s()
 	if err != nil || len(pk.Shape) != 2 || pk.Shape[0] != shape[0] {
-		ld.badType = append(ld.badType, fmt.Sprintf("%s.weight_packed is %s %v, want I32 [%d, words]", p, pk.DType, pk.Shape, shape[0]))
+		ld.badType = append(ld.badType, fmt.Sprintf("%s_packed is %s %v, want I32 [%d, words]", p, pk.DType, pk.Shape, shape[0]))
 		return nil, 0
 	}
 	rows := shape[0]
@@ -78,19 +78,19 @@ func (ld *loader) packed(l *Layer, p string, shape []int) ([]int32, int) {
 	if l.Quant != nil {
 		bits = l.Quant.Bits
 		if bits > 4 {
-			ld.badType = append(ld.badType, fmt.Sprintf("%s.weight_packed: the compression metadata says %d bits, but only 4 bits and below are packed (5 to 8 bits are I8 %s.weight)", p, bits, p))
+			ld.badType = append(ld.badType, fmt.Sprintf("%s_packed: the compression metadata says %d bits, but only 4 bits and below are packed (5 to 8 bits are I8 %s)", p, bits, p))
 			return nil, 0
 		}
 	} else {
 		var ok bool
 		if bits, ok = quant.PackedBits(cols, pk.Shape[1]); !ok {
-			ld.badType = append(ld.badType, fmt.Sprintf("%s.weight_packed: %d words per row fit no width of 2 to 4 bits for %d columns", p, pk.Shape[1], cols))
+			ld.badType = append(ld.badType, fmt.Sprintf("%s_packed: %d words per row fit no width of 2 to 4 bits for %d columns", p, pk.Shape[1], cols))
 			return nil, 0
 		}
 	}
 	q, err := quant.Unpack(words, rows, cols, bits)
 	if err != nil {
-		ld.badType = append(ld.badType, p+".weight_packed: "+err.Error())
+		ld.badType = append(ld.badType, p+"_packed: "+err.Error())
 		return nil, 0
 	}
 	return q, bits
@@ -121,34 +121,34 @@ func (ld *loader) int8s(l *Layer, name string, shape []int) ([]int32, int) {
 	return q, bits
 }
 
-// weightParams reads NAME.weight_scale ([out, 1] per channel, [1] per tensor) and
-// NAME.weight_zero_point (asymmetric only), and the spec they imply.
+// weightParams reads W_scale ([out, 1] per channel, [1] per tensor) and
+// W_zero_point (asymmetric only), and the spec they imply.
 func (ld *loader) weightParams(l *Layer, p string, shape []int) (*quant.Params, quant.Spec) {
 	spec := quant.Spec{Scheme: quant.Symmetric, Granularity: quant.PerTensor}
-	scale := ld.get(p + ".weight_scale")
+	scale := ld.get(p + "_scale")
 	if scale == nil {
-		ld.missing = append(ld.missing, p+".weight_scale")
+		ld.missing = append(ld.missing, p+"_scale")
 		return nil, spec
 	}
 	scales, err := scale.Float32s()
 	if err != nil || (len(scales) != 1 && len(scales) != shape[0]) {
-		ld.badType = append(ld.badType, fmt.Sprintf("%s.weight_scale: want F32 [1] or [%d, 1]", p, shape[0]))
+		ld.badType = append(ld.badType, fmt.Sprintf("%s_scale: want F32 [1] or [%d, 1]", p, shape[0]))
 		return nil, spec
 	}
 	if len(scales) > 1 || len(scale.Shape) == 2 {
 		spec.Granularity = quant.PerChannel
 	}
 	if l.Quant != nil && l.Quant.Channels(shape) != len(scales) {
-		ld.badType = append(ld.badType, fmt.Sprintf("%s.weight_scale has %d values; %s needs %d", p, len(scales), l.Quant.Granularity, l.Quant.Channels(shape)))
+		ld.badType = append(ld.badType, fmt.Sprintf("%s_scale has %d values; %s needs %d", p, len(scales), l.Quant.Granularity, l.Quant.Channels(shape)))
 		return nil, spec
 	}
 	zps := make([]int32, len(scales))
-	zt := ld.get(p + ".weight_zero_point")
+	zt := ld.get(p + "_zero_point")
 	switch {
 	case zt != nil:
 		z, err := zt.Int8s()
 		if err != nil || len(z) != len(scales) {
-			ld.badType = append(ld.badType, p+".weight_zero_point: want I8 shaped like the scale")
+			ld.badType = append(ld.badType, p+"_zero_point: want I8 shaped like the scale")
 			return nil, spec
 		}
 		for i, x := range z {
@@ -156,7 +156,7 @@ func (ld *loader) weightParams(l *Layer, p string, shape []int) (*quant.Params, 
 		}
 		spec.Scheme = quant.Asymmetric
 	case l.Quant != nil && l.Quant.Scheme == quant.Asymmetric:
-		ld.missing = append(ld.missing, p+".weight_zero_point")
+		ld.missing = append(ld.missing, p+"_zero_point")
 		return nil, spec
 	}
 	return &quant.Params{Scale: scales, ZeroPoint: zps}, spec

@@ -6,6 +6,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -261,5 +262,65 @@ func TestTrainingStopsOnCancel(t *testing.T) {
 	}}
 	if err := Train(ctx, m, ds.Train, opt, rand.New(rand.NewPCG(2, 2))); err != context.Canceled || batches != 3 {
 		t.Fatalf("err %v after %d batches; want context.Canceled after 3", err, batches)
+	}
+}
+
+// A ResNet's every tensor round-trips through a checkpoint, batch norm's
+// running statistics and num_batches_tracked (I64) included, and loading one
+// with the wrong widths lists every mismatch in one error.
+func TestResNetCheckpointRoundTrip(t *testing.T) {
+	spec := arch.Spec{Arch: "resnet", Depth: 8, Width: 4, Input: arch.Shape{1, 8, 8}, Classes: 3}
+	m := MustNew(spec, rand.New(rand.NewPCG(2, 3)))
+	for i, l := range m.Layers {
+		for _, b := range l.Buffers {
+			for j := range b.Data {
+				b.Data[j] = float32(i+j) / 7
+			}
+		}
+		for _, c := range l.Counters {
+			c.Value = int64(100 + i)
+		}
+	}
+	path := filepath.Join(t.TempDir(), "r.safetensors")
+	if _, err := m.Save(path, nil); err != nil {
+		t.Fatal(err)
+	}
+	back, err := Load(path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i, l := range m.Layers {
+		b := back.Layers[i]
+		for k, w := range slices.Concat(l.Weights, l.Params, l.Buffers) {
+			got := slices.Concat(b.Weights, b.Params, b.Buffers)[k]
+			if got.Name != w.Name || !slices.Equal(got.Data, w.Data) {
+				t.Fatalf("%s did not round-trip", w.Name)
+			}
+		}
+		for k, c := range l.Counters {
+			if b.Counters[k].Name != c.Name || b.Counters[k].Value != c.Value {
+				t.Fatalf("%s = %d after the round trip, want %d", c.Name, b.Counters[k].Value, c.Value)
+			}
+		}
+	}
+	if got := back.Layer("bn1").Counters[0].Value; got != 101 {
+		t.Errorf("bn1.num_batches_tracked %d, want 101", got)
+	}
+	// The same file read as a wider network: every tensor of the mismatch named.
+	wide := spec
+	wide.Width = 8
+	f, err := checkpoint.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	delete(f.Metadata, "arch") // a plain state_dict: the recipe's spec decides
+	_, err = FromFile(f, &wide)
+	if err == nil {
+		t.Fatal("a width-4 checkpoint loaded as width 8")
+	}
+	for _, want := range []string{"conv1.weight is F32 [4 1 3 3], want F32 [8 1 3 3]", "bn1.running_var is F32 [4], want F32 [8]", "fc.weight is F32 [3 16], want F32 [3 32]"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("error lacks %q:\n%v", want, err)
+		}
 	}
 }

@@ -84,8 +84,10 @@ func (m *Model) ToFile(extra map[string]string) (*checkpoint.File, error) {
 	return f, nil
 }
 
-// quantizedTensors stores a weight as integers with its scale (and zero point when
-// asymmetric): I8 for 5 to 8 bits, pack-quantized I32 for 4 bits and below.
+// quantizedTensors stores a weight W as integers with its scale (and zero point
+// when asymmetric), compressed-tensors' names appended to the weight's: I8 W for
+// 5 to 8 bits or pack-quantized I32 W_packed with W_shape for 4 bits and below,
+// W_scale, W_zero_point (fc1.weight_scale; lstm.weight_ih_l0_scale).
 func quantizedTensors(w *Weight, spec quant.Spec) []checkpoint.Tensor {
 	params := w.QParams
 	if params == nil {
@@ -94,7 +96,7 @@ func quantizedTensors(w *Weight, spec quant.Spec) []checkpoint.Tensor {
 	}
 	q := make([]int32, len(w.Data))
 	spec.Quantize(w.Data, *params, q)
-	p := prefix(w.Name)
+	p := w.Name // companions append to the weight's name: fc1.weight_scale, lstm.weight_ih_l0_scale
 	ch := len(params.Scale)
 	scaleShape := []int{1}
 	if spec.Granularity == quant.PerChannel {
@@ -109,14 +111,14 @@ func quantizedTensors(w *Weight, spec quant.Spec) []checkpoint.Tensor {
 			shape[i] = int32(d)
 		}
 		out = append(out,
-			checkpoint.I32(p+".weight_packed", []int{rows, quant.PackedWidth(cols, spec.Bits)}, quant.Pack(q, rows, cols, spec.Bits)),
-			checkpoint.I32(p+".weight_shape", []int{len(shape)}, shape))
+			checkpoint.I32(p+"_packed", []int{rows, quant.PackedWidth(cols, spec.Bits)}, quant.Pack(q, rows, cols, spec.Bits)),
+			checkpoint.I32(p+"_shape", []int{len(shape)}, shape))
 	} else {
-		out = append(out, checkpoint.I8(p+".weight", w.Shape, toInt8(q)))
+		out = append(out, checkpoint.I8(p, w.Shape, toInt8(q)))
 	}
-	out = append(out, checkpoint.F32(p+".weight_scale", scaleShape, params.Scale))
+	out = append(out, checkpoint.F32(p+"_scale", scaleShape, params.Scale))
 	if spec.Scheme == quant.Asymmetric {
-		out = append(out, checkpoint.I8(p+".weight_zero_point", scaleShape, toInt8(params.ZeroPoint)))
+		out = append(out, checkpoint.I8(p+"_zero_point", scaleShape, toInt8(params.ZeroPoint)))
 	}
 	return out
 }

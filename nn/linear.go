@@ -85,6 +85,10 @@ func initFanIn(ts []InitTensor, rng *rand.Rand) {
 func (l *Linear) Build(b Builder, in []*G.Node) (*G.Node, error) {
 	x := in[0]
 	shape := x.Shape()
+	build := l.build2
+	if q := b.Int8(); q != nil {
+		build = func(b Builder, x *G.Node) (*G.Node, error) { return l.buildInt8(b, x, q) }
+	}
 	if len(shape) > 2 {
 		// [B, T, F] -> [B*T, F] and back: a view, no copy.
 		rows := shape.TotalSize() / shape[len(shape)-1]
@@ -92,7 +96,7 @@ func (l *Linear) Build(b Builder, in []*G.Node) (*G.Node, error) {
 		if err != nil {
 			return nil, err
 		}
-		y, err := l.build2(b, flat)
+		y, err := build(b, flat)
 		if err != nil {
 			return nil, err
 		}
@@ -100,7 +104,7 @@ func (l *Linear) Build(b Builder, in []*G.Node) (*G.Node, error) {
 		outShape[len(outShape)-1] = l.Out
 		return Reshape(b.Name()+".unrows", y, outShape)
 	}
-	return l.build2(b, x)
+	return build(b, x)
 }
 
 // build2 is the layer on a [rows, in] matrix: one product, or two for a

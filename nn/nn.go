@@ -16,6 +16,8 @@ import (
 
 	"github.com/chewxy/hm"
 	G "gorgonia.org/gorgonia"
+
+	"github.com/shrink-ml/shrink/quant"
 )
 
 // hmType is an op's type signature.
@@ -51,6 +53,54 @@ type Builder interface {
 	Rand() *rand.Rand
 	// Name is the layer's label, for op names and messages.
 	Name() string
+	// Int8 is the layer's integer form when it evaluates on integer
+	// kernels (a dynamically quantized layer in eval, see Int8); nil when
+	// it computes in float.
+	Int8() *Int8
+	// ActQuant fake-quantizes the inputs of a layer type that quantizes its
+	// own inputs (InputQuantizer) when the layer's inputs are dynamically
+	// quantized and it computes in float (training); nil otherwise.
+	ActQuant() ActQuantizer
+}
+
+// InputQuantizer is implemented by layer types that quantize their inputs
+// themselves rather than through the fake quantizer the network puts before
+// a quantized layer: an LSTM quantizes its input sequence once and its hidden
+// state at every step.
+type InputQuantizer interface {
+	QuantizesInputs() bool
+}
+
+// Int8Runner is implemented by layer types with integer kernels for
+// dynamically quantized inference (Builder.Int8).
+type Int8Runner interface {
+	RunsInt8() bool
+}
+
+// ActQuantizer is dynamic activation quantization in float: each call rounds
+// a whole tensor to the grid of its own range.
+type ActQuantizer interface {
+	// FakeQuantize writes x rounded to its grid (one scale and zero point for
+	// all of x) to out, which may be x, and 1 to inside where x fell within
+	// the grid's range, 0 where it was clipped (the straight-through mask).
+	FakeQuantize(x, out, inside []float32)
+}
+
+// Int8 is a dynamically quantized layer as integer kernels run it: each
+// weight's integer codes and scales (zero points are 0: the weights are
+// symmetric) and how its inputs are quantized at run time, per tensor, into
+// unsigned codes 0..Act.Range's qmax.
+type Int8 struct {
+	Weights []Int8Weight // in Builder.Weights' order
+	Act     quant.Spec
+}
+
+// Int8Weight is one weight as integers: Rows (output units) of Cols values,
+// row-major in PyTorch's layout, and one scale per tensor or per row.
+type Int8Weight struct {
+	Rows, Cols int
+	Q          []int8
+	Scale      []float32
 }
 
 // Op is the tensor half of a layer type; its arch.Layer config implements it.

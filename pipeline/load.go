@@ -19,6 +19,7 @@ import (
 	"github.com/shrink-ml/shrink/arch"
 	"github.com/shrink-ml/shrink/config"
 	"github.com/shrink-ml/shrink/data"
+	"github.com/shrink-ml/shrink/onnx/onnximport"
 )
 
 // Options are the layers over the recipe file.
@@ -53,6 +54,7 @@ func RecipeEnv(environ []string) []string {
 // ReservedEnv are SHRINK_ variables that configure the tool, not the recipe.
 var ReservedEnv = map[string]bool{
 	"SHRINK_MNIST_DIR": true, "SHRINK_FASHION_MNIST_DIR": true, "SHRINK_GEMM": true, "SHRINK_THREADS": true,
+	"SHRINK_QGEMM": true, "SHRINK_SPARSE": true, // the int8 and sparse kernels' overrides
 	"SHRINK_CACHE_DIR": true, "SHRINK_LOG_FORMAT": true, "SHRINK_NO_PROGRESS": true,
 	"SHRINK_ORT_DIR": true,
 	// The test suite's: fail rather than skip without an S3 server, Fashion-MNIST,
@@ -137,8 +139,11 @@ func Parse(file string, src []byte, reg Registry, opt Options) (*Recipe, error) 
 	diags = append(diags, r.buildStages(reg, tree, bad)...)
 	if len(diags) == 0 {
 		// Only on a sound recipe: a model section with errors would make every
-		// layer name look wrong.
-		diags = r.checkModels()
+		// layer name look wrong. An ONNX file that is not there (yet) leaves
+		// the network unknown: checkFiles says so when it should be.
+		if r.Model.ONNX == "" || r.Model.Imported() {
+			diags = r.checkModels()
+		}
 		if opt.CheckFiles {
 			diags = append(diags, r.checkFiles()...)
 		}
@@ -260,6 +265,9 @@ func (r *Recipe) decodeSections(tree map[string]any, bad map[string]bool) Diagno
 		if spec.Checkpoint != "" {
 			spec.Checkpoint = r.Path(spec.Checkpoint)
 		}
+		if spec.ONNX != "" {
+			spec.ONNX = r.Path(spec.ONNX)
+		}
 		r.Model = *spec
 	}
 	if m, ok := tree["data"].(map[string]any); ok && !bad["data"] {
@@ -271,15 +279,44 @@ func (r *Recipe) decodeSections(tree map[string]any, bad map[string]bool) Diagno
 	}
 	if _, ok := tree["model"].(map[string]any); ok && len(diags) == 0 && !bad["model"] && !bad["data"] {
 		r.Model.Resolve(r.sampleShape())
-		if r.Model.ONNX == "" {
+		if r.Model.ONNX != "" {
+			diags = append(diags, r.importONNX(tree["model"].(map[string]any))...)
+		}
+		if r.Model.ONNX == "" || r.Model.Imported() {
 			if _, err := r.Model.Graph(); err != nil {
 				diags = append(diags, r.fieldDiags("model", config.AsErrors(err))...)
 			}
 		}
-		if len(diags) == 0 {
+		if len(diags) == 0 && (r.Model.ONNX == "" || r.Model.Imported()) {
 			diags = append(diags, r.checkDataFitsModel()...)
 		}
 	}
+	return diags
+}
+
+// importONNX reads the network of `model: {onnx: FILE}` into the model
+// section: its layers, input shape and classes, which the recipe's own
+// classes and input must match when it gives them. A missing file is left
+// for checkFiles to report (or, with CheckFiles off, for the machine that
+// runs the recipe).
+func (r *Recipe) importONNX(section map[string]any) Diagnostics {
+	if _, err := os.Stat(r.Model.ONNX); err != nil {
+		return nil
+	}
+	res, err := onnximport.ReadFile(r.Model.ONNX)
+	if err != nil {
+		return Diagnostics{{r.pos.ofValue("model.onnx"), label("model.onnx") + err.Error()}}
+	}
+	var diags Diagnostics
+	if _, set := section["classes"]; set && r.Model.Classes != res.Spec.Classes {
+		diags = append(diags, Diagnostic{r.pos.ofValue("model.classes"), fmt.Sprintf(
+			"%sthe ONNX model outputs %d logits, not %d: set classes to %d or drop it", label("model.classes"), res.Spec.Classes, r.Model.Classes, res.Spec.Classes)})
+	}
+	if _, set := section["input"]; set && !slices.Equal(r.Model.Input, res.Spec.Input) {
+		diags = append(diags, Diagnostic{r.pos.ofValue("model.input"), fmt.Sprintf(
+			"%sthe ONNX model takes samples of shape %v, not %v: drop input (the file defines it)", label("model.input"), res.Spec.Input, r.Model.Input)})
+	}
+	r.Model.SetImported(res.Spec.Layers, res.Spec.Input, res.Spec.Classes)
 	return diags
 }
 
@@ -365,6 +402,7 @@ func (r *Recipe) Files() []NamedFile {
 		}
 	}
 	add("model.checkpoint", r.Model.Checkpoint)
+	add("model.onnx", r.Model.ONNX)
 	if d := r.Data; d != nil {
 		add("data.path", d.Path)
 		add("data.train_images", d.TrainImages)

@@ -7,6 +7,7 @@ import (
 	"math"
 	"math/big"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 
@@ -371,6 +372,12 @@ func (cs *compiledSchema) allowedKeys(schemaURL string) []string {
 		switch n := node.(type) {
 		case map[string]any:
 			node = n[tok]
+		case []any: // allOf, oneOf: the layer types' if/then cases
+			i, err := strconv.Atoi(tok)
+			if err != nil || i < 0 || i >= len(n) {
+				return nil
+			}
+			node = n[i]
 		default:
 			return nil
 		}

@@ -32,14 +32,28 @@ type Spec struct {
 	Bits        int         `json:"bits"`
 	Scheme      Scheme      `json:"scheme"`
 	Granularity Granularity `json:"granularity"`
+	// ReduceRange quantizes activations as PyTorch's dynamic operators do at
+	// run time (fbgemm's and onednn's quantized::linear_dynamic, the
+	// quantized LSTM): unsigned codes over half the range, 0..2^(b-1)-1
+	// (0..127 at 8 bits, so AVX2's 16-bit pair sums cannot saturate), with
+	// ATen's ChooseQuantizationParams (ChooseParams) instead of the
+	// observers' rule. Only for asymmetric per-tensor activations.
+	ReduceRange bool `json:"reduce_range,omitempty"`
 }
 
-// Range is qmin, qmax for the bit width: -2^(b-1), 2^(b-1)-1.
+// Range is qmin, qmax for the bit width: -2^(b-1), 2^(b-1)-1; with
+// ReduceRange, 0 and (2^b - 1)/2 as ATen halves quint8's 0..255.
 func (s Spec) Range() (qmin, qmax int32) {
+	if s.ReduceRange {
+		return 0, (1<<s.Bits - 1) / 2
+	}
 	return -(1 << (s.Bits - 1)), 1<<(s.Bits-1) - 1
 }
 
 func (s Spec) String() string {
+	if s.ReduceRange {
+		return fmt.Sprintf("int%d %s %s reduce_range", s.Bits, s.Scheme, s.Granularity)
+	}
 	return fmt.Sprintf("int%d %s %s", s.Bits, s.Scheme, s.Granularity)
 }
 
@@ -110,15 +124,36 @@ func (s Spec) ObserveInto(p *Params, mins, maxs []float32) {
 }
 
 func (s Spec) qparams(lo, hi float32, qmin, qmax int32) (float32, int32) {
+	if s.ReduceRange {
+		return ChooseParams(lo, hi, qmin, qmax)
+	}
 	minNeg := min(lo, 0)
 	maxPos := max(hi, 0)
 	if s.Scheme == Symmetric {
 		scale := max(-minNeg, maxPos) / (float32(qmax-qmin) / 2)
 		return max(scale, Epsilon), 0
 	}
-	scale := max((maxPos-minNeg)/float32(qmax-qmin), Epsilon)
+	return Affine(lo, hi, qmin, qmax)
+}
+
+// Affine is the asymmetric rule for any integer range [qmin, qmax], signed
+// weights or unsigned activations (quint8: 0..255, or 0..127 with
+// reduce_range): the range widened to include 0, scale = (max - min) /
+// (qmax - qmin) in float32 and at least Epsilon, zero point = qmin -
+// round_half_even(min / scale), clamped to [qmin, qmax].
+func Affine(lo, hi float32, qmin, qmax int32) (scale float32, zeroPoint int32) {
+	minNeg := min(lo, 0)
+	maxPos := max(hi, 0)
+	scale = max((maxPos-minNeg)/float32(qmax-qmin), Epsilon)
 	zp := qmin - int32(roundHalfEven32(minNeg/scale))
 	return scale, min(max(zp, qmin), qmax)
+}
+
+// ParamsOf is the scale and zero point of one observed range [lo, hi] (a
+// per-tensor activation), without allocating.
+func (s Spec) ParamsOf(lo, hi float32) (float32, int32) {
+	qmin, qmax := s.Range()
+	return s.qparams(lo, hi, qmin, qmax)
 }
 
 // ParamsFor observes w (shaped shape) and returns its parameters.

@@ -28,6 +28,7 @@ import (
 	"github.com/shrink-ml/shrink/data"
 	"github.com/shrink-ml/shrink/internal/gemm"
 	"github.com/shrink-ml/shrink/model"
+	"github.com/shrink-ml/shrink/onnx/onnximport"
 	"github.com/shrink-ml/shrink/pipeline"
 	"github.com/shrink-ml/shrink/stages"
 )
@@ -295,10 +296,17 @@ func (r *Runner) keyDoc(s *pipeline.Stage, digests map[string]string) (KeyDoc, e
 		spec := struct {
 			Arch       string `json:"arch"`
 			Checkpoint string `json:"checkpoint,omitempty"`
+			ONNX       string `json:"onnx,omitempty"`
 		}{Arch: r.recipe.Model.JSON()}
 		if p := r.recipe.Model.Checkpoint; p != "" {
 			if spec.Checkpoint, err = checkpoint.Digest(p); err != nil {
 				return KeyDoc{}, fmt.Errorf("model.checkpoint: %w", err)
+			}
+		}
+		if p := r.recipe.Model.ONNX; p != "" {
+			// The arch is the imported layer list; the weights are the file's.
+			if spec.ONNX, err = onnximport.Digest(p); err != nil {
+				return KeyDoc{}, fmt.Errorf("model.onnx: %w", err)
 			}
 		}
 		doc.Model, _ = json.Marshal(spec)

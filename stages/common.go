@@ -18,6 +18,7 @@ import (
 	"github.com/shrink-ml/shrink/config"
 	"github.com/shrink-ml/shrink/data"
 	"github.com/shrink-ml/shrink/model"
+	"github.com/shrink-ml/shrink/onnx/onnximport"
 )
 
 // Training is the recipe's training settings, shared by every stage that trains:
@@ -52,6 +53,9 @@ func (c *Context) Start() (*model.Model, error) {
 	if c.Input != nil {
 		return c.Input.Clone(), nil
 	}
+	if c.Spec.ONNX != "" {
+		return LoadONNX(c.Spec)
+	}
 	if c.Spec.Checkpoint != "" {
 		m, err := model.Load(c.Spec.Checkpoint, &c.Spec)
 		if err != nil {
@@ -65,6 +69,24 @@ func (c *Context) Start() (*model.Model, error) {
 		return m, nil
 	}
 	return c.Fresh()
+}
+
+// LoadONNX builds the model of `model: {onnx: FILE}` from the file: its
+// network, which must still be the one the recipe was validated with, and
+// its weights.
+func LoadONNX(spec arch.Spec) (*model.Model, error) {
+	res, err := onnximport.ReadFile(spec.ONNX)
+	if err != nil {
+		return nil, err
+	}
+	m, err := model.FromFile(res.Weights, &res.Spec)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", spec.ONNX, err)
+	}
+	if got, want := m.Spec.JSON(), spec.JSON(); got != want {
+		return nil, fmt.Errorf("model.onnx %s now holds the network %s, not the %s the recipe was checked with: did the file change during the run?", spec.ONNX, got, want)
+	}
+	return m, nil
 }
 
 // Fresh builds the recipe's model with weights drawn from the seed: the same

@@ -1,5 +1,7 @@
 // Command compare times shrink and PyTorch on the same work in one session and
-// prints their ratios: `go run ./bench/compare [-rounds 3] [-bench REGEX]`.
+// prints their ratios: `go run ./bench/compare [-rounds 3] [-bench REGEX]`;
+// `-bench LSTM -only LSTM` times the LSTM of recipes/lstm-mnist.yaml alone
+// (float and dynamic int8 inference, a training step).
 //
 // Each round runs the Go benchmarks of package bench (one core: SHRINK_THREADS=1;
 // two cores: SHRINK_THREADS=2), then bench/torch_bench.py with one real core
@@ -31,6 +33,7 @@ func main() {
 	benchRE := flag.String("bench", "TrainStep|Epoch|Forward", "Go benchmarks to run")
 	python := flag.String("python", "/usr/bin/python3", "the Python with torch")
 	tags := flag.String("tags", "", "Go build tags for shrink's side (openblas)")
+	only := flag.String("only", "", "PyTorch side: only the benchmarks whose name contains this (LSTM with -bench LSTM)")
 	flag.Parse()
 	dir, err := data.FindMNIST()
 	check(err)
@@ -39,8 +42,8 @@ func main() {
 		fmt.Fprintf(os.Stderr, "round %d/%d\n", r, *rounds)
 		go1 = append(go1, goBench(*benchRE, "1", *tags))
 		go2 = append(go2, goBench(*benchRE, "2", *tags))
-		t1 = append(t1, torchBench(*python, dir, 1))
-		t2 = append(t2, torchBench(*python, dir, 2))
+		t1 = append(t1, torchBench(*python, dir, 1, *only))
+		t2 = append(t2, torchBench(*python, dir, 2, *only))
 	}
 	names := map[string]bool{}
 	for _, s := range go1 {
@@ -83,8 +86,8 @@ func goBench(re, threads, tags string) sample {
 	return s
 }
 
-func torchBench(python, mnist string, threads int) sample {
-	cmd := exec.Command(python, "bench/torch_bench.py", "--threads", strconv.Itoa(threads), "--mnist", mnist)
+func torchBench(python, mnist string, threads int, only string) sample {
+	cmd := exec.Command(python, "bench/torch_bench.py", "--threads", strconv.Itoa(threads), "--mnist", mnist, "--only", only)
 	cmd.Env = os.Environ()
 	if threads == 1 {
 		cmd.Env = append(cmd.Env, "OPENBLAS_NUM_THREADS=1")

@@ -10,14 +10,16 @@ import (
 	"github.com/shrink-ml/shrink/checkpoint"
 	"github.com/shrink-ml/shrink/compress"
 	"github.com/shrink-ml/shrink/export"
+	"github.com/shrink-ml/shrink/export/onnxexport"
 	"github.com/shrink-ml/shrink/model"
 )
 
 func (a *app) exportCommand() *cobra.Command {
 	var format string
+	var int4, floatBias bool
 	cmd := &cobra.Command{
-		Use:   "export CHECKPOINT --format dense|compressed OUT",
-		Short: "Write a checkpoint as plain F32 safetensors, or compressed to its deployed size",
+		Use:   "export CHECKPOINT --format dense|compressed|onnx OUT",
+		Short: "Write a checkpoint as plain F32 safetensors, compressed to its deployed size, or as ONNX",
 		Long: `Write the model in CHECKPOINT (safetensors, or a compressed file) to OUT.
 
 --format compressed: the smallest lossless form, whose size is the model's real
@@ -29,14 +31,29 @@ to exactly CHECKPOINT. Layout: docs/COMPRESSED-FORMAT.md.
 --format dense: plain F32 safetensors (a PyTorch state_dict): quantized weights
 as the values their integers stand for, factored layers as their two factors,
 pruned weights as exact zeros. Activation quantization, which a float model
-cannot hold, is dropped with a warning.`,
+cannot hold, is dropped with a warning.
+
+--format onnx: an ONNX model (opset 13) that onnxruntime runs to the logits
+shrink computes: input "input" [N, ...], output "logits" [N, classes].
+Quantized layers are in the QDQ form of onnxruntime's quantizer (INT8 weights
+through DequantizeLinear; calibrated inputs as QuantizeLinear/DequantizeLinear;
+dynamic ones as DynamicQuantizeLinear with MatMulInteger or ConvInteger).
+Weights of fewer than 8 bits are INT8 values on their grid, or INT4 with
+--int4 (opset 21). onnxruntime rounds the float bias of a layer it runs on
+integer kernels to INT32 (as its quantizer does); --float-bias keeps every
+bias float, matching shrink to float rounding, at the cost of those kernels. The model's metadata_props carry shrink.recipe_sha256,
+shrink.stage and shrink.compression. Layout: docs/ONNX.md.`,
 		Example: `  shrink export runs/lenet/qat/model.safetensors --format compressed lenet.shkz
-  shrink export lenet.shkz --format dense lenet-f32.safetensors`,
+  shrink export lenet.shkz --format dense lenet-f32.safetensors
+  shrink export runs/quickstart/train/model.safetensors --format onnx mlp.onnx`,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			in, out := args[0], args[1]
 			if format == "" {
-				return usagef("--format must be dense or compressed (none given): dense is plain F32 safetensors, compressed the smallest lossless form")
+				return usagef("--format must be dense, compressed or onnx (none given): dense is plain F32 safetensors, compressed the smallest lossless form, onnx a model onnxruntime runs")
+			}
+			if (int4 || floatBias) && format != "onnx" {
+				return usagef("--int4 and --float-bias apply to --format onnx only")
 			}
 			f, _, err := compress.ReadFile(in)
 			if err != nil {
@@ -52,7 +69,10 @@ cannot hold, is dropped with a warning.`,
 			}
 			m, err := model.FromFile(f, nil)
 			if err != nil {
-				return fmt.Errorf("%s: %w (dense export needs a shrink checkpoint, with its arch metadata)", in, err)
+				return fmt.Errorf("%s: %w (%s export needs a shrink checkpoint, with its arch metadata)", in, err, format)
+			}
+			if format == "onnx" {
+				return a.exportONNX(m, out, onnxexport.Options{Int4: int4, FloatBias: floatBias, Metadata: f.Metadata})
 			}
 			df, dropped, err := export.Dense(m, f.Metadata)
 			if err != nil {
@@ -72,8 +92,31 @@ cannot hold, is dropped with a warning.`,
 			return nil
 		},
 	}
-	enumVar(cmd.Flags(), &format, "format", "", []string{"dense", "compressed"}, "dense (plain F32 safetensors) or compressed (the smallest lossless form)")
+	enumVar(cmd.Flags(), &format, "format", "", []string{"dense", "compressed", "onnx"}, "dense (plain F32 safetensors), compressed (the smallest lossless form) or onnx (for onnxruntime)")
+	cmd.Flags().BoolVar(&floatBias, "float-bias", false, "onnx: add quantized layers' biases in float, so onnxruntime matches shrink to float rounding (it rounds a quantized Conv's or Gemm's bias to INT32), at the cost of its integer kernels")
+	cmd.Flags().BoolVar(&int4, "int4", false, "onnx: store weights of 4 bits and fewer as INT4 (opset 21, onnxruntime 1.17+) instead of INT8 values on the 4-bit grid")
 	return cmd
+}
+
+// exportONNX writes m as an ONNX model and tells what the file stores
+// differently from the checkpoint.
+func (a *app) exportONNX(m *model.Model, out string, opt onnxexport.Options) error {
+	res, err := onnxexport.Export(m, opt)
+	if err != nil {
+		return err
+	}
+	if err := res.Model.WriteFile(out); err != nil {
+		return err // names out
+	}
+	for _, n := range res.Notes {
+		a.log.Info().Msg(n)
+	}
+	size, err := fileSize(out)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(a.stdout, "wrote %s: %d bytes (%s), ONNX opset %d\n", out, size, humanBytes(size), res.Model.Opset(""))
+	return nil
 }
 
 // exportSummary prints what was written and, for a compressed file, how it

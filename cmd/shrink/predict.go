@@ -37,7 +37,7 @@ func (a *app) prepareEvaluation(path, recipePath string, sets []string, split st
 	if recipe.Data == nil {
 		return nil, usagef("%s has no data section to run the model on", recipePath)
 	}
-	m, err := export.LoadModel(path, &recipe.Model) // safetensors or compressed
+	m, err := export.LoadModel(path, &recipe.Model) // safetensors, compressed or ONNX
 	if err != nil {
 		return nil, err
 	}
@@ -64,9 +64,11 @@ func (a *app) predictCommand() *cobra.Command {
 		Long: `Run CHECKPOINT on a split of the recipe's data, in the data's order, and write its
 logits as a float32 .npy array [N, classes] (numpy.load reads it).
 
-CHECKPOINT is any stage's output, a compressed export, or a plain PyTorch
+CHECKPOINT is any stage's output, a compressed export, a plain PyTorch
 state_dict saved with safetensors (its architecture is then the recipe's model
-section); it wins over the recipe's model.checkpoint. Batches are
+section), or an ONNX file (.onnx, as torch.onnx.export writes it: network and
+weights are imported, as model: {onnx: FILE} does); it wins over the recipe's
+model.checkpoint. Batches are
 data.eval_batch_size when the recipe sets it, else data.batch_size: a dynamically
 quantized model measures its activation ranges per batch, so this is how its
 numbers are reproduced. A checkpoint that does not fit the data (input size,

@@ -11,6 +11,12 @@ import (
 	"time"
 
 	"github.com/rogpeppe/go-internal/testscript"
+
+	"github.com/shrink-ml/shrink/data"
+	"github.com/shrink-ml/shrink/internal/ortcheck"
+	"github.com/shrink-ml/shrink/internal/ortest"
+	"github.com/shrink-ml/shrink/pipeline"
+	"github.com/shrink-ml/shrink/stages"
 )
 
 // TestMain lets scripts run shrink in-process as a command.
@@ -30,14 +36,76 @@ func TestScripts(t *testing.T) {
 			// The .npy fixtures numpy wrote (data/testdata/npy/make_fixtures.py).
 			npy, err := filepath.Abs(filepath.Join("..", "..", "data", "testdata", "npy"))
 			env.Setenv("NPY", npy)
+			if err != nil {
+				return err
+			}
+			// The torch.onnx.export fixtures (onnx/onnximport/testdata).
+			fix, err := filepath.Abs(filepath.Join("..", "..", "onnx", "onnximport", "testdata"))
+			if err != nil {
+				return err
+			}
+			env.Setenv("ONNXFIX", fix)
+			// The tiny MNIST cut as IDX files (testdata/data).
+			tiny, err := filepath.Abs(filepath.Join("..", "..", "testdata", "data"))
+			env.Setenv("TINY", tiny)
 			return err
 		},
+		Condition: scriptCondition,
 		Cmds: map[string]func(ts *testscript.TestScript, neg bool, args []string){
 			"json":     cmdJSON,
 			"waitfor":  cmdWaitFor,
 			"flipbyte": cmdFlipByte,
+			"ortcheck": cmdORTCheck,
 		},
 	})
+}
+
+// scriptCondition answers [fashion] (Fashion-MNIST is installed) and [ort]
+// (onnxruntime-node and the ONNX checker are): a script skips without them,
+// unless SHRINK_REQUIRE_FASHION=1 or SHRINK_REQUIRE_ORT (CI) makes that an
+// error.
+func scriptCondition(cond string) (bool, error) {
+	switch cond {
+	case "fashion":
+		_, err := data.FindFashionMNIST()
+		if err != nil && os.Getenv("SHRINK_REQUIRE_FASHION") == "1" {
+			return false, fmt.Errorf("SHRINK_REQUIRE_FASHION=1 but Fashion-MNIST is not available: %v", err)
+		}
+		return err == nil, nil
+	case "ort":
+		_, err := ortest.Locate()
+		if err == nil {
+			err = ortest.CheckerReady()
+		}
+		if err != nil && os.Getenv("SHRINK_REQUIRE_ORT") != "" {
+			return false, fmt.Errorf("SHRINK_REQUIRE_ORT is set but %v", err)
+		}
+		return err == nil, nil
+	}
+	return false, fmt.Errorf("unknown condition %q", cond)
+}
+
+// cmdORTCheck exports every checkpoint of a run to ONNX and checks it in
+// onnxruntime against shrink's logits (internal/ortcheck): ortcheck
+// [-float-bias] RECIPE RUNDIR.
+func cmdORTCheck(ts *testscript.TestScript, neg bool, args []string) {
+	var o ortcheck.Options
+	if len(args) > 0 && args[0] == "-float-bias" {
+		o.FloatBias, args = true, args[1:]
+	}
+	if len(args) != 2 {
+		ts.Fatalf("usage: ortcheck [-float-bias] RECIPE RUNDIR")
+	}
+	recipe, err := pipeline.Load(ts.MkAbs(args[0]), stages.Default, pipeline.Options{CheckFiles: true})
+	ts.Check(err)
+	var log strings.Builder
+	o.Log = &log
+	rows, ok, err := ortcheck.Run(recipe, ts.MkAbs(args[1]), o)
+	ts.Check(err)
+	ts.Logf("%s", log.String())
+	if ok == neg {
+		ts.Fatalf("ortcheck: %d checkpoints, all passed: %v", len(rows), ok)
+	}
 }
 
 // cmdWaitFor waits until a file matching a glob exists: waitfor GLOB [SECONDS].

@@ -48,6 +48,13 @@ type Options struct {
 	Runs    int    // timed runs after the first (0: no timing)
 	Warmup  int    // untimed runs before the timed ones (run.js's default: 1)
 	Opt     string // graph optimization level: disabled, basic, extended, all (default)
+	// Optimized, when set, is where onnxruntime writes the graph it runs
+	// after its optimizations: which fusions happened, which kernels run.
+	Optimized string
+	// Batch, when set, runs the inputs that many rows at a time and joins
+	// the outputs (shrink predict's batches, which dynamic quantization's
+	// results depend on).
+	Batch int
 }
 
 // Timing is run.js's report of the timed runs: milliseconds per run, and
@@ -95,17 +102,37 @@ func Dir() string {
 // Find locates node and onnxruntime-node, or skips the test.
 func Find(t testing.TB) *Runtime {
 	t.Helper()
+	r, err := Locate()
+	if err != nil {
+		missing(t, err.Error())
+	}
+	return r
+}
+
+// Locate finds node and onnxruntime-node, for tools outside tests.
+func Locate() (*Runtime, error) {
 	node, err := exec.LookPath("node")
 	if err != nil {
-		missing(t, "node is not installed (apt-get install nodejs npm, then cd tools/ort && npm ci --ignore-scripts)")
+		return nil, fmt.Errorf("node is not installed (apt-get install nodejs npm, then cd tools/ort && npm ci --ignore-scripts)")
 	}
 	dir := Dir()
 	for _, f := range []string{"run.js", "node_modules/onnxruntime-node/package.json"} {
 		if _, err := os.Stat(filepath.Join(dir, f)); err != nil {
-			missing(t, fmt.Sprintf("onnxruntime-node is not installed in %s (cd tools/ort && npm ci --ignore-scripts)", dir))
+			return nil, fmt.Errorf("onnxruntime-node is not installed in %s (cd tools/ort && npm ci --ignore-scripts)", dir)
 		}
 	}
-	return &Runtime{Node: node, Dir: dir}
+	return &Runtime{Node: node, Dir: dir}, nil
+}
+
+// Exec runs a model on inputs outside a test, in a temporary folder it
+// removes.
+func (r *Runtime) Exec(model string, inputs map[string]*npy.Array, o Options) (*Result, error) {
+	dir, err := os.MkdirTemp("", "ortest-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(dir)
+	return r.run(dir, model, inputs, o)
 }
 
 // Run runs a model once on inputs and returns its outputs by name.
@@ -146,6 +173,12 @@ func (r *Runtime) run(dir, model string, inputs map[string]*npy.Array, o Options
 	}
 	if o.Opt != "" {
 		args = append(args, "--opt", o.Opt)
+	}
+	if o.Optimized != "" {
+		args = append(args, "--optimized", o.Optimized)
+	}
+	if o.Batch > 0 {
+		args = append(args, "--batch", fmt.Sprint(o.Batch))
 	}
 	i := 0
 	for name, a := range inputs {
@@ -196,13 +229,29 @@ var checker struct {
 // missing.
 func CheckErr(t testing.TB, model string) error {
 	t.Helper()
+	if err := CheckerReady(); err != nil {
+		missing(t, err.Error())
+	}
+	return CheckFile(model)
+}
+
+// CheckerReady says whether python3-onnx can be imported.
+func CheckerReady() error {
 	checker.once.Do(func() {
 		if b, err := exec.Command(Python, "-c", "import onnx").CombinedOutput(); err != nil {
 			checker.err = fmt.Errorf("%v: %s", err, pythonError(string(b)))
 		}
 	})
 	if checker.err != nil {
-		missing(t, fmt.Sprintf("%s cannot import onnx (apt-get install python3-onnx): %v", Python, checker.err))
+		return fmt.Errorf("%s cannot import onnx (apt-get install python3-onnx): %v", Python, checker.err)
+	}
+	return nil
+}
+
+// CheckFile runs ONNX's checker (full_check) on a model file outside a test.
+func CheckFile(model string) error {
+	if err := CheckerReady(); err != nil {
+		return err
 	}
 	cmd := exec.Command(Python, "-c", "import sys, onnx; onnx.checker.check_model(sys.argv[1], full_check=True)", model)
 	if b, err := cmd.CombinedOutput(); err != nil {

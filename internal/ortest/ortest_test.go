@@ -53,6 +53,40 @@ func TestRunPassesDataThrough(t *testing.T) {
 	}
 }
 
+// With Batch, the inputs run a few rows at a time and the outputs are
+// joined: a batch-wide reduction (ReduceMax, as dynamic quantization takes
+// its range) sees each batch alone.
+func TestRunInBatches(t *testing.T) {
+	m := onnx.NewModel(13)
+	g := m.Graph
+	g.AddInput("x", onnx.TypeFloat, onnx.Batch("N", 2))
+	g.AddNode("ReduceMax", []string{"x"}, []string{"peak"}, onnx.AttrInt("keepdims", 0))
+	g.AddNode("Sub", []string{"x", "peak"}, []string{"y"})
+	g.AddOutput("y", onnx.TypeFloat, onnx.Batch("N", 2))
+	path := filepath.Join(t.TempDir(), "peak.onnx")
+	if err := m.WriteFile(path); err != nil {
+		t.Fatal(err)
+	}
+	x := &npy.Array{Shape: []int{5, 2}, Data: []float32{1, 2, 3, 4, 10, 0, 0, 0, 7, 1}}
+	r := ortest.Find(t)
+	for _, c := range []struct {
+		batch int
+		want  []float32
+	}{
+		{0, []float32{-9, -8, -7, -6, 0, -10, -10, -10, -3, -9}},
+		{2, []float32{-3, -2, -1, 0, 0, -10, -10, -10, 0, -6}},
+		{4, []float32{-9, -8, -7, -6, 0, -10, -10, -10, 0, -6}},
+	} {
+		res, err := r.Exec(path, map[string]*npy.Array{"x": x}, ortest.Options{Batch: c.batch})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if y := res.Outputs["y"]; y == nil || !reflect.DeepEqual(y.Shape, []int{5, 2}) || !reflect.DeepEqual(y.Data, c.want) {
+			t.Errorf("batch %d: y = %+v, want %v", c.batch, y, c.want)
+		}
+	}
+}
+
 func TestRunReportsOnnxruntimeErrors(t *testing.T) {
 	model := identity(t)
 	r := ortest.Find(t)

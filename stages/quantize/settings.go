@@ -30,8 +30,9 @@ type Settings struct {
 
 // Activations is how layer inputs are quantized (always one scale per tensor).
 type Activations struct {
-	Bits   int          `json:"bits" minimum:"2" maximum:"8" doc:"input bits (default 8)"`
-	Scheme quant.Scheme `json:"scheme" enum:"symmetric,asymmetric" doc:"input scheme (default asymmetric: inputs after a ReLU are never negative, so a zero point uses the whole grid)"`
+	Bits        int          `json:"bits" minimum:"2" maximum:"8" doc:"input bits (default 8)"`
+	Scheme      quant.Scheme `json:"scheme" enum:"symmetric,asymmetric" doc:"input scheme (default asymmetric: inputs after a ReLU are never negative, so a zero point uses the whole grid)"`
+	ReduceRange bool         `json:"reduce_range,omitempty" doc:"dynamic mode: quantize inputs as PyTorch's quantize_dynamic does at run time (fbgemm/x86): unsigned codes 0..127 (half of quint8's range), parameters by ATen's ChooseQuantizationParams; with 8-bit symmetric weights, linear and lstm layers then evaluate on integer kernels (docs/QUANTIZATION.md)"`
 }
 
 // Override is one layer's weight settings; unset keys take the stage's.
@@ -56,6 +57,14 @@ func (s *Settings) Validate() error {
 	errs := config.AsErrors(s.Layers.Validate()).Prefix("layers")
 	if s.Observer == "percentile" && s.Mode != "static" {
 		errs = append(errs, config.Errorf("observer", "percentile calibrates static input ranges: set mode: static, or drop observer (dynamic mode observes every batch whole)"))
+	}
+	if s.Activations.ReduceRange {
+		if s.Mode != "dynamic" {
+			errs = append(errs, config.Errorf("activations.reduce_range", "is how PyTorch's dynamic operators quantize inputs at run time: set mode: dynamic, or drop reduce_range"))
+		}
+		if s.Activations.Scheme != quant.Asymmetric {
+			errs = append(errs, config.Errorf("activations.reduce_range", "quantizes inputs to unsigned codes with a zero point: set activations.scheme: asymmetric"))
+		}
 	}
 	for _, name := range slices.Sorted(maps.Keys(s.Overrides)) {
 		if len(s.Layers) > 0 && !arch.IsPattern(name) && !slices.ContainsFunc(s.Layers, arch.IsPattern) && !slices.Contains(s.Layers, name) {
@@ -90,7 +99,7 @@ func (s *Settings) LayerSpec(name string) (quant.Spec, error) {
 
 // InputSpec is the spec of every quantized layer's input.
 func (s *Settings) InputSpec() quant.Spec {
-	return quant.Spec{Bits: s.Activations.Bits, Scheme: s.Activations.Scheme, Granularity: quant.PerTensor}
+	return quant.Spec{Bits: s.Activations.Bits, Scheme: s.Activations.Scheme, Granularity: quant.PerTensor, ReduceRange: s.Activations.ReduceRange}
 }
 
 // UsesData reports whether static calibration reads the training data.

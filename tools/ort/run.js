@@ -6,6 +6,7 @@
 //
 //   node run.js MODEL.onnx --input NAME=FILE.npy [--input ...] [--out DIR]
 //               [--runs N] [--warmup N] [--threads N] [--opt LEVEL]
+//               [--optimized FILE] [--batch N]
 //
 // --out DIR     write output NAME to DIR/NAME.npy (characters other than
 //               [A-Za-z0-9._-] become _; the JSON gives each file)
@@ -15,6 +16,11 @@
 //               per second. Latency: feed batch 1. Throughput: feed a batch.
 // --threads N   intra-op threads (default 0: onnxruntime's choice, one per core)
 // --opt LEVEL   graph optimization: disabled, basic, extended or all (default)
+// --optimized FILE  also write the graph onnxruntime runs after its
+//               optimizations (its fusions show which kernels run)
+// --batch N     run the inputs N rows at a time (their leading dimension) and
+//               concatenate the outputs: the batches shrink predict uses,
+//               which a dynamically quantized model's results depend on
 //
 // npy dtypes: float32, float64, int8, uint8, int32, int64, bool.
 'use strict';
@@ -29,7 +35,7 @@ function fail(msg) {
 }
 
 function parseArgs(argv) {
-  const a = { model: null, inputs: [], out: null, runs: 0, warmup: null, threads: 0, opt: 'all' };
+  const a = { model: null, inputs: [], out: null, runs: 0, warmup: null, threads: 0, opt: 'all', optimized: null, batch: 0 };
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     const value = () => {
@@ -54,6 +60,8 @@ function parseArgs(argv) {
       case '--warmup': a.warmup = count('--warmup'); break;
       case '--threads': a.threads = count('--threads'); break;
       case '--opt': a.opt = value(); break;
+      case '--optimized': a.optimized = value(); break;
+      case '--batch': a.batch = count('--batch'); break;
       case '-h': case '--help':
         process.stdout.write(fs.readFileSync(__filename, 'utf8').split('\n').filter((l) => l.startsWith('//')).map((l) => l.slice(3)).join('\n') + '\n');
         process.exit(0);
@@ -125,6 +133,39 @@ function writeNpy(file, tensor) {
   fs.writeFileSync(file, Buffer.concat([pre, Buffer.from(header, 'latin1'), Buffer.from(d.buffer, d.byteOffset, d.byteLength)]));
 }
 
+// rows is the part of tensor t from row lo to row hi of its leading dimension.
+function rows(t, lo, hi) {
+  const per = t.dims.slice(1).reduce((p, d) => p * d, 1);
+  return new ort.Tensor(t.type, t.data.slice(lo * per, hi * per), [hi - lo, ...t.dims.slice(1)]);
+}
+
+// runBatches runs the feeds `batch` rows at a time and joins each output's
+// batches along its leading dimension.
+async function runBatches(session, feeds, batch) {
+  const names = Object.keys(feeds);
+  const n = names.length > 0 ? feeds[names[0]].dims[0] : 0;
+  const parts = {};
+  for (let lo = 0; lo < n; lo += batch) {
+    const hi = Math.min(n, lo + batch);
+    const part = {};
+    for (const name of names) part[name] = rows(feeds[name], lo, hi);
+    const out = await session.run(part);
+    for (const [name, t] of Object.entries(out)) (parts[name] = parts[name] || []).push(t);
+  }
+  const joined = {};
+  for (const [name, ts] of Object.entries(parts)) {
+    const size = ts.reduce((p, t) => p + t.data.length, 0);
+    const data = new ts[0].data.constructor(size);
+    let at = 0;
+    for (const t of ts) {
+      data.set(t.data, at);
+      at += t.data.length;
+    }
+    joined[name] = new ort.Tensor(ts[0].type, data, [ts.reduce((p, t) => p + t.dims[0], 0), ...ts[0].dims.slice(1)]);
+  }
+  return joined;
+}
+
 function stats(ms) {
   const s = [...ms].sort((x, y) => x - y);
   const q = (p) => s[Math.min(s.length - 1, Math.floor(p * s.length))];
@@ -135,6 +176,7 @@ async function main() {
   const a = parseArgs(process.argv.slice(2));
   const opts = { graphOptimizationLevel: a.opt, executionMode: 'sequential', interOpNumThreads: 1, logSeverityLevel: 3 };
   if (a.threads > 0) opts.intraOpNumThreads = a.threads;
+  if (a.optimized) opts.optimizedModelFilePath = a.optimized;
   let session;
   try {
     session = await ort.InferenceSession.create(a.model, opts);
@@ -153,7 +195,7 @@ async function main() {
 
   let results;
   try {
-    results = await session.run(feeds);
+    results = a.batch > 0 ? await runBatches(session, feeds, a.batch) : await session.run(feeds);
   } catch (e) {
     fail(`run ${a.model}: ${e.message}`);
   }

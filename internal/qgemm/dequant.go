@@ -1,0 +1,59 @@
+package qgemm
+
+import "fmt"
+
+// Dequantize turns MatMul's m×n result acc (rows ldacc apart) into floats
+// in y (rows ldy apart):
+//
+//	y[i][o] = float32(float32(acc[i][o] - a.ZeroPoint*rowSum[o]) * mult[o]) + bias[o]
+//	mult[o] = a.Scale * wScale[o]
+//
+// with every operation rounded to float32 on its own (no fused
+// multiply-add) and the integer correction exact (in int32, wrapping like
+// MatMul), so every implementation gives the same bits. rowSum is
+// w.RowSums(): the weights are symmetric (zero point 0, PyTorch's qint8
+// weights), so only the activations' zero point needs correcting. wScale
+// has one entry (per tensor) or w.N() (per output channel); bias has
+// w.N() entries or is nil (zeros are added then, the same bits as none).
+func Dequantize(m int, acc []int32, ldacc int, a Params, w *Packed, wScale, bias []float32, y []float32, ldy int) {
+	dequantize("Dequantize", m, acc, ldacc, a, w, wScale, bias, y, ldy, false)
+}
+
+// DequantizeAdd is Dequantize adding to y: y[i][o] += the value above,
+// one more rounded addition. An LSTM step sums its input and hidden
+// products, each quantized with its own parameters, this way.
+func DequantizeAdd(m int, acc []int32, ldacc int, a Params, w *Packed, wScale, bias []float32, y []float32, ldy int) {
+	dequantize("DequantizeAdd", m, acc, ldacc, a, w, wScale, bias, y, ldy, true)
+}
+
+func dequantize(fn string, m int, acc []int32, ldacc int, a Params, w *Packed, wScale, bias []float32, y []float32, ldy int, add bool) {
+	n := w.n
+	switch {
+	case m < 0:
+		panic(fmt.Sprintf("qgemm: %s: m < 0", fn))
+	case len(wScale) != 1 && len(wScale) != n:
+		panic(fmt.Sprintf("qgemm: %s: %d weight scales for %d output channels, want 1 or %d", fn, len(wScale), n, n))
+	case bias != nil && len(bias) != n:
+		panic(fmt.Sprintf("qgemm: %s: bias has %d values, want %d", fn, len(bias), n))
+	case ldacc < max(1, n) || ldy < max(1, n):
+		panic(fmt.Sprintf("qgemm: %s: ldacc %d and ldy %d must be at least n %d", fn, ldacc, ldy, n))
+	case m > 0 && n > 0 && (len(acc) < (m-1)*ldacc+n || len(y) < (m-1)*ldy+n):
+		panic(fmt.Sprintf("qgemm: %s of %d×%d: acc has %d values and y %d, want %d and %d", fn, m, n, len(acc), len(y), (m-1)*ldacc+n, (m-1)*ldy+n))
+	}
+	if m == 0 || n == 0 {
+		return
+	}
+	ws := wsPool.Get().(*workspace)
+	defer wsPool.Put(ws)
+	zc := growInt32(&ws.zc, n)
+	mult := growFloat32(&ws.mult, n)
+	for o := range zc {
+		zc[o] = a.ZeroPoint * w.rowSum[o]
+		mult[o] = a.Scale * wScale[min(o, len(wScale)-1)]
+	}
+	if bias == nil {
+		bias = growFloat32(&ws.zero, n)
+		clear(bias)
+	}
+	active.Load().dequant(m, n, acc, ldacc, zc, mult, bias, y, ldy, add)
+}

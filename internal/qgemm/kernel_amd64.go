@@ -1,0 +1,164 @@
+//go:build amd64 && !purego
+
+package qgemm
+
+import (
+	"unsafe"
+
+	"golang.org/x/sys/cpu"
+)
+
+// vnniImpl uses AVX-512 VNNI's VPDPBUSD for the products; the element-wise
+// kernels are AVX2 (memory-bound: wider vectors gain nothing measurable).
+var vnniImpl = impl{
+	name:     "vnni",
+	pick:     pickVNNI,
+	minMax:   minMaxAsm,
+	quantize: quantizeAsm,
+	dequant:  dequantAsm,
+}
+
+// avx2Impl uses VPMADDUBSW for 7-bit activations and VPMADDWD on values
+// widened to int16 for 8-bit ones.
+var avx2Impl = impl{
+	name:     "avx2",
+	pick:     pickAVX2,
+	minMax:   minMaxAsm,
+	quantize: quantizeAsm,
+	dequant:  dequantAsm,
+}
+
+// asmImpls lists the implementations this CPU runs, fastest first.
+func asmImpls() []*impl {
+	if !cpu.X86.HasAVX2 {
+		return nil
+	}
+	if cpu.X86.HasAVX512F && cpu.X86.HasAVX512VNNI {
+		return []*impl{&vnniImpl, &avx2Impl}
+	}
+	return []*impl{&avx2Impl}
+}
+
+func vnniTile(name string, mr, nr int, f func(kg int, a *uint8, lda int, b *int8, bs int, c *int32, ldc int, accum int, rows int, mask uint64)) *tile {
+	return &tile{name: name, mr: mr, nr: nr, masked: true,
+		fn: func(kg int, a unsafe.Pointer, lda int, b *int8, bs int, c *int32, ldc int, accum int, rows int, mask uint64) {
+			f(kg, (*uint8)(a), lda, b, bs, c, ldc, accum, rows, mask)
+		}}
+}
+
+func avx2U7Tile(name string, mr int, f func(kg int, a *uint8, lda int, b *int8, c *int32, ldc int, accum int)) *tile {
+	return &tile{name: name, mr: mr, nr: 16,
+		fn: func(kg int, a unsafe.Pointer, lda int, b *int8, _ int, c *int32, ldc int, accum int, _ int, _ uint64) {
+			f(kg, (*uint8)(a), lda, b, c, ldc, accum)
+		}}
+}
+
+func avx2U8Tile(name string, mr, nr int, f func(kg int, a *int16, rsa int, b *int8, c *int32, ldc int, accum int)) *tile {
+	return &tile{name: name, mr: mr, nr: nr, wideA: true,
+		fn: func(kg int, a unsafe.Pointer, lda int, b *int8, _ int, c *int32, ldc int, accum int, _ int, _ uint64) {
+			f(kg, (*int16)(a), lda, b, c, ldc, accum)
+		}}
+}
+
+var (
+	vnni12x32 = vnniTile("vnni-12x32", 12, 32, qgemmVNNI12x32)
+	vnni8x48  = vnniTile("vnni-8x48", 8, 48, qgemmVNNI8x48)
+	vnni6x64  = vnniTile("vnni-6x64", 6, 64, qgemmVNNI6x64)
+	vnni24x16 = vnniTile("vnni-24x16", 24, 16, qgemmVNNI24x16)
+	vnni4x64  = vnniTile("vnni-4x64", 4, 64, qgemmVNNI4x64)
+	vnni1x64  = vnniTile("vnni-1x64", 1, 64, qgemmVNNI1x64)
+
+	u7x4x16 = avx2U7Tile("avx2u7-4x16", 4, qgemmAVX2U7x4x16)
+	u7x5x16 = avx2U7Tile("avx2u7-5x16", 5, qgemmAVX2U7x5x16)
+	u7x6x16 = avx2U7Tile("avx2u7-6x16", 6, qgemmAVX2U7x6x16)
+	u7x1x16 = avx2U7Tile("avx2u7-1x16", 1, qgemmAVX2U7x1x16)
+
+	u8x6x8  = avx2U8Tile("avx2u8-6x8", 6, 8, qgemmAVX2U8x6x8)
+	u8x4x8  = avx2U8Tile("avx2u8-4x8", 4, 8, qgemmAVX2U8x4x8)
+	u8x2x16 = avx2U8Tile("avx2u8-2x16", 2, 16, qgemmAVX2U8x2x16)
+	u8x1x16 = avx2U8Tile("avx2u8-1x16", 1, 16, qgemmAVX2U8x1x16)
+)
+
+// pickVNNI: one row streams B once through the 1×64 kernel; few columns
+// (a convolution's channels) take the tall 24×16 tile, few rows the 4×64
+// one; the rest the general tile.
+//
+// BenchmarkTiles (batch 256): the general tiles are within noise of each
+// other where n fills them (fc1 300, the LSTM's 512: 390-415 GOP/s);
+// 24×16 is twice as fast as 12×32 for n ≤ 16 (a convolution's channels,
+// the 10 classes) and slightly ahead for n = 100, where a 32-wide tile
+// computes 28% padding and a 16-wide one 12%.
+func pickVNNI(m, n int, _ Range) *tile {
+	switch {
+	case m == 1:
+		return vnni1x64
+	case m <= 4:
+		return vnni4x64
+	case n <= 16 || (n < 128 && n%32 != 0 && n%32 <= 16):
+		return vnni24x16
+	}
+	return vnni12x32
+}
+
+// pickAVX2: the 7-bit tiles measured within noise of each other, and
+// 6×8 slightly ahead of the other 8-bit ones (BenchmarkTiles).
+func pickAVX2(m, n int, r Range) *tile {
+	if r == Reduced {
+		if m == 1 {
+			return u7x1x16
+		}
+		return u7x4x16
+	}
+	if m == 1 {
+		return u8x1x16
+	}
+	return u8x6x8
+}
+
+// tailMasks[8-r:16-r] are the lane masks of the assembly's last r
+// elements of a row.
+var tailMasks = [16]int32{-1, -1, -1, -1, -1, -1, -1, -1}
+
+func tailMask(n int) *int32 { return &tailMasks[8-n%8] }
+
+// The element-wise kernels' wrappers check the extent the assembly covers.
+
+func minMaxAsm(m, k int, x []float32, ldx int) (lo, hi float32) {
+	if m == 0 || k == 0 {
+		return 0, 0
+	}
+	_ = x[(m-1)*ldx+k-1]
+	return minMaxAVX2(m, k, &x[0], ldx, tailMask(k))
+}
+
+func quantizeAsm(m, k int, x []float32, ldx int, q []uint8, ldq int, inv float32, zp, qmax int32) {
+	if m == 0 || k == 0 {
+		return
+	}
+	_, _ = x[(m-1)*ldx+k-1], q[(m-1)*ldq+k-1]
+	quantizeAVX2(m, k, &x[0], ldx, &q[0], ldq, inv, zp, qmax, tailMask(k))
+}
+
+func dequantAsm(m, n int, acc []int32, ldacc int, zc []int32, mult, bias, y []float32, ldy int, add bool) {
+	if m == 0 || n == 0 {
+		return
+	}
+	_, _, _, _, _ = acc[(m-1)*ldacc+n-1], zc[n-1], mult[n-1], bias[n-1], y[(m-1)*ldy+n-1]
+	a := 0
+	if add {
+		a = 1
+	}
+	dequantAVX2(m, n, &acc[0], ldacc, &zc[0], &mult[0], &bias[0], &y[0], ldy, a, tailMask(n))
+}
+
+// widen sets dst[i] = int16(src[i]).
+func widen(dst []int16, src []uint8) {
+	n := len(src) &^ 15
+	if n > 0 {
+		_ = dst[n-1]
+		widenAVX2(n, &src[0], &dst[0])
+	}
+	for i := n; i < len(src); i++ {
+		dst[i] = int16(src[i])
+	}
+}

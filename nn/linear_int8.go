@@ -1,0 +1,88 @@
+package nn
+
+import (
+	"fmt"
+
+	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
+
+	"github.com/shrink-ml/shrink/internal/op"
+)
+
+// RunsInt8: a dynamically quantized linear layer evaluates on integer
+// kernels (quantized::linear_dynamic).
+func (l *Linear) RunsInt8() bool { return true }
+
+// linearInt8Op is y = x Wᵀ + b in eval on integer kernels: x [rows, in] is
+// quantized as one tensor from its own range, the product summed exactly in
+// int32, then scaled back to float and the bias added.
+type linearInt8Op struct {
+	op.Base
+	bias  bool
+	act   *Int8
+	w     *int8Matrix
+	scale []float32
+	qx    []uint8
+	acc   []int32
+	out   *tensor.Dense
+}
+
+func (l *Linear) buildInt8(b Builder, x *G.Node, q *Int8) (*G.Node, error) {
+	if len(q.Weights) != 1 {
+		return nil, fmt.Errorf("linear: %d integer weights, want 1", len(q.Weights))
+	}
+	w := q.Weights[0]
+	o := &linearInt8Op{Base: op.NewBase(b.Name() + ".int8"), act: q, w: int8Pack(w.Q, w.Rows, w.Cols), scale: w.Scale}
+	if bias := b.Param("bias"); bias != nil {
+		o.bias = true
+		return G.ApplyOp(o, x, bias)
+	}
+	return G.ApplyOp(o, x)
+}
+
+func (o *linearInt8Op) Arity() int {
+	if o.bias {
+		return 2
+	}
+	return 1
+}
+
+func (o *linearInt8Op) Type() hmType {
+	if o.bias {
+		return op.Fn(2, 1, 2)
+	}
+	return op.Fn(2, 2)
+}
+
+func (o *linearInt8Op) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
+	x := op.ShapeOf(in[0])
+	if x[1] != o.w.k {
+		return nil, fmt.Errorf("linear: input has %d features, weight expects %d", x[1], o.w.k)
+	}
+	return tensor.Shape{x[0], o.w.n}, nil
+}
+
+func (o *linearInt8Op) Do(in ...G.Value) (G.Value, error) {
+	s := op.Dims(in[0])
+	rows, k, n := s[0], s[1], o.w.n
+	if len(o.qx) != rows*k || len(o.acc) != rows*n {
+		o.qx, o.acc = make([]uint8, rows*k), make([]int32, rows*n)
+	}
+	y := op.Buffer(&o.out, rows, n)
+	x := op.F32(in[0])
+	var bias []float32
+	if o.bias {
+		bias = op.F32(in[1])
+	}
+	_, qmax := o.act.Act.Range()
+	p := chooseAct(o.act.Act, 1, rows*k, x, rows*k)
+	int8Quantize(rows, k, x, k, p, qmax, o.qx, k)
+	int8MatMul(rows, o.qx, k, o.w, o.acc, n)
+	int8Dequantize(rows, o.acc, n, p, o.w, o.scale, bias, op.F32(y), n, false)
+	return y, nil
+}
+
+func (o *linearInt8Op) DiffWRT(n int) []bool { return make([]bool, n) }
+func (o *linearInt8Op) SymDiff(G.Nodes, *G.Node, *G.Node) (G.Nodes, error) {
+	return nil, fmt.Errorf("%s: integer inference has no gradient", o.Name())
+}
