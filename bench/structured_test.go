@@ -55,13 +55,14 @@ func BenchmarkResNetForward(b *testing.B) {
 				if err := net.Run(); err != nil {
 					b.Fatal(err)
 				}
-				b.ReportMetric(float64(m.Graph.MACs()), "MACs/sample")
 				b.ResetTimer()
 				for i := 0; i < b.N; i++ {
 					if err := net.Run(); err != nil {
 						b.Fatal(err)
 					}
 				}
+				// After the loop: ResetTimer drops metrics reported before it.
+				b.ReportMetric(float64(m.Graph.MACs()), "MACs/sample")
 			})
 		}
 	}
