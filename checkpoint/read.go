@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"os"
 	"slices"
 )
 
@@ -65,6 +64,11 @@ func read(r io.ReaderAt, size int64) (*File, error) {
 	}
 	n := binary.LittleEndian.Uint64(prefix[:])
 	rest := uint64(size - 8)
+	if n > MaxHeaderSize || n > rest {
+		if what := foreignFormat(prefix[:]); what != "" {
+			return nil, malformed("not a safetensors file: %s", what)
+		}
+	}
 	if n > MaxHeaderSize {
 		return nil, malformed("header length %d exceeds the limit of %d bytes", n, MaxHeaderSize)
 	}
@@ -97,19 +101,12 @@ func read(r io.ReaderAt, size int64) (*File, error) {
 
 // ReadFile reads and checks the safetensors file at path.
 func ReadFile(path string) (*File, error) {
-	fh, err := os.Open(path)
+	fh, size, err := OpenRegular(path)
 	if err != nil {
 		return nil, fmt.Errorf("checkpoint: %w", err)
 	}
 	defer fh.Close()
-	st, err := fh.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("checkpoint: %w", err)
-	}
-	if !st.Mode().IsRegular() {
-		return nil, fmt.Errorf("checkpoint: %s is not a regular file", path)
-	}
-	f, err := read(fh, st.Size())
+	f, err := read(fh, size)
 	if err != nil {
 		if me, ok := err.(*malformedError); ok {
 			me.path = path

@@ -272,15 +272,17 @@ func syncDir(dir string) error {
 	return d.Sync()
 }
 
-// Digest returns the hex sha256 of the file at path, reading it as a stream.
+// Digest returns the hex sha256 of the regular file at path, reading it as a
+// stream (never more than its size when it opened: a file still growing, or
+// /dev/zero, is not hashed forever).
 func Digest(path string) (string, error) {
-	fh, err := os.Open(path)
+	fh, size, err := OpenRegular(path)
 	if err != nil {
 		return "", fmt.Errorf("checkpoint: %w", err)
 	}
 	defer fh.Close()
 	h := sha256.New()
-	if _, err := io.Copy(h, fh); err != nil {
+	if _, err := io.Copy(h, io.LimitReader(fh, size)); err != nil {
 		return "", fmt.Errorf("checkpoint: %w", err)
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil

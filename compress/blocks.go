@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"fmt"
 	"hash/crc32"
+	"slices"
 )
 
 // The body is entropy-coded in blocks, each its own zstd frame with its own
@@ -85,7 +86,10 @@ func pieces(n int, cuts []int) [][2]int {
 }
 
 // readBlocks decodes the blocks after the file header into the body, never
-// holding more than max bytes of it.
+// holding more than max bytes of it. The body grows block by block as blocks
+// decode (not to the length the header claims at once), and its checksum is
+// updated as it grows, so a corrupt file fails at the first block that does
+// not decode, having allocated what came before.
 func readBlocks(in []byte, max int) ([]byte, error) {
 	r := &reader{b: in}
 	claimed := r.uvarint("body length")
@@ -102,6 +106,7 @@ func readBlocks(in []byte, max int) ([]byte, error) {
 		return nil, fmt.Errorf("zstd: %w", err)
 	}
 	var body []byte
+	var crc uint32
 	for i := 0; i < nblocks; i++ {
 		kind := r.u8("block kind")
 		n := r.count("block length", size-len(body))
@@ -115,9 +120,8 @@ func readBlocks(in []byte, max int) ([]byte, error) {
 		if r.err != nil {
 			return nil, fmt.Errorf("block %d: %w", i, r.err)
 		}
-		if body == nil {
-			body = make([]byte, 0, size)
-		}
+		body = slices.Grow(body, n)
+		start := len(body)
 		switch kind {
 		case blockStored:
 			body = append(body, r.bytes("block", n)...)
@@ -135,18 +139,19 @@ func readBlocks(in []byte, max int) ([]byte, error) {
 		default:
 			return nil, fmt.Errorf("block %d: unknown kind %d", i, kind)
 		}
+		crc = crc32.Update(crc, castagnoli, body[start:])
 	}
 	if len(body) != size {
 		return nil, fmt.Errorf("the blocks hold %d bytes, the body is %d", len(body), size)
 	}
-	crc := r.bytes("checksum", 4)
+	sum := r.bytes("checksum", 4)
 	if r.err != nil {
 		return nil, r.err
 	}
 	if r.left() != 0 {
 		return nil, fmt.Errorf("%d bytes after the checksum", r.left())
 	}
-	if binary.LittleEndian.Uint32(crc) != crc32.Checksum(body, castagnoli) {
+	if binary.LittleEndian.Uint32(sum) != crc {
 		return nil, fmt.Errorf("checksum mismatch: the file is corrupt")
 	}
 	return body, nil

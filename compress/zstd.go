@@ -33,8 +33,8 @@ func codecs() (*zstd.Encoder, *zstd.Decoder, error) {
 		zdec, zerr = zstd.NewReader(nil,
 			zstd.WithDecoderConcurrency(1),
 			zstd.WithDecodeAllCapLimit(true),
-			zstd.WithDecoderMaxMemory(1<<40),
-			zstd.WithDecoderMaxWindow(1<<40))
+			zstd.WithDecoderMaxMemory(uint64(DefaultLimits.MaxBytes)),
+			zstd.WithDecoderMaxWindow(uint64(DefaultLimits.MaxBytes)))
 	})
 	return zenc, zdec, zerr
 }

@@ -188,6 +188,9 @@ func decodeValue(path string, raw any, v reflect.Value) Errors {
 	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
 		n, ok := AsInt(raw)
 		if !ok {
+			if bigWhole(raw) {
+				return Errors{Errorf(path, "%s is out of range for an integer", Describe(raw))}
+			}
 			return Errors{typeError(path, "an integer", raw)}
 		}
 		if v.OverflowInt(n) {
@@ -196,6 +199,9 @@ func decodeValue(path string, raw any, v reflect.Value) Errors {
 		v.SetInt(n)
 	case reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64:
 		n, ok := AsInt(raw)
+		if !ok && bigWhole(raw) {
+			return Errors{Errorf(path, "%s is out of range for an integer", Describe(raw))}
+		}
 		if !ok || n < 0 {
 			return Errors{typeError(path, "a non-negative integer", raw)}
 		}
@@ -375,6 +381,13 @@ func AsInt(raw any) (int64, bool) {
 		}
 	}
 	return 0, false
+}
+
+// bigWhole says raw is a whole number too large for AsInt (1e30): out of
+// range, rather than of the wrong type.
+func bigWhole(raw any) bool {
+	x, ok := raw.(float64)
+	return ok && x == math.Trunc(x) && !math.IsInf(x, 0)
 }
 
 // AsFloat converts a raw number to float64.

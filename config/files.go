@@ -14,3 +14,11 @@ type FileRef struct {
 type FileReferrer interface {
 	FileReferences() []FileRef
 }
+
+// Warner is implemented by configs that can be valid yet likely not what was
+// meant: a prune amount of 80, an integer, prunes 80 weights (torch's rule),
+// where 80% was surely meant. Warnings name their keys as errors do; the
+// recipe still runs.
+type Warner interface {
+	Warnings() Errors
+}

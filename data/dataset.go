@@ -218,8 +218,28 @@ func float32Bits(values Channels) string {
 	return "[" + strings.Join(parts, ",") + "]"
 }
 
+// readRegular reads a regular file whole: not a device such as /dev/zero,
+// which would be read forever, nor a FIFO, whose open blocks.
+func readRegular(path string) ([]byte, error) {
+	if err := isRegular(path); err != nil {
+		return nil, err
+	}
+	return os.ReadFile(path)
+}
+
+func isRegular(path string) error {
+	st, err := os.Stat(path)
+	if err == nil && !st.Mode().IsRegular() {
+		err = fmt.Errorf("%s is not a regular file", path)
+	}
+	return err
+}
+
 // fileSHA256 streams a file through sha256.
 func fileSHA256(path string) (string, error) {
+	if err := isRegular(path); err != nil {
+		return "", err
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return "", err
@@ -371,7 +391,18 @@ func loadImages(cfg *Config, baseDir string) (*Dataset, error) {
 // when it is loaded; Fashion-MNIST without data.path must be installed (the
 // error, at the dataset key, says how).
 func CheckFiles(cfg Config, baseDir string) config.Errors {
-	if cfg.Dataset == KindSynthetic || (cfg.Dataset == KindMNIST && cfg.Path == "") {
+	if cfg.Dataset == KindSynthetic {
+		return nil
+	}
+	if cfg.Dataset == KindMNIST && cfg.Path == "" {
+		// Found in the module cache when loaded; but a $SHRINK_MNIST_DIR that
+		// lacks the files fails every run, so say it now.
+		if dir := os.Getenv(MNISTDirEnv); dir != "" {
+			if missing := missingMNISTFiles(dir); len(missing) > 0 {
+				return config.Errors{fieldErr("path", "$%s is %s, which lacks %s; point it at a folder holding the four MNIST files, or unset it to use the GoMNIST module's copy",
+					MNISTDirEnv, dir, strings.Join(missing, ", "))}
+			}
+		}
 		return nil
 	}
 	files, err := sourceFiles(&cfg, baseDir)
@@ -380,8 +411,10 @@ func CheckFiles(cfg Config, baseDir string) config.Errors {
 	}
 	var errs config.Errors
 	for _, f := range files {
-		if _, err := os.Stat(f.path); err != nil {
+		if st, err := os.Stat(f.path); err != nil {
 			errs = append(errs, fieldErr(f.key, "%s: no such file (a relative path is relative to the recipe's folder)", f.path))
+		} else if !st.Mode().IsRegular() {
+			errs = append(errs, fieldErr(f.key, "%s is not a regular file: name an IDX file", f.path))
 		}
 	}
 	return errs
@@ -441,7 +474,7 @@ func loadPair(imf, lbf sourceFile, classes int, hint string, lut *[256]float32) 
 	fail := func(f sourceFile, e error) (*Split, int, int, [2]string, error) {
 		return nil, 0, 0, sums, &FieldError{Path: f.key, Msg: e.Error(), Err: e}
 	}
-	ib, err := os.ReadFile(imf.path)
+	ib, err := readRegular(imf.path)
 	if err != nil {
 		return fail(imf, err)
 	}
@@ -450,7 +483,7 @@ func loadPair(imf, lbf sourceFile, classes int, hint string, lut *[256]float32) 
 	if err != nil {
 		return fail(imf, err)
 	}
-	lb, err := os.ReadFile(lbf.path)
+	lb, err := readRegular(lbf.path)
 	if err != nil {
 		return fail(lbf, err)
 	}

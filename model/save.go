@@ -3,6 +3,8 @@ package model
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
+	"math"
 	"slices"
 	"sort"
 	"strings"
@@ -22,6 +24,34 @@ type LayerCompression struct {
 	Sparsity float64     `json:"sparsity,omitempty"` // of the layer's weights, for readers
 	Quant    *quant.Spec `json:"quant,omitempty"`
 	Input    *ActQuant   `json:"input_quant,omitempty"`
+}
+
+// Validate checks what a file says of a layer before anything uses it: a
+// changed byte must give an error, not a panic deep in evaluation.
+func (c LayerCompression) Validate() error {
+	if c.Rank < 0 {
+		return fmt.Errorf("rank %d is negative", c.Rank)
+	}
+	if !(c.Sparsity >= 0 && c.Sparsity <= 1) {
+		return fmt.Errorf("sparsity %v: must be 0 to 1", c.Sparsity)
+	}
+	if c.Quant != nil {
+		if err := c.Quant.Validate(); err != nil {
+			return fmt.Errorf("quant: %w", err)
+		}
+	}
+	if in := c.Input; in != nil {
+		if in.Mode != "dynamic" && in.Mode != "static" {
+			return fmt.Errorf("input_quant: mode %q: must be dynamic or static", in.Mode)
+		}
+		if err := in.Spec.Validate(); err != nil {
+			return fmt.Errorf("input_quant: %w", err)
+		}
+		if !(in.RangeMin <= in.RangeMax) || math.IsInf(float64(in.RangeMin), 0) || math.IsInf(float64(in.RangeMax), 0) {
+			return fmt.Errorf("input_quant: range [%v, %v] is not a finite range", in.RangeMin, in.RangeMax)
+		}
+	}
+	return nil
 }
 
 // Compression describes every layer's compression, for checkpoint metadata.
@@ -146,6 +176,11 @@ func FromFile(f *checkpoint.File, spec *arch.Spec) (*Model, error) {
 		if c := f.Metadata["compression"]; c != "" {
 			if err := json.Unmarshal([]byte(c), &comp); err != nil {
 				return nil, fmt.Errorf("compression metadata: %w", err)
+			}
+			for _, name := range slices.Sorted(maps.Keys(comp)) {
+				if err := comp[name].Validate(); err != nil {
+					return nil, fmt.Errorf("compression metadata, layer %s: %w", name, err)
+				}
 			}
 		}
 	}

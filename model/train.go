@@ -57,6 +57,10 @@ type Progress struct {
 type EpochStats struct {
 	Epoch int
 	Loss  float64 // mean training loss
+	// StartLoss is the loss of the first batch this training saw: a mean loss
+	// far above it means training is diverging short of NaN (Adam at lr 1e9
+	// ends at a loss of 1e28 and chance accuracy, every loss finite).
+	StartLoss float64
 	// PeerLoss is the peer's mean training loss (mutual learning only).
 	PeerLoss float64
 	Seconds  float64
@@ -95,6 +99,8 @@ func Train(ctx context.Context, m *Model, train *data.Split, opt TrainOptions, r
 	classes := m.Spec.Classes
 	batcher := data.NewBatcher(train, opt.BatchSize, opt.Shuffle)
 	labels := make([]int32, opt.BatchSize)
+	var startLoss float64
+	started := false
 	for epoch := opt.StartEpoch + 1; epoch <= opt.Epochs; epoch++ {
 		start := time.Now()
 		net.freezeStats(epoch)
@@ -128,6 +134,9 @@ func Train(ctx context.Context, m *Model, train *data.Split, opt TrainOptions, r
 				return fmt.Errorf("epoch %d, batch %d: the loss is %v: training diverged; lower the learning rate", epoch, b+1, lv.Loss)
 			}
 			optim.Step(net.Params())
+			if !started {
+				startLoss, started = lv.Loss, true
+			}
 			sum += lv.Loss * float64(n)
 			peerSum += net.PeerLoss().Loss * float64(n)
 			seen += n
@@ -140,7 +149,7 @@ func Train(ctx context.Context, m *Model, train *data.Split, opt TrainOptions, r
 		}
 		optim.EndEpoch()
 		if opt.EpochEnd != nil {
-			stats := EpochStats{Epoch: epoch, Loss: sum / float64(max(seen, 1)), PeerLoss: peerSum / float64(max(seen, 1)), Seconds: time.Since(start).Seconds()}
+			stats := EpochStats{Epoch: epoch, Loss: sum / float64(max(seen, 1)), StartLoss: startLoss, PeerLoss: peerSum / float64(max(seen, 1)), Seconds: time.Since(start).Seconds()}
 			st := &TrainState{Epoch: epoch, Opt: &optim.State, ActRanges: net.actRanges()}
 			if err := opt.EpochEnd(epoch, stats, st); err != nil {
 				return err

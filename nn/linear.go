@@ -230,26 +230,30 @@ func (o *linearGradWOp) Do(in ...G.Value) (G.Value, error) {
 	return dw, nil
 }
 
-// rowSumOp sums a [rows, cols] gradient over rows: a bias's gradient.
+// rowSumOp sums a gradient over every dimension but the last: a bias's
+// gradient from a linear layer's [rows, cols] or an LSTM's [N, T, 4H].
 type rowSumOp struct {
 	op.Base
-	out *tensor.Dense
+	rank int // of the gradient: 2 when 0
+	out  *tensor.Dense
 }
 
-func (o *rowSumOp) Arity() int   { return 1 }
-func (o *rowSumOp) Type() hmType { return op.Fn(2, 1) }
+func (o *rowSumOp) Arity() int { return 1 }
+func (o *rowSumOp) Type() hmType {
+	return op.Fn(max(o.rank, 2), 1)
+}
 func (o *rowSumOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
-	return tensor.Shape{op.ShapeOf(in[0])[1]}, nil
+	s := op.ShapeOf(in[0])
+	return tensor.Shape{s[len(s)-1]}, nil
 }
 func (o *rowSumOp) Do(in ...G.Value) (G.Value, error) {
 	s := op.Dims(in[0])
-	rows, cols := s[0], s[1]
+	cols := s[len(s)-1]
 	db := op.Buffer(&o.out, cols)
 	d, g := op.F32(db), op.F32(in[0])
 	clear(d)
-	for r := 0; r < rows; r++ {
-		row := g[r*cols : (r+1)*cols]
-		for j, v := range row {
+	for r := 0; r < len(g)/cols; r++ {
+		for j, v := range g[r*cols : (r+1)*cols] {
 			d[j] += v
 		}
 	}

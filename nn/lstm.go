@@ -317,7 +317,7 @@ func (o *lstmOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) 
 	if o.bias {
 		// bias_ih and bias_hh enter the gates alike: the same gradient, summed
 		// once and copied.
-		dbih, err := G.ApplyOp(&lstmGradBOp{Base: op.NewBase(name + ".db_ih")}, dz)
+		dbih, err := G.ApplyOp(&rowSumOp{Base: op.NewBase(name + ".db_ih"), rank: 3}, dz)
 		if err != nil {
 			return nil, err
 		}
@@ -468,31 +468,6 @@ func (o *lstmGradWOp) Do(in ...G.Value) (G.Value, error) {
 	}
 	gemm.Sgemm(true, false, g4, st.h, rows, 1, op.F32(in[0]), g4, hp, st.h, 0, op.F32(dw), st.h)
 	return dw, nil
-}
-
-// lstmGradBOp is a bias's gradient: dz summed over samples and steps.
-type lstmGradBOp struct {
-	op.Base
-	out *tensor.Dense
-}
-
-func (o *lstmGradBOp) Arity() int   { return 1 }
-func (o *lstmGradBOp) Type() hmType { return op.Fn(3, 1) }
-func (o *lstmGradBOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
-	return tensor.Shape{op.ShapeOf(in[0])[2]}, nil
-}
-func (o *lstmGradBOp) Do(in ...G.Value) (G.Value, error) {
-	s := op.Dims(in[0])
-	cols := s[2]
-	db := op.Buffer(&o.out, cols)
-	d, g := op.F32(db), op.F32(in[0])
-	clear(d)
-	for r := 0; r < s[0]*s[1]; r++ {
-		for j, v := range g[r*cols : (r+1)*cols] {
-			d[j] += v
-		}
-	}
-	return db, nil
 }
 
 // copyOp is its input, copied into a buffer of its own (a second parameter's

@@ -330,15 +330,146 @@ func TestOverrideErrorsNameTheOverride(t *testing.T) {
 		opt  Options
 		want string
 	}{
-		{Options{Sets: []string{"stages.trian.epochs=3"}}, `--set stages.trian.epochs=3: stages.trian: missing required key "type"`},
-		{Options{Env: []string{"SHRINK_STAGES__TRIAN__EPOCHS=3"}}, `env SHRINK_STAGES__TRIAN__EPOCHS: stages.trian: missing required key "type"`},
+		// A typo of a stage is said as one, not as a new stage lacking its type.
+		{Options{Sets: []string{"stages.trian.epochs=3"}}, `--set stages.trian.epochs=3: stages.trian: the recipe has no stage trian (did you mean "train"?) (its stages: train); to add one, give it a type as well: --set stages.trian.type=TYPE`},
+		{Options{Env: []string{"SHRINK_STAGES__TRIAN__EPOCHS=3"}}, `env SHRINK_STAGES__TRIAN__EPOCHS: stages.trian: the recipe has no stage trian (did you mean "train"?) (its stages: train); to add one, give it a type as well: SHRINK_STAGES__TRIAN__TYPE=TYPE`},
 		{Options{Sets: []string{"stages.train.epochs.x=1"}}, "--set stages.train.epochs.x=1: stages.train.epochs"},
 		{Options{Sets: []string{"stages.train.amount=[1, 2]", "stages.train.amount.0=3"}}, "stages.train.amount is a list: lists are replaced whole"},
 	} {
 		_, err := parse(t, "  train: {type: xform}\n", tc.opt)
-		if err == nil || !strings.Contains(err.Error(), tc.want) {
+		if err == nil || !strings.Contains(err.Error(), tc.want) || strings.Contains(err.Error(), "missing required key") {
 			t.Errorf("%+v: %v, want %q", tc.opt, err, tc.want)
 		}
+	}
+	// A new stage with its type is fine.
+	if _, err := parse(t, "  train: {type: xform}\n", Options{Env: []string{"SHRINK_STAGES__EXTRA__EPOCHS=3", "SHRINK_STAGES__EXTRA__TYPE=xform"}}); err != nil {
+		t.Errorf("a stage added by the environment: %v", err)
+	}
+}
+
+// TestOutOfRangeIntegersAreErrors: an integer beyond int64 (YAML resolves it to
+// a float or a uint64) or a whole float no integer holds (1e30) is an error at
+// its position, never a silent 0 or a rounded number: a seed of 2^64 once
+// became seed 0 and reused a seed-0 run's results. An override that replaces
+// such a value fixes the recipe.
+func TestOutOfRangeIntegersAreErrors(t *testing.T) {
+	for _, tc := range []struct {
+		name, seed string
+		opt        Options
+		want       string // "" for no error
+	}{
+		{"2^64", "18446744073709551616", Options{}, "r.yaml:2:7: seed: 18446744073709551616 is out of range: integers in a recipe are from"},
+		{"2^63", "9223372036854775808", Options{}, "r.yaml:2:7: seed: 9223372036854775808 is out of range"},
+		{"1e30", "1e30", Options{}, "r.yaml:2:7: seed: the number 1e+30 is out of range: write a whole number from 0 to 9223372036854775807"},
+		{"2^63-1", "9223372036854775807", Options{}, ""},
+		{"set 2^64", "1", Options{Sets: []string{"seed=18446744073709551616"}}, "--set seed=18446744073709551616: seed: 18446744073709551616 is out of range"},
+		{"env 1e30", "1", Options{Env: []string{"SHRINK_SEED=1e30"}}, "env SHRINK_SEED: seed: the number 1e+30 is out of range"},
+		{"replaced by --set", "18446744073709551616", Options{Sets: []string{"seed=7"}}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			src := "version: 1\nseed: " + tc.seed + "\nname: t\nmodel: {arch: mlp, inputs: 32}\nstages:\n  a: {type: xform}\n"
+			r, err := Parse("r.yaml", []byte(src), reg, tc.opt)
+			if tc.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if r.Seed == 0 {
+					t.Fatal("seed 0")
+				}
+				return
+			}
+			ds, ok := err.(Diagnostics)
+			if !ok || len(ds) != 1 || !strings.Contains(ds.Error(), tc.want) {
+				t.Fatalf("got %v, want one diagnostic %q", err, tc.want)
+			}
+		})
+	}
+	// Stage keys too, reported once (not again as a rounded float).
+	_, err := parse(t, "  a: {type: xform, epochs: 99999999999999999999}\n  b: {type: xform, epochs: 1e30}\n", Options{})
+	ds, _ := err.(Diagnostics)
+	if len(ds) != 2 || !strings.Contains(ds[0].String(), "r.yaml:6:28: stages.a.epochs: 99999999999999999999 is out of range") ||
+		!strings.Contains(ds[1].String(), "r.yaml:7:28: stages.b.epochs: the number 1e+30 is out of range for an integer") {
+		t.Fatalf("got %v", err)
+	}
+}
+
+// TestRecipeSizeLimits: an alias bomb (a few hundred bytes expanding to
+// billions of values) and an oversized file are refused with one clear error
+// each, before they take the memory they would; so are files that are not
+// files (/dev/zero would be read forever, a FIFO would block).
+func TestRecipeSizeLimits(t *testing.T) {
+	bomb := head + "  a: {type: xform}\nx0: &x0 [x, x, x, x, x, x, x, x, x, x]\n"
+	for i := 1; i <= 9; i++ {
+		bomb += fmt.Sprintf("x%d: &x%d [%s]\n", i, i, strings.TrimSuffix(strings.Repeat(fmt.Sprintf("*x%d, ", i-1), 10), ", "))
+	}
+	_, err := Parse("bomb.yaml", []byte(bomb), reg, Options{})
+	ds, ok := err.(Diagnostics)
+	if !ok || len(ds) != 1 || !strings.Contains(ds[0].Msg, "the recipe expands to more than 100000 values (YAML aliases") {
+		t.Fatalf("alias bomb: %v", err)
+	}
+
+	dir := t.TempDir()
+	big := filepath.Join(dir, "big.yaml")
+	if err := os.WriteFile(big, []byte(head+"  a: {type: xform}\n#"+strings.Repeat("x", MaxRecipeBytes)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct{ file, want string }{
+		{big, "a recipe may be at most 262144 (256 KiB)"},
+		{"/dev/zero", "/dev/zero is not a regular file"},
+		{dir, "is not a regular file"},
+	} {
+		if _, err := Load(tc.file, reg, Options{}); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: got %v, want %q", tc.file, err, tc.want)
+		}
+	}
+}
+
+// TestYAMLSyntaxPositions: go-yaml reports a tab in indentation and an
+// unclosed bracket a line early; the diagnostic points at the tab and at the
+// bracket left open, skipping brackets in quotes, comments and plain scalars.
+func TestYAMLSyntaxPositions(t *testing.T) {
+	for _, tc := range []struct {
+		name, src string
+		line, col int
+	}{
+		{"tab in a block", "version: 1\nname: t\nstages:\n  a:\n    type: xform\n\tepochs: 2\n", 6, 1},
+		{"tab after spaces", "version: 1\nname: t\nstages:\n  a:\n    type: xform\n    \tepochs: 2\n", 6, 5},
+		{"unclosed [ in a flow mapping", "version: 1\nname: t\nmodel: {arch: mlp, hidden: [16, 8}\nstages:\n  a: {type: xform}\n", 3, 28},
+		{"unclosed [ at the end", "version: 1\nname: t\nstages:\n  a:\n    type: xform\n    needs: [x\n    epochs: 2\n", 6, 12},
+		{"brackets in quotes and comments", "version: 1\nname: t # a [comment\nstages:\n  a: {type: xform, method: \"[}\", note: '{'}\n  b: {type: xform, needs: [a}\n", 5, 27},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := Parse("r.yaml", []byte(tc.src), reg, Options{})
+			ds, ok := err.(Diagnostics)
+			if !ok || len(ds) != 1 || ds[0].Pos.Line != tc.line || ds[0].Pos.Col != tc.col {
+				t.Fatalf("got %v, want r.yaml:%d:%d", err, tc.line, tc.col)
+			}
+		})
+	}
+}
+
+// TestWarnings: valid but likely not meant, reported without failing: a
+// stage that starts from random weights (no needs) and does not train them,
+// and a SHRINK_ variable that is neither a recipe key nor shrink's (it used to
+// break every command as an unknown key).
+func TestWarnings(t *testing.T) {
+	r, err := parse(t, "  a: {type: xform, data: true}\n  b: {type: xform}\n  c: {type: xform, needs: [a]}\n",
+		Options{Env: []string{"SHRINK_FOO=1", "SHRINK_THREDS=2"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := r.Warnings.Error()
+	for _, want := range []string{
+		"env SHRINK_FOO: ignored: foo is neither a recipe key (version, name, seed, model, data, stages) nor one of shrink's own variables",
+		`env SHRINK_THREDS: ignored: threds is neither a recipe key`, `(did you mean "SHRINK_THREADS"?)`,
+		"r.yaml:7:3: stages.b: has no needs, so it starts from the model's random initial weights (no model.checkpoint), and it does not train them (did you mean needs: [a]?)",
+	} {
+		if !strings.Contains(got, want) {
+			t.Errorf("warnings lack %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "stages.a:") || strings.Contains(got, "stages.c:") {
+		t.Errorf("a stage that trains, or has needs, was warned about:\n%s", got)
 	}
 }
 

@@ -30,6 +30,12 @@ type DataUser interface {
 	UsesData() bool
 }
 
+// Trainer is implemented by stage configs whose use of data (DataUser) is not
+// training (quantize calibrates): without it, a stage that uses data trains.
+type Trainer interface {
+	Trains() bool
+}
+
 // ModelMaker is implemented by configs of stages that can build a new model
 // instead of transforming their input (distill with a student architecture): for
 // them, needs may be empty without meaning "start from the recipe's model".

@@ -3,6 +3,7 @@ package pipeline
 import (
 	"fmt"
 	"math"
+	"regexp"
 	"strconv"
 	"strings"
 
@@ -17,10 +18,24 @@ type positions struct {
 	value map[string]Pos
 	// origin marks paths set by an override; everything below them inherits it.
 	origin map[string]string
+	// outOfRange are the integers too large for int64, by path (see tooLarge).
+	outOfRange map[string]Diagnostic
+	// values counts the values made from the YAML, aliases expanded.
+	values int
+	// warnings found while layering the overrides.
+	warnings Diagnostics
+	// early are problems found while layering the overrides, at positions no
+	// later check should report again.
+	early Diagnostics
 }
 
+// MaxRecipeValues bounds a recipe's values (keys, scalars, lists, mappings)
+// once its aliases are expanded: far beyond any real recipe (a sweep of a
+// hundred stages has a few thousand), far below what exhausts memory.
+const MaxRecipeValues = 100_000
+
 func newPositions(file string) *positions {
-	return &positions{file: file, key: map[string]Pos{}, value: map[string]Pos{}, origin: map[string]string{}}
+	return &positions{file: file, key: map[string]Pos{}, value: map[string]Pos{}, origin: map[string]string{}, outOfRange: map[string]Diagnostic{}}
 }
 
 // ofKey is the position of the key at path (for "unknown key" and the like); ofValue
@@ -62,6 +77,15 @@ func parent(path string) string {
 // It rejects what a recipe must not contain: duplicate keys and non-scalar keys.
 func toTree(n *yaml.Node, path string, pos *positions, diags *Diagnostics) any {
 	here := Pos{File: pos.file, Line: n.Line, Col: n.Column}
+	// Aliases repeat what they name, so a small file can expand to billions of
+	// values (nested *a references): count every value made, and stop.
+	if pos.values++; pos.values > MaxRecipeValues {
+		if pos.values == MaxRecipeValues+1 {
+			*diags = append(*diags, Diagnostic{here, fmt.Sprintf(
+				"the recipe expands to more than %d values (YAML aliases such as *name repeat what they refer to): write it out plainly", MaxRecipeValues)})
+		}
+		return nil
+	}
 	if path != "" {
 		if _, seen := pos.value[path]; !seen {
 			pos.value[path] = here
@@ -111,9 +135,47 @@ func toTree(n *yaml.Node, path string, pos *positions, diags *Diagnostics) any {
 		}
 		return s
 	case yaml.ScalarNode:
+		if tooLarge(n) {
+			prefix := ""
+			if path != "" {
+				prefix = path + ": "
+			}
+			// Reported once the overrides are applied, unless one replaced it.
+			pos.outOfRange[path] = Diagnostic{here, fmt.Sprintf("%s%s is out of range: integers in a recipe are from %d to %d",
+				prefix, n.Value, math.MinInt64, math.MaxInt64)}
+		}
 		return scalar(n)
 	}
 	return nil
+}
+
+// rangeDiags reports the out-of-range integers that no override replaced.
+func (p *positions) rangeDiags() Diagnostics {
+	var ds Diagnostics
+	for path, d := range p.outOfRange {
+		if p.ofValue(path).Origin != "" && d.Pos.Origin == "" {
+			continue // an override replaced the file's value
+		}
+		ds = append(ds, d)
+	}
+	return ds
+}
+
+// integerLiteral is a plain decimal integer as YAML writes it.
+var integerLiteral = regexp.MustCompile(`^[-+]?[0-9][0-9_]*$`)
+
+// tooLarge says a scalar is an integer beyond int64: YAML resolves one past
+// uint64 as a float and one past int64 as a uint64, which would otherwise
+// round, or turn into 0 where an integer is read.
+func tooLarge(n *yaml.Node) bool {
+	switch n.Tag {
+	case "!!int":
+		var u uint64
+		return n.Decode(&u) == nil && u > math.MaxInt64
+	case "!!float":
+		return n.Style == 0 && integerLiteral.MatchString(n.Value)
+	}
+	return false
 }
 
 // scalar decodes a YAML scalar by its resolved tag, keeping YAML's distinction between
@@ -138,10 +200,10 @@ func scalar(n *yaml.Node) any {
 	case int64:
 		return int(x)
 	case uint64:
-		if x <= 1<<62 {
+		if x <= math.MaxInt64 {
 			return int(x)
 		}
-		return float64(x)
+		return float64(x) // and toTree reports it
 	}
 	return v
 }
@@ -158,11 +220,17 @@ func parseValue(s string) (any, error) {
 	var ds Diagnostics
 	pos := newPositions("")
 	v := toTree(n.Content[0], "", pos, &ds)
+	ds = append(ds, pos.rangeDiags()...)
 	if len(ds) > 0 {
-		return nil, fmt.Errorf("%s", ds[0].Msg)
+		return nil, valueError(ds[0].Msg)
 	}
 	return v, nil
 }
+
+// valueError is an override value that is valid YAML but not a recipe value.
+type valueError string
+
+func (e valueError) Error() string { return string(e) }
 
 func joinPath(a, b string) string {
 	switch {

@@ -41,6 +41,25 @@ type Spec struct {
 	ReduceRange bool `json:"reduce_range,omitempty"`
 }
 
+// MaxBits is the widest integer shrink quantizes to (I8 storage).
+const MaxBits = 8
+
+// Validate checks a spec read from a file: the bit width in 1 to MaxBits (Range
+// and the packing shift by it), a known scheme and granularity. A spec that
+// fails would otherwise panic or divide by zero where it is used.
+func (s Spec) Validate() error {
+	if s.Bits < 1 || s.Bits > MaxBits {
+		return fmt.Errorf("bits %d: must be 1 to %d", s.Bits, MaxBits)
+	}
+	if s.Scheme != Symmetric && s.Scheme != Asymmetric {
+		return fmt.Errorf("scheme %q: must be %s or %s", s.Scheme, Symmetric, Asymmetric)
+	}
+	if s.Granularity != PerTensor && s.Granularity != PerChannel {
+		return fmt.Errorf("granularity %q: must be %s or %s", s.Granularity, PerTensor, PerChannel)
+	}
+	return nil
+}
+
 // Range is qmin, qmax for the bit width: -2^(b-1), 2^(b-1)-1; with
 // ReduceRange, 0 and (2^b - 1)/2 as ATen halves quint8's 0..255.
 func (s Spec) Range() (qmin, qmax int32) {

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"image/color"
 	"math"
+	"slices"
 	"sort"
 
 	"gonum.org/v1/plot"
@@ -66,6 +67,7 @@ func (r *Run) frontierPlot() (*plot.Plot, error) {
 		"compressed size (KB, log scale)", "test accuracy (%)")
 	p.X.Scale = plot.LogScale{}
 	p.X.Tick.Marker = logTicks{}
+	p.Y.Tick.Marker = enoughTicks{}
 	p.Add(plotter.NewGrid())
 
 	front := pareto(pts)
@@ -212,26 +214,34 @@ func placeLabels(pts []point, p *plot.Plot, legend box) []vg.Point {
 	return out
 }
 
-// logTicks labels 1, 2, 5 times each power of ten, so a range within one
-// decade still has labels.
+// logTicks labels 1, 2, 5 times each power of ten, or every mantissa when
+// that leaves fewer than three labels, or finer steps still within a narrow
+// range (1.3 to 1.8 KB), so the axis always reads.
 type logTicks struct{}
 
 func (logTicks) Ticks(lo, hi float64) []plot.Tick {
-	var ticks []plot.Tick
-	for e := math.Floor(math.Log10(lo)); math.Pow(10, e) <= hi; e++ {
-		for m := 1; m < 10; m++ {
-			v := float64(m) * math.Pow(10, e)
-			if v < lo || v > hi {
-				continue
+	for _, labelled := range [][]int{{1, 2, 5}, {1, 2, 3, 4, 5, 6, 7, 8, 9}} {
+		var ticks []plot.Tick
+		labels := 0
+		for e := math.Floor(math.Log10(lo)); math.Pow(10, e) <= hi; e++ {
+			for m := 1; m < 10; m++ {
+				v := float64(m) * math.Pow(10, e)
+				if v < lo || v > hi {
+					continue
+				}
+				t := plot.Tick{Value: v}
+				if slices.Contains(labelled, m) {
+					t.Label = fmt.Sprintf("%g", v)
+					labels++
+				}
+				ticks = append(ticks, t)
 			}
-			t := plot.Tick{Value: v}
-			if m == 1 || m == 2 || m == 5 {
-				t.Label = fmt.Sprintf("%g", v)
-			}
-			ticks = append(ticks, t)
+		}
+		if labels >= 3 {
+			return ticks
 		}
 	}
-	return ticks
+	return enoughTicks{}.Ticks(lo, hi) // within one mantissa step: linear ticks
 }
 
 func stageTypes(pts []point) []string {

@@ -3,6 +3,7 @@ package report
 import (
 	"fmt"
 	"math"
+	"strconv"
 
 	"gonum.org/v1/plot"
 	"gonum.org/v1/plot/plotter"
@@ -17,14 +18,30 @@ type layerMetric struct {
 	file, title, unit string
 	value             func(runner.LayerMetrics) float64
 	max               float64 // the y axis' top; 0: automatic
+	used              func(runner.LayerMetrics) bool
 }
 
 var layerMetrics = []layerMetric{
-	{"layers-sparsity.png", "Weight sparsity per layer", "pruned weights (%)",
-		func(l runner.LayerMetrics) float64 { return 100 * l.Sparsity }, 100},
+	// Zeros, not "pruned": quantization also rounds small weights to zero.
+	{"layers-sparsity.png", "Zero weights per layer", "weights that are zero (%): pruned, or quantized to 0",
+		func(l runner.LayerMetrics) float64 { return 100 * l.Sparsity }, 100, func(l runner.LayerMetrics) bool { return l.Sparsity > 0 }},
 	{"layers-bits.png", "Weight bit width per layer", "bits per weight (32 = float)",
-		func(l runner.LayerMetrics) float64 { return float64(l.Bits) }, 33},
-	{"layers-rank.png", "Rank per layer", "rank (full rank when not factored)", fullRank, 0},
+		func(l runner.LayerMetrics) float64 { return float64(l.Bits) }, 32, func(l runner.LayerMetrics) bool { return l.Bits != 32 }},
+	{"layers-rank.png", "Rank per layer", "rank (full rank when not factored)", fullRank, 0, func(l runner.LayerMetrics) bool { return l.Rank > 0 }},
+}
+
+// shows says whether a metric is worth a plot: some stage's layer differs
+// from an uncompressed one (a rank plot of a run without low rank would show
+// only full ranks).
+func (r *Run) shows(m layerMetric) bool {
+	for _, s := range r.measured() {
+		for _, l := range s.Layers {
+			if m.used(l) {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // fullRank is a layer's rank: its factorization's, or min(out, fan-in).
@@ -87,26 +104,61 @@ func (r *Run) layerPlot(m layerMetric) (*plot.Plot, error) {
 	p.Legend.Left = false
 	p.Legend.XOffs = -vg.Points(4)
 	p.NominalX(names...)
-	p.X.Min, p.X.Max = -0.5, float64(len(stages))-0.5
-	// Room above the bars for the legend; ticks stop at the metric's top.
+	// The axis ends at the metric's top (100%, 32 bits): the legend goes in
+	// room made right of the last stage, not above the top.
+	legendRoom := (vg.Length(longestName(r.LayerNames))*0.6*p.Legend.TextStyle.Font.Size + vg.Points(30)) / ((width - 1.2*vg.Inch) / vg.Length(len(stages)))
+	p.X.Min, p.X.Max = -0.5, float64(len(stages))-0.5+float64(legendRoom)
 	top := m.max
 	if top == 0 {
-		top = p.Y.Max
+		top = p.Y.Max * 1.05
 	}
-	p.Y.Min, p.Y.Max = 0, top*1.22
-	p.Y.Tick.Marker = cappedTicks{top}
+	p.Y.Min, p.Y.Max = 0, top
+	p.Y.Tick.Marker = enoughTicks{}
 	return p, nil
 }
 
-// cappedTicks are the default ticks up to a cap.
-type cappedTicks struct{ cap float64 }
+func longestName(names []string) int {
+	n := 0
+	for _, s := range names {
+		n = max(n, len(s))
+	}
+	return n
+}
 
-func (c cappedTicks) Ticks(lo, hi float64) []plot.Tick {
+// enoughTicks labels an axis with at least four values: the 1, 2, 5 steps
+// that give four to ten labels across the range (gonum's default can leave a
+// narrow range with one or two), with an unlabelled tick between labels.
+type enoughTicks struct{}
+
+func (enoughTicks) Ticks(lo, hi float64) []plot.Tick {
+	if !(hi > lo) {
+		return []plot.Tick{{Value: lo, Label: formatTick(lo)}}
+	}
+	step := niceStep((hi - lo) / 4)
 	var out []plot.Tick
-	for _, t := range (plot.DefaultTicks{}).Ticks(lo, c.cap) {
-		if t.Value <= c.cap+1e-9 {
-			out = append(out, t)
+	for v := math.Ceil(lo/step) * step; v <= hi+step*1e-9; v += step {
+		out = append(out, plot.Tick{Value: v, Label: formatTick(v)})
+		if v+step/2 <= hi {
+			out = append(out, plot.Tick{Value: v + step/2})
 		}
 	}
 	return out
+}
+
+// niceStep is the largest 1, 2 or 5 times a power of ten at most x.
+func niceStep(x float64) float64 {
+	p := math.Pow(10, math.Floor(math.Log10(x)))
+	for _, m := range []float64{5, 2, 1} {
+		if m*p <= x {
+			return m * p
+		}
+	}
+	return p
+}
+
+func formatTick(v float64) string {
+	if math.Abs(v) < 1e-9 {
+		v = 0
+	}
+	return strconv.FormatFloat(v, 'g', 6, 64)
 }

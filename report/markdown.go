@@ -2,6 +2,7 @@ package report
 
 import (
 	"fmt"
+	"path/filepath"
 	"strings"
 )
 
@@ -16,7 +17,8 @@ func (r *Run) markdown(plots map[string]bool) string {
 		fmt.Fprintf(&b, " and the overrides `%s`", strings.Join(rec.Sets, "`, `"))
 	}
 	fmt.Fprintf(&b, "; shrink %s, %s. Run status: %s.\n", man.ShrinkVersion, man.GoVersion, man.Status)
-	fmt.Fprintf(&b, "Reproduce it with `shrink run %s%s`, then `shrink report RUN_DIR`.\n\n", rec.File, setFlags(rec.Sets))
+	fmt.Fprintf(&b, "Reproduce it with `shrink run %s%s --run-dir %s`, then `shrink report %s` (or rerun exactly what ran, with its overrides: `shrink run --replay %s`).\n\n",
+		shellQuote(rec.File), setFlags(rec.Sets), shellQuote(r.Dir), shellQuote(r.Dir), shellQuote(filepath.Join(r.Dir, "run.json")))
 	b.WriteString("*size* is the stage's checkpoint (safetensors); *compressed* is its `shrink export --format compressed` file, ")
 	b.WriteString("the deployed size; *ratio* is the dense F32 size of the recipe's model")
 	if r.Dense > 0 {
@@ -58,6 +60,19 @@ func (r *Run) markdown(plots map[string]bool) string {
 	if recomputed {
 		b.WriteString("\n\\* measured by `shrink report`: the stage's stored metrics predate compressed sizes.\n")
 	}
+	if un := r.unfinished(); len(un) > 0 {
+		fmt.Fprintf(&b, "\nNot finished (run status: %s):\n\n", man.Status)
+		for _, s := range un {
+			why := s.Error
+			if why == "" {
+				why = s.Reason
+			}
+			if why == "" {
+				why = "not run"
+			}
+			fmt.Fprintf(&b, "- `%s` %s: %s\n", s.ID, s.Status, oneLine(why))
+		}
+	}
 	b.WriteString("\n## Compression frontier\n\n")
 	if plots["frontier.png"] {
 		b.WriteString("![Test accuracy against compressed size, every stage](frontier.png)\n\n")
@@ -66,6 +81,8 @@ func (r *Run) markdown(plots map[string]bool) string {
 			ids = append(ids, "`"+p.stage.ID+"`")
 		}
 		fmt.Fprintf(&b, "Pareto frontier (no other stage is both smaller and at least as accurate), smallest first: %s.\n", strings.Join(ids, ", "))
+	} else if r.hasData() && len(r.unfinished()) > 0 {
+		fmt.Fprintf(&b, "No finished stage has both an accuracy and a compressed size (%d stage(s) did not finish, see above), so there is no frontier.\n", len(r.unfinished()))
 	} else {
 		b.WriteString("No stage has both an accuracy and a compressed size (the recipe has no test data), so there is no frontier.\n")
 	}
@@ -102,12 +119,24 @@ func macs(n int64) string {
 	return thousands(n)
 }
 
+// oneLine keeps a message on one markdown line.
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
 func setFlags(sets []string) string {
 	var b strings.Builder
 	for _, s := range sets {
-		fmt.Fprintf(&b, " --set %s", s)
+		fmt.Fprintf(&b, " --set %s", shellQuote(s))
 	}
 	return b.String()
+}
+
+// shellQuote makes s one word for a POSIX shell: as it is when it holds only
+// characters no shell treats specially, else in single quotes.
+func shellQuote(s string) string {
+	if s != "" && strings.Trim(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_-./=:,@+%") == "" {
+		return s
+	}
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
 }
 
 func short(sha string) string {

@@ -38,6 +38,9 @@ func Write(dir string) (*Result, error) {
 	}
 	if len(r.measured()) > 0 && len(r.LayerNames) > 0 {
 		for _, m := range layerMetrics {
+			if !r.shows(m) {
+				continue // a plot of uncompressed layers only would be empty
+			}
 			p, err := r.layerPlot(m)
 			if err != nil {
 				return nil, fmt.Errorf("%s: %w", m.file, err)

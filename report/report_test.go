@@ -1,12 +1,15 @@
 package report
 
 import (
+	"bytes"
 	"flag"
 	"image/png"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"gonum.org/v1/plot"
 
 	"github.com/shrink-ml/shrink/runner"
 )
@@ -53,6 +56,8 @@ func TestGolden(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// The reproduce line names the run folder, a temporary one here.
+	got = bytes.ReplaceAll(got, []byte(dir), []byte("runs/report-golden"))
 	golden := "../testdata/report/report.golden.md"
 	if *update {
 		if err := os.WriteFile(golden, got, 0o644); err != nil {
@@ -146,5 +151,65 @@ func TestNoAccuracy(t *testing.T) {
 	}
 	if md := r.markdown(nil); !strings.Contains(md, "there is no frontier") {
 		t.Error("the report does not say why there is no frontier")
+	}
+}
+
+// TestPlotsOnlyWhatWasCompressed: a run without low rank gets no rank plot
+// (it would show full ranks only), nor a bits plot without quantization.
+func TestPlotsOnlyWhatWasCompressed(t *testing.T) {
+	stage := func(l runner.LayerMetrics) *Stage {
+		return &Stage{ID: "s", Measured: true, Layers: map[string]runner.LayerMetrics{"fc1": l}}
+	}
+	dense := runner.LayerMetrics{Params: 6, NonZero: 6, Bits: 32, Shape: []int{2, 3}}
+	pruned := runner.LayerMetrics{Params: 6, NonZero: 3, Sparsity: 0.5, Bits: 32, Shape: []int{2, 3}}
+	for _, tc := range []struct {
+		name   string
+		layers []runner.LayerMetrics
+		want   []string
+	}{
+		{"dense only", []runner.LayerMetrics{dense}, nil},
+		{"pruned", []runner.LayerMetrics{dense, pruned}, []string{"layers-sparsity.png"}},
+		{"quantized and factored", []runner.LayerMetrics{{Params: 6, NonZero: 6, Bits: 4, Rank: 1, Shape: []int{2, 3}}},
+			[]string{"layers-bits.png", "layers-rank.png"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := &Run{}
+			for _, l := range tc.layers {
+				r.Stages = append(r.Stages, stage(l))
+			}
+			var got []string
+			for _, m := range layerMetrics {
+				if r.shows(m) {
+					got = append(got, m.file)
+				}
+			}
+			if strings.Join(got, " ") != strings.Join(tc.want, " ") {
+				t.Errorf("plots %v, want %v", got, tc.want)
+			}
+		})
+	}
+}
+
+// TestTicks: every axis has at least three labels, a narrow range included
+// (gonum's defaults can leave one).
+func TestTicks(t *testing.T) {
+	labels := func(ts []plot.Tick) int {
+		n := 0
+		for _, t := range ts {
+			if t.Label != "" {
+				n++
+			}
+		}
+		return n
+	}
+	for _, r := range [][2]float64{{97.6, 98.3}, {0, 100}, {69.5, 91.75}, {0, 0.004}} {
+		if n := labels(enoughTicks{}.Ticks(r[0], r[1])); n < 4 {
+			t.Errorf("linear %v: %d labels", r, n)
+		}
+	}
+	for _, r := range [][2]float64{{1.3, 1.8}, {0.8, 11}, {20, 40}, {12, 1200}} {
+		if n := labels(logTicks{}.Ticks(r[0], r[1])); n < 3 {
+			t.Errorf("log %v: %d labels", r, n)
+		}
 	}
 }

@@ -18,6 +18,7 @@ import (
 // Stage is one row of the report: a stage's record and its metrics.
 type Stage struct {
 	ID, Type, Status, Folder string
+	Error, Reason            string // why it failed, or was skipped
 	Needs                    []string
 	Seconds                  float64
 	Measured                 bool     // it has a model and metrics (ran or cached)
@@ -81,7 +82,8 @@ func recipeArch(man *runner.Manifest) (*arch.Spec, error) {
 }
 
 func (r *Run) stage(rec *runner.StageRecord) (*Stage, error) {
-	s := &Stage{ID: rec.ID, Type: rec.Type, Status: rec.Status, Folder: rec.Folder, Needs: rec.Needs, Seconds: rec.Seconds}
+	s := &Stage{ID: rec.ID, Type: rec.Type, Status: rec.Status, Folder: rec.Folder, Needs: rec.Needs, Seconds: rec.Seconds,
+		Error: rec.Error, Reason: rec.Reason}
 	m := rec.Metrics
 	if m == nil || (rec.Status != "ran" && rec.Status != "cached") {
 		return s, nil
@@ -152,6 +154,24 @@ func (r *Run) layerOrder() []string {
 	}
 	sort.Strings(extra)
 	return append(names, extra...)
+}
+
+// unfinished lists the stages that failed, were skipped or did not run, in
+// run order.
+func (r *Run) unfinished() []*Stage {
+	var out []*Stage
+	for _, s := range r.Stages {
+		if s.Status != "ran" && s.Status != "cached" {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// hasData says whether the recipe had a data section (test data to measure on).
+func (r *Run) hasData() bool {
+	d, ok := r.Manifest.Recipe.Resolved["data"]
+	return ok && d != nil
 }
 
 // measured lists the stages with metrics, in run order.

@@ -42,3 +42,42 @@ func lockDir(dir string) (unlock func(), err error) {
 		f.Close()
 	}, nil
 }
+
+// errBusy is a lock another process holds.
+var errBusy = errors.New("in use by another process")
+
+// flock opens path (a file it creates, or a folder) and locks it: shared or
+// exclusive, waiting for it or not (then errBusy when it is held). Closing the
+// file, or the process ending, releases it.
+func flock(path string, exclusive, wait bool) (unlock func(), err error) {
+	var f *os.File
+	if st, statErr := os.Stat(path); statErr == nil && st.IsDir() {
+		f, err = os.Open(path)
+	} else {
+		f, err = os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
+	}
+	if err != nil {
+		return nil, err
+	}
+	how := syscall.LOCK_SH
+	if exclusive {
+		how = syscall.LOCK_EX
+	}
+	if !wait {
+		how |= syscall.LOCK_NB
+	}
+	for {
+		err = syscall.Flock(int(f.Fd()), how)
+		if !errors.Is(err, syscall.EINTR) {
+			break
+		}
+	}
+	if err != nil {
+		f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, errBusy
+		}
+		return nil, err
+	}
+	return func() { f.Close() }, nil
+}

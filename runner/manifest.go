@@ -55,7 +55,7 @@ type RecipeRecord struct {
 type StageRecord struct {
 	ID      string            `json:"id"`
 	Type    string            `json:"type"`
-	Status  string            `json:"status"` // ran, cached, failed, skipped, pending
+	Status  string            `json:"status"` // ran, cached, failed, interrupted, skipped, pending
 	Reason  string            `json:"reason,omitempty"`
 	Key     string            `json:"key,omitempty"`
 	SHA256  string            `json:"sha256,omitempty"`
@@ -109,9 +109,12 @@ func Version() (version, revision string) {
 	return
 }
 
+// manifestFormat is run.json's format.
+const manifestFormat = "shrink/v1"
+
 func newManifest() *Manifest {
 	v, rev := Version()
-	return &Manifest{Format: "shrink/v1", ShrinkVersion: v, VCSRevision: rev, GoVersion: runtime.Version(), Status: "running"}
+	return &Manifest{Format: manifestFormat, ShrinkVersion: v, VCSRevision: rev, GoVersion: runtime.Version(), Status: "running"}
 }
 
 // manifestWriter writes run.json atomically after every change.

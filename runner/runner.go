@@ -26,6 +26,7 @@ import (
 	"github.com/shrink-ml/shrink/checkpoint"
 	"github.com/shrink-ml/shrink/config"
 	"github.com/shrink-ml/shrink/data"
+	"github.com/shrink-ml/shrink/export"
 	"github.com/shrink-ml/shrink/internal/gemm"
 	"github.com/shrink-ml/shrink/model"
 	"github.com/shrink-ml/shrink/onnx/onnximport"
@@ -119,8 +120,11 @@ func (r *Runner) Plan() ([]*PlanItem, error) {
 	if err := r.store.Check(); err != nil {
 		return nil, err
 	}
-	prev, _ := ReadManifest(r.opt.RunDir)
-	r.prev = prev
+	// The last run explains changes and names the folders of dropped stages:
+	// only a run.json that is shrink's own counts.
+	if prev, err := ReadManifest(r.opt.RunDir); err == nil && prev.Validate() == nil {
+		r.prev = prev
+	}
 	digests := map[string]string{}
 	forcedSet := map[string]bool{}
 	var items []*PlanItem
@@ -164,7 +168,38 @@ func (r *Runner) Plan() ([]*PlanItem, error) {
 			}
 		}
 	}
+	for _, it := range items {
+		if it.Status == "run" && it.Key != "" && !it.Forced {
+			if at := r.resumePoint(it.Key); at != "" {
+				it.Reason += "; " + at
+			}
+		}
+	}
 	return items, nil
+}
+
+// resumePoint says where an interrupted stage with this key will resume: the
+// training state its last run saved after each epoch (verified, as the stage
+// will), or "" when there is none.
+func (r *Runner) resumePoint(key string) string {
+	dir := filepath.Join(r.opt.RunDir, ".shrink", "state", key)
+	files, _ := filepath.Glob(filepath.Join(dir, "*.safetensors"))
+	var saved []string
+	for _, p := range files {
+		f, err := checkpoint.ReadFile(p)
+		if err != nil || checkpoint.CheckSeal(f) != nil || f.Metadata["epoch"] == "" {
+			continue // not training state (the lottery's rewind point), or unusable
+		}
+		saved = append(saved, strings.TrimSuffix(filepath.Base(p), ".safetensors")+" "+f.Metadata["epoch"])
+	}
+	switch {
+	case len(saved) == 0:
+		return ""
+	case len(saved) == 1:
+		_, epoch, _ := strings.Cut(saved[0], " ")
+		return "will resume after epoch " + epoch + " (its interrupted run saved it)"
+	}
+	return "will resume from its interrupted run's saved training (phase epoch: " + strings.Join(saved, ", ") + ")"
 }
 
 func firstMissing(ids []string, have map[string]string) string {
@@ -366,8 +401,8 @@ func (r *Runner) Run(ctx context.Context) (*Manifest, error) {
 	if err := MemoryProblem(r.recipe); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(r.opt.RunDir, 0o755); err != nil {
-		return nil, err
+	if err := claimRunDir(r.opt.RunDir); err != nil {
+		return nil, err // a folder shrink did not make: nothing is written
 	}
 	unlock, err := lockDir(r.opt.RunDir)
 	if err != nil {
@@ -568,14 +603,14 @@ func (ex *execution) stage(ctx context.Context, it *PlanItem) {
 	ex.progressDone(s.ID)
 	shareCores(ex.running.Add(-1))
 	if err != nil {
-		status, msg := "failed", err.Error()
 		if ctx.Err() != nil {
-			status, msg = "interrupted", "interrupted: run the same command again to resume from the last finished epoch"
-			log.Warn().Msg(msg)
-		} else {
-			log.Error().Err(err).Msg("stage failed")
+			why := "run the same command again to resume after the last finished epoch"
+			log.Warn().Msg("interrupted: " + why)
+			ex.finish(it, &StageRecord{Status: "interrupted", Reason: why, Seconds: time.Since(start).Seconds()}, "interrupted")
+			return
 		}
-		ex.finish(it, &StageRecord{Status: "failed", Error: msg, Seconds: time.Since(start).Seconds()}, status)
+		log.Error().Err(err).Msg("stage failed")
+		ex.finish(it, &StageRecord{Status: "failed", Error: err.Error(), Seconds: time.Since(start).Seconds()}, "failed")
 		return
 	}
 	log.Info().Float64("seconds", round3(e.Seconds)).Interface("accuracy", e.Metrics["accuracy"]).Msg("done")
@@ -602,6 +637,19 @@ func (ex *execution) finish(it *PlanItem, rec *StageRecord, failure string) {
 		ex.failed[it.Stage.ID] = failure
 	}
 	ex.mu.Unlock()
+	if failure != "" {
+		// The folder must not show an older result next to a record that says
+		// the stage failed (its stored results stay, for a rerun to restore).
+		prevKey := ""
+		if prev := ex.r.prev; prev != nil {
+			if rec := prev.Stage(it.Stage.ID); rec != nil {
+				prevKey = rec.Key
+			}
+		}
+		if err := ex.r.clearFolder(it.Folder, prevKey); err != nil {
+			ex.r.opt.Log.Warn().Err(err).Str("stage", it.Stage.ID).Msg("left the folder of a stage that did not finish")
+		}
+	}
 	ex.w.update(func(m *Manifest) {
 		old := m.Stage(it.Stage.ID)
 		rec.ID, rec.Type, rec.Folder, rec.Needs, rec.Refs = old.ID, old.Type, old.Folder, old.Needs, old.Refs
@@ -621,10 +669,11 @@ func (ex *execution) execute(ctx context.Context, it *PlanItem, doc KeyDoc, key 
 	if !ok {
 		return nil, fmt.Errorf("stage type %q: config %T cannot run", typ.Name, s.Config)
 	}
-	work, err := tempDir(filepath.Join(r.opt.CacheDir, "tmp"), Folder(s.ID)+"-")
+	work, unlock, err := tempDir(filepath.Join(r.opt.CacheDir, "tmp"), Folder(s.ID)+"-")
 	if err != nil {
 		return nil, err
 	}
+	defer unlock()
 	defer os.RemoveAll(work) // gone after Publish moved it; cleans up after a failure
 	var logFile *os.File
 	if r.opt.LogOutput != nil {
@@ -653,7 +702,11 @@ func (ex *execution) execute(ctx context.Context, it *PlanItem, doc KeyDoc, key 
 	if res == nil || (res.Model == nil && res.SameAs == "") {
 		return nil, fmt.Errorf("stage produced no model")
 	}
-	meta := map[string]string{"stage": s.ID, "recipe_sha256": r.recipe.SHA256, "key": key}
+	// dense_f32_bytes is the ratio's baseline (the recipe's model, dense F32): the
+	// checkpoint carries it, so shrink export reports the ratio metrics.json does.
+	denseBytes, _ := export.DenseF32Bytes(r.recipe.Model) // 0: an architecture this build cannot expand
+	meta := map[string]string{"stage": s.ID, "recipe_sha256": r.recipe.SHA256, "key": key,
+		"dense_f32_bytes": strconv.FormatInt(denseBytes, 10)}
 	ckpt := filepath.Join(work, "model.safetensors")
 	if res.SameAs != "" {
 		err = ex.copyInput(s, res.SameAs, ckpt)
@@ -706,7 +759,7 @@ func (ex *execution) context(ctx context.Context, it *PlanItem, key, work string
 		CacheDir:     filepath.Join(r.opt.CacheDir, "derived"),
 		Refs:         map[string]string{},
 		LoadCheckpoint: func(path string) (*model.Model, error) {
-			return model.Load(r.recipe.Path(path), &r.recipe.Model)
+			return export.LoadModel(r.recipe.Path(path), &r.recipe.Model) // safetensors or compressed
 		},
 	}
 	sc.Rand = rand.New(src)
@@ -814,7 +867,8 @@ func (ex *execution) materialize(folder, key string, e *Entry) error {
 
 // removeDroppedStages deletes the folders of stages the last run had and this
 // recipe no longer has, so the run folder shows this recipe's stages only (their
-// results stay in the store). Only folders run.json named are touched.
+// results stay in the store). Only what shrink provably wrote goes (see
+// clearFolder), from folders a validated run.json names.
 func (r *Runner) removeDroppedStages(plan []*PlanItem) {
 	if r.prev == nil {
 		return
@@ -824,13 +878,65 @@ func (r *Runner) removeDroppedStages(plan []*PlanItem) {
 		current[it.Folder] = true
 	}
 	for _, s := range r.prev.Stages {
-		if s.Folder == "" || current[s.Folder] || s.Folder != filepath.Base(s.Folder) || strings.HasPrefix(s.Folder, ".") {
+		if current[s.Folder] {
 			continue
 		}
-		if err := os.RemoveAll(filepath.Join(r.opt.RunDir, s.Folder)); err != nil {
-			r.opt.Log.Warn().Err(err).Str("folder", s.Folder).Msg("could not remove the folder of a stage the recipe dropped")
+		if err := r.clearFolder(s.Folder, s.Key); err != nil {
+			r.opt.Log.Warn().Err(err).Str("folder", s.Folder).Msg("left the folder of a stage the recipe dropped")
 		}
 	}
+}
+
+// clearFolder empties a stage folder of the result shrink put there, so it
+// never shows an older result than run.json says: the files of the stored
+// result its checkpoint names (shrink writes the key into the metadata) or of
+// key, each only while it is still that file (the store's hard link, or the
+// recorded digest). Anything else stays, and then so does the folder.
+func (r *Runner) clearFolder(folder, key string) error {
+	dir := filepath.Join(r.opt.RunDir, folder)
+	if _, err := os.Stat(dir); err != nil {
+		return nil
+	}
+	keys := []string{key}
+	if f, err := checkpoint.ReadFile(filepath.Join(dir, "model.safetensors")); err == nil {
+		keys = append(keys, f.Metadata["key"])
+	}
+	for _, k := range keys {
+		if e, err := r.store.readEntry(k); err == nil {
+			if err := removeResult(dir, e, r.store); err != nil {
+				return err
+			}
+		}
+	}
+	if err := os.Remove(dir); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("it holds files shrink did not write")
+	}
+	return nil
+}
+
+// removeResult removes from dir the files of a stored result that are still
+// the stored files, then the folders left empty.
+func removeResult(dir string, e *Entry, st *Store) error {
+	var dirs []string
+	for rel, sum := range e.Files {
+		p := filepath.Join(dir, filepath.FromSlash(rel))
+		if !sameFile(p, st.File(e.Key, rel)) {
+			if got, err := checkpoint.Digest(p); err != nil || got != sum {
+				continue
+			}
+		}
+		if err := os.Remove(p); err != nil {
+			return err
+		}
+		for d := filepath.Dir(p); d != dir && strings.HasPrefix(d, dir); d = filepath.Dir(d) {
+			dirs = append(dirs, d)
+		}
+	}
+	slices.SortFunc(dirs, func(a, b string) int { return len(b) - len(a) }) // deepest first
+	for _, d := range dirs {
+		os.Remove(d) // only when empty
+	}
+	return nil
 }
 
 // UseAllCores gives the matrix products of a command outside a run (eval) every

@@ -53,15 +53,11 @@ func (s *Store) Lookup(key string) (*Entry, error) {
 }
 
 func (s *Store) lookupLocal(key string) (*Entry, error) {
-	dir := s.path(key)
-	b, err := os.ReadFile(filepath.Join(dir, "entry.json"))
+	e, err := s.readEntry(key)
 	if err != nil {
 		return nil, err
 	}
-	var e Entry
-	if err := json.Unmarshal(b, &e); err != nil {
-		return nil, fmt.Errorf("entry.json is corrupt: %w", err)
-	}
+	dir := s.path(key)
 	for rel, sum := range e.Files {
 		got, err := checkpoint.Digest(filepath.Join(dir, rel))
 		if err != nil {
@@ -71,7 +67,32 @@ func (s *Store) lookupLocal(key string) (*Entry, error) {
 			return nil, &CorruptError{File: rel, Got: got, Want: sum}
 		}
 	}
-	return &e, nil
+	return e, nil
+}
+
+// readEntry reads a key's entry.json, without checking the files it lists.
+func (s *Store) readEntry(key string) (*Entry, error) {
+	if !isKey(key) {
+		return nil, fmt.Errorf("%q is not a stage key", key)
+	}
+	b, err := os.ReadFile(filepath.Join(s.path(key), "entry.json"))
+	if err != nil {
+		return nil, err
+	}
+	return parseEntry(key, b)
+}
+
+// isKey says whether s is a stage key: 64 lowercase hex digits.
+func isKey(s string) bool {
+	if len(s) != 64 {
+		return false
+	}
+	for _, c := range s {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
+			return false
+		}
+	}
+	return true
 }
 
 // CorruptError is a stored file that is missing or whose digest changed.
@@ -194,7 +215,10 @@ func (s *Store) Keys() ([]string, error) {
 		}
 		entries, _ := os.ReadDir(filepath.Join(s.Dir, sh.Name()))
 		for _, e := range entries {
-			keys = append(keys, e.Name())
+			// Only what shrink names: a store folder given by mistake loses nothing.
+			if isKey(e.Name()) && e.Name()[:2] == sh.Name() && e.IsDir() {
+				keys = append(keys, e.Name())
+			}
 		}
 	}
 	sort.Strings(keys)
@@ -204,13 +228,32 @@ func (s *Store) Keys() ([]string, error) {
 // Remove deletes a key's result.
 func (s *Store) Remove(key string) error { return os.RemoveAll(s.path(key)) }
 
-// tempDir makes a fresh folder under dir for assembling a result.
-func tempDir(dir, prefix string) (string, error) {
+// tempDir makes a fresh folder under dir (the store's tmp) for assembling a
+// result, locked until unlock: gc, which may share the store with running
+// stages, removes only folders nobody holds. Making and locking the folder
+// happens under a shared lock on dir/.lock, which gc holds exclusively while it
+// sweeps, so gc never sees a folder made but not yet locked.
+func tempDir(dir, prefix string) (work string, unlock func(), err error) {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return "", err
+		return "", nil, err
 	}
-	return os.MkdirTemp(dir, prefix)
+	release, err := flock(filepath.Join(dir, tmpLock), false, true)
+	if err != nil {
+		return "", nil, err
+	}
+	defer release()
+	if work, err = os.MkdirTemp(dir, prefix); err != nil {
+		return "", nil, err
+	}
+	if unlock, err = flock(work, true, false); err != nil {
+		os.RemoveAll(work)
+		return "", nil, err
+	}
+	return work, unlock, nil
 }
+
+// tmpLock is the lock file in a store's tmp folder (see tempDir).
+const tmpLock = ".lock"
 
 // linkOrCopy places src at dst atomically: a hard link when the file system
 // allows, else a copy.

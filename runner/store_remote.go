@@ -123,10 +123,11 @@ func (s *Store) fetch(key string) (*Entry, error) {
 	if err != nil {
 		return nil, err
 	}
-	work, err := tempDir(filepath.Join(s.Dir, "tmp"), "fetch-")
+	work, unlock, err := tempDir(filepath.Join(s.Dir, "tmp"), "fetch-")
 	if err != nil {
 		return nil, err
 	}
+	defer unlock()
 	defer os.RemoveAll(work) // gone after publishLocal moved it
 	for _, rel := range sortedFiles(e.Files) {
 		if err := s.download(ctx, rel, e.Files[rel], filepath.Join(work, filepath.FromSlash(rel))); err != nil {

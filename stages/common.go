@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/fnv"
 	"maps"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -17,9 +18,15 @@ import (
 	"github.com/shrink-ml/shrink/checkpoint"
 	"github.com/shrink-ml/shrink/config"
 	"github.com/shrink-ml/shrink/data"
+	"github.com/shrink-ml/shrink/export"
 	"github.com/shrink-ml/shrink/model"
 	"github.com/shrink-ml/shrink/onnx/onnximport"
 )
+
+// DivergenceFactor is how far above its first batch's loss an epoch's mean
+// loss must be to count as diverging: training that works only lowers it, and
+// a diverging one ends orders of magnitude above.
+const DivergenceFactor = 10
 
 // Training is the recipe's training settings, shared by every stage that trains:
 // train itself, and finetune, qat and distill.
@@ -57,16 +64,7 @@ func (c *Context) Start() (*model.Model, error) {
 		return LoadONNX(c.Spec)
 	}
 	if c.Spec.Checkpoint != "" {
-		m, err := model.Load(c.Spec.Checkpoint, &c.Spec)
-		if err != nil {
-			return nil, err
-		}
-		// A shrink checkpoint carries its architecture; the recipe's model section
-		// must say the same, since validation, keys and data checks rely on it.
-		if got, want := m.Spec.JSON(), c.Spec.JSON(); got != want {
-			return nil, fmt.Errorf("model.checkpoint %s holds the architecture %s, but the recipe's model section says %s: make the model section match the checkpoint", c.Spec.Checkpoint, got, want)
-		}
-		return m, nil
+		return LoadStart(c.Spec)
 	}
 	return c.Fresh()
 }
@@ -85,6 +83,21 @@ func LoadONNX(spec arch.Spec) (*model.Model, error) {
 	}
 	if got, want := m.Spec.JSON(), spec.JSON(); got != want {
 		return nil, fmt.Errorf("model.onnx %s now holds the network %s, not the %s the recipe was checked with: did the file change during the run?", spec.ONNX, got, want)
+	}
+	return m, nil
+}
+
+// LoadStart reads the recipe's model.checkpoint (safetensors, or a compressed
+// export used as it is) and checks it holds the model section's architecture.
+func LoadStart(spec arch.Spec) (*model.Model, error) {
+	m, err := export.LoadModel(spec.Checkpoint, &spec)
+	if err != nil {
+		return nil, err
+	}
+	// A shrink checkpoint carries its architecture; the recipe's model section
+	// must say the same, since validation, keys and data checks rely on it.
+	if got, want := m.Spec.JSON(), spec.JSON(); got != want {
+		return nil, fmt.Errorf("model.checkpoint %s holds the architecture %s, but the recipe's model section says %s: make the model section match the checkpoint", spec.Checkpoint, got, want)
 	}
 	return m, nil
 }
@@ -146,12 +159,19 @@ func (c *Context) train(phase string, m, peer *model.Model, t Training, loss mod
 			c.Log.Warn().Err(err).Str("phase", phase).Msg("ignoring unreadable training state; starting the phase over")
 		}
 	}
+	warned := false
 	opt.EpochEnd = func(epoch int, s model.EpochStats, st *model.TrainState) error {
-		ev := c.Log.Info().Str("phase", phase).Int("epoch", epoch).Int("of", t.Epochs).Float64("loss", s.Loss)
-		if peer != nil {
-			ev = ev.Float64("peer_loss", s.PeerLoss)
+		if s.StartLoss > 0 && s.Loss > DivergenceFactor*s.StartLoss && !warned {
+			warned = true
+			c.Log.Warn().Str("phase", phase).Int("epoch", epoch).Float64("loss", Sig6(s.Loss)).Float64("first_batch_loss", Sig6(s.StartLoss)).
+				Msgf("training is diverging: the epoch's mean loss is %.3g times the first batch's; lower the learning rate (optimizer.lr)", s.Loss/s.StartLoss)
 		}
-		ev.Float64("seconds", s.Seconds).Msg("epoch done")
+		// Six significant digits: a loss's 17 digits are noise to a reader.
+		ev := c.Log.Info().Str("phase", phase).Int("epoch", epoch).Int("of", t.Epochs).Float64("loss", Sig6(s.Loss))
+		if peer != nil {
+			ev = ev.Float64("peer_loss", Sig6(s.PeerLoss))
+		}
+		ev.Float64("seconds", math.Round(s.Seconds*1000)/1000).Msg("epoch done")
 		if statePath == "" {
 			return nil
 		}
@@ -167,7 +187,8 @@ type trainState struct {
 }
 
 // saveTrainState writes the weights (raw floats, not quantized), the optimizer's
-// moments and the random source's state, atomically.
+// moments and the random source's state, atomically and sealed with a digest
+// of its content (checkpoint.Seal), which loadTrainState verifies.
 func saveTrainState(path string, state []stateTensor, st *model.TrainState, src *rand.PCG) error {
 	rng, err := src.MarshalBinary()
 	if err != nil {
@@ -193,6 +214,7 @@ func saveTrainState(path string, state []stateTensor, st *model.TrainState, src 
 	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
 		return err
 	}
+	checkpoint.Seal(f) // a flipped bit would otherwise resume into a different result
 	_, err = checkpoint.WriteFile(path, f)
 	return err
 }
@@ -202,6 +224,9 @@ func loadTrainState(path string, state []stateTensor, src *rand.PCG) (*trainStat
 	f, err := checkpoint.ReadFile(path)
 	if err != nil {
 		return nil, err
+	}
+	if err := checkpoint.CheckSeal(f); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
 	}
 	st := &trainState{opt: &model.OptState{}, act: map[string][2]float32{}}
 	if st.epoch, err = strconv.Atoi(f.Metadata["epoch"]); err != nil {

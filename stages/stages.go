@@ -11,6 +11,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"slices"
+	"strconv"
 
 	"github.com/rs/zerolog"
 
@@ -161,3 +162,13 @@ var CommonMetrics = []string{
 // Round6 rounds a metric to 6 decimals, so metrics.json stays readable and
 // stable across platforms' last-bit differences in printing.
 func Round6(x float64) float64 { return math.Round(x*1e6) / 1e6 }
+
+// Sig6 rounds x to six significant digits, for logs: a loss of 1e28 and one
+// of 0.0698 both keep what a reader can use.
+func Sig6(x float64) float64 {
+	if x == 0 || math.IsInf(x, 0) || math.IsNaN(x) {
+		return x
+	}
+	v, _ := strconv.ParseFloat(strconv.FormatFloat(x, 'g', 6, 64), 64)
+	return v
+}

@@ -1,7 +1,9 @@
 package stages
 
 import (
+	"errors"
 	"math/rand/v2"
+	"os"
 	"path/filepath"
 	"slices"
 	"testing"
@@ -64,5 +66,34 @@ func TestTrainStateRoundTripAndPartialRefusal(t *testing.T) {
 	}
 	if rng.Uint64() != rand.NewPCG(5, 5).Uint64() {
 		t.Error("the random source changed by a refused state")
+	}
+}
+
+// TestTrainStateRefusesAChangedFile: one flipped bit in a saved state's
+// weights parses as a valid file, so only its seal tells; the state is refused
+// and the model left as it was.
+func TestTrainStateRefusesAChangedFile(t *testing.T) {
+	spec := arch.Spec{Arch: "mlp", Inputs: 6, Hidden: []int{5}, Classes: 3}
+	saved := model.MustNew(spec, rand.New(rand.NewPCG(1, 1)))
+	st := &model.TrainState{Epoch: 1, Opt: &model.OptState{Step: 3, LR: 0.01}}
+	path := filepath.Join(t.TempDir(), "state.safetensors")
+	if err := saveTrainState(path, stateOf(saved, ""), st, rand.NewPCG(7, 7)); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)-3] ^= 0x01 // a bias's low mantissa bit: still a fine float
+	if err := os.WriteFile(path, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	other := model.MustNew(spec, rand.New(rand.NewPCG(3, 3)))
+	before := other.Clone()
+	if _, err := loadTrainState(path, stateOf(other, ""), rand.NewPCG(5, 5)); !errors.Is(err, checkpoint.ErrSeal) {
+		t.Fatalf("got %v, want a seal error", err)
+	}
+	if !slices.Equal(other.WeightLayers()[1].Bias().Data, before.WeightLayers()[1].Bias().Data) {
+		t.Error("a refused state changed the model")
 	}
 }

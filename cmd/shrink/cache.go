@@ -25,7 +25,9 @@ func (a *app) gcCommand() *cobra.Command {
 run.json references, and the leftovers of interrupted work (half-assembled
 results, the saved training state of interrupted stages: those stages will start
 over). Without --cache-dir, each run folder's own store is cleaned against its run.
-With a shared --cache-dir, list every run folder that uses it.`,
+With a shared --cache-dir, list every run folder that uses it: results only
+other runs reference are removed. Work in progress is safe: a stage running
+meanwhile (in any run sharing the store) holds its folder, and gc leaves it.`,
 		Example: "  shrink gc runs/quickstart\n  shrink gc --cache-dir /shared/shrink-cache runs/a runs/b",
 		Args:    cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -51,8 +53,12 @@ With a shared --cache-dir, list every run folder that uses it.`,
 				if err != nil {
 					return err
 				}
-				fmt.Fprintf(a.stdout, "%s: kept %d result(s), %s %d result(s) and %d leftover(s), %s\n",
-					store, len(res.Kept), verb, len(res.Removed), len(res.Leftovers), humanBytes(res.Freed))
+				inUse := ""
+				if len(res.InUse) > 0 {
+					inUse = fmt.Sprintf("; left %d folder(s) of running stages alone", len(res.InUse))
+				}
+				fmt.Fprintf(a.stdout, "%s: kept %d result(s), %s %d result(s) and %d leftover(s), %s%s\n",
+					store, len(res.Kept), verb, len(res.Removed), len(res.Leftovers), humanBytes(res.Freed), inUse)
 			}
 			return nil
 		},

@@ -8,6 +8,8 @@ import (
 	"io"
 	"os"
 	"os/signal"
+	"slices"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -16,6 +18,8 @@ import (
 	"github.com/spf13/pflag"
 	"golang.org/x/term"
 
+	"github.com/shrink-ml/shrink/config"
+	"github.com/shrink-ml/shrink/internal/gemm"
 	"github.com/shrink-ml/shrink/pipeline"
 	"github.com/shrink-ml/shrink/runner"
 	"github.com/shrink-ml/shrink/stages"
@@ -24,9 +28,10 @@ import (
 
 // Exit codes, as the spec gives them.
 const (
-	exitOK      = 0
-	exitFailed  = 1 // a stage failed at run time (or another run-time error)
-	exitInvalid = 2 // bad usage or an invalid recipe: nothing was run
+	exitOK          = 0
+	exitFailed      = 1   // a stage failed at run time (or another run-time error)
+	exitInvalid     = 2   // bad usage or an invalid recipe: nothing was run
+	exitInterrupted = 130 // Ctrl-C (SIGINT) or SIGTERM stopped it: 128 + SIGINT, as shells report
 )
 
 // usageError marks errors that mean "bad usage" (exit 2).
@@ -53,11 +58,6 @@ type app struct {
 
 // Main runs the CLI and returns the exit code.
 func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
-	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, registry: stages.Default}
-	root := a.rootCommand()
-	root.SetArgs(args)
-	root.SetOut(stdout)
-	root.SetErr(stderr)
 	// The first Ctrl-C stops stages between batches (nothing half-written); after
 	// it, signals get their default effect again, so a second one kills at once.
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -66,6 +66,16 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		<-ctx.Done()
 		stop()
 	}()
+	return mainContext(ctx, args, stdin, stdout, stderr)
+}
+
+// mainContext is Main under ctx, whose cancellation is an interrupt.
+func mainContext(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	a := &app{stdin: stdin, stdout: stdout, stderr: stderr, registry: stages.Default}
+	root := a.rootCommand()
+	root.SetArgs(args)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
 	cmd, err := root.ExecuteContextC(ctx)
 	if err == nil {
 		return exitOK
@@ -79,7 +89,7 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 		fmt.Fprintln(stderr, ds.Error())
 		fmt.Fprintf(stderr, "%d problem(s) in the recipe; nothing was run\n", len(ds))
 		return exitInvalid
-	case errors.As(err, new(usageError)), errors.As(err, new(*runner.FlagError)), errors.As(err, new(*runner.NotRunFolderError)),
+	case errors.As(err, new(usageError)), errors.As(err, new(*runner.FlagError)), errors.As(err, new(*runner.NotRunFolderError)), errors.As(err, new(*runner.RunFolderError)),
 		strings.HasPrefix(err.Error(), "unknown command "): // cobra's lookup, the one error without a hook
 		fmt.Fprintf(stderr, "shrink: %v\n", err)
 		fmt.Fprintf(stderr, "Run '%s --help' for usage.\n", cmd.CommandPath())
@@ -89,6 +99,12 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 	case errors.As(err, new(*runner.MemoryError)):
 		fmt.Fprintf(stderr, "shrink: %v\n", err) // the recipe, not its usage: nothing ran
 		return exitInvalid
+	case errors.Is(err, errInterrupted):
+		fmt.Fprintln(stderr, "shrink: interrupted; run the same command again to resume: finished stages are stored, and a training stage resumes after its last finished epoch ('shrink plan' shows where)")
+		return exitInterrupted
+	case ctx.Err() != nil:
+		fmt.Fprintf(stderr, "shrink: interrupted: %v\n", err)
+		return exitInterrupted
 	}
 	fmt.Fprintf(stderr, "shrink: %v\n", err)
 	return exitFailed
@@ -96,6 +112,9 @@ func Main(args []string, stdin io.Reader, stdout, stderr io.Writer) int {
 
 // errAlreadyReported means the command printed its own failure.
 var errAlreadyReported = errors.New("failed")
+
+// errInterrupted means a signal stopped the run (exit 130).
+var errInterrupted = errors.New("interrupted")
 
 // usageArgs makes every command's argument check report bad usage (exit 2):
 // cobra's own errors carry no type to recognize them by. (Flag errors come
@@ -150,11 +169,22 @@ Recipes are documented in docs/RECIPES.md; 'shrink schema' prints their JSON Sch
 	root.AddCommand(a.graphCommand())
 	root.AddCommand(a.exportCommand(), a.reportCommand())
 	root.AddCommand(a.exportWorkflowCommand())
-	v, rev := runner.Version()
-	root.Version = strings.TrimSpace(v + " " + rev)
+	root.Version = versionLine(runner.Version())
 	root.SetVersionTemplate("shrink {{.Version}}\n")
 	usageArgs(root)
 	return root
+}
+
+// versionLine is what --version prints: the module version and commit, or,
+// for a build that recorded neither (go run), what to do to have them.
+func versionLine(version, revision string) string {
+	if version == "(devel)" || version == "" {
+		version = "development build"
+	}
+	if revision == "" {
+		return version + " (no commit recorded: 'go run' omits it; build with 'go tool task build' or 'go install ./cmd/shrink')"
+	}
+	return version + " " + revision
 }
 
 func (a *app) setupLogging() error {
@@ -183,6 +213,26 @@ func (a *app) setupLogging() error {
 		return usagef("SHRINK_LOG_FORMAT must be console or json, not %q", a.logFormat)
 	}
 	a.log, a.logOut = zerolog.New(w).Level(level).With().Timestamp().Logger(), w
+	return a.checkToolEnv()
+}
+
+// checkToolEnv checks the SHRINK_ variables that configure shrink itself: a
+// value shrink cannot use is bad usage, not silently ignored.
+func (a *app) checkToolEnv() error {
+	if s := os.Getenv("SHRINK_THREADS"); s != "" {
+		if n, err := strconv.Atoi(s); err != nil || n < 1 {
+			return usagef("SHRINK_THREADS=%s: must be a whole number of threads, 1 or more (unset: every core)", s)
+		}
+	}
+	if want := os.Getenv("SHRINK_GEMM"); want != "" {
+		kernels := []string{"avx512", "avx2", "purego"}
+		if !slices.Contains(kernels, want) {
+			return usagef("SHRINK_GEMM=%s: must be one of %s (unset: the fastest this CPU has)%s", want, strings.Join(kernels, ", "), config.DidYouMean(want, kernels))
+		}
+		if got := gemm.Impl(); got != want {
+			a.log.Warn().Msgf("SHRINK_GEMM=%s: this CPU or build lacks those kernels; using %s", want, got)
+		}
+	}
 	return nil
 }
 
@@ -191,6 +241,11 @@ func (a *app) loadRecipe(path string, sets []string) (*pipeline.Recipe, error) {
 	r, err := pipeline.Load(path, a.registry, pipeline.Options{Sets: sets, Env: os.Environ(), CheckFiles: true})
 	if err != nil && !pipeline.IsDiagnostics(err) {
 		return nil, usageError{err}
+	}
+	if r != nil {
+		for _, w := range r.Warnings {
+			a.log.Warn().Msg(w.String())
+		}
 	}
 	return r, err
 }

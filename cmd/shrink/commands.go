@@ -7,7 +7,11 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strconv"
+	"strings"
 	"text/tabwriter"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/spf13/cobra"
 
@@ -114,6 +118,9 @@ against the recorded one.`,
 				a.summarize(man, r.RunDir())
 			}
 			if errors.Is(err, runner.ErrStageFailed) {
+				if man != nil && man.Status == "interrupted" {
+					return errInterrupted
+				}
 				return errAlreadyReported
 			}
 			if err != nil {
@@ -130,42 +137,52 @@ against the recorded one.`,
 	return cmd
 }
 
-// summarize prints the run's outcome per stage on stdout.
+// summarize prints the run's outcome per stage on stdout. SIZE is the
+// checkpoint file; COMPRESSED its compressed export, the deployed size, which
+// is where pruning and quantization show (a pruned checkpoint stores its zeros).
 func (a *app) summarize(man *runner.Manifest, runDir string) {
 	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "STAGE\tSTATUS\tACCURACY\tPARAMS\tNONZERO\tSIZE\tSECONDS")
+	fmt.Fprintln(tw, "STAGE\tSTATUS\tACCURACY\tPARAMS\tNONZERO\tSIZE\tCOMPRESSED\tSECONDS")
 	for _, s := range man.Stages {
-		acc, params, nz, size := "-", "-", "-", "-"
+		acc, params, nz, size, comp := "-", "-", "-", "-", "-"
 		if v, ok := s.Metrics["accuracy"].(float64); ok {
 			acc = fmt.Sprintf("%.4f", v)
 		}
-		if v, ok := config.AsFloat(s.Metrics["params_total"]); ok {
-			params = fmt.Sprint(v)
+		count := func(key string) string {
+			if v, ok := config.AsFloat(s.Metrics[key]); ok {
+				return strconv.FormatInt(int64(v), 10) // not 1.316868e+06
+			}
+			return "-"
 		}
-		if v, ok := config.AsFloat(s.Metrics["params_nonzero"]); ok {
-			nz = fmt.Sprint(v)
-		}
+		params, nz = count("params_total"), count("params_nonzero")
 		if v, ok := config.AsFloat(s.Metrics["size_bytes"]); ok {
 			size = humanBytes(int64(v))
+		}
+		if v, ok := config.AsFloat(s.Metrics["compressed_bytes"]); ok {
+			comp = humanBytes(int64(v))
+			if r, ok := config.AsFloat(s.Metrics["compression_ratio"]); ok && r > 0 {
+				comp += fmt.Sprintf(" (%.1fx)", r)
+			}
 		}
 		status := s.Status
 		if s.Error != "" {
 			status += ": " + s.Error
-		} else if s.Status == "skipped" {
+		} else if s.Status == "skipped" || s.Status == "interrupted" {
 			status += " (" + s.Reason + ")"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%.1f\n", s.ID, status, acc, params, nz, size, s.Seconds)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%.1f\n", s.ID, status, acc, params, nz, size, comp, s.Seconds)
 	}
 	tw.Flush()
 	fmt.Fprintf(a.stdout, "run folder: %s (%s)\n", runDir, man.Status)
 }
 
+// humanBytes writes a size in SI units (1 KB = 1000 bytes), as report.md does.
 func humanBytes(n int64) string {
 	switch {
-	case n >= 1<<20:
-		return fmt.Sprintf("%.2f MB", float64(n)/(1<<20))
-	case n >= 1<<10:
-		return fmt.Sprintf("%.1f KB", float64(n)/(1<<10))
+	case n >= 1_000_000:
+		return fmt.Sprintf("%.2f MB", float64(n)/1e6)
+	case n >= 1000:
+		return fmt.Sprintf("%.1f KB", float64(n)/1e3)
 	}
 	return fmt.Sprintf("%d B", n)
 }
@@ -223,19 +240,33 @@ func (a *app) validateCommand() *cobra.Command {
 		Short: "Check recipes against the schema and the DAG rules",
 		Long: `Check each recipe without running anything: the JSON Schema (unknown keys,
 wrong types, out-of-range values, unknown stage types), every stage's own rules,
-stage references and cycles. Every problem is printed as FILE:LINE:COL: message,
-sorted, all at once. Exit status 2 if any recipe has a problem.`,
+stage references and cycles; then the files it names, read as a run would: that
+model.checkpoint is a checkpoint of the model section's architecture, that a
+teacher_checkpoint is readable, that IDX data fits the model, that
+$SHRINK_MNIST_DIR holds MNIST. Every problem is printed as FILE:LINE:COL:
+message, sorted, all at once. Exit status 2 if any recipe has a problem.`,
 		Example: "  shrink validate recipes/*.yaml",
 		Args:    cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			problems, bad := 0, 0
 			for _, path := range args {
-				_, err := a.loadRecipe(path, sets)
+				r, err := a.loadRecipe(path, sets)
+				if err == nil {
+					// What a run would reject that the recipe alone does not show:
+					// the files it names, read.
+					if ds := runner.Check(r); len(ds) > 0 {
+						err = ds.Sort()
+					}
+				}
 				var ds pipeline.Diagnostics
 				switch {
 				case errors.As(err, &ds):
 					fmt.Fprintln(a.stdout, ds.Error())
 					problems += len(ds)
+					bad++
+				case err != nil && strings.Contains(err.Error(), path):
+					fmt.Fprintln(a.stdout, err)
+					problems++
 					bad++
 				case err != nil:
 					fmt.Fprintf(a.stdout, "%s: %v\n", path, err)
@@ -288,15 +319,25 @@ decodes to, then how each is stored.`,
 				rows = append(rows, row{t.Name, string(t.DType), t.Shape, sparsity(&t), len(t.Data)})
 			}
 			if format == "json" {
+				// Metadata values that hold JSON (arch, compression) nest as JSON,
+				// not as strings of escaped JSON.
+				meta := map[string]any{}
+				for k, v := range f.Metadata {
+					if t := strings.TrimSpace(v); (strings.HasPrefix(t, "{") || strings.HasPrefix(t, "[")) && json.Valid([]byte(t)) {
+						meta[k] = json.RawMessage(t)
+					} else {
+						meta[k] = v
+					}
+				}
 				enc := json.NewEncoder(a.stdout)
 				enc.SetIndent("", "  ")
-				return enc.Encode(map[string]any{"file": args[0], "bytes": st.Size(), "tensors": rows, "metadata": f.Metadata, "compressed": info})
+				return enc.Encode(map[string]any{"file": args[0], "bytes": st.Size(), "tensors": rows, "metadata": meta, "compressed": info})
 			}
 			tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 			fmt.Fprintln(tw, "NAME\tDTYPE\tSHAPE\tSPARSITY\tBYTES")
 			total := 0
 			for _, r := range rows {
-				fmt.Fprintf(tw, "%s\t%s\t%v\t%.4f\t%d\n", r.Name, r.DType, r.Shape, r.Sparsity, r.Bytes)
+				fmt.Fprintf(tw, "%s\t%s\t%v\t%.4f\t%d\n", printable(r.Name), r.DType, r.Shape, r.Sparsity, r.Bytes)
 				total += r.Bytes
 			}
 			tw.Flush()
@@ -309,13 +350,25 @@ decodes to, then how each is stored.`,
 			a.printCompressed(info)
 			fmt.Fprintln(a.stdout, "metadata:")
 			for _, k := range keys {
-				fmt.Fprintf(a.stdout, "  %s: %s\n", k, f.Metadata[k])
+				fmt.Fprintf(a.stdout, "  %s: %s\n", printable(k), printable(f.Metadata[k]))
 			}
 			return nil
 		},
 	}
 	enumVar(cmd.Flags(), &format, "format", "text", []string{"text", "json"}, "output format")
 	return cmd
+}
+
+// printable shows a name or value from a file as it is, unless it holds
+// control characters (a tab, an escape sequence that would reach the
+// terminal) or invalid UTF-8: then quoted, with those escaped.
+func printable(s string) string {
+	for _, r := range s {
+		if r == utf8.RuneError || (!unicode.IsGraphic(r) && r != ' ') {
+			return strconv.Quote(s)
+		}
+	}
+	return s
 }
 
 // sparsity is the share of exact zeros (for integer tensors, of zero values).

@@ -145,3 +145,17 @@ func TestVersionFlag(t *testing.T) {
 		t.Fatalf("exit %d: %q %q", code, stdout.String(), stderr.String())
 	}
 }
+
+// TestVersionLine: a build without version control information (go run) says
+// how to get one instead of a bare "(devel)".
+func TestVersionLine(t *testing.T) {
+	for _, tc := range []struct{ v, rev, want string }{
+		{"(devel)", "", "development build (no commit recorded: 'go run' omits it; build with 'go tool task build' or 'go install ./cmd/shrink')"},
+		{"(devel)", "abc123+dirty", "development build abc123+dirty"},
+		{"v0.3.0", "abc123", "v0.3.0 abc123"},
+	} {
+		if got := versionLine(tc.v, tc.rev); got != tc.want {
+			t.Errorf("versionLine(%q, %q) = %q, want %q", tc.v, tc.rev, got, tc.want)
+		}
+	}
+}

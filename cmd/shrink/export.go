@@ -3,6 +3,7 @@ package main
 import (
 	"fmt"
 	"os"
+	"strconv"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -120,12 +121,20 @@ func (a *app) exportONNX(m *model.Model, out string, opt onnxexport.Options) err
 }
 
 // exportSummary prints what was written and, for a compressed file, how it
-// compares with the dense F32 model of the checkpoint's architecture.
+// compares with the dense F32 model: the recipe's original model, as the
+// stage's compression_ratio does, when the checkpoint records its size (shrink
+// writes dense_f32_bytes into every stage's checkpoint); else the dense F32
+// form of the checkpoint's own architecture, said so (a slimmed or student
+// model is smaller than the original it came from).
 func (a *app) exportSummary(out string, size int64, f *checkpoint.File, compressed bool) {
 	line := fmt.Sprintf("wrote %s: %d bytes (%s)", out, size, humanBytes(size))
-	if m, err := model.FromFile(f, nil); err == nil && compressed {
-		dense, _ := export.DenseF32Bytes(m.Spec)
-		line += fmt.Sprintf(", %.1fx smaller than the dense F32 %s (%s)", float64(dense)/float64(size), m.Spec.Arch, humanBytes(dense))
+	if compressed {
+		if dense, err := strconv.ParseInt(f.Metadata["dense_f32_bytes"], 10, 64); err == nil && dense > 0 {
+			line += fmt.Sprintf(", %.1fx smaller than the recipe's model in dense F32 (%s; compression_ratio in metrics.json)", float64(dense)/float64(size), humanBytes(dense))
+		} else if m, err := model.FromFile(f, nil); err == nil {
+			dense, _ := export.DenseF32Bytes(m.Spec)
+			line += fmt.Sprintf(", %.1fx smaller than its own architecture (%s) in dense F32 (%s)", float64(dense)/float64(size), m.Spec.Arch, humanBytes(dense))
+		}
 	}
 	fmt.Fprintln(a.stdout, line)
 }
@@ -139,7 +148,7 @@ func (a *app) printCompressed(info *compress.Info) {
 	tw := tabwriter.NewWriter(a.stdout, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "  NAME\tSTORED\tENCODING")
 	for _, s := range info.Sections {
-		fmt.Fprintf(tw, "  %s\t%d\t%s\n", s.Name, s.Bytes, s.Encoding)
+		fmt.Fprintf(tw, "  %s\t%d\t%s\n", printable(s.Name), s.Bytes, s.Encoding)
 	}
 	tw.Flush()
 }

@@ -16,7 +16,8 @@ func (a *app) reportCommand() *cobra.Command {
 sparsity, checkpoint and compressed sizes, compression ratio, seconds), per-layer
 weights kept, bits and rank, and the recipe and seed that produced them. Beside
 it, PNG plots: frontier.png (test accuracy against compressed size, the Pareto
-frontier drawn) and layers-sparsity.png, layers-bits.png, layers-rank.png.`,
+frontier drawn) and, when some stage pruned, quantized or factored a layer,
+layers-sparsity.png, layers-bits.png, layers-rank.png.`,
 		Example: "  shrink report runs/lenet300-compress",
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {

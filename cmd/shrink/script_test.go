@@ -48,6 +48,11 @@ func TestScripts(t *testing.T) {
 			// The tiny MNIST cut as IDX files (testdata/data).
 			tiny, err := filepath.Abs(filepath.Join("..", "..", "testdata", "data"))
 			env.Setenv("TINY", tiny)
+			if err != nil {
+				return err
+			}
+			testdata, err := filepath.Abs("../../testdata")
+			env.Setenv("TESTDATA", testdata) // fixtures too binary for a txtar
 			return err
 		},
 		Condition: scriptCondition,
@@ -128,9 +133,14 @@ func cmdWaitFor(ts *testscript.TestScript, neg bool, args []string) {
 	ts.Fatalf("no file matches %s after %v", args[0], limit)
 }
 
-// cmdFlipByte inverts one byte in the middle of a file: flipbyte FILE.
+// cmdFlipByte inverts one byte in the middle of a file: flipbyte FILE, where
+// FILE may be a glob matching one file.
 func cmdFlipByte(ts *testscript.TestScript, neg bool, args []string) {
-	path := ts.MkAbs(args[0])
+	matches, _ := filepath.Glob(ts.MkAbs(args[0]))
+	if len(matches) != 1 {
+		ts.Fatalf("flipbyte: %s matches %d files, want 1", args[0], len(matches))
+	}
+	path := matches[0]
 	b, err := os.ReadFile(path)
 	if err != nil || len(b) == 0 {
 		ts.Fatalf("flipbyte: %v", err)

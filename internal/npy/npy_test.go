@@ -144,8 +144,8 @@ func TestRoundTrip(t *testing.T) {
 		if err := Write(&buf, a); err != nil {
 			t.Fatal(err)
 		}
-		k, _ := kindOf(a.Data)
-		if off := buf.Len() - a.Len()*k.size; off%64 != 0 {
+		k, _ := encode(a.Data)
+		if off := buf.Len() - a.Len()*k.Size; off%64 != 0 {
 			t.Errorf("%v: the data starts at byte %d, want a multiple of 64 as NumPy writes", a.Shape, off)
 		}
 		b, err := Read(&buf)
@@ -160,8 +160,10 @@ func TestRoundTrip(t *testing.T) {
 
 func sameBits(a, b any) bool {
 	var x, y bytes.Buffer
-	Write(&x, &Array{Shape: []int{dataLen(a)}, Data: a})
-	Write(&y, &Array{Shape: []int{dataLen(b)}, Data: b})
+	ea, _ := encode(a)
+	eb, _ := encode(b)
+	Write(&x, &Array{Shape: []int{len(ea.Data) / ea.Size}, Data: a})
+	Write(&y, &Array{Shape: []int{len(eb.Data) / eb.Size}, Data: b})
 	return reflect.TypeOf(a) == reflect.TypeOf(b) && bytes.Equal(x.Bytes(), y.Bytes())
 }
 
@@ -172,15 +174,15 @@ func TestErrors(t *testing.T) {
 	tests := []struct {
 		name, file, want string
 	}{
-		{"magic", "PK\x03\x04 not an array", "not a .npy file"},
-		{"version", "\x93NUMPY\x04\x00\x00\x00", "format version 4.0"},
-		{"big-endian", hdr("{'descr': '>f4', 'fortran_order': False, 'shape': (1,), }", "\x00\x00\x00\x00"), `dtype ">f4" is not supported`},
-		{"fortran", hdr("{'descr': '<f4', 'fortran_order': True, 'shape': (1,), }", "\x00\x00\x00\x00"), "Fortran-order"},
-		{"truncated", hdr("{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }", "\x00\x00\x00\x00"), "needs 8 bytes of data, the file has 4"},
+		{"magic", "GIF89a not an array", "not a NumPy .npy file"},
+		{"zip", "PK\x03\x04 not an array", "an .npz file?"},
+		{"version", "\x93NUMPY\x04\x00\x00\x00", "format version 4.0 is not supported"},
+		{"complex", hdr("{'descr': '<c8', 'fortran_order': False, 'shape': (1,), }", "\x00\x00\x00\x00\x00\x00\x00\x00"), "dtype complex64 is not supported"},
+		{"truncated", hdr("{'descr': '<f4', 'fortran_order': False, 'shape': (2,), }", "\x00\x00\x00\x00"), "truncated"},
 		{"huge", hdr("{'descr': '<f8', 'fortran_order': False, 'shape': (4611686018427387904, 4), }", ""), "too large"},
-		{"missing key", hdr("{'descr': '<f4', 'shape': (1,), }", ""), "want the keys"},
-		{"negative", hdr("{'descr': '<f4', 'fortran_order': False, 'shape': (-1,), }", ""), "shape: want a tuple"},
-		{"string dtype", hdr("{'descr': '<U3', 'fortran_order': False, 'shape': (1,), }", ""), `dtype "<U3"`},
+		{"missing key", hdr("{'descr': '<f4', 'shape': (1,), }", ""), "the header lacks the key 'fortran_order'"},
+		{"negative", hdr("{'descr': '<f4', 'fortran_order': False, 'shape': (-1,), }", ""), "non-negative integers"},
+		{"string dtype", hdr("{'descr': '<U3', 'fortran_order': False, 'shape': (1,), }", ""), `dtype '<U3' holds strings`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -195,6 +197,27 @@ func TestErrors(t *testing.T) {
 	}
 	if err := Write(&bytes.Buffer{}, &Array{Shape: []int{1}, Data: []uint16{1}}); err == nil || !strings.Contains(err.Error(), "cannot write []uint16") {
 		t.Errorf("Write of []uint16: %v", err)
+	}
+}
+
+// TestByteOrderAndFortran: big-endian and Fortran-ordered files read as the
+// values numpy means, in C order.
+func TestByteOrderAndFortran(t *testing.T) {
+	hdr := func(h string, data string) string {
+		return "\x93NUMPY\x01\x00" + string([]byte{byte(len(h)), byte(len(h) >> 8)}) + h + data
+	}
+	a, err := Read(strings.NewReader(hdr("{'descr': '>i2', 'fortran_order': False, 'shape': (1,), }", "\x00\x01")))
+	if err == nil {
+		t.Fatalf("int16 read as %v, want an unsupported dtype", a.Data)
+	}
+	a, err = Read(strings.NewReader(hdr("{'descr': '>i4', 'fortran_order': False, 'shape': (1,), }", "\x00\x00\x01\x02")))
+	if err != nil || !reflect.DeepEqual(a.Data, []int32{0x0102}) {
+		t.Errorf("big-endian int32: %v, %v", a, err)
+	}
+	// [[1, 2, 3], [4, 5, 6]] stored column by column.
+	a, err = Read(strings.NewReader(hdr("{'descr': '|u1', 'fortran_order': True, 'shape': (2, 3), }", "\x01\x04\x02\x05\x03\x06")))
+	if err != nil || !reflect.DeepEqual(a.Data, []uint8{1, 2, 3, 4, 5, 6}) {
+		t.Errorf("Fortran order: %v, %v", a, err)
 	}
 }
 

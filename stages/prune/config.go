@@ -89,6 +89,27 @@ func (c *Config) UsesData() bool {
 	return c.Method == LotteryTicket || c.Finetune.Epochs > 0
 }
 
+// Warnings flags an integer amount from 1 to 100: torch reads amount: 80 as
+// 80 weights (or channels), while 80% (0.8) was most likely meant.
+func (c *Config) Warnings() config.Errors {
+	unit := "weights"
+	if c.Method == LnStructured {
+		unit = "channels"
+	}
+	var ws config.Errors
+	check := func(path string, a Amount) {
+		if a.IsCount() && a.count >= 1 && a.count <= 100 {
+			ws = append(ws, config.Errorf(path, "%d is an integer, so it prunes %d %s (torch's rule: an integer is a count); for %d%%, write %s",
+				a.count, a.count, unit, a.count, Fraction(float64(a.count)/100)))
+		}
+	}
+	check("amount", c.Amount)
+	for _, k := range slices.Sorted(maps.Keys(c.Amounts)) {
+		check("amounts."+k, c.Amounts[k])
+	}
+	return ws
+}
+
 // Validate checks the rules across keys.
 func (c *Config) Validate() error {
 	if c.Method == "" {

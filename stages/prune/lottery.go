@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strconv"
 
+	"github.com/shrink-ml/shrink/checkpoint"
 	"github.com/shrink-ml/shrink/data"
 	"github.com/shrink-ml/shrink/model"
 	"github.com/shrink-ml/shrink/stages"
@@ -139,7 +140,7 @@ func (lt *lottery) trainDense(m *model.Model) (*model.Model, error) {
 		if p.Epoch == k && p.Batch == p.Batches && snap == nil {
 			snap = m.Clone()
 			if saved != "" {
-				snapErr = saveModel(snap, saved, map[string]string{"rewind_epoch": strconv.Itoa(k)})
+				snapErr = saveSealed(snap, saved, map[string]string{"rewind_epoch": strconv.Itoa(k)})
 			}
 		}
 		if progress != nil {
@@ -156,7 +157,7 @@ func (lt *lottery) trainDense(m *model.Model) (*model.Model, error) {
 	}
 	if snap == nil && saved != "" {
 		// Resumed past epoch K: the snapshot was saved by the interrupted run.
-		loaded, err := model.Load(saved, nil)
+		loaded, err := loadSealed(saved)
 		if err != nil {
 			return nil, fmt.Errorf("the weights after epoch %d (the rewind point) are not available: %w; rerun with --force", k, err)
 		}
@@ -252,6 +253,33 @@ func reinitialized(m *model.Model, rng *rand.Rand) *model.Model {
 	c.Reinit(rng)
 	c.ApplyMasks()
 	return c
+}
+
+// saveSealed writes mid-stage state, sealed with a digest of its content
+// (checkpoint.Seal): a resumed run refuses a file that changed since.
+func saveSealed(m *model.Model, path string, meta map[string]string) error {
+	f, err := m.ToFile(meta)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		return err
+	}
+	checkpoint.Seal(f)
+	_, err = checkpoint.WriteFile(path, f)
+	return err
+}
+
+// loadSealed reads what saveSealed wrote, verifying its seal.
+func loadSealed(path string) (*model.Model, error) {
+	f, err := checkpoint.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkpoint.CheckSeal(f); err != nil {
+		return nil, fmt.Errorf("%s: %w", path, err)
+	}
+	return model.FromFile(f, nil)
 }
 
 // saveModel writes a checkpoint, making its folder first.

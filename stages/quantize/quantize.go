@@ -23,6 +23,9 @@ type Config struct {
 	Settings
 }
 
+// Trains is false: static quantization reads data to calibrate, never trains.
+func (c *Config) Trains() bool { return false }
+
 var (
 	_ config.Validator      = (*Config)(nil)
 	_ pipeline.ModelChecker = (*Config)(nil)
