@@ -5,6 +5,7 @@ import (
 
 	G "gorgonia.org/gorgonia"
 
+	"github.com/shrink-ml/shrink/internal/sparse"
 	"github.com/shrink-ml/shrink/nn"
 	"github.com/shrink-ml/shrink/quant"
 )
@@ -16,7 +17,8 @@ type layerBuilder struct {
 	net     *Net
 	layer   *Layer
 	weights []*G.Node
-	int8    *nn.Int8 // set when the layer evaluates on integer kernels
+	int8    *nn.Int8       // set when the layer evaluates on integer kernels
+	sparse  *sparse.Matrix // set when it evaluates on sparse ones
 }
 
 var (
@@ -26,11 +28,13 @@ var (
 
 func (b *layerBuilder) Graph() *G.ExprGraph { return b.net.g }
 func (b *layerBuilder) Batch() int          { return b.net.Batch }
-func (b *layerBuilder) Training() bool      { return b.net.Mode == ModeTrain }
 func (b *layerBuilder) Rows() *int          { return &b.net.rows }
 func (b *layerBuilder) Rand() *rand.Rand    { return b.net.rng }
 func (b *layerBuilder) Name() string        { return b.net.scope + b.layer.Label() }
 func (b *layerBuilder) Int8() *nn.Int8      { return b.int8 }
+
+// Sparse is nn.SparseBuilder: the layer's weight as sparse kernels run it.
+func (b *layerBuilder) Sparse() *sparse.Matrix { return b.sparse }
 
 // ActQuant is the dynamic input quantizer of a layer type that quantizes its
 // own inputs (an LSTM), while it computes in float.
@@ -44,12 +48,29 @@ func (b *layerBuilder) ActQuant() nn.ActQuantizer {
 	return &dynamicQuantizer{spec: spec}
 }
 
+// Training is false for a layer frozen whole: it computes as in evaluation
+// (a batch norm with its running statistics, left as they are).
+func (b *layerBuilder) Training() bool {
+	return b.net.Mode == ModeTrain && b.layer.Frozen != FrozenAll
+}
+
+// Weights are parameter nodes, or constants for a frozen layer (no gradient
+// is computed for them, which also skips the weight-gradient products). A
+// training net reads an NF4 weight from its codes, dequantized every step.
 func (b *layerBuilder) Weights() []*G.Node {
 	if b.weights == nil {
 		for _, w := range b.layer.Weights {
-			node, err := b.net.weight(b.layer, w)
-			if err != nil {
-				panic(err) // a fake quantizer over a parameter node cannot fail
+			var node *G.Node
+			switch {
+			case w.NF4 != nil && b.net.Mode == ModeTrain:
+				node = b.net.nf4Weight(w)
+			case b.layer.Frozen != Trainable:
+				node = b.net.constant(w.Name, w.Shape, w.Data)
+			default:
+				var err error
+				if node, err = b.net.weight(b.layer, w); err != nil {
+					panic(err) // a fake quantizer over a parameter node cannot fail
+				}
 			}
 			b.weights = append(b.weights, node)
 		}
@@ -61,6 +82,9 @@ func (b *layerBuilder) Param(suffix string) *G.Node {
 	w := b.layer.tensor(b.layer.tensorName(suffix))
 	if w == nil || !b.layer.isParam(w) {
 		return nil
+	}
+	if b.layer.Frozen != Trainable {
+		return b.net.constant(w.Name, w.Shape, w.Data)
 	}
 	return b.net.param(w.Name, w.Shape, w.Data, nil)
 }
@@ -133,18 +157,42 @@ func (d *dynamicQuantizer) FakeQuantize(x, out, inside []float32) {
 	d.spec.FakeQuantizeMask(x, d.params, out, inside)
 }
 
+// RunsInt8 reports whether the layer evaluates on integer kernels (see
+// int8Form): a dynamically quantized layer of a type that has them.
+func (l *Layer) RunsInt8() bool {
+	r, ok := l.Config.(nn.Int8Runner)
+	return ok && r.RunsInt8() && l.Rank == 0 && l.Quant != nil && l.Quant.Scheme == quant.Symmetric && l.Quant.Bits <= 8 &&
+		l.Input != nil && l.Input.Mode == "dynamic" && l.Input.Spec.ReduceRange
+}
+
+// RunsStaticInt8 reports whether the layer can evaluate on integer kernels
+// with its calibrated input parameters (NetOptions.StaticInt8): a layer
+// type with such kernels (nn.StaticInt8Runner), not factored, symmetric
+// weights of at most 8 bits, inputs quantized statically per tensor to 8
+// bits.
+func (l *Layer) RunsStaticInt8() bool {
+	r, ok := l.Config.(nn.StaticInt8Runner)
+	return ok && r.RunsStaticInt8() && l.Rank == 0 && l.Quant != nil && l.Quant.Scheme == quant.Symmetric && l.Quant.Bits <= 8 &&
+		l.Input != nil && l.Input.Mode == "static" && l.Input.Spec.Bits == 8 && len(l.Input.Params.Scale) == 1 && len(l.Input.Params.ZeroPoint) == 1
+}
+
 // int8Form is the layer as integer kernels run it, when it evaluates on them:
 // a layer type with integer kernels (nn.Int8Runner), not factored, with
 // symmetric weights of at most 8 bits and inputs quantized dynamically as
-// PyTorch's dynamic operators do (reduce_range). Other quantized layers
-// evaluate in float on the values their integers stand for.
-func (l *Layer) int8Form() *nn.Int8 {
-	r, ok := l.Config.(nn.Int8Runner)
-	if !ok || !r.RunsInt8() || l.Rank > 0 || l.Quant == nil || l.Quant.Scheme != quant.Symmetric || l.Quant.Bits > 8 ||
-		l.Input == nil || l.Input.Mode != "dynamic" || !l.Input.Spec.ReduceRange {
+// PyTorch's dynamic operators do (reduce_range); with static set, also a
+// layer whose inputs are quantized statically (RunsStaticInt8). Other
+// quantized layers evaluate in float on the values their integers stand for.
+func (l *Layer) int8Form(static bool) *nn.Int8 {
+	var q *nn.Int8
+	switch {
+	case l.RunsInt8():
+		q = &nn.Int8{Act: l.Input.Spec}
+	case static && l.RunsStaticInt8():
+		qmin, qmax := l.Input.Spec.Range()
+		q = &nn.Int8{Act: l.Input.Spec, Static: &nn.Int8Static{Scale: l.Input.Params.Scale[0], ZeroPoint: l.Input.Params.ZeroPoint[0], QMin: qmin, QMax: qmax}}
+	default:
 		return nil
 	}
-	q := &nn.Int8{Act: l.Input.Spec}
 	q.Act.Granularity = quant.PerTensor
 	for _, w := range l.Weights {
 		p := w.QParams
@@ -154,7 +202,7 @@ func (l *Layer) int8Form() *nn.Int8 {
 		}
 		codes := make([]int32, len(w.Data))
 		l.Quant.Quantize(w.Data, *p, codes)
-		iw := nn.Int8Weight{Rows: w.Shape[0], Cols: len(w.Data) / w.Shape[0], Q: make([]int8, len(codes)), Scale: p.Scale}
+		iw := nn.Int8Weight{Rows: w.Shape[0], Cols: len(w.Data) / w.Shape[0], Shape: w.Shape, Q: make([]int8, len(codes)), Scale: p.Scale}
 		for i, c := range codes {
 			iw.Q[i] = int8(c)
 		}

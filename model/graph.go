@@ -10,6 +10,7 @@ import (
 	"github.com/shrink-ml/shrink/arch"
 	"github.com/shrink-ml/shrink/internal/gemm"
 	_ "github.com/shrink-ml/shrink/internal/openblas" // OpenBLAS under -tags openblas
+	"github.com/shrink-ml/shrink/internal/sparse"
 	"github.com/shrink-ml/shrink/nn"
 	"github.com/shrink-ml/shrink/quant"
 )
@@ -65,6 +66,12 @@ type Net struct {
 	// frozen are the switches of batch norms whose statistics freeze
 	// (Model.FreezeStats), by layer.
 	frozen map[string]*bool
+	// nf4 are the NF4 weights a training net dequantizes before every run.
+	nf4 []nf4Fill
+	// sparse are the layers that run on sparse kernels (Eval).
+	sparse map[string]*sparse.Matrix
+	// staticInt8: statically quantized layers run on integer kernels (Eval).
+	staticInt8 bool
 }
 
 // Param is a trainable tensor: the model's slice, its mask and its gradient.
@@ -86,6 +93,17 @@ type NetOptions struct {
 	Mode  Mode
 	Loss  Loss       // Train only
 	Rand  *rand.Rand // Train only: dropout's draws
+	// Sparse (Eval only) runs the named linear layers on sparse kernels with
+	// these weights (the infer package chooses them by density); the
+	// matrices are read-only and may be shared by many nets. They win over
+	// static int8 kernels; a dynamically quantized layer keeps its integer
+	// kernels.
+	Sparse map[string]*sparse.Matrix
+	// StaticInt8 (Eval only) runs statically quantized linear and conv
+	// layers on integer kernels (Layer.RunsStaticInt8): exact integer sums,
+	// so their outputs differ from the float evaluation of the same
+	// quantized values by that evaluation's rounding.
+	StaticInt8 bool
 }
 
 // Build compiles the model for a batch size.
@@ -122,8 +140,12 @@ func Build(m *Model, opt NetOptions) (*Net, error) {
 }
 
 func newNet(m *Model, opt NetOptions, g *G.ExprGraph, scope string) *Net {
-	return &Net{Model: m, Batch: opt.Batch, Mode: opt.Mode, g: g, scope: scope, rows: opt.Batch, rng: opt.Rand,
+	n := &Net{Model: m, Batch: opt.Batch, Mode: opt.Mode, g: g, scope: scope, rows: opt.Batch, rng: opt.Rand,
 		inputQ: map[string]*fakeQuantOp{}, observe: map[string]*observerOp{}}
+	if opt.Mode == ModeEval {
+		n.sparse, n.staticInt8 = opt.Sparse, opt.StaticInt8
+	}
+	return n
 }
 
 func (n *Net) inputShape() []int { return append([]int{n.Batch}, n.Model.Spec.InputShape()...) }
@@ -147,7 +169,13 @@ func (n *Net) forward(x []float32) (*G.Node, error) {
 		}
 		b := &layerBuilder{net: n, layer: l}
 		if n.Mode == ModeEval {
-			b.int8 = l.int8Form()
+			b.int8 = l.int8Form(n.staticInt8)
+			// Sparse kernels replace dense float and static int8 ones (on the
+			// fake-quantized input); a dynamic layer keeps its integer kernels,
+			// whose arithmetic defines its results.
+			if w := n.sparse[l.Name]; w != nil && (b.int8 == nil || b.int8.Static != nil) {
+				b.int8, b.sparse = nil, w
+			}
 		}
 		var err error
 		if b.int8 == nil && !quantizesInputs(l) {
@@ -161,6 +189,11 @@ func (n *Net) forward(x []float32) (*G.Node, error) {
 		}
 		if outs[i], err = ops.Build(b, ins); err != nil {
 			return nil, fmt.Errorf("layer %s: %w", l.Label(), err)
+		}
+		if l.Adapter != nil {
+			if outs[i], err = n.adapter(l, ins[0], outs[i]); err != nil {
+				return nil, fmt.Errorf("layer %s: adapter: %w", l.Label(), err)
+			}
 		}
 	}
 	n.logits = outs[len(outs)-1]
@@ -208,6 +241,13 @@ func (n *Net) param(name string, shape []int, data, mask []float32) *G.Node {
 		G.WithValue(tensor.New(tensor.WithShape(shape...), tensor.WithBacking(data))))
 	n.params = append(n.params, &Param{Name: name, Data: data, Mask: mask, node: node})
 	return node
+}
+
+// constant adds a tensor training leaves alone (a frozen layer's) over its
+// slice: not a parameter, so no gradient is computed for it.
+func (n *Net) constant(name string, shape []int, data []float32) *G.Node {
+	return G.NewTensor(n.g, tensor.Float32, len(shape), G.WithShape(shape...), G.WithName(n.scope+name),
+		G.WithValue(tensor.New(tensor.WithShape(shape...), tensor.WithBacking(data))))
 }
 
 // weight adds a weight, fake-quantized while training a quantized layer.
@@ -260,7 +300,17 @@ func (n *Net) SetRows(rows int) {
 }
 
 // Run executes the graph once over the buffers.
-func (n *Net) Run() error { return n.exec.run() }
+func (n *Net) Run() error {
+	if err := n.dequantize(); err != nil {
+		return err
+	}
+	if n.peer != nil {
+		if err := n.peer.dequantize(); err != nil {
+			return err
+		}
+	}
+	return n.exec.run()
+}
 
 // Logits are the last Run's outputs, [Batch, classes].
 func (n *Net) Logits() []float32 { return f32(n.exec.value(n.logits)) }

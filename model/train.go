@@ -195,7 +195,11 @@ func (n *Net) finish() {
 			l.Input.Params = op.spec.ObserveRange(op.runMin, op.runMax)
 		}
 	}
-	n.Model.Requantize()
+	for _, l := range n.Model.Layers {
+		if l.Frozen == Trainable { // a frozen base stays on the grid it was put on
+			l.Requantize()
+		}
+	}
 	if n.peer != nil {
 		n.peer.finish()
 	}

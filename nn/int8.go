@@ -1,8 +1,7 @@
 package nn
 
 import (
-	"math"
-
+	"github.com/shrink-ml/shrink/internal/qgemm"
 	"github.com/shrink-ml/shrink/internal/vec"
 	"github.com/shrink-ml/shrink/quant"
 )
@@ -15,47 +14,35 @@ import (
 //
 //	y[i][o] = float32(float32(acc[i][o] - zp·Σ_q w[o][q]) · (s_x·s_w[o])) + bias[o]
 //
-// each operation rounded to float32 on its own. The kernels here are plain Go
-// behind the few calls the layers make (int8Pack, int8MatMul, the
-// quantize and dequantize steps), so a faster implementation can replace them
-// with the same results.
+// each operation rounded to float32 on its own. The products, the codes and
+// the rescaling run on internal/qgemm (AVX-512 VNNI, AVX2 or Go, the same
+// integers and the same bits on every path); the parameters come from the
+// layer's quant.Spec, so the rule stays the one the recipe names.
 
 // int8Matrix is a weight of n rows (output units) by k int8 values in
-// PyTorch's [out, in] layout, with each row's sum for the activations'
-// zero-point correction.
+// PyTorch's [out, in] layout, packed once for qgemm.
 type int8Matrix struct {
-	n, k   int
-	data   []int8
-	rowSum []int32
+	n, k int
+	p    *qgemm.Packed
 }
 
 func int8Pack(b []int8, n, k int) *int8Matrix {
-	m := &int8Matrix{n: n, k: k, data: b[:n*k], rowSum: make([]int32, n)}
-	for j := 0; j < n; j++ {
-		var s int32
-		for _, v := range b[j*k : (j+1)*k] {
-			s += int32(v)
-		}
-		m.rowSum[j] = s
-	}
-	return m
+	return &int8Matrix{n: n, k: k, p: qgemm.Pack(b, n, k)}
 }
 
-// int8MatMul sets c[i*ldc+j] = Σ_q a[i*lda+q]·b[j][q] exactly, for m rows of a.
-func int8MatMul(m int, a []uint8, lda int, b *int8Matrix, c []int32, ldc int) {
-	k := b.k
-	for i := 0; i < m; i++ {
-		row := a[i*lda : i*lda+k]
-		out := c[i*ldc : i*ldc+b.n]
-		for j := range out {
-			w := b.data[j*k : (j+1)*k]
-			var s int32
-			for q, v := range row {
-				s += int32(v) * int32(w[q])
-			}
-			out[j] = s
-		}
+// codeRange is qgemm's name for codes 0..qmax: 127 (reduce_range, which
+// PyTorch's dynamic layers use) or 255.
+func codeRange(qmax int32) qgemm.Range {
+	if qmax <= int32(qgemm.Reduced) {
+		return qgemm.Reduced
 	}
+	return qgemm.Full
+}
+
+// int8MatMul sets c[i*ldc+j] = Σ_q a[i*lda+q]·b[j][q] exactly, for m rows of
+// a, codes at most qmax.
+func int8MatMul(m int, a []uint8, lda int, qmax int32, b *int8Matrix, c []int32, ldc int) {
+	qgemm.MatMul(m, a, lda, codeRange(qmax), b.p, c, ldc)
 }
 
 // actParams are one tensor's activation parameters: code = clamp(round(x ·
@@ -102,15 +89,7 @@ func (r *actRange) params(spec quant.Spec) actParams {
 // apart): round half to even of x times float32(1/scale), plus the zero
 // point, clamped to [0, qmax].
 func int8Quantize(m, k int, x []float32, ldx int, p actParams, qmax int32, q []uint8, ldq int) {
-	inv := 1 / p.Scale
-	for i := 0; i < m; i++ {
-		dst := q[i*ldq : i*ldq+k]
-		for j, v := range x[i*ldx : i*ldx+k] {
-			r := float32(math.RoundToEven(float64(v * inv)))
-			r = min(max(r, -1<<24), 1<<24)
-			dst[j] = uint8(min(max(int32(r)+p.ZeroPoint, 0), qmax))
-		}
-	}
+	qgemm.QuantizeWith(m, k, x, ldx, qgemm.Params{Scale: p.Scale, ZeroPoint: p.ZeroPoint}, codeRange(qmax), q, ldq)
 }
 
 // int8Dequantize turns the m×n sums acc into floats in y (the formula above),
@@ -118,22 +97,10 @@ func int8Quantize(m, k int, x []float32, ldx int, p actParams, qmax int32, q []u
 // hidden projection to its input projection). wScale has 1 or n entries;
 // bias may be nil.
 func int8Dequantize(m int, acc []int32, ldacc int, p actParams, w *int8Matrix, wScale, bias []float32, y []float32, ldy int, add bool) {
-	n := w.n
-	for i := 0; i < m; i++ {
-		a := acc[i*ldacc : i*ldacc+n]
-		out := y[i*ldy : i*ldy+n]
-		for o, v := range a {
-			mult := p.Scale * wScale[min(o, len(wScale)-1)]
-			// The conversions keep each operation rounded on its own (no FMA).
-			r := float32(float32(v-p.ZeroPoint*w.rowSum[o]) * mult)
-			if bias != nil {
-				r = float32(r + bias[o])
-			}
-			if add {
-				out[o] += r
-			} else {
-				out[o] = r
-			}
-		}
+	a := qgemm.Params{Scale: p.Scale, ZeroPoint: p.ZeroPoint}
+	if add {
+		qgemm.DequantizeAdd(m, acc, ldacc, a, w.p, wScale, bias, y, ldy)
+		return
 	}
+	qgemm.Dequantize(m, acc, ldacc, a, w.p, wScale, bias, y, ldy)
 }

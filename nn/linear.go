@@ -88,6 +88,8 @@ func (l *Linear) Build(b Builder, in []*G.Node) (*G.Node, error) {
 	build := l.build2
 	if q := b.Int8(); q != nil {
 		build = func(b Builder, x *G.Node) (*G.Node, error) { return l.buildInt8(b, x, q) }
+	} else if w := sparseOf(b); w != nil {
+		build = func(b Builder, x *G.Node) (*G.Node, error) { return l.buildSparse(b, x, w) }
 	}
 	if len(shape) > 2 {
 		// [B, T, F] -> [B*T, F] and back: a view, no copy.

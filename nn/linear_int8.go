@@ -13,6 +13,10 @@ import (
 // kernels (quantized::linear_dynamic).
 func (l *Linear) RunsInt8() bool { return true }
 
+// RunsStaticInt8: so does a statically quantized one (quantized::linear,
+// with float output).
+func (l *Linear) RunsStaticInt8() bool { return true }
+
 // linearInt8Op is y = x Wᵀ + b in eval on integer kernels: x [rows, in] is
 // quantized as one tensor from its own range, the product summed exactly in
 // int32, then scaled back to float and the bias added.
@@ -74,10 +78,17 @@ func (o *linearInt8Op) Do(in ...G.Value) (G.Value, error) {
 	if o.bias {
 		bias = op.F32(in[1])
 	}
-	_, qmax := o.act.Act.Range()
-	p := chooseAct(o.act.Act, 1, rows*k, x, rows*k)
+	var p actParams
+	var qmax int32
+	if st := o.act.Static; st != nil {
+		// Signed codes shift to unsigned ones: q - zp = (q - qmin) - (zp - qmin).
+		p, qmax = actParams{Scale: st.Scale, ZeroPoint: st.ZeroPoint - st.QMin}, st.QMax-st.QMin
+	} else {
+		_, qmax = o.act.Act.Range()
+		p = chooseAct(o.act.Act, 1, rows*k, x, rows*k)
+	}
 	int8Quantize(rows, k, x, k, p, qmax, o.qx, k)
-	int8MatMul(rows, o.qx, k, o.w, o.acc, n)
+	int8MatMul(rows, o.qx, k, qmax, o.w, o.acc, n)
 	int8Dequantize(rows, o.acc, n, p, o.w, o.scale, bias, op.F32(y), n, false)
 	return y, nil
 }

@@ -137,7 +137,7 @@ func (o *lstmInt8Op) Do(in ...G.Value) (G.Value, error) {
 			// gates = (x W_ihᵀ + b_ih) + (h W_hhᵀ + b_hh), as aten adds the
 			// hidden projection to the precomputed input one.
 			z := o.gates[:m*g4]
-			int8MatMul(m, o.qx[(st*n+c0)*inF:], inF, o.wih, o.acc, g4)
+			int8MatMul(m, o.qx[(st*n+c0)*inF:], inF, qmax, o.wih, o.acc, g4)
 			int8Dequantize(m, o.acc, g4, px, o.wih, o.sih, bih, z, g4, false)
 			if st == 0 {
 				if bhh != nil {
@@ -149,7 +149,7 @@ func (o *lstmInt8Op) Do(in ...G.Value) (G.Value, error) {
 					}
 				}
 			} else {
-				int8MatMul(m, o.qh[c0*h:], h, o.whh, o.acc, g4)
+				int8MatMul(m, o.qh[c0*h:], h, qmax, o.whh, o.acc, g4)
 				int8Dequantize(m, o.acc, g4, ph, o.whh, o.shh, bhh, z, g4, true)
 			}
 			for i := c0; i < c0+m; i++ {

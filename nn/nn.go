@@ -86,19 +86,38 @@ type ActQuantizer interface {
 	FakeQuantize(x, out, inside []float32)
 }
 
-// Int8 is a dynamically quantized layer as integer kernels run it: each
-// weight's integer codes and scales (zero points are 0: the weights are
-// symmetric) and how its inputs are quantized at run time, per tensor, into
-// unsigned codes 0..Act.Range's qmax.
+// Int8 is a quantized layer as integer kernels run it: each weight's
+// integer codes and scales (zero points are 0: the weights are symmetric)
+// and how its inputs are quantized: at run time, per tensor, into unsigned
+// codes 0..Act.Range's qmax (dynamic), or with the calibrated parameters
+// Static.
 type Int8 struct {
 	Weights []Int8Weight // in Builder.Weights' order
 	Act     quant.Spec
+	Static  *Int8Static // nil: dynamic
+}
+
+// Int8Static are a statically quantized input's parameters: codes
+// clamp(round(x/Scale) + ZeroPoint, QMin, QMax), at most 256 of them
+// (QMin is negative for signed codes, which the kernels shift to unsigned
+// ones).
+type Int8Static struct {
+	Scale      float32
+	ZeroPoint  int32
+	QMin, QMax int32
+}
+
+// StaticInt8Runner is implemented by layer types with integer kernels for
+// statically quantized inputs.
+type StaticInt8Runner interface {
+	RunsStaticInt8() bool
 }
 
 // Int8Weight is one weight as integers: Rows (output units) of Cols values,
 // row-major in PyTorch's layout, and one scale per tensor or per row.
 type Int8Weight struct {
 	Rows, Cols int
+	Shape      []int // the weight's own shape ([out, in, kh, kw] for a convolution)
 	Q          []int8
 	Scale      []float32
 }

@@ -26,9 +26,21 @@ func (r *Run) markdown(plots map[string]bool) string {
 	}
 	b.WriteString(" over the compressed size; *MACs* are multiply-accumulates per sample (structured pruning lowers them, masks do not). KB = 1000 bytes.\n\n")
 
+	latency := false
+	for _, s := range r.Stages {
+		latency = latency || s.Latency > 0
+	}
+	if latency {
+		b.WriteString("*latency* is the checkpoint's median inference time for one sample on the machine that wrote this report ")
+		b.WriteString("(`shrink report --latency`; each layer on the kernels `shrink bench` lists).\n\n")
+	}
 	b.WriteString("## Stages\n\n")
-	b.WriteString("| stage | type | status | accuracy | params | nonzero | sparsity | MACs | size | compressed | ratio | seconds |\n")
-	b.WriteString("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n")
+	lat, latSep := "", ""
+	if latency {
+		lat, latSep = " latency |", " ---: |"
+	}
+	b.WriteString("| stage | type | status | accuracy | params | nonzero | sparsity | MACs | size | compressed | ratio |" + lat + " seconds |\n")
+	b.WriteString("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |" + latSep + " ---: |\n")
 	recomputed := false
 	for _, s := range r.Stages {
 		status := s.Status
@@ -36,7 +48,11 @@ func (r *Run) markdown(plots map[string]bool) string {
 			status += ", selected " + s.Selected
 		}
 		if !s.Measured {
-			fmt.Fprintf(&b, "| %s | %s | %s | - | - | - | - | - | - | - | - | %.1f |\n", s.ID, s.Type, status, s.Seconds)
+			dash := ""
+			if latency {
+				dash = " - |"
+			}
+			fmt.Fprintf(&b, "| %s | %s | %s | - | - | - | - | - | - | - | - |%s %.1f |\n", s.ID, s.Type, status, dash, s.Seconds)
 			continue
 		}
 		acc := "-"
@@ -54,8 +70,15 @@ func (r *Run) markdown(plots map[string]bool) string {
 		if s.Ratio > 0 {
 			ratio = fmt.Sprintf("%.1fx", s.Ratio)
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %.2f%% | %s | %s | %s | %s | %.1f |\n",
-			s.ID, s.Type, status, acc, thousands(s.Params), thousands(s.NonZero), 100*s.Sparsity, macs(s.MACs), kb(s.Size), comp, ratio, s.Seconds)
+		lat := ""
+		if latency {
+			lat = " - |"
+			if s.Latency > 0 {
+				lat = " " + micros(s.Latency) + " |"
+			}
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %.2f%% | %s | %s | %s | %s |%s %.1f |\n",
+			s.ID, s.Type, status, acc, thousands(s.Params), thousands(s.NonZero), 100*s.Sparsity, macs(s.MACs), kb(s.Size), comp, ratio, lat, s.Seconds)
 	}
 	if recomputed {
 		b.WriteString("\n\\* measured by `shrink report`: the stage's stored metrics predate compressed sizes.\n")
@@ -128,6 +151,14 @@ func setFlags(sets []string) string {
 		fmt.Fprintf(&b, " --set %s", shellQuote(s))
 	}
 	return b.String()
+}
+
+// micros prints seconds as µs (ms from 10 ms on).
+func micros(s float64) string {
+	if s >= 0.01 {
+		return fmt.Sprintf("%.1f ms", s*1e3)
+	}
+	return fmt.Sprintf("%.1f µs", s*1e6)
 }
 
 // shellQuote makes s one word for a POSIX shell: as it is when it holds only

@@ -2,9 +2,12 @@ package report
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/shrink-ml/shrink/checkpoint"
+	"github.com/shrink-ml/shrink/infer"
 	"gonum.org/v1/plot/vg"
 )
 
@@ -14,11 +17,28 @@ type Result struct {
 	Run   *Run
 }
 
+// Options are what Write measures beyond the run's own records.
+type Options struct {
+	// Latency times each stage's checkpoint on this machine (batch 1, package
+	// infer, for about this long) and adds the median to the stage table.
+	// Timings differ from run to run, so the report is only reproducible
+	// without them (the default).
+	Latency time.Duration
+}
+
 // Write reads the run folder dir and writes report.md and the PNG plots into it.
-func Write(dir string) (*Result, error) {
+func Write(dir string) (*Result, error) { return WriteWith(dir, Options{}) }
+
+// WriteWith is Write with measurements chosen by opt.
+func WriteWith(dir string, opt Options) (*Result, error) {
 	r, err := Load(dir)
 	if err != nil {
 		return nil, err
+	}
+	if opt.Latency > 0 {
+		if err := r.measureLatency(opt.Latency); err != nil {
+			return nil, err
+		}
 	}
 	type png struct {
 		name string
@@ -74,4 +94,24 @@ func Write(dir string) (*Result, error) {
 		}
 	}
 	return res, nil
+}
+
+// measureLatency times every measured stage's checkpoint at batch 1.
+func (r *Run) measureLatency(d time.Duration) error {
+	for _, s := range r.measured() {
+		path := filepath.Join(r.Dir, r.folder(s), "model.safetensors")
+		if _, err := os.Stat(path); err != nil {
+			continue // a stage without a model: no latency
+		}
+		m, err := infer.Load(path, infer.Options{MaxBatch: 1, Sizes: 1})
+		if err != nil {
+			return fmt.Errorf("stage %s: %w", s.ID, err)
+		}
+		t, err := m.Measure(1, d)
+		if err != nil {
+			return fmt.Errorf("stage %s: %w", s.ID, err)
+		}
+		s.Latency = t.Median
+	}
+	return nil
 }

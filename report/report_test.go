@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"gonum.org/v1/plot"
 
@@ -151,6 +152,40 @@ func TestNoAccuracy(t *testing.T) {
 	}
 	if md := r.markdown(nil); !strings.Contains(md, "there is no frontier") {
 		t.Error("the report does not say why there is no frontier")
+	}
+}
+
+// With Options.Latency the stage table gets a latency column: the stage
+// whose checkpoint is in the folder (lowrank) is timed, the others show "-".
+func TestLatencyColumn(t *testing.T) {
+	dir := copyRun(t)
+	if _, err := WriteWith(dir, Options{Latency: 20 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "report.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	md := string(b)
+	if !strings.Contains(md, "| ratio | latency | seconds |") {
+		t.Fatalf("no latency column:\n%s", md)
+	}
+	timed := 0
+	for _, line := range strings.Split(md, "\n") {
+		switch {
+		case strings.HasPrefix(line, "| lowrank | lowrank |"):
+			timed++
+			if !strings.Contains(line, " µs |") {
+				t.Errorf("lowrank has no latency: %s", line)
+			}
+		case strings.HasPrefix(line, "| train | train |"):
+			if strings.Contains(line, "µs") {
+				t.Errorf("train has no checkpoint here but a latency: %s", line)
+			}
+		}
+	}
+	if timed != 1 {
+		t.Errorf("%d lowrank stage rows, want 1", timed)
 	}
 }
 

@@ -30,6 +30,9 @@ type Stage struct {
 	Ratio                    float64
 	Selected                 string // select stages: the stage chosen
 	Layers                   map[string]runner.LayerMetrics
+	// Latency is the checkpoint's median batch-1 inference time in seconds,
+	// 0 unless the report was asked to measure it (Options.Latency).
+	Latency float64
 	// Recomputed is set when the compressed size was not in the stage's metrics
 	// (a result stored before shrink measured it) and the report computed it.
 	Recomputed bool
@@ -114,11 +117,7 @@ func (r *Run) stage(rec *runner.StageRecord) (*Stage, error) {
 
 // recompute measures the compressed size of a stage whose metrics predate it.
 func (r *Run) recompute(s *Stage) error {
-	folder := s.Folder
-	if folder == "" {
-		folder = runner.Folder(s.ID)
-	}
-	path := filepath.Join(r.Dir, folder, "model.safetensors")
+	path := filepath.Join(r.Dir, r.folder(s), "model.safetensors")
 	if _, err := os.Stat(path); err != nil {
 		return nil // nothing to measure: the table shows "-"
 	}
@@ -135,6 +134,14 @@ func (r *Run) recompute(s *Stage) error {
 		s.Ratio = c.Ratio
 	}
 	return nil
+}
+
+// folder is the stage's folder inside the run.
+func (r *Run) folder(s *Stage) string {
+	if s.Folder != "" {
+		return s.Folder
+	}
+	return runner.Folder(s.ID)
 }
 
 // layerOrder lists the layers in the recipe model's forward order, then any

@@ -26,8 +26,10 @@ type LayerMetrics struct {
 }
 
 // measure computes the metrics every stage reports, on the checkpoint as written
-// (read back, so what is measured is what is stored), merged with the stage's own.
-func (r *Runner) measure(ctx context.Context, ckpt string, own map[string]any) (map[string]any, error) {
+// (read back, so what is measured is what is stored), merged with the stage's own;
+// accuracy and loss on the test split of the stage's data (nil: none) in
+// batches of batch (Recipe.StageEvalBatch).
+func (r *Runner) measure(ctx context.Context, ckpt string, own map[string]any, d *dataOnce, batch int) (map[string]any, error) {
 	f, err := checkpoint.ReadFile(ckpt)
 	if err != nil {
 		return nil, err
@@ -62,18 +64,21 @@ func (r *Runner) measure(ctx context.Context, ckpt string, own map[string]any) (
 	for _, l := range m.WeightLayers() {
 		lm := LayerMetrics{Params: c.LayerWeights[l.Name], NonZero: c.LayerNonZero[l.Name], Bits: 32, Rank: l.Rank, Shape: l.WeightShape(), MACs: int64(l.MultiplyAdds())}
 		lm.Sparsity = stages.Round6(1 - float64(lm.NonZero)/float64(max(lm.Params, 1)))
-		if l.Quant != nil {
+		switch {
+		case l.Quant != nil:
 			lm.Bits = l.Quant.Bits
+		case l.Weights[0].NF4 != nil:
+			lm.Bits = 4 // NF4 (lora's base: nf4)
 		}
 		layers[l.Name] = lm
 	}
 	out["layers"] = layers
-	if r.recipe.Data != nil {
-		ds, err := r.dataset()
+	if d != nil {
+		ds, err := d.dataset(r)
 		if err != nil {
 			return nil, err
 		}
-		res, err := model.Evaluate(ctx, m, ds.Test, r.recipe.EvalBatch())
+		res, err := model.Evaluate(ctx, m, ds.Test, batch)
 		if err != nil {
 			return nil, err
 		}

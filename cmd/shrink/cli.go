@@ -164,7 +164,7 @@ Recipes are documented in docs/RECIPES.md; 'shrink schema' prints their JSON Sch
 	enumVar(pf, &a.logFormat, "log-format", cmp.Or(os.Getenv("SHRINK_LOG_FORMAT"), "console"), []string{"console", "json"}, "log format: console (readable) or json (one object per line); default $SHRINK_LOG_FORMAT, else console")
 	pf.BoolVarP(&a.quiet, "quiet", "q", false, "only warnings and errors; no progress bars")
 	pf.BoolVarP(&a.verbose, "verbose", "v", false, "debug logging")
-	root.AddCommand(a.runCommand(), a.planCommand(), a.validateCommand(), a.inspectCommand(), a.evalCommand(), a.predictCommand(), a.modelCommand(), a.schemaCommand(),
+	root.AddCommand(a.runCommand(), a.planCommand(), a.validateCommand(), a.inspectCommand(), a.evalCommand(), a.predictCommand(), a.benchCommand(), a.modelCommand(), a.schemaCommand(),
 		a.gcCommand(), a.diffCommand())
 	root.AddCommand(a.graphCommand())
 	root.AddCommand(a.exportCommand(), a.reportCommand())

@@ -31,7 +31,8 @@ to exactly CHECKPOINT. Layout: docs/COMPRESSED-FORMAT.md.
 
 --format dense: plain F32 safetensors (a PyTorch state_dict): quantized weights
 as the values their integers stand for, factored layers as their two factors,
-pruned weights as exact zeros. Activation quantization, which a float model
+pruned weights as exact zeros, LoRA adapters merged into their weights (NF4
+bases dequantized; the onnx export merges them too). Activation quantization, which a float model
 cannot hold, is dropped with a warning.
 
 --format onnx: an ONNX model (opset 13) that onnxruntime runs to the logits

@@ -100,6 +100,18 @@ func Export(m *model.Model, opt Options) (*Result, error) {
 	om := onnx.NewModel(opset)
 	om.DocString = "exported by shrink from a " + describe(m)
 	b := &builder{m: m, g: om.Graph, opt: opt, opset: opset, used: map[string]bool{}, nodeNames: map[string]int{}}
+	if m.HasAdapters() {
+		// ONNX has no LoRA branch: exporting the base alone would drop what
+		// the adapters learned. Merged, as the dense export does, the graph
+		// computes the adapted model (its layers in float).
+		b.m = m.Clone()
+		for _, l := range b.m.Layers {
+			if l.Adapter != nil {
+				b.note("%s: LoRA adapter merged into the weight (W + B A * scaling), the layer exported in float", l.Name)
+			}
+		}
+		b.m.MergeAdapters()
+	}
 	if err := b.build(); err != nil {
 		return nil, err
 	}

@@ -24,7 +24,9 @@ const (
 // and for a ragged last tile of rows (whose missing rows must not be
 // read), the tile's rows are copied into a zero-padded buffer. Tiles that
 // read A as int16 (AVX2, 8-bit) get each block widened into a buffer.
-func matmul(im *impl, m int, a []uint8, lda int, r Range, b *Packed, c []int32, ldc int) {
+//
+// add makes every k block accumulate into C, the first one too.
+func matmul(im *impl, m int, a []uint8, lda int, r Range, b *Packed, c []int32, ldc int, add bool) {
 	t := im.pick(m, b.n, r)
 	n, k, kp := b.n, b.k, b.kp
 	nb := (kp + kcMax - 1) / kcMax
@@ -40,7 +42,7 @@ func matmul(im *impl, m int, a []uint8, lda int, r Range, b *Packed, c []int32, 
 		kc := min(kcBlk, kp-pc)
 		kg := kc / 4
 		accum := 0
-		if pc > 0 {
+		if pc > 0 || add {
 			accum = 1
 		}
 		for ic := 0; ic < m; ic += mc {

@@ -81,33 +81,53 @@ func (p *Packed) RowSums() []int32 { return p.rowSum }
 // MatMul panics if the slices are too short for the shape or a leading
 // dimension is smaller than its row. It allocates nothing in steady state.
 func MatMul(m int, a []uint8, lda int, r Range, b *Packed, c []int32, ldc int) {
+	if lda < max(1, b.k) {
+		panic(fmt.Sprintf("qgemm: MatMul: lda %d < k %d", lda, b.k))
+	}
+	matMul("MatMul", m, a, lda, r, b, c, ldc, false)
+}
+
+// MatMulAdd is MatMul adding the product to C (C += A·Bᵀ, wrapping in
+// int32 like the sums themselves), and its rows of A may overlap: lda
+// may be smaller than k (at least 1). A convolution over an image stored
+// channels-last reads a row of its filter taps that way, consecutive
+// pixels' rows sharing their values, and sums its filter's rows of taps
+// with one call each.
+func MatMulAdd(m int, a []uint8, lda int, r Range, b *Packed, c []int32, ldc int) {
+	if lda < 1 {
+		panic(fmt.Sprintf("qgemm: MatMulAdd: lda %d < 1", lda))
+	}
+	matMul("MatMulAdd", m, a, lda, r, b, c, ldc, true)
+}
+
+func matMul(fn string, m int, a []uint8, lda int, r Range, b *Packed, c []int32, ldc int, add bool) {
 	n, k := b.n, b.k
 	switch {
 	case m < 0:
-		panic("qgemm: MatMul: m < 0")
+		panic("qgemm: " + fn + ": m < 0")
 	case !r.valid():
-		panic(fmt.Sprintf("qgemm: MatMul: range %d is neither Full nor Reduced", r))
-	case lda < max(1, k):
-		panic(fmt.Sprintf("qgemm: MatMul: lda %d < k %d", lda, k))
+		panic(fmt.Sprintf("qgemm: %s: range %d is neither Full nor Reduced", fn, r))
 	case ldc < max(1, n):
-		panic(fmt.Sprintf("qgemm: MatMul: ldc %d < n %d", ldc, n))
+		panic(fmt.Sprintf("qgemm: %s: ldc %d < n %d", fn, ldc, n))
 	}
 	if m == 0 || n == 0 {
 		return
 	}
 	if len(c) < (m-1)*ldc+n {
-		panic(fmt.Sprintf("qgemm: MatMul: c has %d values, want %d for %d×%d", len(c), (m-1)*ldc+n, m, n))
+		panic(fmt.Sprintf("qgemm: %s: c has %d values, want %d for %d×%d", fn, len(c), (m-1)*ldc+n, m, n))
 	}
 	if k == 0 { // A has no values to read
-		for i := 0; i < m; i++ {
-			clear(c[i*ldc : i*ldc+n])
+		if !add {
+			for i := 0; i < m; i++ {
+				clear(c[i*ldc : i*ldc+n])
+			}
 		}
 		return
 	}
 	if len(a) < (m-1)*lda+k {
-		panic(fmt.Sprintf("qgemm: MatMul: a has %d values, want %d for %d×%d", len(a), (m-1)*lda+k, m, k))
+		panic(fmt.Sprintf("qgemm: %s: a has %d values, want %d for %d×%d", fn, len(a), (m-1)*lda+k, m, k))
 	}
-	matmul(active.Load(), m, a, lda, r, b, c, ldc)
+	matmul(active.Load(), m, a, lda, r, b, c, ldc, add)
 }
 
 func roundUp(x, m int) int { return (x + m - 1) / m * m }

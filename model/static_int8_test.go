@@ -1,0 +1,89 @@
+package model
+
+import (
+	"math/rand/v2"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/shrink-ml/shrink/arch"
+	"github.com/shrink-ml/shrink/quant"
+)
+
+// staticQuantize gives every weight layer int8 per-channel weights and
+// static 8-bit inputs over [-lo, hi] (signed codes, or 0..127 with
+// reduce_range).
+func staticQuantize(m *Model, lo, hi float32, reduce bool) {
+	for _, l := range m.WeightLayers() {
+		l.Quant = &quant.Spec{Bits: 8, Scheme: quant.Symmetric, Granularity: quant.PerChannel}
+		spec := quant.Spec{Bits: 8, Scheme: quant.Asymmetric, Granularity: quant.PerTensor, ReduceRange: reduce}
+		s, zp := spec.ParamsOf(lo, hi)
+		l.Input = &ActQuant{Mode: "static", Spec: spec, RangeMin: lo, RangeMax: hi, Params: quant.Params{Scale: []float32{s}, ZeroPoint: []int32{zp}}}
+	}
+	m.Requantize()
+}
+
+// With NetOptions.StaticInt8, statically quantized linear and conv layers
+// run on integer kernels and give the float evaluation's logits up to its
+// rounding; without it, nothing changes.
+func TestStaticInt8AgreesWithFloat(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		spec   arch.Spec
+		reduce bool
+		ops    int
+	}{
+		{"mlp", arch.Spec{Arch: "mlp", Inputs: 30, Hidden: arch.Widths{20, 12}, Classes: 5}, false, 3},
+		{"mlp-reduce", arch.Spec{Arch: "mlp", Inputs: 30, Hidden: arch.Widths{20}, Classes: 5}, true, 2},
+		{"lenet5", arch.Spec{Arch: "lenet5", Classes: 10}, false, 5},
+		{"resnet8", arch.Spec{Arch: "resnet", Depth: 8, Width: 4, Input: arch.Shape{3, 10, 10}, Classes: 3}, false, 10}, // 7 convs, 2 downsamples, fc
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(3, 4))
+			m := MustNew(c.spec, rng)
+			staticQuantize(m, -3, 5, c.reduce)
+			const batch = 6
+			x := make([]float32, batch*shapeSize(m.Spec.InputShape()))
+			for i := range x {
+				x[i] = float32(rng.NormFloat64())
+			}
+			run := func(static bool) ([]float32, int) {
+				t.Helper()
+				net, err := Build(m, NetOptions{Batch: batch, Mode: ModeEval, StaticInt8: static})
+				if err != nil {
+					t.Fatal(err)
+				}
+				copy(net.X, x)
+				if err := net.Run(); err != nil {
+					t.Fatal(err)
+				}
+				ops := 0
+				for _, node := range net.g.AllNodes() {
+					if node.Op() != nil && strings.HasSuffix(node.Op().String(), ".int8") {
+						ops++
+					}
+				}
+				return slices.Clone(net.Logits()), ops
+			}
+			float, fops := run(false)
+			integer, iops := run(true)
+			if fops != 0 || iops != c.ops {
+				t.Errorf("%d integer ops without StaticInt8 and %d with, want 0 and %d", fops, iops, c.ops)
+			}
+			if d := maxRelDiff(integer, float); d > 1e-5 {
+				t.Errorf("integer and float evaluations differ by %g of the largest logit", d)
+			}
+			if slices.Equal(integer, float) {
+				t.Log("bit-identical")
+			}
+		})
+	}
+}
+
+func shapeSize(s []int) int {
+	n := 1
+	for _, d := range s {
+		n *= d
+	}
+	return n
+}

@@ -1,0 +1,66 @@
+package nn
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+
+	"gorgonia.org/tensor"
+
+	"github.com/shrink-ml/shrink/internal/op"
+	"github.com/shrink-ml/shrink/quant"
+)
+
+// A statically quantized linear layer on integer kernels equals its
+// definition bit for bit: Σ (q - zp)·w exactly, rescaled, plus the bias,
+// on sizes around the kernels' tiles, signed and reduce_range codes.
+func TestLinearStaticInt8MatchesReference(t *testing.T) {
+	rng := rand.New(rand.NewPCG(3, 4))
+	for _, sz := range [][3]int{{1, 1, 1}, {1, 784, 300}, {3, 5, 17}, {7, 33, 64}, {25, 100, 10}, {130, 13, 65}} {
+		for _, signed := range []bool{true, false} {
+			rows, in, out := sz[0], sz[1], sz[2]
+			t.Run(fmt.Sprintf("%dx%dx%d/signed=%v", rows, in, out, signed), func(t *testing.T) {
+				st := Int8Static{Scale: 0.02, ZeroPoint: -5, QMin: -128, QMax: 127}
+				if !signed {
+					st = Int8Static{Scale: 0.04, ZeroPoint: 50, QMin: 0, QMax: 127}
+				}
+				q := make([]int8, out*in)
+				for i := range q {
+					q[i] = int8(rng.IntN(255) - 127)
+				}
+				scale := make([]float32, out)
+				bias := make([]float32, out)
+				for i := range scale {
+					scale[i] = 0.001 + 0.01*rng.Float32()
+					bias[i] = float32(rng.NormFloat64())
+				}
+				o := &linearInt8Op{act: &Int8{Act: quant.Spec{Bits: 8}, Static: &st}, w: int8Pack(q, out, in), scale: scale, bias: true}
+				x := make([]float32, rows*in)
+				for i := range x {
+					x[i] = float32(rng.NormFloat64() * 2)
+				}
+				y, err := o.Do(tensor.New(tensor.WithShape(rows, in), tensor.WithBacking(x)), tensor.New(tensor.WithShape(out), tensor.WithBacking(bias)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				got := op.F32(y)
+				inv := 1 / st.Scale
+				for i := 0; i < rows; i++ {
+					for j := 0; j < out; j++ {
+						var s int64
+						for k := 0; k < in; k++ {
+							c := int64(math.RoundToEven(float64(x[i*in+k]*inv))) + int64(st.ZeroPoint)
+							c = min(max(c, int64(st.QMin)), int64(st.QMax))
+							s += (c - int64(st.ZeroPoint)) * int64(q[j*in+k])
+						}
+						want := float32(float32(int32(s))*(st.Scale*scale[j])) + bias[j]
+						if g := got[i*out+j]; g != want {
+							t.Fatalf("y[%d][%d] = %g, want %g", i, j, g, want)
+						}
+					}
+				}
+			})
+		}
+	}
+}
