@@ -21,7 +21,10 @@ type layerBuilder struct {
 	sparse  *sparse.Matrix // set when it evaluates on sparse ones
 }
 
-var _ nn.Builder = (*layerBuilder)(nil)
+var (
+	_ nn.Builder      = (*layerBuilder)(nil)
+	_ nn.StatsFreezer = (*layerBuilder)(nil)
+)
 
 func (b *layerBuilder) Graph() *G.ExprGraph { return b.net.g }
 func (b *layerBuilder) Batch() int          { return b.net.Batch }
@@ -100,6 +103,27 @@ func (b *layerBuilder) Counter(suffix string) *int64 {
 		}
 	}
 	return nil
+}
+
+// FrozenStats is the switch of a batch norm the model lists in FreezeStats,
+// which training flips at the epoch the model says.
+func (b *layerBuilder) FrozenStats() *bool {
+	if _, ok := b.net.Model.FreezeStats[b.layer.Name]; !ok || b.layer.Name == "" {
+		return nil
+	}
+	if b.net.frozen == nil {
+		b.net.frozen = map[string]*bool{}
+	}
+	f := new(bool)
+	b.net.frozen[b.layer.Name] = f
+	return f
+}
+
+// freezeStats sets each listed batch norm's switch for an epoch (1-based).
+func (n *Net) freezeStats(epoch int) {
+	for name, f := range n.frozen {
+		*f = epoch > n.Model.FreezeStats[name]
+	}
 }
 
 // isParam reports whether w is one of the layer's learnable non-weight tensors.

@@ -63,6 +63,9 @@ type Net struct {
 	// padded); layers with statistics over the batch read it.
 	rows int
 	rng  *rand.Rand // dropout's draws (training)
+	// frozen are the switches of batch norms whose statistics freeze
+	// (Model.FreezeStats), by layer.
+	frozen map[string]*bool
 	// nf4 are the NF4 weights a training net dequantizes before every run.
 	nf4 []nf4Fill
 	// sparse are the layers that run on sparse kernels (Eval).

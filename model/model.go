@@ -6,6 +6,7 @@ package model
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -23,6 +24,11 @@ type Model struct {
 	// Layers are every layer of the graph in forward order, those without
 	// tensors (relu, flatten, ...) included.
 	Layers []*Layer
+	// FreezeStats lists batch norm layers whose statistics freeze during
+	// training, with the number of epochs they first train with batch
+	// statistics (0: frozen from the start): quantization-aware training's
+	// torch.ao freeze_bn_stats. A training setting, not saved.
+	FreezeStats map[string]int
 }
 
 // Layer is one layer of the network with its tensors.
@@ -300,7 +306,7 @@ func (m *Model) Output() *Layer { return m.Layers[len(m.Layers)-1] }
 
 // Clone deep-copies the model.
 func (m *Model) Clone() *Model {
-	c := &Model{Spec: m.Spec.Normalized(), Graph: m.Graph}
+	c := &Model{Spec: m.Spec.Normalized(), Graph: m.Graph, FreezeStats: maps.Clone(m.FreezeStats)}
 	for _, l := range m.Layers {
 		nl := *l
 		nl.Weights = cloneWeights(l.Weights)

@@ -103,6 +103,7 @@ func Train(ctx context.Context, m *Model, train *data.Split, opt TrainOptions, r
 	started := false
 	for epoch := opt.StartEpoch + 1; epoch <= opt.Epochs; epoch++ {
 		start := time.Now()
+		net.freezeStats(epoch)
 		batcher.Epoch(rng)
 		var sum, peerSum float64
 		var seen int

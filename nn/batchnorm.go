@@ -76,10 +76,23 @@ func (b *BatchNorm) Init(ts []InitTensor, _ *rand.Rand) {
 	}
 }
 
+// StatsFreezer is implemented by Builders that can freeze a batch norm's
+// statistics partway through training, as torch.ao's freeze_bn_stats does in
+// quantization-aware training: while *FrozenStats() is true, a training batch
+// norm normalizes with its running statistics and leaves them (and
+// num_batches_tracked) alone, exactly as in eval, while its weight and bias
+// still learn. nil: never frozen.
+type StatsFreezer interface {
+	FrozenStats() *bool
+}
+
 func (b *BatchNorm) Build(bd Builder, in []*G.Node) (*G.Node, error) {
 	x := in[0]
 	st := &bnState{eps: b.Eps, momentum: b.Momentum, rows: bd.Rows(), training: bd.Training(),
 		mean: bd.Buffer("running_mean"), variance: bd.Buffer("running_var"), tracked: bd.Counter("num_batches_tracked")}
+	if f, ok := bd.(StatsFreezer); ok && st.training {
+		st.frozen = f.FrozenStats()
+	}
 	args := []*G.Node{x}
 	if b.Affine {
 		args = append(args, bd.Param("weight"), bd.Param("bias"))
@@ -95,15 +108,20 @@ type bnState struct {
 	mean          []float32 // running statistics, updated in place while training
 	variance      []float32
 	tracked       *int64
+	frozen        *bool // see StatsFreezer
 	// of the last forward, per channel: the mean and 1/sqrt(var + eps) it
 	// normalized with (the batch's in training, the running ones in eval)
 	batchMean, invStd []float64
 }
 
+// batchStats reports whether the batch's statistics normalize (and update the
+// running ones): training, unless frozen.
+func (st *bnState) batchStats() bool { return st.training && (st.frozen == nil || !*st.frozen) }
+
 // realRows is how many leading samples of a batch of b are real: padding
 // rows of a short batch take no part in the statistics.
 func (st *bnState) realRows(b int) int {
-	if st.training && st.rows != nil && *st.rows > 0 && *st.rows < b {
+	if st.batchStats() && st.rows != nil && *st.rows > 0 && *st.rows < b {
 		return *st.rows
 	}
 	return b
@@ -158,7 +176,7 @@ func (o *bnOp) Do(in ...G.Value) (G.Value, error) {
 	if len(st.batchMean) != C {
 		st.batchMean, st.invStd = make([]float64, C), make([]float64, C)
 	}
-	if st.training {
+	if st.batchStats() {
 		if n := st.realRows(B) * S; n < 2 {
 			return nil, fmt.Errorf("batch norm %s: training needs more than one value per channel, got %d (a batch of one sample?)", o.Name(), n)
 		}
@@ -169,7 +187,7 @@ func (o *bnOp) Do(in ...G.Value) (G.Value, error) {
 	}
 	par.Do(o, C, min(gemm.Threads(), C, max(1, B*C*S/minParallel)))
 	o.x, o.y, o.w, o.bias = nil, nil, nil, nil
-	if st.training && st.tracked != nil {
+	if st.batchStats() && st.tracked != nil {
 		*st.tracked++
 	}
 	return y, nil
@@ -184,7 +202,7 @@ const minParallel = 1 << 16
 func (o *bnOp) Run(c, _ int) {
 	B, C, S := o.shape[0], o.shape[1], o.shape[2]
 	st := o.st
-	if st.training {
+	if st.batchStats() {
 		rows := st.realRows(B)
 		n := rows * S
 		var sum float64
@@ -352,7 +370,7 @@ func (o *bnGradOp) Run(c, _ int) {
 	if o.affine {
 		scale *= float64(o.w[c])
 	}
-	if !st.training {
+	if !st.batchStats() {
 		k := float32(scale)
 		for b := 0; b < B; b++ {
 			at := (b*C + c) * S

@@ -614,6 +614,15 @@ func (r *Recipe) checkModels() Diagnostics {
 				out = []arch.Spec{spec}
 			}
 		}
+		if c, ok := s.Config.(ArchChanger); ok {
+			out = nil
+			for _, a := range in {
+				if spec, err := c.ChangeArch(a); err == nil {
+					a = spec
+				}
+				out = append(out, a)
+			}
+		}
 		archsOf[s.ID] = out
 		if m, ok := s.Config.(ModelMaker); ok && m.MakesModel() && len(s.Needs) > 0 {
 			path := "stages." + s.Base + ".needs"

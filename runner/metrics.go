@@ -20,6 +20,9 @@ type LayerMetrics struct {
 	Bits     int     `json:"bits"` // 32 for float weights
 	Rank     int     `json:"rank,omitempty"`
 	Shape    []int   `json:"shape"` // the dense weight's PyTorch shape
+	// MACs are the layer's multiply-accumulates per sample (both factors' for
+	// a factored layer; a pruned weight counts whole: masks save no work).
+	MACs int64 `json:"macs"`
 }
 
 // measure computes the metrics every stage reports, on the checkpoint as written
@@ -49,12 +52,17 @@ func (r *Runner) measure(ctx context.Context, ckpt string, own map[string]any, d
 	out["sparsity"] = stages.Round6(1 - float64(c.NonZero)/float64(max(c.Total, 1)))
 	out["weight_sparsity"] = stages.Round6(1 - float64(c.WeightsNonZero)/float64(max(c.Weights, 1)))
 	out["size_bytes"] = st.Size()
+	var macs int64
+	for _, l := range m.Layers {
+		macs += int64(l.MultiplyAdds())
+	}
+	out["macs"] = macs
 	if err := compressedMetrics(out, f, ckpt, r.recipe.Model); err != nil {
 		return nil, err
 	}
 	layers := map[string]LayerMetrics{}
 	for _, l := range m.WeightLayers() {
-		lm := LayerMetrics{Params: c.LayerWeights[l.Name], NonZero: c.LayerNonZero[l.Name], Bits: 32, Rank: l.Rank, Shape: l.WeightShape()}
+		lm := LayerMetrics{Params: c.LayerWeights[l.Name], NonZero: c.LayerNonZero[l.Name], Bits: 32, Rank: l.Rank, Shape: l.WeightShape(), MACs: int64(l.MultiplyAdds())}
 		lm.Sparsity = stages.Round6(1 - float64(lm.NonZero)/float64(max(lm.Params, 1)))
 		switch {
 		case l.Quant != nil:
