@@ -1,7 +1,8 @@
 // Command compare times shrink and PyTorch on the same work in one session and
 // prints their ratios: `go run ./bench/compare [-rounds 3] [-bench REGEX]`;
 // `-bench LSTM -only LSTM` times the LSTM of recipes/lstm-mnist.yaml alone
-// (float and dynamic int8 inference, a training step).
+// (float and dynamic int8 inference, a training step); `-bench '^Infer$'
+// -only Infer -1` times inference (package infer) on one core.
 //
 // Each round runs the Go benchmarks of package bench (one core: SHRINK_THREADS=1;
 // two cores: SHRINK_THREADS=2), then bench/torch_bench.py with one real core
@@ -34,6 +35,7 @@ func main() {
 	python := flag.String("python", "/usr/bin/python3", "the Python with torch")
 	tags := flag.String("tags", "", "Go build tags for shrink's side (openblas)")
 	only := flag.String("only", "", "PyTorch side: only the benchmarks whose name contains this (LSTM with -bench LSTM)")
+	oneCore := flag.Bool("1", false, "one core only: skip the two-core runs of both sides (half the time)")
 	flag.Parse()
 	dir, err := data.FindMNIST()
 	check(err)
@@ -41,9 +43,11 @@ func main() {
 	for r := 1; r <= *rounds; r++ {
 		fmt.Fprintf(os.Stderr, "round %d/%d\n", r, *rounds)
 		go1 = append(go1, goBench(*benchRE, "1", *tags))
-		go2 = append(go2, goBench(*benchRE, "2", *tags))
 		t1 = append(t1, torchBench(*python, dir, 1, *only))
-		t2 = append(t2, torchBench(*python, dir, 2, *only))
+		if !*oneCore {
+			go2 = append(go2, goBench(*benchRE, "2", *tags))
+			t2 = append(t2, torchBench(*python, dir, 2, *only))
+		}
 	}
 	names := map[string]bool{}
 	for _, s := range go1 {
