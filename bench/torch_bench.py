@@ -185,7 +185,10 @@ def main():
     ap.add_argument("--threads", type=int, choices=(1, 2), default=1)
     ap.add_argument("--mnist", required=True)
     ap.add_argument("--epochs", type=int, default=3, help="epoch repetitions")
-    ap.add_argument("--only", default="", help="run benchmarks whose name contains this (LSTM: the LSTM ones)")
+    ap.add_argument("--only", default="", help="run benchmarks whose name contains this (LSTM: the LSTM ones; "
+                    "ResNet: the ResNet-20 ones, which run only when asked for)")
+    ap.add_argument("--fashion", default=os.environ.get("SHRINK_FASHION_MNIST_DIR") or "/usr/share/datasets/fashion-mnist",
+                    help="Fashion-MNIST's IDX files (the ResNet benchmarks)")
     a = ap.parse_args()
     torch.set_num_threads(1)
     torch.manual_seed(1)
@@ -238,6 +241,10 @@ def main():
                     report("Forward/%s/batch=%d" % (name, bs), timed(lambda: m(xb2), 7, 200 if bs == 1 else 10))
         m.train()
 
+    if "ResNet" in a.only:
+        resnet(a, report)
+        return
+
     # The LSTM of recipes/lstm-mnist.yaml: a training step at batch 128, and inference at batch
     # 1 and 256 in float and quantized as quantize_dynamic({nn.LSTM, nn.Linear}, qint8) does.
     xs = x.reshape(-1, 28, 28)
@@ -261,6 +268,36 @@ def main():
                 xb2 = xs[:bs].clone()
                 if not a.only or a.only in name:
                     report(name, timed(lambda: mod(xb2), 7, 50 if bs == 1 else 3))
+
+
+def resnet(a, report):
+    """recipes/resnet-fashion.yaml's training (bench/resnet_fashion.py has the whole recipe):
+    ResNet/step is one SGD step at batch 128 (median of 7 runs of 5), ResNet/epoch one shuffled
+    pass over the 60,000 training images (a few steps warm up first; an epoch takes minutes)."""
+    sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tools", "torchref"))
+    import mnistdata
+    import shrinkmodel
+    xs, ys = mnistdata.load("fashion-mnist", "train", [1, 28, 28], a.fashion)
+    m = shrinkmodel.build({"arch": "resnet", "depth": 20, "width": 16, "classes": 10, "input": [1, 28, 28]})
+    opt = torch.optim.SGD(m.parameters(), lr=0.1, momentum=0.9, weight_decay=5e-4)
+    xb, yb = xs[:128].clone(), ys[:128].clone()
+
+    def step(x=xb, y=yb):
+        opt.zero_grad(set_to_none=True)
+        F.cross_entropy(m(x), y).backward()
+        opt.step()
+
+    if a.only in "ResNet/step":
+        report("ResNet/step", timed(step, 7, 5))
+    if a.only in "ResNet/epoch":
+        for _ in range(3):
+            step()
+        t = time.perf_counter_ns()
+        perm = torch.randperm(xs.shape[0])
+        for i in range(0, xs.shape[0], 128):
+            idx_ = perm[i:i + 128]
+            step(xs[idx_], ys[idx_])
+        report("ResNet/epoch", time.perf_counter_ns() - t)
 
 
 if __name__ == "__main__":

@@ -10,8 +10,9 @@ import (
 )
 
 // Dense returns m as plain F32 safetensors (int64 counters stay I64, as in
-// PyTorch's state_dict): every weight holds the values its
-// integers stand for ((q - zero_point) * scale, bit for bit), factored layers
+// PyTorch's state_dict): every weight holds the values its integers (or NF4
+// codes) stand for ((q - zero_point) * scale, bit for bit), LoRA adapters are
+// merged into their weights (W + B A * scaling), factored layers
 // stay factored (NAME.0.weight, NAME.1.weight: that is the model, and fewer
 // parameters), pruned zeros stay exact zeros. Weight quantization leaves the
 // metadata, since the weights are floats now. Activation quantization has no
@@ -20,6 +21,7 @@ import (
 // meta (the source's stage, recipe digest, key) is carried over.
 func Dense(m *model.Model, meta map[string]string) (f *checkpoint.File, dropped []string, err error) {
 	d := m.Clone()
+	d.MergeAdapters() // a plain PyTorch model has no adapters, frozen layers or NF4 codes
 	for _, l := range d.Layers {
 		l.Quant = nil
 		for _, w := range l.Weights {

@@ -20,21 +20,30 @@ func TestTrainStepDoesNotAllocate(t *testing.T) {
 		opt    OptimizerConfig
 		masked bool
 		qat    string // "", or the input quantization mode of quantization-aware training
+		lora   string // "", or the frozen base of LoRA adapters (dropout 0.1) on every layer: float, nf4
 	}{
-		{"mlp adam", arch.Spec{Arch: "mlp", Inputs: 20, Hidden: []int{16}, Classes: 4}, DefaultOptimizer(), false, ""},
-		{"mlp adam masked", arch.Spec{Arch: "mlp", Inputs: 20, Hidden: []int{16}, Classes: 4}, DefaultOptimizer(), true, ""},
-		{"mlp sgd", arch.Spec{Arch: "mlp", Inputs: 20, Hidden: []int{16}, Classes: 4}, OptimizerConfig{Name: "sgd", LR: 0.1, Momentum: 0.9}, false, ""},
-		{"lenet5 adam", arch.Spec{Arch: "lenet5", Classes: 10}, DefaultOptimizer(), false, ""},
-		{"mlp qat dynamic", arch.Spec{Arch: "mlp", Inputs: 20, Hidden: []int{16}, Classes: 4}, DefaultOptimizer(), false, "dynamic"},
-		{"mlp qat static", arch.Spec{Arch: "mlp", Inputs: 20, Hidden: []int{16}, Classes: 4}, DefaultOptimizer(), false, "static"},
-		{"lenet5 qat dynamic", arch.Spec{Arch: "lenet5", Classes: 10}, DefaultOptimizer(), false, "dynamic"},
-		{"lstm adam", lstmSpec, DefaultOptimizer(), false, ""},
-		{"lstm adam masked", lstmSpec, DefaultOptimizer(), true, ""},
-		{"lstm dynamic int8 torch", lstmSpec, DefaultOptimizer(), false, "torch"},
-		{"activations norms dropout adam", activationsSpec, DefaultOptimizer(), false, ""},
-		{"activations norms dropout sgd masked", activationsSpec, OptimizerConfig{Name: "sgd", LR: 0.1, Momentum: 0.9}, true, ""},
-		{"embedding adam", embeddingSpec, DefaultOptimizer(), false, ""},
-		{"embedding adam masked", embeddingSpec, DefaultOptimizer(), true, ""},
+		{"mlp adam", arch.Spec{Arch: "mlp", Inputs: 20, Hidden: []int{16}, Classes: 4}, DefaultOptimizer(), false, "", ""},
+		{"mlp adam masked", arch.Spec{Arch: "mlp", Inputs: 20, Hidden: []int{16}, Classes: 4}, DefaultOptimizer(), true, "", ""},
+		{"mlp sgd", arch.Spec{Arch: "mlp", Inputs: 20, Hidden: []int{16}, Classes: 4}, OptimizerConfig{Name: "sgd", LR: 0.1, Momentum: 0.9}, false, "", ""},
+		{"lenet5 adam", arch.Spec{Arch: "lenet5", Classes: 10}, DefaultOptimizer(), false, "", ""},
+		{"mlp qat dynamic", arch.Spec{Arch: "mlp", Inputs: 20, Hidden: []int{16}, Classes: 4}, DefaultOptimizer(), false, "dynamic", ""},
+		{"mlp qat static", arch.Spec{Arch: "mlp", Inputs: 20, Hidden: []int{16}, Classes: 4}, DefaultOptimizer(), false, "static", ""},
+		{"lenet5 qat dynamic", arch.Spec{Arch: "lenet5", Classes: 10}, DefaultOptimizer(), false, "dynamic", ""},
+		{"lstm adam", lstmSpec, DefaultOptimizer(), false, "", ""},
+		{"lstm adam masked", lstmSpec, DefaultOptimizer(), true, "", ""},
+		{"lstm dynamic int8 torch", lstmSpec, DefaultOptimizer(), false, "torch", ""},
+		{"activations norms dropout adam", activationsSpec, DefaultOptimizer(), false, "", ""},
+		{"activations norms dropout sgd masked", activationsSpec, OptimizerConfig{Name: "sgd", LR: 0.1, Momentum: 0.9}, true, "", ""},
+		{"embedding adam", embeddingSpec, DefaultOptimizer(), false, "", ""},
+		{"embedding adam masked", embeddingSpec, DefaultOptimizer(), true, "", ""},
+		{"mlp lora", arch.Spec{Arch: "mlp", Inputs: 20, Hidden: []int{16}, Classes: 4}, DefaultOptimizer(), false, "", "float"},
+		{"mlp qlora nf4", arch.Spec{Arch: "mlp", Inputs: 20, Hidden: []int{16}, Classes: 4}, DefaultOptimizer(), false, "", "nf4"},
+		{"lenet5 qlora nf4", arch.Spec{Arch: "lenet5", Classes: 10}, DefaultOptimizer(), false, "", "nf4"},
+		// Residual blocks: a block's input feeds its first convolution and the
+		// shortcut's sum, so gorgonia.Grad adds two gradients for it.
+		{"resnet8 sgd", resnetSpec(8), OptimizerConfig{Name: "sgd", LR: 0.1, Momentum: 0.9, WeightDecay: 5e-4}, false, "", ""},
+		{"resnet14 adam masked", resnetSpec(14), DefaultOptimizer(), true, "", ""},
+		{"resnet8 qat dynamic", resnetSpec(8), DefaultOptimizer(), false, "dynamic", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(1, 2))
@@ -61,6 +70,19 @@ func TestTrainStepDoesNotAllocate(t *testing.T) {
 				for _, l := range m.WeightLayers() {
 					l.Quant = &quant.Spec{Bits: 4, Scheme: quant.Symmetric, Granularity: quant.PerChannel}
 					l.Input = &ActQuant{Mode: tc.qat, Spec: quant.Spec{Bits: 8, Scheme: quant.Asymmetric, Granularity: quant.PerTensor}}
+				}
+			}
+			if tc.lora != "" {
+				for _, l := range m.WeightLayers() {
+					l.Frozen = FrozenParams
+					if err := l.AddAdapter(2, 4, false, 0.1, rng); err != nil {
+						t.Fatal(err)
+					}
+					if tc.lora == "nf4" {
+						if err := l.QuantizeNF4(64, true); err != nil {
+							t.Fatal(err)
+						}
+					}
 				}
 			}
 			net, err := Build(m, NetOptions{Batch: 8, Mode: ModeTrain, Rand: rand.New(rand.NewPCG(5, 6))})
@@ -92,6 +114,11 @@ func TestTrainStepDoesNotAllocate(t *testing.T) {
 			}
 		})
 	}
+}
+
+// resnetSpec is a small CIFAR-style ResNet on 1x12x12 images.
+func resnetSpec(depth int) arch.Spec {
+	return arch.Spec{Arch: "resnet", Depth: depth, Width: 4, Classes: 4, Input: []int{1, 12, 12}}
 }
 
 // activationsSpec chains every activation, layer norm on vectors and on

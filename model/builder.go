@@ -21,11 +21,13 @@ type layerBuilder struct {
 	sparse  *sparse.Matrix // set when it evaluates on sparse ones
 }
 
-var _ nn.Builder = (*layerBuilder)(nil)
+var (
+	_ nn.Builder      = (*layerBuilder)(nil)
+	_ nn.StatsFreezer = (*layerBuilder)(nil)
+)
 
 func (b *layerBuilder) Graph() *G.ExprGraph { return b.net.g }
 func (b *layerBuilder) Batch() int          { return b.net.Batch }
-func (b *layerBuilder) Training() bool      { return b.net.Mode == ModeTrain }
 func (b *layerBuilder) Rows() *int          { return &b.net.rows }
 func (b *layerBuilder) Rand() *rand.Rand    { return b.net.rng }
 func (b *layerBuilder) Name() string        { return b.net.scope + b.layer.Label() }
@@ -46,12 +48,29 @@ func (b *layerBuilder) ActQuant() nn.ActQuantizer {
 	return &dynamicQuantizer{spec: spec}
 }
 
+// Training is false for a layer frozen whole: it computes as in evaluation
+// (a batch norm with its running statistics, left as they are).
+func (b *layerBuilder) Training() bool {
+	return b.net.Mode == ModeTrain && b.layer.Frozen != FrozenAll
+}
+
+// Weights are parameter nodes, or constants for a frozen layer (no gradient
+// is computed for them, which also skips the weight-gradient products). A
+// training net reads an NF4 weight from its codes, dequantized every step.
 func (b *layerBuilder) Weights() []*G.Node {
 	if b.weights == nil {
 		for _, w := range b.layer.Weights {
-			node, err := b.net.weight(b.layer, w)
-			if err != nil {
-				panic(err) // a fake quantizer over a parameter node cannot fail
+			var node *G.Node
+			switch {
+			case w.NF4 != nil && b.net.Mode == ModeTrain:
+				node = b.net.nf4Weight(w)
+			case b.layer.Frozen != Trainable:
+				node = b.net.constant(w.Name, w.Shape, w.Data)
+			default:
+				var err error
+				if node, err = b.net.weight(b.layer, w); err != nil {
+					panic(err) // a fake quantizer over a parameter node cannot fail
+				}
 			}
 			b.weights = append(b.weights, node)
 		}
@@ -63,6 +82,9 @@ func (b *layerBuilder) Param(suffix string) *G.Node {
 	w := b.layer.tensor(b.layer.tensorName(suffix))
 	if w == nil || !b.layer.isParam(w) {
 		return nil
+	}
+	if b.layer.Frozen != Trainable {
+		return b.net.constant(w.Name, w.Shape, w.Data)
 	}
 	return b.net.param(w.Name, w.Shape, w.Data, nil)
 }
@@ -81,6 +103,27 @@ func (b *layerBuilder) Counter(suffix string) *int64 {
 		}
 	}
 	return nil
+}
+
+// FrozenStats is the switch of a batch norm the model lists in FreezeStats,
+// which training flips at the epoch the model says.
+func (b *layerBuilder) FrozenStats() *bool {
+	if _, ok := b.net.Model.FreezeStats[b.layer.Name]; !ok || b.layer.Name == "" {
+		return nil
+	}
+	if b.net.frozen == nil {
+		b.net.frozen = map[string]*bool{}
+	}
+	f := new(bool)
+	b.net.frozen[b.layer.Name] = f
+	return f
+}
+
+// freezeStats sets each listed batch norm's switch for an epoch (1-based).
+func (n *Net) freezeStats(epoch int) {
+	for name, f := range n.frozen {
+		*f = epoch > n.Model.FreezeStats[name]
+	}
 }
 
 // isParam reports whether w is one of the layer's learnable non-weight tensors.

@@ -2,8 +2,11 @@ package model
 
 import (
 	"fmt"
+	"reflect"
+	"strings"
 
 	G "gorgonia.org/gorgonia"
+	"gorgonia.org/tensor"
 )
 
 // executor runs the part of a gorgonia graph that some outputs need, calling each
@@ -25,6 +28,7 @@ type execStep struct {
 	in   []int
 	args []G.Value
 	out  int
+	sum  *sumInto // set for gorgonia's gradient sums, run without allocating
 }
 
 // newExecutor orders the nodes the outputs depend on. Leaves must hold values:
@@ -53,6 +57,9 @@ func newExecutor(g *G.ExprGraph, outputs G.Nodes) (*executor, error) {
 		}
 		e.vals = append(e.vals, nil)
 		st := execStep{node: n, out: i, args: make([]G.Value, len(children))}
+		if isGradientSum(n.Op()) {
+			st.sum = &sumInto{}
+		}
 		for _, c := range children {
 			st.in = append(st.in, e.index[c])
 		}
@@ -84,7 +91,13 @@ func (e *executor) run() error {
 		for j, k := range st.in {
 			st.args[j] = e.vals[k]
 		}
-		v, err := st.node.Op().Do(st.args...)
+		var v G.Value
+		var err error
+		if st.sum != nil {
+			v, err = st.sum.do(st.node.Op(), st.args)
+		} else {
+			v, err = st.node.Op().Do(st.args...)
+		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", st.node.Op(), err)
 		}
@@ -100,4 +113,40 @@ func (e *executor) value(n *G.Node) G.Value {
 		panic(fmt.Sprintf("model: node %s is not computed by this executor", n.Name()))
 	}
 	return e.vals[i]
+}
+
+// gorgoniaAdd is the type of gorgonia's elementwise operators.
+var gorgoniaAdd = func() reflect.Type {
+	g := G.NewGraph()
+	a := G.NewScalar(g, G.Float32, G.WithName("a"))
+	return reflect.TypeOf(G.Must(G.Add(a, G.NewScalar(g, G.Float32, G.WithName("b")))).Op())
+}()
+
+// isGradientSum reports gorgonia's elementwise +, which backpropagation adds
+// where a value feeds two nodes (a LoRA layer's input feeds its base and its
+// adapter; a residual block's input its convolution and its shortcut) to sum
+// their gradients. gorgonia's allocates its result on every call.
+func isGradientSum(o G.Op) bool {
+	return reflect.TypeOf(o) == gorgoniaAdd && strings.HasPrefix(o.String(), "+ ") && o.Arity() == 2
+}
+
+// sumInto is that sum into a reused buffer: a + b elementwise, bit for bit
+// what gorgonia computes. Other operands (broadcasts, other types) go to
+// gorgonia's own Do.
+type sumInto struct {
+	out *tensor.Dense
+}
+
+func (s *sumInto) do(o G.Op, args []G.Value) (G.Value, error) {
+	a, okA := args[0].(*tensor.Dense)
+	b, okB := args[1].(*tensor.Dense)
+	if !okA || !okB || a.Dtype() != tensor.Float32 || b.Dtype() != tensor.Float32 || !a.Shape().Eq(b.Shape()) {
+		return o.Do(args...)
+	}
+	y := buffer(&s.out, a.Shape()...)
+	x1, x2, yd := f32(a), f32(b), f32(y)
+	for i := range yd {
+		yd[i] = x1[i] + x2[i]
+	}
+	return y, nil
 }

@@ -63,6 +63,11 @@ type Net struct {
 	// padded); layers with statistics over the batch read it.
 	rows int
 	rng  *rand.Rand // dropout's draws (training)
+	// frozen are the switches of batch norms whose statistics freeze
+	// (Model.FreezeStats), by layer.
+	frozen map[string]*bool
+	// nf4 are the NF4 weights a training net dequantizes before every run.
+	nf4 []nf4Fill
 	// sparse are the layers that run on sparse kernels (Eval).
 	sparse map[string]*sparse.Matrix
 	// staticInt8: statically quantized layers run on integer kernels (Eval).
@@ -185,6 +190,11 @@ func (n *Net) forward(x []float32) (*G.Node, error) {
 		if outs[i], err = ops.Build(b, ins); err != nil {
 			return nil, fmt.Errorf("layer %s: %w", l.Label(), err)
 		}
+		if l.Adapter != nil {
+			if outs[i], err = n.adapter(l, ins[0], outs[i]); err != nil {
+				return nil, fmt.Errorf("layer %s: adapter: %w", l.Label(), err)
+			}
+		}
 	}
 	n.logits = outs[len(outs)-1]
 	return in, nil
@@ -231,6 +241,13 @@ func (n *Net) param(name string, shape []int, data, mask []float32) *G.Node {
 		G.WithValue(tensor.New(tensor.WithShape(shape...), tensor.WithBacking(data))))
 	n.params = append(n.params, &Param{Name: name, Data: data, Mask: mask, node: node})
 	return node
+}
+
+// constant adds a tensor training leaves alone (a frozen layer's) over its
+// slice: not a parameter, so no gradient is computed for it.
+func (n *Net) constant(name string, shape []int, data []float32) *G.Node {
+	return G.NewTensor(n.g, tensor.Float32, len(shape), G.WithShape(shape...), G.WithName(n.scope+name),
+		G.WithValue(tensor.New(tensor.WithShape(shape...), tensor.WithBacking(data))))
 }
 
 // weight adds a weight, fake-quantized while training a quantized layer.
@@ -283,7 +300,17 @@ func (n *Net) SetRows(rows int) {
 }
 
 // Run executes the graph once over the buffers.
-func (n *Net) Run() error { return n.exec.run() }
+func (n *Net) Run() error {
+	if err := n.dequantize(); err != nil {
+		return err
+	}
+	if n.peer != nil {
+		if err := n.peer.dequantize(); err != nil {
+			return err
+		}
+	}
+	return n.exec.run()
+}
 
 // Logits are the last Run's outputs, [Batch, classes].
 func (n *Net) Logits() []float32 { return f32(n.exec.value(n.logits)) }

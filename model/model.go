@@ -6,6 +6,7 @@ package model
 
 import (
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"slices"
 	"strings"
@@ -13,6 +14,7 @@ import (
 	"github.com/shrink-ml/shrink/arch"
 	"github.com/shrink-ml/shrink/nn"
 	"github.com/shrink-ml/shrink/quant"
+	"github.com/shrink-ml/shrink/quant/nf4"
 )
 
 // Model is a network's tensors and compression state.
@@ -22,6 +24,11 @@ type Model struct {
 	// Layers are every layer of the graph in forward order, those without
 	// tensors (relu, flatten, ...) included.
 	Layers []*Layer
+	// FreezeStats lists batch norm layers whose statistics freeze during
+	// training, with the number of epochs they first train with batch
+	// statistics (0: frozen from the start): quantization-aware training's
+	// torch.ao freeze_bn_stats. A training setting, not saved.
+	FreezeStats map[string]int
 }
 
 // Layer is one layer of the network with its tensors.
@@ -44,6 +51,11 @@ type Layer struct {
 	Quant *quant.Spec
 	// Input quantizes the layer's input activations; nil for float inputs.
 	Input *ActQuant
+	// Frozen says what training leaves alone (a LoRA stage's base, the layers a
+	// train stage does not list); empty for a layer that trains.
+	Frozen Freeze
+	// Adapter is a LoRA adapter on the layer (adapter.go); nil for none.
+	Adapter *Adapter
 }
 
 // Weight is one float tensor in PyTorch layout.
@@ -58,6 +70,11 @@ type Weight struct {
 	// QParams are the scales and zero points the stored integers use; nil for float
 	// weights. Training re-observes them each step; saving quantizes afresh.
 	QParams *quant.Params
+	// NF4 is the weight quantized to 4-bit NormalFloat (QLoRA's frozen base, as
+	// bitsandbytes stores it); nil otherwise. Data then holds the values its
+	// codes stand for. It is read-only: saving quantizes Data afresh if a later
+	// stage changed it.
+	NF4 *nf4.Weight
 }
 
 // Counter is an int64 scalar buffer.
@@ -289,7 +306,7 @@ func (m *Model) Output() *Layer { return m.Layers[len(m.Layers)-1] }
 
 // Clone deep-copies the model.
 func (m *Model) Clone() *Model {
-	c := &Model{Spec: m.Spec.Normalized(), Graph: m.Graph}
+	c := &Model{Spec: m.Spec.Normalized(), Graph: m.Graph, FreezeStats: maps.Clone(m.FreezeStats)}
 	for _, l := range m.Layers {
 		nl := *l
 		nl.Weights = cloneWeights(l.Weights)
@@ -308,6 +325,9 @@ func (m *Model) Clone() *Model {
 			a := *l.Input
 			a.Params = quant.Params{Scale: slices.Clone(l.Input.Params.Scale), ZeroPoint: slices.Clone(l.Input.Params.ZeroPoint)}
 			nl.Input = &a
+		}
+		if l.Adapter != nil {
+			nl.Adapter = l.Adapter.clone()
 		}
 		c.Layers = append(c.Layers, &nl)
 	}
@@ -396,7 +416,8 @@ type Counts struct {
 
 // Count counts parameters and non-zeros (for quantized weights, the values the
 // integers stand for). Buffers (batch norm's running statistics) are not
-// parameters.
+// parameters; LoRA adapters are (PyTorch's parameters() of a PEFT model), but
+// not weights.
 func (m *Model) Count() Counts {
 	c := Counts{LayerWeights: map[string]int{}, LayerNonZero: map[string]int{}}
 	for _, l := range m.Layers {
@@ -410,6 +431,12 @@ func (m *Model) Count() Counts {
 		for _, p := range l.Params {
 			c.Total += len(p.Data)
 			c.NonZero += countNonZero(p.Data)
+		}
+		if a := l.Adapter; a != nil {
+			for _, w := range []*Weight{a.A, a.B} {
+				c.Total += len(w.Data)
+				c.NonZero += countNonZero(w.Data)
+			}
 		}
 	}
 	c.Total += c.Weights

@@ -12,6 +12,7 @@ import (
 	"github.com/shrink-ml/shrink/arch"
 	"github.com/shrink-ml/shrink/checkpoint"
 	"github.com/shrink-ml/shrink/quant"
+	"github.com/shrink-ml/shrink/quant/nf4"
 )
 
 // Format is the checkpoint format this package writes and reads.
@@ -24,6 +25,12 @@ type LayerCompression struct {
 	Sparsity float64     `json:"sparsity,omitempty"` // of the layer's weights, for readers
 	Quant    *quant.Spec `json:"quant,omitempty"`
 	Input    *ActQuant   `json:"input_quant,omitempty"`
+	// NF4 says the weights are stored as bitsandbytes stores NF4 weights.
+	NF4 *NF4Spec `json:"nf4,omitempty"`
+	// Frozen and Adapter are a LoRA stage's: the base is frozen, the layer
+	// carries NAME.lora_A.weight and NAME.lora_B.weight.
+	Frozen  Freeze       `json:"frozen,omitempty"`
+	Adapter *AdapterSpec `json:"adapter,omitempty"`
 }
 
 // Validate checks what a file says of a layer before anything uses it: a
@@ -51,17 +58,54 @@ func (c LayerCompression) Validate() error {
 			return fmt.Errorf("input_quant: range [%v, %v] is not a finite range", in.RangeMin, in.RangeMax)
 		}
 	}
+	switch c.Frozen {
+	case Trainable, FrozenParams, FrozenAll:
+	default:
+		return fmt.Errorf("frozen %q: must be params or all (or absent)", c.Frozen)
+	}
+	if a := c.Adapter; a != nil {
+		if a.R < 1 {
+			return fmt.Errorf("adapter: r %d: must be at least 1", a.R)
+		}
+		if !(a.Alpha > 0) || math.IsInf(a.Alpha, 0) {
+			return fmt.Errorf("adapter: alpha %v: must be a finite number above 0", a.Alpha)
+		}
+		if !(a.Dropout >= 0 && a.Dropout < 1) {
+			return fmt.Errorf("adapter: dropout %v: must be from 0 to below 1", a.Dropout)
+		}
+	}
+	if c.NF4 != nil && c.NF4.Blocksize < 1 {
+		return fmt.Errorf("nf4: blocksize %d: must be at least 1", c.NF4.Blocksize)
+	}
 	return nil
 }
 
-// Compression describes every layer's compression, for checkpoint metadata.
+// NF4Spec describes a layer's NF4 weights for readers; the tensors carry
+// everything (their quant-state JSON).
+type NF4Spec struct {
+	Blocksize   int  `json:"blocksize"`
+	DoubleQuant bool `json:"double_quant,omitempty"`
+}
+
+// Compression describes every layer's compression, for checkpoint metadata:
+// every layer with weights, and the other layers a LoRA stage froze.
 func (m *Model) Compression() map[string]LayerCompression {
 	out := map[string]LayerCompression{}
 	counts := m.Count()
-	for _, l := range m.WeightLayers() {
-		c := LayerCompression{Rank: l.Rank, Pruned: l.Pruned, Quant: l.Quant, Input: l.Input}
+	for _, l := range m.Layers {
+		if !l.Compressible() && l.Frozen == Trainable {
+			continue
+		}
+		c := LayerCompression{Rank: l.Rank, Pruned: l.Pruned, Quant: l.Quant, Input: l.Input, Frozen: l.Frozen}
 		if n := counts.LayerWeights[l.Name]; n > 0 && l.Pruned {
 			c.Sparsity = 1 - float64(counts.LayerNonZero[l.Name])/float64(n)
+		}
+		if l.Quant == nil && len(l.Weights) > 0 && l.Weights[0].NF4 != nil {
+			q := l.Weights[0].NF4
+			c.NF4 = &NF4Spec{Blocksize: q.Blocksize, DoubleQuant: q.Nested != nil}
+		}
+		if l.Adapter != nil {
+			c.Adapter = l.Adapter.Spec()
 		}
 		out[l.Name] = c
 	}
@@ -87,11 +131,21 @@ func (m *Model) ToFile(extra map[string]string) (*checkpoint.File, error) {
 	}
 	for _, l := range m.Layers {
 		for _, w := range l.Weights {
-			if l.Quant == nil {
+			switch {
+			case l.Quant != nil:
+				f.Tensors = append(f.Tensors, quantizedTensors(w, *l.Quant)...)
+			case w.NF4 != nil:
+				ts, err := nf4Tensors(w)
+				if err != nil {
+					return nil, err
+				}
+				f.Tensors = append(f.Tensors, ts...)
+			default:
 				f.Tensors = append(f.Tensors, checkpoint.F32(w.Name, w.Shape, w.Data))
-				continue
 			}
-			f.Tensors = append(f.Tensors, quantizedTensors(w, *l.Quant)...)
+		}
+		if a := l.Adapter; a != nil {
+			f.Tensors = append(f.Tensors, checkpoint.F32(a.A.Name, a.A.Shape, a.A.Data), checkpoint.F32(a.B.Name, a.B.Shape, a.B.Data))
 		}
 		if l.Input != nil && l.Input.Mode == "static" {
 			if len(l.Input.Params.Scale) != 1 {
@@ -194,8 +248,11 @@ func FromFile(f *checkpoint.File, spec *arch.Spec) (*Model, error) {
 	ld := &loader{f: f, used: map[string]bool{}}
 	for _, l := range m.Layers {
 		c := comp[l.Name]
-		l.Pruned, l.Rank, l.Quant, l.Input = c.Pruned, c.Rank, c.Quant, c.Input
+		l.Pruned, l.Rank, l.Quant, l.Input, l.Frozen = c.Pruned, c.Rank, c.Quant, c.Input, c.Frozen
 		ld.layer(l)
+		if c.Adapter != nil {
+			ld.adapter(l, c.Adapter)
+		}
 	}
 	for _, n := range f.Names() {
 		if !ld.used[n] {
@@ -337,9 +394,12 @@ func (ld *loader) rankOf(name string) int {
 	return 0
 }
 
-// weight reads a float, int8 or packed weight with its quantization parameters.
+// weight reads a float, NF4, int8 or packed weight with its quantization parameters.
 func (ld *loader) weight(l *Layer, name string, shape []int) *Weight {
 	w := &Weight{Name: name, Shape: shape}
+	if nf4.Is(ld.f, name) {
+		return ld.nf4Weight(w)
+	}
 	if t, ok := ld.f.Get(name); ok && t.DType == checkpoint.DTypeF32 {
 		w.Data = ld.floats(name, shape)
 		if w.Data == nil {

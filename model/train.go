@@ -103,6 +103,7 @@ func Train(ctx context.Context, m *Model, train *data.Split, opt TrainOptions, r
 	started := false
 	for epoch := opt.StartEpoch + 1; epoch <= opt.Epochs; epoch++ {
 		start := time.Now()
+		net.freezeStats(epoch)
 		batcher.Epoch(rng)
 		var sum, peerSum float64
 		var seen int
@@ -194,7 +195,11 @@ func (n *Net) finish() {
 			l.Input.Params = op.spec.ObserveRange(op.runMin, op.runMax)
 		}
 	}
-	n.Model.Requantize()
+	for _, l := range n.Model.Layers {
+		if l.Frozen == Trainable { // a frozen base stays on the grid it was put on
+			l.Requantize()
+		}
+	}
 	if n.peer != nil {
 		n.peer.finish()
 	}

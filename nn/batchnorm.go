@@ -9,7 +9,9 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/shrink-ml/shrink/arch"
+	"github.com/shrink-ml/shrink/internal/gemm"
 	"github.com/shrink-ml/shrink/internal/op"
+	"github.com/shrink-ml/shrink/internal/par"
 )
 
 func init() {
@@ -74,10 +76,23 @@ func (b *BatchNorm) Init(ts []InitTensor, _ *rand.Rand) {
 	}
 }
 
+// StatsFreezer is implemented by Builders that can freeze a batch norm's
+// statistics partway through training, as torch.ao's freeze_bn_stats does in
+// quantization-aware training: while *FrozenStats() is true, a training batch
+// norm normalizes with its running statistics and leaves them (and
+// num_batches_tracked) alone, exactly as in eval, while its weight and bias
+// still learn. nil: never frozen.
+type StatsFreezer interface {
+	FrozenStats() *bool
+}
+
 func (b *BatchNorm) Build(bd Builder, in []*G.Node) (*G.Node, error) {
 	x := in[0]
 	st := &bnState{eps: b.Eps, momentum: b.Momentum, rows: bd.Rows(), training: bd.Training(),
 		mean: bd.Buffer("running_mean"), variance: bd.Buffer("running_var"), tracked: bd.Counter("num_batches_tracked")}
+	if f, ok := bd.(StatsFreezer); ok && st.training {
+		st.frozen = f.FrozenStats()
+	}
 	args := []*G.Node{x}
 	if b.Affine {
 		args = append(args, bd.Param("weight"), bd.Param("bias"))
@@ -93,20 +108,42 @@ type bnState struct {
 	mean          []float32 // running statistics, updated in place while training
 	variance      []float32
 	tracked       *int64
+	frozen        *bool // see StatsFreezer
 	// of the last forward, per channel: the mean and 1/sqrt(var + eps) it
 	// normalized with (the batch's in training, the running ones in eval)
 	batchMean, invStd []float64
-	xhat              []float32 // the normalized input, for the gradients
+}
+
+// batchStats reports whether the batch's statistics normalize (and update the
+// running ones): training, unless frozen.
+func (st *bnState) batchStats() bool { return st.training && (st.frozen == nil || !*st.frozen) }
+
+// realRows is how many leading samples of a batch of b are real: padding
+// rows of a short batch take no part in the statistics.
+func (st *bnState) realRows(b int) int {
+	if st.batchStats() && st.rows != nil && *st.rows > 0 && *st.rows < b {
+		return *st.rows
+	}
+	return b
 }
 
 // bnOp normalizes x [B, C, S...] per channel and applies the affine weight
 // and bias: inputs x (and weight, bias when affine).
+//
+// Like PyTorch's CPU kernel, it folds the normalization and the affine map
+// into y = x·a + b per channel (a = weight/sqrt(var + eps), b = bias -
+// mean·a), and sums the statistics in float64. Channels are independent,
+// so they are spread over gemm.Threads() goroutines; each channel's sums
+// run in a fixed order whoever computes them.
 type bnOp struct {
 	op.Base
 	st     *bnState
 	dims   int
 	affine bool
 	out    *tensor.Dense
+	// per call, for Run
+	x, y, w, bias []float32
+	shape         [3]int // batch, channels, values per channel of one sample
 }
 
 func (o *bnOp) Arity() int {
@@ -136,77 +173,112 @@ func (o *bnOp) Do(in ...G.Value) (G.Value, error) {
 	B, C, S := channels(s)
 	st := o.st
 	y := op.Buffer(&o.out, s...)
-	x, yd := op.F32(in[0]), op.F32(y)
 	if len(st.batchMean) != C {
 		st.batchMean, st.invStd = make([]float64, C), make([]float64, C)
 	}
-	if len(st.xhat) != len(x) {
-		st.xhat = make([]float32, len(x))
-	}
-	rows := B
-	if st.rows != nil && *st.rows > 0 && *st.rows < B {
-		rows = *st.rows
-	}
-	if st.training {
-		n := rows * S
-		if n < 2 {
+	if st.batchStats() {
+		if n := st.realRows(B) * S; n < 2 {
 			return nil, fmt.Errorf("batch norm %s: training needs more than one value per channel, got %d (a batch of one sample?)", o.Name(), n)
 		}
-		for c := 0; c < C; c++ {
-			var sum float64
-			for b := 0; b < rows; b++ {
-				for _, v := range x[(b*C+c)*S : (b*C+c+1)*S] {
-					sum += float64(v)
-				}
-			}
-			mean := sum / float64(n)
-			var sq float64
-			for b := 0; b < rows; b++ {
-				for _, v := range x[(b*C+c)*S : (b*C+c+1)*S] {
-					d := float64(v) - mean
-					sq += d * d
-				}
-			}
-			variance := sq / float64(n)
-			st.batchMean[c], st.invStd[c] = mean, 1/math.Sqrt(variance+st.eps)
-			m := st.momentum
-			st.mean[c] = float32(m*mean + (1-m)*float64(st.mean[c]))
-			st.variance[c] = float32(m*variance*float64(n)/float64(n-1) + (1-m)*float64(st.variance[c]))
-		}
-		if st.tracked != nil {
-			*st.tracked++
-		}
-	} else {
-		for c := 0; c < C; c++ {
-			st.batchMean[c], st.invStd[c] = float64(st.mean[c]), 1/math.Sqrt(float64(st.variance[c])+st.eps)
-		}
 	}
-	var w, bias []float32
+	o.x, o.y, o.shape = op.F32(in[0]), op.F32(y), [3]int{B, C, S}
 	if o.affine {
-		w, bias = op.F32(in[1]), op.F32(in[2])
+		o.w, o.bias = op.F32(in[1]), op.F32(in[2])
 	}
-	for b := 0; b < B; b++ {
-		for c := 0; c < C; c++ {
-			mean, inv := float32(st.batchMean[c]), float32(st.invStd[c])
-			scale, shift := float32(1), float32(0)
-			if o.affine {
-				scale, shift = w[c], bias[c]
-			}
-			at := (b*C + c) * S
-			for i, v := range x[at : at+S] {
-				h := (v - mean) * inv
-				st.xhat[at+i] = h
-				yd[at+i] = h*scale + shift
-			}
-		}
+	par.Do(o, C, min(gemm.Threads(), C, max(1, B*C*S/minParallel)))
+	o.x, o.y, o.w, o.bias = nil, nil, nil, nil
+	if st.batchStats() && st.tracked != nil {
+		*st.tracked++
 	}
 	return y, nil
+}
+
+// minParallel is the fewest values worth a second goroutine (waking one
+// costs tens of microseconds).
+const minParallel = 1 << 16
+
+// Run normalizes channel c: its statistics (in training), then every
+// sample's values of it.
+func (o *bnOp) Run(c, _ int) {
+	B, C, S := o.shape[0], o.shape[1], o.shape[2]
+	st := o.st
+	if st.batchStats() {
+		rows := st.realRows(B)
+		n := rows * S
+		var sum float64
+		for b := 0; b < rows; b++ {
+			sum += sum64(o.x[(b*C+c)*S : (b*C+c+1)*S])
+		}
+		mean := sum / float64(n)
+		var sq float64
+		for b := 0; b < rows; b++ {
+			sq += sqDev64(o.x[(b*C+c)*S:(b*C+c+1)*S], mean)
+		}
+		variance := sq / float64(n)
+		st.batchMean[c], st.invStd[c] = mean, 1/math.Sqrt(variance+st.eps)
+		m := st.momentum
+		st.mean[c] = float32(m*mean + (1-m)*float64(st.mean[c]))
+		st.variance[c] = float32(m*variance*float64(n)/float64(n-1) + (1-m)*float64(st.variance[c]))
+	} else {
+		st.batchMean[c], st.invStd[c] = float64(st.mean[c]), 1/math.Sqrt(float64(st.variance[c])+st.eps)
+	}
+	a, shift := st.invStd[c], -st.batchMean[c]*st.invStd[c]
+	if o.affine {
+		a, shift = st.invStd[c]*float64(o.w[c]), float64(o.bias[c])-st.batchMean[c]*st.invStd[c]*float64(o.w[c])
+	}
+	af, bf := float32(a), float32(shift)
+	for b := 0; b < B; b++ {
+		at := (b*C + c) * S
+		scaleShift(o.y[at:at+S], o.x[at:at+S], af, bf)
+	}
+}
+
+// sum64 is Σx in float64, in four interleaved partial sums.
+func sum64(x []float32) float64 {
+	var s0, s1, s2, s3 float64
+	i := 0
+	for ; i+4 <= len(x); i += 4 {
+		s0 += float64(x[i])
+		s1 += float64(x[i+1])
+		s2 += float64(x[i+2])
+		s3 += float64(x[i+3])
+	}
+	for ; i < len(x); i++ {
+		s0 += float64(x[i])
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+// sqDev64 is Σ(x - mean)² in float64, in four interleaved partial sums.
+func sqDev64(x []float32, mean float64) float64 {
+	var s0, s1, s2, s3 float64
+	i := 0
+	for ; i+4 <= len(x); i += 4 {
+		d0, d1, d2, d3 := float64(x[i])-mean, float64(x[i+1])-mean, float64(x[i+2])-mean, float64(x[i+3])-mean
+		s0 += d0 * d0
+		s1 += d1 * d1
+		s2 += d2 * d2
+		s3 += d3 * d3
+	}
+	for ; i < len(x); i++ {
+		d := float64(x[i]) - mean
+		s0 += d * d
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+// scaleShift sets y = x·a + b.
+func scaleShift(y, x []float32, a, b float32) {
+	x = x[:len(y)]
+	for i, v := range x {
+		y[i] = v*a + b
+	}
 }
 
 func (o *bnOp) DiffWRT(n int) []bool { return op.All(n) }
 func (o *bnOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) {
 	g := &bnGradOp{Base: op.NewBase(o.Name() + ".grad"), st: o.st, dims: o.dims, affine: o.affine}
-	args := G.Nodes{grad}
+	args := G.Nodes{grad, inputs[0]}
 	if o.affine {
 		args = append(args, inputs[1])
 	}
@@ -227,32 +299,38 @@ func (o *bnOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) {
 	return out, nil
 }
 
-// bnGradOp computes the input's gradient from dy (and the weight), and along
-// the way the weight's and bias's, which bnParamGradOp hands out. In training
-// the statistics depend on the input too:
-// dx = invstd/n · (n·dxhat − Σdxhat − xhat·Σ(dxhat·xhat)) over the real rows
-// (padding rows get none); in eval, dx = dxhat·invstd.
+// bnGradOp computes the input's gradient from dy, x (and the weight), and
+// along the way the weight's and bias's, which bnParamGradOp hands out. In
+// training the statistics depend on the input too; as PyTorch's CPU kernel
+// computes it, with x̂ = (x - mean)·invstd over the real rows (padding rows
+// get none):
+//
+//	dx = (dy - mean(dy) - (x - mean)·invstd²·mean(dy·(x - mean)))·invstd·weight
+//
+// In eval, dx = dy·invstd·weight.
 type bnGradOp struct {
 	op.Base
-	st         *bnState
-	dims       int
-	affine     bool
-	dw, db     []float32
-	sums, dots []float64
-	out        *tensor.Dense
+	st     *bnState
+	dims   int
+	affine bool
+	dw, db []float32
+	out    *tensor.Dense
+	// per call, for Run
+	dy, x, w, dx []float32
+	shape        [3]int
 }
 
 func (o *bnGradOp) Arity() int {
 	if o.affine {
-		return 2
+		return 3
 	}
-	return 1
+	return 2
 }
 func (o *bnGradOp) Type() hmType {
 	if o.affine {
-		return op.Fn(o.dims, 1, o.dims)
+		return op.Fn(o.dims, o.dims, 1, o.dims)
 	}
-	return op.Fn(o.dims, o.dims)
+	return op.Fn(o.dims, o.dims, o.dims)
 }
 func (o *bnGradOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 	return op.ShapeOf(in[0]).Clone(), nil
@@ -261,62 +339,78 @@ func (o *bnGradOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 func (o *bnGradOp) Do(in ...G.Value) (G.Value, error) {
 	s := op.Dims(in[0])
 	B, C, S := channels(s)
-	st := o.st
 	dx := op.Buffer(&o.out, s...)
-	dy, d, xhat := op.F32(in[0]), op.F32(dx), st.xhat
 	if len(o.dw) != C {
 		o.dw, o.db = make([]float32, C), make([]float32, C)
-		o.sums, o.dots = make([]float64, C), make([]float64, C)
 	}
-	rows := B
-	if st.training && st.rows != nil && *st.rows > 0 && *st.rows < B {
-		rows = *st.rows
-	}
-	var w []float32
+	o.dy, o.x, o.dx, o.shape = op.F32(in[0]), op.F32(in[1]), op.F32(dx), [3]int{B, C, S}
 	if o.affine {
-		w = op.F32(in[1])
+		o.w = op.F32(in[2])
 	}
-	for c := 0; c < C; c++ {
-		var sdy, sdyx float64
-		for b := 0; b < rows; b++ {
-			at := (b*C + c) * S
-			for i, g := range dy[at : at+S] {
-				sdy += float64(g)
-				sdyx += float64(g) * float64(xhat[at+i])
-			}
-		}
-		o.db[c], o.dw[c] = float32(sdy), float32(sdyx)
-		scale := 1.0
-		if o.affine {
-			scale = float64(w[c])
-		}
-		// Σdxhat and Σ(dxhat·xhat) are the sums above times the weight.
-		o.sums[c], o.dots[c] = sdy*scale, sdyx*scale
-	}
-	clear(d)
-	for b := 0; b < rows; b++ {
-		for c := 0; c < C; c++ {
-			scale := float32(1)
-			if o.affine {
-				scale = w[c]
-			}
-			inv := st.invStd[c]
-			at := (b*C + c) * S
-			if !st.training {
-				k := float32(float64(scale) * inv)
-				for i, g := range dy[at : at+S] {
-					d[at+i] = g * k
-				}
-				continue
-			}
-			n := float64(rows * S)
-			mean, dot := o.sums[c]/n, o.dots[c]/n
-			for i, g := range dy[at : at+S] {
-				d[at+i] = float32(inv * (float64(g)*float64(scale) - mean - float64(xhat[at+i])*dot))
-			}
-		}
-	}
+	par.Do(o, C, min(gemm.Threads(), C, max(1, B*C*S/minParallel)))
+	o.dy, o.x, o.dx, o.w = nil, nil, nil, nil
 	return dx, nil
+}
+
+// Run computes channel c's gradients.
+func (o *bnGradOp) Run(c, _ int) {
+	B, C, S := o.shape[0], o.shape[1], o.shape[2]
+	st := o.st
+	rows := st.realRows(B)
+	mean, inv := st.batchMean[c], st.invStd[c]
+	var sdy, sdyx float64 // Σdy and Σdy·(x - mean)
+	for b := 0; b < rows; b++ {
+		at := (b*C + c) * S
+		s, d := dotDev64(o.dy[at:at+S], o.x[at:at+S], mean)
+		sdy += s
+		sdyx += d
+	}
+	o.db[c], o.dw[c] = float32(sdy), float32(sdyx*inv)
+	scale := inv
+	if o.affine {
+		scale *= float64(o.w[c])
+	}
+	if !st.batchStats() {
+		k := float32(scale)
+		for b := 0; b < B; b++ {
+			at := (b*C + c) * S
+			scaleShift(o.dx[at:at+S], o.dy[at:at+S], k, 0)
+		}
+		return
+	}
+	n := float64(rows * S)
+	gm, k := float32(sdy/n), float32(sdyx/n*inv*inv)
+	mf, sf := float32(mean), float32(scale)
+	for b := 0; b < rows; b++ {
+		at := (b*C + c) * S
+		d, dy, x := o.dx[at:at+S], o.dy[at:at+S], o.x[at:at+S]
+		for i, g := range dy {
+			d[i] = (g - gm - (x[i]-mf)*k) * sf
+		}
+	}
+	for b := rows; b < B; b++ {
+		clear(o.dx[(b*C+c)*S : (b*C+c+1)*S])
+	}
+}
+
+// dotDev64 is Σdy and Σdy·(x - mean) in float64.
+func dotDev64(dy, x []float32, mean float64) (sum, dot float64) {
+	x = x[:len(dy)]
+	var s0, s1, d0, d1 float64
+	i := 0
+	for ; i+2 <= len(dy); i += 2 {
+		g0, g1 := float64(dy[i]), float64(dy[i+1])
+		s0 += g0
+		s1 += g1
+		d0 += g0 * (float64(x[i]) - mean)
+		d1 += g1 * (float64(x[i+1]) - mean)
+	}
+	for ; i < len(dy); i++ {
+		g := float64(dy[i])
+		s0 += g
+		d0 += g * (float64(x[i]) - mean)
+	}
+	return s0 + s1, d0 + d1
 }
 
 // bnParamGradOp is the weight's (which 0) or the bias's (which 1) gradient,

@@ -142,9 +142,11 @@ func (p convParams) plain() bool {
 type conv2dOp struct {
 	op.Base
 	convParams
-	cols *tensor.Dense // the patches of the last forward, for the gradients
-	tmp  *tensor.Dense // [O, B·P] before the reorder to [B, O, P]
-	out  *tensor.Dense
+	cols    *tensor.Dense // plain: the patches of the last forward, for the gradients
+	tmp     *tensor.Dense // plain: [O, B·P] before the reorder to [B, O, P]
+	tall    tallForward   // "same" stride-1 convolutions (see convtaps.go)
+	chunked convForward   // the others (see convchunk.go)
+	out     *tensor.Dense
 }
 
 func (o *conv2dOp) Arity() int   { return 2 }
@@ -168,8 +170,8 @@ type convDims struct {
 	Cg, Og, CKK                      int // per group: input and output channels, patch length
 }
 
-func (o *conv2dOp) geometry(x, w tensor.Shape) convDims {
-	d := convDims{convParams: o.convParams, B: x[0], C: x[1], H: x[2], W: x[3], O: w[0], KH: w[2], KW: w[3]}
+func (p convParams) geometry(x, w tensor.Shape) convDims {
+	d := convDims{convParams: p, B: x[0], C: x[1], H: x[2], W: x[3], O: w[0], KH: w[2], KW: w[3]}
 	d.OH = outSize(d.H, d.KH, d.stride[0], d.padding[0], d.dilation[0])
 	d.OW = outSize(d.W, d.KW, d.stride[1], d.padding[1], d.dilation[1])
 	d.P = d.OH * d.OW
@@ -180,13 +182,18 @@ func (o *conv2dOp) geometry(x, w tensor.Shape) convDims {
 
 func (o *conv2dOp) Do(in ...G.Value) (G.Value, error) {
 	d := o.geometry(op.Dims(in[0]), op.Dims(in[1]))
+	if !d.plain() {
+		y := op.Buffer(&o.out, d.B, d.O, d.OH, d.OW)
+		if d.tapped() {
+			o.tall.run(d, op.F32(in[0]), op.F32(in[1]), op.F32(y), false)
+		} else {
+			o.chunked.run(d, op.F32(in[0]), op.F32(in[1]), op.F32(y))
+		}
+		return y, nil
+	}
 	n := d.B * d.P
 	cols := op.F32(op.Buffer(&o.cols, d.C*d.KH*d.KW, n))
-	if d.plain() {
-		im2col(op.F32(in[0]), cols, d)
-	} else {
-		im2colGeneral(op.F32(in[0]), cols, d)
-	}
+	im2col(op.F32(in[0]), cols, d)
 	tmp := op.F32(op.Buffer(&o.tmp, d.O, n))
 	w := op.F32(in[1])
 	for g := 0; g < d.groups; g++ {
@@ -199,6 +206,9 @@ func (o *conv2dOp) Do(in ...G.Value) (G.Value, error) {
 
 func (o *conv2dOp) DiffWRT(int) []bool { return []bool{true, true} }
 func (o *conv2dOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) {
+	if !o.plain() {
+		return o.chunkedDiff(inputs, grad)
+	}
 	dyt, err := G.ApplyOp(&channelsOuterOp{Base: op.NewBase(o.Name() + ".dyT")}, grad)
 	if err != nil {
 		return nil, err
@@ -231,45 +241,6 @@ func im2col(x, cols []float32, d convDims) {
 					for oh := 0; oh < d.OH; oh++ {
 						src := plane[(oh+ki)*d.W+kj : (oh+ki)*d.W+kj+d.OW]
 						copy(out[oh*d.OW:(oh+1)*d.OW], src)
-					}
-				}
-				r++
-			}
-		}
-	}
-}
-
-// im2colGeneral is im2col with strides, zero padding and dilation.
-func im2colGeneral(x, cols []float32, d convDims) {
-	n := d.B * d.P
-	sh, sw, ph, pw, dh, dw := d.stride[0], d.stride[1], d.padding[0], d.padding[1], d.dilation[0], d.dilation[1]
-	r := 0
-	for c := 0; c < d.C; c++ {
-		for ki := 0; ki < d.KH; ki++ {
-			for kj := 0; kj < d.KW; kj++ {
-				dst := cols[r*n : (r+1)*n]
-				iw0 := kj*dw - pw
-				// The output columns whose input column is inside the image.
-				lo, hi := validRange(iw0, sw, d.W, d.OW)
-				for b := 0; b < d.B; b++ {
-					plane := x[(b*d.C+c)*d.H*d.W:]
-					for oh := 0; oh < d.OH; oh++ {
-						seg := dst[b*d.P+oh*d.OW : b*d.P+(oh+1)*d.OW]
-						ih := oh*sh - ph + ki*dh
-						if ih < 0 || ih >= d.H || lo >= hi {
-							clear(seg)
-							continue
-						}
-						line := plane[ih*d.W : (ih+1)*d.W]
-						clear(seg[:lo])
-						if sw == 1 {
-							copy(seg[lo:hi], line[iw0+lo:iw0+hi])
-						} else {
-							for ow := lo; ow < hi; ow++ {
-								seg[ow] = line[ow*sw+iw0]
-							}
-						}
-						clear(seg[hi:])
 					}
 				}
 				r++
@@ -323,38 +294,6 @@ func col2im(dcols, dx []float32, d convDims) {
 	}
 }
 
-// col2imGeneral is col2im with strides, zero padding and dilation: gradients
-// that fall on the padding are dropped.
-func col2imGeneral(dcols, dx []float32, d convDims) {
-	clear(dx)
-	n := d.B * d.P
-	sh, sw, ph, pw, dh, dw := d.stride[0], d.stride[1], d.padding[0], d.padding[1], d.dilation[0], d.dilation[1]
-	for c := 0; c < d.C; c++ {
-		for ki := 0; ki < d.KH; ki++ {
-			for kj := 0; kj < d.KW; kj++ {
-				r := (c*d.KH+ki)*d.KW + kj
-				src := dcols[r*n : (r+1)*n]
-				iw0 := kj*dw - pw
-				lo, hi := validRange(iw0, sw, d.W, d.OW)
-				for b := 0; b < d.B; b++ {
-					plane := dx[(b*d.C+c)*d.H*d.W:]
-					for oh := 0; oh < d.OH; oh++ {
-						ih := oh*sh - ph + ki*dh
-						if ih < 0 || ih >= d.H {
-							continue
-						}
-						line := plane[ih*d.W : (ih+1)*d.W]
-						seg := src[b*d.P+oh*d.OW:]
-						for ow := lo; ow < hi; ow++ {
-							line[ow*sw+iw0] += seg[ow]
-						}
-					}
-				}
-			}
-		}
-	}
-}
-
 // swapOuter turns [A, B, P] into [B, A, P]: whole runs of P values move.
 func swapOuter(src, dst []float32, a, b, p int) {
 	for i := 0; i < a; i++ {
@@ -385,8 +324,8 @@ func (o *channelsOuterOp) Do(in ...G.Value) (G.Value, error) {
 	return y, nil
 }
 
-// convGradWOp is dw [O, C/G·KH·KW] = dy · colsᵀ per group, from the forward's
-// patches.
+// convGradWOp is a plain convolution's dw [O, C·KH·KW] = dy · colsᵀ, from
+// the forward's patches.
 type convGradWOp struct {
 	op.Base
 	fwd *conv2dOp
@@ -412,8 +351,8 @@ func (o *convGradWOp) Do(in ...G.Value) (G.Value, error) {
 	return dw, nil
 }
 
-// convGradXOp is dx: the patch gradients wᵀ · dy per group, folded back by
-// col2im.
+// convGradXOp is a plain convolution's dx: the patch gradients wᵀ · dy,
+// folded back by col2im.
 type convGradXOp struct {
 	op.Base
 	fwd   *conv2dOp
@@ -435,11 +374,7 @@ func (o *convGradXOp) Do(in ...G.Value) (G.Value, error) {
 		gemm.Sgemm(true, false, d.CKK, n, d.Og, 1, w[g*d.Og*d.CKK:], d.CKK, dy[g*d.Og*n:], n, 0, dcols[g*d.CKK*n:], n)
 	}
 	dx := op.Buffer(&o.out, d.B, d.C, d.H, d.W)
-	if d.plain() {
-		col2im(dcols, op.F32(dx), d)
-	} else {
-		col2imGeneral(dcols, op.F32(dx), d)
-	}
+	col2im(dcols, op.F32(dx), d)
 	return dx, nil
 }
 

@@ -36,7 +36,12 @@ func TestPyTorchFixtures(t *testing.T) {
 			}
 			checkEval(t, fx, m.Clone())
 			if fx.train {
-				checkTrain(t, fx, m)
+				// A short last batch is padded to the graph's batch size:
+				// the padding must change nothing PyTorch's smaller batch
+				// computes (logits of the real rows, loss, gradients,
+				// buffers).
+				t.Run("padded", func(t *testing.T) { checkTrain(t, fx, m.Clone(), 3) })
+				checkTrain(t, fx, m, 0)
 			}
 		})
 	}
@@ -173,21 +178,35 @@ func checkEval(t *testing.T, fx *fixture, m *model.Model) {
 	closeTo(t, "eval logits (batch "+strconv.Itoa(fx.evalBatch)+")", got, floats(t, fx.all, "eval.logits"), 1e-4)
 }
 
-func checkTrain(t *testing.T, fx *fixture, m *model.Model) {
+// checkTrain runs one training step on the fixture's n rows in a graph of
+// n+pad rows, the padding rows holding copies of real rows (in reverse, so
+// they would shift every mean they entered) labelled model.Ignore and
+// excluded with SetRows, as model.Train pads a short last batch.
+func checkTrain(t *testing.T, fx *fixture, m *model.Model, pad int) {
 	t.Helper()
 	n := fx.x.N
-	net, err := model.Build(m, model.NetOptions{Batch: n, Mode: model.ModeTrain})
+	net, err := model.Build(m, model.NetOptions{Batch: n + pad, Mode: model.ModeTrain})
 	if err != nil {
 		t.Fatal(err)
 	}
+	row := len(fx.x.X) / n
 	copy(net.X, fx.x.X)
+	for i := 0; i < pad; i++ {
+		src := n - 1 - i%n
+		copy(net.X[(n+i)*row:(n+i+1)*row], fx.x.X[src*row:(src+1)*row])
+	}
+	for i := range net.Labels {
+		net.Labels[i] = model.Ignore
+	}
 	for i, y := range fx.x.Y {
 		net.Labels[i] = float32(y)
 	}
+	net.SetRows(n) // as the trainer says of a short batch
 	if err := net.Run(); err != nil {
 		t.Fatal(err)
 	}
-	closeTo(t, "train logits", net.Logits(), floats(t, fx.all, "train.logits"), 1e-4)
+	logits := net.Logits()
+	closeTo(t, "train logits", logits[:len(logits)*n/(n+pad)], floats(t, fx.all, "train.logits"), 1e-4)
 	if got, want := net.LastLoss().Loss, float64(floats(t, fx.all, "train.loss")[0]); math.Abs(got-want) > 1e-5*max(1, math.Abs(want)) {
 		t.Errorf("train loss %g, want %g", got, want)
 	}

@@ -1,6 +1,8 @@
 package nn
 
 import (
+	"math"
+
 	"github.com/shrink-ml/shrink/internal/qgemm"
 	"github.com/shrink-ml/shrink/internal/vec"
 	"github.com/shrink-ml/shrink/quant"
@@ -89,7 +91,23 @@ func (r *actRange) params(spec quant.Spec) actParams {
 // apart): round half to even of x times float32(1/scale), plus the zero
 // point, clamped to [0, qmax].
 func int8Quantize(m, k int, x []float32, ldx int, p actParams, qmax int32, q []uint8, ldq int) {
-	qgemm.QuantizeWith(m, k, x, ldx, qgemm.Params{Scale: p.Scale, ZeroPoint: p.ZeroPoint}, codeRange(qmax), q, ldq)
+	if r := qgemm.Range(qmax); r == qgemm.Reduced || r == qgemm.Full {
+		qgemm.QuantizeWith(m, k, x, ldx, qgemm.Params{Scale: p.Scale, ZeroPoint: p.ZeroPoint}, r, q, ldq)
+		return
+	}
+	// Activations of fewer than 8 bits clamp below qgemm's ranges.
+	inv := 1 / p.Scale
+	for i := 0; i < m; i++ {
+		dst := q[i*ldq : i*ldq+k]
+		for j, v := range x[i*ldx : i*ldx+k] {
+			r := v * inv
+			if !(r >= -1<<24) { // NaN too, as qgemm does
+				r = -1 << 24
+			}
+			r = min(r, 1<<24)
+			dst[j] = uint8(min(max(int32(math.RoundToEven(float64(r)))+p.ZeroPoint, 0), qmax))
+		}
+	}
 }
 
 // int8Dequantize turns the m×n sums acc into floats in y (the formula above),

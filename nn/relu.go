@@ -34,6 +34,8 @@ type reluOp struct {
 	op.Base
 	dims int
 	out  *tensor.Dense
+	ew   elementwise
+	x, y []float32 // during Do
 }
 
 func (o *reluOp) Arity() int   { return 1 }
@@ -43,11 +45,18 @@ func (o *reluOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 }
 func (o *reluOp) Do(in ...G.Value) (G.Value, error) {
 	y := op.Buffer(&o.out, op.Dims(in[0])...)
-	x, yd := op.F32(in[0]), op.F32(y)
-	for i, v := range x {
-		yd[i] = max(v, 0)
-	}
+	o.x, o.y = op.F32(in[0]), op.F32(y)
+	o.ew.do(o, len(o.x))
+	o.x, o.y = nil, nil
 	return y, nil
+}
+
+func (o *reluOp) Run(part, _ int) {
+	lo, hi := o.ew.span(part)
+	y := o.y[lo:hi]
+	for i, v := range o.x[lo:hi] {
+		y[i] = max(v, 0)
+	}
 }
 func (o *reluOp) DiffWRT(int) []bool { return []bool{true} }
 func (o *reluOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) {
@@ -58,8 +67,10 @@ func (o *reluOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) 
 // reluGradOp passes the gradient where the ReLU's output is positive.
 type reluGradOp struct {
 	op.Base
-	dims int
-	out  *tensor.Dense
+	dims      int
+	out       *tensor.Dense
+	ew        elementwise
+	y, dy, dx []float32 // during Do
 }
 
 func (o *reluGradOp) Arity() int   { return 2 }
@@ -69,14 +80,19 @@ func (o *reluGradOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 }
 func (o *reluGradOp) Do(in ...G.Value) (G.Value, error) {
 	dx := op.Buffer(&o.out, op.Dims(in[0])...)
-	y, dy, d := op.F32(in[0]), op.F32(in[1]), op.F32(dx)
-	dy = dy[:len(y)]
-	d = d[:len(y)]
+	o.y, o.dy, o.dx = op.F32(in[0]), op.F32(in[1]), op.F32(dx)
+	o.ew.do(o, len(o.y))
+	o.y, o.dy, o.dx = nil, nil, nil
+	return dx, nil
+}
+
+func (o *reluGradOp) Run(part, _ int) {
+	lo, hi := o.ew.span(part)
+	y, dy, d := o.y[lo:hi], o.dy[lo:hi], o.dx[lo:hi]
 	for i, v := range y {
 		// y is +0 or positive: keep dy where its bits are non-zero. Branch-free,
 		// since ReLU's zeros fall at random.
 		keep := -min(math.Float32bits(v), 1)
 		d[i] = math.Float32frombits(math.Float32bits(dy[i]) & keep)
 	}
-	return dx, nil
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/shrink-ml/shrink/arch"
 	"github.com/shrink-ml/shrink/config"
+	"github.com/shrink-ml/shrink/data"
 )
 
 // Stage is one stage of the expanded DAG: a recipe stage, or one combination of a
@@ -23,9 +24,12 @@ type Stage struct {
 	Params []Param // the matrix values that made this expansion, upstream first
 	// Needs are the input models: at most one, except for fan-in stages (select).
 	// Empty means: start from the recipe's model.
-	Needs     []string
-	Refs      []config.Ref // other references, resolved to expanded ids
-	Config    any          // the decoded config, defaults filled in
+	Needs  []string
+	Refs   []config.Ref // other references, resolved to expanded ids
+	Config any          // the decoded config, defaults filled in
+	// Data is the stage's own data section: its data key merged over the
+	// recipe's (nil: the recipe's; see Recipe.StageData).
+	Data      *data.Config
 	Resources Resources
 	Pos       Pos // where the stage is defined
 
@@ -74,6 +78,7 @@ type baseStage struct {
 	needs  []string
 	combos []combo
 	refs   []config.Ref // union over combinations, base ids
+	data   *data.Config // the data key merged over the recipe's data section
 	pos    Pos
 }
 
@@ -113,6 +118,7 @@ func (r *Recipe) buildStages(reg Registry, tree map[string]any, bad map[string]b
 		if b.known && !bad["stages."+id] {
 			ds := r.decodeStage(b)
 			diags = append(diags, ds...)
+			diags = append(diags, r.decodeStageData(b, tree)...)
 		}
 	}
 	diags = append(diags, r.checkRefs(order, bases)...)
@@ -124,11 +130,11 @@ func (r *Recipe) buildStages(reg Registry, tree map[string]any, bad map[string]b
 	diags = append(diags, r.checkFanInRefs()...)
 	_, hasData := tree["data"]
 	for _, s := range r.Stages {
-		if u, ok := s.Config.(DataUser); ok && u.UsesData() && !hasData {
+		if u, ok := s.Config.(DataUser); ok && u.UsesData() && !hasData && s.Data == nil {
 			diags = append(diags, Diagnostic{s.Pos, fmt.Sprintf("stages.%s: a %s stage with these settings trains or evaluates: add a data section (for example data: {dataset: mnist})", s.Base, s.Type)})
 		}
-		if c, ok := s.Config.(DataChecker); ok && r.Data != nil {
-			for _, e := range config.AsErrors(c.CheckData(r.Data)) {
+		if c, ok := s.Config.(DataChecker); ok && r.StageData(s) != nil {
+			for _, e := range config.AsErrors(c.CheckData(r.StageData(s))) {
 				path := "stages." + s.Base + "." + e.Path
 				diags = append(diags, Diagnostic{r.pos.ofValue(path), label(path) + e.Msg})
 			}
@@ -474,7 +480,7 @@ func expandOne(b *baseStage, bases map[string]*baseStage, byBase map[string][]*S
 				assign[b.id] = ci
 			}
 			s := &Stage{
-				Base: b.id, Type: b.typ.Name, Config: c.config, Pos: b.pos,
+				Base: b.id, Type: b.typ.Name, Config: c.config, Pos: b.pos, Data: b.data,
 				Resources: resources(b.raw["resources"]), assign: assign,
 			}
 			if b.typ.FanIn {
@@ -606,6 +612,15 @@ func (r *Recipe) checkModels() Diagnostics {
 		if m, ok := s.Config.(ArchMaker); ok {
 			if spec, ok := m.OutputArch(r.Model); ok {
 				out = []arch.Spec{spec}
+			}
+		}
+		if c, ok := s.Config.(ArchChanger); ok {
+			out = nil
+			for _, a := range in {
+				if spec, err := c.ChangeArch(a); err == nil {
+					a = spec
+				}
+				out = append(out, a)
 			}
 		}
 		archsOf[s.ID] = out

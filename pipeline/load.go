@@ -188,7 +188,7 @@ func Parse(file string, src []byte, reg Registry, opt Options) (*Recipe, error) 
 		// layer name look wrong. An ONNX file that is not there (yet) leaves
 		// the network unknown: checkFiles says so when it should be.
 		if r.Model.ONNX == "" || r.Model.Imported() {
-			diags = r.checkModels()
+			diags = append(r.checkModels(), r.checkStageData()...)
 		}
 		if opt.CheckFiles {
 			diags = append(diags, r.checkFiles()...)
@@ -512,21 +512,11 @@ func (r *Recipe) Files() []NamedFile {
 	add("model.checkpoint", r.Model.Checkpoint)
 	add("model.onnx", r.Model.ONNX)
 	if d := r.Data; d != nil {
-		add("data.path", d.Path)
-		add("data.train_images", d.TrainImages)
-		add("data.train_labels", d.TrainLabels)
-		add("data.test_images", d.TestImages)
-		add("data.test_labels", d.TestLabels)
-		for _, s := range []struct {
-			key string
-			a   *data.Arrays
-		}{{"data.train", d.Train}, {"data.test", d.Test}} {
-			if s.a != nil {
-				add(s.key+".x", s.a.X)
-				add(s.key+".y", s.a.Y)
-			}
+		for _, f := range dataFiles(d) {
+			add(f.Key, f.Path)
 		}
 	}
+	out = append(out, r.stageDataFiles()...)
 	seen := map[string]bool{}
 	for _, s := range r.Stages {
 		fr, ok := s.Config.(config.FileReferrer)
@@ -547,7 +537,7 @@ func (r *Recipe) Files() []NamedFile {
 func (r *Recipe) checkFiles() Diagnostics {
 	var diags Diagnostics
 	for _, f := range r.Files() {
-		if strings.HasPrefix(f.Key, "data.") {
+		if strings.HasPrefix(f.Key, "data.") || strings.Contains(f.Key, ".data.") {
 			continue
 		}
 		if st, err := os.Stat(f.Path); err != nil {
@@ -561,6 +551,17 @@ func (r *Recipe) checkFiles() Diagnostics {
 	if r.Data != nil {
 		for _, e := range data.CheckFiles(*r.Data, r.Dir) {
 			path := joinPath("data", e.Path)
+			diags = append(diags, Diagnostic{r.pos.ofValue(path), label(path) + e.Msg})
+		}
+	}
+	seen := map[string]bool{}
+	for _, s := range r.Stages {
+		if s.Data == nil || seen[s.Base] {
+			continue
+		}
+		seen[s.Base] = true
+		for _, e := range data.CheckFiles(*s.Data, r.Dir) {
+			path := joinPath("stages."+s.Base+".data", e.Path)
 			diags = append(diags, Diagnostic{r.pos.ofValue(path), label(path) + e.Msg})
 		}
 	}

@@ -19,7 +19,7 @@ type xform struct {
 	Amount any    `json:"amount,omitempty" doc:"anything"`
 	Epochs int    `json:"epochs" minimum:"0"`
 	Method string `json:"method,omitempty" enum:"a,b"`
-	Data   bool   `json:"data"`
+	Data   bool   `json:"uses_data"`
 }
 
 func (x *xform) UsesData() bool { return x.Data }
@@ -302,7 +302,7 @@ func TestStageValidationErrorsGetPositions(t *testing.T) {
 }
 
 func TestDataUserNeedsData(t *testing.T) {
-	_, err := Parse("r.yaml", []byte("version: 1\nname: t\nmodel: {arch: mlp}\nstages:\n  a: {type: xform, data: true}\n  b: {type: xform}\n"), reg, Options{})
+	_, err := Parse("r.yaml", []byte("version: 1\nname: t\nmodel: {arch: mlp}\nstages:\n  a: {type: xform, uses_data: true}\n  b: {type: xform}\n"), reg, Options{})
 	if err == nil || !strings.Contains(err.Error(), "stages.a: a xform stage with these settings trains or evaluates") || strings.Contains(err.Error(), "stages.b") {
 		t.Fatalf("got %v", err)
 	}
@@ -453,7 +453,7 @@ func TestYAMLSyntaxPositions(t *testing.T) {
 // and a SHRINK_ variable that is neither a recipe key nor shrink's (it used to
 // break every command as an unknown key).
 func TestWarnings(t *testing.T) {
-	r, err := parse(t, "  a: {type: xform, data: true}\n  b: {type: xform}\n  c: {type: xform, needs: [a]}\n",
+	r, err := parse(t, "  a: {type: xform, uses_data: true}\n  b: {type: xform}\n  c: {type: xform, needs: [a]}\n",
 		Options{Env: []string{"SHRINK_FOO=1", "SHRINK_THREDS=2"}})
 	if err != nil {
 		t.Fatal(err)

@@ -64,3 +64,11 @@ type ModelChecker interface {
 type ArchMaker interface {
 	OutputArch(recipe arch.Spec) (out arch.Spec, ok bool)
 }
+
+// ArchChanger is implemented by stage configs whose output architecture is a
+// function of their input's (quantize and qat fold batch norms into the
+// convolutions they quantize, so the batch norms' names are gone after them).
+// An error leaves the input's architecture for the checks after the stage.
+type ArchChanger interface {
+	ChangeArch(in arch.Spec) (arch.Spec, error)
+}

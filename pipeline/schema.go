@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"math"
 	"math/big"
 	"slices"
@@ -31,7 +32,7 @@ const (
 )
 
 // genericKeys are the keys every stage accepts, whatever its type.
-var genericKeys = []string{"type", "needs", "matrix", "resources"}
+var genericKeys = []string{"type", "needs", "matrix", "resources", "data"}
 
 // GenerateSchema builds the recipe JSON Schema (2020-12) from a registry: the
 // top-level keys, the model and data sections, and every stage type's keys with
@@ -75,6 +76,7 @@ func GenerateSchema(reg Registry) map[string]any {
 		},
 		"allOf": cases,
 	}
+	defs[stageDataDef] = stageDataSchema()
 	model := config.Schema(arch.Default())
 	return map[string]any{
 		"$schema":              "https://json-schema.org/draft/2020-12/schema",
@@ -114,6 +116,7 @@ func genericStageProps() map[string]any {
 			"minProperties": 1,
 			"description":   "key -> list of values: one stage per combination, ids like prune[amount=0.5]; stages that need it fan out with it",
 		},
+		"data": map[string]any{"$ref": "#/$defs/" + stageDataDef, "description": stageDataDoc},
 		"resources": map[string]any{
 			"type":                 "object",
 			"additionalProperties": false,
@@ -125,6 +128,27 @@ func genericStageProps() map[string]any {
 		},
 	}
 }
+
+// stageDataSchema is a stage's data key: the data section's keys without
+// their defaults, since a key left out keeps the recipe's value.
+func stageDataSchema() map[string]any {
+	s := config.Schema(data.DefaultConfig())
+	props := map[string]any{}
+	for k, v := range s["properties"].(map[string]any) {
+		p := maps.Clone(v.(map[string]any))
+		delete(p, "default")
+		props[k] = p
+	}
+	s["properties"] = props
+	s["description"] = stageDataDoc
+	return s
+}
+
+// stageDataDef names the stage data key's schema in $defs.
+const stageDataDef = "stage-data-override"
+
+const stageDataDoc = "this stage's own data: keys merged over the recipe's data section (the others keep its values), " +
+	"used for the stage's training and for its accuracy; part of the stage key. See docs/RECIPES.md"
 
 // compiled caches compiled schemas by their JSON text: registries need not be
 // comparable, and the same types give the same schema.

@@ -24,7 +24,7 @@ func (r *Run) markdown(plots map[string]bool) string {
 	if r.Dense > 0 {
 		fmt.Fprintf(&b, " (%s parameters, %s)", thousands(r.Dense/4), kb(r.Dense))
 	}
-	b.WriteString(" over the compressed size. KB = 1000 bytes.\n\n")
+	b.WriteString(" over the compressed size; *MACs* are multiply-accumulates per sample (structured pruning lowers them, masks do not). KB = 1000 bytes.\n\n")
 
 	latency := false
 	for _, s := range r.Stages {
@@ -39,8 +39,8 @@ func (r *Run) markdown(plots map[string]bool) string {
 	if latency {
 		lat, latSep = " latency |", " ---: |"
 	}
-	b.WriteString("| stage | type | status | accuracy | params | nonzero | sparsity | size | compressed | ratio |" + lat + " seconds |\n")
-	b.WriteString("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |" + latSep + " ---: |\n")
+	b.WriteString("| stage | type | status | accuracy | params | nonzero | sparsity | MACs | size | compressed | ratio |" + lat + " seconds |\n")
+	b.WriteString("| --- | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |" + latSep + " ---: |\n")
 	recomputed := false
 	for _, s := range r.Stages {
 		status := s.Status
@@ -52,7 +52,7 @@ func (r *Run) markdown(plots map[string]bool) string {
 			if latency {
 				dash = " - |"
 			}
-			fmt.Fprintf(&b, "| %s | %s | %s | - | - | - | - | - | - | - |%s %.1f |\n", s.ID, s.Type, status, dash, s.Seconds)
+			fmt.Fprintf(&b, "| %s | %s | %s | - | - | - | - | - | - | - | - |%s %.1f |\n", s.ID, s.Type, status, dash, s.Seconds)
 			continue
 		}
 		acc := "-"
@@ -77,8 +77,8 @@ func (r *Run) markdown(plots map[string]bool) string {
 				lat = " " + micros(s.Latency) + " |"
 			}
 		}
-		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %.2f%% | %s | %s | %s |%s %.1f |\n",
-			s.ID, s.Type, status, acc, thousands(s.Params), thousands(s.NonZero), 100*s.Sparsity, kb(s.Size), comp, ratio, lat, s.Seconds)
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %s | %.2f%% | %s | %s | %s | %s |%s %.1f |\n",
+			s.ID, s.Type, status, acc, thousands(s.Params), thousands(s.NonZero), 100*s.Sparsity, macs(s.MACs), kb(s.Size), comp, ratio, lat, s.Seconds)
 	}
 	if recomputed {
 		b.WriteString("\n\\* measured by `shrink report`: the stage's stored metrics predate compressed sizes.\n")
@@ -110,8 +110,8 @@ func (r *Run) markdown(plots map[string]bool) string {
 		b.WriteString("No stage has both an accuracy and a compressed size (the recipe has no test data), so there is no frontier.\n")
 	}
 	b.WriteString("\n## Layers\n\n")
-	b.WriteString("Kept: the share of a layer's weights that are not zero; bits: its weights' width (32 = float); rank: its factorization's, or full.\n\n")
-	b.WriteString("| stage | layer | shape | weights | kept | bits | rank |\n| --- | --- | --- | ---: | ---: | ---: | ---: |\n")
+	b.WriteString("Kept: the share of a layer's weights that are not zero; bits: its weights' width (32 = float); rank: its factorization's, or full; MACs: its multiply-accumulates per sample.\n\n")
+	b.WriteString("| stage | layer | shape | weights | kept | bits | rank | MACs |\n| --- | --- | --- | ---: | ---: | ---: | ---: | ---: |\n")
 	for _, s := range r.measured() {
 		for _, name := range r.LayerNames {
 			l, ok := s.Layers[name]
@@ -122,7 +122,7 @@ func (r *Run) markdown(plots map[string]bool) string {
 			if l.Rank > 0 {
 				rank = fmt.Sprint(l.Rank)
 			}
-			fmt.Fprintf(&b, "| %s | %s | %s | %s | %.2f%% | %d | %s |\n", s.ID, name, shape(l.Shape), thousands(int64(l.Params)), 100*(1-l.Sparsity), l.Bits, rank)
+			fmt.Fprintf(&b, "| %s | %s | %s | %s | %.2f%% | %d | %s | %s |\n", s.ID, name, shape(l.Shape), thousands(int64(l.Params)), 100*(1-l.Sparsity), l.Bits, rank, macs(l.MACs))
 		}
 	}
 	b.WriteString("\n")
@@ -132,6 +132,14 @@ func (r *Run) markdown(plots map[string]bool) string {
 		}
 	}
 	return b.String()
+}
+
+// macs prints a MAC count, "-" for metrics written before MACs were measured.
+func macs(n int64) string {
+	if n == 0 {
+		return "-"
+	}
+	return thousands(n)
 }
 
 // oneLine keeps a message on one markdown line.

@@ -24,6 +24,7 @@ type Stage struct {
 	Measured                 bool     // it has a model and metrics (ran or cached)
 	Accuracy                 *float64 // nil without test data
 	Params, NonZero          int64
+	MACs                     int64 // multiply-accumulates per sample; 0 when the metrics predate them
 	Sparsity                 float64
 	Size, Compressed         int64
 	Ratio                    float64
@@ -95,6 +96,7 @@ func (r *Run) stage(rec *runner.StageRecord) (*Stage, error) {
 		s.Accuracy = &v
 	}
 	s.Params, s.NonZero = integer(m["params_total"]), integer(m["params_nonzero"])
+	s.MACs = integer(m["macs"])
 	s.Sparsity, _ = m["sparsity"].(float64)
 	s.Size, s.Compressed = integer(m["size_bytes"]), integer(m["compressed_bytes"])
 	s.Ratio, _ = m["compression_ratio"].(float64)

@@ -20,11 +20,16 @@ type LayerMetrics struct {
 	Bits     int     `json:"bits"` // 32 for float weights
 	Rank     int     `json:"rank,omitempty"`
 	Shape    []int   `json:"shape"` // the dense weight's PyTorch shape
+	// MACs are the layer's multiply-accumulates per sample (both factors' for
+	// a factored layer; a pruned weight counts whole: masks save no work).
+	MACs int64 `json:"macs"`
 }
 
 // measure computes the metrics every stage reports, on the checkpoint as written
-// (read back, so what is measured is what is stored), merged with the stage's own.
-func (r *Runner) measure(ctx context.Context, ckpt string, own map[string]any) (map[string]any, error) {
+// (read back, so what is measured is what is stored), merged with the stage's own;
+// accuracy and loss on the test split of the stage's data (nil: none) in
+// batches of batch (Recipe.StageEvalBatch).
+func (r *Runner) measure(ctx context.Context, ckpt string, own map[string]any, d *dataOnce, batch int) (map[string]any, error) {
 	f, err := checkpoint.ReadFile(ckpt)
 	if err != nil {
 		return nil, err
@@ -47,25 +52,33 @@ func (r *Runner) measure(ctx context.Context, ckpt string, own map[string]any) (
 	out["sparsity"] = stages.Round6(1 - float64(c.NonZero)/float64(max(c.Total, 1)))
 	out["weight_sparsity"] = stages.Round6(1 - float64(c.WeightsNonZero)/float64(max(c.Weights, 1)))
 	out["size_bytes"] = st.Size()
+	var macs int64
+	for _, l := range m.Layers {
+		macs += int64(l.MultiplyAdds())
+	}
+	out["macs"] = macs
 	if err := compressedMetrics(out, f, ckpt, r.recipe.Model); err != nil {
 		return nil, err
 	}
 	layers := map[string]LayerMetrics{}
 	for _, l := range m.WeightLayers() {
-		lm := LayerMetrics{Params: c.LayerWeights[l.Name], NonZero: c.LayerNonZero[l.Name], Bits: 32, Rank: l.Rank, Shape: l.WeightShape()}
+		lm := LayerMetrics{Params: c.LayerWeights[l.Name], NonZero: c.LayerNonZero[l.Name], Bits: 32, Rank: l.Rank, Shape: l.WeightShape(), MACs: int64(l.MultiplyAdds())}
 		lm.Sparsity = stages.Round6(1 - float64(lm.NonZero)/float64(max(lm.Params, 1)))
-		if l.Quant != nil {
+		switch {
+		case l.Quant != nil:
 			lm.Bits = l.Quant.Bits
+		case l.Weights[0].NF4 != nil:
+			lm.Bits = 4 // NF4 (lora's base: nf4)
 		}
 		layers[l.Name] = lm
 	}
 	out["layers"] = layers
-	if r.recipe.Data != nil {
-		ds, err := r.dataset()
+	if d != nil {
+		ds, err := d.dataset(r)
 		if err != nil {
 			return nil, err
 		}
-		res, err := model.Evaluate(ctx, m, ds.Test, r.recipe.EvalBatch())
+		res, err := model.Evaluate(ctx, m, ds.Test, batch)
 		if err != nil {
 			return nil, err
 		}

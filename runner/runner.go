@@ -69,12 +69,22 @@ type Runner struct {
 
 	prev *Manifest // the run folder's last run.json, for explaining changes
 
-	dataOnce sync.Once
-	data     *data.Dataset
-	dataErr  error
-	dataFP   string
-	fpOnce   sync.Once
-	fpErr    error
+	// datas holds each data section the stages use (the recipe's, and the
+	// stages' own data keys), loaded and fingerprinted once.
+	dataMu sync.Mutex
+	datas  map[string]*dataOnce
+}
+
+// dataOnce is one data section, its fingerprint and its rows.
+type dataOnce struct {
+	cfg    *data.Config
+	key    string // where it comes from, for messages: "data", "stages.ID.data"
+	fpOnce sync.Once
+	fp     string
+	fpErr  error
+	once   sync.Once
+	ds     *data.Dataset
+	err    error
 }
 
 // New prepares a runner.
@@ -346,13 +356,12 @@ func (r *Runner) keyDoc(s *pipeline.Stage, digests map[string]string) (KeyDoc, e
 		}
 		doc.Model, _ = json.Marshal(spec)
 	}
-	if r.recipe.Data != nil {
-		fp, err := r.fingerprint()
+	if d := r.recipe.StageData(s); d != nil {
+		fp, err := r.dataOf(s).fingerprint(r)
 		if err != nil {
 			return KeyDoc{}, err
 		}
 		doc.Data = fp
-		d := r.recipe.Data
 		doc.Batching, _ = json.Marshal(struct {
 			BatchSize     int  `json:"batch_size"`
 			EvalBatchSize int  `json:"eval_batch_size"`
@@ -362,33 +371,59 @@ func (r *Runner) keyDoc(s *pipeline.Stage, digests map[string]string) (KeyDoc, e
 	return doc, nil
 }
 
-// fingerprint is the data's fingerprint, computed from the files' digests without
-// decoding them, so planning stays fast.
-func (r *Runner) fingerprint() (string, error) {
-	r.fpOnce.Do(func() {
-		r.dataFP, r.fpErr = data.Fingerprint(*r.recipe.Data, r.recipe.Dir, r.recipe.Seed)
-		if r.fpErr != nil {
-			r.fpErr = config.AsErrors(r.fpErr).Prefix("data") // name the recipe key: data.path
-		}
-	})
-	return r.dataFP, r.fpErr
+// dataOf is the data section a stage uses (nil when it has none): the
+// recipe's, or its own data key merged over it.
+func (r *Runner) dataOf(s *pipeline.Stage) *dataOnce {
+	d := r.recipe.StageData(s)
+	if d == nil {
+		return nil
+	}
+	key := "data"
+	if s.Data != nil {
+		key = "stages." + s.Base + ".data"
+	}
+	id, _ := json.Marshal(d)
+	r.dataMu.Lock()
+	defer r.dataMu.Unlock()
+	if r.datas == nil {
+		r.datas = map[string]*dataOnce{}
+	}
+	o := r.datas[string(id)]
+	if o == nil {
+		o = &dataOnce{cfg: d, key: key}
+		r.datas[string(id)] = o
+	}
+	return o
 }
 
-func (r *Runner) dataset() (*data.Dataset, error) {
-	r.dataOnce.Do(func() {
+// fingerprint is the data's fingerprint, computed from the files' digests without
+// decoding them, so planning stays fast.
+func (o *dataOnce) fingerprint(r *Runner) (string, error) {
+	o.fpOnce.Do(func() {
+		o.fp, o.fpErr = data.Fingerprint(*o.cfg, r.recipe.Dir, r.recipe.Seed)
+		if o.fpErr != nil {
+			o.fpErr = config.AsErrors(o.fpErr).Prefix(o.key) // name the recipe key: data.path
+		}
+	})
+	return o.fp, o.fpErr
+}
+
+// dataset loads the rows once.
+func (o *dataOnce) dataset(r *Runner) (*data.Dataset, error) {
+	o.once.Do(func() {
 		start := time.Now()
-		r.data, r.dataErr = data.Load(*r.recipe.Data, r.recipe.Dir, r.recipe.Seed)
-		if r.dataErr == nil {
-			if err := model.FitsData(r.recipe.Model, r.data); err != nil {
-				r.dataErr = fmt.Errorf("data: %w", err)
+		o.ds, o.err = data.Load(*o.cfg, r.recipe.Dir, r.recipe.Seed)
+		if o.err == nil {
+			if err := model.FitsData(r.recipe.Model, o.ds); err != nil {
+				o.err = fmt.Errorf("%s: %w", o.key, err)
 			}
 		}
-		if r.dataErr == nil {
-			r.opt.Log.Debug().Str("dataset", r.data.Kind).Int("train", r.data.Train.N).Int("test", r.data.Test.N).
+		if o.err == nil {
+			r.opt.Log.Debug().Str("dataset", o.ds.Kind).Int("train", o.ds.Train.N).Int("test", o.ds.Test.N).
 				Dur("took", time.Since(start)).Msg("data loaded")
 		}
 	})
-	return r.data, r.dataErr
+	return o.ds, o.err
 }
 
 // Run runs the recipe. It returns the manifest (also in run.json) and
@@ -721,7 +756,7 @@ func (ex *execution) execute(ctx context.Context, it *PlanItem, doc KeyDoc, key 
 			return nil, err
 		}
 	}
-	metrics, err := r.measure(ctx, ckpt, res.Metrics)
+	metrics, err := r.measure(ctx, ckpt, res.Metrics, r.dataOf(s), r.recipe.StageEvalBatch(s))
 	if err != nil {
 		return nil, err
 	}
@@ -768,10 +803,10 @@ func (ex *execution) context(ctx context.Context, it *PlanItem, key, work string
 		return nil, err
 	}
 	sc.FileDigests = files
-	if r.recipe.Data != nil {
-		sc.Data = r.dataset
-		sc.DataConfig = r.recipe.Data
-		fp, err := r.fingerprint()
+	if d := r.dataOf(s); d != nil {
+		sc.Data = func() (*data.Dataset, error) { return d.dataset(r) }
+		sc.DataConfig = d.cfg
+		fp, err := d.fingerprint(r)
 		if err != nil {
 			return nil, err
 		}

@@ -36,6 +36,26 @@ type Training struct {
 	BatchSize int                   `json:"batch_size,omitempty" minimum:"1" doc:"rows per step (default: data.batch_size)"`
 }
 
+// TrainableMetrics are what training a model holds: the values it updates
+// (trainable_params), their share of all parameters (trainable_share), and
+// the bytes of the optimizer's state for them (optimizer_state_bytes: Adam
+// keeps two float32 moments a value, SGD with momentum one).
+func TrainableMetrics(m *model.Model, t Training) map[string]any {
+	n := m.Trainable()
+	per := 0
+	switch {
+	case t.Optimizer.Name == "adam":
+		per = 2
+	case t.Optimizer.Momentum != 0:
+		per = 1
+	}
+	return map[string]any{
+		"trainable_params":      n,
+		"trainable_share":       Round6(float64(n) / float64(max(m.Count().Total, 1))),
+		"optimizer_state_bytes": 4 * per * n,
+	}
+}
+
 // DefaultTraining is one epoch of Adam at lr 0.001.
 func DefaultTraining(epochs int) Training {
 	return Training{Epochs: epochs, Optimizer: model.DefaultOptimizer()}
@@ -333,6 +353,11 @@ func stateOf(m *model.Model, prefix string) []stateTensor {
 		for _, c := range l.Counters {
 			out = append(out, stateTensor{name: prefix + c.Name, count: &c.Value})
 		}
+		if a := l.Adapter; a != nil {
+			for _, w := range []*model.Weight{a.A, a.B} {
+				out = append(out, stateTensor{name: prefix + w.Name, shape: w.Shape, data: w.Data})
+			}
+		}
 	}
 	return out
 }
@@ -360,13 +385,19 @@ type Layers struct {
 	What string
 	// OK accepts a layer; nil accepts every layer with weights.
 	OK func(n *arch.Node) bool
+	// Learnable also admits layers whose learnable tensors are not weights
+	// (a batch norm's affine parameters).
+	Learnable bool
 }
 
 // AnyWeights is every layer with weights: what pruning acts on.
 var AnyWeights = Layers{What: "layers with weights"}
 
+// AnyLearnable is every layer with learnable tensors: what training acts on.
+var AnyLearnable = Layers{What: "layers with learnable tensors", Learnable: true}
+
 func (f Layers) accepts(n *arch.Node) bool {
-	if !HasWeights(n) {
+	if !HasWeights(n) && !(f.Learnable && n.Params() > 0) {
 		return false
 	}
 	return f.OK == nil || f.OK(n)

@@ -156,7 +156,7 @@ func (t Type) pipelineType() pipeline.StageType {
 // stage's own. select checks its metric names against them for typos.
 var CommonMetrics = []string{
 	"accuracy", "compressed_bytes", "compression_ratio", "dense_f32_bytes", "layers", "loss",
-	"params_nonzero", "params_total", "seconds", "size_bytes", "sparsity", "test_samples", "weight_sparsity",
+	"macs", "params_nonzero", "params_total", "seconds", "size_bytes", "sparsity", "test_samples", "weight_sparsity",
 }
 
 // Round6 rounds a metric to 6 decimals, so metrics.json stays readable and

@@ -405,7 +405,7 @@ func sparsity(t *checkpoint.Tensor) float64 {
 }
 
 func (a *app) evalCommand() *cobra.Command {
-	var recipePath, format string
+	var recipePath, format, stage string
 	var sets []string
 	var reference bool
 	cmd := &cobra.Command{
@@ -414,16 +414,19 @@ func (a *app) evalCommand() *cobra.Command {
 		Long: `Evaluate any checkpoint (made by shrink, or a PyTorch state_dict saved with
 safetensors) on the recipe's test split: quantized layers as their integers stand
 for, activations quantized as the checkpoint says. The recipe supplies the data
-and, for checkpoints without shrink's metadata, the architecture. Batches are
-data.eval_batch_size when the recipe sets it, else data.batch_size (as in
-predict). A checkpoint that does not fit the data (input size, classes) is an
-error, not a number. Layers run on the kernels shrink bench lists (int8, sparse
+and, for checkpoints without shrink's metadata, the architecture; --stage takes
+the data of a stage with its own data key instead (its keys merged over the
+recipe's data section). Batches are data.eval_batch_size when the recipe (or
+the stage's data key) sets it, else data.batch_size (as in predict). A
+checkpoint that does not fit the data (input size, classes) is an error, not a
+number. Layers run on the kernels shrink bench lists (int8, sparse
 where this machine's sparse kernels win, dense); --reference computes as before (dense float).
 With --format json, one object {"accuracy", "loss", "samples"} is printed.`,
-		Example: "  shrink eval runs/quickstart/train/model.safetensors --recipe recipes/quickstart.yaml --format json",
-		Args:    cobra.ExactArgs(1),
+		Example: "  shrink eval runs/quickstart/train/model.safetensors --recipe recipes/quickstart.yaml --format json\n" +
+			"  shrink eval runs/lora-transfer/qlora/model.safetensors --recipe recipes/lora-transfer.yaml --stage qlora",
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			e, err := a.prepareEvaluation(args[0], recipePath, sets, "test", reference)
+			e, err := a.prepareEvaluation(args[0], recipePath, stage, sets, "test", reference)
 			if err != nil {
 				return err
 			}
@@ -441,6 +444,7 @@ With --format json, one object {"accuracy", "loss", "samples"} is printed.`,
 		},
 	}
 	cmd.Flags().StringVar(&recipePath, "recipe", "", "the recipe whose data (and model section) to use")
+	cmd.Flags().StringVar(&stage, "stage", "", "evaluate on this stage's data (its data key over the recipe's)")
 	enumVar(cmd.Flags(), &format, "format", "text", []string{"text", "json"}, "output format")
 	cmd.Flags().StringArrayVar(&sets, "set", nil, "override a recipe key (repeatable)")
 	cmd.Flags().BoolVar(&reference, "reference", false, referenceFlag)

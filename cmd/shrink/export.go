@@ -17,7 +17,7 @@ import (
 
 func (a *app) exportCommand() *cobra.Command {
 	var format string
-	var int4, floatBias bool
+	var int4, floatBias, ortDynamic bool
 	cmd := &cobra.Command{
 		Use:   "export CHECKPOINT --format dense|compressed|onnx OUT",
 		Short: "Write a checkpoint as plain F32 safetensors, compressed to its deployed size, or as ONNX",
@@ -31,7 +31,8 @@ to exactly CHECKPOINT. Layout: docs/COMPRESSED-FORMAT.md.
 
 --format dense: plain F32 safetensors (a PyTorch state_dict): quantized weights
 as the values their integers stand for, factored layers as their two factors,
-pruned weights as exact zeros. Activation quantization, which a float model
+pruned weights as exact zeros, LoRA adapters merged into their weights (NF4
+bases dequantized; the onnx export merges them too). Activation quantization, which a float model
 cannot hold, is dropped with a warning.
 
 --format onnx: an ONNX model (opset 13) that onnxruntime runs to the logits
@@ -42,7 +43,12 @@ dynamic ones as DynamicQuantizeLinear with MatMulInteger or ConvInteger).
 Weights of fewer than 8 bits are INT8 values on their grid, or INT4 with
 --int4 (opset 21). onnxruntime rounds the float bias of a layer it runs on
 integer kernels to INT32 (as its quantizer does); --float-bias keeps every
-bias float, matching shrink to float rounding, at the cost of those kernels. The model's metadata_props carry shrink.recipe_sha256,
+bias float, matching shrink to float rounding, at the cost of those kernels.
+An LSTM is ONNX's LSTM operator, or onnxruntime's DynamicQuantizeLSTM when
+dynamically quantized. PyTorch's reduce_range input grid (0..127), which
+onnxruntime's dynamic operators lack, is computed in the graph (an LSTM as a
+Scan over its steps) to match shrink; --ort-dynamic uses those operators on
+their own grid (0..255) instead: faster, not exact. The model's metadata_props carry shrink.recipe_sha256,
 shrink.stage and shrink.compression. Layout: docs/ONNX.md.`,
 		Example: `  shrink export runs/lenet/qat/model.safetensors --format compressed lenet.shkz
   shrink export lenet.shkz --format dense lenet-f32.safetensors
@@ -53,8 +59,8 @@ shrink.stage and shrink.compression. Layout: docs/ONNX.md.`,
 			if format == "" {
 				return usagef("--format must be dense, compressed or onnx (none given): dense is plain F32 safetensors, compressed the smallest lossless form, onnx a model onnxruntime runs")
 			}
-			if (int4 || floatBias) && format != "onnx" {
-				return usagef("--int4 and --float-bias apply to --format onnx only")
+			if (int4 || floatBias || ortDynamic) && format != "onnx" {
+				return usagef("--int4, --float-bias and --ort-dynamic apply to --format onnx only")
 			}
 			f, _, err := compress.ReadFile(in)
 			if err != nil {
@@ -73,7 +79,7 @@ shrink.stage and shrink.compression. Layout: docs/ONNX.md.`,
 				return fmt.Errorf("%s: %w (%s export needs a shrink checkpoint, with its arch metadata)", in, err, format)
 			}
 			if format == "onnx" {
-				return a.exportONNX(m, out, onnxexport.Options{Int4: int4, FloatBias: floatBias, Metadata: f.Metadata})
+				return a.exportONNX(m, out, onnxexport.Options{Int4: int4, FloatBias: floatBias, ORTDynamic: ortDynamic, Metadata: f.Metadata})
 			}
 			df, dropped, err := export.Dense(m, f.Metadata)
 			if err != nil {
@@ -96,6 +102,7 @@ shrink.stage and shrink.compression. Layout: docs/ONNX.md.`,
 	enumVar(cmd.Flags(), &format, "format", "", []string{"dense", "compressed", "onnx"}, "dense (plain F32 safetensors), compressed (the smallest lossless form) or onnx (for onnxruntime)")
 	cmd.Flags().BoolVar(&floatBias, "float-bias", false, "onnx: add quantized layers' biases in float, so onnxruntime matches shrink to float rounding (it rounds a quantized Conv's or Gemm's bias to INT32), at the cost of its integer kernels")
 	cmd.Flags().BoolVar(&int4, "int4", false, "onnx: store weights of 4 bits and fewer as INT4 (opset 21, onnxruntime 1.17+) instead of INT8 values on the 4-bit grid")
+	cmd.Flags().BoolVar(&ortDynamic, "ort-dynamic", false, "onnx: quantize reduce_range inputs on onnxruntime's own grid (DynamicQuantizeLinear, DynamicQuantizeLSTM): its integer kernels' speed, logits off by the grids' rounding")
 	return cmd
 }
 

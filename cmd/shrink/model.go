@@ -10,33 +10,50 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/shrink-ml/shrink/arch"
+	"github.com/shrink-ml/shrink/checkpoint"
 )
 
 func (a *app) modelCommand() *cobra.Command {
 	var format string
 	var sets []string
 	cmd := &cobra.Command{
-		Use:   "model RECIPE",
+		Use:   "model RECIPE|CHECKPOINT",
 		Short: "Print the recipe's network as a layer list, with shapes, parameters and MACs",
 		Long: `Print the network the recipe's model section describes, expanded to its layers: a
 preset (arch: resnet, ...) as the explicit list it stands for, each layer with
 its output shape (one sample's), its parameters (what PyTorch's parameters()
 counts: batch norm's running statistics are buffers, not parameters) and its
-multiply-accumulates per sample.
+multiply-accumulates per sample. Given a shrink checkpoint (.safetensors) instead,
+print the network its arch metadata records: after structured pruning with
+physical: true, the narrower network, to compare with the recipe's.
 
 --format yaml (the default) prints a model section you can copy into a recipe
 and edit; the numbers are comments. --format json prints
 {"layers": [{"name", "type", "output_shape", "params", "macs"}, ...],
  "params_total": N, "macs_total": M}.`,
 		Example: `  shrink model recipes/resnet-fashion.yaml
+  shrink model runs/resnet-fashion-compress/prune/model.safetensors
   shrink model recipes/quickstart.yaml --format json`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			recipe, err := a.loadRecipe(args[0], sets)
-			if err != nil {
-				return err
+			var spec *arch.Spec
+			if strings.HasSuffix(args[0], ".safetensors") {
+				if len(sets) > 0 {
+					return fmt.Errorf("--set changes a recipe: %s is a checkpoint", args[0])
+				}
+				s, err := checkpointArch(args[0])
+				if err != nil {
+					return err
+				}
+				spec = &s
+			} else {
+				recipe, err := a.loadRecipe(args[0], sets)
+				if err != nil {
+					return err
+				}
+				spec = &recipe.Model
 			}
-			g, err := recipe.Model.Graph()
+			g, err := spec.Graph()
 			if err != nil {
 				return fmt.Errorf("model: %w", err)
 			}
@@ -49,6 +66,23 @@ and edit; the numbers are comments. --format json prints
 	enumVar(cmd.Flags(), &format, "format", "yaml", []string{"yaml", "json"}, "output format")
 	cmd.Flags().StringArrayVar(&sets, "set", nil, "override a recipe key (repeatable)")
 	return cmd
+}
+
+// checkpointArch is the architecture a shrink checkpoint records.
+func checkpointArch(path string) (arch.Spec, error) {
+	f, err := checkpoint.ReadFile(path)
+	if err != nil {
+		return arch.Spec{}, err
+	}
+	js, ok := f.Metadata["arch"]
+	if !ok {
+		return arch.Spec{}, fmt.Errorf("%s has no arch metadata (a PyTorch state_dict?): run shrink model on the recipe whose model section describes it", path)
+	}
+	s, err := arch.Parse(js)
+	if err != nil {
+		return arch.Spec{}, fmt.Errorf("%s: arch metadata: %w", path, err)
+	}
+	return s, nil
 }
 
 type layerSummary struct {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	"github.com/spf13/cobra"
 
@@ -42,8 +43,9 @@ const referenceFlag = "compute as the training graph does: dense float products,
 // prepareEvaluation loads the recipe, its data and the checkpoint (any stage's
 // output, a compressed export, or a plain PyTorch state_dict read with the
 // recipe's model section), and refuses a checkpoint that does not fit the
-// data.
-func (a *app) prepareEvaluation(path, recipePath string, sets []string, split string, reference bool) (*evaluation, error) {
+// data. A stage names the data: its own data key merged over the recipe's
+// (empty: the recipe's data section).
+func (a *app) prepareEvaluation(path, recipePath, stage string, sets []string, split string, reference bool) (*evaluation, error) {
 	if recipePath == "" {
 		return nil, usagef("--recipe is needed: the recipe names the data (and the architecture of a plain PyTorch state_dict)")
 	}
@@ -51,21 +53,29 @@ func (a *app) prepareEvaluation(path, recipePath string, sets []string, split st
 	if err != nil {
 		return nil, err
 	}
-	if recipe.Data == nil {
+	d, batch := recipe.Data, recipe.EvalBatch()
+	if stage != "" {
+		s := recipe.Stage(stage)
+		if s == nil {
+			return nil, usagef("--stage %s: no such stage in %s (stages: %s)", stage, recipePath, strings.Join(recipe.StageIDs(), ", "))
+		}
+		d, batch = recipe.StageData(s), recipe.StageEvalBatch(s)
+	}
+	if d == nil {
 		return nil, usagef("%s has no data section to run the model on", recipePath)
 	}
 	m, err := export.LoadModel(path, &recipe.Model) // safetensors, compressed or ONNX
 	if err != nil {
 		return nil, err
 	}
-	ds, err := data.Load(*recipe.Data, recipe.Dir, recipe.Seed)
+	ds, err := data.Load(*d, recipe.Dir, recipe.Seed)
 	if err != nil {
 		return nil, err
 	}
 	if err := model.FitsData(m.Spec, ds); err != nil {
 		return nil, fmt.Errorf("%s does not fit %s's data: %w", path, recipePath, err)
 	}
-	e := &evaluation{recipe: recipe, model: m, split: ds.Test, batch: recipe.EvalBatch(), reference: reference}
+	e := &evaluation{recipe: recipe, model: m, split: ds.Test, batch: batch, reference: reference}
 	if split == "train" {
 		e.split = ds.Train
 	}
@@ -73,7 +83,7 @@ func (a *app) prepareEvaluation(path, recipePath string, sets []string, split st
 }
 
 func (a *app) predictCommand() *cobra.Command {
-	var recipePath, format, split, out string
+	var recipePath, format, split, out, stage string
 	var sets []string
 	var reference bool
 	cmd := &cobra.Command{
@@ -92,7 +102,9 @@ weights are imported, as model: {onnx: FILE} does); it wins over the recipe's
 model.checkpoint. Batches are
 data.eval_batch_size when the recipe sets it, else data.batch_size: a dynamically
 quantized model measures its activation ranges per batch, so this is how its
-numbers are reproduced. A checkpoint that does not fit the data (input size,
+numbers are reproduced. --stage runs on a stage's data instead (its data key
+merged over the recipe's data section, as recipes/lora-transfer.yaml's
+Fashion-MNIST branches). A checkpoint that does not fit the data (input size,
 classes) is an error.
 
 It prints accuracy, loss and samples; with --format json the object shrink eval
@@ -104,7 +116,7 @@ prints.`,
 			if out == "" {
 				return usagef("--out is needed: the .npy file the logits go to")
 			}
-			e, err := a.prepareEvaluation(args[0], recipePath, sets, split, reference)
+			e, err := a.prepareEvaluation(args[0], recipePath, stage, sets, split, reference)
 			if err != nil {
 				return err
 			}
@@ -129,6 +141,7 @@ prints.`,
 	}
 	cmd.Flags().StringVar(&recipePath, "recipe", "", "the recipe whose data (and model section) to use")
 	cmd.Flags().StringVar(&out, "out", "", "the .npy file to write the logits to")
+	cmd.Flags().StringVar(&stage, "stage", "", "run on this stage's data (its data key over the recipe's)")
 	enumVar(cmd.Flags(), &split, "split", "test", []string{"test", "train"}, "which split to run on")
 	enumVar(cmd.Flags(), &format, "format", "text", []string{"text", "json"}, "output format")
 	cmd.Flags().StringArrayVar(&sets, "set", nil, "override a recipe key (repeatable)")

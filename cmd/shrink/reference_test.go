@@ -33,13 +33,16 @@ func writeReference(w io.Writer, schema map[string]any) {
 	defs := schema["$defs"].(map[string]any)
 	names := make([]string, 0, len(defs))
 	for n := range defs {
-		names = append(names, n)
+		if strings.HasPrefix(n, "stage-") && n != "stage-data-override" {
+			names = append(names, n)
+		}
 	}
 	sort.Strings(names)
-	fmt.Fprintln(w, "\n## Stages\n\nEvery stage takes `type`, `needs`, `matrix` and `resources`:")
+	fmt.Fprintln(w, "\n## Stages\n\nEvery stage takes `type`, `needs`, `matrix`, `resources` and `data` (the data section's keys, merged over it):")
 	fmt.Fprintln(w)
 	first := defs[names[0]].(map[string]any)["properties"].(map[string]any)
-	keyTable(w, "", map[string]any{"type": first["type"], "needs": first["needs"], "matrix": first["matrix"], "resources": first["resources"]})
+	keyTable(w, "", map[string]any{"type": first["type"], "needs": first["needs"], "matrix": first["matrix"], "resources": first["resources"],
+		"data": map[string]any{"type": "object", "description": first["data"].(map[string]any)["description"]}})
 	for _, n := range names {
 		d := defs[n].(map[string]any)
 		typ := strings.TrimPrefix(n, "stage-")
@@ -47,7 +50,7 @@ func writeReference(w io.Writer, schema map[string]any) {
 		own := map[string]any{}
 		for k, v := range d["properties"].(map[string]any) {
 			switch k {
-			case "type", "needs", "matrix", "resources":
+			case "type", "needs", "matrix", "resources", "data":
 			default:
 				own[k] = v
 			}

@@ -17,6 +17,11 @@
 //     makes them); a batch norm after a quantized layer is folded into its
 //     weight's per-channel scales and its bias, so the QDQ pattern stays
 //     whole for onnxruntime's integer kernels;
+//   - nn.LSTM (batch_first) as torch.onnx.export writes it: Transpose to
+//     time-major, one LSTM node per stacked layer (W, R, B restacked in
+//     ONNX's gate order i, o, f, c), Squeeze, Transpose back; a last layer
+//     is Gather of step -1. A dynamically quantized LSTM is onnxruntime's
+//     DynamicQuantizeLSTM (com.microsoft), as its quantize_dynamic writes it;
 //   - dynamic input quantization as onnxruntime's quantize_dynamic emits it
 //     (DynamicQuantizeLinear then MatMulInteger or ConvInteger, the products
 //     scaled back to float), or, for the grids those operators do not have
@@ -67,6 +72,14 @@ type Options struct {
 	// optimization level, but those layers run in float on dequantized
 	// weights.
 	FloatBias bool
+	// ORTDynamic quantizes inputs on onnxruntime's own 8-bit grid (0..255,
+	// DynamicQuantizeLinear and DynamicQuantizeLSTM with their integer
+	// kernels) where the layer's dynamic quantization is PyTorch's
+	// reduce_range (0..127, ATen's rule), which those operators cannot
+	// compute: faster, but its logits then differ from shrink's (and
+	// PyTorch's) by the two grids' rounding. Without it such layers compute
+	// shrink's rule in the graph (an LSTM as a Scan over its steps).
+	ORTDynamic bool
 	// Metadata is the checkpoint's metadata: its stage, recipe_sha256 and
 	// compression become shrink.stage, shrink.recipe_sha256 and
 	// shrink.compression in the model's metadata_props.
@@ -99,9 +112,24 @@ func Export(m *model.Model, opt Options) (*Result, error) {
 	}
 	om := onnx.NewModel(opset)
 	om.DocString = "exported by shrink from a " + describe(m)
-	b := &builder{m: m, g: om.Graph, opt: opt, opset: opset, used: map[string]bool{}, nodeNames: map[string]int{}}
+	b := &builder{m: m, g: om.Graph, root: om.Graph, opt: opt, opset: opset, used: map[string]bool{}, nodeNames: map[string]int{}}
+	if m.HasAdapters() {
+		// ONNX has no LoRA branch: exporting the base alone would drop what
+		// the adapters learned. Merged, as the dense export does, the graph
+		// computes the adapted model (its layers in float).
+		b.m = m.Clone()
+		for _, l := range b.m.Layers {
+			if l.Adapter != nil {
+				b.note("%s: LoRA adapter merged into the weight (W + B A * scaling), the layer exported in float", l.Name)
+			}
+		}
+		b.m.MergeAdapters()
+	}
 	if err := b.build(); err != nil {
 		return nil, err
+	}
+	if b.msDomain {
+		om.Opsets = append(om.Opsets, onnx.Opset{Domain: MSDomain, Version: 1})
 	}
 	for k, v := range opt.Metadata {
 		if key, ok := MetadataKeys[k]; ok {
@@ -127,7 +155,8 @@ func describe(m *model.Model) string {
 // builder turns the model's layers into nodes, one layer at a time.
 type builder struct {
 	m         *model.Model
-	g         *onnx.Graph
+	g         *onnx.Graph // where nodes go: the main graph, or a Scan's body
+	root      *onnx.Graph // the main graph, which holds every initializer
 	opt       Options
 	opset     int64
 	used      map[string]bool // value and initializer names
@@ -140,6 +169,8 @@ type builder struct {
 	folded map[int]bool
 	// notedBits marks layers whose low-bit weights have a note.
 	notedBits map[string]bool
+	// msDomain is set when a node is in onnxruntime's com.microsoft domain.
+	msDomain bool
 }
 
 func (b *builder) note(format string, args ...any) {
@@ -244,13 +275,17 @@ func (b *builder) layer(l *model.Layer, ins []string, out string) (string, error
 		return b.node(s, "Dropout", []string{ins[0], p}, out), nil
 	case "embedding":
 		return b.embedding(l, ins[0], out), nil
+	case "lstm":
+		return b.lstm(l, ins[0], out)
+	case "last":
+		return b.last(l, ins[0], out), nil
 	}
 	return "", fmt.Errorf("no ONNX export for layer type %s yet (exportable: %s)", l.Type, strings.Join(exportable, ", "))
 }
 
 // exportable lists the layer types Export writes.
 var exportable = []string{"linear", "conv2d", "batchnorm1d", "batchnorm2d", "layernorm", "relu", "relu6", "sigmoid", "tanh", "silu", "gelu",
-	"maxpool2d", "avgpool2d", "adaptive_avgpool2d", "flatten", "dropout", "add", "concat", "embedding"}
+	"maxpool2d", "avgpool2d", "adaptive_avgpool2d", "flatten", "dropout", "add", "concat", "embedding", "lstm", "last"}
 
 // opsetFor is the lowest default-domain opset the model's layers need:
 // LayerNormalization came with opset 17.
@@ -321,7 +356,7 @@ func (b *builder) fresh(name string) string {
 // that name.
 func (b *builder) init(t *onnx.Tensor) string {
 	t.Name = b.fresh(t.Name)
-	b.g.AddInitializer(t)
+	b.root.AddInitializer(t) // in the main graph, which a Scan's body sees too
 	return t.Name
 }
 

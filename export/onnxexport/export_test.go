@@ -68,6 +68,16 @@ var (
 		arch.NewLayer("ln", "layernorm", nil),
 		arch.NewLayer("out", "linear", keys{"out": 5}),
 	}}
+	// lstm2 is the lstm preset with two stacked layers; seqnet an LSTM
+	// without biases whose whole output sequence feeds linear layers.
+	lstm2  = arch.Spec{Arch: "lstm", Hidden: []int{12}, NumLayers: 2, Input: arch.Shape{7, 5}, Classes: 4}
+	seqnet = arch.Spec{Input: arch.Shape{6, 3}, Classes: 5, Layers: []arch.LayerSpec{
+		arch.NewLayer("rnn", "lstm", keys{"hidden": 8, "bias": false}),
+		arch.NewLayer("proj", "linear", keys{"out": 4}),
+		arch.NewLayer("", "relu", nil),
+		arch.NewLayer("", "flatten", nil),
+		arch.NewLayer("fc", "linear", keys{"out": 5}),
+	}}
 	// tokens embeds integer ids [T] and classifies the sequence.
 	tokens = arch.Spec{Input: arch.Shape{6}, Classes: 4, Layers: []arch.LayerSpec{
 		arch.NewLayer("emb", "embedding", keys{"num": 20, "dim": 8}),
@@ -124,6 +134,9 @@ var floatCases = []floatCase{
 	{"sequence", sequence, func(m *model.Model, rng *rand.Rand) { factor(m, rng, "p", 2) }},
 	{"pointwise", pointwise, trainedLN},
 	{"tokens", tokens, trainedLN},
+	{"lstm2", lstm2, nil},
+	{"lstm2 pruned", lstm2, func(m *model.Model, rng *rand.Rand) { prune(m, rng, 0.6) }},
+	{"seqnet", seqnet, nil},
 }
 
 // trainedLN gives layer norms an affine transform a trained network could
@@ -181,6 +194,9 @@ var (
 	a8sym  = quant.Spec{Bits: 8, Scheme: quant.Symmetric, Granularity: quant.PerTensor}
 	a4asym = quant.Spec{Bits: 4, Scheme: quant.Asymmetric, Granularity: quant.PerTensor}
 	a6sym  = quant.Spec{Bits: 6, Scheme: quant.Symmetric, Granularity: quant.PerTensor}
+	// int8tens and act8rr are torch.ao's quantize_dynamic on fbgemm.
+	int8tens = quant.Spec{Bits: 8, Scheme: quant.Symmetric, Granularity: quant.PerTensor}
+	act8rr   = quant.Spec{Bits: 8, Scheme: quant.Asymmetric, Granularity: quant.PerTensor, ReduceRange: true}
 )
 
 // override requantizes one layer's weights with another spec, as a
@@ -246,6 +262,14 @@ var quantCases = []quantCase{
 	{name: "sequence static int8", spec: sequence, q: qspec{int8asym, act8, "static"}},
 	{name: "pointwise static int8", spec: pointwise, q: qspec{int8sym, act8, "static"}},
 	{name: "tokens dynamic int8", spec: tokens, q: qspec{int8sym, act8, "dynamic"}},
+	// lstm-mnist: torch's quantize_dynamic (int8 symmetric per tensor,
+	// inputs reduce_range), as DynamicQuantizeLSTM.
+	{name: "lstm2 dynamic int8 reduce_range", spec: lstm2, q: qspec{int8tens, act8rr, "dynamic"}},
+	{name: "lstm2 dynamic int8 per channel", spec: lstm2, q: qspec{int8sym, act8, "dynamic"}},
+	{name: "seqnet dynamic int8 asymmetric", spec: seqnet, q: qspec{int8asym, act8, "dynamic"}},
+	{name: "seqnet dynamic 4-bit inputs", spec: seqnet, q: qspec{w4sym, a4asym, "dynamic"}},
+	{name: "mlp dynamic int8 reduce_range", spec: mlp, q: qspec{int8tens, act8rr, "dynamic"}},
+	{name: "lstm2 pruned dynamic 4-bit", spec: lstm2, q: qspec{w4tens, act8rr, "dynamic"}, before: pruneAll(0.5)},
 }
 
 // Quantized exports agree with shrink's quantized model: the same class
@@ -351,5 +375,53 @@ func TestFloatBiasInOnnxruntime(t *testing.T) {
 		if (n.OpType == "Conv" || n.OpType == "Gemm") && len(n.Inputs) > 2 {
 			t.Errorf("node %s has a bias input", n.Name)
 		}
+	}
+}
+
+// An LSTM exports as the operator onnxruntime runs it with: LSTM in float,
+// DynamicQuantizeLSTM where its input grid is the layer's (8-bit
+// asymmetric, 0..255), a Scan computing shrink's rule where it is not
+// (reduce_range) unless ORTDynamic asks for onnxruntime's kernel anyway,
+// whose logits then differ by the two grids' rounding (and say so).
+func TestLSTMForms(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		q     *qspec
+		opt   Options
+		op    string // the operator the layer becomes
+		exact bool   // shrink's logits to float rounding
+	}{
+		{"float", nil, Options{}, "LSTM", true},
+		{"dynamic int8", &qspec{int8sym, act8, "dynamic"}, Options{}, "DynamicQuantizeLSTM", true},
+		{"reduce_range", &qspec{int8tens, act8rr, "dynamic"}, Options{}, "Scan", true},
+		{"reduce_range ORTDynamic", &qspec{int8tens, act8rr, "dynamic"}, Options{ORTDynamic: true}, "DynamicQuantizeLSTM", false},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(5, 6))
+			m := model.MustNew(lstm2, rng)
+			if c.q != nil {
+				quantize(t, m, *c.q, split(m.Spec, 64, 7))
+			}
+			m = saved(t, m)
+			want, got, res := runExport(t, m, split(m.Spec, 200, 8), c.opt, ortest.Options{})
+			counts := map[string]int{}
+			for _, n := range res.Model.Graph.Nodes {
+				counts[n.OpType]++
+				if n.OpType == "DynamicQuantizeLSTM" && n.Domain != MSDomain {
+					t.Errorf("%s in domain %q", n.Name, n.Domain)
+				}
+			}
+			if counts[c.op] != 2 {
+				t.Errorf("%d %s nodes for 2 stacked layers: %v", counts[c.op], c.op, counts)
+			}
+			ag := compare(want, got, m.Spec.Classes)
+			t.Logf("argmax %.4f, median |diff| %.2g, max %.2g (largest logit %.3g); notes %q", ag.argmax, ag.median, ag.max, ag.peak, res.Notes)
+			if c.exact && ag.max > 1e-5*max(ag.peak, 1) {
+				t.Errorf("max |diff| %.3g: want shrink's logits to float rounding", ag.max)
+			}
+			if !c.exact && !slices.ContainsFunc(res.Notes, func(n string) bool { return strings.Contains(n, "reduce_range 0..127") }) {
+				t.Errorf("no note on the grids: %q", res.Notes)
+			}
+		})
 	}
 }

@@ -112,14 +112,15 @@ func (b *builder) conv(l *model.Layer, x, out string) (string, error) {
 // goes, through ReLU, max pooling or flatten, into the next layer's 8-bit
 // static quantization alone (QLinearConv, QGemm), as onnxruntime's own
 // quantizer rounds biases to INT32. Elsewhere (a convolution feeding a
-// residual add, the logits, inputs on a grid narrower than 8 bits, whose
-// coarse scale makes the rounding visible) the bias stays apart and exact;
-// Options.FloatBias keeps every bias apart.
+// residual add, the logits, inputs or weights on a grid narrower than 8
+// bits, whose coarse scales make the rounding visible: fully trained QAT
+// models with 4-bit weights moved their median logit by 0.017) the bias
+// stays apart and exact; Options.FloatBias keeps every bias apart.
 func (b *builder) biasApart(l *model.Layer) bool {
 	if l.Input == nil || l.Input.Mode != "static" {
 		return false
 	}
-	return b.opt.FloatBias || l.Input.Spec.Bits < 8 || !b.feedsQuantized(l)
+	return b.opt.FloatBias || l.Input.Spec.Bits < 8 || l.Quant != nil && l.Quant.Bits < 8 || !b.feedsQuantized(l)
 }
 
 // feedsQuantized reports whether layer l's output (or the batch norm's

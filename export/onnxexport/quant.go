@@ -1,7 +1,9 @@
 package onnxexport
 
 import (
+	"math"
 	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/shrink-ml/shrink/model"
@@ -199,15 +201,28 @@ func (b *builder) staticQDQ(l *model.Layer, x string) string {
 }
 
 // dynamicQDQ quantizes x per batch as shrink's dynamic mode does, computed
-// in the graph: the batch's range widened to hold 0, torch.ao's scale and
-// zero point from it, QuantizeLinear and DequantizeLinear.
+// in the graph: the batch's range widened to hold 0, the scale and zero
+// point shrink's rule gives it (torch.ao's observers', or ATen's
+// ChooseQuantizationParams for reduce_range), QuantizeLinear and
+// DequantizeLinear. out names the result ("" for a fresh name).
 func (b *builder) dynamicQDQ(l *model.Layer, x string) string {
-	s := scope(l)
-	spec := l.Input.Spec
+	return b.dynamicQDQOf(scope(l), l.Input.Spec, x, prefix(l.Weights[0].Name)+".input_dequantized")
+}
+
+func (b *builder) dynamicQDQOf(s string, spec quant.Spec, x, out string) string {
 	qmin, qmax := spec.Range()
-	zero := b.floatScalar(0)
 	lo := b.node(s, "ReduceMin", []string{x}, "", onnx.AttrInt("keepdims", 0))
 	hi := b.node(s, "ReduceMax", []string{x}, "", onnx.AttrInt("keepdims", 0))
+	if spec.ReduceRange {
+		scale, zp, zpf := b.chooseParams(s, lo, hi, qmin, qmax)
+		// UINT8 reaches 255: the grid's top is 127 (the range's largest
+		// value can round one code past it, which shrink clamps).
+		top := b.node(s, "Mul", []string{b.node(s, "Sub", []string{b.floatScalar(float32(qmax)), zpf}, ""), scale}, "")
+		x = b.node(s, "Min", []string{x, top}, "")
+		q := b.node(s, "QuantizeLinear", []string{x, scale, zp}, "")
+		return b.node(s, "DequantizeLinear", []string{q, scale, zp}, out)
+	}
+	zero := b.floatScalar(0)
 	lo = b.node(s, "Min", []string{lo, zero}, "")
 	hi = b.node(s, "Max", []string{hi, zero}, "")
 	var scale, zpf string
@@ -236,19 +251,54 @@ func (b *builder) dynamicQDQ(l *model.Layer, x string) string {
 	}
 	zp := b.node(s, "Cast", []string{shifted}, "", onnx.AttrInt("to", int64(to)))
 	q := b.node(s, "QuantizeLinear", []string{x, scale, zp}, "")
-	return b.node(s, "DequantizeLinear", []string{q, scale, zp}, prefix(l.Weights[0].Name)+".input_dequantized")
+	return b.node(s, "DequantizeLinear", []string{q, scale, zp}, out)
+}
+
+// chooseParams is quant.ChooseParams in the graph, in DOUBLE as ATen
+// computes it, for the unsigned reduce_range grid [qmin, qmax] = [0, 2^(b-1)-1]:
+// the scale (hi - lo)/(qmax - qmin) over the range widened to hold 0, 0.1
+// when that is 0 (all zeros, as h_0 of an LSTM), raised to quant.SmallScale
+// when smaller; the zero point from whichever end rounds better, half to
+// even, clamped. (The zero point of a raised scale is the one of the
+// range's own scale: ATen widens the range by the same factor. A scale
+// that is a float32 subnormal, which ATen makes 0.1, becomes SmallScale.)
+// It returns the FLOAT scale and the zero point as UINT8 and as FLOAT.
+func (b *builder) chooseParams(s, lo, hi string, qmin, qmax int32) (scale, zp, zpf string) {
+	d := func(v float64) string {
+		return b.scalar("const.f64."+strconv.FormatFloat(v, 'g', -1, 64), onnx.DoubleTensor("", nil, []float64{v}))
+	}
+	toD := func(x string) string {
+		return b.node(s, "Cast", []string{x}, "", onnx.AttrInt("to", int64(onnx.TypeDouble)))
+	}
+	lo = b.node(s, "Min", []string{toD(lo), d(0)}, "")
+	hi = b.node(s, "Max", []string{toD(hi), d(0)}, "")
+	sc := b.node(s, "Div", []string{b.node(s, "Sub", []string{hi, lo}, ""), d(float64(qmax - qmin))}, "")
+	sc = b.node(s, "Where", []string{b.node(s, "Equal", []string{sc, d(0)}, ""), d(0.1), sc}, "")
+	fromMin := b.node(s, "Sub", []string{d(float64(qmin)), b.node(s, "Div", []string{lo, sc}, "")}, "")
+	fromMax := b.node(s, "Sub", []string{d(float64(qmax)), b.node(s, "Div", []string{hi, sc}, "")}, "")
+	errMin := b.node(s, "Sub", []string{d(math.Abs(float64(qmin))), b.node(s, "Abs", []string{b.node(s, "Div", []string{lo, sc}, "")}, "")}, "")
+	errMax := b.node(s, "Sub", []string{d(math.Abs(float64(qmax))), b.node(s, "Abs", []string{b.node(s, "Div", []string{hi, sc}, "")}, "")}, "")
+	z := b.node(s, "Where", []string{b.node(s, "Less", []string{errMin, errMax}, ""), fromMin, fromMax}, "")
+	z = b.node(s, "Clip", []string{b.node(s, "Round", []string{z}, ""), d(float64(qmin)), d(float64(qmax))}, "")
+	zp = b.node(s, "Cast", []string{z}, "", onnx.AttrInt("to", int64(onnx.TypeUint8)))
+	zpf = b.node(s, "Cast", []string{z}, "", onnx.AttrInt("to", int64(onnx.TypeFloat)))
+	scale = b.node(s, "Cast", []string{sc}, "", onnx.AttrInt("to", int64(onnx.TypeFloat)))
+	scale = b.node(s, "Max", []string{scale, b.floatScalar(quant.SmallScale)}, "")
+	return scale, zp, zpf
 }
 
 // integerDynamic reports whether the layer's dynamic quantization is what
 // onnxruntime's DynamicQuantizeLinear computes (8-bit asymmetric inputs:
-// UINT8 with a zero point) and its first weight fits MatMulInteger (any
+// UINT8 with a zero point; PyTorch's reduce_range grid 0..127 only with
+// Options.ORTDynamic) and its first weight fits MatMulInteger (any
 // INT8 weight) or ConvInteger (UINT8 weights with one zero point, so
 // asymmetric per-channel weights do not). Weights Options.Int4 stores as
 // INT4 go through DequantizeLinear instead, since those operators read
 // 8-bit integers only.
 func (b *builder) integerDynamic(l *model.Layer) bool {
 	spec := l.Input.Spec
-	if spec.Bits != 8 || spec.Scheme != quant.Asymmetric || l.Quant == nil || (b.opt.Int4 && l.Quant.Bits <= 4) {
+	if spec.Bits != 8 || spec.Scheme != quant.Asymmetric || l.Quant == nil || (b.opt.Int4 && l.Quant.Bits <= 4) ||
+		spec.ReduceRange && !b.opt.ORTDynamic {
 		return false
 	}
 	if l.Type == "conv2d" {
@@ -282,6 +332,9 @@ func (b *builder) dynamicInteger(l *model.Layer, x, out string) (string, error) 
 	single := len(l.Weights) == 1
 	fold := b.foldIfLast(l, 0)
 	qw := quantized(l, w, fold)
+	if l.Input.Spec.ReduceRange {
+		b.note("%s: DynamicQuantizeLinear quantizes inputs on onnxruntime's grid 0..255, not PyTorch's reduce_range 0..127: its logits differ from shrink's by that rounding", l.Label())
+	}
 	xq := b.nodeOuts(s, "DynamicQuantizeLinear", []string{x}, []string{"", "", ""})
 	p := prefix(w.Name)
 	rows, cols := w.Shape[0], len(w.Data)/w.Shape[0]

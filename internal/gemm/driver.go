@@ -297,6 +297,7 @@ func copyRunsGo(dst, src []float32, kc, w, ldb int) {
 type workspace struct {
 	a, b, tile []float32
 	tail       []float32 // a ragged last sliver of a non-transposed A
+	toff       []int     // Taps: the offsets of each tap's copy in tail
 	x, y       []float32 // gemv scratch for strided vectors
 	abuf, bbuf []float32 // backing arrays of a and b, before alignment
 }

@@ -38,6 +38,37 @@ func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int
 	p.solve()
 }
 
+// SgemmSerial computes what Sgemm computes, on the calling goroutine alone
+// and always with this package's kernels (never the OpenBLAS backend, whose
+// own threads would compete): for callers that already run several products
+// at once, one per thread. Its results are Sgemm's without a backend, bit
+// for bit.
+func SgemmSerial(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	checkSgemm(transA, transB, m, n, k, a, lda, b, ldb, c, ldc)
+	if m == 0 || n == 0 {
+		return
+	}
+	if alpha == 0 || k == 0 {
+		scaleC(m, n, beta, c, ldc)
+		return
+	}
+	p := problem{
+		transA: transA, transB: transB,
+		m: m, n: n, k: k,
+		alpha: alpha, beta: beta,
+		a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc,
+	}
+	if p.gemv() {
+		return
+	}
+	im := active.Load()
+	kern := im.pick(p.n)
+	kc := kBlock(p.k, im.kc)
+	ws := getWorkspace(kern, kc, p.m, p.n)
+	p.block(ws, im, kern, kc, 0, p.m, 0, p.n)
+	putWorkspace(ws)
+}
+
 // Panic messages, shared with gonum so that callers see the same errors
 // through BLAS whichever implementation is installed.
 const (

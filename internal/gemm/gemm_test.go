@@ -427,3 +427,31 @@ func TestConcurrentCalls(t *testing.T) {
 		}
 	})
 }
+
+// TestSgemmSerialBitIdentical checks that SgemmSerial gives Sgemm's bits, at
+// one thread and at two (where Sgemm splits these shapes), on conv-like
+// shapes with ragged edges.
+func TestSgemmSerialBitIdentical(t *testing.T) {
+	for _, name := range impls() {
+		t.Run(name, func(t *testing.T) {
+			withImpl(t, name, func() {
+				for _, s := range [][3]int{{16, 784, 144}, {576, 64, 196}, {131, 67, 521}, {1, 40, 9}, {40, 1, 9}} {
+					for _, tr := range [][2]bool{{false, false}, {false, true}, {true, false}, {true, true}} {
+						tc := gemmCase{tA: tr[0], tB: tr[1], m: s[0], n: s[1], k: s[2], padA: 1, padC: 3, alpha: 0.75, beta: 0.5, seed: 13}
+						a, lda, b, ldb, c, ldc := tc.operands()
+						SgemmSerial(tc.tA, tc.tB, tc.m, tc.n, tc.k, tc.alpha, a, lda, b, ldb, tc.beta, c, ldc)
+						for _, threads := range []int{1, 2} {
+							var want []float32
+							withThreads(threads, func() { want = runCase(tc) })
+							for i := range want {
+								if !sameBits(c[i], want[i]) {
+									t.Fatalf("%v: element %d: SgemmSerial %v, Sgemm at %d threads %v", tc, i, c[i], threads, want[i])
+								}
+							}
+						}
+					}
+				}
+			})
+		})
+	}
+}

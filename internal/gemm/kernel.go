@@ -28,7 +28,14 @@ type tileKernel struct {
 	// mc×kc block of A streams past it from L2; kc×nc of packed B is meant
 	// for L3. mc is a multiple of mr, nc of nr. kc belongs to the impl.
 	mc, nc int
+	// taps, if set, is the same tile summed over several A offsets (see
+	// Taps): the kernelFunc contract with A's rows for tap t at
+	// a[offs[t]+i*rsa], k steps per tap, one FMA chain per element.
+	taps tapsFunc
 }
+
+// tapsFunc is a tile kernel over taps (tileKernel.taps).
+type tapsFunc func(taps int, offs *int, k int, a *float32, rsa int, b, c *float32, ldc int, alpha, beta float32, rows int, mask uint64)
 
 // impl is a family of kernels that give bit-identical results for the same
 // inputs: whichever member computes a tile, each element is the same chain
@@ -42,6 +49,9 @@ type impl struct {
 	// wide is the general kernel; narrow, if set, replaces it for
 	// products with n ≤ narrow.nr where wide would mostly compute padding.
 	wide, narrow *tileKernel
+	// short lists kernels as wide as wide or narrow with fewer rows, for
+	// products of few rows that their mr does not divide (see pickRows).
+	short []*tileKernel
 	// gemvT computes y[j] = alpha*Σ_p x[p]*b[p*ldb+j] + beta*y[j] for
 	// j < n (y = alpha*Bᵀx + beta*y with B k×n row-major).
 	gemvT func(k, n int, alpha float32, x []float32, b []float32, ldb int, beta float32, y []float32)
@@ -62,6 +72,23 @@ func (im *impl) pick(n int) *tileKernel {
 		return im.narrow
 	}
 	return im.wide
+}
+
+// pickRows is pick for a product of m rows: when m is below mc and not a
+// multiple of the picked kernel's mr, a short kernel of the same width
+// whose mr divides m, so no tile computes rows of padding. The same width
+// packs B alike, and every kernel of the family gives the same bits.
+func (im *impl) pickRows(n, m int) *tileKernel {
+	k := im.pick(n)
+	if m%k.mr == 0 || m >= k.mc {
+		return k
+	}
+	for _, s := range im.short {
+		if s.nr == k.nr && m%s.mr == 0 {
+			return s
+		}
+	}
+	return k
 }
 
 // active is the implementation in use. It is chosen once at start-up (see

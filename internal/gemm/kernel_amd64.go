@@ -16,8 +16,8 @@ const asmMC, asmNC = 120, 3072
 var avx2Impl = impl{
 	name:       "avx2",
 	kc:         asmKC,
-	wide:       avx2Kernel("avx2-6x16", 6, 16, gemmAVX2x6x16),
-	narrow:     avx2Kernel("avx2-12x8", 12, 8, gemmAVX2x12x8),
+	wide:       withTaps2(avx2Kernel("avx2-6x16", 6, 16, gemmAVX2x6x16), tapsAVX2x6x16),
+	narrow:     withTaps2(avx2Kernel("avx2-12x8", 12, 8, gemmAVX2x12x8), tapsAVX2x12x8),
 	gemvT:      gemvTAVX2,
 	gemvN:      gemvNAVX2,
 	transpose8: transpose8AVX2,
@@ -25,10 +25,14 @@ var avx2Impl = impl{
 }
 
 var avx512Impl = impl{
-	name:       "avx512",
-	kc:         asmKC,
-	wide:       avx512Kernel("avx512-12x32", 12, 32, gemmAVX512x12x32),
-	narrow:     avx512Kernel("avx512-24x16", 24, 16, gemmAVX512x24x16),
+	name:   "avx512",
+	kc:     asmKC,
+	wide:   withTaps(avx512Kernel("avx512-12x32", 12, 32, gemmAVX512x12x32), tapsAVX512x12x32),
+	narrow: withTaps(avx512Kernel("avx512-24x16", 24, 16, gemmAVX512x24x16), tapsAVX512x24x16),
+	short: []*tileKernel{
+		avx512Kernel("avx512-16x16", 16, 16, gemmAVX512x16x16),
+		avx512Kernel("avx512-8x32", 8, 32, gemmAVX512x8x32),
+	},
 	gemvT:      gemvTAVX2,
 	gemvN:      gemvNAVX2,
 	transpose8: transpose8AVX2,
@@ -55,6 +59,19 @@ func avx512Kernel(name string, mr, nr int, f kernelFunc) *tileKernel {
 		name: name, mr: mr, nr: nr, fn: f, masked: true, fullMask: 1<<nr - 1,
 		mc: roundUp(asmMC, mr), nc: roundUp(asmNC, nr),
 	}
+}
+
+func withTaps(k *tileKernel, f tapsFunc) *tileKernel {
+	k.taps = f
+	return k
+}
+
+// withTaps2 adds an AVX2 taps kernel, which always stores the whole tile.
+func withTaps2(k *tileKernel, f func(taps int, offs *int, k int, a *float32, rsa int, b, c *float32, ldc int, alpha, beta float32)) *tileKernel {
+	k.taps = func(taps int, offs *int, kk int, a *float32, rsa int, b, c *float32, ldc int, alpha, beta float32, _ int, _ uint64) {
+		f(taps, offs, kk, a, rsa, b, c, ldc, alpha, beta)
+	}
+	return k
 }
 
 // asmImpls lists the asm implementations this CPU can run, fastest first.

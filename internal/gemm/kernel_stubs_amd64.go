@@ -50,6 +50,46 @@ func gemmAVX512x8x48(k int, a *float32, rsa int, b *float32, c *float32, ldc int
 //go:noescape
 func gemmAVX512x24x16(k int, a *float32, rsa int, b *float32, c *float32, ldc int, alpha float32, beta float32, rows int, mask uint64)
 
+// gemmAVX512x16x16 computes a 16×16 tile: C = alpha*A·B + beta*C (C unread if beta == 0).
+// A's rows are rsa elements apart; b is a packed sliver of k steps; ldc is C's row stride.
+// Only the first rows rows and the columns set in mask are read or written.
+//
+//go:noescape
+func gemmAVX512x16x16(k int, a *float32, rsa int, b *float32, c *float32, ldc int, alpha float32, beta float32, rows int, mask uint64)
+
+// gemmAVX512x8x32 computes a 8×32 tile: C = alpha*A·B + beta*C (C unread if beta == 0).
+// A's rows are rsa elements apart; b is a packed sliver of k steps; ldc is C's row stride.
+// Only the first rows rows and the columns set in mask are read or written.
+//
+//go:noescape
+func gemmAVX512x8x32(k int, a *float32, rsa int, b *float32, c *float32, ldc int, alpha float32, beta float32, rows int, mask uint64)
+
+// tapsAVX2x6x16 computes a 6×16 tile: C = alpha*Σ_t A_t·B_t + beta*C (C unread if beta == 0),
+// A_t at a+offs[t] with rows rsa elements apart, k steps each; b is a packed sliver of taps·k steps.
+//
+//go:noescape
+func tapsAVX2x6x16(taps int, offs *int, k int, a *float32, rsa int, b *float32, c *float32, ldc int, alpha float32, beta float32)
+
+// tapsAVX2x12x8 computes a 12×8 tile: C = alpha*Σ_t A_t·B_t + beta*C (C unread if beta == 0),
+// A_t at a+offs[t] with rows rsa elements apart, k steps each; b is a packed sliver of taps·k steps.
+//
+//go:noescape
+func tapsAVX2x12x8(taps int, offs *int, k int, a *float32, rsa int, b *float32, c *float32, ldc int, alpha float32, beta float32)
+
+// tapsAVX512x12x32 computes a 12×32 tile: C = alpha*Σ_t A_t·B_t + beta*C (C unread if beta == 0),
+// A_t at a+offs[t] with rows rsa elements apart, k steps each; b is a packed sliver of taps·k steps.
+// Only the first rows rows and the columns set in mask are read or written.
+//
+//go:noescape
+func tapsAVX512x12x32(taps int, offs *int, k int, a *float32, rsa int, b *float32, c *float32, ldc int, alpha float32, beta float32, rows int, mask uint64)
+
+// tapsAVX512x24x16 computes a 24×16 tile: C = alpha*Σ_t A_t·B_t + beta*C (C unread if beta == 0),
+// A_t at a+offs[t] with rows rsa elements apart, k steps each; b is a packed sliver of taps·k steps.
+// Only the first rows rows and the columns set in mask are read or written.
+//
+//go:noescape
+func tapsAVX512x24x16(taps int, offs *int, k int, a *float32, rsa int, b *float32, c *float32, ldc int, alpha float32, beta float32, rows int, mask uint64)
+
 // gemvTAVX2x64 computes y[j] = alpha*Σ_p x[p]*b[p*ldb+j] + beta*y[j] for j < 64.
 //
 //go:noescape

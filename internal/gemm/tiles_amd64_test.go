@@ -22,7 +22,9 @@ func BenchmarkTiles(b *testing.B) {
 			avx512Kernel("avx512-12x32", 12, 32, gemmAVX512x12x32),
 			avx512Kernel("avx512-14x32", 14, 32, gemmAVX512x14x32),
 			avx512Kernel("avx512-8x48", 8, 48, gemmAVX512x8x48),
-			avx512Kernel("avx512-24x16", 24, 16, gemmAVX512x24x16))
+			avx512Kernel("avx512-24x16", 24, 16, gemmAVX512x24x16),
+			avx512Kernel("avx512-16x16", 16, 16, gemmAVX512x16x16),
+			avx512Kernel("avx512-8x32", 8, 32, gemmAVX512x8x32))
 	}
 	if !cpu.X86.HasAVX2 || !cpu.X86.HasFMA {
 		b.Skip("no AVX2/FMA")

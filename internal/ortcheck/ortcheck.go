@@ -55,7 +55,10 @@ type Options struct {
 	Opt string
 	// FloatBias exports with onnxexport.Options.FloatBias.
 	FloatBias bool
-	Log       io.Writer
+	// ORTDynamic exports with onnxexport.Options.ORTDynamic: reduce_range
+	// inputs on onnxruntime's own grid, for its integer kernels.
+	ORTDynamic bool
+	Log        io.Writer
 }
 
 // Run checks the run's checkpoints; ok is whether all passed. err is a
@@ -142,7 +145,7 @@ func check(rt *ortest.Runtime, recipe *pipeline.Recipe, test *data.Split, path, 
 		return r, err
 	}
 	r.Kind = kind(m)
-	res, err := onnxexport.Export(m, onnxexport.Options{Metadata: f.Metadata, FloatBias: o.FloatBias})
+	res, err := onnxexport.Export(m, onnxexport.Options{Metadata: f.Metadata, FloatBias: o.FloatBias, ORTDynamic: o.ORTDynamic})
 	if err != nil {
 		return r, err
 	}
@@ -161,7 +164,7 @@ func check(rt *ortest.Runtime, recipe *pipeline.Recipe, test *data.Split, path, 
 	if err != nil {
 		return r, err
 	}
-	shape := append([]int{test.N}, test.SampleShape()...)
+	shape := append([]int{test.N}, m.Spec.InputShape()...) // the model's: the data may hold images [1, 28, 28] for an MLP's [784]
 	in := map[string]*npy.Array{"input": {Shape: shape, Data: test.X}}
 	got, err := rt.Exec(file, in, ortest.Options{Batch: batch, Opt: o.Opt})
 	if err != nil {
@@ -258,7 +261,7 @@ func timeBoth(rt *ortest.Runtime, r *Row, m *model.Model, test *data.Split, file
 	gemm.SetThreads(1)
 	for i, n := range []int{1, 256} {
 		s := test.Slice(0, n)
-		x := &npy.Array{Shape: append([]int{n}, test.SampleShape()...), Data: s.X}
+		x := &npy.Array{Shape: append([]int{n}, m.Spec.InputShape()...), Data: s.X}
 		runs := 200
 		if n > 1 {
 			runs = 50

@@ -163,6 +163,14 @@ func init() {
 		arch.NewLayer("ln", "layernorm", keys{"eps": 1e-4}),
 		arch.NewLayer("out", "linear", keys{"out": 5}),
 	}}
+	roundTrips["lstm"] = arch.Spec{Arch: "lstm", Hidden: []int{10}, NumLayers: 2, Input: arch.Shape{6, 5}, Classes: 3}
+	roundTrips["seqnet"] = arch.Spec{Input: arch.Shape{6, 3}, Classes: 5, Layers: []arch.LayerSpec{
+		arch.NewLayer("rnn", "lstm", keys{"hidden": 8, "bias": false}),
+		arch.NewLayer("proj", "linear", keys{"out": 4}),
+		arch.NewLayer("", "relu", nil),
+		arch.NewLayer("", "flatten", nil),
+		arch.NewLayer("fc", "linear", keys{"out": 5}),
+	}}
 	roundTrips["tokens"] = arch.Spec{Input: arch.Shape{6}, Classes: 4, Layers: []arch.LayerSpec{
 		arch.NewLayer("emb", "embedding", keys{"num": 20, "dim": 8}),
 		arch.NewLayer("proj", "linear", keys{"out": 8}),

@@ -13,7 +13,9 @@ import (
 	"github.com/shrink-ml/shrink/arch"
 	"github.com/shrink-ml/shrink/checkpoint"
 	"github.com/shrink-ml/shrink/data"
+	"github.com/shrink-ml/shrink/export/onnxexport"
 	"github.com/shrink-ml/shrink/internal/npy"
+	"github.com/shrink-ml/shrink/internal/ortest"
 	"github.com/shrink-ml/shrink/model"
 	"github.com/shrink-ml/shrink/onnx/onnximport"
 )
@@ -212,7 +214,36 @@ func TestTorchLSTM(t *testing.T) {
 	if res.Spec.Layers[0].Type != "lstm" || res.Spec.Layers[1].Type != "last" {
 		t.Errorf("layers %v", res.Spec.Layers)
 	}
-	matchesTorch(t, "lstm2", m, fashionTest(t, data.LayoutSequence), fixtures(t)["lstm2"])
+	test := fashionTest(t, data.LayoutSequence)
+	info := fixtures(t)["lstm2"]
+	matchesTorch(t, "lstm2", m, test, info)
+
+	// Exported again (LSTM nodes in ONNX's gate order), onnxruntime computes
+	// PyTorch's logits from shrink's file.
+	exp, err := onnxexport.Export(m, onnxexport.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	path := filepath.Join(t.TempDir(), "lstm2-shrink.onnx")
+	if err := exp.Model.WriteFile(path); err != nil {
+		t.Fatal(err)
+	}
+	ortest.Check(t, path)
+	first := test.Slice(0, info.First)
+	out := ortest.Find(t).Run(t, path, map[string]*npy.Array{"input": {Shape: append([]int{first.N}, first.SampleShape()...), Data: first.X}}, ortest.Options{})
+	ref, err := npy.ReadFile(filepath.Join("testdata", "lstm2_logits.npy"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, torch := out.Outputs["logits"].Data.([]float32), ref.Data.([]float32)
+	var worst float64
+	for i, w := range torch {
+		worst = max(worst, math.Abs(float64(got[i])-float64(w))/max(1, math.Abs(float64(w))))
+	}
+	t.Logf("onnxruntime on shrink's export: within %.2g of PyTorch's logits", worst)
+	if worst > 1e-4 {
+		t.Errorf("onnxruntime on shrink's export differs from PyTorch's logits by up to %.3g", worst)
+	}
 }
 
 // The small fixtures of package onnx (onnx/testdata/torch, gen.py): a conv

@@ -4,6 +4,7 @@ package all
 
 import (
 	_ "github.com/shrink-ml/shrink/stages/distill"
+	_ "github.com/shrink-ml/shrink/stages/lora"
 	_ "github.com/shrink-ml/shrink/stages/lowrank"
 	_ "github.com/shrink-ml/shrink/stages/prune"
 	_ "github.com/shrink-ml/shrink/stages/qat"

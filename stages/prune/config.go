@@ -20,6 +20,7 @@ const (
 	L1Unstructured     = "l1_unstructured"
 	GlobalUnstructured = "global_unstructured"
 	LnStructured       = "ln_structured"
+	GroupNorm          = "group_norm"
 	LotteryTicket      = "lottery_ticket"
 )
 
@@ -36,12 +37,12 @@ var (
 	_ config.Schemer        = (*Rewind)(nil)
 )
 
-var methods = []string{RandomUnstructured, L1Unstructured, GlobalUnstructured, LnStructured, LotteryTicket}
+var methods = []string{RandomUnstructured, L1Unstructured, GlobalUnstructured, LnStructured, GroupNorm, LotteryTicket}
 
 func init() {
 	stages.Register(stages.Type{
 		Name:    "prune",
-		Summary: "prune weights (random, L1, global L1, Ln-structured with physical removal) or find a lottery ticket; masks stay through later stages",
+		Summary: "prune weights (random, L1, global L1), whole channels with their dependency groups (Ln-structured, group norm; global MACs or params targets; physical removal) or find a lottery ticket; masks stay through later stages",
 		New:     func() stages.Config { return New() },
 	})
 }
@@ -50,13 +51,15 @@ func init() {
 // with another (unless they hold their default), so a misplaced key never goes
 // silently unused.
 type Config struct {
-	Method   string            `json:"method" enum:"random_unstructured,l1_unstructured,global_unstructured,ln_structured,lottery_ticket" doc:"how to choose what to prune: random_unstructured, l1_unstructured (smallest |w| per layer), global_unstructured (smallest |w| over all listed layers together), ln_structured (whole rows/channels with the smallest Ln norm), lottery_ticket (iterative magnitude pruning with rewinding)"`
-	Amount   Amount            `json:"amount,omitempty" doc:"how much to prune, as torch.nn.utils.prune: an integer is a count (amount: 100), a number with a decimal point a fraction in [0, 1] of the weights (ln_structured: channels) still unpruned, rounded half to even (amount: 0.5; 1.0 prunes all); per layer, except global_unstructured: over all listed layers together"`
-	Amounts  map[string]Amount `json:"amounts,omitempty" doc:"per-layer amounts, e.g. {fc1: 0.9, fc3: 0.5}: each listed layer is pruned by its own amount instead of amount (random_unstructured, l1_unstructured, ln_structured); layers it does not list take amount"`
-	Layers   stages.LayerNames `json:"layers,omitempty" doc:"the layers to prune (default: every weight layer; with physical: every hidden layer)"`
-	N        Norm              `json:"n" doc:"ln_structured: the norm that scores a channel (torch.norm's p): 1, 2, any p > 0, inf, -inf or fro"`
+	Method   string            `json:"method" enum:"random_unstructured,l1_unstructured,global_unstructured,ln_structured,group_norm,lottery_ticket" doc:"how to choose what to prune: random_unstructured, l1_unstructured (smallest |w| per layer), global_unstructured (smallest |w| over all listed layers together), ln_structured (whole rows/channels with the smallest Ln norm of the layer's weight), group_norm (whole channels with the smallest summed Ln norm over every tensor slice coupled with them: the next layers' inputs, batch norms, residual partners), lottery_ticket (iterative magnitude pruning with rewinding)"`
+	Amount   Amount            `json:"amount,omitempty" doc:"how much to prune, as torch.nn.utils.prune: an integer is a count (amount: 100), a number with a decimal point a fraction in [0, 1] of the weights (ln_structured, group_norm: channels) still unpruned, rounded half to even (amount: 0.5; 1.0 prunes all); per layer (group_norm and physical ln_structured: per channel group), except global_unstructured: over all listed layers together"`
+	Amounts  map[string]Amount `json:"amounts,omitempty" doc:"per-layer amounts, e.g. {fc1: 0.9, fc3: 0.5}: each listed layer is pruned by its own amount instead of amount (random_unstructured, l1_unstructured, ln_structured, group_norm); layers it does not list take amount"`
+	Target   *Target           `json:"target,omitempty" doc:"ln_structured and group_norm: instead of an amount, prune channels across all listed layers together, least important first (scores normalized by their group's mean), until the model keeps this fraction of its multiply-accumulates or parameters: {macs: 0.5} or {params: 0.5}"`
+	Layers   stages.LayerNames `json:"layers,omitempty" doc:"the layers to prune (default: every weight layer; with physical, group_norm or target: every layer whose output channels can be removed, the output layer never)"`
+	Ignore   stages.LayerNames `json:"ignore,omitempty" doc:"group_norm, and ln_structured with physical or target: layers whose output channels stay whole (with every channel coupled to them: a residual stage is one group)"`
+	N        Norm              `json:"n" doc:"ln_structured and group_norm: the norm that scores a channel (torch.norm's p): 1, 2, any p > 0, inf, -inf or fro"`
 	Dim      int               `json:"dim" minimum:"0" maximum:"1" doc:"ln_structured: 0 prunes rows of a linear weight (output units) or a conv's output channels; 1 prunes input columns or input channels"`
-	Physical bool              `json:"physical" doc:"ln_structured with dim 0: remove the pruned units and the next layer's matching inputs, so the model is smaller and faster (the checkpoint's arch records the new widths); not for the output layer"`
+	Physical bool              `json:"physical" doc:"ln_structured (dim 0) and group_norm: remove the pruned channels from every tensor coupled with them (the layer's rows and bias, batch norms, the next layers' inputs, residual partners), so the model is smaller and faster (the checkpoint's arch records the new widths); never the output layer"`
 	Finetune stages.Finetune   `json:"finetune" doc:"training after pruning, masks kept: {epochs, optimizer, batch_size}; epochs 0 skips it"`
 
 	Rounds     int             `json:"rounds" minimum:"1" doc:"lottery_ticket: prune-rewind-retrain rounds after the first (dense) training"`
@@ -135,8 +138,23 @@ func (c *Config) Validate() error {
 			}
 		}
 	}
+	errs = append(errs, config.AsErrors(c.Ignore.Validate()).Prefix("ignore")...)
+	switch {
+	case c.Target != nil && c.Method != LnStructured && c.Method != GroupNorm:
+		errs = append(errs, config.Errorf("target", "applies to ln_structured and group_norm, which prune whole channels; %s prunes weights", c.Method))
+	case c.Target != nil && (c.Amount.IsSet() || len(c.Amounts) > 0):
+		errs = append(errs, config.Errorf("target", "give either target (how much of the model to keep) or amount (how much of each layer to prune), not both"))
+	case c.Target != nil && c.Dim != 0:
+		errs = append(errs, config.Errorf("target", "removes whole output channels, so it needs dim: 0"))
+	}
+	if len(c.Ignore) > 0 && !c.groupwise() {
+		errs = append(errs, config.Errorf("ignore", "applies to channel groups: method group_norm, or ln_structured with physical or target"))
+	}
+	if c.Method == GroupNorm && c.Dim != 0 {
+		errs = append(errs, config.Errorf("dim", "group_norm prunes whole channel groups (dim 0 of their layers): leave dim out"))
+	}
 	if c.Method != LotteryTicket {
-		if !c.Amount.IsSet() && len(c.Amounts) == 0 {
+		if !c.Amount.IsSet() && len(c.Amounts) == 0 && c.Target == nil {
 			errs = append(errs, config.Errorf("amount", "missing: how much to prune, an integer count (amount: 100) or a fraction in [0, 1] (amount: 0.5)"))
 		}
 		onlyFor("rounds", LotteryTicket, c.Rounds != def.Rounds)
@@ -147,10 +165,10 @@ func (c *Config) Validate() error {
 		onlyFor("select", LotteryTicket, c.Select != def.Select)
 		onlyFor("control", LotteryTicket, c.Control != def.Control)
 	}
-	if c.Method != LnStructured {
-		onlyFor("n", LnStructured, c.N != def.N)
+	if c.Method != LnStructured && c.Method != GroupNorm {
+		onlyFor("n", LnStructured+" or "+GroupNorm, c.N != def.N)
 		onlyFor("dim", LnStructured, c.Dim != def.Dim)
-		onlyFor("physical", LnStructured, c.Physical)
+		onlyFor("physical", LnStructured+" or "+GroupNorm, c.Physical)
 	}
 	if c.Physical && c.Dim != 0 {
 		errs = append(errs, config.Errorf("physical", "removes whole units, so it needs dim: 0 (rows of a linear weight, output channels of a conv); dim %d prunes inputs", c.Dim))
@@ -191,6 +209,7 @@ func (c *Config) outputRate() float64 {
 // CheckModel checks the layers the keys name against the model the stage receives.
 func (c *Config) CheckModel(in arch.Spec) error {
 	errs := stages.CheckLayers(in, "layers", c.Layers, stages.AnyWeights)
+	errs = append(errs, stages.CheckLayers(in, "ignore", c.Ignore, stages.AnyWeights)...)
 	errs = append(errs, stages.CheckLayerKeys(in, "amounts", c.Amounts, stages.AnyWeights)...)
 	if len(errs) == 0 {
 		errs = c.checkCounts(in)
@@ -227,7 +246,7 @@ func (c *Config) checkCounts(in arch.Spec) config.Errors {
 				continue
 			}
 			size, unit := arch.Shape(t.Shape).Size(), "weights"
-			if c.Method == LnStructured {
+			if c.Method == LnStructured || c.Method == GroupNorm {
 				size, unit = t.Shape[c.Dim], "channels along dim "+strconv.Itoa(c.Dim)
 			}
 			total += size
@@ -244,4 +263,33 @@ func (c *Config) checkCounts(in arch.Spec) config.Errors {
 		}
 	}
 	return errs
+}
+
+// groupwise reports whether the settings prune channel groups (see groups.go)
+// rather than each layer's weight on its own, as torch.nn.utils.prune does.
+func (c *Config) groupwise() bool {
+	return c.Method == GroupNorm || c.Method == LnStructured && (c.Physical || c.Target != nil)
+}
+
+// Target is how much of the model global structured pruning keeps: one of
+// its multiply-accumulates per sample or its parameters, as a fraction.
+type Target struct {
+	MACs   float64 `json:"macs,omitempty" exclusiveMinimum:"0" maximum:"1" doc:"keep this fraction of the model's multiply-accumulates per sample (0.5: half)"`
+	Params float64 `json:"params,omitempty" exclusiveMinimum:"0" maximum:"1" doc:"keep this fraction of the model's parameters (PyTorch's parameters(): weights, biases, norm affines)"`
+}
+
+// Validate requires exactly one measure.
+func (t *Target) Validate() error {
+	if (t.MACs == 0) == (t.Params == 0) {
+		return config.Errorf("", "give exactly one of macs and params, like {macs: 0.5}")
+	}
+	return nil
+}
+
+// measure names the target's measure and fraction.
+func (t *Target) measure() (string, float64) {
+	if t.MACs > 0 {
+		return "macs", t.MACs
+	}
+	return "params", t.Params
 }

@@ -43,7 +43,7 @@ func TestDecodeErrors(t *testing.T) {
 		{"unknown method", l1("method", "l2_unstructured"), `method: "l2_unstructured" is not one of`},
 		{"unknown key", l1("amout", 0.5), "amout: unknown key"},
 		{"layer twice", l1("layers", []any{"fc1", "fc2", "fc1"}), `layers.2: layer "fc1" is listed twice`},
-		{"n on l1", l1("n", 1), "n: applies only to method ln_structured, not l1_unstructured"},
+		{"n on l1", l1("n", 1), "n: applies only to method ln_structured or group_norm, not l1_unstructured"},
 		{"dim on l1", l1("dim", 1), "dim: applies only to method ln_structured"},
 		{"dim 2", l1("method", "ln_structured", "dim", 2), "dim: 2 is above the maximum 1"},
 		{"physical on l1", l1("physical", true), "physical: applies only to method ln_structured"},

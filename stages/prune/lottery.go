@@ -46,9 +46,9 @@ func (c *Config) runLottery(ctx *stages.Context) (*stages.Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	layers, err := c.layers(m)
+	layers, err := m.Select(c.Layers)
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("layers: %w", err)
 	}
 	all := m.WeightLayers()
 	output := all[len(all)-1]

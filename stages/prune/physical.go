@@ -5,104 +5,132 @@ import (
 	"slices"
 
 	"github.com/shrink-ml/shrink/arch"
+	"github.com/shrink-ml/shrink/arch/deps"
 	"github.com/shrink-ml/shrink/model"
 	"github.com/shrink-ml/shrink/nn"
 	"github.com/shrink-ml/shrink/quant"
-	"github.com/shrink-ml/shrink/stages"
 )
 
-// removeDeadUnits makes structured pruning physical: in each layer it removes
-// the units (rows of a linear weight, output channels of a conv) whose weights
-// are all pruned, the matching inputs of the next layer, and updates the
-// model's spec so the checkpoint's arch records the new widths.
+// removal is what removeDead did.
+type removal struct {
+	rows   map[string]int // units removed per layer making a group's channels
+	folded int            // dead channels whose constant output moved into the next layers' biases
+	lost   int            // dead channels with a non-zero constant output that could not move
+}
+
+// removeDead makes structured pruning physical: in each group it removes the
+// channels whose rows are all pruned from every tensor coupled with them (the
+// rows and bias of the layers making them, batch norms, the next layers'
+// inputs, residual partners) and records the new widths in the model's
+// architecture.
 //
-// A dead unit still outputs relu(bias), a constant the next layer reads; that
-// constant times the next layer's weights on it is folded into the next layer's
-// bias, so the logits stay what they were (up to float32 rounding). It returns
-// the number of units removed per layer.
-func removeDeadUnits(m *model.Model, layers []*model.Layer) (map[string]int, error) {
-	type plan struct {
-		l, next *model.Layer
-		dead    []int
+// A dead channel still outputs a constant (relu(bias), or a batch norm's
+// shift), which the next layers read. Where that constant reaches a layer
+// through ReLUs, max pooling and flattening only, and the layer sums it the
+// same at every position (a linear layer, an unpadded convolution) and has a
+// bias, it is folded into that bias, so the logits stay what they were (up
+// to float32 rounding): the mlp and lenet5 chains. Elsewhere (through a batch
+// norm, whose constant differs between training and eval, or into a padded
+// convolution) it is dropped, as Torch-Pruning drops it; group_norm masks the
+// next layers' inputs too, so its channels have nothing to drop.
+func removeDead(m *model.Model, d *deps.Deps, cands []*candidate) (removal, error) {
+	r := removal{rows: map[string]int{}}
+	plan := deps.Removal{}
+	for _, cd := range cands {
+		for _, p := range cd.g.Producers() {
+			r.rows[p] += 0 // reported even when nothing goes
+		}
+		var dead []int
+		for i, ch := range cd.g.Channels {
+			if !alive(m, ch) {
+				dead = append(dead, i)
+			}
+		}
+		if len(dead) == len(cd.g.Channels) {
+			return r, fmt.Errorf("layer %s: every one of its %d units is pruned, and a layer cannot be removed whole: lower the amount", cd.g.Name, len(dead))
+		}
+		if len(dead) > 0 {
+			plan[cd.g] = dead
+		}
 	}
-	var plans []plan
-	for _, l := range layers {
-		switch {
-		case l == m.Output():
-			return nil, fmt.Errorf("layer %s is the output layer: its units are the classes, so physical pruning cannot remove them; leave it out of layers", l.Name)
-		case l.Rank > 0:
-			return nil, fmt.Errorf("layer %s is factored (lowrank, rank %d): physical pruning removes units of a dense weight; prune its factors without physical, or prune before lowrank", l.Name, l.Rank)
-		}
-		next, err := reluChainConsumer(m, l)
-		if err != nil {
-			return nil, err
-		}
-		dead := deadUnits(l.Weights[0])
-		if len(dead) == l.Units() {
-			return nil, fmt.Errorf("layer %s: every one of its %d units is pruned, and a layer cannot be removed whole: lower the amount", l.Name, l.Units())
-		}
-		plans = append(plans, plan{l, next, dead})
+	widths, err := d.Widths(plan)
+	if err != nil {
+		return r, err
 	}
-	removed := map[string]int{}
-	spec := m.Spec.Normalized()
-	for _, p := range plans {
-		l, next := p.l, p.next
-		removed[l.Name] = len(p.dead)
-		if len(p.dead) == 0 {
-			continue
+	spec, err := d.SetWidths(m.Spec, widths)
+	if err != nil {
+		return r, err
+	}
+	// Every fold reads tensors by their original indices, so all folds come
+	// before any removal, in forward order: a fold into a layer's bias is
+	// seen by that layer's own fold later, as when each layer was done in turn.
+	for _, cd := range cands {
+		f, l := fold(m, cd.g, plan[cd.g])
+		r.folded += f
+		r.lost += l
+	}
+	drops := map[*model.Weight]map[int][]int{} // tensor -> axis -> indices to remove
+	owner := map[*model.Weight]*model.Layer{}
+	for g, dead := range plan {
+		for _, i := range dead {
+			for _, s := range g.Channels[i].Slices {
+				w, axis := weightOf(m, s)
+				if drops[w] == nil {
+					drops[w] = map[int][]int{}
+				}
+				for k := s.Start; k < s.End; k++ {
+					drops[w][axis] = append(drops[w][axis], k)
+				}
+				owner[w] = m.Layer(s.Layer)
+			}
 		}
-		units := l.Units()
-		foldDeadUnits(l, next, p.dead)
-		keep := complement(units, p.dead)
-		dropUnits(l, keep)
-		dropInputs(next, units, keep)
-		if err := setWidth(&spec, l.Name, len(keep)); err != nil {
-			return nil, err
+	}
+	for w, axes := range drops {
+		for axis, idx := range axes {
+			dropAlong(owner[w], w, axis, idx)
 		}
+	}
+	for name, n := range plan.Rows() {
+		r.rows[name] = n
+	}
+	touched := map[*model.Layer]bool{}
+	for _, l := range owner {
+		touched[l] = true
+	}
+	for l := range touched {
 		dropFullMasks(l)
-		dropFullMasks(next)
 	}
-	return removed, m.SetSpec(spec)
+	return r, m.SetSpec(spec)
 }
 
-// reluChainConsumer is the one layer with weights that reads l's output
-// through a ReLU and then only max pooling or flattening: the chains of the
-// mlp and lenet5 presets, where a dead unit's output is the constant
-// relu(bias). Other graphs need the dependency groups of structured pruning.
-func reluChainConsumer(m *model.Model, l *model.Layer) (*model.Layer, error) {
-	at, sawReLU := l.Index, false
-	for {
-		consumers := m.Graph.Consumers(at)
-		if len(consumers) != 1 {
-			return nil, fmt.Errorf("layer %s: physical pruning follows a layer's output through a ReLU to the next layer, but %s feeds %d layers", l.Name, m.Layers[at].Label(), len(consumers))
+// dropAlong removes indices along an axis of a tensor, with its mask and, for
+// rows, its per-channel quantization parameters.
+func dropAlong(l *model.Layer, w *model.Weight, axis int, drop []int) {
+	ch := channelsOf(w.Shape, axis)
+	keep := complement(ch.count, drop)
+	take := func(v []float32) []float32 {
+		if v == nil {
+			return nil
 		}
-		n := consumers[0]
-		switch {
-		case n.Type == "relu" && !sawReLU:
-			sawReLU = true
-		case (n.Type == "maxpool2d" || n.Type == "flatten") && sawReLU:
-		case sawReLU && stages.HasWeights(n) && n.Type == l.Type || sawReLU && n.Type == "linear":
-			return m.Layers[n.Index], nil
-		default:
-			return nil, fmt.Errorf("layer %s: physical pruning follows a layer's output through a ReLU (then pooling or flatten) to the next linear or conv layer; here it reaches %s (%s)", l.Name, n.Label(), n.Type)
+		out := make([]float32, 0, ch.outer*len(keep)*ch.inner)
+		for o := 0; o < ch.outer; o++ {
+			for _, k := range keep {
+				at := (o*ch.count + k) * ch.inner
+				out = append(out, v[at:at+ch.inner]...)
+			}
 		}
-		at = n.Index
+		return out
 	}
-}
-
-// deadUnits lists the rows of w (units along dim 0) whose entries are all pruned.
-func deadUnits(w *model.Weight) []int {
-	if w.Mask == nil {
-		return nil
-	}
-	ch := channelsOf(w.Shape, 0)
-	var dead []int
-	for c := 0; c < ch.count; c++ {
-		if !ch.alive(w.Mask, c) {
-			dead = append(dead, c)
+	w.Data, w.Mask = take(w.Data), take(w.Mask)
+	w.Shape[axis] = len(keep)
+	if p := w.QParams; p != nil && axis == 0 && l.Quant != nil && l.Quant.Granularity == quant.PerChannel {
+		np := quant.Params{}
+		for _, k := range keep {
+			np.Scale = append(np.Scale, p.Scale[k])
+			np.ZeroPoint = append(np.ZeroPoint, p.ZeroPoint[k])
 		}
+		w.QParams = &np
 	}
-	return dead
 }
 
 func complement(n int, drop []int) []int {
@@ -115,98 +143,171 @@ func complement(n int, drop []int) []int {
 	return keep
 }
 
-// foldDeadUnits adds each dead unit's constant output, relu(bias), times the
-// next layer's weights on it to the next layer's bias. Unit j of l feeds a
-// block of `span` consecutive inputs of each of next's rows: one input of a
-// linear layer, the kh×kw window of a conv, or the 4×4 flattened map of a conv
-// feeding a linear layer.
-func foldDeadUnits(l, next *model.Layer, dead []int) {
+// fold adds each dead channel's constant output times the weights reading it
+// to the reading layers' biases, where that is exact (see removeDead). It
+// returns how many dead channels it folded, and how many had a constant output
+// it could not fold (which their removal drops).
+func fold(m *model.Model, g *deps.Group, dead []int) (folded, lost int) {
 	if len(dead) == 0 {
-		return
+		return 0, 0
 	}
-	in := next.Weights[0]
-	rowLen := len(in.Data) / in.Shape[0]
-	span := rowLen / l.Units()
-	weight := next.DenseWeight() // [out, rowLen]
-	bias, nextBias := l.Bias(), next.Bias()
-	if bias == nil || nextBias == nil {
-		return // without biases a dead unit outputs relu(0) = 0: nothing to fold
+	ps := g.Producers()
+	var bias *model.Weight
+	if len(ps) == 1 {
+		bias = m.Layer(ps[0]).Bias()
 	}
-	add := make([]float64, len(nextBias.Data))
-	for _, j := range dead {
-		c := max(float64(bias.Data[j]), 0)
-		if c == 0 {
+	readers, relu, ok := constantPaths(m, m.Layer(ps[0]), g)
+	if !ok || bias == nil {
+		for _, j := range dead {
+			if constantOutput(m, g.Channels[j]) {
+				lost++
+			}
+		}
+		return 0, lost
+	}
+	for _, rd := range readers {
+		next := m.Layer(rd)
+		nextBias := next.Bias()
+		weight := next.DenseWeight() // [out, fan_in]
+		rowLen := len(weight) / next.Units()
+		inner := arch.Shape(next.WeightShape()[2:]).Size()
+		add := make([]float64, next.Units())
+		for _, j := range dead {
+			c := float64(bias.Data[j])
+			if relu[rd] {
+				c = max(c, 0)
+			}
+			if c == 0 {
+				continue
+			}
+			if nextBias == nil {
+				lost++
+				continue
+			}
+			for o := range add {
+				var s float64
+				for _, sl := range g.Channels[j].Slices {
+					if sl.Layer != rd || sl.Role != deps.In {
+						continue
+					}
+					for col := sl.Start * inner; col < sl.End*inner; col++ {
+						s += weight[o*rowLen+col]
+					}
+				}
+				add[o] += c * s
+			}
+			folded++
+		}
+		if nextBias != nil {
+			for o, a := range add {
+				nextBias.Data[o] = float32(float64(nextBias.Data[o]) + a)
+			}
+		}
+	}
+	return folded, lost
+}
+
+// constantOutput reports whether a dead channel may still output a non-zero
+// constant: a bias of the layer making it, or a batch norm's shift
+// β − γ·mean/√(var+ε).
+func constantOutput(m *model.Model, ch deps.Channel) bool {
+	norms := map[string]map[string][]float32{} // batch norm -> tensor -> values
+	for _, s := range ch.Slices {
+		if s.Role == deps.In || s.Kind == arch.Weight {
 			continue
 		}
-		for o := range add {
-			var s float64
-			for col := j * span; col < (j+1)*span; col++ {
-				s += weight[o*rowLen+col]
+		w, axis := weightOf(m, s)
+		var v []float32
+		for i := range entries(w, axis, s.Start, s.End) {
+			v = append(v, w.Data[i])
+		}
+		if s.Role == deps.Out {
+			if slices.ContainsFunc(v, func(x float32) bool { return x != 0 }) {
+				return true
 			}
-			add[o] += c * s
+			continue
 		}
+		if norms[s.Layer] == nil {
+			norms[s.Layer] = map[string][]float32{}
+		}
+		norms[s.Layer][s.Tensor] = v
 	}
-	for o, a := range add {
-		nextBias.Data[o] = float32(float64(nextBias.Data[o]) + a)
-	}
-}
-
-// dropUnits keeps only the given rows of the layer's weight and bias (and of
-// per-channel quantization parameters).
-func dropUnits(l *model.Layer, keep []int) {
-	w := l.Weights[0]
-	rowLen := len(w.Data) / w.Shape[0]
-	rows := func(v []float32) []float32 {
-		if v == nil {
-			return nil
-		}
-		out := make([]float32, 0, len(keep)*rowLen)
-		for _, r := range keep {
-			out = append(out, v[r*rowLen:(r+1)*rowLen]...)
-		}
-		return out
-	}
-	w.Data, w.Mask = rows(w.Data), rows(w.Mask)
-	w.Shape[0] = len(keep)
-	if b := l.Bias(); b != nil {
-		bias := make([]float32, len(keep))
-		for i, r := range keep {
-			bias[i] = b.Data[r]
-		}
-		b.Data, b.Shape = bias, []int{len(keep)}
-	}
-	if p := w.QParams; p != nil && l.Quant != nil && l.Quant.Granularity == quant.PerChannel {
-		np := quant.Params{}
-		for _, r := range keep {
-			np.Scale = append(np.Scale, p.Scale[r])
-			np.ZeroPoint = append(np.ZeroPoint, p.ZeroPoint[r])
-		}
-		w.QParams = &np
-	}
-}
-
-// dropInputs keeps, in the layer's input-side weight (the first factor when
-// factored), the input blocks of the kept units of the previous layer, which
-// had units of them.
-func dropInputs(l *model.Layer, units int, keep []int) {
-	w := l.Weights[0]
-	rowLen := len(w.Data) / w.Shape[0]
-	span := rowLen / units
-	cols := func(v []float32) []float32 {
-		if v == nil {
-			return nil
-		}
-		out := make([]float32, 0, w.Shape[0]*len(keep)*span)
-		for r := 0; r < w.Shape[0]; r++ {
-			row := v[r*rowLen : (r+1)*rowLen]
-			for _, u := range keep {
-				out = append(out, row[u*span:(u+1)*span]...)
+	for _, n := range norms {
+		for i := range n["running_mean"] {
+			gamma, beta := float32(1), float32(0)
+			if n["weight"] != nil {
+				gamma, beta = n["weight"][i], n["bias"][i]
+			}
+			if beta != 0 || gamma != 0 && n["running_mean"][i] != 0 {
+				return true
 			}
 		}
-		return out
 	}
-	w.Data, w.Mask = cols(w.Data), cols(w.Mask)
-	w.Shape[1] = w.Shape[1] / units * len(keep)
+	return false
+}
+
+// constantPaths follows layer p's output to the layers reading the group's
+// channels and reports, per reader, whether a ReLU is on the way; ok is false
+// unless every path passes only ReLUs, max pooling, global average pooling,
+// flattening and concatenation (which keep a constant channel constant) and
+// ends in a linear layer or an unpadded, ungrouped convolution (which sum it
+// the same at every position).
+func constantPaths(m *model.Model, p *model.Layer, g *deps.Group) (readers []string, relu map[string]bool, ok bool) {
+	reads := map[string]bool{}
+	for _, s := range g.Channels[0].Slices {
+		if s.Role == deps.In {
+			reads[s.Layer] = true
+		}
+		if s.Role == deps.Norm {
+			return nil, nil, false
+		}
+	}
+	relu = map[string]bool{}
+	seen := map[int]bool{}
+	var walk func(at int, sawReLU bool) bool
+	walk = func(at int, sawReLU bool) bool {
+		for _, n := range m.Graph.Consumers(at) {
+			if seen[n.Index] {
+				return false // two paths meet: the constant would count twice
+			}
+			seen[n.Index] = true
+			switch {
+			case reads[n.Name]:
+				if !plainReader(n) {
+					return false
+				}
+				readers = append(readers, n.Name)
+				relu[n.Name] = sawReLU
+			case n.Type == "relu":
+				if !walk(n.Index, true) {
+					return false
+				}
+			case n.Type == "maxpool2d" || n.Type == "adaptive_avgpool2d" || n.Type == "flatten" || n.Type == "concat":
+				if !walk(n.Index, sawReLU) {
+					return false
+				}
+			default:
+				return false
+			}
+		}
+		return true
+	}
+	if !walk(p.Index, false) {
+		return nil, nil, false
+	}
+	return readers, relu, true
+}
+
+// plainReader: a layer that adds the same multiple of a constant input
+// channel to every output position.
+func plainReader(n *arch.Node) bool {
+	switch c := n.Config.(type) {
+	case *nn.Linear:
+		return true
+	case *nn.Conv2d:
+		return c.Padding == nn.Square(0) && c.Groups == 1
+	}
+	return false
 }
 
 // dropFullMasks forgets masks that keep everything: a layer whose pruned units
@@ -221,50 +322,4 @@ func dropFullMasks(l *model.Layer) {
 		w.Mask = nil
 	}
 	l.Pruned = false
-}
-
-// setWidth records a layer's new unit count in the architecture: a preset's
-// width key, or the layer's out in an explicit list.
-func setWidth(s *arch.Spec, name string, width int) error {
-	switch s.Arch {
-	case arch.LeNet5:
-		switch name {
-		case "conv1":
-			s.Channels[0] = width
-		case "conv2":
-			s.Channels[1] = width
-		case "fc1":
-			s.Hidden[0] = width
-		case "fc2":
-			s.Hidden[1] = width
-		}
-		return nil
-	case arch.MLP:
-		var i int
-		if _, err := fmt.Sscanf(name, "fc%d", &i); err != nil || i < 1 || i > len(s.Hidden) {
-			return fmt.Errorf("internal error: mlp layer %s has no hidden width", name)
-		}
-		s.Hidden[i-1] = width
-		return nil
-	case "":
-		for i, l := range s.Layers {
-			if l.Name != name {
-				continue
-			}
-			switch c := l.Config.(type) {
-			case *nn.Linear:
-				cc := *c
-				cc.Out = width
-				s.Layers[i].Config = &cc
-			case *nn.Conv2d:
-				cc := *c
-				cc.Out = width
-				s.Layers[i].Config = &cc
-			default:
-				return fmt.Errorf("layer %s (%s) has no width to change", name, l.Type)
-			}
-			return nil
-		}
-	}
-	return fmt.Errorf("physical pruning cannot change the widths of arch %s: describe the network as a layer list (shrink model prints it)", s.Arch)
 }

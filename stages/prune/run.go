@@ -17,15 +17,10 @@ func (c *Config) Run(ctx *stages.Context) (*stages.Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	layers, err := c.layers(m)
-	if err != nil {
-		return nil, err
+	metrics := map[string]any{"method": c.Method}
+	if c.Target == nil {
+		metrics["amount"] = c.Amount.String()
 	}
-	pruned, err := c.prune(tensorsOf(layers), ctx.Rand)
-	if err != nil {
-		return nil, err
-	}
-	metrics := map[string]any{"method": c.Method, "amount": c.Amount.String(), "pruned": pruned}
 	if len(c.Amounts) > 0 {
 		per := map[string]string{}
 		for l, a := range c.Amounts {
@@ -33,15 +28,23 @@ func (c *Config) Run(ctx *stages.Context) (*stages.Result, error) {
 		}
 		metrics["amounts"] = per
 	}
-	if c.Physical {
-		removed, err := removeDeadUnits(m, layers)
+	before := sizes(m)
+	if c.groupwise() {
+		if err := c.runGroups(ctx, m, metrics); err != nil {
+			return nil, err
+		}
+	} else {
+		layers, err := m.Select(c.Layers)
+		if err != nil {
+			return nil, fmt.Errorf("layers: %w", err)
+		}
+		pruned, err := c.prune(tensorsOf(layers), ctx.Rand)
 		if err != nil {
 			return nil, err
 		}
-		w := widths(m)
-		metrics["removed_units"], metrics["widths"] = removed, w
-		ctx.Log.Info().Interface("removed_units", removed).Interface("widths", w).Msg("units removed")
+		metrics["pruned"] = pruned
 	}
+	sizes(m).addTo(metrics, before)
 	s := measureSparsity(m)
 	s.log(ctx.Log.Info(), "pruned")
 	if c.Finetune.Epochs > 0 {
@@ -52,21 +55,6 @@ func (c *Config) Run(ctx *stages.Context) (*stages.Result, error) {
 	}
 	s.addTo(metrics)
 	return &stages.Result{Model: m, Metrics: metrics}, nil
-}
-
-// layers resolves the layers key: the listed layers, else every weight layer
-// (every hidden layer when physical, since the output layer's units are the
-// classes).
-func (c *Config) layers(m *model.Model) ([]*model.Layer, error) {
-	if len(c.Layers) == 0 && c.Physical {
-		all := m.WeightLayers()
-		return all[:len(all)-1], nil
-	}
-	layers, err := m.Select(c.Layers)
-	if err != nil {
-		return nil, fmt.Errorf("layers: %w", err)
-	}
-	return layers, nil
 }
 
 // prune computes and applies the method's masks; it returns the entries (or,

@@ -188,3 +188,43 @@ func assertOnGrid(t *testing.T, l *model.Layer) {
 		}
 	}
 }
+
+// TestQATResNetFoldsBatchNorms trains a ResNet with quantized convolutions
+// whose batch norms freeze after the first of two epochs, then fold. Per-channel
+// symmetric quantization commutes with a batch norm's per-channel scale, so the
+// folded int8 model computes what the trained model with its frozen batch norms
+// computes (keep_batchnorm: the same training without the fold) up to rounding.
+func TestQATResNetFoldsBatchNorms(t *testing.T) {
+	ds, cfg := syntheticData(t)
+	rspec := arch.Spec{Arch: arch.ResNet, Depth: 8, Width: 4, Input: arch.Shape{1, 4, 4}, Classes: 4}
+	start := model.MustNew(rspec, rand.New(rand.NewPCG(3, 4)))
+	keys := map[string]any{"epochs": 2, "freeze_bn_after": 1, "optimizer": map[string]any{"name": "adam", "lr": 0.001}, "calibration_batches": 2}
+	ctx := func() *stages.Context {
+		c := stageContext(t, "qat", start, ds, cfg)
+		c.Spec = rspec
+		return c
+	}
+	res, err := testkit.Decode(t, "qat", keys).Run(ctx())
+	if err != nil {
+		t.Fatal(err)
+	}
+	folded := res.Model
+	keys["keep_batchnorm"] = true
+	kept := run(t, testkit.Decode(t, "qat", keys), ctx())
+	if len(kept.Layers) != len(start.Layers) || len(folded.Layers) != len(start.Layers)-9 {
+		t.Fatalf("layers: start %d, kept %d, folded %d (9 batch norms)", len(start.Layers), len(kept.Layers), len(folded.Layers))
+	}
+	if res.Metrics["freeze_bn_after"] != 1 {
+		t.Errorf("metrics: %v", res.Metrics)
+	}
+	// Epoch 1 trained the statistics, epoch 2 kept them.
+	bn := kept.Layer("layer1.0.bn1")
+	if bn.Counters[0].Value != int64(ds.Train.N+31)/32 {
+		t.Errorf("num_batches_tracked %d, want one epoch's batches (%d)", bn.Counters[0].Value, (ds.Train.N+31)/32)
+	}
+	_, back := testkit.SaveAndLoad(t, folded)
+	want, got := evaluate(t, kept, ds.Test), evaluate(t, back, ds.Test)
+	if math.Abs(want.Loss-got.Loss) > 0.01*want.Loss || math.Abs(want.Accuracy-got.Accuracy) > 0.0125 {
+		t.Errorf("folded int8 model: loss %g accuracy %g; with its batch norms: loss %g accuracy %g", got.Loss, got.Accuracy, want.Loss, want.Accuracy)
+	}
+}

@@ -25,13 +25,9 @@ func (s *Settings) Quantizable() stages.Layers {
 // model's order. Layers it does not name keep whatever they carried.
 func (s *Settings) Mark(m *model.Model) ([]*model.Layer, error) {
 	f := s.Quantizable()
-	candidates := f.Candidates(m.Graph)
-	names := candidates
-	if len(s.Layers) > 0 {
-		var err error
-		if names, err = f.Resolve(m.Graph, s.Layers); err != nil {
-			return nil, fmt.Errorf("layers: %w", err)
-		}
+	names, err := s.targets(m.Graph)
+	if err != nil {
+		return nil, err
 	}
 	if _, err := f.Resolve(m.Graph, slices.Sorted(maps.Keys(s.Overrides))); err != nil && len(s.Overrides) > 0 {
 		return nil, fmt.Errorf("overrides: %w", err)

@@ -8,24 +8,32 @@ import (
 	"github.com/shrink-ml/shrink/stages"
 )
 
-// Start is the model a quantize or qat stage works on: the stage's start model
-// with its layers marked (Mark) and, in static mode, their input ranges
-// calibrated on the float model, as PyTorch calibrates a prepared model.
-func (s *Settings) Start(ctx *stages.Context) (*model.Model, []*model.Layer, error) {
+// Start is the model a quantize or qat stage works on: the stage's start model,
+// its batch norms folded into the convolutions to quantize when fold is set
+// (quantize; qat folds after training), with its layers marked (Mark) and, in
+// static mode, their input ranges calibrated on the float model, as PyTorch
+// calibrates a prepared model. It returns the batch norms folded.
+func (s *Settings) Start(ctx *stages.Context, fold bool) (*model.Model, []*model.Layer, map[string]string, error) {
 	m, err := ctx.Start()
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
+	}
+	var folded map[string]string
+	if fold {
+		if folded, err = s.Fold(ctx, m); err != nil {
+			return nil, nil, nil, err
+		}
 	}
 	layers, err := s.Mark(m)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, nil, err
 	}
 	if s.Mode == "static" {
 		if err := s.Calibrate(ctx, m, layers); err != nil {
-			return nil, nil, err
+			return nil, nil, nil, err
 		}
 	}
-	return m, layers, nil
+	return m, layers, folded, nil
 }
 
 // Calibrate sets the static input ranges of layers from calibration_batches

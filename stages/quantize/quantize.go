@@ -29,12 +29,13 @@ func (c *Config) Trains() bool { return false }
 var (
 	_ config.Validator      = (*Config)(nil)
 	_ pipeline.ModelChecker = (*Config)(nil)
+	_ pipeline.ArchChanger  = (*Config)(nil)
 )
 
 // Run quantizes the start model: static input ranges are calibrated on the float
 // model first (Start), then the weights are snapped to their integers.
 func (c *Config) Run(ctx *stages.Context) (*stages.Result, error) {
-	m, layers, err := c.Start(ctx)
+	m, layers, folded, err := c.Start(ctx, true)
 	if err != nil {
 		return nil, err
 	}
@@ -45,6 +46,9 @@ func (c *Config) Run(ctx *stages.Context) (*stages.Result, error) {
 	metrics, err := Metrics(ctx, &c.Settings, layers, m)
 	if err != nil {
 		return nil, err
+	}
+	if len(folded) > 0 {
+		metrics["folded_batchnorms"] = folded
 	}
 	return &stages.Result{Model: m, Metrics: metrics}, nil
 }

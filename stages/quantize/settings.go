@@ -7,6 +7,7 @@ import (
 
 	"github.com/shrink-ml/shrink/arch"
 	"github.com/shrink-ml/shrink/config"
+	"github.com/shrink-ml/shrink/model"
 	"github.com/shrink-ml/shrink/quant"
 	"github.com/shrink-ml/shrink/stages"
 )
@@ -24,6 +25,7 @@ type Settings struct {
 	Activations        Activations         `json:"activations" doc:"how layer inputs are quantized: {bits: 8, scheme: asymmetric} by default, one scale per tensor"`
 	Layers             stages.LayerNames   `json:"layers,omitempty" doc:"layers to quantize (default: all)"`
 	Overrides          map[string]Override `json:"overrides,omitempty" doc:"per-layer weight settings replacing bits, scheme or granularity for that layer, so one recipe can mix precisions: {fc1: {bits: 4}, fc3: {bits: 8}}"`
+	KeepBatchNorm      bool                `json:"keep_batchnorm,omitempty" doc:"keep batch norms as layers of their own; by default each batch norm right after a quantized convolution folds into it (torch.ao's fuse_modules: the convolution gains a bias, the batch norm leaves the architecture) before its weights are quantized"`
 }
 
 // Activations is how layer inputs are quantized (always one scale per tensor).
@@ -107,4 +109,56 @@ func (s *Settings) UsesData() bool { return s.Mode == "static" }
 func (s *Settings) CheckModel(in arch.Spec) error {
 	errs := stages.CheckLayers(in, "layers", s.Layers, s.Quantizable())
 	return append(errs, stages.CheckLayerKeys(in, "overrides", s.Overrides, s.Quantizable())...).Err()
+}
+
+// targets are the names of the layers the stage quantizes, in model order.
+func (s *Settings) targets(g *arch.Graph) ([]string, error) {
+	f := s.Quantizable()
+	if len(s.Layers) == 0 {
+		return f.Candidates(g), nil
+	}
+	names, err := f.Resolve(g, s.Layers)
+	if err != nil {
+		return nil, fmt.Errorf("layers: %w", err)
+	}
+	return names, nil
+}
+
+// ChangeArch is the architecture the stage outputs for an input: without the
+// batch norms it folds (pipeline.ArchChanger), so later stages are checked
+// against the names that remain.
+func (s *Settings) ChangeArch(in arch.Spec) (arch.Spec, error) {
+	if s.KeepBatchNorm {
+		return in, nil
+	}
+	g, err := in.Graph()
+	if err != nil {
+		return in, err
+	}
+	names, err := s.targets(g)
+	if err != nil {
+		return in, err
+	}
+	out, _, err := FoldArch(in, names)
+	return out, err
+}
+
+// Fold folds the batch norms after the convolutions the stage quantizes into
+// them (FoldBatchNorms), unless keep_batchnorm; it returns the pairs folded.
+func (s *Settings) Fold(ctx *stages.Context, m *model.Model) (map[string]string, error) {
+	if s.KeepBatchNorm {
+		return nil, nil
+	}
+	names, err := s.targets(m.Graph)
+	if err != nil {
+		return nil, err
+	}
+	pairs, err := FoldBatchNorms(m, names)
+	if err != nil {
+		return nil, err
+	}
+	for _, bn := range slices.Sorted(maps.Keys(pairs)) {
+		ctx.Log.Info().Str("batchnorm", bn).Str("into", pairs[bn]).Msg("folded")
+	}
+	return pairs, nil
 }

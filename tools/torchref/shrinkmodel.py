@@ -179,8 +179,11 @@ class Add(nn.Module):
 
 
 class Concat(nn.Module):
+    """Joins channels of images [N, C, H, W], features of vectors [N, F] and of sequences
+    [N, T, F] (the last dim, as shrink's concat does: the steps stay aligned)."""
+
     def forward(self, *xs):
-        return torch.cat(xs, dim=1)
+        return torch.cat(xs, dim=2 if xs[0].dim() == 3 else 1)
 
 
 class Last(nn.Module):

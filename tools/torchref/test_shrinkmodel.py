@@ -142,6 +142,30 @@ class TestFactorLike(unittest.TestCase):
             torch.testing.assert_close(m.eval()(x), dense.eval()(x), rtol=1e-5, atol=1e-5)
 
 
+class TestConcat(unittest.TestCase):
+    """concat joins what shrink's concat joins: channels of images, features of vectors and of
+    sequence steps."""
+
+    def test_joined_dim(self):
+        cases = [
+            ([2, 5, 5], {"type": "conv2d", "kernel": 1}, [2 + 3, 5, 5]),
+            ([4], {"type": "linear"}, [4 + 3]),
+            ([6, 4], {"type": "linear"}, [6, 4 + 3]),
+        ]
+        for shape, branch, want in cases:
+            with self.subTest(shape=shape):
+                b = dict(branch, name="b", out=3, **{"from": "x"})
+                m = shrinkmodel.build({"input": shape, "layers": [
+                    {"name": "x", "type": "relu"}, b, {"type": "concat", "from": ["x", "b"]},
+                    {"type": "flatten"}, {"name": "fc", "type": "linear", "out": 2}]})
+                x = torch.randn([3] + shape)
+                with torch.no_grad():
+                    joined = m.eval().trace(x)[2]
+                self.assertEqual(list(joined.shape[1:]), want)
+                if len(shape) == 2:  # each step keeps its own features first
+                    torch.testing.assert_close(joined[:, :, :4], x.relu())
+
+
 class TestErrors(unittest.TestCase):
     def test_errors_name_the_layer(self):
         cases = [

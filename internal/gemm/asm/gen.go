@@ -38,19 +38,31 @@ func main() {
 	// AVX2 + FMA: 16 ymm registers. 6×16 uses 12 accumulators, 2 for the B
 	// row and 2 for alternating A broadcasts, and measured fastest (about
 	// 10% over 4×24, which has 12 accumulators, 3 B and 1 broadcast).
-	gemmKernel("gemmAVX2x6x16", 6, 2, false)
-	gemmKernel("gemmAVX2x4x24", 4, 3, false)
+	gemmKernel("gemmAVX2x6x16", 6, 2, false, false)
+	gemmKernel("gemmAVX2x4x24", 4, 3, false, false)
 	// Narrow tile for products with n ≤ 8 (a conv layer with 6 output
 	// channels): 12 accumulators of one ymm each.
-	gemmKernel("gemmAVX2x12x8", 12, 1, false)
+	gemmKernel("gemmAVX2x12x8", 12, 1, false, false)
 
 	// AVX-512F: 32 zmm registers of 16 floats. 12×32 (24 accumulators)
 	// measured best overall; 14×32 and 8×48 are within a few percent.
 	// 24×16 serves n ≤ 16 (LeNet-5's convolutions, the 10-way output).
-	gemmKernel("gemmAVX512x12x32", 12, 2, true)
-	gemmKernel("gemmAVX512x14x32", 14, 2, true)
-	gemmKernel("gemmAVX512x8x48", 8, 3, true)
-	gemmKernel("gemmAVX512x24x16", 24, 1, true)
+	gemmKernel("gemmAVX512x12x32", 12, 2, true, false)
+	gemmKernel("gemmAVX512x14x32", 14, 2, true, false)
+	gemmKernel("gemmAVX512x8x48", 8, 3, true, false)
+	gemmKernel("gemmAVX512x24x16", 24, 1, true, false)
+	// Shorter tiles of the same widths for products with a few rows that
+	// 24 and 12 do not divide (a convolution's weight gradient per tap has
+	// one row per input channel: 16, 32, 64).
+	gemmKernel("gemmAVX512x16x16", 16, 1, true, false)
+	gemmKernel("gemmAVX512x8x32", 8, 2, true, false)
+
+	// The same tiles summing over a convolution's taps (gemm.Taps): one
+	// k loop per tap, A's rows at a per-tap offset, the accumulators kept.
+	gemmKernel("tapsAVX2x6x16", 6, 2, false, true)
+	gemmKernel("tapsAVX2x12x8", 12, 1, false, true)
+	gemmKernel("tapsAVX512x12x32", 12, 2, true, true)
+	gemmKernel("tapsAVX512x24x16", 24, 1, true, true)
 
 	// Matrix-vector products (memory-bound, so AVX2 serves both families).
 	for _, nv := range []int{8, 4, 2, 1} {
@@ -76,7 +88,12 @@ func main() {
 // A is read row-strided: element (i, p) of the tile's A at a[i*rsa+p].
 // That is A itself when it is not transposed (no packing), or a block
 // packed row by row. B is a packed sliver, nr values per k step.
-func gemmKernel(name string, mr, nv int, avx512 bool) {
+//
+// With taps, the kernel takes two more leading arguments (taps int, offs
+// *int) and sums taps·k steps: for tap t, element (i, p) of A is at
+// a[offs[t]+i*rsa+p], and B's sliver continues (taps·k steps in all). The
+// sum is still one FMA chain per element, tap by tap.
+func gemmKernel(name string, mr, nv int, avx512, taps bool) {
 	lanes, vbytes := 8, 32
 	vec := func(i int) VecPhysical { return ymm[i] }
 	if avx512 {
@@ -104,34 +121,58 @@ func gemmKernel(name string, mr, nv int, avx512 bool) {
 	if avx512 {
 		sig = "func(k int, a *float32, rsa int, b, c *float32, ldc int, alpha, beta float32, rows int, mask uint64)"
 	}
+	if taps {
+		sig = "func(taps int, offs *int, " + sig[len("func("):]
+	}
 	TEXT(name, NOSPLIT, sig)
 	Pragma("noescape")
 	doc := []string{
 		fmt.Sprintf("%s computes a %d×%d tile: C = alpha*A·B + beta*C (C unread if beta == 0).", name, mr, nr),
 		"A's rows are rsa elements apart; b is a packed sliver of k steps; ldc is C's row stride.",
 	}
+	if taps {
+		doc = []string{
+			fmt.Sprintf("%s computes a %d×%d tile: C = alpha*Σ_t A_t·B_t + beta*C (C unread if beta == 0),", name, mr, nr),
+			"A_t at a+offs[t] with rows rsa elements apart, k steps each; b is a packed sliver of taps·k steps.",
+		}
+	}
 	if avx512 {
 		doc = append(doc, "Only the first rows rows and the columns set in mask are read or written.")
 	}
 	Doc(doc...)
 
-	k := Load(Param("k"), GP64())
+	var k, c, ldc Register
+	if !taps {
+		k = Load(Param("k"), GP64())
+	}
 	rs := Load(Param("rsa"), GP64())
 	b := Load(Param("b"), GP64())
-	c := Load(Param("c"), GP64())
-	ldc := Load(Param("ldc"), GP64())
-	SHLQ(U8(2), ldc) // elements → bytes
+	if !taps {
+		c = Load(Param("c"), GP64())
+		ldc = Load(Param("ldc"), GP64())
+		SHLQ(U8(2), ldc) // elements → bytes
+	}
 	SHLQ(U8(2), rs)
 	rs3 := GP64()
 	LEAQ(Mem{Base: rs, Index: rs, Scale: 2}, rs3)
 	// Row i of A is at base[i/5] + (i%5)*rs: x86 addressing reaches rows
 	// 0..4 from one base with index rs (scale 1, 2, 4) or 3·rs (scale 1).
 	var bases []Register
+	setBases := func() {
+		for j := range bases {
+			if j > 0 {
+				LEAQ(Mem{Base: bases[j-1], Index: rs, Scale: 4}, bases[j])
+				ADDQ(rs, bases[j])
+			}
+		}
+	}
 	for i := 0; i < mr; i += 5 {
 		r := GP64()
 		if i == 0 {
-			Load(Param("a"), r)
-		} else {
+			if !taps {
+				Load(Param("a"), r)
+			}
+		} else if !taps {
 			LEAQ(Mem{Base: bases[len(bases)-1], Index: rs, Scale: 4}, r)
 			ADDQ(rs, r)
 		}
@@ -156,13 +197,20 @@ func gemmKernel(name string, mr, nv int, avx512 bool) {
 	// Warm the C tile while the k loop runs: it is read (beta ≠ 0) or
 	// written at the end, and rows are ldc apart so no prefetcher guesses them.
 	cp := GP64()
-	MOVQ(c, cp)
+	pldc := ldc
+	if taps {
+		Load(Param("c"), cp)
+		pldc = Load(Param("ldc"), GP64())
+		SHLQ(U8(2), pldc)
+	} else {
+		MOVQ(c, cp)
+	}
 	for i := 0; i < mr; i++ {
 		for off := 0; off < nr*4; off += 64 {
 			PREFETCHT0(Mem{Base: cp, Disp: off})
 		}
 		if i < mr-1 {
-			ADDQ(ldc, cp)
+			ADDQ(pldc, cp)
 		}
 	}
 
@@ -197,6 +245,24 @@ func gemmKernel(name string, mr, nv int, avx512 bool) {
 		ADDQ(U32(steps*nr*4), b)
 	}
 
+	var nt, offp Register
+	if taps {
+		nt = Load(Param("taps"), GP64())
+		offp = Load(Param("offs"), GP64())
+		Label(name + "_tap")
+		// This tap's rows: a + offs[t] elements.
+		Load(Param("a"), bases[0])
+		off := GP64()
+		MOVQ(Mem{Base: offp}, off)
+		LEAQ(Mem{Base: bases[0], Index: off, Scale: 4}, bases[0])
+		setBases()
+		k = Load(Param("k"), GP64())
+	}
+	after := name + "_epilogue"
+	if taps {
+		after = name + "_tapnext"
+	}
+
 	Label(name + "_loop4")
 	CMPQ(k, U8(unroll))
 	JL(LabelRef(name + "_tail"))
@@ -209,11 +275,21 @@ func gemmKernel(name string, mr, nv int, avx512 bool) {
 
 	Label(name + "_tail")
 	TESTQ(k, k)
-	JZ(LabelRef(name + "_epilogue"))
+	JZ(LabelRef(after))
 	step(0, 0)
 	advance(1)
 	DECQ(k)
 	JMP(LabelRef(name + "_tail"))
+
+	if taps {
+		Label(name + "_tapnext")
+		ADDQ(U8(8), offp)
+		DECQ(nt)
+		JNZ(LabelRef(name + "_tap"))
+		c = Load(Param("c"), GP64())
+		ldc = Load(Param("ldc"), GP64())
+		SHLQ(U8(2), ldc)
+	}
 
 	Label(name + "_epilogue")
 	// The B and broadcast registers are free after the loop.

@@ -1,0 +1,248 @@
+package nn
+
+import (
+	"github.com/shrink-ml/shrink/internal/gemm"
+	"github.com/shrink-ml/shrink/internal/par"
+)
+
+// A stride-1 convolution whose padding keeps the image size (kernel 2p+1,
+// padding p: ResNet's 3x3 convolutions) needs no patches at all. The chunk
+// of images is laid out once, with its padding, as a tall image whose
+// pixels are rows of channel values; each output pixel is then a sum over
+// the kernel's taps of that layout shifted by a constant per tap
+// (gemm.Taps), and the weight gradient per tap is one product of the
+// shifted layout with the output gradient (gemm.ShiftedA). The layouts cost
+// a transpose of the chunk's input and output, where patches cost K·K
+// copies of every input value.
+//
+// The tall layout of nb images of H×W: rows of Wp = W + pw values, the
+// last pw of them zeros; ph zero rows above the first image and after each
+// one; pw zeros before the first row. One run of pw zeros serves as the
+// right padding of a row and the left padding of the next, and ph zero
+// rows as the bottom padding of an image and the top padding of the next,
+// so the output over the layout wastes only those separators: 1/W of the
+// columns and 1/H of the rows at padding 1. Output position q (the row and
+// column of the layout, counted from the first image row) reads input q +
+// ki·Wp + kj at tap (ki, kj).
+
+// tapped reports whether a convolution runs on the tall layout.
+func (d convDims) tapped() bool {
+	return d.stride == Square(1) && d.dilation == Square(1) && d.groups == 1 &&
+		d.KH == 2*d.padding[0]+1 && d.KW == 2*d.padding[1]+1
+}
+
+// tallBudget bounds a chunk's images (values of the wider of input and
+// output): 128 KiB, so the layouts and the packed filters stay in L2.
+const tallBudget = 1 << 15
+
+// tallGeom is the tall layout of a convolution's chunks.
+type tallGeom struct {
+	d         convDims
+	ch        chunking
+	wp, rows  int   // row length, rows of a full chunk
+	size      int   // values per channel of a full chunk's layout
+	taps      []int // offset of each tap, ki·wp + kj
+	ph, pw    int
+	imageRows int // rows per image with its separator: H + ph
+	plane, kk int // H·W, KH·KW
+	cin, cout int
+	outChunk  int // output positions of a full chunk
+}
+
+// tallOf lays out a tapped convolution's chunks. Chunks hold a few images
+// at most, and at least 16 chunks are cut from a batch, so both cores get
+// work at batch 128.
+func tallOf(d convDims) tallGeom {
+	nb := max(1, min(tallBudget/(max(d.C, d.O)*d.H*d.W), (d.B+15)/16))
+	g := tallGeom{d: d, ch: chunking{nb: nb, chunks: (d.B + nb - 1) / nb},
+		ph: d.padding[0], pw: d.padding[1], wp: d.W + d.padding[1], imageRows: d.H + d.padding[0],
+		plane: d.H * d.W, kk: d.KH * d.KW, cin: d.C, cout: d.O}
+	g.rows = g.ph + nb*g.imageRows
+	g.size = g.pw + g.rows*g.wp + g.pw
+	g.outChunk = g.outputs(nb)
+	for ki := 0; ki < d.KH; ki++ {
+		for kj := 0; kj < d.KW; kj++ {
+			g.taps = append(g.taps, ki*g.wp+kj)
+		}
+	}
+	return g
+}
+
+// outputs is the output positions of a chunk of nb images.
+func (g *tallGeom) outputs(nb int) int { return (nb*g.imageRows - g.ph) * g.wp }
+
+// pixel is the layout index of image b's row ih, column 0.
+func (g *tallGeom) pixel(b, ih int) int { return g.pw + (g.ph+b*g.imageRows+ih)*g.wp }
+
+// output is the output position of image b's row oh, column 0.
+func (g *tallGeom) output(b, oh int) int { return (b*g.imageRows + oh) * g.wp }
+
+// tallWork is one worker's layouts. They are zeroed when made: the pixels
+// are rewritten for every chunk, the separators and the positions outside
+// the images never.
+type tallWork struct{ in, out []float32 }
+
+// tallScratch is an op's per-worker layouts for one geometry.
+type tallScratch struct {
+	g    tallGeom
+	work []tallWork
+}
+
+// prepare lays out d's chunks (again only when d changed) and returns the
+// number of workers, with room for each.
+func (s *tallScratch) prepare(d convDims, parts func(*tallGeom) int) int {
+	if s.g.taps == nil || s.g.d != d {
+		s.g, s.work = tallOf(d), nil
+	}
+	g := &s.g
+	workers := min(gemm.Threads(), parts(g))
+	for len(s.work) < workers {
+		s.work = append(s.work, tallWork{in: make([]float32, g.size*g.cin), out: make([]float32, g.outChunk*g.cout)})
+	}
+	return workers
+}
+
+func chunksOfTall(g *tallGeom) int { return g.ch.chunks }
+func partsOfTall(g *tallGeom) int  { return min(convParts, g.ch.chunks) }
+
+// tallForward computes a tapped convolution chunk by chunk (a par.Task):
+// y [B, Cout, H, W] from x [B, Cin, H, W] and the filters by tap, wt
+// [KK·Cin, Cout]. The input gradient is one too, of dy by the flipped
+// filters.
+type tallForward struct {
+	s    tallScratch
+	offs []int // taps·Cin
+	wt   []float32
+	x, y []float32
+}
+
+// run computes y from x with filters w [Cout, Cin, KK] (flipped: w is the
+// forward's [Cin, Cout, KK], and this is its input gradient).
+func (t *tallForward) run(d convDims, x, w, y []float32, flip bool) {
+	workers := t.s.prepare(d, chunksOfTall)
+	g := &t.s.g
+	if len(t.wt) != len(w) {
+		t.wt = make([]float32, len(w))
+	}
+	if flip {
+		tapFilters(w, t.wt, g.cin, g.cout, g.kk, true)
+	} else {
+		tapFilters(w, t.wt, g.cout, g.cin, g.kk, false)
+	}
+	t.x, t.y = x, y
+	t.offs = t.offs[:0]
+	for _, o := range g.taps {
+		t.offs = append(t.offs, o*g.cin)
+	}
+	par.Do(t, g.ch.chunks, workers)
+	t.x, t.y = nil, nil
+}
+
+func (t *tallForward) Run(chunk, worker int) {
+	g := &t.s.g
+	d := &g.d
+	b0, nb := g.ch.span(chunk, d.B)
+	ws := &t.s.work[worker]
+	for b := 0; b < nb; b++ {
+		img := t.x[(b0+b)*g.cin*g.plane:]
+		for ih := 0; ih < d.H; ih++ {
+			gemm.Transpose(g.cin, d.W, img[ih*d.W:], g.plane, ws.in[g.pixel(b, ih)*g.cin:], g.cin)
+		}
+	}
+	m := g.outputs(nb)
+	gemm.Taps(m, g.cout, g.cin, t.offs, 1, ws.in, g.cin, t.wt, g.cout, 0, ws.out, g.cout)
+	for b := 0; b < nb; b++ {
+		img := t.y[(b0+b)*g.cout*g.plane:]
+		for oh := 0; oh < d.H; oh++ {
+			gemm.Transpose(d.W, g.cout, ws.out[g.output(b, oh)*g.cout:], g.cout, img[oh*d.W:], g.plane)
+		}
+	}
+}
+
+// tapFilters writes w [O, C, KK] as wt [KK·C, O] (tap-major rows), the
+// taps in reverse order when flip: for the input gradient, whose filters
+// are w' [C, O, KK] with the taps reversed, laid out as [KK·O, C].
+func tapFilters(w, wt []float32, o, c, kk int, flip bool) {
+	for oc := 0; oc < o; oc++ {
+		for ic := 0; ic < c; ic++ {
+			src := w[(oc*c+ic)*kk : (oc*c+ic+1)*kk]
+			for t, v := range src {
+				if flip {
+					wt[((kk-1-t)*o+oc)*c+ic] = v
+				} else {
+					wt[(t*c+ic)*o+oc] = v
+				}
+			}
+		}
+	}
+}
+
+// tallGradW sums the weight gradient of a tapped convolution over the
+// chunks in convParts fixed parts (a par.Task), as convGradW does: per tap
+// t, dw_t [C, O] = shifted x [C, positions] · dy [positions, O].
+type tallGradW struct {
+	s     tallScratch
+	parts int
+	x, dy []float32
+	acc   [][]float32 // per part [KK·C, O]
+}
+
+func (t *tallGradW) run(d convDims, dy, x, dw []float32) {
+	workers := t.s.prepare(d, partsOfTall)
+	g := &t.s.g
+	t.x, t.dy = x, dy
+	t.parts = min(convParts, g.ch.chunks)
+	for len(t.acc) < t.parts {
+		t.acc = append(t.acc, nil)
+	}
+	for p := range t.acc {
+		if len(t.acc[p]) != len(dw) {
+			t.acc[p] = make([]float32, len(dw))
+		}
+	}
+	par.Do(t, t.parts, workers)
+	t.x, t.dy = nil, nil
+	// dw [o, c, t] = Σ_p acc[p][t, c, o].
+	for o := 0; o < g.cout; o++ {
+		for c := 0; c < g.cin; c++ {
+			row := dw[(o*g.cin+c)*g.kk : (o*g.cin+c+1)*g.kk]
+			for tap := range row {
+				at := (tap*g.cin+c)*g.cout + o
+				s := t.acc[0][at]
+				for p := 1; p < t.parts; p++ {
+					s += t.acc[p][at]
+				}
+				row[tap] = s
+			}
+		}
+	}
+}
+
+func (t *tallGradW) Run(part, worker int) {
+	g := &t.s.g
+	d := &g.d
+	c0, c1 := part*g.ch.chunks/t.parts, (part+1)*g.ch.chunks/t.parts
+	ws := &t.s.work[worker]
+	for chunk := c0; chunk < c1; chunk++ {
+		b0, nb := g.ch.span(chunk, d.B)
+		// x channel by channel ([C, size]); dy as rows of channels.
+		for b := 0; b < nb; b++ {
+			img := t.x[(b0+b)*g.cin*g.plane:]
+			for c := 0; c < g.cin; c++ {
+				for ih := 0; ih < d.H; ih++ {
+					at := c*g.size + g.pixel(b, ih)
+					copy(ws.in[at:at+d.W], img[c*g.plane+ih*d.W:c*g.plane+(ih+1)*d.W])
+				}
+			}
+			dimg := t.dy[(b0+b)*g.cout*g.plane:]
+			for oh := 0; oh < d.H; oh++ {
+				gemm.Transpose(g.cout, d.W, dimg[oh*d.W:], g.plane, ws.out[g.output(b, oh)*g.cout:], g.cout)
+			}
+		}
+		beta := float32(1)
+		if chunk == c0 {
+			beta = 0
+		}
+		gemm.ShiftedA(g.cin, g.cout, g.outputs(nb), g.taps, 1, ws.in, g.size, false, ws.out, g.cout, beta, t.acc[part], g.cout)
+	}
+}
