@@ -4,10 +4,11 @@ package sparse
 // faster on Mul than as a dense product (internal/gemm) at this batch
 // size, on this kind of machine: the crossovers BenchmarkDensity measured
 // on the project's 2-core AMD EPYC (AVX-512), where the sparse kernels
-// beat the dense ones below about 50% density for a single row (the dense
-// product is then a memory-bound matrix-vector product), 40% up to 16
-// rows and 20% from 64 rows on (a dense GEMM reaches 200 GFLOP/s there;
-// the sparse kernel's padded iterations do not). The thresholds sit a
+// beat the dense ones below 50-70% density for a single row (the dense
+// product is then a memory-bound matrix-vector product), about 50% at 16
+// rows and 25-40% at 256 (a dense GEMM reaches 200 GFLOP/s there; the
+// sparse kernel's padded iterations do not). docs/PERFORMANCE.md has the
+// sweep. The thresholds sit a
 // little under the measured crossovers, so a layer near them stays dense:
 // the gain would be small and the noise of a shared machine is not. On a
 // CPU without AVX-512 the Go fallback runs, about 4 times slower, so only
