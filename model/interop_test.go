@@ -73,10 +73,6 @@ func TestPyTorchResNetEvaluatesAsInPyTorch(t *testing.T) {
 	}
 }
 
-// RequireTorchEnv, set to 1 (as CI does), turns a missing PyTorch from a
-// skipped test into a failed one.
-const RequireTorchEnv = "SHRINK_REQUIRE_TORCH"
-
 // TestShrinkResNetEvaluatesInPyTorch trains a small ResNet in shrink, saves it,
 // and has PyTorch evaluate the checkpoint (tools/torchref/eval.py builds the
 // module from the model section and loads the file strictly): PyTorch must
@@ -86,12 +82,7 @@ func TestShrinkResNetEvaluatesInPyTorch(t *testing.T) {
 		t.Skip("trains a ResNet and evaluates it twice on 10,000 images")
 	}
 	testkit.RequireFashion(t)
-	if err := exec.Command("/usr/bin/python3", "-c", "import torch, numpy").Run(); err != nil {
-		if os.Getenv(RequireTorchEnv) == "1" {
-			t.Fatalf("%s=1 but /usr/bin/python3 cannot import torch: %v", RequireTorchEnv, err)
-		}
-		t.Skipf("PyTorch is not installed (apt-get install python3-torch; %s=1 makes this a failure)", RequireTorchEnv)
-	}
+	testkit.RequireTorch(t)
 	section := map[string]any{"arch": "resnet", "depth": 8, "width": 4, "input": []any{1, 28, 28}, "classes": 10}
 	spec := arch.Default()
 	if errs := config.Decode(section, spec); len(errs) > 0 {

@@ -9,6 +9,7 @@ import (
 	"math"
 	"math/rand/v2"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"sync"
@@ -194,6 +195,23 @@ func RequireFashion(t testing.TB) {
 			t.Fatalf("%s=1 but Fashion-MNIST is not available: %v", RequireFashionEnv, err)
 		}
 		t.Skipf("Fashion-MNIST is not available (%s=1 makes this a failure): %v", RequireFashionEnv, err)
+	}
+}
+
+// RequireTorchEnv, set to 1 (as CI does), turns a missing PyTorch from a
+// skipped test into a failed one.
+const RequireTorchEnv = "SHRINK_REQUIRE_TORCH"
+
+// RequireTorch skips the test when /usr/bin/python3 cannot import torch and
+// numpy (the tests that hand shrink's files to PyTorch), saying how to install
+// them, or fails it under SHRINK_REQUIRE_TORCH=1.
+func RequireTorch(t testing.TB) {
+	t.Helper()
+	if err := exec.Command("/usr/bin/python3", "-c", "import torch, numpy").Run(); err != nil {
+		if os.Getenv(RequireTorchEnv) == "1" {
+			t.Fatalf("%s=1 but /usr/bin/python3 cannot import torch: %v", RequireTorchEnv, err)
+		}
+		t.Skipf("PyTorch is not installed (apt-get install python3-torch; %s=1 makes this a failure)", RequireTorchEnv)
 	}
 }
 

@@ -17,10 +17,6 @@ import (
 	"github.com/shrink-ml/shrink/model"
 )
 
-// requireTorchEnv, set to 1 (as CI does), turns a missing PyTorch from a
-// skipped test into a failed one, as in model/interop_test.go.
-const requireTorchEnv = "SHRINK_REQUIRE_TORCH"
-
 // TestPrunedResNet20EvaluatesInPyTorch trains a ResNet-20 briefly on
 // Fashion-MNIST, removes channel groups until it keeps at most half its MACs
 // (group_norm, target macs 0.5, physical), trains the narrow model a little
@@ -33,12 +29,7 @@ func TestPrunedResNet20EvaluatesInPyTorch(t *testing.T) {
 		t.Skip("trains a ResNet-20 and evaluates it twice on 10,000 images")
 	}
 	testkit.RequireFashion(t)
-	if err := exec.Command("/usr/bin/python3", "-c", "import torch, numpy").Run(); err != nil {
-		if os.Getenv(requireTorchEnv) == "1" {
-			t.Fatalf("%s=1 but /usr/bin/python3 cannot import torch: %v", requireTorchEnv, err)
-		}
-		t.Skipf("PyTorch is not installed (apt-get install python3-torch; %s=1 makes this a failure)", requireTorchEnv)
-	}
+	testkit.RequireTorch(t)
 	cfg := data.DefaultConfig()
 	cfg.Dataset = data.KindFashionMNIST
 	ds, err := data.Load(cfg, "", 0)
