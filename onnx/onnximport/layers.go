@@ -24,11 +24,7 @@ func (im *importer) gemm(n *onnx.Node, ins []*val) error {
 	if attrFloat(n, "alpha", 1) != 1 || attrFloat(n, "beta", 1) != 1 || attrInt(n, "transA", 0) != 0 {
 		return errors.New("alpha, beta or transA other than 1, 1, 0: not what nn.Linear exports")
 	}
-	w, err := constInput(n, ins, 1, "weight")
-	if err != nil {
-		return err
-	}
-	wv, err := floats(w)
+	w, wv, err := constFloats(n, ins, 1, "weight")
 	if err != nil {
 		return err
 	}
@@ -43,11 +39,7 @@ func (im *importer) gemm(n *onnx.Node, ins []*val) error {
 	ts := []checkpoint.Tensor{f32("weight", []int{out, in}, wv)}
 	bias := false
 	if len(ins) > 2 && ins[2] != nil {
-		b, err := constInput(n, ins, 2, "bias")
-		if err != nil {
-			return err
-		}
-		bv, err := floats(b)
+		b, bv, err := constFloats(n, ins, 2, "bias")
 		if err != nil {
 			return err
 		}
@@ -72,11 +64,7 @@ func (im *importer) matmul(n *onnx.Node, ins []*val) error {
 	if err != nil {
 		return err
 	}
-	w, err := constInput(n, ins, 1, "weight")
-	if err != nil {
-		return err
-	}
-	wv, err := floats(w)
+	w, wv, err := constFloats(n, ins, 1, "weight")
 	if err != nil {
 		return err
 	}
@@ -181,11 +169,7 @@ func (im *importer) conv(n *onnx.Node, ins []*val) error {
 	if len(a.shape) != 3 {
 		return fmt.Errorf("Conv on one sample's shape %v: shrink convolves images [C, H, W]", a.shape)
 	}
-	w, err := constInput(n, ins, 1, "weight")
-	if err != nil {
-		return err
-	}
-	wv, err := floats(w)
+	w, wv, err := constFloats(n, ins, 1, "weight")
 	if err != nil {
 		return err
 	}
@@ -206,11 +190,7 @@ func (im *importer) conv(n *onnx.Node, ins []*val) error {
 		"dilation": pair(dil), "groups": int(attrInt(n, "group", 1)), "bias": false}
 	ts := []checkpoint.Tensor{f32("weight", intsOf(w.Dims), wv)}
 	if len(ins) > 2 && ins[2] != nil {
-		b, err := constInput(n, ins, 2, "bias")
-		if err != nil {
-			return err
-		}
-		bv, err := floats(b)
+		b, bv, err := constFloats(n, ins, 2, "bias")
 		if err != nil {
 			return err
 		}
@@ -248,11 +228,7 @@ func (im *importer) batchNorm(n *onnx.Node, ins []*val) error {
 	var ts []checkpoint.Tensor
 	scaleName := ""
 	for i, s := range names {
-		t, err := constInput(n, ins, i+1, s)
-		if err != nil {
-			return err
-		}
-		v, err := floats(t)
+		t, v, err := constFloats(n, ins, i+1, s)
 		if err != nil {
 			return err
 		}
@@ -542,11 +518,7 @@ func (im *importer) layerNorm(n *onnx.Node, ins []*val) error {
 		return err
 	}
 	d := a.shape[len(a.shape)-1]
-	w, err := constInput(n, ins, 1, "scale")
-	if err != nil {
-		return err
-	}
-	wv, err := floats(w)
+	w, wv, err := constFloats(n, ins, 1, "scale")
 	if err != nil {
 		return err
 	}

@@ -342,6 +342,16 @@ func constInput(n *onnx.Node, ins []*val, i int, what string) (*onnx.Tensor, err
 	return ins[i].c, nil
 }
 
+// constFloats is constInput's tensor with its values as float32 (floats).
+func constFloats(n *onnx.Node, ins []*val, i int, what string) (*onnx.Tensor, []float32, error) {
+	t, err := constInput(n, ins, i, what)
+	if err != nil {
+		return nil, nil, err
+	}
+	v, err := floats(t)
+	return t, v, err
+}
+
 // floats reads a FLOAT or DOUBLE tensor as float32.
 func floats(t *onnx.Tensor) ([]float32, error) {
 	switch t.Type {
