@@ -12,6 +12,7 @@ import (
 	"github.com/shrink-ml/shrink/internal/gemm"
 	"github.com/shrink-ml/shrink/internal/op"
 	"github.com/shrink-ml/shrink/internal/par"
+	"github.com/shrink-ml/shrink/internal/vec"
 )
 
 func init() {
@@ -205,16 +206,9 @@ func (o *bnOp) Run(c, _ int) {
 	if st.batchStats() {
 		rows := st.realRows(B)
 		n := rows * S
-		var sum float64
-		for b := 0; b < rows; b++ {
-			sum += sum64(o.x[(b*C+c)*S : (b*C+c+1)*S])
-		}
-		mean := sum / float64(n)
-		var sq float64
-		for b := 0; b < rows; b++ {
-			sq += sqDev64(o.x[(b*C+c)*S:(b*C+c+1)*S], mean)
-		}
-		variance := sq / float64(n)
+		x := o.x[c*S:]
+		mean := vec.BNSum(x, rows, S, C*S) / float64(n)
+		variance := vec.BNSqDev(x, rows, S, C*S, mean) / float64(n)
 		st.batchMean[c], st.invStd[c] = mean, 1/math.Sqrt(variance+st.eps)
 		m := st.momentum
 		st.mean[c] = float32(m*mean + (1-m)*float64(st.mean[c]))
@@ -226,53 +220,7 @@ func (o *bnOp) Run(c, _ int) {
 	if o.affine {
 		a, shift = st.invStd[c]*float64(o.w[c]), float64(o.bias[c])-st.batchMean[c]*st.invStd[c]*float64(o.w[c])
 	}
-	af, bf := float32(a), float32(shift)
-	for b := 0; b < B; b++ {
-		at := (b*C + c) * S
-		scaleShift(o.y[at:at+S], o.x[at:at+S], af, bf)
-	}
-}
-
-// sum64 is Σx in float64, in four interleaved partial sums.
-func sum64(x []float32) float64 {
-	var s0, s1, s2, s3 float64
-	i := 0
-	for ; i+4 <= len(x); i += 4 {
-		s0 += float64(x[i])
-		s1 += float64(x[i+1])
-		s2 += float64(x[i+2])
-		s3 += float64(x[i+3])
-	}
-	for ; i < len(x); i++ {
-		s0 += float64(x[i])
-	}
-	return (s0 + s1) + (s2 + s3)
-}
-
-// sqDev64 is Σ(x - mean)² in float64, in four interleaved partial sums.
-func sqDev64(x []float32, mean float64) float64 {
-	var s0, s1, s2, s3 float64
-	i := 0
-	for ; i+4 <= len(x); i += 4 {
-		d0, d1, d2, d3 := float64(x[i])-mean, float64(x[i+1])-mean, float64(x[i+2])-mean, float64(x[i+3])-mean
-		s0 += d0 * d0
-		s1 += d1 * d1
-		s2 += d2 * d2
-		s3 += d3 * d3
-	}
-	for ; i < len(x); i++ {
-		d := float64(x[i]) - mean
-		s0 += d * d
-	}
-	return (s0 + s1) + (s2 + s3)
-}
-
-// scaleShift sets y = x·a + b.
-func scaleShift(y, x []float32, a, b float32) {
-	x = x[:len(y)]
-	for i, v := range x {
-		y[i] = v*a + b
-	}
+	vec.ScaleShift(o.y[c*S:], o.x[c*S:], B, S, C*S, float32(a), float32(shift))
 }
 
 func (o *bnOp) DiffWRT(n int) []bool { return op.All(n) }
@@ -358,59 +306,22 @@ func (o *bnGradOp) Run(c, _ int) {
 	st := o.st
 	rows := st.realRows(B)
 	mean, inv := st.batchMean[c], st.invStd[c]
-	var sdy, sdyx float64 // Σdy and Σdy·(x - mean)
-	for b := 0; b < rows; b++ {
-		at := (b*C + c) * S
-		s, d := dotDev64(o.dy[at:at+S], o.x[at:at+S], mean)
-		sdy += s
-		sdyx += d
-	}
+	dy, x, dx := o.dy[c*S:], o.x[c*S:], o.dx[c*S:]
+	sdy, sdyx := vec.BNDotDev(dy, x, rows, S, C*S, mean) // Σdy and Σdy·(x - mean)
 	o.db[c], o.dw[c] = float32(sdy), float32(sdyx*inv)
 	scale := inv
 	if o.affine {
 		scale *= float64(o.w[c])
 	}
 	if !st.batchStats() {
-		k := float32(scale)
-		for b := 0; b < B; b++ {
-			at := (b*C + c) * S
-			scaleShift(o.dx[at:at+S], o.dy[at:at+S], k, 0)
-		}
+		vec.ScaleShift(dx, dy, B, S, C*S, float32(scale), 0)
 		return
 	}
 	n := float64(rows * S)
-	gm, k := float32(sdy/n), float32(sdyx/n*inv*inv)
-	mf, sf := float32(mean), float32(scale)
-	for b := 0; b < rows; b++ {
-		at := (b*C + c) * S
-		d, dy, x := o.dx[at:at+S], o.dy[at:at+S], o.x[at:at+S]
-		for i, g := range dy {
-			d[i] = (g - gm - (x[i]-mf)*k) * sf
-		}
-	}
+	vec.BNGradIn(dx, dy, x, rows, S, C*S, float32(sdy/n), float32(mean), float32(sdyx/n*inv*inv), float32(scale))
 	for b := rows; b < B; b++ {
 		clear(o.dx[(b*C+c)*S : (b*C+c+1)*S])
 	}
-}
-
-// dotDev64 is Σdy and Σdy·(x - mean) in float64.
-func dotDev64(dy, x []float32, mean float64) (sum, dot float64) {
-	x = x[:len(dy)]
-	var s0, s1, d0, d1 float64
-	i := 0
-	for ; i+2 <= len(dy); i += 2 {
-		g0, g1 := float64(dy[i]), float64(dy[i+1])
-		s0 += g0
-		s1 += g1
-		d0 += g0 * (float64(x[i]) - mean)
-		d1 += g1 * (float64(x[i+1]) - mean)
-	}
-	for ; i < len(dy); i++ {
-		g := float64(dy[i])
-		s0 += g
-		d0 += g * (float64(x[i]) - mean)
-	}
-	return s0 + s1, d0 + d1
 }
 
 // bnParamGradOp is the weight's (which 0) or the bias's (which 1) gradient,

@@ -1,0 +1,15 @@
+//go:build purego || !amd64
+
+package vec
+
+const useBN512 = false
+
+func bnSum512(x *float32, runs, n, stride int) float64                 { panic("vec: no assembly") }
+func bnSqDev512(x *float32, runs, n, stride int, mean float64) float64 { panic("vec: no assembly") }
+func bnDotDev512(dy, x *float32, runs, n, stride int, mean float64) (sum, dot float64) {
+	panic("vec: no assembly")
+}
+func scaleShift512(y, x *float32, runs, n, stride int, a, b float32) { panic("vec: no assembly") }
+func bnGradIn512(dx, dy, x *float32, runs, n, stride int, gm, mf, k, sf float32) {
+	panic("vec: no assembly")
+}
