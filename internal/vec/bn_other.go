@@ -13,3 +13,8 @@ func scaleShift512(y, x *float32, runs, n, stride int, a, b float32) { panic("ve
 func bnGradIn512(dx, dy, x *float32, runs, n, stride int, gm, mf, k, sf float32) {
 	panic("vec: no assembly")
 }
+
+const useReLU512 = false
+
+func reluAVX512(n int, y, x *float32)          { panic("vec: no assembly") }
+func reluGradAVX512(n int, dx, y, dy *float32) { panic("vec: no assembly") }

@@ -1,0 +1,124 @@
+//go:build ignore
+
+// Command relugen writes the AVX-512 ReLU kernels of package vec with avo:
+// `go generate ./internal/vec` writes relu_amd64.s and relu_stubs_amd64.go.
+//
+// reluAVX512 is, lane by lane, the instruction sequence Go compiles
+// max(v, 0) to on amd64 (negate, two MINSS, OR, negate back: +0 for -0 and
+// for negative values, a NaN keeps its payload with the sign cleared), so
+// the result bits are the Go loop's, NaNs included; reluGradAVX512 keeps dy
+// where y's bits are non-zero, exactly as the Go loop's mask does.
+package main
+
+import (
+	. "github.com/mmcloughlin/avo/build"
+	. "github.com/mmcloughlin/avo/operand"
+	. "github.com/mmcloughlin/avo/reg"
+)
+
+func main() {
+	ConstraintExpr("!purego")
+	relu()
+	reluGrad()
+	Generate()
+}
+
+// loop emits a loop over n floats, 64 then 16 at a time, then the last
+// n%16 under a mask; body gets the byte offset (register plus disp) and
+// the mask (nil: all 16).
+func loop(name string, n Register, body func(off Register, disp int, k Op)) {
+	off := GP64()
+	XORQ(off, off)
+	Label(name + "_by64")
+	CMPQ(n, Imm(64))
+	JL(LabelRef(name + "_by16"))
+	for q := range 4 {
+		body(off, 64*q, nil)
+	}
+	ADDQ(U32(256), off)
+	SUBQ(Imm(64), n)
+	JMP(LabelRef(name + "_by64"))
+	Label(name + "_by16")
+	CMPQ(n, Imm(16))
+	JL(LabelRef(name + "_tail"))
+	body(off, 0, nil)
+	ADDQ(Imm(64), off)
+	SUBQ(Imm(16), n)
+	JMP(LabelRef(name + "_by16"))
+	Label(name + "_tail")
+	TESTQ(n, n)
+	JZ(LabelRef(name + "_done"))
+	ones, m := GP32(), GP32()
+	MOVL(U32(0xffff), ones)
+	BZHIL(n.(GPVirtual).As32(), ones, m)
+	KMOVW(m, K1)
+	body(off, 0, K1)
+	Label(name + "_done")
+}
+
+func relu() {
+	TEXT("reluAVX512", NOSPLIT, "func(n int, y, x *float32)")
+	Pragma("noescape")
+	Doc("reluAVX512 sets y = max(x, 0) for n floats, as the Go loop does.")
+	n := Load(Param("n"), GP64())
+	y := Load(Param("y"), GP64())
+	x := Load(Param("x"), GP64())
+	sign, nzero := ZMM(), ZMM()
+	t := GP32()
+	MOVL(U32(0x80000000), t)
+	VPBROADCASTD(t, sign)
+	VMOVAPS(sign, nzero) // -0
+	loop("reluAVX512", n, func(off Register, disp int, k Op) {
+		v := ZMM()
+		at := Mem{Base: x, Index: off, Scale: 1, Disp: disp}
+		if k == nil {
+			VMOVUPS(at, v)
+		} else {
+			VMOVUPS_Z(at, k, v)
+		}
+		VXORPS(sign, v, v) // -x
+		t1, t2 := ZMM(), ZMM()
+		VMINPS(nzero, v, t1) // (-x < -0) ? -x : -0
+		VMINPS(v, t1, t2)    // (t1 < -x) ? t1 : -x
+		VORPS(t1, t2, t2)
+		VXORPS(sign, t2, t2)
+		out := Mem{Base: y, Index: off, Scale: 1, Disp: disp}
+		if k == nil {
+			VMOVUPS(t2, out)
+		} else {
+			VMOVUPS(t2, k, out)
+		}
+	})
+	VZEROUPPER()
+	RET()
+}
+
+func reluGrad() {
+	TEXT("reluGradAVX512", NOSPLIT, "func(n int, dx, y, dy *float32)")
+	Pragma("noescape")
+	Doc("reluGradAVX512 sets dx = dy where y's bits are non-zero, else +0, for n floats.")
+	n := Load(Param("n"), GP64())
+	dx := Load(Param("dx"), GP64())
+	y := Load(Param("y"), GP64())
+	dy := Load(Param("dy"), GP64())
+	loop("reluGradAVX512", n, func(off Register, disp int, k Op) {
+		v, g := ZMM(), ZMM()
+		keep := K()
+		at := func(p Register) Mem { return Mem{Base: p, Index: off, Scale: 1, Disp: disp} }
+		if k == nil {
+			VMOVUPS(at(y), v)
+			VPTESTMD(v, v, keep)
+		} else {
+			VMOVUPS_Z(at(y), k, v)
+			VPTESTMD(v, v, keep) // masked-off lanes are zero: not kept, not stored
+		}
+		VMOVDQU32_Z(at(dy), keep, g)
+		if k == nil {
+			VMOVUPS(g, at(dx))
+		} else {
+			VMOVUPS(g, k, at(dx))
+		}
+	})
+	VZEROUPPER()
+	RET()
+}

@@ -1,0 +1,41 @@
+package vec
+
+import "math"
+
+//go:generate go run asm/relugen.go -out relu_amd64.s -stubs relu_stubs_amd64.go -pkg vec
+
+// ReLU sets y = max(x, 0), Go's max: +0 for -0 and negative values, NaNs
+// kept. The AVX-512 kernel gives the Go loop's bits (see asm/relugen.go).
+func ReLU(y, x []float32) {
+	x = x[:len(y)]
+	if useReLU512 && len(y) > 0 {
+		reluAVX512(len(y), &y[0], &x[0])
+		return
+	}
+	reluRef(y, x)
+}
+
+// ReLUGrad sets dx = dy where the ReLU's output y is non-zero (its bits:
+// y is +0 or positive) and +0 elsewhere.
+func ReLUGrad(dx, y, dy []float32) {
+	y, dy = y[:len(dx)], dy[:len(dx)]
+	if useReLU512 && len(dx) > 0 {
+		reluGradAVX512(len(dx), &dx[0], &y[0], &dy[0])
+		return
+	}
+	reluGradRef(dx, y, dy)
+}
+
+func reluRef(y, x []float32) {
+	for i, v := range x {
+		y[i] = max(v, 0)
+	}
+}
+
+func reluGradRef(dx, y, dy []float32) {
+	for i, v := range y {
+		// Branch-free, since ReLU's zeros fall at random.
+		keep := -min(math.Float32bits(v), 1)
+		dx[i] = math.Float32frombits(math.Float32bits(dy[i]) & keep)
+	}
+}

@@ -1,0 +1,59 @@
+package vec
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// reluSpecials are the values where max(x, 0) has a choice to make.
+var reluSpecials = []uint32{
+	0x00000000, 0x80000000, 0x00000001, 0x80000001, 0x7f800000, 0xff800000,
+	0x7fc00000, 0xffc00000, 0x7fc00001, 0xffc00123, 0x7f800001, 0xff800001,
+	0x3f800000, 0xbf800000, 0x7f7fffff, 0xff7fffff,
+}
+
+// TestReLUMatchesGo: the kernels give the Go loops' bits for every length
+// up to three vector steps (tails of every size), specials included, and
+// write nothing past the end.
+func TestReLUMatchesGo(t *testing.T) {
+	t.Logf("AVX-512 kernels: %v", useReLU512)
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, n := range []int{0, 1, 2, 15, 16, 17, 31, 63, 64, 65, 100, 193, 1000} {
+		t.Run(fmt.Sprint(n), func(t *testing.T) {
+			x, dy := make([]float32, n+16), make([]float32, n+16)
+			for i := range x {
+				if r.IntN(3) == 0 {
+					x[i] = math.Float32frombits(reluSpecials[r.IntN(len(reluSpecials))])
+				} else {
+					x[i] = float32(r.NormFloat64())
+				}
+				dy[i] = math.Float32frombits(r.Uint32())
+			}
+			y, want := make([]float32, n+16), make([]float32, n+16)
+			for i := range y {
+				y[i], want[i] = 7, 7
+			}
+			ReLU(y[:n], x)
+			reluRef(want[:n], x[:n])
+			sameBits(t, "ReLU", y, want)
+			d, dwant := make([]float32, n+16), make([]float32, n+16)
+			for i := range d {
+				d[i], dwant[i] = 7, 7
+			}
+			ReLUGrad(d[:n], y, dy)
+			reluGradRef(dwant[:n], y[:n], dy[:n])
+			sameBits(t, "ReLUGrad", d, dwant)
+		})
+	}
+}
+
+func sameBits(t *testing.T, what string, got, want []float32) {
+	t.Helper()
+	for i := range got {
+		if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+			t.Fatalf("%s: element %d is %08x, want %08x", what, i, math.Float32bits(got[i]), math.Float32bits(want[i]))
+		}
+	}
+}
