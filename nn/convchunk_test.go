@@ -33,6 +33,7 @@ var chunkedCases = []convCase{
 	{49, 64, 7, 7, 64, 3, 3, convParams{Square(1), Square(1), Square(1), 1}},   // stage 3: 4 images a chunk
 	{37, 6, 9, 11, 10, 5, 3, convParams{Square(1), Pair{2, 1}, Square(1), 1}},  // 5x3, padding 2 and 1  // ResNet stage 1: one image a chunk
 	{0, 64, 7, 7, 64, 3, 3, convParams{Square(1), Square(1), Square(1), 1}},    // stage 3: 4 images a chunk, then 2
+	{0, 12, 5, 6, 9, 3, 3, convParams{Square(1), Square(1), Square(1), 1}},     // narrow images, whole-plane transposes, Cin != Cout
 	{0, 16, 28, 28, 32, 3, 3, convParams{Square(2), Square(1), Square(1), 1}},  // stage 2's entry
 	{0, 16, 28, 28, 32, 1, 1, convParams{Square(2), Square(0), Square(1), 1}},  // its 1x1 shortcut
 	{0, 1, 28, 28, 16, 3, 3, convParams{Square(1), Square(1), Square(1), 1}},   // the stem
