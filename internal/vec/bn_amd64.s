@@ -5,7 +5,7 @@
 #include "textflag.h"
 
 // func bnSum512(x *float32, runs int, n int, stride int) float64
-// Requires: AVX, AVX512BW, AVX512DQ, AVX512F, BMI2, SSE2
+// Requires: AVX, AVX512BW, AVX512DQ, AVX512F, BMI2, MMX+, SSE2
 TEXT ·bnSum512(SB), NOSPLIT, $0-40
 	MOVQ   x+0(FP), AX
 	VXORPD Z0, Z0, Z0
@@ -23,25 +23,30 @@ bnSum512_run:
 	JZ    bnSum512_done
 	XORQ  SI, SI
 	MOVQ  DX, DI
+	LEAQ  (AX)(BX*1), R9
 
 bnSum512_chunk:
-	CMPQ      DI, $0x20
-	JL        bnSum512_tail
-	VCVTPS2PD (AX)(SI*1), Z4
-	VADDPD    Z4, Z0, Z0
-	VCVTPS2PD 32(AX)(SI*1), Z4
-	VADDPD    Z4, Z1, Z1
-	VCVTPS2PD 64(AX)(SI*1), Z4
-	VADDPD    Z4, Z2, Z2
-	VCVTPS2PD 96(AX)(SI*1), Z4
-	VADDPD    Z4, Z3, Z3
-	ADDQ      $0x80, SI
-	SUBQ      $0x20, DI
-	JMP       bnSum512_chunk
+	CMPQ       DI, $0x20
+	JL         bnSum512_tail
+	PREFETCHT0 (R9)(SI*1)
+	PREFETCHT0 64(R9)(SI*1)
+	VCVTPS2PD  (AX)(SI*1), Z4
+	VADDPD     Z4, Z0, Z0
+	VCVTPS2PD  32(AX)(SI*1), Z4
+	VADDPD     Z4, Z1, Z1
+	VCVTPS2PD  64(AX)(SI*1), Z4
+	VADDPD     Z4, Z2, Z2
+	VCVTPS2PD  96(AX)(SI*1), Z4
+	VADDPD     Z4, Z3, Z3
+	ADDQ       $0x80, SI
+	SUBQ       $0x20, DI
+	JMP        bnSum512_chunk
 
 bnSum512_tail:
 	TESTQ       DI, DI
 	JZ          bnSum512_next
+	PREFETCHT0  (R9)(SI*1)
+	PREFETCHT0  64(R9)(SI*1)
 	BZHIL       DI, R8, DI
 	KMOVD       DI, K1
 	KSHIFTRD    $0x08, K1, K2
@@ -76,7 +81,7 @@ bnSum512_done:
 	RET
 
 // func bnSqDev512(x *float32, runs int, n int, stride int, mean float64) float64
-// Requires: AVX, AVX512BW, AVX512DQ, AVX512F, BMI2, SSE2
+// Requires: AVX, AVX512BW, AVX512DQ, AVX512F, BMI2, MMX+, SSE2
 TEXT ·bnSqDev512(SB), NOSPLIT, $0-48
 	MOVQ         x+0(FP), AX
 	VBROADCASTSD mean+32(FP), Z0
@@ -95,33 +100,38 @@ bnSqDev512_run:
 	JZ    bnSqDev512_done
 	XORQ  SI, SI
 	MOVQ  DX, DI
+	LEAQ  (AX)(BX*1), R9
 
 bnSqDev512_chunk:
-	CMPQ      DI, $0x20
-	JL        bnSqDev512_tail
-	VCVTPS2PD (AX)(SI*1), Z5
-	VSUBPD    Z0, Z5, Z5
-	VMULPD    Z5, Z5, Z5
-	VADDPD    Z5, Z1, Z1
-	VCVTPS2PD 32(AX)(SI*1), Z5
-	VSUBPD    Z0, Z5, Z5
-	VMULPD    Z5, Z5, Z5
-	VADDPD    Z5, Z2, Z2
-	VCVTPS2PD 64(AX)(SI*1), Z5
-	VSUBPD    Z0, Z5, Z5
-	VMULPD    Z5, Z5, Z5
-	VADDPD    Z5, Z3, Z3
-	VCVTPS2PD 96(AX)(SI*1), Z5
-	VSUBPD    Z0, Z5, Z5
-	VMULPD    Z5, Z5, Z5
-	VADDPD    Z5, Z4, Z4
-	ADDQ      $0x80, SI
-	SUBQ      $0x20, DI
-	JMP       bnSqDev512_chunk
+	CMPQ       DI, $0x20
+	JL         bnSqDev512_tail
+	PREFETCHT0 (R9)(SI*1)
+	PREFETCHT0 64(R9)(SI*1)
+	VCVTPS2PD  (AX)(SI*1), Z5
+	VSUBPD     Z0, Z5, Z5
+	VMULPD     Z5, Z5, Z5
+	VADDPD     Z5, Z1, Z1
+	VCVTPS2PD  32(AX)(SI*1), Z5
+	VSUBPD     Z0, Z5, Z5
+	VMULPD     Z5, Z5, Z5
+	VADDPD     Z5, Z2, Z2
+	VCVTPS2PD  64(AX)(SI*1), Z5
+	VSUBPD     Z0, Z5, Z5
+	VMULPD     Z5, Z5, Z5
+	VADDPD     Z5, Z3, Z3
+	VCVTPS2PD  96(AX)(SI*1), Z5
+	VSUBPD     Z0, Z5, Z5
+	VMULPD     Z5, Z5, Z5
+	VADDPD     Z5, Z4, Z4
+	ADDQ       $0x80, SI
+	SUBQ       $0x20, DI
+	JMP        bnSqDev512_chunk
 
 bnSqDev512_tail:
 	TESTQ       DI, DI
 	JZ          bnSqDev512_next
+	PREFETCHT0  (R9)(SI*1)
+	PREFETCHT0  64(R9)(SI*1)
 	BZHIL       DI, R8, DI
 	KMOVD       DI, K1
 	KSHIFTRD    $0x08, K1, K2
@@ -164,7 +174,7 @@ bnSqDev512_done:
 	RET
 
 // func bnDotDev512(dy *float32, x *float32, runs int, n int, stride int, mean float64) (sum float64, dot float64)
-// Requires: AVX, AVX512BW, AVX512DQ, AVX512F, BMI2, SSE2
+// Requires: AVX, AVX512BW, AVX512DQ, AVX512F, BMI2, MMX+, SSE2
 TEXT ·bnDotDev512(SB), NOSPLIT, $0-64
 	MOVQ         dy+0(FP), AX
 	MOVQ         x+8(FP), CX
@@ -188,41 +198,51 @@ bnDotDev512_run:
 	JZ    bnDotDev512_done
 	XORQ  DI, DI
 	MOVQ  BX, R8
+	LEAQ  (AX)(SI*1), R10
+	LEAQ  (CX)(SI*1), R11
 
 bnDotDev512_chunk:
-	CMPQ      R8, $0x20
-	JL        bnDotDev512_tail
-	VCVTPS2PD (AX)(DI*1), Z9
-	VADDPD    Z9, Z1, Z1
-	VCVTPS2PD (CX)(DI*1), Z10
-	VSUBPD    Z0, Z10, Z10
-	VMULPD    Z10, Z9, Z10
-	VADDPD    Z10, Z5, Z5
-	VCVTPS2PD 32(AX)(DI*1), Z9
-	VADDPD    Z9, Z2, Z2
-	VCVTPS2PD 32(CX)(DI*1), Z10
-	VSUBPD    Z0, Z10, Z10
-	VMULPD    Z10, Z9, Z10
-	VADDPD    Z10, Z6, Z6
-	VCVTPS2PD 64(AX)(DI*1), Z9
-	VADDPD    Z9, Z3, Z3
-	VCVTPS2PD 64(CX)(DI*1), Z10
-	VSUBPD    Z0, Z10, Z10
-	VMULPD    Z10, Z9, Z10
-	VADDPD    Z10, Z7, Z7
-	VCVTPS2PD 96(AX)(DI*1), Z9
-	VADDPD    Z9, Z4, Z4
-	VCVTPS2PD 96(CX)(DI*1), Z10
-	VSUBPD    Z0, Z10, Z10
-	VMULPD    Z10, Z9, Z10
-	VADDPD    Z10, Z8, Z8
-	ADDQ      $0x80, DI
-	SUBQ      $0x20, R8
-	JMP       bnDotDev512_chunk
+	CMPQ       R8, $0x20
+	JL         bnDotDev512_tail
+	PREFETCHT0 (R10)(DI*1)
+	PREFETCHT0 64(R10)(DI*1)
+	PREFETCHT0 (R11)(DI*1)
+	PREFETCHT0 64(R11)(DI*1)
+	VCVTPS2PD  (AX)(DI*1), Z9
+	VADDPD     Z9, Z1, Z1
+	VCVTPS2PD  (CX)(DI*1), Z10
+	VSUBPD     Z0, Z10, Z10
+	VMULPD     Z10, Z9, Z10
+	VADDPD     Z10, Z5, Z5
+	VCVTPS2PD  32(AX)(DI*1), Z9
+	VADDPD     Z9, Z2, Z2
+	VCVTPS2PD  32(CX)(DI*1), Z10
+	VSUBPD     Z0, Z10, Z10
+	VMULPD     Z10, Z9, Z10
+	VADDPD     Z10, Z6, Z6
+	VCVTPS2PD  64(AX)(DI*1), Z9
+	VADDPD     Z9, Z3, Z3
+	VCVTPS2PD  64(CX)(DI*1), Z10
+	VSUBPD     Z0, Z10, Z10
+	VMULPD     Z10, Z9, Z10
+	VADDPD     Z10, Z7, Z7
+	VCVTPS2PD  96(AX)(DI*1), Z9
+	VADDPD     Z9, Z4, Z4
+	VCVTPS2PD  96(CX)(DI*1), Z10
+	VSUBPD     Z0, Z10, Z10
+	VMULPD     Z10, Z9, Z10
+	VADDPD     Z10, Z8, Z8
+	ADDQ       $0x80, DI
+	SUBQ       $0x20, R8
+	JMP        bnDotDev512_chunk
 
 bnDotDev512_tail:
 	TESTQ       R8, R8
 	JZ          bnDotDev512_next
+	PREFETCHT0  (R10)(DI*1)
+	PREFETCHT0  64(R10)(DI*1)
+	PREFETCHT0  (R11)(DI*1)
+	PREFETCHT0  64(R11)(DI*1)
 	BZHIL       R8, R9, R8
 	KMOVD       R8, K1
 	KSHIFTRD    $0x08, K1, K2
@@ -284,7 +304,7 @@ bnDotDev512_done:
 	RET
 
 // func scaleShift512(y *float32, x *float32, runs int, n int, stride int, a float32, b float32)
-// Requires: AVX, AVX512BW, AVX512F, BMI2
+// Requires: AVX, AVX512BW, AVX512F, BMI2, MMX+
 TEXT ·scaleShift512(SB), NOSPLIT, $0-48
 	MOVQ         y+0(FP), AX
 	MOVQ         x+8(FP), CX
@@ -301,38 +321,48 @@ scaleShift512_run:
 	JZ    scaleShift512_done
 	XORQ  DI, DI
 	MOVQ  BX, R8
+	LEAQ  (AX)(SI*1), R10
+	LEAQ  (CX)(SI*1), R11
 
 scaleShift512_chunk:
-	CMPQ    R8, $0x20
-	JL      scaleShift512_tail
-	VMOVUPS (CX)(DI*1), Z2
-	VMULPS  Z0, Z2, Z2
-	VADDPS  Z1, Z2, Z2
-	VMOVUPS Z2, (AX)(DI*1)
-	VMOVUPS 64(CX)(DI*1), Z2
-	VMULPS  Z0, Z2, Z2
-	VADDPS  Z1, Z2, Z2
-	VMOVUPS Z2, 64(AX)(DI*1)
-	ADDQ    $0x80, DI
-	SUBQ    $0x20, R8
-	JMP     scaleShift512_chunk
+	CMPQ       R8, $0x20
+	JL         scaleShift512_tail
+	PREFETCHT0 (R10)(DI*1)
+	PREFETCHT0 64(R10)(DI*1)
+	PREFETCHT0 (R11)(DI*1)
+	PREFETCHT0 64(R11)(DI*1)
+	VMOVUPS    (CX)(DI*1), Z2
+	VMULPS     Z0, Z2, Z2
+	VADDPS     Z1, Z2, Z2
+	VMOVUPS    Z2, (AX)(DI*1)
+	VMOVUPS    64(CX)(DI*1), Z2
+	VMULPS     Z0, Z2, Z2
+	VADDPS     Z1, Z2, Z2
+	VMOVUPS    Z2, 64(AX)(DI*1)
+	ADDQ       $0x80, DI
+	SUBQ       $0x20, R8
+	JMP        scaleShift512_chunk
 
 scaleShift512_tail:
-	TESTQ     R8, R8
-	JZ        scaleShift512_next
-	BZHIL     R8, R9, R8
-	KMOVD     R8, K1
-	KSHIFTRD  $0x08, K1, K2
-	KSHIFTRD  $0x10, K1, K3
-	KSHIFTRD  $0x18, K1, K4
-	VMOVUPS.Z (CX)(DI*1), K1, Z2
-	VMULPS    Z0, Z2, Z2
-	VADDPS    Z1, Z2, Z2
-	VMOVUPS   Z2, K1, (AX)(DI*1)
-	VMOVUPS.Z 64(CX)(DI*1), K3, Z2
-	VMULPS    Z0, Z2, Z2
-	VADDPS    Z1, Z2, Z2
-	VMOVUPS   Z2, K3, 64(AX)(DI*1)
+	TESTQ      R8, R8
+	JZ         scaleShift512_next
+	PREFETCHT0 (R10)(DI*1)
+	PREFETCHT0 64(R10)(DI*1)
+	PREFETCHT0 (R11)(DI*1)
+	PREFETCHT0 64(R11)(DI*1)
+	BZHIL      R8, R9, R8
+	KMOVD      R8, K1
+	KSHIFTRD   $0x08, K1, K2
+	KSHIFTRD   $0x10, K1, K3
+	KSHIFTRD   $0x18, K1, K4
+	VMOVUPS.Z  (CX)(DI*1), K1, Z2
+	VMULPS     Z0, Z2, Z2
+	VADDPS     Z1, Z2, Z2
+	VMOVUPS    Z2, K1, (AX)(DI*1)
+	VMOVUPS.Z  64(CX)(DI*1), K3, Z2
+	VMULPS     Z0, Z2, Z2
+	VADDPS     Z1, Z2, Z2
+	VMOVUPS    Z2, K3, 64(AX)(DI*1)
 
 scaleShift512_next:
 	ADDQ SI, AX
@@ -345,7 +375,7 @@ scaleShift512_done:
 	RET
 
 // func bnGradIn512(dx *float32, dy *float32, x *float32, runs int, n int, stride int, gm float32, mf float32, k float32, sf float32)
-// Requires: AVX, AVX512BW, AVX512F, BMI2
+// Requires: AVX, AVX512BW, AVX512F, BMI2, MMX+
 TEXT ·bnGradIn512(SB), NOSPLIT, $0-64
 	MOVQ         dx+0(FP), AX
 	MOVQ         dy+8(FP), CX
@@ -365,54 +395,69 @@ bnGradIn512_run:
 	JZ    bnGradIn512_done
 	XORQ  R8, R8
 	MOVQ  SI, R9
+	LEAQ  (AX)(DI*1), R11
+	LEAQ  (CX)(DI*1), R12
+	LEAQ  (DX)(DI*1), R13
 
 bnGradIn512_chunk:
-	CMPQ    R9, $0x20
-	JL      bnGradIn512_tail
-	VMOVUPS (CX)(R8*1), Z4
-	VMOVUPS (DX)(R8*1), Z5
-	VSUBPS  Z0, Z4, Z4
-	VSUBPS  Z1, Z5, Z5
-	VMULPS  Z2, Z5, Z5
-	VSUBPS  Z5, Z4, Z4
-	VMULPS  Z3, Z4, Z4
-	VMOVUPS Z4, (AX)(R8*1)
-	VMOVUPS 64(CX)(R8*1), Z4
-	VMOVUPS 64(DX)(R8*1), Z5
-	VSUBPS  Z0, Z4, Z4
-	VSUBPS  Z1, Z5, Z5
-	VMULPS  Z2, Z5, Z5
-	VSUBPS  Z5, Z4, Z4
-	VMULPS  Z3, Z4, Z4
-	VMOVUPS Z4, 64(AX)(R8*1)
-	ADDQ    $0x80, R8
-	SUBQ    $0x20, R9
-	JMP     bnGradIn512_chunk
+	CMPQ       R9, $0x20
+	JL         bnGradIn512_tail
+	PREFETCHT0 (R11)(R8*1)
+	PREFETCHT0 64(R11)(R8*1)
+	PREFETCHT0 (R12)(R8*1)
+	PREFETCHT0 64(R12)(R8*1)
+	PREFETCHT0 (R13)(R8*1)
+	PREFETCHT0 64(R13)(R8*1)
+	VMOVUPS    (CX)(R8*1), Z4
+	VMOVUPS    (DX)(R8*1), Z5
+	VSUBPS     Z0, Z4, Z4
+	VSUBPS     Z1, Z5, Z5
+	VMULPS     Z2, Z5, Z5
+	VSUBPS     Z5, Z4, Z4
+	VMULPS     Z3, Z4, Z4
+	VMOVUPS    Z4, (AX)(R8*1)
+	VMOVUPS    64(CX)(R8*1), Z4
+	VMOVUPS    64(DX)(R8*1), Z5
+	VSUBPS     Z0, Z4, Z4
+	VSUBPS     Z1, Z5, Z5
+	VMULPS     Z2, Z5, Z5
+	VSUBPS     Z5, Z4, Z4
+	VMULPS     Z3, Z4, Z4
+	VMOVUPS    Z4, 64(AX)(R8*1)
+	ADDQ       $0x80, R8
+	SUBQ       $0x20, R9
+	JMP        bnGradIn512_chunk
 
 bnGradIn512_tail:
-	TESTQ     R9, R9
-	JZ        bnGradIn512_next
-	BZHIL     R9, R10, R9
-	KMOVD     R9, K1
-	KSHIFTRD  $0x08, K1, K2
-	KSHIFTRD  $0x10, K1, K3
-	KSHIFTRD  $0x18, K1, K4
-	VMOVUPS.Z (CX)(R8*1), K1, Z4
-	VMOVUPS.Z (DX)(R8*1), K1, Z5
-	VSUBPS    Z0, Z4, Z4
-	VSUBPS    Z1, Z5, Z5
-	VMULPS    Z2, Z5, Z5
-	VSUBPS    Z5, Z4, Z4
-	VMULPS    Z3, Z4, Z4
-	VMOVUPS   Z4, K1, (AX)(R8*1)
-	VMOVUPS.Z 64(CX)(R8*1), K3, Z4
-	VMOVUPS.Z 64(DX)(R8*1), K3, Z5
-	VSUBPS    Z0, Z4, Z4
-	VSUBPS    Z1, Z5, Z5
-	VMULPS    Z2, Z5, Z5
-	VSUBPS    Z5, Z4, Z4
-	VMULPS    Z3, Z4, Z4
-	VMOVUPS   Z4, K3, 64(AX)(R8*1)
+	TESTQ      R9, R9
+	JZ         bnGradIn512_next
+	PREFETCHT0 (R11)(R8*1)
+	PREFETCHT0 64(R11)(R8*1)
+	PREFETCHT0 (R12)(R8*1)
+	PREFETCHT0 64(R12)(R8*1)
+	PREFETCHT0 (R13)(R8*1)
+	PREFETCHT0 64(R13)(R8*1)
+	BZHIL      R9, R10, R9
+	KMOVD      R9, K1
+	KSHIFTRD   $0x08, K1, K2
+	KSHIFTRD   $0x10, K1, K3
+	KSHIFTRD   $0x18, K1, K4
+	VMOVUPS.Z  (CX)(R8*1), K1, Z4
+	VMOVUPS.Z  (DX)(R8*1), K1, Z5
+	VSUBPS     Z0, Z4, Z4
+	VSUBPS     Z1, Z5, Z5
+	VMULPS     Z2, Z5, Z5
+	VSUBPS     Z5, Z4, Z4
+	VMULPS     Z3, Z4, Z4
+	VMOVUPS    Z4, K1, (AX)(R8*1)
+	VMOVUPS.Z  64(CX)(R8*1), K3, Z4
+	VMOVUPS.Z  64(DX)(R8*1), K3, Z5
+	VSUBPS     Z0, Z4, Z4
+	VSUBPS     Z1, Z5, Z5
+	VMULPS     Z2, Z5, Z5
+	VSUBPS     Z5, Z4, Z4
+	VMULPS     Z3, Z4, Z4
+	VMOVUPS    Z4, K3, 64(AX)(R8*1)
 
 bnGradIn512_next:
 	ADDQ DI, AX

@@ -44,9 +44,20 @@ func runs(name string, ptrs []Register, body func(off Register, masks []Op)) {
 	JZ(LabelRef(name + "_done"))
 	XORQ(off, off)
 	MOVQ(n, left)
+	// The next run's lines, two a chunk: runs are short (49 to 784 floats)
+	// and far apart, too short for the hardware prefetcher to catch up.
+	next := make([]Register, len(ptrs))
+	for i, p := range ptrs {
+		next[i] = GP64()
+		LEAQ(Mem{Base: p, Index: stride, Scale: 1}, next[i])
+	}
 	Label(name + "_chunk")
 	CMPQ(left, Imm(32))
 	JL(LabelRef(name + "_tail"))
+	for _, q := range next {
+		PREFETCHT0(Mem{Base: q, Index: off, Scale: 1})
+		PREFETCHT0(Mem{Base: q, Index: off, Scale: 1, Disp: 64})
+	}
 	body(off, nil)
 	ADDQ(Imm(128), off)
 	SUBQ(Imm(32), left)
@@ -55,6 +66,10 @@ func runs(name string, ptrs []Register, body func(off Register, masks []Op)) {
 	TESTQ(left, left)
 	JZ(LabelRef(name + "_next"))
 	// m = the low `left` bits; K1..K4 its four bytes.
+	for _, q := range next {
+		PREFETCHT0(Mem{Base: q, Index: off, Scale: 1})
+		PREFETCHT0(Mem{Base: q, Index: off, Scale: 1, Disp: 64})
+	}
 	BZHIL(left.As32(), ones, m)
 	KMOVD(m, K1)
 	KSHIFTRD(Imm(8), K1, K2)
