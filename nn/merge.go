@@ -9,6 +9,7 @@ import (
 
 	"github.com/shrink-ml/shrink/arch"
 	"github.com/shrink-ml/shrink/internal/op"
+	"github.com/shrink-ml/shrink/internal/vec"
 )
 
 func init() {
@@ -67,10 +68,7 @@ func (o *addOp) Do(in ...G.Value) (G.Value, error) {
 	yd := op.F32(y)
 	copy(yd, op.F32(in[0]))
 	for _, v := range in[1:] {
-		x := op.F32(v)[:len(yd)]
-		for i := range yd {
-			yd[i] += x[i]
-		}
+		vec.Add(yd, yd, op.F32(v))
 	}
 	return y, nil
 }

@@ -2,7 +2,7 @@ package vec
 
 import "math"
 
-//go:generate go run asm/relugen.go -out relu_amd64.s -stubs relu_stubs_amd64.go -pkg vec
+//go:generate go run asm/eltgen.go -out elt_amd64.s -stubs elt_stubs_amd64.go -pkg vec
 
 // ReLU sets y = max(x, 0), Go's max: +0 for -0 and negative values, NaNs
 // kept. The AVX-512 kernel gives the Go loop's bits (see asm/relugen.go).
@@ -37,5 +37,22 @@ func reluGradRef(dx, y, dy []float32) {
 		// Branch-free, since ReLU's zeros fall at random.
 		keep := -min(math.Float32bits(v), 1)
 		dx[i] = math.Float32frombits(math.Float32bits(dy[i]) & keep)
+	}
+}
+
+// Add sets y = a + b element-wise (y may be a or b): the bits of the Go
+// loop y[i] = a[i] + b[i].
+func Add(y, a, b []float32) {
+	a, b = a[:len(y)], b[:len(y)]
+	if useReLU512 && len(y) > 0 {
+		addAVX512(len(y), &y[0], &a[0], &b[0])
+		return
+	}
+	addRef(y, a, b)
+}
+
+func addRef(y, a, b []float32) {
+	for i := range y {
+		y[i] = a[i] + b[i]
 	}
 }

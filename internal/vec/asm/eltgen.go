@@ -1,13 +1,16 @@
 //go:build ignore
 
-// Command relugen writes the AVX-512 ReLU kernels of package vec with avo:
-// `go generate ./internal/vec` writes relu_amd64.s and relu_stubs_amd64.go.
+// Command eltgen writes the AVX-512 element-wise kernels of package vec
+// with avo: `go generate ./internal/vec` writes elt_amd64.s and
+// elt_stubs_amd64.go.
 //
 // reluAVX512 is, lane by lane, the instruction sequence Go compiles
 // max(v, 0) to on amd64 (negate, two MINSS, OR, negate back: +0 for -0 and
 // for negative values, a NaN keeps its payload with the sign cleared), so
 // the result bits are the Go loop's, NaNs included; reluGradAVX512 keeps dy
-// where y's bits are non-zero, exactly as the Go loop's mask does.
+// where y's bits are non-zero, exactly as the Go loop's mask does; addAVX512
+// is a + b with a the first operand, as ADDSS has it in the Go loop (which
+// NaN wins when both are).
 package main
 
 import (
@@ -20,6 +23,7 @@ func main() {
 	ConstraintExpr("!purego")
 	relu()
 	reluGrad()
+	add()
 	Generate()
 }
 
@@ -117,6 +121,33 @@ func reluGrad() {
 			VMOVUPS(g, at(dx))
 		} else {
 			VMOVUPS(g, k, at(dx))
+		}
+	})
+	VZEROUPPER()
+	RET()
+}
+
+func add() {
+	TEXT("addAVX512", NOSPLIT, "func(n int, y, a, b *float32)")
+	Pragma("noescape")
+	Doc("addAVX512 sets y = a + b for n floats.")
+	n := Load(Param("n"), GP64())
+	y := Load(Param("y"), GP64())
+	a := Load(Param("a"), GP64())
+	b := Load(Param("b"), GP64())
+	loop("addAVX512", n, func(off Register, disp int, k Op) {
+		at := func(p Register) Mem { return Mem{Base: p, Index: off, Scale: 1, Disp: disp} }
+		v := ZMM()
+		if k == nil {
+			VMOVUPS(at(a), v)
+			VADDPS(at(b), v, v)
+			VMOVUPS(v, at(y))
+		} else {
+			w := ZMM()
+			VMOVUPS_Z(at(a), k, v)
+			VMOVUPS_Z(at(b), k, w)
+			VADDPS(w, v, v)
+			VMOVUPS(v, k, at(y))
 		}
 	})
 	VZEROUPPER()
