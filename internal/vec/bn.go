@@ -1,5 +1,7 @@
 package vec
 
+import "math"
+
 //go:generate go run asm/bngen.go -out bn_amd64.s -stubs bn_stubs_amd64.go -pkg vec
 
 // Batch norm's per-channel kernels. Each walks one channel of a [B, C, S]
@@ -78,6 +80,53 @@ func BNGradIn(dx, dy, x []float32, runs, n, stride int, gm, mf, k, sf float32) {
 	bnGradInRef(dx, dy, x, runs, n, stride, gm, mf, k, sf)
 }
 
+// ScaleShiftReLU sets y = max(x·a + b, 0) over the runs: ScaleShift then
+// ReLU, in one pass (batch norm with its ReLU fused).
+func ScaleShiftReLU(y, x []float32, runs, n, stride int, a, b float32) {
+	if y = span(y, runs, n, stride); y == nil {
+		return
+	}
+	x = x[:len(y)]
+	if useBN512 {
+		scaleShiftReLU512(&y[0], &x[0], runs, n, stride, a, b)
+		return
+	}
+	scaleShiftReLURef(y, x, runs, n, stride, a, b)
+}
+
+// BNDotDevReLU is BNDotDev of the gradient through the fused ReLU whose
+// output is y: dy where y's bits are non-zero, +0 elsewhere (ReLUGrad's).
+func BNDotDevReLU(dy, y, x []float32, runs, n, stride int, mean float64) (sum, dot float64) {
+	if dy = span(dy, runs, n, stride); dy == nil {
+		return 0, 0
+	}
+	y, x = y[:len(dy)], x[:len(dy)]
+	if useBN512 {
+		return bnDotDevReLU512(&dy[0], &y[0], &x[0], runs, n, stride, mean)
+	}
+	return bnDotDevReLURef(dy, y, x, runs, n, stride, mean)
+}
+
+// BNGradInReLU is BNGradIn of the gradient through the fused ReLU whose
+// output is y (see BNDotDevReLU).
+func BNGradInReLU(dx, dy, y, x []float32, runs, n, stride int, gm, mf, k, sf float32) {
+	if dx = span(dx, runs, n, stride); dx == nil {
+		return
+	}
+	dy, y, x = dy[:len(dx)], y[:len(dx)], x[:len(dx)]
+	if useBN512 {
+		bnGradInReLU512(&dx[0], &dy[0], &y[0], &x[0], runs, n, stride, gm, mf, k, sf)
+		return
+	}
+	bnGradInReLURef(dx, dy, y, x, runs, n, stride, gm, mf, k, sf)
+}
+
+// reluMask is ReLUGrad's value for one element.
+func reluMask(g, y float32) float32 {
+	keep := -min(math.Float32bits(y), 1)
+	return math.Float32frombits(math.Float32bits(g) & keep)
+}
+
 // reduce32 adds the 32 partial sums as the assembly does: the four
 // registers pairwise, then halves of the 8 lanes, 4, 2.
 func reduce32(a *[32]float64) float64 {
@@ -120,6 +169,40 @@ func bnDotDevRef(dy, x []float32, runs, n, stride int, mean float64) (sum, dot f
 		}
 	}
 	return reduce32(&s), reduce32(&d)
+}
+
+func bnDotDevReLURef(dy, y, x []float32, runs, n, stride int, mean float64) (sum, dot float64) {
+	var s, d [32]float64
+	for r := range runs {
+		at := r * stride
+		for i, g := range dy[at : at+n] {
+			g = reluMask(g, y[at+i])
+			s[i%32] += float64(g)
+			d[i%32] += float64(float64(g) * (float64(x[at+i]) - mean))
+		}
+	}
+	return reduce32(&s), reduce32(&d)
+}
+
+func scaleShiftReLURef(y, x []float32, runs, n, stride int, a, b float32) {
+	for r := range runs {
+		at := r * stride
+		ys := y[at : at+n]
+		for i, v := range x[at : at+n] {
+			ys[i] = max(float32(v*a)+b, 0)
+		}
+	}
+}
+
+func bnGradInReLURef(dx, dy, y, x []float32, runs, n, stride int, gm, mf, k, sf float32) {
+	for r := range runs {
+		at := r * stride
+		d, xs, ys := dx[at:at+n], x[at:at+n], y[at:at+n]
+		for i, g := range dy[at : at+n] {
+			g = reluMask(g, ys[i])
+			d[i] = float32((g-gm)-float32((xs[i]-mf)*k)) * sf
+		}
+	}
 }
 
 func scaleShiftRef(y, x []float32, runs, n, stride int, a, b float32) {

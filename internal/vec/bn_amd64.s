@@ -303,6 +303,159 @@ bnDotDev512_done:
 	VZEROUPPER
 	RET
 
+// func bnDotDevReLU512(dy *float32, y *float32, x *float32, runs int, n int, stride int, mean float64) (sum float64, dot float64)
+// Requires: AVX, AVX512BW, AVX512DQ, AVX512F, AVX512VL, BMI2, MMX+, SSE2
+TEXT ·bnDotDevReLU512(SB), NOSPLIT, $0-72
+	MOVQ         dy+0(FP), AX
+	MOVQ         y+8(FP), CX
+	MOVQ         x+16(FP), DX
+	VBROADCASTSD mean+48(FP), Z0
+	VXORPD       Z1, Z1, Z1
+	VXORPD       Z2, Z2, Z2
+	VXORPD       Z3, Z3, Z3
+	VXORPD       Z4, Z4, Z4
+	VXORPD       Z5, Z5, Z5
+	VXORPD       Z6, Z6, Z6
+	VXORPD       Z7, Z7, Z7
+	VXORPD       Z8, Z8, Z8
+	MOVQ         runs+24(FP), BX
+	MOVQ         n+32(FP), SI
+	MOVQ         stride+40(FP), DI
+	SHLQ         $0x02, DI
+	MOVL         $0xffffffff, R10
+
+bnDotDevReLU512_run:
+	TESTQ BX, BX
+	JZ    bnDotDevReLU512_done
+	XORQ  R8, R8
+	MOVQ  SI, R9
+	LEAQ  (AX)(DI*1), R11
+	LEAQ  (CX)(DI*1), R12
+	LEAQ  (DX)(DI*1), R13
+
+bnDotDevReLU512_chunk:
+	CMPQ        R9, $0x20
+	JL          bnDotDevReLU512_tail
+	PREFETCHT0  (R11)(R8*1)
+	PREFETCHT0  64(R11)(R8*1)
+	PREFETCHT0  (R12)(R8*1)
+	PREFETCHT0  64(R12)(R8*1)
+	PREFETCHT0  (R13)(R8*1)
+	PREFETCHT0  64(R13)(R8*1)
+	VMOVUPS     (CX)(R8*1), Y9
+	VPTESTMD    Y9, Y9, K1
+	VCVTPS2PD.Z (AX)(R8*1), K1, Z9
+	VADDPD      Z9, Z1, Z1
+	VCVTPS2PD   (DX)(R8*1), Z10
+	VSUBPD      Z0, Z10, Z10
+	VMULPD      Z10, Z9, Z10
+	VADDPD      Z10, Z5, Z5
+	VMOVUPS     32(CX)(R8*1), Y9
+	VPTESTMD    Y9, Y9, K1
+	VCVTPS2PD.Z 32(AX)(R8*1), K1, Z9
+	VADDPD      Z9, Z2, Z2
+	VCVTPS2PD   32(DX)(R8*1), Z10
+	VSUBPD      Z0, Z10, Z10
+	VMULPD      Z10, Z9, Z10
+	VADDPD      Z10, Z6, Z6
+	VMOVUPS     64(CX)(R8*1), Y9
+	VPTESTMD    Y9, Y9, K1
+	VCVTPS2PD.Z 64(AX)(R8*1), K1, Z9
+	VADDPD      Z9, Z3, Z3
+	VCVTPS2PD   64(DX)(R8*1), Z10
+	VSUBPD      Z0, Z10, Z10
+	VMULPD      Z10, Z9, Z10
+	VADDPD      Z10, Z7, Z7
+	VMOVUPS     96(CX)(R8*1), Y9
+	VPTESTMD    Y9, Y9, K1
+	VCVTPS2PD.Z 96(AX)(R8*1), K1, Z9
+	VADDPD      Z9, Z4, Z4
+	VCVTPS2PD   96(DX)(R8*1), Z10
+	VSUBPD      Z0, Z10, Z10
+	VMULPD      Z10, Z9, Z10
+	VADDPD      Z10, Z8, Z8
+	ADDQ        $0x80, R8
+	SUBQ        $0x20, R9
+	JMP         bnDotDevReLU512_chunk
+
+bnDotDevReLU512_tail:
+	TESTQ       R9, R9
+	JZ          bnDotDevReLU512_next
+	PREFETCHT0  (R11)(R8*1)
+	PREFETCHT0  64(R11)(R8*1)
+	PREFETCHT0  (R12)(R8*1)
+	PREFETCHT0  64(R12)(R8*1)
+	PREFETCHT0  (R13)(R8*1)
+	PREFETCHT0  64(R13)(R8*1)
+	BZHIL       R9, R10, R9
+	KMOVD       R9, K1
+	KSHIFTRD    $0x08, K1, K2
+	KSHIFTRD    $0x10, K1, K3
+	KSHIFTRD    $0x18, K1, K4
+	VMOVUPS.Z   (CX)(R8*1), K1, Y9
+	VPTESTMD    Y9, Y9, K5
+	VCVTPS2PD.Z (AX)(R8*1), K5, Z9
+	VADDPD      Z9, Z1, Z1
+	VCVTPS2PD.Z (DX)(R8*1), K1, Z10
+	VSUBPD.Z    Z0, Z10, K1, Z10
+	VMULPD      Z10, Z9, Z10
+	VADDPD      Z10, Z5, Z5
+	VMOVUPS.Z   32(CX)(R8*1), K2, Y9
+	VPTESTMD    Y9, Y9, K1
+	VCVTPS2PD.Z 32(AX)(R8*1), K1, Z9
+	VADDPD      Z9, Z2, Z2
+	VCVTPS2PD.Z 32(DX)(R8*1), K2, Z10
+	VSUBPD.Z    Z0, Z10, K2, Z10
+	VMULPD      Z10, Z9, Z10
+	VADDPD      Z10, Z6, Z6
+	VMOVUPS.Z   64(CX)(R8*1), K3, Y9
+	VPTESTMD    Y9, Y9, K1
+	VCVTPS2PD.Z 64(AX)(R8*1), K1, Z9
+	VADDPD      Z9, Z3, Z3
+	VCVTPS2PD.Z 64(DX)(R8*1), K3, Z10
+	VSUBPD.Z    Z0, Z10, K3, Z10
+	VMULPD      Z10, Z9, Z10
+	VADDPD      Z10, Z7, Z7
+	VMOVUPS.Z   96(CX)(R8*1), K4, Y9
+	VPTESTMD    Y9, Y9, K1
+	VCVTPS2PD.Z 96(AX)(R8*1), K1, Z9
+	VADDPD      Z9, Z4, Z4
+	VCVTPS2PD.Z 96(DX)(R8*1), K4, Z10
+	VSUBPD.Z    Z0, Z10, K4, Z10
+	VMULPD      Z10, Z9, Z10
+	VADDPD      Z10, Z8, Z8
+
+bnDotDevReLU512_next:
+	ADDQ DI, AX
+	ADDQ DI, CX
+	ADDQ DI, DX
+	DECQ BX
+	JMP  bnDotDevReLU512_run
+
+bnDotDevReLU512_done:
+	VADDPD        Z2, Z1, Z1
+	VADDPD        Z4, Z3, Z3
+	VADDPD        Z3, Z1, Z1
+	VEXTRACTF64X4 $0x01, Z1, Y0
+	VADDPD        Y0, Y1, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPD        X1, X0, X0
+	VUNPCKHPD     X0, X0, X1
+	VADDSD        X1, X0, X0
+	MOVSD         X0, sum+56(FP)
+	VADDPD        Z6, Z5, Z5
+	VADDPD        Z8, Z7, Z7
+	VADDPD        Z7, Z5, Z5
+	VEXTRACTF64X4 $0x01, Z5, Y0
+	VADDPD        Y0, Y5, Y0
+	VEXTRACTF128  $0x01, Y0, X1
+	VADDPD        X1, X0, X0
+	VUNPCKHPD     X0, X0, X1
+	VADDSD        X1, X0, X0
+	MOVSD         X0, dot+64(FP)
+	VZEROUPPER
+	RET
+
 // func scaleShift512(y *float32, x *float32, runs int, n int, stride int, a float32, b float32)
 // Requires: AVX, AVX512BW, AVX512F, BMI2, MMX+
 TEXT ·scaleShift512(SB), NOSPLIT, $0-48
@@ -371,6 +524,99 @@ scaleShift512_next:
 	JMP  scaleShift512_run
 
 scaleShift512_done:
+	VZEROUPPER
+	RET
+
+// func scaleShiftReLU512(y *float32, x *float32, runs int, n int, stride int, a float32, b float32)
+// Requires: AVX, AVX512BW, AVX512DQ, AVX512F, BMI2, MMX+
+TEXT ·scaleShiftReLU512(SB), NOSPLIT, $0-48
+	MOVQ         y+0(FP), AX
+	MOVQ         x+8(FP), CX
+	VBROADCASTSS a+40(FP), Z0
+	VBROADCASTSS b+44(FP), Z1
+	MOVL         $0x80000000, DX
+	VPBROADCASTD DX, Z2
+	MOVQ         runs+16(FP), DX
+	MOVQ         n+24(FP), BX
+	MOVQ         stride+32(FP), SI
+	SHLQ         $0x02, SI
+	MOVL         $0xffffffff, R9
+
+scaleShiftReLU512_run:
+	TESTQ DX, DX
+	JZ    scaleShiftReLU512_done
+	XORQ  DI, DI
+	MOVQ  BX, R8
+	LEAQ  (AX)(SI*1), R10
+	LEAQ  (CX)(SI*1), R11
+
+scaleShiftReLU512_chunk:
+	CMPQ       R8, $0x20
+	JL         scaleShiftReLU512_tail
+	PREFETCHT0 (R10)(DI*1)
+	PREFETCHT0 64(R10)(DI*1)
+	PREFETCHT0 (R11)(DI*1)
+	PREFETCHT0 64(R11)(DI*1)
+	VMOVUPS    (CX)(DI*1), Z3
+	VMULPS     Z0, Z3, Z3
+	VADDPS     Z1, Z3, Z3
+	VXORPS     Z2, Z3, Z3
+	VMINPS     Z2, Z3, Z4
+	VMINPS     Z3, Z4, Z3
+	VORPS      Z4, Z3, Z3
+	VXORPS     Z2, Z3, Z3
+	VMOVUPS    Z3, (AX)(DI*1)
+	VMOVUPS    64(CX)(DI*1), Z3
+	VMULPS     Z0, Z3, Z3
+	VADDPS     Z1, Z3, Z3
+	VXORPS     Z2, Z3, Z3
+	VMINPS     Z2, Z3, Z4
+	VMINPS     Z3, Z4, Z3
+	VORPS      Z4, Z3, Z3
+	VXORPS     Z2, Z3, Z3
+	VMOVUPS    Z3, 64(AX)(DI*1)
+	ADDQ       $0x80, DI
+	SUBQ       $0x20, R8
+	JMP        scaleShiftReLU512_chunk
+
+scaleShiftReLU512_tail:
+	TESTQ      R8, R8
+	JZ         scaleShiftReLU512_next
+	PREFETCHT0 (R10)(DI*1)
+	PREFETCHT0 64(R10)(DI*1)
+	PREFETCHT0 (R11)(DI*1)
+	PREFETCHT0 64(R11)(DI*1)
+	BZHIL      R8, R9, R8
+	KMOVD      R8, K1
+	KSHIFTRD   $0x08, K1, K2
+	KSHIFTRD   $0x10, K1, K3
+	KSHIFTRD   $0x18, K1, K4
+	VMOVUPS.Z  (CX)(DI*1), K1, Z3
+	VMULPS     Z0, Z3, Z3
+	VADDPS     Z1, Z3, Z3
+	VXORPS     Z2, Z3, Z3
+	VMINPS     Z2, Z3, Z4
+	VMINPS     Z3, Z4, Z3
+	VORPS      Z4, Z3, Z3
+	VXORPS     Z2, Z3, Z3
+	VMOVUPS    Z3, K1, (AX)(DI*1)
+	VMOVUPS.Z  64(CX)(DI*1), K3, Z3
+	VMULPS     Z0, Z3, Z3
+	VADDPS     Z1, Z3, Z3
+	VXORPS     Z2, Z3, Z3
+	VMINPS     Z2, Z3, Z4
+	VMINPS     Z3, Z4, Z3
+	VORPS      Z4, Z3, Z3
+	VXORPS     Z2, Z3, Z3
+	VMOVUPS    Z3, K3, 64(AX)(DI*1)
+
+scaleShiftReLU512_next:
+	ADDQ SI, AX
+	ADDQ SI, CX
+	DECQ DX
+	JMP  scaleShiftReLU512_run
+
+scaleShiftReLU512_done:
 	VZEROUPPER
 	RET
 
@@ -467,5 +713,116 @@ bnGradIn512_next:
 	JMP  bnGradIn512_run
 
 bnGradIn512_done:
+	VZEROUPPER
+	RET
+
+// func bnGradInReLU512(dx *float32, dy *float32, y *float32, x *float32, runs int, n int, stride int, gm float32, mf float32, k float32, sf float32)
+// Requires: AVX, AVX512BW, AVX512F, BMI2, MMX+
+TEXT ·bnGradInReLU512(SB), NOSPLIT, $0-72
+	MOVQ         dx+0(FP), AX
+	MOVQ         dy+8(FP), CX
+	MOVQ         y+16(FP), DX
+	MOVQ         x+24(FP), BX
+	VBROADCASTSS gm+56(FP), Z0
+	VBROADCASTSS mf+60(FP), Z1
+	VBROADCASTSS k+64(FP), Z2
+	VBROADCASTSS sf+68(FP), Z3
+	MOVQ         runs+32(FP), SI
+	MOVQ         n+40(FP), DI
+	MOVQ         stride+48(FP), R8
+	SHLQ         $0x02, R8
+	MOVL         $0xffffffff, R11
+
+bnGradInReLU512_run:
+	TESTQ SI, SI
+	JZ    bnGradInReLU512_done
+	XORQ  R9, R9
+	MOVQ  DI, R10
+	LEAQ  (AX)(R8*1), R12
+	LEAQ  (CX)(R8*1), R13
+	LEAQ  (DX)(R8*1), R14
+	LEAQ  (BX)(R8*1), R15
+
+bnGradInReLU512_chunk:
+	CMPQ       R10, $0x20
+	JL         bnGradInReLU512_tail
+	PREFETCHT0 (R12)(R9*1)
+	PREFETCHT0 64(R12)(R9*1)
+	PREFETCHT0 (R13)(R9*1)
+	PREFETCHT0 64(R13)(R9*1)
+	PREFETCHT0 (R14)(R9*1)
+	PREFETCHT0 64(R14)(R9*1)
+	PREFETCHT0 (R15)(R9*1)
+	PREFETCHT0 64(R15)(R9*1)
+	VMOVUPS    (DX)(R9*1), Z4
+	VPTESTMD   Z4, Z4, K1
+	VMOVUPS.Z  (CX)(R9*1), K1, Z4
+	VMOVUPS    (BX)(R9*1), Z5
+	VSUBPS     Z0, Z4, Z4
+	VSUBPS     Z1, Z5, Z5
+	VMULPS     Z2, Z5, Z5
+	VSUBPS     Z5, Z4, Z4
+	VMULPS     Z3, Z4, Z4
+	VMOVUPS    Z4, (AX)(R9*1)
+	VMOVUPS    64(DX)(R9*1), Z4
+	VPTESTMD   Z4, Z4, K1
+	VMOVUPS.Z  64(CX)(R9*1), K1, Z4
+	VMOVUPS    64(BX)(R9*1), Z5
+	VSUBPS     Z0, Z4, Z4
+	VSUBPS     Z1, Z5, Z5
+	VMULPS     Z2, Z5, Z5
+	VSUBPS     Z5, Z4, Z4
+	VMULPS     Z3, Z4, Z4
+	VMOVUPS    Z4, 64(AX)(R9*1)
+	ADDQ       $0x80, R9
+	SUBQ       $0x20, R10
+	JMP        bnGradInReLU512_chunk
+
+bnGradInReLU512_tail:
+	TESTQ      R10, R10
+	JZ         bnGradInReLU512_next
+	PREFETCHT0 (R12)(R9*1)
+	PREFETCHT0 64(R12)(R9*1)
+	PREFETCHT0 (R13)(R9*1)
+	PREFETCHT0 64(R13)(R9*1)
+	PREFETCHT0 (R14)(R9*1)
+	PREFETCHT0 64(R14)(R9*1)
+	PREFETCHT0 (R15)(R9*1)
+	PREFETCHT0 64(R15)(R9*1)
+	BZHIL      R10, R11, R10
+	KMOVD      R10, K1
+	KSHIFTRD   $0x08, K1, K2
+	KSHIFTRD   $0x10, K1, K3
+	KSHIFTRD   $0x18, K1, K4
+	VMOVUPS.Z  (DX)(R9*1), K1, Z4
+	VPTESTMD   Z4, Z4, K2
+	VMOVUPS.Z  (CX)(R9*1), K2, Z4
+	VMOVUPS.Z  (BX)(R9*1), K1, Z5
+	VSUBPS     Z0, Z4, Z4
+	VSUBPS     Z1, Z5, Z5
+	VMULPS     Z2, Z5, Z5
+	VSUBPS     Z5, Z4, Z4
+	VMULPS     Z3, Z4, Z4
+	VMOVUPS    Z4, K1, (AX)(R9*1)
+	VMOVUPS.Z  64(DX)(R9*1), K3, Z4
+	VPTESTMD   Z4, Z4, K1
+	VMOVUPS.Z  64(CX)(R9*1), K1, Z4
+	VMOVUPS.Z  64(BX)(R9*1), K3, Z5
+	VSUBPS     Z0, Z4, Z4
+	VSUBPS     Z1, Z5, Z5
+	VMULPS     Z2, Z5, Z5
+	VSUBPS     Z5, Z4, Z4
+	VMULPS     Z3, Z4, Z4
+	VMOVUPS    Z4, K3, 64(AX)(R9*1)
+
+bnGradInReLU512_next:
+	ADDQ R8, AX
+	ADDQ R8, CX
+	ADDQ R8, DX
+	ADDQ R8, BX
+	DECQ SI
+	JMP  bnGradInReLU512_run
+
+bnGradInReLU512_done:
 	VZEROUPPER
 	RET

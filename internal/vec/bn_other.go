@@ -19,3 +19,11 @@ const useReLU512 = false
 func reluAVX512(n int, y, x *float32)          { panic("vec: no assembly") }
 func reluGradAVX512(n int, dx, y, dy *float32) { panic("vec: no assembly") }
 func addAVX512(n int, y, a, b *float32)        { panic("vec: no assembly") }
+
+func bnDotDevReLU512(dy, y, x *float32, runs, n, stride int, mean float64) (sum, dot float64) {
+	panic("vec: no assembly")
+}
+func scaleShiftReLU512(y, x *float32, runs, n, stride int, a, b float32) { panic("vec: no assembly") }
+func bnGradInReLU512(dx, dy, y, x *float32, runs, n, stride int, gm, mf, k, sf float32) {
+	panic("vec: no assembly")
+}

@@ -19,12 +19,27 @@ func bnSqDev512(x *float32, runs int, n int, stride int, mean float64) float64
 //go:noescape
 func bnDotDev512(dy *float32, x *float32, runs int, n int, stride int, mean float64) (sum float64, dot float64)
 
+// bnDotDevReLU512 is bnDotDevReLURef's sums (runs >= 1, n >= 1).
+//
+//go:noescape
+func bnDotDevReLU512(dy *float32, y *float32, x *float32, runs int, n int, stride int, mean float64) (sum float64, dot float64)
+
 // scaleShift512 is scaleShiftRef (runs >= 1, n >= 1).
 //
 //go:noescape
 func scaleShift512(y *float32, x *float32, runs int, n int, stride int, a float32, b float32)
 
+// scaleShiftReLU512 is scaleShiftReLURef (runs >= 1, n >= 1).
+//
+//go:noescape
+func scaleShiftReLU512(y *float32, x *float32, runs int, n int, stride int, a float32, b float32)
+
 // bnGradIn512 is bnGradInRef (runs >= 1, n >= 1).
 //
 //go:noescape
 func bnGradIn512(dx *float32, dy *float32, x *float32, runs int, n int, stride int, gm float32, mf float32, k float32, sf float32)
+
+// bnGradInReLU512 is bnGradInReLURef (runs >= 1, n >= 1).
+//
+//go:noescape
+func bnGradInReLU512(dx *float32, dy *float32, y *float32, x *float32, runs int, n int, stride int, gm float32, mf float32, k float32, sf float32)

@@ -85,6 +85,39 @@ func TestBNKernels(t *testing.T) {
 				}
 			}
 			same32(t, "BNGradIn", y, ref)
+
+			// Fused with a ReLU: the same bits as ScaleShift, ReLU and
+			// ReLUGrad run one after the other.
+			fy, uy := bnData(r, runs, n, stride), bnData(r, runs, n, stride)
+			copy(uy, fy)
+			ScaleShiftReLU(fy, x, runs, n, stride, a, b)
+			ScaleShift(uy, x, runs, n, stride, a, b)
+			g := bnData(r, runs, n, stride)
+			for bi := range runs {
+				at := bi * stride
+				ReLU(uy[at:at+n], uy[at:at+n])
+				ReLUGrad(g[at:at+n], uy[at:at+n], dy[at:at+n])
+			}
+			same32(t, "ScaleShiftReLU", fy, uy)
+			rfy := bnData(r, runs, n, stride)
+			copy(rfy, fy)
+			scaleShiftReLURef(rfy, x, runs, n, stride, a, b)
+			same32(t, "ScaleShiftReLU against its reference", fy, rfy)
+			fs, fd := BNDotDevReLU(dy, fy, x, runs, n, stride, mean)
+			us, ud := BNDotDev(g, x, runs, n, stride, mean)
+			same64(t, "BNDotDevReLU sum", fs, us)
+			same64(t, "BNDotDevReLU dot", fd, ud)
+			rs, rd = bnDotDevReLURef(dy, fy, x, runs, n, stride, mean)
+			same64(t, "BNDotDevReLU sum against its reference", fs, rs)
+			same64(t, "BNDotDevReLU dot against its reference", fd, rd)
+			fdx, udx := bnData(r, runs, n, stride), bnData(r, runs, n, stride)
+			copy(udx, fdx)
+			BNGradInReLU(fdx, dy, fy, x, runs, n, stride, gm, mf, k, sf)
+			BNGradIn(udx, g, x, runs, n, stride, gm, mf, k, sf)
+			same32(t, "BNGradInReLU", fdx, udx)
+			copy(udx, fdx)
+			bnGradInReLURef(udx, dy, fy, x, runs, n, stride, gm, mf, k, sf)
+			same32(t, "BNGradInReLU against its reference", fdx, udx)
 		})
 	}
 }

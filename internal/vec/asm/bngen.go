@@ -22,9 +22,12 @@ func main() {
 	ConstraintExpr("!purego")
 	sum()
 	sqDev()
-	dotDev()
-	scaleShift()
-	gradIn()
+	dotDev("bnDotDev512", false)
+	dotDev("bnDotDevReLU512", true)
+	scaleShift("scaleShift512", false)
+	scaleShift("scaleShiftReLU512", true)
+	gradIn("bnGradIn512", false)
+	gradIn("bnGradInReLU512", true)
 	Generate()
 }
 
@@ -181,18 +184,46 @@ func sqDev() {
 	RET()
 }
 
-func dotDev() {
-	TEXT("bnDotDev512", NOSPLIT, "func(dy, x *float32, runs, n, stride int, mean float64) (sum, dot float64)")
+// dotDev emits the gradient sums; relu: of dy kept where y, the fused
+// ReLU's output, has non-zero bits (dy·(y != 0), as reluGradRef has it).
+func dotDev(name string, relu bool) {
+	if relu {
+		TEXT(name, NOSPLIT, "func(dy, y, x *float32, runs, n, stride int, mean float64) (sum, dot float64)")
+		Doc(name + " is bnDotDevReLURef's sums (runs >= 1, n >= 1).")
+	} else {
+		TEXT(name, NOSPLIT, "func(dy, x *float32, runs, n, stride int, mean float64) (sum, dot float64)")
+		Doc(name + " is bnDotDevRef's sums (runs >= 1, n >= 1).")
+	}
 	Pragma("noescape")
-	Doc("bnDotDev512 is bnDotDevRef's sums (runs >= 1, n >= 1).")
 	dy := Load(Param("dy"), GP64())
+	ptrs := []Register{dy}
+	var y Register
+	if relu {
+		y = Load(Param("y"), GP64())
+		ptrs = append(ptrs, y)
+	}
 	x := Load(Param("x"), GP64())
+	ptrs = append(ptrs, x)
 	mean := ZMM()
 	VBROADCASTSD(addr("mean"), mean)
 	sacc, dacc := zeros(4), zeros(4)
-	runs("bnDotDev512", []Register{dy, x}, func(off Register, masks []Op) {
+	runs(name, ptrs, func(off Register, masks []Op) {
 		for q := range 4 {
-			g := load8(dy, off, q, masks)
+			var g VecVirtual
+			if relu {
+				yv := YMM()
+				at := Mem{Base: y, Index: off, Scale: 1, Disp: 32 * q}
+				if masks == nil {
+					VMOVUPS(at, yv)
+				} else {
+					VMOVUPS_Z(at, masks[q], yv) // lanes past the run: 0, not kept
+				}
+				keep := K()
+				VPTESTMD(yv, yv, keep)
+				g = load8(dy, off, q, []Op{keep, keep, keep, keep})
+			} else {
+				g = load8(dy, off, q, masks)
+			}
 			VADDPD(g, sacc[q], sacc[q])
 			d := load8(x, off, q, masks)
 			minusMean(d, mean, q, masks)
@@ -237,21 +268,47 @@ func halves(masks []Op) []Op {
 	return []Op{K1, nil, K3, nil}
 }
 
-func scaleShift() {
-	TEXT("scaleShift512", NOSPLIT, "func(y, x *float32, runs, n, stride int, a, b float32)")
+// reluZ sets v = max(v, 0) as Go's max does (see asm/eltgen.go), with sign
+// holding 0x80000000 in every lane.
+func reluZ(v, sign VecVirtual) {
+	t1, t2 := ZMM(), ZMM()
+	VXORPS(sign, v, v)
+	VMINPS(sign, v, t1) // sign is -0 as a float
+	VMINPS(v, t1, t2)
+	VORPS(t1, t2, t2)
+	VXORPS(sign, t2, v)
+}
+
+// scaleShift emits y = x·a + b; relu: then max(y, 0), the fused ReLU.
+func scaleShift(name string, relu bool) {
+	TEXT(name, NOSPLIT, "func(y, x *float32, runs, n, stride int, a, b float32)")
 	Pragma("noescape")
-	Doc("scaleShift512 is scaleShiftRef (runs >= 1, n >= 1).")
+	if relu {
+		Doc(name + " is scaleShiftReLURef (runs >= 1, n >= 1).")
+	} else {
+		Doc(name + " is scaleShiftRef (runs >= 1, n >= 1).")
+	}
 	y := Load(Param("y"), GP64())
 	x := Load(Param("x"), GP64())
 	a, b := ZMM(), ZMM()
 	VBROADCASTSS(addr("a"), a)
 	VBROADCASTSS(addr("b"), b)
-	runs("scaleShift512", []Register{y, x}, func(off Register, masks []Op) {
+	var sign VecVirtual
+	if relu {
+		sign = ZMM()
+		t := GP32()
+		MOVL(U32(0x80000000), t)
+		VPBROADCASTD(t, sign)
+	}
+	runs(name, []Register{y, x}, func(off Register, masks []Op) {
 		hm := halves(masks)
 		for h := range 2 {
 			v, k := f32(x, off, h, hm)
 			VMULPS(a, v, v)
 			VADDPS(b, v, v)
+			if relu {
+				reluZ(v, sign)
+			}
 			store(v, y, off, h, k)
 		}
 	})
@@ -259,22 +316,46 @@ func scaleShift() {
 	RET()
 }
 
-func gradIn() {
-	TEXT("bnGradIn512", NOSPLIT, "func(dx, dy, x *float32, runs, n, stride int, gm, mf, k, sf float32)")
+// gradIn emits batch norm's input gradient; relu: of dy kept where y has
+// non-zero bits.
+func gradIn(name string, relu bool) {
+	if relu {
+		TEXT(name, NOSPLIT, "func(dx, dy, y, x *float32, runs, n, stride int, gm, mf, k, sf float32)")
+		Doc(name + " is bnGradInReLURef (runs >= 1, n >= 1).")
+	} else {
+		TEXT(name, NOSPLIT, "func(dx, dy, x *float32, runs, n, stride int, gm, mf, k, sf float32)")
+		Doc(name + " is bnGradInRef (runs >= 1, n >= 1).")
+	}
 	Pragma("noescape")
-	Doc("bnGradIn512 is bnGradInRef (runs >= 1, n >= 1).")
 	dx := Load(Param("dx"), GP64())
 	dy := Load(Param("dy"), GP64())
+	ptrs := []Register{dx, dy}
+	var y Register
+	if relu {
+		y = Load(Param("y"), GP64())
+		ptrs = append(ptrs, y)
+	}
 	x := Load(Param("x"), GP64())
+	ptrs = append(ptrs, x)
 	gm, mf, kk, sf := ZMM(), ZMM(), ZMM(), ZMM()
 	VBROADCASTSS(addr("gm"), gm)
 	VBROADCASTSS(addr("mf"), mf)
 	VBROADCASTSS(addr("k"), kk)
 	VBROADCASTSS(addr("sf"), sf)
-	runs("bnGradIn512", []Register{dx, dy, x}, func(off Register, masks []Op) {
+	runs(name, ptrs, func(off Register, masks []Op) {
 		hm := halves(masks)
 		for h := range 2 {
-			g, k := f32(dy, off, h, hm)
+			var g VecVirtual
+			var k Op
+			if relu {
+				var yv VecVirtual
+				yv, k = f32(y, off, h, hm)
+				keep := K()
+				VPTESTMD(yv, yv, keep)
+				g, _ = f32(dy, off, h, []Op{keep, nil, keep, nil})
+			} else {
+				g, k = f32(dy, off, h, hm)
+			}
 			v, _ := f32(x, off, h, hm)
 			VSUBPS(gm, g, g)
 			VSUBPS(mf, v, v)
