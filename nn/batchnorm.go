@@ -87,6 +87,15 @@ type StatsFreezer interface {
 	FrozenStats() *bool
 }
 
+// ReLUFuser is implemented by Builders that let a batch norm apply the
+// ReLU reading its output, when that ReLU is its output's only reader: the
+// relu layer then adds no op of its own (ReLU.Build returns the batch
+// norm's node). The bits are those of the two ops in turn; each direction
+// saves a pass over the activations.
+type ReLUFuser interface {
+	FuseReLU() bool
+}
+
 func (b *BatchNorm) Build(bd Builder, in []*G.Node) (*G.Node, error) {
 	x := in[0]
 	st := &bnState{eps: b.Eps, momentum: b.Momentum, rows: bd.Rows(), training: bd.Training(),
@@ -98,7 +107,11 @@ func (b *BatchNorm) Build(bd Builder, in []*G.Node) (*G.Node, error) {
 	if b.Affine {
 		args = append(args, bd.Param("weight"), bd.Param("bias"))
 	}
-	return G.ApplyOp(&bnOp{Base: op.NewBase(bd.Name()), st: st, dims: x.Dims(), affine: b.Affine}, args...)
+	o := &bnOp{Base: op.NewBase(bd.Name()), st: st, dims: x.Dims(), affine: b.Affine}
+	if f, ok := bd.(ReLUFuser); ok && f.FuseReLU() {
+		o.relu = true
+	}
+	return G.ApplyOp(o, args...)
 }
 
 // bnState is what a batch norm's forward leaves for its backward.
@@ -141,6 +154,7 @@ type bnOp struct {
 	st     *bnState
 	dims   int
 	affine bool
+	relu   bool // max(y, 0) too: see ReLUFuser
 	out    *tensor.Dense
 	// per call, for Run
 	x, y, w, bias []float32
@@ -220,15 +234,22 @@ func (o *bnOp) Run(c, _ int) {
 	if o.affine {
 		a, shift = st.invStd[c]*float64(o.w[c]), float64(o.bias[c])-st.batchMean[c]*st.invStd[c]*float64(o.w[c])
 	}
+	if o.relu {
+		vec.ScaleShiftReLU(o.y[c*S:], o.x[c*S:], B, S, C*S, float32(a), float32(shift))
+		return
+	}
 	vec.ScaleShift(o.y[c*S:], o.x[c*S:], B, S, C*S, float32(a), float32(shift))
 }
 
 func (o *bnOp) DiffWRT(n int) []bool { return op.All(n) }
 func (o *bnOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) {
-	g := &bnGradOp{Base: op.NewBase(o.Name() + ".grad"), st: o.st, dims: o.dims, affine: o.affine}
+	g := &bnGradOp{Base: op.NewBase(o.Name() + ".grad"), st: o.st, dims: o.dims, affine: o.affine, relu: o.relu}
 	args := G.Nodes{grad, inputs[0]}
 	if o.affine {
 		args = append(args, inputs[1])
+	}
+	if o.relu {
+		args = append(args, output)
 	}
 	dx, err := G.ApplyOp(g, args...)
 	if err != nil {
@@ -256,29 +277,41 @@ func (o *bnOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) {
 //	dx = (dy - mean(dy) - (x - mean)·invstd²·mean(dy·(x - mean)))·invstd·weight
 //
 // In eval, dx = dy·invstd·weight.
+//
+// With a fused ReLU (relu), its last input is the op's output y, and dy is
+// the gradient after the ReLU: it is first kept only where y is non-zero.
 type bnGradOp struct {
 	op.Base
 	st     *bnState
 	dims   int
 	affine bool
+	relu   bool
 	dw, db []float32
 	out    *tensor.Dense
 	// per call, for Run
-	dy, x, w, dx []float32
-	shape        [3]int
+	dy, x, w, y, dx []float32
+	shape           [3]int
 }
 
 func (o *bnGradOp) Arity() int {
+	n := 2
 	if o.affine {
-		return 3
+		n++
 	}
-	return 2
+	if o.relu {
+		n++
+	}
+	return n
 }
 func (o *bnGradOp) Type() hmType {
+	ts := []int{o.dims, o.dims}
 	if o.affine {
-		return op.Fn(o.dims, o.dims, 1, o.dims)
+		ts = append(ts, 1)
 	}
-	return op.Fn(o.dims, o.dims, o.dims)
+	if o.relu {
+		ts = append(ts, o.dims)
+	}
+	return op.Fn(append(ts, o.dims)...)
 }
 func (o *bnGradOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 	return op.ShapeOf(in[0]).Clone(), nil
@@ -295,8 +328,11 @@ func (o *bnGradOp) Do(in ...G.Value) (G.Value, error) {
 	if o.affine {
 		o.w = op.F32(in[2])
 	}
+	if o.relu {
+		o.y = op.F32(in[len(in)-1])
+	}
 	par.Do(o, C, min(gemm.Threads(), C, max(1, B*C*S/minParallel)))
-	o.dy, o.x, o.dx, o.w = nil, nil, nil, nil
+	o.dy, o.x, o.dx, o.w, o.y = nil, nil, nil, nil, nil
 	return dx, nil
 }
 
@@ -307,18 +343,35 @@ func (o *bnGradOp) Run(c, _ int) {
 	rows := st.realRows(B)
 	mean, inv := st.batchMean[c], st.invStd[c]
 	dy, x, dx := o.dy[c*S:], o.x[c*S:], o.dx[c*S:]
-	sdy, sdyx := vec.BNDotDev(dy, x, rows, S, C*S, mean) // Σdy and Σdy·(x - mean)
+	var sdy, sdyx float64 // Σdy and Σdy·(x - mean)
+	if o.relu {
+		sdy, sdyx = vec.BNDotDevReLU(dy, o.y[c*S:], x, rows, S, C*S, mean)
+	} else {
+		sdy, sdyx = vec.BNDotDev(dy, x, rows, S, C*S, mean)
+	}
 	o.db[c], o.dw[c] = float32(sdy), float32(sdyx*inv)
 	scale := inv
 	if o.affine {
 		scale *= float64(o.w[c])
 	}
 	if !st.batchStats() {
+		if o.relu {
+			for b := 0; b < B; b++ {
+				at := (b*C + c) * S
+				vec.ReLUGrad(o.dx[at:at+S], o.y[at:at+S], o.dy[at:at+S])
+			}
+			dy = dx
+		}
 		vec.ScaleShift(dx, dy, B, S, C*S, float32(scale), 0)
 		return
 	}
 	n := float64(rows * S)
-	vec.BNGradIn(dx, dy, x, rows, S, C*S, float32(sdy/n), float32(mean), float32(sdyx/n*inv*inv), float32(scale))
+	gm, mf, k, sf := float32(sdy/n), float32(mean), float32(sdyx/n*inv*inv), float32(scale)
+	if o.relu {
+		vec.BNGradInReLU(dx, dy, o.y[c*S:], x, rows, S, C*S, gm, mf, k, sf)
+	} else {
+		vec.BNGradIn(dx, dy, x, rows, S, C*S, gm, mf, k, sf)
+	}
 	for b := rows; b < B; b++ {
 		clear(o.dx[(b*C+c)*S : (b*C+c+1)*S])
 	}
