@@ -27,3 +27,7 @@ func scaleShiftReLU512(y, x *float32, runs, n, stride int, a, b float32) { panic
 func bnGradInReLU512(dx, dy, y, x *float32, runs, n, stride int, gm, mf, k, sf float32) {
 	panic("vec: no assembly")
 }
+
+func gather2AVX512(dst *float32, ldd int, src *float32, lds int, rows, cols int) {
+	panic("vec: no assembly")
+}

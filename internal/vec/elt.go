@@ -56,3 +56,29 @@ func addRef(y, a, b []float32) {
 		y[i] = a[i] + b[i]
 	}
 }
+
+// Gather2 sets dst[r·ldd + j] = src[r·lds + 2j] for r < rows, j < cols:
+// every other value of rows of src (the patch rows of a stride-2
+// convolution). A copy: any implementation gives the same bits.
+func Gather2(dst []float32, ldd int, src []float32, lds int, rows, cols int) {
+	if rows < 1 || cols < 1 {
+		return
+	}
+	if len(dst) < (rows-1)*ldd+cols || len(src) < (rows-1)*lds+2*cols-1 {
+		panic("vec: Gather2: operands too short for their shape")
+	}
+	if useReLU512 {
+		gather2AVX512(&dst[0], ldd, &src[0], lds, rows, cols)
+		return
+	}
+	gather2Ref(dst, ldd, src, lds, rows, cols)
+}
+
+func gather2Ref(dst []float32, ldd int, src []float32, lds int, rows, cols int) {
+	for r := range rows {
+		d, s := dst[r*ldd:r*ldd+cols], src[r*lds:r*lds+2*cols-1]
+		for j := range d {
+			d[j] = s[2*j]
+		}
+	}
+}

@@ -192,3 +192,93 @@ addAVX512_tail:
 addAVX512_done:
 	VZEROUPPER
 	RET
+
+DATA gather2Even<>+0(SB)/4, $0x00000000
+DATA gather2Even<>+4(SB)/4, $0x00000002
+DATA gather2Even<>+8(SB)/4, $0x00000004
+DATA gather2Even<>+12(SB)/4, $0x00000006
+DATA gather2Even<>+16(SB)/4, $0x00000008
+DATA gather2Even<>+20(SB)/4, $0x0000000a
+DATA gather2Even<>+24(SB)/4, $0x0000000c
+DATA gather2Even<>+28(SB)/4, $0x0000000e
+DATA gather2Even<>+32(SB)/4, $0x00000010
+DATA gather2Even<>+36(SB)/4, $0x00000012
+DATA gather2Even<>+40(SB)/4, $0x00000014
+DATA gather2Even<>+44(SB)/4, $0x00000016
+DATA gather2Even<>+48(SB)/4, $0x00000018
+DATA gather2Even<>+52(SB)/4, $0x0000001a
+DATA gather2Even<>+56(SB)/4, $0x0000001c
+DATA gather2Even<>+60(SB)/4, $0x0000001e
+GLOBL gather2Even<>(SB), RODATA|NOPTR, $64
+
+// func gather2AVX512(dst *float32, ldd int, src *float32, lds int, rows int, cols int)
+// Requires: AVX, AVX512F, BMI2
+TEXT ·gather2AVX512(SB), NOSPLIT, $0-48
+	MOVQ      dst+0(FP), AX
+	MOVQ      ldd+8(FP), CX
+	MOVQ      src+16(FP), DX
+	MOVQ      lds+24(FP), BX
+	MOVQ      rows+32(FP), SI
+	MOVQ      cols+40(FP), DI
+	SHLQ      $0x02, CX
+	SHLQ      $0x02, BX
+	VMOVDQU32 gather2Even<>+0(SB), Z0
+	MOVQ      DI, R8
+	ANDQ      $0x0f, R8
+	MOVL      $0xffffffff, R11
+	LEAQ      -1(R8)(R8*1), R9
+	MOVQ      R9, R10
+	CMPQ      R10, $0x10
+	JLE       gather2_lo
+	MOVQ      $0x00000010, R10
+
+gather2_lo:
+	BZHIL R10, R11, R10
+	KMOVW R10, K1
+	MOVQ  R9, R10
+	SUBQ  $0x10, R10
+	JGE   gather2_hi
+	XORQ  R10, R10
+
+gather2_hi:
+	BZHIL R10, R11, R10
+	KMOVW R10, K2
+	BZHIL R8, R11, R10
+	KMOVW R10, K3
+	MOVL  $0x00007fff, R10
+	KMOVW R10, K4
+
+gather2_row:
+	TESTQ SI, SI
+	JZ    gather2_done
+	XORQ  R8, R8
+	MOVQ  DI, R9
+
+gather2_chunk:
+	CMPQ      R9, $0x10
+	JL        gather2_tail
+	VMOVUPS   (DX)(R8*2), Z1
+	VMOVUPS.Z 64(DX)(R8*2), K4, Z2
+	VPERMT2PS Z2, Z0, Z1
+	VMOVUPS   Z1, (AX)(R8*1)
+	ADDQ      $0x40, R8
+	SUBQ      $0x10, R9
+	JMP       gather2_chunk
+
+gather2_tail:
+	TESTQ     R9, R9
+	JZ        gather2_next
+	VMOVUPS.Z (DX)(R8*2), K1, Z1
+	VMOVUPS.Z 64(DX)(R8*2), K2, Z2
+	VPERMT2PS Z2, Z0, Z1
+	VMOVUPS   Z1, K3, (AX)(R8*1)
+
+gather2_next:
+	ADDQ CX, AX
+	ADDQ BX, DX
+	DECQ SI
+	JMP  gather2_row
+
+gather2_done:
+	VZEROUPPER
+	RET

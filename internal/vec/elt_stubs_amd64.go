@@ -18,3 +18,8 @@ func reluGradAVX512(n int, dx *float32, y *float32, dy *float32)
 //
 //go:noescape
 func addAVX512(n int, y *float32, a *float32, b *float32)
+
+// gather2AVX512 is gather2Ref (rows >= 1, cols >= 1).
+//
+//go:noescape
+func gather2AVX512(dst *float32, ldd int, src *float32, lds int, rows int, cols int)

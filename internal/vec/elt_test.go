@@ -84,3 +84,34 @@ func TestAddMatchesGo(t *testing.T) {
 		})
 	}
 }
+
+// TestGather2: every other value of each row, for widths around the 16
+// outputs of a vector step, from a source slice that ends at the last value
+// read, writing nothing outside the rows' outputs.
+func TestGather2(t *testing.T) {
+	for _, cols := range []int{1, 2, 7, 14, 15, 16, 17, 31, 32, 33, 50} {
+		for _, rows := range []int{1, 3} {
+			t.Run(fmt.Sprintf("%dx%d", rows, cols), func(t *testing.T) {
+				lds, ldd := 2*cols+5, cols+3
+				src := make([]float32, (rows-1)*lds+2*cols-1)
+				for i := range src {
+					src[i] = float32(i)
+				}
+				dst, want := make([]float32, rows*ldd), make([]float32, rows*ldd)
+				for i := range dst {
+					dst[i], want[i] = -1, -1
+				}
+				Gather2(dst, ldd, src, lds, rows, cols)
+				gather2Ref(want, ldd, src, lds, rows, cols)
+				for r := range rows {
+					for j := range cols {
+						if want[r*ldd+j] != src[r*lds+2*j] {
+							t.Fatalf("reference wrong at row %d, %d", r, j)
+						}
+					}
+				}
+				sameBits(t, "Gather2", dst, want)
+			})
+		}
+	}
+}

@@ -14,6 +14,8 @@
 package main
 
 import (
+	"github.com/mmcloughlin/avo/attr"
+
 	. "github.com/mmcloughlin/avo/build"
 	. "github.com/mmcloughlin/avo/operand"
 	. "github.com/mmcloughlin/avo/reg"
@@ -24,6 +26,7 @@ func main() {
 	relu()
 	reluGrad()
 	add()
+	gather2()
 	Generate()
 }
 
@@ -150,6 +153,88 @@ func add() {
 			VMOVUPS(v, k, at(y))
 		}
 	})
+	VZEROUPPER()
+	RET()
+}
+
+// gather2 emits dst[r·ldd + j] = src[r·lds + 2j] for r < rows, j < cols:
+// the patch rows of a stride-2 convolution. Each 16 outputs are one
+// VPERMT2PS of 32 floats (31 read: the last of a row is never touched).
+func gather2() {
+	idx := GLOBL("gather2Even", attr.RODATA|attr.NOPTR)
+	for i := range 16 {
+		DATA(4*i, U32(2*i))
+	}
+	TEXT("gather2AVX512", NOSPLIT, "func(dst *float32, ldd int, src *float32, lds int, rows, cols int)")
+	Pragma("noescape")
+	Doc("gather2AVX512 is gather2Ref (rows >= 1, cols >= 1).")
+	dst := Load(Param("dst"), GP64())
+	ldd := Load(Param("ldd"), GP64())
+	src := Load(Param("src"), GP64())
+	lds := Load(Param("lds"), GP64())
+	rows := Load(Param("rows"), GP64())
+	cols := Load(Param("cols"), GP64())
+	SHLQ(Imm(2), ldd)
+	SHLQ(Imm(2), lds)
+	even := ZMM()
+	VMOVDQU32(idx, even)
+	// The tail's masks, the same for every row: m = cols%16 outputs read
+	// 2m-1 floats, the first min(2m-1, 16) from a, the rest from b.
+	m, need, t, ones := GP64(), GP64(), GP64(), GP32()
+	MOVQ(cols, m)
+	ANDQ(Imm(15), m)
+	MOVL(U32(0xffffffff), ones)
+	LEAQ(Mem{Base: m, Index: m, Scale: 1, Disp: -1}, need)
+	MOVQ(need, t)
+	CMPQ(t, Imm(16))
+	JLE(LabelRef("gather2_lo"))
+	MOVQ(U32(16), t)
+	Label("gather2_lo")
+	BZHIL(t.As32(), ones, t.As32())
+	KMOVW(t.As32(), K1) // a's floats
+	MOVQ(need, t)
+	SUBQ(Imm(16), t)
+	JGE(LabelRef("gather2_hi"))
+	XORQ(t, t)
+	Label("gather2_hi")
+	BZHIL(t.As32(), ones, t.As32())
+	KMOVW(t.As32(), K2) // b's floats
+	BZHIL(m.As32(), ones, t.As32())
+	KMOVW(t.As32(), K3) // the outputs
+	MOVL(U32(0x7fff), t.As32())
+	KMOVW(t.As32(), K4) // a full chunk's b: 15 floats
+
+	Label("gather2_row")
+	TESTQ(rows, rows)
+	JZ(LabelRef("gather2_done"))
+	j, left := GP64(), GP64()
+	XORQ(j, j) // output byte offset; src's is twice it
+	MOVQ(cols, left)
+	Label("gather2_chunk")
+	CMPQ(left, Imm(16))
+	JL(LabelRef("gather2_tail"))
+	a, b := ZMM(), ZMM()
+	VMOVUPS(Mem{Base: src, Index: j, Scale: 2}, a)
+	VMOVUPS_Z(Mem{Base: src, Index: j, Scale: 2, Disp: 64}, K4, b)
+	VPERMT2PS(b, even, a)
+	VMOVUPS(a, Mem{Base: dst, Index: j, Scale: 1})
+	ADDQ(Imm(64), j)
+	SUBQ(Imm(16), left)
+	JMP(LabelRef("gather2_chunk"))
+	Label("gather2_tail")
+	TESTQ(left, left)
+	JZ(LabelRef("gather2_next"))
+	a2, b2 := ZMM(), ZMM()
+	VMOVUPS_Z(Mem{Base: src, Index: j, Scale: 2}, K1, a2)
+	VMOVUPS_Z(Mem{Base: src, Index: j, Scale: 2, Disp: 64}, K2, b2)
+	VPERMT2PS(b2, even, a2)
+	VMOVUPS(a2, K3, Mem{Base: dst, Index: j, Scale: 1})
+	Label("gather2_next")
+	ADDQ(ldd, dst)
+	ADDQ(lds, src)
+	DECQ(rows)
+	JMP(LabelRef("gather2_row"))
+	Label("gather2_done")
 	VZEROUPPER()
 	RET()
 }
