@@ -440,6 +440,20 @@ func col2imGeneral(dcols, dx []float32, d convDims, b0, nb int) {
 				src := dcols[r*n : (r+1)*n]
 				iw0 := kj*dw - pw
 				lo, hi := validRange(iw0, sw, d.W, d.OW)
+				if sw == 2 {
+					// One tap adds at most once to each value: the rows in one
+					// call keep every value's order of sums.
+					ih0 := ki*dh - ph
+					oLo, oHi := validRange(ih0, sh, d.H, d.OH)
+					if lo >= hi || oLo >= oHi {
+						continue
+					}
+					for b := 0; b < nb; b++ {
+						plane := dx[((b0+b)*d.C+c)*d.H*d.W : ((b0+b)*d.C+c+1)*d.H*d.W]
+						vec.AddTo2(plane[(oLo*sh+ih0)*d.W+iw0+2*lo:], sh*d.W, src[b*d.P+oLo*d.OW+lo:], d.OW, oHi-oLo, hi-lo)
+					}
+					continue
+				}
 				for b := 0; b < nb; b++ {
 					plane := dx[((b0+b)*d.C+c)*d.H*d.W:]
 					for oh := 0; oh < d.OH; oh++ {

@@ -31,3 +31,7 @@ func bnGradInReLU512(dx, dy, y, x *float32, runs, n, stride int, gm, mf, k, sf f
 func gather2AVX512(dst *float32, ldd int, src *float32, lds int, rows, cols int) {
 	panic("vec: no assembly")
 }
+
+func addTo2AVX512(dst *float32, ldd int, src *float32, lds int, rows, cols int) {
+	panic("vec: no assembly")
+}

@@ -82,3 +82,29 @@ func gather2Ref(dst []float32, ldd int, src []float32, lds int, rows, cols int) 
 		}
 	}
 }
+
+// AddTo2 adds src[r·lds + j] to dst[r·ldd + 2j] for r < rows, j < cols
+// (Gather2's transpose, col2im's rows at stride 2): each sum is the Go
+// loop's, NaN payloads included.
+func AddTo2(dst []float32, ldd int, src []float32, lds int, rows, cols int) {
+	if rows < 1 || cols < 1 {
+		return
+	}
+	if len(dst) < (rows-1)*ldd+2*cols-1 || len(src) < (rows-1)*lds+cols {
+		panic("vec: AddTo2: operands too short for their shape")
+	}
+	if useReLU512 {
+		addTo2AVX512(&dst[0], ldd, &src[0], lds, rows, cols)
+		return
+	}
+	addTo2Ref(dst, ldd, src, lds, rows, cols)
+}
+
+func addTo2Ref(dst []float32, ldd int, src []float32, lds int, rows, cols int) {
+	for r := range rows {
+		d, s := dst[r*ldd:r*ldd+2*cols-1], src[r*lds:r*lds+cols]
+		for j, v := range s {
+			d[2*j] += v
+		}
+	}
+}

@@ -282,3 +282,68 @@ gather2_next:
 gather2_done:
 	VZEROUPPER
 	RET
+
+// func addTo2AVX512(dst *float32, ldd int, src *float32, lds int, rows int, cols int)
+// Requires: AVX, AVX512F, BMI2
+TEXT ·addTo2AVX512(SB), NOSPLIT, $0-48
+	MOVQ  dst+0(FP), AX
+	MOVQ  ldd+8(FP), CX
+	MOVQ  src+16(FP), DX
+	MOVQ  lds+24(FP), BX
+	MOVQ  rows+32(FP), SI
+	MOVQ  cols+40(FP), DI
+	SHLQ  $0x02, CX
+	SHLQ  $0x02, BX
+	MOVL  $0x55555555, R10
+	KMOVW R10, K1
+	MOVL  DI, R8
+	ANDL  $0x0f, R8
+	MOVL  $0xffffffff, R9
+	BZHIL R8, R9, R9
+	PDEPL R10, R9, R9
+	KMOVW R9, K2
+	SHRL  $0x10, R9
+	KMOVW R9, K3
+
+addTo2_row:
+	TESTQ SI, SI
+	JZ    addTo2_done
+	XORQ  R8, R8
+	MOVQ  DI, R9
+
+addTo2_chunk:
+	CMPQ        R9, $0x10
+	JL          addTo2_tail
+	VEXPANDPS.Z (DX)(R8*1), K1, Z0
+	VMOVUPS.Z   (AX)(R8*2), K1, Z1
+	VADDPS      Z1, Z0, K1, Z1
+	VMOVUPS     Z1, K1, (AX)(R8*2)
+	VEXPANDPS.Z 32(DX)(R8*1), K1, Z0
+	VMOVUPS.Z   64(AX)(R8*2), K1, Z1
+	VADDPS      Z1, Z0, K1, Z1
+	VMOVUPS     Z1, K1, 64(AX)(R8*2)
+	ADDQ        $0x40, R8
+	SUBQ        $0x10, R9
+	JMP         addTo2_chunk
+
+addTo2_tail:
+	TESTQ       R9, R9
+	JZ          addTo2_next
+	VEXPANDPS.Z (DX)(R8*1), K2, Z0
+	VMOVUPS.Z   (AX)(R8*2), K2, Z1
+	VADDPS      Z1, Z0, K2, Z1
+	VMOVUPS     Z1, K2, (AX)(R8*2)
+	VEXPANDPS.Z 32(DX)(R8*1), K3, Z0
+	VMOVUPS.Z   64(AX)(R8*2), K3, Z1
+	VADDPS      Z1, Z0, K3, Z1
+	VMOVUPS     Z1, K3, 64(AX)(R8*2)
+
+addTo2_next:
+	ADDQ CX, AX
+	ADDQ BX, DX
+	DECQ SI
+	JMP  addTo2_row
+
+addTo2_done:
+	VZEROUPPER
+	RET

@@ -23,3 +23,8 @@ func addAVX512(n int, y *float32, a *float32, b *float32)
 //
 //go:noescape
 func gather2AVX512(dst *float32, ldd int, src *float32, lds int, rows int, cols int)
+
+// addTo2AVX512 is addTo2Ref (rows >= 1, cols >= 1).
+//
+//go:noescape
+func addTo2AVX512(dst *float32, ldd int, src *float32, lds int, rows int, cols int)

@@ -27,6 +27,7 @@ func main() {
 	reluGrad()
 	add()
 	gather2()
+	addTo2()
 	Generate()
 }
 
@@ -235,6 +236,74 @@ func gather2() {
 	DECQ(rows)
 	JMP(LabelRef("gather2_row"))
 	Label("gather2_done")
+	VZEROUPPER()
+	RET()
+}
+
+// addTo2 emits dst[r·ldd + 2j] += src[r·lds + j] for r < rows, j < cols:
+// col2im's rows at stride 2, gather2's transpose. Each 16 sources are
+// expanded to the even lanes of two vectors and added under the even mask
+// (odd lanes are neither changed nor written; the sum has src as its first
+// operand, as Go compiles addTo2Ref's loop, which only decides which NaN's
+// payload survives when both are NaN).
+func addTo2() {
+	TEXT("addTo2AVX512", NOSPLIT, "func(dst *float32, ldd int, src *float32, lds int, rows, cols int)")
+	Pragma("noescape")
+	Doc("addTo2AVX512 is addTo2Ref (rows >= 1, cols >= 1).")
+	dst := Load(Param("dst"), GP64())
+	ldd := Load(Param("ldd"), GP64())
+	src := Load(Param("src"), GP64())
+	lds := Load(Param("lds"), GP64())
+	rows := Load(Param("rows"), GP64())
+	cols := Load(Param("cols"), GP64())
+	SHLQ(Imm(2), ldd)
+	SHLQ(Imm(2), lds)
+	m, t, even := GP32(), GP32(), GP32()
+	MOVL(U32(0x55555555), even)
+	KMOVW(even, K1) // a full chunk's lanes, in both vectors
+	// The tail's: m = cols%16 sources on the even lanes, m bits deposited.
+	MOVL(cols.(GPVirtual).As32(), m)
+	ANDL(Imm(15), m)
+	MOVL(U32(0xffffffff), t)
+	BZHIL(m, t, t)
+	PDEPL(even, t, t)
+	KMOVW(t, K2)
+	SHRL(Imm(16), t)
+	KMOVW(t, K3)
+
+	Label("addTo2_row")
+	TESTQ(rows, rows)
+	JZ(LabelRef("addTo2_done"))
+	j, left := GP64(), GP64()
+	XORQ(j, j) // source byte offset; dst's is twice it
+	MOVQ(cols, left)
+	Label("addTo2_chunk")
+	CMPQ(left, Imm(16))
+	JL(LabelRef("addTo2_tail"))
+	body := func(ka, kb Op) {
+		for h, k := range []Op{ka, kb} {
+			e, a := ZMM(), ZMM()
+			VEXPANDPS_Z(Mem{Base: src, Index: j, Scale: 1, Disp: 32 * h}, k, e)
+			at := Mem{Base: dst, Index: j, Scale: 2, Disp: 64 * h}
+			VMOVUPS_Z(at, k, a)
+			VADDPS(a, e, k, a) // src + dst, as the Go loop compiles
+			VMOVUPS(a, k, at)
+		}
+	}
+	body(K1, K1)
+	ADDQ(Imm(64), j)
+	SUBQ(Imm(16), left)
+	JMP(LabelRef("addTo2_chunk"))
+	Label("addTo2_tail")
+	TESTQ(left, left)
+	JZ(LabelRef("addTo2_next"))
+	body(K2, K3)
+	Label("addTo2_next")
+	ADDQ(ldd, dst)
+	ADDQ(lds, src)
+	DECQ(rows)
+	JMP(LabelRef("addTo2_row"))
+	Label("addTo2_done")
 	VZEROUPPER()
 	RET()
 }
