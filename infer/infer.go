@@ -155,7 +155,7 @@ func New(m *model.Model, opt Options) (*Model, error) {
 // sparseCandidate is l's weight in sparse form when l is a float linear
 // layer sparse enough that some batch size would run it sparse.
 func sparseCandidate(l *model.Layer) *candidate {
-	if _, ok := l.Config.(*nn.Linear); !ok || len(l.Weights) != 1 || l.RunsInt8() {
+	if _, ok := l.Config.(*nn.Linear); !ok || len(l.Weights) != 1 || l.RunsInt8() || l.RunsFullInt8() {
 		return nil
 	}
 	w := l.Weights[0]
@@ -305,7 +305,7 @@ func (r *Model) Layers(batch int) []Layer {
 				e.Kernel = "int8"
 			case c != nil && sparse.Worth(c.density, batch, c.in, c.out):
 				e.Kernel = "sparse"
-			case !r.opt.Reference && l.RunsStaticInt8():
+			case !r.opt.Reference && (l.RunsStaticInt8() || l.RunsFullInt8()):
 				e.Kernel = "int8"
 			default:
 				e.Kernel = "dense"

@@ -100,9 +100,10 @@ type NetOptions struct {
 	// kernels.
 	Sparse map[string]*sparse.Matrix
 	// StaticInt8 (Eval only) runs statically quantized linear and conv
-	// layers on integer kernels (Layer.RunsStaticInt8): exact integer sums,
-	// so their outputs differ from the float evaluation of the same
-	// quantized values by that evaluation's rounding.
+	// layers (Layer.RunsStaticInt8), and dynamically quantized linear layers
+	// whose inputs are not reduce_range (Layer.RunsFullInt8), on integer
+	// kernels: exact integer sums, so their outputs differ from the float
+	// evaluation of the same quantized values by that evaluation's rounding.
 	StaticInt8 bool
 }
 

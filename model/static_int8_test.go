@@ -87,3 +87,60 @@ func shapeSize(s []int) int {
 	}
 	return n
 }
+
+// With NetOptions.StaticInt8, dynamically quantized linear layers whose
+// inputs are not reduce_range (recipes/quantize-int8.yaml's form) run on
+// integer kernels and give the float evaluation's logits up to its
+// rounding; without it they compute in float, and reduce_range layers run
+// on integer kernels either way.
+func TestFullRangeDynamicInt8AgreesWithFloat(t *testing.T) {
+	for _, reduce := range []bool{false, true} {
+		t.Run(map[bool]string{false: "full", true: "reduce"}[reduce], func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(7, 8))
+			m := MustNew(arch.Spec{Arch: "mlp", Inputs: 30, Hidden: arch.Widths{20, 12}, Classes: 5}, rng)
+			for _, l := range m.WeightLayers() {
+				l.Quant = &quant.Spec{Bits: 8, Scheme: quant.Symmetric, Granularity: quant.PerChannel}
+				l.Input = &ActQuant{Mode: "dynamic", Spec: quant.Spec{Bits: 8, Scheme: quant.Asymmetric, Granularity: quant.PerTensor, ReduceRange: reduce}}
+			}
+			m.Requantize()
+			const batch = 7
+			x := make([]float32, batch*30)
+			for i := range x {
+				x[i] = float32(rng.NormFloat64())
+			}
+			run := func(int8 bool) ([]float32, int) {
+				t.Helper()
+				net, err := Build(m, NetOptions{Batch: batch, Mode: ModeEval, StaticInt8: int8})
+				if err != nil {
+					t.Fatal(err)
+				}
+				copy(net.X, x)
+				if err := net.Run(); err != nil {
+					t.Fatal(err)
+				}
+				ops := 0
+				for _, node := range net.g.AllNodes() {
+					if node.Op() != nil && strings.HasSuffix(node.Op().String(), ".int8") {
+						ops++
+					}
+				}
+				return slices.Clone(net.Logits()), ops
+			}
+			float, fops := run(false)
+			integer, iops := run(true)
+			wantF := 0
+			if reduce {
+				wantF = 3
+			}
+			if fops != wantF || iops != 3 {
+				t.Errorf("%d integer ops without StaticInt8 and %d with, want %d and 3", fops, iops, wantF)
+			}
+			if reduce && !slices.Equal(integer, float) {
+				t.Errorf("reduce_range layers changed with StaticInt8")
+			}
+			if d := maxRelDiff(integer, float); d > 1e-5 {
+				t.Errorf("integer and float evaluations differ by %g of the largest logit", d)
+			}
+		})
+	}
+}

@@ -84,8 +84,11 @@ func (o *linearInt8Op) Do(in ...G.Value) (G.Value, error) {
 		// Signed codes shift to unsigned ones: q - zp = (q - qmin) - (zp - qmin).
 		p, qmax = actParams{Scale: st.Scale, ZeroPoint: st.ZeroPoint - st.QMin}, st.QMax-st.QMin
 	} else {
-		_, qmax = o.act.Act.Range()
+		// Signed codes (inputs not reduce_range) shift to unsigned ones, as
+		// static ones do; reduce_range codes start at 0 and stay as they are.
+		qmin, qm := o.act.Act.Range()
 		p = chooseAct(o.act.Act, 1, rows*k, x, rows*k)
+		p.ZeroPoint, qmax = p.ZeroPoint-qmin, qm-qmin
 	}
 	int8Quantize(rows, k, x, k, p, qmax, o.qx, k)
 	int8MatMul(rows, o.qx, k, qmax, o.w, o.acc, n)

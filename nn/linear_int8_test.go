@@ -64,3 +64,58 @@ func TestLinearStaticInt8MatchesReference(t *testing.T) {
 		}
 	}
 }
+
+// A dynamically quantized linear layer whose inputs are not reduce_range
+// (signed codes -128..127 over the tensor's own range, which the kernels
+// shift to 0..255) equals its definition bit for bit, as does one with
+// reduce_range codes, on sizes around the kernels' tiles.
+func TestLinearDynamicInt8MatchesDefinition(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	for _, sz := range [][3]int{{1, 1, 1}, {1, 784, 300}, {3, 5, 17}, {7, 33, 64}, {256, 100, 10}, {130, 13, 65}} {
+		for _, reduce := range []bool{false, true} {
+			rows, in, out := sz[0], sz[1], sz[2]
+			t.Run(fmt.Sprintf("%dx%dx%d/reduce=%v", rows, in, out, reduce), func(t *testing.T) {
+				spec := quant.Spec{Bits: 8, Scheme: quant.Asymmetric, Granularity: quant.PerTensor, ReduceRange: reduce}
+				q := make([]int8, out*in)
+				for i := range q {
+					q[i] = int8(rng.IntN(256) - 128)
+				}
+				scale := make([]float32, out)
+				bias := make([]float32, out)
+				for i := range scale {
+					scale[i] = 0.001 + 0.01*rng.Float32()
+					bias[i] = float32(rng.NormFloat64())
+				}
+				o := &linearInt8Op{act: &Int8{Act: spec}, w: int8Pack(q, out, in), scale: scale, bias: true}
+				x := make([]float32, rows*in)
+				lo, hi := float32(0), float32(0)
+				for i := range x {
+					x[i] = float32(rng.NormFloat64()*2 + 0.5)
+					lo, hi = min(lo, x[i]), max(hi, x[i])
+				}
+				y, err := o.Do(tensor.New(tensor.WithShape(rows, in), tensor.WithBacking(x)), tensor.New(tensor.WithShape(out), tensor.WithBacking(bias)))
+				if err != nil {
+					t.Fatal(err)
+				}
+				got := op.F32(y)
+				s, zp := spec.ParamsOf(lo, hi)
+				qmin, qmax := spec.Range()
+				inv := 1 / s
+				for i := 0; i < rows; i++ {
+					for j := 0; j < out; j++ {
+						var sum int64
+						for k := 0; k < in; k++ {
+							c := int64(math.RoundToEven(float64(x[i*in+k]*inv))) + int64(zp)
+							c = min(max(c, int64(qmin)), int64(qmax))
+							sum += (c - int64(zp)) * int64(q[j*in+k])
+						}
+						want := float32(float32(int32(sum))*(s*scale[j])) + bias[j]
+						if g := got[i*out+j]; g != want {
+							t.Fatalf("y[%d][%d] = %g, want %g", i, j, g, want)
+						}
+					}
+				}
+			})
+		}
+	}
+}
