@@ -7,6 +7,7 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/shrink-ml/shrink/internal/op"
+	"github.com/shrink-ml/shrink/internal/qgemm"
 )
 
 // RunsInt8: a dynamically quantized linear layer evaluates on integer
@@ -17,12 +18,17 @@ func (l *Linear) RunsInt8() bool { return true }
 // with float output).
 func (l *Linear) RunsStaticInt8() bool { return true }
 
-// linearInt8Op is y = x Wᵀ + b in eval on integer kernels: x [rows, in] is
+// FusesReLU: a ReLU after an integer linear layer runs in its dequantize
+// pass (qgemm.DequantizeReLU).
+func (l *Linear) FusesReLU() bool { return true }
+
+// linearInt8Op is y = x Wᵀ + b (then max(y, 0) with relu) in eval on integer kernels: x [rows, in] is
 // quantized as one tensor from its own range, the product summed exactly in
 // int32, then scaled back to float and the bias added.
 type linearInt8Op struct {
 	op.Base
 	bias  bool
+	relu  bool
 	act   *Int8
 	w     *int8Matrix
 	scale []float32
@@ -36,7 +42,7 @@ func (l *Linear) buildInt8(b Builder, x *G.Node, q *Int8) (*G.Node, error) {
 		return nil, fmt.Errorf("linear: %d integer weights, want 1", len(q.Weights))
 	}
 	w := q.Weights[0]
-	o := &linearInt8Op{Base: op.NewBase(b.Name() + ".int8"), act: q, w: int8Pack(w.Q, w.Rows, w.Cols), scale: w.Scale}
+	o := &linearInt8Op{Base: op.NewBase(b.Name() + ".int8"), act: q, w: int8Pack(w.Q, w.Rows, w.Cols), scale: w.Scale, relu: q.ReLU}
 	if bias := b.Param("bias"); bias != nil {
 		o.bias = true
 		return G.ApplyOp(o, x, bias)
@@ -92,7 +98,11 @@ func (o *linearInt8Op) Do(in ...G.Value) (G.Value, error) {
 	}
 	int8Quantize(rows, k, x, k, p, qmax, o.qx, k)
 	int8MatMul(rows, o.qx, k, qmax, o.w, o.acc, n)
-	int8Dequantize(rows, o.acc, n, p, o.w, o.scale, bias, op.F32(y), n, false)
+	if o.relu {
+		qgemm.DequantizeReLU(rows, o.acc, n, qgemm.Params{Scale: p.Scale, ZeroPoint: p.ZeroPoint}, o.w.p, o.scale, bias, op.F32(y), n)
+	} else {
+		int8Dequantize(rows, o.acc, n, p, o.w, o.scale, bias, op.F32(y), n, false)
+	}
 	return y, nil
 }
 

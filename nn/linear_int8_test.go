@@ -119,3 +119,55 @@ func TestLinearDynamicInt8MatchesDefinition(t *testing.T) {
 		}
 	}
 }
+
+// A ReLU fused into the integer linear layer's output pass gives the bits
+// of the layer followed by a separate ReLU, for static and dynamic inputs.
+func TestLinearInt8FusedReLU(t *testing.T) {
+	rng := rand.New(rand.NewPCG(9, 10))
+	for _, sz := range [][3]int{{1, 784, 300}, {3, 5, 17}, {256, 300, 100}, {9, 100, 10}} {
+		for _, static := range []bool{false, true} {
+			rows, in, out := sz[0], sz[1], sz[2]
+			t.Run(fmt.Sprintf("%dx%dx%d/static=%v", rows, in, out, static), func(t *testing.T) {
+				act := &Int8{Act: quant.Spec{Bits: 8, Scheme: quant.Asymmetric, Granularity: quant.PerTensor}}
+				if static {
+					act.Static = &Int8Static{Scale: 0.03, ZeroPoint: -7, QMin: -128, QMax: 127}
+				}
+				q := make([]int8, out*in)
+				for i := range q {
+					q[i] = int8(rng.IntN(256) - 128)
+				}
+				scale, bias := make([]float32, out), make([]float32, out)
+				for i := range scale {
+					scale[i] = 0.001 + 0.01*rng.Float32()
+					bias[i] = float32(rng.NormFloat64())
+				}
+				x := make([]float32, rows*in)
+				for i := range x {
+					x[i] = float32(rng.NormFloat64())
+				}
+				run := func(relu bool) []float32 {
+					o := &linearInt8Op{act: act, w: int8Pack(q, out, in), scale: scale, bias: true, relu: relu}
+					y, err := o.Do(tensor.New(tensor.WithShape(rows, in), tensor.WithBacking(x)), tensor.New(tensor.WithShape(out), tensor.WithBacking(bias)))
+					if err != nil {
+						t.Fatal(err)
+					}
+					return op.F32(y)
+				}
+				plain, fused := run(false), run(true)
+				pos := 0
+				for i, v := range plain {
+					want := max(v, 0)
+					if math.Float32bits(fused[i]) != math.Float32bits(want) {
+						t.Fatalf("y[%d] = %v, want max(%v, 0)", i, fused[i], v)
+					}
+					if v > 0 {
+						pos++
+					}
+				}
+				if pos == 0 || pos == len(plain) {
+					t.Fatalf("%d of %d outputs positive: the ReLU was not exercised", pos, len(plain))
+				}
+			})
+		}
+	}
+}

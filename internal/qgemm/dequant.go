@@ -16,17 +16,25 @@ import "fmt"
 // has one entry (per tensor) or w.N() (per output channel); bias has
 // w.N() entries or is nil (zeros are added then, the same bits as none).
 func Dequantize(m int, acc []int32, ldacc int, a Params, w *Packed, wScale, bias []float32, y []float32, ldy int) {
-	dequantize("Dequantize", m, acc, ldacc, a, w, wScale, bias, y, ldy, false)
+	dequantize("Dequantize", m, acc, ldacc, a, w, wScale, bias, y, ldy, false, false)
+}
+
+// DequantizeReLU is Dequantize followed by a ReLU in the same pass:
+// y[i][o] = max(value, 0) as Go's max computes it (NaN stays NaN, -0
+// becomes +0), so a linear layer and the ReLU after it give the bits the
+// two separate passes give, reading and writing y once.
+func DequantizeReLU(m int, acc []int32, ldacc int, a Params, w *Packed, wScale, bias []float32, y []float32, ldy int) {
+	dequantize("DequantizeReLU", m, acc, ldacc, a, w, wScale, bias, y, ldy, false, true)
 }
 
 // DequantizeAdd is Dequantize adding to y: y[i][o] += the value above,
 // one more rounded addition. An LSTM step sums its input and hidden
 // products, each quantized with its own parameters, this way.
 func DequantizeAdd(m int, acc []int32, ldacc int, a Params, w *Packed, wScale, bias []float32, y []float32, ldy int) {
-	dequantize("DequantizeAdd", m, acc, ldacc, a, w, wScale, bias, y, ldy, true)
+	dequantize("DequantizeAdd", m, acc, ldacc, a, w, wScale, bias, y, ldy, true, false)
 }
 
-func dequantize(fn string, m int, acc []int32, ldacc int, a Params, w *Packed, wScale, bias []float32, y []float32, ldy int, add bool) {
+func dequantize(fn string, m int, acc []int32, ldacc int, a Params, w *Packed, wScale, bias []float32, y []float32, ldy int, add, relu bool) {
 	n := w.n
 	switch {
 	case m < 0:
@@ -55,5 +63,5 @@ func dequantize(fn string, m int, acc []int32, ldacc int, a Params, w *Packed, w
 		bias = growFloat32(&ws.zero, n)
 		clear(bias)
 	}
-	active.Load().dequant(m, n, acc, ldacc, zc, mult, bias, y, ldy, add)
+	active.Load().dequant(m, n, acc, ldacc, zc, mult, bias, y, ldy, add, relu)
 }

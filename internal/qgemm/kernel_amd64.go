@@ -139,16 +139,19 @@ func quantizeAsm(m, k int, x []float32, ldx int, q []uint8, ldq int, inv float32
 	quantizeAVX2(m, k, &x[0], ldx, &q[0], ldq, inv, zp, qmax, tailMask(k))
 }
 
-func dequantAsm(m, n int, acc []int32, ldacc int, zc []int32, mult, bias, y []float32, ldy int, add bool) {
+func dequantAsm(m, n int, acc []int32, ldacc int, zc []int32, mult, bias, y []float32, ldy int, add, relu bool) {
 	if m == 0 || n == 0 {
 		return
 	}
 	_, _, _, _, _ = acc[(m-1)*ldacc+n-1], zc[n-1], mult[n-1], bias[n-1], y[(m-1)*ldy+n-1]
-	a := 0
+	flags := 0
 	if add {
-		a = 1
+		flags |= 1
 	}
-	dequantAVX2(m, n, &acc[0], ldacc, &zc[0], &mult[0], &bias[0], &y[0], ldy, a, tailMask(n))
+	if relu {
+		flags |= 2
+	}
+	dequantAVX2(m, n, &acc[0], ldacc, &zc[0], &mult[0], &bias[0], &y[0], ldy, flags, tailMask(n))
 }
 
 // widen sets dst[i] = int16(src[i]).
