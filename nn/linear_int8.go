@@ -2,6 +2,7 @@ package nn
 
 import (
 	"fmt"
+	"slices"
 
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -35,6 +36,10 @@ type linearInt8Op struct {
 	qx    []uint8
 	acc   []int32
 	out   *tensor.Dense
+	// epi is a static layer's dequantize constants, for the bias epiBias
+	// (rebuilt if the bias changes).
+	epi     *qgemm.Epilogue
+	epiBias []float32
 }
 
 func (l *Linear) buildInt8(b Builder, x *G.Node, q *Int8) (*G.Node, error) {
@@ -98,6 +103,13 @@ func (o *linearInt8Op) Do(in ...G.Value) (G.Value, error) {
 	}
 	int8Quantize(rows, k, x, k, p, qmax, o.qx, k)
 	int8MatMul(rows, o.qx, k, qmax, o.w, o.acc, n)
+	if o.act.Static != nil {
+		if o.epi == nil || !slices.Equal(o.epiBias, bias) {
+			o.epi, o.epiBias = qgemm.NewEpilogue(qgemm.Params{Scale: p.Scale, ZeroPoint: p.ZeroPoint}, o.w.p, o.scale, bias), slices.Clone(bias)
+		}
+		o.epi.Dequantize(rows, o.acc, n, op.F32(y), n, o.relu)
+		return y, nil
+	}
 	if o.relu {
 		qgemm.DequantizeReLU(rows, o.acc, n, qgemm.Params{Scale: p.Scale, ZeroPoint: p.ZeroPoint}, o.w.p, o.scale, bias, op.F32(y), n)
 	} else {

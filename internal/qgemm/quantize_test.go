@@ -235,6 +235,16 @@ func TestDequantizeImplsAgree(t *testing.T) {
 					for _, name := range impls() {
 						withImpl(t, name, func() {
 							y := append([]float32(nil), y0...)
+							if mode != "add" {
+								// The precomputed epilogue gives the same bits.
+								y2 := append([]float32(nil), y0...)
+								NewEpilogue(a, p, ws, bias).Dequantize(m, acc, ldacc, y2, ldy, relu)
+								for i := range y2 {
+									if math.Float32bits(y2[i]) != math.Float32bits(want[i]) {
+										t.Fatalf("%s n=%d perChannel=%v bias=%v %s (Epilogue): y[%d] = %v, want %v", name, n, perChannel, bias != nil, mode, i, y2[i], want[i])
+									}
+								}
+							}
 							switch mode {
 							case "add":
 								DequantizeAdd(m, acc, ldacc, a, p, ws, bias, y, ldy)
