@@ -6,7 +6,10 @@ import (
 	"strings"
 	"testing"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/shrink-ml/shrink/arch"
+	"github.com/shrink-ml/shrink/config"
 	"github.com/shrink-ml/shrink/quant"
 )
 
@@ -142,5 +145,60 @@ func TestFullRangeDynamicInt8AgreesWithFloat(t *testing.T) {
 				t.Errorf("integer and float evaluations differ by %g of the largest logit", d)
 			}
 		})
+	}
+}
+
+// An integer linear layer applies the ReLU after it in its output pass
+// only when nothing else reads the layer's output: here layer a feeds both
+// the ReLU and a residual add, so the ReLU stays a layer of its own, while
+// b's ReLU is fused. Either way the logits are the float evaluation's up
+// to its rounding.
+func TestFusedReLUOnlyWhenAlone(t *testing.T) {
+	var raw map[string]any
+	src := `{input: [6], classes: 3, layers: [{name: a, type: linear, out: 8}, {name: ra, type: relu},
+		{name: b, type: linear, out: 8}, {name: rb, type: relu}, {name: s, type: add, from: [a, rb]}, {name: o, type: linear, out: 3}]}`
+	if err := yaml.Unmarshal([]byte(src), &raw); err != nil {
+		t.Fatal(err)
+	}
+	spec := arch.Default()
+	if errs := config.Decode(raw, spec); len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	rng := rand.New(rand.NewPCG(11, 12))
+	m := MustNew(*spec, rng)
+	staticQuantize(m, -3, 5, false)
+	const batch = 5
+	x := make([]float32, batch*6)
+	for i := range x {
+		x[i] = float32(rng.NormFloat64())
+	}
+	run := func(static bool) ([]float32, map[string]bool) {
+		t.Helper()
+		net, err := Build(m, NetOptions{Batch: batch, Mode: ModeEval, StaticInt8: static})
+		if err != nil {
+			t.Fatal(err)
+		}
+		copy(net.X, x)
+		if err := net.Run(); err != nil {
+			t.Fatal(err)
+		}
+		ops := map[string]bool{}
+		for _, node := range net.g.AllNodes() {
+			if node.Op() != nil {
+				ops[node.Op().String()] = true
+			}
+		}
+		return slices.Clone(net.Logits()), ops
+	}
+	float, fops := run(false)
+	integer, iops := run(true)
+	if !fops["ra"] || !fops["rb"] {
+		t.Fatalf("the float net lacks its ReLUs: %v", fops)
+	}
+	if !iops["ra"] || iops["rb"] {
+		t.Errorf("integer net: ReLU ra present %v (want true: a is read twice), rb present %v (want false: fused)", iops["ra"], iops["rb"])
+	}
+	if d := maxRelDiff(integer, float); d > 1e-5 {
+		t.Errorf("integer and float evaluations differ by %g of the largest logit", d)
 	}
 }
