@@ -23,9 +23,10 @@ func (l *Linear) RunsStaticInt8() bool { return true }
 // pass (qgemm.DequantizeReLU).
 func (l *Linear) FusesReLU() bool { return true }
 
-// linearInt8Op is y = x Wᵀ + b (then max(y, 0) with relu) in eval on integer kernels: x [rows, in] is
-// quantized as one tensor from its own range, the product summed exactly in
-// int32, then scaled back to float and the bias added.
+// linearInt8Op is y = x Wᵀ + b in eval on integer kernels: x [rows, in] is
+// quantized as one tensor (from its own range, or with static parameters),
+// the product summed exactly in int32, then scaled back to float and the
+// bias added; with relu, max(y, 0) in the same pass.
 type linearInt8Op struct {
 	op.Base
 	bias  bool
