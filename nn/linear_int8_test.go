@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"slices"
 	"testing"
 
 	"gorgonia.org/tensor"
@@ -168,6 +169,65 @@ func TestLinearInt8FusedReLU(t *testing.T) {
 					t.Fatalf("%d of %d outputs positive: the ReLU was not exercised", pos, len(plain))
 				}
 			})
+		}
+	}
+}
+
+// At small batches an integer linear layer leaves out the input columns
+// that hold no weight; its outputs are the bits of the full product, for
+// static and dynamic inputs, with and without a fused ReLU.
+func TestLinearInt8SkipsEmptyColumns(t *testing.T) {
+	rng := rand.New(rand.NewPCG(13, 14))
+	for _, sz := range [][2]int{{784, 300}, {33, 17}, {100, 10}, {5, 1}} {
+		for _, static := range []bool{false, true} {
+			for _, rows := range []int{1, 3} {
+				in, out := sz[0], sz[1]
+				t.Run(fmt.Sprintf("%dx%dx%d/static=%v", rows, in, out, static), func(t *testing.T) {
+					act := &Int8{Act: quant.Spec{Bits: 8, Scheme: quant.Asymmetric, Granularity: quant.PerTensor}, ReLU: rows == 3}
+					if static {
+						act.Static = &Int8Static{Scale: 0.03, ZeroPoint: -7, QMin: -128, QMax: 127}
+					}
+					w := Int8Weight{Rows: out, Cols: in, Q: make([]int8, out*in), Scale: []float32{0.01}}
+					for c := 0; c < in; c++ {
+						if c%5 == 0 || c == in-1 || (c > in/3 && c < in/2) { // runs of empty columns, the last one too
+							continue
+						}
+						for j := 0; j < out; j++ {
+							if rng.IntN(4) == 0 {
+								w.Q[j*in+c] = int8(rng.IntN(256) - 128)
+							}
+						}
+						w.Q[rng.IntN(out)*in+c] = int8(rng.IntN(127) + 1)
+					}
+					bias := make([]float32, out)
+					for i := range bias {
+						bias[i] = float32(rng.NormFloat64())
+					}
+					x := make([]float32, rows*in)
+					for i := range x {
+						x[i] = float32(rng.NormFloat64())
+					}
+					run := func(batch int) ([]float32, *linearInt8Op) {
+						o := newLinearInt8Op("fc", act, w, batch)
+						o.bias = true
+						y, err := o.Do(tensor.New(tensor.WithShape(rows, in), tensor.WithBacking(x)), tensor.New(tensor.WithShape(out), tensor.WithBacking(bias)))
+						if err != nil {
+							t.Fatal(err)
+						}
+						return slices.Clone(op.F32(y)), o
+					}
+					full, of := run(skipBatch + 1)
+					skipped, os := run(rows)
+					if of.runs != nil || os.runs == nil || os.w.k >= in {
+						t.Fatalf("columns kept: %d of %d with skipping (runs %v), %v without", os.w.k, in, os.runs, of.runs)
+					}
+					for i := range full {
+						if math.Float32bits(full[i]) != math.Float32bits(skipped[i]) {
+							t.Fatalf("y[%d] = %v, want %v (the full product)", i, skipped[i], full[i])
+						}
+					}
+				})
+			}
 		}
 	}
 }
