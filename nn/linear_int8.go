@@ -2,7 +2,6 @@ package nn
 
 import (
 	"fmt"
-	"slices"
 
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -41,7 +40,7 @@ type linearInt8Op struct {
 	acc   []int32
 	out   *tensor.Dense
 	// epi is a static layer's dequantize constants, for the bias epiBias
-	// (rebuilt if the bias changes).
+	// (rebuilt for another bias slice).
 	epi     *qgemm.Epilogue
 	epiBias []float32
 }
@@ -109,6 +108,14 @@ func keptColumns(q []int8, n, k int) (runs [][2]int, kept int) {
 	return runs, kept
 }
 
+// codePad is the slack after a buffer of codes: qgemm reads rows in
+// groups of 4 bytes (up to 3 past k, meeting the weights' zero padding).
+const codePad = 4
+
+func sameSlice(a, b []float32) bool {
+	return len(a) == len(b) && (len(a) == 0 || &a[0] == &b[0])
+}
+
 func (o *linearInt8Op) Arity() int {
 	if o.bias {
 		return 2
@@ -134,8 +141,10 @@ func (o *linearInt8Op) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 func (o *linearInt8Op) Do(in ...G.Value) (G.Value, error) {
 	s := op.Dims(in[0])
 	rows, k, n := s[0], s[1], o.w.n
-	if len(o.qx) != rows*k || len(o.acc) != rows*n {
-		o.qx, o.acc = make([]uint8, rows*k), make([]int32, rows*n)
+	// The codes' buffers run codePad bytes past the last row, so qgemm
+	// reads the last row's ragged k group in place instead of copying it.
+	if len(o.qx) != rows*k+codePad || len(o.acc) != rows*n {
+		o.qx, o.acc = make([]uint8, rows*k+codePad), make([]int32, rows*n)
 	}
 	y := op.Buffer(&o.out, rows, n)
 	x := op.F32(in[0])
@@ -159,8 +168,8 @@ func (o *linearInt8Op) Do(in ...G.Value) (G.Value, error) {
 	q, ldq := o.qx, k
 	if o.runs != nil {
 		kk := o.w.k
-		if len(o.qs) != rows*kk {
-			o.qs = make([]uint8, rows*kk)
+		if len(o.qs) != rows*kk+codePad {
+			o.qs = make([]uint8, rows*kk+codePad)
 		}
 		for i := 0; i < rows; i++ {
 			dst, src := o.qs[i*kk:(i+1)*kk], o.qx[i*k:(i+1)*k]
@@ -173,8 +182,11 @@ func (o *linearInt8Op) Do(in ...G.Value) (G.Value, error) {
 	}
 	int8MatMul(rows, q, ldq, qmax, o.w, o.acc, n)
 	if o.act.Static != nil {
-		if o.epi == nil || !slices.Equal(o.epiBias, bias) {
-			o.epi, o.epiBias = qgemm.NewEpilogue(qgemm.Params{Scale: p.Scale, ZeroPoint: p.ZeroPoint}, o.w.p, o.scale, bias), slices.Clone(bias)
+		// Static layers run only in nets of package infer (NetOptions.
+		// StaticInt8), whose model does not change: the bias is the same
+		// slice with the same values on every call.
+		if o.epi == nil || !sameSlice(o.epiBias, bias) {
+			o.epi, o.epiBias = qgemm.NewEpilogue(qgemm.Params{Scale: p.Scale, ZeroPoint: p.ZeroPoint}, o.w.p, o.scale, bias), bias
 		}
 		o.epi.Dequantize(rows, o.acc, n, op.F32(y), n, o.relu)
 		return y, nil
