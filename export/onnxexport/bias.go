@@ -124,10 +124,12 @@ func (b *builder) feedsQuantized(l *model.Layer) bool {
 }
 
 // biasCost estimates what rounding layer l's bias to INT32 costs (planBiases);
-// ok is false when onnxruntime has no bias to round: none, or a factored
-// layer, whose second factor reads the first's float output.
+// ok is false when onnxruntime has no bias to round: none, a factored
+// layer, whose second factor reads the first's float output, or a MatMul.
+// (An uncalibrated static layer has none either; the build says so.)
 func (b *builder) biasCost(l *model.Layer) (biasCost, bool) {
-	if l.Input == nil || l.Input.Mode != "static" || l.Quant == nil || len(l.Weights) != 1 {
+	if l.Input == nil || l.Input.Mode != "static" || len(l.Input.Params.Scale) != 1 || l.Quant == nil || len(l.Weights) != 1 ||
+		l.Type == "linear" && len(l.In[0]) > 1 { // MatMul on sequences adds its bias apart anyway
 		return biasCost{}, false
 	}
 	fold := b.foldOf(l)

@@ -1,6 +1,7 @@
 package onnxexport
 
 import (
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -158,5 +159,54 @@ func TestBiasOptionsExclusive(t *testing.T) {
 	_, err := Export(m, Options{FloatBias: true, IntBias: true})
 	if err == nil || !strings.Contains(err.Error(), "exclude each other") {
 		t.Fatalf("err = %v, want FloatBias and IntBias excluding each other", err)
+	}
+}
+
+// The estimate is positions x sum_c e_c / s_out with e_c the bias's INT32
+// rounding error in units of s_in x s_w[c], s_out the next layer's input
+// scale and positions the values of a channel that layer reads: every
+// output of a linear layer once, a convolution's after max pooling.
+func TestBiasCost(t *testing.T) {
+	for _, c := range []struct {
+		name      string
+		spec      arch.Spec
+		layer     string
+		next      string
+		positions int
+	}{
+		{"mlp fc1", lenet300, "fc1", "fc2", 1},
+		{"mlp fc2", lenet300, "fc2", "fc3", 1},
+		{"lenet5 conv1 through max pooling", lenet5Classic, "conv1", "conv2", 12 * 12},
+		{"lenet5 conv2 through pooling and flatten", lenet5Classic, "conv2", "fc1", 4 * 4},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			m := model.MustNew(c.spec, rand.New(rand.NewPCG(5, 6)))
+			quantize(t, m, qspec{int8sym, act8, "static"}, split(m.Spec, 64, 7))
+			m = saved(t, m)
+			b := &builder{m: m}
+			b.planFolds()
+			got, ok := b.biasCost(m.Layer(c.layer))
+			if !ok {
+				t.Fatalf("%s: no bias cost", c.layer)
+			}
+			l := m.Layer(c.layer)
+			sIn := float64(l.Input.Params.Scale[0])
+			sOut := float64(m.Layer(c.next).Input.Params.Scale[0])
+			scales := l.Weights[0].QParams.Scale
+			var want float64
+			for ch, v := range l.Bias().Data {
+				s := sIn * float64(scales[ch])
+				q := math.Round(float64(v) / s)
+				want += math.Abs(float64(v)-q*s) / sOut
+			}
+			want *= float64(c.positions)
+			// The export multiplies the scales in float32, as onnxruntime does.
+			if math.Abs(got.flips-want) > 1e-3*want {
+				t.Errorf("%s: %.6g moved activations per sample, want %.6g", c.layer, got.flips, want)
+			}
+			if got.flips <= 0 {
+				t.Errorf("%s: estimate %g, want > 0", c.layer, got.flips)
+			}
+		})
 	}
 }
