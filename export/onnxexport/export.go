@@ -17,6 +17,10 @@
 //     makes them); a batch norm after a quantized layer is folded into its
 //     weight's per-channel scales and its bias, so the QDQ pattern stays
 //     whole for onnxruntime's integer kernels;
+//   - biases in float, in the Conv or Gemm node (where onnxruntime rounds
+//     them to INT32 for its integer kernels) only while the activations
+//     that rounding is expected to move stay within Options.BiasBudget,
+//     otherwise with their own Add (bias.go);
 //   - nn.LSTM (batch_first) as torch.onnx.export writes it: Transpose to
 //     time-major, one LSTM node per stacked layer (W, R, B restacked in
 //     ONNX's gate order i, o, f, c), Squeeze, Transpose back; a last layer
