@@ -168,7 +168,7 @@ func BenchmarkInfer(b *testing.B) {
 }
 
 // BenchmarkInferORT times the same models exported to ONNX (shrink export
-// --format onnx: QDQ for the static int8 ResNet, DynamicQuantizeLinear and
+// --format onnx --int-bias: QDQ for the static int8 models, DynamicQuantizeLinear and
 // MatMulInteger for the dynamic LeNet) in onnxruntime (tools/ort, CPU, one
 // intra-op thread); ns/op is the median run. onnxruntime has no kernel for
 // unstructured sparsity, so lenet300-dc runs as a dense float model there.
@@ -177,7 +177,11 @@ func BenchmarkInferORT(b *testing.B) {
 	rt := ortest.Find(b)
 	for _, name := range inferModels {
 		m := inferModel(b, name)
-		res, err := onnxexport.Export(m, onnxexport.Options{})
+		// IntBias: every static layer's bias in its Gemm or Conv node, so
+		// onnxruntime runs it as one integer kernel (QGemm, QLinearConv),
+		// its fastest form; the default export keeps a bias apart, in
+		// float, where rounding it to INT32 could move outputs (ONNX.md).
+		res, err := onnxexport.Export(m, onnxexport.Options{IntBias: true})
 		if err != nil {
 			b.Fatal(err)
 		}
