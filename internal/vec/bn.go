@@ -6,9 +6,14 @@ import "math"
 
 // Batch norm's per-channel kernels. Each walks one channel of a [B, C, S]
 // batch: `runs` runs of n floats, run r starting at element r*stride. The
-// float64 sums keep 32 partial sums (float i of a run adds to sum i%32,
-// runs in order) reduced by reduce32's fixed tree, which the AVX-512
-// assembly (asm/bngen.go) follows lane for lane, so SHRINK_GEMM=purego and
+// float64 sums add in exactly the order of the scalar code before them (so
+// trainings reproduce its checkpoints bit for bit): each run on its own in
+// interleaved partial sums (four for BNSum and BNSqDev, two for the
+// gradient sums; the n%4 or n%2 left over go to the first), combined as
+// (s0+s1)+(s2+s3), and the runs' results added to the total in run order.
+// The AVX-512 assembly (asm/bngen.go) keeps the partial sums of one run in
+// the lanes of a register and sums several runs at once in independent
+// registers, adding their results in order, so SHRINK_GEMM=purego and
 // machines without AVX-512 get the same bits.
 
 // span checks that x holds the runs and returns it cut to them.
@@ -127,61 +132,117 @@ func reluMask(g, y float32) float32 {
 	return math.Float32frombits(math.Float32bits(g) & keep)
 }
 
-// reduce32 adds the 32 partial sums as the assembly does: the four
-// registers pairwise, then halves of the 8 lanes, 4, 2.
-func reduce32(a *[32]float64) float64 {
-	var t [8]float64
-	for i := range t {
-		t[i] = (a[i] + a[8+i]) + (a[16+i] + a[24+i])
+// sum4 is Σx in float64: four interleaved partial sums, the tail added to
+// the first, combined (s0+s1)+(s2+s3).
+func sum4(x []float32) float64 {
+	var s0, s1, s2, s3 float64
+	i := 0
+	for ; i+4 <= len(x); i += 4 {
+		s0 += float64(x[i])
+		s1 += float64(x[i+1])
+		s2 += float64(x[i+2])
+		s3 += float64(x[i+3])
 	}
-	u0, u1, u2, u3 := t[0]+t[4], t[1]+t[5], t[2]+t[6], t[3]+t[7]
-	return (u0 + u2) + (u1 + u3)
+	for ; i < len(x); i++ {
+		s0 += float64(x[i])
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+// sqDev4 is Σ(x - mean)² in float64, summed as sum4 does. float64() rounds
+// each square: no fused multiply-add, whatever GOAMD64 says.
+func sqDev4(x []float32, mean float64) float64 {
+	var s0, s1, s2, s3 float64
+	i := 0
+	for ; i+4 <= len(x); i += 4 {
+		d0, d1, d2, d3 := float64(x[i])-mean, float64(x[i+1])-mean, float64(x[i+2])-mean, float64(x[i+3])-mean
+		s0 += float64(d0 * d0)
+		s1 += float64(d1 * d1)
+		s2 += float64(d2 * d2)
+		s3 += float64(d3 * d3)
+	}
+	for ; i < len(x); i++ {
+		d := float64(x[i]) - mean
+		s0 += float64(d * d)
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+// dotDev2 is Σdy and Σdy·(x - mean) in float64, each in two interleaved
+// partial sums, the odd last value added to the first.
+func dotDev2(dy, x []float32, mean float64) (sum, dot float64) {
+	x = x[:len(dy)]
+	var s0, s1, d0, d1 float64
+	i := 0
+	for ; i+2 <= len(dy); i += 2 {
+		g0, g1 := float64(dy[i]), float64(dy[i+1])
+		s0 += g0
+		s1 += g1
+		d0 += float64(g0 * (float64(x[i]) - mean))
+		d1 += float64(g1 * (float64(x[i+1]) - mean))
+	}
+	for ; i < len(dy); i++ {
+		g := float64(dy[i])
+		s0 += g
+		d0 += float64(g * (float64(x[i]) - mean))
+	}
+	return s0 + s1, d0 + d1
 }
 
 func bnSumRef(x []float32, runs, n, stride int) float64 {
-	var acc [32]float64
+	var sum float64
 	for r := range runs {
-		for i, v := range x[r*stride : r*stride+n] {
-			acc[i%32] += float64(v)
-		}
+		sum += sum4(x[r*stride : r*stride+n])
 	}
-	return reduce32(&acc)
+	return sum
 }
 
 func bnSqDevRef(x []float32, runs, n, stride int, mean float64) float64 {
-	var acc [32]float64
+	var sq float64
 	for r := range runs {
-		for i, v := range x[r*stride : r*stride+n] {
-			d := float64(v) - mean
-			acc[i%32] += float64(d * d) // rounded: no fused multiply-add
-		}
+		sq += sqDev4(x[r*stride:r*stride+n], mean)
 	}
-	return reduce32(&acc)
+	return sq
 }
 
 func bnDotDevRef(dy, x []float32, runs, n, stride int, mean float64) (sum, dot float64) {
-	var s, d [32]float64
 	for r := range runs {
 		at := r * stride
-		for i, g := range dy[at : at+n] {
-			s[i%32] += float64(g)
-			d[i%32] += float64(float64(g) * (float64(x[at+i]) - mean))
-		}
+		s, d := dotDev2(dy[at:at+n], x[at:at+n], mean)
+		sum += s
+		dot += d
 	}
-	return reduce32(&s), reduce32(&d)
+	return sum, dot
 }
 
 func bnDotDevReLURef(dy, y, x []float32, runs, n, stride int, mean float64) (sum, dot float64) {
-	var s, d [32]float64
 	for r := range runs {
 		at := r * stride
-		for i, g := range dy[at : at+n] {
-			g = reluMask(g, y[at+i])
-			s[i%32] += float64(g)
-			d[i%32] += float64(float64(g) * (float64(x[at+i]) - mean))
-		}
+		s, d := dotDevReLU2(dy[at:at+n], y[at:at+n], x[at:at+n], mean)
+		sum += s
+		dot += d
 	}
-	return reduce32(&s), reduce32(&d)
+	return sum, dot
+}
+
+// dotDevReLU2 is dotDev2 of dy masked as ReLUGrad masks it by y.
+func dotDevReLU2(dy, y, x []float32, mean float64) (sum, dot float64) {
+	y, x = y[:len(dy)], x[:len(dy)]
+	var s0, s1, d0, d1 float64
+	i := 0
+	for ; i+2 <= len(dy); i += 2 {
+		g0, g1 := float64(reluMask(dy[i], y[i])), float64(reluMask(dy[i+1], y[i+1]))
+		s0 += g0
+		s1 += g1
+		d0 += float64(g0 * (float64(x[i]) - mean))
+		d1 += float64(g1 * (float64(x[i+1]) - mean))
+	}
+	for ; i < len(dy); i++ {
+		g := float64(reluMask(dy[i], y[i]))
+		s0 += g
+		d0 += float64(g * (float64(x[i]) - mean))
+	}
+	return s0 + s1, d0 + d1
 }
 
 func scaleShiftReLURef(y, x []float32, runs, n, stride int, a, b float32) {

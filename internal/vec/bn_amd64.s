@@ -5,454 +5,703 @@
 #include "textflag.h"
 
 // func bnSum512(x *float32, runs int, n int, stride int) float64
-// Requires: AVX, AVX512BW, AVX512DQ, AVX512F, BMI2, MMX+, SSE2
+// Requires: AVX, AVX512F, AVX512VL, SSE2
 TEXT ·bnSum512(SB), NOSPLIT, $0-40
 	MOVQ   x+0(FP), AX
-	VXORPD Z0, Z0, Z0
-	VXORPD Z1, Z1, Z1
-	VXORPD Z2, Z2, Z2
-	VXORPD Z3, Z3, Z3
+	VXORPD X0, X0, X0
 	MOVQ   runs+8(FP), CX
 	MOVQ   n+16(FP), DX
 	MOVQ   stride+24(FP), BX
 	SHLQ   $0x02, BX
-	MOVL   $0xffffffff, R8
+	LEAQ   (BX)(BX*2), SI
+	MOVQ   DX, DI
+	SHRQ   $0x02, DI
+	MOVQ   DX, R8
+	ANDQ   $0x03, R8
+	SHLQ   $0x02, DX
+	NEGQ   DX
+	MOVL   $0x00000001, R9
+	KMOVW  R9, K1
+	LEAQ   (DX)(BX*4), R9
 
-bnSum512_run:
-	TESTQ CX, CX
-	JZ    bnSum512_done
-	XORQ  SI, SI
-	MOVQ  DX, DI
-	LEAQ  (AX)(BX*1), R9
+bnSum512_g4:
+	CMPQ   CX, $0x04
+	JL     bnSum512_g4_end
+	VXORPD Y1, Y1, Y1
+	VXORPD Y2, Y2, Y2
+	VXORPD Y3, Y3, Y3
+	VXORPD Y4, Y4, Y4
+	MOVQ   DI, R10
 
-bnSum512_chunk:
-	CMPQ       DI, $0x20
-	JL         bnSum512_tail
-	PREFETCHT0 (R9)(SI*1)
-	PREFETCHT0 64(R9)(SI*1)
-	VCVTPS2PD  (AX)(SI*1), Z4
-	VADDPD     Z4, Z0, Z0
-	VCVTPS2PD  32(AX)(SI*1), Z4
-	VADDPD     Z4, Z1, Z1
-	VCVTPS2PD  64(AX)(SI*1), Z4
-	VADDPD     Z4, Z2, Z2
-	VCVTPS2PD  96(AX)(SI*1), Z4
-	VADDPD     Z4, Z3, Z3
-	ADDQ       $0x80, SI
-	SUBQ       $0x20, DI
-	JMP        bnSum512_chunk
+bnSum512_g4_step:
+	TESTQ     R10, R10
+	JZ        bnSum512_g4_tail
+	VCVTPS2PD (AX), Y5
+	VADDPD    Y5, Y1, Y1
+	VCVTPS2PD (AX)(BX*1), Y5
+	VADDPD    Y5, Y2, Y2
+	VCVTPS2PD (AX)(BX*2), Y5
+	VADDPD    Y5, Y3, Y3
+	VCVTPS2PD (AX)(SI*1), Y5
+	VADDPD    Y5, Y4, Y4
+	ADDQ      $0x10, AX
+	DECQ      R10
+	JMP       bnSum512_g4_step
 
-bnSum512_tail:
-	TESTQ       DI, DI
-	JZ          bnSum512_next
-	PREFETCHT0  (R9)(SI*1)
-	PREFETCHT0  64(R9)(SI*1)
-	BZHIL       DI, R8, DI
-	KMOVD       DI, K1
-	KSHIFTRD    $0x08, K1, K2
-	KSHIFTRD    $0x10, K1, K3
-	KSHIFTRD    $0x18, K1, K4
-	VCVTPS2PD.Z (AX)(SI*1), K1, Z4
-	VADDPD      Z4, Z0, Z0
-	VCVTPS2PD.Z 32(AX)(SI*1), K2, Z4
-	VADDPD      Z4, Z1, Z1
-	VCVTPS2PD.Z 64(AX)(SI*1), K3, Z4
-	VADDPD      Z4, Z2, Z2
-	VCVTPS2PD.Z 96(AX)(SI*1), K4, Z4
-	VADDPD      Z4, Z3, Z3
+bnSum512_g4_tail:
+	MOVQ R8, R10
 
-bnSum512_next:
-	ADDQ BX, AX
-	DECQ CX
-	JMP  bnSum512_run
+bnSum512_g4_tail1:
+	TESTQ     R10, R10
+	JZ        bnSum512_g4_done
+	VCVTSS2SD (AX), X6, X6
+	VADDPD    Y6, Y1, K1, Y1
+	VCVTSS2SD (AX)(BX*1), X7, X7
+	VADDPD    Y7, Y2, K1, Y2
+	VCVTSS2SD (AX)(BX*2), X8, X8
+	VADDPD    Y8, Y3, K1, Y3
+	VCVTSS2SD (AX)(SI*1), X9, X9
+	VADDPD    Y9, Y4, K1, Y4
+	ADDQ      $0x04, AX
+	DECQ      R10
+	JMP       bnSum512_g4_tail1
 
-bnSum512_done:
-	VADDPD        Z1, Z0, Z0
-	VADDPD        Z3, Z2, Z2
-	VADDPD        Z2, Z0, Z0
-	VEXTRACTF64X4 $0x01, Z0, Y1
-	VADDPD        Y1, Y0, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPD        X1, X0, X0
-	VUNPCKHPD     X0, X0, X1
-	VADDSD        X1, X0, X0
-	MOVSD         X0, ret+32(FP)
+bnSum512_g4_done:
+	VEXTRACTF128 $0x01, Y1, X5
+	VHADDPD      X5, X1, X1
+	VUNPCKHPD    X1, X1, X5
+	VADDSD       X5, X1, X1
+	VADDSD       X1, X0, X0
+	VEXTRACTF128 $0x01, Y2, X1
+	VHADDPD      X1, X2, X1
+	VUNPCKHPD    X1, X1, X2
+	VADDSD       X2, X1, X1
+	VADDSD       X1, X0, X0
+	VEXTRACTF128 $0x01, Y3, X1
+	VHADDPD      X1, X3, X1
+	VUNPCKHPD    X1, X1, X2
+	VADDSD       X2, X1, X1
+	VADDSD       X1, X0, X0
+	VEXTRACTF128 $0x01, Y4, X1
+	VHADDPD      X1, X4, X1
+	VUNPCKHPD    X1, X1, X2
+	VADDSD       X2, X1, X1
+	VADDSD       X1, X0, X0
+	ADDQ         R9, AX
+	SUBQ         $0x04, CX
+	JMP          bnSum512_g4
+
+bnSum512_g4_end:
+	LEAQ (DX)(BX*1), DX
+
+bnSum512_g1:
+	CMPQ   CX, $0x01
+	JL     bnSum512_g1_end
+	VXORPD Y1, Y1, Y1
+	MOVQ   DI, BX
+
+bnSum512_g1_step:
+	TESTQ     BX, BX
+	JZ        bnSum512_g1_tail
+	VCVTPS2PD (AX), Y2
+	VADDPD    Y2, Y1, Y1
+	ADDQ      $0x10, AX
+	DECQ      BX
+	JMP       bnSum512_g1_step
+
+bnSum512_g1_tail:
+	MOVQ R8, BX
+
+bnSum512_g1_tail1:
+	TESTQ     BX, BX
+	JZ        bnSum512_g1_done
+	VCVTSS2SD (AX), X10, X10
+	VADDPD    Y10, Y1, K1, Y1
+	ADDQ      $0x04, AX
+	DECQ      BX
+	JMP       bnSum512_g1_tail1
+
+bnSum512_g1_done:
+	VEXTRACTF128 $0x01, Y1, X2
+	VHADDPD      X2, X1, X1
+	VUNPCKHPD    X1, X1, X2
+	VADDSD       X2, X1, X1
+	VADDSD       X1, X0, X0
+	ADDQ         DX, AX
+	SUBQ         $0x01, CX
+	JMP          bnSum512_g1
+
+bnSum512_g1_end:
+	MOVSD X0, ret+32(FP)
 	VZEROUPPER
 	RET
 
 // func bnSqDev512(x *float32, runs int, n int, stride int, mean float64) float64
-// Requires: AVX, AVX512BW, AVX512DQ, AVX512F, BMI2, MMX+, SSE2
+// Requires: AVX, AVX512F, AVX512VL, SSE2
 TEXT ·bnSqDev512(SB), NOSPLIT, $0-48
 	MOVQ         x+0(FP), AX
-	VBROADCASTSD mean+32(FP), Z0
-	VXORPD       Z1, Z1, Z1
-	VXORPD       Z2, Z2, Z2
-	VXORPD       Z3, Z3, Z3
-	VXORPD       Z4, Z4, Z4
+	VBROADCASTSD mean+32(FP), Y0
+	VXORPD       X1, X1, X1
 	MOVQ         runs+8(FP), CX
 	MOVQ         n+16(FP), DX
 	MOVQ         stride+24(FP), BX
 	SHLQ         $0x02, BX
-	MOVL         $0xffffffff, R8
+	LEAQ         (BX)(BX*2), SI
+	MOVQ         DX, DI
+	SHRQ         $0x02, DI
+	MOVQ         DX, R8
+	ANDQ         $0x03, R8
+	SHLQ         $0x02, DX
+	NEGQ         DX
+	MOVL         $0x00000001, R9
+	KMOVW        R9, K1
+	LEAQ         (DX)(BX*4), R9
 
-bnSqDev512_run:
-	TESTQ CX, CX
-	JZ    bnSqDev512_done
-	XORQ  SI, SI
-	MOVQ  DX, DI
-	LEAQ  (AX)(BX*1), R9
+bnSqDev512_g4:
+	CMPQ   CX, $0x04
+	JL     bnSqDev512_g4_end
+	VXORPD Y2, Y2, Y2
+	VXORPD Y3, Y3, Y3
+	VXORPD Y4, Y4, Y4
+	VXORPD Y5, Y5, Y5
+	MOVQ   DI, R10
 
-bnSqDev512_chunk:
-	CMPQ       DI, $0x20
-	JL         bnSqDev512_tail
-	PREFETCHT0 (R9)(SI*1)
-	PREFETCHT0 64(R9)(SI*1)
-	VCVTPS2PD  (AX)(SI*1), Z5
-	VSUBPD     Z0, Z5, Z5
-	VMULPD     Z5, Z5, Z5
-	VADDPD     Z5, Z1, Z1
-	VCVTPS2PD  32(AX)(SI*1), Z5
-	VSUBPD     Z0, Z5, Z5
-	VMULPD     Z5, Z5, Z5
-	VADDPD     Z5, Z2, Z2
-	VCVTPS2PD  64(AX)(SI*1), Z5
-	VSUBPD     Z0, Z5, Z5
-	VMULPD     Z5, Z5, Z5
-	VADDPD     Z5, Z3, Z3
-	VCVTPS2PD  96(AX)(SI*1), Z5
-	VSUBPD     Z0, Z5, Z5
-	VMULPD     Z5, Z5, Z5
-	VADDPD     Z5, Z4, Z4
-	ADDQ       $0x80, SI
-	SUBQ       $0x20, DI
-	JMP        bnSqDev512_chunk
+bnSqDev512_g4_step:
+	TESTQ     R10, R10
+	JZ        bnSqDev512_g4_tail
+	VCVTPS2PD (AX), Y6
+	VSUBPD    Y0, Y6, Y6
+	VMULPD    Y6, Y6, Y6
+	VADDPD    Y6, Y2, Y2
+	VCVTPS2PD (AX)(BX*1), Y6
+	VSUBPD    Y0, Y6, Y6
+	VMULPD    Y6, Y6, Y6
+	VADDPD    Y6, Y3, Y3
+	VCVTPS2PD (AX)(BX*2), Y6
+	VSUBPD    Y0, Y6, Y6
+	VMULPD    Y6, Y6, Y6
+	VADDPD    Y6, Y4, Y4
+	VCVTPS2PD (AX)(SI*1), Y6
+	VSUBPD    Y0, Y6, Y6
+	VMULPD    Y6, Y6, Y6
+	VADDPD    Y6, Y5, Y5
+	ADDQ      $0x10, AX
+	DECQ      R10
+	JMP       bnSqDev512_g4_step
 
-bnSqDev512_tail:
-	TESTQ       DI, DI
-	JZ          bnSqDev512_next
-	PREFETCHT0  (R9)(SI*1)
-	PREFETCHT0  64(R9)(SI*1)
-	BZHIL       DI, R8, DI
-	KMOVD       DI, K1
-	KSHIFTRD    $0x08, K1, K2
-	KSHIFTRD    $0x10, K1, K3
-	KSHIFTRD    $0x18, K1, K4
-	VCVTPS2PD.Z (AX)(SI*1), K1, Z5
-	VSUBPD.Z    Z0, Z5, K1, Z5
-	VMULPD      Z5, Z5, Z5
-	VADDPD      Z5, Z1, Z1
-	VCVTPS2PD.Z 32(AX)(SI*1), K2, Z5
-	VSUBPD.Z    Z0, Z5, K2, Z5
-	VMULPD      Z5, Z5, Z5
-	VADDPD      Z5, Z2, Z2
-	VCVTPS2PD.Z 64(AX)(SI*1), K3, Z5
-	VSUBPD.Z    Z0, Z5, K3, Z5
-	VMULPD      Z5, Z5, Z5
-	VADDPD      Z5, Z3, Z3
-	VCVTPS2PD.Z 96(AX)(SI*1), K4, Z5
-	VSUBPD.Z    Z0, Z5, K4, Z5
-	VMULPD      Z5, Z5, Z5
-	VADDPD      Z5, Z4, Z4
+bnSqDev512_g4_tail:
+	MOVQ R8, R10
 
-bnSqDev512_next:
-	ADDQ BX, AX
-	DECQ CX
-	JMP  bnSqDev512_run
+bnSqDev512_g4_tail1:
+	TESTQ     R10, R10
+	JZ        bnSqDev512_g4_done
+	VCVTSS2SD (AX), X7, X7
+	VSUBSD    X0, X7, X7
+	VMULSD    X7, X7, X7
+	VADDPD    Y7, Y2, K1, Y2
+	VCVTSS2SD (AX)(BX*1), X8, X8
+	VSUBSD    X0, X8, X8
+	VMULSD    X8, X8, X8
+	VADDPD    Y8, Y3, K1, Y3
+	VCVTSS2SD (AX)(BX*2), X9, X9
+	VSUBSD    X0, X9, X9
+	VMULSD    X9, X9, X9
+	VADDPD    Y9, Y4, K1, Y4
+	VCVTSS2SD (AX)(SI*1), X10, X10
+	VSUBSD    X0, X10, X10
+	VMULSD    X10, X10, X10
+	VADDPD    Y10, Y5, K1, Y5
+	ADDQ      $0x04, AX
+	DECQ      R10
+	JMP       bnSqDev512_g4_tail1
 
-bnSqDev512_done:
-	VADDPD        Z2, Z1, Z1
-	VADDPD        Z4, Z3, Z3
-	VADDPD        Z3, Z1, Z1
-	VEXTRACTF64X4 $0x01, Z1, Y0
-	VADDPD        Y0, Y1, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPD        X1, X0, X0
-	VUNPCKHPD     X0, X0, X1
-	VADDSD        X1, X0, X0
-	MOVSD         X0, ret+40(FP)
+bnSqDev512_g4_done:
+	VEXTRACTF128 $0x01, Y2, X6
+	VHADDPD      X6, X2, X2
+	VUNPCKHPD    X2, X2, X6
+	VADDSD       X6, X2, X2
+	VADDSD       X2, X1, X1
+	VEXTRACTF128 $0x01, Y3, X2
+	VHADDPD      X2, X3, X2
+	VUNPCKHPD    X2, X2, X3
+	VADDSD       X3, X2, X2
+	VADDSD       X2, X1, X1
+	VEXTRACTF128 $0x01, Y4, X2
+	VHADDPD      X2, X4, X2
+	VUNPCKHPD    X2, X2, X3
+	VADDSD       X3, X2, X2
+	VADDSD       X2, X1, X1
+	VEXTRACTF128 $0x01, Y5, X2
+	VHADDPD      X2, X5, X2
+	VUNPCKHPD    X2, X2, X3
+	VADDSD       X3, X2, X2
+	VADDSD       X2, X1, X1
+	ADDQ         R9, AX
+	SUBQ         $0x04, CX
+	JMP          bnSqDev512_g4
+
+bnSqDev512_g4_end:
+	LEAQ (DX)(BX*1), DX
+
+bnSqDev512_g1:
+	CMPQ   CX, $0x01
+	JL     bnSqDev512_g1_end
+	VXORPD Y2, Y2, Y2
+	MOVQ   DI, BX
+
+bnSqDev512_g1_step:
+	TESTQ     BX, BX
+	JZ        bnSqDev512_g1_tail
+	VCVTPS2PD (AX), Y3
+	VSUBPD    Y0, Y3, Y3
+	VMULPD    Y3, Y3, Y3
+	VADDPD    Y3, Y2, Y2
+	ADDQ      $0x10, AX
+	DECQ      BX
+	JMP       bnSqDev512_g1_step
+
+bnSqDev512_g1_tail:
+	MOVQ R8, BX
+
+bnSqDev512_g1_tail1:
+	TESTQ     BX, BX
+	JZ        bnSqDev512_g1_done
+	VCVTSS2SD (AX), X11, X11
+	VSUBSD    X0, X11, X11
+	VMULSD    X11, X11, X11
+	VADDPD    Y11, Y2, K1, Y2
+	ADDQ      $0x04, AX
+	DECQ      BX
+	JMP       bnSqDev512_g1_tail1
+
+bnSqDev512_g1_done:
+	VEXTRACTF128 $0x01, Y2, X3
+	VHADDPD      X3, X2, X2
+	VUNPCKHPD    X2, X2, X3
+	VADDSD       X3, X2, X2
+	VADDSD       X2, X1, X1
+	ADDQ         DX, AX
+	SUBQ         $0x01, CX
+	JMP          bnSqDev512_g1
+
+bnSqDev512_g1_end:
+	MOVSD X1, ret+40(FP)
 	VZEROUPPER
 	RET
 
 // func bnDotDev512(dy *float32, x *float32, runs int, n int, stride int, mean float64) (sum float64, dot float64)
-// Requires: AVX, AVX512BW, AVX512DQ, AVX512F, BMI2, MMX+, SSE2
+// Requires: AVX, AVX512F, AVX512VL, SSE2
 TEXT ·bnDotDev512(SB), NOSPLIT, $0-64
-	MOVQ         dy+0(FP), AX
-	MOVQ         x+8(FP), CX
-	VBROADCASTSD mean+40(FP), Z0
-	VXORPD       Z1, Z1, Z1
-	VXORPD       Z2, Z2, Z2
-	VXORPD       Z3, Z3, Z3
-	VXORPD       Z4, Z4, Z4
-	VXORPD       Z5, Z5, Z5
-	VXORPD       Z6, Z6, Z6
-	VXORPD       Z7, Z7, Z7
-	VXORPD       Z8, Z8, Z8
-	MOVQ         runs+16(FP), DX
-	MOVQ         n+24(FP), BX
-	MOVQ         stride+32(FP), SI
-	SHLQ         $0x02, SI
-	MOVL         $0xffffffff, R9
+	MOVQ     dy+0(FP), AX
+	MOVQ     x+8(FP), CX
+	VMOVDDUP mean+40(FP), X0
+	VXORPD   X1, X1, X1
+	VXORPD   X2, X2, X2
+	MOVQ     runs+16(FP), DX
+	MOVQ     n+24(FP), BX
+	MOVQ     stride+32(FP), SI
+	SHLQ     $0x02, SI
+	LEAQ     (SI)(SI*2), DI
+	MOVQ     BX, R8
+	SHRQ     $0x01, R8
+	MOVQ     BX, R9
+	ANDQ     $0x01, R9
+	SHLQ     $0x02, BX
+	NEGQ     BX
+	MOVL     $0x00000001, R10
+	KMOVW    R10, K1
+	LEAQ     (BX)(SI*4), R10
 
-bnDotDev512_run:
-	TESTQ DX, DX
-	JZ    bnDotDev512_done
-	XORQ  DI, DI
-	MOVQ  BX, R8
-	LEAQ  (AX)(SI*1), R10
-	LEAQ  (CX)(SI*1), R11
+bnDotDev512_g4:
+	CMPQ   DX, $0x04
+	JL     bnDotDev512_g4_end
+	VXORPD X3, X3, X3
+	VXORPD X4, X4, X4
+	VXORPD X5, X5, X5
+	VXORPD X6, X6, X6
+	VXORPD X7, X7, X7
+	VXORPD X8, X8, X8
+	VXORPD X9, X9, X9
+	VXORPD X10, X10, X10
+	MOVQ   R8, R11
 
-bnDotDev512_chunk:
-	CMPQ       R8, $0x20
-	JL         bnDotDev512_tail
-	PREFETCHT0 (R10)(DI*1)
-	PREFETCHT0 64(R10)(DI*1)
-	PREFETCHT0 (R11)(DI*1)
-	PREFETCHT0 64(R11)(DI*1)
-	VCVTPS2PD  (AX)(DI*1), Z9
-	VADDPD     Z9, Z1, Z1
-	VCVTPS2PD  (CX)(DI*1), Z10
-	VSUBPD     Z0, Z10, Z10
-	VMULPD     Z10, Z9, Z10
-	VADDPD     Z10, Z5, Z5
-	VCVTPS2PD  32(AX)(DI*1), Z9
-	VADDPD     Z9, Z2, Z2
-	VCVTPS2PD  32(CX)(DI*1), Z10
-	VSUBPD     Z0, Z10, Z10
-	VMULPD     Z10, Z9, Z10
-	VADDPD     Z10, Z6, Z6
-	VCVTPS2PD  64(AX)(DI*1), Z9
-	VADDPD     Z9, Z3, Z3
-	VCVTPS2PD  64(CX)(DI*1), Z10
-	VSUBPD     Z0, Z10, Z10
-	VMULPD     Z10, Z9, Z10
-	VADDPD     Z10, Z7, Z7
-	VCVTPS2PD  96(AX)(DI*1), Z9
-	VADDPD     Z9, Z4, Z4
-	VCVTPS2PD  96(CX)(DI*1), Z10
-	VSUBPD     Z0, Z10, Z10
-	VMULPD     Z10, Z9, Z10
-	VADDPD     Z10, Z8, Z8
-	ADDQ       $0x80, DI
-	SUBQ       $0x20, R8
-	JMP        bnDotDev512_chunk
+bnDotDev512_g4_step:
+	TESTQ     R11, R11
+	JZ        bnDotDev512_g4_tail
+	VCVTPS2PD (AX), X11
+	VADDPD    X11, X3, X3
+	VCVTPS2PD (CX), X12
+	VSUBPD    X0, X12, X12
+	VMULPD    X12, X11, X12
+	VADDPD    X12, X4, X4
+	VCVTPS2PD (AX)(SI*1), X11
+	VADDPD    X11, X5, X5
+	VCVTPS2PD (CX)(SI*1), X12
+	VSUBPD    X0, X12, X12
+	VMULPD    X12, X11, X12
+	VADDPD    X12, X6, X6
+	VCVTPS2PD (AX)(SI*2), X11
+	VADDPD    X11, X7, X7
+	VCVTPS2PD (CX)(SI*2), X12
+	VSUBPD    X0, X12, X12
+	VMULPD    X12, X11, X12
+	VADDPD    X12, X8, X8
+	VCVTPS2PD (AX)(DI*1), X11
+	VADDPD    X11, X9, X9
+	VCVTPS2PD (CX)(DI*1), X12
+	VSUBPD    X0, X12, X12
+	VMULPD    X12, X11, X12
+	VADDPD    X12, X10, X10
+	ADDQ      $0x08, AX
+	ADDQ      $0x08, CX
+	DECQ      R11
+	JMP       bnDotDev512_g4_step
 
-bnDotDev512_tail:
-	TESTQ       R8, R8
-	JZ          bnDotDev512_next
-	PREFETCHT0  (R10)(DI*1)
-	PREFETCHT0  64(R10)(DI*1)
-	PREFETCHT0  (R11)(DI*1)
-	PREFETCHT0  64(R11)(DI*1)
-	BZHIL       R8, R9, R8
-	KMOVD       R8, K1
-	KSHIFTRD    $0x08, K1, K2
-	KSHIFTRD    $0x10, K1, K3
-	KSHIFTRD    $0x18, K1, K4
-	VCVTPS2PD.Z (AX)(DI*1), K1, Z9
-	VADDPD      Z9, Z1, Z1
-	VCVTPS2PD.Z (CX)(DI*1), K1, Z10
-	VSUBPD.Z    Z0, Z10, K1, Z10
-	VMULPD      Z10, Z9, Z10
-	VADDPD      Z10, Z5, Z5
-	VCVTPS2PD.Z 32(AX)(DI*1), K2, Z9
-	VADDPD      Z9, Z2, Z2
-	VCVTPS2PD.Z 32(CX)(DI*1), K2, Z10
-	VSUBPD.Z    Z0, Z10, K2, Z10
-	VMULPD      Z10, Z9, Z10
-	VADDPD      Z10, Z6, Z6
-	VCVTPS2PD.Z 64(AX)(DI*1), K3, Z9
-	VADDPD      Z9, Z3, Z3
-	VCVTPS2PD.Z 64(CX)(DI*1), K3, Z10
-	VSUBPD.Z    Z0, Z10, K3, Z10
-	VMULPD      Z10, Z9, Z10
-	VADDPD      Z10, Z7, Z7
-	VCVTPS2PD.Z 96(AX)(DI*1), K4, Z9
-	VADDPD      Z9, Z4, Z4
-	VCVTPS2PD.Z 96(CX)(DI*1), K4, Z10
-	VSUBPD.Z    Z0, Z10, K4, Z10
-	VMULPD      Z10, Z9, Z10
-	VADDPD      Z10, Z8, Z8
+bnDotDev512_g4_tail:
+	MOVQ R9, R11
 
-bnDotDev512_next:
-	ADDQ SI, AX
-	ADDQ SI, CX
-	DECQ DX
-	JMP  bnDotDev512_run
+bnDotDev512_g4_tail1:
+	TESTQ     R11, R11
+	JZ        bnDotDev512_g4_done
+	VCVTSS2SD (AX), X13, X13
+	VADDPD    X13, X3, K1, X3
+	VCVTSS2SD (CX), X14, X14
+	VSUBSD    X0, X14, X14
+	VMULSD    X14, X13, X14
+	VADDPD    X14, X4, K1, X4
+	VCVTSS2SD (AX)(SI*1), X15, X15
+	VADDPD    X15, X5, K1, X5
+	VCVTSS2SD (CX)(SI*1), X16, X16
+	VSUBSD    X0, X16, X16
+	VMULSD    X16, X15, X16
+	VADDPD    X16, X6, K1, X6
+	VCVTSS2SD (AX)(SI*2), X17, X17
+	VADDPD    X17, X7, K1, X7
+	VCVTSS2SD (CX)(SI*2), X18, X18
+	VSUBSD    X0, X18, X18
+	VMULSD    X18, X17, X18
+	VADDPD    X18, X8, K1, X8
+	VCVTSS2SD (AX)(DI*1), X19, X19
+	VADDPD    X19, X9, K1, X9
+	VCVTSS2SD (CX)(DI*1), X20, X20
+	VSUBSD    X0, X20, X20
+	VMULSD    X20, X19, X20
+	VADDPD    X20, X10, K1, X10
+	ADDQ      $0x04, AX
+	ADDQ      $0x04, CX
+	DECQ      R11
+	JMP       bnDotDev512_g4_tail1
 
-bnDotDev512_done:
-	VADDPD        Z2, Z1, Z1
-	VADDPD        Z4, Z3, Z3
-	VADDPD        Z3, Z1, Z1
-	VEXTRACTF64X4 $0x01, Z1, Y0
-	VADDPD        Y0, Y1, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPD        X1, X0, X0
-	VUNPCKHPD     X0, X0, X1
-	VADDSD        X1, X0, X0
-	MOVSD         X0, sum+48(FP)
-	VADDPD        Z6, Z5, Z5
-	VADDPD        Z8, Z7, Z7
-	VADDPD        Z7, Z5, Z5
-	VEXTRACTF64X4 $0x01, Z5, Y0
-	VADDPD        Y0, Y5, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPD        X1, X0, X0
-	VUNPCKHPD     X0, X0, X1
-	VADDSD        X1, X0, X0
-	MOVSD         X0, dot+56(FP)
+bnDotDev512_g4_done:
+	VUNPCKHPD X3, X3, X11
+	VADDSD    X11, X3, X11
+	VADDSD    X11, X1, X1
+	VUNPCKHPD X4, X4, X3
+	VADDSD    X3, X4, X3
+	VADDSD    X3, X2, X2
+	VUNPCKHPD X5, X5, X3
+	VADDSD    X3, X5, X3
+	VADDSD    X3, X1, X1
+	VUNPCKHPD X6, X6, X3
+	VADDSD    X3, X6, X3
+	VADDSD    X3, X2, X2
+	VUNPCKHPD X7, X7, X3
+	VADDSD    X3, X7, X3
+	VADDSD    X3, X1, X1
+	VUNPCKHPD X8, X8, X3
+	VADDSD    X3, X8, X3
+	VADDSD    X3, X2, X2
+	VUNPCKHPD X9, X9, X3
+	VADDSD    X3, X9, X3
+	VADDSD    X3, X1, X1
+	VUNPCKHPD X10, X10, X3
+	VADDSD    X3, X10, X3
+	VADDSD    X3, X2, X2
+	ADDQ      R10, AX
+	ADDQ      R10, CX
+	SUBQ      $0x04, DX
+	JMP       bnDotDev512_g4
+
+bnDotDev512_g4_end:
+	LEAQ (BX)(SI*1), BX
+
+bnDotDev512_g1:
+	CMPQ   DX, $0x01
+	JL     bnDotDev512_g1_end
+	VXORPD X3, X3, X3
+	VXORPD X4, X4, X4
+	MOVQ   R8, SI
+
+bnDotDev512_g1_step:
+	TESTQ     SI, SI
+	JZ        bnDotDev512_g1_tail
+	VCVTPS2PD (AX), X5
+	VADDPD    X5, X3, X3
+	VCVTPS2PD (CX), X6
+	VSUBPD    X0, X6, X6
+	VMULPD    X6, X5, X6
+	VADDPD    X6, X4, X4
+	ADDQ      $0x08, AX
+	ADDQ      $0x08, CX
+	DECQ      SI
+	JMP       bnDotDev512_g1_step
+
+bnDotDev512_g1_tail:
+	MOVQ R9, SI
+
+bnDotDev512_g1_tail1:
+	TESTQ     SI, SI
+	JZ        bnDotDev512_g1_done
+	VCVTSS2SD (AX), X21, X21
+	VADDPD    X21, X3, K1, X3
+	VCVTSS2SD (CX), X22, X22
+	VSUBSD    X0, X22, X22
+	VMULSD    X22, X21, X22
+	VADDPD    X22, X4, K1, X4
+	ADDQ      $0x04, AX
+	ADDQ      $0x04, CX
+	DECQ      SI
+	JMP       bnDotDev512_g1_tail1
+
+bnDotDev512_g1_done:
+	VUNPCKHPD X3, X3, X5
+	VADDSD    X5, X3, X5
+	VADDSD    X5, X1, X1
+	VUNPCKHPD X4, X4, X3
+	VADDSD    X3, X4, X3
+	VADDSD    X3, X2, X2
+	ADDQ      BX, AX
+	ADDQ      BX, CX
+	SUBQ      $0x01, DX
+	JMP       bnDotDev512_g1
+
+bnDotDev512_g1_end:
+	MOVSD X1, sum+48(FP)
+	MOVSD X2, dot+56(FP)
 	VZEROUPPER
 	RET
 
 // func bnDotDevReLU512(dy *float32, y *float32, x *float32, runs int, n int, stride int, mean float64) (sum float64, dot float64)
-// Requires: AVX, AVX512BW, AVX512DQ, AVX512F, AVX512VL, BMI2, MMX+, SSE2
+// Requires: AVX, AVX512F, AVX512VL, SSE2
 TEXT ·bnDotDevReLU512(SB), NOSPLIT, $0-72
-	MOVQ         dy+0(FP), AX
-	MOVQ         y+8(FP), CX
-	MOVQ         x+16(FP), DX
-	VBROADCASTSD mean+48(FP), Z0
-	VXORPD       Z1, Z1, Z1
-	VXORPD       Z2, Z2, Z2
-	VXORPD       Z3, Z3, Z3
-	VXORPD       Z4, Z4, Z4
-	VXORPD       Z5, Z5, Z5
-	VXORPD       Z6, Z6, Z6
-	VXORPD       Z7, Z7, Z7
-	VXORPD       Z8, Z8, Z8
-	MOVQ         runs+24(FP), BX
-	MOVQ         n+32(FP), SI
-	MOVQ         stride+40(FP), DI
-	SHLQ         $0x02, DI
-	MOVL         $0xffffffff, R10
+	MOVQ     dy+0(FP), AX
+	MOVQ     y+8(FP), CX
+	MOVQ     x+16(FP), DX
+	VMOVDDUP mean+48(FP), X0
+	VXORPD   X1, X1, X1
+	VXORPD   X2, X2, X2
+	MOVQ     runs+24(FP), BX
+	MOVQ     n+32(FP), SI
+	MOVQ     stride+40(FP), DI
+	SHLQ     $0x02, DI
+	LEAQ     (DI)(DI*2), R8
+	MOVQ     SI, R9
+	SHRQ     $0x01, R9
+	MOVQ     SI, R10
+	ANDQ     $0x01, R10
+	SHLQ     $0x02, SI
+	NEGQ     SI
+	MOVL     $0x00000001, R11
+	KMOVW    R11, K1
+	LEAQ     (SI)(DI*4), R11
 
-bnDotDevReLU512_run:
-	TESTQ BX, BX
-	JZ    bnDotDevReLU512_done
-	XORQ  R8, R8
-	MOVQ  SI, R9
-	LEAQ  (AX)(DI*1), R11
-	LEAQ  (CX)(DI*1), R12
-	LEAQ  (DX)(DI*1), R13
+bnDotDevReLU512_g4:
+	CMPQ   BX, $0x04
+	JL     bnDotDevReLU512_g4_end
+	VXORPD X3, X3, X3
+	VXORPD X4, X4, X4
+	VXORPD X5, X5, X5
+	VXORPD X6, X6, X6
+	VXORPD X7, X7, X7
+	VXORPD X8, X8, X8
+	VXORPD X9, X9, X9
+	VXORPD X10, X10, X10
+	MOVQ   R9, R12
 
-bnDotDevReLU512_chunk:
-	CMPQ        R9, $0x20
-	JL          bnDotDevReLU512_tail
-	PREFETCHT0  (R11)(R8*1)
-	PREFETCHT0  64(R11)(R8*1)
-	PREFETCHT0  (R12)(R8*1)
-	PREFETCHT0  64(R12)(R8*1)
-	PREFETCHT0  (R13)(R8*1)
-	PREFETCHT0  64(R13)(R8*1)
-	VMOVUPS     (CX)(R8*1), Y9
-	VPTESTMD    Y9, Y9, K1
-	VCVTPS2PD.Z (AX)(R8*1), K1, Z9
-	VADDPD      Z9, Z1, Z1
-	VCVTPS2PD   (DX)(R8*1), Z10
-	VSUBPD      Z0, Z10, Z10
-	VMULPD      Z10, Z9, Z10
-	VADDPD      Z10, Z5, Z5
-	VMOVUPS     32(CX)(R8*1), Y9
-	VPTESTMD    Y9, Y9, K1
-	VCVTPS2PD.Z 32(AX)(R8*1), K1, Z9
-	VADDPD      Z9, Z2, Z2
-	VCVTPS2PD   32(DX)(R8*1), Z10
-	VSUBPD      Z0, Z10, Z10
-	VMULPD      Z10, Z9, Z10
-	VADDPD      Z10, Z6, Z6
-	VMOVUPS     64(CX)(R8*1), Y9
-	VPTESTMD    Y9, Y9, K1
-	VCVTPS2PD.Z 64(AX)(R8*1), K1, Z9
-	VADDPD      Z9, Z3, Z3
-	VCVTPS2PD   64(DX)(R8*1), Z10
-	VSUBPD      Z0, Z10, Z10
-	VMULPD      Z10, Z9, Z10
-	VADDPD      Z10, Z7, Z7
-	VMOVUPS     96(CX)(R8*1), Y9
-	VPTESTMD    Y9, Y9, K1
-	VCVTPS2PD.Z 96(AX)(R8*1), K1, Z9
-	VADDPD      Z9, Z4, Z4
-	VCVTPS2PD   96(DX)(R8*1), Z10
-	VSUBPD      Z0, Z10, Z10
-	VMULPD      Z10, Z9, Z10
-	VADDPD      Z10, Z8, Z8
-	ADDQ        $0x80, R8
-	SUBQ        $0x20, R9
-	JMP         bnDotDevReLU512_chunk
+bnDotDevReLU512_g4_step:
+	TESTQ       R12, R12
+	JZ          bnDotDevReLU512_g4_tail
+	VMOVSD      (CX), X11
+	VPTESTMD    X11, X11, K2
+	VCVTPS2PD.Z (AX), K2, X11
+	VADDPD      X11, X3, X3
+	VCVTPS2PD   (DX), X12
+	VSUBPD      X0, X12, X12
+	VMULPD      X12, X11, X12
+	VADDPD      X12, X4, X4
+	VMOVSD      (CX)(DI*1), X11
+	VPTESTMD    X11, X11, K2
+	VCVTPS2PD.Z (AX)(DI*1), K2, X11
+	VADDPD      X11, X5, X5
+	VCVTPS2PD   (DX)(DI*1), X12
+	VSUBPD      X0, X12, X12
+	VMULPD      X12, X11, X12
+	VADDPD      X12, X6, X6
+	VMOVSD      (CX)(DI*2), X11
+	VPTESTMD    X11, X11, K2
+	VCVTPS2PD.Z (AX)(DI*2), K2, X11
+	VADDPD      X11, X7, X7
+	VCVTPS2PD   (DX)(DI*2), X12
+	VSUBPD      X0, X12, X12
+	VMULPD      X12, X11, X12
+	VADDPD      X12, X8, X8
+	VMOVSD      (CX)(R8*1), X11
+	VPTESTMD    X11, X11, K2
+	VCVTPS2PD.Z (AX)(R8*1), K2, X11
+	VADDPD      X11, X9, X9
+	VCVTPS2PD   (DX)(R8*1), X12
+	VSUBPD      X0, X12, X12
+	VMULPD      X12, X11, X12
+	VADDPD      X12, X10, X10
+	ADDQ        $0x08, AX
+	ADDQ        $0x08, CX
+	ADDQ        $0x08, DX
+	DECQ        R12
+	JMP         bnDotDevReLU512_g4_step
 
-bnDotDevReLU512_tail:
-	TESTQ       R9, R9
-	JZ          bnDotDevReLU512_next
-	PREFETCHT0  (R11)(R8*1)
-	PREFETCHT0  64(R11)(R8*1)
-	PREFETCHT0  (R12)(R8*1)
-	PREFETCHT0  64(R12)(R8*1)
-	PREFETCHT0  (R13)(R8*1)
-	PREFETCHT0  64(R13)(R8*1)
-	BZHIL       R9, R10, R9
-	KMOVD       R9, K1
-	KSHIFTRD    $0x08, K1, K2
-	KSHIFTRD    $0x10, K1, K3
-	KSHIFTRD    $0x18, K1, K4
-	VMOVUPS.Z   (CX)(R8*1), K1, Y9
-	VPTESTMD    Y9, Y9, K5
-	VCVTPS2PD.Z (AX)(R8*1), K5, Z9
-	VADDPD      Z9, Z1, Z1
-	VCVTPS2PD.Z (DX)(R8*1), K1, Z10
-	VSUBPD.Z    Z0, Z10, K1, Z10
-	VMULPD      Z10, Z9, Z10
-	VADDPD      Z10, Z5, Z5
-	VMOVUPS.Z   32(CX)(R8*1), K2, Y9
-	VPTESTMD    Y9, Y9, K1
-	VCVTPS2PD.Z 32(AX)(R8*1), K1, Z9
-	VADDPD      Z9, Z2, Z2
-	VCVTPS2PD.Z 32(DX)(R8*1), K2, Z10
-	VSUBPD.Z    Z0, Z10, K2, Z10
-	VMULPD      Z10, Z9, Z10
-	VADDPD      Z10, Z6, Z6
-	VMOVUPS.Z   64(CX)(R8*1), K3, Y9
-	VPTESTMD    Y9, Y9, K1
-	VCVTPS2PD.Z 64(AX)(R8*1), K1, Z9
-	VADDPD      Z9, Z3, Z3
-	VCVTPS2PD.Z 64(DX)(R8*1), K3, Z10
-	VSUBPD.Z    Z0, Z10, K3, Z10
-	VMULPD      Z10, Z9, Z10
-	VADDPD      Z10, Z7, Z7
-	VMOVUPS.Z   96(CX)(R8*1), K4, Y9
-	VPTESTMD    Y9, Y9, K1
-	VCVTPS2PD.Z 96(AX)(R8*1), K1, Z9
-	VADDPD      Z9, Z4, Z4
-	VCVTPS2PD.Z 96(DX)(R8*1), K4, Z10
-	VSUBPD.Z    Z0, Z10, K4, Z10
-	VMULPD      Z10, Z9, Z10
-	VADDPD      Z10, Z8, Z8
+bnDotDevReLU512_g4_tail:
+	MOVQ R10, R12
 
-bnDotDevReLU512_next:
-	ADDQ DI, AX
-	ADDQ DI, CX
-	ADDQ DI, DX
-	DECQ BX
-	JMP  bnDotDevReLU512_run
+bnDotDevReLU512_g4_tail1:
+	TESTQ       R12, R12
+	JZ          bnDotDevReLU512_g4_done
+	VMOVSS      (CX), X11
+	VPTESTMD    X11, X11, K2
+	VMOVSS      (AX), X11
+	VCVTPS2PD.Z X11, K2, X11
+	VADDPD      X11, X3, K1, X3
+	VCVTSS2SD   (DX), X13, X13
+	VSUBSD      X0, X13, X13
+	VMULSD      X13, X11, X13
+	VADDPD      X13, X4, K1, X4
+	VMOVSS      (CX)(DI*1), X11
+	VPTESTMD    X11, X11, K2
+	VMOVSS      (AX)(DI*1), X11
+	VCVTPS2PD.Z X11, K2, X11
+	VADDPD      X11, X5, K1, X5
+	VCVTSS2SD   (DX)(DI*1), X14, X14
+	VSUBSD      X0, X14, X14
+	VMULSD      X14, X11, X14
+	VADDPD      X14, X6, K1, X6
+	VMOVSS      (CX)(DI*2), X11
+	VPTESTMD    X11, X11, K2
+	VMOVSS      (AX)(DI*2), X11
+	VCVTPS2PD.Z X11, K2, X11
+	VADDPD      X11, X7, K1, X7
+	VCVTSS2SD   (DX)(DI*2), X15, X15
+	VSUBSD      X0, X15, X15
+	VMULSD      X15, X11, X15
+	VADDPD      X15, X8, K1, X8
+	VMOVSS      (CX)(R8*1), X11
+	VPTESTMD    X11, X11, K2
+	VMOVSS      (AX)(R8*1), X11
+	VCVTPS2PD.Z X11, K2, X11
+	VADDPD      X11, X9, K1, X9
+	VCVTSS2SD   (DX)(R8*1), X16, X16
+	VSUBSD      X0, X16, X16
+	VMULSD      X16, X11, X16
+	VADDPD      X16, X10, K1, X10
+	ADDQ        $0x04, AX
+	ADDQ        $0x04, CX
+	ADDQ        $0x04, DX
+	DECQ        R12
+	JMP         bnDotDevReLU512_g4_tail1
 
-bnDotDevReLU512_done:
-	VADDPD        Z2, Z1, Z1
-	VADDPD        Z4, Z3, Z3
-	VADDPD        Z3, Z1, Z1
-	VEXTRACTF64X4 $0x01, Z1, Y0
-	VADDPD        Y0, Y1, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPD        X1, X0, X0
-	VUNPCKHPD     X0, X0, X1
-	VADDSD        X1, X0, X0
-	MOVSD         X0, sum+56(FP)
-	VADDPD        Z6, Z5, Z5
-	VADDPD        Z8, Z7, Z7
-	VADDPD        Z7, Z5, Z5
-	VEXTRACTF64X4 $0x01, Z5, Y0
-	VADDPD        Y0, Y5, Y0
-	VEXTRACTF128  $0x01, Y0, X1
-	VADDPD        X1, X0, X0
-	VUNPCKHPD     X0, X0, X1
-	VADDSD        X1, X0, X0
-	MOVSD         X0, dot+64(FP)
+bnDotDevReLU512_g4_done:
+	VUNPCKHPD X3, X3, X11
+	VADDSD    X11, X3, X11
+	VADDSD    X11, X1, X1
+	VUNPCKHPD X4, X4, X3
+	VADDSD    X3, X4, X3
+	VADDSD    X3, X2, X2
+	VUNPCKHPD X5, X5, X3
+	VADDSD    X3, X5, X3
+	VADDSD    X3, X1, X1
+	VUNPCKHPD X6, X6, X3
+	VADDSD    X3, X6, X3
+	VADDSD    X3, X2, X2
+	VUNPCKHPD X7, X7, X3
+	VADDSD    X3, X7, X3
+	VADDSD    X3, X1, X1
+	VUNPCKHPD X8, X8, X3
+	VADDSD    X3, X8, X3
+	VADDSD    X3, X2, X2
+	VUNPCKHPD X9, X9, X3
+	VADDSD    X3, X9, X3
+	VADDSD    X3, X1, X1
+	VUNPCKHPD X10, X10, X3
+	VADDSD    X3, X10, X3
+	VADDSD    X3, X2, X2
+	ADDQ      R11, AX
+	ADDQ      R11, CX
+	ADDQ      R11, DX
+	SUBQ      $0x04, BX
+	JMP       bnDotDevReLU512_g4
+
+bnDotDevReLU512_g4_end:
+	LEAQ (SI)(DI*1), SI
+
+bnDotDevReLU512_g1:
+	CMPQ   BX, $0x01
+	JL     bnDotDevReLU512_g1_end
+	VXORPD X3, X3, X3
+	VXORPD X4, X4, X4
+	MOVQ   R9, DI
+
+bnDotDevReLU512_g1_step:
+	TESTQ       DI, DI
+	JZ          bnDotDevReLU512_g1_tail
+	VMOVSD      (CX), X5
+	VPTESTMD    X5, X5, K2
+	VCVTPS2PD.Z (AX), K2, X5
+	VADDPD      X5, X3, X3
+	VCVTPS2PD   (DX), X6
+	VSUBPD      X0, X6, X6
+	VMULPD      X6, X5, X6
+	VADDPD      X6, X4, X4
+	ADDQ        $0x08, AX
+	ADDQ        $0x08, CX
+	ADDQ        $0x08, DX
+	DECQ        DI
+	JMP         bnDotDevReLU512_g1_step
+
+bnDotDevReLU512_g1_tail:
+	MOVQ R10, DI
+
+bnDotDevReLU512_g1_tail1:
+	TESTQ       DI, DI
+	JZ          bnDotDevReLU512_g1_done
+	VMOVSS      (CX), X5
+	VPTESTMD    X5, X5, K2
+	VMOVSS      (AX), X5
+	VCVTPS2PD.Z X5, K2, X5
+	VADDPD      X5, X3, K1, X3
+	VCVTSS2SD   (DX), X17, X17
+	VSUBSD      X0, X17, X17
+	VMULSD      X17, X5, X17
+	VADDPD      X17, X4, K1, X4
+	ADDQ        $0x04, AX
+	ADDQ        $0x04, CX
+	ADDQ        $0x04, DX
+	DECQ        DI
+	JMP         bnDotDevReLU512_g1_tail1
+
+bnDotDevReLU512_g1_done:
+	VUNPCKHPD X3, X3, X5
+	VADDSD    X5, X3, X5
+	VADDSD    X5, X1, X1
+	VUNPCKHPD X4, X4, X3
+	VADDSD    X3, X4, X3
+	VADDSD    X3, X2, X2
+	ADDQ      SI, AX
+	ADDQ      SI, CX
+	ADDQ      SI, DX
+	SUBQ      $0x01, BX
+	JMP       bnDotDevReLU512_g1
+
+bnDotDevReLU512_g1_end:
+	MOVSD X1, sum+56(FP)
+	MOVSD X2, dot+64(FP)
 	VZEROUPPER
 	RET
 

@@ -5,14 +5,18 @@
 //
 // Every kernel walks `runs` runs of n floats, run r starting at element
 // r*stride (one channel's values in a [B, C, S] batch: runs B, n S, stride
-// C*S), 32 floats at a time, the last chunk of a run under a mask. The float64
-// sums keep 32 lanes (four zmm registers; float i of a run goes to lane i%32)
-// and reduce them in the fixed tree of bn.go's reduce32, so the Go reference
-// gives the same bits. The float32 kernels do, lane by lane, the Go
-// reference's operations in its order, without fused multiply-adds.
+// C*S). The float64 sums add in the Go reference's order (bn.go): a run's
+// interleaved partial sums are the lanes of one register (four for the sums
+// of x, two each for the gradient's), four runs at a time in independent
+// registers, and each run's result goes to the total in run order. The
+// float32 kernels go 32 floats at a time, the last chunk of a run under a
+// mask, and do, lane by lane, the Go reference's operations in its order,
+// without fused multiply-adds.
 package main
 
 import (
+	"fmt"
+
 	. "github.com/mmcloughlin/avo/build"
 	. "github.com/mmcloughlin/avo/operand"
 	. "github.com/mmcloughlin/avo/reg"
@@ -97,54 +101,135 @@ func addr(name string) Mem {
 	return b.Addr
 }
 
-func zeros(k int) []VecVirtual {
-	acc := make([]VecVirtual, k)
-	for i := range acc {
-		acc[i] = ZMM()
-		VXORPD(acc[i], acc[i], acc[i])
+// group is how many runs the sums take at once, in independent registers:
+// enough to hide the adds' latency (each run's partial sums are one chain).
+const group = 4
+
+// sums emits the loop of the float64 sums over the runs of the arrays ptrs,
+// group runs at a time (then one at a time), `step` floats of a run a step:
+// vec(k, at) adds the step of run k (at(p, disp) addresses it in array p),
+// tail(k, at) the next of the n%step values left, and done(k) adds run k's
+// result to the totals; start(k) zeroes run k's partial sums.
+func sums(name string, ptrs []Register, step int, start, done func(k int), vec, tail func(k int, at func(p Register, disp int) Mem)) {
+	nruns := Load(Param("runs"), GP64())
+	n := Load(Param("n"), GP64())
+	stride := Load(Param("stride"), GP64())
+	SHLQ(Imm(2), stride)
+	s3 := GP64()
+	LEAQ(Mem{Base: stride, Index: stride, Scale: 2}, s3)
+	steps, rest := GP64(), GP64()
+	MOVQ(n, steps)
+	SHRQ(Imm(uint64(log2(step))), steps)
+	MOVQ(n, rest)
+	ANDQ(Imm(uint64(step-1)), rest)
+	// back moves the pointers from the end of a group's first run to the
+	// start of the next group's.
+	back := GP64()
+	MOVQ(n, back)
+	SHLQ(Imm(2), back)
+	NEGQ(back)
+	one := GP32()
+	MOVL(U32(1), one)
+	KMOVW(one, K1) // lane 0: the tail's partial sum
+	for _, k := range []int{group, 1} {
+		g := fmt.Sprintf("%s_g%d", name, k)
+		adv := GP64()
+		if k == group {
+			LEAQ(Mem{Base: back, Index: stride, Scale: 4}, adv)
+		} else {
+			LEAQ(Mem{Base: back, Index: stride, Scale: 1}, adv)
+		}
+		Label(g)
+		CMPQ(nruns, Imm(uint64(k)))
+		JL(LabelRef(g + "_end"))
+		at := func(r int) func(p Register, disp int) Mem {
+			return func(p Register, disp int) Mem {
+				switch r {
+				case 0:
+					return Mem{Base: p, Disp: disp}
+				case 1:
+					return Mem{Base: p, Index: stride, Scale: 1, Disp: disp}
+				case 2:
+					return Mem{Base: p, Index: stride, Scale: 2, Disp: disp}
+				}
+				return Mem{Base: p, Index: s3, Scale: 1, Disp: disp}
+			}
+		}
+		for r := range k {
+			start(r)
+		}
+		left := GP64()
+		MOVQ(steps, left)
+		Label(g + "_step")
+		TESTQ(left, left)
+		JZ(LabelRef(g + "_tail"))
+		for r := range k {
+			vec(r, at(r))
+		}
+		for _, p := range ptrs {
+			ADDQ(Imm(uint64(4*step)), p)
+		}
+		DECQ(left)
+		JMP(LabelRef(g + "_step"))
+		Label(g + "_tail")
+		MOVQ(rest, left)
+		Label(g + "_tail1")
+		TESTQ(left, left)
+		JZ(LabelRef(g + "_done"))
+		for r := range k {
+			tail(r, at(r))
+		}
+		for _, p := range ptrs {
+			ADDQ(Imm(4), p)
+		}
+		DECQ(left)
+		JMP(LabelRef(g + "_tail1"))
+		Label(g + "_done")
+		for r := range k {
+			done(r)
+		}
+		for _, p := range ptrs {
+			ADDQ(adv, p)
+		}
+		SUBQ(Imm(uint64(k)), nruns)
+		JMP(LabelRef(g))
+		Label(g + "_end")
 	}
-	return acc
 }
 
-// load8 widens the 8 floats at p+off+32q to float64 (zeros where masked).
-func load8(p, off Register, q int, masks []Op) VecVirtual {
-	d := ZMM()
-	at := Mem{Base: p, Index: off, Scale: 1, Disp: 32 * q}
-	if masks == nil {
-		VCVTPS2PD(at, d)
-	} else {
-		VCVTPS2PD_Z(at, masks[q], d)
+func log2(v int) int {
+	l := 0
+	for ; v > 1; v >>= 1 {
+		l++
 	}
-	return d
+	return l
 }
 
-// minusMean sets d -= mean, zeroing masked lanes.
-func minusMean(d, mean VecVirtual, q int, masks []Op) {
-	if masks == nil {
-		VSUBPD(mean, d, d)
-	} else {
-		VSUBPD_Z(mean, d, masks[q], d)
+// zero returns k zeroed ymm registers.
+func zero(k int) []VecVirtual {
+	r := make([]VecVirtual, k)
+	for i := range r {
+		r[i] = YMM()
 	}
+	return r
 }
 
-// reduce sums the 32 lanes of acc as reduce32 does and returns the
-// result's register (lane 0 of an xmm).
-func reduce(acc []VecVirtual) VecVirtual {
-	VADDPD(acc[1], acc[0], acc[0])
-	VADDPD(acc[3], acc[2], acc[2])
-	VADDPD(acc[2], acc[0], acc[0])
-	hi := YMM()
-	VEXTRACTF64X4(Imm(1), acc[0], hi)
-	y := YMM()
-	VADDPD(hi, acc[0].AsY(), y)
-	h2 := XMM()
-	VEXTRACTF128(Imm(1), y, h2)
-	x := XMM()
-	VADDPD(h2, y.AsX(), x)
-	h3 := XMM()
-	VUNPCKHPD(x, x, h3)
-	VADDSD(h3, x, x)
-	return x
+// add4 adds a run's four partial sums acc as (s0+s1)+(s2+s3) to total.
+func add4(acc, total VecVirtual) {
+	hi, t, h := XMM(), XMM(), XMM()
+	VEXTRACTF128(Imm(1), acc, hi)
+	VHADDPD(hi, acc.AsX(), t) // s0+s1, s2+s3
+	VUNPCKHPD(t, t, h)
+	VADDSD(h, t, t)
+	VADDSD(t, total, total)
+}
+
+// add2 adds a run's two partial sums acc (an xmm) as s0+s1 to total.
+func add2(acc, total VecVirtual) {
+	h := XMM()
+	VUNPCKHPD(acc, acc, h)
+	VADDSD(h, acc, h)
+	VADDSD(h, total, total)
 }
 
 func sum() {
@@ -152,13 +237,23 @@ func sum() {
 	Pragma("noescape")
 	Doc("bnSum512 is bnSumRef's sum (runs >= 1, n >= 1).")
 	x := Load(Param("x"), GP64())
-	acc := zeros(4)
-	runs("bnSum512", []Register{x}, func(off Register, masks []Op) {
-		for q := range 4 {
-			VADDPD(load8(x, off, q, masks), acc[q], acc[q])
-		}
-	})
-	Store(reduce(acc), ReturnIndex(0))
+	total := XMM()
+	VXORPD(total, total, total)
+	acc := zero(group)
+	sums("bnSum512", []Register{x}, 4,
+		func(k int) { VXORPD(acc[k], acc[k], acc[k]) },
+		func(k int) { add4(acc[k], total) },
+		func(k int, at func(Register, int) Mem) {
+			v := YMM()
+			VCVTPS2PD(at(x, 0), v)
+			VADDPD(v, acc[k], acc[k])
+		},
+		func(k int, at func(Register, int) Mem) {
+			v := XMM()
+			VCVTSS2SD(at(x, 0), v, v)
+			VADDPD(v.AsY(), acc[k], K1, acc[k])
+		})
+	Store(total, ReturnIndex(0))
 	VZEROUPPER()
 	RET()
 }
@@ -168,24 +263,35 @@ func sqDev() {
 	Pragma("noescape")
 	Doc("bnSqDev512 is bnSqDevRef's sum (runs >= 1, n >= 1).")
 	x := Load(Param("x"), GP64())
-	mean := ZMM()
+	mean := YMM()
 	VBROADCASTSD(addr("mean"), mean)
-	acc := zeros(4)
-	runs("bnSqDev512", []Register{x}, func(off Register, masks []Op) {
-		for q := range 4 {
-			d := load8(x, off, q, masks)
-			minusMean(d, mean, q, masks)
+	total := XMM()
+	VXORPD(total, total, total)
+	acc := zero(group)
+	sums("bnSqDev512", []Register{x}, 4,
+		func(k int) { VXORPD(acc[k], acc[k], acc[k]) },
+		func(k int) { add4(acc[k], total) },
+		func(k int, at func(Register, int) Mem) {
+			d := YMM()
+			VCVTPS2PD(at(x, 0), d)
+			VSUBPD(mean, d, d)
 			VMULPD(d, d, d)
-			VADDPD(d, acc[q], acc[q])
-		}
-	})
-	Store(reduce(acc), ReturnIndex(0))
+			VADDPD(d, acc[k], acc[k])
+		},
+		func(k int, at func(Register, int) Mem) {
+			d := XMM()
+			VCVTSS2SD(at(x, 0), d, d)
+			VSUBSD(mean.AsX(), d, d)
+			VMULSD(d, d, d)
+			VADDPD(d.AsY(), acc[k], K1, acc[k])
+		})
+	Store(total, ReturnIndex(0))
 	VZEROUPPER()
 	RET()
 }
 
 // dotDev emits the gradient sums; relu: of dy kept where y, the fused
-// ReLU's output, has non-zero bits (dy·(y != 0), as reluGradRef has it).
+// ReLU's output, has non-zero bits (dy·(y != 0), as ReLUGrad has it).
 func dotDev(name string, relu bool) {
 	if relu {
 		TEXT(name, NOSPLIT, "func(dy, y, x *float32, runs, n, stride int, mean float64) (sum, dot float64)")
@@ -204,35 +310,72 @@ func dotDev(name string, relu bool) {
 	}
 	x := Load(Param("x"), GP64())
 	ptrs = append(ptrs, x)
-	mean := ZMM()
-	VBROADCASTSD(addr("mean"), mean)
-	sacc, dacc := zeros(4), zeros(4)
-	runs(name, ptrs, func(off Register, masks []Op) {
-		for q := range 4 {
-			var g VecVirtual
-			if relu {
-				yv := YMM()
-				at := Mem{Base: y, Index: off, Scale: 1, Disp: 32 * q}
-				if masks == nil {
-					VMOVUPS(at, yv)
-				} else {
-					VMOVUPS_Z(at, masks[q], yv) // lanes past the run: 0, not kept
-				}
-				keep := K()
-				VPTESTMD(yv, yv, keep)
-				g = load8(dy, off, q, []Op{keep, keep, keep, keep})
+	mean := XMM()
+	VMOVDDUP(addr("mean"), mean)
+	sum, dot := XMM(), XMM()
+	VXORPD(sum, sum, sum)
+	VXORPD(dot, dot, dot)
+	sacc, dacc := make([]VecVirtual, group), make([]VecVirtual, group)
+	for i := range sacc {
+		sacc[i], dacc[i] = XMM(), XMM()
+	}
+	// grad loads m floats of dy (2: a step, 1: a tail value) as float64,
+	// masked by the ReLU: zero where y's bits are zero.
+	grad := func(at func(Register, int) Mem, m int) VecVirtual {
+		g := XMM()
+		if !relu {
+			if m == 2 {
+				VCVTPS2PD(at(dy, 0), g)
 			} else {
-				g = load8(dy, off, q, masks)
+				VCVTSS2SD(at(dy, 0), g, g)
 			}
-			VADDPD(g, sacc[q], sacc[q])
-			d := load8(x, off, q, masks)
-			minusMean(d, mean, q, masks)
-			VMULPD(d, g, d)
-			VADDPD(d, dacc[q], dacc[q])
+			return g
 		}
-	})
-	Store(reduce(sacc), ReturnIndex(0))
-	Store(reduce(dacc), ReturnIndex(1))
+		yv := XMM()
+		if m == 2 {
+			VMOVSD(at(y, 0), yv)
+		} else {
+			VMOVSS(at(y, 0), yv)
+		}
+		keep := K()
+		VPTESTMD(yv, yv, keep)
+		if m == 2 {
+			VCVTPS2PD_Z(at(dy, 0), keep, g)
+		} else {
+			VMOVSS(at(dy, 0), yv)
+			VCVTPS2PD_Z(yv, keep, g)
+		}
+		return g
+	}
+	sums(name, ptrs, 2,
+		func(k int) {
+			VXORPD(sacc[k], sacc[k], sacc[k])
+			VXORPD(dacc[k], dacc[k], dacc[k])
+		},
+		func(k int) {
+			add2(sacc[k], sum)
+			add2(dacc[k], dot)
+		},
+		func(k int, at func(Register, int) Mem) {
+			g := grad(at, 2)
+			VADDPD(g, sacc[k], sacc[k])
+			d := XMM()
+			VCVTPS2PD(at(x, 0), d)
+			VSUBPD(mean, d, d)
+			VMULPD(d, g, d)
+			VADDPD(d, dacc[k], dacc[k])
+		},
+		func(k int, at func(Register, int) Mem) {
+			g := grad(at, 1)
+			VADDPD(g, sacc[k], K1, sacc[k])
+			d := XMM()
+			VCVTSS2SD(at(x, 0), d, d)
+			VSUBSD(mean, d, d)
+			VMULSD(d, g, d)
+			VADDPD(d, dacc[k], K1, dacc[k])
+		})
+	Store(sum, ReturnIndex(0))
+	Store(dot, ReturnIndex(1))
 	VZEROUPPER()
 	RET()
 }

@@ -1,0 +1,182 @@
+// At GOAMD64=v3 the compiler fuses the oracle's multiply-adds below, so it
+// is no longer the order the checkpoints were recorded in (builds pin v1:
+// see Taskfile.yml).
+
+//go:build !amd64.v3
+
+package vec
+
+import (
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"testing"
+)
+
+// The scalar code of nn/batchnorm.go before these kernels (main at
+// 358b80e), verbatim: the oracle of the summation order.
+
+// sum64 is Σx in float64, in four interleaved partial sums.
+func sum64(x []float32) float64 {
+	var s0, s1, s2, s3 float64
+	i := 0
+	for ; i+4 <= len(x); i += 4 {
+		s0 += float64(x[i])
+		s1 += float64(x[i+1])
+		s2 += float64(x[i+2])
+		s3 += float64(x[i+3])
+	}
+	for ; i < len(x); i++ {
+		s0 += float64(x[i])
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+// sqDev64 is Σ(x - mean)² in float64, in four interleaved partial sums.
+func sqDev64(x []float32, mean float64) float64 {
+	var s0, s1, s2, s3 float64
+	i := 0
+	for ; i+4 <= len(x); i += 4 {
+		d0, d1, d2, d3 := float64(x[i])-mean, float64(x[i+1])-mean, float64(x[i+2])-mean, float64(x[i+3])-mean
+		s0 += d0 * d0
+		s1 += d1 * d1
+		s2 += d2 * d2
+		s3 += d3 * d3
+	}
+	for ; i < len(x); i++ {
+		d := float64(x[i]) - mean
+		s0 += d * d
+	}
+	return (s0 + s1) + (s2 + s3)
+}
+
+// dotDev64 is Σdy and Σdy·(x - mean) in float64.
+func dotDev64(dy, x []float32, mean float64) (sum, dot float64) {
+	x = x[:len(dy)]
+	var s0, s1, d0, d1 float64
+	i := 0
+	for ; i+2 <= len(dy); i += 2 {
+		g0, g1 := float64(dy[i]), float64(dy[i+1])
+		s0 += g0
+		s1 += g1
+		d0 += g0 * (float64(x[i]) - mean)
+		d1 += g1 * (float64(x[i+1]) - mean)
+	}
+	for ; i < len(dy); i++ {
+		g := float64(dy[i])
+		s0 += g
+		d0 += g * (float64(x[i]) - mean)
+	}
+	return s0 + s1, d0 + d1
+}
+
+// TestBNSumOrder: the Go references and the assembly give, bit for bit,
+// what the old bnOp.Run and bnGradOp.Run loops computed from sum64, sqDev64
+// and dotDev64 (run after run, in order), and the ReLU-fused gradient sums
+// what dotDev64 gave on ReLUGrad's output, so trainings reproduce the
+// checkpoints recorded before.
+func TestBNSumOrder(t *testing.T) {
+	t.Logf("AVX-512 kernels: %v", useBN512)
+	r := rand.New(rand.NewPCG(5, 6))
+	for _, n := range []int{1, 2, 3, 4, 5, 7, 8, 9, 49, 196, 784} {
+		for runs := 1; runs <= 9; runs++ {
+			for _, gap := range []int{0, 1, 3} {
+				stride := n + gap
+				if runs > 5 && n > 49 && gap != 3 {
+					continue
+				}
+				t.Run(fmt.Sprintf("%dx%d/%d", runs, n, stride), func(t *testing.T) {
+					bnOrderCase(t, r, runs, n, stride)
+				})
+			}
+		}
+	}
+}
+
+func bnOrderCase(t *testing.T, r *rand.Rand, runs, n, stride int) {
+	t.Helper()
+	x, dy, y := bnData(r, runs, n, stride), bnData(r, runs, n, stride), bnData(r, runs, n, stride)
+	// y: a ReLU's output, zero about half the time.
+	for i, v := range y {
+		if !math.IsNaN(float64(v)) {
+			y[i] = max(v-3, 0)
+		}
+	}
+	var sum float64
+	for b := range runs {
+		sum += sum64(x[b*stride : b*stride+n])
+	}
+	mean := sum / float64(runs*n)
+	var sq float64
+	for b := range runs {
+		sq += sqDev64(x[b*stride:b*stride+n], mean)
+	}
+	var sdy, sdyx, rdy, rdyx float64
+	g := make([]float32, n)
+	for b := range runs {
+		at := b * stride
+		s, d := dotDev64(dy[at:at+n], x[at:at+n], mean)
+		sdy += s
+		sdyx += d
+		// the old reluGradOp.Run's loop
+		for i, v := range y[at : at+n] {
+			keep := -min(math.Float32bits(v), 1)
+			g[i] = math.Float32frombits(math.Float32bits(dy[at+i]) & keep)
+		}
+		s, d = dotDev64(g, x[at:at+n], mean)
+		rdy += s
+		rdyx += d
+	}
+	check := func(what string, got, want float64) {
+		t.Helper()
+		if math.Float64bits(got) != math.Float64bits(want) {
+			t.Errorf("%s = %.17g, the old order gives %.17g", what, got, want)
+		}
+	}
+	check("bnSumRef", bnSumRef(x, runs, n, stride), sum)
+	check("BNSum", BNSum(x, runs, n, stride), sum)
+	check("bnSqDevRef", bnSqDevRef(x, runs, n, stride, mean), sq)
+	check("BNSqDev", BNSqDev(x, runs, n, stride, mean), sq)
+	s, d := bnDotDevRef(dy, x, runs, n, stride, mean)
+	check("bnDotDevRef sum", s, sdy)
+	check("bnDotDevRef dot", d, sdyx)
+	s, d = BNDotDev(dy, x, runs, n, stride, mean)
+	check("BNDotDev sum", s, sdy)
+	check("BNDotDev dot", d, sdyx)
+	s, d = bnDotDevReLURef(dy, y, x, runs, n, stride, mean)
+	check("bnDotDevReLURef sum", s, rdy)
+	check("bnDotDevReLURef dot", d, rdyx)
+	s, d = BNDotDevReLU(dy, y, x, runs, n, stride, mean)
+	check("BNDotDevReLU sum", s, rdy)
+	check("BNDotDevReLU dot", d, rdyx)
+}
+
+// BenchmarkBNSums times the statistics and gradient sums over ResNet-20's
+// batch norm channels (B=128: runs of 784, 196 and 49 floats).
+func BenchmarkBNSums(b *testing.B) {
+	r := rand.New(rand.NewPCG(1, 2))
+	for _, s := range [][2]int{{784, 16}, {196, 32}, {49, 64}} {
+		n, c := s[0], s[1]
+		runs, stride := 128, n*c
+		x, dy, y := bnData(r, runs, n, stride), bnData(r, runs, n, stride), bnData(r, runs, n, stride)
+		b.Run(fmt.Sprintf("S=%d/stats", n), func(b *testing.B) {
+			b.SetBytes(int64(4 * runs * n * 2))
+			for b.Loop() {
+				m := BNSum(x, runs, n, stride) / float64(runs*n)
+				BNSqDev(x, runs, n, stride, m)
+			}
+		})
+		b.Run(fmt.Sprintf("S=%d/grad", n), func(b *testing.B) {
+			b.SetBytes(int64(4 * runs * n * 2))
+			for b.Loop() {
+				BNDotDev(dy, x, runs, n, stride, 2.9)
+			}
+		})
+		b.Run(fmt.Sprintf("S=%d/gradReLU", n), func(b *testing.B) {
+			b.SetBytes(int64(4 * runs * n * 3))
+			for b.Loop() {
+				BNDotDevReLU(dy, y, x, runs, n, stride, 2.9)
+			}
+		})
+	}
+}
