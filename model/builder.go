@@ -230,7 +230,7 @@ func (l *Layer) int8Form(static bool) *nn.Int8 {
 	return q
 }
 
-var _ nn.ReLUFuser = (*layerBuilder)(nil)
+var _ nn.ReLUFusingBuilder = (*layerBuilder)(nil)
 
 // fuseReLU turns FuseReLU on; tests turn it off to compare.
 var fuseReLU = true

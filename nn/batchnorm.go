@@ -87,12 +87,12 @@ type StatsFreezer interface {
 	FrozenStats() *bool
 }
 
-// ReLUFuser is implemented by Builders that let a batch norm apply the
+// ReLUFusingBuilder is implemented by Builders that let a batch norm apply the
 // ReLU reading its output, when that ReLU is its output's only reader: the
 // relu layer then adds no op of its own (ReLU.Build returns the batch
 // norm's node). The bits are those of the two ops in turn; each direction
 // saves a pass over the activations.
-type ReLUFuser interface {
+type ReLUFusingBuilder interface {
 	FuseReLU() bool
 }
 
@@ -108,7 +108,7 @@ func (b *BatchNorm) Build(bd Builder, in []*G.Node) (*G.Node, error) {
 		args = append(args, bd.Param("weight"), bd.Param("bias"))
 	}
 	o := &bnOp{Base: op.NewBase(bd.Name()), st: st, dims: x.Dims(), affine: b.Affine}
-	if f, ok := bd.(ReLUFuser); ok && f.FuseReLU() {
+	if f, ok := bd.(ReLUFusingBuilder); ok && f.FuseReLU() {
 		o.relu = true
 	}
 	return G.ApplyOp(o, args...)
@@ -154,7 +154,7 @@ type bnOp struct {
 	st     *bnState
 	dims   int
 	affine bool
-	relu   bool // max(y, 0) too: see ReLUFuser
+	relu   bool // max(y, 0) too: see ReLUFusingBuilder
 	out    *tensor.Dense
 	// per call, for Run
 	x, y, w, bias []float32

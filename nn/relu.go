@@ -26,7 +26,7 @@ func (*ReLU) MACs([]arch.Shape, arch.Shape) int64       { return 0 }
 
 func (*ReLU) Build(b Builder, in []*G.Node) (*G.Node, error) {
 	if bn, ok := in[0].Op().(*bnOp); ok && bn.relu {
-		return in[0], nil // the batch norm applied it (ReLUFuser)
+		return in[0], nil // the batch norm applied it (ReLUFusingBuilder)
 	}
 	return G.ApplyOp(&reluOp{Base: op.NewBase(b.Name()), dims: in[0].Dims()}, in[0])
 }
