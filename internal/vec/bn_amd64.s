@@ -5,7 +5,7 @@
 #include "textflag.h"
 
 // func bnSum512(x *float32, runs int, n int, stride int) float64
-// Requires: AVX, AVX512F, AVX512VL, SSE2
+// Requires: AVX, AVX512F, AVX512VL, MMX+, SSE2
 TEXT ·bnSum512(SB), NOSPLIT, $0-40
 	MOVQ   x+0(FP), AX
 	VXORPD X0, X0, X0
@@ -32,6 +32,50 @@ bnSum512_g4:
 	VXORPD Y3, Y3, Y3
 	VXORPD Y4, Y4, Y4
 	MOVQ   DI, R10
+
+bnSum512_g4_unrolled:
+	CMPQ       R10, $0x04
+	JL         bnSum512_g4_step
+	LEAQ       (AX)(BX*4), R11
+	PREFETCHT0 (R11)
+	PREFETCHT0 (R11)(BX*1)
+	PREFETCHT0 (R11)(BX*2)
+	PREFETCHT0 (R11)(SI*1)
+	VCVTPS2PD  (AX), Y5
+	VADDPD     Y5, Y1, Y1
+	VCVTPS2PD  (AX)(BX*1), Y5
+	VADDPD     Y5, Y2, Y2
+	VCVTPS2PD  (AX)(BX*2), Y5
+	VADDPD     Y5, Y3, Y3
+	VCVTPS2PD  (AX)(SI*1), Y5
+	VADDPD     Y5, Y4, Y4
+	VCVTPS2PD  16(AX), Y5
+	VADDPD     Y5, Y1, Y1
+	VCVTPS2PD  16(AX)(BX*1), Y5
+	VADDPD     Y5, Y2, Y2
+	VCVTPS2PD  16(AX)(BX*2), Y5
+	VADDPD     Y5, Y3, Y3
+	VCVTPS2PD  16(AX)(SI*1), Y5
+	VADDPD     Y5, Y4, Y4
+	VCVTPS2PD  32(AX), Y5
+	VADDPD     Y5, Y1, Y1
+	VCVTPS2PD  32(AX)(BX*1), Y5
+	VADDPD     Y5, Y2, Y2
+	VCVTPS2PD  32(AX)(BX*2), Y5
+	VADDPD     Y5, Y3, Y3
+	VCVTPS2PD  32(AX)(SI*1), Y5
+	VADDPD     Y5, Y4, Y4
+	VCVTPS2PD  48(AX), Y5
+	VADDPD     Y5, Y1, Y1
+	VCVTPS2PD  48(AX)(BX*1), Y5
+	VADDPD     Y5, Y2, Y2
+	VCVTPS2PD  48(AX)(BX*2), Y5
+	VADDPD     Y5, Y3, Y3
+	VCVTPS2PD  48(AX)(SI*1), Y5
+	VADDPD     Y5, Y4, Y4
+	ADDQ       $0x40, AX
+	SUBQ       $0x04, R10
+	JMP        bnSum512_g4_unrolled
 
 bnSum512_g4_step:
 	TESTQ     R10, R10
@@ -98,27 +142,43 @@ bnSum512_g1:
 	CMPQ   CX, $0x01
 	JL     bnSum512_g1_end
 	VXORPD Y1, Y1, Y1
-	MOVQ   DI, BX
+	MOVQ   DI, SI
+
+bnSum512_g1_unrolled:
+	CMPQ       SI, $0x04
+	JL         bnSum512_g1_step
+	PREFETCHT0 (AX)(BX*1)
+	VCVTPS2PD  (AX), Y2
+	VADDPD     Y2, Y1, Y1
+	VCVTPS2PD  16(AX), Y2
+	VADDPD     Y2, Y1, Y1
+	VCVTPS2PD  32(AX), Y2
+	VADDPD     Y2, Y1, Y1
+	VCVTPS2PD  48(AX), Y2
+	VADDPD     Y2, Y1, Y1
+	ADDQ       $0x40, AX
+	SUBQ       $0x04, SI
+	JMP        bnSum512_g1_unrolled
 
 bnSum512_g1_step:
-	TESTQ     BX, BX
+	TESTQ     SI, SI
 	JZ        bnSum512_g1_tail
 	VCVTPS2PD (AX), Y2
 	VADDPD    Y2, Y1, Y1
 	ADDQ      $0x10, AX
-	DECQ      BX
+	DECQ      SI
 	JMP       bnSum512_g1_step
 
 bnSum512_g1_tail:
-	MOVQ R8, BX
+	MOVQ R8, SI
 
 bnSum512_g1_tail1:
-	TESTQ     BX, BX
+	TESTQ     SI, SI
 	JZ        bnSum512_g1_done
 	VCVTSS2SD (AX), X10, X10
 	VADDPD    Y10, Y1, K1, Y1
 	ADDQ      $0x04, AX
-	DECQ      BX
+	DECQ      SI
 	JMP       bnSum512_g1_tail1
 
 bnSum512_g1_done:
@@ -137,7 +197,7 @@ bnSum512_g1_end:
 	RET
 
 // func bnSqDev512(x *float32, runs int, n int, stride int, mean float64) float64
-// Requires: AVX, AVX512F, AVX512VL, SSE2
+// Requires: AVX, AVX512F, AVX512VL, MMX+, SSE2
 TEXT ·bnSqDev512(SB), NOSPLIT, $0-48
 	MOVQ         x+0(FP), AX
 	VBROADCASTSD mean+32(FP), Y0
@@ -165,6 +225,82 @@ bnSqDev512_g4:
 	VXORPD Y4, Y4, Y4
 	VXORPD Y5, Y5, Y5
 	MOVQ   DI, R10
+
+bnSqDev512_g4_unrolled:
+	CMPQ       R10, $0x04
+	JL         bnSqDev512_g4_step
+	LEAQ       (AX)(BX*4), R11
+	PREFETCHT0 (R11)
+	PREFETCHT0 (R11)(BX*1)
+	PREFETCHT0 (R11)(BX*2)
+	PREFETCHT0 (R11)(SI*1)
+	VCVTPS2PD  (AX), Y6
+	VSUBPD     Y0, Y6, Y6
+	VMULPD     Y6, Y6, Y6
+	VADDPD     Y6, Y2, Y2
+	VCVTPS2PD  (AX)(BX*1), Y6
+	VSUBPD     Y0, Y6, Y6
+	VMULPD     Y6, Y6, Y6
+	VADDPD     Y6, Y3, Y3
+	VCVTPS2PD  (AX)(BX*2), Y6
+	VSUBPD     Y0, Y6, Y6
+	VMULPD     Y6, Y6, Y6
+	VADDPD     Y6, Y4, Y4
+	VCVTPS2PD  (AX)(SI*1), Y6
+	VSUBPD     Y0, Y6, Y6
+	VMULPD     Y6, Y6, Y6
+	VADDPD     Y6, Y5, Y5
+	VCVTPS2PD  16(AX), Y6
+	VSUBPD     Y0, Y6, Y6
+	VMULPD     Y6, Y6, Y6
+	VADDPD     Y6, Y2, Y2
+	VCVTPS2PD  16(AX)(BX*1), Y6
+	VSUBPD     Y0, Y6, Y6
+	VMULPD     Y6, Y6, Y6
+	VADDPD     Y6, Y3, Y3
+	VCVTPS2PD  16(AX)(BX*2), Y6
+	VSUBPD     Y0, Y6, Y6
+	VMULPD     Y6, Y6, Y6
+	VADDPD     Y6, Y4, Y4
+	VCVTPS2PD  16(AX)(SI*1), Y6
+	VSUBPD     Y0, Y6, Y6
+	VMULPD     Y6, Y6, Y6
+	VADDPD     Y6, Y5, Y5
+	VCVTPS2PD  32(AX), Y6
+	VSUBPD     Y0, Y6, Y6
+	VMULPD     Y6, Y6, Y6
+	VADDPD     Y6, Y2, Y2
+	VCVTPS2PD  32(AX)(BX*1), Y6
+	VSUBPD     Y0, Y6, Y6
+	VMULPD     Y6, Y6, Y6
+	VADDPD     Y6, Y3, Y3
+	VCVTPS2PD  32(AX)(BX*2), Y6
+	VSUBPD     Y0, Y6, Y6
+	VMULPD     Y6, Y6, Y6
+	VADDPD     Y6, Y4, Y4
+	VCVTPS2PD  32(AX)(SI*1), Y6
+	VSUBPD     Y0, Y6, Y6
+	VMULPD     Y6, Y6, Y6
+	VADDPD     Y6, Y5, Y5
+	VCVTPS2PD  48(AX), Y6
+	VSUBPD     Y0, Y6, Y6
+	VMULPD     Y6, Y6, Y6
+	VADDPD     Y6, Y2, Y2
+	VCVTPS2PD  48(AX)(BX*1), Y6
+	VSUBPD     Y0, Y6, Y6
+	VMULPD     Y6, Y6, Y6
+	VADDPD     Y6, Y3, Y3
+	VCVTPS2PD  48(AX)(BX*2), Y6
+	VSUBPD     Y0, Y6, Y6
+	VMULPD     Y6, Y6, Y6
+	VADDPD     Y6, Y4, Y4
+	VCVTPS2PD  48(AX)(SI*1), Y6
+	VSUBPD     Y0, Y6, Y6
+	VMULPD     Y6, Y6, Y6
+	VADDPD     Y6, Y5, Y5
+	ADDQ       $0x40, AX
+	SUBQ       $0x04, R10
+	JMP        bnSqDev512_g4_unrolled
 
 bnSqDev512_g4_step:
 	TESTQ     R10, R10
@@ -247,31 +383,55 @@ bnSqDev512_g1:
 	CMPQ   CX, $0x01
 	JL     bnSqDev512_g1_end
 	VXORPD Y2, Y2, Y2
-	MOVQ   DI, BX
+	MOVQ   DI, SI
+
+bnSqDev512_g1_unrolled:
+	CMPQ       SI, $0x04
+	JL         bnSqDev512_g1_step
+	PREFETCHT0 (AX)(BX*1)
+	VCVTPS2PD  (AX), Y3
+	VSUBPD     Y0, Y3, Y3
+	VMULPD     Y3, Y3, Y3
+	VADDPD     Y3, Y2, Y2
+	VCVTPS2PD  16(AX), Y3
+	VSUBPD     Y0, Y3, Y3
+	VMULPD     Y3, Y3, Y3
+	VADDPD     Y3, Y2, Y2
+	VCVTPS2PD  32(AX), Y3
+	VSUBPD     Y0, Y3, Y3
+	VMULPD     Y3, Y3, Y3
+	VADDPD     Y3, Y2, Y2
+	VCVTPS2PD  48(AX), Y3
+	VSUBPD     Y0, Y3, Y3
+	VMULPD     Y3, Y3, Y3
+	VADDPD     Y3, Y2, Y2
+	ADDQ       $0x40, AX
+	SUBQ       $0x04, SI
+	JMP        bnSqDev512_g1_unrolled
 
 bnSqDev512_g1_step:
-	TESTQ     BX, BX
+	TESTQ     SI, SI
 	JZ        bnSqDev512_g1_tail
 	VCVTPS2PD (AX), Y3
 	VSUBPD    Y0, Y3, Y3
 	VMULPD    Y3, Y3, Y3
 	VADDPD    Y3, Y2, Y2
 	ADDQ      $0x10, AX
-	DECQ      BX
+	DECQ      SI
 	JMP       bnSqDev512_g1_step
 
 bnSqDev512_g1_tail:
-	MOVQ R8, BX
+	MOVQ R8, SI
 
 bnSqDev512_g1_tail1:
-	TESTQ     BX, BX
+	TESTQ     SI, SI
 	JZ        bnSqDev512_g1_done
 	VCVTSS2SD (AX), X11, X11
 	VSUBSD    X0, X11, X11
 	VMULSD    X11, X11, X11
 	VADDPD    Y11, Y2, K1, Y2
 	ADDQ      $0x04, AX
-	DECQ      BX
+	DECQ      SI
 	JMP       bnSqDev512_g1_tail1
 
 bnSqDev512_g1_done:
@@ -290,7 +450,7 @@ bnSqDev512_g1_end:
 	RET
 
 // func bnDotDev512(dy *float32, x *float32, runs int, n int, stride int, mean float64) (sum float64, dot float64)
-// Requires: AVX, AVX512F, AVX512VL, SSE2
+// Requires: AVX, AVX512F, AVX512VL, MMX+, SSE2
 TEXT ·bnDotDev512(SB), NOSPLIT, $0-64
 	MOVQ     dy+0(FP), AX
 	MOVQ     x+8(FP), CX
@@ -324,6 +484,120 @@ bnDotDev512_g4:
 	VXORPD X9, X9, X9
 	VXORPD X10, X10, X10
 	MOVQ   R8, R11
+
+bnDotDev512_g4_unrolled:
+	CMPQ       R11, $0x04
+	JL         bnDotDev512_g4_step
+	LEAQ       (AX)(SI*4), R12
+	PREFETCHT0 (R12)
+	PREFETCHT0 (R12)(SI*1)
+	PREFETCHT0 (R12)(SI*2)
+	PREFETCHT0 (R12)(DI*1)
+	LEAQ       (CX)(SI*4), R12
+	PREFETCHT0 (R12)
+	PREFETCHT0 (R12)(SI*1)
+	PREFETCHT0 (R12)(SI*2)
+	PREFETCHT0 (R12)(DI*1)
+	VCVTPS2PD  (AX), X11
+	VADDPD     X11, X3, X3
+	VCVTPS2PD  (CX), X12
+	VSUBPD     X0, X12, X12
+	VMULPD     X12, X11, X12
+	VADDPD     X12, X4, X4
+	VCVTPS2PD  (AX)(SI*1), X11
+	VADDPD     X11, X5, X5
+	VCVTPS2PD  (CX)(SI*1), X12
+	VSUBPD     X0, X12, X12
+	VMULPD     X12, X11, X12
+	VADDPD     X12, X6, X6
+	VCVTPS2PD  (AX)(SI*2), X11
+	VADDPD     X11, X7, X7
+	VCVTPS2PD  (CX)(SI*2), X12
+	VSUBPD     X0, X12, X12
+	VMULPD     X12, X11, X12
+	VADDPD     X12, X8, X8
+	VCVTPS2PD  (AX)(DI*1), X11
+	VADDPD     X11, X9, X9
+	VCVTPS2PD  (CX)(DI*1), X12
+	VSUBPD     X0, X12, X12
+	VMULPD     X12, X11, X12
+	VADDPD     X12, X10, X10
+	VCVTPS2PD  8(AX), X11
+	VADDPD     X11, X3, X3
+	VCVTPS2PD  8(CX), X12
+	VSUBPD     X0, X12, X12
+	VMULPD     X12, X11, X12
+	VADDPD     X12, X4, X4
+	VCVTPS2PD  8(AX)(SI*1), X11
+	VADDPD     X11, X5, X5
+	VCVTPS2PD  8(CX)(SI*1), X12
+	VSUBPD     X0, X12, X12
+	VMULPD     X12, X11, X12
+	VADDPD     X12, X6, X6
+	VCVTPS2PD  8(AX)(SI*2), X11
+	VADDPD     X11, X7, X7
+	VCVTPS2PD  8(CX)(SI*2), X12
+	VSUBPD     X0, X12, X12
+	VMULPD     X12, X11, X12
+	VADDPD     X12, X8, X8
+	VCVTPS2PD  8(AX)(DI*1), X11
+	VADDPD     X11, X9, X9
+	VCVTPS2PD  8(CX)(DI*1), X12
+	VSUBPD     X0, X12, X12
+	VMULPD     X12, X11, X12
+	VADDPD     X12, X10, X10
+	VCVTPS2PD  16(AX), X11
+	VADDPD     X11, X3, X3
+	VCVTPS2PD  16(CX), X12
+	VSUBPD     X0, X12, X12
+	VMULPD     X12, X11, X12
+	VADDPD     X12, X4, X4
+	VCVTPS2PD  16(AX)(SI*1), X11
+	VADDPD     X11, X5, X5
+	VCVTPS2PD  16(CX)(SI*1), X12
+	VSUBPD     X0, X12, X12
+	VMULPD     X12, X11, X12
+	VADDPD     X12, X6, X6
+	VCVTPS2PD  16(AX)(SI*2), X11
+	VADDPD     X11, X7, X7
+	VCVTPS2PD  16(CX)(SI*2), X12
+	VSUBPD     X0, X12, X12
+	VMULPD     X12, X11, X12
+	VADDPD     X12, X8, X8
+	VCVTPS2PD  16(AX)(DI*1), X11
+	VADDPD     X11, X9, X9
+	VCVTPS2PD  16(CX)(DI*1), X12
+	VSUBPD     X0, X12, X12
+	VMULPD     X12, X11, X12
+	VADDPD     X12, X10, X10
+	VCVTPS2PD  24(AX), X11
+	VADDPD     X11, X3, X3
+	VCVTPS2PD  24(CX), X12
+	VSUBPD     X0, X12, X12
+	VMULPD     X12, X11, X12
+	VADDPD     X12, X4, X4
+	VCVTPS2PD  24(AX)(SI*1), X11
+	VADDPD     X11, X5, X5
+	VCVTPS2PD  24(CX)(SI*1), X12
+	VSUBPD     X0, X12, X12
+	VMULPD     X12, X11, X12
+	VADDPD     X12, X6, X6
+	VCVTPS2PD  24(AX)(SI*2), X11
+	VADDPD     X11, X7, X7
+	VCVTPS2PD  24(CX)(SI*2), X12
+	VSUBPD     X0, X12, X12
+	VMULPD     X12, X11, X12
+	VADDPD     X12, X8, X8
+	VCVTPS2PD  24(AX)(DI*1), X11
+	VADDPD     X11, X9, X9
+	VCVTPS2PD  24(CX)(DI*1), X12
+	VSUBPD     X0, X12, X12
+	VMULPD     X12, X11, X12
+	VADDPD     X12, X10, X10
+	ADDQ       $0x20, AX
+	ADDQ       $0x20, CX
+	SUBQ       $0x04, R11
+	JMP        bnDotDev512_g4_unrolled
 
 bnDotDev512_g4_step:
 	TESTQ     R11, R11
@@ -430,10 +704,44 @@ bnDotDev512_g1:
 	JL     bnDotDev512_g1_end
 	VXORPD X3, X3, X3
 	VXORPD X4, X4, X4
-	MOVQ   R8, SI
+	MOVQ   R8, DI
+
+bnDotDev512_g1_unrolled:
+	CMPQ       DI, $0x04
+	JL         bnDotDev512_g1_step
+	PREFETCHT0 (AX)(SI*1)
+	PREFETCHT0 (CX)(SI*1)
+	VCVTPS2PD  (AX), X5
+	VADDPD     X5, X3, X3
+	VCVTPS2PD  (CX), X6
+	VSUBPD     X0, X6, X6
+	VMULPD     X6, X5, X6
+	VADDPD     X6, X4, X4
+	VCVTPS2PD  8(AX), X5
+	VADDPD     X5, X3, X3
+	VCVTPS2PD  8(CX), X6
+	VSUBPD     X0, X6, X6
+	VMULPD     X6, X5, X6
+	VADDPD     X6, X4, X4
+	VCVTPS2PD  16(AX), X5
+	VADDPD     X5, X3, X3
+	VCVTPS2PD  16(CX), X6
+	VSUBPD     X0, X6, X6
+	VMULPD     X6, X5, X6
+	VADDPD     X6, X4, X4
+	VCVTPS2PD  24(AX), X5
+	VADDPD     X5, X3, X3
+	VCVTPS2PD  24(CX), X6
+	VSUBPD     X0, X6, X6
+	VMULPD     X6, X5, X6
+	VADDPD     X6, X4, X4
+	ADDQ       $0x20, AX
+	ADDQ       $0x20, CX
+	SUBQ       $0x04, DI
+	JMP        bnDotDev512_g1_unrolled
 
 bnDotDev512_g1_step:
-	TESTQ     SI, SI
+	TESTQ     DI, DI
 	JZ        bnDotDev512_g1_tail
 	VCVTPS2PD (AX), X5
 	VADDPD    X5, X3, X3
@@ -443,14 +751,14 @@ bnDotDev512_g1_step:
 	VADDPD    X6, X4, X4
 	ADDQ      $0x08, AX
 	ADDQ      $0x08, CX
-	DECQ      SI
+	DECQ      DI
 	JMP       bnDotDev512_g1_step
 
 bnDotDev512_g1_tail:
-	MOVQ R9, SI
+	MOVQ R9, DI
 
 bnDotDev512_g1_tail1:
-	TESTQ     SI, SI
+	TESTQ     DI, DI
 	JZ        bnDotDev512_g1_done
 	VCVTSS2SD (AX), X21, X21
 	VADDPD    X21, X3, K1, X3
@@ -460,7 +768,7 @@ bnDotDev512_g1_tail1:
 	VADDPD    X22, X4, K1, X4
 	ADDQ      $0x04, AX
 	ADDQ      $0x04, CX
-	DECQ      SI
+	DECQ      DI
 	JMP       bnDotDev512_g1_tail1
 
 bnDotDev512_g1_done:
@@ -482,7 +790,7 @@ bnDotDev512_g1_end:
 	RET
 
 // func bnDotDevReLU512(dy *float32, y *float32, x *float32, runs int, n int, stride int, mean float64) (sum float64, dot float64)
-// Requires: AVX, AVX512F, AVX512VL, SSE2
+// Requires: AVX, AVX512F, AVX512VL, MMX+, SSE2
 TEXT ·bnDotDevReLU512(SB), NOSPLIT, $0-72
 	MOVQ     dy+0(FP), AX
 	MOVQ     y+8(FP), CX
@@ -517,6 +825,158 @@ bnDotDevReLU512_g4:
 	VXORPD X9, X9, X9
 	VXORPD X10, X10, X10
 	MOVQ   R9, R12
+
+bnDotDevReLU512_g4_unrolled:
+	CMPQ        R12, $0x04
+	JL          bnDotDevReLU512_g4_step
+	LEAQ        (AX)(DI*4), R13
+	PREFETCHT0  (R13)
+	PREFETCHT0  (R13)(DI*1)
+	PREFETCHT0  (R13)(DI*2)
+	PREFETCHT0  (R13)(R8*1)
+	LEAQ        (CX)(DI*4), R13
+	PREFETCHT0  (R13)
+	PREFETCHT0  (R13)(DI*1)
+	PREFETCHT0  (R13)(DI*2)
+	PREFETCHT0  (R13)(R8*1)
+	LEAQ        (DX)(DI*4), R13
+	PREFETCHT0  (R13)
+	PREFETCHT0  (R13)(DI*1)
+	PREFETCHT0  (R13)(DI*2)
+	PREFETCHT0  (R13)(R8*1)
+	VMOVSD      (CX), X11
+	VPTESTMD    X11, X11, K2
+	VCVTPS2PD.Z (AX), K2, X11
+	VADDPD      X11, X3, X3
+	VCVTPS2PD   (DX), X12
+	VSUBPD      X0, X12, X12
+	VMULPD      X12, X11, X12
+	VADDPD      X12, X4, X4
+	VMOVSD      (CX)(DI*1), X11
+	VPTESTMD    X11, X11, K2
+	VCVTPS2PD.Z (AX)(DI*1), K2, X11
+	VADDPD      X11, X5, X5
+	VCVTPS2PD   (DX)(DI*1), X12
+	VSUBPD      X0, X12, X12
+	VMULPD      X12, X11, X12
+	VADDPD      X12, X6, X6
+	VMOVSD      (CX)(DI*2), X11
+	VPTESTMD    X11, X11, K2
+	VCVTPS2PD.Z (AX)(DI*2), K2, X11
+	VADDPD      X11, X7, X7
+	VCVTPS2PD   (DX)(DI*2), X12
+	VSUBPD      X0, X12, X12
+	VMULPD      X12, X11, X12
+	VADDPD      X12, X8, X8
+	VMOVSD      (CX)(R8*1), X11
+	VPTESTMD    X11, X11, K2
+	VCVTPS2PD.Z (AX)(R8*1), K2, X11
+	VADDPD      X11, X9, X9
+	VCVTPS2PD   (DX)(R8*1), X12
+	VSUBPD      X0, X12, X12
+	VMULPD      X12, X11, X12
+	VADDPD      X12, X10, X10
+	VMOVSD      8(CX), X11
+	VPTESTMD    X11, X11, K2
+	VCVTPS2PD.Z 8(AX), K2, X11
+	VADDPD      X11, X3, X3
+	VCVTPS2PD   8(DX), X12
+	VSUBPD      X0, X12, X12
+	VMULPD      X12, X11, X12
+	VADDPD      X12, X4, X4
+	VMOVSD      8(CX)(DI*1), X11
+	VPTESTMD    X11, X11, K2
+	VCVTPS2PD.Z 8(AX)(DI*1), K2, X11
+	VADDPD      X11, X5, X5
+	VCVTPS2PD   8(DX)(DI*1), X12
+	VSUBPD      X0, X12, X12
+	VMULPD      X12, X11, X12
+	VADDPD      X12, X6, X6
+	VMOVSD      8(CX)(DI*2), X11
+	VPTESTMD    X11, X11, K2
+	VCVTPS2PD.Z 8(AX)(DI*2), K2, X11
+	VADDPD      X11, X7, X7
+	VCVTPS2PD   8(DX)(DI*2), X12
+	VSUBPD      X0, X12, X12
+	VMULPD      X12, X11, X12
+	VADDPD      X12, X8, X8
+	VMOVSD      8(CX)(R8*1), X11
+	VPTESTMD    X11, X11, K2
+	VCVTPS2PD.Z 8(AX)(R8*1), K2, X11
+	VADDPD      X11, X9, X9
+	VCVTPS2PD   8(DX)(R8*1), X12
+	VSUBPD      X0, X12, X12
+	VMULPD      X12, X11, X12
+	VADDPD      X12, X10, X10
+	VMOVSD      16(CX), X11
+	VPTESTMD    X11, X11, K2
+	VCVTPS2PD.Z 16(AX), K2, X11
+	VADDPD      X11, X3, X3
+	VCVTPS2PD   16(DX), X12
+	VSUBPD      X0, X12, X12
+	VMULPD      X12, X11, X12
+	VADDPD      X12, X4, X4
+	VMOVSD      16(CX)(DI*1), X11
+	VPTESTMD    X11, X11, K2
+	VCVTPS2PD.Z 16(AX)(DI*1), K2, X11
+	VADDPD      X11, X5, X5
+	VCVTPS2PD   16(DX)(DI*1), X12
+	VSUBPD      X0, X12, X12
+	VMULPD      X12, X11, X12
+	VADDPD      X12, X6, X6
+	VMOVSD      16(CX)(DI*2), X11
+	VPTESTMD    X11, X11, K2
+	VCVTPS2PD.Z 16(AX)(DI*2), K2, X11
+	VADDPD      X11, X7, X7
+	VCVTPS2PD   16(DX)(DI*2), X12
+	VSUBPD      X0, X12, X12
+	VMULPD      X12, X11, X12
+	VADDPD      X12, X8, X8
+	VMOVSD      16(CX)(R8*1), X11
+	VPTESTMD    X11, X11, K2
+	VCVTPS2PD.Z 16(AX)(R8*1), K2, X11
+	VADDPD      X11, X9, X9
+	VCVTPS2PD   16(DX)(R8*1), X12
+	VSUBPD      X0, X12, X12
+	VMULPD      X12, X11, X12
+	VADDPD      X12, X10, X10
+	VMOVSD      24(CX), X11
+	VPTESTMD    X11, X11, K2
+	VCVTPS2PD.Z 24(AX), K2, X11
+	VADDPD      X11, X3, X3
+	VCVTPS2PD   24(DX), X12
+	VSUBPD      X0, X12, X12
+	VMULPD      X12, X11, X12
+	VADDPD      X12, X4, X4
+	VMOVSD      24(CX)(DI*1), X11
+	VPTESTMD    X11, X11, K2
+	VCVTPS2PD.Z 24(AX)(DI*1), K2, X11
+	VADDPD      X11, X5, X5
+	VCVTPS2PD   24(DX)(DI*1), X12
+	VSUBPD      X0, X12, X12
+	VMULPD      X12, X11, X12
+	VADDPD      X12, X6, X6
+	VMOVSD      24(CX)(DI*2), X11
+	VPTESTMD    X11, X11, K2
+	VCVTPS2PD.Z 24(AX)(DI*2), K2, X11
+	VADDPD      X11, X7, X7
+	VCVTPS2PD   24(DX)(DI*2), X12
+	VSUBPD      X0, X12, X12
+	VMULPD      X12, X11, X12
+	VADDPD      X12, X8, X8
+	VMOVSD      24(CX)(R8*1), X11
+	VPTESTMD    X11, X11, K2
+	VCVTPS2PD.Z 24(AX)(R8*1), K2, X11
+	VADDPD      X11, X9, X9
+	VCVTPS2PD   24(DX)(R8*1), X12
+	VSUBPD      X0, X12, X12
+	VMULPD      X12, X11, X12
+	VADDPD      X12, X10, X10
+	ADDQ        $0x20, AX
+	ADDQ        $0x20, CX
+	ADDQ        $0x20, DX
+	SUBQ        $0x04, R12
+	JMP         bnDotDevReLU512_g4_unrolled
 
 bnDotDevReLU512_g4_step:
 	TESTQ       R12, R12
@@ -646,10 +1106,54 @@ bnDotDevReLU512_g1:
 	JL     bnDotDevReLU512_g1_end
 	VXORPD X3, X3, X3
 	VXORPD X4, X4, X4
-	MOVQ   R9, DI
+	MOVQ   R9, R8
+
+bnDotDevReLU512_g1_unrolled:
+	CMPQ        R8, $0x04
+	JL          bnDotDevReLU512_g1_step
+	PREFETCHT0  (AX)(DI*1)
+	PREFETCHT0  (CX)(DI*1)
+	PREFETCHT0  (DX)(DI*1)
+	VMOVSD      (CX), X5
+	VPTESTMD    X5, X5, K2
+	VCVTPS2PD.Z (AX), K2, X5
+	VADDPD      X5, X3, X3
+	VCVTPS2PD   (DX), X6
+	VSUBPD      X0, X6, X6
+	VMULPD      X6, X5, X6
+	VADDPD      X6, X4, X4
+	VMOVSD      8(CX), X5
+	VPTESTMD    X5, X5, K2
+	VCVTPS2PD.Z 8(AX), K2, X5
+	VADDPD      X5, X3, X3
+	VCVTPS2PD   8(DX), X6
+	VSUBPD      X0, X6, X6
+	VMULPD      X6, X5, X6
+	VADDPD      X6, X4, X4
+	VMOVSD      16(CX), X5
+	VPTESTMD    X5, X5, K2
+	VCVTPS2PD.Z 16(AX), K2, X5
+	VADDPD      X5, X3, X3
+	VCVTPS2PD   16(DX), X6
+	VSUBPD      X0, X6, X6
+	VMULPD      X6, X5, X6
+	VADDPD      X6, X4, X4
+	VMOVSD      24(CX), X5
+	VPTESTMD    X5, X5, K2
+	VCVTPS2PD.Z 24(AX), K2, X5
+	VADDPD      X5, X3, X3
+	VCVTPS2PD   24(DX), X6
+	VSUBPD      X0, X6, X6
+	VMULPD      X6, X5, X6
+	VADDPD      X6, X4, X4
+	ADDQ        $0x20, AX
+	ADDQ        $0x20, CX
+	ADDQ        $0x20, DX
+	SUBQ        $0x04, R8
+	JMP         bnDotDevReLU512_g1_unrolled
 
 bnDotDevReLU512_g1_step:
-	TESTQ       DI, DI
+	TESTQ       R8, R8
 	JZ          bnDotDevReLU512_g1_tail
 	VMOVSD      (CX), X5
 	VPTESTMD    X5, X5, K2
@@ -662,14 +1166,14 @@ bnDotDevReLU512_g1_step:
 	ADDQ        $0x08, AX
 	ADDQ        $0x08, CX
 	ADDQ        $0x08, DX
-	DECQ        DI
+	DECQ        R8
 	JMP         bnDotDevReLU512_g1_step
 
 bnDotDevReLU512_g1_tail:
-	MOVQ R10, DI
+	MOVQ R10, R8
 
 bnDotDevReLU512_g1_tail1:
-	TESTQ       DI, DI
+	TESTQ       R8, R8
 	JZ          bnDotDevReLU512_g1_done
 	VMOVSS      (CX), X5
 	VPTESTMD    X5, X5, K2
@@ -683,7 +1187,7 @@ bnDotDevReLU512_g1_tail1:
 	ADDQ        $0x04, AX
 	ADDQ        $0x04, CX
 	ADDQ        $0x04, DX
-	DECQ        DI
+	DECQ        R8
 	JMP         bnDotDevReLU512_g1_tail1
 
 bnDotDevReLU512_g1_done:

@@ -151,31 +151,39 @@ func bnOrderCase(t *testing.T, r *rand.Rand, runs, n, stride int) {
 	check("BNDotDevReLU dot", d, rdyx)
 }
 
-// BenchmarkBNSums times the statistics and gradient sums over ResNet-20's
-// batch norm channels (B=128: runs of 784, 196 and 49 floats).
+// BenchmarkBNSums times the statistics and gradient sums over every
+// channel of ResNet-20's batch norm inputs (B=128: C=16 channels of 784
+// floats, 32 of 196, 64 of 49; 6.4 MB a tensor, as a training step walks
+// them).
 func BenchmarkBNSums(b *testing.B) {
 	r := rand.New(rand.NewPCG(1, 2))
 	for _, s := range [][2]int{{784, 16}, {196, 32}, {49, 64}} {
 		n, c := s[0], s[1]
 		runs, stride := 128, n*c
-		x, dy, y := bnData(r, runs, n, stride), bnData(r, runs, n, stride), bnData(r, runs, n, stride)
+		x, dy, y := bnData(r, runs*c, n, n), bnData(r, runs*c, n, n), bnData(r, runs*c, n, n)
 		b.Run(fmt.Sprintf("S=%d/stats", n), func(b *testing.B) {
-			b.SetBytes(int64(4 * runs * n * 2))
+			b.SetBytes(int64(4 * len(x) * 2))
 			for b.Loop() {
-				m := BNSum(x, runs, n, stride) / float64(runs*n)
-				BNSqDev(x, runs, n, stride, m)
+				for ch := range c {
+					m := BNSum(x[ch*n:], runs, n, stride) / float64(runs*n)
+					BNSqDev(x[ch*n:], runs, n, stride, m)
+				}
 			}
 		})
 		b.Run(fmt.Sprintf("S=%d/grad", n), func(b *testing.B) {
-			b.SetBytes(int64(4 * runs * n * 2))
+			b.SetBytes(int64(4 * len(x) * 2))
 			for b.Loop() {
-				BNDotDev(dy, x, runs, n, stride, 2.9)
+				for ch := range c {
+					BNDotDev(dy[ch*n:], x[ch*n:], runs, n, stride, 2.9)
+				}
 			}
 		})
 		b.Run(fmt.Sprintf("S=%d/gradReLU", n), func(b *testing.B) {
-			b.SetBytes(int64(4 * runs * n * 3))
+			b.SetBytes(int64(4 * len(x) * 3))
 			for b.Loop() {
-				BNDotDevReLU(dy, y, x, runs, n, stride, 2.9)
+				for ch := range c {
+					BNDotDevReLU(dy[ch*n:], y[ch*n:], x[ch*n:], runs, n, stride, 2.9)
+				}
 			}
 		})
 	}

@@ -103,7 +103,8 @@ func addr(name string) Mem {
 
 // group is how many runs the sums take at once, in independent registers:
 // enough to hide the adds' latency (each run's partial sums are one chain).
-const group = 4
+// unroll is how many steps of a run the loop takes at once.
+const group, unroll = 4, 4
 
 // sums emits the loop of the float64 sums over the runs of the arrays ptrs,
 // group runs at a time (then one at a time), `step` floats of a run a step:
@@ -158,8 +159,34 @@ func sums(name string, ptrs []Register, step int, start, done func(k int), vec, 
 		for r := range k {
 			start(r)
 		}
-		left := GP64()
+		// unroll steps at a time (64 bytes of every array for the sums of x,
+		// 32 for the gradient's), prefetching the next runs' lines: runs of
+		// 49-784 floats a channel stride apart defeat the hardware prefetcher.
+		left, pf := GP64(), GP64()
 		MOVQ(steps, left)
+		Label(g + "_unrolled")
+		CMPQ(left, Imm(uint64(unroll)))
+		JL(LabelRef(g + "_step"))
+		for _, p := range ptrs {
+			if k == 1 {
+				PREFETCHT0(Mem{Base: p, Index: stride, Scale: 1})
+				continue
+			}
+			LEAQ(Mem{Base: p, Index: stride, Scale: 4}, pf)
+			for r := range k {
+				PREFETCHT0(at(r)(pf, 0))
+			}
+		}
+		for u := range unroll {
+			for r := range k {
+				vec(r, func(p Register, disp int) Mem { return at(r)(p, disp+4*step*u) })
+			}
+		}
+		for _, p := range ptrs {
+			ADDQ(Imm(uint64(4*step*unroll)), p)
+		}
+		SUBQ(Imm(uint64(unroll)), left)
+		JMP(LabelRef(g + "_unrolled"))
 		Label(g + "_step")
 		TESTQ(left, left)
 		JZ(LabelRef(g + "_tail"))
