@@ -110,8 +110,11 @@ const group, unroll = 4, 4
 // group runs at a time (then one at a time), `step` floats of a run a step:
 // vec(k, at) adds the step of run k (at(p, disp) addresses it in array p),
 // tail(k, at) the next of the n%step values left, and done(k) adds run k's
-// result to the totals; start(k) zeroes run k's partial sums.
-func sums(name string, ptrs []Register, step int, start, done func(k int), vec, tail func(k int, at func(p Register, disp int) Mem)) {
+// result to the totals; start(k) zeroes run k's partial sums. wide, when not
+// nil, replaces vec for a whole group (its runs' partial sums side by side in
+// one register; at(r) addresses run r), and split then hands them to the
+// registers vec's would be in, for tail and done.
+func sums(name string, ptrs []Register, step int, start, done func(k int), vec, tail func(k int, at func(p Register, disp int) Mem), wide func(at func(r int) func(p Register, disp int) Mem, disp int), split func()) {
 	nruns := Load(Param("runs"), GP64())
 	n := Load(Param("n"), GP64())
 	stride := Load(Param("stride"), GP64())
@@ -178,6 +181,10 @@ func sums(name string, ptrs []Register, step int, start, done func(k int), vec, 
 			}
 		}
 		for u := range unroll {
+			if wide != nil && k == group {
+				wide(at, 4*step*u)
+				continue
+			}
 			for r := range k {
 				vec(r, func(p Register, disp int) Mem { return at(r)(p, disp+4*step*u) })
 			}
@@ -190,8 +197,12 @@ func sums(name string, ptrs []Register, step int, start, done func(k int), vec, 
 		Label(g + "_step")
 		TESTQ(left, left)
 		JZ(LabelRef(g + "_tail"))
-		for r := range k {
-			vec(r, at(r))
+		if wide != nil && k == group {
+			wide(at, 0)
+		} else {
+			for r := range k {
+				vec(r, at(r))
+			}
 		}
 		for _, p := range ptrs {
 			ADDQ(Imm(uint64(4*step)), p)
@@ -199,6 +210,9 @@ func sums(name string, ptrs []Register, step int, start, done func(k int), vec, 
 		DECQ(left)
 		JMP(LabelRef(g + "_step"))
 		Label(g + "_tail")
+		if wide != nil && k == group {
+			split()
+		}
 		MOVQ(rest, left)
 		Label(g + "_tail1")
 		TESTQ(left, left)
@@ -279,7 +293,7 @@ func sum() {
 			v := XMM()
 			VCVTSS2SD(at(x, 0), v, v)
 			VADDPD(v.AsY(), acc[k], K1, acc[k])
-		})
+		}, nil, nil)
 	Store(total, ReturnIndex(0))
 	VZEROUPPER()
 	RET()
@@ -311,7 +325,7 @@ func sqDev() {
 			VSUBSD(mean.AsX(), d, d)
 			VMULSD(d, d, d)
 			VADDPD(d.AsY(), acc[k], K1, acc[k])
-		})
+		}, nil, nil)
 	Store(total, ReturnIndex(0))
 	VZEROUPPER()
 	RET()
@@ -374,10 +388,53 @@ func dotDev(name string, relu bool) {
 		}
 		return g
 	}
+	// The group's four runs side by side: lanes 2r and 2r+1 hold run r's
+	// partial sums.
+	meanZ, swide, dwide := ZMM(), ZMM(), ZMM()
+	VBROADCASTSD(addr("mean"), meanZ)
+	// gather loads the group's next two floats of array p (at disp) as 8
+	// float32s.
+	gather := func(at func(r int) func(Register, int) Mem, p Register, disp int) VecVirtual {
+		lo, hi := XMM(), XMM()
+		VMOVSD(at(0)(p, disp), lo)
+		VMOVHPS(at(1)(p, disp), lo, lo)
+		VMOVSD(at(2)(p, disp), hi)
+		VMOVHPS(at(3)(p, disp), hi, hi)
+		v := YMM()
+		VINSERTF128(Imm(1), hi, lo.AsY(), v)
+		return v
+	}
+	wide := func(at func(r int) func(Register, int) Mem, disp int) {
+		g := ZMM()
+		if relu {
+			yv := gather(at, y, disp)
+			keep := K()
+			VPTESTMD(yv, yv, keep)
+			VCVTPS2PD_Z(gather(at, dy, disp), keep, g)
+		} else {
+			VCVTPS2PD(gather(at, dy, disp), g)
+		}
+		VADDPD(g, swide, swide)
+		d := ZMM()
+		VCVTPS2PD(gather(at, x, disp), d)
+		VSUBPD(meanZ, d, d)
+		VMULPD(d, g, d)
+		VADDPD(d, dwide, dwide)
+	}
+	split := func() {
+		for r := range group {
+			VEXTRACTF64X2(Imm(uint64(r)), swide, sacc[r])
+			VEXTRACTF64X2(Imm(uint64(r)), dwide, dacc[r])
+		}
+	}
 	sums(name, ptrs, 2,
 		func(k int) {
 			VXORPD(sacc[k], sacc[k], sacc[k])
 			VXORPD(dacc[k], dacc[k], dacc[k])
+			if k == 0 {
+				VXORPD(swide, swide, swide)
+				VXORPD(dwide, dwide, dwide)
+			}
 		},
 		func(k int) {
 			add2(sacc[k], sum)
@@ -400,7 +457,7 @@ func dotDev(name string, relu bool) {
 			VSUBSD(mean, d, d)
 			VMULSD(d, g, d)
 			VADDPD(d, dacc[k], K1, dacc[k])
-		})
+		}, wide, split)
 	Store(sum, ReturnIndex(0))
 	Store(dot, ReturnIndex(1))
 	VZEROUPPER()
