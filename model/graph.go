@@ -72,6 +72,9 @@ type Net struct {
 	sparse map[string]*sparse.Matrix
 	// staticInt8: statically quantized layers run on integer kernels (Eval).
 	staticInt8 bool
+	// fuse: batch norms, residual adds and ReLUs run in their convolution's
+	// output pass (Eval, fuse.go).
+	fuse bool
 }
 
 // Param is a trainable tensor: the model's slice, its mask and its gradient.
@@ -104,6 +107,11 @@ type NetOptions struct {
 	// so their outputs differ from the float evaluation of the same
 	// quantized values by that evaluation's rounding.
 	StaticInt8 bool
+	// Fuse (Eval only) computes each convolution's batch norm, and the ReLU
+	// or residual add (and ReLU) after it, in the convolution's output pass
+	// (nn.Fusion), with the separate layers' arithmetic: the same outputs,
+	// without a pass over the activations per layer.
+	Fuse bool
 }
 
 // Build compiles the model for a batch size.
@@ -143,7 +151,7 @@ func newNet(m *Model, opt NetOptions, g *G.ExprGraph, scope string) *Net {
 	n := &Net{Model: m, Batch: opt.Batch, Mode: opt.Mode, g: g, scope: scope, rows: opt.Batch, rng: opt.Rand,
 		inputQ: map[string]*fakeQuantOp{}, observe: map[string]*observerOp{}}
 	if opt.Mode == ModeEval {
-		n.sparse, n.staticInt8 = opt.Sparse, opt.StaticInt8
+		n.sparse, n.staticInt8, n.fuse = opt.Sparse, opt.StaticInt8, opt.Fuse
 	}
 	return n
 }
@@ -158,7 +166,22 @@ func (n *Net) forward(x []float32) (*G.Node, error) {
 	in := G.NewTensor(n.g, tensor.Float32, len(inShape), G.WithShape(inShape...), G.WithName(n.scope+"x"),
 		G.WithValue(tensor.New(tensor.WithShape(inShape...), tensor.WithBacking(n.X))))
 	outs := make([]*G.Node, len(n.Model.Layers))
+	var chains map[int]*fusedChain
+	var absorbed map[int]bool
+	if n.fuse {
+		chains, absorbed = n.fusionPlan()
+	}
 	for i, l := range n.Model.Layers {
+		if absorbed[i] {
+			continue // built with its chain, at the chain's last layer
+		}
+		if ch := chains[i]; ch != nil {
+			var err error
+			if outs[i], err = n.buildChain(ch, outs, in); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		ins := make([]*G.Node, len(l.Inputs))
 		for k, j := range l.Inputs {
 			if j == arch.ModelInput {

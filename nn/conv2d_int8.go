@@ -68,6 +68,7 @@ type convInt8Op struct {
 	full         *qgemm.Packed   // other strides: [O, KH·KW·C] in (ki, kj, c) order
 	rowSum       []int32         // Σ w[o] over the whole filter
 	mult         []float32       // s_x·s_w[o]
+	epi          *epilogue       // BuildFused: bias, norm, residual, ReLU per output plane
 	// scratch, sized on the first call
 	codes []uint8 // the input's codes, NCHW
 	img   []uint8 // padded channels-last codes, plus slack for the last rows
@@ -122,8 +123,21 @@ func newConvInt8Op(name string, p convParams, w Int8Weight, act Int8Static) *con
 	return o
 }
 
-func (o *convInt8Op) Arity() int   { return 1 }
-func (o *convInt8Op) Type() hmType { return op.Fn(4, 4) }
+func (o *convInt8Op) hasRes() bool { return o.epi != nil && o.epi.hasRes }
+
+func (o *convInt8Op) Arity() int {
+	if o.hasRes() {
+		return 2
+	}
+	return 1
+}
+
+func (o *convInt8Op) Type() hmType {
+	if o.hasRes() {
+		return op.Fn(4, 4, 4)
+	}
+	return op.Fn(4, 4)
+}
 
 func (o *convInt8Op) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 	x := op.ShapeOf(in[0])
@@ -135,7 +149,13 @@ func (o *convInt8Op) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 	if oh < 1 || ow < 1 {
 		return nil, fmt.Errorf("conv: input %v is smaller than filters [%d, %d, %d, %d]", x, o.o, o.c, o.kh, o.kw)
 	}
-	return tensor.Shape{x[0], o.o, oh, ow}, nil
+	s := tensor.Shape{x[0], o.o, oh, ow}
+	if o.hasRes() {
+		if r := op.ShapeOf(in[1]); !r.Eq(s) {
+			return nil, fmt.Errorf("conv: residual %v does not match the output %v", r, s)
+		}
+	}
+	return s, nil
 }
 
 func (o *convInt8Op) Do(in ...G.Value) (G.Value, error) {
@@ -146,6 +166,14 @@ func (o *convInt8Op) Do(in ...G.Value) (G.Value, error) {
 	oh := outSize(h, o.kh, o.stride[0], ph, 1)
 	ow := outSize(w, o.kw, o.stride[1], pw, 1)
 	x := op.F32(in[0])
+	if o.epi != nil {
+		var res []float32
+		if o.hasRes() {
+			res = op.F32(in[1])
+		}
+		o.epi.prepare(o.o, oh*ow, res)
+		defer func() { o.epi.res = nil }()
+	}
 
 	// Codes, then the padded channels-last image. The slack after it lets
 	// the stride-1 products read whole rows past the last pixel.
@@ -219,6 +247,9 @@ func (o *convInt8Op) rescale(y []float32, acc []int32, nb, oh, ow, perImage, per
 				for j := range dst {
 					dst[j] = float32(float32(a[j*o.o]-zc) * mult)
 				}
+			}
+			if o.epi != nil {
+				o.epi.channel(plane[:oh*ow], oc, (b*o.o+oc)*oh*ow)
 			}
 		}
 	}

@@ -114,6 +114,7 @@ type tallForward struct {
 	offs []int // taps·Cin
 	wt   []float32
 	x, y []float32
+	epi  *epilogue // inference: applied to each chunk's output (convFusedOp)
 }
 
 // run computes y from x with filters w [Cout, Cin, KK] (flipped: w is the
@@ -156,6 +157,9 @@ func (t *tallForward) Run(chunk, worker int) {
 		for oh := 0; oh < d.H; oh++ {
 			gemm.Transpose(d.W, g.cout, ws.out[g.output(b, oh)*g.cout:], g.cout, img[oh*d.W:], g.plane)
 		}
+	}
+	if t.epi != nil {
+		t.epi.images(t.y, b0, nb)
 	}
 }
 
