@@ -10,15 +10,15 @@ import (
 )
 
 // A fused chain is a convolution and the layers after it that only pass its
-// output on, computed in the convolution's output pass (nn.Fusion): an eval
-// batch norm, then optionally a ReLU, or a two-input add (a residual
-// block's) and optionally a ReLU after it. Each absorbed layer reads only
+// output on, computed in the convolution's output pass (nn.Fusion): its
+// bias, optionally an eval batch norm, then optionally a ReLU, or a
+// two-input add (a residual block's) and optionally a ReLU after it. Each absorbed layer reads only
 // the previous one, which nothing else reads, so no other layer misses an
 // output; the chain is built where its last layer stands, when the add's
 // other input (a shortcut computed after the convolution, like a
 // downsample) exists too.
 type fusedChain struct {
-	conv, norm int
+	conv, norm int // norm -1: none (a batch norm folded into the convolution's bias)
 	relu       bool
 	add        int // the add; -1: none
 	residual   int // the add's other input (a layer or arch.ModelInput)
@@ -53,24 +53,24 @@ func (n *Net) fusionPlan() (chains map[int]*fusedChain, absorbed map[int]bool) {
 	chains, absorbed = map[int]*fusedChain{}, map[int]bool{}
 	claimed := map[int]bool{}
 	for i, l := range layers {
-		if _, ok := l.Config.(*nn.Conv2d); !ok || l.Rank != 0 || l.Adapter != nil || len(l.Weights) != 1 || n.sparse[l.Name] != nil {
+		if _, ok := l.Config.(*nn.Conv2d); !ok || l.Rank != 0 || l.Adapter != nil || len(l.Weights) != 1 || n.sparse[l.Name] != nil || l.RunsInt8() {
 			continue
 		}
-		norm := only(i, "batchnorm2d")
-		if norm < 0 || len(layers[norm].Inputs) != 1 {
-			continue
+		ch := &fusedChain{conv: i, norm: -1, add: -1, last: i}
+		if norm := only(i, "batchnorm2d"); norm >= 0 && len(layers[norm].Inputs) == 1 {
+			ch.norm, ch.last = norm, norm
 		}
-		ch := &fusedChain{conv: i, norm: norm, add: -1, last: norm}
-		if r := only(norm, "relu"); r >= 0 {
+		if r := only(ch.last, "relu"); r >= 0 {
 			ch.relu, ch.last = true, r
-		} else if a := only(norm, "add"); a >= 0 && !claimed[a] && len(layers[a].Inputs) == 2 && layers[a].Inputs[0] != layers[a].Inputs[1] {
+		} else if a := only(ch.last, "add"); a >= 0 && !claimed[a] && len(layers[a].Inputs) == 2 && layers[a].Inputs[0] != layers[a].Inputs[1] {
 			// An add of two chains (a block's and its downsample's) joins
 			// the first.
 			claimed[a] = true
-			ch.add, ch.residual, ch.last = a, layers[a].Inputs[0], a
-			if ch.residual == norm {
+			ch.add, ch.residual = a, layers[a].Inputs[0]
+			if ch.residual == ch.last {
 				ch.residual = layers[a].Inputs[1]
 			}
+			ch.last = a
 			if r := only(a, "relu"); r >= 0 {
 				ch.relu, ch.last = true, r
 			}
@@ -104,16 +104,18 @@ func (n *Net) buildChain(ch *fusedChain, outs []*G.Node, in *G.Node) (*G.Node, e
 			return nil, fmt.Errorf("layer %s: %w", l.Label(), err)
 		}
 	}
-	normLayer := n.Model.Layers[ch.norm]
-	bn, ok := normLayer.Config.(*nn.BatchNorm)
-	if !ok {
-		return nil, fmt.Errorf("layer %s: not a batch norm", normLayer.Label())
+	f := nn.Fusion{ReLU: ch.relu}
+	if ch.norm >= 0 {
+		normLayer := n.Model.Layers[ch.norm]
+		bn, ok := normLayer.Config.(*nn.BatchNorm)
+		if !ok {
+			return nil, fmt.Errorf("layer %s: not a batch norm", normLayer.Label())
+		}
+		var err error
+		if f.Norm, err = bn.Eval(&layerBuilder{net: n, layer: normLayer}); err != nil {
+			return nil, err
+		}
 	}
-	norm, err := bn.Eval(&layerBuilder{net: n, layer: normLayer})
-	if err != nil {
-		return nil, err
-	}
-	f := nn.Fusion{Norm: norm, ReLU: ch.relu}
 	if ch.add >= 0 {
 		f.Residual = node(ch.residual)
 	}

@@ -44,7 +44,7 @@ func fusionCases(t *testing.T) []struct {
 	name   string
 	spec   arch.Spec
 	static bool
-	norms  int // batch norms left unfused
+	left   string // the batch norm, ReLU, add and bias ops left unfused
 } {
 	t.Helper()
 	js, err := os.ReadFile(filepath.Join("..", "bench", "testdata", "resnet20-fashion-pruned.json"))
@@ -67,24 +67,31 @@ func fusionCases(t *testing.T) []struct {
 		arch.NewLayer("n3", "batchnorm2d", nil), // read twice: fused alone
 		arch.NewLayer("r3", "relu", nil, "n3"),
 		arch.NewLayer("a3", "add", nil, "r3", "n3"),
+		// batch norms folded into biases (a quantize or qat stage's output)
+		arch.NewLayer("c5", "conv2d", map[string]any{"out": 7, "kernel": 3, "padding": 1, "bias": true}),
+		arch.NewLayer("r5", "relu", nil),
+		arch.NewLayer("c6", "conv2d", map[string]any{"out": 7, "kernel": 3, "padding": 1, "bias": true}),
+		arch.NewLayer("a6", "add", nil, "c6", "r5"),
+		arch.NewLayer("r6", "relu", nil),
 		arch.NewLayer("c4", "conv2d", map[string]any{"out": 3, "kernel": 3, "padding": 1, "bias": false}),
 		arch.NewLayer("n4", "batchnorm2d", nil), // a norm alone
 		arch.NewLayer("", "flatten", nil),
 		arch.NewLayer("fc", "linear", map[string]any{"out": 4}),
 	}}
+	const none = "bn 0 relu 0 add 0 bias 0"
 	resnet8 := arch.Spec{Arch: "resnet", Depth: 8, Width: 4, Input: arch.Shape{3, 10, 10}, Classes: 3}
 	return []struct {
 		name   string
 		spec   arch.Spec
 		static bool
-		norms  int
+		left   string
 	}{
-		{"custom", custom, false, 0},
-		{"custom-int8", custom, true, 0},
-		{"resnet8", resnet8, false, 0},
-		{"resnet8-int8", resnet8, true, 0},
-		{"resnet20-pruned", pruned, false, 0},
-		{"resnet20-pruned-int8", pruned, true, 0},
+		{"custom", custom, false, "bn 0 relu 1 add 1 bias 0"},
+		{"custom-int8", custom, true, "bn 0 relu 1 add 1 bias 0"},
+		{"resnet8", resnet8, false, none},
+		{"resnet8-int8", resnet8, true, none},
+		{"resnet20-pruned", pruned, false, none},
+		{"resnet20-pruned-int8", pruned, true, none},
 	}
 }
 
@@ -105,7 +112,7 @@ func TestFusedMatchesUnfused(t *testing.T) {
 				for i := range x {
 					x[i] = float32(rng.NormFloat64())
 				}
-				run := func(fuse bool) ([]float32, int) {
+				run := func(fuse bool) ([]float32, string) {
 					t.Helper()
 					net, err := Build(m, NetOptions{Batch: batch, Mode: ModeEval, StaticInt8: c.static, Fuse: fuse})
 					if err != nil {
@@ -115,18 +122,17 @@ func TestFusedMatchesUnfused(t *testing.T) {
 					if err := net.Run(); err != nil {
 						t.Fatal(err)
 					}
-					norms := 0
+					count := map[string]int{}
 					for _, st := range net.exec.steps {
-						if fmt.Sprintf("%T", st.node.Op()) == "*nn.bnOp" {
-							norms++
-						}
+						count[fmt.Sprintf("%T", st.node.Op())]++
 					}
-					return slices.Clone(net.Logits()), norms
+					left := fmt.Sprintf("bn %d relu %d add %d bias %d", count["*nn.bnOp"], count["*nn.reluOp"], count["*nn.addOp"], count["*nn.channelBiasOp"])
+					return slices.Clone(net.Logits()), left
 				}
 				want, _ := run(false)
-				got, norms := run(true)
-				if norms != c.norms {
-					t.Errorf("%d batch norms left unfused, want %d", norms, c.norms)
+				got, left := run(true)
+				if left != c.left {
+					t.Errorf("ops left unfused: %s, want %s", left, c.left)
 				}
 				if !slices.Equal(got, want) {
 					t.Errorf("fused logits differ from unfused ones by %g of the largest\n got %v\nwant %v", maxRelDiff(got, want), got, want)

@@ -99,50 +99,44 @@ func (e *epilogue) images(y []float32, b0, nb int) {
 	}
 }
 
-// channel applies the epilogue to one plane of channel c at offset at of y.
-// The expressions are the separate layers' (scaleShift's v*a + b, then the
-// add, then max), so a compiler that fuses v*a + b into one rounding fuses
+// channel applies the epilogue to one plane of channel c at offset at of y
+// (a plane is small enough to stay in L1 between the two loops). The
+// expressions are the separate layers' (the bias add, scaleShift's v*a + b,
+// the add, max), so a compiler that fuses v*a + b into one rounding fuses
 // both alike.
 func (e *epilogue) channel(y []float32, c, at int) {
-	if e.bias != nil {
+	switch {
+	case e.bias != nil && e.norm != nil:
+		bias, a, s := e.bias[c], e.norm.a[c], e.norm.b[c]
+		for i, v := range y {
+			v += bias
+			y[i] = v*a + s
+		}
+	case e.bias != nil:
 		bias := e.bias[c]
 		for i, v := range y {
 			y[i] = v + bias
 		}
-	}
-	var r []float32
-	if e.res != nil {
-		r = e.res[at : at+len(y)]
-	}
-	switch {
-	case e.norm != nil && r != nil && e.relu:
-		a, s := e.norm.a[c], e.norm.b[c]
-		for i, v := range y {
-			y[i] = max(v*a+s+r[i], 0)
-		}
-	case e.norm != nil && r == nil && e.relu:
-		a, s := e.norm.a[c], e.norm.b[c]
-		for i, v := range y {
-			y[i] = max(v*a+s, 0)
-		}
-	case e.norm != nil && r == nil && !e.relu:
+	case e.norm != nil:
 		a, s := e.norm.a[c], e.norm.b[c]
 		for i, v := range y {
 			y[i] = v*a + s
 		}
-	default:
-		for i := range y {
-			v := y[i]
-			if e.norm != nil {
-				v = v*e.norm.a[c] + e.norm.b[c]
-			}
-			if r != nil {
-				v += r[i]
-			}
-			if e.relu {
-				v = max(v, 0)
-			}
-			y[i] = v
+	}
+	switch {
+	case e.res != nil && e.relu:
+		r := e.res[at : at+len(y)]
+		for i, v := range y {
+			y[i] = max(v+r[i], 0)
+		}
+	case e.res != nil:
+		r := e.res[at : at+len(y)]
+		for i, v := range y {
+			y[i] = v + r[i]
+		}
+	case e.relu:
+		for i, v := range y {
+			y[i] = max(v, 0)
 		}
 	}
 }
