@@ -171,6 +171,8 @@ func (c *Conv2d) BuildFused(b Builder, x *G.Node, f Fusion) (*G.Node, error) {
 			return nil, fmt.Errorf("conv %s: integer kernels need one [out, in, kh, kw] weight and static input parameters", b.Name())
 		}
 		o := newConvInt8Op(b.Name()+".int8", convParams{stride: c.Stride, padding: c.Padding, dilation: c.Dilation, groups: 1}, q.Weights[0], *q.Static)
+		// The rescale adds the bias (qgemm.Dequantize, the same rounding).
+		o.bias, e.bias = e.bias, nil
 		o.epi = e
 		if f.Residual != nil {
 			args = append(args, f.Residual)

@@ -26,6 +26,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"runtime/pprof"
 	"sort"
 	"strings"
 	"time"
@@ -46,6 +47,8 @@ func main() {
 	unfused := flag.Bool("unfused", false, "also time the graphs without fusion")
 	torch := flag.Bool("torch", false, "also run bench/resnet_infer_torch.py each round")
 	python := flag.String("python", "/usr/bin/python3", "the Python with torch")
+	only := flag.String("only", "", "time only the variants whose name contains this")
+	profile := flag.String("cpuprofile", "", "write a CPU profile of the timed rounds to this file")
 	flag.Parse()
 	runtime.GOMAXPROCS(1)
 	gemm.SetThreads(1)
@@ -78,8 +81,16 @@ func main() {
 				check(net.Run()) // warm up
 				v.nets[bs] = net
 			}
-			vs = append(vs, v)
+			if strings.Contains(v.name, *only) {
+				vs = append(vs, v)
+			}
 		}
+	}
+	if *profile != "" {
+		f, err := os.Create(*profile)
+		check(err)
+		check(pprof.StartCPUProfile(f))
+		defer pprof.StopCPUProfile()
 	}
 
 	times := map[string][]float64{} // "name/batch" -> seconds per call, per round
