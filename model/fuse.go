@@ -23,6 +23,10 @@ type fusedChain struct {
 	add        int // the add; -1: none
 	residual   int // the add's other input (a layer or arch.ModelInput)
 	last       int
+	int8       *nn.Int8 // the convolution's integer form; nil: float
+	// cl: the chain's output is laid out channels-last (nn.Fusion): every
+	// reader is an integer chain's convolution or residual.
+	cl bool
 }
 
 // fusionPlan finds the model's fused chains: by last layer, and the set of
@@ -56,7 +60,10 @@ func (n *Net) fusionPlan() (chains map[int]*fusedChain, absorbed map[int]bool) {
 		if _, ok := l.Config.(*nn.Conv2d); !ok || l.Rank != 0 || l.Adapter != nil || len(l.Weights) != 1 || n.sparse[l.Name] != nil || l.RunsInt8() {
 			continue
 		}
-		ch := &fusedChain{conv: i, norm: -1, add: -1, last: i}
+		ch := &fusedChain{conv: i, norm: -1, add: -1, last: i, int8: l.int8Form(n.staticInt8)}
+		if ch.int8 != nil && ch.int8.Static == nil {
+			continue
+		}
 		if norm := only(i, "batchnorm2d"); norm >= 0 && len(layers[norm].Inputs) == 1 {
 			ch.norm, ch.last = norm, norm
 		}
@@ -82,7 +89,40 @@ func (n *Net) fusionPlan() (chains map[int]*fusedChain, absorbed map[int]bool) {
 			}
 		}
 	}
+	channelsLast(layers, readers, chains)
 	return chains, absorbed
+}
+
+// channelsLast marks the integer chains whose outputs only integer chains
+// read (as their convolution's input or their residual): those stay
+// channels-last, skipping a transpose out of one convolution and into the
+// next. A model's output, or a tensor a pooling or float layer reads,
+// stays [B, C, H, W].
+func channelsLast(layers []*Layer, readers [][]int, chains map[int]*fusedChain) {
+	byConv := map[int]*fusedChain{}
+	byAdd := map[int]*fusedChain{}
+	for _, ch := range chains {
+		byConv[ch.conv] = ch
+		if ch.add >= 0 {
+			byAdd[ch.add] = ch
+		}
+	}
+	for last, ch := range chains {
+		if ch.int8 == nil || len(readers[last]) == 0 {
+			continue
+		}
+		ch.cl = true
+		for _, r := range readers[last] {
+			if c := byConv[r]; c != nil && c.int8 != nil && layers[r].Inputs[0] == last {
+				continue
+			}
+			if c := byAdd[r]; c != nil && c.int8 != nil && c.residual == last {
+				continue
+			}
+			ch.cl = false
+			break
+		}
+	}
 }
 
 // buildChain adds a fused chain: its convolution with the chain's layers
@@ -96,15 +136,17 @@ func (n *Net) buildChain(ch *fusedChain, outs []*G.Node, in *G.Node) (*G.Node, e
 	}
 	l := n.Model.Layers[ch.conv]
 	x := node(l.Inputs[0])
-	b := &layerBuilder{net: n, layer: l}
-	b.int8 = l.int8Form(n.staticInt8)
+	b := &layerBuilder{net: n, layer: l, int8: ch.int8}
 	if b.int8 == nil {
 		var err error
 		if x, err = n.input(x, l); err != nil {
 			return nil, fmt.Errorf("layer %s: %w", l.Label(), err)
 		}
 	}
-	f := nn.Fusion{ReLU: ch.relu}
+	f := nn.Fusion{ReLU: ch.relu, OutputChannelsLast: ch.cl}
+	if in := n.chains[l.Inputs[0]]; in != nil {
+		f.InputChannelsLast = in.cl
+	}
 	if ch.norm >= 0 {
 		normLayer := n.Model.Layers[ch.norm]
 		bn, ok := normLayer.Config.(*nn.BatchNorm)
@@ -118,6 +160,9 @@ func (n *Net) buildChain(ch *fusedChain, outs []*G.Node, in *G.Node) (*G.Node, e
 	}
 	if ch.add >= 0 {
 		f.Residual = node(ch.residual)
+		if r := n.chains[ch.residual]; r != nil {
+			f.ResidualChannelsLast = r.cl
+		}
 	}
 	out, err := l.Config.(*nn.Conv2d).BuildFused(b, x, f)
 	if err != nil {

@@ -127,6 +127,15 @@ func TestFusedMatchesUnfused(t *testing.T) {
 						count[fmt.Sprintf("%T", st.node.Op())]++
 					}
 					left := fmt.Sprintf("bn %d relu %d add %d bias %d", count["*nn.bnOp"], count["*nn.reluOp"], count["*nn.addOp"], count["*nn.channelBiasOp"])
+					cl := 0
+					for _, ch := range net.chains {
+						if ch.cl {
+							cl++
+						}
+					}
+					if fuse && c.static != (cl > 0) {
+						t.Errorf("%d chains' outputs stay channels-last (static int8 %v)", cl, c.static)
+					}
 					return slices.Clone(net.Logits()), left
 				}
 				want, _ := run(false)

@@ -75,6 +75,8 @@ type Net struct {
 	// fuse: batch norms, residual adds and ReLUs run in their convolution's
 	// output pass (Eval, fuse.go).
 	fuse bool
+	// chains are the fused chains by their last layer (fuse.go).
+	chains map[int]*fusedChain
 }
 
 // Param is a trainable tensor: the model's slice, its mask and its gradient.
@@ -166,16 +168,15 @@ func (n *Net) forward(x []float32) (*G.Node, error) {
 	in := G.NewTensor(n.g, tensor.Float32, len(inShape), G.WithShape(inShape...), G.WithName(n.scope+"x"),
 		G.WithValue(tensor.New(tensor.WithShape(inShape...), tensor.WithBacking(n.X))))
 	outs := make([]*G.Node, len(n.Model.Layers))
-	var chains map[int]*fusedChain
 	var absorbed map[int]bool
 	if n.fuse {
-		chains, absorbed = n.fusionPlan()
+		n.chains, absorbed = n.fusionPlan()
 	}
 	for i, l := range n.Model.Layers {
 		if absorbed[i] {
 			continue // built with its chain, at the chain's last layer
 		}
-		if ch := chains[i]; ch != nil {
+		if ch := n.chains[i]; ch != nil {
 			var err error
 			if outs[i], err = n.buildChain(ch, outs, in); err != nil {
 				return nil, err

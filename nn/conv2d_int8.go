@@ -70,6 +70,7 @@ type convInt8Op struct {
 	wScale       []float32       // s_w, per tensor or per output channel
 	bias         []float32       // BuildFused: the bias, added by the rescale; nil: none (or added after)
 	epi          *epilogue       // BuildFused: norm, residual, ReLU per output plane
+	inCL, outCL  bool            // BuildFused: x, y laid out [B, H, W, C] (Fusion)
 	// scratch for one chunk of images, sized on the first call
 	geo   [4]int    // the chunk's images, C, H, W the scratch is laid out for
 	xt    []float32 // one image channels-last
@@ -203,8 +204,12 @@ func (o *convInt8Op) chunk(x, y []float32, b0, nb, c, h, w, oh, ow int) {
 	xt := growFloats(&o.xt, plane*c)
 	img := o.img
 	for b := 0; b < nb; b++ {
-		gemm.Transpose(c, plane, x[(b0+b)*c*plane:], plane, xt, c)
-		qgemm.QuantizeWith(h, w*c, xt, w*c, o.act, o.r, img[((b*hp+ph)*wp+pw)*c:], wp*c)
+		xb := x[(b0+b)*c*plane:]
+		if !o.inCL {
+			gemm.Transpose(c, plane, xb, plane, xt, c)
+			xb = xt
+		}
+		qgemm.QuantizeWith(h, w*c, xb, w*c, o.act, o.r, img[((b*hp+ph)*wp+pw)*c:], wp*c)
 	}
 	var acc []int32
 	perImage, perRow := oplane, ow
@@ -238,6 +243,26 @@ func (o *convInt8Op) chunk(x, y []float32, b0, nb, c, h, w, oh, ow int) {
 	}
 	// Output row i of an image is perRow·i rows into its sums; the rows
 	// between (windows leaving the image) are rescaled and dropped.
+	if o.outCL {
+		// Output row i of image b straight into y [B, OH·OW, O].
+		for b := 0; b < nb; b++ {
+			img := y[(b0+b)*oplane*o.o : (b0+b+1)*oplane*o.o]
+			if perRow == ow {
+				qgemm.Dequantize(oplane, acc[b*perImage*o.o:], o.o, o.act, o.full, o.wScale, o.bias, img, o.o)
+			} else {
+				rows := (oh-1)*perRow + ow
+				ycl := growFloats(&o.ycl, rows*o.o)
+				qgemm.Dequantize(rows, acc[b*perImage*o.o:], o.o, o.act, o.full, o.wScale, o.bias, ycl, o.o)
+				for i := 0; i < oh; i++ {
+					copy(img[i*ow*o.o:(i+1)*ow*o.o], ycl[i*perRow*o.o:])
+				}
+			}
+			if o.epi != nil {
+				o.epi.pixels(img, b0+b)
+			}
+		}
+		return
+	}
 	rows := (oh-1)*perRow + ow
 	ycl := growFloats(&o.ycl, rows*o.o)
 	for b := 0; b < nb; b++ {

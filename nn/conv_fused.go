@@ -23,6 +23,13 @@ type Fusion struct {
 	Norm     *NormEval // an eval batch norm after the convolution; nil: none
 	Residual *G.Node   // added after the norm (a residual block's add); nil: none
 	ReLU     bool
+	// Channels-last layouts between convolutions on integer kernels, which
+	// lay their input out channels-last and compute their output that way:
+	// a tensor all of whose readers are such convolutions (as their input,
+	// or as the residual of their output pass) skips both transposes. The
+	// node's shape stays [B, C, H, W]; its values are [B, H, W, C]. Only
+	// integer convolutions take these.
+	InputChannelsLast, OutputChannelsLast, ResidualChannelsLast bool
 }
 
 // NormEval is a batch norm as evaluation computes it: per channel x·a + b,
@@ -75,6 +82,7 @@ type epilogue struct {
 	norm   *NormEval
 	relu   bool
 	res    []float32 // the residual [B, O, plane], set per call; nil: none
+	resCL  bool      // the residual is [B, plane, O]
 	o      int
 	plane  int
 	hasRes bool
@@ -124,6 +132,17 @@ func (e *epilogue) channel(y []float32, c, at int) {
 		}
 	}
 	switch {
+	case e.res != nil && e.resCL:
+		// pixel i of channel c of image b is at (b·plane + i)·O + c
+		b := at / (e.o * e.plane)
+		r := e.res[b*e.plane*e.o+c:]
+		for i, v := range y {
+			v += r[i*e.o]
+			if e.relu {
+				v = max(v, 0)
+			}
+			y[i] = v
+		}
 	case e.res != nil && e.relu:
 		r := e.res[at : at+len(y)]
 		for i, v := range y {
@@ -141,9 +160,56 @@ func (e *epilogue) channel(y []float32, c, at int) {
 	}
 }
 
+// pixels applies the epilogue (but the bias, which the integer rescale
+// adds) to image b's output laid out channels-last, y [plane, O], with the
+// same expressions as channel.
+func (e *epilogue) pixels(y []float32, b int) {
+	o, n := e.o, e.plane
+	var r []float32
+	if e.res != nil {
+		r = e.res[b*n*o : (b+1)*n*o]
+	}
+	if e.norm == nil && (r == nil || e.resCL) {
+		switch {
+		case r != nil && e.relu:
+			for i, v := range y[:n*o] {
+				y[i] = max(v+r[i], 0)
+			}
+		case r != nil:
+			for i, v := range y[:n*o] {
+				y[i] = v + r[i]
+			}
+		case e.relu:
+			for i, v := range y[:n*o] {
+				y[i] = max(v, 0)
+			}
+		}
+		return
+	}
+	for p := 0; p < n; p++ {
+		row := y[p*o : (p+1)*o]
+		for c, v := range row {
+			if e.norm != nil {
+				v = v*e.norm.a[c] + e.norm.b[c]
+			}
+			if r != nil {
+				if e.resCL {
+					v += r[p*o+c]
+				} else {
+					v += r[c*n+p]
+				}
+			}
+			if e.relu {
+				v = max(v, 0)
+			}
+			row[c] = v
+		}
+	}
+}
+
 // newEpilogue is the output pass of a convolution built by BuildFused.
 func newEpilogue(b Builder, f Fusion) (*epilogue, error) {
-	e := &epilogue{norm: f.Norm, relu: f.ReLU, hasRes: f.Residual != nil}
+	e := &epilogue{norm: f.Norm, relu: f.ReLU, hasRes: f.Residual != nil, resCL: f.ResidualChannelsLast}
 	if bias := b.Param("bias"); bias != nil {
 		if bias.Value() == nil {
 			return nil, fmt.Errorf("conv %s: the bias has no value to fold", b.Name())
@@ -174,10 +240,14 @@ func (c *Conv2d) BuildFused(b Builder, x *G.Node, f Fusion) (*G.Node, error) {
 		// The rescale adds the bias (qgemm.Dequantize, the same rounding).
 		o.bias, e.bias = e.bias, nil
 		o.epi = e
+		o.inCL, o.outCL = f.InputChannelsLast, f.OutputChannelsLast
 		if f.Residual != nil {
 			args = append(args, f.Residual)
 		}
 		return G.ApplyOp(o, args...)
+	}
+	if f.InputChannelsLast || f.OutputChannelsLast || f.ResidualChannelsLast {
+		return nil, fmt.Errorf("conv %s: channels-last layouts are for integer kernels only", b.Name())
 	}
 	o := &convFusedOp{conv2dOp: conv2dOp{Base: op.NewBase(b.Name() + ".fused"), convParams: convParams{stride: c.Stride, padding: c.Padding, dilation: c.Dilation, groups: c.Groups}}, epi: e}
 	args = append(args, b.Weights()[0])
