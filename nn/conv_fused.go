@@ -8,6 +8,7 @@ import (
 	"gorgonia.org/tensor"
 
 	"github.com/shrink-ml/shrink/internal/op"
+	"github.com/shrink-ml/shrink/internal/vec"
 )
 
 // Fusion is what an inference convolution computes in its output pass, the
@@ -144,19 +145,14 @@ func (e *epilogue) channel(y []float32, c, at int) {
 			y[i] = v
 		}
 	case e.res != nil && e.relu:
-		r := e.res[at : at+len(y)]
-		for i, v := range y {
-			y[i] = max(v+r[i], 0)
-		}
+		vec.AddReLU(y, e.res[at:at+len(y)])
 	case e.res != nil:
 		r := e.res[at : at+len(y)]
 		for i, v := range y {
 			y[i] = v + r[i]
 		}
 	case e.relu:
-		for i, v := range y {
-			y[i] = max(v, 0)
-		}
+		vec.ReLU(y)
 	}
 }
 
@@ -172,17 +168,13 @@ func (e *epilogue) pixels(y []float32, b int) {
 	if e.norm == nil && (r == nil || e.resCL) {
 		switch {
 		case r != nil && e.relu:
-			for i, v := range y[:n*o] {
-				y[i] = max(v+r[i], 0)
-			}
+			vec.AddReLU(y[:n*o], r)
 		case r != nil:
 			for i, v := range y[:n*o] {
 				y[i] = v + r[i]
 			}
 		case e.relu:
-			for i, v := range y[:n*o] {
-				y[i] = max(v, 0)
-			}
+			vec.ReLU(y[:n*o])
 		}
 		return
 	}
