@@ -214,14 +214,20 @@ func (o *convInt8Op) chunk(x, y []float32, b0, nb, c, h, w, oh, ow int) {
 	var acc []int32
 	perImage, perRow := oplane, ow
 	if o.rows != nil {
-		// Every pixel of the padded grid is a window's top-left corner.
-		m := nb * hp * wp
-		acc = growInt32s(&o.acc, m*o.o)
-		clear(acc)
-		for ki, p := range o.rows {
-			qgemm.MatMulAdd(m, img[ki*wp*c:], c, o.r, p, acc, o.o)
-		}
+		// A pixel of the padded grid is a window's top-left corner; an
+		// image's windows run from its first row to its last output
+		// pixel, the rows of the bottom padding are skipped (a fifth of
+		// the grid at 7x7).
 		perImage, perRow = hp*wp, wp
+		m := (oh-1)*perRow + ow
+		acc = growInt32s(&o.acc, nb*perImage*o.o)
+		for b := 0; b < nb; b++ {
+			ab := acc[b*perImage*o.o : (b*perImage+m)*o.o]
+			clear(ab)
+			for ki, p := range o.rows {
+				qgemm.MatMulAdd(m, img[(b*perImage+ki*wp)*c:], c, o.r, p, ab, o.o)
+			}
+		}
 	} else {
 		k := o.kh * o.kw * c
 		m := nb * oplane
