@@ -112,7 +112,9 @@ type NetOptions struct {
 	// Fuse (Eval only) computes each convolution's batch norm, and the ReLU
 	// or residual add (and ReLU) after it, in the convolution's output pass
 	// (nn.Fusion), with the separate layers' arithmetic: the same outputs,
-	// without a pass over the activations per layer.
+	// without a pass over the activations per layer. The net reads the
+	// model's weights once (the filters laid out by tap on the first run):
+	// the model must not change while the net is used, as with infer.New.
 	Fuse bool
 }
 

@@ -301,7 +301,7 @@ func (o *convFusedOp) Do(in ...G.Value) (G.Value, error) {
 	}
 	y := op.Buffer(&o.out, d.B, d.O, d.OH, d.OW)
 	if d.tapped() {
-		o.tall.epi = o.epi
+		o.tall.epi, o.tall.fixedW = o.epi, true
 		o.tall.run(d, op.F32(in[0]), op.F32(in[1]), op.F32(y), false)
 	} else {
 		o.chunked.epi = o.epi
