@@ -127,10 +127,7 @@ func (e *epilogue) channel(y []float32, c, at int) {
 			y[i] = v + bias
 		}
 	case e.norm != nil:
-		a, s := e.norm.a[c], e.norm.b[c]
-		for i, v := range y {
-			y[i] = v*a + s
-		}
+		vec.ScaleShift(y, e.norm.a[c], e.norm.b[c])
 	}
 	switch {
 	case e.res != nil && e.resCL:

@@ -26,3 +26,17 @@ func AddReLU(y, r []float32) {
 		y[done+i] = max(v+r[done+i], 0)
 	}
 }
+
+// ScaleShift sets y[i] = y[i]*a + b, a multiply then an add, each rounded
+// (the scalar loop's bits at GOAMD64=v1, which shrink's builds pin): a
+// batch norm in evaluation.
+func ScaleShift(y []float32, a, b float32) {
+	done := 0
+	if useAVX2 && len(y) >= 8 {
+		done = len(y) &^ 7
+		scaleShiftAVX2(done, &y[0], a, b)
+	}
+	for i, v := range y[done:] {
+		y[done+i] = v*a + b
+	}
+}

@@ -51,3 +51,25 @@ add_loop:
 add_done:
 	VZEROUPPER
 	RET
+
+// func scaleShiftAVX2(n int, y *float32, a float32, b float32)
+// VMULPS then VADDPS: no fused multiply-add, as the scalar loop.
+TEXT ·scaleShiftAVX2(SB), NOSPLIT, $0-24
+	MOVQ         n+0(FP), AX
+	MOVQ         y+8(FP), CX
+	VBROADCASTSS a+16(FP), Y0
+	VBROADCASTSS b+20(FP), Y1
+
+ss_loop:
+	CMPQ    AX, $0x08
+	JL      ss_done
+	VMULPS  (CX), Y0, Y2
+	VADDPS  Y1, Y2, Y2
+	VMOVUPS Y2, (CX)
+	ADDQ    $0x20, CX
+	SUBQ    $0x08, AX
+	JMP     ss_loop
+
+ss_done:
+	VZEROUPPER
+	RET

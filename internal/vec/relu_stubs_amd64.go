@@ -11,3 +11,8 @@ func reluAVX2(n int, y *float32)
 //
 //go:noescape
 func addReluAVX2(n int, y, r *float32)
+
+// scaleShiftAVX2 sets y = y*a + b for n (a multiple of 8) values; see ScaleShift.
+//
+//go:noescape
+func scaleShiftAVX2(n int, y *float32, a, b float32)

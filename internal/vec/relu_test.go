@@ -7,7 +7,7 @@ import (
 	"testing"
 )
 
-// ReLU and AddReLU give the scalar loops' bits on every length (the
+// ReLU, AddReLU and ScaleShift give the scalar loops' bits on every length (the
 // vector loop and its tail) and on the values where max is subtle: NaN,
 // -0, infinities, subnormals.
 func TestReLUMatchesScalar(t *testing.T) {
@@ -32,6 +32,16 @@ func TestReLUMatchesScalar(t *testing.T) {
 			for i, v := range x {
 				want[i] = max(v, 0)
 				wantAdd[i] = max(v+r[i], 0)
+			}
+			a, b := float32(rng.NormFloat64()), float32(rng.NormFloat64())
+			wantSS := make([]float32, n)
+			for i, v := range x {
+				wantSS[i] = v*a + b
+			}
+			gotSS := slices.Clone(x)
+			ScaleShift(gotSS, a, b)
+			if !slices.EqualFunc(gotSS, wantSS, func(p, q float32) bool { return math.Float32bits(p) == math.Float32bits(q) || (p != p && q != q) }) {
+				t.Errorf("n=%d: ScaleShift gives %v, want %v", n, gotSS, wantSS)
 			}
 			got := slices.Clone(x)
 			ReLU(got)
