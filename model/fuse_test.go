@@ -153,6 +153,9 @@ func TestFusedMatchesUnfused(t *testing.T) {
 
 // A fused network allocates nothing per call, float or int8.
 func TestFusedRunDoesNotAllocate(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
 	for _, static := range []bool{false, true} {
 		m := MustNew(arch.Spec{Arch: "resnet", Depth: 8, Width: 4, Input: arch.Shape{3, 10, 10}, Classes: 3}, rand.New(rand.NewPCG(1, 2)))
 		if static {

@@ -146,6 +146,9 @@ func TestShiftedA(t *testing.T) {
 }
 
 func TestConvProductsDoNotAllocate(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
 	tc := tapsCases[0]
 	off, a, b, c, ldb, ldc := tc.operands(1)
 	Taps(tc.m, tc.n, tc.k, off, 1, a, tc.lda, b, ldb, 0, c, ldc)
