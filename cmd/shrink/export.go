@@ -17,7 +17,7 @@ import (
 
 func (a *app) exportCommand() *cobra.Command {
 	var format string
-	var int4, floatBias, ortDynamic bool
+	var int4, floatBias, intBias, ortDynamic bool
 	cmd := &cobra.Command{
 		Use:   "export CHECKPOINT --format dense|compressed|onnx OUT",
 		Short: "Write a checkpoint as plain F32 safetensors, compressed to its deployed size, or as ONNX",
@@ -42,8 +42,14 @@ through DequantizeLinear; calibrated inputs as QuantizeLinear/DequantizeLinear;
 dynamic ones as DynamicQuantizeLinear with MatMulInteger or ConvInteger).
 Weights of fewer than 8 bits are INT8 values on their grid, or INT4 with
 --int4 (opset 21). onnxruntime rounds the float bias of a layer it runs on
-integer kernels to INT32 (as its quantizer does); --float-bias keeps every
-bias float, matching shrink to float rounding, at the cost of those kernels.
+integer kernels (QLinearConv, QGemm) to INT32, which moves a few activations
+by a step of the next layer's grid: the export leaves a bias there only while
+the expected moved activations per sample, summed over those layers, stay
+within a budget of 1 (every shipped MLP and LeNet-5 keeps its integer
+kernels), and adds the others in float with their own Add (exact, those layers
+then run in float); it logs which and why. --float-bias keeps every bias
+apart (shrink's logits to float rounding), --int-bias none that onnxruntime
+can round (every integer kernel; deep networks drift).
 An LSTM is ONNX's LSTM operator, or onnxruntime's DynamicQuantizeLSTM when
 dynamically quantized. PyTorch's reduce_range input grid (0..127), which
 onnxruntime's dynamic operators lack, is computed in the graph (an LSTM as a
@@ -59,8 +65,11 @@ shrink.stage and shrink.compression. Layout: docs/ONNX.md.`,
 			if format == "" {
 				return usagef("--format must be dense, compressed or onnx (none given): dense is plain F32 safetensors, compressed the smallest lossless form, onnx a model onnxruntime runs")
 			}
-			if (int4 || floatBias || ortDynamic) && format != "onnx" {
-				return usagef("--int4, --float-bias and --ort-dynamic apply to --format onnx only")
+			if (int4 || floatBias || intBias || ortDynamic) && format != "onnx" {
+				return usagef("--int4, --float-bias, --int-bias and --ort-dynamic apply to --format onnx only")
+			}
+			if floatBias && intBias {
+				return usagef("--float-bias (every bias apart, exact) and --int-bias (every bias onnxruntime can round to INT32) exclude each other: give one")
 			}
 			f, _, err := compress.ReadFile(in)
 			if err != nil {
@@ -79,7 +88,7 @@ shrink.stage and shrink.compression. Layout: docs/ONNX.md.`,
 				return fmt.Errorf("%s: %w (%s export needs a shrink checkpoint, with its arch metadata)", in, err, format)
 			}
 			if format == "onnx" {
-				return a.exportONNX(m, out, onnxexport.Options{Int4: int4, FloatBias: floatBias, ORTDynamic: ortDynamic, Metadata: f.Metadata})
+				return a.exportONNX(m, out, onnxexport.Options{Int4: int4, FloatBias: floatBias, IntBias: intBias, ORTDynamic: ortDynamic, Metadata: f.Metadata})
 			}
 			df, dropped, err := export.Dense(m, f.Metadata)
 			if err != nil {
@@ -101,6 +110,7 @@ shrink.stage and shrink.compression. Layout: docs/ONNX.md.`,
 	}
 	enumVar(cmd.Flags(), &format, "format", "", []string{"dense", "compressed", "onnx"}, "dense (plain F32 safetensors), compressed (the smallest lossless form) or onnx (for onnxruntime)")
 	cmd.Flags().BoolVar(&floatBias, "float-bias", false, "onnx: add quantized layers' biases in float, so onnxruntime matches shrink to float rounding (it rounds a quantized Conv's or Gemm's bias to INT32), at the cost of its integer kernels")
+	cmd.Flags().BoolVar(&intBias, "int-bias", false, "onnx: leave every bias onnxruntime can round to INT32 in its Conv or Gemm node, for its integer kernels everywhere (the default does so within a budget of moved activations): fastest, but deep networks' logits drift from shrink's")
 	cmd.Flags().BoolVar(&int4, "int4", false, "onnx: store weights of 4 bits and fewer as INT4 (opset 21, onnxruntime 1.17+) instead of INT8 values on the 4-bit grid")
 	cmd.Flags().BoolVar(&ortDynamic, "ort-dynamic", false, "onnx: quantize reduce_range inputs on onnxruntime's own grid (DynamicQuantizeLinear, DynamicQuantizeLSTM): its integer kernels' speed, logits off by the grids' rounding")
 	return cmd

@@ -17,6 +17,10 @@
 //     makes them); a batch norm after a quantized layer is folded into its
 //     weight's per-channel scales and its bias, so the QDQ pattern stays
 //     whole for onnxruntime's integer kernels;
+//   - biases in float, in the Conv or Gemm node (where onnxruntime rounds
+//     them to INT32 for its integer kernels) only while the activations
+//     that rounding is expected to move stay within Options.BiasBudget,
+//     otherwise with their own Add (bias.go);
 //   - nn.LSTM (batch_first) as torch.onnx.export writes it: Transpose to
 //     time-major, one LSTM node per stacked layer (W, R, B restacked in
 //     ONNX's gate order i, o, f, c), Squeeze, Transpose back; a last layer
@@ -72,6 +76,18 @@ type Options struct {
 	// optimization level, but those layers run in float on dequantized
 	// weights.
 	FloatBias bool
+	// IntBias leaves the bias in the Conv or Gemm node of every layer that
+	// onnxruntime can run as an integer kernel (QLinearConv, QGemm), which
+	// rounds it to INT32: the fastest graph, but on deep networks its
+	// logits drift from shrink's (a ResNet-20: median 6e-3). The default
+	// does so only within BiasBudget; IntBias and FloatBias exclude each
+	// other.
+	IntBias bool
+	// BiasBudget is how many output activations per sample the INT32
+	// biases of the default export may move by a step of the next layer's
+	// input grid, in expectation, summed over the layers (0:
+	// DefaultBiasBudget). Layers over it add their bias in float.
+	BiasBudget float64
 	// ORTDynamic quantizes inputs on onnxruntime's own 8-bit grid (0..255,
 	// DynamicQuantizeLinear and DynamicQuantizeLSTM with their integer
 	// kernels) where the layer's dynamic quantization is PyTorch's
@@ -109,6 +125,9 @@ func Export(m *model.Model, opt Options) (*Result, error) {
 	opset := opsetFor(m)
 	if opt.Int4 {
 		opset = OpsetInt4
+	}
+	if opt.FloatBias && opt.IntBias {
+		return nil, fmt.Errorf("onnx export: FloatBias (every bias apart, exact) and IntBias (every bias rounded to INT32) exclude each other: choose one")
 	}
 	om := onnx.NewModel(opset)
 	om.DocString = "exported by shrink from a " + describe(m)
@@ -169,6 +188,9 @@ type builder struct {
 	folded map[int]bool
 	// notedBits marks layers whose low-bit weights have a note.
 	notedBits map[string]bool
+	// overBudget marks layers whose bias planBiases keeps apart although
+	// onnxruntime could run them as integer kernels.
+	overBudget map[int]bool
 	// msDomain is set when a node is in onnxruntime's com.microsoft domain.
 	msDomain bool
 }
@@ -182,6 +204,7 @@ func (b *builder) build() error {
 	b.g.AddInput("input", onnx.TypeFloat, onnx.Batch("N", int64s(in)...))
 	b.used["input"] = true
 	b.planFolds()
+	b.planBiases()
 	outs := make([]string, len(b.m.Layers))
 	last := len(b.m.Layers) - 1
 	for i, l := range b.m.Layers {

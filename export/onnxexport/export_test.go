@@ -357,7 +357,8 @@ func TestInt4InOnnxruntime(t *testing.T) {
 // With FloatBias, onnxruntime has no bias to round: at its full
 // optimization a quantized ResNet's logits are shrink's to float rounding in
 // almost every output (the integer kernels it still runs are exact), where
-// the default form lets it round the biases of its QLinearConv layers.
+// the default form lets it round the biases of the QLinearConv layers
+// within its budget (TestBiasRule).
 func TestFloatBiasInOnnxruntime(t *testing.T) {
 	rng := rand.New(rand.NewPCG(5, 6))
 	m := model.MustNew(resnet, rng)

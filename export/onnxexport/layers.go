@@ -103,46 +103,48 @@ func (b *builder) conv(l *model.Layer, x, out string) (string, error) {
 }
 
 // biasApart reports whether a layer's bias is added by its own Add node
-// rather than as the Gemm's or Conv's bias input. onnxruntime rounds the
-// bias input of a Conv or Gemm that reads DequantizeLinear outputs to INT32
-// in units of input scale x weight scale when it loads the model (its
-// BiasQuantization transformer, at every optimization level but disabled),
-// which shrink's float bias never was. That rounding buys speed only where
-// onnxruntime then runs the layer as an integer kernel: where its output
-// goes, through ReLU, max pooling or flatten, into the next layer's 8-bit
-// static quantization alone (QLinearConv, QGemm), as onnxruntime's own
-// quantizer rounds biases to INT32. Elsewhere (a convolution feeding a
-// residual add, the logits, inputs or weights on a grid narrower than 8
-// bits, whose coarse scales make the rounding visible: fully trained QAT
-// models with 4-bit weights moved their median logit by 0.017) the bias
-// stays apart and exact; Options.FloatBias keeps every bias apart.
+// rather than as the Gemm's or Conv's bias input, which onnxruntime rounds
+// to INT32 when it runs the layer as an integer kernel (planBiases decides).
 func (b *builder) biasApart(l *model.Layer) bool {
 	if l.Input == nil || l.Input.Mode != "static" {
 		return false
 	}
-	return b.opt.FloatBias || l.Input.Spec.Bits < 8 || l.Quant != nil && l.Quant.Bits < 8 || !b.feedsQuantized(l)
+	return b.opt.FloatBias || b.structuralApart(l) || b.overBudget[l.Index]
 }
 
-// feedsQuantized reports whether layer l's output (or the batch norm's
-// folded into it) reaches, through single-consumer ReLU, max pooling and
-// flatten layers, the 8-bit statically quantized input of one layer.
-func (b *builder) feedsQuantized(l *model.Layer) bool {
+// consumerQuantized is the layer whose 8-bit static input quantization
+// alone reads layer l's output (or the output of the batch norm folded into
+// it) through single-consumer ReLU, max pooling and flatten layers: where
+// onnxruntime fuses l into QLinearConv or QGemm; nil when there is none.
+// positions is how many of each output channel's values that layer reads:
+// a max pooling passes one of each window on.
+func (b *builder) consumerQuantized(l *model.Layer) (c *model.Layer, positions int) {
 	i := l.Index
 	if bn := b.fold[i]; bn != nil {
 		i = bn.Index
 	}
+	positions = 1
+	if len(l.Out) > 1 {
+		positions = l.Out[1:].Size()
+	}
 	for {
 		cs := b.m.Graph.Consumers(i)
 		if len(cs) != 1 {
-			return false
+			return nil, 0
 		}
 		c := b.m.Layers[cs[0].Index]
 		switch c.Type {
-		case "relu", "maxpool2d", "flatten":
+		case "maxpool2d":
+			positions = c.Out[1:].Size()
+			fallthrough
+		case "relu", "flatten":
 			i = c.Index
 			continue
 		}
-		return c.Input != nil && c.Input.Mode == "static" && c.Input.Spec.Bits == 8 && len(c.Inputs) == 1
+		if c.Input != nil && c.Input.Mode == "static" && c.Input.Spec.Bits == 8 && len(c.Inputs) == 1 && len(c.Input.Params.Scale) == 1 {
+			return c, positions
+		}
+		return nil, 0
 	}
 }
 
@@ -164,12 +166,22 @@ func convAttrs(c *nn.Conv2d, shape []int, i int) []onnx.Attribute {
 // bias is the layer's bias initializer, folded with a batch norm; "" when
 // it has neither.
 func (b *builder) bias(l *model.Layer, fold *bnFold) string {
+	v, name := biasValues(l, fold)
+	if v == nil {
+		return ""
+	}
+	return b.init(onnx.FloatTensor(name, []int64{int64(len(v))}, v))
+}
+
+// biasValues is the bias a layer's node adds, folded with a batch norm, and
+// its initializer's name; nil when it has neither.
+func biasValues(l *model.Layer, fold *bnFold) ([]float32, string) {
 	bias := l.Bias()
 	if fold == nil {
 		if bias == nil {
-			return ""
+			return nil, ""
 		}
-		return b.init(onnx.FloatTensor(bias.Name, []int64{int64(len(bias.Data))}, bias.Data))
+		return bias.Data, bias.Name
 	}
 	v := make([]float32, len(fold.mul))
 	for c := range v {
@@ -183,7 +195,7 @@ func (b *builder) bias(l *model.Layer, fold *bnFold) string {
 	if bias == nil {
 		name = l.Name + ".bias"
 	}
-	return b.init(onnx.FloatTensor(name+"_folded", []int64{int64(len(v))}, v))
+	return v, name + "_folded"
 }
 
 // batchNorm is BatchNormalization in inference mode (the running

@@ -55,6 +55,10 @@ type Options struct {
 	Opt string
 	// FloatBias exports with onnxexport.Options.FloatBias.
 	FloatBias bool
+	// IntBias and BiasBudget export with onnxexport.Options.IntBias and
+	// BiasBudget.
+	IntBias    bool
+	BiasBudget float64
 	// ORTDynamic exports with onnxexport.Options.ORTDynamic: reduce_range
 	// inputs on onnxruntime's own grid, for its integer kernels.
 	ORTDynamic bool
@@ -145,9 +149,14 @@ func check(rt *ortest.Runtime, recipe *pipeline.Recipe, test *data.Split, path, 
 		return r, err
 	}
 	r.Kind = kind(m)
-	res, err := onnxexport.Export(m, onnxexport.Options{Metadata: f.Metadata, FloatBias: o.FloatBias, ORTDynamic: o.ORTDynamic})
+	res, err := onnxexport.Export(m, onnxexport.Options{Metadata: f.Metadata, FloatBias: o.FloatBias, IntBias: o.IntBias, BiasBudget: o.BiasBudget, ORTDynamic: o.ORTDynamic})
 	if err != nil {
 		return r, err
+	}
+	for _, n := range res.Notes {
+		if strings.Contains(n, "INT32") {
+			fmt.Fprintf(o.Log, "%s: %s\n", stage, n) // which layers keep onnxruntime's INT32 biases, and why not the others
+		}
 	}
 	file := filepath.Join(outDir, strings.ReplaceAll(stage, string(filepath.Separator), "_")+".onnx")
 	if err := res.Model.WriteFile(file); err != nil {

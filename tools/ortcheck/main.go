@@ -31,10 +31,12 @@ func main() {
 	only := flag.String("stages", "", "comma-separated stage folders to check (default: every checkpoint in the run)")
 	keep := flag.String("keep", "", "write the exports to this folder")
 	floatBias := flag.Bool("float-bias", false, "export with every quantized layer's bias a float Add (shrink export --float-bias)")
+	intBias := flag.Bool("int-bias", false, "export with every bias onnxruntime can round to INT32 in its Conv or Gemm node (shrink export --int-bias)")
+	biasBudget := flag.Float64("bias-budget", 0, "the default export's budget of moved activations per sample for INT32 biases (0: onnxexport.DefaultBiasBudget)")
 	ortDynamic := flag.Bool("ort-dynamic", false, "export reduce_range inputs on onnxruntime's own grid (shrink export --ort-dynamic): its integer kernels, logits off by the grids' rounding")
 	opt := flag.String("opt", "", "onnxruntime's graph optimizations: disabled, basic, extended or all (default)")
 	flag.Usage = func() {
-		fmt.Fprintln(os.Stderr, "usage: ortcheck [-bench] [-stages a,b] [-keep DIR] [-float-bias] [-ort-dynamic] [-opt LEVEL] RECIPE RUNDIR")
+		fmt.Fprintln(os.Stderr, "usage: ortcheck [-bench] [-stages a,b] [-keep DIR] [-float-bias | -int-bias | -bias-budget N] [-ort-dynamic] [-opt LEVEL] RECIPE RUNDIR")
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -47,7 +49,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "ortcheck:", err)
 		os.Exit(2)
 	}
-	o := ortcheck.Options{Keep: *keep, Bench: *bench, Opt: *opt, FloatBias: *floatBias, ORTDynamic: *ortDynamic, Log: os.Stderr}
+	o := ortcheck.Options{Keep: *keep, Bench: *bench, Opt: *opt, FloatBias: *floatBias, IntBias: *intBias, BiasBudget: *biasBudget, ORTDynamic: *ortDynamic, Log: os.Stderr}
 	if *only != "" {
 		o.Stages = strings.Split(*only, ",")
 	}
