@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"context"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -31,6 +32,13 @@ import (
 //   - lenet300-int8: dynamically quantized as torch.ao's quantize_dynamic
 //     (int8 per-channel weights, reduce_range activations per batch):
 //     recipes/quantize-int8.yaml's quantize stage.
+//   - lenet300-int8full: the same with full-range (0..255) dynamic inputs,
+//     recipes/quantize-int8.yaml's default form (PyTorch times its
+//     quantize_dynamic model for it: it has one dynamic form).
+//   - lenet300-static: statically quantized as recipes/quantize-static.yaml
+//     (int8 per-channel weights, 8-bit inputs calibrated with MinMax on
+//     1280 MNIST training images): PyTorch's FX static quantization, and
+//     onnxruntime's QDQ (QGemm) of the export.
 //   - resnet20-float: the CIFAR ResNet-20 (resnet preset: depth 20, width
 //     16) on 3×32×32 inputs.
 //   - resnet20-int8: the same with int8 per-channel weights and static 8-bit
@@ -42,6 +50,8 @@ var (
 	lenet300Spec = arch.Spec{Arch: "mlp", Inputs: 784, Hidden: arch.Widths{300, 100}, Classes: 10}
 	resnet20Spec = arch.Spec{Arch: "resnet", Depth: 20, Width: 16, Input: arch.Shape{3, 32, 32}, Classes: 10}
 )
+
+var inferModels = []string{"lenet300-float", "lenet300-dc", "lenet300-int8", "lenet300-int8full", "lenet300-static", "resnet20-float", "resnet20-int8"}
 
 func inferModel(b *testing.B, name string) *model.Model {
 	b.Helper()
@@ -78,6 +88,23 @@ func inferModel(b *testing.B, name string) *model.Model {
 		}
 		m.Requantize()
 		return m
+	case "lenet300-int8full", "lenet300-static":
+		m := model.MustNew(lenet300Spec, rng)
+		for _, l := range m.WeightLayers() {
+			l.Quant = &quant.Spec{Bits: 8, Scheme: quant.Symmetric, Granularity: quant.PerChannel}
+			l.Input = &model.ActQuant{Mode: "dynamic", Spec: quant.Spec{Bits: 8, Scheme: quant.Asymmetric, Granularity: quant.PerTensor}}
+			if name == "lenet300-static" {
+				l.Input.Mode = "static"
+			}
+		}
+		if name == "lenet300-static" {
+			calib := loadMNIST(b).Train.Slice(0, 1280)
+			if err := model.Calibrate(context.Background(), m, calib, model.CalibrateOptions{BatchSize: 128}); err != nil {
+				b.Fatal(err)
+			}
+		}
+		m.Requantize()
+		return m
 	case "resnet20-float":
 		return model.MustNew(resnet20Spec, rng)
 	case "resnet20-int8":
@@ -100,7 +127,7 @@ func inferModel(b *testing.B, name string) *model.Model {
 // graph compiled, nothing allocated), on MNIST test images for LeNet and
 // seeded random images for ResNet.
 func BenchmarkInfer(b *testing.B) {
-	for _, name := range []string{"lenet300-float", "lenet300-dc", "lenet300-int8", "resnet20-float", "resnet20-int8"} {
+	for _, name := range inferModels {
 		for _, bs := range []int{1, 256} {
 			b.Run(name+"/batch="+strconv.Itoa(bs), func(b *testing.B) {
 				threads(b)
@@ -124,7 +151,7 @@ func BenchmarkInfer(b *testing.B) {
 					b.Fatal(err)
 				}
 				for _, l := range r.Layers(bs) {
-					if l.Kernel != "" {
+					if l.Kernel != "" && b.N == 1 {
 						b.Logf("%s: %s (density %.3f)", l.Name, l.Kernel, l.Density)
 					}
 				}
@@ -141,16 +168,20 @@ func BenchmarkInfer(b *testing.B) {
 }
 
 // BenchmarkInferORT times the same models exported to ONNX (shrink export
-// --format onnx: QDQ for the static int8 ResNet, DynamicQuantizeLinear and
+// --format onnx --int-bias: QDQ for the static int8 models, DynamicQuantizeLinear and
 // MatMulInteger for the dynamic LeNet) in onnxruntime (tools/ort, CPU, one
 // intra-op thread); ns/op is the median run. onnxruntime has no kernel for
 // unstructured sparsity, so lenet300-dc runs as a dense float model there.
 // Skips without onnxruntime (internal/ortest says how to install it).
 func BenchmarkInferORT(b *testing.B) {
 	rt := ortest.Find(b)
-	for _, name := range []string{"lenet300-float", "lenet300-dc", "lenet300-int8", "resnet20-float", "resnet20-int8"} {
+	for _, name := range inferModels {
 		m := inferModel(b, name)
-		res, err := onnxexport.Export(m, onnxexport.Options{})
+		// IntBias: every static layer's bias in its Gemm or Conv node, so
+		// onnxruntime runs it as one integer kernel (QGemm, QLinearConv),
+		// its fastest form; the default export keeps a bias apart, in
+		// float, where rounding it to INT32 could move outputs (ONNX.md).
+		res, err := onnxexport.Export(m, onnxexport.Options{IntBias: true})
 		if err != nil {
 			b.Fatal(err)
 		}

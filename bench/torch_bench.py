@@ -107,7 +107,7 @@ ENGINE = "onednn"
 
 def infer_benchmarks(x, report, wanted):
     """bench/infer_test.go's BenchmarkInfer: inference of LeNet-300-100 (float, Deep
-    Compression's pruned 4-bit weights, dynamic int8) and ResNet-20 (float, static int8) at
+    Compression's pruned 4-bit weights, dynamic int8, static int8) and ResNet-20 (float, static int8) at
     batch 1 and 256. PyTorch has no faster path for unstructured zeros on CPU, so the Deep
     Compression model runs as a dense float one there. int8 is ENGINE: quantize_dynamic for
     LeNet-300-100, FX graph mode static quantization (batch norms folded, per-channel
@@ -120,9 +120,19 @@ def infer_benchmarks(x, report, wanted):
     with torch.no_grad():
         for layer, keep in ((dc.fc1, 0.08), (dc.fc2, 0.09), (dc.fc3, 0.26)):
             layer.weight.mul_((torch.rand_like(layer.weight) < keep).float())
+    dynamic = quantize_dynamic(MLP().eval(), {nn.Linear}, dtype=torch.qint8)
     models = {"lenet300-float": (mlp, x),
               "lenet300-dc": (dc, x),
-              "lenet300-int8": (quantize_dynamic(MLP().eval(), {nn.Linear}, dtype=torch.qint8), x)}
+              "lenet300-int8": (dynamic, x),
+              # PyTorch has one dynamic form (its engine picks the activations' range).
+              "lenet300-int8full": (dynamic, x)}
+    # FX static quantization, as recipes/quantize-static.yaml: per-channel int8 weights, 8-bit
+    # inputs calibrated (MinMax) on 1280 training images; PyTorch fuses the ReLUs.
+    prepared = prepare_fx(MLP().eval(), get_default_qconfig_mapping(ENGINE), example_inputs=(x[:8],))
+    with torch.inference_mode():
+        for i in range(10):
+            prepared(x[i * 128:(i + 1) * 128])
+    models["lenet300-static"] = (convert_fx(prepared), x)
     cifar = torch.randn(512, 3, 32, 32)
     if any("resnet20" in w for w in wanted):
         rf = ResNet20().eval()

@@ -19,13 +19,15 @@
 //     quantized linear or convolution (8-bit inputs with calibrated
 //     parameters; ungrouped, undilated convolutions), its exact integer
 //     sums rescaled to float, as quantized::linear and quantized::conv2d
-//     compute them (with float output);
-//   - "sparse": a linear layer whose weight density is below what this
-//     machine's sparse kernels beat at that batch size (sparse.Worth, from
-//     a measured sweep; see docs/PERFORMANCE.md) on internal/sparse, its
-//     input fake-quantized first if it is statically quantized (sparse
-//     wins over static int8: Deep Compression's pruned and quantized
-//     layers);
+//     compute them (with float output); and a dynamically quantized linear
+//     layer whose inputs span all 256 codes (not reduce_range), likewise.
+//     A ReLU after an integer linear layer runs in its output pass;
+//   - "sparse": a float linear layer whose weight density is below what
+//     this machine's sparse kernels beat at that batch size (sparse.Worth,
+//     from a measured sweep; see docs/PERFORMANCE.md) on internal/sparse
+//     (a quantized layer that runs on integer kernels stays on them: the
+//     dense int8 product beat the float sparse one on Deep Compression's
+//     pruned and quantized layers too);
 //   - "dense": everything else, in float32 (internal/gemm).
 //
 // A convolution's batch norm, and the ReLU or residual add and ReLU after
@@ -36,7 +38,7 @@
 // Quantized layers that do not run on integer kernels compute in float on
 // the values their integers stand for, as model.Logits does. Sparse
 // kernels sum each output in another order than a dense product, and a
-// static layer's exact integer sums differ from the float product of the
+// static (or full-range dynamic) layer's exact integer sums differ from the float product of the
 // same quantized values by that product's rounding: their logits differ
 // from model.Logits' in the last bits (the accuracies of the checkpoints
 // tested did not change: docs/PERFORMANCE.md). Options.Reference turns
@@ -158,9 +160,13 @@ func New(m *model.Model, opt Options) (*Model, error) {
 }
 
 // sparseCandidate is l's weight in sparse form when l is a float linear
-// layer sparse enough that some batch size would run it sparse.
+// layer sparse enough that some batch size would run it sparse. Layers on
+// integer kernels stay there: the dense int8 product beats the float
+// sparse one on every quantized checkpoint measured, Deep Compression's
+// 92%-pruned LeNet-300-100 included (3.8 against 7.1 µs at batch 1, 0.39
+// against 1.43 ms at 256; docs/PERFORMANCE.md).
 func sparseCandidate(l *model.Layer) *candidate {
-	if _, ok := l.Config.(*nn.Linear); !ok || len(l.Weights) != 1 || l.RunsInt8() {
+	if _, ok := l.Config.(*nn.Linear); !ok || len(l.Weights) != 1 || l.RunsInt8() || l.RunsFullInt8() || l.RunsStaticInt8() {
 		return nil
 	}
 	w := l.Weights[0]
@@ -310,7 +316,7 @@ func (r *Model) Layers(batch int) []Layer {
 				e.Kernel = "int8"
 			case c != nil && sparse.Worth(c.density, batch, c.in, c.out):
 				e.Kernel = "sparse"
-			case !r.opt.Reference && l.RunsStaticInt8():
+			case !r.opt.Reference && (l.RunsStaticInt8() || l.RunsFullInt8()):
 				e.Kernel = "int8"
 			default:
 				e.Kernel = "dense"

@@ -39,6 +39,13 @@ func testModels(t *testing.T) []testModel {
 	prune(pruned, rng, map[string]float64{"fc1": 0.08, "fc2": 0.09, "fc3": 0.5})
 	dynamic := model.MustNew(mlp, rng)
 	quantizeDynamic(dynamic)
+	// quantize-int8's default: dynamic inputs over all 256 codes, on
+	// integer kernels outside Reference (exact sums, not the float ones).
+	dynamicFull := model.MustNew(mlp, rng)
+	quantizeDynamic(dynamicFull)
+	for _, l := range dynamicFull.WeightLayers() {
+		l.Input.Spec.ReduceRange = false
+	}
 	// Deep Compression: pruned, then its weights on a 4-bit grid (computed
 	// in float on the values the integers stand for).
 	dc := model.MustNew(mlp, rng)
@@ -47,8 +54,8 @@ func testModels(t *testing.T) []testModel {
 		l.Quant = &quant.Spec{Bits: 4, Scheme: quant.Symmetric, Granularity: quant.PerTensor}
 	}
 	dc.Requantize()
-	// Deep Compression with QAT's static 8-bit inputs: sparse kernels win
-	// over static int8 ones where they are faster.
+	// Deep Compression with QAT's static 8-bit inputs: integer kernels,
+	// which beat the float sparse ones on such layers.
 	dcStatic := model.MustNew(mlp, rng)
 	prune(dcStatic, rng, map[string]float64{"fc1": 0.08, "fc2": 0.09, "fc3": 0.26})
 	staticInputs(dcStatic, quant.Spec{Bits: 4, Scheme: quant.Symmetric, Granularity: quant.PerTensor})
@@ -62,12 +69,13 @@ func testModels(t *testing.T) []testModel {
 		{"mlp", dense, []string{"dense", "dense", "dense"}, true, ""},
 		{"pruned", pruned, []string{"sparse", "sparse", "dense"}, false, ""},
 		{"dynamic", dynamic, []string{"int8", "int8", "int8"}, true, ""},
+		{"dynamic-full", dynamicFull, []string{"int8", "int8", "int8"}, false, ""},
 		{"deep-compression", dc, []string{"sparse", "sparse", "sparse"}, false, ""},
 		{"lstm-dynamic", lstm, []string{"int8", "int8"}, true, ""},
 		{"resnet", resnet, nil, true, ""},
 		{"lenet5", lenet, []string{"dense", "dense", "dense", "dense", "dense"}, true, ""},
 		{"resnet-static-int8", static, slices.Repeat([]string{"int8"}, 10), false, ""},
-		{"deep-compression-static", dcStatic, []string{"sparse", "sparse", "sparse"}, false, "int8"},
+		{"deep-compression-static", dcStatic, []string{"int8", "int8", "int8"}, false, ""},
 	}
 }
 

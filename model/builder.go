@@ -176,16 +176,35 @@ func (l *Layer) RunsStaticInt8() bool {
 		l.Input != nil && l.Input.Mode == "static" && l.Input.Spec.Bits == 8 && len(l.Input.Params.Scale) == 1 && len(l.Input.Params.ZeroPoint) == 1
 }
 
+// RunsFullInt8 reports whether a dynamically quantized layer whose inputs
+// are not reduce_range (quantize-int8's default: 8-bit codes over all 256
+// values) can evaluate on integer kernels (NetOptions.StaticInt8): a type
+// with both dynamic and static integer kernels (a linear layer), not
+// factored, symmetric weights of at most 8 bits. Unlike reduce_range
+// layers, whose integer arithmetic defines their results (PyTorch's
+// quantized::linear_dynamic), these are defined by the float evaluation of
+// their quantized values, which the exact integer sums differ from by that
+// evaluation's rounding, as a static layer's do.
+func (l *Layer) RunsFullInt8() bool {
+	r, ok := l.Config.(nn.Int8Runner)
+	s, ok2 := l.Config.(nn.StaticInt8Runner)
+	return ok && ok2 && r.RunsInt8() && s.RunsStaticInt8() && l.Rank == 0 && l.Quant != nil && l.Quant.Scheme == quant.Symmetric && l.Quant.Bits <= 8 &&
+		l.Input != nil && l.Input.Mode == "dynamic" && !l.Input.Spec.ReduceRange && l.Input.Spec.Bits <= 8
+}
+
 // int8Form is the layer as integer kernels run it, when it evaluates on them:
 // a layer type with integer kernels (nn.Int8Runner), not factored, with
 // symmetric weights of at most 8 bits and inputs quantized dynamically as
 // PyTorch's dynamic operators do (reduce_range); with static set, also a
-// layer whose inputs are quantized statically (RunsStaticInt8). Other
+// layer whose inputs are quantized statically (RunsStaticInt8) or
+// dynamically over the full range (RunsFullInt8). Other
 // quantized layers evaluate in float on the values their integers stand for.
 func (l *Layer) int8Form(static bool) *nn.Int8 {
 	var q *nn.Int8
 	switch {
 	case l.RunsInt8():
+		q = &nn.Int8{Act: l.Input.Spec}
+	case static && l.RunsFullInt8():
 		q = &nn.Int8{Act: l.Input.Spec}
 	case static && l.RunsStaticInt8():
 		qmin, qmax := l.Input.Spec.Range()

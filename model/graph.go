@@ -3,6 +3,7 @@ package model
 import (
 	"fmt"
 	"math/rand/v2"
+	"slices"
 
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
@@ -105,9 +106,10 @@ type NetOptions struct {
 	// kernels.
 	Sparse map[string]*sparse.Matrix
 	// StaticInt8 (Eval only) runs statically quantized linear and conv
-	// layers on integer kernels (Layer.RunsStaticInt8): exact integer sums,
-	// so their outputs differ from the float evaluation of the same
-	// quantized values by that evaluation's rounding.
+	// layers (Layer.RunsStaticInt8), and dynamically quantized linear layers
+	// whose inputs are not reduce_range (Layer.RunsFullInt8), on integer
+	// kernels: exact integer sums, so their outputs differ from the float
+	// evaluation of the same quantized values by that evaluation's rounding.
 	StaticInt8 bool
 	// Fuse (Eval only) computes each convolution's batch norm, and the ReLU
 	// or residual add (and ReLU) after it, in the convolution's output pass
@@ -116,6 +118,28 @@ type NetOptions struct {
 	// model's weights once (the filters laid out by tap on the first run):
 	// the model must not change while the net is used, as with infer.New.
 	Fuse bool
+}
+
+// fusesReLU reports whether layer i, on integer kernels, applies the ReLU
+// that follows it: a type that can (nn.ReLUFuser), the next layer a plain
+// ReLU of layer i's output alone, which no other layer reads and no
+// adapter changes. The bits are those of the two layers apart.
+func (n *Net) fusesReLU(i int) bool {
+	ls := n.Model.Layers
+	l := ls[i]
+	if f, ok := l.Config.(nn.ReLUFuser); !ok || !f.FusesReLU() || l.Adapter != nil || i+1 >= len(ls) {
+		return false
+	}
+	next := ls[i+1]
+	if _, ok := next.Config.(*nn.ReLU); !ok || next.Adapter != nil || next.Input != nil || len(next.Inputs) != 1 || next.Inputs[0] != i {
+		return false
+	}
+	for j, o := range ls {
+		if j != i+1 && slices.Contains(o.Inputs, i) {
+			return false
+		}
+	}
+	return true
 }
 
 // Build compiles the model for a batch size.
@@ -174,6 +198,7 @@ func (n *Net) forward(x []float32) (*G.Node, error) {
 	if n.fuse {
 		n.chains, absorbed = n.fusionPlan()
 	}
+	skip := -1 // a ReLU the layer before it applies (nn.Int8.ReLU)
 	for i, l := range n.Model.Layers {
 		if absorbed[i] {
 			continue // built with its chain, at the chain's last layer
@@ -183,6 +208,10 @@ func (n *Net) forward(x []float32) (*G.Node, error) {
 			if outs[i], err = n.buildChain(ch, outs, in); err != nil {
 				return nil, err
 			}
+			continue
+		}
+		if i == skip {
+			outs[i] = outs[i-1]
 			continue
 		}
 		ins := make([]*G.Node, len(l.Inputs))
@@ -201,6 +230,9 @@ func (n *Net) forward(x []float32) (*G.Node, error) {
 			// whose arithmetic defines its results.
 			if w := n.sparse[l.Name]; w != nil && (b.int8 == nil || b.int8.Static != nil) {
 				b.int8, b.sparse = nil, w
+			}
+			if b.int8 != nil && n.fusesReLU(i) {
+				b.int8.ReLU, skip = true, i+1
 			}
 		}
 		var err error

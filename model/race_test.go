@@ -2,6 +2,6 @@
 
 package model
 
-// raceEnabled: under the race detector sync.Pool drops items on purpose,
-// so the zero-allocation tests do not apply.
+// raceEnabled: the race detector's instrumentation allocates, so
+// allocation counts mean nothing under it.
 const raceEnabled = true

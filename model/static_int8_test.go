@@ -6,7 +6,10 @@ import (
 	"strings"
 	"testing"
 
+	"go.yaml.in/yaml/v3"
+
 	"github.com/shrink-ml/shrink/arch"
+	"github.com/shrink-ml/shrink/config"
 	"github.com/shrink-ml/shrink/quant"
 )
 
@@ -86,4 +89,116 @@ func shapeSize(s []int) int {
 		n *= d
 	}
 	return n
+}
+
+// With NetOptions.StaticInt8, dynamically quantized linear layers whose
+// inputs are not reduce_range (recipes/quantize-int8.yaml's form) run on
+// integer kernels and give the float evaluation's logits up to its
+// rounding; without it they compute in float, and reduce_range layers run
+// on integer kernels either way.
+func TestFullRangeDynamicInt8AgreesWithFloat(t *testing.T) {
+	for _, reduce := range []bool{false, true} {
+		t.Run(map[bool]string{false: "full", true: "reduce"}[reduce], func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(7, 8))
+			m := MustNew(arch.Spec{Arch: "mlp", Inputs: 30, Hidden: arch.Widths{20, 12}, Classes: 5}, rng)
+			for _, l := range m.WeightLayers() {
+				l.Quant = &quant.Spec{Bits: 8, Scheme: quant.Symmetric, Granularity: quant.PerChannel}
+				l.Input = &ActQuant{Mode: "dynamic", Spec: quant.Spec{Bits: 8, Scheme: quant.Asymmetric, Granularity: quant.PerTensor, ReduceRange: reduce}}
+			}
+			m.Requantize()
+			const batch = 7
+			x := make([]float32, batch*30)
+			for i := range x {
+				x[i] = float32(rng.NormFloat64())
+			}
+			run := func(int8 bool) ([]float32, int) {
+				t.Helper()
+				net, err := Build(m, NetOptions{Batch: batch, Mode: ModeEval, StaticInt8: int8})
+				if err != nil {
+					t.Fatal(err)
+				}
+				copy(net.X, x)
+				if err := net.Run(); err != nil {
+					t.Fatal(err)
+				}
+				ops := 0
+				for _, node := range net.g.AllNodes() {
+					if node.Op() != nil && strings.HasSuffix(node.Op().String(), ".int8") {
+						ops++
+					}
+				}
+				return slices.Clone(net.Logits()), ops
+			}
+			float, fops := run(false)
+			integer, iops := run(true)
+			wantF := 0
+			if reduce {
+				wantF = 3
+			}
+			if fops != wantF || iops != 3 {
+				t.Errorf("%d integer ops without StaticInt8 and %d with, want %d and 3", fops, iops, wantF)
+			}
+			if reduce && !slices.Equal(integer, float) {
+				t.Errorf("reduce_range layers changed with StaticInt8")
+			}
+			if d := maxRelDiff(integer, float); d > 1e-5 {
+				t.Errorf("integer and float evaluations differ by %g of the largest logit", d)
+			}
+		})
+	}
+}
+
+// An integer linear layer applies the ReLU after it in its output pass
+// only when nothing else reads the layer's output: here layer a feeds both
+// the ReLU and a residual add, so the ReLU stays a layer of its own, while
+// b's ReLU is fused. Either way the logits are the float evaluation's up
+// to its rounding.
+func TestFusedReLUOnlyWhenAlone(t *testing.T) {
+	var raw map[string]any
+	src := `{input: [6], classes: 3, layers: [{name: a, type: linear, out: 8}, {name: ra, type: relu},
+		{name: b, type: linear, out: 8}, {name: rb, type: relu}, {name: s, type: add, from: [a, rb]}, {name: o, type: linear, out: 3}]}`
+	if err := yaml.Unmarshal([]byte(src), &raw); err != nil {
+		t.Fatal(err)
+	}
+	spec := arch.Default()
+	if errs := config.Decode(raw, spec); len(errs) > 0 {
+		t.Fatal(errs)
+	}
+	rng := rand.New(rand.NewPCG(11, 12))
+	m := MustNew(*spec, rng)
+	staticQuantize(m, -3, 5, false)
+	const batch = 5
+	x := make([]float32, batch*6)
+	for i := range x {
+		x[i] = float32(rng.NormFloat64())
+	}
+	run := func(static bool) ([]float32, map[string]bool) {
+		t.Helper()
+		net, err := Build(m, NetOptions{Batch: batch, Mode: ModeEval, StaticInt8: static})
+		if err != nil {
+			t.Fatal(err)
+		}
+		copy(net.X, x)
+		if err := net.Run(); err != nil {
+			t.Fatal(err)
+		}
+		ops := map[string]bool{}
+		for _, node := range net.g.AllNodes() {
+			if node.Op() != nil {
+				ops[node.Op().String()] = true
+			}
+		}
+		return slices.Clone(net.Logits()), ops
+	}
+	float, fops := run(false)
+	integer, iops := run(true)
+	if !fops["ra"] || !fops["rb"] {
+		t.Fatalf("the float net lacks its ReLUs: %v", fops)
+	}
+	if !iops["ra"] || iops["rb"] {
+		t.Errorf("integer net: ReLU ra present %v (want true: a is read twice), rb present %v (want false: fused)", iops["ra"], iops["rb"])
+	}
+	if d := maxRelDiff(integer, float); d > 1e-5 {
+		t.Errorf("integer and float evaluations differ by %g of the largest logit", d)
+	}
 }

@@ -95,6 +95,17 @@ type Int8 struct {
 	Weights []Int8Weight // in Builder.Weights' order
 	Act     quant.Spec
 	Static  *Int8Static // nil: dynamic
+	// ReLU: the layer's output goes through a ReLU, which the layer applies
+	// in its output pass (the network then skips the ReLU layer). Set only
+	// for types that implement ReLUFuser.
+	ReLU bool
+}
+
+// ReLUFuser is implemented by layer types whose integer kernels apply a
+// ReLU that follows them in their output pass (Int8.ReLU), with the bits
+// the separate ReLU gives.
+type ReLUFuser interface {
+	FusesReLU() bool
 }
 
 // Int8Static are a statically quantized input's parameters: codes

@@ -53,10 +53,10 @@ func (a *app) benchCommand() *cobra.Command {
 		Long: `Time CHECKPOINT's inference as package infer runs it (shrink eval and predict
 use the same): latency at batch 1 and throughput at --batch N, median and 90th
 percentile over about --time of calls each, one call at a time, on seeded random
-inputs. It lists the kernels each layer runs on at both sizes: int8 (dynamically
-quantized layers, exact integer products), sparse (pruned linear layers below the
-density this machine's sparse kernels beat dense ones at; see docs/PERFORMANCE.md)
-or dense float. Compare stages of a run by benching each stage's model.
+inputs. It lists the kernels each layer runs on at both sizes: int8 (quantized
+layers, static or dynamic, exact integer products), sparse (pruned float linear
+layers below the density this machine's sparse kernels beat dense ones at; see
+docs/PERFORMANCE.md) or dense float. Compare stages of a run by benching each stage's model.
 
 CHECKPOINT is any stage's output, a compressed export or an ONNX file; a plain
 PyTorch state_dict needs --recipe for its architecture. Timings are of this

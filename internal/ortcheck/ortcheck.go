@@ -26,6 +26,7 @@ import (
 	"github.com/shrink-ml/shrink/checkpoint"
 	"github.com/shrink-ml/shrink/data"
 	"github.com/shrink-ml/shrink/export/onnxexport"
+	"github.com/shrink-ml/shrink/infer"
 	"github.com/shrink-ml/shrink/internal/gemm"
 	"github.com/shrink-ml/shrink/internal/npy"
 	"github.com/shrink-ml/shrink/internal/ortest"
@@ -265,7 +266,7 @@ func Verdict(r Row) string {
 }
 
 // timeBoth times onnxruntime (median of 200 runs after 20) and shrink's
-// eval net (median of as many runs) at batch 1 and 256, one thread each.
+// inference (package infer; median of as many runs) at batch 1 and 256, one thread each.
 func timeBoth(rt *ortest.Runtime, r *Row, m *model.Model, test *data.Split, file string) error {
 	gemm.SetThreads(1)
 	for i, n := range []int{1, 256} {
@@ -280,15 +281,18 @@ func timeBoth(rt *ortest.Runtime, r *Row, m *model.Model, test *data.Split, file
 			return err
 		}
 		r.ORT[i] = time.Duration(res.Timing.MedianMS * 1e6)
-		net, err := model.Build(m, model.NetOptions{Batch: n, Mode: model.ModeEval})
+		// shrink's side is package infer, what shrink eval, predict and bench
+		// run: integer kernels for static and full-range dynamic int8 layers
+		// (a bare eval net runs those in float on fake-quantized values).
+		im, err := infer.New(m, infer.Options{MaxBatch: n, Sizes: 1})
 		if err != nil {
 			return err
 		}
-		copy(net.X, s.X)
+		logits := make([]float32, n*im.Classes())
 		var ts []time.Duration
 		for k := 0; k < runs+20; k++ {
 			t0 := time.Now()
-			if err := net.Run(); err != nil {
+			if err := im.PredictInto(logits, s.X[:n*im.InputSize()], n); err != nil {
 				return err
 			}
 			if k >= 20 {

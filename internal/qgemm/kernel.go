@@ -37,8 +37,9 @@ type impl struct {
 	// quantize sets the codes of m rows of k values (see code).
 	quantize func(m, k int, x []float32, ldx int, q []uint8, ldq int, inv float32, zp, qmax int32)
 	// dequant sets, for m rows of n values, y[i][j] (+)=
-	// float32(acc[i][j]-zc[j])*mult[j] + bias[j] (see dequantGo).
-	dequant func(m, n int, acc []int32, ldacc int, zc []int32, mult, bias, y []float32, ldy int, add bool)
+	// float32(acc[i][j]-zc[j])*mult[j] + bias[j], then max(y, 0) with relu
+	// (see dequantGo).
+	dequant func(m, n int, acc []int32, ldacc int, zc []int32, mult, bias, y []float32, ldy int, add, relu bool)
 }
 
 // active is the implementation in use, chosen once at start-up; only tests

@@ -81,13 +81,17 @@ var (
 
 // pickVNNI: one row streams B once through the 1×64 kernel; few columns
 // (a convolution's channels) take the tall 24×16 tile, few rows the 4×64
-// one; the rest the general tile.
+// one; wide products the 6×64 tile where its columns pad no more than a
+// 32-wide tile's would, the rest the 12×32 tile.
 //
-// BenchmarkTiles (batch 256): the general tiles are within noise of each
-// other where n fills them (fc1 300, the LSTM's 512: 390-415 GOP/s);
-// 24×16 is twice as fast as 12×32 for n ≤ 16 (a convolution's channels,
-// the 10 classes) and slightly ahead for n = 100, where a 32-wide tile
-// computes 28% padding and a 16-wide one 12%.
+// BenchmarkTiles (batch 256): the general tiles are within 5% of each
+// other where n fills them; 6×64 (4 loads of B and 6 broadcasts of A per
+// 24 VPDPBUSD, against 2 and 12 for 12×32) was ahead in every run of
+// 2026-12-07: fc1 256×300×784 427 against 405 GOP/s, the LSTM's 512
+// gates 430-433 against 414-419 and 359 against 344. 24×16 is twice as
+// fast as 12×32 for n ≤ 16 (a convolution's channels, the 10 classes)
+// and ahead for n = 100 (368 against 339), where a 32-wide tile computes
+// 28% padding and a 16-wide one 12%.
 func pickVNNI(m, n int, _ Range) *tile {
 	switch {
 	case m == 1:
@@ -96,6 +100,8 @@ func pickVNNI(m, n int, _ Range) *tile {
 		return vnni4x64
 	case n <= 16 || (n < 128 && n%32 != 0 && n%32 <= 16):
 		return vnni24x16
+	case m >= 6 && (n%64 == 0 || n%64 > 32):
+		return vnni6x64
 	}
 	return vnni12x32
 }
@@ -139,16 +145,19 @@ func quantizeAsm(m, k int, x []float32, ldx int, q []uint8, ldq int, inv float32
 	quantizeAVX2(m, k, &x[0], ldx, &q[0], ldq, inv, zp, qmax, tailMask(k))
 }
 
-func dequantAsm(m, n int, acc []int32, ldacc int, zc []int32, mult, bias, y []float32, ldy int, add bool) {
+func dequantAsm(m, n int, acc []int32, ldacc int, zc []int32, mult, bias, y []float32, ldy int, add, relu bool) {
 	if m == 0 || n == 0 {
 		return
 	}
 	_, _, _, _, _ = acc[(m-1)*ldacc+n-1], zc[n-1], mult[n-1], bias[n-1], y[(m-1)*ldy+n-1]
-	a := 0
+	flags := 0
 	if add {
-		a = 1
+		flags |= 1
 	}
-	dequantAVX2(m, n, &acc[0], ldacc, &zc[0], &mult[0], &bias[0], &y[0], ldy, a, tailMask(n))
+	if relu {
+		flags |= 2
+	}
+	dequantAVX2(m, n, &acc[0], ldacc, &zc[0], &mult[0], &bias[0], &y[0], ldy, flags, tailMask(n))
 }
 
 // widen sets dst[i] = int16(src[i]).

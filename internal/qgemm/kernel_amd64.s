@@ -4282,7 +4282,7 @@ quantize_done:
 	VZEROUPPER
 	RET
 
-// func dequantAVX2(m int, n int, acc *int32, ldacc int, zc *int32, mult *float32, bias *float32, y *float32, ldy int, add int, tail *int32)
+// func dequantAVX2(m int, n int, acc *int32, ldacc int, zc *int32, mult *float32, bias *float32, y *float32, ldy int, flags int, tail *int32)
 // Requires: AVX, AVX2
 TEXT ·dequantAVX2(SB), NOSPLIT, $0-88
 	MOVQ    m+0(FP), AX
@@ -4295,52 +4295,68 @@ TEXT ·dequantAVX2(SB), NOSPLIT, $0-88
 	MOVQ    y+56(FP), R8
 	MOVQ    ldy+64(FP), R9
 	SHLQ    $0x02, R9
-	MOVQ    add+72(FP), R10
-	MOVQ    tail+80(FP), R11
-	VMOVDQU (R11), Y15
-	MOVQ    n+8(FP), R11
-	ANDQ    $-8, R11
+	MOVQ    flags+72(FP), R10
+	MOVQ    R10, R11
+	ANDQ    $0x01, R11
+	ANDQ    $0x02, R10
+	MOVQ    tail+80(FP), R12
+	VMOVDQU (R12), Y15
+	VXORPS  Y14, Y14, Y14
+	MOVQ    n+8(FP), R12
+	ANDQ    $-8, R12
 
 dequant_row:
 	TESTQ AX, AX
 	JZ    dequant_done
-	XORQ  R12, R12
+	XORQ  R13, R13
 
 dequant_8:
-	CMPQ      R12, R11
+	CMPQ      R13, R12
 	JGE       dequant_tail
-	VMOVDQU   (CX)(R12*4), Y0
-	VPSUBD    (BX)(R12*4), Y0, Y0
+	VMOVDQU   (CX)(R13*4), Y0
+	VPSUBD    (BX)(R13*4), Y0, Y0
 	VCVTDQ2PS Y0, Y0
-	VMULPS    (SI)(R12*4), Y0, Y0
-	VADDPS    (DI)(R12*4), Y0, Y0
-	TESTQ     R10, R10
+	VMULPS    (SI)(R13*4), Y0, Y0
+	VADDPS    (DI)(R13*4), Y0, Y0
+	TESTQ     R11, R11
 	JZ        dequant_store
-	VADDPS    (R8)(R12*4), Y0, Y0
+	VADDPS    (R8)(R13*4), Y0, Y0
 
 dequant_store:
-	VMOVUPS Y0, (R8)(R12*4)
-	ADDQ    $0x08, R12
+	TESTQ  R10, R10
+	JZ     dequant_stored
+	VCMPPS $0x06, Y14, Y0, Y2
+	VANDPS Y2, Y0, Y0
+
+dequant_stored:
+	VMOVUPS Y0, (R8)(R13*4)
+	ADDQ    $0x08, R13
 	JMP     dequant_8
 
 dequant_tail:
-	CMPQ       R12, n+8(FP)
+	CMPQ       R13, n+8(FP)
 	JE         dequant_next
-	VPMASKMOVD (CX)(R12*4), Y15, Y0
-	VPMASKMOVD (BX)(R12*4), Y15, Y1
+	VPMASKMOVD (CX)(R13*4), Y15, Y0
+	VPMASKMOVD (BX)(R13*4), Y15, Y1
 	VPSUBD     Y1, Y0, Y0
 	VCVTDQ2PS  Y0, Y0
-	VMASKMOVPS (SI)(R12*4), Y15, Y1
+	VMASKMOVPS (SI)(R13*4), Y15, Y1
 	VMULPS     Y1, Y0, Y0
-	VMASKMOVPS (DI)(R12*4), Y15, Y1
+	VMASKMOVPS (DI)(R13*4), Y15, Y1
 	VADDPS     Y1, Y0, Y0
-	TESTQ      R10, R10
+	TESTQ      R11, R11
 	JZ         dequant_tailstore
-	VMASKMOVPS (R8)(R12*4), Y15, Y1
+	VMASKMOVPS (R8)(R13*4), Y15, Y1
 	VADDPS     Y1, Y0, Y0
 
 dequant_tailstore:
-	VMASKMOVPS Y0, Y15, (R8)(R12*4)
+	TESTQ  R10, R10
+	JZ     dequant_tailstored
+	VCMPPS $0x06, Y14, Y0, Y2
+	VANDPS Y2, Y0, Y0
+
+dequant_tailstored:
+	VMASKMOVPS Y0, Y15, (R8)(R13*4)
 
 dequant_next:
 	ADDQ DX, CX

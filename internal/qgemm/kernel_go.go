@@ -93,18 +93,21 @@ func code(x, inv float32, zp, qmax int32) int32 {
 // dequantGo sets y[i][j] = t or y[i][j] += t with
 // t = float32(float32(acc[i][j]-zc[j])*mult[j]) + bias[j]: each operation
 // rounded on its own (the conversion stops the compiler from fusing a
-// multiply-add, which the assembly does not do either).
-func dequantGo(m, n int, acc []int32, ldacc int, zc []int32, mult, bias, y []float32, ldy int, add bool) {
+// multiply-add, which the assembly does not do either). With relu, y[i][j]
+// is then max(y[i][j], 0) as Go computes it: NaN stays, -0 becomes +0.
+func dequantGo(m, n int, acc []int32, ldacc int, zc []int32, mult, bias, y []float32, ldy int, add, relu bool) {
 	zc, mult, bias = zc[:n], mult[:n], bias[:n]
 	for i := 0; i < m; i++ {
 		ar, yr := acc[i*ldacc:i*ldacc+n], y[i*ldy:i*ldy+n]
 		for j := range yr {
 			t := float32(float32(ar[j]-zc[j])*mult[j]) + bias[j]
 			if add {
-				yr[j] += t
-			} else {
-				yr[j] = t
+				t += yr[j]
 			}
+			if relu {
+				t = max(t, 0)
+			}
+			yr[j] = t
 		}
 	}
 }

@@ -117,7 +117,8 @@ func minMaxAVX2(m int, k int, x *float32, ldx int, tail *int32) (lo float32, hi 
 //go:noescape
 func quantizeAVX2(m int, k int, x *float32, ldx int, q *uint8, ldq int, inv float32, zp int32, qmax int32, tail *int32)
 
-// dequantAVX2 sets y[i][j] (+)= float32(acc[i][j]-zc[j])*mult[j] + bias[j], each operation rounded.
+// dequantAVX2 sets y[i][j] (+)= float32(acc[i][j]-zc[j])*mult[j] + bias[j], each operation rounded;
+// flags bit 0 adds to y, bit 1 then applies max(y, 0) as Go's max does (NaN stays NaN, -0 becomes +0).
 //
 //go:noescape
-func dequantAVX2(m int, n int, acc *int32, ldacc int, zc *int32, mult *float32, bias *float32, y *float32, ldy int, add int, tail *int32)
+func dequantAVX2(m int, n int, acc *int32, ldacc int, zc *int32, mult *float32, bias *float32, y *float32, ldy int, flags int, tail *int32)

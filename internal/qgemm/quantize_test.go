@@ -181,7 +181,8 @@ func TestQuantizeImplsAgree(t *testing.T) {
 
 // TestDequantizeImplsAgree: the same bits on every path as the formula
 // written out, for per-tensor and per-channel scales, with and without a
-// bias, set and add, sums beyond 2^24 (rounded when converted) included.
+// bias, set, add and ReLU (NaN, zeros and infinities in the bias), sums
+// beyond 2^24 (rounded when converted) included.
 func TestDequantizeImplsAgree(t *testing.T) {
 	rng := rand.New(rand.NewPCG(7, 8))
 	for _, n := range []int{1, 5, 8, 9, 16, 33, 300} {
@@ -205,8 +206,13 @@ func TestDequantizeImplsAgree(t *testing.T) {
 					ws[i] = float32(rng.Float64() * 0.01)
 				}
 			}
-			for _, bias := range [][]float32{nil, randFloats(rng, n)} {
-				for _, add := range []bool{false, true} {
+			special := randFloats(rng, n) // NaN, zeros and infinities through the ReLU
+			for o := range special {
+				special[o] = []float32{float32(math.NaN()), float32(math.Copysign(0, -1)), 0, float32(math.Inf(-1)), float32(math.Inf(1)), special[o]}[o%6]
+			}
+			for _, bias := range [][]float32{nil, randFloats(rng, n), special} {
+				for _, mode := range []string{"set", "add", "relu"} {
+					add, relu := mode == "add", mode == "relu"
 					y0 := randFloats(rng, m*ldy)
 					want := append([]float32(nil), y0...)
 					for i := 0; i < m; i++ {
@@ -220,20 +226,36 @@ func TestDequantizeImplsAgree(t *testing.T) {
 							if add {
 								v = want[i*ldy+o] + v
 							}
+							if relu && !(v > 0) && v == v { // max(v, 0): NaN stays, -0 becomes +0
+								v = 0
+							}
 							want[i*ldy+o] = v
 						}
 					}
 					for _, name := range impls() {
 						withImpl(t, name, func() {
 							y := append([]float32(nil), y0...)
-							if add {
+							if mode != "add" {
+								// The precomputed epilogue gives the same bits.
+								y2 := append([]float32(nil), y0...)
+								NewEpilogue(a, p, ws, bias).Dequantize(m, acc, ldacc, y2, ldy, relu)
+								for i := range y2 {
+									if math.Float32bits(y2[i]) != math.Float32bits(want[i]) {
+										t.Fatalf("%s n=%d perChannel=%v bias=%v %s (Epilogue): y[%d] = %v, want %v", name, n, perChannel, bias != nil, mode, i, y2[i], want[i])
+									}
+								}
+							}
+							switch mode {
+							case "add":
 								DequantizeAdd(m, acc, ldacc, a, p, ws, bias, y, ldy)
-							} else {
+							case "relu":
+								DequantizeReLU(m, acc, ldacc, a, p, ws, bias, y, ldy)
+							default:
 								Dequantize(m, acc, ldacc, a, p, ws, bias, y, ldy)
 							}
 							for i := range y {
 								if math.Float32bits(y[i]) != math.Float32bits(want[i]) {
-									t.Fatalf("%s n=%d perChannel=%v bias=%v add=%v: y[%d] = %v, want %v", name, n, perChannel, bias != nil, add, i, y[i], want[i])
+									t.Fatalf("%s n=%d perChannel=%v bias=%v %s: y[%d] = %v, want %v", name, n, perChannel, bias != nil, mode, i, y[i], want[i])
 								}
 							}
 						})

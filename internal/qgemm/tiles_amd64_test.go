@@ -9,6 +9,31 @@ import (
 	"golang.org/x/sys/cpu"
 )
 
+// Every VNNI tile, forced as the only one, computes the exact product on
+// shapes around its edges (pickVNNI chooses among them by shape, so the
+// shape tests alone reach each tile on some sizes only).
+func TestVNNITiles(t *testing.T) {
+	if !cpu.X86.HasAVX512F || !cpu.X86.HasAVX512VNNI {
+		t.Skip("no AVX-512 VNNI")
+	}
+	rng := rand.New(rand.NewPCG(11, 12))
+	for _, tl := range []*tile{vnni12x32, vnni8x48, vnni6x64, vnni4x64, vnni24x16, vnni1x64} {
+		t.Run(tl.name, func(t *testing.T) {
+			prev := active.Load()
+			defer active.Store(prev)
+			im := *chooseImpl("vnni")
+			im.pick = func(int, int, Range) *tile { return tl }
+			active.Store(&im)
+			for _, m := range []int{1, 5, 6, 7, 13, 25, 130} {
+				for _, n := range []int{1, 10, 33, 63, 64, 65, 100, 129, 300} {
+					k := []int{1, 3, 4, 28, 100, 300, 1030}[rng.IntN(7)]
+					check(t, mmCase{m: m, n: n, k: k, r: []Range{Full, Reduced}[rng.IntN(2)], padA: rng.IntN(3) * 3, padC: rng.IntN(2) * 5, tight: rng.IntN(2) == 0, seed: rng.Uint64()})
+				}
+			}
+		})
+	}
+}
+
 // BenchmarkTiles compares the candidate tiles of each family on the
 // batch-256 shapes, each as the only tile of its implementation. It is
 // how pickVNNI's and pickAVX2's tiles were chosen.

@@ -779,9 +779,10 @@ func quantizeKernel() {
 //	t = float32(acc[j] - zc[j]) * mult[j] + bias[j]   (each op rounded)
 //	y[j] = t, or y[j] + t when add ≠ 0
 func dequantKernel() {
-	TEXT("dequantAVX2", NOSPLIT, "func(m, n int, acc *int32, ldacc int, zc *int32, mult, bias, y *float32, ldy int, add int, tail *int32)")
+	TEXT("dequantAVX2", NOSPLIT, "func(m, n int, acc *int32, ldacc int, zc *int32, mult, bias, y *float32, ldy int, flags int, tail *int32)")
 	Pragma("noescape")
-	Doc("dequantAVX2 sets y[i][j] (+)= float32(acc[i][j]-zc[j])*mult[j] + bias[j], each operation rounded.")
+	Doc("dequantAVX2 sets y[i][j] (+)= float32(acc[i][j]-zc[j])*mult[j] + bias[j], each operation rounded;",
+		"flags bit 0 adds to y, bit 1 then applies max(y, 0) as Go's max does (NaN stays NaN, -0 becomes +0).")
 	m := Load(Param("m"), GP64())
 	acc := Load(Param("acc"), GP64())
 	ldacc := Load(Param("ldacc"), GP64())
@@ -792,10 +793,26 @@ func dequantKernel() {
 	y := Load(Param("y"), GP64())
 	ldy := Load(Param("ldy"), GP64())
 	SHLQ(U8(2), ldy)
-	add := Load(Param("add"), GP64())
+	flags := Load(Param("flags"), GP64())
+	add, relu := GP64(), GP64()
+	MOVQ(flags, add)
+	ANDQ(U8(1), add)
+	MOVQ(flags, relu)
+	ANDQ(U8(2), relu)
 	tail := Load(Param("tail"), GP64())
 	mask := Y15
 	VMOVDQU(Mem{Base: tail}, mask)
+	zero := Y14
+	VXORPS(zero, zero, zero)
+	// rectify keeps Y0 where it is above 0 or NaN (not less-or-equal,
+	// unordered: predicate 6) and zeroes it elsewhere, -0 included.
+	rectify := func(skip string) {
+		TESTQ(relu, relu)
+		JZ(LabelRef(skip))
+		VCMPPS(U8(6), zero, Y0, Y2)
+		VANDPS(Y2, Y0, Y0)
+		Label(skip)
+	}
 	n8 := Load(Param("n"), GP64())
 	ANDQ(I8(-8), n8)
 	j := GP64()
@@ -816,6 +833,7 @@ func dequantKernel() {
 	JZ(LabelRef("dequant_store"))
 	VADDPS(at(y), Y0, Y0)
 	Label("dequant_store")
+	rectify("dequant_stored")
 	VMOVUPS(Y0, at(y))
 	ADDQ(U8(8), j)
 	JMP(LabelRef("dequant_8"))
@@ -835,6 +853,7 @@ func dequantKernel() {
 	VMASKMOVPS(at(y), mask, Y1)
 	VADDPS(Y1, Y0, Y0)
 	Label("dequant_tailstore")
+	rectify("dequant_tailstored")
 	VMASKMOVPS(Y0, mask, at(y))
 	Label("dequant_next")
 	ADDQ(ldacc, acc)
