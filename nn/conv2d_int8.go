@@ -78,6 +78,7 @@ type convInt8Op struct {
 	patch []uint8   // im2row
 	acc   []int32
 	ycl   []float32 // one image's rescaled outputs, channels-last
+	deq   *qgemm.Epilogue
 	out   *tensor.Dense
 }
 
@@ -249,22 +250,29 @@ func (o *convInt8Op) chunk(x, y []float32, b0, nb, c, h, w, oh, ow int) {
 	}
 	// Output row i of an image is perRow·i rows into its sums; the rows
 	// between (windows leaving the image) are rescaled and dropped.
+	if o.deq == nil {
+		// The rescale's constants, once (the bias is set after newConvInt8Op).
+		o.deq = qgemm.NewEpilogue(o.act, o.full, o.wScale, o.bias)
+	}
+	// A ReLU alone runs in the rescale's pass (qgemm's ReLU: Go's max bits).
+	relu := o.epi != nil && o.epi.relu && o.epi.norm == nil && !o.epi.hasRes
+	epi := o.epi
+	if relu {
+		epi = nil
+	}
 	if o.outCL {
 		// Output row i of image b straight into y [B, OH·OW, O].
 		for b := 0; b < nb; b++ {
 			img := y[(b0+b)*oplane*o.o : (b0+b+1)*oplane*o.o]
 			if perRow == ow {
-				qgemm.Dequantize(oplane, acc[b*perImage*o.o:], o.o, o.act, o.full, o.wScale, o.bias, img, o.o)
+				o.deq.Dequantize(oplane, acc[b*perImage*o.o:], o.o, img, o.o, relu)
 			} else {
-				rows := (oh-1)*perRow + ow
-				ycl := growFloats(&o.ycl, rows*o.o)
-				qgemm.Dequantize(rows, acc[b*perImage*o.o:], o.o, o.act, o.full, o.wScale, o.bias, ycl, o.o)
 				for i := 0; i < oh; i++ {
-					copy(img[i*ow*o.o:(i+1)*ow*o.o], ycl[i*perRow*o.o:])
+					o.deq.Dequantize(ow, acc[(b*perImage+i*perRow)*o.o:], o.o, img[i*ow*o.o:], o.o, relu)
 				}
 			}
-			if o.epi != nil {
-				o.epi.pixels(img, b0+b)
+			if epi != nil {
+				epi.pixels(img, b0+b)
 			}
 		}
 		return
@@ -272,7 +280,7 @@ func (o *convInt8Op) chunk(x, y []float32, b0, nb, c, h, w, oh, ow int) {
 	rows := (oh-1)*perRow + ow
 	ycl := growFloats(&o.ycl, rows*o.o)
 	for b := 0; b < nb; b++ {
-		qgemm.Dequantize(rows, acc[b*perImage*o.o:], o.o, o.act, o.full, o.wScale, o.bias, ycl, o.o)
+		o.deq.Dequantize(rows, acc[b*perImage*o.o:], o.o, ycl, o.o, relu)
 		dst := y[(b0+b)*o.o*oplane:]
 		if perRow == ow {
 			gemm.Transpose(oplane, o.o, ycl, o.o, dst, oplane)
@@ -281,10 +289,10 @@ func (o *convInt8Op) chunk(x, y []float32, b0, nb, c, h, w, oh, ow int) {
 				gemm.Transpose(ow, o.o, ycl[i*perRow*o.o:], o.o, dst[i*ow:], oplane)
 			}
 		}
-		if o.epi != nil {
+		if epi != nil {
 			for oc := 0; oc < o.o; oc++ {
 				at := ((b0+b)*o.o + oc) * oplane
-				o.epi.channel(y[at:at+oplane], oc, at)
+				epi.channel(y[at:at+oplane], oc, at)
 			}
 		}
 	}
