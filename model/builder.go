@@ -229,3 +229,40 @@ func (l *Layer) int8Form(static bool) *nn.Int8 {
 	}
 	return q
 }
+
+var _ nn.ReLUFusingBuilder = (*layerBuilder)(nil)
+
+// fuseReLU turns FuseReLU on; tests turn it off to compare.
+var fuseReLU = true
+
+// FuseReLU lets a training batch norm apply the ReLU layer that follows it
+// when that ReLU alone reads its output and nothing sits between them (no
+// adapter, no input quantization, as in QAT): the same bits as the two
+// layers' ops, with two passes over the activations fewer each way.
+// Other modes keep one op per layer (calibration observes, inference folds).
+func (b *layerBuilder) FuseReLU() bool {
+	if !fuseReLU {
+		return false
+	}
+	n, l := b.net, b.layer
+	layers := n.Model.Layers
+	i := l.Index
+	if n.Mode != ModeTrain || l.Adapter != nil || i < 0 || i+1 >= len(layers) || layers[i] != l {
+		return false
+	}
+	next := layers[i+1]
+	if next.Type != "relu" || len(next.Inputs) != 1 || next.Inputs[0] != i || next.Input != nil || next.Adapter != nil {
+		return false
+	}
+	for _, o := range layers {
+		if o == next {
+			continue
+		}
+		for _, j := range o.Inputs {
+			if j == i {
+				return false
+			}
+		}
+	}
+	return true
+}

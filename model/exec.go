@@ -7,6 +7,8 @@ import (
 
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
+
+	"github.com/shrink-ml/shrink/internal/vec"
 )
 
 // executor runs the part of a gorgonia graph that some outputs need, calling each
@@ -144,9 +146,6 @@ func (s *sumInto) do(o G.Op, args []G.Value) (G.Value, error) {
 		return o.Do(args...)
 	}
 	y := buffer(&s.out, a.Shape()...)
-	x1, x2, yd := f32(a), f32(b), f32(y)
-	for i := range yd {
-		yd[i] = x1[i] + x2[i]
-	}
+	vec.Add(f32(y), f32(a), f32(b))
 	return y, nil
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/shrink-ml/shrink/internal/gemm"
 	"github.com/shrink-ml/shrink/internal/op"
 	"github.com/shrink-ml/shrink/internal/par"
+	"github.com/shrink-ml/shrink/internal/vec"
 )
 
 func init() {
@@ -86,6 +87,15 @@ type StatsFreezer interface {
 	FrozenStats() *bool
 }
 
+// ReLUFusingBuilder is implemented by Builders that let a batch norm apply the
+// ReLU reading its output, when that ReLU is its output's only reader: the
+// relu layer then adds no op of its own (ReLU.Build returns the batch
+// norm's node). The bits are those of the two ops in turn; each direction
+// saves a pass over the activations.
+type ReLUFusingBuilder interface {
+	FuseReLU() bool
+}
+
 func (b *BatchNorm) Build(bd Builder, in []*G.Node) (*G.Node, error) {
 	x := in[0]
 	st := &bnState{eps: b.Eps, momentum: b.Momentum, rows: bd.Rows(), training: bd.Training(),
@@ -97,7 +107,11 @@ func (b *BatchNorm) Build(bd Builder, in []*G.Node) (*G.Node, error) {
 	if b.Affine {
 		args = append(args, bd.Param("weight"), bd.Param("bias"))
 	}
-	return G.ApplyOp(&bnOp{Base: op.NewBase(bd.Name()), st: st, dims: x.Dims(), affine: b.Affine}, args...)
+	o := &bnOp{Base: op.NewBase(bd.Name()), st: st, dims: x.Dims(), affine: b.Affine}
+	if f, ok := bd.(ReLUFusingBuilder); ok && f.FuseReLU() {
+		o.relu = true
+	}
+	return G.ApplyOp(o, args...)
 }
 
 // bnState is what a batch norm's forward leaves for its backward.
@@ -140,6 +154,7 @@ type bnOp struct {
 	st     *bnState
 	dims   int
 	affine bool
+	relu   bool // max(y, 0) too: see ReLUFusingBuilder
 	out    *tensor.Dense
 	// per call, for Run
 	x, y, w, bias []float32
@@ -205,16 +220,9 @@ func (o *bnOp) Run(c, _ int) {
 	if st.batchStats() {
 		rows := st.realRows(B)
 		n := rows * S
-		var sum float64
-		for b := 0; b < rows; b++ {
-			sum += sum64(o.x[(b*C+c)*S : (b*C+c+1)*S])
-		}
-		mean := sum / float64(n)
-		var sq float64
-		for b := 0; b < rows; b++ {
-			sq += sqDev64(o.x[(b*C+c)*S:(b*C+c+1)*S], mean)
-		}
-		variance := sq / float64(n)
+		x := o.x[c*S:]
+		mean := vec.BNSum(x, rows, S, C*S) / float64(n)
+		variance := vec.BNSqDev(x, rows, S, C*S, mean) / float64(n)
 		st.batchMean[c], st.invStd[c] = mean, 1/math.Sqrt(variance+st.eps)
 		m := st.momentum
 		st.mean[c] = float32(m*mean + (1-m)*float64(st.mean[c]))
@@ -226,61 +234,22 @@ func (o *bnOp) Run(c, _ int) {
 	if o.affine {
 		a, shift = st.invStd[c]*float64(o.w[c]), float64(o.bias[c])-st.batchMean[c]*st.invStd[c]*float64(o.w[c])
 	}
-	af, bf := float32(a), float32(shift)
-	for b := 0; b < B; b++ {
-		at := (b*C + c) * S
-		scaleShift(o.y[at:at+S], o.x[at:at+S], af, bf)
+	if o.relu {
+		vec.ScaleShiftReLU(o.y[c*S:], o.x[c*S:], B, S, C*S, float32(a), float32(shift))
+		return
 	}
-}
-
-// sum64 is Σx in float64, in four interleaved partial sums.
-func sum64(x []float32) float64 {
-	var s0, s1, s2, s3 float64
-	i := 0
-	for ; i+4 <= len(x); i += 4 {
-		s0 += float64(x[i])
-		s1 += float64(x[i+1])
-		s2 += float64(x[i+2])
-		s3 += float64(x[i+3])
-	}
-	for ; i < len(x); i++ {
-		s0 += float64(x[i])
-	}
-	return (s0 + s1) + (s2 + s3)
-}
-
-// sqDev64 is Σ(x - mean)² in float64, in four interleaved partial sums.
-func sqDev64(x []float32, mean float64) float64 {
-	var s0, s1, s2, s3 float64
-	i := 0
-	for ; i+4 <= len(x); i += 4 {
-		d0, d1, d2, d3 := float64(x[i])-mean, float64(x[i+1])-mean, float64(x[i+2])-mean, float64(x[i+3])-mean
-		s0 += d0 * d0
-		s1 += d1 * d1
-		s2 += d2 * d2
-		s3 += d3 * d3
-	}
-	for ; i < len(x); i++ {
-		d := float64(x[i]) - mean
-		s0 += d * d
-	}
-	return (s0 + s1) + (s2 + s3)
-}
-
-// scaleShift sets y = x·a + b.
-func scaleShift(y, x []float32, a, b float32) {
-	x = x[:len(y)]
-	for i, v := range x {
-		y[i] = v*a + b
-	}
+	vec.ScaleShift(o.y[c*S:], o.x[c*S:], B, S, C*S, float32(a), float32(shift))
 }
 
 func (o *bnOp) DiffWRT(n int) []bool { return op.All(n) }
 func (o *bnOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) {
-	g := &bnGradOp{Base: op.NewBase(o.Name() + ".grad"), st: o.st, dims: o.dims, affine: o.affine}
+	g := &bnGradOp{Base: op.NewBase(o.Name() + ".grad"), st: o.st, dims: o.dims, affine: o.affine, relu: o.relu}
 	args := G.Nodes{grad, inputs[0]}
 	if o.affine {
 		args = append(args, inputs[1])
+	}
+	if o.relu {
+		args = append(args, output)
 	}
 	dx, err := G.ApplyOp(g, args...)
 	if err != nil {
@@ -308,29 +277,41 @@ func (o *bnOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) {
 //	dx = (dy - mean(dy) - (x - mean)·invstd²·mean(dy·(x - mean)))·invstd·weight
 //
 // In eval, dx = dy·invstd·weight.
+//
+// With a fused ReLU (relu), its last input is the op's output y, and dy is
+// the gradient after the ReLU: it is first kept only where y is non-zero.
 type bnGradOp struct {
 	op.Base
 	st     *bnState
 	dims   int
 	affine bool
+	relu   bool
 	dw, db []float32
 	out    *tensor.Dense
 	// per call, for Run
-	dy, x, w, dx []float32
-	shape        [3]int
+	dy, x, w, y, dx []float32
+	shape           [3]int
 }
 
 func (o *bnGradOp) Arity() int {
+	n := 2
 	if o.affine {
-		return 3
+		n++
 	}
-	return 2
+	if o.relu {
+		n++
+	}
+	return n
 }
 func (o *bnGradOp) Type() hmType {
+	ts := []int{o.dims, o.dims}
 	if o.affine {
-		return op.Fn(o.dims, o.dims, 1, o.dims)
+		ts = append(ts, 1)
 	}
-	return op.Fn(o.dims, o.dims, o.dims)
+	if o.relu {
+		ts = append(ts, o.dims)
+	}
+	return op.Fn(append(ts, o.dims)...)
 }
 func (o *bnGradOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 	return op.ShapeOf(in[0]).Clone(), nil
@@ -347,8 +328,11 @@ func (o *bnGradOp) Do(in ...G.Value) (G.Value, error) {
 	if o.affine {
 		o.w = op.F32(in[2])
 	}
+	if o.relu {
+		o.y = op.F32(in[len(in)-1])
+	}
 	par.Do(o, C, min(gemm.Threads(), C, max(1, B*C*S/minParallel)))
-	o.dy, o.x, o.dx, o.w = nil, nil, nil, nil
+	o.dy, o.x, o.dx, o.w, o.y = nil, nil, nil, nil, nil
 	return dx, nil
 }
 
@@ -358,12 +342,12 @@ func (o *bnGradOp) Run(c, _ int) {
 	st := o.st
 	rows := st.realRows(B)
 	mean, inv := st.batchMean[c], st.invStd[c]
+	dy, x, dx := o.dy[c*S:], o.x[c*S:], o.dx[c*S:]
 	var sdy, sdyx float64 // Σdy and Σdy·(x - mean)
-	for b := 0; b < rows; b++ {
-		at := (b*C + c) * S
-		s, d := dotDev64(o.dy[at:at+S], o.x[at:at+S], mean)
-		sdy += s
-		sdyx += d
+	if o.relu {
+		sdy, sdyx = vec.BNDotDevReLU(dy, o.y[c*S:], x, rows, S, C*S, mean)
+	} else {
+		sdy, sdyx = vec.BNDotDev(dy, x, rows, S, C*S, mean)
 	}
 	o.db[c], o.dw[c] = float32(sdy), float32(sdyx*inv)
 	scale := inv
@@ -371,46 +355,26 @@ func (o *bnGradOp) Run(c, _ int) {
 		scale *= float64(o.w[c])
 	}
 	if !st.batchStats() {
-		k := float32(scale)
-		for b := 0; b < B; b++ {
-			at := (b*C + c) * S
-			scaleShift(o.dx[at:at+S], o.dy[at:at+S], k, 0)
+		if o.relu {
+			for b := 0; b < B; b++ {
+				at := (b*C + c) * S
+				vec.ReLUGrad(o.dx[at:at+S], o.y[at:at+S], o.dy[at:at+S])
+			}
+			dy = dx
 		}
+		vec.ScaleShift(dx, dy, B, S, C*S, float32(scale), 0)
 		return
 	}
 	n := float64(rows * S)
-	gm, k := float32(sdy/n), float32(sdyx/n*inv*inv)
-	mf, sf := float32(mean), float32(scale)
-	for b := 0; b < rows; b++ {
-		at := (b*C + c) * S
-		d, dy, x := o.dx[at:at+S], o.dy[at:at+S], o.x[at:at+S]
-		for i, g := range dy {
-			d[i] = (g - gm - (x[i]-mf)*k) * sf
-		}
+	gm, mf, k, sf := float32(sdy/n), float32(mean), float32(sdyx/n*inv*inv), float32(scale)
+	if o.relu {
+		vec.BNGradInReLU(dx, dy, o.y[c*S:], x, rows, S, C*S, gm, mf, k, sf)
+	} else {
+		vec.BNGradIn(dx, dy, x, rows, S, C*S, gm, mf, k, sf)
 	}
 	for b := rows; b < B; b++ {
 		clear(o.dx[(b*C+c)*S : (b*C+c+1)*S])
 	}
-}
-
-// dotDev64 is Σdy and Σdy·(x - mean) in float64.
-func dotDev64(dy, x []float32, mean float64) (sum, dot float64) {
-	x = x[:len(dy)]
-	var s0, s1, d0, d1 float64
-	i := 0
-	for ; i+2 <= len(dy); i += 2 {
-		g0, g1 := float64(dy[i]), float64(dy[i+1])
-		s0 += g0
-		s1 += g1
-		d0 += g0 * (float64(x[i]) - mean)
-		d1 += g1 * (float64(x[i+1]) - mean)
-	}
-	for ; i < len(dy); i++ {
-		g := float64(dy[i])
-		s0 += g
-		d0 += g * (float64(x[i]) - mean)
-	}
-	return s0 + s1, d0 + d1
 }
 
 // bnParamGradOp is the weight's (which 0) or the bias's (which 1) gradient,

@@ -127,7 +127,7 @@ func (e *epilogue) channel(y []float32, c, at int) {
 			y[i] = v + bias
 		}
 	case e.norm != nil:
-		vec.ScaleShift(y, e.norm.a[c], e.norm.b[c])
+		vec.ScaleShift(y, y, 1, len(y), len(y), e.norm.a[c], e.norm.b[c])
 	}
 	switch {
 	case e.res != nil && e.resCL:
@@ -149,7 +149,7 @@ func (e *epilogue) channel(y []float32, c, at int) {
 			y[i] = v + r[i]
 		}
 	case e.relu:
-		vec.ReLU(y)
+		vec.ReLU(y, y)
 	}
 }
 
@@ -171,7 +171,7 @@ func (e *epilogue) pixels(y []float32, b int) {
 				y[i] = v + r[i]
 			}
 		case e.relu:
-			vec.ReLU(y[:n*o])
+			vec.ReLU(y[:n*o], y[:n*o])
 		}
 		return
 	}

@@ -7,6 +7,7 @@ import (
 	"github.com/shrink-ml/shrink/internal/gemm"
 	"github.com/shrink-ml/shrink/internal/op"
 	"github.com/shrink-ml/shrink/internal/par"
+	"github.com/shrink-ml/shrink/internal/vec"
 )
 
 // Convolutions other than the plain one (any stride, padding, dilation or
@@ -375,6 +376,11 @@ func im2colGeneral(x, cols []float32, d convDims, b0, nb int) {
 				iw0 := kj*dw - pw
 				// The output columns whose input column is inside the image.
 				lo, hi := validRange(iw0, sw, d.W, d.OW)
+				if sw == 2 && lo < hi {
+					im2colStride2(x, dst, d, b0, nb, c, ki*dh-ph, iw0, lo, hi)
+					r++
+					continue
+				}
 				for b := 0; b < nb; b++ {
 					plane := x[((b0+b)*d.C+c)*d.H*d.W:]
 					for oh := 0; oh < d.OH; oh++ {
@@ -402,6 +408,28 @@ func im2colGeneral(x, cols []float32, d convDims, b0, nb int) {
 	}
 }
 
+// im2colStride2 is im2colGeneral's row of patches for channel c and one tap
+// (input row oh·sh + ih0, column 2·ow + iw0) at stride 2 along rows:
+// vec.Gather2 copies the valid outputs lo..hi of the valid rows, and the
+// padding around them is cleared.
+func im2colStride2(x, dst []float32, d convDims, b0, nb, c, ih0, iw0, lo, hi int) {
+	sh := d.stride[0]
+	oLo, oHi := validRange(ih0, sh, d.H, d.OH)
+	for b := 0; b < nb; b++ {
+		out := dst[b*d.P : (b+1)*d.P]
+		clear(out[:oLo*d.OW])
+		clear(out[oHi*d.OW:])
+		for oh := oLo; oh < oHi; oh++ {
+			clear(out[oh*d.OW : oh*d.OW+lo])
+			clear(out[oh*d.OW+hi : (oh+1)*d.OW])
+		}
+		if oLo < oHi {
+			plane := x[((b0+b)*d.C+c)*d.H*d.W : ((b0+b)*d.C+c+1)*d.H*d.W]
+			vec.Gather2(out[oLo*d.OW+lo:], d.OW, plane[(oLo*sh+ih0)*d.W+iw0+2*lo:], sh*d.W, oHi-oLo, hi-lo)
+		}
+	}
+}
+
 // col2imGeneral sets images [b0, b0+nb) of dx [B, C, H, W] from the patch
 // gradients dcols [C·KH·KW, nb·P], im2colGeneral's transpose: gradients that
 // fall on the padding are dropped.
@@ -416,6 +444,20 @@ func col2imGeneral(dcols, dx []float32, d convDims, b0, nb int) {
 				src := dcols[r*n : (r+1)*n]
 				iw0 := kj*dw - pw
 				lo, hi := validRange(iw0, sw, d.W, d.OW)
+				if sw == 2 {
+					// One tap adds at most once to each value: the rows in one
+					// call keep every value's order of sums.
+					ih0 := ki*dh - ph
+					oLo, oHi := validRange(ih0, sh, d.H, d.OH)
+					if lo >= hi || oLo >= oHi {
+						continue
+					}
+					for b := 0; b < nb; b++ {
+						plane := dx[((b0+b)*d.C+c)*d.H*d.W : ((b0+b)*d.C+c+1)*d.H*d.W]
+						vec.AddTo2(plane[(oLo*sh+ih0)*d.W+iw0+2*lo:], sh*d.W, src[b*d.P+oLo*d.OW+lo:], d.OW, oHi-oLo, hi-lo)
+					}
+					continue
+				}
 				for b := 0; b < nb; b++ {
 					plane := dx[((b0+b)*d.C+c)*d.H*d.W:]
 					for oh := 0; oh < d.OH; oh++ {

@@ -33,6 +33,7 @@ var chunkedCases = []convCase{
 	{49, 64, 7, 7, 64, 3, 3, convParams{Square(1), Square(1), Square(1), 1}},   // stage 3: 4 images a chunk
 	{37, 6, 9, 11, 10, 5, 3, convParams{Square(1), Pair{2, 1}, Square(1), 1}},  // 5x3, padding 2 and 1  // ResNet stage 1: one image a chunk
 	{0, 64, 7, 7, 64, 3, 3, convParams{Square(1), Square(1), Square(1), 1}},    // stage 3: 4 images a chunk, then 2
+	{0, 12, 5, 6, 9, 3, 3, convParams{Square(1), Square(1), Square(1), 1}},     // narrow images, whole-plane transposes, Cin != Cout
 	{0, 16, 28, 28, 32, 3, 3, convParams{Square(2), Square(1), Square(1), 1}},  // stage 2's entry
 	{0, 16, 28, 28, 32, 1, 1, convParams{Square(2), Square(0), Square(1), 1}},  // its 1x1 shortcut
 	{0, 1, 28, 28, 16, 3, 3, convParams{Square(1), Square(1), Square(1), 1}},   // the stem
@@ -40,6 +41,8 @@ var chunkedCases = []convCase{
 	{0, 6, 40, 33, 5, 5, 3, convParams{Square(1), Pair{2, 1}, Square(1), 1}},   // rectangular kernel
 	{0, 4, 21, 21, 6, 3, 3, convParams{Pair{2, 1}, Pair{0, 2}, Pair{1, 2}, 1}}, // mixed strides and padding
 	{0, 32, 20, 20, 32, 3, 3, convParams{Square(1), Square(3), Square(1), 1}},  // padding past the kernel's reach
+	{0, 3, 11, 13, 4, 3, 5, convParams{Pair{1, 2}, Pair{1, 2}, Square(1), 1}},  // stride 2 along rows only (vec.Gather2)
+	{0, 2, 9, 70, 3, 3, 3, convParams{Square(2), Square(2), Pair{1, 2}, 1}},    // stride 2, width dilated, over 32 outputs a row
 }
 
 // TestChunkedConvMatchesDirect checks the chunked forward, input and weight

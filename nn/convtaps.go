@@ -80,7 +80,7 @@ func (g *tallGeom) output(b, oh int) int { return (b*g.imageRows + oh) * g.wp }
 // tallWork is one worker's layouts. They are zeroed when made: the pixels
 // are rewritten for every chunk, the separators and the positions outside
 // the images never.
-type tallWork struct{ in, out []float32 }
+type tallWork struct{ in, out, flat []float32 }
 
 // tallScratch is an op's per-worker layouts for one geometry.
 type tallScratch struct {
@@ -97,9 +97,53 @@ func (s *tallScratch) prepare(d convDims, parts func(*tallGeom) int) int {
 	g := &s.g
 	workers := min(gemm.Threads(), parts(g))
 	for len(s.work) < workers {
-		s.work = append(s.work, tallWork{in: make([]float32, g.size*g.cin), out: make([]float32, g.outChunk*g.cout)})
+		w := tallWork{in: make([]float32, g.size*g.cin), out: make([]float32, g.outChunk*g.cout)}
+		if g.narrow() {
+			w.flat = make([]float32, g.plane*max(g.cin, g.cout))
+		}
+		s.work = append(s.work, w)
 	}
 	return workers
+}
+
+// narrow reports whether images are narrower than gemm.Transpose's 8×8
+// blocks: their rows would be transposed value by value, so toRows and
+// fromRows transpose whole planes through a flat [H·W, C] scratch instead
+// (ResNet-20's 7×7 layer3).
+func (g *tallGeom) narrow() bool { return g.d.W < 8 }
+
+// toRows writes image img [c, H, W] into a layout as rows of channels: pixel
+// (ih, iw) at position base + ih·wp + iw.
+func (g *tallGeom) toRows(img []float32, c int, dst []float32, base int, flat []float32) {
+	W := g.d.W
+	if !g.narrow() {
+		for ih := 0; ih < g.d.H; ih++ {
+			gemm.Transpose(c, W, img[ih*W:], g.plane, dst[(base+ih*g.wp)*c:], c)
+		}
+		return
+	}
+	gemm.Transpose(c, g.plane, img, g.plane, flat, c)
+	for ih := 0; ih < g.d.H; ih++ {
+		at := (base + ih*g.wp) * c
+		copy(dst[at:at+W*c], flat[ih*W*c:(ih+1)*W*c])
+	}
+}
+
+// fromRows is toRows' inverse: image img [c, H, W] from the layout's rows
+// at base + oh·wp.
+func (g *tallGeom) fromRows(src []float32, c, base int, img, flat []float32) {
+	W := g.d.W
+	if !g.narrow() {
+		for oh := 0; oh < g.d.H; oh++ {
+			gemm.Transpose(W, c, src[(base+oh*g.wp)*c:], c, img[oh*W:], g.plane)
+		}
+		return
+	}
+	for oh := 0; oh < g.d.H; oh++ {
+		at := (base + oh*g.wp) * c
+		copy(flat[oh*W*c:(oh+1)*W*c], src[at:at+W*c])
+	}
+	gemm.Transpose(g.plane, c, flat, c, img, g.plane)
 }
 
 func chunksOfTall(g *tallGeom) int { return g.ch.chunks }
@@ -150,18 +194,12 @@ func (t *tallForward) Run(chunk, worker int) {
 	b0, nb := g.ch.span(chunk, d.B)
 	ws := &t.s.work[worker]
 	for b := 0; b < nb; b++ {
-		img := t.x[(b0+b)*g.cin*g.plane:]
-		for ih := 0; ih < d.H; ih++ {
-			gemm.Transpose(g.cin, d.W, img[ih*d.W:], g.plane, ws.in[g.pixel(b, ih)*g.cin:], g.cin)
-		}
+		g.toRows(t.x[(b0+b)*g.cin*g.plane:], g.cin, ws.in, g.pixel(b, 0), ws.flat)
 	}
 	m := g.outputs(nb)
 	gemm.Taps(m, g.cout, g.cin, t.offs, 1, ws.in, g.cin, t.wt, g.cout, 0, ws.out, g.cout)
 	for b := 0; b < nb; b++ {
-		img := t.y[(b0+b)*g.cout*g.plane:]
-		for oh := 0; oh < d.H; oh++ {
-			gemm.Transpose(d.W, g.cout, ws.out[g.output(b, oh)*g.cout:], g.cout, img[oh*d.W:], g.plane)
-		}
+		g.fromRows(ws.out, g.cout, g.output(b, 0), t.y[(b0+b)*g.cout*g.plane:], ws.flat)
 	}
 	if t.epi != nil {
 		t.epi.images(t.y, b0, nb)
@@ -243,10 +281,7 @@ func (t *tallGradW) Run(part, worker int) {
 					copy(ws.in[at:at+d.W], img[c*g.plane+ih*d.W:c*g.plane+(ih+1)*d.W])
 				}
 			}
-			dimg := t.dy[(b0+b)*g.cout*g.plane:]
-			for oh := 0; oh < d.H; oh++ {
-				gemm.Transpose(g.cout, d.W, dimg[oh*d.W:], g.plane, ws.out[g.output(b, oh)*g.cout:], g.cout)
-			}
+			g.toRows(t.dy[(b0+b)*g.cout*g.plane:], g.cout, ws.out, g.output(b, 0), ws.flat)
 		}
 		beta := float32(1)
 		if chunk == c0 {

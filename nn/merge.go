@@ -9,6 +9,7 @@ import (
 
 	"github.com/shrink-ml/shrink/arch"
 	"github.com/shrink-ml/shrink/internal/op"
+	"github.com/shrink-ml/shrink/internal/vec"
 )
 
 func init() {
@@ -65,12 +66,15 @@ func (o *addOp) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 func (o *addOp) Do(in ...G.Value) (G.Value, error) {
 	y := op.Buffer(&o.out, op.Dims(in[0])...)
 	yd := op.F32(y)
-	copy(yd, op.F32(in[0]))
-	for _, v := range in[1:] {
-		x := op.F32(v)[:len(yd)]
-		for i := range yd {
-			yd[i] += x[i]
-		}
+	// ((in0 + in1) + in2) + ...: the first sum reads both inputs, with no
+	// copy of in0 first.
+	if len(in) == 1 {
+		copy(yd, op.F32(in[0]))
+		return y, nil
+	}
+	vec.Add(yd, op.F32(in[0]), op.F32(in[1]))
+	for _, v := range in[2:] {
+		vec.Add(yd, yd, op.F32(v))
 	}
 	return y, nil
 }

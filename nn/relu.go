@@ -1,13 +1,12 @@
 package nn
 
 import (
-	"math"
-
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 
 	"github.com/shrink-ml/shrink/arch"
 	"github.com/shrink-ml/shrink/internal/op"
+	"github.com/shrink-ml/shrink/internal/vec"
 )
 
 func init() {
@@ -26,6 +25,9 @@ func (*ReLU) Tensors([]arch.Shape) []arch.Tensor        { return nil }
 func (*ReLU) MACs([]arch.Shape, arch.Shape) int64       { return 0 }
 
 func (*ReLU) Build(b Builder, in []*G.Node) (*G.Node, error) {
+	if bn, ok := in[0].Op().(*bnOp); ok && bn.relu {
+		return in[0], nil // the batch norm applied it (ReLUFusingBuilder)
+	}
 	return G.ApplyOp(&reluOp{Base: op.NewBase(b.Name()), dims: in[0].Dims()}, in[0])
 }
 
@@ -53,10 +55,7 @@ func (o *reluOp) Do(in ...G.Value) (G.Value, error) {
 
 func (o *reluOp) Run(part, _ int) {
 	lo, hi := o.ew.span(part)
-	y := o.y[lo:hi]
-	for i, v := range o.x[lo:hi] {
-		y[i] = max(v, 0)
-	}
+	vec.ReLU(o.y[lo:hi], o.x[lo:hi])
 }
 func (o *reluOp) DiffWRT(int) []bool { return []bool{true} }
 func (o *reluOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) {
@@ -88,11 +87,6 @@ func (o *reluGradOp) Do(in ...G.Value) (G.Value, error) {
 
 func (o *reluGradOp) Run(part, _ int) {
 	lo, hi := o.ew.span(part)
-	y, dy, d := o.y[lo:hi], o.dy[lo:hi], o.dx[lo:hi]
-	for i, v := range y {
-		// y is +0 or positive: keep dy where its bits are non-zero. Branch-free,
-		// since ReLU's zeros fall at random.
-		keep := -min(math.Float32bits(v), 1)
-		d[i] = math.Float32frombits(math.Float32bits(dy[i]) & keep)
-	}
+	// y is +0 or positive: keep dy where its bits are non-zero.
+	vec.ReLUGrad(o.dx[lo:hi], o.y[lo:hi], o.dy[lo:hi])
 }

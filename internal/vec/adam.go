@@ -1,6 +1,8 @@
 // Package vec holds the element-wise kernels of training that the matrix
-// products left dominant: the Adam update, in AVX2 assembly generated with avo
-// (asm/gen.go) and in plain Go, bit-identical to each other.
+// products left dominant: the Adam update, the LSTM cell, batch norm's
+// per-channel passes (bn.go), ReLU and adds (elt.go), in AVX2 or AVX-512
+// assembly generated with avo (asm/) and in plain Go, bit-identical to each
+// other.
 package vec
 
 import "math"
