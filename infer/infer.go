@@ -30,6 +30,11 @@
 //     pruned and quantized layers too);
 //   - "dense": everything else, in float32 (internal/gemm).
 //
+// A convolution's batch norm, and the ReLU or residual add and ReLU after
+// it, run in the convolution's output pass (model.NetOptions.Fuse) with
+// the separate layers' arithmetic: the same bits, one pass over the
+// activations fewer per layer.
+//
 // Quantized layers that do not run on integer kernels compute in float on
 // the values their integers stand for, as model.Logits does. Sparse
 // kernels sum each output in another order than a dense product, and a
@@ -264,7 +269,7 @@ func (r *Model) get(p *pool) (*model.Net, error) {
 		return net, nil
 	}
 	r.mu.Unlock()
-	net, err := model.Build(r.m, model.NetOptions{Batch: p.batch, Mode: model.ModeEval, Sparse: p.sparse, StaticInt8: !r.opt.Reference})
+	net, err := model.Build(r.m, model.NetOptions{Batch: p.batch, Mode: model.ModeEval, Sparse: p.sparse, StaticInt8: !r.opt.Reference, Fuse: !r.opt.Reference})
 	if err != nil {
 		return nil, fmt.Errorf("infer: compiling for a batch of %d: %w", p.batch, err)
 	}

@@ -13,6 +13,9 @@ import (
 // step allocates nothing, whatever the model family, masking or fake
 // quantization (QAT's observers reuse their scratch).
 func TestTrainStepDoesNotAllocate(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates; run without -race")
+	}
 	lstmSpec := arch.Spec{Arch: "lstm", Input: arch.Shape{7, 5}, Hidden: arch.Widths{16}, NumLayers: 2, Classes: 4}
 	for _, tc := range []struct {
 		name   string

@@ -73,6 +73,11 @@ type Net struct {
 	sparse map[string]*sparse.Matrix
 	// staticInt8: statically quantized layers run on integer kernels (Eval).
 	staticInt8 bool
+	// fuse: batch norms, residual adds and ReLUs run in their convolution's
+	// output pass (Eval, fuse.go).
+	fuse bool
+	// chains are the fused chains by their last layer (fuse.go).
+	chains map[int]*fusedChain
 }
 
 // Param is a trainable tensor: the model's slice, its mask and its gradient.
@@ -106,6 +111,13 @@ type NetOptions struct {
 	// kernels: exact integer sums, so their outputs differ from the float
 	// evaluation of the same quantized values by that evaluation's rounding.
 	StaticInt8 bool
+	// Fuse (Eval only) computes each convolution's batch norm, and the ReLU
+	// or residual add (and ReLU) after it, in the convolution's output pass
+	// (nn.Fusion), with the separate layers' arithmetic: the same outputs,
+	// without a pass over the activations per layer. The net reads the
+	// model's weights once (the filters laid out by tap on the first run):
+	// the model must not change while the net is used, as with infer.New.
+	Fuse bool
 }
 
 // fusesReLU reports whether layer i, on integer kernels, applies the ReLU
@@ -167,7 +179,7 @@ func newNet(m *Model, opt NetOptions, g *G.ExprGraph, scope string) *Net {
 	n := &Net{Model: m, Batch: opt.Batch, Mode: opt.Mode, g: g, scope: scope, rows: opt.Batch, rng: opt.Rand,
 		inputQ: map[string]*fakeQuantOp{}, observe: map[string]*observerOp{}}
 	if opt.Mode == ModeEval {
-		n.sparse, n.staticInt8 = opt.Sparse, opt.StaticInt8
+		n.sparse, n.staticInt8, n.fuse = opt.Sparse, opt.StaticInt8, opt.Fuse
 	}
 	return n
 }
@@ -182,8 +194,22 @@ func (n *Net) forward(x []float32) (*G.Node, error) {
 	in := G.NewTensor(n.g, tensor.Float32, len(inShape), G.WithShape(inShape...), G.WithName(n.scope+"x"),
 		G.WithValue(tensor.New(tensor.WithShape(inShape...), tensor.WithBacking(n.X))))
 	outs := make([]*G.Node, len(n.Model.Layers))
+	var absorbed map[int]bool
+	if n.fuse {
+		n.chains, absorbed = n.fusionPlan()
+	}
 	skip := -1 // a ReLU the layer before it applies (nn.Int8.ReLU)
 	for i, l := range n.Model.Layers {
+		if absorbed[i] {
+			continue // built with its chain, at the chain's last layer
+		}
+		if ch := n.chains[i]; ch != nil {
+			var err error
+			if outs[i], err = n.buildChain(ch, outs, in); err != nil {
+				return nil, err
+			}
+			continue
+		}
 		if i == skip {
 			outs[i] = outs[i-1]
 			continue

@@ -6,6 +6,7 @@ import (
 	G "gorgonia.org/gorgonia"
 	"gorgonia.org/tensor"
 
+	"github.com/shrink-ml/shrink/internal/gemm"
 	"github.com/shrink-ml/shrink/internal/op"
 	"github.com/shrink-ml/shrink/internal/qgemm"
 )
@@ -65,14 +66,19 @@ type convInt8Op struct {
 	act          qgemm.Params // the codes' parameters, zero point shifted to unsigned codes
 	r            qgemm.Range
 	rows         []*qgemm.Packed // stride 1: kernel row ki, [O, KW·C] in (kj, c) order
-	full         *qgemm.Packed   // other strides: [O, KH·KW·C] in (ki, kj, c) order
-	rowSum       []int32         // Σ w[o] over the whole filter
-	mult         []float32       // s_x·s_w[o]
-	// scratch, sized on the first call
-	codes []uint8 // the input's codes, NCHW
-	img   []uint8 // padded channels-last codes, plus slack for the last rows
-	patch []uint8 // im2row
+	full         *qgemm.Packed   // [O, KH·KW·C] in (ki, kj, c) order: other strides' product, every stride's row sums
+	wScale       []float32       // s_w, per tensor or per output channel
+	bias         []float32       // BuildFused: the bias, added by the rescale; nil: none (or added after)
+	epi          *epilogue       // BuildFused: norm, residual, ReLU per output plane
+	inCL, outCL  bool            // BuildFused: x, y laid out [B, H, W, C] (Fusion)
+	// scratch for one chunk of images, sized on the first call
+	geo   [4]int    // the chunk's images, C, H, W the scratch is laid out for
+	xt    []float32 // one image channels-last
+	img   []uint8   // padded channels-last codes of a chunk, plus slack for the last rows
+	patch []uint8   // im2row
 	acc   []int32
+	ycl   []float32 // one image's rescaled outputs, channels-last
+	deq   *qgemm.Epilogue
 	out   *tensor.Dense
 }
 
@@ -104,26 +110,29 @@ func newConvInt8Op(name string, p convParams, w Int8Weight, act Int8Static) *con
 			reorder(b, ki, 1)
 			o.rows = append(o.rows, qgemm.Pack(b, o.o, o.kw*o.c))
 		}
-	} else {
-		b := make([]int8, o.o*kk*o.c)
-		reorder(b, 0, o.kh)
-		o.full = qgemm.Pack(b, o.o, kk*o.c)
 	}
-	o.rowSum = make([]int32, o.o)
-	o.mult = make([]float32, o.o)
-	for oc := range o.rowSum {
-		var s int32
-		for _, v := range w.Q[oc*o.c*kk : (oc+1)*o.c*kk] {
-			s += int32(v)
-		}
-		o.rowSum[oc] = s
-		o.mult[oc] = act.Scale * w.Scale[min(oc, len(w.Scale)-1)]
-	}
+	b := make([]int8, o.o*kk*o.c)
+	reorder(b, 0, o.kh)
+	o.full = qgemm.Pack(b, o.o, kk*o.c)
+	o.wScale = w.Scale
 	return o
 }
 
-func (o *convInt8Op) Arity() int   { return 1 }
-func (o *convInt8Op) Type() hmType { return op.Fn(4, 4) }
+func (o *convInt8Op) hasRes() bool { return o.epi != nil && o.epi.hasRes }
+
+func (o *convInt8Op) Arity() int {
+	if o.hasRes() {
+		return 2
+	}
+	return 1
+}
+
+func (o *convInt8Op) Type() hmType {
+	if o.hasRes() {
+		return op.Fn(4, 4, 4)
+	}
+	return op.Fn(4, 4)
+}
 
 func (o *convInt8Op) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 	x := op.ShapeOf(in[0])
@@ -135,8 +144,18 @@ func (o *convInt8Op) InferShape(in ...G.DimSizer) (tensor.Shape, error) {
 	if oh < 1 || ow < 1 {
 		return nil, fmt.Errorf("conv: input %v is smaller than filters [%d, %d, %d, %d]", x, o.o, o.c, o.kh, o.kw)
 	}
-	return tensor.Shape{x[0], o.o, oh, ow}, nil
+	s := tensor.Shape{x[0], o.o, oh, ow}
+	if o.hasRes() {
+		if r := op.ShapeOf(in[1]); !r.Eq(s) {
+			return nil, fmt.Errorf("conv: residual %v does not match the output %v", r, s)
+		}
+	}
+	return s, nil
 }
+
+// int8Budget bounds a chunk's int32 sums (values): 256 KiB, so a chunk's
+// codes, sums and outputs stay in L2 from one step to the next.
+const int8Budget = 1 << 16
 
 func (o *convInt8Op) Do(in ...G.Value) (G.Value, error) {
 	s := op.Dims(in[0])
@@ -146,79 +165,134 @@ func (o *convInt8Op) Do(in ...G.Value) (G.Value, error) {
 	oh := outSize(h, o.kh, o.stride[0], ph, 1)
 	ow := outSize(w, o.kw, o.stride[1], pw, 1)
 	x := op.F32(in[0])
-
-	// Codes, then the padded channels-last image. The slack after it lets
-	// the stride-1 products read whole rows past the last pixel.
-	codes := grow(&o.codes, len(x))
-	qgemm.QuantizeWith(1, len(x), x, len(x), o.act, o.r, codes, len(x))
-	slack := (o.kh-1)*wp*c + o.kw*c
-	img := grow(&o.img, nb*hp*wp*c+slack)
-	// The zero point everywhere (the padding), by doubling copies.
-	img[0] = uint8(o.act.ZeroPoint)
-	for n := 1; n < len(img); n *= 2 {
-		copy(img[n:], img[:n])
-	}
-	for b := 0; b < nb; b++ {
-		for ci := 0; ci < c; ci++ {
-			plane := codes[(b*c+ci)*h*w : (b*c+ci+1)*h*w]
-			base := ((b*hp+ph)*wp+pw)*c + ci
-			for i := 0; i < h; i++ {
-				dst := img[base+i*wp*c:]
-				for j, v := range plane[i*w : (i+1)*w] {
-					dst[j*c] = v
-				}
-			}
+	if o.epi != nil {
+		var res []float32
+		if o.hasRes() {
+			res = op.F32(in[1])
 		}
+		o.epi.prepare(o.o, oh*ow, res)
+		defer func() { o.epi.res = nil }()
 	}
-
 	y := op.Buffer(&o.out, nb, o.o, oh, ow)
 	yd := op.F32(y)
-	if o.rows != nil {
-		// Every pixel of the padded grid is a window's top-left corner.
-		m := nb * hp * wp
-		acc := growInt32s(&o.acc, m*o.o)
-		clear(acc)
-		for ki, p := range o.rows {
-			qgemm.MatMulAdd(m, img[ki*wp*c:], c, o.r, p, acc, o.o)
-		}
-		o.rescale(yd, acc, nb, oh, ow, hp*wp, wp)
-		return y, nil
-	}
-	k := o.kh * o.kw * c
-	m := nb * oh * ow
-	patch := grow(&o.patch, m*k)
-	sh, sw := o.stride[0], o.stride[1]
-	for b := 0; b < nb; b++ {
-		for i := 0; i < oh; i++ {
-			for j := 0; j < ow; j++ {
-				row := patch[((b*oh+i)*ow+j)*k:]
-				for ki := 0; ki < o.kh; ki++ {
-					src := img[((b*hp+i*sh+ki)*wp+j*sw)*c:]
-					copy(row[ki*o.kw*c:(ki+1)*o.kw*c], src[:o.kw*c])
-				}
-			}
+	chunk := max(1, min(nb, int8Budget/(hp*wp*max(o.o, c))))
+	if o.geo != [4]int{chunk, c, h, w} {
+		// The zero point everywhere: the padding keeps it, the pixels are
+		// rewritten for every chunk. The slack after the last image lets
+		// the stride-1 products read whole rows past its last pixel.
+		o.geo = [4]int{chunk, c, h, w}
+		slack := (o.kh-1)*wp*c + o.kw*c
+		o.img = make([]uint8, chunk*hp*wp*c+slack)
+		o.img[0] = uint8(o.act.ZeroPoint)
+		for n := 1; n < len(o.img); n *= 2 {
+			copy(o.img[n:], o.img[:n])
 		}
 	}
-	acc := growInt32s(&o.acc, m*o.o)
-	qgemm.MatMul(m, patch, k, o.r, o.full, acc, o.o)
-	o.rescale(yd, acc, nb, oh, ow, oh*ow, ow)
+	for b0 := 0; b0 < nb; b0 += chunk {
+		o.chunk(x, yd, b0, min(chunk, nb-b0), c, h, w, oh, ow)
+	}
 	return y, nil
 }
 
-// rescale writes y [B, O, OH, OW] from the sums acc, whose row for output
-// pixel (b, i, j) is b·perImage + i·perRow + j.
-func (o *convInt8Op) rescale(y []float32, acc []int32, nb, oh, ow, perImage, perRow int) {
-	zp := o.act.ZeroPoint
+// chunk computes images [b0, b0+nb): their codes laid out channels-last
+// (each image transposed, then quantized row by row into the padded
+// layout), the integer products, and the rescaled sums transposed back to
+// [O, OH·OW] planes, where the epilogue runs.
+func (o *convInt8Op) chunk(x, y []float32, b0, nb, c, h, w, oh, ow int) {
+	ph, pw := o.padding[0], o.padding[1]
+	hp, wp := h+2*ph, w+2*pw
+	plane, oplane := h*w, oh*ow
+	xt := growFloats(&o.xt, plane*c)
+	img := o.img
 	for b := 0; b < nb; b++ {
-		for oc := 0; oc < o.o; oc++ {
-			zc, mult := zp*o.rowSum[oc], o.mult[oc]
-			plane := y[(b*o.o+oc)*oh*ow:]
+		xb := x[(b0+b)*c*plane:]
+		if !o.inCL {
+			gemm.Transpose(c, plane, xb, plane, xt, c)
+			xb = xt
+		}
+		qgemm.QuantizeWith(h, w*c, xb, w*c, o.act, o.r, img[((b*hp+ph)*wp+pw)*c:], wp*c)
+	}
+	var acc []int32
+	perImage, perRow := oplane, ow
+	if o.rows != nil {
+		// A pixel of the padded grid is a window's top-left corner; an
+		// image's windows run from its first row to its last output
+		// pixel, the rows of the bottom padding are skipped (a fifth of
+		// the grid at 7x7).
+		perImage, perRow = hp*wp, wp
+		m := (oh-1)*perRow + ow
+		acc = growInt32s(&o.acc, nb*perImage*o.o)
+		for b := 0; b < nb; b++ {
+			ab := acc[b*perImage*o.o : (b*perImage+m)*o.o]
+			clear(ab)
+			for ki, p := range o.rows {
+				qgemm.MatMulAdd(m, img[(b*perImage+ki*wp)*c:], c, o.r, p, ab, o.o)
+			}
+		}
+	} else {
+		k := o.kh * o.kw * c
+		m := nb * oplane
+		patch := grow(&o.patch, m*k)
+		sh, sw := o.stride[0], o.stride[1]
+		for b := 0; b < nb; b++ {
 			for i := 0; i < oh; i++ {
-				a := acc[(b*perImage+i*perRow)*o.o+oc:]
-				dst := plane[i*ow : (i+1)*ow]
-				for j := range dst {
-					dst[j] = float32(float32(a[j*o.o]-zc) * mult)
+				for j := 0; j < ow; j++ {
+					row := patch[((b*oh+i)*ow+j)*k:]
+					for ki := 0; ki < o.kh; ki++ {
+						src := img[((b*hp+i*sh+ki)*wp+j*sw)*c:]
+						copy(row[ki*o.kw*c:(ki+1)*o.kw*c], src[:o.kw*c])
+					}
 				}
+			}
+		}
+		acc = growInt32s(&o.acc, m*o.o)
+		qgemm.MatMul(m, patch, k, o.r, o.full, acc, o.o)
+	}
+	// Output row i of an image is perRow·i rows into its sums; the rows
+	// between (windows leaving the image) are rescaled and dropped.
+	if o.deq == nil {
+		// The rescale's constants, once (the bias is set after newConvInt8Op).
+		o.deq = qgemm.NewEpilogue(o.act, o.full, o.wScale, o.bias)
+	}
+	// A ReLU alone runs in the rescale's pass (qgemm's ReLU: Go's max bits).
+	relu := o.epi != nil && o.epi.relu && o.epi.norm == nil && !o.epi.hasRes
+	epi := o.epi
+	if relu {
+		epi = nil
+	}
+	if o.outCL {
+		// Output row i of image b straight into y [B, OH·OW, O].
+		for b := 0; b < nb; b++ {
+			img := y[(b0+b)*oplane*o.o : (b0+b+1)*oplane*o.o]
+			if perRow == ow {
+				o.deq.Dequantize(oplane, acc[b*perImage*o.o:], o.o, img, o.o, relu)
+			} else {
+				for i := 0; i < oh; i++ {
+					o.deq.Dequantize(ow, acc[(b*perImage+i*perRow)*o.o:], o.o, img[i*ow*o.o:], o.o, relu)
+				}
+			}
+			if epi != nil {
+				epi.pixels(img, b0+b)
+			}
+		}
+		return
+	}
+	rows := (oh-1)*perRow + ow
+	ycl := growFloats(&o.ycl, rows*o.o)
+	for b := 0; b < nb; b++ {
+		o.deq.Dequantize(rows, acc[b*perImage*o.o:], o.o, ycl, o.o, relu)
+		dst := y[(b0+b)*o.o*oplane:]
+		if perRow == ow {
+			gemm.Transpose(oplane, o.o, ycl, o.o, dst, oplane)
+		} else {
+			for i := 0; i < oh; i++ {
+				gemm.Transpose(ow, o.o, ycl[i*perRow*o.o:], o.o, dst[i*ow:], oplane)
+			}
+		}
+		if epi != nil {
+			for oc := 0; oc < o.o; oc++ {
+				at := ((b0+b)*o.o + oc) * oplane
+				epi.channel(y[at:at+oplane], oc, at)
 			}
 		}
 	}
@@ -232,6 +306,13 @@ func (o *convInt8Op) SymDiff(G.Nodes, *G.Node, *G.Node) (G.Nodes, error) {
 func grow(buf *[]uint8, n int) []uint8 {
 	if cap(*buf) < n {
 		*buf = make([]uint8, n)
+	}
+	return (*buf)[:n]
+}
+
+func growFloats(buf *[]float32, n int) []float32 {
+	if cap(*buf) < n {
+		*buf = make([]float32, n)
 	}
 	return (*buf)[:n]
 }

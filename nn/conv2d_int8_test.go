@@ -52,6 +52,7 @@ func refConvInt8(x []float32, b, c, h, w int, wt Int8Weight, st Int8Static, stri
 
 // The integer convolution equals its definition bit for bit, on kernel
 // sizes, strides, paddings and image sizes around the kernels' edges,
+// batches cut into several chunks,
 // for signed (qint8) and reduce_range (0..127) codes, per-tensor and
 // per-channel weight scales.
 func TestConvInt8MatchesReference(t *testing.T) {
@@ -70,6 +71,11 @@ func TestConvInt8MatchesReference(t *testing.T) {
 		{2, 7, 5, 5, 64, 3, 3, 1, 0},
 		{1, 3, 13, 13, 8, 5, 5, 3, 2},
 		{4, 1, 28, 28, 6, 5, 5, 1, 0},
+		// more images than fit in one chunk, the last chunk short, at
+		// pruned widths
+		{7, 16, 28, 28, 12, 3, 3, 1, 1},
+		{5, 11, 28, 28, 25, 3, 3, 2, 1},
+		{3, 42, 7, 7, 45, 3, 3, 1, 1},
 	}
 	for _, g := range cases {
 		for _, signed := range []bool{true, false} {

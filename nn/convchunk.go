@@ -91,6 +91,7 @@ type convForward struct {
 	ch      chunking
 	x, w, y []float32
 	work    convScratch
+	epi     *epilogue // inference: applied to each chunk's output (convFusedOp)
 }
 
 func (t *convForward) run(d convDims, x, w, y []float32) {
@@ -118,6 +119,9 @@ func (t *convForward) Run(chunk, worker int) {
 	}
 	if nb > 1 {
 		scatterImages(out, t.y[b0*d.O*d.P:], nb, d.O, d.P)
+	}
+	if t.epi != nil {
+		t.epi.images(t.y, b0, nb)
 	}
 }
 

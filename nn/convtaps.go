@@ -158,6 +158,10 @@ type tallForward struct {
 	offs []int // taps·Cin
 	wt   []float32
 	x, y []float32
+	epi  *epilogue // inference: applied to each chunk's output (convFusedOp)
+	// fixedW (inference): the filters never change, so they are laid out
+	// by tap once (infer.New's contract: the model does not change).
+	fixedW bool
 }
 
 // run computes y from x with filters w [Cout, Cin, KK] (flipped: w is the
@@ -165,12 +169,14 @@ type tallForward struct {
 func (t *tallForward) run(d convDims, x, w, y []float32, flip bool) {
 	workers := t.s.prepare(d, chunksOfTall)
 	g := &t.s.g
-	if len(t.wt) != len(w) {
-		t.wt = make([]float32, len(w))
-	}
-	if flip {
+	switch {
+	case t.fixedW && len(t.wt) == len(w):
+		// inference: the filters were laid out by the first call
+	case flip:
+		t.wt = growFloats(&t.wt, len(w))
 		tapFilters(w, t.wt, g.cin, g.cout, g.kk, true)
-	} else {
+	default:
+		t.wt = growFloats(&t.wt, len(w))
 		tapFilters(w, t.wt, g.cout, g.cin, g.kk, false)
 	}
 	t.x, t.y = x, y
@@ -194,6 +200,9 @@ func (t *tallForward) Run(chunk, worker int) {
 	gemm.Taps(m, g.cout, g.cin, t.offs, 1, ws.in, g.cin, t.wt, g.cout, 0, ws.out, g.cout)
 	for b := 0; b < nb; b++ {
 		g.fromRows(ws.out, g.cout, g.output(b, 0), t.y[(b0+b)*g.cout*g.plane:], ws.flat)
+	}
+	if t.epi != nil {
+		t.epi.images(t.y, b0, nb)
 	}
 }
 

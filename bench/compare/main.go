@@ -12,25 +12,19 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
 	"os/exec"
-	"regexp"
 	"sort"
 	"strconv"
-	"strings"
 
+	"github.com/shrink-ml/shrink/bench/internal/rounds"
 	"github.com/shrink-ml/shrink/data"
 )
 
-type sample map[string]float64 // benchmark name -> ns/op
-
 func main() {
-	rounds := flag.Int("rounds", 3, "interleaved rounds")
+	nRounds := flag.Int("rounds", 3, "interleaved rounds")
 	benchRE := flag.String("bench", "TrainStep|Epoch|Forward", "Go benchmarks to run")
 	python := flag.String("python", "/usr/bin/python3", "the Python with torch")
 	tags := flag.String("tags", "", "Go build tags for shrink's side (openblas)")
@@ -39,9 +33,9 @@ func main() {
 	flag.Parse()
 	dir, err := data.FindMNIST()
 	check(err)
-	var go1, go2, t1, t2 []sample
-	for r := 1; r <= *rounds; r++ {
-		fmt.Fprintf(os.Stderr, "round %d/%d\n", r, *rounds)
+	var go1, go2, t1, t2 []rounds.Sample
+	for r := 1; r <= *nRounds; r++ {
+		fmt.Fprintf(os.Stderr, "round %d/%d\n", r, *nRounds)
 		go1 = append(go1, goBench(*benchRE, "1", *tags))
 		t1 = append(t1, torchBench(*python, dir, 1, *only))
 		if !*oneCore {
@@ -66,31 +60,21 @@ func main() {
 	fmt.Println("| --- | --- | --- | --- | --- | --- | --- | --- |")
 	for _, n := range list {
 		fmt.Printf("| %s | %s | %s | %s | %s | %.2f | %.2f | %.2f |\n", n,
-			dur(median(go1, n)), dur(median(go2, n)), dur(median(t1, n)), dur(median(t2, n)),
-			ratio(go1, t1, n), ratio(go2, t2, n), ratio(go1, t2, n))
+			dur(rounds.Median(go1, n)), dur(rounds.Median(go2, n)), dur(rounds.Median(t1, n)), dur(rounds.Median(t2, n)),
+			rounds.Ratio(go1, t1, n), rounds.Ratio(go2, t2, n), rounds.Ratio(go1, t2, n))
 	}
 }
 
-var benchLine = regexp.MustCompile(`^Benchmark(\S+?)(-\d+)?\s+\d+\s+([\d.]+) ns/op`)
-
-func goBench(re, threads, tags string) sample {
+func goBench(re, threads, tags string) rounds.Sample {
 	cmd := exec.Command("go", "test", "-tags", tags, "./bench", "-run", "^$", "-bench", re, "-benchtime", "2s", "-count", "1")
 	cmd.Env = append(os.Environ(), "SHRINK_THREADS="+threads)
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	check(err)
-	s := sample{}
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	for sc.Scan() {
-		if m := benchLine.FindStringSubmatch(sc.Text()); m != nil {
-			ns, _ := strconv.ParseFloat(m[3], 64)
-			s[m[1]] = ns
-		}
-	}
-	return s
+	return rounds.FromGoBench(out)
 }
 
-func torchBench(python, mnist string, threads int, only string) sample {
+func torchBench(python, mnist string, threads int, only string) rounds.Sample {
 	cmd := exec.Command(python, "bench/torch_bench.py", "--threads", strconv.Itoa(threads), "--mnist", mnist, "--only", only)
 	cmd.Env = os.Environ()
 	if threads == 1 {
@@ -99,50 +83,7 @@ func torchBench(python, mnist string, threads int, only string) sample {
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	check(err)
-	s := sample{}
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		var r struct {
-			Name string
-			NS   float64
-		}
-		if json.Unmarshal([]byte(line), &r) == nil && r.Name != "" {
-			s[r.Name] = r.NS
-		}
-	}
-	return s
-}
-
-func median(ss []sample, name string) float64 {
-	var v []float64
-	for _, s := range ss {
-		if x, ok := s[name]; ok {
-			v = append(v, x)
-		}
-	}
-	return med(v)
-}
-
-func ratio(a, b []sample, name string) float64 {
-	var v []float64
-	for i := range a {
-		if x, ok := a[i][name]; ok {
-			if y, ok := b[i][name]; ok && y > 0 {
-				v = append(v, x/y)
-			}
-		}
-	}
-	return med(v)
-}
-
-func med(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	sort.Float64s(v)
-	if len(v)%2 == 1 {
-		return v[len(v)/2]
-	}
-	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+	return rounds.FromJSONLines(out, "")
 }
 
 func dur(ns float64) string {

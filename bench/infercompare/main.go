@@ -16,28 +16,21 @@
 package main
 
 import (
-	"bufio"
-	"bytes"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"regexp"
-	"sort"
-	"strconv"
 	"strings"
 
+	"github.com/shrink-ml/shrink/bench/internal/rounds"
 	"github.com/shrink-ml/shrink/data"
 )
-
-type sample map[string]float64 // model/batch=N -> ns per call
 
 var models = []string{"lenet300-float", "lenet300-dc", "lenet300-int8", "lenet300-int8full", "lenet300-static"}
 
 func main() {
-	rounds := flag.Int("rounds", 3, "interleaved rounds")
+	nRounds := flag.Int("rounds", 3, "interleaved rounds")
 	python := flag.String("python", "/usr/bin/python3", "the Python with torch")
 	benchtime := flag.String("benchtime", "1s", "shrink's -benchtime per benchmark")
 	dc := flag.String("dc", "", "time this Deep Compression checkpoint (e.g. runs/deep-compression-lenet300/qat/model.safetensors) as lenet300-dc in shrink and onnxruntime, instead of a randomly pruned model (SHRINK_BENCH_DC)")
@@ -56,9 +49,9 @@ func main() {
 		check(err)
 		check(os.Setenv("SHRINK_BENCH_DC", abs))
 	}
-	var shrink, torch, ort []sample
-	for r := 1; r <= *rounds; r++ {
-		fmt.Fprintf(os.Stderr, "round %d/%d\n", r, *rounds)
+	var shrink, torch, ort []rounds.Sample
+	for r := 1; r <= *nRounds; r++ {
+		fmt.Fprintf(os.Stderr, "round %d/%d\n", r, *nRounds)
 		shrink = append(shrink, goBench(bin, "^BenchmarkInfer$/lenet300", *benchtime))
 		torch = append(torch, torchBench(*python, mnist))
 		ort = append(ort, goBench(bin, "^BenchmarkInferORT$/lenet300", "1x"))
@@ -68,7 +61,7 @@ func main() {
 	for _, m := range models {
 		for _, bs := range []int{1, 256} {
 			n := fmt.Sprintf("%s/batch=%d", m, bs)
-			fmt.Printf("| %s | %d | %s | %s | %s |\n", m, bs, dur(median(shrink, n)), dur(median(torch, n)), dur(median(ort, n)))
+			fmt.Printf("| %s | %d | %s | %s | %s |\n", m, bs, dur(rounds.Median(shrink, n)), dur(rounds.Median(torch, n)), dur(rounds.Median(ort, n)))
 		}
 	}
 	fmt.Println()
@@ -76,7 +69,7 @@ func main() {
 	fmt.Println("| --- | ---: | --- |")
 	type target struct {
 		what     string
-		num, den []sample
+		num, den []rounds.Sample
 		a, b     string
 	}
 	for _, t := range []target{
@@ -101,71 +94,30 @@ func main() {
 		}
 		r := "-"
 		if len(v) > 0 {
-			r = fmt.Sprintf("%.2fx", med(v))
+			r = fmt.Sprintf("%.2fx", rounds.Med(v))
 		}
 		fmt.Printf("| %s | %s | %s |\n", t.what, r, strings.Join(per, ", "))
 	}
 }
 
-var benchLine = regexp.MustCompile(`^Benchmark\w+/(\S+?)(-\d+)?\s+\d+\s+([\d.]+) ns/op`)
-
 // goBench runs the compiled bench tests on one core (SHRINK_THREADS=1).
-func goBench(bin, re, benchtime string) sample {
+func goBench(bin, re, benchtime string) rounds.Sample {
 	cmd := exec.Command(bin, "-test.run", "^$", "-test.bench", re, "-test.benchtime", benchtime)
 	cmd.Dir = "bench"
 	cmd.Env = append(os.Environ(), "SHRINK_THREADS=1")
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	check(err)
-	s := sample{}
-	sc := bufio.NewScanner(bytes.NewReader(out))
-	for sc.Scan() {
-		if m := benchLine.FindStringSubmatch(sc.Text()); m != nil {
-			ns, _ := strconv.ParseFloat(m[3], 64)
-			s[m[1]] = ns
-		}
-	}
-	return s
+	return rounds.FromGoBench(out).DropTop()
 }
 
-func torchBench(python, mnist string) sample {
+func torchBench(python, mnist string) rounds.Sample {
 	cmd := exec.Command(python, "bench/torch_bench.py", "--threads", "1", "--mnist", mnist, "--only", "Infer/lenet300")
 	cmd.Env = append(os.Environ(), "OPENBLAS_NUM_THREADS=1")
 	cmd.Stderr = os.Stderr
 	out, err := cmd.Output()
 	check(err)
-	s := sample{}
-	for _, line := range strings.Split(strings.TrimSpace(string(out)), "\n") {
-		var r struct {
-			Name string
-			NS   float64
-		}
-		if json.Unmarshal([]byte(line), &r) == nil && r.Name != "" {
-			s[strings.TrimPrefix(r.Name, "Infer/")] = r.NS
-		}
-	}
-	return s
-}
-
-func median(ss []sample, name string) float64 {
-	var v []float64
-	for _, s := range ss {
-		if x, ok := s[name]; ok {
-			v = append(v, x)
-		}
-	}
-	return med(v)
-}
-
-func med(v []float64) float64 {
-	if len(v) == 0 {
-		return 0
-	}
-	sort.Float64s(v)
-	if len(v)%2 == 1 {
-		return v[len(v)/2]
-	}
-	return (v[len(v)/2-1] + v[len(v)/2]) / 2
+	return rounds.FromJSONLines(out, "Infer/")
 }
 
 func dur(ns float64) string {

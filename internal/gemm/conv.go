@@ -33,7 +33,7 @@ func Taps(m, n, k int, off []int, alpha float32, a []float32, lda int, b []float
 		return
 	}
 	im := active.Load()
-	kern := im.pick(n)
+	kern := im.pickTaps(n)
 	mr, nr := kern.mr, kern.nr
 	// Taps per block, as kBlock splits k: equal blocks of at most kc.
 	blocks := (taps*k + im.kc - 1) / im.kc
@@ -259,4 +259,17 @@ func Transpose(m, n int, src []float32, lds int, dst []float32, ldd int) {
 			dst[j*ldd+i] = v
 		}
 	}
+}
+
+// pickTaps is the tile for a convolution of n output channels: of the
+// wide and narrow kernels, the one that pads n to fewer columns (ties go
+// to the wide one, as pick's). A structurally pruned network's widths
+// waste lanes of the wide tile: 42 output channels fill 48 columns of
+// three 16-wide tiles but 64 of two 32-wide ones. Every kernel of the
+// family gives the same bits, so the choice changes only the speed.
+func (im *impl) pickTaps(n int) *tileKernel {
+	if im.narrow != nil && roundUp(n, im.narrow.nr) < roundUp(n, im.wide.nr) {
+		return im.narrow
+	}
+	return im.wide
 }

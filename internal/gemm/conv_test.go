@@ -146,6 +146,9 @@ func TestShiftedA(t *testing.T) {
 }
 
 func TestConvProductsDoNotAllocate(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
 	tc := tapsCases[0]
 	off, a, b, c, ldb, ldc := tc.operands(1)
 	Taps(tc.m, tc.n, tc.k, off, 1, a, tc.lda, b, ldb, 0, c, ldc)
@@ -187,6 +190,47 @@ func TestTranspose(t *testing.T) {
 								t.Fatalf("%v: wrote dst[%d][%d] past the block", s, j, i)
 							}
 						}
+					}
+				}
+			})
+		})
+	}
+}
+
+// Taps gives the same bits whichever tile of the family pickTaps chooses:
+// the pruned widths (12, 22, 42, 45 output channels) run on the narrow
+// tile where it pads less, and must match the wide tile's results.
+func TestTapsTileChoiceKeepsBits(t *testing.T) {
+	for _, name := range impls() {
+		if name == "purego" {
+			continue
+		}
+		t.Run(name, func(t *testing.T) {
+			withImpl(t, name, func() {
+				prev := active.Load()
+				if prev.narrow == nil {
+					t.Skip("one tile")
+				}
+				wideOnly := *prev
+				wideOnly.narrow = nil
+				for i, tc := range []tapsCase{
+					{812, 12, 12, 9, 12, 1, 0},
+					{311, 22, 22, 9, 22, 1, 0},
+					{255, 42, 42, 9, 42, 1, 0},
+					{97, 45, 42, 9, 45, 1, 0.5},
+					{30, 40, 24, 9, 26, 1, 0},
+				} {
+					off, a, b, c, ldb, ldc := tc.operands(uint64(i))
+					got := slices.Clone(c)
+					Taps(tc.m, tc.n, tc.k, off, tc.alpha, a, tc.lda, b, ldb, tc.beta, got, ldc)
+					active.Store(&wideOnly)
+					Taps(tc.m, tc.n, tc.k, off, tc.alpha, a, tc.lda, b, ldb, tc.beta, c, ldc)
+					active.Store(prev)
+					if !slices.EqualFunc(got, c, sameBits) {
+						t.Errorf("%v: %s's tiles disagree", tc, name)
+					}
+					if k := prev.pickTaps(tc.n); k == prev.wide && roundUp(tc.n, prev.narrow.nr) < roundUp(tc.n, prev.wide.nr) {
+						t.Errorf("%v: picked the wide tile", tc)
 					}
 				}
 			})

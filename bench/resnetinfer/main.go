@@ -1,0 +1,204 @@
+// Command resnetinfer times ResNet-20 inference on one thread on the
+// checkpoints of recipes/resnet-fashion-compress.yaml: the dense float
+// network (train), the pruned float one (prune) and the pruned int8 ones
+// (qat, distill), at batch 1 and 256, interleaved over rounds so a noisy
+// neighbour hits every variant alike, and prints medians over rounds with
+// the ratios issues 17 and 20 ask about:
+//
+//	flock /tmp/shrink-heavy.lock nice -n 5 go run ./bench/resnetinfer [-run DIR] [-rounds 3] [-unfused] [-torch]
+//
+// Each variant runs as shrink predict/eval/bench run it (package infer's
+// graph: static int8 convolutions on integer kernels, batch norms, adds
+// and ReLUs fused into the convolutions' output pass). -unfused also times
+// the graphs without fusion (what ran before it); -torch runs
+// bench/resnet_infer_torch.py once per round (PyTorch 1.13 on one thread,
+// the same two architectures in float and FX-quantized int8 on oneDNN).
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"runtime/pprof"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/shrink-ml/shrink/export"
+	"github.com/shrink-ml/shrink/internal/gemm"
+	"github.com/shrink-ml/shrink/model"
+)
+
+type variant struct {
+	name string
+	nets map[int]*model.Net
+}
+
+func main() {
+	run := flag.String("run", "/tmp/compress-rerun/run", "the recipe's run directory (train, prune, qat, distill checkpoints)")
+	rounds := flag.Int("rounds", 3, "interleaved rounds")
+	unfused := flag.Bool("unfused", false, "also time the graphs without fusion")
+	torch := flag.Bool("torch", false, "also run bench/resnet_infer_torch.py each round")
+	python := flag.String("python", "/usr/bin/python3", "the Python with torch")
+	only := flag.String("only", "", "time only the variants whose name contains this")
+	profile := flag.String("cpuprofile", "", "write a CPU profile of the timed rounds to this file")
+	flag.Parse()
+	runtime.GOMAXPROCS(1)
+	gemm.SetThreads(1)
+	batches := []int{1, 256}
+	calls := map[int]int{1: 40, 256: 2}
+
+	var vs []variant
+	for _, st := range []struct{ stage, name string }{
+		{"train", "dense float"}, {"prune", "pruned float"}, {"qat", "pruned int8 (qat)"}, {"distill", "pruned int8 (distill)"},
+	} {
+		path := filepath.Join(*run, st.stage, "model.safetensors")
+		m, err := export.LoadModel(path, nil)
+		check(err)
+		modes := []bool{true}
+		if *unfused {
+			modes = append(modes, false)
+		}
+		for _, fuse := range modes {
+			v := variant{name: st.name, nets: map[int]*model.Net{}}
+			if !fuse {
+				v.name += ", unfused"
+			}
+			for _, bs := range batches {
+				net, err := model.Build(m, model.NetOptions{Batch: bs, Mode: model.ModeEval, StaticInt8: true, Fuse: fuse})
+				check(err)
+				rng := rand.New(rand.NewPCG(1, uint64(bs)))
+				for i := range net.X {
+					net.X[i] = rng.Float32()
+				}
+				check(net.Run()) // warm up
+				v.nets[bs] = net
+			}
+			if strings.Contains(v.name, *only) {
+				vs = append(vs, v)
+			}
+		}
+	}
+	if *profile != "" {
+		f, err := os.Create(*profile)
+		check(err)
+		check(pprof.StartCPUProfile(f))
+		defer pprof.StopCPUProfile()
+	}
+
+	times := map[string][]float64{} // "name/batch" -> seconds per call, per round
+	for r := 1; r <= *rounds; r++ {
+		fmt.Fprintf(os.Stderr, "round %d/%d\n", r, *rounds)
+		for _, bs := range batches {
+			for _, v := range vs {
+				net := v.nets[bs]
+				t := time.Now()
+				for range calls[bs] {
+					check(net.Run())
+				}
+				key := fmt.Sprintf("%s/%d", v.name, bs)
+				times[key] = append(times[key], time.Since(t).Seconds()/float64(calls[bs]))
+			}
+		}
+		if *torch {
+			for name, s := range torchRound(*python) {
+				times[name] = append(times[name], s)
+			}
+		}
+	}
+
+	med := func(key string) float64 {
+		s := append([]float64(nil), times[key]...)
+		if len(s) == 0 {
+			return 0
+		}
+		sort.Float64s(s)
+		return s[len(s)/2]
+	}
+	fmt.Printf("one thread, median of %d interleaved rounds (batch 1: %d calls per round, batch 256: %d)\n\n", *rounds, calls[1], calls[256])
+	fmt.Println("| variant | batch 1 | batch 256 |")
+	fmt.Println("| --- | ---: | ---: |")
+	var names []string
+	for _, v := range vs {
+		names = append(names, v.name)
+	}
+	if *torch {
+		names = append(names, "PyTorch dense float", "PyTorch pruned float", "PyTorch dense int8", "PyTorch pruned int8")
+	}
+	for _, n := range names {
+		fmt.Printf("| %s | %s | %s |\n", n, ms(med(n+"/1")), ms(med(n+"/256")))
+	}
+	fmt.Println()
+	fmt.Println("| ratio | batch 1 | batch 256 |")
+	fmt.Println("| --- | ---: | ---: |")
+	ratio := func(label, a, b string) {
+		var cells []string
+		for _, bs := range batches {
+			x, y := med(fmt.Sprintf("%s/%d", a, bs)), med(fmt.Sprintf("%s/%d", b, bs))
+			if x == 0 || y == 0 {
+				cells = append(cells, "")
+				continue
+			}
+			cells = append(cells, fmt.Sprintf("%.2fx", x/y))
+		}
+		fmt.Printf("| %s | %s |\n", label, strings.Join(cells, " | "))
+	}
+	ratio("issue 17: dense float / pruned float", "dense float", "pruned float")
+	ratio("issue 20: pruned float / pruned int8 (qat)", "pruned float", "pruned int8 (qat)")
+	ratio("issue 20: pruned float / pruned int8 (distill)", "pruned float", "pruned int8 (distill)")
+	if *unfused {
+		for _, n := range []string{"dense float", "pruned float", "pruned int8 (qat)"} {
+			ratio("fusion: "+n+" unfused / fused", n+", unfused", n)
+		}
+	}
+	if *torch {
+		ratio("PyTorch dense float / pruned float", "PyTorch dense float", "PyTorch pruned float")
+		ratio("PyTorch pruned float / pruned int8", "PyTorch pruned float", "PyTorch pruned int8")
+		ratio("PyTorch int8 / shrink int8 (qat), pruned", "PyTorch pruned int8", "pruned int8 (qat)")
+	}
+}
+
+// torchRound runs the PyTorch script once: seconds per call by "name/batch".
+func torchRound(python string) map[string]float64 {
+	cmd := exec.Command(python, filepath.Join("bench", "resnet_infer_torch.py"))
+	cmd.Env = append(os.Environ(), "OPENBLAS_NUM_THREADS=1", "OMP_NUM_THREADS=1")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, os.Stderr
+	check(cmd.Run())
+	res := map[string]float64{}
+	sc := bufio.NewScanner(&out)
+	for sc.Scan() {
+		var r struct {
+			Name string  `json:"name"`
+			NS   float64 `json:"ns"`
+		}
+		if json.Unmarshal(sc.Bytes(), &r) == nil && r.Name != "" {
+			res[r.Name] = r.NS / 1e9
+		}
+	}
+	return res
+}
+
+func ms(s float64) string {
+	switch {
+	case s == 0:
+		return ""
+	case s < 0.01:
+		return fmt.Sprintf("%.2f ms", s*1e3)
+	}
+	return fmt.Sprintf("%.0f ms", s*1e3)
+}
+
+func check(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "resnetinfer:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,179 @@
+package model
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/shrink-ml/shrink/arch"
+)
+
+// randomNorms gives every batch norm running statistics and affine
+// parameters away from their initial 0 and 1, so a fusion that dropped or
+// misplaced one would show.
+func randomNorms(m *Model, rng *rand.Rand) {
+	for _, l := range m.Layers {
+		if l.Type != "batchnorm2d" {
+			continue
+		}
+		for _, w := range append(slices.Clone(l.Params), l.Buffers...) {
+			for i := range w.Data {
+				switch {
+				case strings.HasSuffix(w.Name, "running_var"):
+					w.Data[i] = 0.3 + 2*rng.Float32()
+				case strings.HasSuffix(w.Name, ".weight"):
+					w.Data[i] = 0.5 + rng.Float32()
+				default:
+					w.Data[i] = float32(rng.NormFloat64() * 0.5)
+				}
+			}
+		}
+	}
+}
+
+// fusionCases cover every convolution path (tall layout, chunked with a
+// stride, plain 1x1) with and without a bias, the three chain shapes (norm,
+// norm+ReLU, norm+add+ReLU, the shortcut computed after the convolution in
+// a downsampling block), a norm read twice (its ReLU and add stay apart)
+// and the pruned ResNet-20's widths.
+func fusionCases(t *testing.T) []struct {
+	name   string
+	spec   arch.Spec
+	static bool
+	left   string // the batch norm, ReLU, add and bias ops left unfused
+} {
+	t.Helper()
+	js, err := os.ReadFile(filepath.Join("..", "bench", "testdata", "resnet20-fashion-pruned.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pruned, err := arch.Parse(string(js))
+	if err != nil {
+		t.Fatal(err)
+	}
+	custom := arch.Spec{Input: arch.Shape{3, 9, 9}, Classes: 4, Layers: []arch.LayerSpec{
+		arch.NewLayer("c1", "conv2d", map[string]any{"out": 5, "kernel": 3, "stride": 2, "bias": true}),
+		arch.NewLayer("n1", "batchnorm2d", nil),
+		arch.NewLayer("r1", "relu", nil),
+		arch.NewLayer("c2", "conv2d", map[string]any{"out": 5, "kernel": 3, "padding": 1, "bias": true}),
+		arch.NewLayer("n2", "batchnorm2d", nil),
+		arch.NewLayer("a2", "add", nil, "r1", "n2"), // the chain as the add's second input
+		arch.NewLayer("r2", "relu", nil),
+		arch.NewLayer("c3", "conv2d", map[string]any{"out": 7, "kernel": 1, "bias": false}),
+		arch.NewLayer("n3", "batchnorm2d", nil), // read twice: fused alone
+		arch.NewLayer("r3", "relu", nil, "n3"),
+		arch.NewLayer("a3", "add", nil, "r3", "n3"),
+		// batch norms folded into biases (a quantize or qat stage's output)
+		arch.NewLayer("c5", "conv2d", map[string]any{"out": 7, "kernel": 3, "padding": 1, "bias": true}),
+		arch.NewLayer("r5", "relu", nil),
+		arch.NewLayer("c6", "conv2d", map[string]any{"out": 7, "kernel": 3, "padding": 1, "bias": true}),
+		arch.NewLayer("a6", "add", nil, "c6", "r5"),
+		arch.NewLayer("r6", "relu", nil),
+		arch.NewLayer("c4", "conv2d", map[string]any{"out": 3, "kernel": 3, "padding": 1, "bias": false}),
+		arch.NewLayer("n4", "batchnorm2d", nil), // a norm alone
+		arch.NewLayer("", "flatten", nil),
+		arch.NewLayer("fc", "linear", map[string]any{"out": 4}),
+	}}
+	const none = "bn 0 relu 0 add 0 bias 0"
+	resnet8 := arch.Spec{Arch: "resnet", Depth: 8, Width: 4, Input: arch.Shape{3, 10, 10}, Classes: 3}
+	return []struct {
+		name   string
+		spec   arch.Spec
+		static bool
+		left   string
+	}{
+		{"custom", custom, false, "bn 0 relu 1 add 1 bias 0"},
+		{"custom-int8", custom, true, "bn 0 relu 1 add 1 bias 0"},
+		{"resnet8", resnet8, false, none},
+		{"resnet8-int8", resnet8, true, none},
+		{"resnet20-pruned", pruned, false, none},
+		{"resnet20-pruned-int8", pruned, true, none},
+	}
+}
+
+// A fused network computes what the unfused one does, bit for bit: the
+// output pass repeats the separate layers' arithmetic. Batch 1 and odd
+// batches cut the chunks unevenly.
+func TestFusedMatchesUnfused(t *testing.T) {
+	for _, c := range fusionCases(t) {
+		for _, batch := range []int{1, 3, 7} {
+			t.Run(c.name+fmt.Sprintf("/batch=%d", batch), func(t *testing.T) {
+				rng := rand.New(rand.NewPCG(7, uint64(batch)))
+				m := MustNew(c.spec, rng)
+				randomNorms(m, rng)
+				if c.static {
+					staticQuantize(m, -3, 5, false)
+				}
+				x := make([]float32, batch*shapeSize(m.Spec.InputShape()))
+				for i := range x {
+					x[i] = float32(rng.NormFloat64())
+				}
+				run := func(fuse bool) ([]float32, string) {
+					t.Helper()
+					net, err := Build(m, NetOptions{Batch: batch, Mode: ModeEval, StaticInt8: c.static, Fuse: fuse})
+					if err != nil {
+						t.Fatal(err)
+					}
+					copy(net.X, x)
+					if err := net.Run(); err != nil {
+						t.Fatal(err)
+					}
+					count := map[string]int{}
+					for _, st := range net.exec.steps {
+						count[fmt.Sprintf("%T", st.node.Op())]++
+					}
+					left := fmt.Sprintf("bn %d relu %d add %d bias %d", count["*nn.bnOp"], count["*nn.reluOp"], count["*nn.addOp"], count["*nn.channelBiasOp"])
+					cl := 0
+					for _, ch := range net.chains {
+						if ch.cl {
+							cl++
+						}
+					}
+					if fuse && c.static != (cl > 0) {
+						t.Errorf("%d chains' outputs stay channels-last (static int8 %v)", cl, c.static)
+					}
+					return slices.Clone(net.Logits()), left
+				}
+				want, _ := run(false)
+				got, left := run(true)
+				if left != c.left {
+					t.Errorf("ops left unfused: %s, want %s", left, c.left)
+				}
+				if !slices.Equal(got, want) {
+					t.Errorf("fused logits differ from unfused ones by %g of the largest\n got %v\nwant %v", maxRelDiff(got, want), got, want)
+				}
+			})
+		}
+	}
+}
+
+// A fused network allocates nothing per call, float or int8.
+func TestFusedRunDoesNotAllocate(t *testing.T) {
+	if raceEnabled {
+		t.Skip("the race detector allocates")
+	}
+	for _, static := range []bool{false, true} {
+		m := MustNew(arch.Spec{Arch: "resnet", Depth: 8, Width: 4, Input: arch.Shape{3, 10, 10}, Classes: 3}, rand.New(rand.NewPCG(1, 2)))
+		if static {
+			staticQuantize(m, -3, 5, false)
+		}
+		net, err := Build(m, NetOptions{Batch: 5, Mode: ModeEval, StaticInt8: static, Fuse: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := net.Run(); err != nil {
+			t.Fatal(err)
+		}
+		if n := testing.AllocsPerRun(10, func() {
+			if err := net.Run(); err != nil {
+				t.Fatal(err)
+			}
+		}); n != 0 {
+			t.Errorf("static int8 %v: %v allocations per run, want 0", static, n)
+		}
+	}
+}
