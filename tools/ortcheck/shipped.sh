@@ -3,7 +3,7 @@
 # onnxruntime against shrink's logits on the test set (tools/ortcheck): float stages to float32
 # rounding, quantized ones to 99.5% agreement and a median |logit difference| of 2e-3.
 #
-#   tools/ortcheck/shipped.sh [RUNS_DIR]          # 10.5 minutes on 2 cores (measured, busy machine)
+#   tools/ortcheck/shipped.sh [RUNS_DIR]          # 7 minutes on 2 cores (quiet machine; 10.5 busy)
 #   ONLY="lstm-mnist sweep-select" tools/ortcheck/shipped.sh RUNS_DIR   # some of them
 #
 # Every recipe in recipes/ is checked: quickstart and deep-compression-lenet300, which the CI
