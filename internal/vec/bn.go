@@ -16,10 +16,15 @@ import "math"
 // registers, adding their results in order, so SHRINK_GEMM=purego and
 // machines without AVX-512 get the same bits.
 
-// span checks that x holds the runs and returns it cut to them.
+// span checks that x holds the runs and returns it cut to them. The
+// assembly walks raw pointers, so a negative stride, which would step
+// before x, panics here as the Go references' indexing does.
 func span(x []float32, runs, n, stride int) []float32 {
 	if runs < 1 || n < 1 {
 		return nil
+	}
+	if runs > 1 && stride < 0 {
+		panic("vec: negative stride between runs")
 	}
 	return x[:(runs-1)*stride+n]
 }

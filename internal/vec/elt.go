@@ -64,6 +64,9 @@ func Gather2(dst []float32, ldd int, src []float32, lds int, rows, cols int) {
 	if rows < 1 || cols < 1 {
 		return
 	}
+	if rows > 1 && (ldd < 0 || lds < 0) {
+		panic("vec: Gather2: negative leading dimension")
+	}
 	if len(dst) < (rows-1)*ldd+cols || len(src) < (rows-1)*lds+2*cols-1 {
 		panic("vec: Gather2: operands too short for their shape")
 	}
@@ -89,6 +92,9 @@ func gather2Ref(dst []float32, ldd int, src []float32, lds int, rows, cols int) 
 func AddTo2(dst []float32, ldd int, src []float32, lds int, rows, cols int) {
 	if rows < 1 || cols < 1 {
 		return
+	}
+	if rows > 1 && (ldd < 0 || lds < 0) {
+		panic("vec: AddTo2: negative leading dimension")
 	}
 	if len(dst) < (rows-1)*ldd+2*cols-1 || len(src) < (rows-1)*lds+cols {
 		panic("vec: AddTo2: operands too short for their shape")
