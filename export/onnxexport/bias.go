@@ -57,7 +57,7 @@ type biasCost struct {
 // in the node.
 func (b *builder) planBiases() {
 	b.overBudget = map[int]bool{}
-	if b.opt.FloatBias || b.opt.IntBias {
+	if b.opt.FloatBias {
 		return
 	}
 	var costs []biasCost
@@ -75,6 +75,10 @@ func (b *builder) planBiases() {
 	if budget == 0 {
 		budget = DefaultBiasBudget
 	}
+	if b.opt.IntBias {
+		// Every bias that INT32 holds; one past it has no rounding at all.
+		budget = math.Inf(1)
+	}
 	// Cheapest moved activations per multiply-accumulate first; a layer
 	// that does not fit leaves the budget to cheaper, smaller ones after it.
 	order := slices.Clone(costs)
@@ -83,7 +87,7 @@ func (b *builder) planBiases() {
 	})
 	spent := 0.0
 	for _, c := range order {
-		if spent+c.flips <= budget {
+		if !math.IsInf(c.flips, 1) && spent+c.flips <= budget {
 			spent += c.flips
 		} else {
 			b.overBudget[c.l.Index] = true
@@ -95,9 +99,13 @@ func (b *builder) planBiases() {
 			kept = append(kept, fmt.Sprintf("%s %.2g", c.l.Label(), c.flips))
 			continue
 		}
+		if math.IsInf(c.flips, 1) {
+			b.note("%s: bias kept apart (its own Add, exact; onnxruntime runs the layer in float): a channel's bias is past INT32's range in units of input scale x weight scale, which onnxruntime cannot round it to", c.l.Label())
+			continue
+		}
 		b.note("%s: bias kept apart (its own Add, exact; onnxruntime runs the layer in float): rounded to INT32 for an integer kernel it would move about %.2g activations per sample by a step of the next layer's input grid, over the budget of %.2g (--int-bias keeps it in the node)", c.l.Label(), c.flips, budget)
 	}
-	if len(kept) > 0 {
+	if len(kept) > 0 && !b.opt.IntBias {
 		b.note("INT32 biases for onnxruntime's integer kernels (expected activations moved per sample, %.2g of the budget of %.2g): %s", spent, budget, strings.Join(kept, ", "))
 	}
 }
@@ -149,7 +157,15 @@ func (b *builder) biasCost(l *model.Layer) (biasCost, bool) {
 		if s == 0 {
 			continue
 		}
-		sum += math.Abs(float64(v) - s*math.RoundToEven(float64(v)/s))
+		q := math.RoundToEven(float64(v) / s)
+		if q > math.MaxInt32 || q < math.MinInt32 {
+			// Past INT32: onnxruntime's Cast has no defined result (x86
+			// gives -2^31), so the bias in the node would be lost, not
+			// rounded; it has to stay apart.
+			sum = math.Inf(1)
+			break
+		}
+		sum += math.Abs(float64(v) - s*q)
 	}
 	return biasCost{l: l, flips: float64(positions) * sum / sOut, macs: l.MACs()}, true
 }

@@ -210,3 +210,41 @@ func TestBiasCost(t *testing.T) {
 		})
 	}
 }
+
+// A bias whose INT32 code is past int32's range (a channel with all its
+// weights pruned has the smallest weight scale, so any sizeable bias
+// overflows) cannot be rounded into the node at all: onnxruntime's Cast to
+// INT32 has no defined result there (x86 gives -2^31, a bias of the wrong
+// sign and size). Its rounding error on the grid looks tiny, so the
+// estimate must not be taken from it: the layer's bias stays apart.
+func TestBiasCostInt32Overflow(t *testing.T) {
+	for _, c := range []struct {
+		name  string
+		codes float64 // the bias channel's value in units of s_in x s_w
+		opt   Options
+		apart bool
+	}{
+		{"in range", 1e9, Options{}, false},
+		{"past int32", 3e9, Options{}, true},
+		{"past int32, negative", -3e9, Options{}, true},
+		{"in range, int-bias", 1e9, Options{IntBias: true}, false},
+		{"past int32, int-bias", 3e9, Options{IntBias: true}, true},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			m := model.MustNew(lenet300, rand.New(rand.NewPCG(5, 6)))
+			quantize(t, m, qspec{int8sym, act8, "static"}, split(m.Spec, 64, 7))
+			m = saved(t, m)
+			l := m.Layer("fc2")
+			s := l.Input.Params.Scale[0] * l.Weights[0].QParams.Scale[0]
+			// Within half a code of a code: the rounding error alone says cheap.
+			l.Bias().Data[0] = float32(c.codes) * s
+			b := &builder{m: m, opt: c.opt}
+			b.planFolds()
+			b.planBiases()
+			if got := b.overBudget[l.Index]; got != c.apart {
+				cost, _ := b.biasCost(l)
+				t.Errorf("fc2 with a bias of %.3g codes: kept apart %v, want %v (estimate %g)", c.codes, got, c.apart, cost.flips)
+			}
+		})
+	}
+}

@@ -78,7 +78,8 @@ type Options struct {
 	FloatBias bool
 	// IntBias leaves the bias in the Conv or Gemm node of every layer that
 	// onnxruntime can run as an integer kernel (QLinearConv, QGemm), which
-	// rounds it to INT32: the fastest graph, but on deep networks its
+	// rounds it to INT32 (but a bias past INT32's range, which it cannot
+	// round, stays apart): the fastest graph, but on deep networks its
 	// logits drift from shrink's (a ResNet-20: median 6e-3). The default
 	// does so only within BiasBudget; IntBias and FloatBias exclude each
 	// other.
