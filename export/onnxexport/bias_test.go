@@ -248,3 +248,35 @@ func TestBiasCostInt32Overflow(t *testing.T) {
 		})
 	}
 }
+
+// onnxruntime runs the export of a model with a pruned output channel (all
+// its weights zero: the smallest weight scale) whose bias is past INT32's
+// range in units of s_in x s_w as shrink does, with the default rule and
+// with IntBias: the bias is added apart, not cast to INT32.
+func TestBiasPastInt32RunsInORT(t *testing.T) {
+	calib, test := fashion(t)
+	calib = &data.Split{X: calib.X, Y: calib.Y, N: calib.N, Features: calib.Features}
+	test = &data.Split{X: test.X, Y: test.Y, N: test.N, Features: test.Features}
+	prune := func(bias float32) *model.Model {
+		m := model.MustNew(lenet300, rand.New(rand.NewPCG(5, 6)))
+		fc2 := m.Layer("fc2")
+		clear(fc2.Weights[0].Data[:fc2.Weights[0].Shape[1]])
+		fc2.Bias().Data[0] = bias
+		quantize(t, m, qspec{int8sym, act8, "static"}, calib)
+		return saved(t, m)
+	}
+	// fc2's input scale does not depend on fc2: learn it, then put the
+	// pruned channel's bias at 3e9 codes.
+	fc2 := prune(0).Layer("fc2")
+	s := fc2.Input.Params.Scale[0] * fc2.Weights[0].QParams.Scale[0]
+	m := prune(3e9 * s)
+	t.Logf("fc2's pruned channel: bias %.3g, s_in x s_w %.3g", 3e9*s, s)
+	for _, opt := range []Options{{}, {IntBias: true}} {
+		want, got, res := runExport(t, m, test, opt, ortest.Options{})
+		ag := compare(want, got, m.Spec.Classes)
+		t.Logf("IntBias %v: argmax %.4f, median |diff| %.2g, max %.2g", opt.IntBias, ag.argmax, ag.median, ag.max)
+		if ag.argmax < 0.995 || ag.median > 2e-3 {
+			t.Errorf("IntBias %v: argmax agreement %.4f, median |diff| %.3g: onnxruntime's logits are not shrink's (notes %q)", opt.IntBias, ag.argmax, ag.median, res.Notes)
+		}
+	}
+}
