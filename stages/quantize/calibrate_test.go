@@ -17,13 +17,13 @@ import (
 )
 
 // TestCalibrateResNetInputs calibrates a static int8 ResNet-8 on the rows of
-// testdata/calibrate.safetensors (made by make_calibrate.py) and compares
+// testdata/quantize/calibrate.safetensors (made by make_calibrate.py there) and compares
 // every quantized layer's input range with the min and max PyTorch's forward
 // pre-hooks saw on the same weights and rows: the ranges are those of the
 // tensors the layers really read in the graph (after the residual adds and
 // their ReLUs, after the average pool), with the batch norms kept and folded.
 func TestCalibrateResNetInputs(t *testing.T) {
-	f, err := checkpoint.ReadFile(filepath.Join("testdata", "calibrate.safetensors"))
+	f, err := checkpoint.ReadFile(filepath.Join(testkit.Root(), "testdata", "quantize", "calibrate.safetensors"))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -18,11 +18,11 @@ import (
 	"github.com/shrink-ml/shrink/stages/quantize"
 )
 
-// TestFoldMatchesTorch folds each case of testdata/fold.safetensors (made by
+// TestFoldMatchesTorch folds each case of testdata/quantize/fold.safetensors (made by
 // make_fold.py) and compares the convolution's weight and bias with what
 // torch's fuse_conv_bn_weights computed, bit for bit.
 func TestFoldMatchesTorch(t *testing.T) {
-	f, err := checkpoint.ReadFile(filepath.Join("testdata", "fold.safetensors"))
+	f, err := checkpoint.ReadFile(filepath.Join(testkit.Root(), "testdata", "quantize", "fold.safetensors"))
 	if err != nil {
 		t.Fatal(err)
 	}

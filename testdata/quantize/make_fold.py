@@ -2,7 +2,7 @@
 """Batch norm folding as PyTorch does it: writes fold.safetensors for stages/quantize's
 TestFoldMatchesTorch.
 
-    /usr/bin/python3 stages/quantize/testdata/make_fold.py
+    /usr/bin/python3 testdata/quantize/make_fold.py
 
 For each case, a conv2d and the batchnorm2d after it with random weights and running
 statistics (<case>.conv.*, <case>.bn.*), and torch.nn.utils.fusion.fuse_conv_bn_weights'
@@ -17,7 +17,7 @@ import torch
 from torch.nn.utils.fusion import fuse_conv_bn_weights
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "testdata", "safetensors"))
 import stlite  # noqa: E402
 
@@ -58,7 +58,7 @@ def main():
         tensors[name + ".fused.bias"] = b.detach().numpy()
         meta[name] = json.dumps({"in": cin, "out": cout, "kernel": k, "groups": groups, "bias": bias,
                                  "eps": eps, "affine": affine})
-    meta["script"] = "stages/quantize/testdata/make_fold.py"
+    meta["script"] = "testdata/quantize/make_fold.py"
     meta["torch"] = torch.__version__
     stlite.save(os.path.join(HERE, "fold.safetensors"), tensors, meta)
 

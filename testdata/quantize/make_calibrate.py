@@ -2,7 +2,7 @@
 """Static calibration of a ResNet as torch.ao's MinMaxObserver sees it: writes calibrate.safetensors
 for stages/quantize's TestCalibrateResNetInputs.
 
-    /usr/bin/python3 stages/quantize/testdata/make_calibrate.py
+    /usr/bin/python3 testdata/quantize/make_calibrate.py
 
 A ResNet-8 (width 4, 1x8x8 inputs, 3 classes; tools/torchref/shrinkmodel.py) with random weights
 and batch norm statistics, in eval mode, and 64 random input rows (input). A forward pre-hook on
@@ -18,7 +18,7 @@ import sys
 import torch
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.abspath(os.path.join(HERE, "..", "..", ".."))
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
 sys.path.insert(0, os.path.join(ROOT, "testdata", "safetensors"))
 sys.path.insert(0, os.path.join(ROOT, "tools", "torchref"))
 import shrinkmodel  # noqa: E402
@@ -60,7 +60,7 @@ def main():
     tensors["input"] = x.reshape(64, -1).numpy()
     for name, (lo, hi) in ranges.items():
         tensors["range." + name] = torch.tensor([lo, hi], dtype=torch.float32).numpy()
-    meta = {"model": json.dumps(SECTION), "script": "stages/quantize/testdata/make_calibrate.py",
+    meta = {"model": json.dumps(SECTION), "script": "testdata/quantize/make_calibrate.py",
             "torch": torch.__version__}
     stlite.save(os.path.join(HERE, "calibrate.safetensors"), tensors, meta)
 
