@@ -5,42 +5,9 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/shrink-ml/shrink/internal/vec/bnoracle"
 )
-
-// The statistics and gradient sums of batch norm before the vec kernels
-// (main at 76b8e71, nn/batchnorm.go), verbatim.
-
-func oldSum64(x []float32) float64 {
-	var s0, s1, s2, s3 float64
-	i := 0
-	for ; i+4 <= len(x); i += 4 {
-		s0 += float64(x[i])
-		s1 += float64(x[i+1])
-		s2 += float64(x[i+2])
-		s3 += float64(x[i+3])
-	}
-	for ; i < len(x); i++ {
-		s0 += float64(x[i])
-	}
-	return (s0 + s1) + (s2 + s3)
-}
-
-func oldSqDev64(x []float32, mean float64) float64 {
-	var s0, s1, s2, s3 float64
-	i := 0
-	for ; i+4 <= len(x); i += 4 {
-		d0, d1, d2, d3 := float64(x[i])-mean, float64(x[i+1])-mean, float64(x[i+2])-mean, float64(x[i+3])-mean
-		s0 += d0 * d0
-		s1 += d1 * d1
-		s2 += d2 * d2
-		s3 += d3 * d3
-	}
-	for ; i < len(x); i++ {
-		d := float64(x[i]) - mean
-		s0 += d * d
-	}
-	return (s0 + s1) + (s2 + s3)
-}
 
 // TestBatchNormSumOrder: a training batch norm's statistics (the float64
 // mean and 1/sqrt(var + eps) it keeps for the backward, and the running
@@ -70,13 +37,13 @@ func TestBatchNormSumOrder(t *testing.T) {
 			for c := range C {
 				var sum float64
 				for b := 0; b < rows; b++ {
-					sum += oldSum64(x[(b*C+c)*S : (b*C+c+1)*S])
+					sum += bnoracle.Sum64(x[(b*C+c)*S : (b*C+c+1)*S])
 				}
 				n := rows * S
 				mean := sum / float64(n)
 				var sq float64
 				for b := 0; b < rows; b++ {
-					sq += oldSqDev64(x[(b*C+c)*S:(b*C+c+1)*S], mean)
+					sq += bnoracle.SqDev64(x[(b*C+c)*S:(b*C+c+1)*S], mean)
 				}
 				variance := sq / float64(n)
 				inv := 1 / math.Sqrt(variance+st.eps)

@@ -11,69 +11,14 @@ import (
 	"math"
 	"math/rand/v2"
 	"testing"
+
+	"github.com/shrink-ml/shrink/internal/vec/bnoracle"
 )
 
-// The scalar code of nn/batchnorm.go before these kernels (main at
-// 358b80e), verbatim: the oracle of the summation order.
-
-// sum64 is Σx in float64, in four interleaved partial sums.
-func sum64(x []float32) float64 {
-	var s0, s1, s2, s3 float64
-	i := 0
-	for ; i+4 <= len(x); i += 4 {
-		s0 += float64(x[i])
-		s1 += float64(x[i+1])
-		s2 += float64(x[i+2])
-		s3 += float64(x[i+3])
-	}
-	for ; i < len(x); i++ {
-		s0 += float64(x[i])
-	}
-	return (s0 + s1) + (s2 + s3)
-}
-
-// sqDev64 is Σ(x - mean)² in float64, in four interleaved partial sums.
-func sqDev64(x []float32, mean float64) float64 {
-	var s0, s1, s2, s3 float64
-	i := 0
-	for ; i+4 <= len(x); i += 4 {
-		d0, d1, d2, d3 := float64(x[i])-mean, float64(x[i+1])-mean, float64(x[i+2])-mean, float64(x[i+3])-mean
-		s0 += d0 * d0
-		s1 += d1 * d1
-		s2 += d2 * d2
-		s3 += d3 * d3
-	}
-	for ; i < len(x); i++ {
-		d := float64(x[i]) - mean
-		s0 += d * d
-	}
-	return (s0 + s1) + (s2 + s3)
-}
-
-// dotDev64 is Σdy and Σdy·(x - mean) in float64.
-func dotDev64(dy, x []float32, mean float64) (sum, dot float64) {
-	x = x[:len(dy)]
-	var s0, s1, d0, d1 float64
-	i := 0
-	for ; i+2 <= len(dy); i += 2 {
-		g0, g1 := float64(dy[i]), float64(dy[i+1])
-		s0 += g0
-		s1 += g1
-		d0 += g0 * (float64(x[i]) - mean)
-		d1 += g1 * (float64(x[i+1]) - mean)
-	}
-	for ; i < len(dy); i++ {
-		g := float64(dy[i])
-		s0 += g
-		d0 += g * (float64(x[i]) - mean)
-	}
-	return s0 + s1, d0 + d1
-}
-
 // TestBNSumOrder: the Go references and the assembly give, bit for bit,
-// what the old bnOp.Run and bnGradOp.Run loops computed from sum64, sqDev64
-// and dotDev64 (run after run, in order), and the ReLU-fused gradient sums
-// what dotDev64 gave on ReLUGrad's output, so trainings reproduce the
+// what the old bnOp.Run and bnGradOp.Run loops computed from bnoracle's Sum64,
+// SqDev64 and DotDev64 (run after run, in order), and the ReLU-fused gradient sums
+// what DotDev64 gave on ReLUGrad's output, so trainings reproduce the
 // checkpoints recorded before.
 func TestBNSumOrder(t *testing.T) {
 	t.Logf("AVX-512 kernels: %v", useBN512)
@@ -104,18 +49,18 @@ func bnOrderCase(t *testing.T, r *rand.Rand, runs, n, stride int) {
 	}
 	var sum float64
 	for b := range runs {
-		sum += sum64(x[b*stride : b*stride+n])
+		sum += bnoracle.Sum64(x[b*stride : b*stride+n])
 	}
 	mean := sum / float64(runs*n)
 	var sq float64
 	for b := range runs {
-		sq += sqDev64(x[b*stride:b*stride+n], mean)
+		sq += bnoracle.SqDev64(x[b*stride:b*stride+n], mean)
 	}
 	var sdy, sdyx, rdy, rdyx float64
 	g := make([]float32, n)
 	for b := range runs {
 		at := b * stride
-		s, d := dotDev64(dy[at:at+n], x[at:at+n], mean)
+		s, d := bnoracle.DotDev64(dy[at:at+n], x[at:at+n], mean)
 		sdy += s
 		sdyx += d
 		// the old reluGradOp.Run's loop
@@ -123,7 +68,7 @@ func bnOrderCase(t *testing.T, r *rand.Rand, runs, n, stride int) {
 			keep := -min(math.Float32bits(v), 1)
 			g[i] = math.Float32frombits(math.Float32bits(dy[at+i]) & keep)
 		}
-		s, d = dotDev64(g, x[at:at+n], mean)
+		s, d = bnoracle.DotDev64(g, x[at:at+n], mean)
 		rdy += s
 		rdyx += d
 	}
