@@ -46,6 +46,20 @@ const colsBudget = 1 << 17
 // most goroutines it can use.
 const convParts = 4
 
+// partialSums returns acc with at least parts buffers, each of size floats,
+// reusing those it already has so that a training step allocates nothing.
+func partialSums(acc [][]float32, parts, size int) [][]float32 {
+	for len(acc) < parts {
+		acc = append(acc, nil)
+	}
+	for p := range acc {
+		if len(acc[p]) != size {
+			acc[p] = make([]float32, size)
+		}
+	}
+	return acc
+}
+
 // chunking is how a convolution's batch is cut: nb images per chunk.
 type chunking struct{ nb, chunks int }
 
@@ -312,14 +326,7 @@ type convGradW struct {
 func (t *convGradW) run(d convDims, dy, x, dw []float32) {
 	t.d, t.ch, t.dy, t.x = d, chunksOf(d), dy, x
 	t.parts = min(convParts, t.ch.chunks)
-	for len(t.acc) < t.parts {
-		t.acc = append(t.acc, nil)
-	}
-	for p := range t.acc {
-		if len(t.acc[p]) != len(dw) {
-			t.acc[p] = make([]float32, len(dw))
-		}
-	}
+	t.acc = partialSums(t.acc, t.parts, len(dw))
 	n := t.ch.nb * d.P
 	workers := t.work.size(min(gemm.Threads(), t.parts), d.C*d.KH*d.KW*n, d.O*n)
 	par.Do(t, t.parts, workers)

@@ -239,14 +239,7 @@ func (t *tallGradW) run(d convDims, dy, x, dw []float32) {
 	g := &t.s.g
 	t.x, t.dy = x, dy
 	t.parts = min(convParts, g.ch.chunks)
-	for len(t.acc) < t.parts {
-		t.acc = append(t.acc, nil)
-	}
-	for p := range t.acc {
-		if len(t.acc[p]) != len(dw) {
-			t.acc[p] = make([]float32, len(dw))
-		}
-	}
+	t.acc = partialSums(t.acc, t.parts, len(dw))
 	par.Do(t, t.parts, workers)
 	t.x, t.dy = nil, nil
 	// dw [o, c, t] = Σ_p acc[p][t, c, o].
