@@ -86,6 +86,34 @@ const (
 )
 
 func checkSgemm(transA, transB bool, m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int) {
+	checkDims(transA, transB, m, n, k, lda, ldb, ldc)
+	if m == 0 || n == 0 {
+		return
+	}
+	// With k == 0 these bounds are trivially met (gonum checks the same way).
+	if transA {
+		if len(a) < (k-1)*lda+m {
+			panic(errShortA)
+		}
+	} else if len(a) < (m-1)*lda+k {
+		panic(errShortA)
+	}
+	if transB {
+		if len(b) < (n-1)*ldb+k {
+			panic(errShortB)
+		}
+	} else if len(b) < (k-1)*ldb+n {
+		panic(errShortB)
+	}
+	if len(c) < (m-1)*ldc+n {
+		panic(errShortC)
+	}
+}
+
+// checkDims panics, as gonum does, on negative sizes and leading
+// dimensions too small for the stored A, B and C: the checks Sgemm and Taps
+// share.
+func checkDims(transA, transB bool, m, n, k, lda, ldb, ldc int) {
 	if m < 0 {
 		panic(errMLT0)
 	}
@@ -111,27 +139,6 @@ func checkSgemm(transA, transB bool, m, n, k int, a []float32, lda int, b []floa
 	}
 	if ldc < max(1, n) {
 		panic(errBadLdC)
-	}
-	if m == 0 || n == 0 {
-		return
-	}
-	// With k == 0 these bounds are trivially met (gonum checks the same way).
-	if transA {
-		if len(a) < (k-1)*lda+m {
-			panic(errShortA)
-		}
-	} else if len(a) < (m-1)*lda+k {
-		panic(errShortA)
-	}
-	if transB {
-		if len(b) < (n-1)*ldb+k {
-			panic(errShortB)
-		}
-	} else if len(b) < (k-1)*ldb+n {
-		panic(errShortB)
-	}
-	if len(c) < (m-1)*ldc+n {
-		panic(errShortC)
 	}
 }
 
