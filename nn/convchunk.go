@@ -82,8 +82,13 @@ type convWork struct{ cols, tmp []float32 }
 // convScratch holds a convolution op's per-worker scratch.
 type convScratch []convWork
 
-// size makes room for workers workers and returns how many there are.
-func (s *convScratch) size(workers, cols, tmp int) int {
+// size makes room for as many workers as the threads allow for parts
+// parts, each with the scratch of one of d's chunks, and returns how many
+// there are.
+func (s *convScratch) size(d convDims, ch chunking, parts int) int {
+	workers := min(gemm.Threads(), parts)
+	n := ch.nb * d.P
+	cols, tmp := d.C*d.KH*d.KW*n, d.O*n
 	for len(*s) < workers {
 		*s = append(*s, convWork{})
 	}
@@ -110,8 +115,7 @@ type convForward struct {
 
 func (t *convForward) run(d convDims, x, w, y []float32) {
 	t.d, t.ch, t.x, t.w, t.y = d, chunksOf(d), x, w, y
-	n := t.ch.nb * d.P
-	workers := t.work.size(min(gemm.Threads(), t.ch.chunks), d.C*d.KH*d.KW*n, d.O*n)
+	workers := t.work.size(d, t.ch, t.ch.chunks)
 	par.Do(t, t.ch.chunks, workers)
 	t.x, t.w, t.y = nil, nil, nil
 }
@@ -265,8 +269,7 @@ type convColsX struct {
 
 func (t *convColsX) run(d convDims, dy, w, dx []float32) {
 	t.d, t.ch, t.dy, t.w, t.x = d, chunksOf(d), dy, w, dx
-	n := t.ch.nb * d.P
-	workers := t.work.size(min(gemm.Threads(), t.ch.chunks), d.C*d.KH*d.KW*n, d.O*n)
+	workers := t.work.size(d, t.ch, t.ch.chunks)
 	par.Do(t, t.ch.chunks, workers)
 	t.dy, t.w, t.x = nil, nil, nil
 }
@@ -327,8 +330,7 @@ func (t *convGradW) run(d convDims, dy, x, dw []float32) {
 	t.d, t.ch, t.dy, t.x = d, chunksOf(d), dy, x
 	t.parts = min(convParts, t.ch.chunks)
 	t.acc = partialSums(t.acc, t.parts, len(dw))
-	n := t.ch.nb * d.P
-	workers := t.work.size(min(gemm.Threads(), t.parts), d.C*d.KH*d.KW*n, d.O*n)
+	workers := t.work.size(d, t.ch, t.parts)
 	par.Do(t, t.parts, workers)
 	t.dy, t.x = nil, nil
 	// dw [g·Og+o, r] = Σ_p acc[p][g][r, o].
