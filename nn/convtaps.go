@@ -173,10 +173,10 @@ func (t *tallForward) run(d convDims, x, w, y []float32, flip bool) {
 	case t.fixedW && len(t.wt) == len(w):
 		// inference: the filters were laid out by the first call
 	case flip:
-		t.wt = growFloats(&t.wt, len(w))
+		t.wt = grow(&t.wt, len(w))
 		tapFilters(w, t.wt, g.cin, g.cout, g.kk, true)
 	default:
-		t.wt = growFloats(&t.wt, len(w))
+		t.wt = grow(&t.wt, len(w))
 		tapFilters(w, t.wt, g.cout, g.cin, g.kk, false)
 	}
 	t.x, t.y = x, y
