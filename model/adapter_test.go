@@ -15,6 +15,7 @@ import (
 	"github.com/shrink-ml/shrink/checkpoint"
 	"github.com/shrink-ml/shrink/config"
 	"github.com/shrink-ml/shrink/data"
+	"github.com/shrink-ml/shrink/internal/testkit"
 	"github.com/shrink-ml/shrink/model"
 )
 
@@ -45,7 +46,7 @@ func readLoraFixture(t *testing.T, path string) *loraFixture {
 		t.Fatal(err)
 	}
 	spec := arch.Default()
-	if errs := config.Decode(wholeNumbers(raw).(map[string]any), spec); len(errs) > 0 {
+	if errs := config.Decode(testkit.JSONInts(raw).(map[string]any), spec); len(errs) > 0 {
 		t.Fatalf("model section: %v", errs)
 	}
 	fx.spec = *spec
@@ -59,7 +60,7 @@ func readLoraFixture(t *testing.T, path string) *loraFixture {
 		t.Fatal(err)
 	}
 	x, _ := f.Get("x")
-	fx.x = &data.Split{N: x.Shape[0], Shape: x.Shape[1:], Features: arch.Shape(x.Shape[1:]).Size(), X: fxFloats(t, f, "x")}
+	fx.x = &data.Split{N: x.Shape[0], Shape: x.Shape[1:], Features: arch.Shape(x.Shape[1:]).Size(), X: testkit.Floats(t, f, "x")}
 	yt, _ := f.Get("y")
 	ys, err := yt.Int64s()
 	if err != nil {
@@ -69,38 +70,6 @@ func readLoraFixture(t *testing.T, path string) *loraFixture {
 		fx.x.Y = append(fx.x.Y, int32(y))
 	}
 	return fx
-}
-
-// wholeNumbers turns whole JSON numbers into ints, as YAML would give them.
-func wholeNumbers(v any) any {
-	switch x := v.(type) {
-	case map[string]any:
-		for k, e := range x {
-			x[k] = wholeNumbers(e)
-		}
-	case []any:
-		for i, e := range x {
-			x[i] = wholeNumbers(e)
-		}
-	case float64:
-		if x == math.Trunc(x) {
-			return int(x)
-		}
-	}
-	return v
-}
-
-func fxFloats(t *testing.T, f *checkpoint.File, name string) []float32 {
-	t.Helper()
-	tn, ok := f.Get(name)
-	if !ok {
-		t.Fatalf("fixture has no %s", name)
-	}
-	v, err := tn.Float32s()
-	if err != nil {
-		t.Fatalf("%s: %v", name, err)
-	}
-	return v
 }
 
 // model builds the fixture's model: the base from its state_dict tensors,
@@ -129,8 +98,8 @@ func (fx *loraFixture) model(t *testing.T) *model.Model {
 			t.Fatal(err)
 		}
 		an, bn := model.AdapterNames(name)
-		copy(l.Adapter.A.Data, fxFloats(t, fx.all, an))
-		copy(l.Adapter.B.Data, fxFloats(t, fx.all, bn))
+		copy(l.Adapter.A.Data, testkit.Floats(t, fx.all, an))
+		copy(l.Adapter.B.Data, testkit.Floats(t, fx.all, bn))
 	}
 	for name, how := range fx.frozen {
 		m.Layer(name).Frozen = how
@@ -177,7 +146,7 @@ func TestLoRAAgainstPyTorch(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			near(t, "eval logits", got, fxFloats(t, fx.all, "eval.logits"), 1e-5)
+			near(t, "eval logits", got, testkit.Floats(t, fx.all, "eval.logits"), 1e-5)
 
 			checkLoRATrain(t, fx, m.Clone())
 
@@ -190,13 +159,13 @@ func TestLoRAAgainstPyTorch(t *testing.T) {
 				}
 				// PyTorch's delta went through its own float32 matmul: both are
 				// within float32 rounding of the exact W + B A * scaling.
-				near(t, "merged "+name, l.Weights[0].Data, fxFloats(t, fx.all, "merged."+name+".weight"), 1e-6)
+				near(t, "merged "+name, l.Weights[0].Data, testkit.Floats(t, fx.all, "merged."+name+".weight"), 1e-6)
 			}
 			got, err = model.Logits(context.Background(), merged, fx.x, fx.evalBatch)
 			if err != nil {
 				t.Fatal(err)
 			}
-			near(t, "merged eval logits", got, fxFloats(t, fx.all, "merged.eval.logits"), 1e-5)
+			near(t, "merged eval logits", got, testkit.Floats(t, fx.all, "merged.eval.logits"), 1e-5)
 		})
 	}
 }
@@ -215,8 +184,8 @@ func checkLoRATrain(t *testing.T, fx *loraFixture, m *model.Model) {
 	if err := net.Run(); err != nil {
 		t.Fatal(err)
 	}
-	near(t, "train logits", net.Logits(), fxFloats(t, fx.all, "train.logits"), 1e-5)
-	if got, want := net.LastLoss().Loss, float64(fxFloats(t, fx.all, "train.loss")[0]); math.Abs(got-want) > 1e-5*max(1, math.Abs(want)) {
+	near(t, "train logits", net.Logits(), testkit.Floats(t, fx.all, "train.logits"), 1e-5)
+	if got, want := net.LastLoss().Loss, float64(testkit.Floats(t, fx.all, "train.loss")[0]); math.Abs(got-want) > 1e-5*max(1, math.Abs(want)) {
 		t.Errorf("train loss %g, want %g", got, want)
 	}
 	var want []string
@@ -229,7 +198,7 @@ func checkLoRATrain(t *testing.T, fx *loraFixture, m *model.Model) {
 	var scale float64
 	for _, p := range net.Params() {
 		got = append(got, p.Name)
-		for _, g := range fxFloats(t, fx.all, "grad."+p.Name) {
+		for _, g := range testkit.Floats(t, fx.all, "grad."+p.Name) {
 			scale = max(scale, math.Abs(float64(g)))
 		}
 	}
@@ -238,7 +207,7 @@ func checkLoRATrain(t *testing.T, fx *loraFixture, m *model.Model) {
 		t.Fatalf("trainable tensors %v, PyTorch's %v", got, want)
 	}
 	for _, p := range net.Params() {
-		wantG := fxFloats(t, fx.all, "grad."+p.Name)
+		wantG := testkit.Floats(t, fx.all, "grad."+p.Name)
 		for i, g := range p.Grad() {
 			if d := math.Abs(float64(g) - float64(wantG[i])); d > 1e-4*scale || math.IsNaN(d) {
 				t.Errorf("grad %s[%d] = %g, want %g (largest gradient %g)", p.Name, i, g, wantG[i], scale)
@@ -248,7 +217,7 @@ func checkLoRATrain(t *testing.T, fx *loraFixture, m *model.Model) {
 	}
 	for _, l := range m.Layers {
 		for _, b := range l.Buffers {
-			near(t, "buffer "+b.Name+" after the training forward", b.Data, fxFloats(t, fx.all, "train."+b.Name), 1e-5)
+			near(t, "buffer "+b.Name+" after the training forward", b.Data, testkit.Floats(t, fx.all, "train."+b.Name), 1e-5)
 		}
 	}
 }

@@ -247,22 +247,8 @@ func (b *layerBuilder) FuseReLU() bool {
 	n, l := b.net, b.layer
 	layers := n.Model.Layers
 	i := l.Index
-	if n.Mode != ModeTrain || l.Adapter != nil || i < 0 || i+1 >= len(layers) || layers[i] != l {
+	if n.Mode != ModeTrain || l.Adapter != nil || i < 0 || i >= len(layers) || layers[i] != l {
 		return false
 	}
-	next := layers[i+1]
-	if next.Type != "relu" || len(next.Inputs) != 1 || next.Inputs[0] != i || next.Input != nil || next.Adapter != nil {
-		return false
-	}
-	for _, o := range layers {
-		if o == next {
-			continue
-		}
-		for _, j := range o.Inputs {
-			if j == i {
-				return false
-			}
-		}
-	}
-	return true
+	return reluAfter(layers, i)
 }

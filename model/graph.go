@@ -121,20 +121,29 @@ type NetOptions struct {
 }
 
 // fusesReLU reports whether layer i, on integer kernels, applies the ReLU
-// that follows it: a type that can (nn.ReLUFuser), the next layer a plain
-// ReLU of layer i's output alone, which no other layer reads and no
-// adapter changes. The bits are those of the two layers apart.
+// that follows it: a type that can (nn.ReLUFuser), no adapter, and the next
+// layer a ReLU it alone feeds (reluAfter). The bits are those of the two
+// layers apart.
 func (n *Net) fusesReLU(i int) bool {
-	ls := n.Model.Layers
-	l := ls[i]
-	if f, ok := l.Config.(nn.ReLUFuser); !ok || !f.FusesReLU() || l.Adapter != nil || i+1 >= len(ls) {
+	l := n.Model.Layers[i]
+	if f, ok := l.Config.(nn.ReLUFuser); !ok || !f.FusesReLU() || l.Adapter != nil {
 		return false
 	}
-	next := ls[i+1]
-	if _, ok := next.Config.(*nn.ReLU); !ok || next.Adapter != nil || next.Input != nil || len(next.Inputs) != 1 || next.Inputs[0] != i {
+	return reluAfter(n.Model.Layers, i)
+}
+
+// reluAfter reports whether layer i+1 is a plain ReLU of layer i's output
+// alone (no input quantization, no adapter) and no other layer reads layer
+// i: a ReLU that layer i may apply in its own output pass.
+func reluAfter(layers []*Layer, i int) bool {
+	if i < 0 || i+1 >= len(layers) {
 		return false
 	}
-	for j, o := range ls {
+	next := layers[i+1]
+	if next.Type != "relu" || next.Adapter != nil || next.Input != nil || len(next.Inputs) != 1 || next.Inputs[0] != i {
+		return false
+	}
+	for j, o := range layers {
 		if j != i+1 && slices.Contains(o.Inputs, i) {
 			return false
 		}

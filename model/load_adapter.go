@@ -40,12 +40,11 @@ func nf4Tensors(w *Weight) ([]checkpoint.Tensor, error) {
 // Data the values the codes stand for.
 func (ld *loader) nf4Weight(w *Weight) *Weight {
 	q, err := nf4.FromTensors(ld.f, w.Name)
+	ld.markNF4(w.Name)
 	if err != nil {
 		ld.badType = append(ld.badType, err.Error())
-		ld.markNF4(w.Name)
 		return nil
 	}
-	ld.markNF4(w.Name)
 	if !slices.Equal(q.Shape, w.Shape) {
 		ld.badType = append(ld.badType, fmt.Sprintf("%s is an NF4 weight of shape %v, want %v", w.Name, q.Shape, w.Shape))
 		return nil

@@ -50,26 +50,8 @@ func TestStaticInt8AgreesWithFloat(t *testing.T) {
 			for i := range x {
 				x[i] = float32(rng.NormFloat64())
 			}
-			run := func(static bool) ([]float32, int) {
-				t.Helper()
-				net, err := Build(m, NetOptions{Batch: batch, Mode: ModeEval, StaticInt8: static})
-				if err != nil {
-					t.Fatal(err)
-				}
-				copy(net.X, x)
-				if err := net.Run(); err != nil {
-					t.Fatal(err)
-				}
-				ops := 0
-				for _, node := range net.g.AllNodes() {
-					if node.Op() != nil && strings.HasSuffix(node.Op().String(), ".int8") {
-						ops++
-					}
-				}
-				return slices.Clone(net.Logits()), ops
-			}
-			float, fops := run(false)
-			integer, iops := run(true)
+			float, fops := evalInt8(t, m, batch, x, false)
+			integer, iops := evalInt8(t, m, batch, x, true)
 			if fops != 0 || iops != c.ops {
 				t.Errorf("%d integer ops without StaticInt8 and %d with, want 0 and %d", fops, iops, c.ops)
 			}
@@ -81,6 +63,27 @@ func TestStaticInt8AgreesWithFloat(t *testing.T) {
 			}
 		})
 	}
+}
+
+// evalInt8 evaluates m on x, with or without NetOptions.StaticInt8, and
+// counts the integer (".int8") ops in the graph it built.
+func evalInt8(t *testing.T, m *Model, batch int, x []float32, staticInt8 bool) ([]float32, int) {
+	t.Helper()
+	net, err := Build(m, NetOptions{Batch: batch, Mode: ModeEval, StaticInt8: staticInt8})
+	if err != nil {
+		t.Fatal(err)
+	}
+	copy(net.X, x)
+	if err := net.Run(); err != nil {
+		t.Fatal(err)
+	}
+	ops := 0
+	for _, node := range net.g.AllNodes() {
+		if node.Op() != nil && strings.HasSuffix(node.Op().String(), ".int8") {
+			ops++
+		}
+	}
+	return slices.Clone(net.Logits()), ops
 }
 
 func shapeSize(s []int) int {
@@ -111,26 +114,8 @@ func TestFullRangeDynamicInt8AgreesWithFloat(t *testing.T) {
 			for i := range x {
 				x[i] = float32(rng.NormFloat64())
 			}
-			run := func(int8 bool) ([]float32, int) {
-				t.Helper()
-				net, err := Build(m, NetOptions{Batch: batch, Mode: ModeEval, StaticInt8: int8})
-				if err != nil {
-					t.Fatal(err)
-				}
-				copy(net.X, x)
-				if err := net.Run(); err != nil {
-					t.Fatal(err)
-				}
-				ops := 0
-				for _, node := range net.g.AllNodes() {
-					if node.Op() != nil && strings.HasSuffix(node.Op().String(), ".int8") {
-						ops++
-					}
-				}
-				return slices.Clone(net.Logits()), ops
-			}
-			float, fops := run(false)
-			integer, iops := run(true)
+			float, fops := evalInt8(t, m, batch, x, false)
+			integer, iops := evalInt8(t, m, batch, x, true)
 			wantF := 0
 			if reduce {
 				wantF = 3

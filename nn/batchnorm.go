@@ -230,15 +230,23 @@ func (o *bnOp) Run(c, _ int) {
 	} else {
 		st.batchMean[c], st.invStd[c] = float64(st.mean[c]), 1/math.Sqrt(float64(st.variance[c])+st.eps)
 	}
-	a, shift := st.invStd[c], -st.batchMean[c]*st.invStd[c]
-	if o.affine {
-		a, shift = st.invStd[c]*float64(o.w[c]), float64(o.bias[c])-st.batchMean[c]*st.invStd[c]*float64(o.w[c])
-	}
+	a, shift := normScaleShift(st.batchMean[c], st.invStd[c], o.w, o.bias, c)
 	if o.relu {
 		vec.ScaleShiftReLU(o.y[c*S:], o.x[c*S:], B, S, C*S, float32(a), float32(shift))
 		return
 	}
 	vec.ScaleShift(o.y[c*S:], o.x[c*S:], B, S, C*S, float32(a), float32(shift))
+}
+
+// normScaleShift is channel c's y = a·x + shift, in float64: x - mean
+// times invStd, then times the affine weight plus its bias (w nil: not
+// affine). bnOp and NormEval (a convolution's fused batch norm) share it,
+// so both give the same bits.
+func normScaleShift(mean, invStd float64, w, bias []float32, c int) (a, shift float64) {
+	if w == nil {
+		return invStd, -mean * invStd
+	}
+	return invStd * float64(w[c]), float64(bias[c]) - mean*invStd*float64(w[c])
 }
 
 func (o *bnOp) DiffWRT(n int) []bool { return op.All(n) }

@@ -202,7 +202,7 @@ func (o *convInt8Op) chunk(x, y []float32, b0, nb, c, h, w, oh, ow int) {
 	ph, pw := o.padding[0], o.padding[1]
 	hp, wp := h+2*ph, w+2*pw
 	plane, oplane := h*w, oh*ow
-	xt := growFloats(&o.xt, plane*c)
+	xt := grow(&o.xt, plane*c)
 	img := o.img
 	for b := 0; b < nb; b++ {
 		xb := x[(b0+b)*c*plane:]
@@ -221,7 +221,7 @@ func (o *convInt8Op) chunk(x, y []float32, b0, nb, c, h, w, oh, ow int) {
 		// the grid at 7x7).
 		perImage, perRow = hp*wp, wp
 		m := (oh-1)*perRow + ow
-		acc = growInt32s(&o.acc, nb*perImage*o.o)
+		acc = grow(&o.acc, nb*perImage*o.o)
 		for b := 0; b < nb; b++ {
 			ab := acc[b*perImage*o.o : (b*perImage+m)*o.o]
 			clear(ab)
@@ -245,7 +245,7 @@ func (o *convInt8Op) chunk(x, y []float32, b0, nb, c, h, w, oh, ow int) {
 				}
 			}
 		}
-		acc = growInt32s(&o.acc, m*o.o)
+		acc = grow(&o.acc, m*o.o)
 		qgemm.MatMul(m, patch, k, o.r, o.full, acc, o.o)
 	}
 	// Output row i of an image is perRow·i rows into its sums; the rows
@@ -278,7 +278,7 @@ func (o *convInt8Op) chunk(x, y []float32, b0, nb, c, h, w, oh, ow int) {
 		return
 	}
 	rows := (oh-1)*perRow + ow
-	ycl := growFloats(&o.ycl, rows*o.o)
+	ycl := grow(&o.ycl, rows*o.o)
 	for b := 0; b < nb; b++ {
 		o.deq.Dequantize(rows, acc[b*perImage*o.o:], o.o, ycl, o.o, relu)
 		dst := y[(b0+b)*o.o*oplane:]
@@ -303,23 +303,11 @@ func (o *convInt8Op) SymDiff(G.Nodes, *G.Node, *G.Node) (G.Nodes, error) {
 	return nil, fmt.Errorf("%s: integer inference has no gradient", o.Name())
 }
 
-func grow(buf *[]uint8, n int) []uint8 {
+// grow returns (*buf)[:n], reallocating *buf when it is too short, so
+// that the ops' scratch is allocated once per shape.
+func grow[T any](buf *[]T, n int) []T {
 	if cap(*buf) < n {
-		*buf = make([]uint8, n)
-	}
-	return (*buf)[:n]
-}
-
-func growFloats(buf *[]float32, n int) []float32 {
-	if cap(*buf) < n {
-		*buf = make([]float32, n)
-	}
-	return (*buf)[:n]
-}
-
-func growInt32s(buf *[]int32, n int) []int32 {
-	if cap(*buf) < n {
-		*buf = make([]int32, n)
+		*buf = make([]T, n)
 	}
 	return (*buf)[:n]
 }

@@ -67,10 +67,7 @@ func (n *NormEval) coefficients() {
 	}
 	for i := range c {
 		mean, invStd := float64(n.mean[i]), 1/math.Sqrt(float64(n.variance[i])+n.eps)
-		a, shift := invStd, -mean*invStd
-		if n.weight != nil {
-			a, shift = invStd*float64(n.weight[i]), float64(n.bias[i])-mean*invStd*float64(n.weight[i])
-		}
+		a, shift := normScaleShift(mean, invStd, n.weight, n.bias, i)
 		n.a[i], n.b[i] = float32(a), float32(shift)
 	}
 }

@@ -46,6 +46,20 @@ const colsBudget = 1 << 17
 // most goroutines it can use.
 const convParts = 4
 
+// partialSums returns acc with at least parts buffers, each of size floats,
+// reusing those it already has so that a training step allocates nothing.
+func partialSums(acc [][]float32, parts, size int) [][]float32 {
+	for len(acc) < parts {
+		acc = append(acc, nil)
+	}
+	for p := range acc {
+		if len(acc[p]) != size {
+			acc[p] = make([]float32, size)
+		}
+	}
+	return acc
+}
+
 // chunking is how a convolution's batch is cut: nb images per chunk.
 type chunking struct{ nb, chunks int }
 
@@ -68,8 +82,13 @@ type convWork struct{ cols, tmp []float32 }
 // convScratch holds a convolution op's per-worker scratch.
 type convScratch []convWork
 
-// size makes room for workers workers and returns how many there are.
-func (s *convScratch) size(workers, cols, tmp int) int {
+// size makes room for as many workers as the threads allow for parts
+// parts, each with the scratch of one of d's chunks, and returns how many
+// there are.
+func (s *convScratch) size(d convDims, ch chunking, parts int) int {
+	workers := min(gemm.Threads(), parts)
+	n := ch.nb * d.P
+	cols, tmp := d.C*d.KH*d.KW*n, d.O*n
 	for len(*s) < workers {
 		*s = append(*s, convWork{})
 	}
@@ -96,8 +115,7 @@ type convForward struct {
 
 func (t *convForward) run(d convDims, x, w, y []float32) {
 	t.d, t.ch, t.x, t.w, t.y = d, chunksOf(d), x, w, y
-	n := t.ch.nb * d.P
-	workers := t.work.size(min(gemm.Threads(), t.ch.chunks), d.C*d.KH*d.KW*n, d.O*n)
+	workers := t.work.size(d, t.ch, t.ch.chunks)
 	par.Do(t, t.ch.chunks, workers)
 	t.x, t.w, t.y = nil, nil, nil
 }
@@ -251,8 +269,7 @@ type convColsX struct {
 
 func (t *convColsX) run(d convDims, dy, w, dx []float32) {
 	t.d, t.ch, t.dy, t.w, t.x = d, chunksOf(d), dy, w, dx
-	n := t.ch.nb * d.P
-	workers := t.work.size(min(gemm.Threads(), t.ch.chunks), d.C*d.KH*d.KW*n, d.O*n)
+	workers := t.work.size(d, t.ch, t.ch.chunks)
 	par.Do(t, t.ch.chunks, workers)
 	t.dy, t.w, t.x = nil, nil, nil
 }
@@ -312,16 +329,8 @@ type convGradW struct {
 func (t *convGradW) run(d convDims, dy, x, dw []float32) {
 	t.d, t.ch, t.dy, t.x = d, chunksOf(d), dy, x
 	t.parts = min(convParts, t.ch.chunks)
-	for len(t.acc) < t.parts {
-		t.acc = append(t.acc, nil)
-	}
-	for p := range t.acc {
-		if len(t.acc[p]) != len(dw) {
-			t.acc[p] = make([]float32, len(dw))
-		}
-	}
-	n := t.ch.nb * d.P
-	workers := t.work.size(min(gemm.Threads(), t.parts), d.C*d.KH*d.KW*n, d.O*n)
+	t.acc = partialSums(t.acc, t.parts, len(dw))
+	workers := t.work.size(d, t.ch, t.parts)
 	par.Do(t, t.parts, workers)
 	t.dy, t.x = nil, nil
 	// dw [g·Og+o, r] = Σ_p acc[p][g][r, o].

@@ -173,10 +173,10 @@ func (t *tallForward) run(d convDims, x, w, y []float32, flip bool) {
 	case t.fixedW && len(t.wt) == len(w):
 		// inference: the filters were laid out by the first call
 	case flip:
-		t.wt = growFloats(&t.wt, len(w))
+		t.wt = grow(&t.wt, len(w))
 		tapFilters(w, t.wt, g.cin, g.cout, g.kk, true)
 	default:
-		t.wt = growFloats(&t.wt, len(w))
+		t.wt = grow(&t.wt, len(w))
 		tapFilters(w, t.wt, g.cout, g.cin, g.kk, false)
 	}
 	t.x, t.y = x, y
@@ -239,14 +239,7 @@ func (t *tallGradW) run(d convDims, dy, x, dw []float32) {
 	g := &t.s.g
 	t.x, t.dy = x, dy
 	t.parts = min(convParts, g.ch.chunks)
-	for len(t.acc) < t.parts {
-		t.acc = append(t.acc, nil)
-	}
-	for p := range t.acc {
-		if len(t.acc[p]) != len(dw) {
-			t.acc[p] = make([]float32, len(dw))
-		}
-	}
+	t.acc = partialSums(t.acc, t.parts, len(dw))
 	par.Do(t, t.parts, workers)
 	t.x, t.dy = nil, nil
 	// dw [o, c, t] = Σ_p acc[p][t, c, o].

@@ -129,24 +129,7 @@ func tapsEdge(ws *workspace, kern *tileKernel, taps int, offs *int, k int, a *fl
 }
 
 func checkTaps(m, n, k int, off []int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int) {
-	if m < 0 {
-		panic(errMLT0)
-	}
-	if n < 0 {
-		panic(errNLT0)
-	}
-	if k < 0 {
-		panic(errKLT0)
-	}
-	if lda < max(1, k) {
-		panic(errBadLdA)
-	}
-	if ldb < max(1, n) {
-		panic(errBadLdB)
-	}
-	if ldc < max(1, n) {
-		panic(errBadLdC)
-	}
+	checkDims(false, false, m, n, k, lda, ldb, ldc)
 	if m == 0 || n == 0 || k == 0 || len(off) == 0 {
 		return
 	}

@@ -14,21 +14,8 @@ package gemm
 // For a given shape, the result is bit-identical on every call whatever
 // SetThreads says; see the package documentation for the summation order.
 func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
-	checkSgemm(transA, transB, m, n, k, a, lda, b, ldb, c, ldc)
-	if m == 0 || n == 0 {
-		return
-	}
-	if alpha == 0 || k == 0 {
-		scaleC(m, n, beta, c, ldc)
-		return
-	}
-	p := problem{
-		transA: transA, transB: transB,
-		m: m, n: n, k: k,
-		alpha: alpha, beta: beta,
-		a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc,
-	}
-	if p.gemv() {
+	p, tiled := newProblem(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+	if !tiled {
 		return
 	}
 	if backend != nil {
@@ -44,21 +31,8 @@ func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int
 // at once, one per thread. Its results are Sgemm's without a backend, bit
 // for bit.
 func SgemmSerial(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
-	checkSgemm(transA, transB, m, n, k, a, lda, b, ldb, c, ldc)
-	if m == 0 || n == 0 {
-		return
-	}
-	if alpha == 0 || k == 0 {
-		scaleC(m, n, beta, c, ldc)
-		return
-	}
-	p := problem{
-		transA: transA, transB: transB,
-		m: m, n: n, k: k,
-		alpha: alpha, beta: beta,
-		a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc,
-	}
-	if p.gemv() {
+	p, tiled := newProblem(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+	if !tiled {
 		return
 	}
 	im := active.Load()
@@ -67,6 +41,28 @@ func SgemmSerial(transA, transB bool, m, n, k int, alpha float32, a []float32, l
 	ws := getWorkspace(kern, kc, p.m, p.n)
 	p.block(ws, im, kern, kc, 0, p.m, 0, p.n)
 	putWorkspace(ws)
+}
+
+// newProblem checks Sgemm's arguments and computes at once the products
+// that need no tiles (empty C, alpha or k zero, a matrix-vector shape);
+// tiled reports whether p is left for the tiled kernels or the backend.
+// Sgemm and SgemmSerial share it so that they agree on every such case.
+func newProblem(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) (p problem, tiled bool) {
+	checkSgemm(transA, transB, m, n, k, a, lda, b, ldb, c, ldc)
+	if m == 0 || n == 0 {
+		return p, false
+	}
+	if alpha == 0 || k == 0 {
+		scaleC(m, n, beta, c, ldc)
+		return p, false
+	}
+	p = problem{
+		transA: transA, transB: transB,
+		m: m, n: n, k: k,
+		alpha: alpha, beta: beta,
+		a: a, lda: lda, b: b, ldb: ldb, c: c, ldc: ldc,
+	}
+	return p, !p.gemv()
 }
 
 // Panic messages, shared with gonum so that callers see the same errors
@@ -90,6 +86,34 @@ const (
 )
 
 func checkSgemm(transA, transB bool, m, n, k int, a []float32, lda int, b []float32, ldb int, c []float32, ldc int) {
+	checkDims(transA, transB, m, n, k, lda, ldb, ldc)
+	if m == 0 || n == 0 {
+		return
+	}
+	// With k == 0 these bounds are trivially met (gonum checks the same way).
+	if transA {
+		if len(a) < (k-1)*lda+m {
+			panic(errShortA)
+		}
+	} else if len(a) < (m-1)*lda+k {
+		panic(errShortA)
+	}
+	if transB {
+		if len(b) < (n-1)*ldb+k {
+			panic(errShortB)
+		}
+	} else if len(b) < (k-1)*ldb+n {
+		panic(errShortB)
+	}
+	if len(c) < (m-1)*ldc+n {
+		panic(errShortC)
+	}
+}
+
+// checkDims panics, as gonum does, on negative sizes and leading
+// dimensions too small for the stored A, B and C: the checks Sgemm and Taps
+// share.
+func checkDims(transA, transB bool, m, n, k, lda, ldb, ldc int) {
 	if m < 0 {
 		panic(errMLT0)
 	}
@@ -115,27 +139,6 @@ func checkSgemm(transA, transB bool, m, n, k int, a []float32, lda int, b []floa
 	}
 	if ldc < max(1, n) {
 		panic(errBadLdC)
-	}
-	if m == 0 || n == 0 {
-		return
-	}
-	// With k == 0 these bounds are trivially met (gonum checks the same way).
-	if transA {
-		if len(a) < (k-1)*lda+m {
-			panic(errShortA)
-		}
-	} else if len(a) < (m-1)*lda+k {
-		panic(errShortA)
-	}
-	if transB {
-		if len(b) < (n-1)*ldb+k {
-			panic(errShortB)
-		}
-	} else if len(b) < (k-1)*ldb+n {
-		panic(errShortB)
-	}
-	if len(c) < (m-1)*ldc+n {
-		panic(errShortC)
 	}
 }
 

@@ -36,18 +36,8 @@ func DequantizeAdd(m int, acc []int32, ldacc int, a Params, w *Packed, wScale, b
 
 func dequantize(fn string, m int, acc []int32, ldacc int, a Params, w *Packed, wScale, bias []float32, y []float32, ldy int, add, relu bool) {
 	n := w.n
-	switch {
-	case m < 0:
-		panic(fmt.Sprintf("qgemm: %s: m < 0", fn))
-	case len(wScale) != 1 && len(wScale) != n:
-		panic(fmt.Sprintf("qgemm: %s: %d weight scales for %d output channels, want 1 or %d", fn, len(wScale), n, n))
-	case bias != nil && len(bias) != n:
-		panic(fmt.Sprintf("qgemm: %s: bias has %d values, want %d", fn, len(bias), n))
-	case ldacc < max(1, n) || ldy < max(1, n):
-		panic(fmt.Sprintf("qgemm: %s: ldacc %d and ldy %d must be at least n %d", fn, ldacc, ldy, n))
-	case m > 0 && n > 0 && (len(acc) < (m-1)*ldacc+n || len(y) < (m-1)*ldy+n):
-		panic(fmt.Sprintf("qgemm: %s of %d×%d: acc has %d values and y %d, want %d and %d", fn, m, n, len(acc), len(y), (m-1)*ldacc+n, (m-1)*ldy+n))
-	}
+	checkConstants(fn, n, wScale, bias)
+	checkResult(fn, m, n, acc, ldacc, y, ldy)
 	if m == 0 || n == 0 {
 		return
 	}
@@ -55,15 +45,41 @@ func dequantize(fn string, m int, acc []int32, ldacc int, a Params, w *Packed, w
 	defer wsPool.Put(ws)
 	zc := growInt32(&ws.zc, n)
 	mult := growFloat32(&ws.mult, n)
-	for o := range zc {
-		zc[o] = a.ZeroPoint * w.rowSum[o]
-		mult[o] = a.Scale * wScale[min(o, len(wScale)-1)]
-	}
+	constants(zc, mult, a, w, wScale)
 	if bias == nil {
 		bias = growFloat32(&ws.zero, n)
 		clear(bias)
 	}
 	active.Load().dequant(m, n, acc, ldacc, zc, mult, bias, y, ldy, add, relu)
+}
+
+// constants fills the per-column zero-point corrections and multipliers
+// that Dequantize and NewEpilogue both use, so they give the same bits.
+func constants(zc []int32, mult []float32, a Params, w *Packed, wScale []float32) {
+	for o := range zc {
+		zc[o] = a.ZeroPoint * w.rowSum[o]
+		mult[o] = a.Scale * wScale[min(o, len(wScale)-1)]
+	}
+}
+
+func checkConstants(fn string, n int, wScale, bias []float32) {
+	switch {
+	case len(wScale) != 1 && len(wScale) != n:
+		panic(fmt.Sprintf("qgemm: %s: %d weight scales for %d output channels, want 1 or %d", fn, len(wScale), n, n))
+	case bias != nil && len(bias) != n:
+		panic(fmt.Sprintf("qgemm: %s: bias has %d values, want %d", fn, len(bias), n))
+	}
+}
+
+func checkResult(fn string, m, n int, acc []int32, ldacc int, y []float32, ldy int) {
+	switch {
+	case m < 0:
+		panic(fmt.Sprintf("qgemm: %s: m < 0", fn))
+	case ldacc < max(1, n) || ldy < max(1, n):
+		panic(fmt.Sprintf("qgemm: %s: ldacc %d and ldy %d must be at least n %d", fn, ldacc, ldy, n))
+	case m > 0 && n > 0 && (len(acc) < (m-1)*ldacc+n || len(y) < (m-1)*ldy+n):
+		panic(fmt.Sprintf("qgemm: %s of %d×%d: acc has %d values and y %d, want %d and %d", fn, m, n, len(acc), len(y), (m-1)*ldacc+n, (m-1)*ldy+n))
+	}
 }
 
 // Epilogue is Dequantize's per-column constants for fixed activation
@@ -82,17 +98,9 @@ type Epilogue struct {
 // or nil). The slices are copied.
 func NewEpilogue(a Params, w *Packed, wScale, bias []float32) *Epilogue {
 	n := w.n
-	switch {
-	case len(wScale) != 1 && len(wScale) != n:
-		panic(fmt.Sprintf("qgemm: NewEpilogue: %d weight scales for %d output channels, want 1 or %d", len(wScale), n, n))
-	case bias != nil && len(bias) != n:
-		panic(fmt.Sprintf("qgemm: NewEpilogue: bias has %d values, want %d", len(bias), n))
-	}
+	checkConstants("NewEpilogue", n, wScale, bias)
 	e := &Epilogue{n: n, zc: make([]int32, n), mult: make([]float32, n), bias: make([]float32, n)}
-	for o := range e.zc {
-		e.zc[o] = a.ZeroPoint * w.rowSum[o]
-		e.mult[o] = a.Scale * wScale[min(o, len(wScale)-1)]
-	}
+	constants(e.zc, e.mult, a, w, wScale)
 	copy(e.bias, bias)
 	return e
 }
@@ -101,14 +109,7 @@ func NewEpilogue(a Params, w *Packed, wScale, bias []float32) *Epilogue {
 // epilogue's constants, for an m×N() result acc.
 func (e *Epilogue) Dequantize(m int, acc []int32, ldacc int, y []float32, ldy int, relu bool) {
 	n := e.n
-	switch {
-	case m < 0:
-		panic("qgemm: Epilogue.Dequantize: m < 0")
-	case ldacc < max(1, n) || ldy < max(1, n):
-		panic(fmt.Sprintf("qgemm: Epilogue.Dequantize: ldacc %d and ldy %d must be at least n %d", ldacc, ldy, n))
-	case m > 0 && n > 0 && (len(acc) < (m-1)*ldacc+n || len(y) < (m-1)*ldy+n):
-		panic(fmt.Sprintf("qgemm: Epilogue.Dequantize of %d×%d: acc has %d values and y %d, want %d and %d", m, n, len(acc), len(y), (m-1)*ldacc+n, (m-1)*ldy+n))
-	}
+	checkResult("Epilogue.Dequantize", m, n, acc, ldacc, y, ldy)
 	if m == 0 || n == 0 {
 		return
 	}

@@ -234,3 +234,12 @@ func JSONInts(v any) any {
 	}
 	return v
 }
+
+// MaxDiff is the largest |a[i] - b[i]|, in float64 so that it is exact.
+func MaxDiff(a, b []float32) float64 {
+	d := 0.0
+	for i := range a {
+		d = max(d, math.Abs(float64(a[i]-b[i])))
+	}
+	return d
+}

@@ -102,7 +102,7 @@ func TestPhysicalEqualsZeroed(t *testing.T) {
 				t.Fatal(err)
 			}
 			got := logits(t, small, 8)
-			if diff, scale := maxDiff(got, want), maxDiff(want, make([]float32, len(want))); diff > 1e-5*max(scale, 1) {
+			if diff, scale := testkit.MaxDiff(got, want), testkit.MaxDiff(want, make([]float32, len(want))); diff > 1e-5*max(scale, 1) {
 				t.Errorf("logits differ by %g from the dense model's with the channels zeroed (logits up to %g)", diff, scale)
 			}
 			if small.Graph.MACs() >= dense.Graph.MACs() {
@@ -118,7 +118,7 @@ func TestPhysicalEqualsZeroed(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if d := maxDiff(logits(t, back, 8), got); d != 0 {
+			if d := testkit.MaxDiff(logits(t, back, 8), got); d != 0 {
 				t.Errorf("the reloaded model's logits differ by %g", d)
 			}
 			for _, l := range back.WeightLayers() {
@@ -146,7 +146,7 @@ func TestGroupNormStage(t *testing.T) {
 		t.Fatal(err)
 	}
 	want, got := logits(t, masked.Model, 8), logits(t, physical.Model, 8)
-	if d, scale := maxDiff(got, want), maxDiff(want, make([]float32, len(want))); d > 1e-5*max(scale, 1) {
+	if d, scale := testkit.MaxDiff(got, want), testkit.MaxDiff(want, make([]float32, len(want))); d > 1e-5*max(scale, 1) {
 		t.Errorf("physical removal changed the logits by %g (up to %g)", d, scale)
 	}
 	g := physical.Model.Graph

@@ -2,7 +2,6 @@ package prune
 
 import (
 	"context"
-	"math"
 	"math/rand/v2"
 	"path/filepath"
 	"slices"
@@ -11,6 +10,7 @@ import (
 
 	"github.com/shrink-ml/shrink/arch"
 	"github.com/shrink-ml/shrink/data"
+	"github.com/shrink-ml/shrink/internal/testkit"
 	"github.com/shrink-ml/shrink/model"
 )
 
@@ -31,14 +31,6 @@ func logits(t *testing.T, m *model.Model, n int) []float32 {
 		t.Fatal(err)
 	}
 	return out
-}
-
-func maxDiff(a, b []float32) float64 {
-	d := 0.0
-	for i := range a {
-		d = max(d, math.Abs(float64(a[i]-b[i])))
-	}
-	return d
 }
 
 // TestPhysicalKeepsLogits is the strong test of physical pruning: units whose
@@ -95,8 +87,8 @@ func TestPhysicalKeepsLogits(t *testing.T) {
 				}
 			}
 			got := logits(t, small, 16)
-			scale := maxDiff(want, make([]float32, len(want)))
-			if d := maxDiff(got, want); d > 1e-5*max(scale, 1) {
+			scale := testkit.MaxDiff(want, make([]float32, len(want)))
+			if d := testkit.MaxDiff(got, want); d > 1e-5*max(scale, 1) {
 				t.Errorf("logits differ by %g after removing dead units (logits up to %g)", d, scale)
 			}
 			// The folding matters: the dead units' relu(bias) reached the logits.
@@ -111,7 +103,7 @@ func TestPhysicalKeepsLogits(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if d := maxDiff(logits(t, direct.Model, 16), got); d != 0 {
+			if d := testkit.MaxDiff(logits(t, direct.Model, 16), got); d != 0 {
 				t.Errorf("prune+remove in one stage differs from two stages by %g", d)
 			}
 
@@ -124,7 +116,7 @@ func TestPhysicalKeepsLogits(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if d := maxDiff(logits(t, back, 16), got); d != 0 {
+			if d := testkit.MaxDiff(logits(t, back, 16), got); d != 0 {
 				t.Errorf("reloaded model's logits differ by %g", d)
 			}
 			for i, l := range back.WeightLayers() {

@@ -90,7 +90,7 @@ func readDynamic(t *testing.T, name string) *dynamicFixture {
 		t.Fatal(err)
 	}
 	spec := arch.Default()
-	if errs := config.Decode(wholeInts(raw).(map[string]any), spec); len(errs) > 0 {
+	if errs := config.Decode(testkit.JSONInts(raw).(map[string]any), spec); len(errs) > 0 {
 		t.Fatalf("model section: %v", errs)
 	}
 	fx.spec = *spec
@@ -193,23 +193,4 @@ func maxRel(got, want []float32) float64 {
 		worst = max(worst, math.Abs(float64(got[i])-float64(want[i])))
 	}
 	return worst / scale
-}
-
-// wholeInts turns whole JSON numbers into ints, as YAML would give them.
-func wholeInts(v any) any {
-	switch x := v.(type) {
-	case map[string]any:
-		for k, e := range x {
-			x[k] = wholeInts(e)
-		}
-	case []any:
-		for i, e := range x {
-			x[i] = wholeInts(e)
-		}
-	case float64:
-		if x == math.Trunc(x) {
-			return int(x)
-		}
-	}
-	return v
 }

@@ -49,12 +49,16 @@ func FoldArch(spec arch.Spec, convs []string) (arch.Spec, map[string]string, err
 	if err != nil {
 		return s, nil, err
 	}
+	gainsBias := map[string]bool{}
+	for _, conv := range pairs {
+		gainsBias[conv] = true
+	}
 	out := arch.Spec{Input: s.InputShape(), Classes: s.Classes}
 	for i, l := range list {
 		if _, gone := pairs[l.Name]; gone {
 			continue
 		}
-		if l.Name != "" && slices.Contains(mapValues(pairs), l.Name) {
+		if l.Name != "" && gainsBias[l.Name] {
 			if l, err = arch.SetKeys(l, map[string]any{"bias": true}); err != nil {
 				return s, nil, fmt.Errorf("layer %s: %w", l.Name, err)
 			}
@@ -79,14 +83,6 @@ func FoldArch(spec arch.Spec, convs []string) (arch.Spec, map[string]string, err
 		return s, nil, fmt.Errorf("folding batch norms: the new network does not build: %w", err)
 	}
 	return out, pairs, nil
-}
-
-func mapValues(m map[string]string) []string {
-	var out []string
-	for _, v := range m {
-		out = append(out, v)
-	}
-	return out
 }
 
 // FoldBatchNorms folds each batch norm that directly follows one of the

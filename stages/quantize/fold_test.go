@@ -76,7 +76,7 @@ func TestFoldMatchesTorch(t *testing.T) {
 			}
 			// The folded network computes what conv + eval batch norm computed.
 			after := logits(t, m)
-			if d, s := maxDiff(after, before), maxAbs(before); d > 1e-5*max(s, 1) {
+			if d, s := testkit.MaxDiff(after, before), maxAbs(before); d > 1e-5*max(s, 1) {
 				t.Errorf("logits moved by %g (up to %g)", d, s)
 			}
 			if !strings.Contains(m.Spec.JSON(), `"bias":true`) {
@@ -161,7 +161,7 @@ func TestQuantizeResNet(t *testing.T) {
 	}
 	_, back := testkit.SaveAndLoad(t, q)
 	want, got := logitsOn(t, float, ds.Test), logitsOn(t, back, ds.Test)
-	if d, s := maxDiff(got, want), maxAbs(want); d > 0.1*s {
+	if d, s := testkit.MaxDiff(got, want), maxAbs(want); d > 0.1*s {
 		t.Errorf("int8 logits differ from the float model's by %g (up to %g)", d, s)
 	}
 }
@@ -212,15 +212,7 @@ func logitsOn(t *testing.T, m *model.Model, s *data.Split) []float32 {
 	return out
 }
 
-func maxDiff(a, b []float32) float64 {
-	d := 0.0
-	for i := range a {
-		d = max(d, math.Abs(float64(a[i]-b[i])))
-	}
-	return d
-}
-
-func maxAbs(a []float32) float64 { return maxDiff(a, make([]float32, len(a))) }
+func maxAbs(a []float32) float64 { return testkit.MaxDiff(a, make([]float32, len(a))) }
 
 func mapsEqual(a, b map[string]string) bool {
 	if len(a) != len(b) {
