@@ -81,7 +81,7 @@ machine at this moment: other work running meanwhile slows them.`,
 			}
 			m, err := export.LoadModel(args[0], spec)
 			if err != nil {
-				return err
+				return recipeAsCheckpoint(args[0], err)
 			}
 			gemm.SetThreads(threads)
 			r, err := infer.New(m, infer.Options{MaxBatch: max(batch, 1), Sizes: 2, Reference: reference})

@@ -73,7 +73,7 @@ shrink.stage and shrink.compression. Layout: docs/ONNX.md.`,
 			}
 			f, _, err := compress.ReadFile(in)
 			if err != nil {
-				return err
+				return recipeAsCheckpoint(in, err)
 			}
 			if format == "compressed" {
 				n, err := compress.WriteFile(out, f)
