@@ -29,36 +29,40 @@ var archs = []struct {
 	{"lenet5", arch.Spec{Arch: "lenet5", Classes: 10}},
 }
 
-var (
-	mnistOnce, seqOnce sync.Once
-	mnist, seqMNIST    *data.Dataset
-	mnistErr, seqErr   error
-)
+// loaded holds each dataset the benchmarks read, by name, loaded once per
+// process: every benchmark function and sub-benchmark shares it.
+var loaded sync.Map // name -> *loadOnce
+
+type loadOnce struct {
+	once sync.Once
+	ds   *data.Dataset
+	err  error
+}
+
+// load is the dataset cfg describes, read on first use; a benchmark
+// without it (what names it) is skipped.
+func load(b *testing.B, what string, cfg data.Config) *data.Dataset {
+	b.Helper()
+	v, _ := loaded.LoadOrStore(what, &loadOnce{})
+	l := v.(*loadOnce)
+	l.once.Do(func() { l.ds, l.err = data.Load(cfg, "", 0) })
+	if l.err != nil {
+		b.Skipf("%s not available: %v", what, l.err)
+	}
+	return l.ds
+}
 
 func loadMNIST(b *testing.B) *data.Dataset {
 	b.Helper()
-	mnistOnce.Do(func() {
-		cfg := data.DefaultConfig()
-		mnist, mnistErr = data.Load(cfg, "", 0)
-	})
-	if mnistErr != nil {
-		b.Skipf("MNIST not available: %v", mnistErr)
-	}
-	return mnist
+	return load(b, "MNIST", data.DefaultConfig())
 }
 
 // loadSeqMNIST is MNIST in the sequence layout: 28 steps of 28 pixels.
 func loadSeqMNIST(b *testing.B) *data.Dataset {
 	b.Helper()
-	seqOnce.Do(func() {
-		cfg := data.DefaultConfig()
-		cfg.Layout = data.LayoutSequence
-		seqMNIST, seqErr = data.Load(cfg, "", 0)
-	})
-	if seqErr != nil {
-		b.Skipf("MNIST not available: %v", seqErr)
-	}
-	return seqMNIST
+	cfg := data.DefaultConfig()
+	cfg.Layout = data.LayoutSequence
+	return load(b, "MNIST (sequence layout)", cfg)
 }
 
 // threads sets the GEMM's threads for a benchmark from SHRINK_THREADS (default 1,

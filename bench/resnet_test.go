@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"math/rand/v2"
-	"sync"
 	"testing"
 
 	"github.com/shrink-ml/shrink/arch"
@@ -11,23 +10,11 @@ import (
 	"github.com/shrink-ml/shrink/model"
 )
 
-var (
-	fashionOnce sync.Once
-	fashion     *data.Dataset
-	fashionErr  error
-)
-
 func loadFashion(b *testing.B) *data.Dataset {
 	b.Helper()
-	fashionOnce.Do(func() {
-		cfg := data.DefaultConfig()
-		cfg.Dataset = data.KindFashionMNIST
-		fashion, fashionErr = data.Load(cfg, "", 0)
-	})
-	if fashionErr != nil {
-		b.Skipf("Fashion-MNIST not available: %v", fashionErr)
-	}
-	return fashion
+	cfg := data.DefaultConfig()
+	cfg.Dataset = data.KindFashionMNIST
+	return load(b, "Fashion-MNIST", cfg)
 }
 
 // resnet20 and resnetOpt are recipes/resnet-fashion.yaml's model and optimizer.
