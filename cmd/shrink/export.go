@@ -3,7 +3,9 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -70,6 +72,11 @@ shrink.stage and shrink.compression. Layout: docs/ONNX.md.`,
 			}
 			if floatBias && intBias {
 				return usagef("--float-bias (every bias apart, exact) and --int-bias (every bias onnxruntime can round to INT32) exclude each other: give one")
+			}
+			if strings.EqualFold(filepath.Ext(in), ".onnx") {
+				// bench, predict and model read ONNX files; export needs a
+				// checkpoint's tensors and metadata, which an import lacks.
+				return usagef("%s is an ONNX file, and export reads shrink checkpoints (safetensors or compressed): a recipe with model: {onnx: %s} makes them from it; predict, bench and model read it as it is", in, in)
 			}
 			f, _, err := compress.ReadFile(in)
 			if err != nil {
