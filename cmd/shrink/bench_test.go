@@ -67,4 +67,10 @@ func TestBench(t *testing.T) {
 	if code := Main([]string{"bench", plain, "--time", "10ms"}, nil, &stdout, &stderr); code != exitInvalid || !bytes.Contains(stderr.Bytes(), []byte("give --recipe RECIPE")) {
 		t.Errorf("a plain state_dict without --recipe: exit %d, want %d, and a hint to give --recipe in %q", code, exitInvalid, stderr.String())
 	}
+	// Nor can export, which has no --recipe, read its architecture: it says
+	// how to make a shrink checkpoint of it.
+	stderr.Reset()
+	if code := Main([]string{"export", plain, "--format", "onnx", filepath.Join(t.TempDir(), "plain.onnx")}, nil, &stdout, &stderr); code != exitInvalid || !bytes.Contains(stderr.Bytes(), []byte("onnx export needs a shrink checkpoint; make one")) {
+		t.Errorf("export of a plain state_dict: exit %d, want %d, and how to make a checkpoint in %q", code, exitInvalid, stderr.String())
+	}
 }

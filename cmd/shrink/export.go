@@ -90,6 +90,10 @@ shrink.stage and shrink.compression. Layout: docs/ONNX.md.`,
 				a.exportSummary(out, int64(n), f, true)
 				return nil
 			}
+			if _, ok := f.Metadata["arch"]; !ok {
+				// model.FromFile would ask for the architecture, which export has no flag for.
+				return usagef("%s has no arch metadata (a plain PyTorch state_dict?): %s export needs a shrink checkpoint; make one by running a recipe whose model section describes it with checkpoint: %s (its stages' model.safetensors export)", in, format, in)
+			}
 			m, err := model.FromFile(f, nil)
 			if err != nil {
 				return fmt.Errorf("%s: %w (%s export needs a shrink checkpoint, with its arch metadata)", in, err, format)
