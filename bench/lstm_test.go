@@ -27,34 +27,7 @@ func torchDynamic(m *model.Model) {
 // BenchmarkLSTMTrainStep is one optimizer step of the 128-unit LSTM on a
 // batch of 128 sequential-MNIST rows.
 func BenchmarkLSTMTrainStep(b *testing.B) {
-	ds := loadSeqMNIST(b)
-	threads(b)
-	m := model.MustNew(lstmSpec, rand.New(rand.NewPCG(1, 1)))
-	net, err := model.Build(m, model.NetOptions{Batch: 128, Mode: model.ModeTrain})
-	if err != nil {
-		b.Fatal(err)
-	}
-	opt, err := model.NewOptimizer(model.DefaultOptimizer(), net.Params())
-	if err != nil {
-		b.Fatal(err)
-	}
-	x, y := ds.Train.Batch(0, 128)
-	copy(net.X, x)
-	for i, l := range y {
-		net.Labels[i] = float32(l)
-	}
-	step := func() {
-		if err := net.Run(); err != nil {
-			b.Fatal(err)
-		}
-		opt.Step(net.Params())
-	}
-	step()
-	b.ReportAllocs()
-	b.ResetTimer()
-	for i := 0; i < b.N; i++ {
-		step()
-	}
+	benchTrainStep(b, lstmSpec, model.DefaultOptimizer(), loadSeqMNIST(b).Train)
 }
 
 // BenchmarkLSTMForward is inference of the 128-unit LSTM classifier at batch

@@ -104,7 +104,7 @@ def timed(fn, reps):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--run", default="/tmp/compress-rerun/run")
+    ap.add_argument("--run", default="runs/resnet-fashion-compress")
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--fashion", default="/usr/share/datasets/fashion-mnist")
     a = ap.parse_args()

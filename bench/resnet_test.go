@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"math/rand/v2"
-	"sync"
 	"testing"
 
 	"github.com/shrink-ml/shrink/arch"
@@ -11,23 +10,11 @@ import (
 	"github.com/shrink-ml/shrink/model"
 )
 
-var (
-	fashionOnce sync.Once
-	fashion     *data.Dataset
-	fashionErr  error
-)
-
 func loadFashion(b *testing.B) *data.Dataset {
 	b.Helper()
-	fashionOnce.Do(func() {
-		cfg := data.DefaultConfig()
-		cfg.Dataset = data.KindFashionMNIST
-		fashion, fashionErr = data.Load(cfg, "", 0)
-	})
-	if fashionErr != nil {
-		b.Skipf("Fashion-MNIST not available: %v", fashionErr)
-	}
-	return fashion
+	cfg := data.DefaultConfig()
+	cfg.Dataset = data.KindFashionMNIST
+	return load(b, "Fashion-MNIST", cfg)
 }
 
 // resnet20 and resnetOpt are recipes/resnet-fashion.yaml's model and optimizer.
@@ -46,33 +33,7 @@ func resnetOpt() model.OptimizerConfig {
 func BenchmarkResNet(b *testing.B) {
 	ds := loadFashion(b)
 	b.Run("step", func(b *testing.B) {
-		threads(b)
-		m := model.MustNew(resnet20, rand.New(rand.NewPCG(1, 1)))
-		net, err := model.Build(m, model.NetOptions{Batch: 128, Mode: model.ModeTrain})
-		if err != nil {
-			b.Fatal(err)
-		}
-		opt, err := model.NewOptimizer(resnetOpt(), net.Params())
-		if err != nil {
-			b.Fatal(err)
-		}
-		x, y := ds.Train.Batch(0, 128)
-		copy(net.X, x)
-		for i, l := range y {
-			net.Labels[i] = float32(l)
-		}
-		step := func() {
-			if err := net.Run(); err != nil {
-				b.Fatal(err)
-			}
-			opt.Step(net.Params())
-		}
-		step()
-		b.ReportAllocs()
-		b.ResetTimer()
-		for i := 0; i < b.N; i++ {
-			step()
-		}
+		benchTrainStep(b, resnet20, resnetOpt(), ds.Train)
 	})
 	b.Run("epoch", func(b *testing.B) {
 		threads(b)

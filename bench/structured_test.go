@@ -73,31 +73,7 @@ func BenchmarkResNetForward(b *testing.B) {
 func BenchmarkResNetTrainStep(b *testing.B) {
 	for _, r := range resnets(b) {
 		b.Run(r.name, func(b *testing.B) {
-			threads(b)
-			m := model.MustNew(r.spec, rand.New(rand.NewPCG(1, 1)))
-			net, err := model.Build(m, model.NetOptions{Batch: 128, Mode: model.ModeTrain})
-			if err != nil {
-				b.Fatal(err)
-			}
-			opt, err := model.NewOptimizer(model.DefaultOptimizer(), net.Params())
-			if err != nil {
-				b.Fatal(err)
-			}
-			fill(net.X)
-			for i := range net.Labels {
-				net.Labels[i] = float32(i % 10)
-			}
-			step := func() {
-				if err := net.Run(); err != nil {
-					b.Fatal(err)
-				}
-				opt.Step(net.Params())
-			}
-			step()
-			b.ResetTimer()
-			for i := 0; i < b.N; i++ {
-				step()
-			}
+			benchTrainStep(b, r.spec, model.DefaultOptimizer(), nil)
 		})
 	}
 }

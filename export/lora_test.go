@@ -8,7 +8,6 @@ import (
 	"testing"
 
 	"github.com/shrink-ml/shrink/arch"
-	"github.com/shrink-ml/shrink/checkpoint"
 	"github.com/shrink-ml/shrink/compress"
 	"github.com/shrink-ml/shrink/model"
 )
@@ -28,18 +27,7 @@ func TestLoRAExports(t *testing.T) {
 	mustT(t, fc1.QuantizeNF4(64, true))
 	_, ref := saved(t, m)
 
-	df, _, err := Dense(ref, meta)
-	mustT(t, err)
-	for _, x := range df.Tensors {
-		if x.DType != checkpoint.DTypeF32 {
-			t.Errorf("%s is %s", x.Name, x.DType)
-		}
-	}
-	path := filepath.Join(t.TempDir(), "dense.safetensors")
-	_, err = checkpoint.WriteFile(path, df)
-	mustT(t, err)
-	got, err := LoadModel(path, nil)
-	mustT(t, err)
+	_, _, got := denseBack(t, ref)
 	want := ref.Clone()
 	want.MergeAdapters()
 	if err := sameModel(want, got); err != nil {

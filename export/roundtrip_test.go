@@ -62,27 +62,36 @@ func TestCompressedRoundTrip(t *testing.T) {
 	}
 }
 
+// denseBack is ref's dense export, checked to hold only F32 tensors, with the
+// layers whose activation quantization it dropped and the model it loads back
+// as from a file.
+func denseBack(t *testing.T, ref *model.Model) (*checkpoint.File, []string, *model.Model) {
+	t.Helper()
+	df, dropped, err := Dense(ref, meta)
+	mustT(t, err)
+	for _, x := range df.Tensors {
+		if x.DType != checkpoint.DTypeF32 {
+			t.Errorf("%s is %s", x.Name, x.DType)
+		}
+	}
+	path := filepath.Join(t.TempDir(), "dense.safetensors")
+	_, err = checkpoint.WriteFile(path, df)
+	mustT(t, err)
+	got, err := LoadModel(path, nil)
+	mustT(t, err)
+	return df, dropped, got
+}
+
 // The dense export holds the same weights as floats: the values the integers
 // stand for, the factors, the pruned zeros; and it computes the same logits.
 func TestDenseRoundTrip(t *testing.T) {
 	for name, m := range testModels() {
 		t.Run(name, func(t *testing.T) {
 			_, ref := saved(t, m)
-			df, dropped, err := Dense(ref, meta)
-			mustT(t, err)
-			for _, x := range df.Tensors {
-				if x.DType != checkpoint.DTypeF32 {
-					t.Errorf("%s is %s", x.Name, x.DType)
-				}
-			}
+			df, dropped, got := denseBack(t, ref)
 			if df.Metadata["stage"] != "prune" || df.Metadata["recipe_sha256"] != "ab12" {
 				t.Errorf("metadata not carried over: %v", df.Metadata)
 			}
-			path := filepath.Join(t.TempDir(), "dense.safetensors")
-			_, err = checkpoint.WriteFile(path, df)
-			mustT(t, err)
-			got, err := LoadModel(path, nil)
-			mustT(t, err)
 			// The float model: ref without its quantization.
 			want := ref.Clone()
 			var hadInput []string

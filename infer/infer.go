@@ -200,7 +200,7 @@ func (r *Model) Model() *model.Model { return r.m }
 // sample) and returns their n·Classes() logits.
 func (r *Model) Predict(x []float32, n int) ([]float32, error) {
 	if n < 0 {
-		return nil, fmt.Errorf("infer: Predict of %d samples", n)
+		return nil, fmt.Errorf("infer: Predict of %d samples: n counts the samples in x, 0 or more", n)
 	}
 	out := make([]float32, n*r.classes)
 	if err := r.PredictInto(out, x, n); err != nil {
@@ -214,7 +214,7 @@ func (r *Model) Predict(x []float32, n int) ([]float32, error) {
 func (r *Model) PredictInto(dst, x []float32, n int) error {
 	switch {
 	case n < 0:
-		return fmt.Errorf("infer: Predict of %d samples", n)
+		return fmt.Errorf("infer: Predict of %d samples: n counts the samples in x, 0 or more", n)
 	case len(x) != n*r.in:
 		return fmt.Errorf("infer: %d input values for %d samples of %d, want %d", len(x), n, r.in, n*r.in)
 	case len(dst) < n*r.classes:
@@ -359,7 +359,7 @@ func (r *Model) Logits(ctx context.Context, s *data.Split, batch int) ([]float32
 // with statistics over the batch count only them).
 func (r *Model) runPadded(dst, x []float32, batch, rows int) error {
 	if batch > r.opt.MaxBatch {
-		return fmt.Errorf("infer: a batch of %d exceeds MaxBatch %d", batch, r.opt.MaxBatch)
+		return fmt.Errorf("infer: a batch of %d exceeds MaxBatch %d: raise Options.MaxBatch, or run smaller batches", batch, r.opt.MaxBatch)
 	}
 	r.mu.Lock()
 	p := r.pool(batch)

@@ -42,7 +42,7 @@ type variant struct {
 }
 
 func main() {
-	run := flag.String("run", "/tmp/compress-rerun/run", "the recipe's run directory (train, prune, qat, distill checkpoints)")
+	run := flag.String("run", "runs/resnet-fashion-compress", "the run directory of recipes/resnet-fashion-compress.yaml (train, prune, qat, distill checkpoints)")
 	rounds := flag.Int("rounds", 3, "interleaved rounds")
 	unfused := flag.Bool("unfused", false, "also time the graphs without fusion")
 	torch := flag.Bool("torch", false, "also run bench/resnet_infer_torch.py each round")
@@ -61,7 +61,9 @@ func main() {
 	} {
 		path := filepath.Join(*run, st.stage, "model.safetensors")
 		m, err := export.LoadModel(path, nil)
-		check(err)
+		if err != nil {
+			check(fmt.Errorf("%w (run recipes/resnet-fashion-compress.yaml first, or give its run directory with -run)", err))
+		}
 		modes := []bool{true}
 		if *unfused {
 			modes = append(modes, false)
@@ -108,7 +110,7 @@ func main() {
 			}
 		}
 		if *torch {
-			for name, s := range torchRound(*python) {
+			for name, s := range torchRound(*python, *run) {
 				times[name] = append(times[name], s)
 			}
 		}
@@ -165,9 +167,10 @@ func main() {
 	}
 }
 
-// torchRound runs the PyTorch script once: seconds per call by "name/batch".
-func torchRound(python string) map[string]float64 {
-	cmd := exec.Command(python, filepath.Join("bench", "resnet_infer_torch.py"))
+// torchRound runs the PyTorch script once on the run's checkpoints: seconds
+// per call by "name/batch".
+func torchRound(python, run string) map[string]float64 {
+	cmd := exec.Command(python, filepath.Join("bench", "resnet_infer_torch.py"), "--run", run)
 	cmd.Env = append(os.Environ(), "OPENBLAS_NUM_THREADS=1", "OMP_NUM_THREADS=1")
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, os.Stderr

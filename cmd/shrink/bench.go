@@ -4,12 +4,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"path/filepath"
+	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/spf13/cobra"
 
 	"github.com/shrink-ml/shrink/arch"
+	"github.com/shrink-ml/shrink/compress"
 	"github.com/shrink-ml/shrink/export"
 	"github.com/shrink-ml/shrink/infer"
 	"github.com/shrink-ml/shrink/internal/gemm"
@@ -81,7 +84,10 @@ machine at this moment: other work running meanwhile slows them.`,
 			}
 			m, err := export.LoadModel(args[0], spec)
 			if err != nil {
-				return err
+				if spec == nil && !hasArch(args[0]) {
+					return usagef("%s has no arch metadata (a plain PyTorch state_dict?): give --recipe RECIPE, whose model section is its architecture", args[0])
+				}
+				return recipeAsCheckpoint(args[0], err)
 			}
 			gemm.SetThreads(threads)
 			r, err := infer.New(m, infer.Options{MaxBatch: max(batch, 1), Sizes: 2, Reference: reference})
@@ -114,6 +120,21 @@ machine at this moment: other work running meanwhile slows them.`,
 	cmd.Flags().StringArrayVar(&sets, "set", nil, "override a recipe key (repeatable)")
 	enumVar(cmd.Flags(), &format, "format", "text", []string{"text", "json"}, "output format")
 	return cmd
+}
+
+// hasArch is false only for a readable checkpoint without shrink's arch
+// metadata (a plain state_dict), whose architecture only a recipe's model
+// section gives. It reads the file again, on the error path only.
+func hasArch(path string) bool {
+	if strings.EqualFold(filepath.Ext(path), ".onnx") {
+		return true // the import is its architecture
+	}
+	f, _, err := compress.ReadFile(path)
+	if err != nil {
+		return true // unreadable: the load's own error says why
+	}
+	_, ok := f.Metadata["arch"]
+	return ok
 }
 
 func printBench(w io.Writer, r benchResult) {

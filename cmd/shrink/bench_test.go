@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/shrink-ml/shrink/arch"
+	"github.com/shrink-ml/shrink/checkpoint"
 	"github.com/shrink-ml/shrink/model"
 )
 
@@ -50,5 +51,26 @@ func TestBench(t *testing.T) {
 	}
 	if code := Main([]string{"bench", path, "--batch", "0"}, nil, &stdout, &stderr); code != exitInvalid {
 		t.Errorf("--batch 0: exit %d, want %d", code, exitInvalid)
+	}
+	// A plain state_dict (no arch metadata) without --recipe: the error says
+	// to give one.
+	f, err := checkpoint.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	delete(f.Metadata, "arch")
+	plain := filepath.Join(t.TempDir(), "plain.safetensors")
+	if _, err := checkpoint.WriteFile(plain, f); err != nil {
+		t.Fatal(err)
+	}
+	stderr.Reset()
+	if code := Main([]string{"bench", plain, "--time", "10ms"}, nil, &stdout, &stderr); code != exitInvalid || !bytes.Contains(stderr.Bytes(), []byte("give --recipe RECIPE")) {
+		t.Errorf("a plain state_dict without --recipe: exit %d, want %d, and a hint to give --recipe in %q", code, exitInvalid, stderr.String())
+	}
+	// Nor can export, which has no --recipe, read its architecture: it says
+	// how to make a shrink checkpoint of it.
+	stderr.Reset()
+	if code := Main([]string{"export", plain, "--format", "onnx", filepath.Join(t.TempDir(), "plain.onnx")}, nil, &stdout, &stderr); code != exitInvalid || !bytes.Contains(stderr.Bytes(), []byte("onnx export needs a shrink checkpoint; make one")) {
+		t.Errorf("export of a plain state_dict: exit %d, want %d, and how to make a checkpoint in %q", code, exitInvalid, stderr.String())
 	}
 }

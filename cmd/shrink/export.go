@@ -3,7 +3,9 @@ package main
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 
 	"github.com/spf13/cobra"
@@ -71,9 +73,14 @@ shrink.stage and shrink.compression. Layout: docs/ONNX.md.`,
 			if floatBias && intBias {
 				return usagef("--float-bias (every bias apart, exact) and --int-bias (every bias onnxruntime can round to INT32) exclude each other: give one")
 			}
+			if strings.EqualFold(filepath.Ext(in), ".onnx") {
+				// bench, predict and model read ONNX files; export needs a
+				// checkpoint's tensors and metadata, which an import lacks.
+				return usagef("%s is an ONNX file, and export reads shrink checkpoints (safetensors or compressed): a recipe with model: {onnx: %s} makes them from it; predict, bench and model read it as it is", in, in)
+			}
 			f, _, err := compress.ReadFile(in)
 			if err != nil {
-				return err
+				return recipeAsCheckpoint(in, err)
 			}
 			if format == "compressed" {
 				n, err := compress.WriteFile(out, f)
@@ -82,6 +89,10 @@ shrink.stage and shrink.compression. Layout: docs/ONNX.md.`,
 				}
 				a.exportSummary(out, int64(n), f, true)
 				return nil
+			}
+			if _, ok := f.Metadata["arch"]; !ok {
+				// model.FromFile would ask for the architecture, which export has no flag for.
+				return usagef("%s has no arch metadata (a plain PyTorch state_dict?): %s export needs a shrink checkpoint; make one by running a recipe whose model section describes it with checkpoint: %s (its stages' model.safetensors export)", in, format, in)
 			}
 			m, err := model.FromFile(f, nil)
 			if err != nil {

@@ -5,12 +5,15 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"os"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
 
 	"github.com/shrink-ml/shrink/arch"
-	"github.com/shrink-ml/shrink/checkpoint"
+	"github.com/shrink-ml/shrink/compress"
+	"github.com/shrink-ml/shrink/onnx/onnximport"
 )
 
 func (a *app) modelCommand() *cobra.Command {
@@ -23,9 +26,10 @@ func (a *app) modelCommand() *cobra.Command {
 preset (arch: resnet, ...) as the explicit list it stands for, each layer with
 its output shape (one sample's), its parameters (what PyTorch's parameters()
 counts: batch norm's running statistics are buffers, not parameters) and its
-multiply-accumulates per sample. Given a shrink checkpoint (.safetensors) instead,
-print the network its arch metadata records: after structured pruning with
-physical: true, the narrower network, to compare with the recipe's.
+multiply-accumulates per sample. Given a shrink checkpoint instead (.safetensors,
+a compressed export, or an .onnx file's imported network), print the network it
+records: after structured pruning with physical: true, the narrower network, to
+compare with the recipe's.
 
 --format yaml (the default) prints a model section you can copy into a recipe
 and edit; the numbers are comments. --format json prints
@@ -37,9 +41,9 @@ and edit; the numbers are comments. --format json prints
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var spec *arch.Spec
-			if strings.HasSuffix(args[0], ".safetensors") {
+			if isCheckpoint(args[0]) {
 				if len(sets) > 0 {
-					return fmt.Errorf("--set changes a recipe: %s is a checkpoint", args[0])
+					return usagef("--set changes a recipe: %s is a checkpoint, whose network is fixed; drop --set, or give the recipe", args[0])
 				}
 				s, err := checkpointArch(args[0])
 				if err != nil {
@@ -68,9 +72,37 @@ and edit; the numbers are comments. --format json prints
 	return cmd
 }
 
-// checkpointArch is the architecture a shrink checkpoint records.
+// isCheckpoint tells a checkpoint from a recipe: by its extension
+// (.safetensors, .onnx), or a compressed export by its first bytes, whatever
+// its name (the docs use .shkz), so it is not parsed as YAML.
+func isCheckpoint(path string) bool {
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".safetensors", ".onnx":
+		return true
+	case ".yaml", ".yml":
+		return false
+	}
+	fh, err := os.Open(path)
+	if err != nil {
+		return false // loadRecipe names the file and the problem
+	}
+	defer fh.Close()
+	var head [4]byte
+	n, _ := io.ReadFull(fh, head[:])
+	return compress.IsCompressed(head[:n])
+}
+
+// checkpointArch is the architecture a shrink checkpoint (either format) or
+// an ONNX file records.
 func checkpointArch(path string) (arch.Spec, error) {
-	f, err := checkpoint.ReadFile(path)
+	if strings.EqualFold(filepath.Ext(path), ".onnx") {
+		res, err := onnximport.ReadFile(path)
+		if err != nil {
+			return arch.Spec{}, err
+		}
+		return res.Spec, nil
+	}
+	f, _, err := compress.ReadFile(path)
 	if err != nil {
 		return arch.Spec{}, err
 	}

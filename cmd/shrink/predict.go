@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"path/filepath"
 	"strings"
 
 	"github.com/spf13/cobra"
@@ -37,6 +38,17 @@ func (e *evaluation) logits(ctx context.Context) ([]float32, error) {
 	return r.Logits(ctx, e.split, e.batch)
 }
 
+// recipeAsCheckpoint adds what to do to a checkpoint's read error when the
+// file is a recipe, an easy slip with --recipe beside it: the error alone
+// only says the file's first bytes make no safetensors header.
+func recipeAsCheckpoint(path string, err error) error {
+	switch strings.ToLower(filepath.Ext(path)) {
+	case ".yaml", ".yml":
+		return fmt.Errorf("%w (a recipe? CHECKPOINT is a model file: a stage's runs/NAME/STAGE/model.safetensors, a compressed export or an .onnx file)", err)
+	}
+	return err
+}
+
 // referenceFlag is eval's, predict's and bench's --reference.
 const referenceFlag = "compute as the training graph does: dense float products, static quantized layers in float (no sparse or static int8 kernels, whose sums differ in the last bits)"
 
@@ -66,7 +78,7 @@ func (a *app) prepareEvaluation(path, recipePath, stage string, sets []string, s
 	}
 	m, err := export.LoadModel(path, &recipe.Model) // safetensors, compressed or ONNX
 	if err != nil {
-		return nil, err
+		return nil, recipeAsCheckpoint(path, err)
 	}
 	ds, err := data.Load(*d, recipe.Dir, recipe.Seed)
 	if err != nil {

@@ -162,6 +162,16 @@ func TestBiasOptionsExclusive(t *testing.T) {
 	}
 }
 
+// A negative BiasBudget, which would keep every bias apart unasked, is an
+// error that names the option and what to give.
+func TestBiasBudgetNegative(t *testing.T) {
+	m := model.MustNew(mlp, rand.New(rand.NewPCG(5, 6)))
+	_, err := Export(m, Options{BiasBudget: -1})
+	if err == nil || !strings.Contains(err.Error(), "BiasBudget -1: give 0 or more") {
+		t.Fatalf("err = %v, want BiasBudget -1 refused", err)
+	}
+}
+
 // The estimate is positions x sum_c e_c / s_out with e_c the bias's INT32
 // rounding error in units of s_in x s_w[c], s_out the next layer's input
 // scale and positions the values of a channel that layer reads: every

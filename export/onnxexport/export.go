@@ -130,6 +130,10 @@ func Export(m *model.Model, opt Options) (*Result, error) {
 	if opt.FloatBias && opt.IntBias {
 		return nil, fmt.Errorf("onnx export: FloatBias (every bias apart, exact) and IntBias (every bias rounded to INT32) exclude each other: choose one")
 	}
+	if opt.BiasBudget < 0 {
+		// Below 0 would keep every bias apart, FloatBias under another name.
+		return nil, fmt.Errorf("onnx export: BiasBudget %g: give 0 or more moved activations per sample (0: DefaultBiasBudget), or FloatBias to keep every bias apart", opt.BiasBudget)
+	}
 	om := onnx.NewModel(opset)
 	om.DocString = "exported by shrink from a " + describe(m)
 	b := &builder{m: m, g: om.Graph, root: om.Graph, opt: opt, opset: opset, used: map[string]bool{}, nodeNames: map[string]int{}}

@@ -20,6 +20,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/shrink-ml/shrink/export/onnxexport"
 	"github.com/shrink-ml/shrink/internal/ortcheck"
 	"github.com/shrink-ml/shrink/pipeline"
 	"github.com/shrink-ml/shrink/stages"
@@ -44,6 +45,16 @@ func main() {
 		flag.Usage()
 		os.Exit(2)
 	}
+	// Before the recipe, the run and onnxruntime: a bad combination would
+	// otherwise surface only after the first export, or be ignored.
+	switch {
+	case *floatBias && *intBias:
+		usage("-float-bias (every bias apart) and -int-bias (every bias in its node) exclude each other: give one")
+	case *biasBudget < 0:
+		usage(fmt.Sprintf("-bias-budget %g: give 0 or more moved activations per sample (0: the default, %g)", *biasBudget, float64(onnxexport.DefaultBiasBudget)))
+	case *biasBudget != 0 && (*floatBias || *intBias):
+		usage("-bias-budget is the default export's budget: -float-bias and -int-bias replace it; give one of them, or the budget alone")
+	}
 	recipe, err := pipeline.Load(flag.Arg(0), stages.Default, pipeline.Options{Env: os.Environ(), CheckFiles: true})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "ortcheck:", err)
@@ -62,4 +73,11 @@ func main() {
 	if !ok {
 		os.Exit(1)
 	}
+}
+
+// usage reports a bad command line and exits 2, as flag does.
+func usage(msg string) {
+	fmt.Fprintln(os.Stderr, "ortcheck:", msg)
+	flag.Usage()
+	os.Exit(2)
 }
