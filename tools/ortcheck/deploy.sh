@@ -5,12 +5,12 @@
 # LeNet-5 (trained by deploy-mlp.yaml and deploy-lenet5.yaml here) and the lstm-mnist recipe
 # (its own run; the LSTM also with --ort-dynamic). Heavy: run it alone.
 #
-#   flock /tmp/shrink-heavy.lock tools/ortcheck/deploy.sh [RUNS_DIR]    # about 10 minutes
+#   tools/ortcheck/deploy.sh [RUNS_DIR]    # about 10 minutes; run it alone (it times things)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 out=${1:-$(mktemp -d)}
 mkdir -p "$out"
-cache=${SHRINK_CACHE:-/tmp/shrink-shared-cache} # stages others trained already are reused
+cache=${SHRINK_CACHE_DIR:-$out/cache} # a shared store (SHRINK_CACHE_DIR) reuses stages trained before
 go build -o "$out/shrink" ./cmd/shrink
 go build -o "$out/ortcheck" ./tools/ortcheck
 uname -srm
