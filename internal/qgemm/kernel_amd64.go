@@ -16,6 +16,11 @@ var vnniImpl = impl{
 	minMax:   minMaxAsm,
 	quantize: quantizeAsm,
 	dequant:  dequantAsm,
+
+	taps:          tapsVNNIPick,
+	fastTaps:      true,
+	quantizeGroup: quantizeGroupAsm,
+	dequantPlane:  dequantPlaneAsm,
 }
 
 // avx2Impl uses VPMADDUBSW for 7-bit activations and VPMADDWD on values
@@ -26,6 +31,11 @@ var avx2Impl = impl{
 	minMax:   minMaxAsm,
 	quantize: quantizeAsm,
 	dequant:  dequantAsm,
+
+	// No AVX2 taps kernel: the convolutions keep MatMul's tiles.
+	taps:          tapsGoPick,
+	quantizeGroup: quantizeGroupAsm,
+	dequantPlane:  dequantPlaneAsm,
 }
 
 // asmImpls lists the implementations this CPU runs, fastest first.
@@ -170,4 +180,24 @@ func widen(dst []int16, src []uint8) {
 	for i := n; i < len(src); i++ {
 		dst[i] = int16(src[i])
 	}
+}
+
+var vnniTaps = [tapsMaxR + 1]tapsFunc{nil,
+	tapsVNNI1, tapsVNNI2, tapsVNNI3, tapsVNNI4, tapsVNNI5, tapsVNNI6, tapsVNNI7, tapsVNNI8,
+	tapsVNNI9, tapsVNNI10, tapsVNNI11, tapsVNNI12, tapsVNNI13, tapsVNNI14, tapsVNNI15}
+
+func tapsVNNIPick(r int) tapsFunc { return vnniTaps[r] }
+
+func quantizeGroupAsm(n int, x [4][]float32, q []uint8, inv float32, zp, qmax int32) {
+	_, _, _, _, _ = x[0][n-1], x[1][n-1], x[2][n-1], x[3][n-1], q[4*n-1]
+	quantizeGroupAVX2(n, &x[0][0], &x[1][0], &x[2][0], &x[3][0], &q[0], inv, zp, qmax, tailMask(n))
+}
+
+func dequantPlaneAsm(m, n int, acc []int32, ldacc int, zc int32, mult, bias float32, y []float32, ldy int, relu bool) {
+	_, _ = acc[(m-1)*ldacc+n-1], y[(m-1)*ldy+n-1]
+	r := 0
+	if relu {
+		r = 1
+	}
+	dequantPlaneAVX2(m, n, &acc[0], ldacc, zc, mult, bias, &y[0], ldy, r, tailMask(n))
 }

@@ -75,10 +75,18 @@ func main() {
 	avx2U8Kernel("qgemmAVX2U8x2x16", 2, 4)
 	avx2U8Kernel("qgemmAVX2U8x1x16", 1, 4)
 
+	// Convolution taps vectorized over output positions (VNNI): tiles of
+	// r output channels by 32 positions, one kernel per r.
+	for r := 1; r <= tapsMaxR; r++ {
+		tapsKernel(r)
+	}
+
 	widenKernel()
 	minMaxKernel()
 	quantizeKernel()
+	quantizeGroupKernel()
 	dequantKernel()
+	dequantPlaneKernel()
 
 	Generate()
 }
@@ -879,4 +887,240 @@ var ymm = []VecPhysical{Y0, Y1, Y2, Y3, Y4, Y5, Y6, Y7, Y8, Y9, Y10, Y11, Y12, Y
 var zmm = []VecPhysical{
 	Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7, Z8, Z9, Z10, Z11, Z12, Z13, Z14, Z15,
 	Z16, Z17, Z18, Z19, Z20, Z21, Z22, Z23, Z24, Z25, Z26, Z27, Z28, Z29, Z30, Z31,
+}
+
+// tapsMaxR is the most output channels a taps tile holds: 2·r
+// accumulators and the 2 vectors of A in 32 registers.
+const tapsMaxR = 15
+
+// tapsKernel emits tapsVNNI<r>, a convolution tile vectorized over output
+// positions rather than output channels, for layers whose few channels
+// would leave most of a 16-lane column tile empty:
+//
+//	func(nb int, a *uint8, gs int, cg int, taps *int, nt int, b *int8, c *int32, ldc int)
+//
+// A is laid out [cg][positions][4]: 4 channels' codes of one position in
+// a 32-bit lane, so one 64-byte load holds 16 positions' 4 channels and
+// VPDPBUSD sums 4 channels of one tap for 16 positions at once, against
+// one output channel's 4 weights broadcast from memory (embedded
+// broadcast: the weight operand may be memory, the code operand is the
+// register). Tap t of a position p reads position p + taps[t]/4 (taps in
+// bytes), groups gs bytes apart. b holds the tile's weights [nt][cg][r][4].
+// The tile computes nb blocks of 32 positions: c[j·ldc + p] for j < r,
+// p < 32·nb (ldc in int32s), stored whole.
+func tapsKernel(r int) {
+	name := fmt.Sprintf("tapsVNNI%d", r)
+	const nv = 2
+	acc := func(j, v int) VecPhysical { return zmm[j*nv+v] }
+	av := []VecPhysical{zmm[2*tapsMaxR], zmm[2*tapsMaxR+1]}
+	TEXT(name, NOSPLIT, "func(nb int, a *uint8, gs int, cg int, taps *int, nt int, b *int8, c *int32, ldc int)")
+	Pragma("noescape")
+	Doc(
+		fmt.Sprintf("%s computes %d output channels' sums of nb blocks of 32 positions over nt taps (VNNI).", name, r),
+		"A is [cg][positions][4] codes, groups gs bytes apart; b the weights [nt][cg][r][4]; C's rows ldc int32s apart.",
+	)
+	nb := Load(Param("nb"), GP64())
+	a := Load(Param("a"), GP64())
+	gs := Load(Param("gs"), GP64())
+	c := Load(Param("c"), GP64())
+	ldc := Load(Param("ldc"), GP64())
+	SHLQ(U8(2), ldc)
+	bp, tp, ap, t, g := GP64(), GP64(), GP64(), GP64(), GP64()
+
+	Label(name + "_block")
+	for j := 0; j < r; j++ {
+		for v := 0; v < nv; v++ {
+			VPXORD(acc(j, v), acc(j, v), acc(j, v))
+		}
+	}
+	Load(Param("b"), bp)
+	Load(Param("taps"), tp)
+	Load(Param("nt"), t)
+	Label(name + "_tap")
+	MOVQ(a, ap)
+	ADDQ(Mem{Base: tp}, ap)
+	Load(Param("cg"), g)
+	Label(name + "_group")
+	for v := 0; v < nv; v++ {
+		VMOVDQU32(Mem{Base: ap, Disp: 64 * v}, av[v])
+	}
+	for j := 0; j < r; j++ {
+		for v := 0; v < nv; v++ {
+			Instruction(&ir.Instruction{
+				Opcode:   "VPDPBUSD.BCST",
+				Operands: []Op{Mem{Base: bp, Disp: 4 * j}, av[v], acc(j, v)},
+				Inputs:   []Op{Mem{Base: bp, Disp: 4 * j}, av[v], acc(j, v)},
+				Outputs:  []Op{acc(j, v)},
+				ISA:      []string{"AVX512_VNNI"},
+			})
+		}
+	}
+	ADDQ(U32(4*r), bp)
+	ADDQ(gs, ap)
+	DECQ(g)
+	JNZ(LabelRef(name + "_group"))
+	ADDQ(U8(8), tp)
+	DECQ(t)
+	JNZ(LabelRef(name + "_tap"))
+
+	MOVQ(c, ap)
+	for j := 0; j < r; j++ {
+		for v := 0; v < nv; v++ {
+			VMOVDQU32(acc(j, v), Mem{Base: ap, Disp: 64 * v})
+		}
+		if j < r-1 {
+			ADDQ(ldc, ap)
+		}
+	}
+	ADDQ(U8(128), a)
+	ADDQ(U8(128), c)
+	DECQ(nb)
+	JNZ(LabelRef(name + "_block"))
+	VZEROUPPER()
+	RET()
+}
+
+// quantizeGroupKernel emits quantizeGroupAVX2, the codes of 4 channels
+// interleaved for the taps kernels: q[4p+i] = code(x_i[p]) for p < n, with
+// quantizeAVX2's steps (the same bits), the 4 codes of a position put in
+// one 32-bit lane by shifts.
+func quantizeGroupKernel() {
+	TEXT("quantizeGroupAVX2", NOSPLIT, "func(n int, x0, x1, x2, x3 *float32, q *uint8, inv float32, zp, qmax int32, tail *int32)")
+	Pragma("noescape")
+	Doc("quantizeGroupAVX2 sets q[4p+i] = clamp(round_half_even(clamp(x_i[p]*inv, ±2^24)) + zp, 0, qmax) for p < n, i < 4.")
+	n := Load(Param("n"), GP64())
+	xs := []Register{Load(Param("x0"), GP64()), Load(Param("x1"), GP64()), Load(Param("x2"), GP64()), Load(Param("x3"), GP64())}
+	q := Load(Param("q"), GP64())
+	tail := Load(Param("tail"), GP64())
+	inv, zp, qmax, lo, hi, zero, mask := Y12, Y13, Y14, Y15, Y11, Y10, Y9
+	VMOVDQU(Mem{Base: tail}, mask)
+	VBROADCASTSS(paramAddr("inv"), inv)
+	t := GP32()
+	Load(Param("zp"), t)
+	VMOVD(t, zp.AsX())
+	VPBROADCASTD(zp.AsX(), zp)
+	Load(Param("qmax"), t)
+	VMOVD(t, qmax.AsX())
+	VPBROADCASTD(qmax.AsX(), qmax)
+	MOVL(U32(0xcb800000), t) // -2^24
+	VMOVD(t, lo.AsX())
+	VBROADCASTSS(lo.AsX(), lo)
+	MOVL(U32(0x4b800000), t) // 2^24
+	VMOVD(t, hi.AsX())
+	VBROADCASTSS(hi.AsX(), hi)
+	VPXOR(zero, zero, zero)
+	v := []VecPhysical{Y0, Y1, Y2, Y3}
+	codes := func(r VecPhysical) {
+		VMAXPS(lo, r, r) // r > lo ? r : lo, so NaN -> lo
+		VMINPS(hi, r, r)
+		VCVTPS2DQ(r, r)
+		VPADDD(zp, r, r)
+		VPMAXSD(zero, r, r)
+		VPMINSD(qmax, r, r)
+	}
+	combine := func() {
+		for i := 1; i < 4; i++ {
+			VPSLLD(U8(8*i), v[i], v[i])
+		}
+		VPOR(v[1], v[0], v[0])
+		VPOR(v[3], v[2], v[2])
+		VPOR(v[2], v[0], v[0])
+	}
+	Label("qgroup_8")
+	CMPQ(n, U8(8))
+	JL(LabelRef("qgroup_tail"))
+	for i := 0; i < 4; i++ {
+		VMULPS(Mem{Base: xs[i]}, inv, v[i])
+		codes(v[i])
+		ADDQ(U8(32), xs[i])
+	}
+	combine()
+	VMOVDQU(Y0, Mem{Base: q})
+	ADDQ(U8(32), q)
+	SUBQ(U8(8), n)
+	JMP(LabelRef("qgroup_8"))
+	Label("qgroup_tail")
+	TESTQ(n, n)
+	JZ(LabelRef("qgroup_done"))
+	for i := 0; i < 4; i++ {
+		VMASKMOVPS(Mem{Base: xs[i]}, mask, v[i])
+		VMULPS(inv, v[i], v[i])
+		codes(v[i])
+	}
+	combine()
+	VPMASKMOVD(Y0, mask, Mem{Base: q})
+	Label("qgroup_done")
+	VZEROUPPER()
+	RET()
+}
+
+// dequantPlaneKernel emits dequantPlaneAVX2, dequantKernel's arithmetic
+// for one output channel laid out as a plane (the taps kernels' output):
+// m rows of n values, one channel's constants.
+func dequantPlaneKernel() {
+	TEXT("dequantPlaneAVX2", NOSPLIT, "func(m, n int, acc *int32, ldacc int, zc int32, mult, bias float32, y *float32, ldy int, relu int, tail *int32)")
+	Pragma("noescape")
+	Doc("dequantPlaneAVX2 sets y[i][j] = float32(acc[i][j]-zc)*mult + bias, each operation rounded,",
+		"then max(y, 0) as Go's max does when relu ≠ 0 (NaN stays NaN, -0 becomes +0).")
+	m := Load(Param("m"), GP64())
+	acc := Load(Param("acc"), GP64())
+	ldacc := Load(Param("ldacc"), GP64())
+	SHLQ(U8(2), ldacc)
+	y := Load(Param("y"), GP64())
+	ldy := Load(Param("ldy"), GP64())
+	SHLQ(U8(2), ldy)
+	relu := Load(Param("relu"), GP64())
+	tail := Load(Param("tail"), GP64())
+	mask, zero, zc, mult, bias := Y15, Y14, Y13, Y12, Y11
+	VMOVDQU(Mem{Base: tail}, mask)
+	VXORPS(zero, zero, zero)
+	t := GP32()
+	Load(Param("zc"), t)
+	VMOVD(t, zc.AsX())
+	VPBROADCASTD(zc.AsX(), zc)
+	VBROADCASTSS(paramAddr("mult"), mult)
+	VBROADCASTSS(paramAddr("bias"), bias)
+	value := func(r VecPhysical, skip string) {
+		VPSUBD(zc, r, r)
+		VCVTDQ2PS(r, r)
+		VMULPS(mult, r, r)
+		VADDPS(bias, r, r)
+		// Kept where above 0 or NaN (predicate 6, not less-or-equal,
+		// unordered), zeroed elsewhere, -0 included: Go's max(v, 0).
+		TESTQ(relu, relu)
+		JZ(LabelRef(skip))
+		VCMPPS(U8(6), zero, r, Y2)
+		VANDPS(Y2, r, r)
+		Label(skip)
+	}
+	n8 := Load(Param("n"), GP64())
+	ANDQ(I8(-8), n8)
+	j := GP64()
+	at := func(base Register) Mem { return Mem{Base: base, Index: j, Scale: 4} }
+	Label("dplane_row")
+	TESTQ(m, m)
+	JZ(LabelRef("dplane_done"))
+	XORQ(j, j)
+	Label("dplane_8")
+	CMPQ(j, n8)
+	JGE(LabelRef("dplane_tail"))
+	VMOVDQU(at(acc), Y0)
+	value(Y0, "dplane_stored")
+	VMOVUPS(Y0, at(y))
+	ADDQ(U8(8), j)
+	JMP(LabelRef("dplane_8"))
+	Label("dplane_tail")
+	CMPQ(j, paramAddr("n"))
+	JE(LabelRef("dplane_next"))
+	VPMASKMOVD(at(acc), mask, Y0)
+	value(Y0, "dplane_tailstored")
+	VMASKMOVPS(Y0, mask, at(y))
+	Label("dplane_next")
+	ADDQ(ldacc, acc)
+	ADDQ(ldy, y)
+	DECQ(m)
+	JMP(LabelRef("dplane_row"))
+	Label("dplane_done")
+	VZEROUPPER()
+	RET()
 }
