@@ -99,6 +99,9 @@ func (n *Net) fusionPlan() (chains map[int]*fusedChain, absorbed map[int]bool) {
 // next. A model's output, or a tensor a pooling or float layer reads,
 // stays [B, C, H, W].
 func channelsLast(layers []*Layer, readers [][]int, chains map[int]*fusedChain) {
+	if !nn.Int8ConvChannelsLast() {
+		return
+	}
 	byConv := map[int]*fusedChain{}
 	byAdd := map[int]*fusedChain{}
 	for _, ch := range chains {

@@ -80,6 +80,9 @@ type convInt8Op struct {
 	ycl   []float32 // one image's rescaled outputs, channels-last
 	deq   *qgemm.Epilogue
 	out   *tensor.Dense
+	// the taps route (conv2d_int8_taps.go); taps nil: the route above
+	taps *qgemm.TapFilter
+	tp   tapsScratch
 }
 
 func newConvInt8Op(name string, p convParams, w Int8Weight, act Int8Static) *convInt8Op {
@@ -110,6 +113,9 @@ func newConvInt8Op(name string, p convParams, w Int8Weight, act Int8Static) *con
 			reorder(b, ki, 1)
 			o.rows = append(o.rows, qgemm.Pack(b, o.o, o.kw*o.c))
 		}
+	}
+	if p.stride == Square(1) && int8Taps() {
+		o.taps = qgemm.PackTaps(w.Q, o.o, o.c, kk)
 	}
 	b := make([]int8, o.o*kk*o.c)
 	reorder(b, 0, o.kh)
@@ -175,6 +181,10 @@ func (o *convInt8Op) Do(in ...G.Value) (G.Value, error) {
 	}
 	y := op.Buffer(&o.out, nb, o.o, oh, ow)
 	yd := op.F32(y)
+	if o.taps != nil && !o.inCL && !o.outCL {
+		o.runTaps(x, yd, nb, c, h, w, oh, ow)
+		return y, nil
+	}
 	chunk := max(1, min(nb, int8Budget/(hp*wp*max(o.o, c))))
 	if o.geo != [4]int{chunk, c, h, w} {
 		// The zero point everywhere: the padding keeps it, the pixels are

@@ -5,12 +5,14 @@
 // neighbour hits every variant alike, and prints medians over rounds with
 // the ratios issues 17 and 20 ask about:
 //
-//	flock /tmp/shrink-heavy.lock nice -n 5 go run ./bench/resnetinfer [-run DIR] [-rounds 3] [-unfused] [-torch]
+//	flock /tmp/shrink-heavy.lock nice -n 5 go run ./bench/resnetinfer [-run DIR] [-rounds 3] [-unfused] [-columns] [-torch]
 //
 // Each variant runs as shrink predict/eval/bench run it (package infer's
 // graph: static int8 convolutions on integer kernels, batch norms, adds
 // and ReLUs fused into the convolutions' output pass). -unfused also times
-// the graphs without fusion (what ran before it); -torch runs
+// the graphs without fusion (what ran before it); -columns times the int8
+// networks with their stride-1 convolutions on the column route too (what
+// ran before the taps route, nn.UseInt8Taps); -torch runs
 // bench/resnet_infer_torch.py once per round (PyTorch 1.13 on one thread,
 // the same two architectures in float and FX-quantized int8 on oneDNN).
 package main
@@ -34,6 +36,7 @@ import (
 	"github.com/shrink-ml/shrink/export"
 	"github.com/shrink-ml/shrink/internal/gemm"
 	"github.com/shrink-ml/shrink/model"
+	"github.com/shrink-ml/shrink/nn"
 )
 
 type variant struct {
@@ -45,6 +48,7 @@ func main() {
 	run := flag.String("run", "runs/resnet-fashion-compress", "the run directory of recipes/resnet-fashion-compress.yaml (train, prune, qat, distill checkpoints)")
 	rounds := flag.Int("rounds", 3, "interleaved rounds")
 	unfused := flag.Bool("unfused", false, "also time the graphs without fusion")
+	columns := flag.Bool("columns", false, "also time the int8 networks with their stride-1 convolutions on the column route")
 	torch := flag.Bool("torch", false, "also run bench/resnet_infer_torch.py each round")
 	python := flag.String("python", "/usr/bin/python3", "the Python with torch")
 	only := flag.String("only", "", "time only the variants whose name contains this")
@@ -64,17 +68,26 @@ func main() {
 		if err != nil {
 			check(fmt.Errorf("%w (run recipes/resnet-fashion-compress.yaml first, or give its run directory with -run)", err))
 		}
-		modes := []bool{true}
+		type mode struct{ fuse, columns bool }
+		modes := []mode{{true, false}}
 		if *unfused {
-			modes = append(modes, false)
+			modes = append(modes, mode{false, false})
 		}
-		for _, fuse := range modes {
+		if *columns && strings.Contains(st.name, "int8") {
+			modes = append(modes, mode{true, true})
+		}
+		for _, md := range modes {
 			v := variant{name: st.name, nets: map[int]*model.Net{}}
-			if !fuse {
+			if !md.fuse {
 				v.name += ", unfused"
 			}
+			if md.columns {
+				v.name += ", columns"
+			}
 			for _, bs := range batches {
-				net, err := model.Build(m, model.NetOptions{Batch: bs, Mode: model.ModeEval, StaticInt8: true, Fuse: fuse})
+				restore := nn.UseInt8Taps(!md.columns && nn.UseInt8TapsDefault())
+				net, err := model.Build(m, model.NetOptions{Batch: bs, Mode: model.ModeEval, StaticInt8: true, Fuse: md.fuse})
+				restore()
 				check(err)
 				rng := rand.New(rand.NewPCG(1, uint64(bs)))
 				for i := range net.X {
@@ -158,6 +171,11 @@ func main() {
 	if *unfused {
 		for _, n := range []string{"dense float", "pruned float", "pruned int8 (qat)"} {
 			ratio("fusion: "+n+" unfused / fused", n+", unfused", n)
+		}
+	}
+	if *columns {
+		for _, n := range []string{"pruned int8 (qat)", "pruned int8 (distill)"} {
+			ratio("taps route: "+n+" columns / taps", n+", columns", n)
 		}
 	}
 	if *torch {
