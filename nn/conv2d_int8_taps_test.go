@@ -20,7 +20,6 @@ var int8Routes = []struct {
 	taps bool
 }{{"columns", false}, {"taps", true}}
 
-
 // The taps route gives the column route's bits with every epilogue a
 // fused ResNet uses (bias, batch norm, residual add, ReLU, each alone and
 // together), on pruned widths, odd sizes and 1×1 and 5×5 kernels.
