@@ -21,6 +21,7 @@ var vnniImpl = impl{
 	fastTaps:      true,
 	quantizeGroup: quantizeGroupAsm,
 	dequantPlane:  dequantPlaneAsm,
+	planeOut:      planeOutAsm,
 }
 
 // avx2Impl uses VPMADDUBSW for 7-bit activations and VPMADDWD on values
@@ -36,6 +37,7 @@ var avx2Impl = impl{
 	taps:          tapsGoPick,
 	quantizeGroup: quantizeGroupAsm,
 	dequantPlane:  dequantPlaneAsm,
+	planeOut:      planeOutGo,
 }
 
 // asmImpls lists the implementations this CPU runs, fastest first.
@@ -200,4 +202,28 @@ func dequantPlaneAsm(m, n int, acc []int32, ldacc int, zc int32, mult, bias floa
 		r = 1
 	}
 	dequantPlaneAVX2(m, n, &acc[0], ldacc, zc, mult, bias, &y[0], ldy, r, tailMask(n))
+}
+
+// planeOutAsm: Epilogue.Output checked the extents.
+func planeOutAsm(m, n int, acc []int32, ldacc int, k *planeConsts, o *PlaneOutput) {
+	var res, y *float32
+	var q *uint8
+	flags := 0
+	if o.Norm {
+		flags |= 1
+	}
+	if o.Res != nil {
+		res, flags = &o.Res[0], flags|2
+	}
+	if o.ReLU {
+		flags |= 4
+	}
+	if o.Y != nil {
+		y, flags = &o.Y[0], flags|8
+	}
+	if o.Codes != nil {
+		// The kernel writes byte 0 of each position: start at the lane's.
+		q, flags = &o.Codes[o.Lane], flags|16
+	}
+	planeOutAVX512(m, n, &acc[0], ldacc, (*float32)(unsafe.Pointer(k)), res, y, o.LdY, q, o.LdCodes, flags)
 }

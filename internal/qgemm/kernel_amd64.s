@@ -5952,3 +5952,104 @@ dplane_next:
 dplane_done:
 	VZEROUPPER
 	RET
+
+// func planeOutAVX512(m int, n int, acc *int32, ldacc int, k *float32, res *float32, y *float32, ldy int, q *uint8, ldq int, flags int)
+// Requires: AVX, AVX512BW, AVX512F, BMI2, CMOV
+TEXT ·planeOutAVX512(SB), NOSPLIT, $0-88
+	MOVQ         m+0(FP), AX
+	MOVQ         acc+16(FP), CX
+	MOVQ         res+40(FP), DX
+	MOVQ         y+48(FP), BX
+	MOVQ         q+64(FP), SI
+	MOVQ         flags+80(FP), DI
+	MOVQ         k+32(FP), R8
+	VPBROADCASTD (R8), Z16
+	VPBROADCASTD 4(R8), Z17
+	VPBROADCASTD 8(R8), Z18
+	VPBROADCASTD 12(R8), Z19
+	VPBROADCASTD 16(R8), Z20
+	VPBROADCASTD 20(R8), Z21
+	VPBROADCASTD 24(R8), Z22
+	VPBROADCASTD 28(R8), Z23
+	MOVL         $0xcb800000, R8
+	VPBROADCASTD R8, Z24
+	MOVL         $0x4b800000, R8
+	VPBROADCASTD R8, Z25
+	VPXORD       Z26, Z26, Z26
+
+pout_row:
+	TESTQ AX, AX
+	JZ    pout_done
+	XORQ  R9, R9
+
+pout_vec:
+	MOVQ        n+8(FP), R10
+	SUBQ        R9, R10
+	JLE         pout_next
+	MOVQ        $0x00000010, R8
+	CMPQ        R10, R8
+	CMOVQGT     R8, R10
+	MOVL        $0x0000ffff, R8
+	BZHIQ       R10, R8, R8
+	KMOVW       R8, K1
+	SHLQ        $0x02, R10
+	MOVQ        $0x1111111111111111, R8
+	BZHIQ       R10, R8, R8
+	KMOVQ       R8, K2
+	VMOVDQU32.Z (CX)(R9*4), K1, Z0
+	VPSUBD      Z16, Z0, Z0
+	VCVTDQ2PS   Z0, Z0
+	VMULPS      Z17, Z0, Z0
+	VADDPS      Z18, Z0, Z0
+	TESTQ       $0x00000001, DI
+	JZ          pout_res
+	VMULPS      Z19, Z0, Z0
+	VADDPS      Z20, Z0, Z0
+
+pout_res:
+	TESTQ     $0x00000002, DI
+	JZ        pout_relu
+	VMOVUPS.Z (DX)(R9*4), K1, Z1
+	VADDPS    Z1, Z0, Z0
+
+pout_relu:
+	TESTQ     $0x00000004, DI
+	JZ        pout_y
+	VCMPPS    $0x06, Z26, Z0, K3
+	VMOVUPS.Z Z0, K3, Z0
+
+pout_y:
+	TESTQ   $0x00000008, DI
+	JZ      pout_q
+	VMOVUPS Z0, K1, (BX)(R9*4)
+
+pout_q:
+	TESTQ     $0x00000010, DI
+	JZ        pout_step
+	VMULPS    Z21, Z0, Z1
+	VMAXPS    Z24, Z1, Z1
+	VMINPS    Z25, Z1, Z1
+	VCVTPS2DQ Z1, Z1
+	VPADDD    Z22, Z1, Z1
+	VPMAXSD   Z26, Z1, Z1
+	VPMINSD   Z23, Z1, Z1
+	VMOVDQU8  Z1, K2, (SI)(R9*4)
+
+pout_step:
+	ADDQ $0x10, R9
+	JMP  pout_vec
+
+pout_next:
+	MOVQ ldacc+24(FP), R8
+	LEAQ (CX)(R8*4), CX
+	MOVQ ldy+56(FP), R8
+	LEAQ (DX)(R8*4), DX
+	LEAQ (BX)(R8*4), BX
+	MOVQ ldq+72(FP), R8
+	ADDQ R8, SI
+	DECQ AX
+	JMP  pout_row
+
+pout_done:
+	VZEROUPPER
+	RET

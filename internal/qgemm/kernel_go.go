@@ -19,6 +19,7 @@ var goImpl = impl{
 	taps:          tapsGoPick,
 	quantizeGroup: quantizeGroupGo,
 	dequantPlane:  dequantPlaneGo,
+	planeOut:      planeOutGo,
 }
 
 var goTile = tile{name: "go4x16", mr: 4, nr: 16, masked: true, fn: tileGo}

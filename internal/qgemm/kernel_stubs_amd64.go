@@ -223,3 +223,8 @@ func dequantAVX2(m int, n int, acc *int32, ldacc int, zc *int32, mult *float32, 
 //
 //go:noescape
 func dequantPlaneAVX2(m int, n int, acc *int32, ldacc int, zc int32, mult float32, bias float32, y *float32, ldy int, relu int, tail *int32)
+
+// planeOutAVX512 rescales m rows of n int32 sums and applies a norm, residual, ReLU, float store and code store as flags say.
+//
+//go:noescape
+func planeOutAVX512(m int, n int, acc *int32, ldacc int, k *float32, res *float32, y *float32, ldy int, q *uint8, ldq int, flags int)

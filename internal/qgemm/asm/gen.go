@@ -87,6 +87,7 @@ func main() {
 	quantizeGroupKernel()
 	dequantKernel()
 	dequantPlaneKernel()
+	planeOutKernel()
 
 	Generate()
 }
@@ -1121,6 +1122,124 @@ func dequantPlaneKernel() {
 	DECQ(m)
 	JMP(LabelRef("dplane_row"))
 	Label("dplane_done")
+	VZEROUPPER()
+	RET()
+}
+
+// planeOutKernel emits planeOutAVX512, the taps route's whole output pass
+// for one output channel's plane of m rows of n sums (rows ldacc apart),
+// with the constants at k (planeConsts: zc, mult, bias, scale, shift, inv,
+// zp, qmax, 4 bytes each):
+//
+//	v = float32(acc - zc)*mult + bias       (dequantKernel's operations)
+//	v = v*scale + shift                     flags&1 (an eval batch norm)
+//	v = v + res                             flags&2 (a residual, rows ldy apart)
+//	v = max(v, 0), Go's max                 flags&4
+//	y = v                                   flags&8 (rows ldy apart)
+//	q[4p] byte lane = code(v)               flags&16 (quantizeKernel's steps;
+//	                                        rows ldq bytes apart)
+//
+// each operation rounded on its own. The code goes to byte 0 of each
+// 4-byte position at q (a byte-masked store: the caller points q at the
+// channel's byte), the layout ConvTaps reads, so the next convolution's
+// input is written without a float pass in between. The tail of a row is
+// masked, so nothing past n is read or written.
+func planeOutKernel() {
+	TEXT("planeOutAVX512", NOSPLIT, "func(m, n int, acc *int32, ldacc int, k *float32, res, y *float32, ldy int, q *uint8, ldq int, flags int)")
+	Pragma("noescape")
+	Doc("planeOutAVX512 rescales m rows of n int32 sums and applies a norm, residual, ReLU, float store and code store as flags say.")
+	m := Load(Param("m"), GP64())
+	acc := Load(Param("acc"), GP64())
+	res := Load(Param("res"), GP64())
+	y := Load(Param("y"), GP64())
+	q := Load(Param("q"), GP64())
+	flags := Load(Param("flags"), GP64())
+	kp := Load(Param("k"), GP64())
+	zc, mult, bias, scale, shift, inv, zp, qmax := Z16, Z17, Z18, Z19, Z20, Z21, Z22, Z23
+	for i, r := range []VecPhysical{zc, mult, bias, scale, shift, inv, zp, qmax} {
+		VPBROADCASTD(Mem{Base: kp, Disp: 4 * i}, r)
+	}
+	lo, hi, zero := Z24, Z25, Z26
+	t := GP64()
+	MOVL(U32(0xcb800000), t.As32()) // -2^24
+	VPBROADCASTD(t.As32(), lo)
+	MOVL(U32(0x4b800000), t.As32()) // 2^24
+	VPBROADCASTD(t.As32(), hi)
+	VPXORD(zero, zero, zero)
+	j, rem, mk := GP64(), GP64(), GP64()
+	at := func(base Register) Mem { return Mem{Base: base, Index: j, Scale: 4} }
+
+	Label("pout_row")
+	TESTQ(m, m)
+	JZ(LabelRef("pout_done"))
+	XORQ(j, j)
+	Label("pout_vec")
+	Load(Param("n"), rem)
+	SUBQ(j, rem)
+	JLE(LabelRef("pout_next"))
+	// The lanes of this step: min(rem, 16) floats, and their code bytes.
+	MOVQ(U32(16), t)
+	CMPQ(rem, t)
+	CMOVQGT(t, rem)
+	MOVL(U32(0xffff), mk.As32())
+	BZHIQ(rem, mk, mk)
+	KMOVW(mk.As32(), K1)
+	SHLQ(U8(2), rem)
+	MOVQ(U64(0x1111111111111111), mk)
+	BZHIQ(rem, mk, mk)
+	KMOVQ(mk, K2)
+
+	VMOVDQU32_Z(at(acc), K1, Z0)
+	VPSUBD(zc, Z0, Z0)
+	VCVTDQ2PS(Z0, Z0)
+	VMULPS(mult, Z0, Z0)
+	VADDPS(bias, Z0, Z0)
+	TESTQ(U32(1), flags)
+	JZ(LabelRef("pout_res"))
+	VMULPS(scale, Z0, Z0)
+	VADDPS(shift, Z0, Z0)
+	Label("pout_res")
+	TESTQ(U32(2), flags)
+	JZ(LabelRef("pout_relu"))
+	VMOVUPS_Z(at(res), K1, Z1)
+	VADDPS(Z1, Z0, Z0)
+	Label("pout_relu")
+	TESTQ(U32(4), flags)
+	JZ(LabelRef("pout_y"))
+	// Kept where above 0 or NaN (predicate 6, not less-or-equal,
+	// unordered), zeroed elsewhere, -0 included: Go's max(v, 0).
+	VCMPPS(U8(6), zero, Z0, K3)
+	VMOVUPS_Z(Z0, K3, Z0)
+	Label("pout_y")
+	TESTQ(U32(8), flags)
+	JZ(LabelRef("pout_q"))
+	VMOVUPS(Z0, K1, at(y))
+	Label("pout_q")
+	TESTQ(U32(16), flags)
+	JZ(LabelRef("pout_step"))
+	VMULPS(inv, Z0, Z1)
+	VMAXPS(lo, Z1, Z1) // Z1 > lo ? Z1 : lo, so NaN -> lo
+	VMINPS(hi, Z1, Z1)
+	VCVTPS2DQ(Z1, Z1)
+	VPADDD(zp, Z1, Z1)
+	VPMAXSD(zero, Z1, Z1)
+	VPMINSD(qmax, Z1, Z1)
+	VMOVDQU8(Z1, K2, at(q))
+	Label("pout_step")
+	ADDQ(U8(16), j)
+	JMP(LabelRef("pout_vec"))
+
+	Label("pout_next")
+	Load(Param("ldacc"), t)
+	LEAQ(Mem{Base: acc, Index: t, Scale: 4}, acc)
+	Load(Param("ldy"), t)
+	LEAQ(Mem{Base: res, Index: t, Scale: 4}, res)
+	LEAQ(Mem{Base: y, Index: t, Scale: 4}, y)
+	Load(Param("ldq"), t)
+	ADDQ(t, q)
+	DECQ(m)
+	JMP(LabelRef("pout_row"))
+	Label("pout_done")
 	VZEROUPPER()
 	RET()
 }
