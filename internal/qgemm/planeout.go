@@ -31,9 +31,9 @@ type PlaneOutput struct {
 
 // planeConsts are planeOutAVX512's constants, in the order it reads them.
 type planeConsts struct {
-	zc                             int32
+	zc                            int32
 	mult, bias, scale, shift, inv float32
-	zp, qmax                       int32
+	zp, qmax                      int32
 }
 
 // Output computes output channel j's m×n plane of ConvTaps sums (rows
