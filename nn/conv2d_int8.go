@@ -81,18 +81,16 @@ type convInt8Op struct {
 	deq   *qgemm.Epilogue
 	out   *tensor.Dense
 	// the taps route (conv2d_int8_taps.go); taps nil: the route above
-	taps *qgemm.TapFilter
-	tp   tapsScratch
+	taps      *qgemm.TapFilter
+	tp        tapsScratch
+	codesIn   *Int8Codes // BuildFused: the input as codes; nil: x
+	codesOut  *Int8Codes // BuildFused: the reader's codes of y, written too
+	codesOnly bool       // BuildFused: y itself is not written
 }
 
 func newConvInt8Op(name string, p convParams, w Int8Weight, act Int8Static) *convInt8Op {
 	o := &convInt8Op{Base: op.NewBase(name), convParams: p, o: w.Shape[0], c: w.Shape[1], kh: w.Shape[2], kw: w.Shape[3]}
-	// Signed codes (qmin < 0) shift to unsigned ones: q - zp = (q - qmin) - (zp - qmin).
-	o.act = qgemm.Params{Scale: act.Scale, ZeroPoint: act.ZeroPoint - act.QMin}
-	o.r = qgemm.Full
-	if act.QMax-act.QMin <= int32(qgemm.Reduced) {
-		o.r = qgemm.Reduced
-	}
+	o.act, o.r = staticParams(act)
 	kk := o.kh * o.kw
 	// reorder writes w[o][c][ki][kj] at dst[o][index(ki, kj, c)].
 	reorder := func(dst []int8, ki0, kis int) {
@@ -181,8 +179,10 @@ func (o *convInt8Op) Do(in ...G.Value) (G.Value, error) {
 	}
 	y := op.Buffer(&o.out, nb, o.o, oh, ow)
 	yd := op.F32(y)
-	if o.taps != nil && !o.inCL && !o.outCL {
-		o.runTaps(x, yd, nb, c, h, w, oh, ow)
+	if o.taps != nil && !o.inCL && !o.outCL && (o.epi == nil || !o.epi.resCL) {
+		if err := o.runTaps(x, yd, nb, c, h, w); err != nil {
+			return nil, err
+		}
 		return y, nil
 	}
 	chunk := max(1, min(nb, int8Budget/(hp*wp*max(o.o, c))))

@@ -1,6 +1,8 @@
 package nn
 
 import (
+	"fmt"
+
 	"github.com/shrink-ml/shrink/internal/qgemm"
 )
 
@@ -11,14 +13,20 @@ import (
 // 32-position blocks almost whole (28×28 on its padded 30-wide grid: 838
 // positions in 27 blocks). Each image is quantized into the padded layout
 // [C/4][positions][4] straight from [C, H, W] planes (no transpose), its
-// sums come out as [O][positions] planes, and each output channel's valid
-// rows are rescaled into the [O, OH, OW] output, where the epilogue runs on
-// planes. The integers are the column route's, the rescale the same
-// operations with the same constants: the same bits.
+// sums come out as [O][positions] planes, and one pass per output channel
+// (qgemm.Epilogue.Output) rescales the valid rows into the [O, OH, OW]
+// output with the epilogue applied. The integers are the column route's,
+// the rescale and epilogue the same operations with the same constants:
+// the same bits.
+//
+// Between two convolutions on this route the tensor can pass as codes
+// (Int8Codes): the writer's output pass computes the reader's codes of its
+// values, as the reader would, straight into the reader's padded layout,
+// and writes the floats only if something else reads them (a residual
+// add), so the reader neither reads floats nor quantizes.
 
 // int8Taps reports whether stride-1 integer convolutions take the taps
-// route: where qgemm has vector kernels for it (AVX-512 VNNI). Tests
-// switch it to compare both routes.
+// route: where qgemm has vector kernels for it (AVX-512 VNNI).
 var int8Taps = qgemm.TapsFast
 
 // UseInt8Taps makes the integer convolutions built from now on take the
@@ -40,80 +48,186 @@ func UseInt8TapsDefault() bool { return qgemm.TapsFast() }
 // input out that way anyway, the taps route reads and writes planes.
 func Int8ConvChannelsLast() bool { return !int8Taps() }
 
+// RunsInt8Taps: the convolution, statically quantized, runs on the taps
+// route (stride 1), so it can read its input as Int8Codes.
+func (c *Conv2d) RunsInt8Taps() bool {
+	return c.RunsStaticInt8() && c.Stride == Square(1) && int8Taps()
+}
+
+// staticParams are the codes' parameters of a statically quantized input:
+// signed codes (qmin < 0) shifted to unsigned ones, q - zp = (q - qmin) -
+// (zp - qmin), and the range they span.
+func staticParams(st Int8Static) (qgemm.Params, qgemm.Range) {
+	r := qgemm.Full
+	if st.QMax-st.QMin <= int32(qgemm.Reduced) {
+		r = qgemm.Reduced
+	}
+	return qgemm.Params{Scale: st.Scale, ZeroPoint: st.ZeroPoint - st.QMin}, r
+}
+
+// tapsGeo is the taps route's layout of a C×H×W input: C/4 groups of gs
+// positions, the padded image hp×wp at their start, m output positions
+// (output pixel (i, j) at i·wp + j, the window's top-left corner; the
+// positions between rows, windows leaving the image, are computed and
+// dropped) in planes ldc apart.
+type tapsGeo struct {
+	c, h, w, ph, pw int
+	cg, wp, gs      int
+	oh, ow, m, ldc  int
+}
+
+func newTapsGeo(c, h, w, kh, kw, ph, pw int) tapsGeo {
+	g := tapsGeo{c: c, h: h, w: w, ph: ph, pw: pw, cg: (c + 3) / 4, wp: w + 2*pw}
+	g.oh, g.ow = h+2*ph-kh+1, w+2*pw-kw+1
+	g.m = (g.oh-1)*g.wp + g.ow
+	g.ldc = (g.m + qgemm.TapBlock - 1) / qgemm.TapBlock * qgemm.TapBlock
+	// Room for the last block's reads past the last output position.
+	g.gs = max((h+2*ph)*g.wp, g.ldc+(kh-1)*g.wp+kw-1)
+	return g
+}
+
+// bytes is one image's codes.
+func (g *tapsGeo) bytes() int { return g.cg * g.gs * 4 }
+
+// zeroPointFill returns n bytes of zp: the padding, and channels past C.
+func zeroPointFill(n int, zp int32) []uint8 {
+	b := make([]uint8, n)
+	b[0] = uint8(zp)
+	for k := 1; k < n; k *= 2 {
+		copy(b[k:], b[:k])
+	}
+	return b
+}
+
+// Int8Codes is a tensor passed between two integer convolutions on the
+// taps route as its reader's codes, laid out for the reader [B][C/4][gs][4]
+// with the padding holding its zero point (Fusion.OutputCodes,
+// Fusion.InputCodes). The writer fills it on every call, the reader reads
+// it after; the tensor's own float values are written only without
+// Fusion.CodesOnly.
+type Int8Codes struct {
+	act            qgemm.Params
+	r              qgemm.Range
+	kh, kw, ph, pw int
+	nb             int
+	geo            tapsGeo
+	buf            []uint8
+}
+
+// Int8Codes returns the codes of c's input, for c statically quantized
+// with st and on the taps route (else an error).
+func (c *Conv2d) Int8Codes(st Int8Static) (*Int8Codes, error) {
+	if !c.RunsInt8Taps() {
+		return nil, fmt.Errorf("conv: only stride-1 integer convolutions on the taps route read codes")
+	}
+	act, r := staticParams(st)
+	return &Int8Codes{act: act, r: r, kh: c.Kernel[0], kw: c.Kernel[1], ph: c.Padding[0], pw: c.Padding[1]}, nil
+}
+
+// layout readies the buffer for nb images of c×h×w (the writer's call).
+func (k *Int8Codes) layout(nb, c, h, w int) {
+	g := newTapsGeo(c, h, w, k.kh, k.kw, k.ph, k.pw)
+	if k.nb == nb && k.geo == g {
+		return
+	}
+	k.nb, k.geo = nb, g
+	k.buf = zeroPointFill(nb*g.bytes(), k.act.ZeroPoint)
+}
+
 // tapsScratch is the taps route's per-op state, sized on the first call.
 type tapsScratch struct {
-	geo [3]int          // the C, H, W it is laid out for
-	img []uint8         // one padded image, [C/4][gs][4], the padding holding the zero point
-	gs  int             // positions per group
+	geo tapsGeo
+	img []uint8         // one padded image's codes (without input codes)
 	off []int           // the taps' offsets in positions
 	acc []int32         // [O][ldc] sums
 	deq *qgemm.Epilogue // the rescale's constants
+	po  qgemm.PlaneOutput
 }
 
 // runTaps computes the convolution of the nb images of x into y, image by
 // image (its codes, sums and outputs stay in L2).
-func (o *convInt8Op) runTaps(x, y []float32, nb, c, h, w, oh, ow int) {
-	ph, pw := o.padding[0], o.padding[1]
-	hp, wp := h+2*ph, w+2*pw
-	plane, oplane := h*w, oh*ow
-	// Output pixel (i, j) is position i·wp + j of the padded grid, the
-	// window's top-left corner; the positions between rows (windows
-	// leaving the image) are computed and dropped.
-	m := (oh-1)*wp + ow
-	ldc := (m + qgemm.TapBlock - 1) / qgemm.TapBlock * qgemm.TapBlock
+func (o *convInt8Op) runTaps(x, y []float32, nb, c, h, w int) error {
 	t := &o.tp
-	cg := o.taps.Groups()
-	if t.geo != [3]int{c, h, w} {
-		t.geo = [3]int{c, h, w}
-		// Room for the last block's reads past the last output position.
-		t.gs = max(hp*wp, ldc+(o.kh-1)*wp+o.kw-1)
-		t.img = make([]uint8, cg*t.gs*4)
-		t.img[0] = uint8(o.act.ZeroPoint)
-		for n := 1; n < len(t.img); n *= 2 {
-			copy(t.img[n:], t.img[:n])
+	g := newTapsGeo(c, h, w, o.kh, o.kw, o.padding[0], o.padding[1])
+	if t.geo != g {
+		t.geo = g
+		t.img = nil
+		if o.codesIn == nil {
+			t.img = zeroPointFill(g.bytes(), o.act.ZeroPoint)
 		}
 		t.off = t.off[:0]
 		for ki := 0; ki < o.kh; ki++ {
 			for kj := 0; kj < o.kw; kj++ {
-				t.off = append(t.off, ki*wp+kj)
+				t.off = append(t.off, ki*g.wp+kj)
 			}
 		}
-		t.acc = make([]int32, o.o*ldc)
+		t.acc = make([]int32, o.o*g.ldc)
+	}
+	if in := o.codesIn; in != nil && (in.nb != nb || in.geo != g) {
+		return fmt.Errorf("%s: the input's codes are laid out for %d images of %dx%dx%d, not %d of %dx%dx%d", o.Name(), in.nb, in.geo.c, in.geo.h, in.geo.w, nb, c, h, w)
 	}
 	if t.deq == nil {
 		t.deq = qgemm.NewTapsEpilogue(o.act, o.taps, o.wScale, o.bias)
 	}
-	// A ReLU alone runs in the rescale's pass, as on the column route.
-	relu := o.epi != nil && o.epi.relu && o.epi.norm == nil && !o.epi.hasRes
-	epi := o.epi
-	if relu {
-		epi = nil
+	plane, oplane := h*w, g.oh*g.ow
+	out := o.codesOut
+	if out != nil {
+		out.layout(nb, o.o, g.oh, g.ow)
 	}
+	po := &t.po
 	for b := 0; b < nb; b++ {
-		xb := x[b*c*plane : (b+1)*c*plane]
-		for g := 0; g < cg; g++ {
-			// A group's missing channels read channel 4g again: their
-			// weights are zero.
-			var ch [4][]float32
-			for k := range ch {
-				ci := 4*g + k
-				if ci >= c {
-					ci = 4 * g
-				}
-				ch[k] = xb[ci*plane : (ci+1)*plane]
-			}
-			for i := 0; i < h; i++ {
-				r := i * w
-				qgemm.QuantizeGroup(w, ch[0][r:], ch[1][r:], ch[2][r:], ch[3][r:], o.act, o.r, t.img[(g*t.gs+(i+ph)*wp+pw)*4:])
-			}
+		img := t.img
+		if o.codesIn != nil {
+			img = o.codesIn.buf[b*g.bytes() : (b+1)*g.bytes()]
+		} else {
+			o.quantizeTaps(x[b*c*plane:(b+1)*c*plane], img, &g)
 		}
-		qgemm.ConvTaps(m, t.img, t.gs, t.off, o.taps, t.acc, ldc)
+		qgemm.ConvTaps(g.m, img, g.gs, t.off, o.taps, t.acc, g.ldc)
 		for j := 0; j < o.o; j++ {
 			at := (b*o.o + j) * oplane
-			t.deq.DequantizePlane(j, oh, ow, t.acc[j*ldc:], wp, y[at:at+oplane], ow, relu)
-			if epi != nil {
-				epi.channel(y[at:at+oplane], j, at)
+			*po = qgemm.PlaneOutput{LdY: g.ow}
+			if !o.codesOnly {
+				po.Y = y[at : at+oplane]
 			}
+			if e := o.epi; e != nil {
+				if e.norm != nil {
+					po.Norm, po.Scale, po.Shift = true, e.norm.a[j], e.norm.b[j]
+				}
+				if e.res != nil {
+					po.Res = e.res[at : at+oplane]
+				}
+				po.ReLU = e.relu
+			}
+			if out != nil {
+				og := &out.geo
+				base := b*og.bytes() + (j/4)*og.gs*4 + (og.ph*og.wp+og.pw)*4
+				po.Codes = out.buf[base : base+((og.h-1)*og.wp+og.w)*4]
+				po.LdCodes, po.Lane, po.CodeParams, po.CodeRange = og.wp*4, j%4, out.act, out.r
+			}
+			t.deq.Output(j, g.oh, g.ow, t.acc[j*g.ldc:], g.wp, po)
+		}
+	}
+	return nil
+}
+
+// quantizeTaps writes one image's codes (xb [C, H, W]) into the padded
+// layout img, 4 channels at a time.
+func (o *convInt8Op) quantizeTaps(xb []float32, img []uint8, g *tapsGeo) {
+	plane := g.h * g.w
+	for k := 0; k < g.cg; k++ {
+		// A group's missing channels read channel 4k again: their weights
+		// are zero.
+		var ch [4][]float32
+		for l := range ch {
+			ci := 4*k + l
+			if ci >= g.c {
+				ci = 4 * k
+			}
+			ch[l] = xb[ci*plane : (ci+1)*plane]
+		}
+		for i := 0; i < g.h; i++ {
+			r := i * g.w
+			qgemm.QuantizeGroup(g.w, ch[0][r:], ch[1][r:], ch[2][r:], ch[3][r:], o.act, o.r, img[(k*g.gs+(i+g.ph)*g.wp+g.pw)*4:])
 		}
 	}
 }

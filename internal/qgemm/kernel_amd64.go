@@ -205,7 +205,7 @@ func dequantPlaneAsm(m, n int, acc []int32, ldacc int, zc int32, mult, bias floa
 }
 
 // planeOutAsm: Epilogue.Output checked the extents.
-func planeOutAsm(m, n int, acc []int32, ldacc int, k *planeConsts, o *PlaneOutput) {
+func planeOutAsm(m, n int, acc []int32, ldacc int, k planeConsts, o *PlaneOutput) {
 	var res, y *float32
 	var q *uint8
 	flags := 0
@@ -225,5 +225,5 @@ func planeOutAsm(m, n int, acc []int32, ldacc int, k *planeConsts, o *PlaneOutpu
 		// The kernel writes byte 0 of each position: start at the lane's.
 		q, flags = &o.Codes[o.Lane], flags|16
 	}
-	planeOutAVX512(m, n, &acc[0], ldacc, (*float32)(unsafe.Pointer(k)), res, y, o.LdY, q, o.LdCodes, flags)
+	planeOutAVX512(m, n, &acc[0], ldacc, (*float32)(unsafe.Pointer(&k)), res, y, o.LdY, q, o.LdCodes, flags)
 }

@@ -69,10 +69,10 @@ func (e *Epilogue) Output(j, m, n int, acc []int32, ldacc int, o *PlaneOutput) {
 	if o.Codes != nil {
 		k.inv, k.zp, k.qmax = 1/o.CodeParams.Scale, o.CodeParams.ZeroPoint, int32(o.CodeRange)
 	}
-	active.Load().planeOut(m, n, acc, ldacc, &k, o)
+	active.Load().planeOut(m, n, acc, ldacc, k, o)
 }
 
-func planeOutGo(m, n int, acc []int32, ldacc int, k *planeConsts, o *PlaneOutput) {
+func planeOutGo(m, n int, acc []int32, ldacc int, k planeConsts, o *PlaneOutput) {
 	for i := 0; i < m; i++ {
 		for c, a := range acc[i*ldacc : i*ldacc+n] {
 			v := float32(float32(a-k.zc)*k.mult) + k.bias
