@@ -115,18 +115,24 @@ func int8Codes(layers []*Layer, readers [][]int, chains map[int]*fusedChain) err
 	for _, ch := range chains {
 		byConv[ch.conv] = ch
 	}
-	taps := func(ch *fusedChain) bool {
+	taps := func(ch *fusedChain, read bool) bool {
 		conv, ok := layers[ch.conv].Config.(*nn.Conv2d)
-		return ok && ch.int8 != nil && ch.int8.Static != nil && !ch.cl && conv.RunsInt8Taps()
+		if !ok || ch.int8 == nil || ch.int8.Static == nil || ch.cl {
+			return false
+		}
+		if read {
+			return conv.ReadsInt8Codes()
+		}
+		return conv.RunsInt8Taps()
 	}
 	for last, ch := range chains {
-		if !taps(ch) {
+		if !taps(ch, false) {
 			continue
 		}
 		var reader *fusedChain
 		others := 0
 		for _, r := range readers[last] {
-			if c := byConv[r]; c != nil && layers[r].Inputs[0] == last && taps(c) && reader == nil {
+			if c := byConv[r]; c != nil && layers[r].Inputs[0] == last && taps(c, true) && reader == nil {
 				reader = c
 				continue
 			}

@@ -112,7 +112,8 @@ func newConvInt8Op(name string, p convParams, w Int8Weight, act Int8Static) *con
 			o.rows = append(o.rows, qgemm.Pack(b, o.o, o.kw*o.c))
 		}
 	}
-	if p.stride == Square(1) && int8Taps() {
+	if int8Taps() {
+		// Any stride: the taps route splits the input into phases.
 		o.taps = qgemm.PackTaps(w.Q, o.o, o.c, kk)
 	}
 	b := make([]int8, o.o*kk*o.c)

@@ -2,6 +2,7 @@ package nn
 
 import (
 	"fmt"
+	"unsafe"
 
 	"github.com/shrink-ml/shrink/internal/qgemm"
 )
@@ -49,8 +50,13 @@ func UseInt8TapsDefault() bool { return qgemm.TapsFast() }
 func Int8ConvChannelsLast() bool { return !int8Taps() }
 
 // RunsInt8Taps: the convolution, statically quantized, runs on the taps
-// route (stride 1), so it can read its input as Int8Codes.
-func (c *Conv2d) RunsInt8Taps() bool {
+// route, so it can write its reader's Int8Codes.
+func (c *Conv2d) RunsInt8Taps() bool { return c.RunsStaticInt8() && int8Taps() }
+
+// ReadsInt8Codes: the convolution, statically quantized, runs on the taps
+// route with stride 1, so it can read its input as Int8Codes (which its
+// writer lays out by rows, not phases).
+func (c *Conv2d) ReadsInt8Codes() bool {
 	return c.RunsStaticInt8() && c.Stride == Square(1) && int8Taps()
 }
 
@@ -66,24 +72,41 @@ func staticParams(st Int8Static) (qgemm.Params, qgemm.Range) {
 }
 
 // tapsGeo is the taps route's layout of a C×H×W input: C/4 groups of gs
-// positions, the padded image hp×wp at their start, m output positions
-// (output pixel (i, j) at i·wp + j, the window's top-left corner; the
-// positions between rows, windows leaving the image, are computed and
-// dropped) in planes ldc apart.
+// positions. With stride s the padded image hp×wp is split into s×s
+// phases (row r, column q of the padded image in phase (r mod s, q mod s)
+// at (r/s, q/s), each phase hps×wps, ps positions apart), so that every tap
+// reads one phase at a fixed shift and output pixel (i, j) is position
+// i·wps + j; stride 1 is one phase, the padded image itself. The m output
+// positions (those between rows are windows leaving the image, computed
+// and dropped) come out in planes ldc apart.
 type tapsGeo struct {
-	c, h, w, ph, pw int
-	cg, wp, gs      int
-	oh, ow, m, ldc  int
+	c, h, w, ph, pw, sh, sw int
+	cg, wp, wps, ps, gs     int
+	oh, ow, m, ldc          int
 }
 
-func newTapsGeo(c, h, w, kh, kw, ph, pw int) tapsGeo {
-	g := tapsGeo{c: c, h: h, w: w, ph: ph, pw: pw, cg: (c + 3) / 4, wp: w + 2*pw}
-	g.oh, g.ow = h+2*ph-kh+1, w+2*pw-kw+1
-	g.m = (g.oh-1)*g.wp + g.ow
+func newTapsGeo(c, h, w, kh, kw, ph, pw, sh, sw int) tapsGeo {
+	g := tapsGeo{c: c, h: h, w: w, ph: ph, pw: pw, sh: sh, sw: sw, cg: (c + 3) / 4, wp: w + 2*pw}
+	hp := h + 2*ph
+	g.wps = (g.wp + sw - 1) / sw
+	g.oh, g.ow = (hp-kh)/sh+1, (g.wp-kw)/sw+1
+	g.m = (g.oh-1)*g.wps + g.ow
 	g.ldc = (g.m + qgemm.TapBlock - 1) / qgemm.TapBlock * qgemm.TapBlock
 	// Room for the last block's reads past the last output position.
-	g.gs = max((h+2*ph)*g.wp, g.ldc+(kh-1)*g.wp+kw-1)
+	g.ps = max((hp+sh-1)/sh*g.wps, g.ldc+(kh-1)/sh*g.wps+(kw-1)/sw)
+	g.gs = sh * sw * g.ps
 	return g
+}
+
+// offsets are the taps' shifts, in positions, for a kh×kw kernel.
+func (g *tapsGeo) offsets(off []int, kh, kw int) []int {
+	off = off[:0]
+	for ki := 0; ki < kh; ki++ {
+		for kj := 0; kj < kw; kj++ {
+			off = append(off, ((ki%g.sh)*g.sw+kj%g.sw)*g.ps+(ki/g.sh)*g.wps+kj/g.sw)
+		}
+	}
+	return off
 }
 
 // bytes is one image's codes.
@@ -117,7 +140,7 @@ type Int8Codes struct {
 // Int8Codes returns the codes of c's input, for c statically quantized
 // with st and on the taps route (else an error).
 func (c *Conv2d) Int8Codes(st Int8Static) (*Int8Codes, error) {
-	if !c.RunsInt8Taps() {
+	if !c.ReadsInt8Codes() {
 		return nil, fmt.Errorf("conv: only stride-1 integer convolutions on the taps route read codes")
 	}
 	act, r := staticParams(st)
@@ -126,7 +149,7 @@ func (c *Conv2d) Int8Codes(st Int8Static) (*Int8Codes, error) {
 
 // layout readies the buffer for nb images of c×h×w (the writer's call).
 func (k *Int8Codes) layout(nb, c, h, w int) {
-	g := newTapsGeo(c, h, w, k.kh, k.kw, k.ph, k.pw)
+	g := newTapsGeo(c, h, w, k.kh, k.kw, k.ph, k.pw, 1, 1)
 	if k.nb == nb && k.geo == g {
 		return
 	}
@@ -138,6 +161,7 @@ func (k *Int8Codes) layout(nb, c, h, w int) {
 type tapsScratch struct {
 	geo tapsGeo
 	img []uint8         // one padded image's codes (without input codes)
+	row []uint8         // stride > 1: one row's codes before they go to their phases
 	off []int           // the taps' offsets in positions
 	acc []int32         // [O][ldc] sums
 	deq *qgemm.Epilogue // the rescale's constants
@@ -148,20 +172,16 @@ type tapsScratch struct {
 // image (its codes, sums and outputs stay in L2).
 func (o *convInt8Op) runTaps(x, y []float32, nb, c, h, w int) error {
 	t := &o.tp
-	g := newTapsGeo(c, h, w, o.kh, o.kw, o.padding[0], o.padding[1])
+	g := newTapsGeo(c, h, w, o.kh, o.kw, o.padding[0], o.padding[1], o.stride[0], o.stride[1])
 	if t.geo != g {
 		t.geo = g
 		t.img = nil
 		if o.codesIn == nil {
 			t.img = zeroPointFill(g.bytes(), o.act.ZeroPoint)
 		}
-		t.off = t.off[:0]
-		for ki := 0; ki < o.kh; ki++ {
-			for kj := 0; kj < o.kw; kj++ {
-				t.off = append(t.off, ki*g.wp+kj)
-			}
-		}
+		t.off = g.offsets(t.off, o.kh, o.kw)
 		t.acc = make([]int32, o.o*g.ldc)
+		t.row = make([]uint8, 4*w)
 	}
 	if in := o.codesIn; in != nil && (in.nb != nb || in.geo != g) {
 		return fmt.Errorf("%s: the input's codes are laid out for %d images of %dx%dx%d, not %d of %dx%dx%d", o.Name(), in.nb, in.geo.c, in.geo.h, in.geo.w, nb, c, h, w)
@@ -204,14 +224,15 @@ func (o *convInt8Op) runTaps(x, y []float32, nb, c, h, w int) error {
 				po.Codes = out.buf[base : base+((og.h-1)*og.wp+og.w)*4]
 				po.LdCodes, po.Lane, po.CodeParams, po.CodeRange = og.wp*4, j%4, out.act, out.r
 			}
-			t.deq.Output(j, g.oh, g.ow, t.acc[j*g.ldc:], g.wp, po)
+			t.deq.Output(j, g.oh, g.ow, t.acc[j*g.ldc:], g.wps, po)
 		}
 	}
 	return nil
 }
 
 // quantizeTaps writes one image's codes (xb [C, H, W]) into the padded
-// layout img, 4 channels at a time.
+// layout img, 4 channels at a time: each row straight into place at stride
+// 1, else into t.row and from there, 4 bytes a pixel, into its phases.
 func (o *convInt8Op) quantizeTaps(xb []float32, img []uint8, g *tapsGeo) {
 	plane := g.h * g.w
 	for k := 0; k < g.cg; k++ {
@@ -225,9 +246,28 @@ func (o *convInt8Op) quantizeTaps(xb []float32, img []uint8, g *tapsGeo) {
 			}
 			ch[l] = xb[ci*plane : (ci+1)*plane]
 		}
+		group := img[k*g.gs*4 : (k+1)*g.gs*4]
 		for i := 0; i < g.h; i++ {
-			r := i * g.w
-			qgemm.QuantizeGroup(g.w, ch[0][r:], ch[1][r:], ch[2][r:], ch[3][r:], o.act, o.r, img[(k*g.gs+(i+g.ph)*g.wp+g.pw)*4:])
+			x := i * g.w
+			r := i + g.ph
+			if g.sh == 1 && g.sw == 1 {
+				qgemm.QuantizeGroup(g.w, ch[0][x:], ch[1][x:], ch[2][x:], ch[3][x:], o.act, o.r, group[(r*g.wp+g.pw)*4:])
+				continue
+			}
+			row := o.tp.row
+			qgemm.QuantizeGroup(g.w, ch[0][x:], ch[1][x:], ch[2][x:], ch[3][x:], o.act, o.r, row)
+			// A pixel's 4 codes as one uint32: padded column q goes to
+			// phase column q mod sw, position q/sw.
+			src := unsafe.Slice((*uint32)(unsafe.Pointer(&row[0])), g.w)
+			dst := unsafe.Slice((*uint32)(unsafe.Pointer(&group[0])), g.gs)
+			for pc := 0; pc < g.sw; pc++ {
+				q0 := g.pw + (pc-g.pw%g.sw+g.sw)%g.sw // the first column of phase pc
+				at := ((r%g.sh)*g.sw+pc)*g.ps + (r/g.sh)*g.wps + q0/g.sw
+				for q := q0; q < g.pw+g.w; q += g.sw {
+					dst[at] = src[q-g.pw]
+					at++
+				}
+			}
 		}
 	}
 }

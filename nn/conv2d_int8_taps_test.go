@@ -22,18 +22,25 @@ var int8Routes = []struct {
 
 // The taps route gives the column route's bits with every epilogue a
 // fused ResNet uses (bias, batch norm, residual add, ReLU, each alone and
-// together), on pruned widths, odd sizes and 1×1 and 5×5 kernels.
+// together), on pruned widths, odd sizes, 1×1 and 5×5 kernels and strides
+// 1 to 3.
 func TestConvInt8TapsMatchesColumns(t *testing.T) {
 	rng := rand.New(rand.NewPCG(3, 4))
-	type geo struct{ b, c, h, w, o, k, pad int }
+	type geo struct{ b, c, h, w, o, k, pad, stride int }
 	geos := []geo{
-		{3, 11, 28, 28, 11, 3, 1},
-		{2, 25, 14, 14, 23, 3, 1},
-		{2, 42, 7, 7, 45, 3, 1},
-		{1, 1, 1, 1, 1, 1, 0},
-		{2, 3, 5, 9, 17, 5, 2},
-		{2, 6, 4, 3, 31, 1, 0},
-		{1, 49, 3, 3, 16, 3, 0},
+		{3, 11, 28, 28, 11, 3, 1, 1},
+		{2, 25, 14, 14, 23, 3, 1, 1},
+		{2, 42, 7, 7, 45, 3, 1, 1},
+		{1, 1, 1, 1, 1, 1, 0, 1},
+		{2, 3, 5, 9, 17, 5, 2, 1},
+		{2, 6, 4, 3, 31, 1, 0, 1},
+		{1, 49, 3, 3, 16, 3, 0, 1},
+		// a ResNet's downsampling: 3×3 and 1×1 at stride 2, odd sizes, stride 3
+		{2, 11, 28, 28, 19, 3, 1, 2},
+		{2, 11, 28, 28, 25, 1, 0, 2},
+		{2, 25, 15, 13, 49, 3, 1, 2},
+		{1, 5, 11, 10, 7, 5, 2, 3},
+		{1, 3, 2, 2, 4, 3, 1, 2},
 	}
 	type fusion struct {
 		bias, norm, res, relu bool
@@ -57,7 +64,7 @@ func TestConvInt8TapsMatchesColumns(t *testing.T) {
 				for i := range x {
 					x[i] = float32(rng.NormFloat64() * 2)
 				}
-				oh, ow := g.h+2*g.pad-g.k+1, g.w+2*g.pad-g.k+1
+				oh, ow := (g.h+2*g.pad-g.k)/g.stride+1, (g.w+2*g.pad-g.k)/g.stride+1
 				res := make([]float32, g.b*g.o*oh*ow)
 				for i := range res {
 					res[i] = float32(rng.NormFloat64())
@@ -79,7 +86,7 @@ func TestConvInt8TapsMatchesColumns(t *testing.T) {
 				}
 				run := func(taps bool) []float32 {
 					defer UseInt8Taps(taps)()
-					p := convParams{stride: Square(1), padding: Square(g.pad), dilation: Square(1), groups: 1}
+					p := convParams{stride: Square(g.stride), padding: Square(g.pad), dilation: Square(1), groups: 1}
 					o := newConvInt8Op("conv.int8", p, wt, st)
 					if taps != (o.taps != nil) {
 						t.Fatalf("taps route %v, want %v", o.taps != nil, taps)
