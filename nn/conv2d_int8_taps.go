@@ -203,29 +203,26 @@ func (o *convInt8Op) runTaps(x, y []float32, nb, c, h, w int) error {
 			o.quantizeTaps(x[b*c*plane:(b+1)*c*plane], img, &g)
 		}
 		qgemm.ConvTaps(g.m, img, g.gs, t.off, o.taps, t.acc, g.ldc)
-		for j := 0; j < o.o; j++ {
-			at := (b*o.o + j) * oplane
-			*po = qgemm.PlaneOutput{LdY: g.ow}
-			if !o.codesOnly {
-				po.Y = y[at : at+oplane]
-			}
-			if e := o.epi; e != nil {
-				if e.norm != nil {
-					po.Norm, po.Scale, po.Shift = true, e.norm.a[j], e.norm.b[j]
-				}
-				if e.res != nil {
-					po.Res = e.res[at : at+oplane]
-				}
-				po.ReLU = e.relu
-			}
-			if out != nil {
-				og := &out.geo
-				base := b*og.bytes() + (j/4)*og.gs*4 + (og.ph*og.wp+og.pw)*4
-				po.Codes = out.buf[base : base+((og.h-1)*og.wp+og.w)*4]
-				po.LdCodes, po.Lane, po.CodeParams, po.CodeRange = og.wp*4, j%4, out.act, out.r
-			}
-			t.deq.Output(j, g.oh, g.ow, t.acc[j*g.ldc:], g.wps, po)
+		*po = qgemm.PlaneOutput{LdY: g.ow, PlaneY: oplane}
+		at := b * o.o * oplane
+		if !o.codesOnly {
+			po.Y = y[at : at+o.o*oplane]
 		}
+		if e := o.epi; e != nil {
+			if e.norm != nil {
+				po.Scale, po.Shift = e.norm.a, e.norm.b
+			}
+			if e.res != nil {
+				po.Res = e.res[at : at+o.o*oplane]
+			}
+			po.ReLU = e.relu
+		}
+		if out != nil {
+			og := &out.geo
+			po.Codes = out.buf[b*og.bytes()+(og.ph*og.wp+og.pw)*4 : (b+1)*og.bytes()]
+			po.LdCodes, po.GroupCodes, po.CodeParams, po.CodeRange = og.wp*4, og.gs*4, out.act, out.r
+		}
+		t.deq.Output(g.oh, g.ow, t.acc, g.wps, g.ldc, po)
 	}
 	return nil
 }

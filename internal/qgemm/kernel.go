@@ -50,7 +50,7 @@ type impl struct {
 	// plane, without add (see dequantPlaneGo).
 	dequantPlane func(m, n int, acc []int32, ldacc int, zc int32, mult, bias float32, y []float32, ldy int, relu bool)
 	// planeOut is Epilogue.Output after validation (planeOutGo).
-	planeOut func(m, n int, acc []int32, ldacc int, k planeConsts, o *PlaneOutput)
+	planeOut func(e *Epilogue, m, n int, acc []int32, ldacc, ldc int, o *PlaneOutput)
 }
 
 // active is the implementation in use, chosen once at start-up; only tests

@@ -205,12 +205,13 @@ func dequantPlaneAsm(m, n int, acc []int32, ldacc int, zc int32, mult, bias floa
 }
 
 // planeOutAsm: Epilogue.Output checked the extents.
-func planeOutAsm(m, n int, acc []int32, ldacc int, k planeConsts, o *PlaneOutput) {
-	var res, y *float32
+func planeOutAsm(e *Epilogue, m, n int, acc []int32, ldacc, ldc int, o *PlaneOutput) {
+	var scale, shift, res, y *float32
 	var q *uint8
+	var inv float32
 	flags := 0
-	if o.Norm {
-		flags |= 1
+	if o.Scale != nil {
+		scale, shift, flags = &o.Scale[0], &o.Shift[0], flags|1
 	}
 	if o.Res != nil {
 		res, flags = &o.Res[0], flags|2
@@ -222,8 +223,8 @@ func planeOutAsm(m, n int, acc []int32, ldacc int, k planeConsts, o *PlaneOutput
 		y, flags = &o.Y[0], flags|8
 	}
 	if o.Codes != nil {
-		// The kernel writes byte 0 of each position: start at the lane's.
-		q, flags = &o.Codes[o.Lane], flags|16
+		q, inv, flags = &o.Codes[0], 1/o.CodeParams.Scale, flags|16
 	}
-	planeOutAVX512(m, n, &acc[0], ldacc, (*float32)(unsafe.Pointer(&k)), res, y, o.LdY, q, o.LdCodes, flags)
+	planeOutAVX512(e.n, m, n, &acc[0], ldacc, ldc, &e.zc[0], &e.mult[0], &e.bias[0], scale, shift, res, y, o.LdY, o.PlaneY,
+		q, o.LdCodes, o.GroupCodes, inv, o.CodeParams.ZeroPoint, int32(o.CodeRange), flags)
 }

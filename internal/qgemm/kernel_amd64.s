@@ -5953,78 +5953,110 @@ dplane_done:
 	VZEROUPPER
 	RET
 
-// func planeOutAVX512(m int, n int, acc *int32, ldacc int, k *float32, res *float32, y *float32, ldy int, q *uint8, ldq int, flags int)
-// Requires: AVX, AVX512BW, AVX512F, BMI2, CMOV
-TEXT ·planeOutAVX512(SB), NOSPLIT, $0-88
-	MOVQ         m+0(FP), AX
-	MOVQ         acc+16(FP), CX
-	MOVQ         res+40(FP), DX
-	MOVQ         y+48(FP), BX
-	MOVQ         q+64(FP), SI
-	MOVQ         flags+80(FP), DI
-	MOVQ         k+32(FP), R8
-	VPBROADCASTD (R8), Z16
-	VPBROADCASTD 4(R8), Z17
-	VPBROADCASTD 8(R8), Z18
-	VPBROADCASTD 12(R8), Z19
-	VPBROADCASTD 16(R8), Z20
-	VPBROADCASTD 20(R8), Z21
-	VPBROADCASTD 24(R8), Z22
-	VPBROADCASTD 28(R8), Z23
-	MOVL         $0xcb800000, R8
-	VPBROADCASTD R8, Z24
-	MOVL         $0x4b800000, R8
-	VPBROADCASTD R8, Z25
+// func planeOutAVX512(nc int, m int, n int, acc *int32, ldacc int, ldc int, zc *int32, mult *float32, bias *float32, scale *float32, shift *float32, res *float32, y *float32, ldy int, plane int, q *uint8, ldq int, gsq int, inv float32, zp int32, qmax int32, flags int)
+// Requires: AVX, AVX512BW, AVX512F, BMI2
+TEXT ·planeOutAVX512(SB), NOSPLIT, $0-168
+	MOVQ         flags+160(FP), AX
+	VBROADCASTSS inv+144(FP), Z21
+	MOVL         zp+148(FP), CX
+	VPBROADCASTD CX, Z22
+	MOVL         qmax+152(FP), CX
+	VPBROADCASTD CX, Z23
+	MOVL         $0xcb800000, CX
+	VPBROADCASTD CX, Z24
+	MOVL         $0x4b800000, CX
+	VPBROADCASTD CX, Z25
 	VPXORD       Z26, Z26, Z26
+	MOVL         $0x0000ffff, CX
+	KMOVW        CX, K1
+	MOVQ         $0x1111111111111111, DX
+	KMOVQ        DX, K2
+	MOVQ         n+16(FP), BX
+	ANDQ         $0x0f, BX
+	BZHIQ        BX, CX, CX
+	KMOVW        CX, K4
+	SHLQ         $0x02, BX
+	BZHIQ        BX, DX, DX
+	KMOVQ        DX, K5
+	XORQ         DX, DX
+
+pout_chan:
+	CMPQ         DX, nc+0(FP)
+	JGE          pout_done
+	MOVQ         zc+48(FP), CX
+	VPBROADCASTD (CX)(DX*4), Z16
+	MOVQ         mult+56(FP), CX
+	VPBROADCASTD (CX)(DX*4), Z17
+	MOVQ         bias+64(FP), CX
+	VPBROADCASTD (CX)(DX*4), Z18
+	TESTQ        $0x00000001, AX
+	JZ           pout_ptrs
+	MOVQ         scale+72(FP), CX
+	VPBROADCASTD (CX)(DX*4), Z19
+	MOVQ         shift+80(FP), CX
+	VPBROADCASTD (CX)(DX*4), Z20
+
+pout_ptrs:
+	MOVQ  ldc+40(FP), CX
+	IMULQ DX, CX
+	MOVQ  acc+24(FP), BX
+	LEAQ  (BX)(CX*4), BX
+	MOVQ  plane+112(FP), CX
+	IMULQ DX, CX
+	MOVQ  res+88(FP), SI
+	LEAQ  (SI)(CX*4), SI
+	MOVQ  y+96(FP), DI
+	LEAQ  (DI)(CX*4), DI
+	MOVQ  DX, CX
+	SHRQ  $0x02, CX
+	MOVQ  gsq+136(FP), R8
+	IMULQ R8, CX
+	MOVQ  q+120(FP), R8
+	ADDQ  CX, R8
+	MOVQ  DX, CX
+	ANDQ  $0x03, CX
+	ADDQ  CX, R8
+	MOVQ  m+8(FP), R9
 
 pout_row:
-	TESTQ AX, AX
-	JZ    pout_done
-	XORQ  R9, R9
+	TESTQ R9, R9
+	JZ    pout_nextchan
+	XORQ  CX, CX
+	MOVQ  n+16(FP), R10
+	SHRQ  $0x04, R10
 
 pout_vec:
-	MOVQ        n+8(FP), R10
-	SUBQ        R9, R10
-	JLE         pout_next
-	MOVQ        $0x00000010, R8
-	CMPQ        R10, R8
-	CMOVQGT     R8, R10
-	MOVL        $0x0000ffff, R8
-	BZHIQ       R10, R8, R8
-	KMOVW       R8, K1
-	SHLQ        $0x02, R10
-	MOVQ        $0x1111111111111111, R8
-	BZHIQ       R10, R8, R8
-	KMOVQ       R8, K2
-	VMOVDQU32.Z (CX)(R9*4), K1, Z0
+	TESTQ       R10, R10
+	JZ          pout_tail
+	VMOVDQU32.Z (BX)(CX*4), K1, Z0
 	VPSUBD      Z16, Z0, Z0
 	VCVTDQ2PS   Z0, Z0
 	VMULPS      Z17, Z0, Z0
 	VADDPS      Z18, Z0, Z0
-	TESTQ       $0x00000001, DI
+	TESTQ       $0x00000001, AX
 	JZ          pout_res
 	VMULPS      Z19, Z0, Z0
 	VADDPS      Z20, Z0, Z0
 
 pout_res:
-	TESTQ     $0x00000002, DI
+	TESTQ     $0x00000002, AX
 	JZ        pout_relu
-	VMOVUPS.Z (DX)(R9*4), K1, Z1
+	VMOVUPS.Z (SI)(CX*4), K1, Z1
 	VADDPS    Z1, Z0, Z0
 
 pout_relu:
-	TESTQ     $0x00000004, DI
+	TESTQ     $0x00000004, AX
 	JZ        pout_y
 	VCMPPS    $0x06, Z26, Z0, K3
 	VMOVUPS.Z Z0, K3, Z0
 
 pout_y:
-	TESTQ   $0x00000008, DI
+	TESTQ   $0x00000008, AX
 	JZ      pout_q
-	VMOVUPS Z0, K1, (BX)(R9*4)
+	VMOVUPS Z0, K1, (DI)(CX*4)
 
 pout_q:
-	TESTQ     $0x00000010, DI
+	TESTQ     $0x00000010, AX
 	JZ        pout_step
 	VMULPS    Z21, Z0, Z1
 	VMAXPS    Z24, Z1, Z1
@@ -6033,22 +6065,70 @@ pout_q:
 	VPADDD    Z22, Z1, Z1
 	VPMAXSD   Z26, Z1, Z1
 	VPMINSD   Z23, Z1, Z1
-	VMOVDQU8  Z1, K2, (SI)(R9*4)
+	VMOVDQU8  Z1, K2, (R8)(CX*4)
 
 pout_step:
-	ADDQ $0x10, R9
+	ADDQ $0x10, CX
+	DECQ R10
 	JMP  pout_vec
 
-pout_next:
-	MOVQ ldacc+24(FP), R8
-	LEAQ (CX)(R8*4), CX
-	MOVQ ldy+56(FP), R8
-	LEAQ (DX)(R8*4), DX
-	LEAQ (BX)(R8*4), BX
-	MOVQ ldq+72(FP), R8
-	ADDQ R8, SI
-	DECQ AX
+pout_tail:
+	CMPQ        CX, n+16(FP)
+	JE          pout_nextrow
+	VMOVDQU32.Z (BX)(CX*4), K4, Z0
+	VPSUBD      Z16, Z0, Z0
+	VCVTDQ2PS   Z0, Z0
+	VMULPS      Z17, Z0, Z0
+	VADDPS      Z18, Z0, Z0
+	TESTQ       $0x00000001, AX
+	JZ          pout_res_t
+	VMULPS      Z19, Z0, Z0
+	VADDPS      Z20, Z0, Z0
+
+pout_res_t:
+	TESTQ     $0x00000002, AX
+	JZ        pout_relu_t
+	VMOVUPS.Z (SI)(CX*4), K4, Z1
+	VADDPS    Z1, Z0, Z0
+
+pout_relu_t:
+	TESTQ     $0x00000004, AX
+	JZ        pout_y_t
+	VCMPPS    $0x06, Z26, Z0, K3
+	VMOVUPS.Z Z0, K3, Z0
+
+pout_y_t:
+	TESTQ   $0x00000008, AX
+	JZ      pout_q_t
+	VMOVUPS Z0, K4, (DI)(CX*4)
+
+pout_q_t:
+	TESTQ     $0x00000010, AX
+	JZ        pout_step_t
+	VMULPS    Z21, Z0, Z1
+	VMAXPS    Z24, Z1, Z1
+	VMINPS    Z25, Z1, Z1
+	VCVTPS2DQ Z1, Z1
+	VPADDD    Z22, Z1, Z1
+	VPMAXSD   Z26, Z1, Z1
+	VPMINSD   Z23, Z1, Z1
+	VMOVDQU8  Z1, K5, (R8)(CX*4)
+
+pout_step_t:
+pout_nextrow:
+	MOVQ ldacc+32(FP), CX
+	LEAQ (BX)(CX*4), BX
+	MOVQ ldy+104(FP), CX
+	LEAQ (SI)(CX*4), SI
+	LEAQ (DI)(CX*4), DI
+	MOVQ ldq+128(FP), CX
+	ADDQ CX, R8
+	DECQ R9
 	JMP  pout_row
+
+pout_nextchan:
+	INCQ DX
+	JMP  pout_chan
 
 pout_done:
 	VZEROUPPER

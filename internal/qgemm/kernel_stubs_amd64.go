@@ -224,7 +224,7 @@ func dequantAVX2(m int, n int, acc *int32, ldacc int, zc *int32, mult *float32, 
 //go:noescape
 func dequantPlaneAVX2(m int, n int, acc *int32, ldacc int, zc int32, mult float32, bias float32, y *float32, ldy int, relu int, tail *int32)
 
-// planeOutAVX512 rescales m rows of n int32 sums and applies a norm, residual, ReLU, float store and code store as flags say.
+// planeOutAVX512 rescales nc planes of m rows of n int32 sums and applies a norm, residual, ReLU, float store and code store as flags say.
 //
 //go:noescape
-func planeOutAVX512(m int, n int, acc *int32, ldacc int, k *float32, res *float32, y *float32, ldy int, q *uint8, ldq int, flags int)
+func planeOutAVX512(nc int, m int, n int, acc *int32, ldacc int, ldc int, zc *int32, mult *float32, bias *float32, scale *float32, shift *float32, res *float32, y *float32, ldy int, plane int, q *uint8, ldq int, gsq int, inv float32, zp int32, qmax int32, flags int)

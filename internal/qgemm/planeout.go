@@ -2,94 +2,92 @@ package qgemm
 
 import "fmt"
 
-// PlaneOutput is what Epilogue.Output does with one output channel's
-// rescaled values v, in this order, each step optional: the output pass of
-// a convolution on ConvTaps, so that its batch norm, residual add, ReLU
-// and the next convolution's codes cost no passes of their own.
+// PlaneOutput is what Epilogue.Output does with each output channel's
+// rescaled values v, in this order, each step optional: the output pass
+// of a convolution on ConvTaps, so that its batch norm, residual add, ReLU
+// and the next convolution's codes cost no passes of their own. Res and Y
+// are planes of rows LdY apart, channel j's at j·PlaneY.
 type PlaneOutput struct {
-	// Norm: v = v·Scale + Shift, the product and the sum each rounded (an
-	// eval batch norm's x·a + b).
-	Norm         bool
-	Scale, Shift float32
-	// Res: v = v + Res[i·LdY + k], rows LdY apart like Y's; nil: none.
+	// Scale, Shift: v = v·Scale[j] + Shift[j], the product and the sum
+	// each rounded (an eval batch norm's x·a + b); nil: none.
+	Scale, Shift []float32
+	// Res: v = v + the residual; nil: none.
 	Res []float32
 	// ReLU: v = max(v, 0) as Go computes it (NaN stays, -0 becomes +0).
 	ReLU bool
-	// Y: Y[i·LdY + k] = v; nil: the floats are not stored.
-	Y   []float32
-	LdY int
-	// Codes: Codes[i·LdCodes + 4k + Lane] = the code of v with CodeParams
-	// and CodeRange (QuantizeWith's rule and bits), one byte of each
-	// position's 4, the layout ConvTaps reads; nil: none. The other bytes
-	// are left as they are.
-	Codes      []uint8
-	LdCodes    int
-	Lane       int
-	CodeParams Params
-	CodeRange  Range
+	// Y: the floats; nil: not stored.
+	Y           []float32
+	LdY, PlaneY int
+	// Codes: the code of v with CodeParams and CodeRange (QuantizeWith's
+	// rule and bits) at Codes[(j/4)·GroupCodes + j%4 + i·LdCodes + 4k] for
+	// row i, column k: one byte of each position's 4, the layout ConvTaps
+	// reads; nil: none. The other bytes are left as they are.
+	Codes               []uint8
+	LdCodes, GroupCodes int
+	CodeParams          Params
+	CodeRange           Range
 }
 
-// planeConsts are planeOutAVX512's constants, in the order it reads them.
-type planeConsts struct {
-	zc                            int32
-	mult, bias, scale, shift, inv float32
-	zp, qmax                      int32
-}
-
-// Output computes output channel j's m×n plane of ConvTaps sums (rows
-// ldacc apart): DequantizePlane's values, then o's steps.
-func (e *Epilogue) Output(j, m, n int, acc []int32, ldacc int, o *PlaneOutput) {
+// Output computes every output channel's m×n plane of ConvTaps sums
+// (channel j's at acc[j·ldc:], rows ldacc apart): DequantizePlane's
+// values, then o's steps.
+func (e *Epilogue) Output(m, n int, acc []int32, ldacc, ldc int, o *PlaneOutput) {
 	switch {
-	case j < 0 || j >= e.n:
-		panic(fmt.Sprintf("qgemm: Epilogue.Output: channel %d of %d", j, e.n))
 	case m < 0 || n < 0:
 		panic(fmt.Sprintf("qgemm: Epilogue.Output of %d×%d: negative size", m, n))
-	case o.Codes != nil && (o.Lane < 0 || o.Lane > 3 || !o.CodeRange.valid()):
-		panic(fmt.Sprintf("qgemm: Epilogue.Output: code lane %d, range %d", o.Lane, o.CodeRange))
+	case o.Codes != nil && !o.CodeRange.valid():
+		panic(fmt.Sprintf("qgemm: Epilogue.Output: code range %d", o.CodeRange))
+	case (o.Scale == nil) != (o.Shift == nil) || o.Scale != nil && (len(o.Scale) < e.n || len(o.Shift) < e.n):
+		panic(fmt.Sprintf("qgemm: Epilogue.Output: %d scales and %d shifts for %d channels", len(o.Scale), len(o.Shift), e.n))
 	}
-	if m == 0 || n == 0 {
+	if m == 0 || n == 0 || e.n == 0 {
 		return
 	}
-	short := func(s string, have, ld, width int) {
-		if ld < width || have < (m-1)*ld+width {
-			panic(fmt.Sprintf("qgemm: Epilogue.Output of %d×%d: %s has %d values %d apart, want rows of %d", m, n, s, have, ld, width))
+	need := func(s string, have, first, ld, width int) {
+		if ld < width || have < first+(m-1)*ld+width {
+			panic(fmt.Sprintf("qgemm: Epilogue.Output of %d channels of %d×%d: %s has %d values, rows %d apart, want %d", e.n, m, n, s, have, ld, first+(m-1)*ld+width))
 		}
 	}
-	short("acc", len(acc), ldacc, n)
+	last := e.n - 1
+	need("acc", len(acc), last*ldc, ldacc, n)
 	if o.Res != nil {
-		short("Res", len(o.Res), o.LdY, n)
+		need("Res", len(o.Res), last*o.PlaneY, o.LdY, n)
 	}
 	if o.Y != nil {
-		short("Y", len(o.Y), o.LdY, n)
+		need("Y", len(o.Y), last*o.PlaneY, o.LdY, n)
 	}
 	if o.Codes != nil {
-		short("Codes", len(o.Codes), o.LdCodes, 4*n)
+		need("Codes", len(o.Codes), last/4*o.GroupCodes+last%4, o.LdCodes, 4*n-3)
 	}
-	k := planeConsts{zc: e.zc[j], mult: e.mult[j], bias: e.bias[j], scale: o.Scale, shift: o.Shift}
-	if o.Codes != nil {
-		k.inv, k.zp, k.qmax = 1/o.CodeParams.Scale, o.CodeParams.ZeroPoint, int32(o.CodeRange)
-	}
-	active.Load().planeOut(m, n, acc, ldacc, k, o)
+	active.Load().planeOut(e, m, n, acc, ldacc, ldc, o)
 }
 
-func planeOutGo(m, n int, acc []int32, ldacc int, k planeConsts, o *PlaneOutput) {
-	for i := 0; i < m; i++ {
-		for c, a := range acc[i*ldacc : i*ldacc+n] {
-			v := float32(float32(a-k.zc)*k.mult) + k.bias
-			if o.Norm {
-				v = float32(v*o.Scale) + o.Shift
-			}
-			if o.Res != nil {
-				v += o.Res[i*o.LdY+c]
-			}
-			if o.ReLU {
-				v = max(v, 0)
-			}
-			if o.Y != nil {
-				o.Y[i*o.LdY+c] = v
-			}
-			if o.Codes != nil {
-				o.Codes[i*o.LdCodes+4*c+o.Lane] = uint8(code(v, k.inv, k.zp, k.qmax))
+func planeOutGo(e *Epilogue, m, n int, acc []int32, ldacc, ldc int, o *PlaneOutput) {
+	var inv float32
+	if o.Codes != nil {
+		inv = 1 / o.CodeParams.Scale
+	}
+	for j := 0; j < e.n; j++ {
+		zc, mult, bias := e.zc[j], e.mult[j], e.bias[j]
+		for i := 0; i < m; i++ {
+			for k, a := range acc[j*ldc+i*ldacc : j*ldc+i*ldacc+n] {
+				v := float32(float32(a-zc)*mult) + bias
+				if o.Scale != nil {
+					v = float32(v*o.Scale[j]) + o.Shift[j]
+				}
+				at := j*o.PlaneY + i*o.LdY + k
+				if o.Res != nil {
+					v += o.Res[at]
+				}
+				if o.ReLU {
+					v = max(v, 0)
+				}
+				if o.Y != nil {
+					o.Y[at] = v
+				}
+				if o.Codes != nil {
+					o.Codes[j/4*o.GroupCodes+j%4+i*o.LdCodes+4*k] = uint8(code(v, inv, o.CodeParams.ZeroPoint, int32(o.CodeRange)))
+				}
 			}
 		}
 	}

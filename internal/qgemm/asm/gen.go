@@ -1127,118 +1127,170 @@ func dequantPlaneKernel() {
 }
 
 // planeOutKernel emits planeOutAVX512, the taps route's whole output pass
-// for one output channel's plane of m rows of n sums (rows ldacc apart),
-// with the constants at k (planeConsts: zc, mult, bias, scale, shift, inv,
-// zp, qmax, 4 bytes each):
+// for nc output channels, each a plane of m rows of n sums (rows ldacc
+// int32s apart, channel j's plane at acc + j·ldc), with channel j's
+// constants zc[j], mult[j], bias[j] (and scale[j], shift[j] with the norm):
 //
 //	v = float32(acc - zc)*mult + bias       (dequantKernel's operations)
 //	v = v*scale + shift                     flags&1 (an eval batch norm)
-//	v = v + res                             flags&2 (a residual, rows ldy apart)
+//	v = v + res                             flags&2 (a residual)
 //	v = max(v, 0), Go's max                 flags&4
-//	y = v                                   flags&8 (rows ldy apart)
-//	q[4p] byte lane = code(v)               flags&16 (quantizeKernel's steps;
-//	                                        rows ldq bytes apart)
+//	y = v                                   flags&8
+//	code(v) to one byte of 4                flags&16 (quantizeKernel's steps)
 //
-// each operation rounded on its own. The code goes to byte 0 of each
-// 4-byte position at q (a byte-masked store: the caller points q at the
-// channel's byte), the layout ConvTaps reads, so the next convolution's
-// input is written without a float pass in between. The tail of a row is
-// masked, so nothing past n is read or written.
+// each operation rounded on its own. res and y are planes of rows ldy
+// apart, channel j's at j·plane. Channel j's codes start at byte
+// (j/4)·gsq + j%4 of q, rows ldq bytes apart, one byte of each 4-byte
+// position (a byte-masked store): the layout ConvTaps reads, so the next
+// convolution's input is written without a float pass in between. The
+// tail of a row is masked, so nothing past n is read or written; the masks
+// are set once per call.
 func planeOutKernel() {
-	TEXT("planeOutAVX512", NOSPLIT, "func(m, n int, acc *int32, ldacc int, k *float32, res, y *float32, ldy int, q *uint8, ldq int, flags int)")
+	TEXT("planeOutAVX512", NOSPLIT, "func(nc, m, n int, acc *int32, ldacc, ldc int, zc *int32, mult, bias, scale, shift *float32, res, y *float32, ldy, plane int, q *uint8, ldq, gsq int, inv float32, zp, qmax int32, flags int)")
 	Pragma("noescape")
-	Doc("planeOutAVX512 rescales m rows of n int32 sums and applies a norm, residual, ReLU, float store and code store as flags say.")
-	m := Load(Param("m"), GP64())
-	acc := Load(Param("acc"), GP64())
-	res := Load(Param("res"), GP64())
-	y := Load(Param("y"), GP64())
-	q := Load(Param("q"), GP64())
+	Doc("planeOutAVX512 rescales nc planes of m rows of n int32 sums and applies a norm, residual, ReLU, float store and code store as flags say.")
 	flags := Load(Param("flags"), GP64())
-	kp := Load(Param("k"), GP64())
-	zc, mult, bias, scale, shift, inv, zp, qmax := Z16, Z17, Z18, Z19, Z20, Z21, Z22, Z23
-	for i, r := range []VecPhysical{zc, mult, bias, scale, shift, inv, zp, qmax} {
-		VPBROADCASTD(Mem{Base: kp, Disp: 4 * i}, r)
-	}
+	inv, zp, qmax := Z21, Z22, Z23
+	zc, mult, bias, scale, shift := Z16, Z17, Z18, Z19, Z20
 	lo, hi, zero := Z24, Z25, Z26
 	t := GP64()
+	VBROADCASTSS(paramAddr("inv"), inv)
+	Load(Param("zp"), t.As32())
+	VPBROADCASTD(t.As32(), zp)
+	Load(Param("qmax"), t.As32())
+	VPBROADCASTD(t.As32(), qmax)
 	MOVL(U32(0xcb800000), t.As32()) // -2^24
 	VPBROADCASTD(t.As32(), lo)
 	MOVL(U32(0x4b800000), t.As32()) // 2^24
 	VPBROADCASTD(t.As32(), hi)
 	VPXORD(zero, zero, zero)
-	j, rem, mk := GP64(), GP64(), GP64()
-	at := func(base Register) Mem { return Mem{Base: base, Index: j, Scale: 4} }
+	// Masks: K1, K2 a whole vector's floats and code bytes; K4, K5 the
+	// row's last n mod 16.
+	MOVL(U32(0xffff), t.As32())
+	KMOVW(t.As32(), K1)
+	pat := GP64()
+	MOVQ(U64(0x1111111111111111), pat)
+	KMOVQ(pat, K2)
+	rem := Load(Param("n"), GP64())
+	ANDQ(U8(15), rem)
+	BZHIQ(rem, t, t)
+	KMOVW(t.As32(), K4)
+	SHLQ(U8(2), rem)
+	BZHIQ(rem, pat, pat)
+	KMOVQ(pat, K5)
+
+	j := GP64() // the channel
+	accp, resp, yp, qp, row, i, nv := GP64(), GP64(), GP64(), GP64(), GP64(), GP64(), GP64()
+	XORQ(j, j)
+	Label("pout_chan")
+	CMPQ(j, paramAddr("nc"))
+	JGE(LabelRef("pout_done"))
+	for _, c := range []struct {
+		name string
+		r    VecPhysical
+	}{{"zc", zc}, {"mult", mult}, {"bias", bias}} {
+		Load(Param(c.name), t)
+		VPBROADCASTD(Mem{Base: t, Index: j, Scale: 4}, c.r)
+	}
+	TESTQ(U32(1), flags)
+	JZ(LabelRef("pout_ptrs"))
+	Load(Param("scale"), t)
+	VPBROADCASTD(Mem{Base: t, Index: j, Scale: 4}, scale)
+	Load(Param("shift"), t)
+	VPBROADCASTD(Mem{Base: t, Index: j, Scale: 4}, shift)
+	Label("pout_ptrs")
+	Load(Param("ldc"), t)
+	IMULQ(j, t)
+	Load(Param("acc"), accp)
+	LEAQ(Mem{Base: accp, Index: t, Scale: 4}, accp)
+	Load(Param("plane"), t)
+	IMULQ(j, t)
+	Load(Param("res"), resp)
+	LEAQ(Mem{Base: resp, Index: t, Scale: 4}, resp)
+	Load(Param("y"), yp)
+	LEAQ(Mem{Base: yp, Index: t, Scale: 4}, yp)
+	MOVQ(j, t)
+	SHRQ(U8(2), t)
+	Load(Param("gsq"), qp)
+	IMULQ(qp, t)
+	Load(Param("q"), qp)
+	ADDQ(t, qp)
+	MOVQ(j, t)
+	ANDQ(U8(3), t)
+	ADDQ(t, qp)
+	Load(Param("m"), row)
 
 	Label("pout_row")
-	TESTQ(m, m)
-	JZ(LabelRef("pout_done"))
-	XORQ(j, j)
+	TESTQ(row, row)
+	JZ(LabelRef("pout_nextchan"))
+	XORQ(i, i)
+	Load(Param("n"), nv)
+	SHRQ(U8(4), nv)
+	at := func(base Register) Mem { return Mem{Base: base, Index: i, Scale: 4} }
+	body := func(sfx string, kf, kb Op) {
+		VMOVDQU32_Z(at(accp), kf, Z0)
+		VPSUBD(zc, Z0, Z0)
+		VCVTDQ2PS(Z0, Z0)
+		VMULPS(mult, Z0, Z0)
+		VADDPS(bias, Z0, Z0)
+		TESTQ(U32(1), flags)
+		JZ(LabelRef("pout_res" + sfx))
+		VMULPS(scale, Z0, Z0)
+		VADDPS(shift, Z0, Z0)
+		Label("pout_res" + sfx)
+		TESTQ(U32(2), flags)
+		JZ(LabelRef("pout_relu" + sfx))
+		VMOVUPS_Z(at(resp), kf, Z1)
+		VADDPS(Z1, Z0, Z0)
+		Label("pout_relu" + sfx)
+		TESTQ(U32(4), flags)
+		JZ(LabelRef("pout_y" + sfx))
+		// Kept where above 0 or NaN (predicate 6, not less-or-equal,
+		// unordered), zeroed elsewhere, -0 included: Go's max(v, 0).
+		VCMPPS(U8(6), zero, Z0, K3)
+		VMOVUPS_Z(Z0, K3, Z0)
+		Label("pout_y" + sfx)
+		TESTQ(U32(8), flags)
+		JZ(LabelRef("pout_q" + sfx))
+		VMOVUPS(Z0, kf, at(yp))
+		Label("pout_q" + sfx)
+		TESTQ(U32(16), flags)
+		JZ(LabelRef("pout_step" + sfx))
+		VMULPS(inv, Z0, Z1)
+		VMAXPS(lo, Z1, Z1) // Z1 > lo ? Z1 : lo, so NaN -> lo
+		VMINPS(hi, Z1, Z1)
+		VCVTPS2DQ(Z1, Z1)
+		VPADDD(zp, Z1, Z1)
+		VPMAXSD(zero, Z1, Z1)
+		VPMINSD(qmax, Z1, Z1)
+		VMOVDQU8(Z1, kb, at(qp))
+		Label("pout_step" + sfx)
+	}
 	Label("pout_vec")
-	Load(Param("n"), rem)
-	SUBQ(j, rem)
-	JLE(LabelRef("pout_next"))
-	// The lanes of this step: min(rem, 16) floats, and their code bytes.
-	MOVQ(U32(16), t)
-	CMPQ(rem, t)
-	CMOVQGT(t, rem)
-	MOVL(U32(0xffff), mk.As32())
-	BZHIQ(rem, mk, mk)
-	KMOVW(mk.As32(), K1)
-	SHLQ(U8(2), rem)
-	MOVQ(U64(0x1111111111111111), mk)
-	BZHIQ(rem, mk, mk)
-	KMOVQ(mk, K2)
-
-	VMOVDQU32_Z(at(acc), K1, Z0)
-	VPSUBD(zc, Z0, Z0)
-	VCVTDQ2PS(Z0, Z0)
-	VMULPS(mult, Z0, Z0)
-	VADDPS(bias, Z0, Z0)
-	TESTQ(U32(1), flags)
-	JZ(LabelRef("pout_res"))
-	VMULPS(scale, Z0, Z0)
-	VADDPS(shift, Z0, Z0)
-	Label("pout_res")
-	TESTQ(U32(2), flags)
-	JZ(LabelRef("pout_relu"))
-	VMOVUPS_Z(at(res), K1, Z1)
-	VADDPS(Z1, Z0, Z0)
-	Label("pout_relu")
-	TESTQ(U32(4), flags)
-	JZ(LabelRef("pout_y"))
-	// Kept where above 0 or NaN (predicate 6, not less-or-equal,
-	// unordered), zeroed elsewhere, -0 included: Go's max(v, 0).
-	VCMPPS(U8(6), zero, Z0, K3)
-	VMOVUPS_Z(Z0, K3, Z0)
-	Label("pout_y")
-	TESTQ(U32(8), flags)
-	JZ(LabelRef("pout_q"))
-	VMOVUPS(Z0, K1, at(y))
-	Label("pout_q")
-	TESTQ(U32(16), flags)
-	JZ(LabelRef("pout_step"))
-	VMULPS(inv, Z0, Z1)
-	VMAXPS(lo, Z1, Z1) // Z1 > lo ? Z1 : lo, so NaN -> lo
-	VMINPS(hi, Z1, Z1)
-	VCVTPS2DQ(Z1, Z1)
-	VPADDD(zp, Z1, Z1)
-	VPMAXSD(zero, Z1, Z1)
-	VPMINSD(qmax, Z1, Z1)
-	VMOVDQU8(Z1, K2, at(q))
-	Label("pout_step")
-	ADDQ(U8(16), j)
+	TESTQ(nv, nv)
+	JZ(LabelRef("pout_tail"))
+	body("", K1, K2)
+	ADDQ(U8(16), i)
+	DECQ(nv)
 	JMP(LabelRef("pout_vec"))
+	Label("pout_tail")
+	CMPQ(i, paramAddr("n"))
+	JE(LabelRef("pout_nextrow"))
+	body("_t", K4, K5)
 
-	Label("pout_next")
+	Label("pout_nextrow")
 	Load(Param("ldacc"), t)
-	LEAQ(Mem{Base: acc, Index: t, Scale: 4}, acc)
+	LEAQ(Mem{Base: accp, Index: t, Scale: 4}, accp)
 	Load(Param("ldy"), t)
-	LEAQ(Mem{Base: res, Index: t, Scale: 4}, res)
-	LEAQ(Mem{Base: y, Index: t, Scale: 4}, y)
+	LEAQ(Mem{Base: resp, Index: t, Scale: 4}, resp)
+	LEAQ(Mem{Base: yp, Index: t, Scale: 4}, yp)
 	Load(Param("ldq"), t)
-	ADDQ(t, q)
-	DECQ(m)
+	ADDQ(t, qp)
+	DECQ(row)
 	JMP(LabelRef("pout_row"))
+	Label("pout_nextchan")
+	INCQ(j)
+	JMP(LabelRef("pout_chan"))
 	Label("pout_done")
 	VZEROUPPER()
 	RET()
