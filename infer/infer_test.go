@@ -295,7 +295,7 @@ func TestPredictAllocatesNothing(t *testing.T) {
 				t.Fatal(err)
 			}
 			rng := rand.New(rand.NewPCG(9, 10))
-			for _, n := range []int{1, 16} {
+			for _, n := range []int{1, 16, 40} { // 40: three micro-batches of a static int8 net
 				s := randSplit(rng, tm.m, n)
 				dst := make([]float32, n*r.Classes())
 				if err := r.PredictInto(dst, s.X, n); err != nil { // compiles
