@@ -251,13 +251,16 @@ func (o *convInt8Op) quantizeTaps(xb []float32, img []uint8, g *tapsGeo) {
 				qgemm.QuantizeGroup(g.w, ch[0][x:], ch[1][x:], ch[2][x:], ch[3][x:], o.act, o.r, group[(r*g.wp+g.pw)*4:])
 				continue
 			}
+			if r%g.sh >= o.kh {
+				continue // a phase no tap reads (a 1×1 kernel's odd rows)
+			}
 			row := o.tp.row
 			qgemm.QuantizeGroup(g.w, ch[0][x:], ch[1][x:], ch[2][x:], ch[3][x:], o.act, o.r, row)
 			// A pixel's 4 codes as one uint32: padded column q goes to
 			// phase column q mod sw, position q/sw.
 			src := unsafe.Slice((*uint32)(unsafe.Pointer(&row[0])), g.w)
 			dst := unsafe.Slice((*uint32)(unsafe.Pointer(&group[0])), g.gs)
-			for pc := 0; pc < g.sw; pc++ {
+			for pc := 0; pc < min(g.sw, o.kw); pc++ {
 				q0 := g.pw + (pc-g.pw%g.sw+g.sw)%g.sw // the first column of phase pc
 				at := ((r%g.sh)*g.sw+pc)*g.ps + (r/g.sh)*g.wps + q0/g.sw
 				for q := q0; q < g.pw+g.w; q += g.sw {
