@@ -118,10 +118,11 @@ type Model struct {
 
 // microBatch is the batch a perSample network runs longer calls in. The
 // pruned int8 ResNet-20 of recipes/resnet-fashion-compress.yaml on one
-// thread (docs/PERFORMANCE.md): 8 or 16 images per net run 256 images
-// about 12% faster than one net of 256, whose layers stream every
-// activation tensor (8.8 MB at 28×28) through memory.
-const microBatch = 16
+// thread, 256 images (median of 5 rounds, docs/PERFORMANCE.md): 35 ms in
+// micro-batches of 4 or 8, 36 of 16, 38-40 of 32 or 64, 44-51 as one net
+// of 256, whose layers stream every activation tensor (8.8 MB of floats at
+// 28×28) through memory; 8 images' fit in this core's 1 MB of L2.
+const microBatch = 8
 
 // perSample reports whether every layer with weights runs on static
 // integer kernels: the network's logits for a sample are then the same

@@ -236,3 +236,26 @@ func TestDequantizePlane(t *testing.T) {
 		}
 	}
 }
+
+// BenchmarkConvTaps times one image of a pruned ResNet-20's stride-1
+// convolutions (3×3, padding 1) on each stage's grid; GMAC/s counts the
+// products computed, positions and channels rounded up included.
+func BenchmarkConvTaps(b *testing.B) {
+	for _, s := range []struct{ c, o, side int }{{11, 11, 28}, {25, 23, 14}, {42, 45, 7}} {
+		wp := s.side + 2
+		m := (s.side-1)*wp + s.side
+		p := roundUp(m, TapBlock)
+		off := []int{0, 1, 2, wp, wp + 1, wp + 2, 2 * wp, 2*wp + 1, 2*wp + 2}
+		gs := max(wp*wp, p+2*wp+2)
+		f := PackTaps(make([]int8, s.o*s.c*9), s.o, s.c, 9)
+		a := make([]uint8, f.Groups()*gs*4)
+		c := make([]int32, s.o*p)
+		b.Run(fmt.Sprintf("%dx%dx%d_to_%d", s.c, s.side, s.side, s.o), func(b *testing.B) {
+			for range b.N {
+				ConvTaps(m, a, gs, off, f, c, p)
+			}
+			macs := float64(p * s.o * 9 * f.Groups() * 4)
+			b.ReportMetric(macs*float64(b.N)/b.Elapsed().Seconds()/1e9, "GMAC/s")
+		})
+	}
+}
