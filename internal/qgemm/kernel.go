@@ -46,9 +46,6 @@ type impl struct {
 	fastTaps bool
 	// quantizeGroup sets q[4i+ch] = code(x[ch][i]) for i < n.
 	quantizeGroup func(n int, x [4][]float32, q []uint8, inv float32, zp, qmax int32)
-	// dequantPlane is dequant for one column's constants over an m×n
-	// plane, without add (see dequantPlaneGo).
-	dequantPlane func(m, n int, acc []int32, ldacc int, zc int32, mult, bias float32, y []float32, ldy int, relu bool)
 	// planeOut is Epilogue.Output after validation (planeOutGo).
 	planeOut func(e *Epilogue, m, n int, acc []int32, ldacc, ldc int, o *PlaneOutput)
 }

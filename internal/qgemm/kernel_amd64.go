@@ -20,7 +20,6 @@ var vnniImpl = impl{
 	taps:          tapsVNNIPick,
 	fastTaps:      true,
 	quantizeGroup: quantizeGroupAsm,
-	dequantPlane:  dequantPlaneAsm,
 	planeOut:      planeOutAsm,
 }
 
@@ -36,7 +35,6 @@ var avx2Impl = impl{
 	// No AVX2 taps kernel: the convolutions keep MatMul's tiles.
 	taps:          tapsGoPick,
 	quantizeGroup: quantizeGroupAsm,
-	dequantPlane:  dequantPlaneAsm,
 	planeOut:      planeOutGo,
 }
 
@@ -193,15 +191,6 @@ func tapsVNNIPick(r int) tapsFunc { return vnniTaps[r] }
 func quantizeGroupAsm(n int, x [4][]float32, q []uint8, inv float32, zp, qmax int32) {
 	_, _, _, _, _ = x[0][n-1], x[1][n-1], x[2][n-1], x[3][n-1], q[4*n-1]
 	quantizeGroupAVX2(n, &x[0][0], &x[1][0], &x[2][0], &x[3][0], &q[0], inv, zp, qmax, tailMask(n))
-}
-
-func dequantPlaneAsm(m, n int, acc []int32, ldacc int, zc int32, mult, bias float32, y []float32, ldy int, relu bool) {
-	_, _ = acc[(m-1)*ldacc+n-1], y[(m-1)*ldy+n-1]
-	r := 0
-	if relu {
-		r = 1
-	}
-	dequantPlaneAVX2(m, n, &acc[0], ldacc, zc, mult, bias, &y[0], ldy, r, tailMask(n))
 }
 
 // planeOutAsm: Epilogue.Output checked the extents.

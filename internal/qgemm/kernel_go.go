@@ -18,7 +18,6 @@ var goImpl = impl{
 
 	taps:          tapsGoPick,
 	quantizeGroup: quantizeGroupGo,
-	dequantPlane:  dequantPlaneGo,
 	planeOut:      planeOutGo,
 }
 

@@ -218,12 +218,6 @@ func quantizeGroupAVX2(n int, x0 *float32, x1 *float32, x2 *float32, x3 *float32
 //go:noescape
 func dequantAVX2(m int, n int, acc *int32, ldacc int, zc *int32, mult *float32, bias *float32, y *float32, ldy int, flags int, tail *int32)
 
-// dequantPlaneAVX2 sets y[i][j] = float32(acc[i][j]-zc)*mult + bias, each operation rounded,
-// then max(y, 0) as Go's max does when relu ≠ 0 (NaN stays NaN, -0 becomes +0).
-//
-//go:noescape
-func dequantPlaneAVX2(m int, n int, acc *int32, ldacc int, zc int32, mult float32, bias float32, y *float32, ldy int, relu int, tail *int32)
-
 // planeOutAVX512 rescales nc planes of m rows of n int32 sums and applies a norm, residual, ReLU, float store and code store as flags say.
 //
 //go:noescape

@@ -29,8 +29,8 @@ type PlaneOutput struct {
 }
 
 // Output computes every output channel's m×n plane of ConvTaps sums
-// (channel j's at acc[j·ldc:], rows ldacc apart): DequantizePlane's
-// values, then o's steps.
+// (channel j's at acc[j·ldc:], rows ldacc apart): Dequantize's values
+// (the same operations on channel j's constants), then o's steps.
 func (e *Epilogue) Output(m, n int, acc []int32, ldacc, ldc int, o *PlaneOutput) {
 	switch {
 	case m < 0 || n < 0:

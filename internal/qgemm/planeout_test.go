@@ -8,8 +8,9 @@ import (
 )
 
 // TestEpilogueOutput: every step combination of the fused output pass
-// gives, on every implementation, the bits of the separate passes
-// (DequantizePlane, the norm's v·a + b, the add, Go's max, refCode), with
+// gives, on every implementation, the bits of the separate passes (the
+// column route's Dequantize with the same weights, the norm's v·a + b, the
+// add, Go's max, refCode), with
 // zeros, NaN and values far out of the codes' range among them, on channel
 // counts around the 4-channel groups and row lengths around the vector
 // widths; the other bytes of the codes and the values between rows and
@@ -29,7 +30,10 @@ func TestEpilogueOutput(t *testing.T) {
 			bias[j] = []float32{0, float32(math.NaN()), -1, 2.5}[rng.IntN(4)]
 			scale[j], shift[j] = float32(rng.NormFloat64()), float32(rng.NormFloat64())
 		}
-		e := NewTapsEpilogue(Params{Scale: 0.0371, ZeroPoint: 117}, f, wScale, bias)
+		a := Params{Scale: 0.0371, ZeroPoint: 117}
+		e := NewTapsEpilogue(a, f, wScale, bias)
+		// The column route's rescale of the same weights: w is [o][c·nt].
+		col := NewEpilogue(a, Pack(w, o, c*nt), wScale, bias)
 		for _, n := range []int{1, 7, 15, 16, 17, 28, 33} {
 			for flags := 0; flags < 32; flags++ {
 				if flags&(8|16) == 0 {
@@ -63,7 +67,20 @@ func TestEpilogueOutput(t *testing.T) {
 					// the separate passes
 					want := make([]float32, len(res))
 					for j := 0; j < o; j++ {
-						e.DequantizePlane(j, m, n, acc[j*ldc:], ldacc, want[j*planeY:], ldy, false)
+						// Channel j's sums in column j of an m·n × o product.
+						wide := make([]int32, m*n*o)
+						for i := 0; i < m; i++ {
+							for k := 0; k < n; k++ {
+								wide[(i*n+k)*o+j] = acc[j*ldc+i*ldacc+k]
+							}
+						}
+						cols := make([]float32, m*n*o)
+						col.Dequantize(m*n, wide, o, cols, o, false)
+						for i := 0; i < m; i++ {
+							for k := 0; k < n; k++ {
+								want[j*planeY+i*ldy+k] = cols[(i*n+k)*o+j]
+							}
+						}
 						for i := 0; i < m; i++ {
 							for k := 0; k < n; k++ {
 								at := j*planeY + i*ldy + k

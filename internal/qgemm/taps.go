@@ -210,41 +210,6 @@ func NewTapsEpilogue(a Params, f *TapFilter, wScale, bias []float32) *Epilogue {
 	return e
 }
 
-// DequantizePlane is Dequantize for output channel j's sums laid out as
-// a plane (ConvTaps's): m rows of n values, acc's rows ldacc apart, y's
-// ldy apart, with the same operations and bits, then Go's max(y, 0) when
-// relu is set.
-func (e *Epilogue) DequantizePlane(j, m, n int, acc []int32, ldacc int, y []float32, ldy int, relu bool) {
-	switch {
-	case j < 0 || j >= e.n:
-		panic(fmt.Sprintf("qgemm: Epilogue.DequantizePlane: channel %d of %d", j, e.n))
-	case m < 0 || n < 0:
-		panic(fmt.Sprintf("qgemm: Epilogue.DequantizePlane of %d×%d: negative size", m, n))
-	case ldacc < n || ldy < n:
-		panic(fmt.Sprintf("qgemm: Epilogue.DequantizePlane: ldacc %d and ldy %d must be at least n %d", ldacc, ldy, n))
-	}
-	if m == 0 || n == 0 {
-		return
-	}
-	if len(acc) < (m-1)*ldacc+n || len(y) < (m-1)*ldy+n {
-		panic(fmt.Sprintf("qgemm: Epilogue.DequantizePlane of %d×%d: acc has %d values and y %d, want %d and %d", m, n, len(acc), len(y), (m-1)*ldacc+n, (m-1)*ldy+n))
-	}
-	active.Load().dequantPlane(m, n, acc, ldacc, e.zc[j], e.mult[j], e.bias[j], y, ldy, relu)
-}
-
-func dequantPlaneGo(m, n int, acc []int32, ldacc int, zc int32, mult, bias float32, y []float32, ldy int, relu bool) {
-	for i := 0; i < m; i++ {
-		ar, yr := acc[i*ldacc:i*ldacc+n], y[i*ldy:i*ldy+n]
-		for k, a := range ar {
-			t := float32(float32(a-zc)*mult) + bias
-			if relu {
-				t = max(t, 0)
-			}
-			yr[k] = t
-		}
-	}
-}
-
 func growInt(buf *[]int, n int) []int {
 	if cap(*buf) < n {
 		*buf = make([]int, n)

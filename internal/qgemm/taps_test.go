@@ -175,68 +175,6 @@ func TestQuantizeGroup(t *testing.T) {
 	}
 }
 
-// TestDequantizePlane: a plane of one channel gets the bits Dequantize
-// gives that channel's column, with and without ReLU, NaN and zeros in
-// the bias included.
-func TestDequantizePlane(t *testing.T) {
-	rng := rand.New(rand.NewPCG(25, 26))
-	for _, o := range []int{1, 3, 17} {
-		c, nt := 5, 2
-		w := make([]int8, o*c*nt)
-		for i := range w {
-			w[i] = int8(rng.IntN(256) - 128)
-		}
-		f := PackTaps(w, o, c, nt)
-		pk := Pack(w, o, c*nt)
-		a := Params{Scale: 0.0371, ZeroPoint: 117}
-		wScale := make([]float32, o)
-		bias := make([]float32, o)
-		for j := range wScale {
-			wScale[j] = float32(rng.Float64() * 0.01)
-			bias[j] = []float32{0, float32(math.Copysign(0, -1)), float32(math.NaN()), -1, 2.5}[rng.IntN(5)]
-		}
-		te, me := NewTapsEpilogue(a, f, wScale, bias), NewEpilogue(a, pk, wScale, bias)
-		for _, n := range []int{1, 7, 8, 9, 28} {
-			m := 3
-			acc := make([]int32, m*n)
-			for i := range acc {
-				acc[i] = int32(rng.Uint32() >> uint(rng.IntN(24)))
-				if rng.IntN(9) == 0 {
-					acc[i] = 117 * f.RowSums()[0] // exactly zero: -0 and +0 under ReLU
-				}
-			}
-			for _, relu := range []bool{false, true} {
-				for _, name := range impls() {
-					withImpl(t, name, func() {
-						// Channel j's plane against column j of a product holding acc in every column.
-						wide := make([]int32, m*n*o)
-						for i, v := range acc {
-							for j := 0; j < o; j++ {
-								wide[i*o+j] = v
-							}
-						}
-						want := make([]float32, m*n*o)
-						me.Dequantize(m*n, wide, o, want, o, relu)
-						for j := 0; j < o; j++ {
-							ldy := n + 3
-							y := make([]float32, (m-1)*ldy+n)
-							te.DequantizePlane(j, m, n, acc, n, y, ldy, relu)
-							for i := 0; i < m; i++ {
-								for k := 0; k < n; k++ {
-									g, wv := y[i*ldy+k], want[(i*n+k)*o+j]
-									if math.Float32bits(g) != math.Float32bits(wv) {
-										t.Fatalf("%s n=%d relu=%v channel %d: %v, want %v", name, n, relu, j, g, wv)
-									}
-								}
-							}
-						}
-					})
-				}
-			}
-		}
-	}
-}
-
 // BenchmarkConvTaps times one image of a pruned ResNet-20's stride-1
 // convolutions (3×3, padding 1) on each stage's grid; GMAC/s counts the
 // products computed, positions and channels rounded up included.

@@ -86,7 +86,6 @@ func main() {
 	quantizeKernel()
 	quantizeGroupKernel()
 	dequantKernel()
-	dequantPlaneKernel()
 	planeOutKernel()
 
 	Generate()
@@ -1051,77 +1050,6 @@ func quantizeGroupKernel() {
 	combine()
 	VPMASKMOVD(Y0, mask, Mem{Base: q})
 	Label("qgroup_done")
-	VZEROUPPER()
-	RET()
-}
-
-// dequantPlaneKernel emits dequantPlaneAVX2, dequantKernel's arithmetic
-// for one output channel laid out as a plane (the taps kernels' output):
-// m rows of n values, one channel's constants.
-func dequantPlaneKernel() {
-	TEXT("dequantPlaneAVX2", NOSPLIT, "func(m, n int, acc *int32, ldacc int, zc int32, mult, bias float32, y *float32, ldy int, relu int, tail *int32)")
-	Pragma("noescape")
-	Doc("dequantPlaneAVX2 sets y[i][j] = float32(acc[i][j]-zc)*mult + bias, each operation rounded,",
-		"then max(y, 0) as Go's max does when relu ≠ 0 (NaN stays NaN, -0 becomes +0).")
-	m := Load(Param("m"), GP64())
-	acc := Load(Param("acc"), GP64())
-	ldacc := Load(Param("ldacc"), GP64())
-	SHLQ(U8(2), ldacc)
-	y := Load(Param("y"), GP64())
-	ldy := Load(Param("ldy"), GP64())
-	SHLQ(U8(2), ldy)
-	relu := Load(Param("relu"), GP64())
-	tail := Load(Param("tail"), GP64())
-	mask, zero, zc, mult, bias := Y15, Y14, Y13, Y12, Y11
-	VMOVDQU(Mem{Base: tail}, mask)
-	VXORPS(zero, zero, zero)
-	t := GP32()
-	Load(Param("zc"), t)
-	VMOVD(t, zc.AsX())
-	VPBROADCASTD(zc.AsX(), zc)
-	VBROADCASTSS(paramAddr("mult"), mult)
-	VBROADCASTSS(paramAddr("bias"), bias)
-	value := func(r VecPhysical, skip string) {
-		VPSUBD(zc, r, r)
-		VCVTDQ2PS(r, r)
-		VMULPS(mult, r, r)
-		VADDPS(bias, r, r)
-		// Kept where above 0 or NaN (predicate 6, not less-or-equal,
-		// unordered), zeroed elsewhere, -0 included: Go's max(v, 0).
-		TESTQ(relu, relu)
-		JZ(LabelRef(skip))
-		VCMPPS(U8(6), zero, r, Y2)
-		VANDPS(Y2, r, r)
-		Label(skip)
-	}
-	n8 := Load(Param("n"), GP64())
-	ANDQ(I8(-8), n8)
-	j := GP64()
-	at := func(base Register) Mem { return Mem{Base: base, Index: j, Scale: 4} }
-	Label("dplane_row")
-	TESTQ(m, m)
-	JZ(LabelRef("dplane_done"))
-	XORQ(j, j)
-	Label("dplane_8")
-	CMPQ(j, n8)
-	JGE(LabelRef("dplane_tail"))
-	VMOVDQU(at(acc), Y0)
-	value(Y0, "dplane_stored")
-	VMOVUPS(Y0, at(y))
-	ADDQ(U8(8), j)
-	JMP(LabelRef("dplane_8"))
-	Label("dplane_tail")
-	CMPQ(j, paramAddr("n"))
-	JE(LabelRef("dplane_next"))
-	VPMASKMOVD(at(acc), mask, Y0)
-	value(Y0, "dplane_tailstored")
-	VMASKMOVPS(Y0, mask, at(y))
-	Label("dplane_next")
-	ADDQ(ldacc, acc)
-	ADDQ(ldy, y)
-	DECQ(m)
-	JMP(LabelRef("dplane_row"))
-	Label("dplane_done")
 	VZEROUPPER()
 	RET()
 }
