@@ -235,7 +235,7 @@ func (c *Conv2d) BuildFused(b Builder, x *G.Node, f Fusion) (*G.Node, error) {
 		o.epi = e
 		o.inCL, o.outCL = f.InputChannelsLast, f.OutputChannelsLast
 		if f.OutputCodes != nil || f.InputCodes != nil {
-			if o.taps == nil || o.inCL || o.outCL {
+			if o.taps == nil || o.inCL || o.outCL || f.ResidualChannelsLast {
 				return nil, fmt.Errorf("conv %s: only stride-1 integer convolutions on the taps route, with [B, C, H, W] tensors, pass codes", b.Name())
 			}
 			if in := f.InputCodes; in != nil && (in.act != o.act || in.r != o.r || in.kh != o.kh || in.kw != o.kw || in.ph != c.Padding[0] || in.pw != c.Padding[1]) {
