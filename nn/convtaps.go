@@ -242,20 +242,7 @@ func (t *tallGradW) run(d convDims, dy, x, dw []float32) {
 	t.acc = partialSums(t.acc, t.parts, len(dw))
 	par.Do(t, t.parts, workers)
 	t.x, t.dy = nil, nil
-	// dw [o, c, t] = Σ_p acc[p][t, c, o].
-	for o := 0; o < g.cout; o++ {
-		for c := 0; c < g.cin; c++ {
-			row := dw[(o*g.cin+c)*g.kk : (o*g.cin+c+1)*g.kk]
-			for tap := range row {
-				at := (tap*g.cin+c)*g.cout + o
-				s := t.acc[0][at]
-				for p := 1; p < t.parts; p++ {
-					s += t.acc[p][at]
-				}
-				row[tap] = s
-			}
-		}
-	}
+	sumTapParts(g, t.acc[:t.parts], dw)
 }
 
 func (t *tallGradW) Run(part, worker int) {
@@ -267,13 +254,7 @@ func (t *tallGradW) Run(part, worker int) {
 		b0, nb := g.ch.span(chunk, d.B)
 		// x channel by channel ([C, size]); dy as rows of channels.
 		for b := 0; b < nb; b++ {
-			img := t.x[(b0+b)*g.cin*g.plane:]
-			for c := 0; c < g.cin; c++ {
-				for ih := 0; ih < d.H; ih++ {
-					at := c*g.size + g.pixel(b, ih)
-					copy(ws.in[at:at+d.W], img[c*g.plane+ih*d.W:c*g.plane+(ih+1)*d.W])
-				}
-			}
+			g.channelRows(t.x[(b0+b)*g.cin*g.plane:], ws.in, b)
 			g.toRows(t.dy[(b0+b)*g.cout*g.plane:], g.cout, ws.out, g.output(b, 0), ws.flat)
 		}
 		beta := float32(1)
