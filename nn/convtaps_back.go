@@ -26,7 +26,7 @@ import (
 // tallBackWork is one worker's layouts: dy as rows (the input gradient's
 // input, zeroed when made, as tallWork.in), the input gradient's rows, x
 // channel by channel (zeroed when made) and the narrow planes' scratch.
-type tallBackWork struct{ dy, dx, x, flat []float32 }
+type tallBackWork struct{ dy, dx, x, flat, patch []float32 }
 
 // tallBackward computes a tapped convolution's dx and dw (a par.Task over
 // the weight gradient's parts).
@@ -55,14 +55,14 @@ func (t *tallBackward) run(d convDims, dy, x, w, dx, dw []float32) {
 		if g.narrow() {
 			ws.flat = make([]float32, g.plane*max(g.cin, g.cout))
 		}
+		if g.patched() {
+			ws.patch = make([]float32, g.ch.nb*g.plane*g.kk*g.cout)
+		}
 		t.work = append(t.work, ws)
 	}
 	t.wt = grow(&t.wt, len(w))
 	tapFilters(w, t.wt, g.cout, g.cin, g.kk, true) // w is [O, C, KK]
-	t.offs = t.offs[:0]
-	for _, o := range g.taps {
-		t.offs = append(t.offs, o*g.cout)
-	}
+	t.offs = g.tapOffsets(t.offs, g.cout)
 	t.acc = partialSums(t.acc, t.parts, len(dw))
 	t.dy, t.x, t.dxOut = dy, x, dx
 	par.Do(t, t.parts, workers)
@@ -98,11 +98,22 @@ func (t *tallBackward) Run(part, worker int) {
 		b0, nb := g.ch.span(chunk, d.B)
 		for b := 0; b < nb; b++ {
 			g.toRows(t.dy[(b0+b)*g.cout*g.plane:], g.cout, ws.dy, g.pixel(b, 0), ws.flat)
+			if g.patched() {
+				// toRows left the image's [H·W, O] plane in flat.
+				g.toPatches(ws.flat, g.cout, ws.patch[b*g.plane*g.kk*g.cout:])
+			}
 		}
-		m := g.outputs(nb)
-		gemm.Taps(m, g.cin, g.cout, t.offs, 1, ws.dy, g.cout, t.wt, g.cin, 0, ws.dx, g.cin)
-		for b := 0; b < nb; b++ {
-			g.fromRows(ws.dx, g.cin, g.output(b, 0), t.dxOut[(b0+b)*g.cin*g.plane:], ws.flat)
+		if g.patched() {
+			m, lda := g.tapRows(nb, g.cout)
+			gemm.Taps(m, g.cin, g.cout, t.offs, 1, ws.patch, lda, t.wt, g.cin, 0, ws.dx, g.cin)
+			for b := 0; b < nb; b++ {
+				gemm.Transpose(g.plane, g.cin, ws.dx[b*g.plane*g.cin:], g.cin, t.dxOut[(b0+b)*g.cin*g.plane:], g.plane)
+			}
+		} else {
+			gemm.Taps(g.outputs(nb), g.cin, g.cout, t.offs, 1, ws.dy, g.cout, t.wt, g.cin, 0, ws.dx, g.cin)
+			for b := 0; b < nb; b++ {
+				g.fromRows(ws.dx, g.cin, g.output(b, 0), t.dxOut[(b0+b)*g.cin*g.plane:], ws.flat)
+			}
 		}
 		for b := 0; b < nb; b++ {
 			g.channelRows(t.x[(b0+b)*g.cin*g.plane:], ws.x, b)
@@ -111,7 +122,7 @@ func (t *tallBackward) Run(part, worker int) {
 		if chunk == c0 {
 			beta = 0
 		}
-		gemm.ShiftedA(g.cin, g.cout, m, g.taps, 1, ws.x, g.size, false, ws.dy[dyAt:], g.cout, beta, t.acc[part], g.cout)
+		gemm.ShiftedA(g.cin, g.cout, g.outputs(nb), g.taps, 1, ws.x, g.size, false, ws.dy[dyAt:], g.cout, beta, t.acc[part], g.cout)
 	}
 }
 

@@ -74,3 +74,52 @@ func sameBits(t *testing.T, what string, got, want []float32) {
 		}
 	}
 }
+
+// TestPatchedMatchesTall checks that narrow images multiplied as patch rows
+// give the bits of the tall layout: the forward, and both gradients.
+func TestPatchedMatchesTall(t *testing.T) {
+	defer func() { patchNarrow = true }()
+	p := convParams{Square(1), Square(1), Square(1), 1}
+	for _, tc := range []convCase{
+		{37, 64, 7, 7, 64, 3, 3, p},  // ResNet-20's layer3, a short last chunk
+		{128, 64, 7, 7, 64, 3, 3, p}, // its batch
+		{5, 12, 5, 6, 9, 3, 3, p},    // Cin != Cout, not a multiple of the vector width
+		{3, 3, 1, 1, 2, 3, 3, p},     // one pixel: every tap but the middle on the padding
+		{9, 6, 4, 7, 10, 5, 3, convParams{Square(1), Pair{2, 1}, Square(1), 1}}, // 5x3 taps
+	} {
+		t.Run(tc.String()+"_b"+strconv.Itoa(tc.B), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(13, uint64(tc.B*tc.C+tc.W)))
+			x := randDense(rng, tc.B, tc.C, tc.H, tc.W)
+			w := randDense(rng, tc.O, tc.C, tc.KH, tc.KW)
+			dy := randDense(rng, tc.B, tc.O, tc.H, tc.W)
+			var runs [2][3][]float32
+			for i, patched := range []bool{false, true} {
+				patchNarrow = patched
+				fwd := &conv2dOp{Base: op.NewBase("conv"), convParams: tc.p}
+				bx := &convBackXOp{Base: op.NewBase("dx"), convParams: tc.p, back: &tallBackward{}}
+				d := tc.p.geometry(op.Dims(x), op.Dims(w))
+				if g := tallOf(d); !d.tapped() || g.patched() != patched {
+					t.Fatalf("tapped %v, patched %v", d.tapped(), g.patched())
+				}
+				y, err := fwd.Do(x, w)
+				if err != nil {
+					t.Fatal(err)
+				}
+				dx, err := bx.Do(dy, x, w)
+				if err != nil {
+					t.Fatal(err)
+				}
+				dw, err := (&convBackDWOp{Base: op.NewBase("dw"), back: bx.back}).Do(dy, x, w, dx)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for k, v := range []any{y, dx, dw} {
+					runs[i][k] = append([]float32(nil), op.F32(v.(*tensor.Dense))...)
+				}
+			}
+			for k, what := range []string{"y", "dx", "dw"} {
+				sameBits(t, what, runs[1][k], runs[0][k])
+			}
+		})
+	}
+}
