@@ -165,7 +165,7 @@ func (s *tallScratch) prepare(d convDims, parts func(*tallGeom) int) int {
 	workers := min(gemm.Threads(), parts(g))
 	for len(s.work) < workers {
 		w := tallWork{in: make([]float32, g.size*g.cin), out: make([]float32, g.outChunk*g.cout)}
-		if g.narrow() {
+		if g.narrow() || g.patched() {
 			w.flat = make([]float32, g.plane*max(g.cin, g.cout))
 		}
 		if g.patched() {
@@ -193,6 +193,13 @@ func (g *tallGeom) toRows(img []float32, c int, dst []float32, base int, flat []
 		return
 	}
 	gemm.Transpose(c, g.plane, img, g.plane, flat, c)
+	g.flatToRows(flat, c, dst, base)
+}
+
+// flatToRows writes an image's [H·W, c] plane into a layout at base, as
+// toRows does.
+func (g *tallGeom) flatToRows(flat []float32, c int, dst []float32, base int) {
+	W := g.d.W
 	for ih := 0; ih < g.d.H; ih++ {
 		at := (base + ih*g.wp) * c
 		copy(dst[at:at+W*c], flat[ih*W*c:(ih+1)*W*c])

@@ -52,7 +52,7 @@ func (t *tallBackward) run(d convDims, dy, x, w, dx, dw []float32) {
 	for len(t.work) < workers {
 		ws := tallBackWork{dy: make([]float32, g.size*g.cout), dx: make([]float32, g.outChunk*g.cin),
 			x: make([]float32, g.size*g.cin)}
-		if g.narrow() {
+		if g.narrow() || g.patched() {
 			ws.flat = make([]float32, g.plane*max(g.cin, g.cout))
 		}
 		if g.patched() {
@@ -97,11 +97,14 @@ func (t *tallBackward) Run(part, worker int) {
 	for chunk := c0; chunk < c1; chunk++ {
 		b0, nb := g.ch.span(chunk, d.B)
 		for b := 0; b < nb; b++ {
-			g.toRows(t.dy[(b0+b)*g.cout*g.plane:], g.cout, ws.dy, g.pixel(b, 0), ws.flat)
-			if g.patched() {
-				// toRows left the image's [H·W, O] plane in flat.
-				g.toPatches(ws.flat, g.cout, ws.patch[b*g.plane*g.kk*g.cout:])
+			img := t.dy[(b0+b)*g.cout*g.plane:]
+			if !g.patched() {
+				g.toRows(img, g.cout, ws.dy, g.pixel(b, 0), ws.flat)
+				continue
 			}
+			gemm.Transpose(g.cout, g.plane, img, g.plane, ws.flat, g.cout)
+			g.flatToRows(ws.flat, g.cout, ws.dy, g.pixel(b, 0))
+			g.toPatches(ws.flat, g.cout, ws.patch[b*g.plane*g.kk*g.cout:])
 		}
 		if g.patched() {
 			m, lda := g.tapRows(nb, g.cout)
