@@ -147,7 +147,7 @@ func (g *tallGeom) output(b, oh int) int { return (b*g.imageRows + oh) * g.wp }
 // tallWork is one worker's layouts. They are zeroed when made: the pixels
 // are rewritten for every chunk, the separators and the positions outside
 // the images never.
-type tallWork struct{ in, out, flat, patch []float32 }
+type tallWork struct{ in, out, flat, patch, stack []float32 }
 
 // tallScratch is an op's per-worker layouts for one geometry.
 type tallScratch struct {
@@ -170,6 +170,9 @@ func (s *tallScratch) prepare(d convDims, parts func(*tallGeom) int) int {
 		}
 		if g.patched() {
 			w.patch = make([]float32, g.ch.nb*g.plane*g.kk*g.cin)
+		}
+		if g.stacked() {
+			w.stack = make([]float32, g.kk*g.outChunk)
 		}
 		s.work = append(s.work, w)
 	}
@@ -346,6 +349,24 @@ func (t *tallGradW) Run(part, worker int) {
 		if chunk == c0 {
 			beta = 0
 		}
-		gemm.ShiftedA(g.cin, g.cout, g.outputs(nb), g.taps, 1, ws.in, g.size, false, ws.out, g.cout, beta, t.acc[part], g.cout)
+		k := g.outputs(nb)
+		if g.stacked() {
+			// One input channel (a network's first convolution): ShiftedA
+			// would run one-row products, a 16- or 24-row tile per row.
+			// Its row per tap, stacked, is one product of KK rows with the
+			// same sums (ShiftedA's C_t has Sgemm's bits).
+			for tap, o := range g.taps {
+				copy(ws.stack[tap*k:(tap+1)*k], ws.in[o:o+k])
+			}
+			gemm.SgemmSerial(false, false, g.kk, g.cout, k, 1, ws.stack, k, ws.out, g.cout, beta, t.acc[part], g.cout)
+			continue
+		}
+		gemm.ShiftedA(g.cin, g.cout, k, g.taps, 1, ws.in, g.size, false, ws.out, g.cout, beta, t.acc[part], g.cout)
 	}
 }
+
+// stacked reports whether the weight gradient stacks the taps' shifted
+// inputs as the rows of one product: one input channel, and more than one
+// output channel (a one-column product would go to Sgemm's matrix-vector
+// path, whose sums are not ShiftedA's).
+func (g *tallGeom) stacked() bool { return g.cin == 1 && g.cout > 1 && g.kk > 1 }
