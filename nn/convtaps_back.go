@@ -71,17 +71,20 @@ func (t *tallBackward) run(d convDims, dy, x, w, dx, dw []float32) {
 }
 
 // sumTapParts writes dw [o, c, t] = Σ_p acc[p][t, c, o], the parts in order.
+// It walks the parts in their order, o fastest, so that only the writes
+// are strided: reading four parts a stride apart cost 1% of a ResNet step.
 func sumTapParts(g *tallGeom, acc [][]float32, dw []float32) {
-	for o := 0; o < g.cout; o++ {
+	step := g.cin * g.kk // dw's stride between output channels
+	for tap := 0; tap < g.kk; tap++ {
 		for c := 0; c < g.cin; c++ {
-			row := dw[(o*g.cin+c)*g.kk : (o*g.cin+c+1)*g.kk]
-			for tap := range row {
-				at := (tap*g.cin+c)*g.cout + o
-				s := acc[0][at]
+			at := (tap*g.cin + c) * g.cout
+			out := dw[c*g.kk+tap:]
+			first := acc[0][at : at+g.cout]
+			for o, s := range first {
 				for p := 1; p < len(acc); p++ {
-					s += acc[p][at]
+					s += acc[p][at+o]
 				}
-				row[tap] = s
+				out[o*step] = s
 			}
 		}
 	}
