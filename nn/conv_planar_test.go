@@ -63,3 +63,49 @@ func TestPlanarMatchesTall(t *testing.T) {
 		})
 	}
 }
+
+// BenchmarkPlanarVsTall times ResNet-20's stride-1 convolutions at batch
+// 256 on one thread, dense and as recipes/resnet-fashion-compress.yaml's
+// prune stage left them, on the tall layout and on package planar (the
+// convolution alone, no epilogue), in useful GFLOP/s: the table in
+// docs/PERFORMANCE.md that planarFits' choice rests on.
+func BenchmarkPlanarVsTall(b *testing.B) {
+	shapes := []struct{ c, hw, o int }{
+		{1, 28, 16}, {16, 28, 16}, {32, 14, 32}, {64, 7, 64},
+		{1, 28, 11}, {11, 28, 12}, {12, 28, 11}, {11, 28, 10},
+		{19, 14, 25}, {25, 14, 23}, {23, 14, 25}, {49, 7, 42}, {42, 7, 45}, {37, 7, 42},
+	}
+	defer gemm.SetThreads(gemm.Threads())
+	gemm.SetThreads(1)
+	for _, s := range shapes {
+		p := convParams{stride: Square(1), padding: Square(1), dilation: Square(1), groups: 1}
+		d := p.geometry(tensor.Shape{256, s.c, s.hw, s.hw}, tensor.Shape{s.o, s.c, 3, 3})
+		rng := rand.New(rand.NewPCG(1, 2))
+		x, w := make([]float32, d.B*d.C*d.H*d.W), make([]float32, d.O*d.C*9)
+		for j := range x {
+			x[j] = float32(rng.NormFloat64())
+		}
+		for j := range w {
+			w[j] = float32(rng.NormFloat64())
+		}
+		y := make([]float32, d.B*d.O*d.P)
+		flops := 2 * float64(d.B*d.O*d.C*9*d.P)
+		for _, path := range []string{"tall", "planar"} {
+			b.Run(fmt.Sprintf("C%d_%dx%d_O%d/%s", s.c, s.hw, s.hw, s.o, path), func(b *testing.B) {
+				tall := tallForward{fixedW: true}
+				var pl planarForward
+				for i := 0; i <= b.N; i++ {
+					if i == 1 {
+						b.ResetTimer()
+					}
+					if path == "tall" {
+						tall.run(d, x, w, y, false)
+					} else {
+						pl.run(d, x, w, y, nil)
+					}
+				}
+				b.ReportMetric(flops*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			})
+		}
+	}
+}
