@@ -12,12 +12,15 @@ import (
 // value is x[xi + ic·ldx + offs[t] + q] if bit q%16 of masks[t·mstride +
 // q/16] is set, else 0; the filter value of output i is w[(t·k+ic)·r+i].
 // Output i of position q is y[yi + i·ldy + q]: the chain's sum stored, or
-// added to y's value when acc.
+// added to y's value when acc, if bit q%16 of smasks[q/16] is set (else
+// y is neither read nor written there).
 type call struct {
 	tiles, taps, k int
 	offs           []int
 	masks          []uint16
 	mstride        int
+	smasks         []uint16
+	n              int // positions below n may be stored
 	x              []float32
 	xi, ldx        int
 	w              []float32
@@ -41,6 +44,7 @@ type kernelArgs struct {
 	y           *float32
 	ldy         int
 	acc         int
+	smasks      *uint16
 }
 
 // impl is a family of kernels: tiles of up to rmax output channels by v
@@ -48,7 +52,7 @@ type kernelArgs struct {
 type impl struct {
 	name    string
 	v, rmax int
-	run     func(r int, c *call)
+	run     func(r, v int, c *call) // v: the impl's v, or 1
 }
 
 // goV and goRMax are the pure-Go kernel's tile: any works, as long as the
@@ -58,9 +62,10 @@ const goV, goRMax = 2, 6
 
 var goImpl = impl{name: "purego", v: goV, rmax: goRMax, run: runGo}
 
-// runGo is the kernels' contract (call) in scalar Go.
-func runGo(r int, c *call) {
-	lanes := goV * 16
+// runGo is the kernels' contract (call) in scalar Go, for tiles of v
+// vectors (goV or 1).
+func runGo(r, v int, c *call) {
+	lanes := v * 16
 	acc := make([]float32, r*lanes)
 	for tile := 0; tile < c.tiles; tile++ {
 		q0 := tile * lanes
@@ -81,8 +86,11 @@ func runGo(r int, c *call) {
 			}
 		}
 		for i := 0; i < r; i++ {
-			out := c.y[c.yi+i*c.ldy+q0 : c.yi+i*c.ldy+q0+lanes]
 			for l, v := range acc[i*lanes : (i+1)*lanes] {
+				if c.smasks[(q0+l)/16]&(1<<((q0+l)%16)) == 0 {
+					continue
+				}
+				out := c.y[c.yi+i*c.ldy+q0:]
 				if c.acc {
 					v += out[l]
 				}

@@ -10,12 +10,11 @@ import (
 
 // kernels lists the asm kernels by vector count, then by r-1.
 var kernels = map[int][]func(*byte){
-	2: {planarR1V2, planarR2V2, planarR3V2, planarR4V2, planarR5V2, planarR6V2, planarR7V2, planarR8V2, planarR9V2, planarR10V2, planarR11V2, planarR12V2, planarR13V2, planarR14V2, planarR15V2},
-	3: {planarR1V3, planarR2V3, planarR3V3, planarR4V3, planarR5V3, planarR6V3, planarR7V3, planarR8V3, planarR9V3},
 	4: {planarR1V4, planarR2V4, planarR3V4, planarR4V4, planarR5V4, planarR6V4, planarR7V4},
+	1: {planarR1V1, planarR2V1, planarR3V1, planarR4V1, planarR5V1, planarR6V1, planarR7V1},
 }
 
-// asmV is the tile's vector count: see BenchmarkTiles.
+// asmV is the main tiles' vector count (asm/gen.go).
 const asmV = 4
 
 var avx512Impl = impl{name: "avx512", v: asmV, rmax: len(kernels[asmV]), run: runAsm}
@@ -28,26 +27,28 @@ func asmImpl() *impl {
 	return nil
 }
 
-func runAsm(r int, c *call) { runKernel(kernels[asmV][r-1], asmV, r, c) }
+func runAsm(r, v int, c *call) { runKernel(kernels[v][r-1], v, r, c) }
 
-// runKernel checks that the call's reads and writes stay within its
-// slices (the masked-off lanes are not read, but their addresses must be
-// in x too), then runs f.
+// runKernel checks the call's slices, then runs f. The lanes that the
+// masks leave out are neither read nor written (AVX-512 masked loads and
+// stores do not fault there either), so only the lanes they let through
+// must be in the slices: the stores' ones are positions below c.n, and
+// the loads' ones read the images (the masks say so; Forward checks the
+// images' bounds).
 func runKernel(f func(*byte), v, r int, c *call) {
-	n := c.tiles * v * 16
-	lo, hi := 0, 0
-	for _, o := range c.offs[:c.taps] {
-		lo, hi = min(lo, o), max(hi, o)
+	if c.xi < 0 || c.n > c.tiles*v*16 {
+		panic("planar: kernel call outside its slices")
 	}
-	_ = c.x[c.xi+lo]
-	_ = c.x[c.xi+(c.k-1)*c.ldx+hi+n-1]
+	_ = c.x[c.xi+(c.k-1)*c.ldx+c.n-1]
 	_ = c.masks[(c.taps-1)*c.mstride+c.tiles*v-1]
+	_ = c.smasks[c.tiles*v-1]
 	_ = c.w[c.taps*c.k*r-1]
-	_ = c.y[c.yi+(r-1)*c.ldy+n-1]
+	_ = c.y[c.yi+(r-1)*c.ldy+c.n-1]
 	a := &c.args // in the call, which the Scratch holds: no allocation
 	*a = kernelArgs{
 		tiles: c.tiles, taps: c.taps, offs: &c.offs[0], masks: &c.masks[0], mstride: 2 * c.mstride,
 		k: c.k, x: &c.x[c.xi], ldx: 4 * c.ldx, w: &c.w[0], y: &c.y[c.yi], ldy: 4 * c.ldy,
+		smasks: &c.smasks[0],
 	}
 	if c.acc {
 		a.acc = 1

@@ -4,2934 +4,6 @@
 
 #include "textflag.h"
 
-// func planarR1V2(p *byte)
-// Requires: AVX, AVX512F
-TEXT ·planarR1V2(SB), NOSPLIT, $0-8
-	MOVQ p+0(FP), AX
-	MOVQ (AX), CX
-	MOVQ 48(AX), DX
-	MOVQ 72(AX), BX
-	MOVQ 24(AX), SI
-
-planarR1V2_tile:
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
-	MOVQ   8(AX), DI
-	MOVQ   16(AX), R8
-	MOVQ   SI, R9
-	MOVQ   64(AX), R10
-
-planarR1V2_tap:
-	KMOVW (R9), K1
-	KMOVW 2(R9), K2
-	MOVQ  (R8), R11
-	LEAQ  (DX)(R11*4), R11
-	MOVQ  40(AX), R12
-
-planarR1V2_ic:
-	VMOVUPS.Z        (R11), K1, Z2
-	VMOVUPS.Z        64(R11), K2, Z3
-	VFMADD231PS.BCST (R10), Z2, Z0
-	VFMADD231PS.BCST (R10), Z3, Z1
-	ADDQ             56(AX), R11
-	ADDQ             $0x00000004, R10
-	DECQ             R12
-	JNZ              planarR1V2_ic
-	ADDQ             $0x08, R8
-	ADDQ             32(AX), R9
-	DECQ             DI
-	JNZ              planarR1V2_tap
-	CMPQ             88(AX), $0x00
-	JE               planarR1V2_store
-	MOVQ             BX, DI
-	VADDPS           (DI), Z0, Z0
-	VADDPS           64(DI), Z1, Z1
-
-planarR1V2_store:
-	MOVQ    BX, DI
-	VMOVUPS Z0, (DI)
-	VMOVUPS Z1, 64(DI)
-	ADDQ    $0x00000080, DX
-	ADDQ    $0x00000080, BX
-	ADDQ    $0x04, SI
-	DECQ    CX
-	JNZ     planarR1V2_tile
-	VZEROUPPER
-	RET
-
-// func planarR2V2(p *byte)
-// Requires: AVX, AVX512F
-TEXT ·planarR2V2(SB), NOSPLIT, $0-8
-	MOVQ p+0(FP), AX
-	MOVQ (AX), CX
-	MOVQ 48(AX), DX
-	MOVQ 72(AX), BX
-	MOVQ 24(AX), SI
-
-planarR2V2_tile:
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
-	VPXORD Z3, Z3, Z3
-	MOVQ   8(AX), DI
-	MOVQ   16(AX), R8
-	MOVQ   SI, R9
-	MOVQ   64(AX), R10
-
-planarR2V2_tap:
-	KMOVW (R9), K1
-	KMOVW 2(R9), K2
-	MOVQ  (R8), R11
-	LEAQ  (DX)(R11*4), R11
-	MOVQ  40(AX), R12
-
-planarR2V2_ic:
-	VMOVUPS.Z        (R11), K1, Z4
-	VMOVUPS.Z        64(R11), K2, Z5
-	VFMADD231PS.BCST (R10), Z4, Z0
-	VFMADD231PS.BCST (R10), Z5, Z1
-	VFMADD231PS.BCST 4(R10), Z4, Z2
-	VFMADD231PS.BCST 4(R10), Z5, Z3
-	ADDQ             56(AX), R11
-	ADDQ             $0x00000008, R10
-	DECQ             R12
-	JNZ              planarR2V2_ic
-	ADDQ             $0x08, R8
-	ADDQ             32(AX), R9
-	DECQ             DI
-	JNZ              planarR2V2_tap
-	CMPQ             88(AX), $0x00
-	JE               planarR2V2_store
-	MOVQ             BX, DI
-	VADDPS           (DI), Z0, Z0
-	VADDPS           64(DI), Z1, Z1
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z2, Z2
-	VADDPS           64(DI), Z3, Z3
-
-planarR2V2_store:
-	MOVQ    BX, DI
-	VMOVUPS Z0, (DI)
-	VMOVUPS Z1, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z2, (DI)
-	VMOVUPS Z3, 64(DI)
-	ADDQ    $0x00000080, DX
-	ADDQ    $0x00000080, BX
-	ADDQ    $0x04, SI
-	DECQ    CX
-	JNZ     planarR2V2_tile
-	VZEROUPPER
-	RET
-
-// func planarR3V2(p *byte)
-// Requires: AVX, AVX512F
-TEXT ·planarR3V2(SB), NOSPLIT, $0-8
-	MOVQ p+0(FP), AX
-	MOVQ (AX), CX
-	MOVQ 48(AX), DX
-	MOVQ 72(AX), BX
-	MOVQ 24(AX), SI
-
-planarR3V2_tile:
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
-	VPXORD Z3, Z3, Z3
-	VPXORD Z4, Z4, Z4
-	VPXORD Z5, Z5, Z5
-	MOVQ   8(AX), DI
-	MOVQ   16(AX), R8
-	MOVQ   SI, R9
-	MOVQ   64(AX), R10
-
-planarR3V2_tap:
-	KMOVW (R9), K1
-	KMOVW 2(R9), K2
-	MOVQ  (R8), R11
-	LEAQ  (DX)(R11*4), R11
-	MOVQ  40(AX), R12
-
-planarR3V2_ic:
-	VMOVUPS.Z        (R11), K1, Z6
-	VMOVUPS.Z        64(R11), K2, Z7
-	VFMADD231PS.BCST (R10), Z6, Z0
-	VFMADD231PS.BCST (R10), Z7, Z1
-	VFMADD231PS.BCST 4(R10), Z6, Z2
-	VFMADD231PS.BCST 4(R10), Z7, Z3
-	VFMADD231PS.BCST 8(R10), Z6, Z4
-	VFMADD231PS.BCST 8(R10), Z7, Z5
-	ADDQ             56(AX), R11
-	ADDQ             $0x0000000c, R10
-	DECQ             R12
-	JNZ              planarR3V2_ic
-	ADDQ             $0x08, R8
-	ADDQ             32(AX), R9
-	DECQ             DI
-	JNZ              planarR3V2_tap
-	CMPQ             88(AX), $0x00
-	JE               planarR3V2_store
-	MOVQ             BX, DI
-	VADDPS           (DI), Z0, Z0
-	VADDPS           64(DI), Z1, Z1
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z2, Z2
-	VADDPS           64(DI), Z3, Z3
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z4, Z4
-	VADDPS           64(DI), Z5, Z5
-
-planarR3V2_store:
-	MOVQ    BX, DI
-	VMOVUPS Z0, (DI)
-	VMOVUPS Z1, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z2, (DI)
-	VMOVUPS Z3, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z4, (DI)
-	VMOVUPS Z5, 64(DI)
-	ADDQ    $0x00000080, DX
-	ADDQ    $0x00000080, BX
-	ADDQ    $0x04, SI
-	DECQ    CX
-	JNZ     planarR3V2_tile
-	VZEROUPPER
-	RET
-
-// func planarR4V2(p *byte)
-// Requires: AVX, AVX512F
-TEXT ·planarR4V2(SB), NOSPLIT, $0-8
-	MOVQ p+0(FP), AX
-	MOVQ (AX), CX
-	MOVQ 48(AX), DX
-	MOVQ 72(AX), BX
-	MOVQ 24(AX), SI
-
-planarR4V2_tile:
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
-	VPXORD Z3, Z3, Z3
-	VPXORD Z4, Z4, Z4
-	VPXORD Z5, Z5, Z5
-	VPXORD Z6, Z6, Z6
-	VPXORD Z7, Z7, Z7
-	MOVQ   8(AX), DI
-	MOVQ   16(AX), R8
-	MOVQ   SI, R9
-	MOVQ   64(AX), R10
-
-planarR4V2_tap:
-	KMOVW (R9), K1
-	KMOVW 2(R9), K2
-	MOVQ  (R8), R11
-	LEAQ  (DX)(R11*4), R11
-	MOVQ  40(AX), R12
-
-planarR4V2_ic:
-	VMOVUPS.Z        (R11), K1, Z8
-	VMOVUPS.Z        64(R11), K2, Z9
-	VFMADD231PS.BCST (R10), Z8, Z0
-	VFMADD231PS.BCST (R10), Z9, Z1
-	VFMADD231PS.BCST 4(R10), Z8, Z2
-	VFMADD231PS.BCST 4(R10), Z9, Z3
-	VFMADD231PS.BCST 8(R10), Z8, Z4
-	VFMADD231PS.BCST 8(R10), Z9, Z5
-	VFMADD231PS.BCST 12(R10), Z8, Z6
-	VFMADD231PS.BCST 12(R10), Z9, Z7
-	ADDQ             56(AX), R11
-	ADDQ             $0x00000010, R10
-	DECQ             R12
-	JNZ              planarR4V2_ic
-	ADDQ             $0x08, R8
-	ADDQ             32(AX), R9
-	DECQ             DI
-	JNZ              planarR4V2_tap
-	CMPQ             88(AX), $0x00
-	JE               planarR4V2_store
-	MOVQ             BX, DI
-	VADDPS           (DI), Z0, Z0
-	VADDPS           64(DI), Z1, Z1
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z2, Z2
-	VADDPS           64(DI), Z3, Z3
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z4, Z4
-	VADDPS           64(DI), Z5, Z5
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z6, Z6
-	VADDPS           64(DI), Z7, Z7
-
-planarR4V2_store:
-	MOVQ    BX, DI
-	VMOVUPS Z0, (DI)
-	VMOVUPS Z1, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z2, (DI)
-	VMOVUPS Z3, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z4, (DI)
-	VMOVUPS Z5, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z6, (DI)
-	VMOVUPS Z7, 64(DI)
-	ADDQ    $0x00000080, DX
-	ADDQ    $0x00000080, BX
-	ADDQ    $0x04, SI
-	DECQ    CX
-	JNZ     planarR4V2_tile
-	VZEROUPPER
-	RET
-
-// func planarR5V2(p *byte)
-// Requires: AVX, AVX512F
-TEXT ·planarR5V2(SB), NOSPLIT, $0-8
-	MOVQ p+0(FP), AX
-	MOVQ (AX), CX
-	MOVQ 48(AX), DX
-	MOVQ 72(AX), BX
-	MOVQ 24(AX), SI
-
-planarR5V2_tile:
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
-	VPXORD Z3, Z3, Z3
-	VPXORD Z4, Z4, Z4
-	VPXORD Z5, Z5, Z5
-	VPXORD Z6, Z6, Z6
-	VPXORD Z7, Z7, Z7
-	VPXORD Z8, Z8, Z8
-	VPXORD Z9, Z9, Z9
-	MOVQ   8(AX), DI
-	MOVQ   16(AX), R8
-	MOVQ   SI, R9
-	MOVQ   64(AX), R10
-
-planarR5V2_tap:
-	KMOVW (R9), K1
-	KMOVW 2(R9), K2
-	MOVQ  (R8), R11
-	LEAQ  (DX)(R11*4), R11
-	MOVQ  40(AX), R12
-
-planarR5V2_ic:
-	VMOVUPS.Z        (R11), K1, Z10
-	VMOVUPS.Z        64(R11), K2, Z11
-	VFMADD231PS.BCST (R10), Z10, Z0
-	VFMADD231PS.BCST (R10), Z11, Z1
-	VFMADD231PS.BCST 4(R10), Z10, Z2
-	VFMADD231PS.BCST 4(R10), Z11, Z3
-	VFMADD231PS.BCST 8(R10), Z10, Z4
-	VFMADD231PS.BCST 8(R10), Z11, Z5
-	VFMADD231PS.BCST 12(R10), Z10, Z6
-	VFMADD231PS.BCST 12(R10), Z11, Z7
-	VFMADD231PS.BCST 16(R10), Z10, Z8
-	VFMADD231PS.BCST 16(R10), Z11, Z9
-	ADDQ             56(AX), R11
-	ADDQ             $0x00000014, R10
-	DECQ             R12
-	JNZ              planarR5V2_ic
-	ADDQ             $0x08, R8
-	ADDQ             32(AX), R9
-	DECQ             DI
-	JNZ              planarR5V2_tap
-	CMPQ             88(AX), $0x00
-	JE               planarR5V2_store
-	MOVQ             BX, DI
-	VADDPS           (DI), Z0, Z0
-	VADDPS           64(DI), Z1, Z1
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z2, Z2
-	VADDPS           64(DI), Z3, Z3
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z4, Z4
-	VADDPS           64(DI), Z5, Z5
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z6, Z6
-	VADDPS           64(DI), Z7, Z7
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z8, Z8
-	VADDPS           64(DI), Z9, Z9
-
-planarR5V2_store:
-	MOVQ    BX, DI
-	VMOVUPS Z0, (DI)
-	VMOVUPS Z1, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z2, (DI)
-	VMOVUPS Z3, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z4, (DI)
-	VMOVUPS Z5, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z6, (DI)
-	VMOVUPS Z7, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z8, (DI)
-	VMOVUPS Z9, 64(DI)
-	ADDQ    $0x00000080, DX
-	ADDQ    $0x00000080, BX
-	ADDQ    $0x04, SI
-	DECQ    CX
-	JNZ     planarR5V2_tile
-	VZEROUPPER
-	RET
-
-// func planarR6V2(p *byte)
-// Requires: AVX, AVX512F
-TEXT ·planarR6V2(SB), NOSPLIT, $0-8
-	MOVQ p+0(FP), AX
-	MOVQ (AX), CX
-	MOVQ 48(AX), DX
-	MOVQ 72(AX), BX
-	MOVQ 24(AX), SI
-
-planarR6V2_tile:
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
-	VPXORD Z3, Z3, Z3
-	VPXORD Z4, Z4, Z4
-	VPXORD Z5, Z5, Z5
-	VPXORD Z6, Z6, Z6
-	VPXORD Z7, Z7, Z7
-	VPXORD Z8, Z8, Z8
-	VPXORD Z9, Z9, Z9
-	VPXORD Z10, Z10, Z10
-	VPXORD Z11, Z11, Z11
-	MOVQ   8(AX), DI
-	MOVQ   16(AX), R8
-	MOVQ   SI, R9
-	MOVQ   64(AX), R10
-
-planarR6V2_tap:
-	KMOVW (R9), K1
-	KMOVW 2(R9), K2
-	MOVQ  (R8), R11
-	LEAQ  (DX)(R11*4), R11
-	MOVQ  40(AX), R12
-
-planarR6V2_ic:
-	VMOVUPS.Z        (R11), K1, Z12
-	VMOVUPS.Z        64(R11), K2, Z13
-	VFMADD231PS.BCST (R10), Z12, Z0
-	VFMADD231PS.BCST (R10), Z13, Z1
-	VFMADD231PS.BCST 4(R10), Z12, Z2
-	VFMADD231PS.BCST 4(R10), Z13, Z3
-	VFMADD231PS.BCST 8(R10), Z12, Z4
-	VFMADD231PS.BCST 8(R10), Z13, Z5
-	VFMADD231PS.BCST 12(R10), Z12, Z6
-	VFMADD231PS.BCST 12(R10), Z13, Z7
-	VFMADD231PS.BCST 16(R10), Z12, Z8
-	VFMADD231PS.BCST 16(R10), Z13, Z9
-	VFMADD231PS.BCST 20(R10), Z12, Z10
-	VFMADD231PS.BCST 20(R10), Z13, Z11
-	ADDQ             56(AX), R11
-	ADDQ             $0x00000018, R10
-	DECQ             R12
-	JNZ              planarR6V2_ic
-	ADDQ             $0x08, R8
-	ADDQ             32(AX), R9
-	DECQ             DI
-	JNZ              planarR6V2_tap
-	CMPQ             88(AX), $0x00
-	JE               planarR6V2_store
-	MOVQ             BX, DI
-	VADDPS           (DI), Z0, Z0
-	VADDPS           64(DI), Z1, Z1
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z2, Z2
-	VADDPS           64(DI), Z3, Z3
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z4, Z4
-	VADDPS           64(DI), Z5, Z5
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z6, Z6
-	VADDPS           64(DI), Z7, Z7
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z8, Z8
-	VADDPS           64(DI), Z9, Z9
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z10, Z10
-	VADDPS           64(DI), Z11, Z11
-
-planarR6V2_store:
-	MOVQ    BX, DI
-	VMOVUPS Z0, (DI)
-	VMOVUPS Z1, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z2, (DI)
-	VMOVUPS Z3, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z4, (DI)
-	VMOVUPS Z5, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z6, (DI)
-	VMOVUPS Z7, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z8, (DI)
-	VMOVUPS Z9, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z10, (DI)
-	VMOVUPS Z11, 64(DI)
-	ADDQ    $0x00000080, DX
-	ADDQ    $0x00000080, BX
-	ADDQ    $0x04, SI
-	DECQ    CX
-	JNZ     planarR6V2_tile
-	VZEROUPPER
-	RET
-
-// func planarR7V2(p *byte)
-// Requires: AVX, AVX512F
-TEXT ·planarR7V2(SB), NOSPLIT, $0-8
-	MOVQ p+0(FP), AX
-	MOVQ (AX), CX
-	MOVQ 48(AX), DX
-	MOVQ 72(AX), BX
-	MOVQ 24(AX), SI
-
-planarR7V2_tile:
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
-	VPXORD Z3, Z3, Z3
-	VPXORD Z4, Z4, Z4
-	VPXORD Z5, Z5, Z5
-	VPXORD Z6, Z6, Z6
-	VPXORD Z7, Z7, Z7
-	VPXORD Z8, Z8, Z8
-	VPXORD Z9, Z9, Z9
-	VPXORD Z10, Z10, Z10
-	VPXORD Z11, Z11, Z11
-	VPXORD Z12, Z12, Z12
-	VPXORD Z13, Z13, Z13
-	MOVQ   8(AX), DI
-	MOVQ   16(AX), R8
-	MOVQ   SI, R9
-	MOVQ   64(AX), R10
-
-planarR7V2_tap:
-	KMOVW (R9), K1
-	KMOVW 2(R9), K2
-	MOVQ  (R8), R11
-	LEAQ  (DX)(R11*4), R11
-	MOVQ  40(AX), R12
-
-planarR7V2_ic:
-	VMOVUPS.Z        (R11), K1, Z14
-	VMOVUPS.Z        64(R11), K2, Z15
-	VFMADD231PS.BCST (R10), Z14, Z0
-	VFMADD231PS.BCST (R10), Z15, Z1
-	VFMADD231PS.BCST 4(R10), Z14, Z2
-	VFMADD231PS.BCST 4(R10), Z15, Z3
-	VFMADD231PS.BCST 8(R10), Z14, Z4
-	VFMADD231PS.BCST 8(R10), Z15, Z5
-	VFMADD231PS.BCST 12(R10), Z14, Z6
-	VFMADD231PS.BCST 12(R10), Z15, Z7
-	VFMADD231PS.BCST 16(R10), Z14, Z8
-	VFMADD231PS.BCST 16(R10), Z15, Z9
-	VFMADD231PS.BCST 20(R10), Z14, Z10
-	VFMADD231PS.BCST 20(R10), Z15, Z11
-	VFMADD231PS.BCST 24(R10), Z14, Z12
-	VFMADD231PS.BCST 24(R10), Z15, Z13
-	ADDQ             56(AX), R11
-	ADDQ             $0x0000001c, R10
-	DECQ             R12
-	JNZ              planarR7V2_ic
-	ADDQ             $0x08, R8
-	ADDQ             32(AX), R9
-	DECQ             DI
-	JNZ              planarR7V2_tap
-	CMPQ             88(AX), $0x00
-	JE               planarR7V2_store
-	MOVQ             BX, DI
-	VADDPS           (DI), Z0, Z0
-	VADDPS           64(DI), Z1, Z1
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z2, Z2
-	VADDPS           64(DI), Z3, Z3
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z4, Z4
-	VADDPS           64(DI), Z5, Z5
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z6, Z6
-	VADDPS           64(DI), Z7, Z7
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z8, Z8
-	VADDPS           64(DI), Z9, Z9
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z10, Z10
-	VADDPS           64(DI), Z11, Z11
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z12, Z12
-	VADDPS           64(DI), Z13, Z13
-
-planarR7V2_store:
-	MOVQ    BX, DI
-	VMOVUPS Z0, (DI)
-	VMOVUPS Z1, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z2, (DI)
-	VMOVUPS Z3, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z4, (DI)
-	VMOVUPS Z5, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z6, (DI)
-	VMOVUPS Z7, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z8, (DI)
-	VMOVUPS Z9, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z10, (DI)
-	VMOVUPS Z11, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z12, (DI)
-	VMOVUPS Z13, 64(DI)
-	ADDQ    $0x00000080, DX
-	ADDQ    $0x00000080, BX
-	ADDQ    $0x04, SI
-	DECQ    CX
-	JNZ     planarR7V2_tile
-	VZEROUPPER
-	RET
-
-// func planarR8V2(p *byte)
-// Requires: AVX, AVX512F
-TEXT ·planarR8V2(SB), NOSPLIT, $0-8
-	MOVQ p+0(FP), AX
-	MOVQ (AX), CX
-	MOVQ 48(AX), DX
-	MOVQ 72(AX), BX
-	MOVQ 24(AX), SI
-
-planarR8V2_tile:
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
-	VPXORD Z3, Z3, Z3
-	VPXORD Z4, Z4, Z4
-	VPXORD Z5, Z5, Z5
-	VPXORD Z6, Z6, Z6
-	VPXORD Z7, Z7, Z7
-	VPXORD Z8, Z8, Z8
-	VPXORD Z9, Z9, Z9
-	VPXORD Z10, Z10, Z10
-	VPXORD Z11, Z11, Z11
-	VPXORD Z12, Z12, Z12
-	VPXORD Z13, Z13, Z13
-	VPXORD Z14, Z14, Z14
-	VPXORD Z15, Z15, Z15
-	MOVQ   8(AX), DI
-	MOVQ   16(AX), R8
-	MOVQ   SI, R9
-	MOVQ   64(AX), R10
-
-planarR8V2_tap:
-	KMOVW (R9), K1
-	KMOVW 2(R9), K2
-	MOVQ  (R8), R11
-	LEAQ  (DX)(R11*4), R11
-	MOVQ  40(AX), R12
-
-planarR8V2_ic:
-	VMOVUPS.Z        (R11), K1, Z16
-	VMOVUPS.Z        64(R11), K2, Z17
-	VFMADD231PS.BCST (R10), Z16, Z0
-	VFMADD231PS.BCST (R10), Z17, Z1
-	VFMADD231PS.BCST 4(R10), Z16, Z2
-	VFMADD231PS.BCST 4(R10), Z17, Z3
-	VFMADD231PS.BCST 8(R10), Z16, Z4
-	VFMADD231PS.BCST 8(R10), Z17, Z5
-	VFMADD231PS.BCST 12(R10), Z16, Z6
-	VFMADD231PS.BCST 12(R10), Z17, Z7
-	VFMADD231PS.BCST 16(R10), Z16, Z8
-	VFMADD231PS.BCST 16(R10), Z17, Z9
-	VFMADD231PS.BCST 20(R10), Z16, Z10
-	VFMADD231PS.BCST 20(R10), Z17, Z11
-	VFMADD231PS.BCST 24(R10), Z16, Z12
-	VFMADD231PS.BCST 24(R10), Z17, Z13
-	VFMADD231PS.BCST 28(R10), Z16, Z14
-	VFMADD231PS.BCST 28(R10), Z17, Z15
-	ADDQ             56(AX), R11
-	ADDQ             $0x00000020, R10
-	DECQ             R12
-	JNZ              planarR8V2_ic
-	ADDQ             $0x08, R8
-	ADDQ             32(AX), R9
-	DECQ             DI
-	JNZ              planarR8V2_tap
-	CMPQ             88(AX), $0x00
-	JE               planarR8V2_store
-	MOVQ             BX, DI
-	VADDPS           (DI), Z0, Z0
-	VADDPS           64(DI), Z1, Z1
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z2, Z2
-	VADDPS           64(DI), Z3, Z3
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z4, Z4
-	VADDPS           64(DI), Z5, Z5
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z6, Z6
-	VADDPS           64(DI), Z7, Z7
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z8, Z8
-	VADDPS           64(DI), Z9, Z9
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z10, Z10
-	VADDPS           64(DI), Z11, Z11
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z12, Z12
-	VADDPS           64(DI), Z13, Z13
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z14, Z14
-	VADDPS           64(DI), Z15, Z15
-
-planarR8V2_store:
-	MOVQ    BX, DI
-	VMOVUPS Z0, (DI)
-	VMOVUPS Z1, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z2, (DI)
-	VMOVUPS Z3, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z4, (DI)
-	VMOVUPS Z5, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z6, (DI)
-	VMOVUPS Z7, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z8, (DI)
-	VMOVUPS Z9, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z10, (DI)
-	VMOVUPS Z11, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z12, (DI)
-	VMOVUPS Z13, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z14, (DI)
-	VMOVUPS Z15, 64(DI)
-	ADDQ    $0x00000080, DX
-	ADDQ    $0x00000080, BX
-	ADDQ    $0x04, SI
-	DECQ    CX
-	JNZ     planarR8V2_tile
-	VZEROUPPER
-	RET
-
-// func planarR9V2(p *byte)
-// Requires: AVX, AVX512F
-TEXT ·planarR9V2(SB), NOSPLIT, $0-8
-	MOVQ p+0(FP), AX
-	MOVQ (AX), CX
-	MOVQ 48(AX), DX
-	MOVQ 72(AX), BX
-	MOVQ 24(AX), SI
-
-planarR9V2_tile:
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
-	VPXORD Z3, Z3, Z3
-	VPXORD Z4, Z4, Z4
-	VPXORD Z5, Z5, Z5
-	VPXORD Z6, Z6, Z6
-	VPXORD Z7, Z7, Z7
-	VPXORD Z8, Z8, Z8
-	VPXORD Z9, Z9, Z9
-	VPXORD Z10, Z10, Z10
-	VPXORD Z11, Z11, Z11
-	VPXORD Z12, Z12, Z12
-	VPXORD Z13, Z13, Z13
-	VPXORD Z14, Z14, Z14
-	VPXORD Z15, Z15, Z15
-	VPXORD Z16, Z16, Z16
-	VPXORD Z17, Z17, Z17
-	MOVQ   8(AX), DI
-	MOVQ   16(AX), R8
-	MOVQ   SI, R9
-	MOVQ   64(AX), R10
-
-planarR9V2_tap:
-	KMOVW (R9), K1
-	KMOVW 2(R9), K2
-	MOVQ  (R8), R11
-	LEAQ  (DX)(R11*4), R11
-	MOVQ  40(AX), R12
-
-planarR9V2_ic:
-	VMOVUPS.Z        (R11), K1, Z18
-	VMOVUPS.Z        64(R11), K2, Z19
-	VFMADD231PS.BCST (R10), Z18, Z0
-	VFMADD231PS.BCST (R10), Z19, Z1
-	VFMADD231PS.BCST 4(R10), Z18, Z2
-	VFMADD231PS.BCST 4(R10), Z19, Z3
-	VFMADD231PS.BCST 8(R10), Z18, Z4
-	VFMADD231PS.BCST 8(R10), Z19, Z5
-	VFMADD231PS.BCST 12(R10), Z18, Z6
-	VFMADD231PS.BCST 12(R10), Z19, Z7
-	VFMADD231PS.BCST 16(R10), Z18, Z8
-	VFMADD231PS.BCST 16(R10), Z19, Z9
-	VFMADD231PS.BCST 20(R10), Z18, Z10
-	VFMADD231PS.BCST 20(R10), Z19, Z11
-	VFMADD231PS.BCST 24(R10), Z18, Z12
-	VFMADD231PS.BCST 24(R10), Z19, Z13
-	VFMADD231PS.BCST 28(R10), Z18, Z14
-	VFMADD231PS.BCST 28(R10), Z19, Z15
-	VFMADD231PS.BCST 32(R10), Z18, Z16
-	VFMADD231PS.BCST 32(R10), Z19, Z17
-	ADDQ             56(AX), R11
-	ADDQ             $0x00000024, R10
-	DECQ             R12
-	JNZ              planarR9V2_ic
-	ADDQ             $0x08, R8
-	ADDQ             32(AX), R9
-	DECQ             DI
-	JNZ              planarR9V2_tap
-	CMPQ             88(AX), $0x00
-	JE               planarR9V2_store
-	MOVQ             BX, DI
-	VADDPS           (DI), Z0, Z0
-	VADDPS           64(DI), Z1, Z1
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z2, Z2
-	VADDPS           64(DI), Z3, Z3
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z4, Z4
-	VADDPS           64(DI), Z5, Z5
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z6, Z6
-	VADDPS           64(DI), Z7, Z7
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z8, Z8
-	VADDPS           64(DI), Z9, Z9
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z10, Z10
-	VADDPS           64(DI), Z11, Z11
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z12, Z12
-	VADDPS           64(DI), Z13, Z13
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z14, Z14
-	VADDPS           64(DI), Z15, Z15
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z16, Z16
-	VADDPS           64(DI), Z17, Z17
-
-planarR9V2_store:
-	MOVQ    BX, DI
-	VMOVUPS Z0, (DI)
-	VMOVUPS Z1, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z2, (DI)
-	VMOVUPS Z3, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z4, (DI)
-	VMOVUPS Z5, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z6, (DI)
-	VMOVUPS Z7, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z8, (DI)
-	VMOVUPS Z9, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z10, (DI)
-	VMOVUPS Z11, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z12, (DI)
-	VMOVUPS Z13, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z14, (DI)
-	VMOVUPS Z15, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z16, (DI)
-	VMOVUPS Z17, 64(DI)
-	ADDQ    $0x00000080, DX
-	ADDQ    $0x00000080, BX
-	ADDQ    $0x04, SI
-	DECQ    CX
-	JNZ     planarR9V2_tile
-	VZEROUPPER
-	RET
-
-// func planarR10V2(p *byte)
-// Requires: AVX, AVX512F
-TEXT ·planarR10V2(SB), NOSPLIT, $0-8
-	MOVQ p+0(FP), AX
-	MOVQ (AX), CX
-	MOVQ 48(AX), DX
-	MOVQ 72(AX), BX
-	MOVQ 24(AX), SI
-
-planarR10V2_tile:
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
-	VPXORD Z3, Z3, Z3
-	VPXORD Z4, Z4, Z4
-	VPXORD Z5, Z5, Z5
-	VPXORD Z6, Z6, Z6
-	VPXORD Z7, Z7, Z7
-	VPXORD Z8, Z8, Z8
-	VPXORD Z9, Z9, Z9
-	VPXORD Z10, Z10, Z10
-	VPXORD Z11, Z11, Z11
-	VPXORD Z12, Z12, Z12
-	VPXORD Z13, Z13, Z13
-	VPXORD Z14, Z14, Z14
-	VPXORD Z15, Z15, Z15
-	VPXORD Z16, Z16, Z16
-	VPXORD Z17, Z17, Z17
-	VPXORD Z18, Z18, Z18
-	VPXORD Z19, Z19, Z19
-	MOVQ   8(AX), DI
-	MOVQ   16(AX), R8
-	MOVQ   SI, R9
-	MOVQ   64(AX), R10
-
-planarR10V2_tap:
-	KMOVW (R9), K1
-	KMOVW 2(R9), K2
-	MOVQ  (R8), R11
-	LEAQ  (DX)(R11*4), R11
-	MOVQ  40(AX), R12
-
-planarR10V2_ic:
-	VMOVUPS.Z        (R11), K1, Z20
-	VMOVUPS.Z        64(R11), K2, Z21
-	VFMADD231PS.BCST (R10), Z20, Z0
-	VFMADD231PS.BCST (R10), Z21, Z1
-	VFMADD231PS.BCST 4(R10), Z20, Z2
-	VFMADD231PS.BCST 4(R10), Z21, Z3
-	VFMADD231PS.BCST 8(R10), Z20, Z4
-	VFMADD231PS.BCST 8(R10), Z21, Z5
-	VFMADD231PS.BCST 12(R10), Z20, Z6
-	VFMADD231PS.BCST 12(R10), Z21, Z7
-	VFMADD231PS.BCST 16(R10), Z20, Z8
-	VFMADD231PS.BCST 16(R10), Z21, Z9
-	VFMADD231PS.BCST 20(R10), Z20, Z10
-	VFMADD231PS.BCST 20(R10), Z21, Z11
-	VFMADD231PS.BCST 24(R10), Z20, Z12
-	VFMADD231PS.BCST 24(R10), Z21, Z13
-	VFMADD231PS.BCST 28(R10), Z20, Z14
-	VFMADD231PS.BCST 28(R10), Z21, Z15
-	VFMADD231PS.BCST 32(R10), Z20, Z16
-	VFMADD231PS.BCST 32(R10), Z21, Z17
-	VFMADD231PS.BCST 36(R10), Z20, Z18
-	VFMADD231PS.BCST 36(R10), Z21, Z19
-	ADDQ             56(AX), R11
-	ADDQ             $0x00000028, R10
-	DECQ             R12
-	JNZ              planarR10V2_ic
-	ADDQ             $0x08, R8
-	ADDQ             32(AX), R9
-	DECQ             DI
-	JNZ              planarR10V2_tap
-	CMPQ             88(AX), $0x00
-	JE               planarR10V2_store
-	MOVQ             BX, DI
-	VADDPS           (DI), Z0, Z0
-	VADDPS           64(DI), Z1, Z1
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z2, Z2
-	VADDPS           64(DI), Z3, Z3
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z4, Z4
-	VADDPS           64(DI), Z5, Z5
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z6, Z6
-	VADDPS           64(DI), Z7, Z7
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z8, Z8
-	VADDPS           64(DI), Z9, Z9
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z10, Z10
-	VADDPS           64(DI), Z11, Z11
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z12, Z12
-	VADDPS           64(DI), Z13, Z13
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z14, Z14
-	VADDPS           64(DI), Z15, Z15
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z16, Z16
-	VADDPS           64(DI), Z17, Z17
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z18, Z18
-	VADDPS           64(DI), Z19, Z19
-
-planarR10V2_store:
-	MOVQ    BX, DI
-	VMOVUPS Z0, (DI)
-	VMOVUPS Z1, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z2, (DI)
-	VMOVUPS Z3, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z4, (DI)
-	VMOVUPS Z5, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z6, (DI)
-	VMOVUPS Z7, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z8, (DI)
-	VMOVUPS Z9, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z10, (DI)
-	VMOVUPS Z11, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z12, (DI)
-	VMOVUPS Z13, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z14, (DI)
-	VMOVUPS Z15, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z16, (DI)
-	VMOVUPS Z17, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z18, (DI)
-	VMOVUPS Z19, 64(DI)
-	ADDQ    $0x00000080, DX
-	ADDQ    $0x00000080, BX
-	ADDQ    $0x04, SI
-	DECQ    CX
-	JNZ     planarR10V2_tile
-	VZEROUPPER
-	RET
-
-// func planarR11V2(p *byte)
-// Requires: AVX, AVX512F
-TEXT ·planarR11V2(SB), NOSPLIT, $0-8
-	MOVQ p+0(FP), AX
-	MOVQ (AX), CX
-	MOVQ 48(AX), DX
-	MOVQ 72(AX), BX
-	MOVQ 24(AX), SI
-
-planarR11V2_tile:
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
-	VPXORD Z3, Z3, Z3
-	VPXORD Z4, Z4, Z4
-	VPXORD Z5, Z5, Z5
-	VPXORD Z6, Z6, Z6
-	VPXORD Z7, Z7, Z7
-	VPXORD Z8, Z8, Z8
-	VPXORD Z9, Z9, Z9
-	VPXORD Z10, Z10, Z10
-	VPXORD Z11, Z11, Z11
-	VPXORD Z12, Z12, Z12
-	VPXORD Z13, Z13, Z13
-	VPXORD Z14, Z14, Z14
-	VPXORD Z15, Z15, Z15
-	VPXORD Z16, Z16, Z16
-	VPXORD Z17, Z17, Z17
-	VPXORD Z18, Z18, Z18
-	VPXORD Z19, Z19, Z19
-	VPXORD Z20, Z20, Z20
-	VPXORD Z21, Z21, Z21
-	MOVQ   8(AX), DI
-	MOVQ   16(AX), R8
-	MOVQ   SI, R9
-	MOVQ   64(AX), R10
-
-planarR11V2_tap:
-	KMOVW (R9), K1
-	KMOVW 2(R9), K2
-	MOVQ  (R8), R11
-	LEAQ  (DX)(R11*4), R11
-	MOVQ  40(AX), R12
-
-planarR11V2_ic:
-	VMOVUPS.Z        (R11), K1, Z22
-	VMOVUPS.Z        64(R11), K2, Z23
-	VFMADD231PS.BCST (R10), Z22, Z0
-	VFMADD231PS.BCST (R10), Z23, Z1
-	VFMADD231PS.BCST 4(R10), Z22, Z2
-	VFMADD231PS.BCST 4(R10), Z23, Z3
-	VFMADD231PS.BCST 8(R10), Z22, Z4
-	VFMADD231PS.BCST 8(R10), Z23, Z5
-	VFMADD231PS.BCST 12(R10), Z22, Z6
-	VFMADD231PS.BCST 12(R10), Z23, Z7
-	VFMADD231PS.BCST 16(R10), Z22, Z8
-	VFMADD231PS.BCST 16(R10), Z23, Z9
-	VFMADD231PS.BCST 20(R10), Z22, Z10
-	VFMADD231PS.BCST 20(R10), Z23, Z11
-	VFMADD231PS.BCST 24(R10), Z22, Z12
-	VFMADD231PS.BCST 24(R10), Z23, Z13
-	VFMADD231PS.BCST 28(R10), Z22, Z14
-	VFMADD231PS.BCST 28(R10), Z23, Z15
-	VFMADD231PS.BCST 32(R10), Z22, Z16
-	VFMADD231PS.BCST 32(R10), Z23, Z17
-	VFMADD231PS.BCST 36(R10), Z22, Z18
-	VFMADD231PS.BCST 36(R10), Z23, Z19
-	VFMADD231PS.BCST 40(R10), Z22, Z20
-	VFMADD231PS.BCST 40(R10), Z23, Z21
-	ADDQ             56(AX), R11
-	ADDQ             $0x0000002c, R10
-	DECQ             R12
-	JNZ              planarR11V2_ic
-	ADDQ             $0x08, R8
-	ADDQ             32(AX), R9
-	DECQ             DI
-	JNZ              planarR11V2_tap
-	CMPQ             88(AX), $0x00
-	JE               planarR11V2_store
-	MOVQ             BX, DI
-	VADDPS           (DI), Z0, Z0
-	VADDPS           64(DI), Z1, Z1
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z2, Z2
-	VADDPS           64(DI), Z3, Z3
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z4, Z4
-	VADDPS           64(DI), Z5, Z5
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z6, Z6
-	VADDPS           64(DI), Z7, Z7
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z8, Z8
-	VADDPS           64(DI), Z9, Z9
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z10, Z10
-	VADDPS           64(DI), Z11, Z11
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z12, Z12
-	VADDPS           64(DI), Z13, Z13
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z14, Z14
-	VADDPS           64(DI), Z15, Z15
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z16, Z16
-	VADDPS           64(DI), Z17, Z17
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z18, Z18
-	VADDPS           64(DI), Z19, Z19
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z20, Z20
-	VADDPS           64(DI), Z21, Z21
-
-planarR11V2_store:
-	MOVQ    BX, DI
-	VMOVUPS Z0, (DI)
-	VMOVUPS Z1, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z2, (DI)
-	VMOVUPS Z3, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z4, (DI)
-	VMOVUPS Z5, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z6, (DI)
-	VMOVUPS Z7, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z8, (DI)
-	VMOVUPS Z9, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z10, (DI)
-	VMOVUPS Z11, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z12, (DI)
-	VMOVUPS Z13, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z14, (DI)
-	VMOVUPS Z15, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z16, (DI)
-	VMOVUPS Z17, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z18, (DI)
-	VMOVUPS Z19, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z20, (DI)
-	VMOVUPS Z21, 64(DI)
-	ADDQ    $0x00000080, DX
-	ADDQ    $0x00000080, BX
-	ADDQ    $0x04, SI
-	DECQ    CX
-	JNZ     planarR11V2_tile
-	VZEROUPPER
-	RET
-
-// func planarR12V2(p *byte)
-// Requires: AVX, AVX512F
-TEXT ·planarR12V2(SB), NOSPLIT, $0-8
-	MOVQ p+0(FP), AX
-	MOVQ (AX), CX
-	MOVQ 48(AX), DX
-	MOVQ 72(AX), BX
-	MOVQ 24(AX), SI
-
-planarR12V2_tile:
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
-	VPXORD Z3, Z3, Z3
-	VPXORD Z4, Z4, Z4
-	VPXORD Z5, Z5, Z5
-	VPXORD Z6, Z6, Z6
-	VPXORD Z7, Z7, Z7
-	VPXORD Z8, Z8, Z8
-	VPXORD Z9, Z9, Z9
-	VPXORD Z10, Z10, Z10
-	VPXORD Z11, Z11, Z11
-	VPXORD Z12, Z12, Z12
-	VPXORD Z13, Z13, Z13
-	VPXORD Z14, Z14, Z14
-	VPXORD Z15, Z15, Z15
-	VPXORD Z16, Z16, Z16
-	VPXORD Z17, Z17, Z17
-	VPXORD Z18, Z18, Z18
-	VPXORD Z19, Z19, Z19
-	VPXORD Z20, Z20, Z20
-	VPXORD Z21, Z21, Z21
-	VPXORD Z22, Z22, Z22
-	VPXORD Z23, Z23, Z23
-	MOVQ   8(AX), DI
-	MOVQ   16(AX), R8
-	MOVQ   SI, R9
-	MOVQ   64(AX), R10
-
-planarR12V2_tap:
-	KMOVW (R9), K1
-	KMOVW 2(R9), K2
-	MOVQ  (R8), R11
-	LEAQ  (DX)(R11*4), R11
-	MOVQ  40(AX), R12
-
-planarR12V2_ic:
-	VMOVUPS.Z        (R11), K1, Z24
-	VMOVUPS.Z        64(R11), K2, Z25
-	VFMADD231PS.BCST (R10), Z24, Z0
-	VFMADD231PS.BCST (R10), Z25, Z1
-	VFMADD231PS.BCST 4(R10), Z24, Z2
-	VFMADD231PS.BCST 4(R10), Z25, Z3
-	VFMADD231PS.BCST 8(R10), Z24, Z4
-	VFMADD231PS.BCST 8(R10), Z25, Z5
-	VFMADD231PS.BCST 12(R10), Z24, Z6
-	VFMADD231PS.BCST 12(R10), Z25, Z7
-	VFMADD231PS.BCST 16(R10), Z24, Z8
-	VFMADD231PS.BCST 16(R10), Z25, Z9
-	VFMADD231PS.BCST 20(R10), Z24, Z10
-	VFMADD231PS.BCST 20(R10), Z25, Z11
-	VFMADD231PS.BCST 24(R10), Z24, Z12
-	VFMADD231PS.BCST 24(R10), Z25, Z13
-	VFMADD231PS.BCST 28(R10), Z24, Z14
-	VFMADD231PS.BCST 28(R10), Z25, Z15
-	VFMADD231PS.BCST 32(R10), Z24, Z16
-	VFMADD231PS.BCST 32(R10), Z25, Z17
-	VFMADD231PS.BCST 36(R10), Z24, Z18
-	VFMADD231PS.BCST 36(R10), Z25, Z19
-	VFMADD231PS.BCST 40(R10), Z24, Z20
-	VFMADD231PS.BCST 40(R10), Z25, Z21
-	VFMADD231PS.BCST 44(R10), Z24, Z22
-	VFMADD231PS.BCST 44(R10), Z25, Z23
-	ADDQ             56(AX), R11
-	ADDQ             $0x00000030, R10
-	DECQ             R12
-	JNZ              planarR12V2_ic
-	ADDQ             $0x08, R8
-	ADDQ             32(AX), R9
-	DECQ             DI
-	JNZ              planarR12V2_tap
-	CMPQ             88(AX), $0x00
-	JE               planarR12V2_store
-	MOVQ             BX, DI
-	VADDPS           (DI), Z0, Z0
-	VADDPS           64(DI), Z1, Z1
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z2, Z2
-	VADDPS           64(DI), Z3, Z3
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z4, Z4
-	VADDPS           64(DI), Z5, Z5
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z6, Z6
-	VADDPS           64(DI), Z7, Z7
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z8, Z8
-	VADDPS           64(DI), Z9, Z9
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z10, Z10
-	VADDPS           64(DI), Z11, Z11
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z12, Z12
-	VADDPS           64(DI), Z13, Z13
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z14, Z14
-	VADDPS           64(DI), Z15, Z15
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z16, Z16
-	VADDPS           64(DI), Z17, Z17
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z18, Z18
-	VADDPS           64(DI), Z19, Z19
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z20, Z20
-	VADDPS           64(DI), Z21, Z21
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z22, Z22
-	VADDPS           64(DI), Z23, Z23
-
-planarR12V2_store:
-	MOVQ    BX, DI
-	VMOVUPS Z0, (DI)
-	VMOVUPS Z1, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z2, (DI)
-	VMOVUPS Z3, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z4, (DI)
-	VMOVUPS Z5, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z6, (DI)
-	VMOVUPS Z7, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z8, (DI)
-	VMOVUPS Z9, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z10, (DI)
-	VMOVUPS Z11, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z12, (DI)
-	VMOVUPS Z13, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z14, (DI)
-	VMOVUPS Z15, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z16, (DI)
-	VMOVUPS Z17, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z18, (DI)
-	VMOVUPS Z19, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z20, (DI)
-	VMOVUPS Z21, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z22, (DI)
-	VMOVUPS Z23, 64(DI)
-	ADDQ    $0x00000080, DX
-	ADDQ    $0x00000080, BX
-	ADDQ    $0x04, SI
-	DECQ    CX
-	JNZ     planarR12V2_tile
-	VZEROUPPER
-	RET
-
-// func planarR13V2(p *byte)
-// Requires: AVX, AVX512F
-TEXT ·planarR13V2(SB), NOSPLIT, $0-8
-	MOVQ p+0(FP), AX
-	MOVQ (AX), CX
-	MOVQ 48(AX), DX
-	MOVQ 72(AX), BX
-	MOVQ 24(AX), SI
-
-planarR13V2_tile:
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
-	VPXORD Z3, Z3, Z3
-	VPXORD Z4, Z4, Z4
-	VPXORD Z5, Z5, Z5
-	VPXORD Z6, Z6, Z6
-	VPXORD Z7, Z7, Z7
-	VPXORD Z8, Z8, Z8
-	VPXORD Z9, Z9, Z9
-	VPXORD Z10, Z10, Z10
-	VPXORD Z11, Z11, Z11
-	VPXORD Z12, Z12, Z12
-	VPXORD Z13, Z13, Z13
-	VPXORD Z14, Z14, Z14
-	VPXORD Z15, Z15, Z15
-	VPXORD Z16, Z16, Z16
-	VPXORD Z17, Z17, Z17
-	VPXORD Z18, Z18, Z18
-	VPXORD Z19, Z19, Z19
-	VPXORD Z20, Z20, Z20
-	VPXORD Z21, Z21, Z21
-	VPXORD Z22, Z22, Z22
-	VPXORD Z23, Z23, Z23
-	VPXORD Z24, Z24, Z24
-	VPXORD Z25, Z25, Z25
-	MOVQ   8(AX), DI
-	MOVQ   16(AX), R8
-	MOVQ   SI, R9
-	MOVQ   64(AX), R10
-
-planarR13V2_tap:
-	KMOVW (R9), K1
-	KMOVW 2(R9), K2
-	MOVQ  (R8), R11
-	LEAQ  (DX)(R11*4), R11
-	MOVQ  40(AX), R12
-
-planarR13V2_ic:
-	VMOVUPS.Z        (R11), K1, Z26
-	VMOVUPS.Z        64(R11), K2, Z27
-	VFMADD231PS.BCST (R10), Z26, Z0
-	VFMADD231PS.BCST (R10), Z27, Z1
-	VFMADD231PS.BCST 4(R10), Z26, Z2
-	VFMADD231PS.BCST 4(R10), Z27, Z3
-	VFMADD231PS.BCST 8(R10), Z26, Z4
-	VFMADD231PS.BCST 8(R10), Z27, Z5
-	VFMADD231PS.BCST 12(R10), Z26, Z6
-	VFMADD231PS.BCST 12(R10), Z27, Z7
-	VFMADD231PS.BCST 16(R10), Z26, Z8
-	VFMADD231PS.BCST 16(R10), Z27, Z9
-	VFMADD231PS.BCST 20(R10), Z26, Z10
-	VFMADD231PS.BCST 20(R10), Z27, Z11
-	VFMADD231PS.BCST 24(R10), Z26, Z12
-	VFMADD231PS.BCST 24(R10), Z27, Z13
-	VFMADD231PS.BCST 28(R10), Z26, Z14
-	VFMADD231PS.BCST 28(R10), Z27, Z15
-	VFMADD231PS.BCST 32(R10), Z26, Z16
-	VFMADD231PS.BCST 32(R10), Z27, Z17
-	VFMADD231PS.BCST 36(R10), Z26, Z18
-	VFMADD231PS.BCST 36(R10), Z27, Z19
-	VFMADD231PS.BCST 40(R10), Z26, Z20
-	VFMADD231PS.BCST 40(R10), Z27, Z21
-	VFMADD231PS.BCST 44(R10), Z26, Z22
-	VFMADD231PS.BCST 44(R10), Z27, Z23
-	VFMADD231PS.BCST 48(R10), Z26, Z24
-	VFMADD231PS.BCST 48(R10), Z27, Z25
-	ADDQ             56(AX), R11
-	ADDQ             $0x00000034, R10
-	DECQ             R12
-	JNZ              planarR13V2_ic
-	ADDQ             $0x08, R8
-	ADDQ             32(AX), R9
-	DECQ             DI
-	JNZ              planarR13V2_tap
-	CMPQ             88(AX), $0x00
-	JE               planarR13V2_store
-	MOVQ             BX, DI
-	VADDPS           (DI), Z0, Z0
-	VADDPS           64(DI), Z1, Z1
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z2, Z2
-	VADDPS           64(DI), Z3, Z3
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z4, Z4
-	VADDPS           64(DI), Z5, Z5
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z6, Z6
-	VADDPS           64(DI), Z7, Z7
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z8, Z8
-	VADDPS           64(DI), Z9, Z9
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z10, Z10
-	VADDPS           64(DI), Z11, Z11
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z12, Z12
-	VADDPS           64(DI), Z13, Z13
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z14, Z14
-	VADDPS           64(DI), Z15, Z15
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z16, Z16
-	VADDPS           64(DI), Z17, Z17
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z18, Z18
-	VADDPS           64(DI), Z19, Z19
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z20, Z20
-	VADDPS           64(DI), Z21, Z21
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z22, Z22
-	VADDPS           64(DI), Z23, Z23
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z24, Z24
-	VADDPS           64(DI), Z25, Z25
-
-planarR13V2_store:
-	MOVQ    BX, DI
-	VMOVUPS Z0, (DI)
-	VMOVUPS Z1, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z2, (DI)
-	VMOVUPS Z3, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z4, (DI)
-	VMOVUPS Z5, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z6, (DI)
-	VMOVUPS Z7, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z8, (DI)
-	VMOVUPS Z9, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z10, (DI)
-	VMOVUPS Z11, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z12, (DI)
-	VMOVUPS Z13, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z14, (DI)
-	VMOVUPS Z15, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z16, (DI)
-	VMOVUPS Z17, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z18, (DI)
-	VMOVUPS Z19, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z20, (DI)
-	VMOVUPS Z21, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z22, (DI)
-	VMOVUPS Z23, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z24, (DI)
-	VMOVUPS Z25, 64(DI)
-	ADDQ    $0x00000080, DX
-	ADDQ    $0x00000080, BX
-	ADDQ    $0x04, SI
-	DECQ    CX
-	JNZ     planarR13V2_tile
-	VZEROUPPER
-	RET
-
-// func planarR14V2(p *byte)
-// Requires: AVX, AVX512F
-TEXT ·planarR14V2(SB), NOSPLIT, $0-8
-	MOVQ p+0(FP), AX
-	MOVQ (AX), CX
-	MOVQ 48(AX), DX
-	MOVQ 72(AX), BX
-	MOVQ 24(AX), SI
-
-planarR14V2_tile:
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
-	VPXORD Z3, Z3, Z3
-	VPXORD Z4, Z4, Z4
-	VPXORD Z5, Z5, Z5
-	VPXORD Z6, Z6, Z6
-	VPXORD Z7, Z7, Z7
-	VPXORD Z8, Z8, Z8
-	VPXORD Z9, Z9, Z9
-	VPXORD Z10, Z10, Z10
-	VPXORD Z11, Z11, Z11
-	VPXORD Z12, Z12, Z12
-	VPXORD Z13, Z13, Z13
-	VPXORD Z14, Z14, Z14
-	VPXORD Z15, Z15, Z15
-	VPXORD Z16, Z16, Z16
-	VPXORD Z17, Z17, Z17
-	VPXORD Z18, Z18, Z18
-	VPXORD Z19, Z19, Z19
-	VPXORD Z20, Z20, Z20
-	VPXORD Z21, Z21, Z21
-	VPXORD Z22, Z22, Z22
-	VPXORD Z23, Z23, Z23
-	VPXORD Z24, Z24, Z24
-	VPXORD Z25, Z25, Z25
-	VPXORD Z26, Z26, Z26
-	VPXORD Z27, Z27, Z27
-	MOVQ   8(AX), DI
-	MOVQ   16(AX), R8
-	MOVQ   SI, R9
-	MOVQ   64(AX), R10
-
-planarR14V2_tap:
-	KMOVW (R9), K1
-	KMOVW 2(R9), K2
-	MOVQ  (R8), R11
-	LEAQ  (DX)(R11*4), R11
-	MOVQ  40(AX), R12
-
-planarR14V2_ic:
-	VMOVUPS.Z        (R11), K1, Z28
-	VMOVUPS.Z        64(R11), K2, Z29
-	VFMADD231PS.BCST (R10), Z28, Z0
-	VFMADD231PS.BCST (R10), Z29, Z1
-	VFMADD231PS.BCST 4(R10), Z28, Z2
-	VFMADD231PS.BCST 4(R10), Z29, Z3
-	VFMADD231PS.BCST 8(R10), Z28, Z4
-	VFMADD231PS.BCST 8(R10), Z29, Z5
-	VFMADD231PS.BCST 12(R10), Z28, Z6
-	VFMADD231PS.BCST 12(R10), Z29, Z7
-	VFMADD231PS.BCST 16(R10), Z28, Z8
-	VFMADD231PS.BCST 16(R10), Z29, Z9
-	VFMADD231PS.BCST 20(R10), Z28, Z10
-	VFMADD231PS.BCST 20(R10), Z29, Z11
-	VFMADD231PS.BCST 24(R10), Z28, Z12
-	VFMADD231PS.BCST 24(R10), Z29, Z13
-	VFMADD231PS.BCST 28(R10), Z28, Z14
-	VFMADD231PS.BCST 28(R10), Z29, Z15
-	VFMADD231PS.BCST 32(R10), Z28, Z16
-	VFMADD231PS.BCST 32(R10), Z29, Z17
-	VFMADD231PS.BCST 36(R10), Z28, Z18
-	VFMADD231PS.BCST 36(R10), Z29, Z19
-	VFMADD231PS.BCST 40(R10), Z28, Z20
-	VFMADD231PS.BCST 40(R10), Z29, Z21
-	VFMADD231PS.BCST 44(R10), Z28, Z22
-	VFMADD231PS.BCST 44(R10), Z29, Z23
-	VFMADD231PS.BCST 48(R10), Z28, Z24
-	VFMADD231PS.BCST 48(R10), Z29, Z25
-	VFMADD231PS.BCST 52(R10), Z28, Z26
-	VFMADD231PS.BCST 52(R10), Z29, Z27
-	ADDQ             56(AX), R11
-	ADDQ             $0x00000038, R10
-	DECQ             R12
-	JNZ              planarR14V2_ic
-	ADDQ             $0x08, R8
-	ADDQ             32(AX), R9
-	DECQ             DI
-	JNZ              planarR14V2_tap
-	CMPQ             88(AX), $0x00
-	JE               planarR14V2_store
-	MOVQ             BX, DI
-	VADDPS           (DI), Z0, Z0
-	VADDPS           64(DI), Z1, Z1
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z2, Z2
-	VADDPS           64(DI), Z3, Z3
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z4, Z4
-	VADDPS           64(DI), Z5, Z5
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z6, Z6
-	VADDPS           64(DI), Z7, Z7
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z8, Z8
-	VADDPS           64(DI), Z9, Z9
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z10, Z10
-	VADDPS           64(DI), Z11, Z11
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z12, Z12
-	VADDPS           64(DI), Z13, Z13
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z14, Z14
-	VADDPS           64(DI), Z15, Z15
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z16, Z16
-	VADDPS           64(DI), Z17, Z17
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z18, Z18
-	VADDPS           64(DI), Z19, Z19
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z20, Z20
-	VADDPS           64(DI), Z21, Z21
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z22, Z22
-	VADDPS           64(DI), Z23, Z23
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z24, Z24
-	VADDPS           64(DI), Z25, Z25
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z26, Z26
-	VADDPS           64(DI), Z27, Z27
-
-planarR14V2_store:
-	MOVQ    BX, DI
-	VMOVUPS Z0, (DI)
-	VMOVUPS Z1, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z2, (DI)
-	VMOVUPS Z3, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z4, (DI)
-	VMOVUPS Z5, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z6, (DI)
-	VMOVUPS Z7, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z8, (DI)
-	VMOVUPS Z9, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z10, (DI)
-	VMOVUPS Z11, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z12, (DI)
-	VMOVUPS Z13, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z14, (DI)
-	VMOVUPS Z15, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z16, (DI)
-	VMOVUPS Z17, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z18, (DI)
-	VMOVUPS Z19, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z20, (DI)
-	VMOVUPS Z21, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z22, (DI)
-	VMOVUPS Z23, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z24, (DI)
-	VMOVUPS Z25, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z26, (DI)
-	VMOVUPS Z27, 64(DI)
-	ADDQ    $0x00000080, DX
-	ADDQ    $0x00000080, BX
-	ADDQ    $0x04, SI
-	DECQ    CX
-	JNZ     planarR14V2_tile
-	VZEROUPPER
-	RET
-
-// func planarR15V2(p *byte)
-// Requires: AVX, AVX512F
-TEXT ·planarR15V2(SB), NOSPLIT, $0-8
-	MOVQ p+0(FP), AX
-	MOVQ (AX), CX
-	MOVQ 48(AX), DX
-	MOVQ 72(AX), BX
-	MOVQ 24(AX), SI
-
-planarR15V2_tile:
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
-	VPXORD Z3, Z3, Z3
-	VPXORD Z4, Z4, Z4
-	VPXORD Z5, Z5, Z5
-	VPXORD Z6, Z6, Z6
-	VPXORD Z7, Z7, Z7
-	VPXORD Z8, Z8, Z8
-	VPXORD Z9, Z9, Z9
-	VPXORD Z10, Z10, Z10
-	VPXORD Z11, Z11, Z11
-	VPXORD Z12, Z12, Z12
-	VPXORD Z13, Z13, Z13
-	VPXORD Z14, Z14, Z14
-	VPXORD Z15, Z15, Z15
-	VPXORD Z16, Z16, Z16
-	VPXORD Z17, Z17, Z17
-	VPXORD Z18, Z18, Z18
-	VPXORD Z19, Z19, Z19
-	VPXORD Z20, Z20, Z20
-	VPXORD Z21, Z21, Z21
-	VPXORD Z22, Z22, Z22
-	VPXORD Z23, Z23, Z23
-	VPXORD Z24, Z24, Z24
-	VPXORD Z25, Z25, Z25
-	VPXORD Z26, Z26, Z26
-	VPXORD Z27, Z27, Z27
-	VPXORD Z28, Z28, Z28
-	VPXORD Z29, Z29, Z29
-	MOVQ   8(AX), DI
-	MOVQ   16(AX), R8
-	MOVQ   SI, R9
-	MOVQ   64(AX), R10
-
-planarR15V2_tap:
-	KMOVW (R9), K1
-	KMOVW 2(R9), K2
-	MOVQ  (R8), R11
-	LEAQ  (DX)(R11*4), R11
-	MOVQ  40(AX), R12
-
-planarR15V2_ic:
-	VMOVUPS.Z        (R11), K1, Z30
-	VMOVUPS.Z        64(R11), K2, Z31
-	VFMADD231PS.BCST (R10), Z30, Z0
-	VFMADD231PS.BCST (R10), Z31, Z1
-	VFMADD231PS.BCST 4(R10), Z30, Z2
-	VFMADD231PS.BCST 4(R10), Z31, Z3
-	VFMADD231PS.BCST 8(R10), Z30, Z4
-	VFMADD231PS.BCST 8(R10), Z31, Z5
-	VFMADD231PS.BCST 12(R10), Z30, Z6
-	VFMADD231PS.BCST 12(R10), Z31, Z7
-	VFMADD231PS.BCST 16(R10), Z30, Z8
-	VFMADD231PS.BCST 16(R10), Z31, Z9
-	VFMADD231PS.BCST 20(R10), Z30, Z10
-	VFMADD231PS.BCST 20(R10), Z31, Z11
-	VFMADD231PS.BCST 24(R10), Z30, Z12
-	VFMADD231PS.BCST 24(R10), Z31, Z13
-	VFMADD231PS.BCST 28(R10), Z30, Z14
-	VFMADD231PS.BCST 28(R10), Z31, Z15
-	VFMADD231PS.BCST 32(R10), Z30, Z16
-	VFMADD231PS.BCST 32(R10), Z31, Z17
-	VFMADD231PS.BCST 36(R10), Z30, Z18
-	VFMADD231PS.BCST 36(R10), Z31, Z19
-	VFMADD231PS.BCST 40(R10), Z30, Z20
-	VFMADD231PS.BCST 40(R10), Z31, Z21
-	VFMADD231PS.BCST 44(R10), Z30, Z22
-	VFMADD231PS.BCST 44(R10), Z31, Z23
-	VFMADD231PS.BCST 48(R10), Z30, Z24
-	VFMADD231PS.BCST 48(R10), Z31, Z25
-	VFMADD231PS.BCST 52(R10), Z30, Z26
-	VFMADD231PS.BCST 52(R10), Z31, Z27
-	VFMADD231PS.BCST 56(R10), Z30, Z28
-	VFMADD231PS.BCST 56(R10), Z31, Z29
-	ADDQ             56(AX), R11
-	ADDQ             $0x0000003c, R10
-	DECQ             R12
-	JNZ              planarR15V2_ic
-	ADDQ             $0x08, R8
-	ADDQ             32(AX), R9
-	DECQ             DI
-	JNZ              planarR15V2_tap
-	CMPQ             88(AX), $0x00
-	JE               planarR15V2_store
-	MOVQ             BX, DI
-	VADDPS           (DI), Z0, Z0
-	VADDPS           64(DI), Z1, Z1
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z2, Z2
-	VADDPS           64(DI), Z3, Z3
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z4, Z4
-	VADDPS           64(DI), Z5, Z5
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z6, Z6
-	VADDPS           64(DI), Z7, Z7
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z8, Z8
-	VADDPS           64(DI), Z9, Z9
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z10, Z10
-	VADDPS           64(DI), Z11, Z11
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z12, Z12
-	VADDPS           64(DI), Z13, Z13
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z14, Z14
-	VADDPS           64(DI), Z15, Z15
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z16, Z16
-	VADDPS           64(DI), Z17, Z17
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z18, Z18
-	VADDPS           64(DI), Z19, Z19
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z20, Z20
-	VADDPS           64(DI), Z21, Z21
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z22, Z22
-	VADDPS           64(DI), Z23, Z23
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z24, Z24
-	VADDPS           64(DI), Z25, Z25
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z26, Z26
-	VADDPS           64(DI), Z27, Z27
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z28, Z28
-	VADDPS           64(DI), Z29, Z29
-
-planarR15V2_store:
-	MOVQ    BX, DI
-	VMOVUPS Z0, (DI)
-	VMOVUPS Z1, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z2, (DI)
-	VMOVUPS Z3, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z4, (DI)
-	VMOVUPS Z5, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z6, (DI)
-	VMOVUPS Z7, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z8, (DI)
-	VMOVUPS Z9, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z10, (DI)
-	VMOVUPS Z11, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z12, (DI)
-	VMOVUPS Z13, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z14, (DI)
-	VMOVUPS Z15, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z16, (DI)
-	VMOVUPS Z17, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z18, (DI)
-	VMOVUPS Z19, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z20, (DI)
-	VMOVUPS Z21, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z22, (DI)
-	VMOVUPS Z23, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z24, (DI)
-	VMOVUPS Z25, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z26, (DI)
-	VMOVUPS Z27, 64(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z28, (DI)
-	VMOVUPS Z29, 64(DI)
-	ADDQ    $0x00000080, DX
-	ADDQ    $0x00000080, BX
-	ADDQ    $0x04, SI
-	DECQ    CX
-	JNZ     planarR15V2_tile
-	VZEROUPPER
-	RET
-
-// func planarR1V3(p *byte)
-// Requires: AVX, AVX512F
-TEXT ·planarR1V3(SB), NOSPLIT, $0-8
-	MOVQ p+0(FP), AX
-	MOVQ (AX), CX
-	MOVQ 48(AX), DX
-	MOVQ 72(AX), BX
-	MOVQ 24(AX), SI
-
-planarR1V3_tile:
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
-	MOVQ   8(AX), DI
-	MOVQ   16(AX), R8
-	MOVQ   SI, R9
-	MOVQ   64(AX), R10
-
-planarR1V3_tap:
-	KMOVW (R9), K1
-	KMOVW 2(R9), K2
-	KMOVW 4(R9), K3
-	MOVQ  (R8), R11
-	LEAQ  (DX)(R11*4), R11
-	MOVQ  40(AX), R12
-
-planarR1V3_ic:
-	VMOVUPS.Z        (R11), K1, Z3
-	VMOVUPS.Z        64(R11), K2, Z4
-	VMOVUPS.Z        128(R11), K3, Z5
-	VFMADD231PS.BCST (R10), Z3, Z0
-	VFMADD231PS.BCST (R10), Z4, Z1
-	VFMADD231PS.BCST (R10), Z5, Z2
-	ADDQ             56(AX), R11
-	ADDQ             $0x00000004, R10
-	DECQ             R12
-	JNZ              planarR1V3_ic
-	ADDQ             $0x08, R8
-	ADDQ             32(AX), R9
-	DECQ             DI
-	JNZ              planarR1V3_tap
-	CMPQ             88(AX), $0x00
-	JE               planarR1V3_store
-	MOVQ             BX, DI
-	VADDPS           (DI), Z0, Z0
-	VADDPS           64(DI), Z1, Z1
-	VADDPS           128(DI), Z2, Z2
-
-planarR1V3_store:
-	MOVQ    BX, DI
-	VMOVUPS Z0, (DI)
-	VMOVUPS Z1, 64(DI)
-	VMOVUPS Z2, 128(DI)
-	ADDQ    $0x000000c0, DX
-	ADDQ    $0x000000c0, BX
-	ADDQ    $0x06, SI
-	DECQ    CX
-	JNZ     planarR1V3_tile
-	VZEROUPPER
-	RET
-
-// func planarR2V3(p *byte)
-// Requires: AVX, AVX512F
-TEXT ·planarR2V3(SB), NOSPLIT, $0-8
-	MOVQ p+0(FP), AX
-	MOVQ (AX), CX
-	MOVQ 48(AX), DX
-	MOVQ 72(AX), BX
-	MOVQ 24(AX), SI
-
-planarR2V3_tile:
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
-	VPXORD Z3, Z3, Z3
-	VPXORD Z4, Z4, Z4
-	VPXORD Z5, Z5, Z5
-	MOVQ   8(AX), DI
-	MOVQ   16(AX), R8
-	MOVQ   SI, R9
-	MOVQ   64(AX), R10
-
-planarR2V3_tap:
-	KMOVW (R9), K1
-	KMOVW 2(R9), K2
-	KMOVW 4(R9), K3
-	MOVQ  (R8), R11
-	LEAQ  (DX)(R11*4), R11
-	MOVQ  40(AX), R12
-
-planarR2V3_ic:
-	VMOVUPS.Z        (R11), K1, Z6
-	VMOVUPS.Z        64(R11), K2, Z7
-	VMOVUPS.Z        128(R11), K3, Z8
-	VFMADD231PS.BCST (R10), Z6, Z0
-	VFMADD231PS.BCST (R10), Z7, Z1
-	VFMADD231PS.BCST (R10), Z8, Z2
-	VFMADD231PS.BCST 4(R10), Z6, Z3
-	VFMADD231PS.BCST 4(R10), Z7, Z4
-	VFMADD231PS.BCST 4(R10), Z8, Z5
-	ADDQ             56(AX), R11
-	ADDQ             $0x00000008, R10
-	DECQ             R12
-	JNZ              planarR2V3_ic
-	ADDQ             $0x08, R8
-	ADDQ             32(AX), R9
-	DECQ             DI
-	JNZ              planarR2V3_tap
-	CMPQ             88(AX), $0x00
-	JE               planarR2V3_store
-	MOVQ             BX, DI
-	VADDPS           (DI), Z0, Z0
-	VADDPS           64(DI), Z1, Z1
-	VADDPS           128(DI), Z2, Z2
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z3, Z3
-	VADDPS           64(DI), Z4, Z4
-	VADDPS           128(DI), Z5, Z5
-
-planarR2V3_store:
-	MOVQ    BX, DI
-	VMOVUPS Z0, (DI)
-	VMOVUPS Z1, 64(DI)
-	VMOVUPS Z2, 128(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z3, (DI)
-	VMOVUPS Z4, 64(DI)
-	VMOVUPS Z5, 128(DI)
-	ADDQ    $0x000000c0, DX
-	ADDQ    $0x000000c0, BX
-	ADDQ    $0x06, SI
-	DECQ    CX
-	JNZ     planarR2V3_tile
-	VZEROUPPER
-	RET
-
-// func planarR3V3(p *byte)
-// Requires: AVX, AVX512F
-TEXT ·planarR3V3(SB), NOSPLIT, $0-8
-	MOVQ p+0(FP), AX
-	MOVQ (AX), CX
-	MOVQ 48(AX), DX
-	MOVQ 72(AX), BX
-	MOVQ 24(AX), SI
-
-planarR3V3_tile:
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
-	VPXORD Z3, Z3, Z3
-	VPXORD Z4, Z4, Z4
-	VPXORD Z5, Z5, Z5
-	VPXORD Z6, Z6, Z6
-	VPXORD Z7, Z7, Z7
-	VPXORD Z8, Z8, Z8
-	MOVQ   8(AX), DI
-	MOVQ   16(AX), R8
-	MOVQ   SI, R9
-	MOVQ   64(AX), R10
-
-planarR3V3_tap:
-	KMOVW (R9), K1
-	KMOVW 2(R9), K2
-	KMOVW 4(R9), K3
-	MOVQ  (R8), R11
-	LEAQ  (DX)(R11*4), R11
-	MOVQ  40(AX), R12
-
-planarR3V3_ic:
-	VMOVUPS.Z        (R11), K1, Z9
-	VMOVUPS.Z        64(R11), K2, Z10
-	VMOVUPS.Z        128(R11), K3, Z11
-	VFMADD231PS.BCST (R10), Z9, Z0
-	VFMADD231PS.BCST (R10), Z10, Z1
-	VFMADD231PS.BCST (R10), Z11, Z2
-	VFMADD231PS.BCST 4(R10), Z9, Z3
-	VFMADD231PS.BCST 4(R10), Z10, Z4
-	VFMADD231PS.BCST 4(R10), Z11, Z5
-	VFMADD231PS.BCST 8(R10), Z9, Z6
-	VFMADD231PS.BCST 8(R10), Z10, Z7
-	VFMADD231PS.BCST 8(R10), Z11, Z8
-	ADDQ             56(AX), R11
-	ADDQ             $0x0000000c, R10
-	DECQ             R12
-	JNZ              planarR3V3_ic
-	ADDQ             $0x08, R8
-	ADDQ             32(AX), R9
-	DECQ             DI
-	JNZ              planarR3V3_tap
-	CMPQ             88(AX), $0x00
-	JE               planarR3V3_store
-	MOVQ             BX, DI
-	VADDPS           (DI), Z0, Z0
-	VADDPS           64(DI), Z1, Z1
-	VADDPS           128(DI), Z2, Z2
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z3, Z3
-	VADDPS           64(DI), Z4, Z4
-	VADDPS           128(DI), Z5, Z5
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z6, Z6
-	VADDPS           64(DI), Z7, Z7
-	VADDPS           128(DI), Z8, Z8
-
-planarR3V3_store:
-	MOVQ    BX, DI
-	VMOVUPS Z0, (DI)
-	VMOVUPS Z1, 64(DI)
-	VMOVUPS Z2, 128(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z3, (DI)
-	VMOVUPS Z4, 64(DI)
-	VMOVUPS Z5, 128(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z6, (DI)
-	VMOVUPS Z7, 64(DI)
-	VMOVUPS Z8, 128(DI)
-	ADDQ    $0x000000c0, DX
-	ADDQ    $0x000000c0, BX
-	ADDQ    $0x06, SI
-	DECQ    CX
-	JNZ     planarR3V3_tile
-	VZEROUPPER
-	RET
-
-// func planarR4V3(p *byte)
-// Requires: AVX, AVX512F
-TEXT ·planarR4V3(SB), NOSPLIT, $0-8
-	MOVQ p+0(FP), AX
-	MOVQ (AX), CX
-	MOVQ 48(AX), DX
-	MOVQ 72(AX), BX
-	MOVQ 24(AX), SI
-
-planarR4V3_tile:
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
-	VPXORD Z3, Z3, Z3
-	VPXORD Z4, Z4, Z4
-	VPXORD Z5, Z5, Z5
-	VPXORD Z6, Z6, Z6
-	VPXORD Z7, Z7, Z7
-	VPXORD Z8, Z8, Z8
-	VPXORD Z9, Z9, Z9
-	VPXORD Z10, Z10, Z10
-	VPXORD Z11, Z11, Z11
-	MOVQ   8(AX), DI
-	MOVQ   16(AX), R8
-	MOVQ   SI, R9
-	MOVQ   64(AX), R10
-
-planarR4V3_tap:
-	KMOVW (R9), K1
-	KMOVW 2(R9), K2
-	KMOVW 4(R9), K3
-	MOVQ  (R8), R11
-	LEAQ  (DX)(R11*4), R11
-	MOVQ  40(AX), R12
-
-planarR4V3_ic:
-	VMOVUPS.Z        (R11), K1, Z12
-	VMOVUPS.Z        64(R11), K2, Z13
-	VMOVUPS.Z        128(R11), K3, Z14
-	VFMADD231PS.BCST (R10), Z12, Z0
-	VFMADD231PS.BCST (R10), Z13, Z1
-	VFMADD231PS.BCST (R10), Z14, Z2
-	VFMADD231PS.BCST 4(R10), Z12, Z3
-	VFMADD231PS.BCST 4(R10), Z13, Z4
-	VFMADD231PS.BCST 4(R10), Z14, Z5
-	VFMADD231PS.BCST 8(R10), Z12, Z6
-	VFMADD231PS.BCST 8(R10), Z13, Z7
-	VFMADD231PS.BCST 8(R10), Z14, Z8
-	VFMADD231PS.BCST 12(R10), Z12, Z9
-	VFMADD231PS.BCST 12(R10), Z13, Z10
-	VFMADD231PS.BCST 12(R10), Z14, Z11
-	ADDQ             56(AX), R11
-	ADDQ             $0x00000010, R10
-	DECQ             R12
-	JNZ              planarR4V3_ic
-	ADDQ             $0x08, R8
-	ADDQ             32(AX), R9
-	DECQ             DI
-	JNZ              planarR4V3_tap
-	CMPQ             88(AX), $0x00
-	JE               planarR4V3_store
-	MOVQ             BX, DI
-	VADDPS           (DI), Z0, Z0
-	VADDPS           64(DI), Z1, Z1
-	VADDPS           128(DI), Z2, Z2
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z3, Z3
-	VADDPS           64(DI), Z4, Z4
-	VADDPS           128(DI), Z5, Z5
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z6, Z6
-	VADDPS           64(DI), Z7, Z7
-	VADDPS           128(DI), Z8, Z8
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z9, Z9
-	VADDPS           64(DI), Z10, Z10
-	VADDPS           128(DI), Z11, Z11
-
-planarR4V3_store:
-	MOVQ    BX, DI
-	VMOVUPS Z0, (DI)
-	VMOVUPS Z1, 64(DI)
-	VMOVUPS Z2, 128(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z3, (DI)
-	VMOVUPS Z4, 64(DI)
-	VMOVUPS Z5, 128(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z6, (DI)
-	VMOVUPS Z7, 64(DI)
-	VMOVUPS Z8, 128(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z9, (DI)
-	VMOVUPS Z10, 64(DI)
-	VMOVUPS Z11, 128(DI)
-	ADDQ    $0x000000c0, DX
-	ADDQ    $0x000000c0, BX
-	ADDQ    $0x06, SI
-	DECQ    CX
-	JNZ     planarR4V3_tile
-	VZEROUPPER
-	RET
-
-// func planarR5V3(p *byte)
-// Requires: AVX, AVX512F
-TEXT ·planarR5V3(SB), NOSPLIT, $0-8
-	MOVQ p+0(FP), AX
-	MOVQ (AX), CX
-	MOVQ 48(AX), DX
-	MOVQ 72(AX), BX
-	MOVQ 24(AX), SI
-
-planarR5V3_tile:
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
-	VPXORD Z3, Z3, Z3
-	VPXORD Z4, Z4, Z4
-	VPXORD Z5, Z5, Z5
-	VPXORD Z6, Z6, Z6
-	VPXORD Z7, Z7, Z7
-	VPXORD Z8, Z8, Z8
-	VPXORD Z9, Z9, Z9
-	VPXORD Z10, Z10, Z10
-	VPXORD Z11, Z11, Z11
-	VPXORD Z12, Z12, Z12
-	VPXORD Z13, Z13, Z13
-	VPXORD Z14, Z14, Z14
-	MOVQ   8(AX), DI
-	MOVQ   16(AX), R8
-	MOVQ   SI, R9
-	MOVQ   64(AX), R10
-
-planarR5V3_tap:
-	KMOVW (R9), K1
-	KMOVW 2(R9), K2
-	KMOVW 4(R9), K3
-	MOVQ  (R8), R11
-	LEAQ  (DX)(R11*4), R11
-	MOVQ  40(AX), R12
-
-planarR5V3_ic:
-	VMOVUPS.Z        (R11), K1, Z15
-	VMOVUPS.Z        64(R11), K2, Z16
-	VMOVUPS.Z        128(R11), K3, Z17
-	VFMADD231PS.BCST (R10), Z15, Z0
-	VFMADD231PS.BCST (R10), Z16, Z1
-	VFMADD231PS.BCST (R10), Z17, Z2
-	VFMADD231PS.BCST 4(R10), Z15, Z3
-	VFMADD231PS.BCST 4(R10), Z16, Z4
-	VFMADD231PS.BCST 4(R10), Z17, Z5
-	VFMADD231PS.BCST 8(R10), Z15, Z6
-	VFMADD231PS.BCST 8(R10), Z16, Z7
-	VFMADD231PS.BCST 8(R10), Z17, Z8
-	VFMADD231PS.BCST 12(R10), Z15, Z9
-	VFMADD231PS.BCST 12(R10), Z16, Z10
-	VFMADD231PS.BCST 12(R10), Z17, Z11
-	VFMADD231PS.BCST 16(R10), Z15, Z12
-	VFMADD231PS.BCST 16(R10), Z16, Z13
-	VFMADD231PS.BCST 16(R10), Z17, Z14
-	ADDQ             56(AX), R11
-	ADDQ             $0x00000014, R10
-	DECQ             R12
-	JNZ              planarR5V3_ic
-	ADDQ             $0x08, R8
-	ADDQ             32(AX), R9
-	DECQ             DI
-	JNZ              planarR5V3_tap
-	CMPQ             88(AX), $0x00
-	JE               planarR5V3_store
-	MOVQ             BX, DI
-	VADDPS           (DI), Z0, Z0
-	VADDPS           64(DI), Z1, Z1
-	VADDPS           128(DI), Z2, Z2
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z3, Z3
-	VADDPS           64(DI), Z4, Z4
-	VADDPS           128(DI), Z5, Z5
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z6, Z6
-	VADDPS           64(DI), Z7, Z7
-	VADDPS           128(DI), Z8, Z8
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z9, Z9
-	VADDPS           64(DI), Z10, Z10
-	VADDPS           128(DI), Z11, Z11
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z12, Z12
-	VADDPS           64(DI), Z13, Z13
-	VADDPS           128(DI), Z14, Z14
-
-planarR5V3_store:
-	MOVQ    BX, DI
-	VMOVUPS Z0, (DI)
-	VMOVUPS Z1, 64(DI)
-	VMOVUPS Z2, 128(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z3, (DI)
-	VMOVUPS Z4, 64(DI)
-	VMOVUPS Z5, 128(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z6, (DI)
-	VMOVUPS Z7, 64(DI)
-	VMOVUPS Z8, 128(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z9, (DI)
-	VMOVUPS Z10, 64(DI)
-	VMOVUPS Z11, 128(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z12, (DI)
-	VMOVUPS Z13, 64(DI)
-	VMOVUPS Z14, 128(DI)
-	ADDQ    $0x000000c0, DX
-	ADDQ    $0x000000c0, BX
-	ADDQ    $0x06, SI
-	DECQ    CX
-	JNZ     planarR5V3_tile
-	VZEROUPPER
-	RET
-
-// func planarR6V3(p *byte)
-// Requires: AVX, AVX512F
-TEXT ·planarR6V3(SB), NOSPLIT, $0-8
-	MOVQ p+0(FP), AX
-	MOVQ (AX), CX
-	MOVQ 48(AX), DX
-	MOVQ 72(AX), BX
-	MOVQ 24(AX), SI
-
-planarR6V3_tile:
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
-	VPXORD Z3, Z3, Z3
-	VPXORD Z4, Z4, Z4
-	VPXORD Z5, Z5, Z5
-	VPXORD Z6, Z6, Z6
-	VPXORD Z7, Z7, Z7
-	VPXORD Z8, Z8, Z8
-	VPXORD Z9, Z9, Z9
-	VPXORD Z10, Z10, Z10
-	VPXORD Z11, Z11, Z11
-	VPXORD Z12, Z12, Z12
-	VPXORD Z13, Z13, Z13
-	VPXORD Z14, Z14, Z14
-	VPXORD Z15, Z15, Z15
-	VPXORD Z16, Z16, Z16
-	VPXORD Z17, Z17, Z17
-	MOVQ   8(AX), DI
-	MOVQ   16(AX), R8
-	MOVQ   SI, R9
-	MOVQ   64(AX), R10
-
-planarR6V3_tap:
-	KMOVW (R9), K1
-	KMOVW 2(R9), K2
-	KMOVW 4(R9), K3
-	MOVQ  (R8), R11
-	LEAQ  (DX)(R11*4), R11
-	MOVQ  40(AX), R12
-
-planarR6V3_ic:
-	VMOVUPS.Z        (R11), K1, Z18
-	VMOVUPS.Z        64(R11), K2, Z19
-	VMOVUPS.Z        128(R11), K3, Z20
-	VFMADD231PS.BCST (R10), Z18, Z0
-	VFMADD231PS.BCST (R10), Z19, Z1
-	VFMADD231PS.BCST (R10), Z20, Z2
-	VFMADD231PS.BCST 4(R10), Z18, Z3
-	VFMADD231PS.BCST 4(R10), Z19, Z4
-	VFMADD231PS.BCST 4(R10), Z20, Z5
-	VFMADD231PS.BCST 8(R10), Z18, Z6
-	VFMADD231PS.BCST 8(R10), Z19, Z7
-	VFMADD231PS.BCST 8(R10), Z20, Z8
-	VFMADD231PS.BCST 12(R10), Z18, Z9
-	VFMADD231PS.BCST 12(R10), Z19, Z10
-	VFMADD231PS.BCST 12(R10), Z20, Z11
-	VFMADD231PS.BCST 16(R10), Z18, Z12
-	VFMADD231PS.BCST 16(R10), Z19, Z13
-	VFMADD231PS.BCST 16(R10), Z20, Z14
-	VFMADD231PS.BCST 20(R10), Z18, Z15
-	VFMADD231PS.BCST 20(R10), Z19, Z16
-	VFMADD231PS.BCST 20(R10), Z20, Z17
-	ADDQ             56(AX), R11
-	ADDQ             $0x00000018, R10
-	DECQ             R12
-	JNZ              planarR6V3_ic
-	ADDQ             $0x08, R8
-	ADDQ             32(AX), R9
-	DECQ             DI
-	JNZ              planarR6V3_tap
-	CMPQ             88(AX), $0x00
-	JE               planarR6V3_store
-	MOVQ             BX, DI
-	VADDPS           (DI), Z0, Z0
-	VADDPS           64(DI), Z1, Z1
-	VADDPS           128(DI), Z2, Z2
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z3, Z3
-	VADDPS           64(DI), Z4, Z4
-	VADDPS           128(DI), Z5, Z5
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z6, Z6
-	VADDPS           64(DI), Z7, Z7
-	VADDPS           128(DI), Z8, Z8
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z9, Z9
-	VADDPS           64(DI), Z10, Z10
-	VADDPS           128(DI), Z11, Z11
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z12, Z12
-	VADDPS           64(DI), Z13, Z13
-	VADDPS           128(DI), Z14, Z14
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z15, Z15
-	VADDPS           64(DI), Z16, Z16
-	VADDPS           128(DI), Z17, Z17
-
-planarR6V3_store:
-	MOVQ    BX, DI
-	VMOVUPS Z0, (DI)
-	VMOVUPS Z1, 64(DI)
-	VMOVUPS Z2, 128(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z3, (DI)
-	VMOVUPS Z4, 64(DI)
-	VMOVUPS Z5, 128(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z6, (DI)
-	VMOVUPS Z7, 64(DI)
-	VMOVUPS Z8, 128(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z9, (DI)
-	VMOVUPS Z10, 64(DI)
-	VMOVUPS Z11, 128(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z12, (DI)
-	VMOVUPS Z13, 64(DI)
-	VMOVUPS Z14, 128(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z15, (DI)
-	VMOVUPS Z16, 64(DI)
-	VMOVUPS Z17, 128(DI)
-	ADDQ    $0x000000c0, DX
-	ADDQ    $0x000000c0, BX
-	ADDQ    $0x06, SI
-	DECQ    CX
-	JNZ     planarR6V3_tile
-	VZEROUPPER
-	RET
-
-// func planarR7V3(p *byte)
-// Requires: AVX, AVX512F
-TEXT ·planarR7V3(SB), NOSPLIT, $0-8
-	MOVQ p+0(FP), AX
-	MOVQ (AX), CX
-	MOVQ 48(AX), DX
-	MOVQ 72(AX), BX
-	MOVQ 24(AX), SI
-
-planarR7V3_tile:
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
-	VPXORD Z3, Z3, Z3
-	VPXORD Z4, Z4, Z4
-	VPXORD Z5, Z5, Z5
-	VPXORD Z6, Z6, Z6
-	VPXORD Z7, Z7, Z7
-	VPXORD Z8, Z8, Z8
-	VPXORD Z9, Z9, Z9
-	VPXORD Z10, Z10, Z10
-	VPXORD Z11, Z11, Z11
-	VPXORD Z12, Z12, Z12
-	VPXORD Z13, Z13, Z13
-	VPXORD Z14, Z14, Z14
-	VPXORD Z15, Z15, Z15
-	VPXORD Z16, Z16, Z16
-	VPXORD Z17, Z17, Z17
-	VPXORD Z18, Z18, Z18
-	VPXORD Z19, Z19, Z19
-	VPXORD Z20, Z20, Z20
-	MOVQ   8(AX), DI
-	MOVQ   16(AX), R8
-	MOVQ   SI, R9
-	MOVQ   64(AX), R10
-
-planarR7V3_tap:
-	KMOVW (R9), K1
-	KMOVW 2(R9), K2
-	KMOVW 4(R9), K3
-	MOVQ  (R8), R11
-	LEAQ  (DX)(R11*4), R11
-	MOVQ  40(AX), R12
-
-planarR7V3_ic:
-	VMOVUPS.Z        (R11), K1, Z21
-	VMOVUPS.Z        64(R11), K2, Z22
-	VMOVUPS.Z        128(R11), K3, Z23
-	VFMADD231PS.BCST (R10), Z21, Z0
-	VFMADD231PS.BCST (R10), Z22, Z1
-	VFMADD231PS.BCST (R10), Z23, Z2
-	VFMADD231PS.BCST 4(R10), Z21, Z3
-	VFMADD231PS.BCST 4(R10), Z22, Z4
-	VFMADD231PS.BCST 4(R10), Z23, Z5
-	VFMADD231PS.BCST 8(R10), Z21, Z6
-	VFMADD231PS.BCST 8(R10), Z22, Z7
-	VFMADD231PS.BCST 8(R10), Z23, Z8
-	VFMADD231PS.BCST 12(R10), Z21, Z9
-	VFMADD231PS.BCST 12(R10), Z22, Z10
-	VFMADD231PS.BCST 12(R10), Z23, Z11
-	VFMADD231PS.BCST 16(R10), Z21, Z12
-	VFMADD231PS.BCST 16(R10), Z22, Z13
-	VFMADD231PS.BCST 16(R10), Z23, Z14
-	VFMADD231PS.BCST 20(R10), Z21, Z15
-	VFMADD231PS.BCST 20(R10), Z22, Z16
-	VFMADD231PS.BCST 20(R10), Z23, Z17
-	VFMADD231PS.BCST 24(R10), Z21, Z18
-	VFMADD231PS.BCST 24(R10), Z22, Z19
-	VFMADD231PS.BCST 24(R10), Z23, Z20
-	ADDQ             56(AX), R11
-	ADDQ             $0x0000001c, R10
-	DECQ             R12
-	JNZ              planarR7V3_ic
-	ADDQ             $0x08, R8
-	ADDQ             32(AX), R9
-	DECQ             DI
-	JNZ              planarR7V3_tap
-	CMPQ             88(AX), $0x00
-	JE               planarR7V3_store
-	MOVQ             BX, DI
-	VADDPS           (DI), Z0, Z0
-	VADDPS           64(DI), Z1, Z1
-	VADDPS           128(DI), Z2, Z2
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z3, Z3
-	VADDPS           64(DI), Z4, Z4
-	VADDPS           128(DI), Z5, Z5
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z6, Z6
-	VADDPS           64(DI), Z7, Z7
-	VADDPS           128(DI), Z8, Z8
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z9, Z9
-	VADDPS           64(DI), Z10, Z10
-	VADDPS           128(DI), Z11, Z11
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z12, Z12
-	VADDPS           64(DI), Z13, Z13
-	VADDPS           128(DI), Z14, Z14
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z15, Z15
-	VADDPS           64(DI), Z16, Z16
-	VADDPS           128(DI), Z17, Z17
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z18, Z18
-	VADDPS           64(DI), Z19, Z19
-	VADDPS           128(DI), Z20, Z20
-
-planarR7V3_store:
-	MOVQ    BX, DI
-	VMOVUPS Z0, (DI)
-	VMOVUPS Z1, 64(DI)
-	VMOVUPS Z2, 128(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z3, (DI)
-	VMOVUPS Z4, 64(DI)
-	VMOVUPS Z5, 128(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z6, (DI)
-	VMOVUPS Z7, 64(DI)
-	VMOVUPS Z8, 128(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z9, (DI)
-	VMOVUPS Z10, 64(DI)
-	VMOVUPS Z11, 128(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z12, (DI)
-	VMOVUPS Z13, 64(DI)
-	VMOVUPS Z14, 128(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z15, (DI)
-	VMOVUPS Z16, 64(DI)
-	VMOVUPS Z17, 128(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z18, (DI)
-	VMOVUPS Z19, 64(DI)
-	VMOVUPS Z20, 128(DI)
-	ADDQ    $0x000000c0, DX
-	ADDQ    $0x000000c0, BX
-	ADDQ    $0x06, SI
-	DECQ    CX
-	JNZ     planarR7V3_tile
-	VZEROUPPER
-	RET
-
-// func planarR8V3(p *byte)
-// Requires: AVX, AVX512F
-TEXT ·planarR8V3(SB), NOSPLIT, $0-8
-	MOVQ p+0(FP), AX
-	MOVQ (AX), CX
-	MOVQ 48(AX), DX
-	MOVQ 72(AX), BX
-	MOVQ 24(AX), SI
-
-planarR8V3_tile:
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
-	VPXORD Z3, Z3, Z3
-	VPXORD Z4, Z4, Z4
-	VPXORD Z5, Z5, Z5
-	VPXORD Z6, Z6, Z6
-	VPXORD Z7, Z7, Z7
-	VPXORD Z8, Z8, Z8
-	VPXORD Z9, Z9, Z9
-	VPXORD Z10, Z10, Z10
-	VPXORD Z11, Z11, Z11
-	VPXORD Z12, Z12, Z12
-	VPXORD Z13, Z13, Z13
-	VPXORD Z14, Z14, Z14
-	VPXORD Z15, Z15, Z15
-	VPXORD Z16, Z16, Z16
-	VPXORD Z17, Z17, Z17
-	VPXORD Z18, Z18, Z18
-	VPXORD Z19, Z19, Z19
-	VPXORD Z20, Z20, Z20
-	VPXORD Z21, Z21, Z21
-	VPXORD Z22, Z22, Z22
-	VPXORD Z23, Z23, Z23
-	MOVQ   8(AX), DI
-	MOVQ   16(AX), R8
-	MOVQ   SI, R9
-	MOVQ   64(AX), R10
-
-planarR8V3_tap:
-	KMOVW (R9), K1
-	KMOVW 2(R9), K2
-	KMOVW 4(R9), K3
-	MOVQ  (R8), R11
-	LEAQ  (DX)(R11*4), R11
-	MOVQ  40(AX), R12
-
-planarR8V3_ic:
-	VMOVUPS.Z        (R11), K1, Z24
-	VMOVUPS.Z        64(R11), K2, Z25
-	VMOVUPS.Z        128(R11), K3, Z26
-	VFMADD231PS.BCST (R10), Z24, Z0
-	VFMADD231PS.BCST (R10), Z25, Z1
-	VFMADD231PS.BCST (R10), Z26, Z2
-	VFMADD231PS.BCST 4(R10), Z24, Z3
-	VFMADD231PS.BCST 4(R10), Z25, Z4
-	VFMADD231PS.BCST 4(R10), Z26, Z5
-	VFMADD231PS.BCST 8(R10), Z24, Z6
-	VFMADD231PS.BCST 8(R10), Z25, Z7
-	VFMADD231PS.BCST 8(R10), Z26, Z8
-	VFMADD231PS.BCST 12(R10), Z24, Z9
-	VFMADD231PS.BCST 12(R10), Z25, Z10
-	VFMADD231PS.BCST 12(R10), Z26, Z11
-	VFMADD231PS.BCST 16(R10), Z24, Z12
-	VFMADD231PS.BCST 16(R10), Z25, Z13
-	VFMADD231PS.BCST 16(R10), Z26, Z14
-	VFMADD231PS.BCST 20(R10), Z24, Z15
-	VFMADD231PS.BCST 20(R10), Z25, Z16
-	VFMADD231PS.BCST 20(R10), Z26, Z17
-	VFMADD231PS.BCST 24(R10), Z24, Z18
-	VFMADD231PS.BCST 24(R10), Z25, Z19
-	VFMADD231PS.BCST 24(R10), Z26, Z20
-	VFMADD231PS.BCST 28(R10), Z24, Z21
-	VFMADD231PS.BCST 28(R10), Z25, Z22
-	VFMADD231PS.BCST 28(R10), Z26, Z23
-	ADDQ             56(AX), R11
-	ADDQ             $0x00000020, R10
-	DECQ             R12
-	JNZ              planarR8V3_ic
-	ADDQ             $0x08, R8
-	ADDQ             32(AX), R9
-	DECQ             DI
-	JNZ              planarR8V3_tap
-	CMPQ             88(AX), $0x00
-	JE               planarR8V3_store
-	MOVQ             BX, DI
-	VADDPS           (DI), Z0, Z0
-	VADDPS           64(DI), Z1, Z1
-	VADDPS           128(DI), Z2, Z2
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z3, Z3
-	VADDPS           64(DI), Z4, Z4
-	VADDPS           128(DI), Z5, Z5
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z6, Z6
-	VADDPS           64(DI), Z7, Z7
-	VADDPS           128(DI), Z8, Z8
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z9, Z9
-	VADDPS           64(DI), Z10, Z10
-	VADDPS           128(DI), Z11, Z11
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z12, Z12
-	VADDPS           64(DI), Z13, Z13
-	VADDPS           128(DI), Z14, Z14
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z15, Z15
-	VADDPS           64(DI), Z16, Z16
-	VADDPS           128(DI), Z17, Z17
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z18, Z18
-	VADDPS           64(DI), Z19, Z19
-	VADDPS           128(DI), Z20, Z20
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z21, Z21
-	VADDPS           64(DI), Z22, Z22
-	VADDPS           128(DI), Z23, Z23
-
-planarR8V3_store:
-	MOVQ    BX, DI
-	VMOVUPS Z0, (DI)
-	VMOVUPS Z1, 64(DI)
-	VMOVUPS Z2, 128(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z3, (DI)
-	VMOVUPS Z4, 64(DI)
-	VMOVUPS Z5, 128(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z6, (DI)
-	VMOVUPS Z7, 64(DI)
-	VMOVUPS Z8, 128(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z9, (DI)
-	VMOVUPS Z10, 64(DI)
-	VMOVUPS Z11, 128(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z12, (DI)
-	VMOVUPS Z13, 64(DI)
-	VMOVUPS Z14, 128(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z15, (DI)
-	VMOVUPS Z16, 64(DI)
-	VMOVUPS Z17, 128(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z18, (DI)
-	VMOVUPS Z19, 64(DI)
-	VMOVUPS Z20, 128(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z21, (DI)
-	VMOVUPS Z22, 64(DI)
-	VMOVUPS Z23, 128(DI)
-	ADDQ    $0x000000c0, DX
-	ADDQ    $0x000000c0, BX
-	ADDQ    $0x06, SI
-	DECQ    CX
-	JNZ     planarR8V3_tile
-	VZEROUPPER
-	RET
-
-// func planarR9V3(p *byte)
-// Requires: AVX, AVX512F
-TEXT ·planarR9V3(SB), NOSPLIT, $0-8
-	MOVQ p+0(FP), AX
-	MOVQ (AX), CX
-	MOVQ 48(AX), DX
-	MOVQ 72(AX), BX
-	MOVQ 24(AX), SI
-
-planarR9V3_tile:
-	VPXORD Z0, Z0, Z0
-	VPXORD Z1, Z1, Z1
-	VPXORD Z2, Z2, Z2
-	VPXORD Z3, Z3, Z3
-	VPXORD Z4, Z4, Z4
-	VPXORD Z5, Z5, Z5
-	VPXORD Z6, Z6, Z6
-	VPXORD Z7, Z7, Z7
-	VPXORD Z8, Z8, Z8
-	VPXORD Z9, Z9, Z9
-	VPXORD Z10, Z10, Z10
-	VPXORD Z11, Z11, Z11
-	VPXORD Z12, Z12, Z12
-	VPXORD Z13, Z13, Z13
-	VPXORD Z14, Z14, Z14
-	VPXORD Z15, Z15, Z15
-	VPXORD Z16, Z16, Z16
-	VPXORD Z17, Z17, Z17
-	VPXORD Z18, Z18, Z18
-	VPXORD Z19, Z19, Z19
-	VPXORD Z20, Z20, Z20
-	VPXORD Z21, Z21, Z21
-	VPXORD Z22, Z22, Z22
-	VPXORD Z23, Z23, Z23
-	VPXORD Z24, Z24, Z24
-	VPXORD Z25, Z25, Z25
-	VPXORD Z26, Z26, Z26
-	MOVQ   8(AX), DI
-	MOVQ   16(AX), R8
-	MOVQ   SI, R9
-	MOVQ   64(AX), R10
-
-planarR9V3_tap:
-	KMOVW (R9), K1
-	KMOVW 2(R9), K2
-	KMOVW 4(R9), K3
-	MOVQ  (R8), R11
-	LEAQ  (DX)(R11*4), R11
-	MOVQ  40(AX), R12
-
-planarR9V3_ic:
-	VMOVUPS.Z        (R11), K1, Z27
-	VMOVUPS.Z        64(R11), K2, Z28
-	VMOVUPS.Z        128(R11), K3, Z29
-	VFMADD231PS.BCST (R10), Z27, Z0
-	VFMADD231PS.BCST (R10), Z28, Z1
-	VFMADD231PS.BCST (R10), Z29, Z2
-	VFMADD231PS.BCST 4(R10), Z27, Z3
-	VFMADD231PS.BCST 4(R10), Z28, Z4
-	VFMADD231PS.BCST 4(R10), Z29, Z5
-	VFMADD231PS.BCST 8(R10), Z27, Z6
-	VFMADD231PS.BCST 8(R10), Z28, Z7
-	VFMADD231PS.BCST 8(R10), Z29, Z8
-	VFMADD231PS.BCST 12(R10), Z27, Z9
-	VFMADD231PS.BCST 12(R10), Z28, Z10
-	VFMADD231PS.BCST 12(R10), Z29, Z11
-	VFMADD231PS.BCST 16(R10), Z27, Z12
-	VFMADD231PS.BCST 16(R10), Z28, Z13
-	VFMADD231PS.BCST 16(R10), Z29, Z14
-	VFMADD231PS.BCST 20(R10), Z27, Z15
-	VFMADD231PS.BCST 20(R10), Z28, Z16
-	VFMADD231PS.BCST 20(R10), Z29, Z17
-	VFMADD231PS.BCST 24(R10), Z27, Z18
-	VFMADD231PS.BCST 24(R10), Z28, Z19
-	VFMADD231PS.BCST 24(R10), Z29, Z20
-	VFMADD231PS.BCST 28(R10), Z27, Z21
-	VFMADD231PS.BCST 28(R10), Z28, Z22
-	VFMADD231PS.BCST 28(R10), Z29, Z23
-	VFMADD231PS.BCST 32(R10), Z27, Z24
-	VFMADD231PS.BCST 32(R10), Z28, Z25
-	VFMADD231PS.BCST 32(R10), Z29, Z26
-	ADDQ             56(AX), R11
-	ADDQ             $0x00000024, R10
-	DECQ             R12
-	JNZ              planarR9V3_ic
-	ADDQ             $0x08, R8
-	ADDQ             32(AX), R9
-	DECQ             DI
-	JNZ              planarR9V3_tap
-	CMPQ             88(AX), $0x00
-	JE               planarR9V3_store
-	MOVQ             BX, DI
-	VADDPS           (DI), Z0, Z0
-	VADDPS           64(DI), Z1, Z1
-	VADDPS           128(DI), Z2, Z2
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z3, Z3
-	VADDPS           64(DI), Z4, Z4
-	VADDPS           128(DI), Z5, Z5
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z6, Z6
-	VADDPS           64(DI), Z7, Z7
-	VADDPS           128(DI), Z8, Z8
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z9, Z9
-	VADDPS           64(DI), Z10, Z10
-	VADDPS           128(DI), Z11, Z11
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z12, Z12
-	VADDPS           64(DI), Z13, Z13
-	VADDPS           128(DI), Z14, Z14
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z15, Z15
-	VADDPS           64(DI), Z16, Z16
-	VADDPS           128(DI), Z17, Z17
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z18, Z18
-	VADDPS           64(DI), Z19, Z19
-	VADDPS           128(DI), Z20, Z20
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z21, Z21
-	VADDPS           64(DI), Z22, Z22
-	VADDPS           128(DI), Z23, Z23
-	ADDQ             80(AX), DI
-	VADDPS           (DI), Z24, Z24
-	VADDPS           64(DI), Z25, Z25
-	VADDPS           128(DI), Z26, Z26
-
-planarR9V3_store:
-	MOVQ    BX, DI
-	VMOVUPS Z0, (DI)
-	VMOVUPS Z1, 64(DI)
-	VMOVUPS Z2, 128(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z3, (DI)
-	VMOVUPS Z4, 64(DI)
-	VMOVUPS Z5, 128(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z6, (DI)
-	VMOVUPS Z7, 64(DI)
-	VMOVUPS Z8, 128(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z9, (DI)
-	VMOVUPS Z10, 64(DI)
-	VMOVUPS Z11, 128(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z12, (DI)
-	VMOVUPS Z13, 64(DI)
-	VMOVUPS Z14, 128(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z15, (DI)
-	VMOVUPS Z16, 64(DI)
-	VMOVUPS Z17, 128(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z18, (DI)
-	VMOVUPS Z19, 64(DI)
-	VMOVUPS Z20, 128(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z21, (DI)
-	VMOVUPS Z22, 64(DI)
-	VMOVUPS Z23, 128(DI)
-	ADDQ    80(AX), DI
-	VMOVUPS Z24, (DI)
-	VMOVUPS Z25, 64(DI)
-	VMOVUPS Z26, 128(DI)
-	ADDQ    $0x000000c0, DX
-	ADDQ    $0x000000c0, BX
-	ADDQ    $0x06, SI
-	DECQ    CX
-	JNZ     planarR9V3_tile
-	VZEROUPPER
-	RET
-
 // func planarR1V4(p *byte)
 // Requires: AVX, AVX512F
 TEXT ·planarR1V4(SB), NOSPLIT, $0-8
@@ -2977,23 +49,29 @@ planarR1V4_ic:
 	ADDQ             32(AX), R9
 	DECQ             DI
 	JNZ              planarR1V4_tap
+	MOVQ             96(AX), DI
+	KMOVW            (DI), K1
+	KMOVW            2(DI), K2
+	KMOVW            4(DI), K3
+	KMOVW            6(DI), K4
 	CMPQ             88(AX), $0x00
 	JE               planarR1V4_store
 	MOVQ             BX, DI
-	VADDPS           (DI), Z0, Z0
-	VADDPS           64(DI), Z1, Z1
-	VADDPS           128(DI), Z2, Z2
-	VADDPS           192(DI), Z3, Z3
+	VADDPS.Z         (DI), Z0, K1, Z0
+	VADDPS.Z         64(DI), Z1, K2, Z1
+	VADDPS.Z         128(DI), Z2, K3, Z2
+	VADDPS.Z         192(DI), Z3, K4, Z3
 
 planarR1V4_store:
 	MOVQ    BX, DI
-	VMOVUPS Z0, (DI)
-	VMOVUPS Z1, 64(DI)
-	VMOVUPS Z2, 128(DI)
-	VMOVUPS Z3, 192(DI)
+	VMOVUPS Z0, K1, (DI)
+	VMOVUPS Z1, K2, 64(DI)
+	VMOVUPS Z2, K3, 128(DI)
+	VMOVUPS Z3, K4, 192(DI)
 	ADDQ    $0x00000100, DX
 	ADDQ    $0x00000100, BX
 	ADDQ    $0x08, SI
+	ADDQ    $0x08, 96(AX)
 	DECQ    CX
 	JNZ     planarR1V4_tile
 	VZEROUPPER
@@ -3052,33 +130,39 @@ planarR2V4_ic:
 	ADDQ             32(AX), R9
 	DECQ             DI
 	JNZ              planarR2V4_tap
+	MOVQ             96(AX), DI
+	KMOVW            (DI), K1
+	KMOVW            2(DI), K2
+	KMOVW            4(DI), K3
+	KMOVW            6(DI), K4
 	CMPQ             88(AX), $0x00
 	JE               planarR2V4_store
 	MOVQ             BX, DI
-	VADDPS           (DI), Z0, Z0
-	VADDPS           64(DI), Z1, Z1
-	VADDPS           128(DI), Z2, Z2
-	VADDPS           192(DI), Z3, Z3
+	VADDPS.Z         (DI), Z0, K1, Z0
+	VADDPS.Z         64(DI), Z1, K2, Z1
+	VADDPS.Z         128(DI), Z2, K3, Z2
+	VADDPS.Z         192(DI), Z3, K4, Z3
 	ADDQ             80(AX), DI
-	VADDPS           (DI), Z4, Z4
-	VADDPS           64(DI), Z5, Z5
-	VADDPS           128(DI), Z6, Z6
-	VADDPS           192(DI), Z7, Z7
+	VADDPS.Z         (DI), Z4, K1, Z4
+	VADDPS.Z         64(DI), Z5, K2, Z5
+	VADDPS.Z         128(DI), Z6, K3, Z6
+	VADDPS.Z         192(DI), Z7, K4, Z7
 
 planarR2V4_store:
 	MOVQ    BX, DI
-	VMOVUPS Z0, (DI)
-	VMOVUPS Z1, 64(DI)
-	VMOVUPS Z2, 128(DI)
-	VMOVUPS Z3, 192(DI)
+	VMOVUPS Z0, K1, (DI)
+	VMOVUPS Z1, K2, 64(DI)
+	VMOVUPS Z2, K3, 128(DI)
+	VMOVUPS Z3, K4, 192(DI)
 	ADDQ    80(AX), DI
-	VMOVUPS Z4, (DI)
-	VMOVUPS Z5, 64(DI)
-	VMOVUPS Z6, 128(DI)
-	VMOVUPS Z7, 192(DI)
+	VMOVUPS Z4, K1, (DI)
+	VMOVUPS Z5, K2, 64(DI)
+	VMOVUPS Z6, K3, 128(DI)
+	VMOVUPS Z7, K4, 192(DI)
 	ADDQ    $0x00000100, DX
 	ADDQ    $0x00000100, BX
 	ADDQ    $0x08, SI
+	ADDQ    $0x08, 96(AX)
 	DECQ    CX
 	JNZ     planarR2V4_tile
 	VZEROUPPER
@@ -3145,43 +229,49 @@ planarR3V4_ic:
 	ADDQ             32(AX), R9
 	DECQ             DI
 	JNZ              planarR3V4_tap
+	MOVQ             96(AX), DI
+	KMOVW            (DI), K1
+	KMOVW            2(DI), K2
+	KMOVW            4(DI), K3
+	KMOVW            6(DI), K4
 	CMPQ             88(AX), $0x00
 	JE               planarR3V4_store
 	MOVQ             BX, DI
-	VADDPS           (DI), Z0, Z0
-	VADDPS           64(DI), Z1, Z1
-	VADDPS           128(DI), Z2, Z2
-	VADDPS           192(DI), Z3, Z3
+	VADDPS.Z         (DI), Z0, K1, Z0
+	VADDPS.Z         64(DI), Z1, K2, Z1
+	VADDPS.Z         128(DI), Z2, K3, Z2
+	VADDPS.Z         192(DI), Z3, K4, Z3
 	ADDQ             80(AX), DI
-	VADDPS           (DI), Z4, Z4
-	VADDPS           64(DI), Z5, Z5
-	VADDPS           128(DI), Z6, Z6
-	VADDPS           192(DI), Z7, Z7
+	VADDPS.Z         (DI), Z4, K1, Z4
+	VADDPS.Z         64(DI), Z5, K2, Z5
+	VADDPS.Z         128(DI), Z6, K3, Z6
+	VADDPS.Z         192(DI), Z7, K4, Z7
 	ADDQ             80(AX), DI
-	VADDPS           (DI), Z8, Z8
-	VADDPS           64(DI), Z9, Z9
-	VADDPS           128(DI), Z10, Z10
-	VADDPS           192(DI), Z11, Z11
+	VADDPS.Z         (DI), Z8, K1, Z8
+	VADDPS.Z         64(DI), Z9, K2, Z9
+	VADDPS.Z         128(DI), Z10, K3, Z10
+	VADDPS.Z         192(DI), Z11, K4, Z11
 
 planarR3V4_store:
 	MOVQ    BX, DI
-	VMOVUPS Z0, (DI)
-	VMOVUPS Z1, 64(DI)
-	VMOVUPS Z2, 128(DI)
-	VMOVUPS Z3, 192(DI)
+	VMOVUPS Z0, K1, (DI)
+	VMOVUPS Z1, K2, 64(DI)
+	VMOVUPS Z2, K3, 128(DI)
+	VMOVUPS Z3, K4, 192(DI)
 	ADDQ    80(AX), DI
-	VMOVUPS Z4, (DI)
-	VMOVUPS Z5, 64(DI)
-	VMOVUPS Z6, 128(DI)
-	VMOVUPS Z7, 192(DI)
+	VMOVUPS Z4, K1, (DI)
+	VMOVUPS Z5, K2, 64(DI)
+	VMOVUPS Z6, K3, 128(DI)
+	VMOVUPS Z7, K4, 192(DI)
 	ADDQ    80(AX), DI
-	VMOVUPS Z8, (DI)
-	VMOVUPS Z9, 64(DI)
-	VMOVUPS Z10, 128(DI)
-	VMOVUPS Z11, 192(DI)
+	VMOVUPS Z8, K1, (DI)
+	VMOVUPS Z9, K2, 64(DI)
+	VMOVUPS Z10, K3, 128(DI)
+	VMOVUPS Z11, K4, 192(DI)
 	ADDQ    $0x00000100, DX
 	ADDQ    $0x00000100, BX
 	ADDQ    $0x08, SI
+	ADDQ    $0x08, 96(AX)
 	DECQ    CX
 	JNZ     planarR3V4_tile
 	VZEROUPPER
@@ -3256,53 +346,59 @@ planarR4V4_ic:
 	ADDQ             32(AX), R9
 	DECQ             DI
 	JNZ              planarR4V4_tap
+	MOVQ             96(AX), DI
+	KMOVW            (DI), K1
+	KMOVW            2(DI), K2
+	KMOVW            4(DI), K3
+	KMOVW            6(DI), K4
 	CMPQ             88(AX), $0x00
 	JE               planarR4V4_store
 	MOVQ             BX, DI
-	VADDPS           (DI), Z0, Z0
-	VADDPS           64(DI), Z1, Z1
-	VADDPS           128(DI), Z2, Z2
-	VADDPS           192(DI), Z3, Z3
+	VADDPS.Z         (DI), Z0, K1, Z0
+	VADDPS.Z         64(DI), Z1, K2, Z1
+	VADDPS.Z         128(DI), Z2, K3, Z2
+	VADDPS.Z         192(DI), Z3, K4, Z3
 	ADDQ             80(AX), DI
-	VADDPS           (DI), Z4, Z4
-	VADDPS           64(DI), Z5, Z5
-	VADDPS           128(DI), Z6, Z6
-	VADDPS           192(DI), Z7, Z7
+	VADDPS.Z         (DI), Z4, K1, Z4
+	VADDPS.Z         64(DI), Z5, K2, Z5
+	VADDPS.Z         128(DI), Z6, K3, Z6
+	VADDPS.Z         192(DI), Z7, K4, Z7
 	ADDQ             80(AX), DI
-	VADDPS           (DI), Z8, Z8
-	VADDPS           64(DI), Z9, Z9
-	VADDPS           128(DI), Z10, Z10
-	VADDPS           192(DI), Z11, Z11
+	VADDPS.Z         (DI), Z8, K1, Z8
+	VADDPS.Z         64(DI), Z9, K2, Z9
+	VADDPS.Z         128(DI), Z10, K3, Z10
+	VADDPS.Z         192(DI), Z11, K4, Z11
 	ADDQ             80(AX), DI
-	VADDPS           (DI), Z12, Z12
-	VADDPS           64(DI), Z13, Z13
-	VADDPS           128(DI), Z14, Z14
-	VADDPS           192(DI), Z15, Z15
+	VADDPS.Z         (DI), Z12, K1, Z12
+	VADDPS.Z         64(DI), Z13, K2, Z13
+	VADDPS.Z         128(DI), Z14, K3, Z14
+	VADDPS.Z         192(DI), Z15, K4, Z15
 
 planarR4V4_store:
 	MOVQ    BX, DI
-	VMOVUPS Z0, (DI)
-	VMOVUPS Z1, 64(DI)
-	VMOVUPS Z2, 128(DI)
-	VMOVUPS Z3, 192(DI)
+	VMOVUPS Z0, K1, (DI)
+	VMOVUPS Z1, K2, 64(DI)
+	VMOVUPS Z2, K3, 128(DI)
+	VMOVUPS Z3, K4, 192(DI)
 	ADDQ    80(AX), DI
-	VMOVUPS Z4, (DI)
-	VMOVUPS Z5, 64(DI)
-	VMOVUPS Z6, 128(DI)
-	VMOVUPS Z7, 192(DI)
+	VMOVUPS Z4, K1, (DI)
+	VMOVUPS Z5, K2, 64(DI)
+	VMOVUPS Z6, K3, 128(DI)
+	VMOVUPS Z7, K4, 192(DI)
 	ADDQ    80(AX), DI
-	VMOVUPS Z8, (DI)
-	VMOVUPS Z9, 64(DI)
-	VMOVUPS Z10, 128(DI)
-	VMOVUPS Z11, 192(DI)
+	VMOVUPS Z8, K1, (DI)
+	VMOVUPS Z9, K2, 64(DI)
+	VMOVUPS Z10, K3, 128(DI)
+	VMOVUPS Z11, K4, 192(DI)
 	ADDQ    80(AX), DI
-	VMOVUPS Z12, (DI)
-	VMOVUPS Z13, 64(DI)
-	VMOVUPS Z14, 128(DI)
-	VMOVUPS Z15, 192(DI)
+	VMOVUPS Z12, K1, (DI)
+	VMOVUPS Z13, K2, 64(DI)
+	VMOVUPS Z14, K3, 128(DI)
+	VMOVUPS Z15, K4, 192(DI)
 	ADDQ    $0x00000100, DX
 	ADDQ    $0x00000100, BX
 	ADDQ    $0x08, SI
+	ADDQ    $0x08, 96(AX)
 	DECQ    CX
 	JNZ     planarR4V4_tile
 	VZEROUPPER
@@ -3385,63 +481,69 @@ planarR5V4_ic:
 	ADDQ             32(AX), R9
 	DECQ             DI
 	JNZ              planarR5V4_tap
+	MOVQ             96(AX), DI
+	KMOVW            (DI), K1
+	KMOVW            2(DI), K2
+	KMOVW            4(DI), K3
+	KMOVW            6(DI), K4
 	CMPQ             88(AX), $0x00
 	JE               planarR5V4_store
 	MOVQ             BX, DI
-	VADDPS           (DI), Z0, Z0
-	VADDPS           64(DI), Z1, Z1
-	VADDPS           128(DI), Z2, Z2
-	VADDPS           192(DI), Z3, Z3
+	VADDPS.Z         (DI), Z0, K1, Z0
+	VADDPS.Z         64(DI), Z1, K2, Z1
+	VADDPS.Z         128(DI), Z2, K3, Z2
+	VADDPS.Z         192(DI), Z3, K4, Z3
 	ADDQ             80(AX), DI
-	VADDPS           (DI), Z4, Z4
-	VADDPS           64(DI), Z5, Z5
-	VADDPS           128(DI), Z6, Z6
-	VADDPS           192(DI), Z7, Z7
+	VADDPS.Z         (DI), Z4, K1, Z4
+	VADDPS.Z         64(DI), Z5, K2, Z5
+	VADDPS.Z         128(DI), Z6, K3, Z6
+	VADDPS.Z         192(DI), Z7, K4, Z7
 	ADDQ             80(AX), DI
-	VADDPS           (DI), Z8, Z8
-	VADDPS           64(DI), Z9, Z9
-	VADDPS           128(DI), Z10, Z10
-	VADDPS           192(DI), Z11, Z11
+	VADDPS.Z         (DI), Z8, K1, Z8
+	VADDPS.Z         64(DI), Z9, K2, Z9
+	VADDPS.Z         128(DI), Z10, K3, Z10
+	VADDPS.Z         192(DI), Z11, K4, Z11
 	ADDQ             80(AX), DI
-	VADDPS           (DI), Z12, Z12
-	VADDPS           64(DI), Z13, Z13
-	VADDPS           128(DI), Z14, Z14
-	VADDPS           192(DI), Z15, Z15
+	VADDPS.Z         (DI), Z12, K1, Z12
+	VADDPS.Z         64(DI), Z13, K2, Z13
+	VADDPS.Z         128(DI), Z14, K3, Z14
+	VADDPS.Z         192(DI), Z15, K4, Z15
 	ADDQ             80(AX), DI
-	VADDPS           (DI), Z16, Z16
-	VADDPS           64(DI), Z17, Z17
-	VADDPS           128(DI), Z18, Z18
-	VADDPS           192(DI), Z19, Z19
+	VADDPS.Z         (DI), Z16, K1, Z16
+	VADDPS.Z         64(DI), Z17, K2, Z17
+	VADDPS.Z         128(DI), Z18, K3, Z18
+	VADDPS.Z         192(DI), Z19, K4, Z19
 
 planarR5V4_store:
 	MOVQ    BX, DI
-	VMOVUPS Z0, (DI)
-	VMOVUPS Z1, 64(DI)
-	VMOVUPS Z2, 128(DI)
-	VMOVUPS Z3, 192(DI)
+	VMOVUPS Z0, K1, (DI)
+	VMOVUPS Z1, K2, 64(DI)
+	VMOVUPS Z2, K3, 128(DI)
+	VMOVUPS Z3, K4, 192(DI)
 	ADDQ    80(AX), DI
-	VMOVUPS Z4, (DI)
-	VMOVUPS Z5, 64(DI)
-	VMOVUPS Z6, 128(DI)
-	VMOVUPS Z7, 192(DI)
+	VMOVUPS Z4, K1, (DI)
+	VMOVUPS Z5, K2, 64(DI)
+	VMOVUPS Z6, K3, 128(DI)
+	VMOVUPS Z7, K4, 192(DI)
 	ADDQ    80(AX), DI
-	VMOVUPS Z8, (DI)
-	VMOVUPS Z9, 64(DI)
-	VMOVUPS Z10, 128(DI)
-	VMOVUPS Z11, 192(DI)
+	VMOVUPS Z8, K1, (DI)
+	VMOVUPS Z9, K2, 64(DI)
+	VMOVUPS Z10, K3, 128(DI)
+	VMOVUPS Z11, K4, 192(DI)
 	ADDQ    80(AX), DI
-	VMOVUPS Z12, (DI)
-	VMOVUPS Z13, 64(DI)
-	VMOVUPS Z14, 128(DI)
-	VMOVUPS Z15, 192(DI)
+	VMOVUPS Z12, K1, (DI)
+	VMOVUPS Z13, K2, 64(DI)
+	VMOVUPS Z14, K3, 128(DI)
+	VMOVUPS Z15, K4, 192(DI)
 	ADDQ    80(AX), DI
-	VMOVUPS Z16, (DI)
-	VMOVUPS Z17, 64(DI)
-	VMOVUPS Z18, 128(DI)
-	VMOVUPS Z19, 192(DI)
+	VMOVUPS Z16, K1, (DI)
+	VMOVUPS Z17, K2, 64(DI)
+	VMOVUPS Z18, K3, 128(DI)
+	VMOVUPS Z19, K4, 192(DI)
 	ADDQ    $0x00000100, DX
 	ADDQ    $0x00000100, BX
 	ADDQ    $0x08, SI
+	ADDQ    $0x08, 96(AX)
 	DECQ    CX
 	JNZ     planarR5V4_tile
 	VZEROUPPER
@@ -3532,73 +634,79 @@ planarR6V4_ic:
 	ADDQ             32(AX), R9
 	DECQ             DI
 	JNZ              planarR6V4_tap
+	MOVQ             96(AX), DI
+	KMOVW            (DI), K1
+	KMOVW            2(DI), K2
+	KMOVW            4(DI), K3
+	KMOVW            6(DI), K4
 	CMPQ             88(AX), $0x00
 	JE               planarR6V4_store
 	MOVQ             BX, DI
-	VADDPS           (DI), Z0, Z0
-	VADDPS           64(DI), Z1, Z1
-	VADDPS           128(DI), Z2, Z2
-	VADDPS           192(DI), Z3, Z3
+	VADDPS.Z         (DI), Z0, K1, Z0
+	VADDPS.Z         64(DI), Z1, K2, Z1
+	VADDPS.Z         128(DI), Z2, K3, Z2
+	VADDPS.Z         192(DI), Z3, K4, Z3
 	ADDQ             80(AX), DI
-	VADDPS           (DI), Z4, Z4
-	VADDPS           64(DI), Z5, Z5
-	VADDPS           128(DI), Z6, Z6
-	VADDPS           192(DI), Z7, Z7
+	VADDPS.Z         (DI), Z4, K1, Z4
+	VADDPS.Z         64(DI), Z5, K2, Z5
+	VADDPS.Z         128(DI), Z6, K3, Z6
+	VADDPS.Z         192(DI), Z7, K4, Z7
 	ADDQ             80(AX), DI
-	VADDPS           (DI), Z8, Z8
-	VADDPS           64(DI), Z9, Z9
-	VADDPS           128(DI), Z10, Z10
-	VADDPS           192(DI), Z11, Z11
+	VADDPS.Z         (DI), Z8, K1, Z8
+	VADDPS.Z         64(DI), Z9, K2, Z9
+	VADDPS.Z         128(DI), Z10, K3, Z10
+	VADDPS.Z         192(DI), Z11, K4, Z11
 	ADDQ             80(AX), DI
-	VADDPS           (DI), Z12, Z12
-	VADDPS           64(DI), Z13, Z13
-	VADDPS           128(DI), Z14, Z14
-	VADDPS           192(DI), Z15, Z15
+	VADDPS.Z         (DI), Z12, K1, Z12
+	VADDPS.Z         64(DI), Z13, K2, Z13
+	VADDPS.Z         128(DI), Z14, K3, Z14
+	VADDPS.Z         192(DI), Z15, K4, Z15
 	ADDQ             80(AX), DI
-	VADDPS           (DI), Z16, Z16
-	VADDPS           64(DI), Z17, Z17
-	VADDPS           128(DI), Z18, Z18
-	VADDPS           192(DI), Z19, Z19
+	VADDPS.Z         (DI), Z16, K1, Z16
+	VADDPS.Z         64(DI), Z17, K2, Z17
+	VADDPS.Z         128(DI), Z18, K3, Z18
+	VADDPS.Z         192(DI), Z19, K4, Z19
 	ADDQ             80(AX), DI
-	VADDPS           (DI), Z20, Z20
-	VADDPS           64(DI), Z21, Z21
-	VADDPS           128(DI), Z22, Z22
-	VADDPS           192(DI), Z23, Z23
+	VADDPS.Z         (DI), Z20, K1, Z20
+	VADDPS.Z         64(DI), Z21, K2, Z21
+	VADDPS.Z         128(DI), Z22, K3, Z22
+	VADDPS.Z         192(DI), Z23, K4, Z23
 
 planarR6V4_store:
 	MOVQ    BX, DI
-	VMOVUPS Z0, (DI)
-	VMOVUPS Z1, 64(DI)
-	VMOVUPS Z2, 128(DI)
-	VMOVUPS Z3, 192(DI)
+	VMOVUPS Z0, K1, (DI)
+	VMOVUPS Z1, K2, 64(DI)
+	VMOVUPS Z2, K3, 128(DI)
+	VMOVUPS Z3, K4, 192(DI)
 	ADDQ    80(AX), DI
-	VMOVUPS Z4, (DI)
-	VMOVUPS Z5, 64(DI)
-	VMOVUPS Z6, 128(DI)
-	VMOVUPS Z7, 192(DI)
+	VMOVUPS Z4, K1, (DI)
+	VMOVUPS Z5, K2, 64(DI)
+	VMOVUPS Z6, K3, 128(DI)
+	VMOVUPS Z7, K4, 192(DI)
 	ADDQ    80(AX), DI
-	VMOVUPS Z8, (DI)
-	VMOVUPS Z9, 64(DI)
-	VMOVUPS Z10, 128(DI)
-	VMOVUPS Z11, 192(DI)
+	VMOVUPS Z8, K1, (DI)
+	VMOVUPS Z9, K2, 64(DI)
+	VMOVUPS Z10, K3, 128(DI)
+	VMOVUPS Z11, K4, 192(DI)
 	ADDQ    80(AX), DI
-	VMOVUPS Z12, (DI)
-	VMOVUPS Z13, 64(DI)
-	VMOVUPS Z14, 128(DI)
-	VMOVUPS Z15, 192(DI)
+	VMOVUPS Z12, K1, (DI)
+	VMOVUPS Z13, K2, 64(DI)
+	VMOVUPS Z14, K3, 128(DI)
+	VMOVUPS Z15, K4, 192(DI)
 	ADDQ    80(AX), DI
-	VMOVUPS Z16, (DI)
-	VMOVUPS Z17, 64(DI)
-	VMOVUPS Z18, 128(DI)
-	VMOVUPS Z19, 192(DI)
+	VMOVUPS Z16, K1, (DI)
+	VMOVUPS Z17, K2, 64(DI)
+	VMOVUPS Z18, K3, 128(DI)
+	VMOVUPS Z19, K4, 192(DI)
 	ADDQ    80(AX), DI
-	VMOVUPS Z20, (DI)
-	VMOVUPS Z21, 64(DI)
-	VMOVUPS Z22, 128(DI)
-	VMOVUPS Z23, 192(DI)
+	VMOVUPS Z20, K1, (DI)
+	VMOVUPS Z21, K2, 64(DI)
+	VMOVUPS Z22, K3, 128(DI)
+	VMOVUPS Z23, K4, 192(DI)
 	ADDQ    $0x00000100, DX
 	ADDQ    $0x00000100, BX
 	ADDQ    $0x08, SI
+	ADDQ    $0x08, 96(AX)
 	DECQ    CX
 	JNZ     planarR6V4_tile
 	VZEROUPPER
@@ -3697,84 +805,580 @@ planarR7V4_ic:
 	ADDQ             32(AX), R9
 	DECQ             DI
 	JNZ              planarR7V4_tap
+	MOVQ             96(AX), DI
+	KMOVW            (DI), K1
+	KMOVW            2(DI), K2
+	KMOVW            4(DI), K3
+	KMOVW            6(DI), K4
 	CMPQ             88(AX), $0x00
 	JE               planarR7V4_store
 	MOVQ             BX, DI
-	VADDPS           (DI), Z0, Z0
-	VADDPS           64(DI), Z1, Z1
-	VADDPS           128(DI), Z2, Z2
-	VADDPS           192(DI), Z3, Z3
+	VADDPS.Z         (DI), Z0, K1, Z0
+	VADDPS.Z         64(DI), Z1, K2, Z1
+	VADDPS.Z         128(DI), Z2, K3, Z2
+	VADDPS.Z         192(DI), Z3, K4, Z3
 	ADDQ             80(AX), DI
-	VADDPS           (DI), Z4, Z4
-	VADDPS           64(DI), Z5, Z5
-	VADDPS           128(DI), Z6, Z6
-	VADDPS           192(DI), Z7, Z7
+	VADDPS.Z         (DI), Z4, K1, Z4
+	VADDPS.Z         64(DI), Z5, K2, Z5
+	VADDPS.Z         128(DI), Z6, K3, Z6
+	VADDPS.Z         192(DI), Z7, K4, Z7
 	ADDQ             80(AX), DI
-	VADDPS           (DI), Z8, Z8
-	VADDPS           64(DI), Z9, Z9
-	VADDPS           128(DI), Z10, Z10
-	VADDPS           192(DI), Z11, Z11
+	VADDPS.Z         (DI), Z8, K1, Z8
+	VADDPS.Z         64(DI), Z9, K2, Z9
+	VADDPS.Z         128(DI), Z10, K3, Z10
+	VADDPS.Z         192(DI), Z11, K4, Z11
 	ADDQ             80(AX), DI
-	VADDPS           (DI), Z12, Z12
-	VADDPS           64(DI), Z13, Z13
-	VADDPS           128(DI), Z14, Z14
-	VADDPS           192(DI), Z15, Z15
+	VADDPS.Z         (DI), Z12, K1, Z12
+	VADDPS.Z         64(DI), Z13, K2, Z13
+	VADDPS.Z         128(DI), Z14, K3, Z14
+	VADDPS.Z         192(DI), Z15, K4, Z15
 	ADDQ             80(AX), DI
-	VADDPS           (DI), Z16, Z16
-	VADDPS           64(DI), Z17, Z17
-	VADDPS           128(DI), Z18, Z18
-	VADDPS           192(DI), Z19, Z19
+	VADDPS.Z         (DI), Z16, K1, Z16
+	VADDPS.Z         64(DI), Z17, K2, Z17
+	VADDPS.Z         128(DI), Z18, K3, Z18
+	VADDPS.Z         192(DI), Z19, K4, Z19
 	ADDQ             80(AX), DI
-	VADDPS           (DI), Z20, Z20
-	VADDPS           64(DI), Z21, Z21
-	VADDPS           128(DI), Z22, Z22
-	VADDPS           192(DI), Z23, Z23
+	VADDPS.Z         (DI), Z20, K1, Z20
+	VADDPS.Z         64(DI), Z21, K2, Z21
+	VADDPS.Z         128(DI), Z22, K3, Z22
+	VADDPS.Z         192(DI), Z23, K4, Z23
 	ADDQ             80(AX), DI
-	VADDPS           (DI), Z24, Z24
-	VADDPS           64(DI), Z25, Z25
-	VADDPS           128(DI), Z26, Z26
-	VADDPS           192(DI), Z27, Z27
+	VADDPS.Z         (DI), Z24, K1, Z24
+	VADDPS.Z         64(DI), Z25, K2, Z25
+	VADDPS.Z         128(DI), Z26, K3, Z26
+	VADDPS.Z         192(DI), Z27, K4, Z27
 
 planarR7V4_store:
 	MOVQ    BX, DI
-	VMOVUPS Z0, (DI)
-	VMOVUPS Z1, 64(DI)
-	VMOVUPS Z2, 128(DI)
-	VMOVUPS Z3, 192(DI)
+	VMOVUPS Z0, K1, (DI)
+	VMOVUPS Z1, K2, 64(DI)
+	VMOVUPS Z2, K3, 128(DI)
+	VMOVUPS Z3, K4, 192(DI)
 	ADDQ    80(AX), DI
-	VMOVUPS Z4, (DI)
-	VMOVUPS Z5, 64(DI)
-	VMOVUPS Z6, 128(DI)
-	VMOVUPS Z7, 192(DI)
+	VMOVUPS Z4, K1, (DI)
+	VMOVUPS Z5, K2, 64(DI)
+	VMOVUPS Z6, K3, 128(DI)
+	VMOVUPS Z7, K4, 192(DI)
 	ADDQ    80(AX), DI
-	VMOVUPS Z8, (DI)
-	VMOVUPS Z9, 64(DI)
-	VMOVUPS Z10, 128(DI)
-	VMOVUPS Z11, 192(DI)
+	VMOVUPS Z8, K1, (DI)
+	VMOVUPS Z9, K2, 64(DI)
+	VMOVUPS Z10, K3, 128(DI)
+	VMOVUPS Z11, K4, 192(DI)
 	ADDQ    80(AX), DI
-	VMOVUPS Z12, (DI)
-	VMOVUPS Z13, 64(DI)
-	VMOVUPS Z14, 128(DI)
-	VMOVUPS Z15, 192(DI)
+	VMOVUPS Z12, K1, (DI)
+	VMOVUPS Z13, K2, 64(DI)
+	VMOVUPS Z14, K3, 128(DI)
+	VMOVUPS Z15, K4, 192(DI)
 	ADDQ    80(AX), DI
-	VMOVUPS Z16, (DI)
-	VMOVUPS Z17, 64(DI)
-	VMOVUPS Z18, 128(DI)
-	VMOVUPS Z19, 192(DI)
+	VMOVUPS Z16, K1, (DI)
+	VMOVUPS Z17, K2, 64(DI)
+	VMOVUPS Z18, K3, 128(DI)
+	VMOVUPS Z19, K4, 192(DI)
 	ADDQ    80(AX), DI
-	VMOVUPS Z20, (DI)
-	VMOVUPS Z21, 64(DI)
-	VMOVUPS Z22, 128(DI)
-	VMOVUPS Z23, 192(DI)
+	VMOVUPS Z20, K1, (DI)
+	VMOVUPS Z21, K2, 64(DI)
+	VMOVUPS Z22, K3, 128(DI)
+	VMOVUPS Z23, K4, 192(DI)
 	ADDQ    80(AX), DI
-	VMOVUPS Z24, (DI)
-	VMOVUPS Z25, 64(DI)
-	VMOVUPS Z26, 128(DI)
-	VMOVUPS Z27, 192(DI)
+	VMOVUPS Z24, K1, (DI)
+	VMOVUPS Z25, K2, 64(DI)
+	VMOVUPS Z26, K3, 128(DI)
+	VMOVUPS Z27, K4, 192(DI)
 	ADDQ    $0x00000100, DX
 	ADDQ    $0x00000100, BX
 	ADDQ    $0x08, SI
+	ADDQ    $0x08, 96(AX)
 	DECQ    CX
 	JNZ     planarR7V4_tile
+	VZEROUPPER
+	RET
+
+// func planarR1V1(p *byte)
+// Requires: AVX, AVX512F
+TEXT ·planarR1V1(SB), NOSPLIT, $0-8
+	MOVQ p+0(FP), AX
+	MOVQ (AX), CX
+	MOVQ 48(AX), DX
+	MOVQ 72(AX), BX
+	MOVQ 24(AX), SI
+
+planarR1V1_tile:
+	VPXORD Z0, Z0, Z0
+	MOVQ   8(AX), DI
+	MOVQ   16(AX), R8
+	MOVQ   SI, R9
+	MOVQ   64(AX), R10
+
+planarR1V1_tap:
+	KMOVW (R9), K1
+	MOVQ  (R8), R11
+	LEAQ  (DX)(R11*4), R11
+	MOVQ  40(AX), R12
+
+planarR1V1_ic:
+	VMOVUPS.Z        (R11), K1, Z1
+	VFMADD231PS.BCST (R10), Z1, Z0
+	ADDQ             56(AX), R11
+	ADDQ             $0x00000004, R10
+	DECQ             R12
+	JNZ              planarR1V1_ic
+	ADDQ             $0x08, R8
+	ADDQ             32(AX), R9
+	DECQ             DI
+	JNZ              planarR1V1_tap
+	MOVQ             96(AX), DI
+	KMOVW            (DI), K1
+	CMPQ             88(AX), $0x00
+	JE               planarR1V1_store
+	MOVQ             BX, DI
+	VADDPS.Z         (DI), Z0, K1, Z0
+
+planarR1V1_store:
+	MOVQ    BX, DI
+	VMOVUPS Z0, K1, (DI)
+	ADDQ    $0x00000040, DX
+	ADDQ    $0x00000040, BX
+	ADDQ    $0x02, SI
+	ADDQ    $0x02, 96(AX)
+	DECQ    CX
+	JNZ     planarR1V1_tile
+	VZEROUPPER
+	RET
+
+// func planarR2V1(p *byte)
+// Requires: AVX, AVX512F
+TEXT ·planarR2V1(SB), NOSPLIT, $0-8
+	MOVQ p+0(FP), AX
+	MOVQ (AX), CX
+	MOVQ 48(AX), DX
+	MOVQ 72(AX), BX
+	MOVQ 24(AX), SI
+
+planarR2V1_tile:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	MOVQ   8(AX), DI
+	MOVQ   16(AX), R8
+	MOVQ   SI, R9
+	MOVQ   64(AX), R10
+
+planarR2V1_tap:
+	KMOVW (R9), K1
+	MOVQ  (R8), R11
+	LEAQ  (DX)(R11*4), R11
+	MOVQ  40(AX), R12
+
+planarR2V1_ic:
+	VMOVUPS.Z        (R11), K1, Z2
+	VFMADD231PS.BCST (R10), Z2, Z0
+	VFMADD231PS.BCST 4(R10), Z2, Z1
+	ADDQ             56(AX), R11
+	ADDQ             $0x00000008, R10
+	DECQ             R12
+	JNZ              planarR2V1_ic
+	ADDQ             $0x08, R8
+	ADDQ             32(AX), R9
+	DECQ             DI
+	JNZ              planarR2V1_tap
+	MOVQ             96(AX), DI
+	KMOVW            (DI), K1
+	CMPQ             88(AX), $0x00
+	JE               planarR2V1_store
+	MOVQ             BX, DI
+	VADDPS.Z         (DI), Z0, K1, Z0
+	ADDQ             80(AX), DI
+	VADDPS.Z         (DI), Z1, K1, Z1
+
+planarR2V1_store:
+	MOVQ    BX, DI
+	VMOVUPS Z0, K1, (DI)
+	ADDQ    80(AX), DI
+	VMOVUPS Z1, K1, (DI)
+	ADDQ    $0x00000040, DX
+	ADDQ    $0x00000040, BX
+	ADDQ    $0x02, SI
+	ADDQ    $0x02, 96(AX)
+	DECQ    CX
+	JNZ     planarR2V1_tile
+	VZEROUPPER
+	RET
+
+// func planarR3V1(p *byte)
+// Requires: AVX, AVX512F
+TEXT ·planarR3V1(SB), NOSPLIT, $0-8
+	MOVQ p+0(FP), AX
+	MOVQ (AX), CX
+	MOVQ 48(AX), DX
+	MOVQ 72(AX), BX
+	MOVQ 24(AX), SI
+
+planarR3V1_tile:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	MOVQ   8(AX), DI
+	MOVQ   16(AX), R8
+	MOVQ   SI, R9
+	MOVQ   64(AX), R10
+
+planarR3V1_tap:
+	KMOVW (R9), K1
+	MOVQ  (R8), R11
+	LEAQ  (DX)(R11*4), R11
+	MOVQ  40(AX), R12
+
+planarR3V1_ic:
+	VMOVUPS.Z        (R11), K1, Z3
+	VFMADD231PS.BCST (R10), Z3, Z0
+	VFMADD231PS.BCST 4(R10), Z3, Z1
+	VFMADD231PS.BCST 8(R10), Z3, Z2
+	ADDQ             56(AX), R11
+	ADDQ             $0x0000000c, R10
+	DECQ             R12
+	JNZ              planarR3V1_ic
+	ADDQ             $0x08, R8
+	ADDQ             32(AX), R9
+	DECQ             DI
+	JNZ              planarR3V1_tap
+	MOVQ             96(AX), DI
+	KMOVW            (DI), K1
+	CMPQ             88(AX), $0x00
+	JE               planarR3V1_store
+	MOVQ             BX, DI
+	VADDPS.Z         (DI), Z0, K1, Z0
+	ADDQ             80(AX), DI
+	VADDPS.Z         (DI), Z1, K1, Z1
+	ADDQ             80(AX), DI
+	VADDPS.Z         (DI), Z2, K1, Z2
+
+planarR3V1_store:
+	MOVQ    BX, DI
+	VMOVUPS Z0, K1, (DI)
+	ADDQ    80(AX), DI
+	VMOVUPS Z1, K1, (DI)
+	ADDQ    80(AX), DI
+	VMOVUPS Z2, K1, (DI)
+	ADDQ    $0x00000040, DX
+	ADDQ    $0x00000040, BX
+	ADDQ    $0x02, SI
+	ADDQ    $0x02, 96(AX)
+	DECQ    CX
+	JNZ     planarR3V1_tile
+	VZEROUPPER
+	RET
+
+// func planarR4V1(p *byte)
+// Requires: AVX, AVX512F
+TEXT ·planarR4V1(SB), NOSPLIT, $0-8
+	MOVQ p+0(FP), AX
+	MOVQ (AX), CX
+	MOVQ 48(AX), DX
+	MOVQ 72(AX), BX
+	MOVQ 24(AX), SI
+
+planarR4V1_tile:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	MOVQ   8(AX), DI
+	MOVQ   16(AX), R8
+	MOVQ   SI, R9
+	MOVQ   64(AX), R10
+
+planarR4V1_tap:
+	KMOVW (R9), K1
+	MOVQ  (R8), R11
+	LEAQ  (DX)(R11*4), R11
+	MOVQ  40(AX), R12
+
+planarR4V1_ic:
+	VMOVUPS.Z        (R11), K1, Z4
+	VFMADD231PS.BCST (R10), Z4, Z0
+	VFMADD231PS.BCST 4(R10), Z4, Z1
+	VFMADD231PS.BCST 8(R10), Z4, Z2
+	VFMADD231PS.BCST 12(R10), Z4, Z3
+	ADDQ             56(AX), R11
+	ADDQ             $0x00000010, R10
+	DECQ             R12
+	JNZ              planarR4V1_ic
+	ADDQ             $0x08, R8
+	ADDQ             32(AX), R9
+	DECQ             DI
+	JNZ              planarR4V1_tap
+	MOVQ             96(AX), DI
+	KMOVW            (DI), K1
+	CMPQ             88(AX), $0x00
+	JE               planarR4V1_store
+	MOVQ             BX, DI
+	VADDPS.Z         (DI), Z0, K1, Z0
+	ADDQ             80(AX), DI
+	VADDPS.Z         (DI), Z1, K1, Z1
+	ADDQ             80(AX), DI
+	VADDPS.Z         (DI), Z2, K1, Z2
+	ADDQ             80(AX), DI
+	VADDPS.Z         (DI), Z3, K1, Z3
+
+planarR4V1_store:
+	MOVQ    BX, DI
+	VMOVUPS Z0, K1, (DI)
+	ADDQ    80(AX), DI
+	VMOVUPS Z1, K1, (DI)
+	ADDQ    80(AX), DI
+	VMOVUPS Z2, K1, (DI)
+	ADDQ    80(AX), DI
+	VMOVUPS Z3, K1, (DI)
+	ADDQ    $0x00000040, DX
+	ADDQ    $0x00000040, BX
+	ADDQ    $0x02, SI
+	ADDQ    $0x02, 96(AX)
+	DECQ    CX
+	JNZ     planarR4V1_tile
+	VZEROUPPER
+	RET
+
+// func planarR5V1(p *byte)
+// Requires: AVX, AVX512F
+TEXT ·planarR5V1(SB), NOSPLIT, $0-8
+	MOVQ p+0(FP), AX
+	MOVQ (AX), CX
+	MOVQ 48(AX), DX
+	MOVQ 72(AX), BX
+	MOVQ 24(AX), SI
+
+planarR5V1_tile:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	MOVQ   8(AX), DI
+	MOVQ   16(AX), R8
+	MOVQ   SI, R9
+	MOVQ   64(AX), R10
+
+planarR5V1_tap:
+	KMOVW (R9), K1
+	MOVQ  (R8), R11
+	LEAQ  (DX)(R11*4), R11
+	MOVQ  40(AX), R12
+
+planarR5V1_ic:
+	VMOVUPS.Z        (R11), K1, Z5
+	VFMADD231PS.BCST (R10), Z5, Z0
+	VFMADD231PS.BCST 4(R10), Z5, Z1
+	VFMADD231PS.BCST 8(R10), Z5, Z2
+	VFMADD231PS.BCST 12(R10), Z5, Z3
+	VFMADD231PS.BCST 16(R10), Z5, Z4
+	ADDQ             56(AX), R11
+	ADDQ             $0x00000014, R10
+	DECQ             R12
+	JNZ              planarR5V1_ic
+	ADDQ             $0x08, R8
+	ADDQ             32(AX), R9
+	DECQ             DI
+	JNZ              planarR5V1_tap
+	MOVQ             96(AX), DI
+	KMOVW            (DI), K1
+	CMPQ             88(AX), $0x00
+	JE               planarR5V1_store
+	MOVQ             BX, DI
+	VADDPS.Z         (DI), Z0, K1, Z0
+	ADDQ             80(AX), DI
+	VADDPS.Z         (DI), Z1, K1, Z1
+	ADDQ             80(AX), DI
+	VADDPS.Z         (DI), Z2, K1, Z2
+	ADDQ             80(AX), DI
+	VADDPS.Z         (DI), Z3, K1, Z3
+	ADDQ             80(AX), DI
+	VADDPS.Z         (DI), Z4, K1, Z4
+
+planarR5V1_store:
+	MOVQ    BX, DI
+	VMOVUPS Z0, K1, (DI)
+	ADDQ    80(AX), DI
+	VMOVUPS Z1, K1, (DI)
+	ADDQ    80(AX), DI
+	VMOVUPS Z2, K1, (DI)
+	ADDQ    80(AX), DI
+	VMOVUPS Z3, K1, (DI)
+	ADDQ    80(AX), DI
+	VMOVUPS Z4, K1, (DI)
+	ADDQ    $0x00000040, DX
+	ADDQ    $0x00000040, BX
+	ADDQ    $0x02, SI
+	ADDQ    $0x02, 96(AX)
+	DECQ    CX
+	JNZ     planarR5V1_tile
+	VZEROUPPER
+	RET
+
+// func planarR6V1(p *byte)
+// Requires: AVX, AVX512F
+TEXT ·planarR6V1(SB), NOSPLIT, $0-8
+	MOVQ p+0(FP), AX
+	MOVQ (AX), CX
+	MOVQ 48(AX), DX
+	MOVQ 72(AX), BX
+	MOVQ 24(AX), SI
+
+planarR6V1_tile:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	MOVQ   8(AX), DI
+	MOVQ   16(AX), R8
+	MOVQ   SI, R9
+	MOVQ   64(AX), R10
+
+planarR6V1_tap:
+	KMOVW (R9), K1
+	MOVQ  (R8), R11
+	LEAQ  (DX)(R11*4), R11
+	MOVQ  40(AX), R12
+
+planarR6V1_ic:
+	VMOVUPS.Z        (R11), K1, Z6
+	VFMADD231PS.BCST (R10), Z6, Z0
+	VFMADD231PS.BCST 4(R10), Z6, Z1
+	VFMADD231PS.BCST 8(R10), Z6, Z2
+	VFMADD231PS.BCST 12(R10), Z6, Z3
+	VFMADD231PS.BCST 16(R10), Z6, Z4
+	VFMADD231PS.BCST 20(R10), Z6, Z5
+	ADDQ             56(AX), R11
+	ADDQ             $0x00000018, R10
+	DECQ             R12
+	JNZ              planarR6V1_ic
+	ADDQ             $0x08, R8
+	ADDQ             32(AX), R9
+	DECQ             DI
+	JNZ              planarR6V1_tap
+	MOVQ             96(AX), DI
+	KMOVW            (DI), K1
+	CMPQ             88(AX), $0x00
+	JE               planarR6V1_store
+	MOVQ             BX, DI
+	VADDPS.Z         (DI), Z0, K1, Z0
+	ADDQ             80(AX), DI
+	VADDPS.Z         (DI), Z1, K1, Z1
+	ADDQ             80(AX), DI
+	VADDPS.Z         (DI), Z2, K1, Z2
+	ADDQ             80(AX), DI
+	VADDPS.Z         (DI), Z3, K1, Z3
+	ADDQ             80(AX), DI
+	VADDPS.Z         (DI), Z4, K1, Z4
+	ADDQ             80(AX), DI
+	VADDPS.Z         (DI), Z5, K1, Z5
+
+planarR6V1_store:
+	MOVQ    BX, DI
+	VMOVUPS Z0, K1, (DI)
+	ADDQ    80(AX), DI
+	VMOVUPS Z1, K1, (DI)
+	ADDQ    80(AX), DI
+	VMOVUPS Z2, K1, (DI)
+	ADDQ    80(AX), DI
+	VMOVUPS Z3, K1, (DI)
+	ADDQ    80(AX), DI
+	VMOVUPS Z4, K1, (DI)
+	ADDQ    80(AX), DI
+	VMOVUPS Z5, K1, (DI)
+	ADDQ    $0x00000040, DX
+	ADDQ    $0x00000040, BX
+	ADDQ    $0x02, SI
+	ADDQ    $0x02, 96(AX)
+	DECQ    CX
+	JNZ     planarR6V1_tile
+	VZEROUPPER
+	RET
+
+// func planarR7V1(p *byte)
+// Requires: AVX, AVX512F
+TEXT ·planarR7V1(SB), NOSPLIT, $0-8
+	MOVQ p+0(FP), AX
+	MOVQ (AX), CX
+	MOVQ 48(AX), DX
+	MOVQ 72(AX), BX
+	MOVQ 24(AX), SI
+
+planarR7V1_tile:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	MOVQ   8(AX), DI
+	MOVQ   16(AX), R8
+	MOVQ   SI, R9
+	MOVQ   64(AX), R10
+
+planarR7V1_tap:
+	KMOVW (R9), K1
+	MOVQ  (R8), R11
+	LEAQ  (DX)(R11*4), R11
+	MOVQ  40(AX), R12
+
+planarR7V1_ic:
+	VMOVUPS.Z        (R11), K1, Z7
+	VFMADD231PS.BCST (R10), Z7, Z0
+	VFMADD231PS.BCST 4(R10), Z7, Z1
+	VFMADD231PS.BCST 8(R10), Z7, Z2
+	VFMADD231PS.BCST 12(R10), Z7, Z3
+	VFMADD231PS.BCST 16(R10), Z7, Z4
+	VFMADD231PS.BCST 20(R10), Z7, Z5
+	VFMADD231PS.BCST 24(R10), Z7, Z6
+	ADDQ             56(AX), R11
+	ADDQ             $0x0000001c, R10
+	DECQ             R12
+	JNZ              planarR7V1_ic
+	ADDQ             $0x08, R8
+	ADDQ             32(AX), R9
+	DECQ             DI
+	JNZ              planarR7V1_tap
+	MOVQ             96(AX), DI
+	KMOVW            (DI), K1
+	CMPQ             88(AX), $0x00
+	JE               planarR7V1_store
+	MOVQ             BX, DI
+	VADDPS.Z         (DI), Z0, K1, Z0
+	ADDQ             80(AX), DI
+	VADDPS.Z         (DI), Z1, K1, Z1
+	ADDQ             80(AX), DI
+	VADDPS.Z         (DI), Z2, K1, Z2
+	ADDQ             80(AX), DI
+	VADDPS.Z         (DI), Z3, K1, Z3
+	ADDQ             80(AX), DI
+	VADDPS.Z         (DI), Z4, K1, Z4
+	ADDQ             80(AX), DI
+	VADDPS.Z         (DI), Z5, K1, Z5
+	ADDQ             80(AX), DI
+	VADDPS.Z         (DI), Z6, K1, Z6
+
+planarR7V1_store:
+	MOVQ    BX, DI
+	VMOVUPS Z0, K1, (DI)
+	ADDQ    80(AX), DI
+	VMOVUPS Z1, K1, (DI)
+	ADDQ    80(AX), DI
+	VMOVUPS Z2, K1, (DI)
+	ADDQ    80(AX), DI
+	VMOVUPS Z3, K1, (DI)
+	ADDQ    80(AX), DI
+	VMOVUPS Z4, K1, (DI)
+	ADDQ    80(AX), DI
+	VMOVUPS Z5, K1, (DI)
+	ADDQ    80(AX), DI
+	VMOVUPS Z6, K1, (DI)
+	ADDQ    $0x00000040, DX
+	ADDQ    $0x00000040, BX
+	ADDQ    $0x02, SI
+	ADDQ    $0x02, 96(AX)
+	DECQ    CX
+	JNZ     planarR7V1_tile
 	VZEROUPPER
 	RET

@@ -4,126 +4,6 @@
 
 package planar
 
-// planarR1V2 computes tiles of 1 output channels × 2 vectors of positions; see kernelArgs.
-//
-//go:noescape
-func planarR1V2(p *byte)
-
-// planarR2V2 computes tiles of 2 output channels × 2 vectors of positions; see kernelArgs.
-//
-//go:noescape
-func planarR2V2(p *byte)
-
-// planarR3V2 computes tiles of 3 output channels × 2 vectors of positions; see kernelArgs.
-//
-//go:noescape
-func planarR3V2(p *byte)
-
-// planarR4V2 computes tiles of 4 output channels × 2 vectors of positions; see kernelArgs.
-//
-//go:noescape
-func planarR4V2(p *byte)
-
-// planarR5V2 computes tiles of 5 output channels × 2 vectors of positions; see kernelArgs.
-//
-//go:noescape
-func planarR5V2(p *byte)
-
-// planarR6V2 computes tiles of 6 output channels × 2 vectors of positions; see kernelArgs.
-//
-//go:noescape
-func planarR6V2(p *byte)
-
-// planarR7V2 computes tiles of 7 output channels × 2 vectors of positions; see kernelArgs.
-//
-//go:noescape
-func planarR7V2(p *byte)
-
-// planarR8V2 computes tiles of 8 output channels × 2 vectors of positions; see kernelArgs.
-//
-//go:noescape
-func planarR8V2(p *byte)
-
-// planarR9V2 computes tiles of 9 output channels × 2 vectors of positions; see kernelArgs.
-//
-//go:noescape
-func planarR9V2(p *byte)
-
-// planarR10V2 computes tiles of 10 output channels × 2 vectors of positions; see kernelArgs.
-//
-//go:noescape
-func planarR10V2(p *byte)
-
-// planarR11V2 computes tiles of 11 output channels × 2 vectors of positions; see kernelArgs.
-//
-//go:noescape
-func planarR11V2(p *byte)
-
-// planarR12V2 computes tiles of 12 output channels × 2 vectors of positions; see kernelArgs.
-//
-//go:noescape
-func planarR12V2(p *byte)
-
-// planarR13V2 computes tiles of 13 output channels × 2 vectors of positions; see kernelArgs.
-//
-//go:noescape
-func planarR13V2(p *byte)
-
-// planarR14V2 computes tiles of 14 output channels × 2 vectors of positions; see kernelArgs.
-//
-//go:noescape
-func planarR14V2(p *byte)
-
-// planarR15V2 computes tiles of 15 output channels × 2 vectors of positions; see kernelArgs.
-//
-//go:noescape
-func planarR15V2(p *byte)
-
-// planarR1V3 computes tiles of 1 output channels × 3 vectors of positions; see kernelArgs.
-//
-//go:noescape
-func planarR1V3(p *byte)
-
-// planarR2V3 computes tiles of 2 output channels × 3 vectors of positions; see kernelArgs.
-//
-//go:noescape
-func planarR2V3(p *byte)
-
-// planarR3V3 computes tiles of 3 output channels × 3 vectors of positions; see kernelArgs.
-//
-//go:noescape
-func planarR3V3(p *byte)
-
-// planarR4V3 computes tiles of 4 output channels × 3 vectors of positions; see kernelArgs.
-//
-//go:noescape
-func planarR4V3(p *byte)
-
-// planarR5V3 computes tiles of 5 output channels × 3 vectors of positions; see kernelArgs.
-//
-//go:noescape
-func planarR5V3(p *byte)
-
-// planarR6V3 computes tiles of 6 output channels × 3 vectors of positions; see kernelArgs.
-//
-//go:noescape
-func planarR6V3(p *byte)
-
-// planarR7V3 computes tiles of 7 output channels × 3 vectors of positions; see kernelArgs.
-//
-//go:noescape
-func planarR7V3(p *byte)
-
-// planarR8V3 computes tiles of 8 output channels × 3 vectors of positions; see kernelArgs.
-//
-//go:noescape
-func planarR8V3(p *byte)
-
-// planarR9V3 computes tiles of 9 output channels × 3 vectors of positions; see kernelArgs.
-//
-//go:noescape
-func planarR9V3(p *byte)
-
 // planarR1V4 computes tiles of 1 output channels × 4 vectors of positions; see kernelArgs.
 //
 //go:noescape
@@ -158,3 +38,38 @@ func planarR6V4(p *byte)
 //
 //go:noescape
 func planarR7V4(p *byte)
+
+// planarR1V1 computes tiles of 1 output channels × 1 vectors of positions; see kernelArgs.
+//
+//go:noescape
+func planarR1V1(p *byte)
+
+// planarR2V1 computes tiles of 2 output channels × 1 vectors of positions; see kernelArgs.
+//
+//go:noescape
+func planarR2V1(p *byte)
+
+// planarR3V1 computes tiles of 3 output channels × 1 vectors of positions; see kernelArgs.
+//
+//go:noescape
+func planarR3V1(p *byte)
+
+// planarR4V1 computes tiles of 4 output channels × 1 vectors of positions; see kernelArgs.
+//
+//go:noescape
+func planarR4V1(p *byte)
+
+// planarR5V1 computes tiles of 5 output channels × 1 vectors of positions; see kernelArgs.
+//
+//go:noescape
+func planarR5V1(p *byte)
+
+// planarR6V1 computes tiles of 6 output channels × 1 vectors of positions; see kernelArgs.
+//
+//go:noescape
+func planarR6V1(p *byte)
+
+// planarR7V1 computes tiles of 7 output channels × 1 vectors of positions; see kernelArgs.
+//
+//go:noescape
+func planarR7V1(p *byte)

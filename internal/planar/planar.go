@@ -88,25 +88,58 @@ func (c *Conv) Shape() Shape { return c.s }
 
 // Scratch is one goroutine's buffers for Forward, kept between calls.
 type Scratch struct {
-	nb, nvec, ldx, ldy, margin int
-	masks                      []uint16 // per tap, per vector: the lanes that read the image
-	x, y                       []float32
-	s                          Shape
-	k                          call
+	s                Shape
+	nb, n, nvec      int      // images, positions and vectors of a pass
+	ldx, ldy, margin int      // copy passes: the copies' strides, the input's margin
+	masks            []uint16 // per tap, per vector: the lanes that read the image
+	smasks           []uint16 // per vector: the lanes that are positions
+	x, y             []float32
+	k                call
 }
+
+// direct reports whether Forward computes image by image from x into y
+// as they are; else it copies chunks of images into a layout of positions
+// running over the images (its input with margins), and the output back.
+// Image by image wastes the lanes of each image's last vector (and
+// single-vector tiles compute the last positions): 7x7 images fill 4
+// vectors to 77%, so those are copied, where the copies cost less than
+// that waste (BenchmarkPlanarVsTall in nn).
+func (c *Conv) direct() bool { return c.s.H*c.s.W >= directMin }
+
+// directMin is the smallest image (in positions) computed in place.
+var directMin = 128
 
 // prepare sizes the buffers for nb images (again only when nb or the
 // shape changed).
 func (sc *Scratch) prepare(c *Conv, nb int) {
+	if c.direct() {
+		nb = 1
+	}
 	if sc.nb == nb && sc.s == c.s && sc.masks != nil {
 		return
 	}
-	s, v := c.s, c.im.v
+	s := c.s
 	p := s.H * s.W
-	n := nb * p
-	sc.nb, sc.s = nb, s
-	sc.nvec = (n + 15) / 16
-	sc.nvec = (sc.nvec + v - 1) / v * v
+	sc.nb, sc.s, sc.n = nb, s, nb*p
+	sc.nvec = (sc.n + 15) / 16
+	sc.masks = make([]uint16, c.kk*sc.nvec)
+	for t := range c.kk {
+		for q := 0; q < sc.n; q++ {
+			pi := q % p
+			ih, iw := pi/s.W+c.dy[t], pi%s.W+c.dx[t]
+			if ih >= 0 && ih < s.H && iw >= 0 && iw < s.W {
+				sc.masks[t*sc.nvec+q/16] |= 1 << (q % 16)
+			}
+		}
+	}
+	sc.smasks = make([]uint16, sc.nvec)
+	for q := 0; q < sc.n; q++ {
+		sc.smasks[q/16] |= 1 << (q % 16)
+	}
+	if c.direct() {
+		sc.x, sc.y = nil, nil
+		return
+	}
 	maxOff := 0
 	for _, o := range c.offs {
 		maxOff = max(maxOff, o, -o)
@@ -116,16 +149,6 @@ func (sc *Scratch) prepare(c *Conv, nb int) {
 	sc.ldy = sc.nvec * 16
 	sc.x = make([]float32, s.C*sc.ldx)
 	sc.y = make([]float32, s.O*sc.ldy)
-	sc.masks = make([]uint16, c.kk*sc.nvec)
-	for t := range c.kk {
-		for q := 0; q < n; q++ {
-			pi := q % p
-			ih, iw := pi/s.W+c.dy[t], pi%s.W+c.dx[t]
-			if ih >= 0 && ih < s.H && iw >= 0 && iw < s.W {
-				sc.masks[t*sc.nvec+q/16] |= 1 << (q % 16)
-			}
-		}
-	}
 }
 
 // Forward computes y [nb, O, H, W] from x [nb, C, H, W] (nb consecutive
@@ -137,27 +160,50 @@ func (c *Conv) Forward(x []float32, nb int, y []float32, sc *Scratch) {
 		panic(fmt.Sprintf("planar: Forward of %d images of %+v: x has %d values, y %d", nb, s, len(x), len(y)))
 	}
 	sc.prepare(c, nb)
+	if c.direct() {
+		for b := range nb {
+			c.pass(sc, x, b*s.C*p, p, y, b*s.O*p, p)
+		}
+		return
+	}
 	for b := range nb {
 		for ic := range s.C {
 			at := ic*sc.ldx + sc.margin + b*p
 			copy(sc.x[at:at+p], x[(b*s.C+ic)*p:])
 		}
 	}
-	k := &sc.k
-	*k = call{tiles: sc.nvec / c.im.v, k: s.C, x: sc.x, xi: sc.margin, ldx: sc.ldx, y: sc.y, ldy: sc.ldy, mstride: sc.nvec}
-	for _, tl := range c.tiles {
-		for t0 := 0; t0 < c.kk; t0 += c.per {
-			t1 := min(c.kk, t0+c.per)
-			k.taps, k.offs, k.masks = t1-t0, c.offs[t0:t1], sc.masks[t0*sc.nvec:]
-			k.w = c.w[tl.w+t0*s.C*tl.r:]
-			k.yi, k.acc = tl.o0*sc.ldy, t0 > 0
-			c.im.run(tl.r, k)
-		}
-	}
+	c.pass(sc, sc.x, sc.margin, sc.ldx, sc.y, 0, sc.ldy)
 	for b := range nb {
 		for o := range s.O {
 			at := o*sc.ldy + b*p
 			copy(y[(b*s.O+o)*p:(b*s.O+o+1)*p], sc.y[at:at+p])
+		}
+	}
+}
+
+// pass computes sc.n positions from x[xi:] (channels ldx apart) into
+// y[yi:] (ldy apart): tiles of the widest kernel's vectors, then single
+// vectors for the rest.
+func (c *Conv) pass(sc *Scratch, x []float32, xi, ldx int, y []float32, yi, ldy int) {
+	s, v := c.s, c.im.v
+	k := &sc.k
+	*k = call{k: s.C, x: x, ldx: ldx, y: y, ldy: ldy, mstride: sc.nvec}
+	full := sc.nvec / v * v
+	for _, part := range [2]struct{ j0, vecs, v int }{{0, full, v}, {full, sc.nvec - full, 1}} {
+		if part.vecs == 0 {
+			continue
+		}
+		q0 := part.j0 * 16
+		k.tiles, k.n = part.vecs/part.v, min(sc.n-q0, part.vecs*16)
+		k.xi, k.smasks = xi+q0, sc.smasks[part.j0:]
+		for _, tl := range c.tiles {
+			for t0 := 0; t0 < c.kk; t0 += c.per {
+				t1 := min(c.kk, t0+c.per)
+				k.taps, k.offs, k.masks = t1-t0, c.offs[t0:t1], sc.masks[t0*sc.nvec+part.j0:]
+				k.w = c.w[tl.w+t0*s.C*tl.r:]
+				k.yi, k.acc = yi+tl.o0*ldy+q0, t0 > 0
+				c.im.run(tl.r, part.v, k)
+			}
 		}
 	}
 }

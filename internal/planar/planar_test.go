@@ -64,14 +64,31 @@ var shapes = []struct {
 	{Shape{C: 2, H: 2, W: 3, O: 1, KH: 5, KW: 5}, 1},
 }
 
-func forward(t *testing.T, name string, s Shape, nb int, x, w []float32) []float32 {
+func forward(t *testing.T, name string, direct bool, s Shape, nb int, x, w []float32) []float32 {
 	t.Helper()
 	prev := useImpl(name)
 	defer useImpl(prev)
+	defer func(m int) { directMin = m }(directMin)
+	directMin = 1 << 30
+	if direct {
+		directMin = 0
+	}
 	c := New(s, w)
-	y := make([]float32, nb*s.O*s.H*s.W)
+	// 40 sentinels past y: a kernel that stored the lanes past the last
+	// position would change them.
+	n := nb * s.O * s.H * s.W
+	buf := make([]float32, n+40)
+	for i := range buf {
+		buf[i] = 12345
+	}
+	y := buf[:n:n]
 	var sc Scratch
 	c.Forward(x, nb, y, &sc)
+	for i, v := range buf[n:] {
+		if v != 12345 {
+			t.Fatalf("%s: the value %d past y became %v", name, i, v)
+		}
+	}
 	// A second call reuses the scratch and must not see the first's data.
 	y2 := make([]float32, len(y))
 	c.Forward(x, nb, y2, &sc)
@@ -98,21 +115,23 @@ func TestForward(t *testing.T) {
 			want := naive(tc.s, tc.nb, x, w)
 			var first []float32
 			for _, name := range impls {
-				got := forward(t, name, tc.s, tc.nb, x, w)
-				for j, v := range got {
-					// Float32 rounding of sums of up to 576 products of
-					// values of magnitude ~1.
-					if d := math.Abs(float64(v) - want[j]); d > 1e-4*(1+math.Abs(want[j]))*math.Sqrt(float64(tc.s.C*tc.s.KH*tc.s.KW)) {
-						t.Fatalf("%s: y[%d] = %v, want %v", name, j, v, want[j])
+				for _, direct := range []bool{false, true} {
+					got := forward(t, name, direct, tc.s, tc.nb, x, w)
+					for j, v := range got {
+						// Float32 rounding of sums of up to 576 products of
+						// values of magnitude ~1.
+						if d := math.Abs(float64(v) - want[j]); d > 1e-4*(1+math.Abs(want[j]))*math.Sqrt(float64(tc.s.C*tc.s.KH*tc.s.KW)) {
+							t.Fatalf("%s (direct %v): y[%d] = %v, want %v", name, direct, j, v, want[j])
+						}
 					}
-				}
-				if first == nil {
-					first = got
-					continue
-				}
-				for j := range got {
-					if math.Float32bits(got[j]) != math.Float32bits(first[j]) {
-						t.Fatalf("%s: y[%d] = %v (%08x), %s gave %v (%08x)", name, j, got[j], math.Float32bits(got[j]), impls[0], first[j], math.Float32bits(first[j]))
+					if first == nil {
+						first = got
+						continue
+					}
+					for j := range got {
+						if math.Float32bits(got[j]) != math.Float32bits(first[j]) {
+							t.Fatalf("%s (direct %v): y[%d] = %v (%08x), %s gave %v (%08x)", name, direct, j, got[j], math.Float32bits(got[j]), impls[0], first[j], math.Float32bits(first[j]))
+						}
 					}
 				}
 			}

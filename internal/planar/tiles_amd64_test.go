@@ -24,33 +24,33 @@ var benchShapes = []struct {
 	{Shape{C: 49, H: 7, W: 7, O: 42, KH: 3, KW: 3}, 13},
 }
 
-// BenchmarkTiles times Forward on benchShapes with each vector count's
-// widest tiles (the rest of the channels in one narrower tile), in useful
+// BenchmarkForward times Forward on benchShapes, image by image in place
+// and on copies of chunks of images (directMin's choice), in useful
 // GFLOP/s (2 per multiply-add of the convolution).
-func BenchmarkTiles(b *testing.B) {
+func BenchmarkForward(b *testing.B) {
+	defer func(m int) { directMin = m }(directMin)
 	for _, bs := range benchShapes {
-		for v, ks := range kernels {
-			im := &impl{name: fmt.Sprintf("v%d", v), v: v, rmax: len(ks), run: func(r int, c *call) { runKernel(ks[r-1], v, r, c) }}
-			for _, rmax := range []int{len(ks)} {
-				b.Run(fmt.Sprintf("C%d_O%d_%dx%d/V%d_R%d", bs.s.C, bs.s.O, bs.s.H, bs.s.W, v, rmax), func(b *testing.B) {
-					rng := rand.New(rand.NewPCG(1, 2))
-					s := bs.s
-					x := randoms(rng, bs.nb*s.C*s.H*s.W)
-					w := randoms(rng, s.O*s.C*s.KH*s.KW)
-					y := make([]float32, bs.nb*s.O*s.H*s.W)
-					prev := active.Swap(&impl{name: im.name, v: v, rmax: rmax, run: im.run})
-					c := New(s, w)
-					active.Store(prev)
-					var sc Scratch
+		for _, mode := range []string{"direct", "copy"} {
+			b.Run(fmt.Sprintf("C%d_O%d_%dx%d/%s", bs.s.C, bs.s.O, bs.s.H, bs.s.W, mode), func(b *testing.B) {
+				directMin = 1 << 30
+				if mode == "direct" {
+					directMin = 0
+				}
+				rng := rand.New(rand.NewPCG(1, 2))
+				s := bs.s
+				x := randoms(rng, bs.nb*s.C*s.H*s.W)
+				w := randoms(rng, s.O*s.C*s.KH*s.KW)
+				y := make([]float32, bs.nb*s.O*s.H*s.W)
+				c := New(s, w)
+				var sc Scratch
+				c.Forward(x, bs.nb, y, &sc)
+				b.ResetTimer()
+				for range b.N {
 					c.Forward(x, bs.nb, y, &sc)
-					b.ResetTimer()
-					for range b.N {
-						c.Forward(x, bs.nb, y, &sc)
-					}
-					macs := float64(bs.nb * s.O * s.C * s.KH * s.KW * s.H * s.W)
-					b.ReportMetric(2*macs*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
-				})
-			}
+				}
+				macs := float64(bs.nb * s.O * s.C * s.KH * s.KW * s.H * s.W)
+				b.ReportMetric(2*macs*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
+			})
 		}
 	}
 }

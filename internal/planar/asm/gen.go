@@ -11,7 +11,9 @@
 // tap the v masks are loaded once; per (tap, input channel) step the v
 // input vectors are loaded under their masks (zeroing the lanes that read
 // the padding) and each accumulator gets one VFMADD231PS with the filter
-// value broadcast from memory ({1to16}). So every output is one FMA chain
+// value broadcast from memory ({1to16}); the tile is stored (or added to
+// what y holds) under the output's masks, so a tile may pass the end of an
+// image's positions and y be the network's tensor. So every output is one FMA chain
 // over the taps and, within a tap, the input channels in order, which
 // kernel.go's runGo repeats with an exact float32 FMA.
 package main
@@ -38,11 +40,15 @@ const (
 	offY
 	offLdy
 	offAcc
+	offSmasks
 )
 
 // tiles lists the kernels: for each vector count, every r up to the most
-// accumulators that leave registers for the inputs.
-var tiles = []struct{ v, rmax int }{{2, 15}, {3, 9}, {4, 7}}
+// accumulators that leave registers for the inputs. 4 vectors of 64
+// positions are the main tiles (2, 3 and 4 measured alike, BenchmarkTiles
+// of an earlier version); single vectors compute what remains of an
+// image's positions.
+var tiles = []struct{ v, rmax int }{{4, 7}, {1, 7}}
 
 func main() {
 	ConstraintExpr("!purego")
@@ -114,6 +120,13 @@ func kernel(r, v int) {
 	DECQ(tp)
 	JNZ(LabelRef(name + "_tap"))
 
+	// The stores' masks: the positions of the output (the loads' masks
+	// are done with).
+	sm := GP64()
+	MOVQ(Mem{Base: p, Disp: offSmasks}, sm)
+	for j := 0; j < v; j++ {
+		KMOVW(Mem{Base: sm, Disp: 2 * j}, kmask[j])
+	}
 	// Later tap blocks add their sums to the first's.
 	yp := GP64()
 	CMPQ(Mem{Base: p, Disp: offAcc}, U8(0))
@@ -121,7 +134,7 @@ func kernel(r, v int) {
 	MOVQ(y, yp)
 	for i := 0; i < r; i++ {
 		for j := 0; j < v; j++ {
-			VADDPS(Mem{Base: yp, Disp: 64 * j}, acc(i, j), acc(i, j))
+			VADDPS_Z(Mem{Base: yp, Disp: 64 * j}, acc(i, j), kmask[j], acc(i, j))
 		}
 		if i < r-1 {
 			ADDQ(Mem{Base: p, Disp: offLdy}, yp)
@@ -131,7 +144,7 @@ func kernel(r, v int) {
 	MOVQ(y, yp)
 	for i := 0; i < r; i++ {
 		for j := 0; j < v; j++ {
-			VMOVUPS(acc(i, j), Mem{Base: yp, Disp: 64 * j})
+			VMOVUPS(acc(i, j), kmask[j], Mem{Base: yp, Disp: 64 * j})
 		}
 		if i < r-1 {
 			ADDQ(Mem{Base: p, Disp: offLdy}, yp)
@@ -140,6 +153,7 @@ func kernel(r, v int) {
 	ADDQ(U32(64*v), x)
 	ADDQ(U32(64*v), y)
 	ADDQ(U8(2*v), mb)
+	ADDQ(U8(2*v), Mem{Base: p, Disp: offSmasks})
 	DECQ(tiles)
 	JNZ(LabelRef(name + "_tile"))
 	VZEROUPPER()
