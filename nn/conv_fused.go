@@ -248,7 +248,7 @@ func (c *Conv2d) BuildFused(b Builder, x *G.Node, f Fusion) (*G.Node, error) {
 type convFusedOp struct {
 	conv2dOp
 	epi    *epilogue
-	planar planarForward // tapped convolutions where planarFits
+	planar planarForward // where planarFits
 }
 
 func (o *convFusedOp) Arity() int {
@@ -295,8 +295,8 @@ func (o *convFusedOp) Do(in ...G.Value) (G.Value, error) {
 		return y, nil
 	}
 	y := op.Buffer(&o.out, d.B, d.O, d.OH, d.OW)
-	if planarFits(d) {
-		o.planar.run(d, op.F32(in[0]), op.F32(in[1]), op.F32(y), o.epi)
+	if order, ok := planarFits(d); ok {
+		o.planar.run(d, order, op.F32(in[0]), op.F32(in[1]), op.F32(y), o.epi)
 		return y, nil
 	}
 	if d.tapped() {

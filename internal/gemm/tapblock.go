@@ -9,3 +9,8 @@ func TapsPerBlock(taps, k int) int {
 	blocks := (taps*k + kc - 1) / kc
 	return (taps + blocks - 1) / blocks
 }
+
+// KBlock is the k block Sgemm and SgemmSerial cut a product of depth k
+// into (the last block may be shorter): each block's sum is one
+// accumulator chain, added to C in block order.
+func KBlock(k int) int { return kBlock(k, active.Load().kc) }

@@ -8,9 +8,10 @@ import (
 
 // call is one kernel call: tiles tiles of r output channels × v vectors of
 // 16 positions, the first at position 0 of x and y, each advancing v·16
-// positions. For tap t < taps, input channel ic < k and lane q, the input
-// value is x[xi + ic·ldx + offs[t] + q] if bit q%16 of masks[t·mstride +
-// q/16] is set, else 0; the filter value of output i is w[(t·k+ic)·r+i].
+// positions. The sum runs over groups g < taps of k steps: for step ic < k
+// and lane q, the input value is x[xi + ic·ldx + offs[g] + q] if bit q%16
+// of masks[moffs[g] + q/16] is set, else 0; the filter value of output i
+// is w[(g·k+ic)·r+i].
 // Output i of position q is y[yi + i·ldy + q]: the chain's sum stored, or
 // added to y's value when acc, if bit q%16 of smasks[q/16] is set (else
 // y is neither read nor written there).
@@ -18,7 +19,7 @@ type call struct {
 	tiles, taps, k int
 	offs           []int
 	masks          []uint16
-	mstride        int
+	moffs          []int
 	smasks         []uint16
 	n              int // positions below n may be stored
 	x              []float32
@@ -36,7 +37,7 @@ type kernelArgs struct {
 	tiles, taps int
 	offs        *int
 	masks       *uint16
-	mstride     int
+	moffs       *int
 	k           int
 	x           *float32
 	ldx         int
@@ -76,7 +77,7 @@ func runGo(r, v int, c *call) {
 				wr := c.w[(t*c.k+ic)*r : (t*c.k+ic+1)*r]
 				for l := 0; l < lanes; l++ {
 					var in float32
-					if c.masks[t*c.mstride+(q0+l)/16]&(1<<((q0+l)%16)) != 0 {
+					if c.masks[c.moffs[t]+(q0+l)/16]&(1<<((q0+l)%16)) != 0 {
 						in = c.x[base+l]
 					}
 					for i, wv := range wr {

@@ -40,13 +40,15 @@ func runKernel(f func(*byte), v, r int, c *call) {
 		panic("planar: kernel call outside its slices")
 	}
 	_ = c.x[c.xi+(c.k-1)*c.ldx+c.n-1]
-	_ = c.masks[(c.taps-1)*c.mstride+c.tiles*v-1]
+	for _, m := range c.moffs[:c.taps] {
+		_ = c.masks[m+c.tiles*v-1]
+	}
 	_ = c.smasks[c.tiles*v-1]
 	_ = c.w[c.taps*c.k*r-1]
 	_ = c.y[c.yi+(r-1)*c.ldy+c.n-1]
 	a := &c.args // in the call, which the Scratch holds: no allocation
 	*a = kernelArgs{
-		tiles: c.tiles, taps: c.taps, offs: &c.offs[0], masks: &c.masks[0], mstride: 2 * c.mstride,
+		tiles: c.tiles, taps: c.taps, offs: &c.offs[0], masks: &c.masks[0], moffs: &c.moffs[0],
 		k: c.k, x: &c.x[c.xi], ldx: 4 * c.ldx, w: &c.w[0], y: &c.y[c.yi], ldy: 4 * c.ldy,
 		smasks: &c.smasks[0],
 	}

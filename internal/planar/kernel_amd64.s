@@ -20,14 +20,16 @@ planarR1V4_tile:
 	VPXORD Z3, Z3, Z3
 	MOVQ   8(AX), DI
 	MOVQ   16(AX), R8
-	MOVQ   SI, R9
+	MOVQ   32(AX), R9
 	MOVQ   64(AX), R10
 
 planarR1V4_tap:
-	KMOVW (R9), K1
-	KMOVW 2(R9), K2
-	KMOVW 4(R9), K3
-	KMOVW 6(R9), K4
+	MOVQ  (R9), R11
+	LEAQ  (SI)(R11*2), R11
+	KMOVW (R11), K1
+	KMOVW 2(R11), K2
+	KMOVW 4(R11), K3
+	KMOVW 6(R11), K4
 	MOVQ  (R8), R11
 	LEAQ  (DX)(R11*4), R11
 	MOVQ  40(AX), R12
@@ -46,7 +48,7 @@ planarR1V4_ic:
 	DECQ             R12
 	JNZ              planarR1V4_ic
 	ADDQ             $0x08, R8
-	ADDQ             32(AX), R9
+	ADDQ             $0x08, R9
 	DECQ             DI
 	JNZ              planarR1V4_tap
 	MOVQ             96(AX), DI
@@ -97,14 +99,16 @@ planarR2V4_tile:
 	VPXORD Z7, Z7, Z7
 	MOVQ   8(AX), DI
 	MOVQ   16(AX), R8
-	MOVQ   SI, R9
+	MOVQ   32(AX), R9
 	MOVQ   64(AX), R10
 
 planarR2V4_tap:
-	KMOVW (R9), K1
-	KMOVW 2(R9), K2
-	KMOVW 4(R9), K3
-	KMOVW 6(R9), K4
+	MOVQ  (R9), R11
+	LEAQ  (SI)(R11*2), R11
+	KMOVW (R11), K1
+	KMOVW 2(R11), K2
+	KMOVW 4(R11), K3
+	KMOVW 6(R11), K4
 	MOVQ  (R8), R11
 	LEAQ  (DX)(R11*4), R11
 	MOVQ  40(AX), R12
@@ -127,7 +131,7 @@ planarR2V4_ic:
 	DECQ             R12
 	JNZ              planarR2V4_ic
 	ADDQ             $0x08, R8
-	ADDQ             32(AX), R9
+	ADDQ             $0x08, R9
 	DECQ             DI
 	JNZ              planarR2V4_tap
 	MOVQ             96(AX), DI
@@ -192,14 +196,16 @@ planarR3V4_tile:
 	VPXORD Z11, Z11, Z11
 	MOVQ   8(AX), DI
 	MOVQ   16(AX), R8
-	MOVQ   SI, R9
+	MOVQ   32(AX), R9
 	MOVQ   64(AX), R10
 
 planarR3V4_tap:
-	KMOVW (R9), K1
-	KMOVW 2(R9), K2
-	KMOVW 4(R9), K3
-	KMOVW 6(R9), K4
+	MOVQ  (R9), R11
+	LEAQ  (SI)(R11*2), R11
+	KMOVW (R11), K1
+	KMOVW 2(R11), K2
+	KMOVW 4(R11), K3
+	KMOVW 6(R11), K4
 	MOVQ  (R8), R11
 	LEAQ  (DX)(R11*4), R11
 	MOVQ  40(AX), R12
@@ -226,7 +232,7 @@ planarR3V4_ic:
 	DECQ             R12
 	JNZ              planarR3V4_ic
 	ADDQ             $0x08, R8
-	ADDQ             32(AX), R9
+	ADDQ             $0x08, R9
 	DECQ             DI
 	JNZ              planarR3V4_tap
 	MOVQ             96(AX), DI
@@ -305,14 +311,16 @@ planarR4V4_tile:
 	VPXORD Z15, Z15, Z15
 	MOVQ   8(AX), DI
 	MOVQ   16(AX), R8
-	MOVQ   SI, R9
+	MOVQ   32(AX), R9
 	MOVQ   64(AX), R10
 
 planarR4V4_tap:
-	KMOVW (R9), K1
-	KMOVW 2(R9), K2
-	KMOVW 4(R9), K3
-	KMOVW 6(R9), K4
+	MOVQ  (R9), R11
+	LEAQ  (SI)(R11*2), R11
+	KMOVW (R11), K1
+	KMOVW 2(R11), K2
+	KMOVW 4(R11), K3
+	KMOVW 6(R11), K4
 	MOVQ  (R8), R11
 	LEAQ  (DX)(R11*4), R11
 	MOVQ  40(AX), R12
@@ -343,7 +351,7 @@ planarR4V4_ic:
 	DECQ             R12
 	JNZ              planarR4V4_ic
 	ADDQ             $0x08, R8
-	ADDQ             32(AX), R9
+	ADDQ             $0x08, R9
 	DECQ             DI
 	JNZ              planarR4V4_tap
 	MOVQ             96(AX), DI
@@ -436,14 +444,16 @@ planarR5V4_tile:
 	VPXORD Z19, Z19, Z19
 	MOVQ   8(AX), DI
 	MOVQ   16(AX), R8
-	MOVQ   SI, R9
+	MOVQ   32(AX), R9
 	MOVQ   64(AX), R10
 
 planarR5V4_tap:
-	KMOVW (R9), K1
-	KMOVW 2(R9), K2
-	KMOVW 4(R9), K3
-	KMOVW 6(R9), K4
+	MOVQ  (R9), R11
+	LEAQ  (SI)(R11*2), R11
+	KMOVW (R11), K1
+	KMOVW 2(R11), K2
+	KMOVW 4(R11), K3
+	KMOVW 6(R11), K4
 	MOVQ  (R8), R11
 	LEAQ  (DX)(R11*4), R11
 	MOVQ  40(AX), R12
@@ -478,7 +488,7 @@ planarR5V4_ic:
 	DECQ             R12
 	JNZ              planarR5V4_ic
 	ADDQ             $0x08, R8
-	ADDQ             32(AX), R9
+	ADDQ             $0x08, R9
 	DECQ             DI
 	JNZ              planarR5V4_tap
 	MOVQ             96(AX), DI
@@ -585,14 +595,16 @@ planarR6V4_tile:
 	VPXORD Z23, Z23, Z23
 	MOVQ   8(AX), DI
 	MOVQ   16(AX), R8
-	MOVQ   SI, R9
+	MOVQ   32(AX), R9
 	MOVQ   64(AX), R10
 
 planarR6V4_tap:
-	KMOVW (R9), K1
-	KMOVW 2(R9), K2
-	KMOVW 4(R9), K3
-	KMOVW 6(R9), K4
+	MOVQ  (R9), R11
+	LEAQ  (SI)(R11*2), R11
+	KMOVW (R11), K1
+	KMOVW 2(R11), K2
+	KMOVW 4(R11), K3
+	KMOVW 6(R11), K4
 	MOVQ  (R8), R11
 	LEAQ  (DX)(R11*4), R11
 	MOVQ  40(AX), R12
@@ -631,7 +643,7 @@ planarR6V4_ic:
 	DECQ             R12
 	JNZ              planarR6V4_ic
 	ADDQ             $0x08, R8
-	ADDQ             32(AX), R9
+	ADDQ             $0x08, R9
 	DECQ             DI
 	JNZ              planarR6V4_tap
 	MOVQ             96(AX), DI
@@ -752,14 +764,16 @@ planarR7V4_tile:
 	VPXORD Z27, Z27, Z27
 	MOVQ   8(AX), DI
 	MOVQ   16(AX), R8
-	MOVQ   SI, R9
+	MOVQ   32(AX), R9
 	MOVQ   64(AX), R10
 
 planarR7V4_tap:
-	KMOVW (R9), K1
-	KMOVW 2(R9), K2
-	KMOVW 4(R9), K3
-	KMOVW 6(R9), K4
+	MOVQ  (R9), R11
+	LEAQ  (SI)(R11*2), R11
+	KMOVW (R11), K1
+	KMOVW 2(R11), K2
+	KMOVW 4(R11), K3
+	KMOVW 6(R11), K4
 	MOVQ  (R8), R11
 	LEAQ  (DX)(R11*4), R11
 	MOVQ  40(AX), R12
@@ -802,7 +816,7 @@ planarR7V4_ic:
 	DECQ             R12
 	JNZ              planarR7V4_ic
 	ADDQ             $0x08, R8
-	ADDQ             32(AX), R9
+	ADDQ             $0x08, R9
 	DECQ             DI
 	JNZ              planarR7V4_tap
 	MOVQ             96(AX), DI
@@ -906,11 +920,13 @@ planarR1V1_tile:
 	VPXORD Z0, Z0, Z0
 	MOVQ   8(AX), DI
 	MOVQ   16(AX), R8
-	MOVQ   SI, R9
+	MOVQ   32(AX), R9
 	MOVQ   64(AX), R10
 
 planarR1V1_tap:
-	KMOVW (R9), K1
+	MOVQ  (R9), R11
+	LEAQ  (SI)(R11*2), R11
+	KMOVW (R11), K1
 	MOVQ  (R8), R11
 	LEAQ  (DX)(R11*4), R11
 	MOVQ  40(AX), R12
@@ -923,7 +939,7 @@ planarR1V1_ic:
 	DECQ             R12
 	JNZ              planarR1V1_ic
 	ADDQ             $0x08, R8
-	ADDQ             32(AX), R9
+	ADDQ             $0x08, R9
 	DECQ             DI
 	JNZ              planarR1V1_tap
 	MOVQ             96(AX), DI
@@ -959,11 +975,13 @@ planarR2V1_tile:
 	VPXORD Z1, Z1, Z1
 	MOVQ   8(AX), DI
 	MOVQ   16(AX), R8
-	MOVQ   SI, R9
+	MOVQ   32(AX), R9
 	MOVQ   64(AX), R10
 
 planarR2V1_tap:
-	KMOVW (R9), K1
+	MOVQ  (R9), R11
+	LEAQ  (SI)(R11*2), R11
+	KMOVW (R11), K1
 	MOVQ  (R8), R11
 	LEAQ  (DX)(R11*4), R11
 	MOVQ  40(AX), R12
@@ -977,7 +995,7 @@ planarR2V1_ic:
 	DECQ             R12
 	JNZ              planarR2V1_ic
 	ADDQ             $0x08, R8
-	ADDQ             32(AX), R9
+	ADDQ             $0x08, R9
 	DECQ             DI
 	JNZ              planarR2V1_tap
 	MOVQ             96(AX), DI
@@ -1018,11 +1036,13 @@ planarR3V1_tile:
 	VPXORD Z2, Z2, Z2
 	MOVQ   8(AX), DI
 	MOVQ   16(AX), R8
-	MOVQ   SI, R9
+	MOVQ   32(AX), R9
 	MOVQ   64(AX), R10
 
 planarR3V1_tap:
-	KMOVW (R9), K1
+	MOVQ  (R9), R11
+	LEAQ  (SI)(R11*2), R11
+	KMOVW (R11), K1
 	MOVQ  (R8), R11
 	LEAQ  (DX)(R11*4), R11
 	MOVQ  40(AX), R12
@@ -1037,7 +1057,7 @@ planarR3V1_ic:
 	DECQ             R12
 	JNZ              planarR3V1_ic
 	ADDQ             $0x08, R8
-	ADDQ             32(AX), R9
+	ADDQ             $0x08, R9
 	DECQ             DI
 	JNZ              planarR3V1_tap
 	MOVQ             96(AX), DI
@@ -1083,11 +1103,13 @@ planarR4V1_tile:
 	VPXORD Z3, Z3, Z3
 	MOVQ   8(AX), DI
 	MOVQ   16(AX), R8
-	MOVQ   SI, R9
+	MOVQ   32(AX), R9
 	MOVQ   64(AX), R10
 
 planarR4V1_tap:
-	KMOVW (R9), K1
+	MOVQ  (R9), R11
+	LEAQ  (SI)(R11*2), R11
+	KMOVW (R11), K1
 	MOVQ  (R8), R11
 	LEAQ  (DX)(R11*4), R11
 	MOVQ  40(AX), R12
@@ -1103,7 +1125,7 @@ planarR4V1_ic:
 	DECQ             R12
 	JNZ              planarR4V1_ic
 	ADDQ             $0x08, R8
-	ADDQ             32(AX), R9
+	ADDQ             $0x08, R9
 	DECQ             DI
 	JNZ              planarR4V1_tap
 	MOVQ             96(AX), DI
@@ -1154,11 +1176,13 @@ planarR5V1_tile:
 	VPXORD Z4, Z4, Z4
 	MOVQ   8(AX), DI
 	MOVQ   16(AX), R8
-	MOVQ   SI, R9
+	MOVQ   32(AX), R9
 	MOVQ   64(AX), R10
 
 planarR5V1_tap:
-	KMOVW (R9), K1
+	MOVQ  (R9), R11
+	LEAQ  (SI)(R11*2), R11
+	KMOVW (R11), K1
 	MOVQ  (R8), R11
 	LEAQ  (DX)(R11*4), R11
 	MOVQ  40(AX), R12
@@ -1175,7 +1199,7 @@ planarR5V1_ic:
 	DECQ             R12
 	JNZ              planarR5V1_ic
 	ADDQ             $0x08, R8
-	ADDQ             32(AX), R9
+	ADDQ             $0x08, R9
 	DECQ             DI
 	JNZ              planarR5V1_tap
 	MOVQ             96(AX), DI
@@ -1231,11 +1255,13 @@ planarR6V1_tile:
 	VPXORD Z5, Z5, Z5
 	MOVQ   8(AX), DI
 	MOVQ   16(AX), R8
-	MOVQ   SI, R9
+	MOVQ   32(AX), R9
 	MOVQ   64(AX), R10
 
 planarR6V1_tap:
-	KMOVW (R9), K1
+	MOVQ  (R9), R11
+	LEAQ  (SI)(R11*2), R11
+	KMOVW (R11), K1
 	MOVQ  (R8), R11
 	LEAQ  (DX)(R11*4), R11
 	MOVQ  40(AX), R12
@@ -1253,7 +1279,7 @@ planarR6V1_ic:
 	DECQ             R12
 	JNZ              planarR6V1_ic
 	ADDQ             $0x08, R8
-	ADDQ             32(AX), R9
+	ADDQ             $0x08, R9
 	DECQ             DI
 	JNZ              planarR6V1_tap
 	MOVQ             96(AX), DI
@@ -1314,11 +1340,13 @@ planarR7V1_tile:
 	VPXORD Z6, Z6, Z6
 	MOVQ   8(AX), DI
 	MOVQ   16(AX), R8
-	MOVQ   SI, R9
+	MOVQ   32(AX), R9
 	MOVQ   64(AX), R10
 
 planarR7V1_tap:
-	KMOVW (R9), K1
+	MOVQ  (R9), R11
+	LEAQ  (SI)(R11*2), R11
+	KMOVW (R11), K1
 	MOVQ  (R8), R11
 	LEAQ  (DX)(R11*4), R11
 	MOVQ  40(AX), R12
@@ -1337,7 +1365,7 @@ planarR7V1_ic:
 	DECQ             R12
 	JNZ              planarR7V1_ic
 	ADDQ             $0x08, R8
-	ADDQ             32(AX), R9
+	ADDQ             $0x08, R9
 	DECQ             DI
 	JNZ              planarR7V1_tap
 	MOVQ             96(AX), DI

@@ -10,39 +10,69 @@ import (
 
 // Shape is a convolution this package computes: C input and O output
 // channels, images of H×W, an odd KH×KW kernel with padding (KH-1)/2 and
-// (KW-1)/2, stride and dilation 1: the output has the input's size.
-type Shape struct{ C, H, W, O, KH, KW int }
+// (KW-1)/2, dilation 1, and the same Stride (0 means 1) both ways: the
+// output is ⌈H/Stride⌉×⌈W/Stride⌉.
+type Shape struct{ C, H, W, O, KH, KW, Stride int }
+
+func (s Shape) stride() int { return max(1, s.Stride) }
+
+// OH and OW are the output's height and width.
+func (s Shape) OH() int { return (s.H + s.stride() - 1) / s.stride() }
+func (s Shape) OW() int { return (s.W + s.stride() - 1) / s.stride() }
 
 func (s Shape) check() error {
-	if s.C < 1 || s.H < 1 || s.W < 1 || s.O < 1 || s.KH < 1 || s.KW < 1 {
+	if s.C < 1 || s.H < 1 || s.W < 1 || s.O < 1 || s.KH < 1 || s.KW < 1 || s.Stride < 0 {
 		return fmt.Errorf("planar: shape %+v: every size must be at least 1", s)
 	}
 	if s.KH%2 == 0 || s.KW%2 == 0 {
-		return fmt.Errorf("planar: shape %+v: the kernel must be odd (padding (k-1)/2 keeps the size)", s)
+		return fmt.Errorf("planar: shape %+v: the kernel must be odd (padding (k-1)/2)", s)
 	}
 	return nil
 }
 
+// Order is the order of an output's FMA chain, whose bits this package
+// repeats.
+type Order int
+
+const (
+	// TapsFirst is gemm.Taps' order (nn's tall layout, stride-1 "same"
+	// convolutions): tap by tap, within a tap the input channels, the taps
+	// cut into blocks of gemm.TapsPerBlock.
+	TapsFirst Order = iota
+	// ChannelsFirst is an im2col product's (gemm.SgemmSerial of the filters
+	// [O, C·KH·KW] by the patches, nn's other convolutions): channel by
+	// channel, within a channel the taps, the C·KH·KW steps cut into blocks
+	// of gemm.KBlock.
+	ChannelsFirst
+)
+
 // Conv is a convolution with its filters laid out for the kernels, made
 // once (inference: the filters do not change).
 type Conv struct {
-	s     Shape
-	kk    int   // taps, KH·KW
-	per   int   // taps per accumulator chain (gemm.TapsPerBlock)
-	offs  []int // per tap: the input position minus the output position
-	dy    []int // per tap: row shift
-	dx    []int // per tap: column shift
-	tiles []tile
-	w     []float32 // per tile: [kk][C][r]
-	im    *impl
+	s      Shape
+	order  Order
+	kk     int   // taps, KH·KW
+	phase  []int // per tap: the phase plane it reads (stride > 1)
+	dy, dx []int // per tap: the shift within its phase plane, in output rows and columns
+	ih, iw []int // per tap: the input row and column of output (0, 0)
+	// The chain: groups of k steps (a tap's C channels, or a channel's
+	// tap), cut into blocks (first group of each, and the end).
+	groups int
+	k      int
+	blocks []int
+	tiles  []tile
+	w      []float32 // per tile: [steps][r], steps in the chain's order
+	im     *impl
+	phases int    // stride²
+	used   []bool // per phase plane: whether a tap reads it (a 1x1 kernel reads one of four)
 }
 
 // tile is r output channels from o0, computed by one kernel.
 type tile struct{ o0, r, w int }
 
-// New lays out w [O, C, KH, KW] for the kernels in use. It panics on a
-// shape it does not compute or a short w.
-func New(s Shape, w []float32) *Conv {
+// New lays out w [O, C, KH, KW] for the kernels in use, for a chain in
+// order. It panics on a shape it does not compute or a short w.
+func New(s Shape, w []float32, order Order) *Conv {
 	if err := s.check(); err != nil {
 		panic(err)
 	}
@@ -50,18 +80,42 @@ func New(s Shape, w []float32) *Conv {
 		panic(fmt.Sprintf("planar: New: %d filter values for shape %+v, want %d", len(w), s, s.O*s.C*s.KH*s.KW))
 	}
 	im := active.Load()
-	c := &Conv{s: s, kk: s.KH * s.KW, im: im}
-	c.per = gemm.TapsPerBlock(c.kk, s.C)
+	st := s.stride()
+	c := &Conv{s: s, order: order, kk: s.KH * s.KW, im: im, phases: st * st}
 	ph, pw := (s.KH-1)/2, (s.KW-1)/2
 	for ki := 0; ki < s.KH; ki++ {
 		for kj := 0; kj < s.KW; kj++ {
-			c.dy, c.dx = append(c.dy, ki-ph), append(c.dx, kj-pw)
-			c.offs = append(c.offs, (ki-ph)*s.W+kj-pw)
+			// Input row st·oh + ki - ph is row oh + dy of phase plane a.
+			a, b := mod(ki-ph, st), mod(kj-pw, st)
+			c.phase = append(c.phase, a*st+b)
+			if c.used == nil {
+				c.used = make([]bool, st*st)
+			}
+			c.used[a*st+b] = true
+			c.dy, c.dx = append(c.dy, (ki-ph-a)/st), append(c.dx, (kj-pw-b)/st)
+			c.ih, c.iw = append(c.ih, ki-ph), append(c.iw, kj-pw)
 		}
 	}
+	steps := c.kk * s.C
+	switch order {
+	case TapsFirst:
+		c.groups, c.k = c.kk, s.C
+		per := gemm.TapsPerBlock(c.kk, s.C)
+		for t := 0; t < c.kk; t += per {
+			c.blocks = append(c.blocks, t)
+		}
+	default:
+		c.groups, c.k = steps, 1
+		kc := gemm.KBlock(steps)
+		for p := 0; p < steps; p += kc {
+			c.blocks = append(c.blocks, p)
+		}
+	}
+	c.blocks = append(c.blocks, c.groups)
 	// As few tiles as the widest kernel allows, of equal widths (±1): 45
-	// channels as 15+15+15 with 15-wide kernels, 23 as 12+11, not 15+8, whose narrow tile
-	// has too few accumulator chains to hide the FMA latency.
+	// channels as 15+15+15 with 15-wide kernels, 23 as 12+11, not 15+8,
+	// whose narrow tile has too few accumulator chains to hide the FMA
+	// latency.
 	nt := (s.O + im.rmax - 1) / im.rmax
 	for i, o0 := 0, 0; i < nt; i++ {
 		r := s.O / nt
@@ -69,12 +123,13 @@ func New(s Shape, w []float32) *Conv {
 			r++
 		}
 		c.tiles = append(c.tiles, tile{o0: o0, r: r, w: len(c.w)})
-		c.w = append(c.w, make([]float32, c.kk*s.C*r)...)
-		dst := c.w[len(c.w)-c.kk*s.C*r:]
-		for t := 0; t < c.kk; t++ {
-			for ic := 0; ic < s.C; ic++ {
+		c.w = append(c.w, make([]float32, steps*r)...)
+		dst := c.w[len(c.w)-steps*r:]
+		for g := 0; g < c.groups; g++ {
+			for j := 0; j < c.k; j++ {
+				t, ic := c.step(g, j)
 				for i := 0; i < r; i++ {
-					dst[(t*s.C+ic)*r+i] = w[((o0+i)*s.C+ic)*c.kk+t]
+					dst[(g*c.k+j)*r+i] = w[((o0+i)*s.C+ic)*c.kk+t]
 				}
 			}
 		}
@@ -83,50 +138,83 @@ func New(s Shape, w []float32) *Conv {
 	return c
 }
 
+func mod(a, m int) int { return ((a % m) + m) % m }
+
+// step is the tap and input channel of step j of group g.
+func (c *Conv) step(g, j int) (t, ic int) {
+	if c.order == TapsFirst {
+		return g, j
+	}
+	return g % c.kk, g / c.kk
+}
+
 // Shape is the convolution's shape.
 func (c *Conv) Shape() Shape { return c.s }
 
-// Scratch is one goroutine's buffers for Forward, kept between calls.
+// Scratch is one goroutine's buffers for Forward, kept between calls: a
+// layout per chunk size (a batch's last chunk may be shorter).
 type Scratch struct {
+	layouts []*layout
+	k       call
+}
+
+// layout is the buffers of a pass over nb images.
+type layout struct {
 	s                Shape
-	nb, n, nvec      int      // images, positions and vectors of a pass
+	order            Order
+	nb, n, nvec      int      // images, output positions and vectors of a pass
 	ldx, ldy, margin int      // copy passes: the copies' strides, the input's margin
 	masks            []uint16 // per tap, per vector: the lanes that read the image
 	smasks           []uint16 // per vector: the lanes that are positions
+	offs, moffs      []int    // per group: its input offset and its masks' offset
 	x, y             []float32
-	k                call
 }
 
 // direct reports whether Forward computes image by image from x into y
 // as they are; else it copies chunks of images into a layout of positions
-// running over the images (its input with margins), and the output back.
-// Image by image wastes the lanes of each image's last vector (and
-// single-vector tiles compute the last positions): 7x7 images fill 4
-// vectors to 77%, so those are copied, where the copies cost less than
-// that waste (BenchmarkPlanarVsTall in nn).
-func (c *Conv) direct() bool { return c.s.H*c.s.W >= directMin }
+// running over the images (its input with margins, split into phase
+// planes when the stride is above 1), and the output back. Image by image
+// wastes the lanes of each image's last vector (and single-vector tiles
+// compute the last positions): 7x7 images fill 4 vectors to 77%, so those
+// are copied. Copies and in place measured alike on the larger images
+// (docs/PERFORMANCE.md).
+func (c *Conv) direct() bool { return c.phases == 1 && c.s.H*c.s.W >= directMin }
 
 // directMin is the smallest image (in positions) computed in place.
 var directMin = 128
 
-// prepare sizes the buffers for nb images (again only when nb or the
-// shape changed).
-func (sc *Scratch) prepare(c *Conv, nb int) {
+// layout returns the buffers for nb images, made on the first call with
+// this convolution and chunk size.
+func (sc *Scratch) layout(c *Conv, nb int) *layout {
 	if c.direct() {
 		nb = 1
 	}
-	if sc.nb == nb && sc.s == c.s && sc.masks != nil {
-		return
+	for _, l := range sc.layouts {
+		if l.nb == nb && l.s == c.s && l.order == c.order {
+			return l
+		}
 	}
+	if len(sc.layouts) >= 4 { // another convolution's: start over
+		sc.layouts = sc.layouts[:0]
+	}
+	l := &layout{}
+	l.prepare(c, nb)
+	sc.layouts = append(sc.layouts, l)
+	return l
+}
+
+func (sc *layout) prepare(c *Conv, nb int) {
 	s := c.s
-	p := s.H * s.W
-	sc.nb, sc.s, sc.n = nb, s, nb*p
+	oh, ow := s.OH(), s.OW()
+	p := oh * ow
+	sc.nb, sc.s, sc.order, sc.n = nb, s, c.order, nb*p
 	sc.nvec = (sc.n + 15) / 16
 	sc.masks = make([]uint16, c.kk*sc.nvec)
+	st := s.stride()
 	for t := range c.kk {
 		for q := 0; q < sc.n; q++ {
 			pi := q % p
-			ih, iw := pi/s.W+c.dy[t], pi%s.W+c.dx[t]
+			ih, iw := pi/ow*st+c.ih[t], pi%ow*st+c.iw[t]
 			if ih >= 0 && ih < s.H && iw >= 0 && iw < s.W {
 				sc.masks[t*sc.nvec+q/16] |= 1 << (q % 16)
 			}
@@ -136,47 +224,81 @@ func (sc *Scratch) prepare(c *Conv, nb int) {
 	for q := 0; q < sc.n; q++ {
 		sc.smasks[q/16] |= 1 << (q % 16)
 	}
+	// Offsets: the phase plane, the shift and, channels first, the channel.
+	ldx := p
 	if c.direct() {
 		sc.x, sc.y = nil, nil
-		return
+	} else {
+		maxOff := 0
+		for t := range c.kk {
+			maxOff = max(maxOff, abs(c.dy[t]*ow+c.dx[t]))
+		}
+		sc.margin = (maxOff + 15) / 16 * 16
+		sc.ldx = sc.margin + sc.nvec*16 + sc.margin
+		sc.ldy = sc.nvec * 16
+		sc.x = make([]float32, c.phases*s.C*sc.ldx)
+		sc.y = make([]float32, s.O*sc.ldy)
+		ldx = sc.ldx
 	}
-	maxOff := 0
-	for _, o := range c.offs {
-		maxOff = max(maxOff, o, -o)
+	sc.offs, sc.moffs = sc.offs[:0], sc.moffs[:0]
+	for g := 0; g < c.groups; g++ {
+		t, ic := c.step(g, 0)
+		sc.offs = append(sc.offs, (c.phase[t]*s.C+ic)*ldx+c.dy[t]*ow+c.dx[t])
+		sc.moffs = append(sc.moffs, t*sc.nvec)
 	}
-	sc.margin = (maxOff + 15) / 16 * 16
-	sc.ldx = sc.margin + sc.nvec*16 + sc.margin
-	sc.ldy = sc.nvec * 16
-	sc.x = make([]float32, s.C*sc.ldx)
-	sc.y = make([]float32, s.O*sc.ldy)
 }
 
-// Forward computes y [nb, O, H, W] from x [nb, C, H, W] (nb consecutive
+func abs(a int) int { return max(a, -a) }
+
+// Forward computes y [nb, O, OH, OW] from x [nb, C, H, W] (nb consecutive
 // images) on the calling goroutine, with sc's buffers.
 func (c *Conv) Forward(x []float32, nb int, y []float32, sc *Scratch) {
 	s := c.s
-	p := s.H * s.W
-	if nb < 1 || len(x) < nb*s.C*p || len(y) < nb*s.O*p {
+	p, op := s.H*s.W, s.OH()*s.OW()
+	if nb < 1 || len(x) < nb*s.C*p || len(y) < nb*s.O*op {
 		panic(fmt.Sprintf("planar: Forward of %d images of %+v: x has %d values, y %d", nb, s, len(x), len(y)))
 	}
-	sc.prepare(c, nb)
+	l := sc.layout(c, nb)
 	if c.direct() {
 		for b := range nb {
-			c.pass(sc, x, b*s.C*p, p, y, b*s.O*p, p)
+			c.pass(l, &sc.k, x, b*s.C*p, p, y, b*s.O*op, op)
 		}
 		return
 	}
+	st := s.stride()
 	for b := range nb {
 		for ic := range s.C {
-			at := ic*sc.ldx + sc.margin + b*p
-			copy(sc.x[at:at+p], x[(b*s.C+ic)*p:])
+			img := x[(b*s.C+ic)*p : (b*s.C+ic+1)*p]
+			if st == 1 {
+				at := ic*l.ldx + l.margin + b*p
+				copy(l.x[at:at+p], img)
+				continue
+			}
+			// Phase plane (ra, cb) holds rows ra, ra+st, … and columns cb, cb+st, …
+			// on the output's grid (a short plane's last row or column stays 0).
+			ow := s.OW()
+			for ih := 0; ih < s.H; ih++ {
+				row := img[ih*s.W : (ih+1)*s.W]
+				for cb := 0; cb < st; cb++ {
+					if !c.used[ih%st*st+cb] {
+						continue
+					}
+					base := ((ih%st*st+cb)*s.C+ic)*l.ldx + l.margin + b*op + ih/st*ow
+					dst := l.x[base : base+ow]
+					for j := range dst {
+						if iw := j*st + cb; iw < s.W {
+							dst[j] = row[iw]
+						}
+					}
+				}
+			}
 		}
 	}
-	c.pass(sc, sc.x, sc.margin, sc.ldx, sc.y, 0, sc.ldy)
+	c.pass(l, &sc.k, l.x, l.margin, l.ldx, l.y, 0, l.ldy)
 	for b := range nb {
 		for o := range s.O {
-			at := o*sc.ldy + b*p
-			copy(y[(b*s.O+o)*p:(b*s.O+o+1)*p], sc.y[at:at+p])
+			at := o*l.ldy + b*op
+			copy(y[(b*s.O+o)*op:(b*s.O+o+1)*op], l.y[at:at+op])
 		}
 	}
 }
@@ -184,10 +306,9 @@ func (c *Conv) Forward(x []float32, nb int, y []float32, sc *Scratch) {
 // pass computes sc.n positions from x[xi:] (channels ldx apart) into
 // y[yi:] (ldy apart): tiles of the widest kernel's vectors, then single
 // vectors for the rest.
-func (c *Conv) pass(sc *Scratch, x []float32, xi, ldx int, y []float32, yi, ldy int) {
-	s, v := c.s, c.im.v
-	k := &sc.k
-	*k = call{k: s.C, x: x, ldx: ldx, y: y, ldy: ldy, mstride: sc.nvec}
+func (c *Conv) pass(sc *layout, k *call, x []float32, xi, ldx int, y []float32, yi, ldy int) {
+	v := c.im.v
+	*k = call{k: c.k, x: x, ldx: ldx, y: y, ldy: ldy}
 	full := sc.nvec / v * v
 	for _, part := range [2]struct{ j0, vecs, v int }{{0, full, v}, {full, sc.nvec - full, 1}} {
 		if part.vecs == 0 {
@@ -195,13 +316,13 @@ func (c *Conv) pass(sc *Scratch, x []float32, xi, ldx int, y []float32, yi, ldy 
 		}
 		q0 := part.j0 * 16
 		k.tiles, k.n = part.vecs/part.v, min(sc.n-q0, part.vecs*16)
-		k.xi, k.smasks = xi+q0, sc.smasks[part.j0:]
+		k.xi, k.smasks, k.masks = xi+q0, sc.smasks[part.j0:], sc.masks[part.j0:]
 		for _, tl := range c.tiles {
-			for t0 := 0; t0 < c.kk; t0 += c.per {
-				t1 := min(c.kk, t0+c.per)
-				k.taps, k.offs, k.masks = t1-t0, c.offs[t0:t1], sc.masks[t0*sc.nvec+part.j0:]
-				k.w = c.w[tl.w+t0*s.C*tl.r:]
-				k.yi, k.acc = yi+tl.o0*ldy+q0, t0 > 0
+			for bi := 0; bi+1 < len(c.blocks); bi++ {
+				g0, g1 := c.blocks[bi], c.blocks[bi+1]
+				k.taps, k.offs, k.moffs = g1-g0, sc.offs[g0:g1], sc.moffs[g0:g1]
+				k.w = c.w[tl.w+g0*c.k*tl.r:]
+				k.yi, k.acc = yi+tl.o0*ldy+q0, bi > 0
 				c.im.run(tl.r, part.v, k)
 			}
 		}

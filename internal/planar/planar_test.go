@@ -10,18 +10,18 @@ import (
 
 // naive is the convolution in float64, straight from its definition.
 func naive(s Shape, nb int, x, w []float32) []float64 {
-	p := s.H * s.W
+	oh0, ow0, st := s.OH(), s.OW(), s.stride()
 	ph, pw := (s.KH-1)/2, (s.KW-1)/2
-	y := make([]float64, nb*s.O*p)
+	y := make([]float64, nb*s.O*oh0*ow0)
 	for b := 0; b < nb; b++ {
 		for o := 0; o < s.O; o++ {
-			for oh := 0; oh < s.H; oh++ {
-				for ow := 0; ow < s.W; ow++ {
+			for oh := 0; oh < oh0; oh++ {
+				for ow := 0; ow < ow0; ow++ {
 					var sum float64
 					for ic := 0; ic < s.C; ic++ {
 						for ki := 0; ki < s.KH; ki++ {
 							for kj := 0; kj < s.KW; kj++ {
-								ih, iw := oh+ki-ph, ow+kj-pw
+								ih, iw := oh*st+ki-ph, ow*st+kj-pw
 								if ih < 0 || ih >= s.H || iw < 0 || iw >= s.W {
 									continue
 								}
@@ -29,7 +29,7 @@ func naive(s Shape, nb int, x, w []float32) []float64 {
 							}
 						}
 					}
-					y[((b*s.O+o)*s.H+oh)*s.W+ow] = sum
+					y[((b*s.O+o)*oh0+oh)*ow0+ow] = sum
 				}
 			}
 		}
@@ -62,9 +62,18 @@ var shapes = []struct {
 	{Shape{C: 5, H: 9, W: 4, O: 17, KH: 1, KW: 1}, 3},
 	{Shape{C: 4, H: 6, W: 11, O: 3, KH: 5, KW: 3}, 2},
 	{Shape{C: 2, H: 2, W: 3, O: 1, KH: 5, KW: 5}, 1},
+	// Strides: ResNet's downsampling (3x3 and its 1x1 shortcut), odd
+	// sizes whose phase planes are short, stride 3.
+	{Shape{C: 11, H: 28, W: 28, O: 19, KH: 3, KW: 3, Stride: 2}, 2},
+	{Shape{C: 25, H: 14, W: 14, O: 49, KH: 3, KW: 3, Stride: 2}, 3},
+	{Shape{C: 25, H: 14, W: 14, O: 42, KH: 1, KW: 1, Stride: 2}, 3},
+	{Shape{C: 32, H: 14, W: 14, O: 64, KH: 3, KW: 3, Stride: 2}, 2},
+	{Shape{C: 3, H: 7, W: 9, O: 5, KH: 3, KW: 3, Stride: 2}, 3},
+	{Shape{C: 2, H: 8, W: 7, O: 3, KH: 5, KW: 3, Stride: 3}, 2},
+	{Shape{C: 4, H: 1, W: 1, O: 2, KH: 3, KW: 3, Stride: 2}, 2},
 }
 
-func forward(t *testing.T, name string, direct bool, s Shape, nb int, x, w []float32) []float32 {
+func forward(t *testing.T, name string, direct bool, order Order, s Shape, nb int, x, w []float32) []float32 {
 	t.Helper()
 	prev := useImpl(name)
 	defer useImpl(prev)
@@ -73,10 +82,10 @@ func forward(t *testing.T, name string, direct bool, s Shape, nb int, x, w []flo
 	if direct {
 		directMin = 0
 	}
-	c := New(s, w)
+	c := New(s, w, order)
 	// 40 sentinels past y: a kernel that stored the lanes past the last
 	// position would change them.
-	n := nb * s.O * s.H * s.W
+	n := nb * s.O * s.OH() * s.OW()
 	buf := make([]float32, n+40)
 	for i := range buf {
 		buf[i] = 12345
@@ -113,24 +122,26 @@ func TestForward(t *testing.T) {
 			x := randoms(rng, tc.nb*tc.s.C*tc.s.H*tc.s.W)
 			w := randoms(rng, tc.s.O*tc.s.C*tc.s.KH*tc.s.KW)
 			want := naive(tc.s, tc.nb, x, w)
-			var first []float32
-			for _, name := range impls {
-				for _, direct := range []bool{false, true} {
-					got := forward(t, name, direct, tc.s, tc.nb, x, w)
-					for j, v := range got {
-						// Float32 rounding of sums of up to 576 products of
-						// values of magnitude ~1.
-						if d := math.Abs(float64(v) - want[j]); d > 1e-4*(1+math.Abs(want[j]))*math.Sqrt(float64(tc.s.C*tc.s.KH*tc.s.KW)) {
-							t.Fatalf("%s (direct %v): y[%d] = %v, want %v", name, direct, j, v, want[j])
+			for _, order := range []Order{TapsFirst, ChannelsFirst} {
+				var first []float32
+				for _, name := range impls {
+					for _, direct := range []bool{false, true} {
+						got := forward(t, name, direct, order, tc.s, tc.nb, x, w)
+						for j, v := range got {
+							// Float32 rounding of sums of up to 576 products of
+							// values of magnitude ~1.
+							if d := math.Abs(float64(v) - want[j]); d > 1e-4*(1+math.Abs(want[j]))*math.Sqrt(float64(tc.s.C*tc.s.KH*tc.s.KW)) {
+								t.Fatalf("%s (order %d, direct %v): y[%d] = %v, want %v", name, order, direct, j, v, want[j])
+							}
 						}
-					}
-					if first == nil {
-						first = got
-						continue
-					}
-					for j := range got {
-						if math.Float32bits(got[j]) != math.Float32bits(first[j]) {
-							t.Fatalf("%s (direct %v): y[%d] = %v (%08x), %s gave %v (%08x)", name, direct, j, got[j], math.Float32bits(got[j]), impls[0], first[j], math.Float32bits(first[j]))
+						if first == nil {
+							first = got
+							continue
+						}
+						for j := range got {
+							if math.Float32bits(got[j]) != math.Float32bits(first[j]) {
+								t.Fatalf("%s (order %d, direct %v): y[%d] = %v (%08x), %s gave %v (%08x)", name, order, direct, j, got[j], math.Float32bits(got[j]), impls[0], first[j], math.Float32bits(first[j]))
+							}
 						}
 					}
 				}

@@ -40,8 +40,8 @@ func BenchmarkForward(b *testing.B) {
 				s := bs.s
 				x := randoms(rng, bs.nb*s.C*s.H*s.W)
 				w := randoms(rng, s.O*s.C*s.KH*s.KW)
-				y := make([]float32, bs.nb*s.O*s.H*s.W)
-				c := New(s, w)
+				y := make([]float32, bs.nb*s.O*s.OH()*s.OW())
+				c := New(s, w, TapsFirst)
 				var sc Scratch
 				c.Forward(x, bs.nb, y, &sc)
 				b.ResetTimer()

@@ -7,15 +7,15 @@
 //
 // planarR<r>V<v> computes tiles of r output channels × v vectors of 16
 // positions (kernelArgs in kernel_amd64.go, the call contract in
-// kernel.go): r·v accumulators, v input registers, v opmasks (K1..Kv). Per
-// tap the v masks are loaded once; per (tap, input channel) step the v
-// input vectors are loaded under their masks (zeroing the lanes that read
-// the padding) and each accumulator gets one VFMADD231PS with the filter
-// value broadcast from memory ({1to16}); the tile is stored (or added to
-// what y holds) under the output's masks, so a tile may pass the end of an
-// image's positions and y be the network's tensor. So every output is one FMA chain
-// over the taps and, within a tap, the input channels in order, which
-// kernel.go's runGo repeats with an exact float32 FMA.
+// kernel.go): r·v accumulators, v input registers, v opmasks (K1..Kv).
+// Per group of steps (a tap's input channels, or one channel's tap) the v
+// masks are loaded once; per step the v input vectors are loaded under
+// their masks (zeroing the lanes that read the padding) and each
+// accumulator gets one VFMADD231PS with the filter value broadcast from
+// memory ({1to16}). The tile is stored (or added to what y holds) under
+// the output's masks, so a tile may pass the end of an image's positions
+// and y be the network's tensor. So every output is one FMA chain over the
+// steps in order, which kernel.go's runGo repeats with an exact float32 FMA.
 package main
 
 import (
@@ -32,7 +32,7 @@ const (
 	offTaps
 	offOffs
 	offMasks
-	offMstride
+	offMoffs
 	offK
 	offX
 	offLdx
@@ -86,13 +86,17 @@ func kernel(r, v int) {
 			VPXORD(acc(i, j), acc(i, j), acc(i, j))
 		}
 	}
-	tp, op, mp, wp := GP64(), GP64(), GP64(), GP64()
+	tp, op, mo, wp := GP64(), GP64(), GP64(), GP64()
 	MOVQ(Mem{Base: p, Disp: offTaps}, tp)
 	MOVQ(Mem{Base: p, Disp: offOffs}, op)
-	MOVQ(mb, mp)
+	MOVQ(Mem{Base: p, Disp: offMoffs}, mo)
 	MOVQ(Mem{Base: p, Disp: offW}, wp)
 
 	Label(name + "_tap")
+	// This group's masks: mb + moffs[g] uint16s.
+	mp := GP64()
+	MOVQ(Mem{Base: mo}, mp)
+	LEAQ(Mem{Base: mb, Index: mp, Scale: 2}, mp)
 	for j := 0; j < v; j++ {
 		KMOVW(Mem{Base: mp, Disp: 2 * j}, kmask[j])
 	}
@@ -116,7 +120,7 @@ func kernel(r, v int) {
 	JNZ(LabelRef(name + "_ic"))
 
 	ADDQ(U8(8), op)
-	ADDQ(Mem{Base: p, Disp: offMstride}, mp)
+	ADDQ(U8(8), mo)
 	DECQ(tp)
 	JNZ(LabelRef(name + "_tap"))
 
