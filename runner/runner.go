@@ -414,6 +414,9 @@ func (o *dataOnce) dataset(r *Runner) (*data.Dataset, error) {
 		start := time.Now()
 		o.ds, o.err = data.Load(*o.cfg, r.recipe.Dir, r.recipe.Seed)
 		if o.err == nil {
+			o.err = o.unchangedSincePlanned(r)
+		}
+		if o.err == nil {
 			if err := model.FitsData(r.recipe.Model, o.ds); err != nil {
 				o.err = fmt.Errorf("%s: %w", o.key, err)
 			}
@@ -424,6 +427,22 @@ func (o *dataOnce) dataset(r *Runner) (*data.Dataset, error) {
 		}
 	})
 	return o.ds, o.err
+}
+
+// unchangedSincePlanned refuses rows that are not the ones the stage keys
+// were computed from: the keys hold the fingerprint of the files as they were
+// when the run was planned, so a file rewritten meanwhile would otherwise
+// store a checkpoint trained on other data under the old data's key.
+func (o *dataOnce) unchangedSincePlanned(r *Runner) error {
+	fp, err := o.fingerprint(r)
+	if err != nil || fp == o.ds.Fingerprint {
+		return err
+	}
+	files := make([]string, len(o.ds.Sources))
+	for i, s := range o.ds.Sources {
+		files[i] = s.Path
+	}
+	return fmt.Errorf("%s: the data changed while shrink was running (%s): run again once the files are final", o.key, strings.Join(files, ", "))
 }
 
 // Run runs the recipe. It returns the manifest (also in run.json) and

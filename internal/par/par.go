@@ -22,7 +22,8 @@ type Task interface {
 // Do runs parts 0..parts-1 of t on up to threads goroutines, the caller's
 // included, and returns when all are done. Parts are claimed in order from
 // a shared counter, so a helper that starts late (its core busy) costs at
-// most a part.
+// most a part. Do may be called from inside a part (or from several
+// goroutines at once): a caller waiting for its helpers runs queued jobs.
 func Do(t Task, parts, threads int) {
 	threads = min(threads, parts)
 	if threads <= 1 {
@@ -36,25 +37,37 @@ func Do(t Task, parts, threads int) {
 	j.t, j.parts = t, parts
 	j.next.Store(0)
 	j.ids.Store(0)
-	j.wg.Add(threads - 1)
+	j.helpers.Store(int32(threads - 1))
 	for range threads - 1 {
 		work <- j
 	}
 	j.run(0)
-	j.wg.Wait()
+	// Wait for the helpers, running the jobs queued meanwhile: a part that
+	// itself calls Do (nested) waits here too, and if every helper goroutine
+	// were such a waiter, blocking would leave the queued helpers' sends
+	// with no one to take them.
+	for waiting := true; waiting; {
+		select {
+		case <-j.done:
+			waiting = false
+		case other := <-work:
+			other.help()
+		}
+	}
 	j.t = nil
 	jobs.Put(j)
 }
 
 type job struct {
-	t     Task
-	parts int
-	next  atomic.Int32 // the next part to claim
-	ids   atomic.Int32 // helper worker ids handed out
-	wg    sync.WaitGroup
+	t       Task
+	parts   int
+	next    atomic.Int32  // the next part to claim
+	ids     atomic.Int32  // helper worker ids handed out
+	helpers atomic.Int32  // helpers that have not finished
+	done    chan struct{} // receives once the last helper finished
 }
 
-var jobs = sync.Pool{New: func() any { return new(job) }}
+var jobs = sync.Pool{New: func() any { return &job{done: make(chan struct{}, 1)} }}
 
 func (j *job) run(worker int) {
 	for {
@@ -63,6 +76,15 @@ func (j *job) run(worker int) {
 			return
 		}
 		j.t.Run(i, worker)
+	}
+}
+
+// help is one helper's share of j: each send of j on the channel is taken
+// once, so the ids 1..threads-1 are distinct.
+func (j *job) help() {
+	j.run(int(j.ids.Add(1)))
+	if j.helpers.Add(-1) == 0 {
+		j.done <- struct{}{}
 	}
 }
 
@@ -79,8 +101,7 @@ func ensureWorkers(n int) {
 	for ; nWorkers < n; nWorkers++ {
 		go func() {
 			for j := range work {
-				j.run(int(j.ids.Add(1)))
-				j.wg.Done()
+				j.help()
 			}
 		}()
 	}

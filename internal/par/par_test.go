@@ -3,6 +3,7 @@ package par
 import (
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // countTask records which parts ran, and on which workers.
@@ -42,5 +43,44 @@ func TestDoDoesNotAllocate(t *testing.T) {
 	Do(c, 16, 2)
 	if n := testing.AllocsPerRun(100, func() { Do(c, 16, 2) }); n != 0 {
 		t.Errorf("Do allocates %v times per call", n)
+	}
+}
+
+// nestedTask's parts each run a task of their own on the same pool, as a
+// layer's kernel might inside another's part.
+type nestedTask struct {
+	inner []countTask
+}
+
+func (n *nestedTask) Run(part, worker int) {
+	Do(&n.inner[part], len(n.inner[part].runs), 2)
+}
+
+// TestNestedDoFinishes: with every pool goroutine inside a part that waits
+// on a nested Do, the nested jobs' helper sends must still be taken (by the
+// waiters themselves), and every inner part must run once.
+func TestNestedDoFinishes(t *testing.T) {
+	n := &nestedTask{inner: make([]countTask, 8)}
+	for i := range n.inner {
+		n.inner[i] = countTask{runs: make([]atomic.Int32, 5), workers: make([]atomic.Int32, 2)}
+	}
+	done := make(chan struct{})
+	go func() {
+		for range 200 {
+			Do(n, len(n.inner), 3)
+		}
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(time.Minute):
+		t.Fatal("nested Do calls deadlocked")
+	}
+	for i := range n.inner {
+		for p := range n.inner[i].runs {
+			if got := n.inner[i].runs[p].Load(); got != 200 {
+				t.Errorf("inner task %d part %d ran %d times in 200 calls", i, p, got)
+			}
+		}
 	}
 }
