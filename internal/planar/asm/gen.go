@@ -79,6 +79,8 @@ func kernel(r, v int) {
 	MOVQ(Mem{Base: p, Disp: offX}, x)
 	MOVQ(Mem{Base: p, Disp: offY}, y)
 	MOVQ(Mem{Base: p, Disp: offMasks}, mb)
+	ldx := GP64()
+	MOVQ(Mem{Base: p, Disp: offLdx}, ldx)
 
 	Label(name + "_tile")
 	for i := 0; i < r; i++ {
@@ -114,7 +116,7 @@ func kernel(r, v int) {
 			VFMADD231PS_BCST(Mem{Base: wp, Disp: 4 * i}, in(j), acc(i, j))
 		}
 	}
-	ADDQ(Mem{Base: p, Disp: offLdx}, xp)
+	ADDQ(ldx, xp)
 	ADDQ(U32(4*r), wp)
 	DECQ(kk)
 	JNZ(LabelRef(name + "_ic"))
