@@ -17,7 +17,9 @@ import (
 // transpose of the input and the output.
 
 // planarOff, set by SHRINK_PLANAR=off, keeps every convolution on the tall
-// layout (to compare the two).
+// layout or the chunked product (to compare; the same bits). SHRINK_PLANAR
+// =purego selects planar's Go kernels, which planarFits does not use
+// either.
 var planarOff = os.Getenv("SHRINK_PLANAR") == "off"
 
 // planarFits reports whether a fused convolution runs on package planar,

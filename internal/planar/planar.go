@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/shrink-ml/shrink/internal/gemm"
+	"github.com/shrink-ml/shrink/internal/vec"
 )
 
 //go:generate go run asm/gen.go -out kernel_amd64.s -stubs kernel_stubs_amd64.go -pkg planar
@@ -277,17 +278,21 @@ func (c *Conv) Forward(x []float32, nb int, y []float32, sc *Scratch) {
 			// Phase plane (ra, cb) holds rows ra, ra+st, … and columns cb, cb+st, …
 			// on the output's grid (a short plane's last row or column stays 0).
 			ow := s.OW()
-			for ih := 0; ih < s.H; ih++ {
-				row := img[ih*s.W : (ih+1)*s.W]
+			for ra := 0; ra < st; ra++ {
 				for cb := 0; cb < st; cb++ {
-					if !c.used[ih%st*st+cb] {
+					rows, cols := (s.H-ra+st-1)/st, (s.W-cb+st-1)/st
+					if !c.used[ra*st+cb] || rows == 0 || cols == 0 {
 						continue
 					}
-					base := ((ih%st*st+cb)*s.C+ic)*l.ldx + l.margin + b*op + ih/st*ow
-					dst := l.x[base : base+ow]
-					for j := range dst {
-						if iw := j*st + cb; iw < s.W {
-							dst[j] = row[iw]
+					base := ((ra*st+cb)*s.C+ic)*l.ldx + l.margin + b*op
+					if st == 2 {
+						vec.Gather2(l.x[base:], ow, img[ra*s.W+cb:], 2*s.W, rows, cols)
+						continue
+					}
+					for i := 0; i < rows; i++ {
+						row, dst := img[(i*st+ra)*s.W:], l.x[base+i*ow:base+i*ow+cols]
+						for j := range dst {
+							dst[j] = row[j*st+cb]
 						}
 					}
 				}
