@@ -26,15 +26,12 @@ var planarOff = os.Getenv("SHRINK_PLANAR") == "off"
 // and with which FMA chains: when planar has its AVX-512 kernels and gemm
 // runs FMA kernels (whose bits planar's are; purego's plain multiply-adds
 // differ), a tapped convolution with gemm.Taps' (the tall layout's), and
-// an ungrouped, undilated one with an odd kernel larger than 1x1, "same"
-// padding and equal strides (ResNet's downsampling convolutions) with the
+// an ungrouped, undilated one with an odd kernel, "same" padding and equal
+// strides (ResNet's downsampling convolutions and 1x1 shortcuts) with the
 // chunked im2col product's. That product goes to gemm's kernels unless it
 // is a matrix-vector one (one output channel or position), which planar
-// does not repeat. Planar measured faster on every such ResNet-20
-// convolution, dense and pruned; strided 1x1 convolutions (the
-// shortcuts), which copying into phase planes costs as much as their few
-// multiply-adds, measured alike or slower, so they stay chunked
-// (BenchmarkPlanarVsTall, docs/PERFORMANCE.md).
+// does not repeat. Planar measured faster on every ResNet-20 convolution,
+// dense and pruned (BenchmarkPlanarVsTall, docs/PERFORMANCE.md).
 func planarFits(d convDims) (planar.Order, bool) {
 	if planarOff || planar.Impl() != "avx512" || gemm.Impl() == "purego" {
 		return 0, false
@@ -43,7 +40,7 @@ func planarFits(d convDims) (planar.Order, bool) {
 		return planar.TapsFirst, true
 	}
 	same := d.KH%2 == 1 && d.KW%2 == 1 && d.padding == Pair{(d.KH - 1) / 2, (d.KW - 1) / 2}
-	if same && d.KH*d.KW > 1 && d.groups == 1 && d.dilation == Square(1) && d.stride[0] == d.stride[1] && d.O >= 2 && d.P >= 2 {
+	if same && d.groups == 1 && d.dilation == Square(1) && d.stride[0] == d.stride[1] && d.O >= 2 && d.P >= 2 {
 		return planar.ChannelsFirst, true
 	}
 	return 0, false
