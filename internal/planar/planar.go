@@ -204,48 +204,49 @@ func (sc *Scratch) layout(c *Conv, nb int) *layout {
 	return l
 }
 
-func (sc *layout) prepare(c *Conv, nb int) {
+// prepare makes the masks, offsets and buffers of a pass over nb images.
+func (l *layout) prepare(c *Conv, nb int) {
 	s := c.s
 	oh, ow := s.OH(), s.OW()
 	p := oh * ow
-	sc.nb, sc.s, sc.order, sc.n = nb, s, c.order, nb*p
-	sc.nvec = (sc.n + 15) / 16
-	sc.masks = make([]uint16, c.kk*sc.nvec)
+	l.nb, l.s, l.order, l.n = nb, s, c.order, nb*p
+	l.nvec = (l.n + 15) / 16
+	l.masks = make([]uint16, c.kk*l.nvec)
 	st := s.stride()
 	for t := range c.kk {
-		for q := 0; q < sc.n; q++ {
+		for q := 0; q < l.n; q++ {
 			pi := q % p
 			ih, iw := pi/ow*st+c.ih[t], pi%ow*st+c.iw[t]
 			if ih >= 0 && ih < s.H && iw >= 0 && iw < s.W {
-				sc.masks[t*sc.nvec+q/16] |= 1 << (q % 16)
+				l.masks[t*l.nvec+q/16] |= 1 << (q % 16)
 			}
 		}
 	}
-	sc.smasks = make([]uint16, sc.nvec)
-	for q := 0; q < sc.n; q++ {
-		sc.smasks[q/16] |= 1 << (q % 16)
+	l.smasks = make([]uint16, l.nvec)
+	for q := 0; q < l.n; q++ {
+		l.smasks[q/16] |= 1 << (q % 16)
 	}
 	// Offsets: the phase plane, the shift and, channels first, the channel.
 	ldx := p
 	if c.direct() {
-		sc.x, sc.y = nil, nil
+		l.x, l.y = nil, nil
 	} else {
 		maxOff := 0
 		for t := range c.kk {
 			maxOff = max(maxOff, abs(c.dy[t]*ow+c.dx[t]))
 		}
-		sc.margin = (maxOff + 15) / 16 * 16
-		sc.ldx = sc.margin + sc.nvec*16 + sc.margin
-		sc.ldy = sc.nvec * 16
-		sc.x = make([]float32, c.phases*s.C*sc.ldx)
-		sc.y = make([]float32, s.O*sc.ldy)
-		ldx = sc.ldx
+		l.margin = (maxOff + 15) / 16 * 16
+		l.ldx = l.margin + l.nvec*16 + l.margin
+		l.ldy = l.nvec * 16
+		l.x = make([]float32, c.phases*s.C*l.ldx)
+		l.y = make([]float32, s.O*l.ldy)
+		ldx = l.ldx
 	}
-	sc.offs, sc.moffs = sc.offs[:0], sc.moffs[:0]
+	l.offs, l.moffs = l.offs[:0], l.moffs[:0]
 	for g := 0; g < c.groups; g++ {
 		t, ic := c.step(g, 0)
-		sc.offs = append(sc.offs, (c.phase[t]*s.C+ic)*ldx+c.dy[t]*ow+c.dx[t])
-		sc.moffs = append(sc.moffs, t*sc.nvec)
+		l.offs = append(l.offs, (c.phase[t]*s.C+ic)*ldx+c.dy[t]*ow+c.dx[t])
+		l.moffs = append(l.moffs, t*l.nvec)
 	}
 }
 
@@ -308,24 +309,24 @@ func (c *Conv) Forward(x []float32, nb int, y []float32, sc *Scratch) {
 	}
 }
 
-// pass computes sc.n positions from x[xi:] (channels ldx apart) into
+// pass computes l.n positions from x[xi:] (channels ldx apart) into
 // y[yi:] (ldy apart): tiles of the widest kernel's vectors, then single
 // vectors for the rest.
-func (c *Conv) pass(sc *layout, k *call, x []float32, xi, ldx int, y []float32, yi, ldy int) {
+func (c *Conv) pass(l *layout, k *call, x []float32, xi, ldx int, y []float32, yi, ldy int) {
 	v := c.im.v
 	*k = call{k: c.k, x: x, ldx: ldx, y: y, ldy: ldy}
-	full := sc.nvec / v * v
-	for _, part := range [2]struct{ j0, vecs, v int }{{0, full, v}, {full, sc.nvec - full, 1}} {
+	full := l.nvec / v * v
+	for _, part := range [2]struct{ j0, vecs, v int }{{0, full, v}, {full, l.nvec - full, 1}} {
 		if part.vecs == 0 {
 			continue
 		}
 		q0 := part.j0 * 16
-		k.tiles, k.n = part.vecs/part.v, min(sc.n-q0, part.vecs*16)
-		k.xi, k.smasks, k.masks = xi+q0, sc.smasks[part.j0:], sc.masks[part.j0:]
+		k.tiles, k.n = part.vecs/part.v, min(l.n-q0, part.vecs*16)
+		k.xi, k.smasks, k.masks = xi+q0, l.smasks[part.j0:], l.masks[part.j0:]
 		for _, tl := range c.tiles {
 			for bi := 0; bi+1 < len(c.blocks); bi++ {
 				g0, g1 := c.blocks[bi], c.blocks[bi+1]
-				k.taps, k.offs, k.moffs = g1-g0, sc.offs[g0:g1], sc.moffs[g0:g1]
+				k.taps, k.offs, k.moffs = g1-g0, l.offs[g0:g1], l.moffs[g0:g1]
 				k.w = c.w[tl.w+g0*c.k*tl.r:]
 				k.yi, k.acc = yi+tl.o0*ldy+q0, bi > 0
 				c.im.run(tl.r, part.v, k)
