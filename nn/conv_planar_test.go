@@ -40,6 +40,16 @@ func TestPlanarMatchesTall(t *testing.T) {
 		{3, 2, 8, 7, 3, 5, 3},
 		{2, 57, 6, 6, 3, 3, 2},
 	}
+	// And 30 seeded random ones (up to 70 channels: several blocks).
+	rng := rand.New(rand.NewPCG(9, 10))
+	for len(cases) < 45 {
+		c := struct{ b, c, h, w, o, k, s int }{1 + rng.IntN(9), 1 + rng.IntN(70), 1 + rng.IntN(16), 1 + rng.IntN(16),
+			2 + rng.IntN(40), 1 + 2*rng.IntN(3), 1 + rng.IntN(2)}
+		if c.s == 2 && (c.h+1)/2*((c.w+1)/2) < 2 {
+			continue // one output position: a matrix-vector product, not planar's
+		}
+		cases = append(cases, c)
+	}
 	defer gemm.SetThreads(gemm.Threads())
 	for i, tc := range cases {
 		t.Run(fmt.Sprintf("%+v", tc), func(t *testing.T) {

@@ -109,6 +109,28 @@ func forward(t *testing.T, name string, direct bool, order Order, s Shape, nb in
 	return y
 }
 
+// randomShapes are 40 seeded random shapes: any size from 1, kernels 1x1
+// to 5x5 (not square too), strides 1 to 3.
+func randomShapes() []struct {
+	s  Shape
+	nb int
+} {
+	rng := rand.New(rand.NewPCG(5, 6))
+	var out []struct {
+		s  Shape
+		nb int
+	}
+	for range 40 {
+		s := Shape{C: 1 + rng.IntN(20), H: 1 + rng.IntN(20), W: 1 + rng.IntN(20), O: 1 + rng.IntN(20),
+			KH: 1 + 2*rng.IntN(3), KW: 1 + 2*rng.IntN(3), Stride: 1 + rng.IntN(3)}
+		out = append(out, struct {
+			s  Shape
+			nb int
+		}{s, 1 + rng.IntN(4)})
+	}
+	return out
+}
+
 // TestForward checks every implementation against the definition, and
 // that they agree bit for bit.
 func TestForward(t *testing.T) {
@@ -116,7 +138,7 @@ func TestForward(t *testing.T) {
 	if asmImpl() != nil {
 		impls = append(impls, "avx512")
 	}
-	for i, tc := range shapes {
+	for i, tc := range append(shapes, randomShapes()...) {
 		t.Run(fmt.Sprintf("%+v/nb%d", tc.s, tc.nb), func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(uint64(i), 7))
 			x := randoms(rng, tc.nb*tc.s.C*tc.s.H*tc.s.W)
