@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
+	"unsafe"
 )
 
 // benchShapes are ResNet-20's stride-1 convolutions, dense (16/32/64
@@ -52,5 +53,45 @@ func BenchmarkForward(b *testing.B) {
 				b.ReportMetric(2*macs*float64(b.N)/b.Elapsed().Seconds()/1e9, "GFLOP/s")
 			})
 		}
+	}
+}
+
+// TestKernelsLeaveArgs checks that no kernel writes to its kernelArgs, a
+// Go heap object: a pointer advanced past the end of its array and stored
+// back there (the stores' masks did so once) is a pointer to another
+// object for the garbage collector, which crashed ResNet-20 runs with
+// "found pointer to free object" now and then.
+func TestKernelsLeaveArgs(t *testing.T) {
+	if asmImpl() == nil {
+		t.Skip("no AVX-512")
+	}
+	calls := 0
+	checking := &impl{name: "check", v: asmV, rmax: len(kernels[asmV]), run: func(r, v int, c *call) {
+		runKernel(func(p *byte) {
+			a := (*kernelArgs)(unsafe.Pointer(p))
+			before := *a
+			kernels[v][r-1](p)
+			if *a != before {
+				t.Errorf("kernel r=%d v=%d changed its arguments: %+v, then %+v", r, v, before, *a)
+			}
+			calls++
+		}, v, r, c)
+	}}
+	prev := active.Swap(checking)
+	defer active.Store(prev)
+	rng := rand.New(rand.NewPCG(3, 3))
+	for _, bs := range append(benchShapes, struct {
+		s  Shape
+		nb int
+	}{Shape{C: 5, H: 13, W: 13, O: 9, KH: 3, KW: 3, Stride: 2}, 3}) {
+		s := bs.s
+		for _, order := range []Order{TapsFirst, ChannelsFirst} {
+			c := New(s, randoms(rng, s.O*s.C*s.KH*s.KW), order)
+			var sc Scratch
+			c.Forward(randoms(rng, bs.nb*s.C*s.H*s.W), bs.nb, make([]float32, bs.nb*s.O*s.OH()*s.OW()), &sc)
+		}
+	}
+	if calls == 0 {
+		t.Fatal("no kernel ran")
 	}
 }

@@ -81,6 +81,12 @@ func kernel(r, v int) {
 	MOVQ(Mem{Base: p, Disp: offMasks}, mb)
 	ldx := GP64()
 	MOVQ(Mem{Base: p, Disp: offLdx}, ldx)
+	// The stores' masks advance in a register: kernelArgs is a Go heap
+	// object, and a pointer stored back into it past the end of its array
+	// would be a pointer to another object for the garbage collector,
+	// which may scan it from the other core while the kernel runs.
+	sm := GP64()
+	MOVQ(Mem{Base: p, Disp: offSmasks}, sm)
 
 	Label(name + "_tile")
 	for i := 0; i < r; i++ {
@@ -128,8 +134,6 @@ func kernel(r, v int) {
 
 	// The stores' masks: the positions of the output (the loads' masks
 	// are done with).
-	sm := GP64()
-	MOVQ(Mem{Base: p, Disp: offSmasks}, sm)
 	for j := 0; j < v; j++ {
 		KMOVW(Mem{Base: sm, Disp: 2 * j}, kmask[j])
 	}
@@ -159,7 +163,7 @@ func kernel(r, v int) {
 	ADDQ(U32(64*v), x)
 	ADDQ(U32(64*v), y)
 	ADDQ(U8(2*v), mb)
-	ADDQ(U8(2*v), Mem{Base: p, Disp: offSmasks})
+	ADDQ(U8(2*v), sm)
 	DECQ(tiles)
 	JNZ(LabelRef(name + "_tile"))
 	VZEROUPPER()
