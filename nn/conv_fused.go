@@ -263,7 +263,8 @@ func (c *Conv2d) BuildFused(b Builder, x *G.Node, f Fusion) (*G.Node, error) {
 // epilogue has one, the residual. Inference only.
 type convFusedOp struct {
 	conv2dOp
-	epi *epilogue
+	epi    *epilogue
+	planar planarForward // where planarFits
 }
 
 func (o *convFusedOp) Arity() int {
@@ -310,6 +311,10 @@ func (o *convFusedOp) Do(in ...G.Value) (G.Value, error) {
 		return y, nil
 	}
 	y := op.Buffer(&o.out, d.B, d.O, d.OH, d.OW)
+	if order, ok := planarFits(d); ok {
+		o.planar.run(d, order, op.F32(in[0]), op.F32(in[1]), op.F32(y), o.epi)
+		return y, nil
+	}
 	if d.tapped() {
 		o.tall.epi, o.tall.fixedW = o.epi, true
 		o.tall.run(d, op.F32(in[0]), op.F32(in[1]), op.F32(y), false)

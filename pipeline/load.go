@@ -58,6 +58,7 @@ func RecipeEnv(environ []string) []string {
 var ReservedEnv = map[string]bool{
 	"SHRINK_MNIST_DIR": true, "SHRINK_FASHION_MNIST_DIR": true, "SHRINK_GEMM": true, "SHRINK_THREADS": true,
 	"SHRINK_QGEMM": true, "SHRINK_SPARSE": true, // the int8 and sparse kernels' overrides
+	"SHRINK_PLANAR":    true, // the float inference convolutions' (internal/planar)
 	"SHRINK_CACHE_DIR": true, "SHRINK_LOG_FORMAT": true, "SHRINK_NO_PROGRESS": true,
 	"SHRINK_ORT_DIR": true,
 	// The test suite's: fail rather than skip without an S3 server, Fashion-MNIST,

@@ -17,6 +17,9 @@
 // column route, nn.UseInt8Taps, one net of the whole batch); -torch runs
 // bench/resnet_infer_torch.py once per round (PyTorch 1.13 on one thread,
 // the same two architectures in float and FX-quantized int8 on oneDNN).
+// SHRINK_PLANAR=off runs the float convolutions on the paths they took
+// before internal/planar (the tall layout and im2col; the same bits), to
+// compare the two.
 package main
 
 import (
