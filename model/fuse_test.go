@@ -7,7 +7,8 @@ import (
 	"testing"
 )
 
-// TestFusedBatchNormReLU: batch norms that apply their ReLU (FuseReLU) train
+// TestFusedBatchNormReLU: batch norms and residual adds that apply their ReLU
+// (FuseReLU; the add its gradient sum and ReLU gradient in one op too) train
 // to the same bits as the two ops in turn: logits, every gradient, the
 // parameters and running statistics after a few SGD steps, with a short
 // batch's padding rows, and with frozen statistics (the eval-style backward).
@@ -63,8 +64,22 @@ func TestFusedBatchNormReLU(t *testing.T) {
 				}
 				runs[k], models[k] = net, m
 			}
-			if fused := countFused(runs[0]); fused == 0 {
+			if fused := countFused(runs[0], "batchnorm2d"); fused == 0 {
 				t.Fatal("no batch norm fused its ReLU: the test compares nothing")
+			}
+			if fused := countFused(runs[0], "add"); fused == 0 {
+				t.Fatal("no residual add fused its ReLU: the test compares nothing")
+			}
+			// The residual blocks' outputs feed two nodes: their gradient
+			// sums run inside the ReLU gradients (nn.sumReLUGradOp).
+			steps := map[string]int{}
+			for k, net := range runs {
+				for _, st := range net.exec.steps {
+					steps[fmt.Sprintf("%d %T", k, st.node.Op())]++
+				}
+			}
+			if steps["0 *nn.sumReLUGradOp"] == 0 || steps["1 *nn.sumReLUGradOp"] != 0 || steps["0 *nn.reluOp"] >= steps["1 *nn.reluOp"] {
+				t.Fatalf("fused and unfused steps: %v", steps)
 			}
 			sameBits(t, "logits", runs[0].Logits(), runs[1].Logits())
 			for i, p := range runs[0].Params() {
@@ -81,10 +96,11 @@ func TestFusedBatchNormReLU(t *testing.T) {
 }
 
 // countFused counts the relu layers that added no op of their own.
-func countFused(n *Net) int {
+// countFused counts the layers of type typ that apply the ReLU after them.
+func countFused(n *Net, typ string) int {
 	fused := 0
 	for i, l := range n.Model.Layers {
-		if l.Type == "relu" && i > 0 && n.Model.Layers[i-1].Type == "batchnorm2d" && (&layerBuilder{net: n, layer: n.Model.Layers[i-1]}).FuseReLU() {
+		if l.Type == "relu" && i > 0 && n.Model.Layers[i-1].Type == typ && (&layerBuilder{net: n, layer: n.Model.Layers[i-1]}).FuseReLU() {
 			fused++
 		}
 	}

@@ -42,14 +42,24 @@ func (*Add) Tensors([]arch.Shape) []arch.Tensor  { return nil }
 func (*Add) MACs([]arch.Shape, arch.Shape) int64 { return 0 }
 
 func (*Add) Build(b Builder, in []*G.Node) (*G.Node, error) {
-	return G.ApplyOp(&addOp{Base: op.NewBase(b.Name()), n: len(in), dims: in[0].Dims()}, in...)
+	o := &addOp{Base: op.NewBase(b.Name()), n: len(in), dims: in[0].Dims()}
+	if f, ok := b.(ReLUFusingBuilder); ok && f.FuseReLU() && len(in) == 2 {
+		o.relu = true
+	}
+	return G.ApplyOp(o, in...)
 }
 
 // addOp is the elementwise sum of n tensors of one shape, summed left to right.
 type addOp struct {
 	op.Base
 	n, dims int
+	// relu: then max(y, 0), the ReLU layer after a residual add of two
+	// (ReLUFusingBuilder), in the sum's pass; its gradient, and the
+	// gradient sum that feeds it, in one pass too (SymDiff).
+	relu    bool
 	out     *tensor.Dense
+	ew      elementwise
+	y, a, b []float32 // during Do, with relu
 }
 
 func (o *addOp) Arity() int { return o.n }
@@ -72,14 +82,33 @@ func (o *addOp) Do(in ...G.Value) (G.Value, error) {
 		copy(yd, op.F32(in[0]))
 		return y, nil
 	}
+	if o.relu {
+		o.y, o.a, o.b = yd, op.F32(in[0]), op.F32(in[1])
+		o.ew.do(o, len(yd))
+		o.y, o.a, o.b = nil, nil, nil
+		return y, nil
+	}
 	vec.Add(yd, op.F32(in[0]), op.F32(in[1]))
 	for _, v := range in[2:] {
 		vec.Add(yd, yd, op.F32(v))
 	}
 	return y, nil
 }
+
+// Run is part of the fused ReLU's pass (a par.Task).
+func (o *addOp) Run(part, _ int) {
+	lo, hi := o.ew.span(part)
+	vec.SumReLU(o.y[lo:hi], o.a[lo:hi], o.b[lo:hi])
+}
+
 func (o *addOp) DiffWRT(n int) []bool { return op.All(n) }
 func (o *addOp) SymDiff(inputs G.Nodes, output, grad *G.Node) (G.Nodes, error) {
+	if o.relu {
+		var err error
+		if grad, err = reluGradOf(output, grad); err != nil {
+			return nil, err
+		}
+	}
 	out := make(G.Nodes, len(inputs))
 	for i := range out {
 		out[i] = grad

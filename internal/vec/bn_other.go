@@ -16,9 +16,11 @@ func bnGradIn512(dx, dy, x *float32, runs, n, stride int, gm, mf, k, sf float32)
 
 const useReLU512 = false
 
-func reluAVX512(n int, y, x *float32)          { panic("vec: no assembly") }
-func reluGradAVX512(n int, dx, y, dy *float32) { panic("vec: no assembly") }
-func addAVX512(n int, y, a, b *float32)        { panic("vec: no assembly") }
+func reluAVX512(n int, y, x *float32)               { panic("vec: no assembly") }
+func reluGradAVX512(n int, dx, y, dy *float32)      { panic("vec: no assembly") }
+func addAVX512(n int, y, a, b *float32)             { panic("vec: no assembly") }
+func sumReLUAVX512(n int, y, a, b *float32)         { panic("vec: no assembly") }
+func sumReLUGradAVX512(n int, dx, y, a, b *float32) { panic("vec: no assembly") }
 
 func bnDotDevReLU512(dy, y, x *float32, runs, n, stride int, mean float64) (sum, dot float64) {
 	panic("vec: no assembly")

@@ -57,6 +57,42 @@ func addRef(y, a, b []float32) {
 	}
 }
 
+// SumReLU sets y = max(a + b, 0) element-wise (y may be a or b): the bits
+// of Add then ReLU, in one pass (a residual add and the ReLU after it).
+func SumReLU(y, a, b []float32) {
+	a, b = a[:len(y)], b[:len(y)]
+	if useReLU512 && len(y) > 0 {
+		sumReLUAVX512(len(y), &y[0], &a[0], &b[0])
+		return
+	}
+	sumReLURef(y, a, b)
+}
+
+func sumReLURef(y, a, b []float32) {
+	for i := range y {
+		y[i] = max(a[i]+b[i], 0)
+	}
+}
+
+// SumReLUGrad sets dx = a + b where the ReLU's output y is non-zero (its
+// bits) and +0 elsewhere: the bits of Add then ReLUGrad, in one pass (a
+// gradient sum and the ReLU gradient that alone reads it). dx may be a or b.
+func SumReLUGrad(dx, y, a, b []float32) {
+	y, a, b = y[:len(dx)], a[:len(dx)], b[:len(dx)]
+	if useReLU512 && len(dx) > 0 {
+		sumReLUGradAVX512(len(dx), &dx[0], &y[0], &a[0], &b[0])
+		return
+	}
+	sumReLUGradRef(dx, y, a, b)
+}
+
+func sumReLUGradRef(dx, y, a, b []float32) {
+	for i, v := range y {
+		keep := -min(math.Float32bits(v), 1)
+		dx[i] = math.Float32frombits(math.Float32bits(a[i]+b[i]) & keep)
+	}
+}
+
 // Gather2 sets dst[r·ldd + j] = src[r·lds + 2j] for r < rows, j < cols:
 // every other value of rows of src (the patch rows of a stride-2
 // convolution). A copy: any implementation gives the same bits.

@@ -19,6 +19,16 @@ func reluGradAVX512(n int, dx *float32, y *float32, dy *float32)
 //go:noescape
 func addAVX512(n int, y *float32, a *float32, b *float32)
 
+// sumReLUAVX512 sets y = max(a + b, 0) for n floats, as the Go loop does.
+//
+//go:noescape
+func sumReLUAVX512(n int, y *float32, a *float32, b *float32)
+
+// sumReLUGradAVX512 sets dx = a + b where y's bits are non-zero, else +0, for n floats.
+//
+//go:noescape
+func sumReLUGradAVX512(n int, dx *float32, y *float32, a *float32, b *float32)
+
 // gather2AVX512 is gather2Ref (rows >= 1, cols >= 1).
 //
 //go:noescape

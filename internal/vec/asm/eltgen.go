@@ -26,6 +26,8 @@ func main() {
 	relu()
 	reluGrad()
 	add()
+	sumReLU()
+	sumReLUGrad()
 	gather2()
 	addTo2()
 	Generate()
@@ -152,6 +154,90 @@ func add() {
 			VMOVUPS_Z(at(b), k, w)
 			VADDPS(w, v, v)
 			VMOVUPS(v, k, at(y))
+		}
+	})
+	VZEROUPPER()
+	RET()
+}
+
+// reluSeq sets t2 = max(v, 0) as reluAVX512 does (v is clobbered).
+func reluSeq(v, sign, nzero VecVirtual) VecVirtual {
+	VXORPS(sign, v, v) // -x
+	t1, t2 := ZMM(), ZMM()
+	VMINPS(nzero, v, t1) // (-x < -0) ? -x : -0
+	VMINPS(v, t1, t2)    // (t1 < -x) ? t1 : -x
+	VORPS(t1, t2, t2)
+	VXORPS(sign, t2, t2)
+	return t2
+}
+
+// sumReLU emits y = max(a + b, 0): addAVX512's sum then reluAVX512's
+// instructions, a residual add and the ReLU after it in one pass.
+func sumReLU() {
+	TEXT("sumReLUAVX512", NOSPLIT, "func(n int, y, a, b *float32)")
+	Pragma("noescape")
+	Doc("sumReLUAVX512 sets y = max(a + b, 0) for n floats, as the Go loop does.")
+	n := Load(Param("n"), GP64())
+	y := Load(Param("y"), GP64())
+	a := Load(Param("a"), GP64())
+	b := Load(Param("b"), GP64())
+	sign, nzero := ZMM(), ZMM()
+	t := GP32()
+	MOVL(U32(0x80000000), t)
+	VPBROADCASTD(t, sign)
+	VMOVAPS(sign, nzero) // -0
+	loop("sumReLUAVX512", n, func(off Register, disp int, k Op) {
+		at := func(p Register) Mem { return Mem{Base: p, Index: off, Scale: 1, Disp: disp} }
+		v := ZMM()
+		if k == nil {
+			VMOVUPS(at(a), v)
+			VADDPS(at(b), v, v)
+		} else {
+			w := ZMM()
+			VMOVUPS_Z(at(a), k, v)
+			VMOVUPS_Z(at(b), k, w)
+			VADDPS(w, v, v)
+		}
+		r := reluSeq(v, sign, nzero)
+		if k == nil {
+			VMOVUPS(r, at(y))
+		} else {
+			VMOVUPS(r, k, at(y))
+		}
+	})
+	VZEROUPPER()
+	RET()
+}
+
+// sumReLUGrad emits dx = a + b where y's bits are non-zero, else +0: a
+// gradient sum (addAVX512's) and the ReLU gradient that reads it
+// (reluGradAVX512's mask) in one pass.
+func sumReLUGrad() {
+	TEXT("sumReLUGradAVX512", NOSPLIT, "func(n int, dx, y, a, b *float32)")
+	Pragma("noescape")
+	Doc("sumReLUGradAVX512 sets dx = a + b where y's bits are non-zero, else +0, for n floats.")
+	n := Load(Param("n"), GP64())
+	dx := Load(Param("dx"), GP64())
+	y := Load(Param("y"), GP64())
+	a := Load(Param("a"), GP64())
+	b := Load(Param("b"), GP64())
+	loop("sumReLUGradAVX512", n, func(off Register, disp int, k Op) {
+		at := func(p Register) Mem { return Mem{Base: p, Index: off, Scale: 1, Disp: disp} }
+		v, va, vb, g := ZMM(), ZMM(), ZMM(), ZMM()
+		keep := K()
+		if k == nil {
+			VMOVUPS(at(y), v)
+		} else {
+			VMOVUPS_Z(at(y), k, v)
+		}
+		VPTESTMD(v, v, keep) // masked-off lanes are zero: not kept
+		VMOVUPS_Z(at(a), keep, va)
+		VMOVUPS_Z(at(b), keep, vb)
+		VADDPS_Z(vb, va, keep, g) // a + b, as addAVX512; +0 where not kept
+		if k == nil {
+			VMOVUPS(g, at(dx))
+		} else {
+			VMOVUPS(g, k, at(dx))
 		}
 	})
 	VZEROUPPER()
