@@ -22,6 +22,10 @@ func TestPlanarMatchesTall(t *testing.T) {
 	if planar.Impl() != "avx512" || gemm.Impl() == "purego" {
 		t.Skip("planar runs only on its AVX-512 kernels with gemm's FMA kernels")
 	}
+	// SHRINK_PLANAR=off only keeps networks off planar: the comparison
+	// (and planarFits' choice of chains) must run under it too.
+	defer func(off bool) { planarOff = off }(planarOff)
+	planarOff = false
 	cases := []struct{ b, c, h, w, o, k, s int }{
 		{1, 1, 28, 28, 11, 3, 1},
 		{3, 11, 28, 28, 12, 3, 1},
@@ -106,6 +110,8 @@ func BenchmarkPlanarVsTall(b *testing.B) {
 	}
 	defer gemm.SetThreads(gemm.Threads())
 	gemm.SetThreads(1)
+	defer func(off bool) { planarOff = off }(planarOff)
+	planarOff = false // planarFits' chains for the planar runs
 	for _, s := range shapes {
 		p := convParams{stride: Square(s.s), padding: Square(s.k / 2), dilation: Square(1), groups: 1}
 		d := p.geometry(tensor.Shape{256, s.c, s.hw, s.hw}, tensor.Shape{s.o, s.c, s.k, s.k})
