@@ -216,3 +216,36 @@ func TestFMA32(t *testing.T) {
 		}
 	}
 }
+
+// TestBadCallsPanic: a shape planar does not compute, short filters, or
+// x and y shorter than the images they are said to hold must panic in Go,
+// before any kernel reads or writes past a slice.
+func TestBadCallsPanic(t *testing.T) {
+	s := Shape{C: 3, H: 20, W: 20, O: 5, KH: 3, KW: 3} // 400 positions: in place
+	st := Shape{C: 3, H: 9, W: 7, O: 5, KH: 3, KW: 3, Stride: 2}
+	w := make([]float32, 5*3*9)
+	cases := []struct {
+		name string
+		f    func()
+	}{
+		{"even kernel", func() { New(Shape{C: 1, H: 4, W: 4, O: 1, KH: 2, KW: 3}, w, TapsFirst) }},
+		{"no channels", func() { New(Shape{C: 0, H: 4, W: 4, O: 1, KH: 3, KW: 3}, w, TapsFirst) }},
+		{"negative stride", func() { New(Shape{C: 1, H: 4, W: 4, O: 1, KH: 3, KW: 3, Stride: -1}, w, TapsFirst) }},
+		{"short filters", func() { New(s, w[:len(w)-1], TapsFirst) }},
+		{"no images", func() { New(s, w, TapsFirst).Forward(make([]float32, 1200), 0, make([]float32, 2000), &Scratch{}) }},
+		{"short x in place", func() { New(s, w, TapsFirst).Forward(make([]float32, 2*1200-1), 2, make([]float32, 2*2000), &Scratch{}) }},
+		{"short y in place", func() { New(s, w, TapsFirst).Forward(make([]float32, 2*1200), 2, make([]float32, 2*2000-1), &Scratch{}) }},
+		{"short x strided", func() { New(st, w, ChannelsFirst).Forward(make([]float32, 3*189-1), 3, make([]float32, 3*5*20), &Scratch{}) }},
+		{"short y strided", func() { New(st, w, ChannelsFirst).Forward(make([]float32, 3*189), 3, make([]float32, 3*5*20-1), &Scratch{}) }},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("%s did not panic", tc.name)
+				}
+			}()
+			tc.f()
+		})
+	}
+}
