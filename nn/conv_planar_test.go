@@ -43,10 +43,17 @@ func TestPlanarMatchesTall(t *testing.T) {
 		{2, 3, 7, 9, 5, 3, 2},
 		{3, 2, 8, 7, 3, 5, 3},
 		{2, 57, 6, 6, 3, 3, 2},
+		// One channel, position and output; one output over a row; a tap's
+		// channels past gemm's k block (one tap per block); 7x7 kernels.
+		{1, 1, 1, 1, 1, 3, 1},
+		{2, 3, 1, 17, 1, 3, 1},
+		{1, 300, 5, 5, 3, 3, 1},
+		{2, 300, 6, 5, 3, 3, 2},
+		{1, 2, 17, 15, 2, 7, 1},
 	}
 	// And 30 seeded random ones (up to 70 channels: several blocks).
 	rng := rand.New(rand.NewPCG(9, 10))
-	for len(cases) < 45 {
+	for len(cases) < 50 {
 		c := struct{ b, c, h, w, o, k, s int }{1 + rng.IntN(9), 1 + rng.IntN(70), 1 + rng.IntN(16), 1 + rng.IntN(16),
 			2 + rng.IntN(40), 1 + 2*rng.IntN(3), 1 + rng.IntN(2)}
 		if c.s == 2 && (c.h+1)/2*((c.w+1)/2) < 2 {
