@@ -101,6 +101,61 @@ func TestPlanarMatchesTall(t *testing.T) {
 	}
 }
 
+// TestPlanarMatchesTallNaN: with NaNs in x (random payloads) planar gives
+// the old paths' bits too, payloads included, in one tap block and in
+// several (where each later block's sum is added to the stored one).
+func TestPlanarMatchesTallNaN(t *testing.T) {
+	if planar.Impl() != "avx512" || gemm.Impl() == "purego" {
+		t.Skip("planar runs only on its AVX-512 kernels with gemm's FMA kernels")
+	}
+	defer func(off bool) { planarOff = off }(planarOff)
+	planarOff = false
+	for i, tc := range []struct{ b, c, h, w, o, k, s int }{
+		{2, 20, 7, 7, 5, 3, 1},
+		{1, 20, 20, 20, 5, 3, 1},
+		{2, 70, 7, 7, 5, 3, 1},
+		{1, 70, 20, 20, 9, 3, 1},
+		{2, 20, 14, 14, 5, 3, 2},
+		{2, 70, 14, 14, 5, 3, 2},
+	} {
+		t.Run(fmt.Sprintf("%+v", tc), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(uint64(i), 12))
+			p := convParams{stride: Square(tc.s), padding: Square(tc.k / 2), dilation: Square(1), groups: 1}
+			d := p.geometry(tensor.Shape{tc.b, tc.c, tc.h, tc.w}, tensor.Shape{tc.o, tc.c, tc.k, tc.k})
+			order, ok := planarFits(d)
+			if !ok {
+				t.Fatalf("%+v does not run on planar", d)
+			}
+			x, w := make([]float32, tc.b*tc.c*tc.h*tc.w), make([]float32, tc.o*tc.c*tc.k*tc.k)
+			for j := range x {
+				x[j] = float32(rng.NormFloat64())
+				if rng.IntN(50) == 0 {
+					x[j] = math.Float32frombits(0x7fc00000 | uint32(rng.IntN(1<<22)))
+				}
+			}
+			for j := range w {
+				w[j] = float32(rng.NormFloat64())
+			}
+			want := make([]float32, tc.b*tc.o*d.P)
+			if d.tapped() {
+				var tall tallForward
+				tall.run(d, x, w, want, false)
+			} else {
+				var chunked convForward
+				chunked.run(d, x, w, want)
+			}
+			got := make([]float32, len(want))
+			var pl planarForward
+			pl.run(d, order, x, w, got, nil)
+			for j := range got {
+				if math.Float32bits(got[j]) != math.Float32bits(want[j]) {
+					t.Fatalf("y[%d] = %08x, the old path gives %08x", j, math.Float32bits(got[j]), math.Float32bits(want[j]))
+				}
+			}
+		})
+	}
+}
+
 // BenchmarkPlanarVsTall times ResNet-20's convolutions at batch 256 on
 // one thread, dense and as recipes/resnet-fashion-compress.yaml's prune
 // stage left them, on the path planar replaces ("tall": the tall layout
