@@ -49,7 +49,13 @@
 // Dynamically quantized activations take their range from the whole batch
 // a call passes (as PyTorch's dynamic layers do): to reproduce `shrink
 // eval`'s numbers, pass its batches (Logits does). Calls of more than
-// Options.MaxBatch samples run in chunks of MaxBatch. Each batch size
+// Options.MaxBatch samples run in chunks of MaxBatch. A network all of
+// whose layers with weights run on static integer kernels (a statically
+// quantized checkpoint) computes each sample's logits the same bits
+// whatever shares its batch (exact integer sums, element-wise float
+// epilogues), so if it has convolutions it runs any batch in micro-batches
+// of microBatch samples, whose activations stay in cache from one layer to
+// the next. Each batch size
 // keeps its own compiled nets (one per concurrent caller); the
 // Options.Sizes most recently used sizes are kept.
 package infer
@@ -102,9 +108,50 @@ type Model struct {
 	// in sparse form (built once, shared by every net).
 	cands map[string]*candidate
 
+	// step is the largest batch one net runs: Options.MaxBatch, or
+	// microBatch for a convolutional network whose samples are
+	// independent (perSample, hasConv).
+	step int
+
 	mu    sync.Mutex
 	pools map[int]*pool
 	clock uint64
+}
+
+// microBatch is the batch a perSample network runs longer calls in. The
+// pruned int8 ResNet-20 of recipes/resnet-fashion-compress.yaml on one
+// thread, 256 images (median of 5 rounds, docs/PERFORMANCE.md): 35 ms in
+// micro-batches of 4 or 8, 36 of 16, 38-40 of 32 or 64, 44-51 as one net
+// of 256, whose layers stream every activation tensor (8.8 MB of floats at
+// 28×28) through memory; 8 images' fit in this core's 1 MB of L2.
+const microBatch = 8
+
+// perSample reports whether every layer with weights runs on static
+// integer kernels: the network's logits for a sample are then the same
+// bits in any batch of any size, so batches can be cut anywhere.
+func perSample(m *model.Model) bool {
+	for _, l := range m.Layers {
+		if len(l.Weights) > 0 && !l.RunsStaticInt8() {
+			return false
+		}
+	}
+	return true
+}
+
+// hasConv reports whether m has a convolution. Micro-batches pay where
+// activations are large and weights are reused within a sample (a
+// convolution's across its positions): a network of linear layers reuses
+// each weight only across the batch's rows, so cutting the batch multiplies
+// its weight traffic (the static LeNet-300-100 at batch 256: 0.66 ms in
+// micro-batches of 8 against 0.39 ms as one net; LeNet-5's qat checkpoint
+// 16.6 against 18.1-18.8 ms).
+func hasConv(m *model.Model) bool {
+	for _, l := range m.Layers {
+		if l.Type == "conv2d" {
+			return true
+		}
+	}
+	return false
 }
 
 type candidate struct {
@@ -139,7 +186,10 @@ func New(m *model.Model, opt Options) (*Model, error) {
 	}
 	opt = opt.withDefaults()
 	r := &Model{m: m, opt: opt, in: shapeSize(m.Spec.InputShape()), classes: m.Spec.Classes,
-		cands: map[string]*candidate{}, pools: map[int]*pool{}}
+		cands: map[string]*candidate{}, pools: map[int]*pool{}, step: opt.MaxBatch}
+	if !opt.Reference && perSample(m) && hasConv(m) {
+		r.step = min(r.step, microBatch)
+	}
 	if !opt.Reference {
 		for _, l := range m.Layers {
 			if c := sparseCandidate(l); c != nil {
@@ -356,11 +406,28 @@ func (r *Model) Logits(ctx context.Context, s *data.Split, batch int) ([]float32
 }
 
 // runPadded is run on a batch whose first rows samples are real (layers
-// with statistics over the batch count only them).
+// with statistics over the batch count only them). A perSample network
+// runs the real rows in micro-batches of r.step.
 func (r *Model) runPadded(dst, x []float32, batch, rows int) error {
 	if batch > r.opt.MaxBatch {
 		return fmt.Errorf("infer: a batch of %d exceeds MaxBatch %d: raise Options.MaxBatch, or run smaller batches", batch, r.opt.MaxBatch)
 	}
+	if batch <= r.step {
+		return r.runNet(batch, dst, x, rows)
+	}
+	for start := 0; start < rows; start += r.step {
+		n := min(r.step, rows-start)
+		if err := r.runNet(r.step, dst[start*r.classes:(start+n)*r.classes], x[start*r.in:(start+n)*r.in], n); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// runNet runs a net of batch samples on x's samples (at most batch, of
+// which the first rows are real), the rest of the batch filled with
+// copies of the first sample, as shrink eval pads its last batch.
+func (r *Model) runNet(batch int, dst, x []float32, rows int) error {
 	r.mu.Lock()
 	p := r.pool(batch)
 	r.mu.Unlock()
@@ -369,7 +436,10 @@ func (r *Model) runPadded(dst, x []float32, batch, rows int) error {
 		return err
 	}
 	defer r.put(p, net)
-	copy(net.X, x)
+	n := copy(net.X, x)
+	for i := n; r.in > 0 && i < len(net.X); i += r.in {
+		copy(net.X[i:i+r.in], x[:r.in])
+	}
 	net.SetRows(rows)
 	if err := net.Run(); err != nil {
 		return fmt.Errorf("infer: %w", err)

@@ -294,7 +294,7 @@ func TestPredictAllocatesNothing(t *testing.T) {
 				t.Fatal(err)
 			}
 			rng := rand.New(rand.NewPCG(9, 10))
-			for _, n := range []int{1, 16} {
+			for _, n := range []int{1, 16, 40} { // 40: three micro-batches of a static int8 net
 				s := randSplit(rng, tm.m, n)
 				dst := make([]float32, n*r.Classes())
 				if err := r.PredictInto(dst, s.X, n); err != nil { // compiles
@@ -393,4 +393,55 @@ func maxRelDiff(a, b []float32) float64 {
 		return worst
 	}
 	return worst / scale
+}
+
+// A network whose every weight layer runs on static integer kernels runs
+// long batches in micro-batches, and its logits are the bits one net of
+// the whole batch gives (Predict and Logits, batches cut unevenly, a short
+// last micro-batch padded); other networks keep whole batches.
+func TestMicroBatches(t *testing.T) {
+	for _, tm := range testModels(t) {
+		t.Run(tm.name, func(t *testing.T) {
+			r, err := New(tm.m, Options{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			// Only the convolutional static net: the static MLP keeps its
+			// batch (its linear layers reuse weights across the rows).
+			static := tm.name == "resnet-static-int8"
+			if want := map[bool]int{true: microBatch, false: 1024}[static]; r.step != want {
+				t.Fatalf("step %d, want %d", r.step, want)
+			}
+			if !static {
+				return
+			}
+			rng := rand.New(rand.NewPCG(11, 12))
+			for _, n := range []int{microBatch + 1, 3*microBatch - 5, 40} {
+				s := randSplit(rng, tm.m, n)
+				net, err := model.Build(tm.m, model.NetOptions{Batch: n, Mode: model.ModeEval, StaticInt8: true, Fuse: true})
+				if err != nil {
+					t.Fatal(err)
+				}
+				copy(net.X, s.X)
+				if err := net.Run(); err != nil {
+					t.Fatal(err)
+				}
+				want := net.Logits()
+				got, err := r.Predict(s.X, n)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !slices.Equal(got, want) {
+					t.Errorf("n=%d: Predict's micro-batches differ from one net by %g", n, maxRelDiff(got, want))
+				}
+				logits, err := r.Logits(context.Background(), s, n)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if !slices.Equal(logits, want) {
+					t.Errorf("n=%d: Logits' micro-batches differ from one net by %g", n, maxRelDiff(logits, want))
+				}
+			}
+		})
+	}
 }

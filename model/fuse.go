@@ -27,6 +27,11 @@ type fusedChain struct {
 	// cl: the chain's output is laid out channels-last (nn.Fusion): every
 	// reader is an integer chain's convolution or residual.
 	cl bool
+	// codesOut: the chain's output also passes as the codes of its one
+	// reading convolution on the taps route (codesIn of that chain);
+	// codesOnly: nothing else reads it (nn.Fusion).
+	codesOut, codesIn *nn.Int8Codes
+	codesOnly         bool
 }
 
 // fusionPlan finds the model's fused chains: by last layer, and the set of
@@ -90,7 +95,59 @@ func (n *Net) fusionPlan() (chains map[int]*fusedChain, absorbed map[int]bool) {
 		}
 	}
 	channelsLast(layers, readers, chains)
+	if err := int8Codes(layers, readers, chains); err != nil {
+		// A plan without codes computes the same values.
+		for _, ch := range chains {
+			ch.codesOut, ch.codesIn, ch.codesOnly = nil, nil, false
+		}
+	}
 	return chains, absorbed
+}
+
+// int8Codes passes a tensor as codes (nn.Int8Codes) from an integer chain
+// on the taps route to the one such chain that reads it as its input, so
+// the reader neither reads floats nor quantizes them; the floats are still
+// written when anything else reads them (a residual add). In a quantized
+// ResNet every convolution inside a block hands its output to the next
+// this way.
+func int8Codes(layers []*Layer, readers [][]int, chains map[int]*fusedChain) error {
+	byConv := map[int]*fusedChain{}
+	for _, ch := range chains {
+		byConv[ch.conv] = ch
+	}
+	taps := func(ch *fusedChain, read bool) bool {
+		conv, ok := layers[ch.conv].Config.(*nn.Conv2d)
+		if !ok || ch.int8 == nil || ch.int8.Static == nil || ch.cl {
+			return false
+		}
+		if read {
+			return conv.ReadsInt8Codes()
+		}
+		return conv.RunsInt8Taps()
+	}
+	for last, ch := range chains {
+		if !taps(ch, false) {
+			continue
+		}
+		var reader *fusedChain
+		others := 0
+		for _, r := range readers[last] {
+			if c := byConv[r]; c != nil && layers[r].Inputs[0] == last && taps(c, true) && reader == nil {
+				reader = c
+				continue
+			}
+			others++
+		}
+		if reader == nil {
+			continue
+		}
+		codes, err := layers[reader.conv].Config.(*nn.Conv2d).Int8Codes(*reader.int8.Static)
+		if err != nil {
+			return err
+		}
+		ch.codesOut, ch.codesOnly, reader.codesIn = codes, others == 0, codes
+	}
+	return nil
 }
 
 // channelsLast marks the integer chains whose outputs only integer chains
@@ -99,6 +156,9 @@ func (n *Net) fusionPlan() (chains map[int]*fusedChain, absorbed map[int]bool) {
 // next. A model's output, or a tensor a pooling or float layer reads,
 // stays [B, C, H, W].
 func channelsLast(layers []*Layer, readers [][]int, chains map[int]*fusedChain) {
+	if !nn.Int8ConvChannelsLast() {
+		return
+	}
 	byConv := map[int]*fusedChain{}
 	byAdd := map[int]*fusedChain{}
 	for _, ch := range chains {
@@ -143,7 +203,7 @@ func (n *Net) buildChain(ch *fusedChain, outs []*G.Node, in *G.Node) (*G.Node, e
 			return nil, fmt.Errorf("layer %s: %w", l.Label(), err)
 		}
 	}
-	f := nn.Fusion{ReLU: ch.relu, OutputChannelsLast: ch.cl}
+	f := nn.Fusion{ReLU: ch.relu, OutputChannelsLast: ch.cl, OutputCodes: ch.codesOut, InputCodes: ch.codesIn, CodesOnly: ch.codesOnly}
 	if in := n.chains[l.Inputs[0]]; in != nil {
 		f.InputChannelsLast = in.cl
 	}

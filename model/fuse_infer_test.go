@@ -10,6 +10,8 @@ import (
 	"testing"
 
 	"github.com/shrink-ml/shrink/arch"
+	"github.com/shrink-ml/shrink/nn"
+	"github.com/shrink-ml/shrink/quant"
 )
 
 // randomNorms gives every batch norm running statistics and affine
@@ -95,58 +97,99 @@ func fusionCases(t *testing.T) []struct {
 	}
 }
 
+// variedStatic quantizes m statically with different input parameters for
+// every layer, some of them reduce_range, so that a convolution quantizing
+// with another's parameters (as codes handed between them could) shows.
+func variedStatic(m *Model, rng *rand.Rand) {
+	for _, l := range m.WeightLayers() {
+		l.Quant = &quant.Spec{Bits: 8, Scheme: quant.Symmetric, Granularity: quant.PerChannel}
+		spec := quant.Spec{Bits: 8, Scheme: quant.Asymmetric, Granularity: quant.PerTensor, ReduceRange: rng.IntN(3) == 0}
+		lo, hi := -0.5-3*rng.Float32(), 1+5*rng.Float32()
+		s, zp := spec.ParamsOf(lo, hi)
+		l.Input = &ActQuant{Mode: "static", Spec: spec, RangeMin: lo, RangeMax: hi, Params: quant.Params{Scale: []float32{s}, ZeroPoint: []int32{zp}}}
+	}
+	m.Requantize()
+}
+
 // A fused network computes what the unfused one does, bit for bit: the
 // output pass repeats the separate layers' arithmetic. Batch 1 and odd
 // batches cut the chunks unevenly.
+//
+// Integer networks run both routes of their stride-1 convolutions (nn's
+// column and taps routes), which must give the same bits too.
 func TestFusedMatchesUnfused(t *testing.T) {
 	for _, c := range fusionCases(t) {
 		for _, batch := range []int{1, 3, 7} {
-			t.Run(c.name+fmt.Sprintf("/batch=%d", batch), func(t *testing.T) {
-				rng := rand.New(rand.NewPCG(7, uint64(batch)))
-				m := MustNew(c.spec, rng)
-				randomNorms(m, rng)
-				if c.static {
-					staticQuantize(m, -3, 5, false)
+			var first []float32 // the first route's logits
+			for _, taps := range []bool{false, true} {
+				if taps && !c.static {
+					continue
 				}
-				x := make([]float32, batch*shapeSize(m.Spec.InputShape()))
-				for i := range x {
-					x[i] = float32(rng.NormFloat64())
-				}
-				run := func(fuse bool) ([]float32, string) {
-					t.Helper()
-					net, err := Build(m, NetOptions{Batch: batch, Mode: ModeEval, StaticInt8: c.static, Fuse: fuse})
-					if err != nil {
-						t.Fatal(err)
+				t.Run(c.name+fmt.Sprintf("/batch=%d/taps=%v", batch, taps), func(t *testing.T) {
+					defer nn.UseInt8Taps(taps)()
+					rng := rand.New(rand.NewPCG(7, uint64(batch)))
+					m := MustNew(c.spec, rng)
+					randomNorms(m, rng)
+					if c.static {
+						variedStatic(m, rng)
 					}
-					copy(net.X, x)
-					if err := net.Run(); err != nil {
-						t.Fatal(err)
+					x := make([]float32, batch*shapeSize(m.Spec.InputShape()))
+					for i := range x {
+						x[i] = float32(rng.NormFloat64())
 					}
-					count := map[string]int{}
-					for _, st := range net.exec.steps {
-						count[fmt.Sprintf("%T", st.node.Op())]++
-					}
-					left := fmt.Sprintf("bn %d relu %d add %d bias %d", count["*nn.bnOp"], count["*nn.reluOp"], count["*nn.addOp"], count["*nn.channelBiasOp"])
-					cl := 0
-					for _, ch := range net.chains {
-						if ch.cl {
-							cl++
+					run := func(fuse bool) ([]float32, string) {
+						t.Helper()
+						net, err := Build(m, NetOptions{Batch: batch, Mode: ModeEval, StaticInt8: c.static, Fuse: fuse})
+						if err != nil {
+							t.Fatal(err)
 						}
+						copy(net.X, x)
+						if err := net.Run(); err != nil {
+							t.Fatal(err)
+						}
+						count := map[string]int{}
+						for _, st := range net.exec.steps {
+							count[fmt.Sprintf("%T", st.node.Op())]++
+						}
+						left := fmt.Sprintf("bn %d relu %d add %d bias %d", count["*nn.bnOp"], count["*nn.reluOp"], count["*nn.addOp"], count["*nn.channelBiasOp"])
+						cl, codes, codesOnly := 0, 0, 0
+						for _, ch := range net.chains {
+							if ch.cl {
+								cl++
+							}
+							if ch.codesOut != nil {
+								codes++
+							}
+							if ch.codesOnly {
+								codesOnly++
+							}
+						}
+						if fuse && (c.static && !taps) != (cl > 0) {
+							t.Errorf("%d chains' outputs stay channels-last (static int8 %v)", cl, c.static)
+						}
+						// Codes on the taps route: custom-int8's c5 hands c6
+						// codes and floats (c6's residual), a ResNet's block
+						// convolutions their codes alone.
+						if fuse && (c.static && taps) != (codes > 0) || fuse && c.static && taps && strings.HasPrefix(c.name, "resnet") && codesOnly == 0 {
+							t.Errorf("%d chains pass codes, %d codes alone (static int8 %v, taps route %v)", codes, codesOnly, c.static, taps)
+						}
+						return slices.Clone(net.Logits()), left
 					}
-					if fuse && c.static != (cl > 0) {
-						t.Errorf("%d chains' outputs stay channels-last (static int8 %v)", cl, c.static)
+					want, _ := run(false)
+					got, left := run(true)
+					if left != c.left {
+						t.Errorf("ops left unfused: %s, want %s", left, c.left)
 					}
-					return slices.Clone(net.Logits()), left
-				}
-				want, _ := run(false)
-				got, left := run(true)
-				if left != c.left {
-					t.Errorf("ops left unfused: %s, want %s", left, c.left)
-				}
-				if !slices.Equal(got, want) {
-					t.Errorf("fused logits differ from unfused ones by %g of the largest\n got %v\nwant %v", maxRelDiff(got, want), got, want)
-				}
-			})
+					if !slices.Equal(got, want) {
+						t.Errorf("fused logits differ from unfused ones by %g of the largest\n got %v\nwant %v", maxRelDiff(got, want), got, want)
+					}
+					if first == nil {
+						first = got
+					} else if !slices.Equal(got, first) {
+						t.Errorf("the taps route's logits differ from the column route's by %g of the largest", maxRelDiff(got, first))
+					}
+				})
+			}
 		}
 	}
 }

@@ -80,16 +80,17 @@ type convInt8Op struct {
 	ycl   []float32 // one image's rescaled outputs, channels-last
 	deq   *qgemm.Epilogue
 	out   *tensor.Dense
+	// the taps route (conv2d_int8_taps.go); taps nil: the route above
+	taps      *qgemm.TapFilter
+	tp        tapsScratch
+	codesIn   *Int8Codes // BuildFused: the input as codes; nil: x
+	codesOut  *Int8Codes // BuildFused: the reader's codes of y, written too
+	codesOnly bool       // BuildFused: y itself is not written
 }
 
 func newConvInt8Op(name string, p convParams, w Int8Weight, act Int8Static) *convInt8Op {
 	o := &convInt8Op{Base: op.NewBase(name), convParams: p, o: w.Shape[0], c: w.Shape[1], kh: w.Shape[2], kw: w.Shape[3]}
-	// Signed codes (qmin < 0) shift to unsigned ones: q - zp = (q - qmin) - (zp - qmin).
-	o.act = qgemm.Params{Scale: act.Scale, ZeroPoint: act.ZeroPoint - act.QMin}
-	o.r = qgemm.Full
-	if act.QMax-act.QMin <= int32(qgemm.Reduced) {
-		o.r = qgemm.Reduced
-	}
+	o.act, o.r = staticParams(act)
 	kk := o.kh * o.kw
 	// reorder writes w[o][c][ki][kj] at dst[o][index(ki, kj, c)].
 	reorder := func(dst []int8, ki0, kis int) {
@@ -110,6 +111,10 @@ func newConvInt8Op(name string, p convParams, w Int8Weight, act Int8Static) *con
 			reorder(b, ki, 1)
 			o.rows = append(o.rows, qgemm.Pack(b, o.o, o.kw*o.c))
 		}
+	}
+	if int8Taps() {
+		// Any stride: the taps route splits the input into phases.
+		o.taps = qgemm.PackTaps(w.Q, o.o, o.c, kk)
 	}
 	b := make([]int8, o.o*kk*o.c)
 	reorder(b, 0, o.kh)
@@ -175,6 +180,12 @@ func (o *convInt8Op) Do(in ...G.Value) (G.Value, error) {
 	}
 	y := op.Buffer(&o.out, nb, o.o, oh, ow)
 	yd := op.F32(y)
+	if o.taps != nil && !o.inCL && !o.outCL && (o.epi == nil || !o.epi.resCL) {
+		if err := o.runTaps(x, yd, nb, c, h, w); err != nil {
+			return nil, err
+		}
+		return y, nil
+	}
 	chunk := max(1, min(nb, int8Budget/(hp*wp*max(o.o, c))))
 	if o.geo != [4]int{chunk, c, h, w} {
 		// The zero point everywhere: the padding keeps it, the pixels are

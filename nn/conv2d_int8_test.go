@@ -80,50 +80,53 @@ func TestConvInt8MatchesReference(t *testing.T) {
 	for _, g := range cases {
 		for _, signed := range []bool{true, false} {
 			for _, perChannel := range []bool{false, true} {
-				name := fmt.Sprintf("%+v/signed=%v/perchannel=%v", g, signed, perChannel)
-				t.Run(name, func(t *testing.T) {
-					st := Int8Static{Scale: 0.03, ZeroPoint: 7, QMin: -128, QMax: 127}
-					if !signed {
-						st = Int8Static{Scale: 0.05, ZeroPoint: 60, QMin: 0, QMax: 127}
-					}
-					wt := Int8Weight{Shape: []int{g.o, g.c, g.kh, g.kw}, Rows: g.o, Cols: g.c * g.kh * g.kw, Q: make([]int8, g.o*g.c*g.kh*g.kw)}
-					for i := range wt.Q {
-						wt.Q[i] = int8(rng.IntN(255) - 127)
-					}
-					wt.Scale = []float32{0.01}
-					if perChannel {
-						wt.Scale = make([]float32, g.o)
-						for i := range wt.Scale {
-							wt.Scale[i] = 0.001 + rng.Float32()*0.02
+				for _, route := range int8Routes {
+					name := fmt.Sprintf("%+v/signed=%v/perchannel=%v/%s", g, signed, perChannel, route.name)
+					t.Run(name, func(t *testing.T) {
+						defer UseInt8Taps(route.taps)()
+						st := Int8Static{Scale: 0.03, ZeroPoint: 7, QMin: -128, QMax: 127}
+						if !signed {
+							st = Int8Static{Scale: 0.05, ZeroPoint: 60, QMin: 0, QMax: 127}
 						}
-					}
-					x := make([]float32, g.b*g.c*g.h*g.w)
-					for i := range x {
-						x[i] = float32(rng.NormFloat64() * 2) // some beyond the codes' range
-					}
-					p := convParams{stride: Square(g.stride), padding: Square(g.pad), dilation: Square(1), groups: 1}
-					o := newConvInt8Op("conv.int8", p, wt, st)
-					in := tensor.New(tensor.WithShape(g.b, g.c, g.h, g.w), tensor.WithBacking(x))
-					if _, err := o.InferShape(tensor.Shape{g.b, g.c, g.h, g.w}); err != nil {
-						t.Fatal(err)
-					}
-					for rep := 0; rep < 2; rep++ { // the second call reuses the scratch
-						out, err := o.Do(in)
-						if err != nil {
-							t.Fatal(err)
+						wt := Int8Weight{Shape: []int{g.o, g.c, g.kh, g.kw}, Rows: g.o, Cols: g.c * g.kh * g.kw, Q: make([]int8, g.o*g.c*g.kh*g.kw)}
+						for i := range wt.Q {
+							wt.Q[i] = int8(rng.IntN(255) - 127)
 						}
-						want, oh, ow := refConvInt8(x, g.b, g.c, g.h, g.w, wt, st, p.stride, p.padding)
-						if s := op.Dims(out); s[2] != oh || s[3] != ow {
-							t.Fatalf("output %v, want %dx%d", s, oh, ow)
-						}
-						got := op.F32(out)
-						for i := range want {
-							if got[i] != want[i] {
-								t.Fatalf("y[%d] = %g, want %g", i, got[i], want[i])
+						wt.Scale = []float32{0.01}
+						if perChannel {
+							wt.Scale = make([]float32, g.o)
+							for i := range wt.Scale {
+								wt.Scale[i] = 0.001 + rng.Float32()*0.02
 							}
 						}
-					}
-				})
+						x := make([]float32, g.b*g.c*g.h*g.w)
+						for i := range x {
+							x[i] = float32(rng.NormFloat64() * 2) // some beyond the codes' range
+						}
+						p := convParams{stride: Square(g.stride), padding: Square(g.pad), dilation: Square(1), groups: 1}
+						o := newConvInt8Op("conv.int8", p, wt, st)
+						in := tensor.New(tensor.WithShape(g.b, g.c, g.h, g.w), tensor.WithBacking(x))
+						if _, err := o.InferShape(tensor.Shape{g.b, g.c, g.h, g.w}); err != nil {
+							t.Fatal(err)
+						}
+						for rep := 0; rep < 2; rep++ { // the second call reuses the scratch
+							out, err := o.Do(in)
+							if err != nil {
+								t.Fatal(err)
+							}
+							want, oh, ow := refConvInt8(x, g.b, g.c, g.h, g.w, wt, st, p.stride, p.padding)
+							if s := op.Dims(out); s[2] != oh || s[3] != ow {
+								t.Fatalf("output %v, want %dx%d", s, oh, ow)
+							}
+							got := op.F32(out)
+							for i := range want {
+								if got[i] != want[i] {
+									t.Fatalf("y[%d] = %g, want %g", i, got[i], want[i])
+								}
+							}
+						}
+					})
+				}
 			}
 		}
 	}

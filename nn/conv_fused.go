@@ -31,6 +31,13 @@ type Fusion struct {
 	// node's shape stays [B, C, H, W]; its values are [B, H, W, C]. Only
 	// integer convolutions take these.
 	InputChannelsLast, OutputChannelsLast, ResidualChannelsLast bool
+	// Codes between integer convolutions on the taps route (Int8Codes,
+	// conv2d_int8_taps.go): OutputCodes receives the codes its reader
+	// would compute from the output, and with CodesOnly (no other reader)
+	// the output's floats are not written; InputCodes holds the input's
+	// codes, read instead of the input.
+	OutputCodes, InputCodes *Int8Codes
+	CodesOnly               bool
 }
 
 // NormEval is a batch norm as evaluation computes it: per channel x·a + b,
@@ -227,13 +234,22 @@ func (c *Conv2d) BuildFused(b Builder, x *G.Node, f Fusion) (*G.Node, error) {
 		o.bias, e.bias = e.bias, nil
 		o.epi = e
 		o.inCL, o.outCL = f.InputChannelsLast, f.OutputChannelsLast
+		if f.OutputCodes != nil || f.InputCodes != nil {
+			if o.taps == nil || o.inCL || o.outCL || f.ResidualChannelsLast {
+				return nil, fmt.Errorf("conv %s: only stride-1 integer convolutions on the taps route, with [B, C, H, W] tensors, pass codes", b.Name())
+			}
+			if in := f.InputCodes; in != nil && (in.act != o.act || in.r != o.r || in.kh != o.kh || in.kw != o.kw || in.ph != c.Padding[0] || in.pw != c.Padding[1]) {
+				return nil, fmt.Errorf("conv %s: the input's codes were made for another convolution", b.Name())
+			}
+			o.codesIn, o.codesOut, o.codesOnly = f.InputCodes, f.OutputCodes, f.CodesOnly && f.OutputCodes != nil
+		}
 		if f.Residual != nil {
 			args = append(args, f.Residual)
 		}
 		return G.ApplyOp(o, args...)
 	}
-	if f.InputChannelsLast || f.OutputChannelsLast || f.ResidualChannelsLast {
-		return nil, fmt.Errorf("conv %s: channels-last layouts are for integer kernels only", b.Name())
+	if f.InputChannelsLast || f.OutputChannelsLast || f.ResidualChannelsLast || f.OutputCodes != nil || f.InputCodes != nil {
+		return nil, fmt.Errorf("conv %s: channels-last layouts and codes are for integer kernels only", b.Name())
 	}
 	o := &convFusedOp{conv2dOp: conv2dOp{Base: op.NewBase(b.Name() + ".fused"), convParams: convParams{stride: c.Stride, padding: c.Padding, dilation: c.Dilation, groups: c.Groups}}, epi: e}
 	args = append(args, b.Weights()[0])

@@ -176,7 +176,23 @@ func chunkOf(dy, buf []float32, b0, nb, o, p int) []float32 {
 
 // chunkedDiff adds the gradient ops of a chunked convolution.
 func (o *conv2dOp) chunkedDiff(inputs G.Nodes, grad *G.Node) (G.Nodes, error) {
-	dx, err := G.ApplyOp(&convBackXOp{Base: op.NewBase(o.Name() + ".dx"), convParams: o.convParams}, grad, inputs[0], inputs[1])
+	bx := &convBackXOp{Base: op.NewBase(o.Name() + ".dx"), convParams: o.convParams}
+	if o.tappedShape(inputs[1].Shape()) && inputs[0].Op() != nil {
+		// Both gradients from one pass over dy (convtaps_back.go). Not when x
+		// is the graph's input: nothing needs its gradient, and the
+		// executor would compute it only because dw waits for it.
+		bx.back = &tallBackward{}
+		dx, err := G.ApplyOp(bx, grad, inputs[0], inputs[1])
+		if err != nil {
+			return nil, err
+		}
+		dw, err := G.ApplyOp(&convBackDWOp{Base: op.NewBase(o.Name() + ".dw"), back: bx.back}, grad, inputs[0], inputs[1], dx)
+		if err != nil {
+			return nil, err
+		}
+		return G.Nodes{dx, dw}, nil
+	}
+	dx, err := G.ApplyOp(bx, grad, inputs[0], inputs[1])
 	if err != nil {
 		return nil, err
 	}
@@ -185,6 +201,12 @@ func (o *conv2dOp) chunkedDiff(inputs G.Nodes, grad *G.Node) (G.Nodes, error) {
 		return nil, err
 	}
 	return G.Nodes{dx, dw}, nil
+}
+
+// tappedShape reports whether the convolution with filters of shape w runs
+// on the tall layout (convDims.tapped).
+func (p convParams) tappedShape(w tensor.Shape) bool {
+	return len(w) == 4 && convDims{convParams: p, KH: w[2], KW: w[3]}.tapped()
 }
 
 // transposable reports whether the input gradient is a stride-1 convolution
@@ -226,10 +248,11 @@ func flipFilters(w, dst []float32, o, c, kh, kw int) {
 type convBackXOp struct {
 	op.Base
 	convParams
-	tall    tallForward // dx as a convolution of dy on the tall layout
-	flipped []float32   // w', for the transposed convolution
-	conv    convForward // dx as a convolution of dy
-	cols    convColsX   // or through col2im
+	tall    tallForward   // dx as a convolution of dy on the tall layout
+	back    *tallBackward // or, with dw too (chunkedDiff sets it)
+	flipped []float32     // w', for the transposed convolution
+	conv    convForward   // dx as a convolution of dy
+	cols    convColsX     // or through col2im
 	out     *tensor.Dense
 }
 
@@ -242,6 +265,11 @@ func (o *convBackXOp) Do(in ...G.Value) (G.Value, error) {
 	d := o.geometry(op.Dims(in[1]), op.Dims(in[2]))
 	dx := op.Buffer(&o.out, d.B, d.C, d.H, d.W)
 	dy, w := op.F32(in[0]), op.F32(in[2])
+	if d.tapped() && o.back != nil {
+		dw := op.Buffer(&o.back.dw, op.Dims(in[2])...)
+		o.back.run(d, dy, op.F32(in[1]), w, op.F32(dx), op.F32(dw))
+		return dx, nil
+	}
 	if d.tapped() {
 		o.tall.run(d.transposed(), dy, w, op.F32(dx), true)
 		return dx, nil

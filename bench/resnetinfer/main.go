@@ -5,12 +5,16 @@
 // neighbour hits every variant alike, and prints medians over rounds with
 // the ratios issues 17 and 20 ask about:
 //
-//	flock /tmp/shrink-heavy.lock nice -n 5 go run ./bench/resnetinfer [-run DIR] [-rounds 3] [-unfused] [-torch]
+//	flock /tmp/shrink-heavy.lock nice -n 5 go run ./bench/resnetinfer [-run DIR] [-rounds 3] [-unfused] [-nets] [-columns] [-torch]
 //
-// Each variant runs as shrink predict/eval/bench run it (package infer's
-// graph: static int8 convolutions on integer kernels, batch norms, adds
-// and ReLUs fused into the convolutions' output pass). -unfused also times
-// the graphs without fusion (what ran before it); -torch runs
+// Each variant runs as shrink predict/eval/bench run it (infer.Model's
+// PredictInto: static int8 convolutions on integer kernels, batch norms,
+// adds and ReLUs fused into the convolutions' output pass, static int8
+// networks in micro-batches). -unfused also times the graphs without
+// fusion (what ran before it, one model.Net of the whole batch); -nets the
+// fused graphs as one net of the whole batch (no micro-batches); -columns
+// the int8 networks as they ran before the taps route (convolutions on the
+// column route, nn.UseInt8Taps, one net of the whole batch); -torch runs
 // bench/resnet_infer_torch.py once per round (PyTorch 1.13 on one thread,
 // the same two architectures in float and FX-quantized int8 on oneDNN).
 // SHRINK_PLANAR=off runs the float convolutions on the paths they took
@@ -35,19 +39,32 @@ import (
 	"time"
 
 	"github.com/shrink-ml/shrink/export"
+	"github.com/shrink-ml/shrink/infer"
 	"github.com/shrink-ml/shrink/internal/gemm"
 	"github.com/shrink-ml/shrink/model"
+	"github.com/shrink-ml/shrink/nn"
 )
 
 type variant struct {
 	name string
-	nets map[int]*model.Net
+	runs map[int]func() error // by batch size
+}
+
+// im2size is the number of input values of one sample.
+func im2size(m *model.Model) int {
+	n := 1
+	for _, d := range m.Spec.InputShape() {
+		n *= d
+	}
+	return n
 }
 
 func main() {
 	run := flag.String("run", "runs/resnet-fashion-compress", "the run directory of recipes/resnet-fashion-compress.yaml (train, prune, qat, distill checkpoints)")
 	rounds := flag.Int("rounds", 3, "interleaved rounds")
 	unfused := flag.Bool("unfused", false, "also time the graphs without fusion")
+	columns := flag.Bool("columns", false, "also time the int8 networks as they ran before the taps route: convolutions on the column route, one net of the whole batch")
+	nets := flag.Bool("nets", false, "also time the fused networks as one net of the whole batch (model.Build; package infer runs static int8 networks in micro-batches)")
 	torch := flag.Bool("torch", false, "also run bench/resnet_infer_torch.py each round")
 	python := flag.String("python", "/usr/bin/python3", "the Python with torch")
 	only := flag.String("only", "", "time only the variants whose name contains this")
@@ -67,24 +84,51 @@ func main() {
 		if err != nil {
 			check(fmt.Errorf("%w (run recipes/resnet-fashion-compress.yaml first, or give its run directory with -run)", err))
 		}
-		modes := []bool{true}
+		type mode struct{ fuse, columns, net bool }
+		modes := []mode{{fuse: true}}
 		if *unfused {
-			modes = append(modes, false)
+			modes = append(modes, mode{net: true})
 		}
-		for _, fuse := range modes {
-			v := variant{name: st.name, nets: map[int]*model.Net{}}
-			if !fuse {
+		if *nets {
+			modes = append(modes, mode{fuse: true, net: true})
+		}
+		if *columns && strings.Contains(st.name, "int8") {
+			modes = append(modes, mode{fuse: true, columns: true, net: true})
+		}
+		for _, md := range modes {
+			v := variant{name: st.name, runs: map[int]func() error{}}
+			switch {
+			case !md.fuse:
 				v.name += ", unfused"
+			case md.columns:
+				v.name += ", columns"
+			case md.net:
+				v.name += ", one net"
+			}
+			var im *infer.Model
+			if !md.net {
+				im, err = infer.New(m, infer.Options{})
+				check(err)
 			}
 			for _, bs := range batches {
-				net, err := model.Build(m, model.NetOptions{Batch: bs, Mode: model.ModeEval, StaticInt8: true, Fuse: fuse})
-				check(err)
 				rng := rand.New(rand.NewPCG(1, uint64(bs)))
-				for i := range net.X {
-					net.X[i] = rng.Float32()
+				x := make([]float32, bs*im2size(m))
+				for i := range x {
+					x[i] = rng.Float32()
 				}
-				check(net.Run()) // warm up
-				v.nets[bs] = net
+				if im != nil {
+					// As shrink predict, eval and bench run it.
+					dst := make([]float32, bs*m.Spec.Classes)
+					v.runs[bs] = func() error { return im.PredictInto(dst, x, bs) }
+				} else {
+					restore := nn.UseInt8Taps(!md.columns && nn.UseInt8TapsDefault())
+					net, err := model.Build(m, model.NetOptions{Batch: bs, Mode: model.ModeEval, StaticInt8: true, Fuse: md.fuse})
+					restore()
+					check(err)
+					copy(net.X, x)
+					v.runs[bs] = net.Run
+				}
+				check(v.runs[bs]()) // warm up (compiles infer's nets)
 			}
 			if strings.Contains(v.name, *only) {
 				vs = append(vs, v)
@@ -103,10 +147,10 @@ func main() {
 		fmt.Fprintf(os.Stderr, "round %d/%d\n", r, *rounds)
 		for _, bs := range batches {
 			for _, v := range vs {
-				net := v.nets[bs]
+				run := v.runs[bs]
 				t := time.Now()
 				for range calls[bs] {
-					check(net.Run())
+					check(run())
 				}
 				key := fmt.Sprintf("%s/%d", v.name, bs)
 				times[key] = append(times[key], time.Since(t).Seconds()/float64(calls[bs]))
@@ -161,6 +205,16 @@ func main() {
 	if *unfused {
 		for _, n := range []string{"dense float", "pruned float", "pruned int8 (qat)"} {
 			ratio("fusion: "+n+" unfused / fused", n+", unfused", n)
+		}
+	}
+	if *columns {
+		for _, n := range []string{"pruned int8 (qat)", "pruned int8 (distill)"} {
+			ratio("int8 now / before: "+n+" columns / infer", n+", columns", n)
+		}
+	}
+	if *nets {
+		for _, n := range []string{"dense float", "pruned float", "pruned int8 (qat)", "pruned int8 (distill)"} {
+			ratio("micro-batches: "+n+" one net / infer", n+", one net", n)
 		}
 	}
 	if *torch {

@@ -45,7 +45,7 @@ func dequantize(fn string, m int, acc []int32, ldacc int, a Params, w *Packed, w
 	defer wsPool.Put(ws)
 	zc := growInt32(&ws.zc, n)
 	mult := growFloat32(&ws.mult, n)
-	constants(zc, mult, a, w, wScale)
+	constants(zc, mult, a, w.rowSum, wScale)
 	if bias == nil {
 		bias = growFloat32(&ws.zero, n)
 		clear(bias)
@@ -55,9 +55,9 @@ func dequantize(fn string, m int, acc []int32, ldacc int, a Params, w *Packed, w
 
 // constants fills the per-column zero-point corrections and multipliers
 // that Dequantize and NewEpilogue both use, so they give the same bits.
-func constants(zc []int32, mult []float32, a Params, w *Packed, wScale []float32) {
+func constants(zc []int32, mult []float32, a Params, rowSum []int32, wScale []float32) {
 	for o := range zc {
-		zc[o] = a.ZeroPoint * w.rowSum[o]
+		zc[o] = a.ZeroPoint * rowSum[o]
 		mult[o] = a.Scale * wScale[min(o, len(wScale)-1)]
 	}
 }
@@ -100,7 +100,7 @@ func NewEpilogue(a Params, w *Packed, wScale, bias []float32) *Epilogue {
 	n := w.n
 	checkConstants("NewEpilogue", n, wScale, bias)
 	e := &Epilogue{n: n, zc: make([]int32, n), mult: make([]float32, n), bias: make([]float32, n)}
-	constants(e.zc, e.mult, a, w, wScale)
+	constants(e.zc, e.mult, a, w.rowSum, wScale)
 	copy(e.bias, bias)
 	return e
 }

@@ -109,6 +109,7 @@ type workspace struct {
 	zc   []int32   // Dequantize: zero-point corrections
 	mult []float32 // Dequantize: per-column multipliers
 	zero []float32 // Dequantize: the bias when there is none
+	taps []int     // ConvTaps: the taps' byte offsets
 }
 
 var wsPool = sync.Pool{New: func() any { return new(workspace) }}

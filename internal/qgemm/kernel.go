@@ -40,6 +40,14 @@ type impl struct {
 	// float32(acc[i][j]-zc[j])*mult[j] + bias[j], then max(y, 0) with relu
 	// (see dequantGo).
 	dequant func(m, n int, acc []int32, ldacc int, zc []int32, mult, bias, y []float32, ldy int, add, relu bool)
+	// taps returns the ConvTaps tile of r output channels (1..15).
+	taps func(r int) tapsFunc
+	// fastTaps: taps are vector kernels (TapsFast).
+	fastTaps bool
+	// quantizeGroup sets q[4i+ch] = code(x[ch][i]) for i < n.
+	quantizeGroup func(n int, x [4][]float32, q []uint8, inv float32, zp, qmax int32)
+	// planeOut is Epilogue.Output after validation (planeOutGo).
+	planeOut func(e *Epilogue, m, n int, acc []int32, ldacc, ldc int, o *PlaneOutput)
 }
 
 // active is the implementation in use, chosen once at start-up; only tests

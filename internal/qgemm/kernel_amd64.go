@@ -16,6 +16,11 @@ var vnniImpl = impl{
 	minMax:   minMaxAsm,
 	quantize: quantizeAsm,
 	dequant:  dequantAsm,
+
+	taps:          tapsVNNIPick,
+	fastTaps:      true,
+	quantizeGroup: quantizeGroupAsm,
+	planeOut:      planeOutAsm,
 }
 
 // avx2Impl uses VPMADDUBSW for 7-bit activations and VPMADDWD on values
@@ -26,6 +31,11 @@ var avx2Impl = impl{
 	minMax:   minMaxAsm,
 	quantize: quantizeAsm,
 	dequant:  dequantAsm,
+
+	// No AVX2 taps kernel: the convolutions keep MatMul's tiles.
+	taps:          tapsGoPick,
+	quantizeGroup: quantizeGroupAsm,
+	planeOut:      planeOutGo,
 }
 
 // asmImpls lists the implementations this CPU runs, fastest first.
@@ -170,4 +180,40 @@ func widen(dst []int16, src []uint8) {
 	for i := n; i < len(src); i++ {
 		dst[i] = int16(src[i])
 	}
+}
+
+var vnniTaps = [tapsMaxR + 1]tapsFunc{nil,
+	tapsVNNI1, tapsVNNI2, tapsVNNI3, tapsVNNI4, tapsVNNI5, tapsVNNI6, tapsVNNI7, tapsVNNI8,
+	tapsVNNI9, tapsVNNI10, tapsVNNI11, tapsVNNI12, tapsVNNI13, tapsVNNI14, tapsVNNI15}
+
+func tapsVNNIPick(r int) tapsFunc { return vnniTaps[r] }
+
+func quantizeGroupAsm(n int, x [4][]float32, q []uint8, inv float32, zp, qmax int32) {
+	_, _, _, _, _ = x[0][n-1], x[1][n-1], x[2][n-1], x[3][n-1], q[4*n-1]
+	quantizeGroupAVX2(n, &x[0][0], &x[1][0], &x[2][0], &x[3][0], &q[0], inv, zp, qmax, tailMask(n))
+}
+
+// planeOutAsm: Epilogue.Output checked the extents.
+func planeOutAsm(e *Epilogue, m, n int, acc []int32, ldacc, ldc int, o *PlaneOutput) {
+	var scale, shift, res, y *float32
+	var q *uint8
+	var inv float32
+	flags := 0
+	if o.Scale != nil {
+		scale, shift, flags = &o.Scale[0], &o.Shift[0], flags|1
+	}
+	if o.Res != nil {
+		res, flags = &o.Res[0], flags|2
+	}
+	if o.ReLU {
+		flags |= 4
+	}
+	if o.Y != nil {
+		y, flags = &o.Y[0], flags|8
+	}
+	if o.Codes != nil {
+		q, inv, flags = &o.Codes[0], 1/o.CodeParams.Scale, flags|16
+	}
+	planeOutAVX512(e.n, m, n, &acc[0], ldacc, ldc, &e.zc[0], &e.mult[0], &e.bias[0], scale, shift, res, y, o.LdY, o.PlaneY,
+		q, o.LdCodes, o.GroupCodes, inv, o.CodeParams.ZeroPoint, int32(o.CodeRange), flags)
 }

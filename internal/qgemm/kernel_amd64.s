@@ -4029,6 +4029,1401 @@ qgemmAVX2U8x1x16_store:
 	VZEROUPPER
 	RET
 
+// func tapsVNNI1(nb int, a *uint8, gs int, cg int, taps *int, nt int, b *int8, c *int32, ldc int)
+// Requires: AVX, AVX512F, AVX512_VNNI
+TEXT ·tapsVNNI1(SB), NOSPLIT, $0-72
+	MOVQ nb+0(FP), AX
+	MOVQ a+8(FP), CX
+	MOVQ gs+16(FP), DX
+	MOVQ c+56(FP), BX
+	MOVQ ldc+64(FP), SI
+	SHLQ $0x02, SI
+
+tapsVNNI1_block:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	MOVQ   b+48(FP), SI
+	MOVQ   taps+32(FP), DI
+	MOVQ   nt+40(FP), R9
+
+tapsVNNI1_tap:
+	MOVQ CX, R8
+	ADDQ (DI), R8
+	MOVQ cg+24(FP), R10
+
+tapsVNNI1_group:
+	VMOVDQU32     (R8), Z30
+	VMOVDQU32     64(R8), Z31
+	VPDPBUSD.BCST (SI), Z30, Z0
+	VPDPBUSD.BCST (SI), Z31, Z1
+	ADDQ          $0x00000004, SI
+	ADDQ          DX, R8
+	DECQ          R10
+	JNZ           tapsVNNI1_group
+	ADDQ          $0x08, DI
+	DECQ          R9
+	JNZ           tapsVNNI1_tap
+	MOVQ          BX, R8
+	VMOVDQU32     Z0, (R8)
+	VMOVDQU32     Z1, 64(R8)
+	ADDQ          $0x80, CX
+	ADDQ          $0x80, BX
+	DECQ          AX
+	JNZ           tapsVNNI1_block
+	VZEROUPPER
+	RET
+
+// func tapsVNNI2(nb int, a *uint8, gs int, cg int, taps *int, nt int, b *int8, c *int32, ldc int)
+// Requires: AVX, AVX512F, AVX512_VNNI
+TEXT ·tapsVNNI2(SB), NOSPLIT, $0-72
+	MOVQ nb+0(FP), AX
+	MOVQ a+8(FP), CX
+	MOVQ gs+16(FP), DX
+	MOVQ c+56(FP), BX
+	MOVQ ldc+64(FP), SI
+	SHLQ $0x02, SI
+
+tapsVNNI2_block:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	MOVQ   b+48(FP), DI
+	MOVQ   taps+32(FP), R8
+	MOVQ   nt+40(FP), R10
+
+tapsVNNI2_tap:
+	MOVQ CX, R9
+	ADDQ (R8), R9
+	MOVQ cg+24(FP), R11
+
+tapsVNNI2_group:
+	VMOVDQU32     (R9), Z30
+	VMOVDQU32     64(R9), Z31
+	VPDPBUSD.BCST (DI), Z30, Z0
+	VPDPBUSD.BCST (DI), Z31, Z1
+	VPDPBUSD.BCST 4(DI), Z30, Z2
+	VPDPBUSD.BCST 4(DI), Z31, Z3
+	ADDQ          $0x00000008, DI
+	ADDQ          DX, R9
+	DECQ          R11
+	JNZ           tapsVNNI2_group
+	ADDQ          $0x08, R8
+	DECQ          R10
+	JNZ           tapsVNNI2_tap
+	MOVQ          BX, R9
+	VMOVDQU32     Z0, (R9)
+	VMOVDQU32     Z1, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z2, (R9)
+	VMOVDQU32     Z3, 64(R9)
+	ADDQ          $0x80, CX
+	ADDQ          $0x80, BX
+	DECQ          AX
+	JNZ           tapsVNNI2_block
+	VZEROUPPER
+	RET
+
+// func tapsVNNI3(nb int, a *uint8, gs int, cg int, taps *int, nt int, b *int8, c *int32, ldc int)
+// Requires: AVX, AVX512F, AVX512_VNNI
+TEXT ·tapsVNNI3(SB), NOSPLIT, $0-72
+	MOVQ nb+0(FP), AX
+	MOVQ a+8(FP), CX
+	MOVQ gs+16(FP), DX
+	MOVQ c+56(FP), BX
+	MOVQ ldc+64(FP), SI
+	SHLQ $0x02, SI
+
+tapsVNNI3_block:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	MOVQ   b+48(FP), DI
+	MOVQ   taps+32(FP), R8
+	MOVQ   nt+40(FP), R10
+
+tapsVNNI3_tap:
+	MOVQ CX, R9
+	ADDQ (R8), R9
+	MOVQ cg+24(FP), R11
+
+tapsVNNI3_group:
+	VMOVDQU32     (R9), Z30
+	VMOVDQU32     64(R9), Z31
+	VPDPBUSD.BCST (DI), Z30, Z0
+	VPDPBUSD.BCST (DI), Z31, Z1
+	VPDPBUSD.BCST 4(DI), Z30, Z2
+	VPDPBUSD.BCST 4(DI), Z31, Z3
+	VPDPBUSD.BCST 8(DI), Z30, Z4
+	VPDPBUSD.BCST 8(DI), Z31, Z5
+	ADDQ          $0x0000000c, DI
+	ADDQ          DX, R9
+	DECQ          R11
+	JNZ           tapsVNNI3_group
+	ADDQ          $0x08, R8
+	DECQ          R10
+	JNZ           tapsVNNI3_tap
+	MOVQ          BX, R9
+	VMOVDQU32     Z0, (R9)
+	VMOVDQU32     Z1, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z2, (R9)
+	VMOVDQU32     Z3, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z4, (R9)
+	VMOVDQU32     Z5, 64(R9)
+	ADDQ          $0x80, CX
+	ADDQ          $0x80, BX
+	DECQ          AX
+	JNZ           tapsVNNI3_block
+	VZEROUPPER
+	RET
+
+// func tapsVNNI4(nb int, a *uint8, gs int, cg int, taps *int, nt int, b *int8, c *int32, ldc int)
+// Requires: AVX, AVX512F, AVX512_VNNI
+TEXT ·tapsVNNI4(SB), NOSPLIT, $0-72
+	MOVQ nb+0(FP), AX
+	MOVQ a+8(FP), CX
+	MOVQ gs+16(FP), DX
+	MOVQ c+56(FP), BX
+	MOVQ ldc+64(FP), SI
+	SHLQ $0x02, SI
+
+tapsVNNI4_block:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	MOVQ   b+48(FP), DI
+	MOVQ   taps+32(FP), R8
+	MOVQ   nt+40(FP), R10
+
+tapsVNNI4_tap:
+	MOVQ CX, R9
+	ADDQ (R8), R9
+	MOVQ cg+24(FP), R11
+
+tapsVNNI4_group:
+	VMOVDQU32     (R9), Z30
+	VMOVDQU32     64(R9), Z31
+	VPDPBUSD.BCST (DI), Z30, Z0
+	VPDPBUSD.BCST (DI), Z31, Z1
+	VPDPBUSD.BCST 4(DI), Z30, Z2
+	VPDPBUSD.BCST 4(DI), Z31, Z3
+	VPDPBUSD.BCST 8(DI), Z30, Z4
+	VPDPBUSD.BCST 8(DI), Z31, Z5
+	VPDPBUSD.BCST 12(DI), Z30, Z6
+	VPDPBUSD.BCST 12(DI), Z31, Z7
+	ADDQ          $0x00000010, DI
+	ADDQ          DX, R9
+	DECQ          R11
+	JNZ           tapsVNNI4_group
+	ADDQ          $0x08, R8
+	DECQ          R10
+	JNZ           tapsVNNI4_tap
+	MOVQ          BX, R9
+	VMOVDQU32     Z0, (R9)
+	VMOVDQU32     Z1, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z2, (R9)
+	VMOVDQU32     Z3, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z4, (R9)
+	VMOVDQU32     Z5, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z6, (R9)
+	VMOVDQU32     Z7, 64(R9)
+	ADDQ          $0x80, CX
+	ADDQ          $0x80, BX
+	DECQ          AX
+	JNZ           tapsVNNI4_block
+	VZEROUPPER
+	RET
+
+// func tapsVNNI5(nb int, a *uint8, gs int, cg int, taps *int, nt int, b *int8, c *int32, ldc int)
+// Requires: AVX, AVX512F, AVX512_VNNI
+TEXT ·tapsVNNI5(SB), NOSPLIT, $0-72
+	MOVQ nb+0(FP), AX
+	MOVQ a+8(FP), CX
+	MOVQ gs+16(FP), DX
+	MOVQ c+56(FP), BX
+	MOVQ ldc+64(FP), SI
+	SHLQ $0x02, SI
+
+tapsVNNI5_block:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	MOVQ   b+48(FP), DI
+	MOVQ   taps+32(FP), R8
+	MOVQ   nt+40(FP), R10
+
+tapsVNNI5_tap:
+	MOVQ CX, R9
+	ADDQ (R8), R9
+	MOVQ cg+24(FP), R11
+
+tapsVNNI5_group:
+	VMOVDQU32     (R9), Z30
+	VMOVDQU32     64(R9), Z31
+	VPDPBUSD.BCST (DI), Z30, Z0
+	VPDPBUSD.BCST (DI), Z31, Z1
+	VPDPBUSD.BCST 4(DI), Z30, Z2
+	VPDPBUSD.BCST 4(DI), Z31, Z3
+	VPDPBUSD.BCST 8(DI), Z30, Z4
+	VPDPBUSD.BCST 8(DI), Z31, Z5
+	VPDPBUSD.BCST 12(DI), Z30, Z6
+	VPDPBUSD.BCST 12(DI), Z31, Z7
+	VPDPBUSD.BCST 16(DI), Z30, Z8
+	VPDPBUSD.BCST 16(DI), Z31, Z9
+	ADDQ          $0x00000014, DI
+	ADDQ          DX, R9
+	DECQ          R11
+	JNZ           tapsVNNI5_group
+	ADDQ          $0x08, R8
+	DECQ          R10
+	JNZ           tapsVNNI5_tap
+	MOVQ          BX, R9
+	VMOVDQU32     Z0, (R9)
+	VMOVDQU32     Z1, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z2, (R9)
+	VMOVDQU32     Z3, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z4, (R9)
+	VMOVDQU32     Z5, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z6, (R9)
+	VMOVDQU32     Z7, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z8, (R9)
+	VMOVDQU32     Z9, 64(R9)
+	ADDQ          $0x80, CX
+	ADDQ          $0x80, BX
+	DECQ          AX
+	JNZ           tapsVNNI5_block
+	VZEROUPPER
+	RET
+
+// func tapsVNNI6(nb int, a *uint8, gs int, cg int, taps *int, nt int, b *int8, c *int32, ldc int)
+// Requires: AVX, AVX512F, AVX512_VNNI
+TEXT ·tapsVNNI6(SB), NOSPLIT, $0-72
+	MOVQ nb+0(FP), AX
+	MOVQ a+8(FP), CX
+	MOVQ gs+16(FP), DX
+	MOVQ c+56(FP), BX
+	MOVQ ldc+64(FP), SI
+	SHLQ $0x02, SI
+
+tapsVNNI6_block:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	MOVQ   b+48(FP), DI
+	MOVQ   taps+32(FP), R8
+	MOVQ   nt+40(FP), R10
+
+tapsVNNI6_tap:
+	MOVQ CX, R9
+	ADDQ (R8), R9
+	MOVQ cg+24(FP), R11
+
+tapsVNNI6_group:
+	VMOVDQU32     (R9), Z30
+	VMOVDQU32     64(R9), Z31
+	VPDPBUSD.BCST (DI), Z30, Z0
+	VPDPBUSD.BCST (DI), Z31, Z1
+	VPDPBUSD.BCST 4(DI), Z30, Z2
+	VPDPBUSD.BCST 4(DI), Z31, Z3
+	VPDPBUSD.BCST 8(DI), Z30, Z4
+	VPDPBUSD.BCST 8(DI), Z31, Z5
+	VPDPBUSD.BCST 12(DI), Z30, Z6
+	VPDPBUSD.BCST 12(DI), Z31, Z7
+	VPDPBUSD.BCST 16(DI), Z30, Z8
+	VPDPBUSD.BCST 16(DI), Z31, Z9
+	VPDPBUSD.BCST 20(DI), Z30, Z10
+	VPDPBUSD.BCST 20(DI), Z31, Z11
+	ADDQ          $0x00000018, DI
+	ADDQ          DX, R9
+	DECQ          R11
+	JNZ           tapsVNNI6_group
+	ADDQ          $0x08, R8
+	DECQ          R10
+	JNZ           tapsVNNI6_tap
+	MOVQ          BX, R9
+	VMOVDQU32     Z0, (R9)
+	VMOVDQU32     Z1, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z2, (R9)
+	VMOVDQU32     Z3, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z4, (R9)
+	VMOVDQU32     Z5, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z6, (R9)
+	VMOVDQU32     Z7, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z8, (R9)
+	VMOVDQU32     Z9, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z10, (R9)
+	VMOVDQU32     Z11, 64(R9)
+	ADDQ          $0x80, CX
+	ADDQ          $0x80, BX
+	DECQ          AX
+	JNZ           tapsVNNI6_block
+	VZEROUPPER
+	RET
+
+// func tapsVNNI7(nb int, a *uint8, gs int, cg int, taps *int, nt int, b *int8, c *int32, ldc int)
+// Requires: AVX, AVX512F, AVX512_VNNI
+TEXT ·tapsVNNI7(SB), NOSPLIT, $0-72
+	MOVQ nb+0(FP), AX
+	MOVQ a+8(FP), CX
+	MOVQ gs+16(FP), DX
+	MOVQ c+56(FP), BX
+	MOVQ ldc+64(FP), SI
+	SHLQ $0x02, SI
+
+tapsVNNI7_block:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	MOVQ   b+48(FP), DI
+	MOVQ   taps+32(FP), R8
+	MOVQ   nt+40(FP), R10
+
+tapsVNNI7_tap:
+	MOVQ CX, R9
+	ADDQ (R8), R9
+	MOVQ cg+24(FP), R11
+
+tapsVNNI7_group:
+	VMOVDQU32     (R9), Z30
+	VMOVDQU32     64(R9), Z31
+	VPDPBUSD.BCST (DI), Z30, Z0
+	VPDPBUSD.BCST (DI), Z31, Z1
+	VPDPBUSD.BCST 4(DI), Z30, Z2
+	VPDPBUSD.BCST 4(DI), Z31, Z3
+	VPDPBUSD.BCST 8(DI), Z30, Z4
+	VPDPBUSD.BCST 8(DI), Z31, Z5
+	VPDPBUSD.BCST 12(DI), Z30, Z6
+	VPDPBUSD.BCST 12(DI), Z31, Z7
+	VPDPBUSD.BCST 16(DI), Z30, Z8
+	VPDPBUSD.BCST 16(DI), Z31, Z9
+	VPDPBUSD.BCST 20(DI), Z30, Z10
+	VPDPBUSD.BCST 20(DI), Z31, Z11
+	VPDPBUSD.BCST 24(DI), Z30, Z12
+	VPDPBUSD.BCST 24(DI), Z31, Z13
+	ADDQ          $0x0000001c, DI
+	ADDQ          DX, R9
+	DECQ          R11
+	JNZ           tapsVNNI7_group
+	ADDQ          $0x08, R8
+	DECQ          R10
+	JNZ           tapsVNNI7_tap
+	MOVQ          BX, R9
+	VMOVDQU32     Z0, (R9)
+	VMOVDQU32     Z1, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z2, (R9)
+	VMOVDQU32     Z3, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z4, (R9)
+	VMOVDQU32     Z5, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z6, (R9)
+	VMOVDQU32     Z7, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z8, (R9)
+	VMOVDQU32     Z9, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z10, (R9)
+	VMOVDQU32     Z11, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z12, (R9)
+	VMOVDQU32     Z13, 64(R9)
+	ADDQ          $0x80, CX
+	ADDQ          $0x80, BX
+	DECQ          AX
+	JNZ           tapsVNNI7_block
+	VZEROUPPER
+	RET
+
+// func tapsVNNI8(nb int, a *uint8, gs int, cg int, taps *int, nt int, b *int8, c *int32, ldc int)
+// Requires: AVX, AVX512F, AVX512_VNNI
+TEXT ·tapsVNNI8(SB), NOSPLIT, $0-72
+	MOVQ nb+0(FP), AX
+	MOVQ a+8(FP), CX
+	MOVQ gs+16(FP), DX
+	MOVQ c+56(FP), BX
+	MOVQ ldc+64(FP), SI
+	SHLQ $0x02, SI
+
+tapsVNNI8_block:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	MOVQ   b+48(FP), DI
+	MOVQ   taps+32(FP), R8
+	MOVQ   nt+40(FP), R10
+
+tapsVNNI8_tap:
+	MOVQ CX, R9
+	ADDQ (R8), R9
+	MOVQ cg+24(FP), R11
+
+tapsVNNI8_group:
+	VMOVDQU32     (R9), Z30
+	VMOVDQU32     64(R9), Z31
+	VPDPBUSD.BCST (DI), Z30, Z0
+	VPDPBUSD.BCST (DI), Z31, Z1
+	VPDPBUSD.BCST 4(DI), Z30, Z2
+	VPDPBUSD.BCST 4(DI), Z31, Z3
+	VPDPBUSD.BCST 8(DI), Z30, Z4
+	VPDPBUSD.BCST 8(DI), Z31, Z5
+	VPDPBUSD.BCST 12(DI), Z30, Z6
+	VPDPBUSD.BCST 12(DI), Z31, Z7
+	VPDPBUSD.BCST 16(DI), Z30, Z8
+	VPDPBUSD.BCST 16(DI), Z31, Z9
+	VPDPBUSD.BCST 20(DI), Z30, Z10
+	VPDPBUSD.BCST 20(DI), Z31, Z11
+	VPDPBUSD.BCST 24(DI), Z30, Z12
+	VPDPBUSD.BCST 24(DI), Z31, Z13
+	VPDPBUSD.BCST 28(DI), Z30, Z14
+	VPDPBUSD.BCST 28(DI), Z31, Z15
+	ADDQ          $0x00000020, DI
+	ADDQ          DX, R9
+	DECQ          R11
+	JNZ           tapsVNNI8_group
+	ADDQ          $0x08, R8
+	DECQ          R10
+	JNZ           tapsVNNI8_tap
+	MOVQ          BX, R9
+	VMOVDQU32     Z0, (R9)
+	VMOVDQU32     Z1, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z2, (R9)
+	VMOVDQU32     Z3, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z4, (R9)
+	VMOVDQU32     Z5, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z6, (R9)
+	VMOVDQU32     Z7, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z8, (R9)
+	VMOVDQU32     Z9, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z10, (R9)
+	VMOVDQU32     Z11, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z12, (R9)
+	VMOVDQU32     Z13, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z14, (R9)
+	VMOVDQU32     Z15, 64(R9)
+	ADDQ          $0x80, CX
+	ADDQ          $0x80, BX
+	DECQ          AX
+	JNZ           tapsVNNI8_block
+	VZEROUPPER
+	RET
+
+// func tapsVNNI9(nb int, a *uint8, gs int, cg int, taps *int, nt int, b *int8, c *int32, ldc int)
+// Requires: AVX, AVX512F, AVX512_VNNI
+TEXT ·tapsVNNI9(SB), NOSPLIT, $0-72
+	MOVQ nb+0(FP), AX
+	MOVQ a+8(FP), CX
+	MOVQ gs+16(FP), DX
+	MOVQ c+56(FP), BX
+	MOVQ ldc+64(FP), SI
+	SHLQ $0x02, SI
+
+tapsVNNI9_block:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	MOVQ   b+48(FP), DI
+	MOVQ   taps+32(FP), R8
+	MOVQ   nt+40(FP), R10
+
+tapsVNNI9_tap:
+	MOVQ CX, R9
+	ADDQ (R8), R9
+	MOVQ cg+24(FP), R11
+
+tapsVNNI9_group:
+	VMOVDQU32     (R9), Z30
+	VMOVDQU32     64(R9), Z31
+	VPDPBUSD.BCST (DI), Z30, Z0
+	VPDPBUSD.BCST (DI), Z31, Z1
+	VPDPBUSD.BCST 4(DI), Z30, Z2
+	VPDPBUSD.BCST 4(DI), Z31, Z3
+	VPDPBUSD.BCST 8(DI), Z30, Z4
+	VPDPBUSD.BCST 8(DI), Z31, Z5
+	VPDPBUSD.BCST 12(DI), Z30, Z6
+	VPDPBUSD.BCST 12(DI), Z31, Z7
+	VPDPBUSD.BCST 16(DI), Z30, Z8
+	VPDPBUSD.BCST 16(DI), Z31, Z9
+	VPDPBUSD.BCST 20(DI), Z30, Z10
+	VPDPBUSD.BCST 20(DI), Z31, Z11
+	VPDPBUSD.BCST 24(DI), Z30, Z12
+	VPDPBUSD.BCST 24(DI), Z31, Z13
+	VPDPBUSD.BCST 28(DI), Z30, Z14
+	VPDPBUSD.BCST 28(DI), Z31, Z15
+	VPDPBUSD.BCST 32(DI), Z30, Z16
+	VPDPBUSD.BCST 32(DI), Z31, Z17
+	ADDQ          $0x00000024, DI
+	ADDQ          DX, R9
+	DECQ          R11
+	JNZ           tapsVNNI9_group
+	ADDQ          $0x08, R8
+	DECQ          R10
+	JNZ           tapsVNNI9_tap
+	MOVQ          BX, R9
+	VMOVDQU32     Z0, (R9)
+	VMOVDQU32     Z1, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z2, (R9)
+	VMOVDQU32     Z3, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z4, (R9)
+	VMOVDQU32     Z5, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z6, (R9)
+	VMOVDQU32     Z7, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z8, (R9)
+	VMOVDQU32     Z9, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z10, (R9)
+	VMOVDQU32     Z11, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z12, (R9)
+	VMOVDQU32     Z13, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z14, (R9)
+	VMOVDQU32     Z15, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z16, (R9)
+	VMOVDQU32     Z17, 64(R9)
+	ADDQ          $0x80, CX
+	ADDQ          $0x80, BX
+	DECQ          AX
+	JNZ           tapsVNNI9_block
+	VZEROUPPER
+	RET
+
+// func tapsVNNI10(nb int, a *uint8, gs int, cg int, taps *int, nt int, b *int8, c *int32, ldc int)
+// Requires: AVX, AVX512F, AVX512_VNNI
+TEXT ·tapsVNNI10(SB), NOSPLIT, $0-72
+	MOVQ nb+0(FP), AX
+	MOVQ a+8(FP), CX
+	MOVQ gs+16(FP), DX
+	MOVQ c+56(FP), BX
+	MOVQ ldc+64(FP), SI
+	SHLQ $0x02, SI
+
+tapsVNNI10_block:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	VPXORD Z18, Z18, Z18
+	VPXORD Z19, Z19, Z19
+	MOVQ   b+48(FP), DI
+	MOVQ   taps+32(FP), R8
+	MOVQ   nt+40(FP), R10
+
+tapsVNNI10_tap:
+	MOVQ CX, R9
+	ADDQ (R8), R9
+	MOVQ cg+24(FP), R11
+
+tapsVNNI10_group:
+	VMOVDQU32     (R9), Z30
+	VMOVDQU32     64(R9), Z31
+	VPDPBUSD.BCST (DI), Z30, Z0
+	VPDPBUSD.BCST (DI), Z31, Z1
+	VPDPBUSD.BCST 4(DI), Z30, Z2
+	VPDPBUSD.BCST 4(DI), Z31, Z3
+	VPDPBUSD.BCST 8(DI), Z30, Z4
+	VPDPBUSD.BCST 8(DI), Z31, Z5
+	VPDPBUSD.BCST 12(DI), Z30, Z6
+	VPDPBUSD.BCST 12(DI), Z31, Z7
+	VPDPBUSD.BCST 16(DI), Z30, Z8
+	VPDPBUSD.BCST 16(DI), Z31, Z9
+	VPDPBUSD.BCST 20(DI), Z30, Z10
+	VPDPBUSD.BCST 20(DI), Z31, Z11
+	VPDPBUSD.BCST 24(DI), Z30, Z12
+	VPDPBUSD.BCST 24(DI), Z31, Z13
+	VPDPBUSD.BCST 28(DI), Z30, Z14
+	VPDPBUSD.BCST 28(DI), Z31, Z15
+	VPDPBUSD.BCST 32(DI), Z30, Z16
+	VPDPBUSD.BCST 32(DI), Z31, Z17
+	VPDPBUSD.BCST 36(DI), Z30, Z18
+	VPDPBUSD.BCST 36(DI), Z31, Z19
+	ADDQ          $0x00000028, DI
+	ADDQ          DX, R9
+	DECQ          R11
+	JNZ           tapsVNNI10_group
+	ADDQ          $0x08, R8
+	DECQ          R10
+	JNZ           tapsVNNI10_tap
+	MOVQ          BX, R9
+	VMOVDQU32     Z0, (R9)
+	VMOVDQU32     Z1, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z2, (R9)
+	VMOVDQU32     Z3, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z4, (R9)
+	VMOVDQU32     Z5, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z6, (R9)
+	VMOVDQU32     Z7, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z8, (R9)
+	VMOVDQU32     Z9, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z10, (R9)
+	VMOVDQU32     Z11, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z12, (R9)
+	VMOVDQU32     Z13, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z14, (R9)
+	VMOVDQU32     Z15, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z16, (R9)
+	VMOVDQU32     Z17, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z18, (R9)
+	VMOVDQU32     Z19, 64(R9)
+	ADDQ          $0x80, CX
+	ADDQ          $0x80, BX
+	DECQ          AX
+	JNZ           tapsVNNI10_block
+	VZEROUPPER
+	RET
+
+// func tapsVNNI11(nb int, a *uint8, gs int, cg int, taps *int, nt int, b *int8, c *int32, ldc int)
+// Requires: AVX, AVX512F, AVX512_VNNI
+TEXT ·tapsVNNI11(SB), NOSPLIT, $0-72
+	MOVQ nb+0(FP), AX
+	MOVQ a+8(FP), CX
+	MOVQ gs+16(FP), DX
+	MOVQ c+56(FP), BX
+	MOVQ ldc+64(FP), SI
+	SHLQ $0x02, SI
+
+tapsVNNI11_block:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	VPXORD Z18, Z18, Z18
+	VPXORD Z19, Z19, Z19
+	VPXORD Z20, Z20, Z20
+	VPXORD Z21, Z21, Z21
+	MOVQ   b+48(FP), DI
+	MOVQ   taps+32(FP), R8
+	MOVQ   nt+40(FP), R10
+
+tapsVNNI11_tap:
+	MOVQ CX, R9
+	ADDQ (R8), R9
+	MOVQ cg+24(FP), R11
+
+tapsVNNI11_group:
+	VMOVDQU32     (R9), Z30
+	VMOVDQU32     64(R9), Z31
+	VPDPBUSD.BCST (DI), Z30, Z0
+	VPDPBUSD.BCST (DI), Z31, Z1
+	VPDPBUSD.BCST 4(DI), Z30, Z2
+	VPDPBUSD.BCST 4(DI), Z31, Z3
+	VPDPBUSD.BCST 8(DI), Z30, Z4
+	VPDPBUSD.BCST 8(DI), Z31, Z5
+	VPDPBUSD.BCST 12(DI), Z30, Z6
+	VPDPBUSD.BCST 12(DI), Z31, Z7
+	VPDPBUSD.BCST 16(DI), Z30, Z8
+	VPDPBUSD.BCST 16(DI), Z31, Z9
+	VPDPBUSD.BCST 20(DI), Z30, Z10
+	VPDPBUSD.BCST 20(DI), Z31, Z11
+	VPDPBUSD.BCST 24(DI), Z30, Z12
+	VPDPBUSD.BCST 24(DI), Z31, Z13
+	VPDPBUSD.BCST 28(DI), Z30, Z14
+	VPDPBUSD.BCST 28(DI), Z31, Z15
+	VPDPBUSD.BCST 32(DI), Z30, Z16
+	VPDPBUSD.BCST 32(DI), Z31, Z17
+	VPDPBUSD.BCST 36(DI), Z30, Z18
+	VPDPBUSD.BCST 36(DI), Z31, Z19
+	VPDPBUSD.BCST 40(DI), Z30, Z20
+	VPDPBUSD.BCST 40(DI), Z31, Z21
+	ADDQ          $0x0000002c, DI
+	ADDQ          DX, R9
+	DECQ          R11
+	JNZ           tapsVNNI11_group
+	ADDQ          $0x08, R8
+	DECQ          R10
+	JNZ           tapsVNNI11_tap
+	MOVQ          BX, R9
+	VMOVDQU32     Z0, (R9)
+	VMOVDQU32     Z1, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z2, (R9)
+	VMOVDQU32     Z3, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z4, (R9)
+	VMOVDQU32     Z5, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z6, (R9)
+	VMOVDQU32     Z7, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z8, (R9)
+	VMOVDQU32     Z9, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z10, (R9)
+	VMOVDQU32     Z11, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z12, (R9)
+	VMOVDQU32     Z13, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z14, (R9)
+	VMOVDQU32     Z15, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z16, (R9)
+	VMOVDQU32     Z17, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z18, (R9)
+	VMOVDQU32     Z19, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z20, (R9)
+	VMOVDQU32     Z21, 64(R9)
+	ADDQ          $0x80, CX
+	ADDQ          $0x80, BX
+	DECQ          AX
+	JNZ           tapsVNNI11_block
+	VZEROUPPER
+	RET
+
+// func tapsVNNI12(nb int, a *uint8, gs int, cg int, taps *int, nt int, b *int8, c *int32, ldc int)
+// Requires: AVX, AVX512F, AVX512_VNNI
+TEXT ·tapsVNNI12(SB), NOSPLIT, $0-72
+	MOVQ nb+0(FP), AX
+	MOVQ a+8(FP), CX
+	MOVQ gs+16(FP), DX
+	MOVQ c+56(FP), BX
+	MOVQ ldc+64(FP), SI
+	SHLQ $0x02, SI
+
+tapsVNNI12_block:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	VPXORD Z18, Z18, Z18
+	VPXORD Z19, Z19, Z19
+	VPXORD Z20, Z20, Z20
+	VPXORD Z21, Z21, Z21
+	VPXORD Z22, Z22, Z22
+	VPXORD Z23, Z23, Z23
+	MOVQ   b+48(FP), DI
+	MOVQ   taps+32(FP), R8
+	MOVQ   nt+40(FP), R10
+
+tapsVNNI12_tap:
+	MOVQ CX, R9
+	ADDQ (R8), R9
+	MOVQ cg+24(FP), R11
+
+tapsVNNI12_group:
+	VMOVDQU32     (R9), Z30
+	VMOVDQU32     64(R9), Z31
+	VPDPBUSD.BCST (DI), Z30, Z0
+	VPDPBUSD.BCST (DI), Z31, Z1
+	VPDPBUSD.BCST 4(DI), Z30, Z2
+	VPDPBUSD.BCST 4(DI), Z31, Z3
+	VPDPBUSD.BCST 8(DI), Z30, Z4
+	VPDPBUSD.BCST 8(DI), Z31, Z5
+	VPDPBUSD.BCST 12(DI), Z30, Z6
+	VPDPBUSD.BCST 12(DI), Z31, Z7
+	VPDPBUSD.BCST 16(DI), Z30, Z8
+	VPDPBUSD.BCST 16(DI), Z31, Z9
+	VPDPBUSD.BCST 20(DI), Z30, Z10
+	VPDPBUSD.BCST 20(DI), Z31, Z11
+	VPDPBUSD.BCST 24(DI), Z30, Z12
+	VPDPBUSD.BCST 24(DI), Z31, Z13
+	VPDPBUSD.BCST 28(DI), Z30, Z14
+	VPDPBUSD.BCST 28(DI), Z31, Z15
+	VPDPBUSD.BCST 32(DI), Z30, Z16
+	VPDPBUSD.BCST 32(DI), Z31, Z17
+	VPDPBUSD.BCST 36(DI), Z30, Z18
+	VPDPBUSD.BCST 36(DI), Z31, Z19
+	VPDPBUSD.BCST 40(DI), Z30, Z20
+	VPDPBUSD.BCST 40(DI), Z31, Z21
+	VPDPBUSD.BCST 44(DI), Z30, Z22
+	VPDPBUSD.BCST 44(DI), Z31, Z23
+	ADDQ          $0x00000030, DI
+	ADDQ          DX, R9
+	DECQ          R11
+	JNZ           tapsVNNI12_group
+	ADDQ          $0x08, R8
+	DECQ          R10
+	JNZ           tapsVNNI12_tap
+	MOVQ          BX, R9
+	VMOVDQU32     Z0, (R9)
+	VMOVDQU32     Z1, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z2, (R9)
+	VMOVDQU32     Z3, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z4, (R9)
+	VMOVDQU32     Z5, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z6, (R9)
+	VMOVDQU32     Z7, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z8, (R9)
+	VMOVDQU32     Z9, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z10, (R9)
+	VMOVDQU32     Z11, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z12, (R9)
+	VMOVDQU32     Z13, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z14, (R9)
+	VMOVDQU32     Z15, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z16, (R9)
+	VMOVDQU32     Z17, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z18, (R9)
+	VMOVDQU32     Z19, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z20, (R9)
+	VMOVDQU32     Z21, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z22, (R9)
+	VMOVDQU32     Z23, 64(R9)
+	ADDQ          $0x80, CX
+	ADDQ          $0x80, BX
+	DECQ          AX
+	JNZ           tapsVNNI12_block
+	VZEROUPPER
+	RET
+
+// func tapsVNNI13(nb int, a *uint8, gs int, cg int, taps *int, nt int, b *int8, c *int32, ldc int)
+// Requires: AVX, AVX512F, AVX512_VNNI
+TEXT ·tapsVNNI13(SB), NOSPLIT, $0-72
+	MOVQ nb+0(FP), AX
+	MOVQ a+8(FP), CX
+	MOVQ gs+16(FP), DX
+	MOVQ c+56(FP), BX
+	MOVQ ldc+64(FP), SI
+	SHLQ $0x02, SI
+
+tapsVNNI13_block:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	VPXORD Z18, Z18, Z18
+	VPXORD Z19, Z19, Z19
+	VPXORD Z20, Z20, Z20
+	VPXORD Z21, Z21, Z21
+	VPXORD Z22, Z22, Z22
+	VPXORD Z23, Z23, Z23
+	VPXORD Z24, Z24, Z24
+	VPXORD Z25, Z25, Z25
+	MOVQ   b+48(FP), DI
+	MOVQ   taps+32(FP), R8
+	MOVQ   nt+40(FP), R10
+
+tapsVNNI13_tap:
+	MOVQ CX, R9
+	ADDQ (R8), R9
+	MOVQ cg+24(FP), R11
+
+tapsVNNI13_group:
+	VMOVDQU32     (R9), Z30
+	VMOVDQU32     64(R9), Z31
+	VPDPBUSD.BCST (DI), Z30, Z0
+	VPDPBUSD.BCST (DI), Z31, Z1
+	VPDPBUSD.BCST 4(DI), Z30, Z2
+	VPDPBUSD.BCST 4(DI), Z31, Z3
+	VPDPBUSD.BCST 8(DI), Z30, Z4
+	VPDPBUSD.BCST 8(DI), Z31, Z5
+	VPDPBUSD.BCST 12(DI), Z30, Z6
+	VPDPBUSD.BCST 12(DI), Z31, Z7
+	VPDPBUSD.BCST 16(DI), Z30, Z8
+	VPDPBUSD.BCST 16(DI), Z31, Z9
+	VPDPBUSD.BCST 20(DI), Z30, Z10
+	VPDPBUSD.BCST 20(DI), Z31, Z11
+	VPDPBUSD.BCST 24(DI), Z30, Z12
+	VPDPBUSD.BCST 24(DI), Z31, Z13
+	VPDPBUSD.BCST 28(DI), Z30, Z14
+	VPDPBUSD.BCST 28(DI), Z31, Z15
+	VPDPBUSD.BCST 32(DI), Z30, Z16
+	VPDPBUSD.BCST 32(DI), Z31, Z17
+	VPDPBUSD.BCST 36(DI), Z30, Z18
+	VPDPBUSD.BCST 36(DI), Z31, Z19
+	VPDPBUSD.BCST 40(DI), Z30, Z20
+	VPDPBUSD.BCST 40(DI), Z31, Z21
+	VPDPBUSD.BCST 44(DI), Z30, Z22
+	VPDPBUSD.BCST 44(DI), Z31, Z23
+	VPDPBUSD.BCST 48(DI), Z30, Z24
+	VPDPBUSD.BCST 48(DI), Z31, Z25
+	ADDQ          $0x00000034, DI
+	ADDQ          DX, R9
+	DECQ          R11
+	JNZ           tapsVNNI13_group
+	ADDQ          $0x08, R8
+	DECQ          R10
+	JNZ           tapsVNNI13_tap
+	MOVQ          BX, R9
+	VMOVDQU32     Z0, (R9)
+	VMOVDQU32     Z1, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z2, (R9)
+	VMOVDQU32     Z3, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z4, (R9)
+	VMOVDQU32     Z5, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z6, (R9)
+	VMOVDQU32     Z7, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z8, (R9)
+	VMOVDQU32     Z9, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z10, (R9)
+	VMOVDQU32     Z11, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z12, (R9)
+	VMOVDQU32     Z13, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z14, (R9)
+	VMOVDQU32     Z15, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z16, (R9)
+	VMOVDQU32     Z17, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z18, (R9)
+	VMOVDQU32     Z19, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z20, (R9)
+	VMOVDQU32     Z21, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z22, (R9)
+	VMOVDQU32     Z23, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z24, (R9)
+	VMOVDQU32     Z25, 64(R9)
+	ADDQ          $0x80, CX
+	ADDQ          $0x80, BX
+	DECQ          AX
+	JNZ           tapsVNNI13_block
+	VZEROUPPER
+	RET
+
+// func tapsVNNI14(nb int, a *uint8, gs int, cg int, taps *int, nt int, b *int8, c *int32, ldc int)
+// Requires: AVX, AVX512F, AVX512_VNNI
+TEXT ·tapsVNNI14(SB), NOSPLIT, $0-72
+	MOVQ nb+0(FP), AX
+	MOVQ a+8(FP), CX
+	MOVQ gs+16(FP), DX
+	MOVQ c+56(FP), BX
+	MOVQ ldc+64(FP), SI
+	SHLQ $0x02, SI
+
+tapsVNNI14_block:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	VPXORD Z18, Z18, Z18
+	VPXORD Z19, Z19, Z19
+	VPXORD Z20, Z20, Z20
+	VPXORD Z21, Z21, Z21
+	VPXORD Z22, Z22, Z22
+	VPXORD Z23, Z23, Z23
+	VPXORD Z24, Z24, Z24
+	VPXORD Z25, Z25, Z25
+	VPXORD Z26, Z26, Z26
+	VPXORD Z27, Z27, Z27
+	MOVQ   b+48(FP), DI
+	MOVQ   taps+32(FP), R8
+	MOVQ   nt+40(FP), R10
+
+tapsVNNI14_tap:
+	MOVQ CX, R9
+	ADDQ (R8), R9
+	MOVQ cg+24(FP), R11
+
+tapsVNNI14_group:
+	VMOVDQU32     (R9), Z30
+	VMOVDQU32     64(R9), Z31
+	VPDPBUSD.BCST (DI), Z30, Z0
+	VPDPBUSD.BCST (DI), Z31, Z1
+	VPDPBUSD.BCST 4(DI), Z30, Z2
+	VPDPBUSD.BCST 4(DI), Z31, Z3
+	VPDPBUSD.BCST 8(DI), Z30, Z4
+	VPDPBUSD.BCST 8(DI), Z31, Z5
+	VPDPBUSD.BCST 12(DI), Z30, Z6
+	VPDPBUSD.BCST 12(DI), Z31, Z7
+	VPDPBUSD.BCST 16(DI), Z30, Z8
+	VPDPBUSD.BCST 16(DI), Z31, Z9
+	VPDPBUSD.BCST 20(DI), Z30, Z10
+	VPDPBUSD.BCST 20(DI), Z31, Z11
+	VPDPBUSD.BCST 24(DI), Z30, Z12
+	VPDPBUSD.BCST 24(DI), Z31, Z13
+	VPDPBUSD.BCST 28(DI), Z30, Z14
+	VPDPBUSD.BCST 28(DI), Z31, Z15
+	VPDPBUSD.BCST 32(DI), Z30, Z16
+	VPDPBUSD.BCST 32(DI), Z31, Z17
+	VPDPBUSD.BCST 36(DI), Z30, Z18
+	VPDPBUSD.BCST 36(DI), Z31, Z19
+	VPDPBUSD.BCST 40(DI), Z30, Z20
+	VPDPBUSD.BCST 40(DI), Z31, Z21
+	VPDPBUSD.BCST 44(DI), Z30, Z22
+	VPDPBUSD.BCST 44(DI), Z31, Z23
+	VPDPBUSD.BCST 48(DI), Z30, Z24
+	VPDPBUSD.BCST 48(DI), Z31, Z25
+	VPDPBUSD.BCST 52(DI), Z30, Z26
+	VPDPBUSD.BCST 52(DI), Z31, Z27
+	ADDQ          $0x00000038, DI
+	ADDQ          DX, R9
+	DECQ          R11
+	JNZ           tapsVNNI14_group
+	ADDQ          $0x08, R8
+	DECQ          R10
+	JNZ           tapsVNNI14_tap
+	MOVQ          BX, R9
+	VMOVDQU32     Z0, (R9)
+	VMOVDQU32     Z1, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z2, (R9)
+	VMOVDQU32     Z3, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z4, (R9)
+	VMOVDQU32     Z5, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z6, (R9)
+	VMOVDQU32     Z7, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z8, (R9)
+	VMOVDQU32     Z9, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z10, (R9)
+	VMOVDQU32     Z11, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z12, (R9)
+	VMOVDQU32     Z13, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z14, (R9)
+	VMOVDQU32     Z15, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z16, (R9)
+	VMOVDQU32     Z17, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z18, (R9)
+	VMOVDQU32     Z19, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z20, (R9)
+	VMOVDQU32     Z21, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z22, (R9)
+	VMOVDQU32     Z23, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z24, (R9)
+	VMOVDQU32     Z25, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z26, (R9)
+	VMOVDQU32     Z27, 64(R9)
+	ADDQ          $0x80, CX
+	ADDQ          $0x80, BX
+	DECQ          AX
+	JNZ           tapsVNNI14_block
+	VZEROUPPER
+	RET
+
+// func tapsVNNI15(nb int, a *uint8, gs int, cg int, taps *int, nt int, b *int8, c *int32, ldc int)
+// Requires: AVX, AVX512F, AVX512_VNNI
+TEXT ·tapsVNNI15(SB), NOSPLIT, $0-72
+	MOVQ nb+0(FP), AX
+	MOVQ a+8(FP), CX
+	MOVQ gs+16(FP), DX
+	MOVQ c+56(FP), BX
+	MOVQ ldc+64(FP), SI
+	SHLQ $0x02, SI
+
+tapsVNNI15_block:
+	VPXORD Z0, Z0, Z0
+	VPXORD Z1, Z1, Z1
+	VPXORD Z2, Z2, Z2
+	VPXORD Z3, Z3, Z3
+	VPXORD Z4, Z4, Z4
+	VPXORD Z5, Z5, Z5
+	VPXORD Z6, Z6, Z6
+	VPXORD Z7, Z7, Z7
+	VPXORD Z8, Z8, Z8
+	VPXORD Z9, Z9, Z9
+	VPXORD Z10, Z10, Z10
+	VPXORD Z11, Z11, Z11
+	VPXORD Z12, Z12, Z12
+	VPXORD Z13, Z13, Z13
+	VPXORD Z14, Z14, Z14
+	VPXORD Z15, Z15, Z15
+	VPXORD Z16, Z16, Z16
+	VPXORD Z17, Z17, Z17
+	VPXORD Z18, Z18, Z18
+	VPXORD Z19, Z19, Z19
+	VPXORD Z20, Z20, Z20
+	VPXORD Z21, Z21, Z21
+	VPXORD Z22, Z22, Z22
+	VPXORD Z23, Z23, Z23
+	VPXORD Z24, Z24, Z24
+	VPXORD Z25, Z25, Z25
+	VPXORD Z26, Z26, Z26
+	VPXORD Z27, Z27, Z27
+	VPXORD Z28, Z28, Z28
+	VPXORD Z29, Z29, Z29
+	MOVQ   b+48(FP), DI
+	MOVQ   taps+32(FP), R8
+	MOVQ   nt+40(FP), R10
+
+tapsVNNI15_tap:
+	MOVQ CX, R9
+	ADDQ (R8), R9
+	MOVQ cg+24(FP), R11
+
+tapsVNNI15_group:
+	VMOVDQU32     (R9), Z30
+	VMOVDQU32     64(R9), Z31
+	VPDPBUSD.BCST (DI), Z30, Z0
+	VPDPBUSD.BCST (DI), Z31, Z1
+	VPDPBUSD.BCST 4(DI), Z30, Z2
+	VPDPBUSD.BCST 4(DI), Z31, Z3
+	VPDPBUSD.BCST 8(DI), Z30, Z4
+	VPDPBUSD.BCST 8(DI), Z31, Z5
+	VPDPBUSD.BCST 12(DI), Z30, Z6
+	VPDPBUSD.BCST 12(DI), Z31, Z7
+	VPDPBUSD.BCST 16(DI), Z30, Z8
+	VPDPBUSD.BCST 16(DI), Z31, Z9
+	VPDPBUSD.BCST 20(DI), Z30, Z10
+	VPDPBUSD.BCST 20(DI), Z31, Z11
+	VPDPBUSD.BCST 24(DI), Z30, Z12
+	VPDPBUSD.BCST 24(DI), Z31, Z13
+	VPDPBUSD.BCST 28(DI), Z30, Z14
+	VPDPBUSD.BCST 28(DI), Z31, Z15
+	VPDPBUSD.BCST 32(DI), Z30, Z16
+	VPDPBUSD.BCST 32(DI), Z31, Z17
+	VPDPBUSD.BCST 36(DI), Z30, Z18
+	VPDPBUSD.BCST 36(DI), Z31, Z19
+	VPDPBUSD.BCST 40(DI), Z30, Z20
+	VPDPBUSD.BCST 40(DI), Z31, Z21
+	VPDPBUSD.BCST 44(DI), Z30, Z22
+	VPDPBUSD.BCST 44(DI), Z31, Z23
+	VPDPBUSD.BCST 48(DI), Z30, Z24
+	VPDPBUSD.BCST 48(DI), Z31, Z25
+	VPDPBUSD.BCST 52(DI), Z30, Z26
+	VPDPBUSD.BCST 52(DI), Z31, Z27
+	VPDPBUSD.BCST 56(DI), Z30, Z28
+	VPDPBUSD.BCST 56(DI), Z31, Z29
+	ADDQ          $0x0000003c, DI
+	ADDQ          DX, R9
+	DECQ          R11
+	JNZ           tapsVNNI15_group
+	ADDQ          $0x08, R8
+	DECQ          R10
+	JNZ           tapsVNNI15_tap
+	MOVQ          BX, R9
+	VMOVDQU32     Z0, (R9)
+	VMOVDQU32     Z1, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z2, (R9)
+	VMOVDQU32     Z3, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z4, (R9)
+	VMOVDQU32     Z5, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z6, (R9)
+	VMOVDQU32     Z7, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z8, (R9)
+	VMOVDQU32     Z9, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z10, (R9)
+	VMOVDQU32     Z11, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z12, (R9)
+	VMOVDQU32     Z13, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z14, (R9)
+	VMOVDQU32     Z15, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z16, (R9)
+	VMOVDQU32     Z17, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z18, (R9)
+	VMOVDQU32     Z19, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z20, (R9)
+	VMOVDQU32     Z21, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z22, (R9)
+	VMOVDQU32     Z23, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z24, (R9)
+	VMOVDQU32     Z25, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z26, (R9)
+	VMOVDQU32     Z27, 64(R9)
+	ADDQ          SI, R9
+	VMOVDQU32     Z28, (R9)
+	VMOVDQU32     Z29, 64(R9)
+	ADDQ          $0x80, CX
+	ADDQ          $0x80, BX
+	DECQ          AX
+	JNZ           tapsVNNI15_block
+	VZEROUPPER
+	RET
+
 // func widenAVX2(n int, src *uint8, dst *int16)
 // Requires: AVX, AVX2
 TEXT ·widenAVX2(SB), NOSPLIT, $0-24
@@ -4282,6 +5677,125 @@ quantize_done:
 	VZEROUPPER
 	RET
 
+// func quantizeGroupAVX2(n int, x0 *float32, x1 *float32, x2 *float32, x3 *float32, q *uint8, inv float32, zp int32, qmax int32, tail *int32)
+// Requires: AVX, AVX2
+TEXT ·quantizeGroupAVX2(SB), NOSPLIT, $0-72
+	MOVQ         n+0(FP), AX
+	MOVQ         x0+8(FP), CX
+	MOVQ         x1+16(FP), DX
+	MOVQ         x2+24(FP), BX
+	MOVQ         x3+32(FP), SI
+	MOVQ         q+40(FP), DI
+	MOVQ         tail+64(FP), R8
+	VMOVDQU      (R8), Y9
+	VBROADCASTSS inv+48(FP), Y12
+	MOVL         zp+52(FP), R8
+	VMOVD        R8, X13
+	VPBROADCASTD X13, Y13
+	MOVL         qmax+56(FP), R8
+	VMOVD        R8, X14
+	VPBROADCASTD X14, Y14
+	MOVL         $0xcb800000, R8
+	VMOVD        R8, X15
+	VBROADCASTSS X15, Y15
+	MOVL         $0x4b800000, R8
+	VMOVD        R8, X11
+	VBROADCASTSS X11, Y11
+	VPXOR        Y10, Y10, Y10
+
+qgroup_8:
+	CMPQ      AX, $0x08
+	JL        qgroup_tail
+	VMULPS    (CX), Y12, Y0
+	VMAXPS    Y15, Y0, Y0
+	VMINPS    Y11, Y0, Y0
+	VCVTPS2DQ Y0, Y0
+	VPADDD    Y13, Y0, Y0
+	VPMAXSD   Y10, Y0, Y0
+	VPMINSD   Y14, Y0, Y0
+	ADDQ      $0x20, CX
+	VMULPS    (DX), Y12, Y1
+	VMAXPS    Y15, Y1, Y1
+	VMINPS    Y11, Y1, Y1
+	VCVTPS2DQ Y1, Y1
+	VPADDD    Y13, Y1, Y1
+	VPMAXSD   Y10, Y1, Y1
+	VPMINSD   Y14, Y1, Y1
+	ADDQ      $0x20, DX
+	VMULPS    (BX), Y12, Y2
+	VMAXPS    Y15, Y2, Y2
+	VMINPS    Y11, Y2, Y2
+	VCVTPS2DQ Y2, Y2
+	VPADDD    Y13, Y2, Y2
+	VPMAXSD   Y10, Y2, Y2
+	VPMINSD   Y14, Y2, Y2
+	ADDQ      $0x20, BX
+	VMULPS    (SI), Y12, Y3
+	VMAXPS    Y15, Y3, Y3
+	VMINPS    Y11, Y3, Y3
+	VCVTPS2DQ Y3, Y3
+	VPADDD    Y13, Y3, Y3
+	VPMAXSD   Y10, Y3, Y3
+	VPMINSD   Y14, Y3, Y3
+	ADDQ      $0x20, SI
+	VPSLLD    $0x08, Y1, Y1
+	VPSLLD    $0x10, Y2, Y2
+	VPSLLD    $0x18, Y3, Y3
+	VPOR      Y1, Y0, Y0
+	VPOR      Y3, Y2, Y2
+	VPOR      Y2, Y0, Y0
+	VMOVDQU   Y0, (DI)
+	ADDQ      $0x20, DI
+	SUBQ      $0x08, AX
+	JMP       qgroup_8
+
+qgroup_tail:
+	TESTQ      AX, AX
+	JZ         qgroup_done
+	VMASKMOVPS (CX), Y9, Y0
+	VMULPS     Y12, Y0, Y0
+	VMAXPS     Y15, Y0, Y0
+	VMINPS     Y11, Y0, Y0
+	VCVTPS2DQ  Y0, Y0
+	VPADDD     Y13, Y0, Y0
+	VPMAXSD    Y10, Y0, Y0
+	VPMINSD    Y14, Y0, Y0
+	VMASKMOVPS (DX), Y9, Y1
+	VMULPS     Y12, Y1, Y1
+	VMAXPS     Y15, Y1, Y1
+	VMINPS     Y11, Y1, Y1
+	VCVTPS2DQ  Y1, Y1
+	VPADDD     Y13, Y1, Y1
+	VPMAXSD    Y10, Y1, Y1
+	VPMINSD    Y14, Y1, Y1
+	VMASKMOVPS (BX), Y9, Y2
+	VMULPS     Y12, Y2, Y2
+	VMAXPS     Y15, Y2, Y2
+	VMINPS     Y11, Y2, Y2
+	VCVTPS2DQ  Y2, Y2
+	VPADDD     Y13, Y2, Y2
+	VPMAXSD    Y10, Y2, Y2
+	VPMINSD    Y14, Y2, Y2
+	VMASKMOVPS (SI), Y9, Y3
+	VMULPS     Y12, Y3, Y3
+	VMAXPS     Y15, Y3, Y3
+	VMINPS     Y11, Y3, Y3
+	VCVTPS2DQ  Y3, Y3
+	VPADDD     Y13, Y3, Y3
+	VPMAXSD    Y10, Y3, Y3
+	VPMINSD    Y14, Y3, Y3
+	VPSLLD     $0x08, Y1, Y1
+	VPSLLD     $0x10, Y2, Y2
+	VPSLLD     $0x18, Y3, Y3
+	VPOR       Y1, Y0, Y0
+	VPOR       Y3, Y2, Y2
+	VPOR       Y2, Y0, Y0
+	VPMASKMOVD Y0, Y9, (DI)
+
+qgroup_done:
+	VZEROUPPER
+	RET
+
 // func dequantAVX2(m int, n int, acc *int32, ldacc int, zc *int32, mult *float32, bias *float32, y *float32, ldy int, flags int, tail *int32)
 // Requires: AVX, AVX2
 TEXT ·dequantAVX2(SB), NOSPLIT, $0-88
@@ -4365,5 +5879,186 @@ dequant_next:
 	JMP  dequant_row
 
 dequant_done:
+	VZEROUPPER
+	RET
+
+// func planeOutAVX512(nc int, m int, n int, acc *int32, ldacc int, ldc int, zc *int32, mult *float32, bias *float32, scale *float32, shift *float32, res *float32, y *float32, ldy int, plane int, q *uint8, ldq int, gsq int, inv float32, zp int32, qmax int32, flags int)
+// Requires: AVX, AVX512BW, AVX512F, BMI2
+TEXT ·planeOutAVX512(SB), NOSPLIT, $0-168
+	MOVQ         flags+160(FP), AX
+	VBROADCASTSS inv+144(FP), Z21
+	MOVL         zp+148(FP), CX
+	VPBROADCASTD CX, Z22
+	MOVL         qmax+152(FP), CX
+	VPBROADCASTD CX, Z23
+	MOVL         $0xcb800000, CX
+	VPBROADCASTD CX, Z24
+	MOVL         $0x4b800000, CX
+	VPBROADCASTD CX, Z25
+	VPXORD       Z26, Z26, Z26
+	MOVL         $0x0000ffff, CX
+	KMOVW        CX, K1
+	MOVQ         $0x1111111111111111, DX
+	KMOVQ        DX, K2
+	MOVQ         n+16(FP), BX
+	ANDQ         $0x0f, BX
+	BZHIQ        BX, CX, CX
+	KMOVW        CX, K4
+	SHLQ         $0x02, BX
+	BZHIQ        BX, DX, DX
+	KMOVQ        DX, K5
+	XORQ         DX, DX
+
+pout_chan:
+	CMPQ         DX, nc+0(FP)
+	JGE          pout_done
+	MOVQ         zc+48(FP), CX
+	VPBROADCASTD (CX)(DX*4), Z16
+	MOVQ         mult+56(FP), CX
+	VPBROADCASTD (CX)(DX*4), Z17
+	MOVQ         bias+64(FP), CX
+	VPBROADCASTD (CX)(DX*4), Z18
+	TESTQ        $0x00000001, AX
+	JZ           pout_ptrs
+	MOVQ         scale+72(FP), CX
+	VPBROADCASTD (CX)(DX*4), Z19
+	MOVQ         shift+80(FP), CX
+	VPBROADCASTD (CX)(DX*4), Z20
+
+pout_ptrs:
+	MOVQ  ldc+40(FP), CX
+	IMULQ DX, CX
+	MOVQ  acc+24(FP), BX
+	LEAQ  (BX)(CX*4), BX
+	MOVQ  plane+112(FP), CX
+	IMULQ DX, CX
+	MOVQ  res+88(FP), SI
+	LEAQ  (SI)(CX*4), SI
+	MOVQ  y+96(FP), DI
+	LEAQ  (DI)(CX*4), DI
+	MOVQ  DX, CX
+	SHRQ  $0x02, CX
+	MOVQ  gsq+136(FP), R8
+	IMULQ R8, CX
+	MOVQ  q+120(FP), R8
+	ADDQ  CX, R8
+	MOVQ  DX, CX
+	ANDQ  $0x03, CX
+	ADDQ  CX, R8
+	MOVQ  m+8(FP), R9
+
+pout_row:
+	TESTQ R9, R9
+	JZ    pout_nextchan
+	XORQ  CX, CX
+	MOVQ  n+16(FP), R10
+	SHRQ  $0x04, R10
+
+pout_vec:
+	TESTQ       R10, R10
+	JZ          pout_tail
+	VMOVDQU32.Z (BX)(CX*4), K1, Z0
+	VPSUBD      Z16, Z0, Z0
+	VCVTDQ2PS   Z0, Z0
+	VMULPS      Z17, Z0, Z0
+	VADDPS      Z18, Z0, Z0
+	TESTQ       $0x00000001, AX
+	JZ          pout_res
+	VMULPS      Z19, Z0, Z0
+	VADDPS      Z20, Z0, Z0
+
+pout_res:
+	TESTQ     $0x00000002, AX
+	JZ        pout_relu
+	VMOVUPS.Z (SI)(CX*4), K1, Z1
+	VADDPS    Z1, Z0, Z0
+
+pout_relu:
+	TESTQ     $0x00000004, AX
+	JZ        pout_y
+	VCMPPS    $0x06, Z26, Z0, K3
+	VMOVUPS.Z Z0, K3, Z0
+
+pout_y:
+	TESTQ   $0x00000008, AX
+	JZ      pout_q
+	VMOVUPS Z0, K1, (DI)(CX*4)
+
+pout_q:
+	TESTQ     $0x00000010, AX
+	JZ        pout_step
+	VMULPS    Z21, Z0, Z1
+	VMAXPS    Z24, Z1, Z1
+	VMINPS    Z25, Z1, Z1
+	VCVTPS2DQ Z1, Z1
+	VPADDD    Z22, Z1, Z1
+	VPMAXSD   Z26, Z1, Z1
+	VPMINSD   Z23, Z1, Z1
+	VMOVDQU8  Z1, K2, (R8)(CX*4)
+
+pout_step:
+	ADDQ $0x10, CX
+	DECQ R10
+	JMP  pout_vec
+
+pout_tail:
+	CMPQ        CX, n+16(FP)
+	JE          pout_nextrow
+	VMOVDQU32.Z (BX)(CX*4), K4, Z0
+	VPSUBD      Z16, Z0, Z0
+	VCVTDQ2PS   Z0, Z0
+	VMULPS      Z17, Z0, Z0
+	VADDPS      Z18, Z0, Z0
+	TESTQ       $0x00000001, AX
+	JZ          pout_res_t
+	VMULPS      Z19, Z0, Z0
+	VADDPS      Z20, Z0, Z0
+
+pout_res_t:
+	TESTQ     $0x00000002, AX
+	JZ        pout_relu_t
+	VMOVUPS.Z (SI)(CX*4), K4, Z1
+	VADDPS    Z1, Z0, Z0
+
+pout_relu_t:
+	TESTQ     $0x00000004, AX
+	JZ        pout_y_t
+	VCMPPS    $0x06, Z26, Z0, K3
+	VMOVUPS.Z Z0, K3, Z0
+
+pout_y_t:
+	TESTQ   $0x00000008, AX
+	JZ      pout_q_t
+	VMOVUPS Z0, K4, (DI)(CX*4)
+
+pout_q_t:
+	TESTQ     $0x00000010, AX
+	JZ        pout_step_t
+	VMULPS    Z21, Z0, Z1
+	VMAXPS    Z24, Z1, Z1
+	VMINPS    Z25, Z1, Z1
+	VCVTPS2DQ Z1, Z1
+	VPADDD    Z22, Z1, Z1
+	VPMAXSD   Z26, Z1, Z1
+	VPMINSD   Z23, Z1, Z1
+	VMOVDQU8  Z1, K5, (R8)(CX*4)
+
+pout_step_t:
+pout_nextrow:
+	MOVQ ldacc+32(FP), CX
+	LEAQ (BX)(CX*4), BX
+	MOVQ ldy+104(FP), CX
+	LEAQ (SI)(CX*4), SI
+	LEAQ (DI)(CX*4), DI
+	MOVQ ldq+128(FP), CX
+	ADDQ CX, R8
+	DECQ R9
+	JMP  pout_row
+
+pout_nextchan:
+	INCQ DX
+	JMP  pout_chan
+
+pout_done:
 	VZEROUPPER
 	RET

@@ -15,6 +15,10 @@ var goImpl = impl{
 	minMax:   minMaxGo,
 	quantize: quantizeGo,
 	dequant:  dequantGo,
+
+	taps:          tapsGoPick,
+	quantizeGroup: quantizeGroupGo,
+	planeOut:      planeOutGo,
 }
 
 var goTile = tile{name: "go4x16", mr: 4, nr: 16, masked: true, fn: tileGo}

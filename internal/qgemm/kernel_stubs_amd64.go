@@ -102,6 +102,96 @@ func qgemmAVX2U8x2x16(kg int, a *int16, rsa int, b *int8, c *int32, ldc int, acc
 //go:noescape
 func qgemmAVX2U8x1x16(kg int, a *int16, rsa int, b *int8, c *int32, ldc int, accum int)
 
+// tapsVNNI1 computes 1 output channels' sums of nb blocks of 32 positions over nt taps (VNNI).
+// A is [cg][positions][4] codes, groups gs bytes apart; b the weights [nt][cg][r][4]; C's rows ldc int32s apart.
+//
+//go:noescape
+func tapsVNNI1(nb int, a *uint8, gs int, cg int, taps *int, nt int, b *int8, c *int32, ldc int)
+
+// tapsVNNI2 computes 2 output channels' sums of nb blocks of 32 positions over nt taps (VNNI).
+// A is [cg][positions][4] codes, groups gs bytes apart; b the weights [nt][cg][r][4]; C's rows ldc int32s apart.
+//
+//go:noescape
+func tapsVNNI2(nb int, a *uint8, gs int, cg int, taps *int, nt int, b *int8, c *int32, ldc int)
+
+// tapsVNNI3 computes 3 output channels' sums of nb blocks of 32 positions over nt taps (VNNI).
+// A is [cg][positions][4] codes, groups gs bytes apart; b the weights [nt][cg][r][4]; C's rows ldc int32s apart.
+//
+//go:noescape
+func tapsVNNI3(nb int, a *uint8, gs int, cg int, taps *int, nt int, b *int8, c *int32, ldc int)
+
+// tapsVNNI4 computes 4 output channels' sums of nb blocks of 32 positions over nt taps (VNNI).
+// A is [cg][positions][4] codes, groups gs bytes apart; b the weights [nt][cg][r][4]; C's rows ldc int32s apart.
+//
+//go:noescape
+func tapsVNNI4(nb int, a *uint8, gs int, cg int, taps *int, nt int, b *int8, c *int32, ldc int)
+
+// tapsVNNI5 computes 5 output channels' sums of nb blocks of 32 positions over nt taps (VNNI).
+// A is [cg][positions][4] codes, groups gs bytes apart; b the weights [nt][cg][r][4]; C's rows ldc int32s apart.
+//
+//go:noescape
+func tapsVNNI5(nb int, a *uint8, gs int, cg int, taps *int, nt int, b *int8, c *int32, ldc int)
+
+// tapsVNNI6 computes 6 output channels' sums of nb blocks of 32 positions over nt taps (VNNI).
+// A is [cg][positions][4] codes, groups gs bytes apart; b the weights [nt][cg][r][4]; C's rows ldc int32s apart.
+//
+//go:noescape
+func tapsVNNI6(nb int, a *uint8, gs int, cg int, taps *int, nt int, b *int8, c *int32, ldc int)
+
+// tapsVNNI7 computes 7 output channels' sums of nb blocks of 32 positions over nt taps (VNNI).
+// A is [cg][positions][4] codes, groups gs bytes apart; b the weights [nt][cg][r][4]; C's rows ldc int32s apart.
+//
+//go:noescape
+func tapsVNNI7(nb int, a *uint8, gs int, cg int, taps *int, nt int, b *int8, c *int32, ldc int)
+
+// tapsVNNI8 computes 8 output channels' sums of nb blocks of 32 positions over nt taps (VNNI).
+// A is [cg][positions][4] codes, groups gs bytes apart; b the weights [nt][cg][r][4]; C's rows ldc int32s apart.
+//
+//go:noescape
+func tapsVNNI8(nb int, a *uint8, gs int, cg int, taps *int, nt int, b *int8, c *int32, ldc int)
+
+// tapsVNNI9 computes 9 output channels' sums of nb blocks of 32 positions over nt taps (VNNI).
+// A is [cg][positions][4] codes, groups gs bytes apart; b the weights [nt][cg][r][4]; C's rows ldc int32s apart.
+//
+//go:noescape
+func tapsVNNI9(nb int, a *uint8, gs int, cg int, taps *int, nt int, b *int8, c *int32, ldc int)
+
+// tapsVNNI10 computes 10 output channels' sums of nb blocks of 32 positions over nt taps (VNNI).
+// A is [cg][positions][4] codes, groups gs bytes apart; b the weights [nt][cg][r][4]; C's rows ldc int32s apart.
+//
+//go:noescape
+func tapsVNNI10(nb int, a *uint8, gs int, cg int, taps *int, nt int, b *int8, c *int32, ldc int)
+
+// tapsVNNI11 computes 11 output channels' sums of nb blocks of 32 positions over nt taps (VNNI).
+// A is [cg][positions][4] codes, groups gs bytes apart; b the weights [nt][cg][r][4]; C's rows ldc int32s apart.
+//
+//go:noescape
+func tapsVNNI11(nb int, a *uint8, gs int, cg int, taps *int, nt int, b *int8, c *int32, ldc int)
+
+// tapsVNNI12 computes 12 output channels' sums of nb blocks of 32 positions over nt taps (VNNI).
+// A is [cg][positions][4] codes, groups gs bytes apart; b the weights [nt][cg][r][4]; C's rows ldc int32s apart.
+//
+//go:noescape
+func tapsVNNI12(nb int, a *uint8, gs int, cg int, taps *int, nt int, b *int8, c *int32, ldc int)
+
+// tapsVNNI13 computes 13 output channels' sums of nb blocks of 32 positions over nt taps (VNNI).
+// A is [cg][positions][4] codes, groups gs bytes apart; b the weights [nt][cg][r][4]; C's rows ldc int32s apart.
+//
+//go:noescape
+func tapsVNNI13(nb int, a *uint8, gs int, cg int, taps *int, nt int, b *int8, c *int32, ldc int)
+
+// tapsVNNI14 computes 14 output channels' sums of nb blocks of 32 positions over nt taps (VNNI).
+// A is [cg][positions][4] codes, groups gs bytes apart; b the weights [nt][cg][r][4]; C's rows ldc int32s apart.
+//
+//go:noescape
+func tapsVNNI14(nb int, a *uint8, gs int, cg int, taps *int, nt int, b *int8, c *int32, ldc int)
+
+// tapsVNNI15 computes 15 output channels' sums of nb blocks of 32 positions over nt taps (VNNI).
+// A is [cg][positions][4] codes, groups gs bytes apart; b the weights [nt][cg][r][4]; C's rows ldc int32s apart.
+//
+//go:noescape
+func tapsVNNI15(nb int, a *uint8, gs int, cg int, taps *int, nt int, b *int8, c *int32, ldc int)
+
 // widenAVX2 sets dst[i] = int16(src[i]) for i < n, n a multiple of 16.
 //
 //go:noescape
@@ -117,8 +207,18 @@ func minMaxAVX2(m int, k int, x *float32, ldx int, tail *int32) (lo float32, hi 
 //go:noescape
 func quantizeAVX2(m int, k int, x *float32, ldx int, q *uint8, ldq int, inv float32, zp int32, qmax int32, tail *int32)
 
+// quantizeGroupAVX2 sets q[4p+i] = clamp(round_half_even(clamp(x_i[p]*inv, ±2^24)) + zp, 0, qmax) for p < n, i < 4.
+//
+//go:noescape
+func quantizeGroupAVX2(n int, x0 *float32, x1 *float32, x2 *float32, x3 *float32, q *uint8, inv float32, zp int32, qmax int32, tail *int32)
+
 // dequantAVX2 sets y[i][j] (+)= float32(acc[i][j]-zc[j])*mult[j] + bias[j], each operation rounded;
 // flags bit 0 adds to y, bit 1 then applies max(y, 0) as Go's max does (NaN stays NaN, -0 becomes +0).
 //
 //go:noescape
 func dequantAVX2(m int, n int, acc *int32, ldacc int, zc *int32, mult *float32, bias *float32, y *float32, ldy int, flags int, tail *int32)
+
+// planeOutAVX512 rescales nc planes of m rows of n int32 sums and applies a norm, residual, ReLU, float store and code store as flags say.
+//
+//go:noescape
+func planeOutAVX512(nc int, m int, n int, acc *int32, ldacc int, ldc int, zc *int32, mult *float32, bias *float32, scale *float32, shift *float32, res *float32, y *float32, ldy int, plane int, q *uint8, ldq int, gsq int, inv float32, zp int32, qmax int32, flags int)

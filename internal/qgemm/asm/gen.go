@@ -75,10 +75,18 @@ func main() {
 	avx2U8Kernel("qgemmAVX2U8x2x16", 2, 4)
 	avx2U8Kernel("qgemmAVX2U8x1x16", 1, 4)
 
+	// Convolution taps vectorized over output positions (VNNI): tiles of
+	// r output channels by 32 positions, one kernel per r.
+	for r := 1; r <= tapsMaxR; r++ {
+		tapsKernel(r)
+	}
+
 	widenKernel()
 	minMaxKernel()
 	quantizeKernel()
+	quantizeGroupKernel()
 	dequantKernel()
+	planeOutKernel()
 
 	Generate()
 }
@@ -879,4 +887,339 @@ var ymm = []VecPhysical{Y0, Y1, Y2, Y3, Y4, Y5, Y6, Y7, Y8, Y9, Y10, Y11, Y12, Y
 var zmm = []VecPhysical{
 	Z0, Z1, Z2, Z3, Z4, Z5, Z6, Z7, Z8, Z9, Z10, Z11, Z12, Z13, Z14, Z15,
 	Z16, Z17, Z18, Z19, Z20, Z21, Z22, Z23, Z24, Z25, Z26, Z27, Z28, Z29, Z30, Z31,
+}
+
+// tapsMaxR is the most output channels a taps tile holds: 2·r
+// accumulators and the 2 vectors of A in 32 registers.
+const tapsMaxR = 15
+
+// tapsKernel emits tapsVNNI<r>, a convolution tile vectorized over output
+// positions rather than output channels, for layers whose few channels
+// would leave most of a 16-lane column tile empty:
+//
+//	func(nb int, a *uint8, gs int, cg int, taps *int, nt int, b *int8, c *int32, ldc int)
+//
+// A is laid out [cg][positions][4]: 4 channels' codes of one position in
+// a 32-bit lane, so one 64-byte load holds 16 positions' 4 channels and
+// VPDPBUSD sums 4 channels of one tap for 16 positions at once, against
+// one output channel's 4 weights broadcast from memory (embedded
+// broadcast: the weight operand may be memory, the code operand is the
+// register). Tap t of a position p reads position p + taps[t]/4 (taps in
+// bytes), groups gs bytes apart. b holds the tile's weights [nt][cg][r][4].
+// The tile computes nb blocks of 32 positions: c[j·ldc + p] for j < r,
+// p < 32·nb (ldc in int32s), stored whole.
+func tapsKernel(r int) {
+	name := fmt.Sprintf("tapsVNNI%d", r)
+	const nv = 2
+	acc := func(j, v int) VecPhysical { return zmm[j*nv+v] }
+	av := []VecPhysical{zmm[2*tapsMaxR], zmm[2*tapsMaxR+1]}
+	TEXT(name, NOSPLIT, "func(nb int, a *uint8, gs int, cg int, taps *int, nt int, b *int8, c *int32, ldc int)")
+	Pragma("noescape")
+	Doc(
+		fmt.Sprintf("%s computes %d output channels' sums of nb blocks of 32 positions over nt taps (VNNI).", name, r),
+		"A is [cg][positions][4] codes, groups gs bytes apart; b the weights [nt][cg][r][4]; C's rows ldc int32s apart.",
+	)
+	nb := Load(Param("nb"), GP64())
+	a := Load(Param("a"), GP64())
+	gs := Load(Param("gs"), GP64())
+	c := Load(Param("c"), GP64())
+	ldc := Load(Param("ldc"), GP64())
+	SHLQ(U8(2), ldc)
+	bp, tp, ap, t, g := GP64(), GP64(), GP64(), GP64(), GP64()
+
+	Label(name + "_block")
+	for j := 0; j < r; j++ {
+		for v := 0; v < nv; v++ {
+			VPXORD(acc(j, v), acc(j, v), acc(j, v))
+		}
+	}
+	Load(Param("b"), bp)
+	Load(Param("taps"), tp)
+	Load(Param("nt"), t)
+	Label(name + "_tap")
+	MOVQ(a, ap)
+	ADDQ(Mem{Base: tp}, ap)
+	Load(Param("cg"), g)
+	Label(name + "_group")
+	for v := 0; v < nv; v++ {
+		VMOVDQU32(Mem{Base: ap, Disp: 64 * v}, av[v])
+	}
+	for j := 0; j < r; j++ {
+		for v := 0; v < nv; v++ {
+			Instruction(&ir.Instruction{
+				Opcode:   "VPDPBUSD.BCST",
+				Operands: []Op{Mem{Base: bp, Disp: 4 * j}, av[v], acc(j, v)},
+				Inputs:   []Op{Mem{Base: bp, Disp: 4 * j}, av[v], acc(j, v)},
+				Outputs:  []Op{acc(j, v)},
+				ISA:      []string{"AVX512_VNNI"},
+			})
+		}
+	}
+	ADDQ(U32(4*r), bp)
+	ADDQ(gs, ap)
+	DECQ(g)
+	JNZ(LabelRef(name + "_group"))
+	ADDQ(U8(8), tp)
+	DECQ(t)
+	JNZ(LabelRef(name + "_tap"))
+
+	MOVQ(c, ap)
+	for j := 0; j < r; j++ {
+		for v := 0; v < nv; v++ {
+			VMOVDQU32(acc(j, v), Mem{Base: ap, Disp: 64 * v})
+		}
+		if j < r-1 {
+			ADDQ(ldc, ap)
+		}
+	}
+	ADDQ(U8(128), a)
+	ADDQ(U8(128), c)
+	DECQ(nb)
+	JNZ(LabelRef(name + "_block"))
+	VZEROUPPER()
+	RET()
+}
+
+// quantizeGroupKernel emits quantizeGroupAVX2, the codes of 4 channels
+// interleaved for the taps kernels: q[4p+i] = code(x_i[p]) for p < n, with
+// quantizeAVX2's steps (the same bits), the 4 codes of a position put in
+// one 32-bit lane by shifts.
+func quantizeGroupKernel() {
+	TEXT("quantizeGroupAVX2", NOSPLIT, "func(n int, x0, x1, x2, x3 *float32, q *uint8, inv float32, zp, qmax int32, tail *int32)")
+	Pragma("noescape")
+	Doc("quantizeGroupAVX2 sets q[4p+i] = clamp(round_half_even(clamp(x_i[p]*inv, ±2^24)) + zp, 0, qmax) for p < n, i < 4.")
+	n := Load(Param("n"), GP64())
+	xs := []Register{Load(Param("x0"), GP64()), Load(Param("x1"), GP64()), Load(Param("x2"), GP64()), Load(Param("x3"), GP64())}
+	q := Load(Param("q"), GP64())
+	tail := Load(Param("tail"), GP64())
+	inv, zp, qmax, lo, hi, zero, mask := Y12, Y13, Y14, Y15, Y11, Y10, Y9
+	VMOVDQU(Mem{Base: tail}, mask)
+	VBROADCASTSS(paramAddr("inv"), inv)
+	t := GP32()
+	Load(Param("zp"), t)
+	VMOVD(t, zp.AsX())
+	VPBROADCASTD(zp.AsX(), zp)
+	Load(Param("qmax"), t)
+	VMOVD(t, qmax.AsX())
+	VPBROADCASTD(qmax.AsX(), qmax)
+	MOVL(U32(0xcb800000), t) // -2^24
+	VMOVD(t, lo.AsX())
+	VBROADCASTSS(lo.AsX(), lo)
+	MOVL(U32(0x4b800000), t) // 2^24
+	VMOVD(t, hi.AsX())
+	VBROADCASTSS(hi.AsX(), hi)
+	VPXOR(zero, zero, zero)
+	v := []VecPhysical{Y0, Y1, Y2, Y3}
+	codes := func(r VecPhysical) {
+		VMAXPS(lo, r, r) // r > lo ? r : lo, so NaN -> lo
+		VMINPS(hi, r, r)
+		VCVTPS2DQ(r, r)
+		VPADDD(zp, r, r)
+		VPMAXSD(zero, r, r)
+		VPMINSD(qmax, r, r)
+	}
+	combine := func() {
+		for i := 1; i < 4; i++ {
+			VPSLLD(U8(8*i), v[i], v[i])
+		}
+		VPOR(v[1], v[0], v[0])
+		VPOR(v[3], v[2], v[2])
+		VPOR(v[2], v[0], v[0])
+	}
+	Label("qgroup_8")
+	CMPQ(n, U8(8))
+	JL(LabelRef("qgroup_tail"))
+	for i := 0; i < 4; i++ {
+		VMULPS(Mem{Base: xs[i]}, inv, v[i])
+		codes(v[i])
+		ADDQ(U8(32), xs[i])
+	}
+	combine()
+	VMOVDQU(Y0, Mem{Base: q})
+	ADDQ(U8(32), q)
+	SUBQ(U8(8), n)
+	JMP(LabelRef("qgroup_8"))
+	Label("qgroup_tail")
+	TESTQ(n, n)
+	JZ(LabelRef("qgroup_done"))
+	for i := 0; i < 4; i++ {
+		VMASKMOVPS(Mem{Base: xs[i]}, mask, v[i])
+		VMULPS(inv, v[i], v[i])
+		codes(v[i])
+	}
+	combine()
+	VPMASKMOVD(Y0, mask, Mem{Base: q})
+	Label("qgroup_done")
+	VZEROUPPER()
+	RET()
+}
+
+// planeOutKernel emits planeOutAVX512, the taps route's whole output pass
+// for nc output channels, each a plane of m rows of n sums (rows ldacc
+// int32s apart, channel j's plane at acc + j·ldc), with channel j's
+// constants zc[j], mult[j], bias[j] (and scale[j], shift[j] with the norm):
+//
+//	v = float32(acc - zc)*mult + bias       (dequantKernel's operations)
+//	v = v*scale + shift                     flags&1 (an eval batch norm)
+//	v = v + res                             flags&2 (a residual)
+//	v = max(v, 0), Go's max                 flags&4
+//	y = v                                   flags&8
+//	code(v) to one byte of 4                flags&16 (quantizeKernel's steps)
+//
+// each operation rounded on its own. res and y are planes of rows ldy
+// apart, channel j's at j·plane. Channel j's codes start at byte
+// (j/4)·gsq + j%4 of q, rows ldq bytes apart, one byte of each 4-byte
+// position (a byte-masked store): the layout ConvTaps reads, so the next
+// convolution's input is written without a float pass in between. The
+// tail of a row is masked, so nothing past n is read or written; the masks
+// are set once per call.
+func planeOutKernel() {
+	TEXT("planeOutAVX512", NOSPLIT, "func(nc, m, n int, acc *int32, ldacc, ldc int, zc *int32, mult, bias, scale, shift *float32, res, y *float32, ldy, plane int, q *uint8, ldq, gsq int, inv float32, zp, qmax int32, flags int)")
+	Pragma("noescape")
+	Doc("planeOutAVX512 rescales nc planes of m rows of n int32 sums and applies a norm, residual, ReLU, float store and code store as flags say.")
+	flags := Load(Param("flags"), GP64())
+	inv, zp, qmax := Z21, Z22, Z23
+	zc, mult, bias, scale, shift := Z16, Z17, Z18, Z19, Z20
+	lo, hi, zero := Z24, Z25, Z26
+	t := GP64()
+	VBROADCASTSS(paramAddr("inv"), inv)
+	Load(Param("zp"), t.As32())
+	VPBROADCASTD(t.As32(), zp)
+	Load(Param("qmax"), t.As32())
+	VPBROADCASTD(t.As32(), qmax)
+	MOVL(U32(0xcb800000), t.As32()) // -2^24
+	VPBROADCASTD(t.As32(), lo)
+	MOVL(U32(0x4b800000), t.As32()) // 2^24
+	VPBROADCASTD(t.As32(), hi)
+	VPXORD(zero, zero, zero)
+	// Masks: K1, K2 a whole vector's floats and code bytes; K4, K5 the
+	// row's last n mod 16.
+	MOVL(U32(0xffff), t.As32())
+	KMOVW(t.As32(), K1)
+	pat := GP64()
+	MOVQ(U64(0x1111111111111111), pat)
+	KMOVQ(pat, K2)
+	rem := Load(Param("n"), GP64())
+	ANDQ(U8(15), rem)
+	BZHIQ(rem, t, t)
+	KMOVW(t.As32(), K4)
+	SHLQ(U8(2), rem)
+	BZHIQ(rem, pat, pat)
+	KMOVQ(pat, K5)
+
+	j := GP64() // the channel
+	accp, resp, yp, qp, row, i, nv := GP64(), GP64(), GP64(), GP64(), GP64(), GP64(), GP64()
+	XORQ(j, j)
+	Label("pout_chan")
+	CMPQ(j, paramAddr("nc"))
+	JGE(LabelRef("pout_done"))
+	for _, c := range []struct {
+		name string
+		r    VecPhysical
+	}{{"zc", zc}, {"mult", mult}, {"bias", bias}} {
+		Load(Param(c.name), t)
+		VPBROADCASTD(Mem{Base: t, Index: j, Scale: 4}, c.r)
+	}
+	TESTQ(U32(1), flags)
+	JZ(LabelRef("pout_ptrs"))
+	Load(Param("scale"), t)
+	VPBROADCASTD(Mem{Base: t, Index: j, Scale: 4}, scale)
+	Load(Param("shift"), t)
+	VPBROADCASTD(Mem{Base: t, Index: j, Scale: 4}, shift)
+	Label("pout_ptrs")
+	Load(Param("ldc"), t)
+	IMULQ(j, t)
+	Load(Param("acc"), accp)
+	LEAQ(Mem{Base: accp, Index: t, Scale: 4}, accp)
+	Load(Param("plane"), t)
+	IMULQ(j, t)
+	Load(Param("res"), resp)
+	LEAQ(Mem{Base: resp, Index: t, Scale: 4}, resp)
+	Load(Param("y"), yp)
+	LEAQ(Mem{Base: yp, Index: t, Scale: 4}, yp)
+	MOVQ(j, t)
+	SHRQ(U8(2), t)
+	Load(Param("gsq"), qp)
+	IMULQ(qp, t)
+	Load(Param("q"), qp)
+	ADDQ(t, qp)
+	MOVQ(j, t)
+	ANDQ(U8(3), t)
+	ADDQ(t, qp)
+	Load(Param("m"), row)
+
+	Label("pout_row")
+	TESTQ(row, row)
+	JZ(LabelRef("pout_nextchan"))
+	XORQ(i, i)
+	Load(Param("n"), nv)
+	SHRQ(U8(4), nv)
+	at := func(base Register) Mem { return Mem{Base: base, Index: i, Scale: 4} }
+	body := func(sfx string, kf, kb Op) {
+		VMOVDQU32_Z(at(accp), kf, Z0)
+		VPSUBD(zc, Z0, Z0)
+		VCVTDQ2PS(Z0, Z0)
+		VMULPS(mult, Z0, Z0)
+		VADDPS(bias, Z0, Z0)
+		TESTQ(U32(1), flags)
+		JZ(LabelRef("pout_res" + sfx))
+		VMULPS(scale, Z0, Z0)
+		VADDPS(shift, Z0, Z0)
+		Label("pout_res" + sfx)
+		TESTQ(U32(2), flags)
+		JZ(LabelRef("pout_relu" + sfx))
+		VMOVUPS_Z(at(resp), kf, Z1)
+		VADDPS(Z1, Z0, Z0)
+		Label("pout_relu" + sfx)
+		TESTQ(U32(4), flags)
+		JZ(LabelRef("pout_y" + sfx))
+		// Kept where above 0 or NaN (predicate 6, not less-or-equal,
+		// unordered), zeroed elsewhere, -0 included: Go's max(v, 0).
+		VCMPPS(U8(6), zero, Z0, K3)
+		VMOVUPS_Z(Z0, K3, Z0)
+		Label("pout_y" + sfx)
+		TESTQ(U32(8), flags)
+		JZ(LabelRef("pout_q" + sfx))
+		VMOVUPS(Z0, kf, at(yp))
+		Label("pout_q" + sfx)
+		TESTQ(U32(16), flags)
+		JZ(LabelRef("pout_step" + sfx))
+		VMULPS(inv, Z0, Z1)
+		VMAXPS(lo, Z1, Z1) // Z1 > lo ? Z1 : lo, so NaN -> lo
+		VMINPS(hi, Z1, Z1)
+		VCVTPS2DQ(Z1, Z1)
+		VPADDD(zp, Z1, Z1)
+		VPMAXSD(zero, Z1, Z1)
+		VPMINSD(qmax, Z1, Z1)
+		VMOVDQU8(Z1, kb, at(qp))
+		Label("pout_step" + sfx)
+	}
+	Label("pout_vec")
+	TESTQ(nv, nv)
+	JZ(LabelRef("pout_tail"))
+	body("", K1, K2)
+	ADDQ(U8(16), i)
+	DECQ(nv)
+	JMP(LabelRef("pout_vec"))
+	Label("pout_tail")
+	CMPQ(i, paramAddr("n"))
+	JE(LabelRef("pout_nextrow"))
+	body("_t", K4, K5)
+
+	Label("pout_nextrow")
+	Load(Param("ldacc"), t)
+	LEAQ(Mem{Base: accp, Index: t, Scale: 4}, accp)
+	Load(Param("ldy"), t)
+	LEAQ(Mem{Base: resp, Index: t, Scale: 4}, resp)
+	LEAQ(Mem{Base: yp, Index: t, Scale: 4}, yp)
+	Load(Param("ldq"), t)
+	ADDQ(t, qp)
+	DECQ(row)
+	JMP(LabelRef("pout_row"))
+	Label("pout_nextchan")
+	INCQ(j)
+	JMP(LabelRef("pout_chan"))
+	Label("pout_done")
+	VZEROUPPER()
+	RET()
 }
