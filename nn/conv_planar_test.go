@@ -22,6 +22,10 @@ func TestPlanarMatchesTall(t *testing.T) {
 	if planar.Impl() != "avx512" || gemm.Impl() == "purego" {
 		t.Skip("planar runs only on its AVX-512 kernels with gemm's FMA kernels")
 	}
+	// SHRINK_PLANAR=off only keeps networks off planar: the comparison
+	// (and planarFits' choice of chains) must run under it too.
+	defer func(off bool) { planarOff = off }(planarOff)
+	planarOff = false
 	cases := []struct{ b, c, h, w, o, k, s int }{
 		{1, 1, 28, 28, 11, 3, 1},
 		{3, 11, 28, 28, 12, 3, 1},
@@ -39,10 +43,17 @@ func TestPlanarMatchesTall(t *testing.T) {
 		{2, 3, 7, 9, 5, 3, 2},
 		{3, 2, 8, 7, 3, 5, 3},
 		{2, 57, 6, 6, 3, 3, 2},
+		// One channel, position and output; one output over a row; a tap's
+		// channels past gemm's k block (one tap per block); 7x7 kernels.
+		{1, 1, 1, 1, 1, 3, 1},
+		{2, 3, 1, 17, 1, 3, 1},
+		{1, 300, 5, 5, 3, 3, 1},
+		{2, 300, 6, 5, 3, 3, 2},
+		{1, 2, 17, 15, 2, 7, 1},
 	}
 	// And 30 seeded random ones (up to 70 channels: several blocks).
 	rng := rand.New(rand.NewPCG(9, 10))
-	for len(cases) < 45 {
+	for len(cases) < 50 {
 		c := struct{ b, c, h, w, o, k, s int }{1 + rng.IntN(9), 1 + rng.IntN(70), 1 + rng.IntN(16), 1 + rng.IntN(16),
 			2 + rng.IntN(40), 1 + 2*rng.IntN(3), 1 + rng.IntN(2)}
 		if c.s == 2 && (c.h+1)/2*((c.w+1)/2) < 2 {
@@ -90,6 +101,61 @@ func TestPlanarMatchesTall(t *testing.T) {
 	}
 }
 
+// TestPlanarMatchesTallNaN: with NaNs in x (random payloads) planar gives
+// the old paths' bits too, payloads included, in one tap block and in
+// several (where each later block's sum is added to the stored one).
+func TestPlanarMatchesTallNaN(t *testing.T) {
+	if planar.Impl() != "avx512" || gemm.Impl() == "purego" {
+		t.Skip("planar runs only on its AVX-512 kernels with gemm's FMA kernels")
+	}
+	defer func(off bool) { planarOff = off }(planarOff)
+	planarOff = false
+	for i, tc := range []struct{ b, c, h, w, o, k, s int }{
+		{2, 20, 7, 7, 5, 3, 1},
+		{1, 20, 20, 20, 5, 3, 1},
+		{2, 70, 7, 7, 5, 3, 1},
+		{1, 70, 20, 20, 9, 3, 1},
+		{2, 20, 14, 14, 5, 3, 2},
+		{2, 70, 14, 14, 5, 3, 2},
+	} {
+		t.Run(fmt.Sprintf("%+v", tc), func(t *testing.T) {
+			rng := rand.New(rand.NewPCG(uint64(i), 12))
+			p := convParams{stride: Square(tc.s), padding: Square(tc.k / 2), dilation: Square(1), groups: 1}
+			d := p.geometry(tensor.Shape{tc.b, tc.c, tc.h, tc.w}, tensor.Shape{tc.o, tc.c, tc.k, tc.k})
+			order, ok := planarFits(d)
+			if !ok {
+				t.Fatalf("%+v does not run on planar", d)
+			}
+			x, w := make([]float32, tc.b*tc.c*tc.h*tc.w), make([]float32, tc.o*tc.c*tc.k*tc.k)
+			for j := range x {
+				x[j] = float32(rng.NormFloat64())
+				if rng.IntN(50) == 0 {
+					x[j] = math.Float32frombits(0x7fc00000 | uint32(rng.IntN(1<<22)))
+				}
+			}
+			for j := range w {
+				w[j] = float32(rng.NormFloat64())
+			}
+			want := make([]float32, tc.b*tc.o*d.P)
+			if d.tapped() {
+				var tall tallForward
+				tall.run(d, x, w, want, false)
+			} else {
+				var chunked convForward
+				chunked.run(d, x, w, want)
+			}
+			got := make([]float32, len(want))
+			var pl planarForward
+			pl.run(d, order, x, w, got, nil)
+			for j := range got {
+				if math.Float32bits(got[j]) != math.Float32bits(want[j]) {
+					t.Fatalf("y[%d] = %08x, the old path gives %08x", j, math.Float32bits(got[j]), math.Float32bits(want[j]))
+				}
+			}
+		})
+	}
+}
+
 // BenchmarkPlanarVsTall times ResNet-20's convolutions at batch 256 on
 // one thread, dense and as recipes/resnet-fashion-compress.yaml's prune
 // stage left them, on the path planar replaces ("tall": the tall layout
@@ -106,6 +172,8 @@ func BenchmarkPlanarVsTall(b *testing.B) {
 	}
 	defer gemm.SetThreads(gemm.Threads())
 	gemm.SetThreads(1)
+	defer func(off bool) { planarOff = off }(planarOff)
+	planarOff = false // planarFits' chains for the planar runs
 	for _, s := range shapes {
 		p := convParams{stride: Square(s.s), padding: Square(s.k / 2), dilation: Square(1), groups: 1}
 		d := p.geometry(tensor.Shape{256, s.c, s.hw, s.hw}, tensor.Shape{s.o, s.c, s.k, s.k})

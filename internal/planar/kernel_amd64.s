@@ -59,11 +59,13 @@ planarR1V4_ic:
 	KMOVW            6(R8), K4
 	CMPQ             88(AX), $0x00
 	JE               planarR1V4_store
+	MOVL             $0x3f800000, R9
+	VPBROADCASTD     R9, Z4
 	MOVQ             BX, R9
-	VADDPS.Z         (R9), Z0, K1, Z0
-	VADDPS.Z         64(R9), Z1, K2, Z1
-	VADDPS.Z         128(R9), Z2, K3, Z2
-	VADDPS.Z         192(R9), Z3, K4, Z3
+	VFMADD231PS.Z    (R9), Z4, K1, Z0
+	VFMADD231PS.Z    64(R9), Z4, K2, Z1
+	VFMADD231PS.Z    128(R9), Z4, K3, Z2
+	VFMADD231PS.Z    192(R9), Z4, K4, Z3
 
 planarR1V4_store:
 	MOVQ    BX, R9
@@ -143,16 +145,18 @@ planarR2V4_ic:
 	KMOVW            6(R8), K4
 	CMPQ             88(AX), $0x00
 	JE               planarR2V4_store
+	MOVL             $0x3f800000, R9
+	VPBROADCASTD     R9, Z8
 	MOVQ             BX, R9
-	VADDPS.Z         (R9), Z0, K1, Z0
-	VADDPS.Z         64(R9), Z1, K2, Z1
-	VADDPS.Z         128(R9), Z2, K3, Z2
-	VADDPS.Z         192(R9), Z3, K4, Z3
+	VFMADD231PS.Z    (R9), Z8, K1, Z0
+	VFMADD231PS.Z    64(R9), Z8, K2, Z1
+	VFMADD231PS.Z    128(R9), Z8, K3, Z2
+	VFMADD231PS.Z    192(R9), Z8, K4, Z3
 	ADDQ             80(AX), R9
-	VADDPS.Z         (R9), Z4, K1, Z4
-	VADDPS.Z         64(R9), Z5, K2, Z5
-	VADDPS.Z         128(R9), Z6, K3, Z6
-	VADDPS.Z         192(R9), Z7, K4, Z7
+	VFMADD231PS.Z    (R9), Z8, K1, Z4
+	VFMADD231PS.Z    64(R9), Z8, K2, Z5
+	VFMADD231PS.Z    128(R9), Z8, K3, Z6
+	VFMADD231PS.Z    192(R9), Z8, K4, Z7
 
 planarR2V4_store:
 	MOVQ    BX, R9
@@ -245,21 +249,23 @@ planarR3V4_ic:
 	KMOVW            6(R8), K4
 	CMPQ             88(AX), $0x00
 	JE               planarR3V4_store
+	MOVL             $0x3f800000, R9
+	VPBROADCASTD     R9, Z12
 	MOVQ             BX, R9
-	VADDPS.Z         (R9), Z0, K1, Z0
-	VADDPS.Z         64(R9), Z1, K2, Z1
-	VADDPS.Z         128(R9), Z2, K3, Z2
-	VADDPS.Z         192(R9), Z3, K4, Z3
+	VFMADD231PS.Z    (R9), Z12, K1, Z0
+	VFMADD231PS.Z    64(R9), Z12, K2, Z1
+	VFMADD231PS.Z    128(R9), Z12, K3, Z2
+	VFMADD231PS.Z    192(R9), Z12, K4, Z3
 	ADDQ             80(AX), R9
-	VADDPS.Z         (R9), Z4, K1, Z4
-	VADDPS.Z         64(R9), Z5, K2, Z5
-	VADDPS.Z         128(R9), Z6, K3, Z6
-	VADDPS.Z         192(R9), Z7, K4, Z7
+	VFMADD231PS.Z    (R9), Z12, K1, Z4
+	VFMADD231PS.Z    64(R9), Z12, K2, Z5
+	VFMADD231PS.Z    128(R9), Z12, K3, Z6
+	VFMADD231PS.Z    192(R9), Z12, K4, Z7
 	ADDQ             80(AX), R9
-	VADDPS.Z         (R9), Z8, K1, Z8
-	VADDPS.Z         64(R9), Z9, K2, Z9
-	VADDPS.Z         128(R9), Z10, K3, Z10
-	VADDPS.Z         192(R9), Z11, K4, Z11
+	VFMADD231PS.Z    (R9), Z12, K1, Z8
+	VFMADD231PS.Z    64(R9), Z12, K2, Z9
+	VFMADD231PS.Z    128(R9), Z12, K3, Z10
+	VFMADD231PS.Z    192(R9), Z12, K4, Z11
 
 planarR3V4_store:
 	MOVQ    BX, R9
@@ -365,26 +371,28 @@ planarR4V4_ic:
 	KMOVW            6(R8), K4
 	CMPQ             88(AX), $0x00
 	JE               planarR4V4_store
+	MOVL             $0x3f800000, R9
+	VPBROADCASTD     R9, Z16
 	MOVQ             BX, R9
-	VADDPS.Z         (R9), Z0, K1, Z0
-	VADDPS.Z         64(R9), Z1, K2, Z1
-	VADDPS.Z         128(R9), Z2, K3, Z2
-	VADDPS.Z         192(R9), Z3, K4, Z3
+	VFMADD231PS.Z    (R9), Z16, K1, Z0
+	VFMADD231PS.Z    64(R9), Z16, K2, Z1
+	VFMADD231PS.Z    128(R9), Z16, K3, Z2
+	VFMADD231PS.Z    192(R9), Z16, K4, Z3
 	ADDQ             80(AX), R9
-	VADDPS.Z         (R9), Z4, K1, Z4
-	VADDPS.Z         64(R9), Z5, K2, Z5
-	VADDPS.Z         128(R9), Z6, K3, Z6
-	VADDPS.Z         192(R9), Z7, K4, Z7
+	VFMADD231PS.Z    (R9), Z16, K1, Z4
+	VFMADD231PS.Z    64(R9), Z16, K2, Z5
+	VFMADD231PS.Z    128(R9), Z16, K3, Z6
+	VFMADD231PS.Z    192(R9), Z16, K4, Z7
 	ADDQ             80(AX), R9
-	VADDPS.Z         (R9), Z8, K1, Z8
-	VADDPS.Z         64(R9), Z9, K2, Z9
-	VADDPS.Z         128(R9), Z10, K3, Z10
-	VADDPS.Z         192(R9), Z11, K4, Z11
+	VFMADD231PS.Z    (R9), Z16, K1, Z8
+	VFMADD231PS.Z    64(R9), Z16, K2, Z9
+	VFMADD231PS.Z    128(R9), Z16, K3, Z10
+	VFMADD231PS.Z    192(R9), Z16, K4, Z11
 	ADDQ             80(AX), R9
-	VADDPS.Z         (R9), Z12, K1, Z12
-	VADDPS.Z         64(R9), Z13, K2, Z13
-	VADDPS.Z         128(R9), Z14, K3, Z14
-	VADDPS.Z         192(R9), Z15, K4, Z15
+	VFMADD231PS.Z    (R9), Z16, K1, Z12
+	VFMADD231PS.Z    64(R9), Z16, K2, Z13
+	VFMADD231PS.Z    128(R9), Z16, K3, Z14
+	VFMADD231PS.Z    192(R9), Z16, K4, Z15
 
 planarR4V4_store:
 	MOVQ    BX, R9
@@ -503,31 +511,33 @@ planarR5V4_ic:
 	KMOVW            6(R8), K4
 	CMPQ             88(AX), $0x00
 	JE               planarR5V4_store
+	MOVL             $0x3f800000, R9
+	VPBROADCASTD     R9, Z20
 	MOVQ             BX, R9
-	VADDPS.Z         (R9), Z0, K1, Z0
-	VADDPS.Z         64(R9), Z1, K2, Z1
-	VADDPS.Z         128(R9), Z2, K3, Z2
-	VADDPS.Z         192(R9), Z3, K4, Z3
+	VFMADD231PS.Z    (R9), Z20, K1, Z0
+	VFMADD231PS.Z    64(R9), Z20, K2, Z1
+	VFMADD231PS.Z    128(R9), Z20, K3, Z2
+	VFMADD231PS.Z    192(R9), Z20, K4, Z3
 	ADDQ             80(AX), R9
-	VADDPS.Z         (R9), Z4, K1, Z4
-	VADDPS.Z         64(R9), Z5, K2, Z5
-	VADDPS.Z         128(R9), Z6, K3, Z6
-	VADDPS.Z         192(R9), Z7, K4, Z7
+	VFMADD231PS.Z    (R9), Z20, K1, Z4
+	VFMADD231PS.Z    64(R9), Z20, K2, Z5
+	VFMADD231PS.Z    128(R9), Z20, K3, Z6
+	VFMADD231PS.Z    192(R9), Z20, K4, Z7
 	ADDQ             80(AX), R9
-	VADDPS.Z         (R9), Z8, K1, Z8
-	VADDPS.Z         64(R9), Z9, K2, Z9
-	VADDPS.Z         128(R9), Z10, K3, Z10
-	VADDPS.Z         192(R9), Z11, K4, Z11
+	VFMADD231PS.Z    (R9), Z20, K1, Z8
+	VFMADD231PS.Z    64(R9), Z20, K2, Z9
+	VFMADD231PS.Z    128(R9), Z20, K3, Z10
+	VFMADD231PS.Z    192(R9), Z20, K4, Z11
 	ADDQ             80(AX), R9
-	VADDPS.Z         (R9), Z12, K1, Z12
-	VADDPS.Z         64(R9), Z13, K2, Z13
-	VADDPS.Z         128(R9), Z14, K3, Z14
-	VADDPS.Z         192(R9), Z15, K4, Z15
+	VFMADD231PS.Z    (R9), Z20, K1, Z12
+	VFMADD231PS.Z    64(R9), Z20, K2, Z13
+	VFMADD231PS.Z    128(R9), Z20, K3, Z14
+	VFMADD231PS.Z    192(R9), Z20, K4, Z15
 	ADDQ             80(AX), R9
-	VADDPS.Z         (R9), Z16, K1, Z16
-	VADDPS.Z         64(R9), Z17, K2, Z17
-	VADDPS.Z         128(R9), Z18, K3, Z18
-	VADDPS.Z         192(R9), Z19, K4, Z19
+	VFMADD231PS.Z    (R9), Z20, K1, Z16
+	VFMADD231PS.Z    64(R9), Z20, K2, Z17
+	VFMADD231PS.Z    128(R9), Z20, K3, Z18
+	VFMADD231PS.Z    192(R9), Z20, K4, Z19
 
 planarR5V4_store:
 	MOVQ    BX, R9
@@ -659,36 +669,38 @@ planarR6V4_ic:
 	KMOVW            6(R8), K4
 	CMPQ             88(AX), $0x00
 	JE               planarR6V4_store
+	MOVL             $0x3f800000, R9
+	VPBROADCASTD     R9, Z24
 	MOVQ             BX, R9
-	VADDPS.Z         (R9), Z0, K1, Z0
-	VADDPS.Z         64(R9), Z1, K2, Z1
-	VADDPS.Z         128(R9), Z2, K3, Z2
-	VADDPS.Z         192(R9), Z3, K4, Z3
+	VFMADD231PS.Z    (R9), Z24, K1, Z0
+	VFMADD231PS.Z    64(R9), Z24, K2, Z1
+	VFMADD231PS.Z    128(R9), Z24, K3, Z2
+	VFMADD231PS.Z    192(R9), Z24, K4, Z3
 	ADDQ             80(AX), R9
-	VADDPS.Z         (R9), Z4, K1, Z4
-	VADDPS.Z         64(R9), Z5, K2, Z5
-	VADDPS.Z         128(R9), Z6, K3, Z6
-	VADDPS.Z         192(R9), Z7, K4, Z7
+	VFMADD231PS.Z    (R9), Z24, K1, Z4
+	VFMADD231PS.Z    64(R9), Z24, K2, Z5
+	VFMADD231PS.Z    128(R9), Z24, K3, Z6
+	VFMADD231PS.Z    192(R9), Z24, K4, Z7
 	ADDQ             80(AX), R9
-	VADDPS.Z         (R9), Z8, K1, Z8
-	VADDPS.Z         64(R9), Z9, K2, Z9
-	VADDPS.Z         128(R9), Z10, K3, Z10
-	VADDPS.Z         192(R9), Z11, K4, Z11
+	VFMADD231PS.Z    (R9), Z24, K1, Z8
+	VFMADD231PS.Z    64(R9), Z24, K2, Z9
+	VFMADD231PS.Z    128(R9), Z24, K3, Z10
+	VFMADD231PS.Z    192(R9), Z24, K4, Z11
 	ADDQ             80(AX), R9
-	VADDPS.Z         (R9), Z12, K1, Z12
-	VADDPS.Z         64(R9), Z13, K2, Z13
-	VADDPS.Z         128(R9), Z14, K3, Z14
-	VADDPS.Z         192(R9), Z15, K4, Z15
+	VFMADD231PS.Z    (R9), Z24, K1, Z12
+	VFMADD231PS.Z    64(R9), Z24, K2, Z13
+	VFMADD231PS.Z    128(R9), Z24, K3, Z14
+	VFMADD231PS.Z    192(R9), Z24, K4, Z15
 	ADDQ             80(AX), R9
-	VADDPS.Z         (R9), Z16, K1, Z16
-	VADDPS.Z         64(R9), Z17, K2, Z17
-	VADDPS.Z         128(R9), Z18, K3, Z18
-	VADDPS.Z         192(R9), Z19, K4, Z19
+	VFMADD231PS.Z    (R9), Z24, K1, Z16
+	VFMADD231PS.Z    64(R9), Z24, K2, Z17
+	VFMADD231PS.Z    128(R9), Z24, K3, Z18
+	VFMADD231PS.Z    192(R9), Z24, K4, Z19
 	ADDQ             80(AX), R9
-	VADDPS.Z         (R9), Z20, K1, Z20
-	VADDPS.Z         64(R9), Z21, K2, Z21
-	VADDPS.Z         128(R9), Z22, K3, Z22
-	VADDPS.Z         192(R9), Z23, K4, Z23
+	VFMADD231PS.Z    (R9), Z24, K1, Z20
+	VFMADD231PS.Z    64(R9), Z24, K2, Z21
+	VFMADD231PS.Z    128(R9), Z24, K3, Z22
+	VFMADD231PS.Z    192(R9), Z24, K4, Z23
 
 planarR6V4_store:
 	MOVQ    BX, R9
@@ -833,41 +845,43 @@ planarR7V4_ic:
 	KMOVW            6(R8), K4
 	CMPQ             88(AX), $0x00
 	JE               planarR7V4_store
+	MOVL             $0x3f800000, R9
+	VPBROADCASTD     R9, Z28
 	MOVQ             BX, R9
-	VADDPS.Z         (R9), Z0, K1, Z0
-	VADDPS.Z         64(R9), Z1, K2, Z1
-	VADDPS.Z         128(R9), Z2, K3, Z2
-	VADDPS.Z         192(R9), Z3, K4, Z3
+	VFMADD231PS.Z    (R9), Z28, K1, Z0
+	VFMADD231PS.Z    64(R9), Z28, K2, Z1
+	VFMADD231PS.Z    128(R9), Z28, K3, Z2
+	VFMADD231PS.Z    192(R9), Z28, K4, Z3
 	ADDQ             80(AX), R9
-	VADDPS.Z         (R9), Z4, K1, Z4
-	VADDPS.Z         64(R9), Z5, K2, Z5
-	VADDPS.Z         128(R9), Z6, K3, Z6
-	VADDPS.Z         192(R9), Z7, K4, Z7
+	VFMADD231PS.Z    (R9), Z28, K1, Z4
+	VFMADD231PS.Z    64(R9), Z28, K2, Z5
+	VFMADD231PS.Z    128(R9), Z28, K3, Z6
+	VFMADD231PS.Z    192(R9), Z28, K4, Z7
 	ADDQ             80(AX), R9
-	VADDPS.Z         (R9), Z8, K1, Z8
-	VADDPS.Z         64(R9), Z9, K2, Z9
-	VADDPS.Z         128(R9), Z10, K3, Z10
-	VADDPS.Z         192(R9), Z11, K4, Z11
+	VFMADD231PS.Z    (R9), Z28, K1, Z8
+	VFMADD231PS.Z    64(R9), Z28, K2, Z9
+	VFMADD231PS.Z    128(R9), Z28, K3, Z10
+	VFMADD231PS.Z    192(R9), Z28, K4, Z11
 	ADDQ             80(AX), R9
-	VADDPS.Z         (R9), Z12, K1, Z12
-	VADDPS.Z         64(R9), Z13, K2, Z13
-	VADDPS.Z         128(R9), Z14, K3, Z14
-	VADDPS.Z         192(R9), Z15, K4, Z15
+	VFMADD231PS.Z    (R9), Z28, K1, Z12
+	VFMADD231PS.Z    64(R9), Z28, K2, Z13
+	VFMADD231PS.Z    128(R9), Z28, K3, Z14
+	VFMADD231PS.Z    192(R9), Z28, K4, Z15
 	ADDQ             80(AX), R9
-	VADDPS.Z         (R9), Z16, K1, Z16
-	VADDPS.Z         64(R9), Z17, K2, Z17
-	VADDPS.Z         128(R9), Z18, K3, Z18
-	VADDPS.Z         192(R9), Z19, K4, Z19
+	VFMADD231PS.Z    (R9), Z28, K1, Z16
+	VFMADD231PS.Z    64(R9), Z28, K2, Z17
+	VFMADD231PS.Z    128(R9), Z28, K3, Z18
+	VFMADD231PS.Z    192(R9), Z28, K4, Z19
 	ADDQ             80(AX), R9
-	VADDPS.Z         (R9), Z20, K1, Z20
-	VADDPS.Z         64(R9), Z21, K2, Z21
-	VADDPS.Z         128(R9), Z22, K3, Z22
-	VADDPS.Z         192(R9), Z23, K4, Z23
+	VFMADD231PS.Z    (R9), Z28, K1, Z20
+	VFMADD231PS.Z    64(R9), Z28, K2, Z21
+	VFMADD231PS.Z    128(R9), Z28, K3, Z22
+	VFMADD231PS.Z    192(R9), Z28, K4, Z23
 	ADDQ             80(AX), R9
-	VADDPS.Z         (R9), Z24, K1, Z24
-	VADDPS.Z         64(R9), Z25, K2, Z25
-	VADDPS.Z         128(R9), Z26, K3, Z26
-	VADDPS.Z         192(R9), Z27, K4, Z27
+	VFMADD231PS.Z    (R9), Z28, K1, Z24
+	VFMADD231PS.Z    64(R9), Z28, K2, Z25
+	VFMADD231PS.Z    128(R9), Z28, K3, Z26
+	VFMADD231PS.Z    192(R9), Z28, K4, Z27
 
 planarR7V4_store:
 	MOVQ    BX, R9
@@ -954,8 +968,10 @@ planarR1V1_ic:
 	KMOVW            (R8), K1
 	CMPQ             88(AX), $0x00
 	JE               planarR1V1_store
+	MOVL             $0x3f800000, R9
+	VPBROADCASTD     R9, Z1
 	MOVQ             BX, R9
-	VADDPS.Z         (R9), Z0, K1, Z0
+	VFMADD231PS.Z    (R9), Z1, K1, Z0
 
 planarR1V1_store:
 	MOVQ    BX, R9
@@ -1011,10 +1027,12 @@ planarR2V1_ic:
 	KMOVW            (R8), K1
 	CMPQ             88(AX), $0x00
 	JE               planarR2V1_store
+	MOVL             $0x3f800000, R9
+	VPBROADCASTD     R9, Z2
 	MOVQ             BX, R9
-	VADDPS.Z         (R9), Z0, K1, Z0
+	VFMADD231PS.Z    (R9), Z2, K1, Z0
 	ADDQ             80(AX), R9
-	VADDPS.Z         (R9), Z1, K1, Z1
+	VFMADD231PS.Z    (R9), Z2, K1, Z1
 
 planarR2V1_store:
 	MOVQ    BX, R9
@@ -1074,12 +1092,14 @@ planarR3V1_ic:
 	KMOVW            (R8), K1
 	CMPQ             88(AX), $0x00
 	JE               planarR3V1_store
+	MOVL             $0x3f800000, R9
+	VPBROADCASTD     R9, Z3
 	MOVQ             BX, R9
-	VADDPS.Z         (R9), Z0, K1, Z0
+	VFMADD231PS.Z    (R9), Z3, K1, Z0
 	ADDQ             80(AX), R9
-	VADDPS.Z         (R9), Z1, K1, Z1
+	VFMADD231PS.Z    (R9), Z3, K1, Z1
 	ADDQ             80(AX), R9
-	VADDPS.Z         (R9), Z2, K1, Z2
+	VFMADD231PS.Z    (R9), Z3, K1, Z2
 
 planarR3V1_store:
 	MOVQ    BX, R9
@@ -1143,14 +1163,16 @@ planarR4V1_ic:
 	KMOVW            (R8), K1
 	CMPQ             88(AX), $0x00
 	JE               planarR4V1_store
+	MOVL             $0x3f800000, R9
+	VPBROADCASTD     R9, Z4
 	MOVQ             BX, R9
-	VADDPS.Z         (R9), Z0, K1, Z0
+	VFMADD231PS.Z    (R9), Z4, K1, Z0
 	ADDQ             80(AX), R9
-	VADDPS.Z         (R9), Z1, K1, Z1
+	VFMADD231PS.Z    (R9), Z4, K1, Z1
 	ADDQ             80(AX), R9
-	VADDPS.Z         (R9), Z2, K1, Z2
+	VFMADD231PS.Z    (R9), Z4, K1, Z2
 	ADDQ             80(AX), R9
-	VADDPS.Z         (R9), Z3, K1, Z3
+	VFMADD231PS.Z    (R9), Z4, K1, Z3
 
 planarR4V1_store:
 	MOVQ    BX, R9
@@ -1218,16 +1240,18 @@ planarR5V1_ic:
 	KMOVW            (R8), K1
 	CMPQ             88(AX), $0x00
 	JE               planarR5V1_store
+	MOVL             $0x3f800000, R9
+	VPBROADCASTD     R9, Z5
 	MOVQ             BX, R9
-	VADDPS.Z         (R9), Z0, K1, Z0
+	VFMADD231PS.Z    (R9), Z5, K1, Z0
 	ADDQ             80(AX), R9
-	VADDPS.Z         (R9), Z1, K1, Z1
+	VFMADD231PS.Z    (R9), Z5, K1, Z1
 	ADDQ             80(AX), R9
-	VADDPS.Z         (R9), Z2, K1, Z2
+	VFMADD231PS.Z    (R9), Z5, K1, Z2
 	ADDQ             80(AX), R9
-	VADDPS.Z         (R9), Z3, K1, Z3
+	VFMADD231PS.Z    (R9), Z5, K1, Z3
 	ADDQ             80(AX), R9
-	VADDPS.Z         (R9), Z4, K1, Z4
+	VFMADD231PS.Z    (R9), Z5, K1, Z4
 
 planarR5V1_store:
 	MOVQ    BX, R9
@@ -1299,18 +1323,20 @@ planarR6V1_ic:
 	KMOVW            (R8), K1
 	CMPQ             88(AX), $0x00
 	JE               planarR6V1_store
+	MOVL             $0x3f800000, R9
+	VPBROADCASTD     R9, Z6
 	MOVQ             BX, R9
-	VADDPS.Z         (R9), Z0, K1, Z0
+	VFMADD231PS.Z    (R9), Z6, K1, Z0
 	ADDQ             80(AX), R9
-	VADDPS.Z         (R9), Z1, K1, Z1
+	VFMADD231PS.Z    (R9), Z6, K1, Z1
 	ADDQ             80(AX), R9
-	VADDPS.Z         (R9), Z2, K1, Z2
+	VFMADD231PS.Z    (R9), Z6, K1, Z2
 	ADDQ             80(AX), R9
-	VADDPS.Z         (R9), Z3, K1, Z3
+	VFMADD231PS.Z    (R9), Z6, K1, Z3
 	ADDQ             80(AX), R9
-	VADDPS.Z         (R9), Z4, K1, Z4
+	VFMADD231PS.Z    (R9), Z6, K1, Z4
 	ADDQ             80(AX), R9
-	VADDPS.Z         (R9), Z5, K1, Z5
+	VFMADD231PS.Z    (R9), Z6, K1, Z5
 
 planarR6V1_store:
 	MOVQ    BX, R9
@@ -1386,20 +1412,22 @@ planarR7V1_ic:
 	KMOVW            (R8), K1
 	CMPQ             88(AX), $0x00
 	JE               planarR7V1_store
+	MOVL             $0x3f800000, R9
+	VPBROADCASTD     R9, Z7
 	MOVQ             BX, R9
-	VADDPS.Z         (R9), Z0, K1, Z0
+	VFMADD231PS.Z    (R9), Z7, K1, Z0
 	ADDQ             80(AX), R9
-	VADDPS.Z         (R9), Z1, K1, Z1
+	VFMADD231PS.Z    (R9), Z7, K1, Z1
 	ADDQ             80(AX), R9
-	VADDPS.Z         (R9), Z2, K1, Z2
+	VFMADD231PS.Z    (R9), Z7, K1, Z2
 	ADDQ             80(AX), R9
-	VADDPS.Z         (R9), Z3, K1, Z3
+	VFMADD231PS.Z    (R9), Z7, K1, Z3
 	ADDQ             80(AX), R9
-	VADDPS.Z         (R9), Z4, K1, Z4
+	VFMADD231PS.Z    (R9), Z7, K1, Z4
 	ADDQ             80(AX), R9
-	VADDPS.Z         (R9), Z5, K1, Z5
+	VFMADD231PS.Z    (R9), Z7, K1, Z5
 	ADDQ             80(AX), R9
-	VADDPS.Z         (R9), Z6, K1, Z6
+	VFMADD231PS.Z    (R9), Z7, K1, Z6
 
 planarR7V1_store:
 	MOVQ    BX, R9

@@ -216,3 +216,102 @@ func TestFMA32(t *testing.T) {
 		}
 	}
 }
+
+// TestBadCallsPanic: a shape planar does not compute, short filters, or
+// x and y shorter than the images they are said to hold must panic in Go,
+// before any kernel reads or writes past a slice.
+func TestBadCallsPanic(t *testing.T) {
+	s := Shape{C: 3, H: 20, W: 20, O: 5, KH: 3, KW: 3} // 400 positions: in place
+	st := Shape{C: 3, H: 9, W: 7, O: 5, KH: 3, KW: 3, Stride: 2}
+	w := make([]float32, 5*3*9)
+	cases := []struct {
+		name string
+		f    func()
+	}{
+		{"even kernel", func() { New(Shape{C: 1, H: 4, W: 4, O: 1, KH: 2, KW: 3}, w, TapsFirst) }},
+		{"no channels", func() { New(Shape{C: 0, H: 4, W: 4, O: 1, KH: 3, KW: 3}, w, TapsFirst) }},
+		{"negative stride", func() { New(Shape{C: 1, H: 4, W: 4, O: 1, KH: 3, KW: 3, Stride: -1}, w, TapsFirst) }},
+		{"short filters", func() { New(s, w[:len(w)-1], TapsFirst) }},
+		{"no images", func() { New(s, w, TapsFirst).Forward(make([]float32, 1200), 0, make([]float32, 2000), &Scratch{}) }},
+		{"short x in place", func() {
+			New(s, w, TapsFirst).Forward(make([]float32, 2*1200-1), 2, make([]float32, 2*2000), &Scratch{})
+		}},
+		{"short y in place", func() {
+			New(s, w, TapsFirst).Forward(make([]float32, 2*1200), 2, make([]float32, 2*2000-1), &Scratch{})
+		}},
+		{"short x strided", func() {
+			New(st, w, ChannelsFirst).Forward(make([]float32, 3*189-1), 3, make([]float32, 3*5*20), &Scratch{})
+		}},
+		{"short y strided", func() {
+			New(st, w, ChannelsFirst).Forward(make([]float32, 3*189), 3, make([]float32, 3*5*20-1), &Scratch{})
+		}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("%s did not panic", tc.name)
+				}
+			}()
+			tc.f()
+		})
+	}
+}
+
+// TestKernelsStayInSlices runs seeded random shapes (in place and on
+// copies, both orders, every implementation) with x inside NaNs and y
+// between sentinels: a lane read before or after x would turn an output
+// into NaN, a store outside y would change a sentinel.
+func TestKernelsStayInSlices(t *testing.T) {
+	impls := []string{"purego"}
+	if asmImpl() != nil {
+		impls = append(impls, "avx512")
+	}
+	defer func(m int) { directMin = m }(directMin)
+	const guard = 100
+	rng := rand.New(rand.NewPCG(99, 1))
+	for range 40 {
+		s := Shape{C: 1 + rng.IntN(12), H: 1 + rng.IntN(40), W: 1 + rng.IntN(40), O: 1 + rng.IntN(17),
+			KH: 1 + 2*rng.IntN(4), KW: 1 + 2*rng.IntN(4), Stride: rng.IntN(4)}
+		nb := 1 + rng.IntN(4)
+		xb := make([]float32, nb*s.C*s.H*s.W+2*guard)
+		for i := range xb {
+			xb[i] = float32(math.NaN())
+		}
+		x := xb[guard : len(xb)-guard : len(xb)-guard]
+		copy(x, randoms(rng, len(x)))
+		w := randoms(rng, s.O*s.C*s.KH*s.KW)
+		n := nb * s.O * s.OH() * s.OW()
+		t.Run(fmt.Sprintf("%+v/nb%d", s, nb), func(t *testing.T) {
+			for _, name := range impls {
+				for _, order := range []Order{TapsFirst, ChannelsFirst} {
+					for _, direct := range []bool{false, true} {
+						directMin = 1 << 30
+						if direct {
+							directMin = 0
+						}
+						prev := useImpl(name)
+						c := New(s, w, order)
+						useImpl(prev)
+						yb := make([]float32, n+2*guard)
+						for i := range yb {
+							yb[i] = 12345
+						}
+						y := yb[guard : guard+n : guard+n]
+						c.Forward(x, nb, y, &Scratch{})
+						for i := range guard {
+							if yb[i] != 12345 || yb[guard+n+i] != 12345 {
+								t.Fatalf("%s (order %d, direct %v): a value around y changed", name, order, direct)
+							}
+						}
+						for j, v := range y {
+							if math.IsNaN(float64(v)) {
+								t.Fatalf("%s (order %d, direct %v): y[%d] is NaN: a lane read outside x", name, order, direct, j)
+							}
+						}
+					}
+				}
+			}
+		})
+	}
+}

@@ -137,14 +137,21 @@ func kernel(r, v int) {
 	for j := 0; j < v; j++ {
 		KMOVW(Mem{Base: sm, Disp: 2 * j}, kmask[j])
 	}
-	// Later tap blocks add their sums to the first's.
+	// Later tap blocks add their sums to the first's, as gemm's kernels do
+	// with beta 1: acc = 1·y + acc by VFMADD231PS, the same bits as an add
+	// but for which NaN it returns when both are NaN (an add returns acc's,
+	// this y's), so NaN payloads match gemm's too. The input registers are
+	// free here: one holds the 1s.
 	yp := GP64()
 	CMPQ(Mem{Base: p, Disp: offAcc}, U8(0))
 	JE(LabelRef(name + "_store"))
+	one := GP32()
+	MOVL(U32(0x3f800000), one)
+	VPBROADCASTD(one, in(0))
 	MOVQ(y, yp)
 	for i := 0; i < r; i++ {
 		for j := 0; j < v; j++ {
-			VADDPS_Z(Mem{Base: yp, Disp: 64 * j}, acc(i, j), kmask[j], acc(i, j))
+			VFMADD231PS_Z(Mem{Base: yp, Disp: 64 * j}, in(0), kmask[j], acc(i, j))
 		}
 		if i < r-1 {
 			ADDQ(Mem{Base: p, Disp: offLdy}, yp)
