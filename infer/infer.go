@@ -131,7 +131,9 @@ const microBatch = 8
 // bits in any batch of any size, so batches can be cut anywhere.
 func perSample(m *model.Model) bool {
 	for _, l := range m.Layers {
-		if len(l.Weights) > 0 && !l.RunsStaticInt8() {
+		// A LoRA adapter's float product is not checked to give a row
+		// the same bits in any batch.
+		if len(l.Weights) > 0 && !l.RunsStaticInt8() || l.Adapter != nil {
 			return false
 		}
 	}

@@ -220,3 +220,75 @@ func TestFusedRunDoesNotAllocate(t *testing.T) {
 		}
 	}
 }
+
+// Codes pass where two stride-1 integer convolutions read one tensor (one
+// reads codes, the other floats, so both are written), from a strided
+// writer, and into an unpadded 3×3 reader and a 1×1 one padded beyond its
+// reach: the logits are the unfused net's and the column route's, on
+// batches that cut chunks unevenly.
+func TestFusedCodesReadTwice(t *testing.T) {
+	spec := arch.Spec{Input: arch.Shape{3, 11, 9}, Classes: 4, Layers: []arch.LayerSpec{
+		arch.NewLayer("c1", "conv2d", map[string]any{"out": 6, "kernel": 3, "stride": 2, "padding": 1, "bias": true}),
+		arch.NewLayer("r1", "relu", nil),
+		// r1 read by two stride-1 convs and a pooling
+		arch.NewLayer("c2", "conv2d", map[string]any{"out": 5, "kernel": 5, "padding": 2, "bias": true}, "r1"),
+		arch.NewLayer("r2", "relu", nil),
+		arch.NewLayer("c3", "conv2d", map[string]any{"out": 5, "kernel": 1, "bias": true}, "r1"),
+		arch.NewLayer("a23", "add", nil, "r2", "c3"),
+		arch.NewLayer("c4", "conv2d", map[string]any{"out": 9, "kernel": 3, "padding": 0, "bias": true}, "a23"),
+		arch.NewLayer("n4", "batchnorm2d", nil),
+		arch.NewLayer("r4", "relu", nil),
+		arch.NewLayer("c5", "conv2d", map[string]any{"out": 2, "kernel": 1, "padding": 1, "bias": false}, "r4"),
+		arch.NewLayer("r5", "relu", nil),
+		arch.NewLayer("c6", "conv2d", map[string]any{"out": 3, "kernel": 3, "padding": 1, "bias": true}, "r5"),
+		arch.NewLayer("", "flatten", nil),
+		arch.NewLayer("fc", "linear", map[string]any{"out": 4}),
+	}}
+	for _, batch := range []int{1, 2, 9} {
+		var first []float32
+		for _, taps := range []bool{false, true} {
+			t.Run(fmt.Sprintf("batch=%d/taps=%v", batch, taps), func(t *testing.T) {
+				defer nn.UseInt8Taps(taps)()
+				rng := rand.New(rand.NewPCG(9, uint64(batch)))
+				m := MustNew(spec, rng)
+				randomNorms(m, rng)
+				variedStatic(m, rng)
+				x := make([]float32, batch*shapeSize(m.Spec.InputShape()))
+				for i := range x {
+					x[i] = float32(rng.NormFloat64())
+				}
+				run := func(fuse bool) []float32 {
+					net, err := Build(m, NetOptions{Batch: batch, Mode: ModeEval, StaticInt8: true, Fuse: fuse})
+					if err != nil {
+						t.Fatal(err)
+					}
+					copy(net.X, x)
+					for rep := 0; rep < 2; rep++ {
+						if err := net.Run(); err != nil {
+							t.Fatal(err)
+						}
+					}
+					codes := 0
+					for _, ch := range net.chains {
+						if ch.codesOut != nil {
+							codes++
+						}
+					}
+					if fuse && taps && codes != 4 {
+						t.Errorf("%d chains pass codes, want 4 (c1 to c2, c3 to c4, c4 to c5, c5 to c6)", codes)
+					}
+					return slices.Clone(net.Logits())
+				}
+				want, got := run(false), run(true)
+				if !slices.Equal(got, want) {
+					t.Errorf("fused %v, unfused %v", got, want)
+				}
+				if first == nil {
+					first = got
+				} else if !slices.Equal(got, first) {
+					t.Errorf("taps %v, columns %v", got, first)
+				}
+			})
+		}
+	}
+}

@@ -126,3 +126,58 @@ func TestConvInt8TapsMatchesColumns(t *testing.T) {
 		}
 	}
 }
+
+// The taps route gives the column route's bits on seeded random
+// geometries with different kernel sizes, paddings and strides across
+// rows and columns (padding past the kernel's reach too), from 1 pixel
+// and 1 channel up.
+func TestConvInt8TapsNonSquare(t *testing.T) {
+	rng := rand.New(rand.NewPCG(5, 6))
+	type geo struct{ b, c, h, w, o, kh, kw, ph, pw, sh, sw int }
+	var geos []geo
+	for i := 0; i < 300; i++ {
+		g := geo{b: 1 + rng.IntN(3), c: 1 + rng.IntN(9), h: 1 + rng.IntN(12), w: 1 + rng.IntN(12), o: 1 + rng.IntN(20),
+			kh: 1 + rng.IntN(5), kw: 1 + rng.IntN(5), ph: rng.IntN(4), pw: rng.IntN(4), sh: 1 + rng.IntN(3), sw: 1 + rng.IntN(3)}
+		if g.h+2*g.ph < g.kh || g.w+2*g.pw < g.kw {
+			continue
+		}
+		geos = append(geos, g)
+	}
+	for _, g := range geos {
+		t.Run(fmt.Sprintf("%+v", g), func(t *testing.T) {
+			st := Int8Static{Scale: 0.04, ZeroPoint: 3, QMin: -128, QMax: 127}
+			wt := Int8Weight{Shape: []int{g.o, g.c, g.kh, g.kw}, Q: make([]int8, g.o*g.c*g.kh*g.kw), Scale: make([]float32, g.o)}
+			for i := range wt.Q {
+				wt.Q[i] = int8(rng.IntN(256) - 128)
+			}
+			for i := range wt.Scale {
+				wt.Scale[i] = 0.001 + rng.Float32()*0.02
+			}
+			x := make([]float32, g.b*g.c*g.h*g.w)
+			for i := range x {
+				x[i] = float32(rng.NormFloat64() * 2)
+			}
+			run := func(taps bool) []float32 {
+				defer UseInt8Taps(taps)()
+				p := convParams{stride: Pair{g.sh, g.sw}, padding: Pair{g.ph, g.pw}, dilation: Square(1), groups: 1}
+				o := newConvInt8Op("conv.int8", p, wt, st)
+				o.epi = &epilogue{relu: true}
+				shape := tensor.Shape{g.b, g.c, g.h, g.w}
+				if _, err := o.InferShape(shape); err != nil {
+					t.Fatal(err)
+				}
+				y, err := o.Do([]G.Value{tensor.New(tensor.WithShape(shape...), tensor.WithBacking(x))}...)
+				if err != nil {
+					t.Fatal(err)
+				}
+				return append([]float32(nil), op.F32(y)...)
+			}
+			want, got := run(false), run(true)
+			for i := range want {
+				if math.Float32bits(got[i]) != math.Float32bits(want[i]) {
+					t.Fatalf("y[%d] = %g on the taps route, %g on the columns", i, got[i], want[i])
+				}
+			}
+		})
+	}
+}

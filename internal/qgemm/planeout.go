@@ -39,6 +39,10 @@ func (e *Epilogue) Output(m, n int, acc []int32, ldacc, ldc int, o *PlaneOutput)
 		panic(fmt.Sprintf("qgemm: Epilogue.Output: code range %d", o.CodeRange))
 	case (o.Scale == nil) != (o.Shift == nil) || o.Scale != nil && (len(o.Scale) < e.n || len(o.Shift) < e.n):
 		panic(fmt.Sprintf("qgemm: Epilogue.Output: %d scales and %d shifts for %d channels", len(o.Scale), len(o.Shift), e.n))
+	case ldc < 0 || o.PlaneY < 0 || o.GroupCodes < 0:
+		// The extents below assume the last channel lies furthest: a
+		// negative stride would let the kernel write before a slice.
+		panic(fmt.Sprintf("qgemm: Epilogue.Output: negative plane stride (ldc %d, PlaneY %d, GroupCodes %d)", ldc, o.PlaneY, o.GroupCodes))
 	}
 	if m == 0 || n == 0 || e.n == 0 {
 		return
@@ -57,7 +61,13 @@ func (e *Epilogue) Output(m, n int, acc []int32, ldacc, ldc int, o *PlaneOutput)
 		need("Y", len(o.Y), last*o.PlaneY, o.LdY, n)
 	}
 	if o.Codes != nil {
-		need("Codes", len(o.Codes), last/4*o.GroupCodes+last%4, o.LdCodes, 4*n-3)
+		// The last channel's codes start furthest unless groups are under
+		// 3 bytes apart: then the previous group's fourth channel does.
+		first := last/4*o.GroupCodes + last%4
+		if last >= 4 {
+			first = max(first, (last/4-1)*o.GroupCodes+3)
+		}
+		need("Codes", len(o.Codes), first, o.LdCodes, 4*n-3)
 	}
 	active.Load().planeOut(e, m, n, acc, ldacc, ldc, o)
 }

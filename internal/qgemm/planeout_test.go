@@ -189,3 +189,47 @@ func BenchmarkEpilogueOutput(b *testing.B) {
 		}
 	}
 }
+
+// TestEpilogueOutputBadStrides: plane and group strides that would put a
+// channel before its slice's start, or past its end, panic in Go on every
+// implementation, before any kernel reads or writes there. Each slice
+// starts inside a larger buffer so that a kernel writing out of bounds
+// corrupts only the test's own memory (caught: the margin must stay
+// untouched).
+func TestEpilogueOutputBadStrides(t *testing.T) {
+	const o, m, n, margin = 6, 2, 5, 256
+	f := PackTaps(make([]int8, o), o, 1, 1)
+	e := NewTapsEpilogue(Params{Scale: 0.03, ZeroPoint: 10}, f, []float32{0.01}, nil)
+	good := func() (PlaneOutput, []int32, int) {
+		ldc := m * n
+		acc := make([]int32, margin+o*ldc)[margin:]
+		y := make([]float32, margin+o*m*n)[margin:]
+		codes := make([]uint8, margin+2*m*4*n)[margin:]
+		return PlaneOutput{Y: y, LdY: n, PlaneY: m * n, Codes: codes, LdCodes: 4 * n, GroupCodes: m * 4 * n, CodeParams: Params{Scale: 0.05, ZeroPoint: 3}, CodeRange: Full}, acc, ldc
+	}
+	for _, tc := range []struct {
+		name string
+		bad  func(po *PlaneOutput, ldc *int)
+	}{
+		{"negative plane", func(po *PlaneOutput, _ *int) { po.PlaneY = -m * n }},
+		{"negative acc plane", func(_ *PlaneOutput, ldc *int) { *ldc = -m * n }},
+		{"negative group", func(po *PlaneOutput, _ *int) { po.GroupCodes = -m * 4 * n }},
+		// Channel 3 at byte 3 lies past channel 5's 1·1+1 = 2.
+		{"group of 1 byte", func(po *PlaneOutput, _ *int) { po.GroupCodes = 1; po.Codes = po.Codes[:2+(m-1)*4*n+4*n-3] }},
+	} {
+		for _, name := range impls() {
+			t.Run(tc.name+"/"+name, func(t *testing.T) {
+				withImpl(t, name, func() {
+					po, acc, ldc := good()
+					tc.bad(&po, &ldc)
+					defer func() {
+						if recover() == nil {
+							t.Errorf("Output did not panic")
+						}
+					}()
+					e.Output(m, n, acc, n, ldc, &po)
+				})
+			})
+		}
+	}
+}
