@@ -86,3 +86,46 @@ func checkGemv(t *testing.T, r *rand.Rand, trans bool, m, n, lda, incX, incY int
 		}
 	}
 }
+
+// TestGoOneRowMatchesItsRowInABatch: on the Go implementation (machines
+// without AVX2, other architectures, SHRINK_GEMM=purego) a product of one
+// row, which runs as a matrix-vector product, gives the bits that row gets
+// inside a product of many, so a sample's result does not depend on its
+// batch (calibration, eval at any batch size). Depths cross the k blocks.
+func TestGoOneRowMatchesItsRowInABatch(t *testing.T) {
+	withImpl(t, "purego", func() {
+		r := rand.New(rand.NewPCG(5, 6))
+		for _, k := range []int{1, 3, 7, 255, 256, 257, 300, 784, 1100} {
+			for _, transB := range []bool{false, true} {
+				for _, beta := range []float32{0, 0.5} {
+					const m, n = 9, 13
+					a, b := randVec(r, m*k), randVec(r, k*n)
+					ldb := n
+					if transB {
+						ldb = k
+					}
+					c0 := randVec(r, m*n)
+					many := append([]float32(nil), c0...)
+					SgemmSerial(false, transB, m, n, k, 0.75, a, k, b, ldb, beta, many, n)
+					for i := range m {
+						one := append([]float32(nil), c0[i*n:(i+1)*n]...)
+						SgemmSerial(false, transB, 1, n, k, 0.75, a[i*k:(i+1)*k], k, b, ldb, beta, one, n)
+						for j := range n {
+							if math.Float32bits(one[j]) != math.Float32bits(many[i*n+j]) {
+								t.Fatalf("k=%d transB=%v beta=%v: row %d col %d alone %v, in the batch %v", k, transB, beta, i, j, one[j], many[i*n+j])
+							}
+						}
+					}
+				}
+			}
+		}
+	})
+}
+
+func randVec(r *rand.Rand, n int) []float32 {
+	v := make([]float32, n)
+	for i := range v {
+		v[i] = float32(r.NormFloat64())
+	}
+	return v
+}

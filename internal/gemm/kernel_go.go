@@ -8,7 +8,7 @@ import "unsafe"
 // micro-kernel is scalar Go.
 var goImpl = impl{
 	name: "purego",
-	kc:   256,
+	kc:   goKC,
 	// 4×4 measured faster than 2×4 and 2×8 (Go keeps some of the 16
 	// scalar accumulators on the stack, but loads 8 values per 16 multiply-adds).
 	wide:     &tileKernel{name: "go4x4", mr: 4, nr: 4, fn: gemmGo4x4, fullMask: 1<<4 - 1, mc: 128, nc: 1024},
@@ -69,49 +69,77 @@ func storeRow4(c []float32, x0, x1, x2, x3, alpha, beta float32) {
 	c[3] = alpha*x3 + beta*c[3]
 }
 
-// gemvTGo: y[j] = alpha*Σ_p x[p]*b[p*ldb+j] + beta*y[j], j < n. Each
-// sum runs over p in order, like the tile kernels; y is accumulated one
-// row of B at a time, in blocks of columns held in a stack array.
+// The Go matrix-vector products sum each output over p in order, in the
+// driver's k blocks (kBlock of goKC) combined as it combines a tile's (the
+// first with beta, later ones added), so a product of one row gives the
+// bits of that row inside a product of many: a sample's result does not
+// depend on how many share its batch.
+const goKC = 256
+
+// gemvTGo: y[j] = alpha*Σ_p x[p]*b[p*ldb+j] + beta*y[j], j < n, y
+// accumulated one row of B at a time, in blocks of columns held in a stack
+// array.
 func gemvTGo(k, n int, alpha float32, x []float32, b []float32, ldb int, beta float32, y []float32) {
 	const blk = 256
 	var acc [blk]float32
+	kc := kBlock(k, goKC)
 	for j0 := 0; j0 < n; j0 += blk {
 		w := min(blk, n-j0)
 		t := acc[:w]
-		clear(t)
-		for p := 0; p < k; p++ {
-			xp := x[p]
-			row := b[p*ldb+j0 : p*ldb+j0+w]
-			for j, v := range row {
-				t[j] += xp * v
+		for p0 := 0; p0 < k; p0 += kc {
+			clear(t)
+			for p := p0; p < min(k, p0+kc); p++ {
+				xp := x[p]
+				row := b[p*ldb+j0 : p*ldb+j0+w]
+				for j, v := range row {
+					t[j] += xp * v
+				}
 			}
+			finishY(y[j0:j0+w], t, alpha, blockBeta(p0, beta))
 		}
-		finishY(y[j0:j0+w], t, alpha, beta)
 	}
 }
 
-// gemvNGo: y[i] = alpha*dot(a[i*lda:i*lda+k], x) + beta*y[i], i < m, with
-// four partial sums per row (p mod 4) added pairwise at the end.
+// blockBeta is the beta of the k block starting at p0.
+func blockBeta(p0 int, beta float32) float32 {
+	if p0 > 0 {
+		return 1
+	}
+	return beta
+}
+
+// gemvNGo: y[i] = alpha*dot(a[i*lda:i*lda+k], x) + beta*y[i], i < m, four
+// rows at a time for independent chains.
 func gemvNGo(m, k int, alpha float32, a []float32, lda int, x []float32, beta float32, y []float32) {
 	x = x[:k]
-	for i := 0; i < m; i++ {
+	kc := kBlock(k, goKC)
+	i := 0
+	for ; i+4 <= m; i += 4 {
+		r0, r1, r2, r3 := a[i*lda:i*lda+k], a[(i+1)*lda:(i+1)*lda+k], a[(i+2)*lda:(i+2)*lda+k], a[(i+3)*lda:(i+3)*lda+k]
+		for p0 := 0; p0 < k; p0 += kc {
+			var s0, s1, s2, s3 float32
+			for p := p0; p < min(k, p0+kc); p++ {
+				xp := x[p]
+				s0 += xp * r0[p]
+				s1 += xp * r1[p]
+				s2 += xp * r2[p]
+				s3 += xp * r3[p]
+			}
+			storeRow4(y[i:i+4], s0, s1, s2, s3, alpha, blockBeta(p0, beta))
+		}
+	}
+	for ; i < m; i++ {
 		row := a[i*lda : i*lda+k]
-		var s0, s1, s2, s3 float32
-		p := 0
-		for ; p+4 <= k; p += 4 {
-			s0 += row[p] * x[p]
-			s1 += row[p+1] * x[p+1]
-			s2 += row[p+2] * x[p+2]
-			s3 += row[p+3] * x[p+3]
-		}
-		for ; p < k; p++ {
-			s0 += row[p] * x[p]
-		}
-		s := (s0 + s1) + (s2 + s3)
-		if beta == 0 {
-			y[i] = alpha * s
-		} else {
-			y[i] = alpha*s + beta*y[i]
+		for p0 := 0; p0 < k; p0 += kc {
+			var s float32
+			for p := p0; p < min(k, p0+kc); p++ {
+				s += x[p] * row[p]
+			}
+			if bb := blockBeta(p0, beta); bb == 0 {
+				y[i] = alpha * s
+			} else {
+				y[i] = alpha*s + bb*y[i]
+			}
 		}
 	}
 }
