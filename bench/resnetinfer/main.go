@@ -5,7 +5,7 @@
 // neighbour hits every variant alike, and prints medians over rounds with
 // the ratios issues 17 and 20 ask about:
 //
-//	flock /tmp/shrink-heavy.lock nice -n 5 go run ./bench/resnetinfer [-run DIR] [-rounds 3] [-unfused] [-nets] [-columns] [-torch]
+//	flock /tmp/shrink-heavy.lock nice -n 5 go run ./bench/resnetinfer [-run DIR] [-rounds 3] [-unfused] [-nets] [-columns] [-torch] [-ort]
 //
 // Each variant runs as shrink predict/eval/bench run it (infer.Model's
 // PredictInto: static int8 convolutions on integer kernels, batch norms,
@@ -16,7 +16,9 @@
 // the int8 networks as they ran before the taps route (convolutions on the
 // column route, nn.UseInt8Taps, one net of the whole batch); -torch runs
 // bench/resnet_infer_torch.py once per round (PyTorch 1.13 on one thread,
-// the same two architectures in float and FX-quantized int8 on oneDNN).
+// the same two architectures in float and FX-quantized int8 on oneDNN);
+// -ort times onnxruntime (tools/ort) each round on the pruned float and
+// int8 checkpoints exported with shrink export's defaults.
 // SHRINK_PLANAR=off runs the float convolutions on the paths they took
 // before internal/planar (the tall layout and im2col; the same bits), to
 // compare the two.
@@ -38,9 +40,13 @@ import (
 	"strings"
 	"time"
 
+	"github.com/shrink-ml/shrink/checkpoint"
 	"github.com/shrink-ml/shrink/export"
+	"github.com/shrink-ml/shrink/export/onnxexport"
 	"github.com/shrink-ml/shrink/infer"
 	"github.com/shrink-ml/shrink/internal/gemm"
+	"github.com/shrink-ml/shrink/internal/npy"
+	"github.com/shrink-ml/shrink/internal/ortest"
 	"github.com/shrink-ml/shrink/model"
 	"github.com/shrink-ml/shrink/nn"
 )
@@ -66,6 +72,7 @@ func main() {
 	columns := flag.Bool("columns", false, "also time the int8 networks as they ran before the taps route: convolutions on the column route, one net of the whole batch")
 	nets := flag.Bool("nets", false, "also time the fused networks as one net of the whole batch (model.Build; package infer runs static int8 networks in micro-batches)")
 	torch := flag.Bool("torch", false, "also run bench/resnet_infer_torch.py each round")
+	ort := flag.Bool("ort", false, "also time onnxruntime each round on the pruned float and int8 (qat) checkpoints, exported with shrink export's defaults (needs tools/ort: cd tools/ort && npm ci --ignore-scripts)")
 	python := flag.String("python", "/usr/bin/python3", "the Python with torch")
 	only := flag.String("only", "", "time only the variants whose name contains this")
 	profile := flag.String("cpuprofile", "", "write a CPU profile of the timed rounds to this file")
@@ -135,6 +142,17 @@ func main() {
 			}
 		}
 	}
+	var onnx []ortModel
+	var rt *ortest.Runtime
+	if *ort {
+		var err error
+		rt, err = ortest.Locate()
+		check(err)
+		dir, err := os.MkdirTemp("", "resnetinfer-ort")
+		check(err)
+		defer os.RemoveAll(dir)
+		onnx = exportORT(*run, dir)
+	}
 	if *profile != "" {
 		f, err := os.Create(*profile)
 		check(err)
@@ -161,6 +179,12 @@ func main() {
 				times[name] = append(times[name], s)
 			}
 		}
+		for _, om := range onnx {
+			for _, bs := range batches {
+				key := fmt.Sprintf("%s/%d", om.name, bs)
+				times[key] = append(times[key], ortSeconds(rt, om.file, bs, calls[bs]))
+			}
+		}
 	}
 
 	med := func(key string) float64 {
@@ -180,6 +204,9 @@ func main() {
 	}
 	if *torch {
 		names = append(names, "PyTorch dense float", "PyTorch pruned float", "PyTorch dense int8", "PyTorch pruned int8")
+	}
+	for _, om := range onnx {
+		names = append(names, om.name)
 	}
 	for _, n := range names {
 		fmt.Printf("| %s | %s | %s |\n", n, ms(med(n+"/1")), ms(med(n+"/256")))
@@ -222,6 +249,46 @@ func main() {
 		ratio("PyTorch pruned float / pruned int8", "PyTorch pruned float", "PyTorch pruned int8")
 		ratio("PyTorch int8 / shrink int8 (qat), pruned", "PyTorch pruned int8", "pruned int8 (qat)")
 	}
+	if *ort {
+		ratio("onnxruntime float / shrink float, pruned", "onnxruntime pruned float", "pruned float")
+		ratio("onnxruntime int8 QDQ / shrink int8 (qat), pruned", "onnxruntime pruned int8 (qat)", "pruned int8 (qat)")
+	}
+}
+
+// ortModel is a checkpoint exported to ONNX for onnxruntime.
+type ortModel struct{ name, file string }
+
+// exportORT writes the prune and qat checkpoints as shrink export does by
+// default (float; int8 QDQ with its bias rule, docs/ONNX.md).
+func exportORT(run, dir string) []ortModel {
+	var out []ortModel
+	for _, st := range []struct{ stage, name string }{{"prune", "onnxruntime pruned float"}, {"qat", "onnxruntime pruned int8 (qat)"}} {
+		f, err := checkpoint.ReadFile(filepath.Join(run, st.stage, "model.safetensors"))
+		check(err)
+		m, err := model.FromFile(f, nil)
+		check(err)
+		res, err := onnxexport.Export(m, onnxexport.Options{Metadata: f.Metadata})
+		check(err)
+		file := filepath.Join(dir, st.stage+".onnx")
+		check(res.Model.WriteFile(file))
+		out = append(out, ortModel{st.name, file})
+	}
+	return out
+}
+
+// ortSeconds is onnxruntime's median seconds per call of file on a batch of
+// bs random images, one intra-op thread, over calls timed runs (at least 5)
+// after 3 untimed ones.
+func ortSeconds(rt *ortest.Runtime, file string, bs, calls int) float64 {
+	rng := rand.New(rand.NewPCG(1, uint64(bs)))
+	x := make([]float32, bs*28*28)
+	for i := range x {
+		x[i] = rng.Float32()
+	}
+	in := map[string]*npy.Array{"input": {Shape: []int{bs, 1, 28, 28}, Data: x}}
+	res, err := rt.Exec(file, in, ortest.Options{Runs: max(calls, 5), Warmup: 3, Threads: 1})
+	check(err)
+	return res.Timing.MedianMS / 1e3
 }
 
 // torchRound runs the PyTorch script once on the run's checkpoints: seconds
