@@ -104,6 +104,18 @@ func init() {
 	active.Store(chooseImpl(os.Getenv(envVar)))
 }
 
+// Requested is the kernel family another kernel package is asked for: its
+// own variable (SHRINK_QGEMM, SHRINK_SPARSE, ...), else "purego" when
+// SHRINK_GEMM=purego, shrink's switch for all of its assembly, else "" (the
+// fastest the CPU has). One place, so the packages cannot drift apart.
+func Requested(pkgVar string) string {
+	want := os.Getenv(pkgVar)
+	if want == "" && os.Getenv(envVar) == "purego" {
+		want = "purego"
+	}
+	return want
+}
+
 // chooseImpl returns the implementation named by want if it is available,
 // else the fastest available one.
 func chooseImpl(want string) *impl {

@@ -2,8 +2,9 @@ package planar
 
 import (
 	"math"
-	"os"
 	"sync/atomic"
+
+	"github.com/shrink-ml/shrink/internal/gemm"
 )
 
 // call is one kernel call: tiles tiles of r output channels × v vectors of
@@ -136,11 +137,7 @@ var active atomic.Pointer[impl]
 const envVar = "SHRINK_PLANAR"
 
 func init() {
-	want := os.Getenv(envVar)
-	if want == "" && os.Getenv("SHRINK_GEMM") == "purego" {
-		want = "purego"
-	}
-	active.Store(chooseImpl(want))
+	active.Store(chooseImpl(gemm.Requested(envVar)))
 }
 
 func chooseImpl(want string) *impl {

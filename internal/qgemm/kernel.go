@@ -1,9 +1,10 @@
 package qgemm
 
 import (
-	"os"
 	"sync/atomic"
 	"unsafe"
+
+	"github.com/shrink-ml/shrink/internal/gemm"
 )
 
 // tileFunc computes one mr×nr tile of C = A·Bᵀ over kg groups of 4 k
@@ -60,11 +61,7 @@ var active atomic.Pointer[impl]
 const envVar = "SHRINK_QGEMM"
 
 func init() {
-	want := os.Getenv(envVar)
-	if want == "" && os.Getenv("SHRINK_GEMM") == "purego" {
-		want = "purego"
-	}
-	active.Store(chooseImpl(want))
+	active.Store(chooseImpl(gemm.Requested(envVar)))
 }
 
 // chooseImpl returns the implementation named want if this CPU has it,

@@ -1,8 +1,9 @@
 package sparse
 
 import (
-	"os"
 	"sync/atomic"
+
+	"github.com/shrink-ml/shrink/internal/gemm"
 )
 
 // impl is a way to run the format; every one gives the same bits.
@@ -25,11 +26,7 @@ var active atomic.Pointer[impl]
 const envVar = "SHRINK_SPARSE"
 
 func init() {
-	want := os.Getenv(envVar)
-	if want == "" && os.Getenv("SHRINK_GEMM") == "purego" {
-		want = "purego"
-	}
-	active.Store(chooseImpl(want))
+	active.Store(chooseImpl(gemm.Requested(envVar)))
 }
 
 func chooseImpl(want string) *impl {
