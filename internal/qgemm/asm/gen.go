@@ -678,23 +678,7 @@ func quantizeKernel() {
 	ldq := Load(Param("ldq"), GP64())
 	tail := Load(Param("tail"), GP64())
 	inv, zp, qmax, lo, hi, zero, perm, mask := Y12, Y13, Y14, Y15, Y11, Y10, Y9, Y7
-	VMOVDQU(Mem{Base: tail}, mask)
-	VBROADCASTSS(paramAddr("inv"), inv)
-	// Through a GP register: vet's asmdecl misreads VPBROADCASTD's memory size.
-	t := GP32()
-	Load(Param("zp"), t)
-	VMOVD(t, zp.AsX())
-	VPBROADCASTD(zp.AsX(), zp)
-	Load(Param("qmax"), t)
-	VMOVD(t, qmax.AsX())
-	VPBROADCASTD(qmax.AsX(), qmax)
-	MOVL(U32(0xcb800000), t) // -2^24
-	VMOVD(t, lo.AsX())
-	VBROADCASTSS(lo.AsX(), lo)
-	MOVL(U32(0x4b800000), t) // 2^24
-	VMOVD(t, hi.AsX())
-	VBROADCASTSS(hi.AsX(), hi)
-	VPXOR(zero, zero, zero)
+	quantizeConsts(tail, inv, zp, qmax, lo, hi, zero, mask)
 	// The packs below leave dwords (groups of 4 codes) in the order
 	// Y0lo Y1lo Y2lo Y3lo Y0hi Y1hi Y2hi Y3hi; VPERMD by 0 4 1 5 2 6 3 7
 	// restores it.
@@ -993,22 +977,7 @@ func quantizeGroupKernel() {
 	q := Load(Param("q"), GP64())
 	tail := Load(Param("tail"), GP64())
 	inv, zp, qmax, lo, hi, zero, mask := Y12, Y13, Y14, Y15, Y11, Y10, Y9
-	VMOVDQU(Mem{Base: tail}, mask)
-	VBROADCASTSS(paramAddr("inv"), inv)
-	t := GP32()
-	Load(Param("zp"), t)
-	VMOVD(t, zp.AsX())
-	VPBROADCASTD(zp.AsX(), zp)
-	Load(Param("qmax"), t)
-	VMOVD(t, qmax.AsX())
-	VPBROADCASTD(qmax.AsX(), qmax)
-	MOVL(U32(0xcb800000), t) // -2^24
-	VMOVD(t, lo.AsX())
-	VBROADCASTSS(lo.AsX(), lo)
-	MOVL(U32(0x4b800000), t) // 2^24
-	VMOVD(t, hi.AsX())
-	VBROADCASTSS(hi.AsX(), hi)
-	VPXOR(zero, zero, zero)
+	quantizeConsts(tail, inv, zp, qmax, lo, hi, zero, mask)
 	v := []VecPhysical{Y0, Y1, Y2, Y3}
 	codes := func(r VecPhysical) {
 		VMAXPS(lo, r, r) // r > lo ? r : lo, so NaN -> lo
@@ -1222,4 +1191,27 @@ func planeOutKernel() {
 	Label("pout_done")
 	VZEROUPPER()
 	RET()
+}
+
+// quantizeConsts loads the AVX2 quantize kernels' constants: the tail mask,
+// 1/scale, the zero point and qmax as dwords, the clamp bounds ±2^24, and
+// zero.
+func quantizeConsts(tail Register, inv, zp, qmax, lo, hi, zero, mask VecPhysical) {
+	VMOVDQU(Mem{Base: tail}, mask)
+	VBROADCASTSS(paramAddr("inv"), inv)
+	// Through a GP register: vet's asmdecl misreads VPBROADCASTD's memory size.
+	t := GP32()
+	Load(Param("zp"), t)
+	VMOVD(t, zp.AsX())
+	VPBROADCASTD(zp.AsX(), zp)
+	Load(Param("qmax"), t)
+	VMOVD(t, qmax.AsX())
+	VPBROADCASTD(qmax.AsX(), qmax)
+	MOVL(U32(0xcb800000), t) // -2^24
+	VMOVD(t, lo.AsX())
+	VBROADCASTSS(lo.AsX(), lo)
+	MOVL(U32(0x4b800000), t) // 2^24
+	VMOVD(t, hi.AsX())
+	VBROADCASTSS(hi.AsX(), hi)
+	VPXOR(zero, zero, zero)
 }
