@@ -57,9 +57,12 @@ type variant struct {
 }
 
 // im2size is the number of input values of one sample.
-func im2size(m *model.Model) int {
+func im2size(m *model.Model) int { return size(m.Spec.InputShape()) }
+
+// size is the number of values of a tensor of this shape.
+func size(shape []int) int {
 	n := 1
-	for _, d := range m.Spec.InputShape() {
+	for _, d := range shape {
 		n *= d
 	}
 	return n
@@ -182,7 +185,7 @@ func main() {
 		for _, om := range onnx {
 			for _, bs := range batches {
 				key := fmt.Sprintf("%s/%d", om.name, bs)
-				times[key] = append(times[key], ortSeconds(rt, om.file, bs, calls[bs]))
+				times[key] = append(times[key], ortSeconds(rt, om, bs, calls[bs]))
 			}
 		}
 	}
@@ -256,7 +259,10 @@ func main() {
 }
 
 // ortModel is a checkpoint exported to ONNX for onnxruntime.
-type ortModel struct{ name, file string }
+type ortModel struct {
+	name, file string
+	input      []int // one sample's shape
+}
 
 // exportORT writes the prune and qat checkpoints as shrink export does by
 // default (float; int8 QDQ with its bias rule, docs/ONNX.md).
@@ -271,22 +277,23 @@ func exportORT(run, dir string) []ortModel {
 		check(err)
 		file := filepath.Join(dir, st.stage+".onnx")
 		check(res.Model.WriteFile(file))
-		out = append(out, ortModel{st.name, file})
+		out = append(out, ortModel{st.name, file, m.Spec.InputShape()})
 	}
 	return out
 }
 
-// ortSeconds is onnxruntime's median seconds per call of file on a batch of
+// ortSeconds is onnxruntime's median seconds per call of om on a batch of
 // bs random images, one intra-op thread, over calls timed runs (at least 5)
 // after 3 untimed ones.
-func ortSeconds(rt *ortest.Runtime, file string, bs, calls int) float64 {
+func ortSeconds(rt *ortest.Runtime, om ortModel, bs, calls int) float64 {
+	shape := append([]int{bs}, om.input...)
 	rng := rand.New(rand.NewPCG(1, uint64(bs)))
-	x := make([]float32, bs*28*28)
+	x := make([]float32, size(shape))
 	for i := range x {
 		x[i] = rng.Float32()
 	}
-	in := map[string]*npy.Array{"input": {Shape: []int{bs, 1, 28, 28}, Data: x}}
-	res, err := rt.Exec(file, in, ortest.Options{Runs: max(calls, 5), Warmup: 3, Threads: 1})
+	in := map[string]*npy.Array{"input": {Shape: shape, Data: x}}
+	res, err := rt.Exec(om.file, in, ortest.Options{Runs: max(calls, 5), Warmup: 3, Threads: 1})
 	check(err)
 	return res.Timing.MedianMS / 1e3
 }
