@@ -78,14 +78,7 @@ func TestPlanarMatchesTall(t *testing.T) {
 			for j := range w {
 				w[j] = float32(rng.NormFloat64())
 			}
-			want := make([]float32, tc.b*tc.o*d.P)
-			if d.tapped() {
-				var tall tallForward
-				tall.run(d, x, w, want, false)
-			} else {
-				var chunked convForward
-				chunked.run(d, x, w, want)
-			}
+			want := oldPathForward(d, x, w)
 			for _, threads := range []int{1, 2} {
 				gemm.SetThreads(threads)
 				got := make([]float32, len(want))
@@ -136,14 +129,7 @@ func TestPlanarMatchesTallNaN(t *testing.T) {
 			for j := range w {
 				w[j] = float32(rng.NormFloat64())
 			}
-			want := make([]float32, tc.b*tc.o*d.P)
-			if d.tapped() {
-				var tall tallForward
-				tall.run(d, x, w, want, false)
-			} else {
-				var chunked convForward
-				chunked.run(d, x, w, want)
-			}
+			want := oldPathForward(d, x, w)
 			got := make([]float32, len(want))
 			var pl planarForward
 			pl.run(d, order, x, w, got, nil)
@@ -210,4 +196,18 @@ func BenchmarkPlanarVsTall(b *testing.B) {
 			})
 		}
 	}
+}
+
+// oldPathForward is the convolution as it ran before planar: the tall
+// layout for a tapped one, chunked im2col products otherwise.
+func oldPathForward(d convDims, x, w []float32) []float32 {
+	y := make([]float32, d.B*d.O*d.P)
+	if d.tapped() {
+		var tall tallForward
+		tall.run(d, x, w, y, false)
+	} else {
+		var chunked convForward
+		chunked.run(d, x, w, y)
+	}
+	return y
 }
