@@ -53,13 +53,7 @@ func TestConvInt8TapsMatchesColumns(t *testing.T) {
 		for _, f := range fusions {
 			t.Run(fmt.Sprintf("%+v/%+v", g, f), func(t *testing.T) {
 				st := Int8Static{Scale: 0.04, ZeroPoint: 3, QMin: -128, QMax: 127}
-				wt := Int8Weight{Shape: []int{g.o, g.c, g.k, g.k}, Q: make([]int8, g.o*g.c*g.k*g.k), Scale: make([]float32, g.o)}
-				for i := range wt.Q {
-					wt.Q[i] = int8(rng.IntN(256) - 128)
-				}
-				for i := range wt.Scale {
-					wt.Scale[i] = 0.001 + rng.Float32()*0.02
-				}
+				wt := randomInt8Weight(rng, g.o, g.c, g.k, g.k)
 				x := make([]float32, g.b*g.c*g.h*g.w)
 				for i := range x {
 					x[i] = float32(rng.NormFloat64() * 2)
@@ -146,13 +140,7 @@ func TestConvInt8TapsNonSquare(t *testing.T) {
 	for _, g := range geos {
 		t.Run(fmt.Sprintf("%+v", g), func(t *testing.T) {
 			st := Int8Static{Scale: 0.04, ZeroPoint: 3, QMin: -128, QMax: 127}
-			wt := Int8Weight{Shape: []int{g.o, g.c, g.kh, g.kw}, Q: make([]int8, g.o*g.c*g.kh*g.kw), Scale: make([]float32, g.o)}
-			for i := range wt.Q {
-				wt.Q[i] = int8(rng.IntN(256) - 128)
-			}
-			for i := range wt.Scale {
-				wt.Scale[i] = 0.001 + rng.Float32()*0.02
-			}
+			wt := randomInt8Weight(rng, g.o, g.c, g.kh, g.kw)
 			x := make([]float32, g.b*g.c*g.h*g.w)
 			for i := range x {
 				x[i] = float32(rng.NormFloat64() * 2)
@@ -180,4 +168,17 @@ func TestConvInt8TapsNonSquare(t *testing.T) {
 			}
 		})
 	}
+}
+
+// randomInt8Weight is an o×c×kh×kw int8 filter bank with per-channel
+// scales, every code equally likely.
+func randomInt8Weight(rng *rand.Rand, o, c, kh, kw int) Int8Weight {
+	wt := Int8Weight{Shape: []int{o, c, kh, kw}, Q: make([]int8, o*c*kh*kw), Scale: make([]float32, o)}
+	for i := range wt.Q {
+		wt.Q[i] = int8(rng.IntN(256) - 128)
+	}
+	for i := range wt.Scale {
+		wt.Scale[i] = 0.001 + rng.Float32()*0.02
+	}
+	return wt
 }
