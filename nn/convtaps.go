@@ -165,18 +165,26 @@ func (s *tallScratch) prepare(d convDims, parts func(*tallGeom) int) int {
 	workers := min(gemm.Threads(), parts(g))
 	for len(s.work) < workers {
 		w := tallWork{in: make([]float32, g.size*g.cin), out: make([]float32, g.outChunk*g.cout)}
-		if g.narrow() || g.patched() {
-			w.flat = make([]float32, g.plane*max(g.cin, g.cout))
-		}
-		if g.patched() {
-			w.patch = make([]float32, g.ch.nb*g.plane*g.kk*g.cin)
-		}
+		w.flat, w.patch = g.planeScratch(g.cin)
 		if g.stacked() {
 			w.stack = make([]float32, g.kk*g.outChunk)
 		}
 		s.work = append(s.work, w)
 	}
 	return workers
+}
+
+// planeScratch is a worker's room for transposing whole planes (narrow or
+// patched images) and for the patch rows of ch channels (patched); nil
+// where the geometry needs none.
+func (g *tallGeom) planeScratch(ch int) (flat, patch []float32) {
+	if g.narrow() || g.patched() {
+		flat = make([]float32, g.plane*max(g.cin, g.cout))
+	}
+	if g.patched() {
+		patch = make([]float32, g.ch.nb*g.plane*g.kk*ch)
+	}
+	return flat, patch
 }
 
 // narrow reports whether images are narrower than gemm.Transpose's 8×8

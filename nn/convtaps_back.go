@@ -52,12 +52,7 @@ func (t *tallBackward) run(d convDims, dy, x, w, dx, dw []float32) {
 	for len(t.work) < workers {
 		ws := tallBackWork{dy: make([]float32, g.size*g.cout), dx: make([]float32, g.outChunk*g.cin),
 			x: make([]float32, g.size*g.cin)}
-		if g.narrow() || g.patched() {
-			ws.flat = make([]float32, g.plane*max(g.cin, g.cout))
-		}
-		if g.patched() {
-			ws.patch = make([]float32, g.ch.nb*g.plane*g.kk*g.cout)
-		}
+		ws.flat, ws.patch = g.planeScratch(g.cout) // dx's patch rows are of dy's channels
 		t.work = append(t.work, ws)
 	}
 	t.wt = grow(&t.wt, len(w))
