@@ -262,6 +262,14 @@ func TestQuantizedCheckpointMismatch(t *testing.T) {
 		{"static input without scale", quant.Spec{Bits: 8, Scheme: quant.Symmetric, Granularity: quant.PerChannel},
 			&model.ActQuant{Mode: "static", Spec: quant.Spec{Bits: 8, Scheme: quant.Asymmetric, Granularity: quant.PerTensor}},
 			func(f *checkpoint.File) { drop(f, "fc2.input_scale") }, "missing: fc2.input_scale"},
+		// The fuzzer's find: the unnamed ReLUs took an entry keyed "" and
+		// evaluated a static input with no scale (a division by zero).
+		{"entry for the unnamed layers", quant.Spec{Bits: 8, Scheme: quant.Symmetric, Granularity: quant.PerChannel}, nil,
+			func(f *checkpoint.File) {
+				setCompression(f, `{"":{"input_quant":{"mode":"static","spec":{"bits":8,"scheme":"symmetric","granularity":"per_tensor"}}}}`)
+			}, `layer ""`},
+		{"entry for a layer the model lacks", quant.Spec{Bits: 8, Scheme: quant.Symmetric, Granularity: quant.PerChannel}, nil,
+			func(f *checkpoint.File) { setCompression(f, `{"fc9":{"pruned":true}}`) }, "fc9"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			m, _ := quantized(t, a, tc.spec, tc.input)
@@ -281,6 +289,38 @@ func TestQuantizedCheckpointMismatch(t *testing.T) {
 func drop(f *checkpoint.File, name string) {
 	f.Tensors = slices.DeleteFunc(f.Tensors, func(t checkpoint.Tensor) bool { return t.Name == name })
 }
+
+// A named layer without weights (a batch norm) carries no compression but
+// freezing: metadata that says otherwise is refused with the layer's name.
+func TestCompressionOfWeightlessLayerRefused(t *testing.T) {
+	m := model.MustNew(arch.Spec{Input: arch.Shape{2, 5, 5}, Classes: 3, Layers: []arch.LayerSpec{
+		arch.NewLayer("c1", "conv2d", map[string]any{"out": 4, "kernel": 3}),
+		arch.NewLayer("n1", "batchnorm2d", nil),
+		arch.NewLayer("", "flatten", nil),
+		arch.NewLayer("fc", "linear", map[string]any{"out": 3}),
+	}}, rand.New(rand.NewPCG(3, 4)))
+	for _, entry := range []string{`{"rank":2}`, `{"pruned":true}`, `{"quant":{"bits":8,"scheme":"symmetric","granularity":"per_tensor"}}`,
+		`{"input_quant":{"mode":"dynamic","spec":{"bits":8,"scheme":"asymmetric","granularity":"per_tensor"}}}`} {
+		f, err := m.ToFile(nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		setCompression(f, `{"n1":`+entry+`}`)
+		if _, err := model.FromFile(f, nil); err == nil || !strings.Contains(err.Error(), "layer n1") {
+			t.Errorf("%s: error %v, want one naming layer n1", entry, err)
+		}
+	}
+	f, err := m.ToFile(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	setCompression(f, `{"n1":{"frozen":"all"}}`)
+	if _, err := model.FromFile(f, nil); err != nil {
+		t.Errorf("a frozen batch norm: %v", err)
+	}
+}
+
+func setCompression(f *checkpoint.File, js string) { f.Metadata["compression"] = js }
 
 func setQuantBits(f *checkpoint.File, bits int) {
 	f.Metadata["compression"] = strings.ReplaceAll(f.Metadata["compression"], `"bits":4`, fmt.Sprintf(`"bits":%d`, bits))

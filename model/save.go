@@ -245,9 +245,15 @@ func FromFile(f *checkpoint.File, spec *arch.Spec) (*Model, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := compressionFits(comp, m); err != nil {
+		return nil, err
+	}
 	ld := &loader{f: f, used: map[string]bool{}}
 	for _, l := range m.Layers {
-		c := comp[l.Name]
+		var c LayerCompression
+		if l.Name != "" {
+			c = comp[l.Name]
+		}
 		l.Pruned, l.Rank, l.Quant, l.Input, l.Frozen = c.Pruned, c.Rank, c.Quant, c.Input, c.Frozen
 		ld.layer(l)
 		if c.Adapter != nil {
@@ -275,6 +281,27 @@ func FromFile(f *checkpoint.File, spec *arch.Spec) (*Model, error) {
 		}
 	}
 	return m, nil
+}
+
+// compressionFits refuses compression metadata that names a layer the
+// architecture lacks (unnamed layers included: several share the name ""), or
+// gives a layer what its type cannot carry: a layer without weights is only
+// ever frozen, and only factorable types have a rank.
+func compressionFits(comp map[string]LayerCompression, m *Model) error {
+	for _, name := range slices.Sorted(maps.Keys(comp)) {
+		c, l := comp[name], m.Layer(name)
+		if l == nil {
+			return fmt.Errorf("compression metadata names layer %q, which the architecture does not have", name)
+		}
+		compressed := c.Quant != nil || c.Input != nil || c.Pruned || c.Sparsity != 0 || c.NF4 != nil || c.Adapter != nil || c.Rank != 0
+		if compressed && l.WeightShape() == nil {
+			return fmt.Errorf("compression metadata, layer %s: a %s layer has no weights to prune, quantize, factor or adapt", name, l.Type)
+		}
+		if _, ok := l.Config.(arch.Factorable); c.Rank != 0 && !ok {
+			return fmt.Errorf("compression metadata, layer %s: rank %d, but a %s layer cannot be factored", name, c.Rank, l.Type)
+		}
+	}
+	return nil
 }
 
 // loader reads one layer's tensors, collecting every problem.
