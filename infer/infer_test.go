@@ -30,8 +30,7 @@ type testModel struct {
 	fallback string
 }
 
-func testModels(t *testing.T) []testModel {
-	t.Helper()
+func testModels() []testModel {
 	rng := rand.New(rand.NewPCG(1, 2))
 	mlp := arch.Spec{Arch: "mlp", Inputs: 64, Hidden: arch.Widths{48, 32}, Classes: 10}
 	dense := model.MustNew(mlp, rng)
@@ -131,7 +130,7 @@ func randSplit(rng *rand.Rand, m *model.Model, n int) *data.Split {
 // kernels, and the same bits with Options.Reference; with them, the same
 // predictions and logits within float rounding.
 func TestLogitsMatchEval(t *testing.T) {
-	for _, tm := range testModels(t) {
+	for _, tm := range testModels() {
 		t.Run(tm.name, func(t *testing.T) {
 			rng := rand.New(rand.NewPCG(3, 4))
 			s := randSplit(rng, tm.m, 45) // a short last batch
@@ -168,7 +167,7 @@ func TestLogitsMatchEval(t *testing.T) {
 
 // Predict of n samples equals a model.Net compiled for a batch of n.
 func TestPredictMatchesNet(t *testing.T) {
-	for _, tm := range testModels(t) {
+	for _, tm := range testModels() {
 		t.Run(tm.name, func(t *testing.T) {
 			r, err := New(tm.m, Options{Reference: true, MaxBatch: 8})
 			if err != nil {
@@ -203,7 +202,7 @@ func TestPredictMatchesNet(t *testing.T) {
 }
 
 func TestLayersNameKernels(t *testing.T) {
-	for _, tm := range testModels(t) {
+	for _, tm := range testModels() {
 		if tm.kernels == nil {
 			continue
 		}
@@ -243,7 +242,7 @@ func TestLayersNameKernels(t *testing.T) {
 // Concurrent calls of several batch sizes give the serial results (run
 // with -race).
 func TestConcurrentPredict(t *testing.T) {
-	for _, tm := range testModels(t) {
+	for _, tm := range testModels() {
 		t.Run(tm.name, func(t *testing.T) {
 			r, err := New(tm.m, Options{Sizes: 2}) // sizes get evicted meanwhile
 			if err != nil {
@@ -287,7 +286,7 @@ func TestPredictAllocatesNothing(t *testing.T) {
 	if raceEnabled {
 		t.Skip("the race detector allocates")
 	}
-	for _, tm := range testModels(t) {
+	for _, tm := range testModels() {
 		t.Run(tm.name, func(t *testing.T) {
 			r, err := New(tm.m, Options{})
 			if err != nil {
@@ -313,7 +312,7 @@ func TestPredictAllocatesNothing(t *testing.T) {
 }
 
 func TestPredictRejectsBadSizes(t *testing.T) {
-	tm := testModels(t)[0]
+	tm := testModels()[0]
 	r, err := New(tm.m, Options{})
 	if err != nil {
 		t.Fatal(err)
@@ -340,7 +339,7 @@ func TestPredictRejectsBadSizes(t *testing.T) {
 
 // Load reads a saved checkpoint back and predicts what the model did.
 func TestLoadSavedCheckpoint(t *testing.T) {
-	for _, tm := range testModels(t) {
+	for _, tm := range testModels() {
 		t.Run(tm.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "model.safetensors")
 			if _, err := tm.m.Save(path, nil); err != nil {
@@ -400,7 +399,7 @@ func maxRelDiff(a, b []float32) float64 {
 // the whole batch gives (Predict and Logits, batches cut unevenly, a short
 // last micro-batch padded); other networks keep whole batches.
 func TestMicroBatches(t *testing.T) {
-	for _, tm := range testModels(t) {
+	for _, tm := range testModels() {
 		t.Run(tm.name, func(t *testing.T) {
 			r, err := New(tm.m, Options{})
 			if err != nil {
