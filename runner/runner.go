@@ -781,7 +781,13 @@ func (ex *execution) execute(ctx context.Context, it *PlanItem, doc KeyDoc, key 
 	}
 	elapsed := time.Since(start).Seconds()
 	metrics["seconds"] = round3(elapsed)
-	b, _ := json.MarshalIndent(metrics, "", "  ")
+	if err := checkFinite(metrics); err != nil {
+		return nil, err
+	}
+	b, err := json.MarshalIndent(metrics, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("metrics.json: %w", err)
+	}
 	if err := checkpoint.WriteBytes(filepath.Join(work, "metrics.json"), append(b, '\n')); err != nil {
 		return nil, err
 	}

@@ -1,0 +1,373 @@
+package runner_test
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"math"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/rs/zerolog"
+
+	"github.com/shrink-ml/shrink/internal/npy"
+	"github.com/shrink-ml/shrink/internal/testkit"
+	"github.com/shrink-ml/shrink/pipeline"
+	"github.com/shrink-ml/shrink/runner"
+	"github.com/shrink-ml/shrink/stages"
+)
+
+// Tiny models for the edge recipes, each with the shape of one sample of the
+// npy data edgeData writes for it.
+var edgeModels = map[string]struct {
+	yaml  string
+	shape []int
+}{
+	"mlp": {`{arch: mlp, hidden: [5], classes: 3}`, []int{6}},
+	"conv": {`
+  input: [1, 6, 6]
+  classes: 3
+  layers:
+    - {name: conv1, type: conv2d, out: 4, kernel: 3, padding: 1}
+    - {name: bn1, type: batchnorm2d}
+    - {type: relu}
+    - {name: conv2, type: conv2d, out: 4, kernel: 3, padding: 1}
+    - {type: relu}
+    - {type: adaptive_avgpool2d}
+    - {type: flatten}
+    - {name: fc, type: linear, out: 3}`, []int{1, 6, 6}},
+	"lstm": {`{arch: lstm, hidden: 4, classes: 3}`, []int{4, 3}},
+}
+
+// edgeCase is a recipe the schema accepts, with values at the edge of what
+// it accepts. want is "" when every stage must run and give finite metrics;
+// otherwise the stage failStage must fail (or the recipe must be refused
+// before anything runs, when failStage is "") with an error holding every
+// string of want.
+type edgeCase struct {
+	name        string
+	model       string  // a key of edgeModels
+	train, test int     // samples in each split
+	batch       int     // data.batch_size (0: 4)
+	scale       float32 // multiplies the inputs (0: 1)
+	stages      string  // the recipe's stages section, indented two spaces
+	failStage   string
+	want        []string
+	check       func(t *testing.T, m *runner.Manifest)
+}
+
+// trainStage is a one-epoch training the other stages start from.
+const trainStage = `
+  train: {type: train, epochs: 1, optimizer: {name: adam, lr: 0.01}}`
+
+func TestEdgeRecipes(t *testing.T) {
+	cases := []edgeCase{
+		{name: "batch larger than the data", model: "mlp", train: 5, test: 3, batch: 64, stages: trainStage},
+		{name: "batch of one", model: "mlp", train: 5, test: 3, batch: 1, stages: trainStage},
+		{name: "one sample", model: "mlp", train: 1, test: 1, stages: trainStage},
+		{name: "conv one sample", model: "conv", train: 1, test: 1, stages: trainStage},
+		{name: "lstm one sample", model: "lstm", train: 1, test: 1, stages: trainStage},
+		{name: "zero epochs", model: "mlp", train: 5, test: 3, stages: `
+  train: {type: train, epochs: 0}`},
+		{name: "tiny learning rate", model: "mlp", train: 5, test: 3, stages: `
+  train: {type: train, epochs: 1, optimizer: {name: sgd, lr: 1e-300}}`},
+		{name: "empty test split", model: "mlp", train: 5, test: 0, stages: trainStage, failStage: "train", want: []string{"test.x", "xt.npy holds no samples"}},
+		{name: "empty train split", model: "mlp", train: 0, test: 3, stages: trainStage, failStage: "train", want: []string{"train.x", "x.npy holds no samples"}},
+		{name: "huge inputs untrained", model: "mlp", train: 5, test: 3, scale: 5e37, stages: `
+  train: {type: train, epochs: 0}`},
+		{name: "huge inputs conv untrained", model: "conv", train: 5, test: 3, scale: 5e37, stages: `
+  train: {type: train, epochs: 0}
+  q: {type: quantize, needs: [train], mode: static, calibration_batches: 1}`, failStage: "train", want: []string{"test split", "not finite", "data.normalize"}},
+		{name: "zero inputs static", model: "conv", train: 5, test: 3, scale: 1e-45, stages: `
+  q: {type: quantize, mode: static, calibration_batches: 1}
+  qat: {type: qat, epochs: 1, calibration_batches: 1}`},
+		{name: "validation split of one sample", model: "mlp", train: 2, test: 1, stages: `
+  train: {type: train, epochs: 1, data: {validation_split: 0.5}}`},
+		{name: "validation split leaves none", model: "mlp", train: 1, test: 1, stages: `
+  train: {type: train, epochs: 1, data: {validation_split: 0.9}}`, failStage: "train", want: []string{"validation_split", "1 row(s), too few"}},
+		{name: "huge learning rate", model: "mlp", train: 5, test: 3, stages: `
+  train: {type: train, epochs: 2, optimizer: {name: sgd, lr: 1e30}}`, failStage: "train", want: []string{"loss is NaN", "lower the learning rate"}},
+		{name: "train head only one sample", model: "conv", train: 1, test: 1, stages: `
+  train: {type: train, epochs: 1, layers: [fc]}`},
+
+		{name: "prune amount 0", model: "mlp", train: 5, test: 3, stages: trainStage + `
+  prune: {type: prune, needs: [train], method: l1_unstructured, amount: 0.0}`},
+		{name: "prune amount 1.0", model: "mlp", train: 5, test: 3, stages: trainStage + `
+  prune: {type: prune, needs: [train], method: l1_unstructured, amount: 1.0, finetune: {epochs: 1}}`},
+		{name: "prune random 1.0", model: "conv", train: 5, test: 3, stages: trainStage + `
+  prune: {type: prune, needs: [train], method: random_unstructured, amount: 1.0, finetune: {epochs: 1}}`},
+		{name: "prune count of every weight", model: "mlp", train: 5, test: 3, stages: trainStage + `
+  prune: {type: prune, needs: [train], method: l1_unstructured, layers: [fc1], amount: 30}`},
+		{name: "global prune 1.0", model: "mlp", train: 5, test: 3, stages: trainStage + `
+  prune: {type: prune, needs: [train], method: global_unstructured, amount: 1.0}`},
+		{name: "global prune removes a layer", model: "mlp", train: 5, test: 3, stages: trainStage + `
+  prune: {type: prune, needs: [train], method: global_unstructured, amount: 0.98}`},
+		{name: "ln_structured 1.0 dim 0", model: "conv", train: 5, test: 3, stages: trainStage + `
+  prune: {type: prune, needs: [train], method: ln_structured, amount: 1.0, finetune: {epochs: 1}}`},
+		{name: "ln_structured 1.0 dim 1", model: "mlp", train: 5, test: 3, stages: trainStage + `
+  prune: {type: prune, needs: [train], method: ln_structured, dim: 1, amount: 1.0}`},
+		{name: "ln_structured physical every channel", model: "mlp", train: 5, test: 3, stages: trainStage + `
+  prune: {type: prune, needs: [train], method: ln_structured, physical: true, amount: 1.0}`, failStage: "prune", want: []string{"layer fc1", "every one of its 5 units", "lower the amount"}},
+		{name: "group_norm physical every channel", model: "conv", train: 5, test: 3, stages: trainStage + `
+  prune: {type: prune, needs: [train], method: group_norm, physical: true, amount: 1.0}`, failStage: "prune", want: []string{"layer conv1", "every one of its 4 units", "lower the amount"}},
+		{name: "group_norm target tiny", model: "conv", train: 5, test: 3, stages: trainStage + `
+  prune: {type: prune, needs: [train], method: group_norm, physical: true, target: {macs: 0.000001}}`, failStage: "prune", want: []string{"target macs 1e-06 cannot be reached"}},
+		{name: "ln_structured target params tiny", model: "mlp", train: 5, test: 3, stages: trainStage + `
+  prune: {type: prune, needs: [train], method: ln_structured, target: {params: 0.000001}}`, failStage: "prune", want: []string{"target params 1e-06 cannot be reached"}},
+		{name: "lottery ticket one sample", model: "mlp", train: 1, test: 1, stages: `
+  prune: {type: prune, method: lottery_ticket, rounds: 2, rate: 0.99, output_rate: 0.99, train: {epochs: 1}}`},
+		{name: "lottery ticket best_val", model: "mlp", train: 3, test: 1, stages: `
+  prune: {type: prune, method: lottery_ticket, rounds: 1, select: best_val, train: {epochs: 1}, data: {validation_split: 0.5}}`},
+		{name: "lstm prune 1.0", model: "lstm", train: 5, test: 3, stages: trainStage + `
+  prune: {type: prune, needs: [train], method: l1_unstructured, amount: 1.0}`},
+
+		{name: "quantize after prune 1.0", model: "mlp", train: 5, test: 3, stages: trainStage + `
+  prune: {type: prune, needs: [train], method: l1_unstructured, amount: 1.0}
+  q: {type: quantize, needs: [prune], bits: 2}
+  qs: {type: quantize, needs: [prune], bits: 2, mode: static, scheme: asymmetric, granularity: per_tensor}`},
+		{name: "quantize 2 bits static one-sample calibration", model: "mlp", train: 5, test: 3, batch: 1, stages: trainStage + `
+  q: {type: quantize, needs: [train], bits: 2, mode: static, calibration_batches: 1, activations: {bits: 2}}`},
+		{name: "quantize percentile extremes", model: "mlp", train: 5, test: 3, batch: 1, stages: trainStage + `
+  q100: {type: quantize, needs: [train], mode: static, observer: percentile, percentile: 100, calibration_batches: 1}
+  q50: {type: quantize, needs: [train], mode: static, observer: percentile, percentile: 50.000001, calibration_batches: 1}`},
+		{name: "quantize conv static one sample", model: "conv", train: 1, test: 1, stages: trainStage + `
+  q: {type: quantize, needs: [train], bits: 2, mode: static, calibration_batches: 1000}`},
+		{name: "quantize conv static constant input", model: "conv", train: 1, test: 1, stages: `
+  q: {type: quantize, bits: 3, mode: static, scheme: asymmetric, granularity: per_tensor, activations: {bits: 2, scheme: symmetric}}`},
+		{name: "quantize lstm dynamic", model: "lstm", train: 1, test: 1, stages: trainStage + `
+  q: {type: quantize, needs: [train], bits: 2, activations: {reduce_range: true}}`},
+		{name: "quantize lstm after prune 1.0", model: "lstm", train: 3, test: 1, stages: trainStage + `
+  prune: {type: prune, needs: [train], method: l1_unstructured, amount: 1.0}
+  q: {type: quantize, needs: [prune], bits: 8, activations: {reduce_range: true}}`},
+
+		{name: "qat freeze 0 two bits", model: "conv", train: 5, test: 3, stages: trainStage + `
+  qat: {type: qat, needs: [train], bits: 2, freeze_bn_after: 0, calibration_batches: 1, activations: {bits: 2}}`},
+		{name: "qat freeze after the last epoch", model: "conv", train: 1, test: 1, stages: trainStage + `
+  qat: {type: qat, needs: [train], epochs: 1, freeze_bn_after: 100}`},
+		{name: "qat zero epochs", model: "conv", train: 5, test: 3, stages: trainStage + `
+  qat: {type: qat, needs: [train], epochs: 0}`},
+		{name: "qat after prune 1.0", model: "mlp", train: 5, test: 3, stages: trainStage + `
+  prune: {type: prune, needs: [train], method: l1_unstructured, amount: 1.0}
+  qat: {type: qat, needs: [prune], bits: 2}`},
+		{name: "qat dynamic lstm", model: "lstm", train: 3, test: 1, stages: trainStage + `
+  qat: {type: qat, needs: [train], mode: dynamic, activations: {reduce_range: true}}`},
+
+		{name: "lowrank rank 1", model: "conv", train: 5, test: 3, stages: trainStage + `
+  lr: {type: lowrank, needs: [train], rank: 1, finetune: {epochs: 1}}`},
+		{name: "lowrank rank above min", model: "mlp", train: 5, test: 3, stages: trainStage + `
+  lr: {type: lowrank, needs: [train], rank: 1000}`},
+		{name: "lowrank energy extremes", model: "mlp", train: 5, test: 3, stages: trainStage + `
+  e1: {type: lowrank, needs: [train], energy: 1.0}
+  e0: {type: lowrank, needs: [train], energy: 1e-12}`},
+		{name: "lowrank of zero weights", model: "mlp", train: 5, test: 3, stages: trainStage + `
+  prune: {type: prune, needs: [train], method: l1_unstructured, amount: 1.0}
+  lr: {type: lowrank, needs: [prune], rank: 1}
+  e: {type: lowrank, needs: [prune], energy: 0.5}`},
+		{name: "lowrank then quantize static", model: "mlp", train: 5, test: 3, stages: trainStage + `
+  lr: {type: lowrank, needs: [train], rank: 1}
+  q: {type: quantize, needs: [lr], bits: 2, mode: static, calibration_batches: 1}`},
+
+		{name: "distill alpha 0 tiny temperature", model: "mlp", train: 5, test: 3, stages: trainStage + `
+  d: {type: distill, needs: [train], teacher: train, alpha: 0, temperature: 1e-30}`},
+		{name: "distill huge temperature", model: "mlp", train: 5, test: 3, stages: trainStage + `
+  d: {type: distill, needs: [train], teacher: train, alpha: 0, temperature: 1e30}`},
+		{name: "distill alpha 1", model: "mlp", train: 5, test: 3, stages: trainStage + `
+  d: {type: distill, alpha: 1, student: {hidden: [1]}}`},
+		{name: "distill online one sample", model: "mlp", train: 1, test: 1, stages: trainStage + `
+  d: {type: distill, needs: [train], teacher: train, mode: online, temperature: 1e-20}`},
+
+		{name: "lora rank above the layer", model: "mlp", train: 5, test: 3, stages: trainStage + `
+  l: {type: lora, needs: [train], targets: [fc1, fc2], r: 100}
+  m: {type: lora, needs: [train], targets: [fc1, fc2], r: 100, merge: true}`},
+		{name: "lora nf4 base smaller than a block", model: "mlp", train: 5, test: 3, stages: trainStage + `
+  l: {type: lora, needs: [train], targets: [fc1], base: nf4, blocksize: 4096, merge: true}`},
+		{name: "lora int4 conv", model: "conv", train: 1, test: 1, stages: trainStage + `
+  l: {type: lora, needs: [train], targets: [conv1, conv2], base: int4, r: 64, dropout: 0.999, merge: true, batchnorm: update}`},
+		{name: "lora after prune 1.0", model: "mlp", train: 5, test: 3, stages: trainStage + `
+  prune: {type: prune, needs: [train], method: l1_unstructured, amount: 1.0}
+  l: {type: lora, needs: [prune], targets: [fc1], base: nf4, merge: true}
+  l8: {type: lora, needs: [prune], targets: [fc1], base: int8}`},
+
+		{name: "select ties", model: "mlp", train: 5, test: 3, stages: trainStage + `
+  prune: {type: prune, needs: [train], method: l1_unstructured, matrix: {amount: [0.0, 0]}}
+  best: {type: select, needs: [prune], metric: accuracy, goal: max}`},
+		{name: "select rejects all", model: "mlp", train: 5, test: 3, stages: trainStage + `
+  prune: {type: prune, needs: [train], method: l1_unstructured, matrix: {amount: [0.5, 0.9]}}
+  best: {type: select, needs: [prune], metric: accuracy, goal: max, where: {accuracy: {min: 2}}}`, failStage: "best", want: []string{"no candidate qualifies", "loosen where"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) { runEdgeCase(t, c) })
+	}
+}
+
+// runEdgeCase writes the case's data and recipe into a temporary folder, runs
+// it and checks the outcome against the case's.
+func runEdgeCase(t *testing.T, c edgeCase) {
+	t.Helper()
+	dir := t.TempDir()
+	mod, ok := edgeModels[c.model]
+	if !ok {
+		t.Fatalf("no model %q", c.model)
+	}
+	scale := c.scale
+	if scale == 0 {
+		scale = 1
+	}
+	edgeData(t, dir, "x.npy", "y.npy", c.train, mod.shape, 1, scale)
+	edgeData(t, dir, "xt.npy", "yt.npy", c.test, mod.shape, 2, scale)
+	batch := c.batch
+	if batch == 0 {
+		batch = 4
+	}
+	src := fmt.Sprintf(`version: 1
+name: edge
+seed: 7
+model: %s
+data: {dataset: npy, train: {x: x.npy, y: y.npy}, test: {x: xt.npy, y: yt.npy}, batch_size: %d, eval_batch_size: 2}
+stages:%s
+`, mod.yaml, batch, c.stages)
+	path := filepath.Join(dir, "edge.yaml")
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, err := pipeline.Load(path, stages.Default, pipeline.Options{})
+	if c.failStage == "" && len(c.want) > 0 {
+		if err == nil {
+			t.Fatalf("the recipe was accepted; want it refused with %q\n%s", c.want, src)
+		}
+		for _, w := range c.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("refused with\n%v\nwant it to say %q", err, w)
+			}
+		}
+		return
+	}
+	if err != nil {
+		t.Fatalf("%v\n%s", err, src)
+	}
+	logs := &testkit.LogBuffer{}
+	runDir := filepath.Join(dir, "run")
+	m, err := runner.New(stages.Default, r, runner.Options{RunDir: runDir, Jobs: 1, Log: zerolog.New(logs)}).Run(context.Background())
+	if err != nil && !errors.Is(err, runner.ErrStageFailed) {
+		t.Fatalf("%v\n%s", err, logs)
+	}
+	for _, s := range m.Stages {
+		folder := filepath.Join(runDir, s.Folder)
+		switch {
+		case s.ID == c.failStage:
+			if s.Status != "failed" {
+				t.Errorf("stage %s %s; want it failed with %q", s.ID, s.Status, c.want)
+				continue
+			}
+			for _, w := range c.want {
+				if !strings.Contains(s.Error, w) {
+					t.Errorf("stage %s failed with\n%s\nwant it to say %q", s.ID, s.Error, w)
+				}
+			}
+			// A failed stage leaves no folder a later run or a reader could
+			// take for its result.
+			if _, err := os.Stat(filepath.Join(folder, "model.safetensors")); err == nil {
+				t.Errorf("failed stage %s left %s", s.ID, folder)
+			}
+		case c.failStage != "" && s.Status == "skipped":
+		case s.Status != "ran":
+			t.Errorf("stage %s %s: %s\n%s", s.ID, s.Status, s.Error, logs)
+		default:
+			checkEdgeFolder(t, s, folder)
+		}
+	}
+	if c.check != nil && !t.Failed() {
+		c.check(t, m)
+	}
+}
+
+// checkEdgeFolder checks that a stage that ran wrote its checkpoint and a
+// metrics.json whose numbers are all finite, and that the manifest's
+// metrics are those.
+func checkEdgeFolder(t *testing.T, s *runner.StageRecord, folder string) {
+	t.Helper()
+	if _, err := os.Stat(filepath.Join(folder, "model.safetensors")); err != nil {
+		t.Errorf("stage %s: %v", s.ID, err)
+	}
+	b, err := os.ReadFile(filepath.Join(folder, "metrics.json"))
+	if err != nil {
+		t.Fatalf("stage %s: %v", s.ID, err)
+	}
+	var got map[string]any
+	if err := json.Unmarshal(b, &got); err != nil {
+		t.Fatalf("stage %s: metrics.json: %v\n%s", s.ID, err, b)
+	}
+	for _, k := range []string{"accuracy", "loss", "params_total", "test_samples"} {
+		if _, ok := got[k]; !ok {
+			t.Errorf("stage %s: metrics.json lacks %s: %s", s.ID, k, b)
+		}
+	}
+	walkNumbers(s.Metrics, s.ID, func(key string, x float64) {
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			t.Errorf("stage %s: metric %s is %v", s.ID, key, x)
+		}
+	})
+	if acc, ok := got["accuracy"].(float64); ok && (acc < 0 || acc > 1) {
+		t.Errorf("stage %s: accuracy %v", s.ID, acc)
+	}
+}
+
+// walkNumbers calls f with every number in v (nested maps and lists, and
+// structs through their JSON form), named by its key path.
+func walkNumbers(v any, path string, f func(string, float64)) {
+	switch x := v.(type) {
+	case map[string]any:
+		for k, e := range x {
+			walkNumbers(e, path+"."+k, f)
+		}
+	case []any:
+		for i, e := range x {
+			walkNumbers(e, fmt.Sprintf("%s.%d", path, i), f)
+		}
+	case float64:
+		f(path, x)
+	case float32:
+		f(path, float64(x))
+	case int, int64, string, bool, nil:
+	default:
+		// Structs (per-layer metrics) and typed maps: their JSON form.
+		b, err := json.Marshal(x)
+		if err != nil {
+			f(path+" (not JSON: "+err.Error()+")", math.NaN())
+			return
+		}
+		var y any
+		if json.Unmarshal(b, &y) == nil {
+			walkNumbers(y, path, f)
+		}
+	}
+}
+
+// edgeData writes n seeded samples of the given shape and their labels
+// (0, 1, 2, 0, ...: every class present once there are three) as .npy files.
+func edgeData(t *testing.T, dir, xname, yname string, n int, shape []int, seed uint64, scale float32) {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(seed, 99))
+	size := 1
+	for _, d := range shape {
+		size *= d
+	}
+	x := make([]float32, n*size)
+	y := make([]int64, n)
+	for i := range n {
+		y[i] = int64(i % 3)
+		for j := range size {
+			x[i*size+j] = (float32(rng.NormFloat64()) + float32(y[i])) * scale
+		}
+	}
+	if err := npy.WriteFile(filepath.Join(dir, xname), &npy.Array{Shape: append([]int{n}, shape...), Data: x}); err != nil {
+		t.Fatal(err)
+	}
+	if err := npy.WriteFile(filepath.Join(dir, yname), &npy.Array{Shape: []int{n}, Data: y}); err != nil {
+		t.Fatal(err)
+	}
+}
