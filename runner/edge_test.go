@@ -198,6 +198,33 @@ func TestEdgeRecipes(t *testing.T) {
 		{name: "select rejects all", model: "mlp", train: 5, test: 3, stages: trainStage + `
   prune: {type: prune, needs: [train], method: l1_unstructured, matrix: {amount: [0.5, 0.9]}}
   best: {type: select, needs: [prune], metric: accuracy, goal: max, where: {accuracy: {min: 2}}}`, failStage: "best", want: []string{"no candidate qualifies", "loosen where"}},
+		{name: "adam eps below float32", model: "mlp", train: 5, test: 3, stages: trainStage + `
+  prune: {type: prune, needs: [train], method: l1_unstructured, amount: 0.5, finetune: {epochs: 1, optimizer: {name: adam, eps: 1e-300}}}`, want: []string{"stages.prune.finetune.optimizer.eps: 1e-300 is 0 in float32"}},
+		{name: "adam betas 0", model: "mlp", train: 5, test: 3, stages: `
+  train: {type: train, epochs: 2, optimizer: {name: adam, beta1: 0, beta2: 0, lr_decay: 1e-300}}`},
+		{name: "sgd momentum near 1", model: "mlp", train: 5, test: 3, stages: `
+  train: {type: train, epochs: 2, optimizer: {name: sgd, lr: 0.001, momentum: 0.999999, weight_decay: 1e-300}}`},
+		{name: "one-unit mlp", model: "mlp", train: 5, test: 3, stages: `
+  train: {type: train, epochs: 1, data: {shuffle: false, eval_batch_size: 1}}
+  d: {type: distill, teacher: train, student: {hidden: [1, 1]}, batch_size: 1000}
+  lr: {type: lowrank, needs: [train], ranks: {fc1: 1}, energies: {fc2: 1e-9}}`},
+		{name: "per-layer amounts 1.0 and 0", model: "mlp", train: 5, test: 3, stages: trainStage + `
+  prune: {type: prune, needs: [train], method: ln_structured, amounts: {fc1: 1.0, fc2: 0.0}, amount: 0.5, finetune: {epochs: 1, batch_size: 1}}`},
+		{name: "lottery ticket rewind to last epoch", model: "mlp", train: 5, test: 3, stages: `
+  prune: {type: prune, method: lottery_ticket, rounds: 1, rate: 0.999999, rewind: {epoch: 1}, control: random_reinit, train: {epochs: 1}}`},
+		{name: "quantize overrides", model: "conv", train: 5, test: 3, stages: trainStage + `
+  q: {type: quantize, needs: [train], mode: static, calibration_batches: 1, keep_batchnorm: true, overrides: {conv1: {bits: 2, granularity: per_tensor}, fc: {bits: 2, scheme: asymmetric}}}
+  qat: {type: qat, needs: [train], calibration_batches: 1, observer: percentile, percentile: 50.000001, overrides: {conv2: {bits: 2}}, freeze_bn_after: 1, epochs: 2, batch_size: 1}`},
+		{name: "lora train_also zero epochs", model: "conv", train: 5, test: 3, stages: trainStage + `
+  l: {type: lora, needs: [train], targets: [conv2], train_also: [fc], epochs: 0, alpha: 1e-30, rslora: true}
+  l2: {type: lora, needs: [train], targets: [fc], alpha: 1e30, batch_size: 1}`},
+		{name: "select ties on nested metric", model: "mlp", train: 5, test: 3, stages: trainStage + `
+  q: {type: quantize, needs: [train], matrix: {bits: [2, 2.0]}}
+  best: {type: select, needs: [q], metric: [layers.fc1.bits, accuracy], goal: min}`},
+		{name: "select after select", model: "mlp", train: 5, test: 3, stages: trainStage + `
+  q: {type: quantize, needs: [train], matrix: {bits: [4, 8]}}
+  best: {type: select, needs: [q], metric: size_bytes, goal: min}
+  again: {type: select, needs: [best, train], metric: accuracy, goal: max}`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) { runEdgeCase(t, c) })
