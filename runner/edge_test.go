@@ -40,7 +40,28 @@ var edgeModels = map[string]struct {
     - {type: adaptive_avgpool2d}
     - {type: flatten}
     - {name: fc, type: linear, out: 3}`, []int{1, 6, 6}},
-	"lstm": {`{arch: lstm, hidden: 4, classes: 3}`, []int{4, 3}},
+	"lstm":   {`{arch: lstm, hidden: 4, classes: 3}`, []int{4, 3}},
+	"lenet5": {`{arch: lenet5, channels: [1, 1], hidden: [1, 1], classes: 3}`, []int{1, 28, 28}},
+	"resnet": {`{arch: resnet, depth: 8, width: 1, classes: 3}`, []int{1, 6, 6}},
+	"bn1d": {`
+  input: [6]
+  classes: 3
+  layers:
+    - {name: fc1, type: linear, out: 4}
+    - {name: bn, type: batchnorm1d}
+    - {type: relu}
+    - {type: dropout, p: 1}
+    - {name: fc2, type: linear, out: 3}`, []int{6}},
+	// Token ids: edgeData writes integers 0..4 for a model whose name starts
+	// with "tokens".
+	"tokens": {`
+  input: [4]
+  classes: 3
+  layers:
+    - {name: emb, type: embedding, num: 5, dim: 2}
+    - {name: lstm, type: lstm, hidden: 2}
+    - {type: last}
+    - {name: fc, type: linear, out: 3}`, []int{4}},
 }
 
 // edgeCase is a recipe the schema accepts, with values at the edge of what
@@ -225,6 +246,34 @@ func TestEdgeRecipes(t *testing.T) {
   q: {type: quantize, needs: [train], matrix: {bits: [4, 8]}}
   best: {type: select, needs: [q], metric: size_bytes, goal: min}
   again: {type: select, needs: [best, train], metric: accuracy, goal: max}`},
+		{name: "lenet5 one channel", model: "lenet5", train: 2, test: 1, batch: 1, stages: trainStage + `
+  g: {type: prune, needs: [train], method: group_norm, amount: 1.0}
+  q: {type: qat, needs: [train], bits: 2, calibration_batches: 1}
+  lr: {type: lowrank, needs: [train], rank: 1}`},
+		{name: "lenet5 physical prune of its one channel", model: "lenet5", train: 2, test: 1, batch: 1, stages: trainStage + `
+  p: {type: prune, needs: [train], method: ln_structured, physical: true, amount: 0.99}`,
+			failStage: "p", want: []string{"layer conv1", "every one of its 1 units"}},
+		{name: "resnet width 1", model: "resnet", train: 3, test: 2, batch: 1, stages: trainStage + `
+  g: {type: prune, needs: [train], method: group_norm, amount: 1.0, finetune: {epochs: 1}}
+  gp: {type: prune, needs: [train], method: group_norm, physical: true, amount: 0.4}
+  t: {type: prune, needs: [train], method: group_norm, physical: true, target: {params: 1.0}}
+  q: {type: quantize, needs: [train], mode: static, bits: 2, calibration_batches: 1}
+  qat: {type: qat, needs: [train], bits: 2, calibration_batches: 1, freeze_bn_after: 0}
+  l: {type: lora, needs: [train], targets: ["re:.*conv.*"], r: 64, base: nf4, batchnorm: update, merge: true}
+  d: {type: distill, teacher: train, student: {width: 1, depth: 8}, temperature: 1e-30, alpha: 0}`},
+		{name: "batchnorm1d batch of one", model: "bn1d", train: 3, test: 1, batch: 1, stages: trainStage,
+			failStage: "train", want: []string{"batch norm bn", "got 1: a batch of one sample", "batch_size above 1"}},
+		{name: "batchnorm1d last batch of one", model: "bn1d", train: 5, test: 1, batch: 4, stages: trainStage,
+			failStage: "train", want: []string{"epoch 1, batch 2", "batch norm bn", "a batch of one sample"}},
+		{name: "batchnorm1d, dropout 1", model: "bn1d", train: 3, test: 1, batch: 3, stages: trainStage + `
+  q: {type: quantize, needs: [train], mode: static, calibration_batches: 1}
+  qat: {type: qat, needs: [train], calibration_batches: 1}
+  p: {type: prune, needs: [train], method: group_norm, amount: 1.0, finetune: {epochs: 1}}
+  pp: {type: prune, needs: [train], method: group_norm, physical: true, amount: 0.75, finetune: {epochs: 1}}`},
+		{name: "tokens", model: "tokens", train: 3, test: 1, batch: 1, stages: trainStage + `
+  p: {type: prune, needs: [train], method: l1_unstructured, amount: 1.0, finetune: {epochs: 1}}
+  q: {type: quantize, needs: [p], bits: 2}
+  d: {type: distill, needs: [p], teacher: train}`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) { runEdgeCase(t, c) })
@@ -243,6 +292,9 @@ func runEdgeCase(t *testing.T, c edgeCase) {
 	scale := c.scale
 	if scale == 0 {
 		scale = 1
+	}
+	if c.model == "tokens" {
+		scale = -1
 	}
 	edgeData(t, dir, "x.npy", "y.npy", c.train, mod.shape, 1, scale)
 	edgeData(t, dir, "xt.npy", "yt.npy", c.test, mod.shape, 2, scale)
@@ -375,7 +427,8 @@ func walkNumbers(v any, path string, f func(string, float64)) {
 }
 
 // edgeData writes n seeded samples of the given shape and their labels
-// (0, 1, 2, 0, ...: every class present once there are three) as .npy files.
+// (0, 1, 2, 0, ...: every class present once there are three) as .npy files:
+// inputs scaled by scale, or token ids 0..4 when scale is -1.
 func edgeData(t *testing.T, dir, xname, yname string, n int, shape []int, seed uint64, scale float32) {
 	t.Helper()
 	rng := rand.New(rand.NewPCG(seed, 99))
@@ -391,7 +444,15 @@ func edgeData(t *testing.T, dir, xname, yname string, n int, shape []int, seed u
 			x[i*size+j] = (float32(rng.NormFloat64()) + float32(y[i])) * scale
 		}
 	}
-	if err := npy.WriteFile(filepath.Join(dir, xname), &npy.Array{Shape: append([]int{n}, shape...), Data: x}); err != nil {
+	xa := &npy.Array{Shape: append([]int{n}, shape...), Data: x}
+	if scale == -1 {
+		ids := make([]int64, len(x))
+		for i := range ids {
+			ids[i] = rng.Int64N(5)
+		}
+		xa.Data = ids
+	}
+	if err := npy.WriteFile(filepath.Join(dir, xname), xa); err != nil {
 		t.Fatal(err)
 	}
 	if err := npy.WriteFile(filepath.Join(dir, yname), &npy.Array{Shape: []int{n}, Data: y}); err != nil {
