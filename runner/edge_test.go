@@ -116,17 +116,30 @@ func TestEdgeRecipes(t *testing.T) {
   train: {type: train, epochs: 1, layers: [fc]}`},
 
 		{name: "prune amount 0", model: "mlp", train: 5, test: 3, stages: trainStage + `
-  prune: {type: prune, needs: [train], method: l1_unstructured, amount: 0.0}`},
+  prune: {type: prune, needs: [train], method: l1_unstructured, amount: 0.0}`, check: func(t *testing.T, m *runner.Manifest) {
+			same(t, m, "train", "prune", "accuracy", "loss", "params_nonzero")
+			wantMetric(t, m, "prune", "weight_sparsity", 0)
+		}},
 		{name: "prune amount 1.0", model: "mlp", train: 5, test: 3, stages: trainStage + `
-  prune: {type: prune, needs: [train], method: l1_unstructured, amount: 1.0, finetune: {epochs: 1}}`},
+  prune: {type: prune, needs: [train], method: l1_unstructured, amount: 1.0, finetune: {epochs: 1}}`, check: func(t *testing.T, m *runner.Manifest) {
+			// Every weight stays zero through the finetune; the biases train.
+			wantMetric(t, m, "prune", "weight_sparsity", 1)
+			wantMetric(t, m, "prune", "layers.fc1.nonzero", 0)
+		}},
 		{name: "prune random 1.0", model: "conv", train: 5, test: 3, stages: trainStage + `
   prune: {type: prune, needs: [train], method: random_unstructured, amount: 1.0, finetune: {epochs: 1}}`},
 		{name: "prune count of every weight", model: "mlp", train: 5, test: 3, stages: trainStage + `
-  prune: {type: prune, needs: [train], method: l1_unstructured, layers: [fc1], amount: 30}`},
+  prune: {type: prune, needs: [train], method: l1_unstructured, layers: [fc1], amount: 30}`, check: func(t *testing.T, m *runner.Manifest) {
+			wantMetric(t, m, "prune", "layers.fc1.sparsity", 1)
+			wantMetric(t, m, "prune", "layers.fc2.sparsity", 0)
+		}},
 		{name: "global prune 1.0", model: "mlp", train: 5, test: 3, stages: trainStage + `
   prune: {type: prune, needs: [train], method: global_unstructured, amount: 1.0}`},
 		{name: "global prune removes a layer", model: "mlp", train: 5, test: 3, stages: trainStage + `
-  prune: {type: prune, needs: [train], method: global_unstructured, amount: 0.98}`},
+  prune: {type: prune, needs: [train], method: global_unstructured, amount: 0.98}`, check: func(t *testing.T, m *runner.Manifest) {
+			// 45 weights, round(0.02 * 45) = 1 kept over both layers.
+			wantMetric(t, m, "prune", "layers.fc1.nonzero", 1-metric(t, m, "prune", "layers.fc2.nonzero"))
+		}},
 		{name: "ln_structured 1.0 dim 0", model: "conv", train: 5, test: 3, stages: trainStage + `
   prune: {type: prune, needs: [train], method: ln_structured, amount: 1.0, finetune: {epochs: 1}}`},
 		{name: "ln_structured 1.0 dim 1", model: "mlp", train: 5, test: 3, stages: trainStage + `
@@ -149,7 +162,10 @@ func TestEdgeRecipes(t *testing.T) {
 		{name: "quantize after prune 1.0", model: "mlp", train: 5, test: 3, stages: trainStage + `
   prune: {type: prune, needs: [train], method: l1_unstructured, amount: 1.0}
   q: {type: quantize, needs: [prune], bits: 2}
-  qs: {type: quantize, needs: [prune], bits: 2, mode: static, scheme: asymmetric, granularity: per_tensor}`},
+  qs: {type: quantize, needs: [prune], bits: 2, mode: static, scheme: asymmetric, granularity: per_tensor}`, check: func(t *testing.T, m *runner.Manifest) {
+			same(t, m, "prune", "q", "accuracy", "loss", "params_nonzero")
+			same(t, m, "prune", "qs", "params_nonzero")
+		}},
 		{name: "quantize 2 bits static one-sample calibration", model: "mlp", train: 5, test: 3, batch: 1, stages: trainStage + `
   q: {type: quantize, needs: [train], bits: 2, mode: static, calibration_batches: 1, activations: {bits: 2}}`},
 		{name: "quantize percentile extremes", model: "mlp", train: 5, test: 3, batch: 1, stages: trainStage + `
@@ -178,9 +194,14 @@ func TestEdgeRecipes(t *testing.T) {
   qat: {type: qat, needs: [train], mode: dynamic, activations: {reduce_range: true}}`},
 
 		{name: "lowrank rank 1", model: "conv", train: 5, test: 3, stages: trainStage + `
-  lr: {type: lowrank, needs: [train], rank: 1, finetune: {epochs: 1}}`},
+  lr: {type: lowrank, needs: [train], rank: 1, finetune: {epochs: 1}}`, check: func(t *testing.T, m *runner.Manifest) {
+			wantMetric(t, m, "lr", "layers.conv2.rank", 1)
+		}},
 		{name: "lowrank rank above min", model: "mlp", train: 5, test: 3, stages: trainStage + `
-  lr: {type: lowrank, needs: [train], rank: 1000}`},
+  lr: {type: lowrank, needs: [train], rank: 1000}`, check: func(t *testing.T, m *runner.Manifest) {
+			// rank x (out + in) >= out x in: every layer stays dense, unchanged.
+			same(t, m, "train", "lr", "accuracy", "loss", "params_total")
+		}},
 		{name: "lowrank energy extremes", model: "mlp", train: 5, test: 3, stages: trainStage + `
   e1: {type: lowrank, needs: [train], energy: 1.0}
   e0: {type: lowrank, needs: [train], energy: 1e-12}`},
@@ -215,7 +236,13 @@ func TestEdgeRecipes(t *testing.T) {
 
 		{name: "select ties", model: "mlp", train: 5, test: 3, stages: trainStage + `
   prune: {type: prune, needs: [train], method: l1_unstructured, matrix: {amount: [0.0, 0]}}
-  best: {type: select, needs: [prune], metric: accuracy, goal: max}`},
+  best: {type: select, needs: [prune], metric: accuracy, goal: max}`, check: func(t *testing.T, m *runner.Manifest) {
+			// Both branches keep every weight: a tie, which the first in run order wins.
+			same(t, m, "prune[amount=0.0]", "prune[amount=0]", "accuracy")
+			if got := m.Stage("best").Metrics["selected"]; got != "prune[amount=0.0]" {
+				t.Errorf("selected %v, want the first of the tied branches", got)
+			}
+		}},
 		{name: "select rejects all", model: "mlp", train: 5, test: 3, stages: trainStage + `
   prune: {type: prune, needs: [train], method: l1_unstructured, matrix: {amount: [0.5, 0.9]}}
   best: {type: select, needs: [prune], metric: accuracy, goal: max, where: {accuracy: {min: 2}}}`, failStage: "best", want: []string{"no candidate qualifies", "loosen where"}},
@@ -457,5 +484,47 @@ func edgeData(t *testing.T, dir, xname, yname string, n int, shape []int, seed u
 	}
 	if err := npy.WriteFile(filepath.Join(dir, yname), &npy.Array{Shape: []int{n}, Data: y}); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// metric is a stage's metric at a dotted key path (layers.fc1.rank).
+func metric(t *testing.T, m *runner.Manifest, id, path string) float64 {
+	t.Helper()
+	b, err := json.Marshal(m.Stage(id).Metrics)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range strings.Split(path, ".") {
+		mv, ok := v.(map[string]any)
+		if !ok {
+			t.Fatalf("stage %s has no metric %s", id, path)
+		}
+		v = mv[k]
+	}
+	x, ok := v.(float64)
+	if !ok {
+		t.Fatalf("stage %s: metric %s is %v, not a number", id, path, v)
+	}
+	return x
+}
+
+func wantMetric(t *testing.T, m *runner.Manifest, id, path string, want float64) {
+	t.Helper()
+	if got := metric(t, m, id, path); got != want {
+		t.Errorf("stage %s: %s = %v, want %v", id, path, got, want)
+	}
+}
+
+// same checks that two stages agree on the metrics.
+func same(t *testing.T, m *runner.Manifest, a, b string, paths ...string) {
+	t.Helper()
+	for _, p := range paths {
+		if x, y := metric(t, m, a, p), metric(t, m, b, p); x != y {
+			t.Errorf("%s: %s %v, %s %v; want them equal", p, a, x, b, y)
+		}
 	}
 }
