@@ -301,6 +301,24 @@ func TestEdgeRecipes(t *testing.T) {
   p: {type: prune, needs: [train], method: l1_unstructured, amount: 1.0, finetune: {epochs: 1}}
   q: {type: quantize, needs: [p], bits: 2}
   d: {type: distill, needs: [p], teacher: train}`},
+		{name: "huge batch size", model: "conv", train: 5, test: 3, batch: 1 << 62, stages: `
+  train: {type: train, epochs: 1, optimizer: {name: adam, lr: 0.01}, data: {shuffle: false}}
+  whole: {type: train, epochs: 1, optimizer: {name: adam, lr: 0.01}, data: {shuffle: false, batch_size: 5}}
+  q: {type: qat, needs: [train], calibration_batches: 4611686018427387904, batch_size: 4611686018427387904, data: {shuffle: false}}
+  qwhole: {type: qat, needs: [train], calibration_batches: 1, data: {shuffle: false, batch_size: 5}}
+  d: {type: distill, needs: [train], teacher: train, batch_size: 9223372036854775807}`, check: func(t *testing.T, m *runner.Manifest) {
+			// A batch larger than the data is the whole data in one batch
+			// (in file order here: a shuffle would only reorder its sums);
+			// calibration batches past the data are all of it.
+			same(t, m, "train", "whole", "loss", "accuracy")
+			same(t, m, "q", "qwhole", "loss", "accuracy")
+		}},
+		{name: "huge lowrank rank", model: "mlp", train: 5, test: 3, stages: trainStage + `
+  lr: {type: lowrank, needs: [train], rank: 4611686018427387904}
+  lr2: {type: lowrank, needs: [train], ranks: {fc1: 9223372036854775807}}`},
+		{name: "huge lora rank", model: "mlp", train: 5, test: 3, stages: trainStage + `
+  l: {type: lora, needs: [train], targets: [fc1], r: 4611686018427387904}`,
+			want: []string{"stages.l.r: layer fc1: an adapter of rank 4611686018427387904 would hold 5.07e+19 values", "lower r", "above 5 (the layer's min(out, in)) a rank adds nothing"}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) { runEdgeCase(t, c) })

@@ -81,7 +81,35 @@ var Adaptable = stages.Layers{What: "linear and conv2d layers (ungrouped, undila
 func (c *Config) CheckModel(in arch.Spec) error {
 	errs := stages.CheckLayers(in, "targets", c.Targets, Adaptable)
 	errs = append(errs, stages.CheckLayers(in, "train_also", c.TrainAlso, stages.AnyLearnable)...)
+	if len(errs) == 0 {
+		errs = c.checkSizes(in)
+	}
 	return errs.Err()
+}
+
+// checkSizes refuses, before anything runs, an r whose adapters could not be
+// allocated (model.CheckAdapterSize).
+func (c *Config) checkSizes(in arch.Spec) config.Errors {
+	g, err := in.Graph()
+	if err != nil {
+		return nil // the model section reports it
+	}
+	names, err := Adaptable.Resolve(g, c.Targets)
+	if err != nil {
+		return nil // CheckLayers reported it
+	}
+	for _, name := range names {
+		n := g.Node(name)
+		f, ok := n.Config.(arch.Factorable)
+		if !ok {
+			continue
+		}
+		a, b := f.FactorShapes(n.In, c.R)
+		if err := model.CheckAdapterSize(name, c.R, a, b); err != nil {
+			return config.Errors{config.Errorf("r", "%v", err)}
+		}
+	}
+	return nil
 }
 
 // UsesData reports that the stage trains and measures accuracy before.
