@@ -308,6 +308,18 @@ func NormalizeTable(mean, std float64) *[256]float32 {
 	return &t
 }
 
+// checkTable refuses a normalization that takes a pixel beyond float32 (a
+// std so small that (x - mean) / std overflows): the model would see
+// infinities, and training would fail on a NaN loss far from the cause.
+func checkTable(t *[256]float32, mean, std float64) error {
+	for p, v := range t {
+		if math.IsInf(float64(v), 0) || math.IsNaN(float64(v)) {
+			return fmt.Errorf("pixel %d/255 becomes %v after (x - %v) / %v, beyond float32: use a larger normalize.std", p, v, mean, std)
+		}
+	}
+	return nil
+}
+
 // displayName is how people write a dataset's name.
 func displayName(kind string) string {
 	switch kind {
@@ -340,6 +352,9 @@ func loadImages(cfg *Config, baseDir string) (*Dataset, error) {
 	}
 	mean, std := cfg.normalization()
 	lut := NormalizeTable(mean, std)
+	if err := checkTable(lut, mean, std); err != nil {
+		return nil, &FieldError{Path: "normalize", Msg: err.Error(), Err: err}
+	}
 
 	type result struct {
 		split      *Split

@@ -319,6 +319,31 @@ func TestEdgeRecipes(t *testing.T) {
 		{name: "huge lora rank", model: "mlp", train: 5, test: 3, stages: trainStage + `
   l: {type: lora, needs: [train], targets: [fc1], r: 4611686018427387904}`,
 			want: []string{"stages.l.r: layer fc1: an adapter of rank 4611686018427387904 would hold 5.07e+19 values", "lower r", "above 5 (the layer's min(out, in)) a rank adds nothing"}},
+		{name: "distill temperature overflows its square", model: "mlp", train: 5, test: 3, stages: trainStage + `
+  d: {type: distill, needs: [train], teacher: train, alpha: 0, temperature: 1e200}
+  d2: {type: distill, needs: [train], teacher: train, alpha: 0.5, temperature: 1e-200, mode: online}`},
+		{name: "norm p extremes", model: "conv", train: 5, test: 3, stages: trainStage + `
+  big: {type: prune, needs: [train], method: ln_structured, amount: 0.5, n: 1e308}
+  small: {type: prune, needs: [train], method: ln_structured, amount: 0.5, n: 1e-308}
+  gbig: {type: prune, needs: [train], method: group_norm, physical: true, amount: 0.5, n: 1e308}
+  gsmall: {type: prune, needs: [train], method: group_norm, target: {macs: 0.5}, n: 1e-308}`},
+		{name: "lora alpha huge", model: "mlp", train: 5, test: 3, stages: trainStage + `
+  l: {type: lora, needs: [train], targets: [fc1], alpha: 1e300, epochs: 2}`,
+			want: []string{"stages.l.alpha: the adapters' scaling alpha / r = 1.25e+299 is +Inf in float32"}},
+		{name: "lora alpha vanishing", model: "mlp", train: 5, test: 3, stages: trainStage + `
+  l: {type: lora, needs: [train], targets: [fc1], alpha: 1e-300, rslora: true}`,
+			want: []string{"stages.l.alpha: the adapters' scaling alpha / sqrt(r) = 3.54e-301 is 0 in float32"}},
+		{name: "normalize std tiny", model: "mlp", train: 5, test: 3, stages: `
+  train: {type: train, epochs: 1, data: {normalize: {mean: 0, std: 1e-40}}}`,
+			failStage: "train", want: []string{"train.x", "becomes", "after normalize, (x - mean) / std: beyond float32", "data.normalize"}},
+		{name: "normalize std below float32", model: "mlp", train: 5, test: 3, stages: `
+  train: {type: train, epochs: 1, data: {normalize: {mean: 0, std: 1e-50}}}`,
+			want: []string{"stages.train.data.normalize.std: std 1e-50 is 0 in float32"}},
+		{name: "normalize mean beyond float32", model: "mlp", train: 5, test: 3, stages: `
+  train: {type: train, epochs: 1, data: {normalize: {mean: [1e39], std: 1}}}`,
+			want: []string{"normalize.mean", "float32 holds"}},
+		{name: "validation split nearly all", model: "mlp", train: 5, test: 3, stages: `
+  train: {type: train, epochs: 1, data: {validation_split: 0.999999}}`},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) { runEdgeCase(t, c) })

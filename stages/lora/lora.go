@@ -8,6 +8,7 @@ package lora
 
 import (
 	"fmt"
+	"math"
 	"math/bits"
 	"os"
 	"slices"
@@ -62,6 +63,15 @@ func (c *Config) Validate() error {
 		if slices.Contains(c.Targets, n) {
 			errs = append(errs, config.Errorf("train_also."+strconv.Itoa(i), "%s is also a target: a layer either gets an adapter or trains in full", n))
 		}
+	}
+	// The adapter's output is scaled in float32: a scale that rounds to 0
+	// trains nothing, and an infinite one makes every output NaN.
+	scaling, div := c.Alpha/float64(c.R), "r"
+	if c.RSLoRA {
+		scaling, div = c.Alpha/math.Sqrt(float64(c.R)), "sqrt(r)"
+	}
+	if f := float32(scaling); f == 0 || math.IsInf(float64(f), 0) {
+		errs = append(errs, config.Errorf("alpha", "the adapters' scaling alpha / %s = %.3g is %v in float32: keep it from about 1e-38 to 3e38 (PEFT's defaults, alpha 8 and r 8, give 1)", div, scaling, f))
 	}
 	if bits.OnesCount(uint(c.Blocksize)) != 1 {
 		errs = append(errs, config.Errorf("blocksize", "%d is not a power of two (bitsandbytes takes 32, 64, ..., 4096)", c.Blocksize))
