@@ -571,3 +571,63 @@ func same(t *testing.T, m *runner.Manifest, a, b string, paths ...string) {
 		}
 	}
 }
+
+// panicky is a stage type whose run panics, as a bug would.
+type panicky struct{}
+
+func (panicky) Run(*stages.Context) (*stages.Result, error) {
+	panic("index out of range [3] with length 3")
+}
+
+// TestStagePanicFailsTheStage: a stage that panics fails alone, with an error
+// that says it is a bug; the stage beside it finishes, run.json is written and
+// the failed stage leaves no folder.
+func TestStagePanicFailsTheStage(t *testing.T) {
+	reg := stages.NewRegistry()
+	train, _ := stages.Default.Get("train")
+	reg.Register(train)
+	reg.Register(stages.Type{Name: "boom", Summary: "panics", New: func() stages.Config { return &panicky{} }})
+	dir := t.TempDir()
+	path := filepath.Join(dir, "boom.yaml")
+	src := `version: 1
+name: boom
+model: {arch: mlp, inputs: 4, hidden: [3], classes: 2}
+data: {dataset: synthetic, features: 4, classes: 2, samples: 20, batch_size: 5}
+stages:
+  train: {type: train}
+  boom: {type: boom, needs: [train]}
+  after: {type: train, needs: [boom]}
+  beside: {type: train, needs: [train]}
+`
+	if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	r, err := pipeline.Load(path, reg, pipeline.Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &testkit.LogBuffer{}
+	runDir := filepath.Join(dir, "run")
+	m, err := runner.New(reg, r, runner.Options{RunDir: runDir, Jobs: 2, Log: zerolog.New(logs)}).Run(context.Background())
+	if !errors.Is(err, runner.ErrStageFailed) {
+		t.Fatalf("got %v, want ErrStageFailed\n%s", err, logs)
+	}
+	if got := statuses(m); got["train"] != "ran" || got["boom"] != "failed" || got["after"] != "skipped" || got["beside"] != "ran" {
+		t.Errorf("statuses %v", got)
+	}
+	if e := m.Stage("boom").Error; !strings.Contains(e, "internal error, a bug in shrink") || !strings.Contains(e, "index out of range [3] with length 3") {
+		t.Errorf("error %q", e)
+	}
+	if !strings.Contains(logs.String(), "runner_test.panicky.Run") {
+		t.Errorf("the log lacks the panic's stack:\n%s", logs)
+	}
+	if _, err := os.Stat(filepath.Join(runDir, "boom")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("the panicked stage left its folder: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(runDir, "run.json")); err != nil {
+		t.Error(err)
+	}
+	if left, _ := filepath.Glob(filepath.Join(runDir, ".shrink", "store", "tmp", "boom-*")); len(left) > 0 {
+		t.Errorf("work folders left: %v", left)
+	}
+}
