@@ -120,12 +120,12 @@ func TestGraphErrors(t *testing.T) {
 		{"two sources", `{arch: mlp, inputs: 4, classes: 2, layers: [{name: a, type: linear, out: 2}]}`,
 			`give only one of arch, layers and onnx`},
 		// Sizes that would overflow an int, or fail to allocate, on the way to a run.
-		{"weight beyond 2^31 values", `{input: [4], classes: 2, layers: [{name: a, type: linear, out: 4611686018427387904}, {name: o, type: linear, out: 2}]}`,
-			`layers.0: a (linear) on input [4]: its weight would hold 1.84e+19 values (shape [4611686018427387904, 4]), more than 2^31`},
-		{"preset weight beyond 2^31 values", `{arch: mlp, inputs: 784, hidden: [2147483648], classes: 2}`,
-			`its weight would hold 1.68e+12 values (shape [2147483648, 784]), more than 2^31`},
-		{"output beyond 2^31 values", `{input: [1, 1024, 1024], classes: 2, layers: [{name: c, type: conv2d, out: 4096, kernel: 1, bias: false}, {type: adaptive_avgpool2d}, {type: flatten}, {name: o, type: linear, out: 2}]}`,
-			`its output would hold 4.29e+09 values per sample (shape [4096, 1024, 1024]), more than 2^31`},
+		{"weight beyond 2^46 values", `{input: [4], classes: 2, layers: [{name: a, type: linear, out: 4611686018427387904}, {name: o, type: linear, out: 2}]}`,
+			`layers.0: a (linear) on input [4]: its weight would hold 1.84e+19 values (shape [4611686018427387904, 4]), more than 2^46`},
+		{"preset weight beyond 2^46 values", `{arch: mlp, inputs: 65536, hidden: [2147483648], classes: 2}`,
+			`its weight would hold 1.41e+14 values (shape [2147483648, 65536]), more than 2^46`},
+		{"output beyond 2^46 values", `{input: [1, 1024, 1024], classes: 2, layers: [{name: c, type: conv2d, out: 134217728, kernel: 1, bias: false}, {type: adaptive_avgpool2d}, {type: flatten}, {name: o, type: linear, out: 2}]}`,
+			`its output would hold 1.41e+14 values per sample (shape [134217728, 1024, 1024]), more than 2^46`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, errs := spec(t, tc.src)

@@ -288,11 +288,12 @@ func (s Spec) Graph() (*Graph, error) {
 }
 
 // MaxValues bounds the values of one tensor and of one sample's output of a
-// layer: 2^31, 8 GiB of float32. Sizes come from the recipe (out, hidden,
-// input) with no other upper bound, and beyond this one a size can overflow
-// an int on its way to an allocation; no network shrink trains on a CPU comes
-// near it.
-const MaxValues = 1 << 31
+// layer: 2^46, 256 TiB of float32, more than Go allocates in one piece. Sizes
+// come from the recipe (out, hidden, input) with no other upper bound, and
+// beyond this one they overflow an int on the way to an allocation, or fail
+// it with a panic. Smaller ones that do not fit this machine are the run's
+// memory check's to refuse (runner.MemoryProblem), with its estimate.
+const MaxValues = 1 << 46
 
 // tooLarge says which of a node's tensors, or its output, holds more than
 // MaxValues values, counted in float64 so that no size overflows; "" if none.
@@ -306,11 +307,11 @@ func tooLarge(n *Node) string {
 	}
 	for _, t := range n.Tensors() {
 		if v := size(t.Shape); v > MaxValues {
-			return fmt.Sprintf("its %s would hold %.3g values (shape %v), more than 2^31: make the layer smaller", t.Suffix, v, Shape(t.Shape))
+			return fmt.Sprintf("its %s would hold %.3g values (shape %v), more than 2^46 (256 TiB of float32): make the layer smaller", t.Suffix, v, Shape(t.Shape))
 		}
 	}
 	if v := size(n.Out); v > MaxValues {
-		return fmt.Sprintf("its output would hold %.3g values per sample (shape %v), more than 2^31: make the layer smaller", v, n.Out)
+		return fmt.Sprintf("its output would hold %.3g values per sample (shape %v), more than 2^46 (256 TiB of float32): make the layer smaller", v, n.Out)
 	}
 	return ""
 }
