@@ -26,15 +26,26 @@ func DefaultOptimizer() OptimizerConfig {
 	return OptimizerConfig{Name: "adam", LR: 0.001, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, LRDecay: 1}
 }
 
-// Validate refuses an Adam eps that float32, the precision of the update,
-// rounds to 0: a weight whose gradient is 0 (pruned, or behind a dead ReLU)
-// would then be updated by 0/0, a NaN, as it would be in PyTorch.
+// Validate refuses values float32, the precision of the update, cannot hold:
+// an lr, weight_decay or eps above 3.4e38 is infinite there (the update is NaN,
+// or nothing), and an Adam eps below 1.4e-45 is 0, so a weight whose gradient
+// is 0 (pruned, or behind a dead ReLU) would be updated by 0/0, a NaN, as it
+// would be in PyTorch.
 func (c *OptimizerConfig) Validate() error {
-	if c.Name == "adam" && float32(c.Eps) == 0 {
-		return config.Errorf("eps", "%g is 0 in float32, where Adam divides by sqrt(v) + eps: a weight with no gradient would become NaN; use at least %g (PyTorch's default is 1e-8)",
-			c.Eps, math.SmallestNonzeroFloat32)
+	var errs config.Errors
+	for _, k := range []struct {
+		key string
+		v   float64
+	}{{"lr", c.LR}, {"weight_decay", c.WeightDecay}, {"eps", c.Eps}} {
+		if math.IsInf(float64(float32(k.v)), 0) {
+			errs = append(errs, config.Errorf(k.key, "%g is +Inf in float32, where the optimizer computes: use at most 3.4e38 (and far less: the update would be NaN or nothing)", k.v))
+		}
 	}
-	return nil
+	if c.Name == "adam" && float32(c.Eps) == 0 {
+		errs = append(errs, config.Errorf("eps", "%g is 0 in float32, where Adam divides by sqrt(v) + eps: a weight with no gradient would become NaN; use at least %g (PyTorch's default is 1e-8)",
+			c.Eps, math.SmallestNonzeroFloat32))
+	}
+	return errs.Err()
 }
 
 // OptState is an optimizer's state: what resuming mid-stage needs.

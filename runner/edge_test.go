@@ -248,6 +248,9 @@ func TestEdgeRecipes(t *testing.T) {
   best: {type: select, needs: [prune], metric: accuracy, goal: max, where: {accuracy: {min: 2}}}`, failStage: "best", want: []string{"no candidate qualifies", "loosen where"}},
 		{name: "adam eps below float32", model: "mlp", train: 5, test: 3, stages: trainStage + `
   prune: {type: prune, needs: [train], method: l1_unstructured, amount: 0.5, finetune: {epochs: 1, optimizer: {name: adam, eps: 1e-300}}}`, want: []string{"stages.prune.finetune.optimizer.eps: 1e-300 is 0 in float32"}},
+		{name: "optimizer values beyond float32", model: "mlp", train: 5, test: 3, stages: `
+  train: {type: train, epochs: 1, optimizer: {name: sgd, lr: 1e39, weight_decay: 1e300}}`,
+			want: []string{"stages.train.optimizer.lr: 1e+39 is +Inf in float32", "stages.train.optimizer.weight_decay: 1e+300 is +Inf in float32"}},
 		{name: "adam betas 0", model: "mlp", train: 5, test: 3, stages: `
   train: {type: train, epochs: 2, optimizer: {name: adam, beta1: 0, beta2: 0, lr_decay: 1e-300}}`},
 		{name: "sgd momentum near 1", model: "mlp", train: 5, test: 3, stages: `
