@@ -145,6 +145,10 @@ func TestDecodeErrors(t *testing.T) {
 		{`{arch: mlp, hidden: [], classes: 2}`, "hidden: an empty list"},
 		{`{arch: lstm, hidden: [4, 5], classes: 2}`, "an lstm has one hidden size"},
 		{`{arch: resnet, depth: 21, classes: 2}`, "6n+2 layers"},
+		// Expanding these would exhaust memory while validating.
+		{`{arch: resnet, depth: 6000000002, classes: 2}`, "depth: 6000000002 is above the maximum 10000"},
+		{`{arch: lstm, num_layers: 100000000, classes: 2}`, "num_layers: 100000000 is above the maximum 1000"},
+		{`{input: [4, 3], classes: 2, layers: [{name: l, type: lstm, hidden: 2, num_layers: 1001}]}`, "layers.0.num_layers: 1001 is above the maximum 1000"},
 		{`{arch: mlp, depth: 20, classes: 2}`, "depth: applies only to resnet, not arch mlp"},
 		{`{input: [4], classes: 2, layers: [{name: a, type: lineer, out: 2}]}`, `unknown layer type "lineer"`},
 		{`{input: [4], classes: 2, layers: [{name: a, type: linear, out: 2, kernel: 3}]}`, `layers.0.kernel: unknown key`},
