@@ -70,7 +70,16 @@ func (s *Split) Batch(i, bs int) (x []float32, y []int32) {
 
 // NumBatches returns the number of batches of size bs covering all rows (the last
 // one may be short).
-func (s *Split) NumBatches(bs int) int { return (s.N + bs - 1) / bs }
+func (s *Split) NumBatches(bs int) int { return ceilDiv(s.N, bs) }
+
+// ceilDiv is n/bs rounded up, without the overflow of (n + bs - 1) / bs for a
+// batch size near the largest int (a recipe's batch_size has no upper bound).
+func ceilDiv(n, bs int) int {
+	if n == 0 {
+		return 0
+	}
+	return (n-1)/bs + 1
+}
 
 // ClassCounts returns how many rows carry each label in [0, classes).
 func (s *Split) ClassCounts(classes int) []int {
