@@ -347,6 +347,20 @@ func TestEdgeRecipes(t *testing.T) {
 			want: []string{"normalize.mean", "float32 holds"}},
 		{name: "validation split nearly all", model: "mlp", train: 5, test: 3, stages: `
   train: {type: train, epochs: 1, data: {validation_split: 0.999999}}`},
+		{name: "degenerate settings are the plain ones", model: "conv", train: 5, test: 3, stages: `
+  train: {type: train, epochs: 1, optimizer: {name: adam, lr: 0.01}}
+  qat0: {type: qat, needs: [train], epochs: 0, calibration_batches: 100, data: {shuffle: false}}
+  static: {type: quantize, needs: [train], mode: static, calibration_batches: 100, data: {shuffle: false}}
+  e1: {type: lowrank, needs: [train], energy: 1.0}
+  alpha1: {type: distill, needs: [train], alpha: 1, epochs: 1, data: {shuffle: false}}
+  plain: {type: train, needs: [train], epochs: 1, data: {shuffle: false}}`, check: func(t *testing.T, m *runner.Manifest) {
+			// QAT without epochs is static quantization; energy 1.0 keeps every
+			// singular value (no layer shrinks, so none is factored); distillation
+			// at alpha 1 is training on the labels.
+			same(t, m, "qat0", "static", "accuracy", "loss", "size_bytes")
+			same(t, m, "train", "e1", "accuracy", "loss", "params_total")
+			same(t, m, "alpha1", "plain", "accuracy", "loss")
+		}},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) { runEdgeCase(t, c) })
