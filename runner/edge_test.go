@@ -145,9 +145,11 @@ func TestEdgeRecipes(t *testing.T) {
 		{name: "ln_structured 1.0 dim 1", model: "mlp", train: 5, test: 3, stages: trainStage + `
   prune: {type: prune, needs: [train], method: ln_structured, dim: 1, amount: 1.0}`},
 		{name: "ln_structured physical every channel", model: "mlp", train: 5, test: 3, stages: trainStage + `
-  prune: {type: prune, needs: [train], method: ln_structured, physical: true, amount: 1.0}`, failStage: "prune", want: []string{"layer fc1", "every one of its 5 units", "lower the amount"}},
+  prune: {type: prune, needs: [train], method: ln_structured, physical: true, amount: 1.0}`, want: []string{"stages.prune.amount: 1.0 prunes every channel, and physical removes pruned channels"}},
+		{name: "ln_structured physical every unit of one layer", model: "mlp", train: 5, test: 3, stages: trainStage + `
+  prune: {type: prune, needs: [train], method: ln_structured, physical: true, amounts: {fc1: 1.0}}`, failStage: "prune", want: []string{"layer fc1", "every one of its 5 units", "lower the amount"}},
 		{name: "group_norm physical every channel", model: "conv", train: 5, test: 3, stages: trainStage + `
-  prune: {type: prune, needs: [train], method: group_norm, physical: true, amount: 1.0}`, failStage: "prune", want: []string{"layer conv1", "every one of its 4 units", "lower the amount"}},
+  prune: {type: prune, needs: [train], method: group_norm, physical: true, amount: 1.0}`, want: []string{"stages.prune.amount: 1.0 prunes every channel"}},
 		{name: "group_norm target tiny", model: "conv", train: 5, test: 3, stages: trainStage + `
   prune: {type: prune, needs: [train], method: group_norm, physical: true, target: {macs: 0.000001}}`, failStage: "prune", want: []string{"target macs 1e-06 cannot be reached"}},
 		{name: "ln_structured target params tiny", model: "mlp", train: 5, test: 3, stages: trainStage + `
