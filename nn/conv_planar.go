@@ -1,8 +1,6 @@
 package nn
 
 import (
-	"os"
-
 	"github.com/shrink-ml/shrink/internal/gemm"
 	"github.com/shrink-ml/shrink/internal/par"
 	"github.com/shrink-ml/shrink/internal/planar"
@@ -16,11 +14,9 @@ import (
 // channels waste lanes of the 16-wide tiles, and the tall layout costs a
 // transpose of the input and the output.
 
-// planarOff, set by SHRINK_PLANAR=off, keeps every convolution on the tall
-// layout or the chunked product (to compare; the same bits). SHRINK_PLANAR
-// =purego selects planar's Go kernels, which planarFits does not use
-// either.
-var planarOff = os.Getenv("SHRINK_PLANAR") == "off"
+// planarOff keeps every convolution on the tall layout or the chunked
+// product (SHRINK_PLANAR=off; the same bits); tests turn it back on.
+var planarOff = planar.Off()
 
 // planarFits reports whether a fused convolution runs on package planar,
 // and with which FMA chains: when planar has its AVX-512 kernels and gemm

@@ -2,6 +2,7 @@ package planar
 
 import (
 	"math"
+	"os"
 	"sync/atomic"
 
 	"github.com/shrink-ml/shrink/internal/gemm"
@@ -131,7 +132,8 @@ func fma32(a, b, c float32) float32 {
 // benchmarks change it.
 var active atomic.Pointer[impl]
 
-// envVar overrides the choice: "purego" or "avx512" (if the CPU has it).
+// envVar overrides the choice: "purego" or "avx512" (if the CPU has it);
+// "off" keeps the kernels but asks callers not to use them (Off).
 // SHRINK_GEMM=purego, shrink's switch for all of its assembly, also
 // selects Go.
 const envVar = "SHRINK_PLANAR"
@@ -139,6 +141,13 @@ const envVar = "SHRINK_PLANAR"
 func init() {
 	active.Store(chooseImpl(gemm.Requested(envVar)))
 }
+
+// off is SHRINK_PLANAR=off: callers keep the paths planar replaced (nn's
+// tall layout and chunked product), to compare.
+var off = os.Getenv(envVar) == "off"
+
+// Off reports whether SHRINK_PLANAR=off asked callers not to use planar.
+func Off() bool { return off }
 
 func chooseImpl(want string) *impl {
 	if want == "purego" {
