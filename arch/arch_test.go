@@ -119,6 +119,13 @@ func TestGraphErrors(t *testing.T) {
 			`adds tensors of one shape, not [3] and [2]`},
 		{"two sources", `{arch: mlp, inputs: 4, classes: 2, layers: [{name: a, type: linear, out: 2}]}`,
 			`give only one of arch, layers and onnx`},
+		// Sizes that would overflow an int, or fail to allocate, on the way to a run.
+		{"weight beyond 2^46 values", `{input: [4], classes: 2, layers: [{name: a, type: linear, out: 4611686018427387904}, {name: o, type: linear, out: 2}]}`,
+			`layers.0: a (linear) on input [4]: its weight would hold 1.84e+19 values (shape [4611686018427387904, 4]), more than 2^46`},
+		{"preset weight beyond 2^46 values", `{arch: mlp, inputs: 65536, hidden: [2147483648], classes: 2}`,
+			`its weight would hold 1.41e+14 values (shape [2147483648, 65536]), more than 2^46`},
+		{"output beyond 2^46 values", `{input: [1, 1024, 1024], classes: 2, layers: [{name: c, type: conv2d, out: 134217728, kernel: 1, bias: false}, {type: adaptive_avgpool2d}, {type: flatten}, {name: o, type: linear, out: 2}]}`,
+			`its output would hold 1.41e+14 values per sample (shape [134217728, 1024, 1024]), more than 2^46`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s, errs := spec(t, tc.src)
@@ -138,6 +145,10 @@ func TestDecodeErrors(t *testing.T) {
 		{`{arch: mlp, hidden: [], classes: 2}`, "hidden: an empty list"},
 		{`{arch: lstm, hidden: [4, 5], classes: 2}`, "an lstm has one hidden size"},
 		{`{arch: resnet, depth: 21, classes: 2}`, "6n+2 layers"},
+		// Expanding these would exhaust memory while validating.
+		{`{arch: resnet, depth: 6000000002, classes: 2}`, "depth: 6000000002 is above the maximum 10000"},
+		{`{arch: lstm, num_layers: 100000000, classes: 2}`, "num_layers: 100000000 is above the maximum 1000"},
+		{`{input: [4, 3], classes: 2, layers: [{name: l, type: lstm, hidden: 2, num_layers: 1001}]}`, "layers.0.num_layers: 1001 is above the maximum 1000"},
 		{`{arch: mlp, depth: 20, classes: 2}`, "depth: applies only to resnet, not arch mlp"},
 		{`{input: [4], classes: 2, layers: [{name: a, type: lineer, out: 2}]}`, `unknown layer type "lineer"`},
 		{`{input: [4], classes: 2, layers: [{name: a, type: linear, out: 2, kernel: 3}]}`, `layers.0.kernel: unknown key`},

@@ -266,6 +266,10 @@ func (s Spec) Graph() (*Graph, error) {
 			return nil, errs
 		}
 		n.Out = out
+		if why := tooLarge(n); why != "" {
+			errs = append(errs, config.Errorf(at(i, ""), "%s (%s) on input %s: %s", n.Label(), l.Type, shapesString(n.In), why))
+			return nil, errs
+		}
 		if l.Name == "" && len(n.Tensors()) > 0 {
 			errs = append(errs, config.Errorf(at(i, ""), "layer %d (%s) has tensors: give it a name (its PyTorch module path), so they are NAME.weight, ...", i, l.Type))
 		}
@@ -281,6 +285,35 @@ func (s Spec) Graph() (*Graph, error) {
 		return nil, config.Errorf("classes", "the last layer (%s) outputs %s per sample, but the model needs %d logits: end with a linear layer of out: %d (after a flatten or a pooling for images)", g.Output().Label(), out, s.Classes, s.Classes)
 	}
 	return g, nil
+}
+
+// MaxValues bounds the values of one tensor and of one sample's output of a
+// layer: 2^46, 256 TiB of float32, more than Go allocates in one piece. Sizes
+// come from the recipe (out, hidden, input) with no other upper bound, and
+// beyond this one they overflow an int on the way to an allocation, or fail
+// it with a panic. Smaller ones that do not fit this machine are the run's
+// memory check's to refuse (runner.MemoryProblem), with its estimate.
+const MaxValues = 1 << 46
+
+// tooLarge says which of a node's tensors, or its output, holds more than
+// MaxValues values, counted in float64 so that no size overflows; "" if none.
+func tooLarge(n *Node) string {
+	size := func(s []int) float64 {
+		p := 1.0
+		for _, d := range s {
+			p *= float64(d)
+		}
+		return p
+	}
+	for _, t := range n.Tensors() {
+		if v := size(t.Shape); v > MaxValues {
+			return fmt.Sprintf("its %s would hold %.3g values (shape %v), more than 2^46 (256 TiB of float32): make the layer smaller", t.Suffix, v, Shape(t.Shape))
+		}
+	}
+	if v := size(n.Out); v > MaxValues {
+		return fmt.Sprintf("its output would hold %.3g values per sample (shape %v), more than 2^46 (256 TiB of float32): make the layer smaller", v, n.Out)
+	}
+	return ""
 }
 
 func fromError(name string, before, all []LayerSpec) string {

@@ -31,9 +31,9 @@ type Spec struct {
 	Inputs    int    `json:"inputs,omitempty" minimum:"1" doc:"mlp: input features (default: one sample's size from the data, 784 for MNIST)"`
 	Hidden    Widths `json:"hidden,omitempty" doc:"mlp: hidden widths, layers fc1..fcN (default [300, 100]); lenet5: fc1 and fc2 widths (default [120, 84]); lstm: the hidden size (default 128)"`
 	Channels  []int  `json:"channels,omitempty" minimum:"1" minItems:"2" maxItems:"2" doc:"lenet5: conv1 and conv2 output channels (default 6, 16)"`
-	Depth     int    `json:"depth,omitempty" minimum:"8" doc:"resnet: 6n+2 layers (default 20)"`
+	Depth     int    `json:"depth,omitempty" minimum:"8" maximum:"10000" doc:"resnet: 6n+2 layers (default 20)"`
 	Width     int    `json:"width,omitempty" minimum:"1" doc:"resnet: the first stage's channels; the others have 2x and 4x (default 16)"`
-	NumLayers int    `json:"num_layers,omitempty" minimum:"1" doc:"lstm: stacked LSTM layers (default 1)"`
+	NumLayers int    `json:"num_layers,omitempty" minimum:"1" maximum:"1000" doc:"lstm: stacked LSTM layers (default 1)"`
 	Classes   int    `json:"classes" minimum:"2" doc:"output classes: the last layer must output this many logits"`
 	Input     Shape  `json:"input,omitempty" minimum:"1" minItems:"1" maxItems:"3" doc:"one sample's shape: [C, H, W] images, [T, F] sequences, [F] vectors (default: from the data; MNIST gives [1, 28, 28] to networks that start with a convolution, [784] otherwise)"`
 	// Layers is an explicit network (no arch).

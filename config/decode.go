@@ -359,6 +359,9 @@ func FormatNumber(x float64) string {
 		return ".inf"
 	case math.IsInf(x, -1):
 		return "-.inf"
+	case x == math.Trunc(x) && math.Abs(x) < 1e15:
+		// Whole numbers as written (epochs: 6000000002), not 6.000000002e+09.
+		return strconv.FormatFloat(x, 'f', -1, 64)
 	}
 	return strconv.FormatFloat(x, 'g', -1, 64)
 }

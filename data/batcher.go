@@ -73,7 +73,7 @@ func (b *Batcher) Next(x []float32, y []int32) (n int, ok bool) {
 }
 
 // NumBatches returns the number of batches in an epoch.
-func (b *Batcher) NumBatches() int { return (len(b.perm) + b.bs - 1) / b.bs }
+func (b *Batcher) NumBatches() int { return ceilDiv(len(b.perm), b.bs) }
 
 // BatchSize returns the batch size.
 func (b *Batcher) BatchSize() int { return b.bs }

@@ -1,6 +1,7 @@
 package data
 
 import (
+	"math"
 	"math/rand/v2"
 	"slices"
 	"testing"
@@ -83,6 +84,20 @@ func TestBatcherCoversEachRowOnce(t *testing.T) {
 					t.Fatalf("no shuffle, rows out of order: %v", rows)
 				}
 			}
+		}
+	}
+}
+
+// A batch size near the largest int (batch_size has no upper bound) is one
+// batch of everything, not a count that overflowed.
+func TestNumBatchesOfHugeBatch(t *testing.T) {
+	s := seqSplit(10, 3)
+	for _, bs := range []int{math.MaxInt, math.MaxInt - 5, 1 << 62} {
+		if got := NewBatcher(s, bs, false).NumBatches(); got != 1 {
+			t.Errorf("Batcher.NumBatches with batch %d: %d, want 1", bs, got)
+		}
+		if got := s.NumBatches(bs); got != 1 {
+			t.Errorf("Split.NumBatches(%d): %d, want 1", bs, got)
 		}
 	}
 }

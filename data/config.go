@@ -144,9 +144,11 @@ func (c Channels) at(i int) float64 {
 
 // check reports the first bad value of a normalization, at its key.
 func (n *Normalize) check() error {
+	// Normalization is float32 arithmetic, as torchvision's: a mean or std
+	// float32 cannot hold would make every value infinite, zero or NaN.
 	for i, m := range n.Mean {
-		if math.IsNaN(m) || math.IsInf(m, 0) {
-			return fieldErr(listKey("normalize.mean", n.Mean, i), "mean must be a finite number, got %v", m)
+		if math.IsNaN(m) || math.IsInf(float64(float32(m)), 0) {
+			return fieldErr(listKey("normalize.mean", n.Mean, i), "mean must be a finite number float32 holds (at most 3.4e38 in magnitude), got %v", m)
 		}
 	}
 	if len(n.Std) == 0 {
@@ -155,6 +157,9 @@ func (n *Normalize) check() error {
 	for i, s := range n.Std {
 		if !(s > 0) || math.IsInf(s, 0) {
 			return fieldErr(listKey("normalize.std", n.Std, i), "std must be a positive finite number, got %v", s)
+		}
+		if f := float32(s); f == 0 || math.IsInf(float64(f), 0) {
+			return fieldErr(listKey("normalize.std", n.Std, i), "std %v is %v in float32, where inputs are normalized: give a std from 1.4e-45 to 3.4e38", s, f)
 		}
 	}
 	if len(n.Mean) > 1 && len(n.Std) > 1 && len(n.Mean) != len(n.Std) {

@@ -70,7 +70,16 @@ func (s *Split) Batch(i, bs int) (x []float32, y []int32) {
 
 // NumBatches returns the number of batches of size bs covering all rows (the last
 // one may be short).
-func (s *Split) NumBatches(bs int) int { return (s.N + bs - 1) / bs }
+func (s *Split) NumBatches(bs int) int { return ceilDiv(s.N, bs) }
+
+// ceilDiv is n/bs rounded up, without the overflow of (n + bs - 1) / bs for a
+// batch size near the largest int (a recipe's batch_size has no upper bound).
+func ceilDiv(n, bs int) int {
+	if n == 0 {
+		return 0
+	}
+	return (n-1)/bs + 1
+}
 
 // ClassCounts returns how many rows carry each label in [0, classes).
 func (s *Split) ClassCounts(classes int) []int {
@@ -308,6 +317,18 @@ func NormalizeTable(mean, std float64) *[256]float32 {
 	return &t
 }
 
+// checkTable refuses a normalization that takes a pixel beyond float32 (a
+// std so small that (x - mean) / std overflows): the model would see
+// infinities, and training would fail on a NaN loss far from the cause.
+func checkTable(t *[256]float32, mean, std float64) error {
+	for p, v := range t {
+		if math.IsInf(float64(v), 0) || math.IsNaN(float64(v)) {
+			return fmt.Errorf("pixel %d/255 becomes %v after (x - %v) / %v, beyond float32: use a larger normalize.std", p, v, mean, std)
+		}
+	}
+	return nil
+}
+
 // displayName is how people write a dataset's name.
 func displayName(kind string) string {
 	switch kind {
@@ -340,6 +361,9 @@ func loadImages(cfg *Config, baseDir string) (*Dataset, error) {
 	}
 	mean, std := cfg.normalization()
 	lut := NormalizeTable(mean, std)
+	if err := checkTable(lut, mean, std); err != nil {
+		return nil, &FieldError{Path: "normalize", Msg: err.Error(), Err: err}
+	}
 
 	type result struct {
 		split      *Split

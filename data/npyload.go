@@ -183,6 +183,9 @@ func npyFloats(name string, a *NPY, sample []int, norm *Normalize) ([]float32, e
 				continue
 			}
 			luts[k] = NormalizeTable(m, s)
+			if err := checkTable(luts[k], m, s); err != nil {
+				return nil, fmt.Errorf("%s: %w", name, err)
+			}
 		}
 		for i, p := range a.Data {
 			out[i] = luts[(i/inner)%c][p]
@@ -198,6 +201,9 @@ func npyFloats(name string, a *NPY, sample []int, norm *Normalize) ([]float32, e
 		if norm != nil {
 			k := (i / inner) % c
 			v = float32(float32(v-float32(norm.Mean.at(k))) / float32(norm.Std.at(k)))
+			if math.IsInf(float64(v), 0) {
+				return nil, fmt.Errorf("%s: value at sample %d (flat index %d) becomes %v after normalize, (x - mean) / std: beyond float32; check data.normalize (a larger std)", name, i/features, i, v)
+			}
 		}
 		out[i] = v
 	}

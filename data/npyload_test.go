@@ -182,6 +182,12 @@ func TestLoadNPYErrors(t *testing.T) {
 			c.Train.X, c.Test.X = "x_i8_tok.npy", "x_i8_tok.npy"
 			c.Normalize = norm([]float64{0}, []float64{1})
 		}, "normalize", "normalize does not apply to token ids"},
+		{"normalized beyond float32", func(c *Config) { c.Normalize = norm([]float64{0}, []float64{1e-44}) }, "train.x",
+			"becomes +Inf after normalize, (x - mean) / std: beyond float32; check data.normalize"},
+		{"normalized pixels beyond float32", func(c *Config) {
+			c.Train.X, c.Test.X = "x_u1_4d.npy", "x_u1_4d.npy"
+			c.Normalize = norm([]float64{0}, []float64{1e-44})
+		}, "train.x", "pixel 1/255 becomes +Inf after (x - 0) / 1e-44, beyond float32: use a larger normalize.std"},
 		{"ok", ok, "", ""},
 	}
 	for _, tt := range tests {

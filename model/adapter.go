@@ -101,6 +101,32 @@ func (l *Layer) adapterShapes(r int) (a, b []int, err error) {
 	return a, b, nil
 }
 
+// MaxAdapterValues bounds the values of one adapter (A and B together): 2^31,
+// 8 GiB of float32 before the optimizer's moments. PEFT takes any rank, but
+// LoRA's ranks are small (4 to 64): only a typo reaches this, and it should be
+// an error, not an allocation that fails or overflows.
+const MaxAdapterValues = 1 << 31
+
+// CheckAdapterSize refuses a rank-r adapter whose A and B (shapes a and b)
+// would hold more than MaxAdapterValues values, counting in float64 so that
+// no rank overflows the count.
+func CheckAdapterSize(layer string, r int, a, b []int) error {
+	n := 0.0
+	for _, s := range [][]int{a, b} {
+		p := 1.0
+		for _, d := range s {
+			p *= float64(d)
+		}
+		n += p
+	}
+	if n <= MaxAdapterValues {
+		return nil
+	}
+	full := min(b[0], arch.Shape(a[1:]).Size()) // out, and in (x kh x kw)
+	return fmt.Errorf("layer %s: an adapter of rank %d would hold %.3g values (A %v, B %v), more than %d: lower r; LoRA's ranks are small, and above %d (the layer's min(out, in)) a rank adds nothing, since B A cannot have a higher rank",
+		layer, r, n, a, b, MaxAdapterValues, full)
+}
+
 // AddAdapter gives the layer a LoRA adapter of rank r as PEFT initializes it:
 // A kaiming-uniform with a = sqrt(5) (U(±1/sqrt(fan_in)), nn.Linear's and
 // nn.Conv2d's default) drawn from rng, B zero, so the layer computes what it
@@ -117,6 +143,9 @@ func (l *Layer) AddAdapter(r int, alpha float64, rslora bool, dropout float64, r
 	}
 	as, bs, err := l.adapterShapes(r)
 	if err != nil {
+		return err
+	}
+	if err := CheckAdapterSize(l.Label(), r, as, bs); err != nil {
 		return err
 	}
 	an, bn := AdapterNames(l.Name)

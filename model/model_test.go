@@ -250,6 +250,23 @@ func TestDivergenceStopsWithEpochAndBatch(t *testing.T) {
 	}
 }
 
+// A loss that is not finite before any update comes from the starting model
+// or its inputs, not from the learning rate, and the error says so.
+func TestNonFiniteStartNamesNotTheLearningRate(t *testing.T) {
+	ds := syntheticData(t, 16, 4)
+	m := MustNew(arch.Spec{Arch: "mlp", Inputs: 16, Hidden: []int{32}, Classes: 4}, rand.New(rand.NewPCG(1, 1)))
+	for _, l := range m.WeightLayers() {
+		for i := range l.Weights[0].Data {
+			l.Weights[0].Data[i] = 3e38 // every logit overflows to +Inf
+		}
+	}
+	err := Train(context.Background(), m, ds.Train, TrainOptions{Epochs: 1, BatchSize: 32, Optimizer: DefaultOptimizer()}, rand.New(rand.NewPCG(2, 2)))
+	if err == nil || !strings.Contains(err.Error(), "epoch 1, batch 1: the loss is NaN before the first update, so not from the learning rate") ||
+		strings.Contains(err.Error(), "lower the learning rate") {
+		t.Fatalf("got %v; want the starting model blamed", err)
+	}
+}
+
 func TestTrainingStopsOnCancel(t *testing.T) {
 	ds := syntheticData(t, 16, 4)
 	m := MustNew(arch.Spec{Arch: "mlp", Inputs: 16, Hidden: []int{32}, Classes: 4}, rand.New(rand.NewPCG(1, 1)))

@@ -2,8 +2,10 @@ package model
 
 import (
 	"fmt"
-	"github.com/shrink-ml/shrink/internal/vec"
 	"math"
+
+	"github.com/shrink-ml/shrink/config"
+	"github.com/shrink-ml/shrink/internal/vec"
 )
 
 // OptimizerConfig is a recipe's optimizer: `optimizer: {name: adam, lr: 0.001}`.
@@ -14,7 +16,7 @@ type OptimizerConfig struct {
 	WeightDecay float64 `json:"weight_decay" minimum:"0" doc:"L2 penalty added to the gradient"`
 	Beta1       float64 `json:"beta1" minimum:"0" exclusiveMaximum:"1" doc:"adam: decay of the first moment"`
 	Beta2       float64 `json:"beta2" minimum:"0" exclusiveMaximum:"1" doc:"adam: decay of the second moment"`
-	Eps         float64 `json:"eps" exclusiveMinimum:"0" doc:"adam: added to the denominator"`
+	Eps         float64 `json:"eps" exclusiveMinimum:"0" doc:"adam: added to the denominator; at least 1.4e-45, which float32 does not round to 0 (else a weight without gradient becomes 0/0)"`
 	// LRDecay multiplies the learning rate after every epoch (1: constant).
 	LRDecay float64 `json:"lr_decay" exclusiveMinimum:"0" maximum:"1" doc:"multiplies the learning rate after every epoch (1 keeps it constant)"`
 }
@@ -22,6 +24,28 @@ type OptimizerConfig struct {
 // DefaultOptimizer is Adam at PyTorch's defaults.
 func DefaultOptimizer() OptimizerConfig {
 	return OptimizerConfig{Name: "adam", LR: 0.001, Beta1: 0.9, Beta2: 0.999, Eps: 1e-8, LRDecay: 1}
+}
+
+// Validate refuses values float32, the precision of the update, cannot hold:
+// an lr, weight_decay or eps above 3.4e38 is infinite there (the update is NaN,
+// or nothing), and an Adam eps below 1.4e-45 is 0, so a weight whose gradient
+// is 0 (pruned, or behind a dead ReLU) would be updated by 0/0, a NaN, as it
+// would be in PyTorch.
+func (c *OptimizerConfig) Validate() error {
+	var errs config.Errors
+	for _, k := range []struct {
+		key string
+		v   float64
+	}{{"lr", c.LR}, {"weight_decay", c.WeightDecay}, {"eps", c.Eps}} {
+		if math.IsInf(float64(float32(k.v)), 0) {
+			errs = append(errs, config.Errorf(k.key, "%g is +Inf in float32, where the optimizer computes: use at most 3.4e38 (and far less: the update would be NaN or nothing)", k.v))
+		}
+	}
+	if c.Name == "adam" && float32(c.Eps) == 0 {
+		errs = append(errs, config.Errorf("eps", "%g is 0 in float32, where Adam divides by sqrt(v) + eps: a weight with no gradient would become NaN; use at least %g (PyTorch's default is 1e-8)",
+			c.Eps, math.SmallestNonzeroFloat32))
+	}
+	return errs.Err()
 }
 
 // OptState is an optimizer's state: what resuming mid-stage needs.

@@ -131,6 +131,10 @@ func Train(ctx context.Context, m *Model, train *data.Split, opt TrainOptions, r
 			}
 			lv := net.LastLoss()
 			if math.IsNaN(lv.Loss) || math.IsInf(lv.Loss, 0) {
+				if optim.State.Step == 0 {
+					// No update yet: the learning rate cannot be the cause.
+					return fmt.Errorf("epoch %d, batch %d: the loss is %v before the first update, so not from the learning rate: the starting model's outputs on this batch overflow float32; check the inputs' scale (data.normalize) and the weights the stage starts from", epoch, b+1, lv.Loss)
+				}
 				return fmt.Errorf("epoch %d, batch %d: the loss is %v: training diverged; lower the learning rate", epoch, b+1, lv.Loss)
 			}
 			optim.Step(net.Params())

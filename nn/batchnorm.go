@@ -193,7 +193,8 @@ func (o *bnOp) Do(in ...G.Value) (G.Value, error) {
 	}
 	if st.batchStats() {
 		if n := st.realRows(B) * S; n < 2 {
-			return nil, fmt.Errorf("batch norm %s: training needs more than one value per channel, got %d (a batch of one sample?)", o.Name(), n)
+			return nil, fmt.Errorf("batch norm %s: training needs more than one value per channel, got %d: a batch of one sample, which PyTorch refuses too; "+
+				"choose a batch_size above 1 that leaves no last batch of one row (the training rows modulo batch_size must not be 1)", o.Name(), n)
 		}
 	}
 	o.x, o.y, o.shape = op.F32(in[0]), op.F32(y), [3]int{B, C, S}

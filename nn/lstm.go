@@ -27,7 +27,7 @@ func init() {
 // output sequence (the last layer's hidden state at every step).
 type LSTM struct {
 	Hidden    int  `json:"hidden" minimum:"1" doc:"hidden size H: features of each step's output"`
-	NumLayers int  `json:"num_layers" minimum:"1" doc:"stacked LSTM layers: layer k > 0 reads layer k-1's output sequence"`
+	NumLayers int  `json:"num_layers" minimum:"1" maximum:"1000" doc:"stacked LSTM layers: layer k > 0 reads layer k-1's output sequence"`
 	Bias      bool `json:"bias" doc:"learnable biases bias_ih_l{k} and bias_hh_l{k}"`
 }
 

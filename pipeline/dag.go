@@ -126,7 +126,11 @@ func (r *Recipe) buildStages(reg Registry, tree map[string]any, bad map[string]b
 	if len(diags) > 0 || len(bad) > 0 {
 		return diags
 	}
-	r.Stages = expand(order, bases, r.pos)
+	stages, tooMany := expand(order, bases, r.pos)
+	if tooMany != nil {
+		return Diagnostics{{tooMany.pos, fmt.Sprintf("stages.%s: the branches it follows and its own matrix make more than %d stages: sweep fewer values, or split the sweep into several recipes", tooMany.stage, MaxStages)}}
+	}
+	r.Stages = stages
 	diags = append(diags, r.checkFanInRefs()...)
 	_, hasData := tree["data"]
 	for _, s := range r.Stages {
@@ -176,6 +180,9 @@ func (r *Recipe) decodeStage(b *baseStage) Diagnostics {
 		return Diagnostics{{r.pos.ofKey("stages." + b.id + ".matrix"), fmt.Sprintf("stages.%s.matrix: a %s stage chooses among branches and cannot have a matrix itself", b.id, b.typ.Name)}}
 	}
 	keys := slices.Sorted(maps.Keys(matrix))
+	if n, more := combinationCount(keys, matrix); more {
+		return Diagnostics{{r.pos.ofKey("stages." + b.id + ".matrix"), fmt.Sprintf("stages.%s.matrix: at least %d combinations, more than %d stages: sweep fewer values, or split the sweep into several recipes", b.id, n, MaxStages)}}
+	}
 	var diags Diagnostics
 	for _, params := range combinations(keys, matrix) {
 		raw := maps.Clone(base)
@@ -221,6 +228,24 @@ func indexOf(list []any, v any) int {
 		}
 	}
 	return 0
+}
+
+// MaxStages bounds the stages a recipe expands to (matrices and the branches
+// they fan out into): a sweep of a few keys with a hundred values each would
+// otherwise make millions of stages and exhaust memory while validating.
+const MaxStages = 10000
+
+// combinationCount is how many combinations a matrix has; more says it is
+// above MaxStages, where counting stops (so no product overflows).
+func combinationCount(keys []string, matrix map[string]any) (n int, more bool) {
+	n = 1
+	for _, k := range keys {
+		values, _ := matrix[k].([]any)
+		if n *= len(values); n > MaxStages {
+			return n, true
+		}
+	}
+	return n, false
 }
 
 // combinations lists the cartesian product of a matrix, keys sorted, values in the
@@ -377,7 +402,7 @@ func rotateSmallest(ids []string) []string {
 
 // expand turns base stages into the expanded DAG in run order: topological, ties
 // broken by recipe order, then by combination order.
-func expand(order []*baseStage, bases map[string]*baseStage, pos *positions) []*Stage {
+func expand(order []*baseStage, bases map[string]*baseStage, pos *positions) ([]*Stage, *tooManyStages) {
 	byBase := map[string][]*Stage{}
 	done := map[string]bool{}
 	var out []*Stage
@@ -388,7 +413,10 @@ func expand(order []*baseStage, bases map[string]*baseStage, pos *positions) []*
 			if done[b.id] || !allDone(baseDeps(b), done) {
 				continue
 			}
-			stages := expandOne(b, bases, byBase, pos)
+			stages, ok := expandOne(b, bases, byBase, pos, MaxStages-len(out))
+			if !ok {
+				return nil, &tooManyStages{stage: b.id, pos: b.pos}
+			}
 			byBase[b.id] = stages
 			out = append(out, stages...)
 			done[b.id] = true
@@ -409,7 +437,13 @@ func expand(order []*baseStage, bases map[string]*baseStage, pos *positions) []*
 			slices.SortStableFunc(s.Needs, func(a, b string) int { return cmp.Compare(runIndex[a], runIndex[b]) })
 		}
 	}
-	return out
+	return out, nil
+}
+
+// tooManyStages names the stage whose expansion passed MaxStages.
+type tooManyStages struct {
+	stage string
+	pos   Pos
 }
 
 // checkFanInRefs reports references of fan-in stages to a stage with several
@@ -445,8 +479,9 @@ func allDone(deps []string, done map[string]bool) bool {
 
 // expandOne fans a stage out over the branches of the stages it reads, keeping only
 // consistent combinations (the same choice for every matrix stage upstream), then
-// over its own matrix.
-func expandOne(b *baseStage, bases map[string]*baseStage, byBase map[string][]*Stage, pos *positions) []*Stage {
+// over its own matrix. ok is false when that would make more than limit
+// stages: it stops there, before the combinations exhaust memory.
+func expandOne(b *baseStage, bases map[string]*baseStage, byBase map[string][]*Stage, pos *positions, limit int) (stages []*Stage, ok bool) {
 	type context struct {
 		assign map[string]int
 		needs  []string
@@ -468,9 +503,15 @@ func expandOne(b *baseStage, bases map[string]*baseStage, byBase map[string][]*S
 				maps.Copy(c.assign, x.assign)
 				c.refs[dep] = x.ID
 				next = append(next, c)
+				if len(next) > limit {
+					return nil, false
+				}
 			}
 		}
 		contexts = next
+	}
+	if len(contexts)*len(b.combos) > limit {
+		return nil, false
 	}
 	var out []*Stage
 	for _, ctx := range contexts {
@@ -510,7 +551,7 @@ func expandOne(b *baseStage, bases map[string]*baseStage, byBase map[string][]*S
 			out = append(out, s)
 		}
 	}
-	return out
+	return out, true
 }
 
 func compatible(a, b map[string]int) bool {

@@ -513,3 +513,44 @@ func TestNPYDataFiles(t *testing.T) {
 		}
 	}
 }
+
+// TestMatrixStageBound: a sweep past MaxStages is an error at the matrix, or at
+// the stage whose branches pass it, before its combinations are made (a few
+// keys of a hundred values each made millions of stages and ran out of
+// memory while validating); MaxStages itself is fine.
+func TestMatrixStageBound(t *testing.T) {
+	values := func(n int) string {
+		v := make([]string, n)
+		for i := range v {
+			v[i] = fmt.Sprint(i)
+		}
+		return "[" + strings.Join(v, ", ") + "]"
+	}
+	for _, tc := range []struct{ name, stages, want string }{
+		{"one matrix at the bound", "  a: {type: xform, matrix: {epochs: " + values(100) + ", amount: " + values(100) + "}}\n", ""},
+		{"one matrix past it", "  a: {type: xform, matrix: {epochs: " + values(100) + ", amount: " + values(101) + "}}\n",
+			"r.yaml:6:20: stages.a.matrix: at least 10100 combinations, more than 10000 stages"},
+		{"keys multiplying past int", "  a: {type: xform, matrix: {epochs: " + values(1000) + ", amount: " + values(1000) + ", method: [a, b]}}\n",
+			"stages.a.matrix: at least 1000000 combinations"},
+		{"branches past it", "  a: {type: xform, matrix: {epochs: " + values(200) + "}}\n  b: {type: xform, needs: [a], matrix: {amount: " + values(60) + "}}\n",
+			"r.yaml:7:3: stages.b: the branches it follows and its own matrix make more than 10000 stages"},
+		{"two fan-outs past it", "  a: {type: xform, matrix: {epochs: " + values(5000) + "}}\n  b: {type: xform, matrix: {amount: " + values(3) + "}}\n  c: {type: teach, needs: [a], teacher: b}\n",
+			"stages.c: the branches it follows and its own matrix make more than 10000 stages"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r, err := parse(t, tc.stages, Options{})
+			if tc.want == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(r.Stages) != MaxStages {
+					t.Fatalf("%d stages, want %d", len(r.Stages), MaxStages)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("got %v; want %q", err, tc.want)
+			}
+		})
+	}
+}

@@ -2,8 +2,12 @@ package runner
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"maps"
+	"math"
 	"os"
+	"slices"
 
 	"github.com/shrink-ml/shrink/arch"
 	"github.com/shrink-ml/shrink/checkpoint"
@@ -82,6 +86,12 @@ func (r *Runner) measure(ctx context.Context, ckpt string, own map[string]any, d
 		if err != nil {
 			return nil, err
 		}
+		if math.IsNaN(res.Loss) || math.IsInf(res.Loss, 0) {
+			// NaN logits make the accuracy meaningless too (argmax of NaN), and
+			// metrics.json cannot hold the loss: fail rather than record either.
+			return nil, fmt.Errorf("evaluating the stage's model on the test split: the loss over %d samples is %v: the model's outputs are not finite numbers (float32 overflowed); "+
+				"scale the inputs down (data.normalize) or check the weights the stage started from", res.Samples, res.Loss)
+		}
 		out["accuracy"] = res.Accuracy
 		out["loss"] = stages.Round6(res.Loss)
 		out["test_samples"] = res.Samples
@@ -106,4 +116,47 @@ func compressedMetrics(out map[string]any, f *checkpoint.File, ckpt string, orig
 	out["compression_ratio"] = stages.Round6(c.Ratio)
 	out["dense_f32_bytes"] = dense
 	return nil
+}
+
+// checkFinite refuses metrics holding a NaN or an infinity, which
+// metrics.json cannot hold (JSON has no such numbers) and which would rank
+// wrongly in a select: the error names the metric's key path.
+func checkFinite(metrics map[string]any) error {
+	for _, k := range slices.Sorted(maps.Keys(metrics)) {
+		if bad := nonFinite(k, metrics[k]); bad != "" {
+			return fmt.Errorf("metric %s: metrics must be finite numbers; the stage's computation overflowed or diverged", bad)
+		}
+	}
+	return nil
+}
+
+// nonFinite is "KEY is VALUE" for the first number in v that is not finite
+// (nested maps are followed, KEY their dotted path), or "".
+func nonFinite(key string, v any) string {
+	switch x := v.(type) {
+	case float64:
+		if math.IsNaN(x) || math.IsInf(x, 0) {
+			return fmt.Sprintf("%s is %v", key, x)
+		}
+	case float32:
+		return nonFinite(key, float64(x))
+	case map[string]any:
+		for _, k := range slices.Sorted(maps.Keys(x)) {
+			if bad := nonFinite(key+"."+k, x[k]); bad != "" {
+				return bad
+			}
+		}
+	case map[string]float64:
+		for _, k := range slices.Sorted(maps.Keys(x)) {
+			if bad := nonFinite(key+"."+k, x[k]); bad != "" {
+				return bad
+			}
+		}
+	default:
+		// Structs and other maps: what JSON makes of them.
+		if _, err := json.Marshal(x); err != nil {
+			return fmt.Sprintf("%s cannot be written (%v)", key, err)
+		}
+	}
+	return ""
 }

@@ -14,6 +14,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"runtime/debug"
 	"slices"
 	"strconv"
 	"strings"
@@ -711,8 +712,22 @@ func (ex *execution) finish(it *PlanItem, rec *StageRecord, failure string) {
 	})
 }
 
-// execute runs the stage's plugin and publishes its result.
-func (ex *execution) execute(ctx context.Context, it *PlanItem, doc KeyDoc, key string, log zerolog.Logger) (*Entry, error) {
+// execute runs the stage's plugin and publishes its result. A panic (a bug)
+// fails this stage alone, its stack in the log: the stages beside it finish,
+// run.json records the failure, and the work folder is removed as after any
+// failure, so no half-written result is left.
+func (ex *execution) execute(ctx context.Context, it *PlanItem, doc KeyDoc, key string, log zerolog.Logger) (e *Entry, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			log.Error().Str("panic", fmt.Sprint(p)).Str("stack", string(debug.Stack())).Msg("stage panicked")
+			e, err = nil, fmt.Errorf("internal error, a bug in shrink (please report it with the recipe and the log's stack): %v", p)
+		}
+	}()
+	return ex.executeStage(ctx, it, doc, key, log)
+}
+
+// executeStage is execute's work.
+func (ex *execution) executeStage(ctx context.Context, it *PlanItem, doc KeyDoc, key string, log zerolog.Logger) (*Entry, error) {
 	r := ex.r
 	s := it.Stage
 	typ, ok := r.reg.Get(s.Type)
@@ -781,7 +796,13 @@ func (ex *execution) execute(ctx context.Context, it *PlanItem, doc KeyDoc, key 
 	}
 	elapsed := time.Since(start).Seconds()
 	metrics["seconds"] = round3(elapsed)
-	b, _ := json.MarshalIndent(metrics, "", "  ")
+	if err := checkFinite(metrics); err != nil {
+		return nil, err
+	}
+	b, err := json.MarshalIndent(metrics, "", "  ")
+	if err != nil {
+		return nil, fmt.Errorf("metrics.json: %w", err)
+	}
 	if err := checkpoint.WriteBytes(filepath.Join(work, "metrics.json"), append(b, '\n')); err != nil {
 		return nil, err
 	}

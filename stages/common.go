@@ -98,6 +98,9 @@ func LoadONNX(spec arch.Spec) (*model.Model, error) {
 		return nil, err
 	}
 	m, err := model.FromFile(res.Weights, &res.Spec)
+	if err == nil {
+		err = CheckFinite(m)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", spec.ONNX, err)
 	}
@@ -114,12 +117,34 @@ func LoadStart(spec arch.Spec) (*model.Model, error) {
 	if err != nil {
 		return nil, err
 	}
+	if err := CheckFinite(m); err != nil {
+		return nil, fmt.Errorf("model.checkpoint %s: %w", spec.Checkpoint, err)
+	}
 	// A shrink checkpoint carries its architecture; the recipe's model section
 	// must say the same, since validation, keys and data checks rely on it.
 	if got, want := m.Spec.JSON(), spec.JSON(); got != want {
 		return nil, fmt.Errorf("model.checkpoint %s holds the architecture %s, but the recipe's model section says %s: make the model section match the checkpoint", spec.Checkpoint, got, want)
 	}
 	return m, nil
+}
+
+// CheckFinite refuses a model read from a file the recipe names if a float
+// tensor holds a NaN or an infinity: every stage would compute garbage from it
+// (pruning ranks NaN arbitrarily, an SVD does not converge), far from the
+// cause, which is usually a training that diverged before the file was saved.
+func CheckFinite(m *model.Model) error {
+	for _, l := range m.Layers {
+		for _, group := range [][]*model.Weight{l.Weights, l.Params, l.Buffers} {
+			for _, w := range group {
+				for i, v := range w.Data {
+					if math.IsNaN(float64(v)) || math.IsInf(float64(v), 0) {
+						return fmt.Errorf("tensor %s holds %v (value %d of %d): the weights must be finite numbers; was the file saved from a training that diverged?", w.Name, v, i, len(w.Data))
+					}
+				}
+			}
+		}
+	}
+	return nil
 }
 
 // Fresh builds the recipe's model with weights drawn from the seed: the same

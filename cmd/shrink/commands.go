@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"sort"
@@ -437,6 +438,11 @@ With --format json, one object {"accuracy", "loss", "samples"} is printed.`,
 			}
 			res := model.Score(logits, e.split.Y, e.model.Spec.Classes, e.batch)
 			if format == "json" {
+				if math.IsNaN(res.Loss) || math.IsInf(res.Loss, 0) {
+					// JSON has no NaN: say why rather than json's "unsupported value".
+					return fmt.Errorf("%s: the loss over %d samples is %v: the model's outputs are not finite numbers (float32 overflowed), which JSON cannot hold; --format text prints them",
+						args[0], res.Samples, res.Loss)
+				}
 				return json.NewEncoder(a.stdout).Encode(res)
 			}
 			fmt.Fprintf(a.stdout, "accuracy %.4f  loss %.4f  samples %d\n", res.Accuracy, res.Loss, res.Samples)

@@ -2,10 +2,14 @@ package main
 
 import (
 	"bytes"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/shrink-ml/shrink/arch"
+	"github.com/shrink-ml/shrink/model"
 )
 
 // TestExitCodes checks the contract's exit codes: 0 done, 1 a stage failed,
@@ -157,5 +161,34 @@ func TestVersionLine(t *testing.T) {
 		if got := versionLine(tc.v, tc.rev); got != tc.want {
 			t.Errorf("versionLine(%q, %q) = %q, want %q", tc.v, tc.rev, got, tc.want)
 		}
+	}
+}
+
+// TestEvalJSONSaysWhyNotFinite: JSON cannot hold a NaN loss; eval --format
+// json says what it means instead of json's "unsupported value: NaN", and the
+// text format prints it.
+func TestEvalJSONSaysWhyNotFinite(t *testing.T) {
+	dir := t.TempDir()
+	recipe := filepath.Join(dir, "r.yaml")
+	write(t, recipe, "version: 1\nname: nan\nmodel: {arch: mlp, inputs: 4, hidden: [8], classes: 2}\n"+
+		"data: {dataset: synthetic, features: 4, classes: 2, samples: 20}\nstages:\n  a: {type: train}\n")
+	m := model.MustNew(arch.Spec{Arch: "mlp", Inputs: 4, Hidden: []int{8}, Classes: 2}, rand.New(rand.NewPCG(1, 2)))
+	for _, l := range m.WeightLayers() {
+		for i := range l.Weights[0].Data {
+			l.Weights[0].Data[i] = 3e38 // the logits overflow
+		}
+	}
+	ckpt := filepath.Join(dir, "big.safetensors")
+	if _, err := m.Save(ckpt, nil); err != nil {
+		t.Fatal(err)
+	}
+	var stdout, stderr bytes.Buffer
+	code := Main([]string{"eval", ckpt, "--recipe", recipe, "--format", "json"}, nil, &stdout, &stderr)
+	if want := "the loss over 4 samples is NaN: the model's outputs are not finite numbers (float32 overflowed), which JSON cannot hold"; code != exitFailed || !strings.Contains(stderr.String(), want) || stdout.Len() > 0 {
+		t.Errorf("exit %d, stdout %q, stderr %q; want exit %d and %q", code, stdout.String(), stderr.String(), exitFailed, want)
+	}
+	stdout.Reset()
+	if code := Main([]string{"eval", ckpt, "--recipe", recipe}, nil, &stdout, &stderr); code != exitOK || !strings.Contains(stdout.String(), "loss NaN  samples 4") {
+		t.Errorf("text: exit %d, %q", code, stdout.String())
 	}
 }

@@ -19,9 +19,9 @@ type Student struct {
 	Inputs    int              `json:"inputs,omitempty" minimum:"1" doc:"mlp: input features (default: the recipe model's)"`
 	Hidden    arch.Widths      `json:"hidden,omitempty" doc:"mlp: hidden widths; lenet5: fc1 and fc2 widths; lstm: the hidden size (default: the recipe model's, or for another preset its own)"`
 	Channels  []int            `json:"channels,omitempty" minimum:"1" minItems:"2" maxItems:"2" doc:"lenet5: conv1 and conv2 output channels (default: the recipe model's, or 6, 16)"`
-	Depth     int              `json:"depth,omitempty" minimum:"8" doc:"resnet: 6n+2 layers (default: the recipe model's, or 20)"`
+	Depth     int              `json:"depth,omitempty" minimum:"8" maximum:"10000" doc:"resnet: 6n+2 layers (default: the recipe model's, or 20)"`
 	Width     int              `json:"width,omitempty" minimum:"1" doc:"resnet: the first stage's channels (default: the recipe model's, or 16)"`
-	NumLayers int              `json:"num_layers,omitempty" minimum:"1" doc:"lstm: stacked layers (default: the recipe model's, or 1)"`
+	NumLayers int              `json:"num_layers,omitempty" minimum:"1" maximum:"1000" doc:"lstm: stacked layers (default: the recipe model's, or 1)"`
 	Layers    []arch.LayerSpec `json:"layers,omitempty" minItems:"1" doc:"the student's own network: a layer list as in the model section (its input is the recipe model's)"`
 	Classes   int              `json:"classes,omitempty" minimum:"2" doc:"output classes (default: the recipe model's; the teacher's must match)"`
 }

@@ -8,6 +8,7 @@ package lora
 
 import (
 	"fmt"
+	"math"
 	"math/bits"
 	"os"
 	"slices"
@@ -63,6 +64,15 @@ func (c *Config) Validate() error {
 			errs = append(errs, config.Errorf("train_also."+strconv.Itoa(i), "%s is also a target: a layer either gets an adapter or trains in full", n))
 		}
 	}
+	// The adapter's output is scaled in float32: a scale that rounds to 0
+	// trains nothing, and an infinite one makes every output NaN.
+	scaling, div := c.Alpha/float64(c.R), "r"
+	if c.RSLoRA {
+		scaling, div = c.Alpha/math.Sqrt(float64(c.R)), "sqrt(r)"
+	}
+	if f := float32(scaling); f == 0 || math.IsInf(float64(f), 0) {
+		errs = append(errs, config.Errorf("alpha", "the adapters' scaling alpha / %s = %.3g is %v in float32: keep it from about 1e-38 to 3e38 (PEFT's defaults, alpha 8 and r 8, give 1)", div, scaling, f))
+	}
 	if bits.OnesCount(uint(c.Blocksize)) != 1 {
 		errs = append(errs, config.Errorf("blocksize", "%d is not a power of two (bitsandbytes takes 32, 64, ..., 4096)", c.Blocksize))
 	}
@@ -81,7 +91,35 @@ var Adaptable = stages.Layers{What: "linear and conv2d layers (ungrouped, undila
 func (c *Config) CheckModel(in arch.Spec) error {
 	errs := stages.CheckLayers(in, "targets", c.Targets, Adaptable)
 	errs = append(errs, stages.CheckLayers(in, "train_also", c.TrainAlso, stages.AnyLearnable)...)
+	if len(errs) == 0 {
+		errs = c.checkSizes(in)
+	}
 	return errs.Err()
+}
+
+// checkSizes refuses, before anything runs, an r whose adapters could not be
+// allocated (model.CheckAdapterSize).
+func (c *Config) checkSizes(in arch.Spec) config.Errors {
+	g, err := in.Graph()
+	if err != nil {
+		return nil // the model section reports it
+	}
+	names, err := Adaptable.Resolve(g, c.Targets)
+	if err != nil {
+		return nil // CheckLayers reported it
+	}
+	for _, name := range names {
+		n := g.Node(name)
+		f, ok := n.Config.(arch.Factorable)
+		if !ok {
+			continue
+		}
+		a, b := f.FactorShapes(n.In, c.R)
+		if err := model.CheckAdapterSize(name, c.R, a, b); err != nil {
+			return config.Errors{config.Errorf("r", "%v", err)}
+		}
+	}
+	return nil
 }
 
 // UsesData reports that the stage trains and measures accuracy before.

@@ -45,12 +45,20 @@ func factorLayer(l *model.Layer, r rule, log zerolog.Logger) (LayerReport, error
 	rep := LayerReport{Rule: r.String(), Shape: l.WeightShape(), RankBefore: l.Rank, ParamsBefore: weightCount(l),
 		MultiplyAddsBefore: l.MultiplyAdds(), EnergyKept: 1}
 	lg := log.With().Str("layer", l.Name).Str("rule", rep.Rule).Int("rank", k).Logger()
-	switch {
-	case k*(rows+cols) >= rows*cols:
+	// A rank at or above min(rows, cols) never makes factors smaller than the
+	// weight; capping it there keeps k x (rows + cols) from overflowing on any
+	// rank a recipe may give (the schema bounds it only below).
+	switch capped := min(k, rows, cols); {
+	case capped*(rows+cols) >= rows*cols:
 		how := "dense"
 		rep.Result = KeptDense
 		if l.Rank > 0 {
 			rep.Result, how = KeptUnchanged, fmt.Sprintf("factored at rank %d", l.Rank)
+		}
+		if k > capped {
+			lg.Info().Int("dense_params", rows*cols).
+				Msgf("layer %s stays %s: rank %d is above the rank %d its %dx%d weight can have", l.Name, how, k, capped, rows, cols)
+			break
 		}
 		lg.Info().Int("factored_params", k*(rows+cols)).Int("dense_params", rows*cols).
 			Msgf("layer %s stays %s: rank %d factors of its %dx%d weight would hold %d parameters, the dense weight %d", l.Name, how, k, rows, cols, k*(rows+cols), rows*cols)

@@ -170,6 +170,11 @@ func (c *Config) Validate() error {
 		onlyFor("dim", LnStructured, c.Dim != def.Dim)
 		onlyFor("physical", LnStructured+" or "+GroupNorm, c.Physical)
 	}
+	if c.Physical && c.Amount == Fraction(1) && len(c.Amounts) == 0 && (c.Method == LnStructured || c.Method == GroupNorm) {
+		// Every channel of every group would go, which the run refuses only
+		// after the stages before this one trained.
+		errs = append(errs, config.Errorf("amount", "1.0 prunes every channel, and physical removes pruned channels from the model, which cannot lose a layer whole: lower the amount, or drop physical to keep the zeros as masks"))
+	}
 	if c.Physical && c.Dim != 0 {
 		errs = append(errs, config.Errorf("physical", "removes whole units, so it needs dim: 0 (rows of a linear weight, output channels of a conv); dim %d prunes inputs", c.Dim))
 	}

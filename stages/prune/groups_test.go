@@ -210,7 +210,9 @@ func TestGroupErrors(t *testing.T) {
 		{"different amounts in one group", map[string]any{"layers": []any{"conv1", "layer1.0.conv2"}, "amounts": map[string]any{"conv1": 0.5, "layer1.0.conv2": 0.25}},
 			"layers conv1 and layer1.0.conv2 share their channels"},
 		{"unreachable target", map[string]any{"amount": nil, "target": map[string]any{"macs": 0.01}}, "target macs 0.01 cannot be reached"},
-		{"every channel", map[string]any{"amount": 1.0}, "every one of its"},
+		// amount: 1.0 is refused while decoding (config_test.go); a layer's own
+		// amount reaches the run.
+		{"every channel", map[string]any{"amounts": map[string]any{"layer1.0.conv1": 1.0}}, "layer layer1.0.conv1: every one of its 4 units"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

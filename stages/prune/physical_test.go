@@ -156,7 +156,9 @@ func TestPhysicalErrors(t *testing.T) {
 		want string
 	}{
 		{"output layer", mlp(20, []int{16}, 5), map[string]any{"layers": []any{"fc1", "fc2"}}, "layer fc2 is the output layer"},
-		{"every unit", mlp(20, []int{16}, 5), map[string]any{"amount": 1.0}, "layer fc1: every one of its 16 units is pruned"},
+		// amount: 1.0 is refused while decoding (config_test.go); a layer's own
+		// amount reaches the run.
+		{"every unit", mlp(20, []int{16}, 5), map[string]any{"amounts": map[string]any{"fc1": 1.0}}, "layer fc1: every one of its 16 units is pruned"},
 		{"factored", factored, map[string]any{"layers": []any{"fc1"}}, "layer fc1 is factored (lowrank, rank 2)"},
 	}
 	for _, tt := range tests {

@@ -63,7 +63,10 @@ func (s *Settings) Calibrate(ctx *stages.Context, m *model.Model, layers []*mode
 func calibrationRows(s *data.Split, bs, batches int, shuffle bool, rng *rand.Rand) *data.Split {
 	b := data.NewBatcher(s, bs, shuffle)
 	b.Epoch(rng)
-	n := min(batches*bs, s.N)
+	n := s.N
+	if batches <= s.N/bs { // else they cover the split; batches*bs may overflow
+		n = batches * bs
+	}
 	out := &data.Split{X: make([]float32, n*s.Features), Y: make([]int32, n), N: n, Features: s.Features}
 	for i, r := range b.Order()[:n] {
 		copy(out.Row(i), s.Row(int(r)))
