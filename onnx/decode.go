@@ -34,6 +34,11 @@ func Parse(b []byte) (*Model, error) {
 	if err := proto.Unmarshal(b, &p); err != nil {
 		return nil, fmt.Errorf("not an ONNX model: %w", err)
 	}
+	// A file must say its IR version (onnx.checker refuses one that does
+	// not); Model's zero means "choose one" only for models built in Go.
+	if p.GetIrVersion() < 1 {
+		return nil, fmt.Errorf("the model has no ir_version (%d), which ONNX requires and its checker refuses: export it again with an ONNX exporter", p.GetIrVersion())
+	}
 	m, err := FromProto(&p)
 	if err != nil {
 		return nil, err

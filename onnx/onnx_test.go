@@ -300,6 +300,18 @@ func TestParseErrors(t *testing.T) {
 		{"float16", model(&onnxpb.TensorProto{Name: proto.String("h"), DataType: dt(onnxpb.TensorProto_FLOAT16), Dims: []int64{1}, RawData: make([]byte, 2)}),
 			`tensor "h": data type FLOAT16 is not supported`},
 		{"segment", model(&onnxpb.TensorProto{Name: proto.String("w"), DataType: f32, Segment: &onnxpb.TensorProto_Segment{}}), "segmented"},
+		// CI's FuzzParse: a file without ir_version and an opset newer than
+		// this package knows parsed, and then could not be written back.
+		{"no ir_version", func() []byte {
+			b, err := proto.Marshal(&onnxpb.ModelProto{
+				OpsetImport: []*onnxpb.OperatorSetIdProto{{Domain: proto.String(""), Version: proto.Int64(48)}},
+				Graph:       &onnxpb.GraphProto{Name: proto.String("g")},
+			})
+			if err != nil {
+				t.Fatal(err)
+			}
+			return b
+		}(), "no ir_version"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			_, err := onnx.Parse(tt.file)
