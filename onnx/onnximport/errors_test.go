@@ -49,6 +49,14 @@ func TestImportErrors(t *testing.T) {
 			g.AddInitializer(onnx.FloatTensor("hi", nil, []float32{1}))
 			return node(g, "/act/Clip", "Clip", []string{"h", "lo", "hi"}, "c")
 		}), []string{"node /act/Clip (Clip)", "Clip to [-1, 1]", "ReLU6"}},
+		// FuzzImport: handlers read inputs ONNX requires without checking
+		// they were given (a constant Identity of none panicked).
+		{"identity of nothing", tiny(func(g *onnx.Graph) string {
+			return node(g, "/Identity", "Identity", nil, "k")
+		}), []string{"node /Identity (Identity)", "requires its first 1"}},
+		{"gemm without weight", tiny(func(g *onnx.Graph) string {
+			return node(g, "/fc2/Gemm", "Gemm", []string{"h", ""}, "g")
+		}), []string{"node /fc2/Gemm (Gemm)", "requires its first 2"}},
 		{"computed weight", tiny(func(g *onnx.Graph) string {
 			return node(g, "/fc2/MatMul", "MatMul", []string{"h", "h"}, "mm")
 		}), []string{"node /fc2/MatMul (MatMul)", "input 1 is an activation too"}},

@@ -16,6 +16,18 @@ import (
 // supported lists the operators the importer reads, for messages.
 const supported = "Gemm, MatMul (+ Add), Conv, BatchNormalization, Relu, Clip(0, 6), Sigmoid, Tanh, Gelu (or its Erf pattern), MaxPool, AveragePool, GlobalAveragePool, Flatten, Reshape to flat, Add, Concat, LSTM, Gather, LayerNormalization, Dropout, Identity, and the constant shape plumbing (Shape, Gather, Unsqueeze, Concat, ConstantOfShape, Constant, Transpose, Squeeze)"
 
+// requiredInputs is how many leading inputs ONNX requires of each operator
+// the importer reads (the rest are optional: Gemm's C, Conv's B, an LSTM's
+// B, sequence_lens and initial states), checked before any handler reads
+// them.
+var requiredInputs = map[string]int{
+	"Identity": 1, "Dropout": 1, "Gemm": 2, "MatMul": 2, "Conv": 2, "BatchNormalization": 5,
+	"Relu": 1, "Sigmoid": 1, "Tanh": 1, "Gelu": 1, "Erf": 1, "Clip": 1,
+	"MaxPool": 1, "AveragePool": 1, "GlobalAveragePool": 1, "Flatten": 1, "Reshape": 2,
+	"Squeeze": 1, "Unsqueeze": 1, "Transpose": 1, "Add": 2, "Mul": 2, "Div": 2, "Concat": 1,
+	"Gather": 2, "LayerNormalization": 2, "LSTM": 3, "Shape": 1, "Cast": 1, "ConstantOfShape": 1,
+}
+
 // node maps one operator: folds it when its inputs are constants or
 // shapes, adds a layer when it reads an activation.
 func (im *importer) node(n *onnx.Node) error {
@@ -33,6 +45,9 @@ func (im *importer) node(n *onnx.Node) error {
 		if v.a != nil {
 			acts++
 		}
+	}
+	if need := requiredInputs[n.OpType]; len(ins) < need || slices.Contains(ins[:need], nil) {
+		return fmt.Errorf("%s with inputs %q: ONNX requires its first %d", n.OpType, n.Inputs, need)
 	}
 	if n.Domain != "" && n.Domain != "ai.onnx" {
 		return fmt.Errorf("operator %s of domain %s: shrink imports the default ONNX domain (%s)", n.OpType, n.Domain, supported)
