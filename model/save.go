@@ -250,10 +250,7 @@ func FromFile(f *checkpoint.File, spec *arch.Spec) (*Model, error) {
 	}
 	ld := &loader{f: f, used: map[string]bool{}}
 	for _, l := range m.Layers {
-		var c LayerCompression
-		if l.Name != "" {
-			c = comp[l.Name]
-		}
+		c := comp[l.Name] // never an entry for "": compressionFits refused it
 		l.Pruned, l.Rank, l.Quant, l.Input, l.Frozen = c.Pruned, c.Rank, c.Quant, c.Input, c.Frozen
 		ld.layer(l)
 		if c.Adapter != nil {
@@ -291,7 +288,7 @@ func compressionFits(comp map[string]LayerCompression, m *Model) error {
 	for _, name := range slices.Sorted(maps.Keys(comp)) {
 		c, l := comp[name], m.Layer(name)
 		if l == nil {
-			return fmt.Errorf("compression metadata names layer %q, which the architecture does not have", name)
+			return fmt.Errorf("compression metadata names layer %q, which the architecture does not have: the file's metadata was edited or written for another model; save it again from the stage that made it", name)
 		}
 		compressed := c.Quant != nil || c.Input != nil || c.Pruned || c.Sparsity != 0 || c.NF4 != nil || c.Adapter != nil || c.Rank != 0
 		if compressed && l.WeightShape() == nil {
