@@ -834,7 +834,7 @@ func (ex *execution) context(ctx context.Context, it *PlanItem, key, work string
 		CacheDir:     filepath.Join(r.opt.CacheDir, "derived"),
 		Refs:         map[string]string{},
 		LoadCheckpoint: func(path string) (*model.Model, error) {
-			return export.LoadModel(r.recipe.Path(path), &r.recipe.Model) // safetensors or compressed
+			return stages.LoadFile("", r.recipe.Path(path), &r.recipe.Model)
 		},
 	}
 	sc.Rand = rand.New(src)

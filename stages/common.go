@@ -113,17 +113,29 @@ func LoadONNX(spec arch.Spec) (*model.Model, error) {
 // LoadStart reads the recipe's model.checkpoint (safetensors, or a compressed
 // export used as it is) and checks it holds the model section's architecture.
 func LoadStart(spec arch.Spec) (*model.Model, error) {
-	m, err := export.LoadModel(spec.Checkpoint, &spec)
+	m, err := LoadFile("model.checkpoint ", spec.Checkpoint, &spec)
 	if err != nil {
 		return nil, err
-	}
-	if err := CheckFinite(m); err != nil {
-		return nil, fmt.Errorf("model.checkpoint %s: %w", spec.Checkpoint, err)
 	}
 	// A shrink checkpoint carries its architecture; the recipe's model section
 	// must say the same, since validation, keys and data checks rely on it.
 	if got, want := m.Spec.JSON(), spec.JSON(); got != want {
 		return nil, fmt.Errorf("model.checkpoint %s holds the architecture %s, but the recipe's model section says %s: make the model section match the checkpoint", spec.Checkpoint, got, want)
+	}
+	return m, nil
+}
+
+// LoadFile reads a model file a recipe names (safetensors or a compressed
+// export, export.LoadModel) and refuses one whose weights are not finite
+// (CheckFinite), naming the file after what, the key that named it: every
+// stage that starts from a user's file gets the check.
+func LoadFile(what, path string, spec *arch.Spec) (*model.Model, error) {
+	m, err := export.LoadModel(path, spec)
+	if err != nil {
+		return nil, err
+	}
+	if err := CheckFinite(m); err != nil {
+		return nil, fmt.Errorf("%s%s: %w", what, path, err)
 	}
 	return m, nil
 }

@@ -96,7 +96,7 @@ type Context struct {
 	// Progress reports training progress (a bar on terminals, log lines elsewhere).
 	Progress func(model.Progress)
 	// LoadCheckpoint reads a checkpoint file the config names (teacher_checkpoint),
-	// resolving it against the recipe's folder.
+	// resolving it against the recipe's folder (stages.LoadFile: finite weights only).
 	LoadCheckpoint func(path string) (*model.Model, error)
 }
 

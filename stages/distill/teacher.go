@@ -39,9 +39,6 @@ func (c *Config) teacher(ctx *stages.Context) (*teacher, error) {
 			return nil, fmt.Errorf("teacher_checkpoint: the file's digest was not handed to this stage")
 		}
 		m, err := ctx.LoadCheckpoint(c.TeacherCheckpoint)
-		if err == nil {
-			err = stages.CheckFinite(m)
-		}
 		if err != nil {
 			return nil, fmt.Errorf("teacher_checkpoint: %w", err)
 		}
