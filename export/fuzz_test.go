@@ -10,6 +10,7 @@ import (
 
 	"github.com/shrink-ml/shrink/checkpoint"
 	"github.com/shrink-ml/shrink/compress"
+	"github.com/shrink-ml/shrink/internal/metaseed"
 	"github.com/shrink-ml/shrink/model"
 )
 
@@ -49,24 +50,16 @@ var metadataKeys = []string{"compression", "arch"}
 // "bits" or "mode" once panicked eval, export and run.)
 func FuzzMetadata(f *testing.F) {
 	files := fuzzFiles()
-	for i, b := range files {
-		c, err := checkpoint.Read(bytes.NewReader(b), int64(len(b)))
-		if err != nil {
-			f.Fatal(err)
-		}
-		for k, key := range metadataKeys {
-			v := c.Metadata[key]
-			f.Add(uint8(i), uint8(k), v)
-			// The audit's cases, and their neighbours.
-			for _, from := range []string{`"bits":4`, `"bits":8`, `"bits":3`, `"mode":"static"`, `"scheme":"asymmetric"`, `"granularity":"per_channel"`, `"rank":4`} {
-				for _, to := range []string{`"bits":0`, `"bits":-3`, `"bits":64`, `"mode":"dynamix"`, `"scheme":"asymetric"`, `"granularity":""`, `"rank":-1`, `"rank":100`} {
-					if strings.Contains(v, from) && strings.SplitN(from, ":", 2)[0] == strings.SplitN(to, ":", 2)[0] {
-						f.Add(uint8(i), uint8(k), strings.Replace(v, from, to, 1))
-					}
-				}
+	// The audit's cases, and their neighbours: every from/to pair of one key.
+	var edits [][2]string
+	for _, from := range []string{`"bits":4`, `"bits":8`, `"bits":3`, `"mode":"static"`, `"scheme":"asymmetric"`, `"granularity":"per_channel"`, `"rank":4`} {
+		for _, to := range []string{`"bits":0`, `"bits":-3`, `"bits":64`, `"mode":"dynamix"`, `"scheme":"asymetric"`, `"granularity":""`, `"rank":-1`, `"rank":100`} {
+			if strings.SplitN(from, ":", 2)[0] == strings.SplitN(to, ":", 2)[0] {
+				edits = append(edits, [2]string{from, to})
 			}
 		}
 	}
+	metaseed.Add(f, files, metadataKeys, edits)
 	f.Fuzz(func(t *testing.T, which, key uint8, value string) {
 		b := files[int(which)%len(files)]
 		c, err := checkpoint.Read(bytes.NewReader(b), int64(len(b)))

@@ -3,11 +3,11 @@ package infer
 import (
 	"bytes"
 	"math/rand/v2"
-	"strings"
 	"sync"
 	"testing"
 
 	"github.com/shrink-ml/shrink/checkpoint"
+	"github.com/shrink-ml/shrink/internal/metaseed"
 	"github.com/shrink-ml/shrink/model"
 )
 
@@ -41,28 +41,14 @@ func FuzzMetadata(f *testing.F) {
 		f.Fatal(err)
 	}
 	keys := []string{"compression", "arch"}
-	for i, b := range files {
-		c, err := checkpoint.Read(bytes.NewReader(b), int64(len(b)))
-		if err != nil {
-			f.Fatal(err)
-		}
-		for k, key := range keys {
-			v := c.Metadata[key]
-			f.Add(uint8(i), uint8(k), v)
-			for _, edit := range [][2]string{
-				{`"bits":8`, `"bits":1`}, {`"bits":8`, `"bits":2`}, {`"bits":4`, `"bits":7`},
-				{`"mode":"static"`, `"mode":"dynamic"`}, {`"mode":"dynamic"`, `"mode":"static"`},
-				{`"scheme":"asymmetric"`, `"scheme":"symmetric"`}, {`"scheme":"symmetric"`, `"scheme":"asymmetric"`},
-				{`"granularity":"per_channel"`, `"granularity":"per_tensor"`}, {`"granularity":"per_tensor"`, `"granularity":"per_channel"`},
-				{`"reduce_range":true`, `"reduce_range":false`}, {`"pruned":true`, `"pruned":false`},
-				{`"width":4`, `"width":3`}, {`"depth":8`, `"depth":14`}, {`"classes":3`, `"classes":1`},
-			} {
-				if strings.Contains(v, edit[0]) {
-					f.Add(uint8(i), uint8(k), strings.Replace(v, edit[0], edit[1], 1))
-				}
-			}
-		}
-	}
+	metaseed.Add(f, files, keys, [][2]string{
+		{`"bits":8`, `"bits":1`}, {`"bits":8`, `"bits":2`}, {`"bits":4`, `"bits":7`},
+		{`"mode":"static"`, `"mode":"dynamic"`}, {`"mode":"dynamic"`, `"mode":"static"`},
+		{`"scheme":"asymmetric"`, `"scheme":"symmetric"`}, {`"scheme":"symmetric"`, `"scheme":"asymmetric"`},
+		{`"granularity":"per_channel"`, `"granularity":"per_tensor"`}, {`"granularity":"per_tensor"`, `"granularity":"per_channel"`},
+		{`"reduce_range":true`, `"reduce_range":false`}, {`"pruned":true`, `"pruned":false`},
+		{`"width":4`, `"width":3`}, {`"depth":8`, `"depth":14`}, {`"classes":3`, `"classes":1`},
+	})
 	f.Fuzz(func(t *testing.T, which, key uint8, value string) {
 		b := files[int(which)%len(files)]
 		c, err := checkpoint.Read(bytes.NewReader(b), int64(len(b)))
